@@ -1,0 +1,310 @@
+"""Summaries of worker results: per-metric statistics, console tables and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+NAMES = {"lmgate": "lmgate", "litellm": "LiteLLM"}
+
+LABELS = {
+    "import_ms": "import time",
+    "peak_rss_mb": "peak RSS after import",
+    "first_call_ms": "first mock completion after import",
+    "cold_start_ms": "import + first mock completion",
+    "peak_rss_after_call_mb": "peak RSS after the first completion",
+    "calls_per_s": "calls/s",
+    "cpu_us_per_call": "CPU per call",
+    "hooks_missed": "hooks that never ran",
+    "hook_delay_p50_ms": "return → hook, p50",
+    "hook_delay_p99_ms": "return → hook, p99",
+    "overhead_ms": "added latency over raw httpx (median)",
+    "call_ms": "per-call latency (median)",
+    "records_per_s": "records/s delivered",
+    "records_lost": "records lost",
+    "lost_after_restart": "records lost after a restart on the same spool",
+    "startup_s": "start-up to first 200",
+    "idle_rss_mb": "idle RSS (process tree)",
+    "rps_c50": "requests/s, concurrency 50",
+    "p50_c50_ms": "p50 latency, concurrency 50",
+    "p99_c50_ms": "p99 latency, concurrency 50",
+    "rps_c1": "requests/s, concurrency 1",
+    "p50_c1_ms": "p50 latency, concurrency 1",
+    "p99_c1_ms": "p99 latency, concurrency 1",
+    "errors": "failed requests",
+    "log_records_lost": "log records lost (after graceful stop)",
+}
+
+ABOUT = {
+    "import": "Wall time of `import <impl>` measured in-process with `perf_counter`, and the peak RSS "
+    "(`ru_maxrss`) of that fresh process. One untimed import per side runs first so byte-code caches exist.",
+    "mock_sync": "Sync `completion(model='gpt-4o-mini', messages=[...], mock_response='hello world')` in a "
+    "loop. CPU is `time.process_time()` (all threads) from the first timed call until background callback "
+    "work has drained, divided by calls. lmgate drains with `lmgate.flush_callbacks(timeout=30)`; LiteLLM "
+    "has no public flush for sync calls, so the harness polls its logging thread pool (free pending slots) "
+    "and its async logging worker until idle (bounded, 30 s). Both then get the same fixed 0.2 s settle. "
+    "Variants: no callbacks; a `success_callback` function; a `CustomLogger` counting "
+    "`log_success_event` + `async_log_success_event`; `stream=True` with every chunk consumed.",
+    "mock_async": "`acompletion(mock_response=...)` from 100 concurrent tasks. With the async CustomLogger, "
+    "each call gets a unique mock answer; the hook reads it back from the response to pair the call's "
+    "return time with the hook's time (return → hook delay). Drain: lmgate `flush_callbacks` (in a thread, "
+    "the loop keeps running); LiteLLM `GLOBAL_LOGGING_WORKER.flush()` plus the thread-pool poll.",
+    "overhead_http": "Real HTTP to a local fake OpenAI server (bench/fake_openai.py, stdlib asyncio, "
+    "127.0.0.1). Calls alternate raw `httpx` (default client settings, JSON/SSE parsed) and "
+    "`completion(model='openai/gpt-4o-mini', api_base=<fake>/v1, api_key='sk-bench')`; the added latency "
+    "is median(impl) − median(raw httpx) in the same process.",
+    "generic_api": "The generic API logger (`json_array`, batch 100, flush interval 1 s, same for both) "
+    "posting to a local receiver (bench/receiver.py) that de-duplicates records by id. A child process "
+    "makes the calls (`acompletion`, mock); it appends a byte per returned call to a file, so 'lost' = "
+    "returned calls − unique records received, even after a kill. lmgate runs with its disk spool on and, "
+    "after each variant, a fresh lmgate process opens the same spool and flushes ('after restart'); "
+    "LiteLLM has no spool (and its default `max_retries=0`). The 500 window starts at the first POST.",
+    "proxy": "`lmgate serve --config X --port P` vs `litellm --config X --port P --num_workers 1`, same "
+    "mock model list (`mock_response` in `litellm_params`), no master key (LiteLLM started with "
+    "`LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true`). Start-up = process start to the first 200 "
+    "on `/health/liveliness`; idle RSS 1 s later (whole process tree); then 20 warm-up requests and "
+    "`wrk --latency` with a POST script (bench/wrk_post.lua) at 50 and 1 connections. The `generic_api` "
+    "variant adds a generic API logger (LiteLLM's `callback_settings` form) pointing at bench/receiver.py.",
+}
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def aggregate(runs: dict[str, list[dict]], impls: tuple[str, ...]) -> dict:
+    """{impl: [worker result, ...]} -> per-impl status plus per-metric median/min/max and pair ratios."""
+    out: dict[str, Any] = {"sides": {}, "metrics": {}}
+    ok: dict[str, list[dict]] = {}
+    for impl in impls:
+        results = runs.get(impl, [])
+        skipped = next((r["skipped"] for r in results if "skipped" in r), None)
+        errors = [r["error"] for r in results if "error" in r]
+        ok[impl] = [r for r in results if "metrics" in r]
+        out["sides"][impl] = {
+            "runs": len(ok[impl]),
+            "skipped": skipped,
+            "errors": errors,
+            "info": ok[impl][-1].get("info") if ok[impl] else None,
+        }
+    names: list[str] = []
+    for impl in impls:
+        for r in ok[impl]:
+            names += [n for n in r["metrics"] if n not in names]
+    for name in names:
+        entry: dict[str, Any] = {}
+        for impl in impls:
+            vals = [r["metrics"][name]["value"] for r in ok[impl] if name in r["metrics"]]
+            spec = next((r["metrics"][name] for r in ok[impl] if name in r["metrics"]), None)
+            if spec:
+                entry.update(unit=spec["unit"], better=spec["better"], ratio=spec["ratio"])
+            vals = [v for v in vals if _finite(v)]
+            if vals:
+                entry[impl] = {
+                    "median": statistics.median(vals),
+                    "min": min(vals),
+                    "max": max(vals),
+                    "values": vals,
+                }
+        entry["ratio_median"] = None
+        if entry.get("ratio") and "lmgate" in entry and "litellm" in entry:
+            pairs = []
+            for a, b in zip(entry["lmgate"]["values"], entry["litellm"]["values"], strict=False):
+                # always "lmgate is X× better": reference/lmgate for costs, lmgate/reference for throughputs
+                num, den = (b, a) if entry["better"] == "lower" else (a, b)
+                if den > 0 and num > 0:
+                    pairs.append(num / den)
+            entry["ratio_pairs"] = pairs
+            entry["ratio_median"] = statistics.median(pairs) if pairs else None
+        out["metrics"][name] = entry
+    return out
+
+
+def has_errors(summary: dict) -> bool:
+    return any(
+        side["errors"]
+        for variants in summary["scenarios"].values()
+        for v in variants.values()
+        for side in v["sides"].values()
+    )
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def num(x: float | None) -> str:
+    if x is None or not _finite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def cell(stats: dict | None, unit: str) -> str:
+    if not stats:
+        return "–"
+    if len(stats["values"]) == 1:
+        return f"{num(stats['median'])} {unit}"
+    return f"{num(stats['median'])} {unit} ({num(stats['min'])}–{num(stats['max'])})"
+
+
+def ratio_text(r: float | None) -> str:
+    if r is None:
+        return "–"
+    if r >= 1:
+        return f"**{num(r)}×** better"
+    return f"{num(r)}× (LiteLLM {num(1 / r)}× better)"
+
+
+def side_note(sides: dict) -> str:
+    notes = []
+    for impl, s in sides.items():
+        if s["skipped"]:
+            notes.append(f"{NAMES[impl]} skipped: {s['skipped']}")
+        for e in sorted(set(s["errors"])):
+            notes.append(f"{NAMES[impl]} error: {e}")
+    return "; ".join(notes)
+
+
+def console_table(name: str, variants: dict) -> str:
+    lines = [f"\n== {name}"]
+    for v, agg in variants.items():
+        note = side_note(agg["sides"])
+        lines.append(f"  [{v}]" + (f"  ({note})" if note else ""))
+        for m, e in agg["metrics"].items():
+            unit = e.get("unit", "")
+            lines.append(
+                f"    {LABELS.get(m, m):44s} lmgate {cell(e.get('lmgate'), unit):28s} "
+                f"LiteLLM {cell(e.get('litellm'), unit):28s} {ratio_text(e.get('ratio_median')).replace('*', '')}"
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- machine and report
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.rstrip()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def machine_meta(py: dict[str, Path], impls: tuple[str, ...]) -> dict:
+    cpu, cores, mhz = "unknown", 0, ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                cores += 1
+            elif line.startswith("cpu MHz") and not mhz:
+                mhz = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    versions = {}
+    for impl in impls:
+        versions[impl] = _run(
+            [str(py[impl]), "-c", f"import importlib.metadata as m; print(m.version({impl!r}))"]
+        )
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "cpu_mhz": mhz,
+        "free": _run(["free", "-h"]),
+        "kernel": platform.release(),
+        "python": _run([str(py["lmgate"]), "-c", "import sys; print(sys.version.split()[0])"]),
+        "versions": versions,
+        "wrk": _run(["wrk", "--version"]).splitlines()[0] if _run(["which", "wrk"]) else "",
+    }
+
+
+def markdown(summary: dict) -> str:
+    meta = summary["meta"]
+    ver = meta.get("versions", {})
+    md = [
+        "# Benchmarks: lmgate vs LiteLLM",
+        "",
+        "<!-- generated by bench/run.py (bench/report.py); edit those, not this file -->",
+        "",
+        "lmgate and the reference implementation, LiteLLM, measured side by side on the same machine in the "
+        "same run. Every measurement is a fresh process; the two sides alternate (lmgate, LiteLLM, lmgate, "
+        "LiteLLM, …). Each cell is the median of the runs, with min–max in brackets; the last column is the "
+        "median of the per-pair ratios, phrased as *lmgate is X× better* (LiteLLM/lmgate for costs such as "
+        "time, CPU and memory; lmgate/LiteLLM for throughputs). Below 1× LiteLLM is better.",
+        "",
+        "![lmgate vs LiteLLM](benchmarks.png)",
+        "",
+        "## How to run",
+        "",
+        "```sh",
+        "make bench          # python bench/run.py: full run, about 20 minutes",
+        "make bench-quick    # python bench/run.py --quick: fewer repeats and shorter loops, under 2 minutes",
+        "python bench/run.py --only mock_sync proxy --repeats 3",
+        "python bench/run.py --smoke   # lmgate only, a few seconds, no reference venv (for CI)",
+        "```",
+        "",
+        "The first run creates the reference venv `bench/.venv-ref` with `bench/setup_ref.sh`: "
+        f"LiteLLM {ver.get('litellm') or '1.109.1'} with the `proxy` extra (and matplotlib, for the chart). "
+        "`litellm==1.109.1` pins `certifi` and `litellm-proxy-extras` to releases the index does not serve, so "
+        "the script downloads the wheel, installs its requirements (core + `proxy` extra) with those two pins "
+        "dropped, then installs the wheel with `--no-deps`. LiteLLM never enters the project venv. The "
+        "reference runs with `LITELLM_LOCAL_MODEL_COST_MAP=True` and `LITELLM_TELEMETRY=False`; all traffic "
+        "stays on 127.0.0.1.",
+        "",
+        "Raw worker output of every run is kept in `bench/results/raw/` (git-ignored); the summary of the "
+        "last run is `bench/results/latest.json`.",
+        "",
+        "## This run",
+        "",
+        f"- command: `{meta.get('command')}` ({'quick' if meta.get('quick') else 'full'} mode), started "
+        f"{meta.get('started')}, took {meta.get('duration_s')} s",
+        f"- CPU: {meta.get('cpu')}, {meta.get('cores')} logical cores"
+        + (f" @ {meta['cpu_mhz']} MHz" if meta.get("cpu_mhz") else ""),
+        f"- kernel {meta.get('kernel')}, Python {meta.get('python')}, {meta.get('wrk') or 'wrk not installed'}",
+        f"- lmgate {ver.get('lmgate', '?')}, LiteLLM {ver.get('litellm', 'not measured')}",
+        "",
+        "```",
+        meta.get("free", ""),
+        "```",
+        "",
+    ]
+    if meta.get("quick"):
+        md += [
+            "> Quick mode: fewer repeats (1–3 per side), shorter loops, all variants of a scenario in one "
+            "process, proxy without the logger variant. Use `make bench` for the numbers to quote.",
+            "",
+        ]
+    for name, variants in summary["scenarios"].items():
+        md += [f"## {name}", "", ABOUT.get(name, ""), ""]
+        md += ["| variant | metric | lmgate | LiteLLM | lmgate is … |", "| --- | --- | --- | --- | --- |"]
+        notes = []
+        for v, agg in variants.items():
+            note = side_note(agg["sides"])
+            if note:
+                notes.append(f"- `{v}`: {note}")
+            if not agg["metrics"]:
+                md.append(f"| {v} | – | – | – | – |")
+            for m, e in agg["metrics"].items():
+                unit = e.get("unit", "")
+                md.append(
+                    f"| {v} | {LABELS.get(m, m)} | {cell(e.get('lmgate'), unit)} | "
+                    f"{cell(e.get('litellm'), unit)} | {ratio_text(e.get('ratio_median'))} |"
+                )
+        md += [""] + notes + ([""] if notes else [])
+    return "\n".join(md).rstrip() + "\n"

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Benchmark lmgate against the reference implementation (LiteLLM) on this machine, in one run.
+
+    python bench/run.py                       # full run (~20 min), writes docs/benchmarks.{md,png}
+    python bench/run.py --quick               # fewer repeats, shorter loops (under 2 min)
+    python bench/run.py --only mock_sync proxy --repeats 3
+    python bench/run.py --smoke               # lmgate only, seconds, no reference venv needed (CI)
+
+Every measurement is a fresh worker process (bench/scenarios/*.py) started alternately for lmgate
+(project venv) and LiteLLM (bench/.venv-ref, made by bench/setup_ref.sh), A B A B ..., so that slow
+drift on the machine hits both sides alike.  Each worker prints one JSON line; this script keeps the raw
+lines under bench/results/raw/, the summary in bench/results/latest.json, and renders the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SCEN = BENCH / "scenarios"
+RESULTS = BENCH / "results"
+PY = {"lmgate": ROOT / ".venv" / "bin" / "python", "litellm": BENCH / ".venv-ref" / "bin" / "python"}
+IMPLS = ("lmgate", "litellm")
+
+sys.path.insert(0, str(BENCH))
+import report  # noqa: E402 - bench/ is not a package; report.py sits next to this file
+
+
+@dataclass
+class Scenario:
+    script: str
+    variants: list[str]
+    repeats: int  # full run
+    quick_repeats: int
+    timeout: float  # seconds per worker process
+    quick_variants: list[str] | None = None  # None = all
+    # full mode: one process per variant (no state shared between variants); quick mode groups them
+    split_variants: bool = True
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "import": Scenario("import_time.py", ["import"], 5, 3, 60),
+    "mock_sync": Scenario(
+        "mock_sync.py", ["no_callbacks", "stream", "success_fn", "custom_logger"], 5, 2, 120
+    ),
+    "mock_async": Scenario("mock_async.py", ["no_callbacks", "custom_logger"], 5, 2, 120),
+    "overhead_http": Scenario(
+        "overhead_http.py", ["sync", "sync_stream", "async", "async_stream"], 3, 1, 180
+    ),
+    # these drivers start a fresh child / server per variant themselves
+    "generic_api": Scenario(
+        "generic_api.py",
+        ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill"],
+        3,
+        1,
+        600,
+        split_variants=False,
+    ),
+    "proxy": Scenario(
+        "proxy.py", ["plain", "generic_api"], 3, 1, 600, quick_variants=["plain"], split_variants=False
+    ),
+}
+SMOKE = {"import": ["import"], "mock_sync": ["no_callbacks"]}
+
+
+def worker_env(impl: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if impl == "litellm":
+        # no network for the price map, no telemetry, no banners: the reference runs offline like we do
+        env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR")
+    return env
+
+
+def run_worker(impl: str, sc: Scenario, variants: list[str], quick: bool, raw_dir: Path, tag: str) -> dict:
+    """One fresh worker process; returns {variant: result} (result has metrics, skipped or error)."""
+    cmd = [str(PY[impl]), sc.script, "--impl", impl, "--variant", ",".join(variants)]
+    if quick:
+        cmd.append("--quick")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=SCEN, env=worker_env(impl), capture_output=True, text=True, timeout=sc.timeout
+        )
+        out, err, rc = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err, rc = f"timed out after {sc.timeout}s", -1
+    (raw_dir / f"{tag}.out").write_text(out)
+    (raw_dir / f"{tag}.err").write_text(err)
+    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
+    if line is None:
+        why = f"worker failed (exit {rc}, {time.perf_counter() - t0:.1f}s): {err.strip().splitlines()[-1:]}"
+        return {v: {"error": why} for v in variants}
+    return json.loads(line)["results"]
+
+
+def ensure_reference() -> bool:
+    if PY["litellm"].exists() and any((BENCH / ".venv-ref").glob(".installed-litellm-*")):
+        return True
+    print("setting up the reference venv (bench/setup_ref.sh) ...", flush=True)
+    r = subprocess.run(["bash", str(BENCH / "setup_ref.sh")])
+    return r.returncode == 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, shorter loops")
+    ap.add_argument(
+        "--only", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO", help=", ".join(SCENARIOS)
+    )
+    ap.add_argument("--repeats", type=int, help="processes per side and variant (default: per scenario)")
+    ap.add_argument("--smoke", action="store_true", help="lmgate only, tiny, no reference, no report")
+    ap.add_argument("--no-ref", action="store_true", help="measure lmgate only")
+    ap.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md/.png")
+    args = ap.parse_args()
+
+    started = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    raw_dir = RESULTS / "raw" / stamp
+    raw_dir.mkdir(parents=True, exist_ok=True)
+
+    impls: tuple[str, ...] = IMPLS
+    if args.smoke or args.no_ref:
+        impls = ("lmgate",)
+    elif not ensure_reference():
+        print("reference venv could not be set up; measuring lmgate only", flush=True)
+        impls = ("lmgate",)
+
+    quick = args.quick or args.smoke
+    plan = SMOKE if args.smoke else {n: None for n in (args.only or SCENARIOS)}
+    summary: dict = {"scenarios": {}}
+    for name, smoke_variants in plan.items():
+        sc = SCENARIOS[name]
+        chosen = smoke_variants or ((sc.quick_variants or sc.variants) if quick else sc.variants)
+        repeats = 1 if args.smoke else (args.repeats or (sc.quick_repeats if quick else sc.repeats))
+        groups = [[v] for v in chosen] if (sc.split_variants and not quick) else [chosen]
+        if name == "import":
+            # one untimed import per side first: byte-code caches get written once, not in run 1
+            for impl in impls:
+                run_worker(impl, sc, chosen, quick, raw_dir, f"{name}-warmup-{impl}")
+        runs: dict = {v: {impl: [] for impl in impls} for v in chosen}
+        for group in groups:
+            skipped: dict[str, str] = {}
+            for rep in range(repeats):
+                for impl in impls:  # alternate A B A B ...
+                    todo = [v for v in group if not (impl == "lmgate" and v in skipped)]
+                    if not todo:
+                        continue
+                    tag = f"{name}-{'+'.join(todo)}-{impl}-{rep}"
+                    res = run_worker(impl, sc, todo, quick, raw_dir, tag)
+                    for v in todo:
+                        r = res.get(v, {"error": "no result"})
+                        runs[v][impl].append(r)
+                        if impl == "lmgate" and "skipped" in r:
+                            skipped[v] = r["skipped"]
+                            print(f"skipped: {name}/{v} (lmgate): {r['skipped']}", flush=True)
+                        elif "error" in r:
+                            print(f"error: {name}/{v} ({impl}): {r['error']}", flush=True)
+        summary["scenarios"][name] = {v: report.aggregate(runs[v], impls) for v in chosen}
+        print(report.console_table(name, summary["scenarios"][name]), flush=True)
+
+    summary["meta"] = report.machine_meta(PY, impls)
+    summary["meta"].update(
+        quick=quick,
+        smoke=args.smoke,
+        command="python bench/run.py " + " ".join(sys.argv[1:]),
+        started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        duration_s=round(time.time() - started, 1),
+        raw_dir=str(raw_dir.relative_to(ROOT)),
+    )
+    out = RESULTS / ("smoke.json" if args.smoke else "latest.json")
+    out.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    print(f"\nwrote {out.relative_to(ROOT)} ({summary['meta']['duration_s']} s)")
+    if args.smoke:
+        return 1 if report.has_errors(summary) else 0
+    if not args.no_report:
+        md = ROOT / "docs" / "benchmarks.md"
+        md.write_text(report.markdown(summary))
+        print(f"wrote {md.relative_to(ROOT)}")
+        if PY["litellm"].exists():
+            # matplotlib lives in the reference venv only; the project venv stays lean
+            png = ROOT / "docs" / "benchmarks.png"
+            r = subprocess.run([str(PY["litellm"]), str(BENCH / "chart.py"), str(out), str(png)])
+            if r.returncode == 0:
+                print(f"wrote {png.relative_to(ROOT)}")
+    return 1 if report.has_errors(summary) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

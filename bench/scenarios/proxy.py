@@ -1,0 +1,259 @@
+"""Scenario `proxy`: `lmgate serve` vs `litellm` proxy, one worker each, same mock model list.
+
+Measures start-up time (process start to the first 200 on /health/liveliness), idle RSS (the server's
+whole process tree), then requests/s and p50/p99 latency with wrk at concurrency 50 and 1, without and
+with a generic API logger pointed at bench/receiver.py.
+
+This driver is stdlib only; it starts the CLI that sits next to its own interpreter (the same venv).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from _common import (
+    BENCH_DIR,
+    Skip,
+    metric,
+    parse_args,
+    reference_env,
+    run_variants,
+    skip_all,
+    start_helper,
+    stop_helper,
+    variants,
+)
+
+VARIANTS = ["plain", "generic_api"]
+BIN = os.path.dirname(sys.executable)
+
+CONFIG = """\
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      mock_response: "hello world"
+      api_key: sk-bench
+"""
+# LiteLLM's documented form for a named generic API callback; lmgate reads the same file
+LOGGER_CONFIG = """\
+litellm_settings:
+  success_callback: ["bench_logger"]
+callback_settings:
+  bench_logger:
+    callback_type: generic_api
+    endpoint: {endpoint}
+    headers:
+      x-bench: "1"
+    log_format: json_array
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except Exception:  # noqa: BLE001 - not up yet
+        return 0
+
+
+def post_once(port: int) -> int:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}',
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of pid and all its descendants (uvicorn/gunicorn may fork)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                continue
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmRSS:\s+(\d+)", f.read())
+                total_kb += int(m.group(1)) if m else 0
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def parse_latency(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def wrk(port: int, connections: int, seconds: float) -> dict:
+    threads = min(2, connections)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        os.path.join(BENCH_DIR, "wrk_post.lua"),
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors:.*?timeout (\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(total.group(1)) if total else 0,
+        "errors": (int(bad.group(1)) if bad else 0) + (int(errs.group(1)) if errs else 0),
+        "p50_ms": parse_latency(lat.get("50", "")),
+        "p99_ms": parse_latency(lat.get("99", "")),
+    }
+
+
+def server_cmd(impl: str, config: str, port: int) -> list[str]:
+    if impl == "lmgate":
+        return [os.path.join(BIN, "lmgate"), "serve", "--config", config, "--port", str(port)]
+    return [os.path.join(BIN, "litellm"), "--config", config, "--port", str(port), "--num_workers", "1"]
+
+
+def check_available(impl: str) -> None:
+    if not shutil.which("wrk"):
+        raise Skip("wrk not installed (apt-get install wrk)")
+    if impl == "lmgate":
+        exe = os.path.join(BIN, "lmgate")
+        if not os.path.exists(exe):
+            raise Skip("no lmgate console script in the venv")
+        r = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise Skip("lmgate.cli has no `serve` yet")
+
+
+def measure(args, variant: str) -> dict:
+    seconds = 2.0 if args.quick else 10.0
+    tmp = tempfile.mkdtemp(prefix="bench-proxy-")
+    config = os.path.join(tmp, "config.yaml")
+    text = CONFIG
+    receiver = None
+    if variant == "generic_api":
+        receiver, rport = start_helper("receiver.py", "--max-seconds", "600")
+        endpoint = f"http://127.0.0.1:{rport}/log"
+        text += LOGGER_CONFIG.format(endpoint=endpoint)
+        os.environ["GENERIC_LOGGER_ENDPOINT"] = endpoint
+    with open(config, "w") as f:
+        f.write(text)
+    port = free_port()
+    env = dict(os.environ)
+    if args.impl == "litellm":
+        reference_env()
+        env = dict(os.environ)
+        # no master key in either server's config: clients talk to both unauthenticated
+        env["LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY"] = "true"
+    log = open(os.path.join(tmp, "server.log"), "w")  # noqa: SIM115 - closed in finally
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        server_cmd(args.impl, config, port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = t0 + 120
+        while http_get(f"http://127.0.0.1:{port}/health/liveliness", 1.0) != 200:
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(f"{args.impl} server did not come up; see {log.name}")
+            time.sleep(0.02)
+        startup = time.perf_counter() - t0
+        time.sleep(1.0)  # let start-up background work settle before calling it idle
+        idle_rss = tree_rss_mb(proc.pid)
+        warm = [post_once(port) for _ in range(20)]
+        if warm.count(200) < 20:
+            raise RuntimeError(f"warm-up requests failed: {warm}; see {log.name}")
+        c50 = wrk(port, 50, seconds)
+        c1 = wrk(port, 1, seconds)
+        loaded_rss = tree_rss_mb(proc.pid)
+        metrics = {
+            "startup_s": metric(startup, "s", "lower"),
+            "idle_rss_mb": metric(idle_rss, "MiB", "lower"),
+            "rps_c50": metric(c50["rps"], "req/s", "higher"),
+            "p50_c50_ms": metric(c50["p50_ms"], "ms", "lower"),
+            "p99_c50_ms": metric(c50["p99_ms"], "ms", "lower"),
+            "rps_c1": metric(c1["rps"], "req/s", "higher"),
+            "p50_c1_ms": metric(c1["p50_ms"], "ms", "lower"),
+            "p99_c1_ms": metric(c1["p99_ms"], "ms", "lower"),
+            "errors": metric(c50["errors"] + c1["errors"], "requests", "lower", ratio=False),
+        }
+        info = {"rss_after_load_mb": round(loaded_rss, 1), "requests": c50["requests"] + c1["requests"] + 20}
+    finally:
+        # SIGTERM = graceful shutdown, the chance to flush the logger; bounded, then SIGKILL the group
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+        log.close()
+    if receiver is not None:
+        from generic_api import wait_quiet
+
+        got = wait_quiet(rport, quiet_s=1.0, max_s=10)
+        stop_helper(receiver)
+        info["log_records_delivered"] = got["unique"]
+        metrics["log_records_lost"] = metric(
+            info["requests"] - got["unique"], "records", "lower", ratio=False
+        )
+    info["server_log"] = log.name
+    return {"metrics": metrics, "info": info}
+
+
+def main() -> None:
+    args = parse_args()
+    chosen = variants(args.variant, VARIANTS)
+    try:
+        check_available(args.impl)
+    except Skip as exc:
+        skip_all(args.impl, "proxy", chosen, str(exc))
+        return
+    run_variants(args.impl, "proxy", chosen, lambda v: measure(args, v))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,511 @@
+"""Which hook runs where, in what order, and how we know it has run.
+
+Delivery never happens on the caller's path. For each call the pipeline ``emit``s events
+(pre, post, stream, success, failure); each registered callback (a *target*) gets its hooks:
+
+* **thread mode** — sync hooks run on one of a few callback threads, chosen by the target, so
+  a target's events run in order (FIFO); an async hook met in this mode is run on the
+  callback loop and waited for by that thread, which keeps the order;
+* **async mode** — async hooks run as tasks on lmgate's callback loop (one daemon thread with
+  its own event loop); events of one call and one target are chained, so they run in order,
+  while different calls run concurrently. A sync hook met in this mode runs on the target's
+  callback thread and the chain waits for it.
+
+A sync call uses thread mode for a target that has any sync hook; an async call uses async
+mode for a target that has any async hook. So the sync hook runs for sync calls and the
+async hook for async calls, and a target that only has one kind still hears every call.
+
+Running async hooks on our own loop (not the caller's) means ``asyncio.run()`` ending the
+caller's loop cannot cancel a pending delivery, and a hook that blocks cannot stall the
+caller's loop. ``flush`` waits until every submitted delivery is done; it runs at exit too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import inspect
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..exceptions import CallbackError
+from .custom_logger import CustomLogger
+from .record import CallRecord
+from .redact import mask_secrets, redact_response
+
+logger = logging.getLogger("lmgate.callbacks")
+
+EVENTS = ("pre", "post", "stream", "success", "failure")
+_LOGGER_HOOKS: dict[str, tuple[str, str | None]] = {
+    "pre": ("log_pre_api_call", "async_log_pre_api_call"),
+    "post": ("log_post_api_call", None),
+    "stream": ("log_stream_event", "async_log_stream_event"),
+    "success": ("log_success_event", "async_log_success_event"),
+    "failure": ("log_failure_event", "async_log_failure_event"),
+}
+# which events each list subscribes its entries to
+_LOGGER_ROLES = {
+    "callbacks": frozenset(EVENTS),
+    "input_callback": frozenset({"pre", "post"}),
+    "success_callback": frozenset({"stream", "success"}),
+    "failure_callback": frozenset({"failure"}),
+}
+_FUNCTION_ROLES = {
+    "callbacks": frozenset({"success", "failure"}),
+    "input_callback": frozenset({"pre"}),
+    "success_callback": frozenset({"success"}),
+    "failure_callback": frozenset({"failure"}),
+}
+LIST_NAMES = tuple(_LOGGER_ROLES)
+
+DEFAULT_CALLBACK_THREADS = 4
+DEFAULT_EXIT_FLUSH_TIMEOUT_S = 5.0
+
+
+def _is_async_callable(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _overrides(obj: Any, name: str) -> bool:
+    method = getattr(type(obj), name, None)
+    if method is None:
+        return False
+    base = getattr(CustomLogger, name, None)
+    return method is not base
+
+
+class Target:
+    """One registered callback and the handler it has for each event."""
+
+    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode")
+
+    def __init__(self, obj: Any, roles: frozenset[str], worker_count: int) -> None:
+        self.obj = obj
+        self.sync: dict[str, Callable[..., Any]] = {}
+        self.async_: dict[str, Callable[..., Any]] = {}
+        if _is_logger(obj):
+            self.kind = "logger"
+            self.name = type(obj).__name__
+            for event in roles:
+                sync_name, async_name = _LOGGER_HOOKS[event]
+                if _overrides(obj, sync_name):
+                    self.sync[event] = getattr(obj, sync_name)
+                if async_name and _overrides(obj, async_name):
+                    self.async_[event] = getattr(obj, async_name)
+            self.redact = bool(getattr(obj, "turn_off_message_logging", False))
+        else:
+            self.kind = "function"
+            self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+            table = self.async_ if _is_async_callable(obj) else self.sync
+            for event in roles:
+                table[event] = obj
+            self.redact = False
+        self.worker_index = (id(obj) >> 4) % worker_count
+        has_sync, has_async = bool(self.sync), bool(self.async_)
+        # mode[is_async_call] -> "thread" | "async"
+        self.mode = {
+            False: "thread" if has_sync else "async",
+            True: "async" if has_async else "thread",
+        }
+
+    def handles(self, event: str) -> bool:
+        return event in self.sync or event in self.async_
+
+
+def _is_logger(obj: Any) -> bool:
+    if isinstance(obj, CustomLogger):
+        return True
+    return not callable(obj) and any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values())
+
+
+class Plan:
+    """The targets of one call, indexed by event. Empty plans cost nothing."""
+
+    __slots__ = ("targets", "by_event", "empty")
+
+    def __init__(self, targets: list[Target]) -> None:
+        self.targets = targets
+        self.by_event = {e: [t for t in targets if t.handles(e)] for e in EVENTS}
+        self.empty = not any(self.by_event.values())
+
+
+EMPTY_PLAN = Plan([])
+
+
+class _Worker:
+    """A callback thread: runs batches of jobs in order."""
+
+    def __init__(self, dispatcher: Dispatcher, index: int) -> None:
+        self.queue: queue.SimpleQueue[list[Callable[[], None]] | None] = queue.SimpleQueue()
+        self.dispatcher = dispatcher
+        self.thread = threading.Thread(target=self._run, name=f"lmgate-callbacks-{index}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            jobs = self.queue.get()
+            if jobs is None:
+                return
+            for job in jobs:
+                job()
+
+
+class _CallbackLoop:
+    """lmgate's own event loop, on a daemon thread, for async hooks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+
+class Dispatcher:
+    """Delivers events to targets; counts, flushes and reports."""
+
+    def __init__(self, worker_count: int = DEFAULT_CALLBACK_THREADS) -> None:
+        self.worker_count = worker_count
+        self._workers: list[_Worker | None] = [None] * worker_count
+        self._loop: _CallbackLoop | None = None
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._submitted = 0
+        self._done = 0
+        self._waiters = 0
+        self.errors: Counter[tuple[str, str]] = Counter()
+        self.strict_errors: list[BaseException] = []
+        self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._plan_cache: dict[tuple[Any, ...], Plan] = {}
+        self._exit_registered = False
+
+    # ---- plans ----
+    def plan(self, global_lists: tuple[list[Any], ...], call_lists: dict[str, Any] | None) -> Plan:
+        key = tuple(tuple(lst) for lst in global_lists)
+        if not call_lists:
+            cached = self._plan_cache.get(key)
+            if cached is not None:
+                return cached
+        entries: dict[int, tuple[Any, set[str]]] = {}
+        for list_name, items in zip(LIST_NAMES, global_lists, strict=True):
+            self._collect(entries, list_name, items)
+        if call_lists:
+            for list_name in LIST_NAMES:
+                self._collect(entries, list_name, call_lists.get(list_name) or ())
+        targets = [Target(obj, frozenset(roles), self.worker_count) for obj, roles in entries.values()]
+        plan = Plan(targets) if targets else EMPTY_PLAN
+        for t in targets:
+            if _overrides(t.obj, "flush") or hasattr(t.obj, "_lmgate_batch_logger"):
+                self._flushables.add(t.obj)
+        if not call_lists:
+            if len(self._plan_cache) > 64:
+                self._plan_cache.clear()
+            self._plan_cache[key] = plan
+        if not plan.empty:
+            self._ensure_exit_flush()
+        return plan
+
+    def _collect(self, entries: dict[int, tuple[Any, set[str]]], list_name: str, items: Any) -> None:
+        from .registry import resolve_callback
+
+        if items is None:
+            return
+        if not isinstance(items, (list, tuple)):
+            items = [items]
+        for item in items:
+            obj = resolve_callback(item) if isinstance(item, str) else item
+            roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
+            if not _is_logger(obj) and not callable(obj):
+                raise TypeError(f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable")
+            slot = entries.get(id(obj))
+            if slot is None:
+                entries[id(obj)] = (obj, set(roles))
+            else:
+                slot[1].update(roles)
+
+    # ---- delivery ----
+    def emit(
+        self,
+        record: CallRecord,
+        plan: Plan,
+        event: str,
+        response_obj: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        targets = plan.by_event[event]
+        if not targets:
+            return
+        by_worker: dict[int, list[Callable[[], None]]] = {}
+        async_jobs: list[tuple[Target, str, Any, dict[str, Any] | None]] = []
+        for t in targets:
+            if t.mode[record.is_async] == "thread":
+                by_worker.setdefault(t.worker_index, []).append(
+                    _Job(self, t, record, event, response_obj, extra).run_sync
+                )
+            else:
+                async_jobs.append((t, event, response_obj, extra))
+        with self._lock:
+            self._submitted += sum(len(j) for j in by_worker.values()) + len(async_jobs)
+        for index, jobs in by_worker.items():
+            self._worker(index).queue.put(jobs)
+        if async_jobs:
+            loop = self._callback_loop().loop
+            loop.call_soon_threadsafe(self._schedule_async, record, async_jobs)
+
+    def _schedule_async(self, record: CallRecord, jobs: list[tuple[Target, str, Any, Any]]) -> None:
+        loop = self._callback_loop().loop
+        for t, event, response_obj, extra in jobs:
+            key = id(t.obj)
+            previous = record.tails.get(key)
+            job = _Job(self, t, record, event, response_obj, extra)
+            record.tails[key] = loop.create_task(job.run_async(previous))
+
+    def _worker(self, index: int) -> _Worker:
+        worker = self._workers[index]
+        if worker is None:
+            with self._lock:
+                worker = self._workers[index]
+                if worker is None:
+                    worker = self._workers[index] = _Worker(self, index)
+        return worker
+
+    def _callback_loop(self) -> _CallbackLoop:
+        loop = self._loop
+        if loop is None:
+            with self._lock:
+                if self._loop is None:
+                    self._loop = _CallbackLoop()
+                loop = self._loop
+        return loop
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._done += 1
+            if self._waiters and self._done == self._submitted:
+                self._cond.notify_all()
+
+    def report(self, target: Target, hook: str, error: BaseException) -> None:
+        key = (target.name, hook)
+        with self._lock:
+            self.errors[key] += 1
+            first = self.errors[key] == 1
+        if first:
+            import traceback
+
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            logger.error(
+                "callback %s.%s raised (logged once; later errors are counted in lmgate.callback_stats()):\n%s",
+                target.name,
+                hook,
+                mask_secrets(text),
+            )
+        import lmgate
+
+        if getattr(lmgate, "strict_callbacks", False):
+            with self._lock:
+                self.strict_errors.append(error)
+
+    # ---- flush ----
+    @property
+    def pending(self) -> int:
+        return self._submitted - self._done
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiters += 1
+            try:
+                while self._done != self._submitted:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._waiters -= 1
+
+    def register_flushable(self, obj: Any) -> None:
+        self._flushables.add(obj)
+        self._ensure_exit_flush()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for every pending delivery, then flush batch loggers. True when nothing is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if _in_callback_thread():
+            raise RuntimeError("flush_callbacks() cannot be called from inside a callback")
+        drained = self.wait_idle(timeout)
+        for obj in list(self._flushables):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                drained = bool(obj.flush(remaining)) and drained
+            except Exception as error:  # a logger's flush must not stop the others
+                logger.error("flush of %s failed: %s", type(obj).__name__, mask_secrets(str(error)))
+                drained = False
+        with self._lock:
+            errors, self.strict_errors = self.strict_errors, []
+        if errors:
+            raise CallbackError(
+                f"{len(errors)} callback error(s) (strict_callbacks is on); first: {errors[0]!r}"
+            ) from errors[0]
+        return drained
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "submitted": self._submitted,
+                "done": self._done,
+                "pending": self._submitted - self._done,
+                "errors": {f"{name}.{hook}": n for (name, hook), n in self.errors.items()},
+                "errors_total": sum(self.errors.values()),
+            }
+
+    def _ensure_exit_flush(self) -> None:
+        if not self._exit_registered:
+            self._exit_registered = True
+            atexit.register(_flush_at_exit)
+
+    def _reset_after_fork(self) -> None:
+        self._workers = [None] * self.worker_count
+        self._loop = None
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._submitted = self._done = self._waiters = 0
+
+
+_thread_local_names = ("lmgate-callbacks-", "lmgate-callback-loop")
+
+
+def _in_callback_thread() -> bool:
+    return threading.current_thread().name.startswith(_thread_local_names)
+
+
+class _Job:
+    """One event for one target; runs in thread mode or async mode."""
+
+    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra")
+
+    def __init__(
+        self, dispatcher: Dispatcher, target: Target, record: CallRecord, event: str, response_obj: Any, extra: Any
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.target = target
+        self.record = record
+        self.event = event
+        self.response_obj = response_obj
+        self.extra = extra
+
+    def _args(self) -> tuple[Any, ...]:
+        t, record = self.target, self.record
+        kwargs = record.kwargs_view(self.event, t.redact, self.extra)
+        if self.event == "pre":
+            if t.kind == "function":
+                return (kwargs,)
+            return (kwargs["model"], kwargs["messages"], kwargs)
+        response = self.response_obj
+        if t.redact and isinstance(response, dict):
+            response = type(response)._build(redact_response(response)) if hasattr(response, "_build") else redact_response(response)
+        end = kwargs.get("end_time") or datetime.now()
+        return (kwargs, response, kwargs["start_time"], end)
+
+    def _hook_name(self, fn: Any) -> str:
+        return getattr(fn, "__name__", self.event)
+
+    def run_sync(self) -> None:
+        t = self.target
+        fn = t.sync.get(self.event)
+        try:
+            if fn is not None:
+                fn(*self._args())
+            else:
+                fn = t.async_[self.event]
+                future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
+                future.result()
+        except Exception as error:
+            self.dispatcher.report(t, self._hook_name(fn), error)
+        finally:
+            self.dispatcher._finished()
+
+    async def run_async(self, previous: asyncio.Task[None] | None) -> None:
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))
+            t = self.target
+            fn = t.async_.get(self.event)
+            try:
+                if fn is not None:
+                    await fn(*self._args())
+                else:
+                    fn = t.sync[self.event]
+                    # a sync hook in async mode: run it on the target's thread so it cannot stall this loop
+                    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+                    args = self._args()
+
+                    def call(fn: Any = fn, args: Any = args) -> None:
+                        try:
+                            fn(*args)
+                            done.set_result(None)
+                        except BaseException as error:  # noqa: B036 - handed back to the awaiting task
+                            done.set_exception(error)
+
+                    self.dispatcher._worker(t.worker_index).queue.put([call])
+                    await asyncio.wrap_future(done)
+            except Exception as error:
+                self.dispatcher.report(t, self._hook_name(fn), error)
+        finally:
+            self.dispatcher._finished()
+
+
+_dispatcher: Dispatcher | None = None
+_dispatcher_lock = threading.Lock()
+
+
+def get_dispatcher() -> Dispatcher:
+    global _dispatcher
+    d = _dispatcher
+    if d is None:
+        with _dispatcher_lock:
+            if _dispatcher is None:
+                count = int(os.environ.get("LMGATE_CALLBACK_THREADS", DEFAULT_CALLBACK_THREADS))
+                _dispatcher = Dispatcher(max(1, count))
+            d = _dispatcher
+    return d
+
+
+def _flush_at_exit() -> None:
+    d = _dispatcher
+    if d is None:
+        return
+    timeout = float(os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_FLUSH_TIMEOUT_S))
+    try:
+        done = d.flush(timeout)
+    except CallbackError as error:
+        logger.error("%s", error)
+        return
+    if not done:
+        logger.warning(
+            "lmgate: %d callback deliveries were still pending %.1fs after exit began", d.pending, timeout
+        )
+
+
+def _after_fork() -> None:
+    if _dispatcher is not None:
+        _dispatcher._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+

@@ -1,0 +1,399 @@
+"""The record of one call, and the two views callbacks get of it.
+
+A ``CallRecord`` is filled by the pipeline as the call goes (request sent, raw answer, final
+response, cost, error) and is never changed after the terminal event. From it:
+
+* ``kwargs_view(event, redact)`` builds a fresh ``kwargs`` dict for one callback: the keys the
+  spec documents, with secrets masked and containers copied, so what one callback changes no
+  other callback and not the library sees;
+* ``payload(status)`` builds the standard logging payload (``standard_logging_object``) that
+  built-in loggers ship; its schema is ``lmgate/schemas/standard_logging_payload.schema.json``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .redact import REDACTED_TEXT, mask_headers, mask_key, mask_secrets, redact_messages, redact_response
+
+LOG_EVENT_TYPES = {
+    "pre": "pre_api_call",
+    "post": "post_api_call",
+    "stream": "stream_event",
+    "success": "successful_api_call",
+    "failure": "failed_api_call",
+}
+
+# metadata keys of the reference implementation's payload, present (None) unless set
+_STANDARD_METADATA_KEYS = (
+    "user_api_key_hash",
+    "user_api_key_alias",
+    "user_api_key_team_id",
+    "user_api_key_user_id",
+    "user_api_key_org_id",
+    "user_api_key_team_alias",
+    "user_api_key_end_user_id",
+    "requester_ip_address",
+)
+
+
+def copy_data(value: Any) -> Any:
+    """A deep copy of JSON-like data: dicts (keeping their class), lists, tuples; other objects shared."""
+    if isinstance(value, dict):
+        cls = type(value)
+        items = {k: copy_data(v) for k, v in value.items()}
+        if cls is dict:
+            return items
+        try:
+            new = cls._build(items)  # type: ignore[attr-defined]  # our response types: skip re-validation
+        except AttributeError:
+            new = cls(items)
+        hidden = getattr(value, "__dict__", None)
+        if hidden:
+            for k, v in hidden.items():
+                object.__setattr__(new, k, copy_data(v))
+        return new
+    if isinstance(value, list):
+        return [copy_data(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(copy_data(v) for v in value)
+    return value
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready plain data (dict subclasses become dicts)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    """What the payload may hold beyond JSON types: shown as text rather than failing."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts) if ts is not None else None
+
+
+class CallRecord:
+    """Everything known about one call; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        call_type: str,
+        model: str,
+        provider: str,
+        messages: Any,
+        optional_params: dict[str, Any],
+        litellm_params: dict[str, Any],
+        metadata: dict[str, Any],
+        stream: bool,
+        user: Any,
+        call_id: str,
+        trace_id: str,
+        start: float,
+        is_async: bool,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        redact_all: bool = False,
+    ) -> None:
+        self.call_type = call_type
+        self.model = model
+        self.provider = provider
+        self.messages = copy_data(messages)  # a snapshot: the caller may change its list later
+        self.optional_params = copy_data(optional_params)
+        self.litellm_params = litellm_params
+        self.metadata = copy_data(metadata)
+        self.stream = stream
+        self.user = user
+        self.call_id = call_id
+        self.trace_id = trace_id
+        self.start = start
+        self.is_async = is_async
+        self.api_base = api_base
+        self.api_key_masked = mask_key(api_key) if api_key else None
+        self.redact_all = redact_all
+        # filled as the call goes
+        self.request_body: dict[str, Any] | None = None
+        self.request_headers: dict[str, Any] = {}
+        self.attempt = 0
+        self.original_response: str | None = None
+        self.response: Any = None  # the final (or, for a cut stream, partial) response object
+        self.response_json: bytes | None = None
+        self.response_id: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.cost: float | None = None
+        self.cost_breakdown: dict[str, float] | None = None
+        self.cost_reason: str | None = None
+        self.price_key: str | None = None
+        self.completion_start: float | None = None
+        self.end: float | None = None
+        self.error: BaseException | None = None
+        self.traceback: str | None = None
+        self.cache_hit = False
+        self.cache_key: str | None = None
+        self.saved_cache_cost = 0.0
+        self.stream_status: str | None = None  # complete | abandoned | broken
+        self.hidden_params: dict[str, Any] = {}
+        self.model_id: str | None = None
+        self.model_group: str | None = None
+        self.response_model: str | None = None
+        self.status: str | None = None
+        self.overhead_ms: float | None = None
+        self._payload: dict[str, Any] | None = None
+        self._payload_bytes: bytes | None = None
+        self._data_cache: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        # per-callback tail of the async delivery chain (touched only on the callback loop)
+        self.tails: dict[int, Any] = {}
+
+    # ---- filled by the pipeline ----
+    def set_request(self, body: dict[str, Any] | None, headers: dict[str, Any], api_base: str | None) -> None:
+        self.request_body = copy_data(body)
+        self.request_headers = mask_headers(headers)
+        if api_base:
+            self.api_base = api_base
+
+    def finish_success(self, response: Any, end: float) -> None:
+        self.status = "success"
+        self.response = response
+        self._snapshot_response(response)
+        self.end = end
+        if self.completion_start is None:
+            self.completion_start = end
+
+    def finish_failure(self, error: BaseException, end: float, partial: Any = None) -> None:
+        self.status = "failure"
+        self.error = error
+        self.traceback = mask_secrets("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        self.end = end
+        if partial is not None:
+            self.response = partial
+            self._snapshot_response(partial)
+
+    def _snapshot_response(self, response: Any) -> None:
+        """Encode the response now: the caller may change the object after the call returns."""
+        if not isinstance(response, dict):
+            return
+        self.response_id = response.get("id")
+        try:
+            self.response_json = orjson.dumps(response, default=_json_default)
+        except TypeError:
+            self.response_json = orjson.dumps(plain(response), default=_json_default)
+
+    @property
+    def response_snapshot(self) -> dict[str, Any] | None:
+        return orjson.loads(self.response_json) if self.response_json else None  # type: ignore[no-any-return]
+
+    # ---- views ----
+    def _data(self, redact: bool) -> dict[str, Any]:
+        """A fresh copy of the call's plain data (messages, params, request body).
+
+        The data is serialised once per (attempt, redact) and each callback gets its own
+        ``orjson.loads`` of it: far cheaper than a deep copy, and just as private.
+        """
+        key = (self.attempt, redact, self.request_body is not None)
+        cached = self._data_cache.get(key)
+        if cached is None:
+            messages = redact_messages(self.messages) if redact else self.messages
+            body = self.request_body
+            if redact and isinstance(body, dict):
+                body = dict(body)
+                for name in ("messages", "input", "prompt", "system"):
+                    if name in body:
+                        body[name] = redact_messages(body[name]) if name == "messages" else REDACTED_TEXT
+            data = {
+                "messages": messages,
+                "optional_params": self.optional_params,
+                "litellm_params": self.litellm_params,
+                "body": body,
+                "headers": self.request_headers,
+            }
+            try:
+                cached = orjson.dumps(data)
+            except TypeError:  # something orjson cannot encode: fall back to a deep copy
+                cached = data
+            self._data_cache[key] = cached
+        if isinstance(cached, bytes):
+            return orjson.loads(cached)  # type: ignore[no-any-return]
+        return copy_data(cached)  # type: ignore[no-any-return]
+
+    def kwargs_view(self, event: str, redact: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A fresh kwargs dict for one callback and one event."""
+        redact = redact or self.redact_all
+        data = self._data(redact)
+        messages = data["messages"]
+        body = data["body"]
+        kw: dict[str, Any] = dict(data["optional_params"])  # the reference also spreads params at top level
+        kw.update(
+            {
+                "model": self.model,
+                "messages": messages,
+                "optional_params": data["optional_params"],
+                "litellm_params": data["litellm_params"],
+                "start_time": _dt(self.start),
+                "stream": self.stream,
+                "user": self.user,
+                "call_type": self.call_type,
+                "litellm_call_id": self.call_id,
+                "litellm_trace_id": self.trace_id,
+                "custom_llm_provider": self.provider,
+                "completion_start_time": _dt(self.completion_start),
+                "input": body.get("messages", body.get("input", messages)) if isinstance(body, dict) else messages,
+                "api_key": self.api_key_masked,
+                "additional_args": {
+                    "complete_input_dict": body,
+                    "headers": data["headers"],
+                    "api_base": self.api_base,
+                    "attempt": self.attempt,
+                },
+                "log_event_type": LOG_EVENT_TYPES[event],
+                "original_response": self.original_response,
+                "cache_hit": self.cache_hit,
+            }
+        )
+        if event in ("success", "failure"):
+            kw["end_time"] = _dt(self.end)
+            kw["response_cost"] = self.cost
+            kw["standard_logging_object"] = self.payload_copy(redact)
+            if self.cost is None:
+                kw["response_cost_failure_debug_information"] = {
+                    "error_str": self.cost_reason,
+                    "model": self.model,
+                    "custom_llm_provider": self.provider,
+                    "cache_hit": self.cache_hit,
+                    "call_type": self.call_type,
+                }
+            if self.stream:
+                assembled = redact_response(self.response) if redact else self.response
+                kw["complete_streaming_response"] = assembled
+                kw["async_complete_streaming_response"] = assembled
+                kw["stream_status"] = self.stream_status
+        if event == "failure":
+            kw["exception"] = self.error
+            kw["traceback_exception"] = self.traceback
+        if extra:
+            kw.update(extra)
+        return kw
+
+    def payload_copy(self, redact: bool = False) -> dict[str, Any]:
+        """A private copy of the payload (redacted for loggers that asked for it)."""
+        copy: dict[str, Any] = orjson.loads(self.payload_bytes())
+        if redact and not self.redact_all:
+            copy["messages"] = redact_messages(copy["messages"])
+            copy["response"] = redact_response(copy["response"])
+        return copy
+
+    def payload_bytes(self) -> bytes:
+        """The payload as JSON, encoded once: what batch loggers ship and callbacks get copies of."""
+        if self._payload_bytes is None:
+            self._payload_bytes = orjson.dumps(self.payload(), default=_json_default)
+        return self._payload_bytes
+
+    def payload(self) -> dict[str, Any]:
+        """The payload's parts, built once; large parts are pre-encoded ``orjson.Fragment``s.
+
+        Read it through ``payload_copy()`` (a dict of your own) or ``payload_bytes()`` (JSON).
+        """
+        if self._payload is None:
+            with self._lock:
+                if self._payload is None:
+                    self._payload = self._build_payload()
+        return self._payload
+
+    def _build_payload(self) -> dict[str, Any]:
+        usage = self.usage or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        total = int(usage.get("total_tokens") or (prompt + completion))
+        response_id = self.response_id or self.call_id
+        if self.cache_hit:
+            response_id = f"{response_id}_cache_hit{int(time.time())}"
+        end = self.end if self.end is not None else time.time()
+        completion_start = self.completion_start if self.completion_start is not None else end
+        metadata: dict[str, Any] = dict.fromkeys(_STANDARD_METADATA_KEYS)
+        metadata.update(self.metadata or {})
+        metadata.setdefault("requester_metadata", self.metadata or {})
+        error_info = {"error_code": "", "error_class": "", "llm_provider": "", "traceback": "", "error_message": ""}
+        error_str = None
+        if self.error is not None:
+            error_str = mask_secrets(str(self.error))
+            error_info = {
+                "error_code": str(getattr(self.error, "status_code", "") or ""),
+                "error_class": type(self.error).__name__,
+                "llm_provider": getattr(self.error, "llm_provider", None) or self.provider or "",
+                "traceback": self.traceback or "",
+                "error_message": mask_secrets(str(getattr(self.error, "message", None) or self.error)),
+            }
+        messages: Any = redact_messages(self.messages) if self.redact_all else self.messages
+        response: Any = orjson.Fragment(self.response_json) if self.response_json else {}
+        if self.redact_all and self.response_json:
+            response = redact_response(self.response_snapshot)
+        hidden = {
+            "model_id": self.model_id,
+            "cache_key": self.cache_key,
+            "api_base": self.api_base,
+            "response_cost": self.cost,
+            "litellm_overhead_time_ms": self.overhead_ms,
+            "additional_headers": self.hidden_params.get("additional_headers") or {},
+            "litellm_model_name": self.model,
+        }
+        return {
+            "id": response_id,
+            "litellm_call_id": self.call_id,
+            "trace_id": self.trace_id,
+            "session_id": "",
+            "call_type": self.call_type,
+            "stream": self.stream,
+            "stream_status": self.stream_status,
+            "status": self.status or "failure",
+            "status_fields": {"llm_api_status": self.status or "failure", "guardrail_status": "not_run"},
+            "response_cost": self.cost,
+            "cost": self.cost,
+            "cost_breakdown": self.cost_breakdown,
+            "response_cost_failure_debug_info": None if self.cost is not None else {"error_str": self.cost_reason},
+            "custom_llm_provider": self.provider,
+            "total_tokens": total,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "usage": usage,
+            "startTime": self.start,
+            "endTime": end,
+            "completionStartTime": completion_start,
+            "response_time": end - self.start,
+            "model": self.model,
+            "response_model": self.response_model,
+            "model_id": self.model_id,
+            "model_group": self.model_group,
+            "api_base": (self.api_base or "").rstrip("/"),
+            "metadata": metadata,
+            "cache_hit": self.cache_hit,
+            "cache_key": self.cache_key,
+            "saved_cache_cost": self.saved_cache_cost,
+            "request_tags": list(metadata.get("tags") or []),
+            "end_user": self.user,
+            "requester_ip_address": metadata.get("requester_ip_address"),
+            "user_agent": None,
+            "messages": messages,
+            "response": response,
+            "error_str": error_str,
+            "error_information": error_info,
+            "model_parameters": self.optional_params,
+            "hidden_params": hidden,
+            "guardrail_information": None,
+            "standard_built_in_tools_params": None,
+        }

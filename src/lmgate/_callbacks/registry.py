@@ -1,0 +1,58 @@
+"""Names in the callback lists (``"generic_api"``, a ``callback_settings`` name, a preset)
+become logger instances here, once per name.
+
+Built-in loggers live in ``lmgate.loggers``; they are imported only when a name asks for them.
+A resolver is ``"module:function"``: the function takes the name and returns a logger, or
+None when the name is not its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+# tried in order; each returns a CustomLogger for names it knows, else None
+NAMED_RESOLVERS: list[str] = [
+    "lmgate.loggers.generic_api:logger_for_name",
+]
+
+_instances: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def resolve_callback(name: str) -> Any:
+    """The logger instance for a callback name (the same instance every time)."""
+    instance = _instances.get(name)
+    if instance is not None:
+        return instance
+    with _lock:
+        instance = _instances.get(name)
+        if instance is not None:
+            return instance
+        for spec in NAMED_RESOLVERS:
+            module_name, _, func_name = spec.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name != module_name:
+                    raise
+                continue
+            instance = getattr(module, func_name)(name)
+            if instance is not None:
+                _instances[name] = instance
+                return instance
+    raise ValueError(f"unknown callback name {name!r}: {known_names_hint()}")
+
+
+def known_names_hint() -> str:
+    return (
+        "use 'generic_api' (with GENERIC_LOGGER_ENDPOINT), a name from lmgate.callback_settings with "
+        "callback_type: generic_api, or a preset from generic_api_compatible_callbacks.json"
+    )
+
+
+def forget_named_callbacks() -> None:
+    """Drop cached instances (after configuration changes, and in tests)."""
+    with _lock:
+        _instances.clear()

@@ -1,0 +1,82 @@
+"""The shared HTTP clients and the one place httpx errors become lmgate errors.
+
+One pooled ``httpx.Client`` serves every sync call in the process; one ``httpx.AsyncClient``
+per event loop serves async calls (a client cannot cross loops). httpx is imported here,
+lazily, so ``import lmgate`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import exceptions as exc
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+_MAX_CONNECTIONS = 1000
+_MAX_KEEPALIVE = 200
+
+_lock = threading.Lock()
+_sync_client: httpx.Client | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def _limits() -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE)
+
+
+def timeout(value: Any) -> Any:
+    """An httpx timeout from a number of seconds, an httpx.Timeout, or None (the default)."""
+    import httpx
+
+    if value is None:
+        return httpx.Timeout(DEFAULT_TIMEOUT_S, connect=DEFAULT_CONNECT_TIMEOUT_S)
+    if isinstance(value, httpx.Timeout):
+        return value
+    seconds = float(value)
+    return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT_S))
+
+
+def sync_client() -> httpx.Client:
+    global _sync_client
+    client = _sync_client
+    if client is None:
+        import httpx
+
+        with _lock:
+            if _sync_client is None:
+                _sync_client = httpx.Client(limits=_limits(), timeout=timeout(None))
+            client = _sync_client
+    return client
+
+
+def async_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        import httpx
+
+        client = httpx.AsyncClient(limits=_limits(), timeout=timeout(None))
+        _async_clients[loop] = client
+    return client
+
+
+def map_transport_error(error: BaseException, provider: str | None, model: str | None) -> exc.LmgateError:
+    """An httpx exception as the most specific lmgate error."""
+    import httpx
+
+    if isinstance(error, exc.LmgateError):
+        return error
+    if isinstance(error, httpx.TimeoutException):
+        return exc.Timeout(f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408)
+    if isinstance(error, (httpx.TransportError, httpx.StreamError)):
+        return exc.APIConnectionError(f"connection failed: {type(error).__name__}: {error}", provider, model)
+    return exc.APIConnectionError(f"{type(error).__name__}: {error}", provider, model)

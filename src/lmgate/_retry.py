@@ -1,0 +1,49 @@
+"""When to retry and how long to wait: shared by provider calls and log delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from . import exceptions as exc
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, honouring the server's ``Retry-After``.
+
+    ``sleep``/``async_sleep`` and ``rng`` are the seams tests inject to run in virtual time.
+    """
+
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def is_retryable(self, error: BaseException) -> bool:
+        if isinstance(error, exc.APIConnectionError):
+            return True
+        if isinstance(error, exc.LmgateError):
+            return is_retryable_status(error.status_code)
+        return False
+
+    def delay_s(self, attempt: int, retry_after_s: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt + 1``."""
+        if retry_after_s is not None:
+            return min(max(0.0, retry_after_s), self.max_retry_after_s)
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        return self.rng.uniform(0.0, ceiling)
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()

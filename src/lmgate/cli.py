@@ -1,0 +1,34 @@
+"""The ``lmgate`` command: ``lmgate demo`` and ``lmgate serve --config config.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lmgate", description="lmgate: an LLM gateway with an observability pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run a completion, a stream and an async call on the mock provider")
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
+    serve.add_argument("--config", required=True, help="path to config.yaml")
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo()
+    try:
+        from .proxy.server import serve as run_serve
+    except ModuleNotFoundError as error:
+        print(f"lmgate serve needs the proxy extra: pip install 'lmgate[proxy]' ({error})", file=sys.stderr)
+        return 2
+    return run_serve(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

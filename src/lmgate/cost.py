@@ -1,0 +1,136 @@
+"""The exact cost of a call, from the provider's usage and a shipped price table.
+
+Prices come from ``prices.json`` (USD per token: input, output, cached-input reads and, for
+Anthropic, cache writes), or from custom prices given per call or per deployment
+(``input_cost_per_token``, ``output_cost_per_token``, …), which win. A model without a price
+costs ``None`` with the reason stated, never a silent 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+PRICE_KEYS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+)
+_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@dataclass(frozen=True)
+class CostResult:
+    """A cost, how it splits, and which price it used (or why there is none)."""
+
+    cost: float | None
+    breakdown: dict[str, float] | None
+    price_key: str | None
+    reason: str | None = None
+
+
+@lru_cache(maxsize=1)
+def price_table() -> dict[str, dict[str, Any]]:
+    data = orjson.loads(resources.files("lmgate").joinpath("prices.json").read_bytes())
+    return data["models"]  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=2048)
+def find_price(model: str) -> tuple[str, dict[str, Any]] | None:
+    """The price entry for a model name, trying provider prefixes and date suffixes away."""
+    table = price_table()
+    name = model
+    for _ in range(3):
+        if name in table:
+            return name, table[name]
+        stripped = _DATE_SUFFIX.sub("", name)
+        if stripped != name and stripped in table:
+            return stripped, table[stripped]
+        if "/" in name:
+            name = name.split("/", 1)[1]
+            continue
+        break
+    return None
+
+
+def custom_prices(params: dict[str, Any] | None) -> dict[str, float] | None:
+    if not params:
+        return None
+    prices = {k: float(params[k]) for k in PRICE_KEYS if params.get(k) is not None}
+    return prices or None
+
+
+def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] | None = None) -> CostResult:
+    """Cost of ``usage`` at the first known price among ``models`` (or the custom prices)."""
+    if usage is None:
+        return CostResult(None, None, None, "the response carries no usage")
+    price: dict[str, Any] | None = None
+    key: str | None = None
+    if custom and "input_cost_per_token" in custom and "output_cost_per_token" in custom:
+        price, key = custom, "custom"
+    else:
+        for model in models:
+            if not model:
+                continue
+            found = find_price(model)
+            if found is not None:
+                key, price = found
+                if custom:
+                    price = {**price, **custom}
+                break
+    if price is None:
+        names = ", ".join(repr(m) for m in models if m)
+        return CostResult(
+            None,
+            None,
+            None,
+            f"no price for {names}: add input_cost_per_token and output_cost_per_token to the call or deployment",
+        )
+    prompt = int(_get(usage, "prompt_tokens") or 0)
+    completion = int(_get(usage, "completion_tokens") or 0)
+    details = _get(usage, "prompt_tokens_details") or {}
+    cached = int(_get(details, "cached_tokens") or 0)
+    created = int(_get(details, "cache_creation_tokens") or 0)
+    plain_input = max(0, prompt - cached - created)
+    in_price = float(price["input_cost_per_token"])
+    input_cost = plain_input * in_price
+    cache_read_cost = cached * float(price.get("cache_read_input_token_cost", in_price))
+    cache_creation_cost = created * float(price.get("cache_creation_input_token_cost", in_price))
+    output_cost = completion * float(price.get("output_cost_per_token", 0.0))
+    total = input_cost + cache_read_cost + cache_creation_cost + output_cost
+    breakdown = {
+        "input_cost": input_cost,
+        "cache_read_cost": cache_read_cost,
+        "cache_creation_cost": cache_creation_cost,
+        "output_cost": output_cost,
+        "total_cost": total,
+    }
+    return CostResult(total, breakdown, key)
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def completion_cost(completion_response: Any = None, model: str | None = None, **custom: Any) -> float:
+    """The cost in USD of a response returned by ``completion``/``embedding`` (or a dict shaped like one).
+
+    Raises ``ValueError`` naming the model when no price is known.
+    """
+    hidden = getattr(completion_response, "_hidden_params", None) or {}
+    prices = custom_prices(custom) or hidden.get("custom_pricing")
+    response_model = completion_response.get("model") if isinstance(completion_response, dict) else None
+    candidates = [model, hidden.get("model"), response_model]
+    usage = completion_response.get("usage") if isinstance(completion_response, dict) else None
+    result = compute_cost(candidates, usage, prices)
+    if result.cost is None:
+        raise ValueError(result.reason)
+    return result.cost

@@ -1,0 +1,199 @@
+"""The one exception tree of lmgate.
+
+Every error a call can raise is one of these; provider error bodies, HTTP statuses and httpx
+exceptions are mapped to them at one boundary (``providers.base.error_for_status`` and
+``_http.map_transport_error``)::
+
+    LmgateError
+     ├── APIError                         any error answered by a provider (status_code)
+     │    ├── BadRequestError              400 (and other 4xx without a class of their own)
+     │    │    ├── ContextWindowExceededError   the prompt does not fit the model
+     │    │    ├── UnsupportedParamsError       a parameter the provider cannot take
+     │    │    └── UnknownModelError            no provider for this model name
+     │    ├── AuthenticationError          401
+     │    ├── PermissionDeniedError        403
+     │    ├── NotFoundError                404
+     │    ├── UnprocessableEntityError     422
+     │    ├── RateLimitError               429
+     │    ├── InternalServerError          500 and other 5xx
+     │    └── ServiceUnavailableError      503, 529 (overloaded)
+     ├── APIConnectionError               the provider could not be reached or broke the stream
+     │    └── Timeout                      no answer in time (status_code 408)
+     └── CallbackError                    a callback raised, re-raised in strict mode
+
+Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; messages are passed
+through secret masking before they are stored, so ``str(exc)`` never shows an API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "LmgateError",
+    "APIError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "UnsupportedParamsError",
+    "UnknownModelError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "APIConnectionError",
+    "Timeout",
+    "CallbackError",
+    "exception_for_status",
+]
+
+
+class LmgateError(Exception):
+    """Base of every lmgate error."""
+
+    status_code: int = 500
+
+    def __init__(
+        self,
+        message: str = "",
+        llm_provider: str | None = None,
+        model: str | None = None,
+        *,
+        status_code: int | None = None,
+        response_headers: dict[str, str] | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        from ._callbacks.redact import mask_secrets
+
+        self.message = mask_secrets(str(message))
+        self.llm_provider = llm_provider
+        self.model = model
+        if status_code is not None:
+            self.status_code = status_code
+        self.response_headers = dict(response_headers or {})
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        prefix = f"lmgate.{type(self).__name__}"
+        where = f" ({self.llm_provider})" if self.llm_provider else ""
+        return f"{prefix}{where}: {self.message}"
+
+    def __reduce__(self) -> Any:  # keep exceptions picklable across processes
+        return (
+            _rebuild,
+            (type(self), self.message, self.llm_provider, self.model, self.status_code),
+        )
+
+
+def _rebuild(cls: type[LmgateError], message: str, provider: Any, model: Any, status: int) -> LmgateError:
+    return cls(message, provider, model, status_code=status)
+
+
+class APIError(LmgateError):
+    """The provider answered with an error status."""
+
+
+class BadRequestError(APIError):
+    """The request was rejected as malformed (400, or a 4xx without its own class)."""
+
+    status_code = 400
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt and requested output do not fit the model's context window."""
+
+
+class UnsupportedParamsError(BadRequestError):
+    """A parameter was given that this provider cannot take (pass ``drop_params=True`` to drop it)."""
+
+
+class UnknownModelError(BadRequestError):
+    """No provider matches the model name; the message lists what is supported."""
+
+
+class AuthenticationError(APIError):
+    """The API key is missing or wrong (401)."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(APIError):
+    """The key may not use this resource (403)."""
+
+    status_code = 403
+
+
+class NotFoundError(APIError):
+    """The model, deployment or route does not exist (404)."""
+
+    status_code = 404
+
+
+class UnprocessableEntityError(APIError):
+    """The request was well-formed but could not be processed (422)."""
+
+    status_code = 422
+
+
+class RateLimitError(APIError):
+    """Too many requests or tokens (429); ``retry_after`` holds the provider's hint."""
+
+    status_code = 429
+
+
+class InternalServerError(APIError):
+    """The provider failed (500 and other 5xx without their own class)."""
+
+    status_code = 500
+
+
+class ServiceUnavailableError(APIError):
+    """The provider is down or overloaded (503, Anthropic's 529)."""
+
+    status_code = 503
+
+
+class APIConnectionError(LmgateError):
+    """The provider could not be reached, or the connection broke mid-response."""
+
+    status_code = 500
+
+
+class Timeout(APIConnectionError):
+    """The provider did not answer within the timeout."""
+
+    status_code = 408
+
+
+class CallbackError(LmgateError):
+    """A callback raised; only surfaced when ``lmgate.strict_callbacks`` is on."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    503: ServiceUnavailableError,
+    529: ServiceUnavailableError,
+}
+
+
+def exception_for_status(status: int) -> type[APIError]:
+    """The most specific class for an HTTP status."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return InternalServerError
+    if status >= 400:
+        return BadRequestError
+    return APIError

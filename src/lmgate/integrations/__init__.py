@@ -1,0 +1,1 @@
+"""Import paths kept for code written against the reference implementation."""

@@ -1,0 +1,202 @@
+"""The provider seam: pure translation between OpenAI shapes and a provider's wire format.
+
+A provider never does I/O. The pipeline asks it where to send (``endpoint``), what to send
+(``chat_request`` / ``embedding_request``), how to read the answer (``parse_chat``,
+``parse_embedding``, a ``StreamTranslator`` fed one server-sent event at a time) and what an
+error status means (``error``). The sync and async shells in ``_call.py`` do the sending.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from .. import exceptions as exc
+from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one call goes: the resolved provider settings."""
+
+    provider: str
+    model: str  # the model name the provider is asked for (the deployment name on Azure)
+    api_base: str
+    api_key: str | None = None
+    api_version: str | None = None
+
+
+@dataclass
+class HttpRequest:
+    """What to send: built by a provider, sent by the pipeline."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)
+
+    def body_bytes(self) -> bytes:
+        return orjson.dumps(self.json)
+
+
+class StreamTranslator:
+    """Turns a provider's server-sent events into OpenAI chunks, one event at a time."""
+
+    done: bool = False
+
+    def feed(self, event: str, data: str) -> list[ModelResponseStream]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Provider:
+    """The interface every provider module implements."""
+
+    name: ClassVar[str] = "base"
+    #: environment variables read for the key and base URL, in order of preference
+    key_env: tuple[str, ...] = ()
+    base_env: tuple[str, ...] = ()
+    version_env: tuple[str, ...] = ()
+    default_api_base: ClassVar[str | None] = None
+    default_api_version: ClassVar[str | None] = None
+    #: True when the provider refuses to be called without a key
+    requires_key: ClassVar[bool] = True
+    #: chat parameters this provider accepts; None means "pass everything through"
+    supported_params: ClassVar[frozenset[str] | None] = None
+    supports_embeddings: ClassVar[bool] = True
+
+    def endpoint(self, model: str, api_base: str | None, api_key: str | None, api_version: str | None) -> Endpoint:
+        base = api_base or _first_env(self.base_env) or self.default_api_base
+        if not base:
+            names = " or ".join(self.base_env) or "api_base"
+            raise exc.BadRequestError(f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model)
+        key = api_key if api_key is not None else _first_env(self.key_env)
+        if self.requires_key and not key and api_base is None:
+            names = " or ".join(self.key_env)
+            raise exc.AuthenticationError(
+                f"no API key for {self.name}: pass api_key= or set {names}", self.name, model, status_code=401
+            )
+        version = api_version or _first_env(self.version_env) or self.default_api_version
+        return Endpoint(self.name, model, base.rstrip("/"), key, version)
+
+    # -- chat --
+    def chat_request(
+        self, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any], stream: bool
+    ) -> HttpRequest:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stream_translator(self, ep: Endpoint) -> StreamTranslator:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- embeddings --
+    def embedding_request(self, ep: Endpoint, input: list[Any], params: dict[str, Any]) -> HttpRequest:
+        raise exc.BadRequestError(f"{self.name} does not offer embeddings", self.name, ep.model)
+
+    def parse_embedding(self, body: dict[str, Any], ep: Endpoint) -> EmbeddingResponse:
+        return EmbeddingResponse(body)
+
+    # -- errors --
+    def error_message(self, body: Any) -> tuple[str, str | None]:
+        """(message, code) from an error body."""
+        if isinstance(body, dict):
+            err = body.get("error", body)
+            if isinstance(err, dict):
+                return str(err.get("message") or err), err.get("code") or err.get("type")
+            return str(err), None
+        return str(body or ""), None
+
+    def error(self, status: int, headers: dict[str, str], body_text: str, model: str) -> exc.LmgateError:
+        """Map an error answer to the most specific exception."""
+        try:
+            body: Any = orjson.loads(body_text) if body_text else None
+        except orjson.JSONDecodeError:
+            body = body_text
+        message, code = self.error_message(body)
+        message = message or f"HTTP {status}"
+        cls: type[exc.LmgateError] = exc.exception_for_status(status)
+        if status == 400 and is_context_window_error(message, code):
+            cls = exc.ContextWindowExceededError
+        return cls(
+            message,
+            self.name,
+            model,
+            status_code=status,
+            response_headers=headers,
+            body=body,
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long", "context window")
+
+
+def is_context_window_error(message: str, code: str | None) -> bool:
+    text = f"{code or ''} {message}".lower()
+    return any(h in text for h in _CONTEXT_HINTS)
+
+
+def retry_after_seconds(headers: dict[str, str]) -> float | None:
+    """The provider's retry hint: ``retry-after-ms``, or ``retry-after`` in seconds or as a date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    ms = lowered.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def rate_limit_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Response headers worth surfacing: rate limits as they are, the rest prefixed ``llm_provider-``."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in _HOP_BY_HOP:
+            continue
+        if lowered.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):
+            out[lowered] = value
+        out["llm_provider-" + lowered] = value
+    return out
+
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "content-type",
+        "date",
+        "server",
+        "set-cookie",
+        "upgrade",
+    }
+)

@@ -1,0 +1,179 @@
+"""``mock_response=``: the embedded default for demos and tests, with no key and no server.
+
+The whole pipeline runs (callbacks, cost, streaming, caching); only the provider's answer is
+made up. Usage is fixed (10 prompt, 20 completion tokens, as the reference implementation
+reports) so costs are deterministic, streamed or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+from .. import exceptions as exc
+from ..types import (
+    ChatCompletionDeltaToolCall,
+    ChatCompletionMessageToolCall,
+    Choices,
+    Delta,
+    Embedding,
+    EmbeddingResponse,
+    Function,
+    Message,
+    ModelResponse,
+    ModelResponseStream,
+    StreamingChoices,
+    Usage,
+    new_completion_id,
+)
+
+MOCK_PROMPT_TOKENS = 10
+MOCK_COMPLETION_TOKENS = 20
+MOCK_STREAM_CHUNK_CHARS = 3
+MOCK_EMBEDDING_DIMENSIONS = 8
+
+# names the reference implementation accepts as mock_response to raise an error
+_MAGIC_ERRORS: dict[str, tuple[type[exc.LmgateError], int, str]] = {
+    "RateLimitError": (exc.RateLimitError, 429, "mock rate limit"),
+    "ContextWindowExceededError": (exc.ContextWindowExceededError, 400, "mock context window exceeded"),
+    "InternalServerError": (exc.InternalServerError, 500, "mock internal server error"),
+    "ServiceUnavailableError": (exc.ServiceUnavailableError, 503, "mock service unavailable"),
+    "AuthenticationError": (exc.AuthenticationError, 401, "mock authentication error"),
+    "Timeout": (exc.Timeout, 408, "mock timeout"),
+}
+
+
+def mock_error(mock_response: Any, provider: str, model: str) -> BaseException | None:
+    """The exception a mock_response asks for, or None."""
+    if isinstance(mock_response, BaseException):
+        if isinstance(mock_response, exc.LmgateError):
+            mock_response.llm_provider = mock_response.llm_provider or provider
+            mock_response.model = mock_response.model or model
+        return mock_response
+    if isinstance(mock_response, str) and mock_response.startswith(("litellm.", "lmgate.")):
+        name = mock_response.split(".", 1)[1]
+        if name in _MAGIC_ERRORS:
+            cls, status, message = _MAGIC_ERRORS[name]
+            return cls(message, provider, model, status_code=status)
+    return None
+
+
+def _usage() -> Usage:
+    return Usage._build(
+        {
+            "prompt_tokens": MOCK_PROMPT_TOKENS,
+            "completion_tokens": MOCK_COMPLETION_TOKENS,
+            "total_tokens": MOCK_PROMPT_TOKENS + MOCK_COMPLETION_TOKENS,
+        }
+    )
+
+
+def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None) -> ModelResponse:
+    """The response a mock call answers with."""
+    if isinstance(mock_response, ModelResponse):
+        return mock_response
+    if isinstance(mock_response, dict):
+        response = ModelResponse(mock_response)
+        if response.get("usage") is None:
+            response["usage"] = _usage()
+        response.setdefault("model", model)
+        return response
+    content = str(mock_response)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish = "stop"
+    if tool_calls:
+        message["tool_calls"] = [ChatCompletionMessageToolCall(t) for t in tool_calls]
+        message["content"] = None if not mock_response else content
+        finish = "tool_calls"
+    choices = [
+        Choices._build({"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None})
+        for i in range(max(1, n or 1))
+    ]
+    return ModelResponse._build(
+        {
+            "id": new_completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(),
+        }
+    )
+
+
+def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS) -> list[ModelResponseStream]:
+    """A complete response cut into the chunks a provider would have streamed."""
+    base = {
+        "id": response.get("id"),
+        "object": "chat.completion.chunk",
+        "created": response.get("created"),
+        "model": response.get("model"),
+    }
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> ModelResponseStream:
+        data = dict(base)
+        data["choices"] = [
+            StreamingChoices._build({"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None})
+        ]
+        return ModelResponseStream._build(data)
+
+    chunks: list[ModelResponseStream] = []
+    for choice in response.get("choices") or []:
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
+        chunks.append(chunk(index, {"role": "assistant", "content": text[:chunk_chars]}))
+        for start in range(chunk_chars, len(text), chunk_chars):
+            chunks.append(chunk(index, {"content": text[start : start + chunk_chars]}))
+        for i, call in enumerate(message.get("tool_calls") or []):
+            fn = call.get("function") or {}
+            chunks.append(
+                chunk(
+                    index,
+                    {
+                        "tool_calls": [
+                            ChatCompletionDeltaToolCall._build(
+                                {
+                                    "index": i,
+                                    "id": call.get("id"),
+                                    "type": "function",
+                                    "function": Function._build(
+                                        {"name": fn.get("name"), "arguments": fn.get("arguments", "")}
+                                    ),
+                                }
+                            )
+                        ]
+                    },
+                )
+            )
+        chunks.append(chunk(index, {}, choice.get("finish_reason") or "stop"))
+    if not chunks:
+        chunks.append(chunk(0, {"role": "assistant", "content": ""}, "stop"))
+    usage = response.get("usage")
+    if usage is not None:
+        last = dict(chunks[-1])
+        last["usage"] = usage
+        chunks[-1] = ModelResponseStream._build(last)
+    return chunks
+
+
+def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None) -> EmbeddingResponse:
+    """Deterministic unit vectors derived from each input's text."""
+    size = dimensions or MOCK_EMBEDDING_DIMENSIONS
+    data = []
+    for i, item in enumerate(inputs):
+        digest = hashlib.sha256(str(item).encode()).digest()
+        raw = [(digest[j % len(digest)] - 127.5) / 127.5 for j in range(size)]
+        norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+        data.append(Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]}))
+    tokens = sum(max(1, len(str(x)) // 4) for x in inputs)
+    return EmbeddingResponse._build(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": Usage._build({"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}),
+        }
+    )

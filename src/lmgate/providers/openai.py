@@ -1,0 +1,104 @@
+"""OpenAI, and every server that speaks its API (vLLM, Ollama's ``/v1``, LM Studio, …)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+from .. import exceptions as exc
+from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
+from .base import Endpoint, HttpRequest, Provider, StreamTranslator
+
+
+class OpenAIProvider(Provider):
+    name: ClassVar[str] = "openai"
+    key_env: tuple[str, ...] = ("OPENAI_API_KEY",)
+    base_env: tuple[str, ...] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+    default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
+
+    def headers(self, ep: Endpoint) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if ep.api_key:
+            headers["Authorization"] = f"Bearer {ep.api_key}"
+        return headers
+
+    def chat_url(self, ep: Endpoint) -> str:
+        return f"{ep.api_base}/chat/completions"
+
+    def embeddings_url(self, ep: Endpoint) -> str:
+        return f"{ep.api_base}/embeddings"
+
+    def query(self, ep: Endpoint) -> dict[str, str]:
+        return {}
+
+    def chat_request(
+        self, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any], stream: bool
+    ) -> HttpRequest:
+        body: dict[str, Any] = {"model": ep.model, "messages": messages}
+        body.update(params)
+        if stream:
+            body["stream"] = True
+            # the last chunk then carries usage, which makes the cost of a stream exact
+            options = dict(body.get("stream_options") or {})
+            options.setdefault("include_usage", True)
+            body["stream_options"] = options
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return HttpRequest("POST", self.chat_url(ep), self.headers(ep), body, self.query(ep))
+
+    def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
+        return ModelResponse(body)
+
+    def stream_translator(self, ep: Endpoint) -> StreamTranslator:
+        return _OpenAIStream(self, ep)
+
+    def embedding_request(self, ep: Endpoint, input: list[Any], params: dict[str, Any]) -> HttpRequest:
+        body: dict[str, Any] = {"model": ep.model, "input": input}
+        body.update(params)
+        return HttpRequest("POST", self.embeddings_url(ep), self.headers(ep), body, self.query(ep))
+
+    def parse_embedding(self, body: dict[str, Any], ep: Endpoint) -> EmbeddingResponse:
+        return EmbeddingResponse(body)
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """A self-hosted OpenAI-compatible server: a key is optional, ``api_base`` is required."""
+
+    name: ClassVar[str] = "hosted_vllm"
+    key_env: tuple[str, ...] = ("HOSTED_VLLM_API_KEY",)
+    base_env: tuple[str, ...] = ("HOSTED_VLLM_API_BASE",)
+    default_api_base: ClassVar[str | None] = None
+    requires_key: ClassVar[bool] = False
+
+
+class _OpenAIStream(StreamTranslator):
+    def __init__(self, provider: OpenAIProvider, ep: Endpoint) -> None:
+        self.provider = provider
+        self.ep = ep
+        self.done = False
+
+    def feed(self, event: str, data: str) -> list[ModelResponseStream]:
+        if not data:
+            return []
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        obj = orjson.loads(data)
+        if isinstance(obj, dict) and obj.get("error"):
+            message, code = self.provider.error_message(obj)
+            status = _status_from_error(obj["error"])
+            raise exc.exception_for_status(status)(
+                message, self.provider.name, self.ep.model, status_code=status, body=obj
+            )
+        return [ModelResponseStream(obj)]
+
+
+def _status_from_error(err: Any) -> int:
+    if isinstance(err, dict):
+        for key in ("status_code", "code", "status"):
+            value = err.get(key)
+            if isinstance(value, int):
+                return value
+    return 500

@@ -1,0 +1,276 @@
+"""Stream wrappers: chunks to the caller, events to the callbacks, one response at the end.
+
+``CustomStreamWrapper`` is both a sync and an async iterator (the call decides which), and a
+context manager of either kind. Whatever way the stream ends, the call gets exactly one
+terminal event, with the response assembled from the chunks seen so far:
+
+* consumed to the end → success, ``stream_status="complete"``;
+* closed, left by ``break`` in a ``with`` block, or garbage-collected early → success with the
+  partial response, ``stream_status="abandoned"``;
+* an error mid-stream → failure with the partial response, ``stream_status="broken"``.
+
+Chunks that carry only usage (OpenAI's ``include_usage`` chunk has ``choices == []``) get an
+empty choice, so ``chunk.choices[0].delta.content`` always works and the last chunk carries
+the usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .types import (
+    ChatCompletionMessageToolCall,
+    Choices,
+    Delta,
+    Function,
+    Message,
+    ModelResponse,
+    ModelResponseStream,
+    StreamingChoices,
+    Usage,
+)
+
+
+class ChunkAccumulator:
+    """Builds the complete response from stream chunks."""
+
+    def __init__(self) -> None:
+        self.first: Any = None
+        self.usage: Any = None
+        self.choices: dict[int, dict[str, Any]] = {}
+
+    def add(self, chunk: Any) -> None:
+        if self.first is None:
+            self.first = chunk
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        for choice in chunk.get("choices") or ():
+            state = self.choices.get(choice.get("index", 0))
+            if state is None:
+                state = self.choices[choice.get("index", 0)] = {"role": "assistant", "parts": [], "tools": {}, "finish": None}
+            delta = choice.get("delta") or {}
+            if delta.get("role"):
+                state["role"] = delta["role"]
+            content = delta.get("content")
+            if content:
+                state["parts"].append(content)
+            for call in delta.get("tool_calls") or ():
+                slot = state["tools"].get(call.get("index", 0))
+                if slot is None:
+                    slot = state["tools"][call.get("index", 0)] = {"id": None, "name": None, "arguments": []}
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                if fn.get("name"):
+                    slot["name"] = fn["name"]
+                if fn.get("arguments"):
+                    slot["arguments"].append(fn["arguments"])
+            if choice.get("finish_reason"):
+                state["finish"] = choice["finish_reason"]
+
+    def build(self) -> ModelResponse:
+        first = self.first or {}
+        choices = []
+        for index in sorted(self.choices):
+            state = self.choices[index]
+            message: dict[str, Any] = {"role": state["role"], "content": "".join(state["parts"]) or None}
+            if state["tools"]:
+                message["tool_calls"] = [
+                    ChatCompletionMessageToolCall._build(
+                        {
+                            "id": slot["id"],
+                            "type": "function",
+                            "function": Function._build({"name": slot["name"], "arguments": "".join(slot["arguments"])}),
+                        }
+                    )
+                    for _, slot in sorted(state["tools"].items())
+                ]
+            choices.append(
+                Choices._build(
+                    {"index": index, "message": Message._build(message), "finish_reason": state["finish"], "logprobs": None}
+                )
+            )
+        data: dict[str, Any] = {
+            "id": first.get("id"),
+            "object": "chat.completion",
+            "created": first.get("created"),
+            "model": first.get("model"),
+            "choices": choices,
+            "system_fingerprint": first.get("system_fingerprint"),
+        }
+        if self.usage is not None:
+            data["usage"] = self.usage if isinstance(self.usage, Usage) else Usage(self.usage)
+        return ModelResponse._build(data)
+
+
+def _with_choice(chunk: Any) -> Any:
+    if chunk.get("choices"):
+        return chunk
+    data = dict(chunk)
+    data["choices"] = [StreamingChoices._build({"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None})]
+    return ModelResponseStream._build(data)
+
+
+class CustomStreamWrapper:
+    """A streamed response; see the module docstring."""
+
+    def __init__(self, call: Any, chunks: Any, close: Any = None, *, is_async: bool) -> None:
+        self._call = call
+        self._chunks = chunks
+        self._release = close
+        self._is_async = is_async
+        self._acc = ChunkAccumulator()
+        self._ended = False
+        self._cache_hit = False
+        self.model = call.model_name
+        self.custom_llm_provider = call.provider_name
+
+    # ---- shared ----
+    def _deliver(self, chunk: Any) -> Any:
+        chunk = _with_choice(chunk)
+        if self._acc.first is None:
+            self._call.first_token()
+        self._acc.add(chunk)
+        self._call.chunk(chunk)
+        return chunk
+
+    def _end(self, status: str, error: BaseException | None = None) -> BaseException | None:
+        if self._ended:
+            return error
+        self._ended = True
+        response = self._acc.build()
+        if self._cache_hit:
+            self._call.cache_hit = True
+        return self._call.end_stream(response, status, error)
+
+    @property
+    def response(self) -> ModelResponse:
+        """The response assembled from the chunks seen so far."""
+        return self._acc.build()
+
+    # ---- sync ----
+    def __iter__(self) -> CustomStreamWrapper:
+        if self._is_async:
+            raise TypeError("this stream came from acompletion(); iterate it with 'async for'")
+        return self
+
+    def __next__(self) -> Any:
+        if self._ended:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._close_source()
+            self._end("complete")
+            if not self._cache_hit:
+                from ._call import _cache_store
+
+                _cache_store(self._call, self._acc.build())
+            raise
+        except BaseException as error:
+            self._close_source()
+            mapped = self._end("broken", error)
+            if mapped is None or mapped is error:
+                raise
+            raise mapped from error
+        return self._deliver(chunk)
+
+    def _close_source(self) -> None:
+        release, self._release = self._release, None
+        if release is not None and not self._is_async:
+            try:
+                release()
+            except Exception:  # the connection is going away either way
+                pass
+
+    def close(self) -> None:
+        """Stop early: release the connection and end the call as abandoned."""
+        if not self._ended:
+            self._end("abandoned")
+        if self._is_async:
+            source_close = getattr(self._chunks, "aclose", None)
+            self._release = None
+            if source_close is not None:
+                _close_async_soon(source_close)
+        else:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            self._close_source()
+
+    def __enter__(self) -> CustomStreamWrapper:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_ended", True):
+            try:
+                self._end("abandoned")
+            except Exception:
+                pass
+
+    # ---- async ----
+    def __aiter__(self) -> CustomStreamWrapper:
+        if not self._is_async:
+            raise TypeError("this stream came from completion(); iterate it with 'for'")
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            await self._aclose_source()
+            self._end("complete")
+            if not self._cache_hit:
+                from ._call import _acache_store
+
+                await _acache_store(self._call, self._acc.build())
+            raise
+        except BaseException as error:
+            await self._aclose_source()
+            mapped = self._end("broken", error)
+            if mapped is None or mapped is error:
+                raise
+            raise mapped from error
+        return self._deliver(chunk)
+
+    async def _aclose_source(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            try:
+                await release()
+            except Exception:
+                pass
+
+    async def aclose(self) -> None:
+        """Stop early (async): release the connection and end the call as abandoned."""
+        if not self._ended:
+            self._end("abandoned")
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:
+                pass
+        await self._aclose_source()
+
+    async def __aenter__(self) -> CustomStreamWrapper:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+def _close_async_soon(close: Any) -> None:
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.create_task(close())

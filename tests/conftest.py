@@ -1,0 +1,83 @@
+"""Shared fixtures: real local servers (fake provider, log receiver, redis) and a loopback-only guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fakes import FakeProvider, LogReceiver, RedisServer, install_loopback_guard
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """Any connect to an address outside 127.0.0.0/8, ::1, localhost or a unix socket raises RuntimeError."""
+    uninstall = install_loopback_guard()
+    yield
+    uninstall()
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as fp:
+        yield fp
+
+
+@pytest.fixture(scope="session")
+def fake_provider_session() -> Iterator[FakeProvider]:
+    """One provider for the whole run: call .reset() before relying on its state."""
+    with FakeProvider() as fp:
+        yield fp
+
+
+@pytest.fixture
+def log_receiver() -> Iterator[LogReceiver]:
+    with LogReceiver() as rx:
+        yield rx
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Shared by the run: call .flushall() first if a test needs an empty store."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server_with_password() -> Iterator[RedisServer]:
+    with RedisServer(password="s3cret-pw") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_lmgate_settings():
+    """Every test starts with lmgate's module-level settings at their defaults, and leaves nothing pending."""
+    import lmgate
+
+    saved = {
+        name: getattr(lmgate, name)
+        for name in (
+            "callbacks",
+            "input_callback",
+            "success_callback",
+            "failure_callback",
+            "cache",
+            "drop_params",
+            "strict_callbacks",
+            "turn_off_message_logging",
+            "num_retries",
+            "request_timeout",
+            "retry_policy",
+            "callback_settings",
+            "generic_logger_headers",
+        )
+    }
+    lmgate.callbacks, lmgate.input_callback, lmgate.success_callback, lmgate.failure_callback = [], [], [], []
+    yield
+    try:
+        lmgate.flush_callbacks(10)
+    finally:
+        for name, value in saved.items():
+            setattr(lmgate, name, value)
+        from lmgate._callbacks.registry import forget_named_callbacks
+
+        forget_named_callbacks()

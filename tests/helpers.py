@@ -1,0 +1,34 @@
+"""Small helpers shared by tests: run one call in any of the four ways (sync/async × plain/streamed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import lmgate
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
+MODE_IDS = ["sync", "sync-stream", "async", "async-stream"]
+
+
+def call(mode: str, stream: bool, **kwargs: Any) -> Any:
+    """One completion in the given mode; streams are consumed; returns the response or the chunks."""
+    kwargs.setdefault("model", "gpt-4o-mini")
+    kwargs.setdefault("messages", MESSAGES)
+    if mode == "sync":
+        result = lmgate.completion(stream=stream, **kwargs)
+        return list(result) if stream else result
+
+    async def run() -> Any:
+        result = await lmgate.acompletion(stream=stream, **kwargs)
+        if stream:
+            return [c async for c in result]
+        return result
+
+    return asyncio.run(run())
+
+
+def flush() -> None:
+    assert lmgate.flush_callbacks(10), "callbacks did not drain within 10 s"
