@@ -483,6 +483,8 @@ def _sse_chunks(events: Iterator[Any], translator: Any) -> Iterator[Any]:
     for sse in events:
         yield from translator.feed(sse.event, sse.data)
         if translator.done:
+            for _ in events:  # read to the end so the connection goes back to the pool
+                pass
             return
 
 
@@ -589,6 +591,8 @@ async def _asse_chunks(events: Any, translator: Any) -> Any:
         for chunk in translator.feed(sse.event, sse.data):
             yield chunk
         if translator.done:
+            async for _ in events:  # read to the end so the connection goes back to the pool
+                pass
             return
 
 
