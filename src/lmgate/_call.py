@@ -19,7 +19,7 @@ from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.record import CallRecord
 from ._callbacks.redact import remember_secret
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from .cost import CostResult, compute_cost, custom_prices
+from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
 from .types import EmbeddingResponse, ModelResponse
@@ -105,6 +105,7 @@ class Call:
         self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
         self.response_headers: dict[str, str] = {}
+        self.custom_prices = custom_prices(control) if _has_price_params(control) else None
         self.finished = False
         self.cache_hit = False
         call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
@@ -121,7 +122,7 @@ class Call:
                 provider=self.provider_name,
                 messages=payload,
                 optional_params=params,
-                litellm_params=self._litellm_params(),
+                litellm_params=self._litellm_params,  # built lazily, off the caller's path
                 metadata=self.metadata,
                 stream=self.stream,
                 user=params.get("user"),
@@ -145,7 +146,7 @@ class Call:
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
             "custom_llm_provider": c.get("custom_llm_provider"),
-            "metadata": self.metadata,  # the caller's metadata, every key (copied per callback)
+            "metadata": self.record.metadata if self.record is not None else self.metadata,  # every key
             "model_info": c.get("model_info"),
             "timeout": c.get("timeout"),
             "num_retries": c.get("num_retries"),
@@ -356,7 +357,7 @@ class Call:
         return mapped
 
     def _cost(self, response: Any, usage: Any) -> Any:
-        prices = custom_prices(self.control)
+        prices = self.custom_prices
         response_model = response.get("model") if isinstance(response, dict) else None
         candidates = [self.control.get("base_model"), self.model_name, response_model]
         return compute_cost(candidates, usage, prices)
@@ -373,9 +374,8 @@ class Call:
         hidden["litellm_call_id"] = self.record.call_id if self.record else None
         hidden["model_id"] = self.control.get("model_id")
         hidden["cache_hit"] = self.cache_hit
-        prices = custom_prices(self.control)
-        if prices:
-            hidden["custom_pricing"] = prices
+        if self.custom_prices:
+            hidden["custom_pricing"] = self.custom_prices
 
     # ---- streams ----
     def first_token(self) -> None:
@@ -400,6 +400,10 @@ class Call:
         return CustomStreamWrapper(self, chunks, close, is_async=self.is_async)
 
 
+def _has_price_params(control: dict[str, Any]) -> bool:
+    return any(k in control for k in PRICE_KEYS)
+
+
 def _is_transport_error(error: BaseException) -> bool:
     module = type(error).__module__ or ""
     return module.startswith(("httpx", "httpcore", "h11")) or isinstance(error, (ConnectionError, TimeoutError))
@@ -407,7 +411,7 @@ def _is_transport_error(error: BaseException) -> bool:
 
 def new_call_id() -> str:
     """A random UUID4 string; ids need uniqueness, not cryptographic strength, so skip os.urandom."""
-    h = "%032x" % (_random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS)
+    h = f"{_random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -460,18 +464,17 @@ def _sync_send(call: Call) -> Any:
                     call.post_call(None, dict(response.headers))
                     translator = call.translator()
                     return call.wrap_stream(_sse_chunks(EventSource(response).iter_sse(), translator), response.close)
-                try:
-                    text = response.read().decode()
-                except Exception as error:
-                    response.close()
-                    raise call.transport_error(error) from error
-                response.close()
-                return call.succeed(call.parse(response.status_code, dict(response.headers), text))
             try:
-                text = response.read().decode(errors="replace")
+                raw: bytes | None = response.read()
+            except Exception as error:  # the body broke off: a connection error, retried like one
+                raw, err = None, call.transport_error(error)
             finally:
                 response.close()
-            err = call.http_error(response.status_code, dict(response.headers), text)
+            if raw is not None:
+                text = raw.decode(errors="replace")
+                if response.status_code < 400:
+                    return call.succeed(call.parse(response.status_code, dict(response.headers), text))
+                err = call.http_error(response.status_code, dict(response.headers), text)
         delay = call.retry_delay(attempt, err)
         if delay is None:
             raise err
@@ -567,18 +570,17 @@ async def _async_send(call: Call) -> Any:
                     return call.wrap_stream(
                         _asse_chunks(EventSource(response).aiter_sse(), translator), response.aclose
                     )
-                try:
-                    text = (await response.aread()).decode()
-                except Exception as error:
-                    await response.aclose()
-                    raise call.transport_error(error) from error
-                await response.aclose()
-                return call.succeed(call.parse(response.status_code, dict(response.headers), text))
             try:
-                text = (await response.aread()).decode(errors="replace")
+                raw: bytes | None = await response.aread()
+            except Exception as error:  # the body broke off: a connection error, retried like one
+                raw, err = None, call.transport_error(error)
             finally:
                 await response.aclose()
-            err = call.http_error(response.status_code, dict(response.headers), text)
+            if raw is not None:
+                text = raw.decode(errors="replace")
+                if response.status_code < 400:
+                    return call.succeed(call.parse(response.status_code, dict(response.headers), text))
+                err = call.http_error(response.status_code, dict(response.headers), text)
         delay = call.retry_delay(attempt, err)
         if delay is None:
             raise err
@@ -654,35 +656,34 @@ async def aembedding(model: str, input: Any = None, **params: Any) -> EmbeddingR
 # The cache (``lmgate.caching``) is imported only when one is configured.
 
 
-def _cache_enabled(call: Call) -> bool:
-    return _settings().cache is not None and call.control.get("caching") is not False
-
-
 def _cache_lookup(call: Call) -> Any:
-    if not _cache_enabled(call):
+    cache = _settings().cache
+    if cache is None:
         return None
     from .caching.pipeline import lookup
 
-    return lookup(call)
+    return lookup(call, cache)
 
 
 async def _acache_lookup(call: Call) -> Any:
-    if not _cache_enabled(call):
+    cache = _settings().cache
+    if cache is None:
         return None
     from .caching.pipeline import alookup
 
-    return await alookup(call)
+    return await alookup(call, cache)
 
 
 def _cache_store(call: Call, response: Any) -> None:
-    if _cache_enabled(call) and response is not None:
+    # stores only what lookup decided to cache (the decision rides on the call)
+    if response is not None and _settings().cache is not None:
         from .caching.pipeline import store
 
         store(call, response)
 
 
 async def _acache_store(call: Call, response: Any) -> None:
-    if _cache_enabled(call) and response is not None:
+    if response is not None and _settings().cache is not None:
         from .caching.pipeline import astore
 
         await astore(call, response)
@@ -691,11 +692,10 @@ async def _acache_store(call: Call, response: Any) -> None:
 def _serve_cached(call: Call, response: Any) -> Any:
     """A cache hit flows through the callbacks like a real call, marked ``cache_hit``."""
     record = call.record
-    saved = call._cost(response, response.get("usage")).cost
     call.cache_hit = True
-    if record is not None:
+    if record is not None:  # only callbacks read the saved cost: skip pricing when none listen
         record.cache_hit = True
-        record.saved_cache_cost = saved or 0.0
+        record.saved_cache_cost = call._cost(response, response.get("usage")).cost or 0.0
     call.mock_pre_call()
     call.post_call(None)
     if call.stream and call.kind == "chat":

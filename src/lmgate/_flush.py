@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ._callbacks.dispatch import get_dispatcher
@@ -21,6 +20,8 @@ def flush_callbacks(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
 
 async def aflush_callbacks(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
     """``flush_callbacks`` for async code: waits without blocking the event loop."""
+    import asyncio
+
     return await asyncio.to_thread(get_dispatcher().flush, timeout)
 
 

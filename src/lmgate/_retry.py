@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,12 @@ from dataclasses import dataclass, field
 from . import exceptions as exc
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+async def _asyncio_sleep(delay_s: float) -> None:
+    import asyncio  # imported on first use: sync programs never pay for it
+
+    await asyncio.sleep(delay_s)
 
 
 def is_retryable_status(status: int) -> bool:
@@ -28,7 +33,7 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     max_retry_after_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
-    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
     rng: random.Random = field(default_factory=random.Random)
 
     def is_retryable(self, error: BaseException) -> bool:

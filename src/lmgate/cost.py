@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ class CostResult:
 
 @lru_cache(maxsize=1)
 def price_table() -> dict[str, dict[str, Any]]:
-    data = orjson.loads(resources.files("lmgate").joinpath("prices.json").read_bytes())
+    data = orjson.loads((Path(__file__).parent / "prices.json").read_bytes())
     return data["models"]  # type: ignore[no-any-return]
 
 

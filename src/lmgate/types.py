@@ -12,8 +12,8 @@ Declared fields read as ``None`` when absent; unknown attributes raise ``Attribu
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from typing import Any, ClassVar
 
 import orjson
@@ -200,7 +200,8 @@ class Usage(OpenAIObject):
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex[:29]
+    # ids need uniqueness, not unpredictability: skip the os.urandom system call
+    return f"chatcmpl-{random.getrandbits(116):029x}"
 
 
 class _WithHiddenParams(OpenAIObject):

@@ -22,9 +22,7 @@ caller's loop. ``flush`` waits until every submitted delivery is done; it runs a
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import inspect
 import logging
 import os
@@ -35,13 +33,17 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CallbackError
 from .custom_logger import CustomLogger
 from .record import CallRecord
 from .redact import mask_secrets, redact_response
 
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported on first use (it costs ~30 ms): most sync programs never need it
 logger = logging.getLogger("lmgate.callbacks")
 
 EVENTS = ("pre", "post", "stream", "success", "failure")
@@ -128,14 +130,27 @@ def _is_logger(obj: Any) -> bool:
 
 
 class Plan:
-    """The targets of one call, indexed by event. Empty plans cost nothing."""
+    """The targets of one call, indexed by event. Empty plans cost nothing.
 
-    __slots__ = ("targets", "by_event", "empty")
+    ``inline`` holds, per terminal event, the loggers that take it on the caller's path: a
+    logger whose ``lmgate_write_ahead`` is true (a batch logger with a write-ahead spool) gets
+    ``write_ahead(record, event)`` called inline by ``emit`` instead of its hooks, so its
+    record is on disk before the call returns. It must be quick and must not raise.
+    """
+
+    __slots__ = ("targets", "by_event", "inline", "empty")
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
-        self.by_event = {e: [t for t in targets if t.handles(e)] for e in EVENTS}
-        self.empty = not any(self.by_event.values())
+        by_event = {e: [t for t in targets if t.handles(e)] for e in EVENTS}
+        self.empty = not any(by_event.values())
+        self.inline: dict[str, list[Target]] = {}
+        for e in ("success", "failure"):
+            inline = [t for t in by_event[e] if t.kind == "logger" and getattr(t.obj, "lmgate_write_ahead", False)]
+            if inline:
+                self.inline[e] = inline
+                by_event[e] = [t for t in by_event[e] if t not in inline]
+        self.by_event = by_event
 
 
 EMPTY_PLAN = Plan([])
@@ -163,6 +178,8 @@ class _CallbackLoop:
     """lmgate's own event loop, on a daemon thread, for async hooks."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True)
@@ -170,6 +187,8 @@ class _CallbackLoop:
         ready.wait()
 
     def _run(self, ready: threading.Event) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
         self.loop.run_forever()
@@ -246,6 +265,12 @@ class Dispatcher:
         response_obj: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
+        if plan.inline and event in plan.inline:
+            for t in plan.inline[event]:
+                try:
+                    t.obj.write_ahead(record, event)
+                except Exception as error:  # must not break the call
+                    self.report(t, "write_ahead", error)
         targets = plan.by_event[event]
         if not targets:
             return
@@ -431,6 +456,8 @@ class _Job:
             if fn is not None:
                 fn(*self._args())
             else:
+                import asyncio
+
                 fn = t.async_[self.event]
                 future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
                 future.result()
@@ -440,6 +467,9 @@ class _Job:
             self.dispatcher._finished()
 
     async def run_async(self, previous: asyncio.Task[None] | None) -> None:
+        import asyncio
+        import concurrent.futures
+
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait((previous,))

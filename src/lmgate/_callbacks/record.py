@@ -75,6 +75,18 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _encode(value: Any) -> tuple[bytes | None, Any]:
+    """(JSON snapshot, None), or (None, a deep copy) for data orjson cannot encode."""
+    try:
+        return orjson.dumps(value), None
+    except TypeError:
+        return None, copy_data(value)
+
+
+def _fragment(raw_json: bytes | None, fallback: Any) -> Any:
+    return orjson.Fragment(raw_json) if raw_json is not None else fallback
+
+
 def _json_default(value: Any) -> Any:
     """What the payload may hold beyond JSON types: shown as text rather than failing."""
     if isinstance(value, (set, frozenset)):
@@ -86,6 +98,120 @@ def _json_default(value: Any) -> Any:
 
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts) if ts is not None else None
+
+
+class CallbackKwargs(dict):  # type: ignore[type-arg]
+    """The ``kwargs`` a callback receives: a plain dict whose costlier keys fill in on first use.
+
+    Every way of reading a dict works as usual (``[]``, ``get``, ``in``, iteration, ``len``,
+    ``dict(kwargs)``, ``repr``, copying); values are computed the first time they are needed.
+    ``payload_json()`` gives the standard logging payload as JSON bytes without building a dict,
+    which is what batch loggers ship.
+    """
+
+    __slots__ = ("_lazy", "_record", "_redact")
+
+    def __init__(
+        self, data: dict[str, Any], lazy: dict[str, Any], record: CallRecord | None = None, redact: bool = False
+    ) -> None:
+        dict.__init__(self, data)
+        self._lazy = lazy
+        self._record = record
+        self._redact = redact
+
+    def _load(self, key: str) -> Any:
+        value = self._lazy.pop(key)()
+        dict.__setitem__(self, key, value)
+        return value
+
+    def _load_all(self) -> None:
+        for key in list(self._lazy):
+            if key in self._lazy:
+                self._load(key)
+
+    def __missing__(self, key: str) -> Any:
+        if key in self._lazy:
+            return self._load(key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self._lazy
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        if key in self._lazy:
+            return self._load(key)
+        return default
+
+    def __iter__(self) -> Any:
+        self._load_all()
+        return dict.__iter__(self)
+
+    def keys(self) -> Any:
+        self._load_all()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._load_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._load_all()
+        return dict.items(self)
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + len(self._lazy)
+
+    def __repr__(self) -> str:
+        self._load_all()
+        return dict.__repr__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._lazy.pop(key, None)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        if self._lazy.pop(key, None) is not None and not dict.__contains__(self, key):
+            return
+        dict.__delitem__(self, key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.pop(self, key, *default)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._load_all()
+        dict.update(self, *args, **kwargs)
+
+    def copy(self) -> dict[str, Any]:
+        self._load_all()
+        return dict(dict.items(self))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle see a plain dict
+        self._load_all()
+        return (dict, (dict(dict.items(self)),))
+
+    def payload_json(self) -> bytes | None:
+        """The standard logging payload as JSON bytes (terminal events only), or None."""
+        if self._record is None or "standard_logging_object" not in self:
+            return None
+        if dict.__contains__(self, "standard_logging_object") or (self._redact and not self._record.redact_all):
+            # read (and maybe changed) as a dict, or redacted for this logger: encode that dict
+            return orjson.dumps(self["standard_logging_object"], default=_json_default)
+        return self._record.payload_bytes()
 
 
 class CallRecord:
@@ -114,9 +240,9 @@ class CallRecord:
         self.call_type = call_type
         self.model = model
         self.provider = provider
-        self.messages = copy_data(messages)  # a snapshot: the caller may change its list later
+        self.messages = messages  # snapshotted as JSON: the caller may change its list later
         self.optional_params = copy_data(optional_params)
-        self.litellm_params = litellm_params
+        self._litellm_params = litellm_params
         self.metadata = copy_data(metadata)
         self.stream = stream
         self.user = user
@@ -128,7 +254,8 @@ class CallRecord:
         self.api_key_masked = mask_key(api_key) if api_key else None
         self.redact_all = redact_all
         # filled as the call goes
-        self.request_body: dict[str, Any] | None = None
+        self._body_json: bytes | None = None
+        self._body_raw: Any = None
         self.request_headers: dict[str, Any] = {}
         self.attempt = 0
         self.original_response: str | None = None
@@ -161,9 +288,29 @@ class CallRecord:
         # per-callback tail of the async delivery chain (touched only on the callback loop)
         self.tails: dict[int, Any] = {}
 
+    # ---- snapshots ----
+    @property
+    def messages(self) -> Any:
+        return orjson.loads(self._messages_json) if self._messages_json is not None else self._messages_raw
+
+    @messages.setter
+    def messages(self, value: Any) -> None:
+        self._messages_json, self._messages_raw = _encode(value)
+
+    @property
+    def litellm_params(self) -> dict[str, Any]:
+        """Built on first use, off the caller's path (a factory is passed in)."""
+        if callable(self._litellm_params):
+            self._litellm_params = self._litellm_params()
+        return self._litellm_params  # type: ignore[no-any-return]
+
+    @property
+    def request_body(self) -> Any:
+        return orjson.loads(self._body_json) if self._body_json is not None else self._body_raw
+
     # ---- filled by the pipeline ----
     def set_request(self, body: dict[str, Any] | None, headers: dict[str, Any], api_base: str | None) -> None:
-        self.request_body = copy_data(body)
+        self._body_json, self._body_raw = _encode(body) if body is not None else (None, None)
         self.request_headers = mask_headers(headers)
         if api_base:
             self.api_base = api_base
@@ -206,11 +353,16 @@ class CallRecord:
         The data is serialised once per (attempt, redact) and each callback gets its own
         ``orjson.loads`` of it: far cheaper than a deep copy, and just as private.
         """
-        key = (self.attempt, redact, self.request_body is not None)
+        key = (self.attempt, redact, self._body_json is not None or self._body_raw is not None)
         cached = self._data_cache.get(key)
         if cached is None:
-            messages = redact_messages(self.messages) if redact else self.messages
-            body = self.request_body
+            messages: Any
+            body: Any
+            if redact:
+                messages, body = redact_messages(self.messages), self.request_body
+            else:
+                messages = _fragment(self._messages_json, self._messages_raw)
+                body = _fragment(self._body_json, self._body_raw)
             if redact and isinstance(body, dict):
                 body = dict(body)
                 for name in ("messages", "input", "prompt", "system"):
@@ -233,18 +385,38 @@ class CallRecord:
         return copy_data(cached)  # type: ignore[no-any-return]
 
     def kwargs_view(self, event: str, redact: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A fresh kwargs dict for one callback and one event."""
+        """A fresh kwargs dict for one callback and one event.
+
+        The keys that need a private copy of the call's data (``messages``, ``litellm_params``,
+        ``additional_args``, ``standard_logging_object``, …) are filled on first access, so a
+        callback that never reads them costs no copy (see ``CallbackKwargs``).
+        """
         redact = redact or self.redact_all
-        data = self._data(redact)
-        messages = data["messages"]
-        body = data["body"]
-        kw: dict[str, Any] = dict(data["optional_params"])  # the reference also spreads params at top level
-        kw.update(
+        data: dict[str, Any] = {}
+
+        def part(name: str) -> Any:
+            if not data:
+                data.update(self._data(redact))
+            return data[name]
+
+        def input_value() -> Any:
+            body = part("body")
+            if isinstance(body, dict):
+                return body.get("messages", body.get("input", part("messages")))
+            return part("messages")
+
+        def additional_args() -> dict[str, Any]:
+            return {
+                "complete_input_dict": part("body"),
+                "headers": part("headers"),
+                "api_base": self.api_base,
+                "attempt": self.attempt,
+            }
+
+        eager: dict[str, Any] = copy_data(self.optional_params) if self.optional_params else {}
+        eager.update(
             {
                 "model": self.model,
-                "messages": messages,
-                "optional_params": data["optional_params"],
-                "litellm_params": data["litellm_params"],
                 "start_time": _dt(self.start),
                 "stream": self.stream,
                 "user": self.user,
@@ -253,25 +425,25 @@ class CallRecord:
                 "litellm_trace_id": self.trace_id,
                 "custom_llm_provider": self.provider,
                 "completion_start_time": _dt(self.completion_start),
-                "input": body.get("messages", body.get("input", messages)) if isinstance(body, dict) else messages,
                 "api_key": self.api_key_masked,
-                "additional_args": {
-                    "complete_input_dict": body,
-                    "headers": data["headers"],
-                    "api_base": self.api_base,
-                    "attempt": self.attempt,
-                },
                 "log_event_type": LOG_EVENT_TYPES[event],
                 "original_response": self.original_response,
                 "cache_hit": self.cache_hit,
             }
         )
+        lazy: dict[str, Any] = {
+            "messages": lambda: part("messages"),
+            "optional_params": lambda: part("optional_params"),
+            "litellm_params": lambda: part("litellm_params"),
+            "input": input_value,
+            "additional_args": additional_args,
+        }
         if event in ("success", "failure"):
-            kw["end_time"] = _dt(self.end)
-            kw["response_cost"] = self.cost
-            kw["standard_logging_object"] = self.payload_copy(redact)
+            eager["end_time"] = _dt(self.end)
+            eager["response_cost"] = self.cost
+            lazy["standard_logging_object"] = lambda: self.payload_copy(redact)
             if self.cost is None:
-                kw["response_cost_failure_debug_information"] = {
+                eager["response_cost_failure_debug_information"] = {
                     "error_str": self.cost_reason,
                     "model": self.model,
                     "custom_llm_provider": self.provider,
@@ -280,15 +452,15 @@ class CallRecord:
                 }
             if self.stream:
                 assembled = redact_response(self.response) if redact else self.response
-                kw["complete_streaming_response"] = assembled
-                kw["async_complete_streaming_response"] = assembled
-                kw["stream_status"] = self.stream_status
+                eager["complete_streaming_response"] = assembled
+                eager["async_complete_streaming_response"] = assembled
+                eager["stream_status"] = self.stream_status
         if event == "failure":
-            kw["exception"] = self.error
-            kw["traceback_exception"] = self.traceback
+            eager["exception"] = self.error
+            eager["traceback_exception"] = self.traceback
         if extra:
-            kw.update(extra)
-        return kw
+            eager.update(extra)
+        return CallbackKwargs(eager, lazy, self, redact)
 
     def payload_copy(self, redact: bool = False) -> dict[str, Any]:
         """A private copy of the payload (redacted for loggers that asked for it)."""
@@ -339,7 +511,9 @@ class CallRecord:
                 "traceback": self.traceback or "",
                 "error_message": mask_secrets(str(getattr(self.error, "message", None) or self.error)),
             }
-        messages: Any = redact_messages(self.messages) if self.redact_all else self.messages
+        messages: Any = (
+            redact_messages(self.messages) if self.redact_all else _fragment(self._messages_json, self._messages_raw)
+        )
         response: Any = orjson.Fragment(self.response_json) if self.response_json else {}
         if self.redact_all and self.response_json:
             response = redact_response(self.response_snapshot)

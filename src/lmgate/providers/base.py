@@ -8,7 +8,6 @@ error status means (``error``). The sync and async shells in ``_call.py`` do the
 
 from __future__ import annotations
 
-import email.utils
 import os
 import time
 from dataclasses import dataclass, field
@@ -66,6 +65,9 @@ class Provider:
     default_api_version: ClassVar[str | None] = None
     #: True when the provider refuses to be called without a key
     requires_key: ClassVar[bool] = True
+    #: an explicit api_base may point at a key-less server (a local proxy); not so where every
+    #: call names a base (Azure), or a missing key would only surface as the server's 401
+    key_optional_with_api_base: ClassVar[bool] = True
     #: chat parameters this provider accepts; None means "pass everything through"
     supported_params: ClassVar[frozenset[str] | None] = None
     supports_embeddings: ClassVar[bool] = True
@@ -76,7 +78,7 @@ class Provider:
             names = " or ".join(self.base_env) or "api_base"
             raise exc.BadRequestError(f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model)
         key = api_key if api_key is not None else _first_env(self.key_env)
-        if self.requires_key and not key and api_base is None:
+        if self.requires_key and not key and (api_base is None or not self.key_optional_with_api_base):
             names = " or ".join(self.key_env)
             raise exc.AuthenticationError(
                 f"no API key for {self.name}: pass api_key= or set {names}", self.name, model, status_code=401
@@ -166,6 +168,8 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        import email.utils  # rare path; the module costs ~10 ms to import
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
