@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -225,7 +226,7 @@ class CallRecord:
         provider: str,
         messages: Any,
         optional_params: dict[str, Any],
-        litellm_params: dict[str, Any],
+        litellm_params: dict[str, Any] | Callable[[], dict[str, Any]],
         metadata: dict[str, Any],
         stream: bool,
         user: Any,
