@@ -393,3 +393,44 @@ def test_time_from_return_to_success_hook_is_short():
     stamps["returned"] = time.monotonic()
     flush()
     assert "hook" in stamps
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_embeddings_reach_callbacks(mode):
+    """embedding and aembedding go through the same callbacks, with their input as messages."""
+    capture = CapturingLogger()
+    seen: list[str] = []
+    lmgate.callbacks = [capture]
+    lmgate.success_callback = [lambda kwargs, r, s, e: seen.append(kwargs["call_type"])]
+    if mode == "sync":
+        r = lmgate.embedding(model="text-embedding-3-small", input="hello", mock_response=True)
+    else:
+        r = asyncio.run(lmgate.aembedding(model="text-embedding-3-small", input=["a", "b"], mock_response=True))
+    flush()
+    assert r.data[0].embedding
+    prefix = "async_" if mode == "async" else ""
+    assert capture.hooks() == [f"{prefix}log_pre_api_call", "log_post_api_call", f"{prefix}log_success_event"]
+    assert seen == ["aembedding" if mode == "async" else "embedding"]
+
+
+def test_unknown_model_fails_through_callbacks():
+    """A call rejected before sending (unknown model) still gets its failure event."""
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    with pytest.raises(lmgate.UnknownModelError, match="Supported"):
+        lmgate.completion(model="no-such-model", messages=MESSAGES)
+    flush()
+    assert capture.hooks() == ["log_failure_event"]
+
+
+def test_bad_messages_are_a_clear_error():
+    """messages that are not a list of dicts raise BadRequestError saying what is expected."""
+    with pytest.raises(lmgate.BadRequestError, match="list of dicts"):
+        lmgate.completion(model="gpt-4o-mini", messages="hello", mock_response="x")
+
+
+def test_unknown_callback_name_is_a_clear_error():
+    """A name in lmgate.callbacks that no logger answers to raises ValueError listing what works."""
+    lmgate.callbacks = ["no_such_logger"]
+    with pytest.raises(ValueError, match="no_such_logger"):
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="x")
