@@ -1,10 +1,11 @@
-"""Response caching (in progress): ``Cache`` is defined by the caching module."""
+"""Response caching: ``lmgate.cache = lmgate.Cache(...)``; see docs/caching.md.
+
+Imported only when a cache is configured, so ``import lmgate`` stays fast; ``redis`` is
+imported only when a Redis cache first talks to its server.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from .cache import DEFAULT_NAMESPACE, DEFAULT_TTL_S, Cache, CacheMode
 
-
-class Cache:  # placeholder until the caching backends land
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("lmgate.Cache is not available yet")
+__all__ = ["Cache", "CacheMode", "DEFAULT_NAMESPACE", "DEFAULT_TTL_S"]
