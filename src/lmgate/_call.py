@@ -690,14 +690,16 @@ async def _acache_store(call: Call, response: Any) -> None:
 
 
 def _serve_cached(call: Call, response: Any) -> Any:
-    """A cache hit flows through the callbacks like a real call, marked ``cache_hit``."""
+    """A cache hit reaches every callback like a real call (chunks, success), marked ``cache_hit``.
+
+    No pre/post-API-call events: no API call is made (the spec's cache sample counts
+    "pre, post, success, success" for a miss followed by a hit).
+    """
     record = call.record
     call.cache_hit = True
     if record is not None:  # only callbacks read the saved cost: skip pricing when none listen
         record.cache_hit = True
         record.saved_cache_cost = call._cost(response, response.get("usage")).cost or 0.0
-    call.mock_pre_call()
-    call.post_call(None)
     if call.stream and call.kind == "chat":
         chunks = _mock.mock_chunks(response)
         source = _aiter(chunks) if call.is_async else iter(chunks)

@@ -22,7 +22,7 @@ SAMPLES = HERE / "samples"
 
 @pytest.fixture
 def run_sample(fake_provider, tmp_path):
-    def run(name: str) -> tuple[str, list[dict]]:
+    def run(name: str, **extra_env: str) -> tuple[str, list[dict]]:
         record_file = tmp_path / "stub_records.jsonl"
         env = dict(os.environ)
         env.update(
@@ -36,6 +36,7 @@ def run_sample(fake_provider, tmp_path):
                 "PYTHONPATH": os.pathsep.join([str(HERE / "stubs"), env.get("PYTHONPATH", "")]),
                 "STUB_RECORD_FILE": str(record_file),
                 "PYTHONIOENCODING": "utf-8",
+                **extra_env,
             }
         )
         proc = subprocess.run(
@@ -150,3 +151,17 @@ def test_sample_can_fail(run_sample, fake_provider):
     fake_provider.enqueue(Reply(status=401, error_type="authentication_error", error_message="bad key"))
     out, _ = run_sample("transformed_input.py")
     assert "AuthenticationError" in out
+
+
+def test_cache_hits_sample(run_sample, fake_provider, redis_server_with_password):
+    """The Redis cache sample: the second identical call is a hit, seen by the success hook as cache_hit True."""
+    redis_server_with_password.flushall()
+    out, _ = run_sample(
+        "cache_hits.py",
+        REDIS_HOST=redis_server_with_password.host,
+        REDIS_PORT=str(redis_server_with_password.port),
+        REDIS_PASSWORD=redis_server_with_password.password,
+    )
+    assert "Value of Cache hit: False" in out and "Value of Cache hit: True" in out
+    assert out.index("Value of Cache hit: False") < out.index("Value of Cache hit: True")
+    assert len([r for r in fake_provider.requests if "chatgpt-v-2" in r.path]) == 1  # the second call never left
