@@ -66,6 +66,9 @@ CONTROL_PARAMS = frozenset(
         "model_group",
         "turn_off_message_logging",
         "logger_fn",
+        # a list: a failure before the call returns appends its event's emitter here instead of
+        # emitting it (the proxy's router emits it only if no other deployment will be tried)
+        "defer_failure_event",
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
@@ -108,6 +111,7 @@ class Call:
         self.custom_prices = custom_prices(control) if _has_price_params(control) else None
         self.finished = False
         self.cache_hit = False
+        self.stream_started = False
         call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         global_lists = (settings.callbacks, settings.input_callback, settings.success_callback, settings.failure_callback)
         if not call_lists and not any(global_lists):
@@ -353,7 +357,12 @@ class Call:
             else:
                 record.cost_reason = "the call failed before any usage was reported"
             record.finish_failure(mapped, time.time(), partial)
-            get_dispatcher().emit(record, self.plan, "failure")
+            defer = self.control.get("defer_failure_event")
+            if defer is not None and not self.stream_started:
+                plan = self.plan
+                defer.append(lambda: get_dispatcher().emit(record, plan, "failure"))
+            else:
+                get_dispatcher().emit(record, self.plan, "failure")
         return mapped
 
     def _cost(self, response: Any, usage: Any) -> Any:
@@ -397,6 +406,7 @@ class Call:
     def wrap_stream(self, chunks: Any, close: Any = None) -> CustomStreamWrapper:
         from .streaming import CustomStreamWrapper
 
+        self.stream_started = True  # from here on the caller owns the call: failures are never deferred
         return CustomStreamWrapper(self, chunks, close, is_async=self.is_async)
 
 

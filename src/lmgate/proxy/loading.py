@@ -1,0 +1,218 @@
+"""From a validated config to a running ``lmgate``: objects named in the config, settings applied.
+
+Dotted paths (``custom_callbacks.proxy_handler_instance``) load ``custom_callbacks.py`` from
+the config's directory (nested dots are sub-directories) or, failing that, import an
+installed module. A file is executed once per process and registered in ``sys.modules``, so
+naming it twice (in ``callbacks`` and ``success_callback``, say) gives the same object, with
+one copy of its state. Names without a dot (``generic_api``, a ``callback_settings`` name, a
+preset) are resolved by ``lmgate._callbacks.registry``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .config import ConfigError, ProxyConfig, thaw
+
+_file_modules: dict[str, ModuleType] = {}
+_file_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``apply_config`` registered, for the startup line and for readiness."""
+
+    callbacks: tuple[Any, ...]
+    callback_names: tuple[str, ...]
+    success_callback: tuple[str, ...]
+    failure_callback: tuple[str, ...]
+    cache: str | None
+
+
+def load_object(dotted: str, directory: Path, file: str, key: str) -> Any:
+    """The object a dotted path names; ``ConfigError`` (naming ``key``) when it cannot be loaded."""
+    module_path, _, attr = dotted.rpartition(".")
+    if not module_path or not attr:
+        raise ConfigError(file, key, f"{dotted!r} is not a dotted path like custom_callbacks.proxy_handler_instance")
+    source = directory.joinpath(*module_path.split(".")).with_suffix(".py")
+    if source.is_file():
+        module = _load_file(module_path, source, file, key)
+    else:
+        try:
+            module = importlib.import_module(module_path)
+        except ImportError as error:
+            raise ConfigError(
+                file, key, f"cannot load {dotted!r}: no file {source} beside the config, and no importable module "
+                f"{module_path!r} ({error})"
+            ) from None
+        except Exception as error:
+            raise ConfigError(file, key, f"importing {module_path!r} raised {_describe(error)}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        where = getattr(module, "__file__", None) or module_path
+        raise ConfigError(file, key, f"{where} defines no {attr!r}") from None
+
+
+def _load_file(module_path: str, source: Path, file: str, key: str) -> ModuleType:
+    resolved = str(source.resolve())
+    with _file_lock:
+        module = _file_modules.get(resolved)
+        if module is not None:
+            return module
+        existing = sys.modules.get(module_path)
+        existing_file = getattr(existing, "__file__", None)
+        if existing is not None and existing_file and str(Path(existing_file).resolve()) == resolved:
+            _file_modules[resolved] = existing
+            return existing
+        # the natural name when it is free (so `import custom_callbacks` elsewhere finds the same
+        # module); a private one when another module already owns that name
+        name = module_path
+        if name in sys.modules:
+            name = f"_lmgate_config_{hashlib.sha256(resolved.encode()).hexdigest()[:12]}.{module_path}"
+        spec = importlib.util.spec_from_file_location(name, source)
+        if spec is None or spec.loader is None:
+            raise ConfigError(file, key, f"cannot load {source} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as error:
+            del sys.modules[name]
+            tb = "".join(traceback.format_exception_only(type(error), error)).strip()
+            raise ConfigError(file, key, f"loading {source} raised {tb}") from None
+        _file_modules[resolved] = module
+        return module
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _check_callback(obj: Any, dotted: str, file: str, key: str) -> Any:
+    from .._callbacks.dispatch import _is_logger
+
+    if inspect.isclass(obj):
+        raise ConfigError(
+            file, key, f"{dotted!r} is a class; create an instance in the module "
+            f"(for example `proxy_handler_instance = {obj.__name__}()`) and name the instance"
+        )
+    if not _is_logger(obj) and not callable(obj):
+        raise ConfigError(file, key, f"{dotted!r} is a {type(obj).__name__}, neither a CustomLogger instance nor a function")
+    return obj
+
+
+def _resolve_entry(name: str, config: ProxyConfig, key: str) -> Any:
+    if "." in name:
+        obj = load_object(name, config.directory, config.path, key)
+        return _check_callback(obj, name, config.path, key)
+    from .._callbacks.registry import resolve_callback
+
+    try:
+        return resolve_callback(name)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(config.path, key, f"cannot set up callback {name!r}: {_describe(error)}") from None
+
+
+def apply_config(config: ProxyConfig) -> Applied:
+    """Set ``lmgate``'s module settings from ``config``; raises ``ConfigError`` naming the key."""
+    import lmgate
+
+    from .._callbacks.redact import remember_secret
+
+    settings = config.litellm_settings
+    for deployment in config.model_list:
+        remember_secret(deployment.litellm_params.get("api_key"))
+    remember_secret(config.master_key)
+    # callback_settings first: names in the lists are looked up in it
+    lmgate.callback_settings = thaw(config.callback_settings)
+    if "generic_logger_headers" in settings:
+        lmgate.generic_logger_headers = {str(k): str(v) for k, v in settings["generic_logger_headers"].items()}
+    for flag in ("turn_off_message_logging", "drop_params"):
+        if flag in settings:
+            setattr(lmgate, flag, bool(settings[flag]))
+    if "num_retries" in settings:
+        lmgate.num_retries = int(settings["num_retries"])
+    if "request_timeout" in settings:
+        lmgate.request_timeout = float(settings["request_timeout"])
+    cache_name = None
+    if settings.get("cache"):
+        params = thaw(settings.get("cache_params") or {})
+        try:
+            lmgate.cache = lmgate.Cache(**params)
+        except Exception as error:
+            raise ConfigError(config.path, "litellm_settings.cache_params", f"cannot create the cache: {_describe(error)}") from None
+        cache_name = str(params.get("type") or "local")
+    loaded: list[Any] = []
+    names = list(settings.get("callbacks") or ())
+    for i, name in enumerate(names):
+        loaded.append(_resolve_entry(name, config, f"litellm_settings.callbacks[{i}]"))
+    lists: dict[str, list[Any]] = {}
+    for list_name in ("success_callback", "failure_callback"):
+        entries = settings.get(list_name)
+        if entries is None:
+            continue
+        lists[list_name] = [
+            _resolve_entry(name, config, f"litellm_settings.{list_name}[{i}]") for i, name in enumerate(entries)
+        ]
+    # callbacks are appended (as the reference does); the two function lists are replaced
+    current = list(lmgate.callbacks)
+    for obj in loaded:
+        if not any(obj is c for c in current):
+            current.append(obj)
+    lmgate.callbacks = current
+    for list_name, objs in lists.items():
+        setattr(lmgate, list_name, objs)
+    return Applied(
+        callbacks=tuple(loaded),
+        callback_names=tuple(names),
+        success_callback=tuple(settings.get("success_callback") or ()),
+        failure_callback=tuple(settings.get("failure_callback") or ()),
+        cache=cache_name,
+    )
+
+
+def describe(config: ProxyConfig, applied: Applied) -> str:
+    """The startup line: what was loaded, with every secret masked."""
+    from .._callbacks.redact import mask_key, mask_secrets
+
+    groups: dict[str, list[str]] = {}
+    for d in config.model_list:
+        text = d.model
+        if d.litellm_params.get("api_base"):
+            text += f" @ {d.litellm_params['api_base']}"
+        if d.litellm_params.get("api_key"):
+            text += f" key={mask_key(str(d.litellm_params['api_key']))}"
+        if d.litellm_params.get("mock_response") is not None:
+            text += " (mock)"
+        groups.setdefault(d.model_name, []).append(text)
+    models = "; ".join(f"{name} -> [{', '.join(items)}]" for name, items in groups.items()) or "none"
+    parts = [
+        f"lmgate proxy: loaded {config.path}",
+        f"{len(groups)} model(s): {models}",
+        f"callbacks: [{', '.join(applied.callback_names)}]",
+    ]
+    if applied.success_callback:
+        parts.append(f"success_callback: [{', '.join(applied.success_callback)}]")
+    if applied.failure_callback:
+        parts.append(f"failure_callback: [{', '.join(applied.failure_callback)}]")
+    if applied.cache:
+        parts.append(f"cache: {applied.cache}")
+    parts.append(f"routing: {config.routing_strategy}")
+    parts.append(f"auth: master_key {mask_key(config.master_key)}" if config.master_key else "auth: off (no master_key)")
+    return mask_secrets(" | ".join(parts))
+
+
+__all__ = ["Applied", "apply_config", "describe", "load_object"]

@@ -1,0 +1,104 @@
+"""``lmgate serve``: load the config, say what was loaded, run uvicorn.
+
+One worker runs the app object built here. ``--workers N`` hands uvicorn an import string
+(``lmgate.proxy.server:app_factory``) and the config path in ``LMGATE_PROXY_CONFIG``; each
+worker builds its own app (uvicorn's workers are separate processes). The parent validates
+the whole config first (loading callbacks too), so a bad config fails once, before any worker
+starts.
+
+SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (bounded by
+``general_settings.graceful_shutdown_timeout_s``), then the app's lifespan flushes every
+logger (``general_settings.flush_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from .config import ConfigError, ProxyConfig, load_config
+
+ENV_CONFIG = "LMGATE_PROXY_CONFIG"
+_FACTORY = "lmgate.proxy.server:app_factory"
+
+
+def _setup_logging(level: str) -> None:
+    proxy_logger = logging.getLogger("lmgate")
+    if not proxy_logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        proxy_logger.addHandler(handler)
+    proxy_logger.setLevel(level.upper())
+
+
+def serve(args: Any) -> int:
+    """Run the proxy until SIGTERM/SIGINT; 2 for a bad config, 0 after a clean shutdown."""
+    import uvicorn
+
+    from .app import create_app
+    from .loading import apply_config, describe
+
+    _setup_logging(args.log_level)
+    workers = int(getattr(args, "workers", 1) or 1)
+    if workers < 1:
+        print("lmgate serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        if workers == 1:
+            app = create_app(config)
+            applied = app.state.proxy.applied
+        else:
+            applied = apply_config(config)
+    except ConfigError as error:
+        print(f"lmgate serve: bad config: {error}", file=sys.stderr)
+        return 2
+    print(f"{describe(config, applied)} | listening on http://{args.host}:{args.port}"
+          f"{f' ({workers} workers)' if workers > 1 else ''}", file=sys.stderr, flush=True)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": False,  # one log line per request costs more than the request itself
+        "lifespan": "on",
+        "timeout_graceful_shutdown": config.graceful_shutdown_timeout_s,
+    }
+    if workers == 1:
+        _absorb_reraised_signals()
+        uvicorn.Server(uvicorn.Config(app, **options)).run()
+    else:
+        os.environ[ENV_CONFIG] = os.path.abspath(args.config)
+        uvicorn.run(_FACTORY, factory=True, workers=workers, **options)
+    return 0
+
+
+def _absorb_reraised_signals() -> None:
+    # uvicorn restores the handlers it found and re-raises the signal after its graceful
+    # shutdown; with the default handler that kills the process (status -15) after the
+    # lifespan already flushed. A quiet handler lets serve() return 0 instead.
+    def quiet(signum: int, frame: Any) -> None:
+        return None
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, quiet)
+
+
+def app_factory() -> Any:
+    """The app for one worker process, from the config named in ``LMGATE_PROXY_CONFIG``."""
+    from .app import create_app
+
+    path = os.environ.get(ENV_CONFIG)
+    if not path:
+        raise SystemExit(f"lmgate serve: {ENV_CONFIG} is not set")
+    try:
+        config: ProxyConfig = load_config(path)
+        return create_app(config)
+    except ConfigError as error:
+        print(f"lmgate serve: bad config: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+__all__ = ["ENV_CONFIG", "app_factory", "serve"]
