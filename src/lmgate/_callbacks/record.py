@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..types import _plain
 from .redact import REDACTED_TEXT, mask_headers, mask_key, mask_secrets, redact_messages, redact_response
 
 LOG_EVENT_TYPES = {
@@ -69,11 +70,7 @@ def copy_data(value: Any) -> Any:
 
 def plain(value: Any) -> Any:
     """JSON-ready plain data (dict subclasses become dicts)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
+    return _plain(value)
 
 
 def _encode(value: Any) -> tuple[bytes | None, Any]:
