@@ -48,6 +48,21 @@ def redis_server_with_password() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Spools and disk caches of every test (and of every process a test starts) live in a fresh directory,
+    so no run inherits records spooled by an earlier one."""
+    import os
+
+    saved = os.environ.get("LMGATE_CACHE_DIR")
+    os.environ["LMGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmgate-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("LMGATE_CACHE_DIR", None)
+    else:
+        os.environ["LMGATE_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _reset_lmgate_settings():
     """Every test starts with lmgate's module-level settings at their defaults, and leaves nothing pending."""

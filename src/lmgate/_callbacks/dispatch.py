@@ -133,7 +133,7 @@ class Plan:
     """The targets of one call, indexed by event. Empty plans cost nothing.
 
     ``inline`` holds, per terminal event, the loggers that take it on the caller's path: a
-    logger whose ``lmgate_write_ahead`` is true (a batch logger with a write-ahead spool) gets
+    logger whose ``lmgate_write_ahead`` is true (the built-in batch loggers) gets
     ``write_ahead(record, event)`` called inline by ``emit`` instead of its hooks, so its
     record is on disk before the call returns. It must be quick and must not raise.
     """

@@ -1,0 +1,39 @@
+"""Built-in loggers: the batching base and the generic API (webhook) logger.
+
+    from lmgate.loggers import GenericAPILogger
+    lmgate.callbacks = [GenericAPILogger(endpoint="https://logs.example.com/ingest")]
+
+Names are imported on first use, so ``import lmgate.loggers`` costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "BatchLogger": "lmgate.loggers.batch",
+    "Batch": "lmgate.loggers.batch",
+    "Outcome": "lmgate.loggers.batch",
+    "InMemoryExporter": "lmgate.loggers.batch",
+    "GenericAPILogger": "lmgate.loggers.generic_api",
+    "HTTPExporter": "lmgate.loggers.generic_api",
+    "LoggerConfigError": "lmgate.loggers._env",
+    "Spool": "lmgate.loggers.spool",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'lmgate.loggers' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._env import LoggerConfigError  # noqa: F401
+    from .batch import Batch, BatchLogger, InMemoryExporter, Outcome  # noqa: F401
+    from .generic_api import GenericAPILogger, HTTPExporter  # noqa: F401
+    from .spool import Spool  # noqa: F401

@@ -1,0 +1,698 @@
+"""The batching base of the built-in loggers: a bounded queue, one worker thread, an exporter.
+
+Producers (the logger's hooks, on lmgate's callback threads and loop) only *enqueue*: a lock,
+an append, sometimes a notify; they never wait for I/O. One daemon thread per logger owns the
+delivery: it takes a batch when ``batch_size`` records wait, when the oldest has waited
+``flush_interval`` seconds, or when ``flush`` asks, and hands it to the *exporter* — the seam
+that knows the wire (``export(batch) -> Outcome``, see ``generic_api.HTTPExporter`` and
+``InMemoryExporter``). A thread of our own, with its own blocking HTTP client, works the same
+with or without an event loop in the program, and still runs while the interpreter exits.
+
+What happens to a record (``stats()`` counts every step; emitted = delivered + dropped + pending
+at every moment, because each move is made under one lock):
+
+* delivered — the exporter said so;
+* retried — connection errors, timeouts, 408, 429 and 5xx: backoff with jitter (``RetryPolicy``),
+  honouring ``Retry-After``; the batch keeps its idempotency key on every retry, and later
+  records wait behind it (order is kept). With ``max_retries=None`` (the default) a batch is
+  retried until it is delivered or the process ends, so a receiver that is down for a while
+  gets everything once it is back;
+* dropped — a non-retryable answer (other 4xx), the queue bound (oldest first), or retries
+  exhausted when ``max_retries`` is set; counted by reason;
+* spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
+  before the call that produced it returns (the dispatcher calls ``write_ahead`` on the
+  caller's path); with ``spool="exit"`` what is not delivered at exit is written then. Either
+  way the next process that starts the same logger sends it.
+
+Exit: an ``atexit`` handler (registered once) waits for lmgate's callback deliveries, flushes
+every live batch logger within ``LMGATE_EXIT_FLUSH_TIMEOUT_S`` (default 5 s), then spools what
+is left. SIGTERM, whose default action skips ``atexit``, is turned into ``SystemExit(143)`` when
+that is safe (we are in the main thread and nobody installed a handler), so it takes the same
+path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from .._callbacks.custom_logger import CustomLogger
+from .._callbacks.redact import mask_secrets
+from .._retry import RetryPolicy
+from ._env import LoggerConfigError, cache_dir
+from .spool import Ref, Spool
+
+logger = logging.getLogger("lmgate.loggers")
+
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_FLUSH_INTERVAL_S = 60.0
+DEFAULT_MAX_QUEUE_RECORDS = 100_000
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_EXIT_TIMEOUT_S = 5.0
+DEFAULT_RETRY_POLICY = RetryPolicy(base_delay_s=0.5, max_delay_s=10.0)
+SPOOL_MODES = ("write_ahead", "exit", "off")
+EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
+
+
+class Outcome(NamedTuple):
+    """What became of one record (or of every record of a batch): delivered, retry or drop."""
+
+    kind: str
+    reason: str = ""
+    retry_after_s: float | None = None
+
+
+DELIVERED = Outcome("delivered")
+
+
+@dataclass
+class Batch:
+    """Records handed to an exporter. ``key`` is the same on every retry of the batch;
+    ``record_key(i)`` is a per-record key for exporters that send records one by one."""
+
+    records: list[bytes]
+    key: str
+    offsets: list[int] = field(default_factory=list)
+
+    def record_key(self, i: int) -> str:
+        return f"{self.key}-{self.offsets[i] if self.offsets else i}"
+
+
+class Exporter(Protocol):
+    """How a batch goes on the wire. One outcome for the whole batch, or one per record."""
+
+    def export(self, batch: Batch) -> Outcome | Sequence[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class InMemoryExporter:
+    """An exporter that keeps what it is given: for tests and for trying a pipeline out."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self._lock = threading.Lock()
+
+    def export(self, batch: Batch) -> Outcome:
+        with self._lock:
+            self.batches.append(batch)
+        return DELIVERED
+
+    @property
+    def records(self) -> list[Any]:
+        with self._lock:
+            return [orjson.loads(r) for b in self.batches for r in b.records]
+
+    def close(self) -> None:
+        pass
+
+
+class _Item:
+    __slots__ = ("seq", "data", "ref", "t", "spooled")
+
+    def __init__(self, seq: int, data: bytes, ref: Ref | None, t: float) -> None:
+        self.seq = seq
+        self.data = data
+        self.ref = ref
+        self.t = t
+        self.spooled = False  # counted in stats()["spooled"] (left for the next process at close)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def encode_record(payload: Any) -> bytes:
+    """A record as compact JSON (never holding a raw newline, which the spool relies on)."""
+    return orjson.dumps(payload, default=_json_default)
+
+
+def positive(value: Any, name: str, integer: bool = False, allow_none: bool = False) -> Any:
+    """``value`` as a positive number, or a LoggerConfigError naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or value is None:
+        raise LoggerConfigError(f"{name} must be a positive number, got {value!r}")
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise LoggerConfigError(f"{name} must be a positive number, got {value!r}") from None
+    if integer and isinstance(value, float) and value != number:
+        raise LoggerConfigError(f"{name} must be a whole number, got {value!r}")
+    if number <= 0:
+        raise LoggerConfigError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def parse_event_types(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset(EVENT_TYPES.values())
+    if isinstance(value, str):
+        value = [value]
+    events = set()
+    for item in value:
+        if item not in EVENT_TYPES:
+            raise LoggerConfigError(f"event_types: unknown event type {item!r}; use {sorted(EVENT_TYPES)}")
+        events.add(EVENT_TYPES[item])
+    return frozenset(events)
+
+
+class BatchLogger(CustomLogger):
+    """A CustomLogger that batches standard logging payloads and ships them with ``exporter``.
+
+    See the module docstring for the delivery contract. ``name`` names the default spool
+    directory (``<cache>/spool/<name>``); ``stats()`` reports the counts.
+    """
+
+    _lmgate_batch_logger = True
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        name: str,
+        event_types: Any = None,
+        batch_size: Any = DEFAULT_BATCH_SIZE,
+        flush_interval: Any = DEFAULT_FLUSH_INTERVAL_S,
+        max_queue_records: Any = DEFAULT_MAX_QUEUE_RECORDS,
+        max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
+        max_retries: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        spool: str = "exit",
+        spool_dir: str | None = None,
+        spool_fsync: bool = False,
+        exit_timeout: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.exporter = exporter
+        self.name = name
+        self._events = parse_event_types(event_types)
+        self.batch_size = positive(batch_size, "batch_size", integer=True)
+        self.flush_interval = positive(flush_interval, "flush_interval")
+        self.max_queue_records = positive(max_queue_records, "max_queue_records", integer=True)
+        self.max_queue_bytes = positive(max_queue_bytes, "max_queue_bytes", integer=True)
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0):
+            raise LoggerConfigError(f"max_retries must be a whole number ≥ 0 or None, got {max_retries!r}")
+        self.max_retries: int | None = max_retries
+        self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
+        if spool not in SPOOL_MODES:
+            raise LoggerConfigError(f"spool must be one of {SPOOL_MODES}, got {spool!r}")
+        self.spool_mode = spool
+        self.exit_timeout = positive(
+            exit_timeout if exit_timeout is not None else os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_TIMEOUT_S),
+            "exit_timeout",
+        )
+        # The dispatcher hands terminal events to write_ahead() on the caller's path (see
+        # dispatch.Plan) instead of scheduling our hooks on its threads: with the write-ahead
+        # spool the record is on disk before the call returns; in every mode it is cheaper
+        # than a thread hand-off (the payload is encoded once per call, shared by all loggers).
+        self.lmgate_write_ahead = True
+        self.spool: Spool | None = None
+        if spool != "off":
+            directory = spool_dir or os.path.join(cache_dir(), "spool", _safe_dir_name(name))
+            self.spool = Spool(directory, fsync=bool(spool_fsync))
+
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the worker waits on it
+        self._progress = threading.Condition(self._lock)  # flush() waits on it
+        self._queue: deque[_Item] = deque()
+        self._queued_bytes = 0
+        self._inflight: list[_Item] = []
+        self._seq = 0
+        self._flush_upto = 0
+        self._emitted = 0
+        self._delivered = 0
+        self._dropped: Counter[str] = Counter()
+        self._retried = 0
+        self._recovered = 0
+        self._spooled = 0
+        self._batches = 0
+        self._closing = False  # no more deliveries: new records go to the spool
+        self._abort = threading.Event()
+        self._spool_backlog = False
+        self._failing: str | None = None  # the reason deliveries fail right now, for log lines
+        self._recover()
+        self._thread = threading.Thread(target=self._run, name=f"lmgate-batch-{name}", daemon=True)
+        self._thread.start()
+        _live.add(self)
+        _install_exit_hooks()
+        from .._callbacks.dispatch import get_dispatcher
+
+        get_dispatcher().register_flushable(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # ---- producers: hooks only enqueue ----
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if "success" in self._events:
+            self.enqueue(kwargs.get("standard_logging_object"))
+
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if "failure" in self._events:
+            self.enqueue(kwargs.get("standard_logging_object"))
+
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if "success" in self._events:
+            self.enqueue(kwargs.get("standard_logging_object"))
+
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if "failure" in self._events:
+            self.enqueue(kwargs.get("standard_logging_object"))
+
+    def write_ahead(self, record: Any, event: str) -> None:
+        """Called by the dispatcher on the caller's path for terminal events (``lmgate_write_ahead``):
+        with ``spool="write_ahead"`` the record is on disk before the call returns."""
+        if event not in self._events:
+            return
+        if self.turn_off_message_logging:
+            data = encode_record(record.payload_copy(True))
+        else:
+            data = record.payload_bytes()
+        self.enqueue_bytes(data)
+
+    def enqueue(self, payload: Any) -> None:
+        """Queue one record (any JSON-able value; the standard logging payload for hooks)."""
+        self.enqueue_bytes(encode_record(payload))
+
+    def enqueue_bytes(self, data: bytes) -> None:
+        """Queue one record already encoded as compact JSON. Never blocks on I/O."""
+        if b"\n" in data:  # pretty-printed JSON: one line per record is what the spool and ndjson need
+            data = orjson.dumps(orjson.loads(data))
+        if threading.get_ident() != _MAIN_IDENT:
+            self._enqueue(data)
+            return
+        # on the main thread a SIGTERM must not land halfway through (see _on_sigterm)
+        global _main_busy
+        _main_busy += 1
+        try:
+            self._enqueue(data)
+        finally:
+            _main_busy -= 1
+            if _deferred_exit is not None and not _exiting:
+                raise SystemExit(_deferred_exit)
+
+    def _enqueue(self, data: bytes) -> None:
+        dropped: list[_Item] = []
+        with self._lock:
+            self._seq += 1
+            self._emitted += 1
+            ref: Ref | None = None
+            if self._closing or self.spool_mode == "write_ahead":
+                ref = self._spool_one(data)
+            if self._closing:
+                if ref is None:
+                    self._dropped["shutdown"] += 1
+                else:
+                    self._spooled += 1
+                return
+            item = _Item(self._seq, data, ref, time.monotonic())
+            was_empty = not self._queue
+            self._queue.append(item)
+            self._queued_bytes += len(data)
+            while self._queue and (
+                len(self._queue) > self.max_queue_records or self._queued_bytes > self.max_queue_bytes
+            ):
+                old = self._queue.popleft()
+                self._queued_bytes -= len(old.data)
+                self._dropped["queue_full"] += 1
+                dropped.append(old)
+            if was_empty or len(self._queue) == self.batch_size:
+                self._work.notify()
+        if dropped:
+            self._ack(dropped)
+
+    def _spool_one(self, data: bytes) -> Ref | None:
+        """Append under self._lock, so spool order is queue order (and batch keys are stable)."""
+        if self.spool is None:
+            return None
+        try:
+            return self.spool.append([data])[0]
+        except (OSError, RuntimeError) as error:
+            self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
+            return None
+
+    # ---- the worker ----
+    def _take(self) -> list[_Item] | None:
+        """The next batch, waiting as the batching rules say; None when it is time to stop."""
+        with self._lock:
+            while True:
+                if self._closing:
+                    return None
+                queue = self._queue
+                n = len(queue)
+                if n:
+                    if n >= self.batch_size or queue[0].seq <= self._flush_upto:
+                        break
+                    wait = queue[0].t + self.flush_interval - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._work.wait(wait)
+                else:
+                    self._work.wait()
+            batch = [queue.popleft() for _ in range(min(n, self.batch_size))]
+            self._queued_bytes -= sum(len(i.data) for i in batch)
+            self._inflight = list(batch)
+            return batch
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._deliver(batch)
+            except Exception as error:  # never let the worker die: records would pile up unseen
+                self._log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
+            if self._spool_backlog:
+                self._recover()
+
+    def _deliver(self, batch: list[_Item]) -> None:
+        key = _batch_key(batch)
+        pending = batch
+        offsets = list(range(len(batch)))
+        attempt = 0
+        while pending:
+            try:
+                result = self.exporter.export(Batch([i.data for i in pending], key, offsets))
+            except Exception as error:
+                self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+                result = Outcome("retry", "exporter_error")
+            outcomes = [result] * len(pending) if isinstance(result, Outcome) else list(result)
+            retry: list[_Item] = []
+            retry_offsets: list[int] = []
+            resolved: list[_Item] = []
+            retry_after: float | None = None
+            delivered = 0
+            drops: Counter[str] = Counter()
+            for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
+                if outcome.kind == "delivered":
+                    delivered += 1
+                    resolved.append(item)
+                elif outcome.kind == "retry":
+                    retry.append(item)
+                    retry_offsets.append(offset)
+                    if outcome.retry_after_s is not None:
+                        retry_after = max(retry_after or 0.0, outcome.retry_after_s)
+                else:
+                    drops[outcome.reason or "rejected"] += 1
+                    resolved.append(item)
+            give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
+            if give_up:
+                drops["retries_exhausted"] += len(retry)
+                resolved.extend(retry)
+                retry = []
+            reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
+            self._note_state(reason, delivered)
+            self._resolve(resolved, delivered, drops, retried=len(retry))
+            if not retry:
+                return
+            delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
+            attempt += 1
+            if not self._backoff(delay):
+                return  # shutting down: what is left is spooled by close()
+            pending, offsets = retry, retry_offsets
+
+    def _resolve(self, items: list[_Item], delivered: int, drops: Counter[str], retried: int) -> None:
+        with self._lock:
+            if items:
+                gone = {id(i) for i in items}
+                self._inflight = [i for i in self._inflight if id(i) not in gone]
+                # an export that finished after close() had counted its records as spooled
+                self._spooled -= sum(1 for i in items if i.spooled)
+            self._delivered += delivered
+            self._dropped.update(drops)
+            self._retried += retried
+            self._batches += 1
+            self._progress.notify_all()
+        self._ack(items)
+
+    def _ack(self, items: Iterable[_Item]) -> None:
+        if self.spool is not None:
+            try:
+                self.spool.ack(i.ref for i in items)
+            except OSError as error:
+                self._log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
+
+    def _backoff(self, delay: float) -> bool:
+        """Wait ``delay`` seconds before a retry; False when shutdown cut the wait short."""
+        if self.retry_policy.sleep is not time.sleep:
+            self.retry_policy.sleep(delay)  # an injected clock (tests, virtual time)
+            return not self._abort.is_set()
+        return not self._abort.wait(delay)
+
+    def _note_state(self, reason: str | None, delivered: int) -> None:
+        """Log when deliveries start failing and when they recover; not on every retry."""
+        if reason is not None and self._failing != reason:
+            self._failing = reason
+            logger.warning("lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason)
+        elif reason is None and self._failing is not None:
+            self._failing = None
+            logger.info("lmgate %s: delivery recovered", self.name)
+
+    _logged: set[str] = set()
+
+    def _log_once(self, kind: str, message: str) -> None:
+        if kind not in self._logged:
+            self._logged = self._logged | {kind}
+            logger.error("lmgate %s: %s", self.name, mask_secrets(message))
+
+    # ---- recovery of what earlier processes spooled ----
+    def _recover(self) -> None:
+        if self.spool is None:
+            return
+        with self._lock:
+            room_records = self.max_queue_records - len(self._queue)
+            room_bytes = self.max_queue_bytes - self._queued_bytes
+        if room_records <= self.max_queue_records // 2:
+            return
+        try:
+            found, more = self.spool.adopt(room_records, room_bytes)
+        except OSError as error:
+            self._log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
+            return
+        self._spool_backlog = more
+        if not found:
+            return
+        with self._lock:
+            now = time.monotonic()
+            for data, ref in found:
+                self._seq += 1
+                self._queue.append(_Item(self._seq, data, ref, now - self.flush_interval))  # due now
+                self._queued_bytes += len(data)
+            self._emitted += len(found)
+            self._recovered += len(found)
+            self._work.notify()
+        logger.info("lmgate %s: %d spooled record(s) from an earlier process queued for delivery", self.name, len(found))
+
+    # ---- flushing and closing ----
+    def _idle_upto(self, seq: int) -> bool:
+        if self._inflight and self._inflight[0].seq <= seq:
+            return False
+        return not (self._queue and self._queue[0].seq <= seq)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every record queued so far; True when they are all resolved within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._seq
+            if target > self._flush_upto:
+                self._flush_upto = target
+                self._work.notify()
+            while not self._idle_upto(target):
+                if self._closing:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        import asyncio
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush within ``timeout``, then stop; records not delivered stay in (or go to) the
+        spool for the next process. True when nothing was left."""
+        timeout = self.exit_timeout if timeout is None else timeout
+        done = self.flush(timeout)
+        with self._lock:
+            if self._closing:
+                return done
+            self._closing = True
+            self._work.notify_all()
+            self._progress.notify_all()
+            left = list(self._inflight) + list(self._queue)
+            to_spool = [i for i in left if i.ref is None]
+            if to_spool and self.spool is not None:
+                try:
+                    refs = self.spool.append([i.data for i in to_spool], sync=True)
+                    for item, ref in zip(to_spool, refs, strict=True):
+                        item.ref = ref
+                except (OSError, RuntimeError) as error:
+                    self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
+            lost = [i for i in left if i.ref is None]
+            for item in left:
+                item.spooled = item.ref is not None
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._inflight = []  # still being sent maybe; counted as spooled until it resolves
+            self._spooled += len(left) - len(lost)
+            if lost:
+                self._dropped["shutdown"] += len(lost)
+        self._abort.set()
+        if left:
+            where = self.spool.directory if self.spool is not None else None
+            logger.warning(
+                "lmgate %s: %d record(s) not delivered at shutdown; %s",
+                self.name,
+                len(left),
+                f"spooled to {where} for the next process" if where and not lost else f"{len(lost)} lost (no spool)",
+            )
+        if self.spool is not None:
+            self.spool.close()
+        try:
+            self.exporter.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at exit
+            pass
+        _live.discard(self)
+        return done and not left
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since start: emitted = delivered + dropped + pending at every moment."""
+        with self._lock:
+            queued = len(self._queue)
+            inflight = len(self._inflight)
+            dropped = dict(self._dropped)
+            return {
+                "emitted": self._emitted,
+                "delivered": self._delivered,
+                "dropped": dropped,
+                "dropped_total": sum(dropped.values()),
+                "retried": self._retried,
+                "pending": queued + inflight + self._spooled,
+                "queued": queued,
+                "in_flight": inflight,
+                "queued_bytes": self._queued_bytes,
+                "spooled": self._spooled,
+                "recovered": self._recovered,
+                "batches": self._batches,
+                "closed": self._closing,
+            }
+
+
+def _safe_dir_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
+    return cleaned or hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _batch_key(batch: list[_Item]) -> str:
+    """Spooled records: a key derived from where they are on disk, so the batch a restarted
+    process rebuilds from the same lines carries the same key. Otherwise a random one."""
+    if not batch or any(i.ref is None for i in batch):
+        return uuid.uuid4().hex
+    h = hashlib.sha256()
+    run_start: Ref | None = None
+    prev: Ref | None = None
+    for item in batch:
+        ref = item.ref
+        assert ref is not None
+        if prev is None or ref[0] is not prev[0] or ref[1] != prev[1] + 1:
+            if run_start is not None and prev is not None:
+                h.update(f"{run_start[0].name}:{run_start[1]}-{prev[1]};".encode())
+            run_start = ref
+        prev = ref
+    if run_start is not None and prev is not None:
+        h.update(f"{run_start[0].name}:{run_start[1]}-{prev[1]};".encode())
+    return h.hexdigest()[:32]
+
+
+# ---- process exit ----
+_live: weakref.WeakSet[BatchLogger] = weakref.WeakSet()
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _install_exit_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(close_all)
+        install_sigterm_handler()
+
+
+def install_sigterm_handler() -> bool:
+    """Make SIGTERM exit through ``atexit`` (status 143) so batch loggers flush and spool.
+
+    Done only from the main thread and only when SIGTERM still has its default action: a
+    handler the program installed is never replaced. True when installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not supported here (embedded interpreters, some platforms)
+        return False
+    return True
+
+
+_MAIN_IDENT = threading.main_thread().ident
+_main_busy = 0  # > 0 while the main thread is inside enqueue (spool and counters half-updated)
+_deferred_exit: int | None = None
+_exiting = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # Unwinding releases every lock the main thread holds; atexit then flushes and spools.
+    # Inside enqueue the exit waits for the record to be fully queued (enqueue raises it).
+    global _deferred_exit
+    if _exiting:
+        return  # already flushing at exit: a second SIGTERM must not cut that short
+    if _main_busy:
+        _deferred_exit = 128 + signum
+        return
+    raise SystemExit(128 + signum)
+
+
+def close_all(timeout: float | None = None) -> None:
+    """Flush and close every live batch logger (at exit): first let pending callback
+    deliveries reach the loggers' queues, then flush within the bound and spool the rest."""
+    global _exiting
+    loggers = list(_live)
+    if not loggers:
+        return
+    _exiting = True
+    bound = timeout if timeout is not None else max(lg.exit_timeout for lg in loggers)
+    deadline = time.monotonic() + bound
+    from .._callbacks.dispatch import get_dispatcher
+
+    get_dispatcher().wait_idle(bound)
+    for lg in loggers:
+        try:
+            lg.close(max(0.0, deadline - time.monotonic()))
+        except Exception as error:  # one logger's trouble must not stop the others
+            logger.error("lmgate %s: close failed: %s", lg.name, mask_secrets(str(error)))

@@ -1,0 +1,275 @@
+"""A disk spool: records that are not delivered yet survive the process.
+
+Layout of a spool directory (one per logger)::
+
+    <ns>-<pid>-<rand>.wal   one record per line (compact JSON, so a line never holds a newline)
+    <ns>-<pid>-<rand>.ack   "first last" lines: ranges of .wal line numbers that are resolved
+                            (delivered, or dropped for a reason that retrying cannot fix)
+
+A segment is owned by the process that holds an exclusive ``flock`` on its .wal file; the lock
+dies with the process, whatever the way it dies. A process starting the same logger *adopts*
+every segment it can lock (its owner is gone), sends the lines not acknowledged, and acks
+them in turn. A segment whose every line is resolved is deleted.
+
+Durability: ``append`` is one ``write()`` to a file opened with ``O_APPEND``. Once it returns
+the bytes belong to the kernel, so a SIGKILL of this process loses nothing; a power cut can
+lose the last few seconds unless ``fsync=True`` (one ``fsync`` per append: durable across a
+crash of the machine, at the price of a disk flush on the caller's path).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+try:  # POSIX; elsewhere the spool works without cross-process ownership
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("lmgate.loggers")
+
+DEFAULT_SEGMENT_MAX_BYTES = 16 * 1024 * 1024
+
+Ref = tuple["Segment", int]
+
+
+class Segment:
+    """One .wal file and its .ack file; see the module docstring."""
+
+    __slots__ = ("path", "ack_path", "fd", "count", "unresolved", "active", "_ack_fd")
+
+    def __init__(self, path: str, fd: int, count: int, unresolved: int, active: bool) -> None:
+        self.path = path
+        self.ack_path = path[:-4] + ".ack"
+        self.fd = fd
+        self.count = count  # lines written
+        self.unresolved = unresolved
+        self.active = active  # still being appended to
+        self._ack_fd: int | None = None
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)[:-4]
+
+    def write_acks(self, ranges: list[tuple[int, int]]) -> None:
+        if self._ack_fd is None:
+            self._ack_fd = os.open(self.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._ack_fd, "".join(f"{a} {b}\n" for a, b in ranges).encode())
+
+    def close(self) -> None:
+        if self._ack_fd is not None:
+            os.close(self._ack_fd)
+            self._ack_fd = None
+        os.close(self.fd)  # releases the flock
+
+    def remove(self) -> None:
+        for path in (self.path, self.ack_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.close()
+
+
+def _ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+def _try_lock(fd: int) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+class Spool:
+    """Append, acknowledge and adopt records in one directory. Thread-safe."""
+
+    def __init__(self, directory: str, fsync: bool = False, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES) -> None:
+        self.directory = directory
+        self.fsync = fsync
+        self.segment_max_bytes = segment_max_bytes
+        self._lock = threading.Lock()
+        self._active: Segment | None = None
+        self._active_bytes = 0
+        self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
+        self._closed = False
+
+    # ---- writing ----
+    def _new_segment(self) -> Segment:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        stem = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = os.path.join(self.directory, stem + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+        _try_lock(fd)
+        # locked before it gets its visible name, so no other process can adopt it half-made
+        path = os.path.join(self.directory, stem + ".wal")
+        os.rename(tmp, path)
+        if self.fsync:
+            self._fsync_dir()
+        segment = Segment(path, fd, 0, 0, active=True)
+        self._segments[segment.name] = segment
+        return segment
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def append(self, records: list[bytes], sync: bool | None = None) -> list[Ref]:
+        """Write ``records`` (each without a newline) in one ``write()``; their refs, in order."""
+        if not records:
+            return []
+        data = b"\n".join(records) + b"\n"
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the spool is closed")
+            segment = self._active
+            if segment is None or self._active_bytes >= self.segment_max_bytes:
+                if segment is not None:
+                    self._retire(segment)
+                segment = self._active = self._new_segment()
+                self._active_bytes = 0
+            os.write(segment.fd, data)
+            if self.fsync if sync is None else sync:
+                os.fsync(segment.fd)
+            first = segment.count
+            segment.count += len(records)
+            segment.unresolved += len(records)
+            self._active_bytes += len(data)
+            return [(segment, first + i) for i in range(len(records))]
+
+    def _retire(self, segment: Segment) -> None:
+        segment.active = False
+        if segment.unresolved == 0:
+            self._drop(segment)
+
+    def _drop(self, segment: Segment) -> None:
+        self._segments.pop(segment.name, None)
+        segment.remove()
+
+    # ---- acknowledging ----
+    def ack(self, refs: Iterable[Ref | None]) -> None:
+        """Mark records resolved; a segment with nothing left and not being written is deleted."""
+        by_segment: dict[Segment, list[int]] = {}
+        for ref in refs:
+            if ref is not None:
+                by_segment.setdefault(ref[0], []).append(ref[1])
+        if not by_segment:
+            return
+        with self._lock:
+            for segment, indices in by_segment.items():
+                if segment.name not in self._segments:
+                    continue  # already deleted (closed and reopened elsewhere)
+                segment.unresolved -= len(indices)
+                if segment.unresolved <= 0 and not segment.active:
+                    self._drop(segment)
+                else:
+                    segment.write_acks(_ranges(indices))
+
+    # ---- adopting what dead processes left ----
+    def adopt(self, max_records: int, max_bytes: int) -> tuple[list[tuple[bytes, Ref]], bool]:
+        """Records of segments no live process owns, oldest first; and whether some were left
+        on disk because the limits were reached."""
+        out: list[tuple[bytes, Ref]] = []
+        size = 0
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return out, False
+        with self._lock:
+            for name in names:
+                if not name.endswith(".wal") or name[:-4] in self._segments:
+                    continue
+                if len(out) >= max_records or size >= max_bytes:
+                    return out, True
+                path = os.path.join(self.directory, name)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+                except FileNotFoundError:
+                    continue  # deleted by its owner meanwhile
+                if not _try_lock(fd):
+                    os.close(fd)
+                    continue
+                if not os.path.exists(path):  # its owner deleted it between our open and our lock
+                    os.close(fd)
+                    continue
+                records = self._read_unacked(path, fd)
+                segment = Segment(path, fd, count=records[1], unresolved=len(records[0]), active=False)
+                if not records[0]:
+                    segment.remove()
+                    continue
+                self._segments[segment.name] = segment
+                for index, line in records[0]:
+                    out.append((line, (segment, index)))
+                    size += len(line)
+        return out, False
+
+    @staticmethod
+    def _read_unacked(path: str, fd: int) -> tuple[list[tuple[int, bytes]], int]:
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read()
+        lines = data.split(b"\n")
+        complete = lines[:-1]  # the part after the last newline is a torn write (or empty)
+        if lines[-1]:
+            logger.warning("lmgate spool: ignoring a torn record at the end of %s", os.path.basename(path))
+        acked: set[int] = set()
+        try:
+            with open(path[:-4] + ".ack", "rb") as f:
+                for row in f.read().split(b"\n"):
+                    parts = row.split()
+                    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                        acked.update(range(int(parts[0]), int(parts[1]) + 1))
+        except FileNotFoundError:
+            pass
+        return [(i, line) for i, line in enumerate(complete) if i not in acked and line], len(complete)
+
+    # ---- the end ----
+    def sync(self) -> None:
+        with self._lock:
+            if self._active is not None:
+                os.fsync(self._active.fd)
+
+    def close(self) -> None:
+        """Release every segment: resolved ones are deleted, the rest wait for the next process."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for segment in list(self._segments.values()):
+                segment.active = False
+                if segment.unresolved <= 0:
+                    segment.remove()
+                else:
+                    try:
+                        os.fsync(segment.fd)
+                    except OSError:
+                        pass
+                    segment.close()
+            self._segments.clear()
+            self._active = None
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "directory": self.directory,
+                "segments": len(self._segments),
+                "unresolved": sum(s.unresolved for s in self._segments.values()),
+            }

@@ -1,0 +1,209 @@
+"""The batching base with in-process exporters: triggers, partial outcomes, bounds, the dispatcher seam."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+import lmgate
+from lmgate import RetryPolicy
+from lmgate.loggers import Batch, BatchLogger, GenericAPILogger, InMemoryExporter, LoggerConfigError, Outcome
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+FAST = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0)
+
+
+class SignallingExporter(InMemoryExporter):
+    """Keeps batches and lets a test wait for the n-th one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cond = threading.Condition()
+
+    def export(self, batch: Batch) -> Outcome:
+        outcome = super().export(batch)
+        with self.cond:
+            self.cond.notify_all()
+        return outcome
+
+    def wait_batches(self, n: int, timeout: float = 10) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.batches) >= n, timeout)
+
+
+@pytest.fixture
+def loggers() -> Iterator[list[BatchLogger]]:
+    made: list[BatchLogger] = []
+    yield made
+    for lg in made:
+        lg.close(0)
+
+
+def make(made: list[BatchLogger], exporter: Any, **kw: Any) -> BatchLogger:
+    kw.setdefault("spool", "off")
+    kw.setdefault("retry_policy", FAST)
+    lg = BatchLogger(exporter, name="test", **kw)
+    made.append(lg)
+    return lg
+
+
+def test_batch_size_sends_without_a_flush(loggers) -> None:
+    """A full batch goes out on its own; the rest waits for the interval or a flush."""
+    exporter = SignallingExporter()
+    lg = make(loggers, exporter, batch_size=4, flush_interval=3600)
+    for i in range(5):
+        lg.enqueue({"i": i})
+    assert exporter.wait_batches(1)
+    assert [len(b.records) for b in exporter.batches] == [4]
+    assert lg.flush(10)
+    assert exporter.records == [{"i": i} for i in range(5)]
+
+
+def test_flush_interval_sends_a_partial_batch(loggers) -> None:
+    """A partial batch goes out once its oldest record has waited flush_interval."""
+    exporter = SignallingExporter()
+    lg = make(loggers, exporter, batch_size=100, flush_interval=0.05)
+    lg.enqueue({"i": 0})
+    assert exporter.wait_batches(1)
+    assert exporter.records == [{"i": 0}]
+
+
+def test_per_record_outcomes_retry_only_the_failed(loggers) -> None:
+    """An exporter answering per record gets only the failed ones again, with their original record keys."""
+    seen: list[list[str]] = []
+
+    class Flaky:
+        def export(self, batch: Batch) -> Sequence[Outcome]:
+            seen.append([batch.record_key(i) for i in range(len(batch.records))])
+            if len(seen) == 1:
+                return [Outcome("delivered"), Outcome("retry", "http_503"), Outcome("drop", "http_400")]
+            return [Outcome("delivered")] * len(batch.records)
+
+        def close(self) -> None:
+            pass
+
+    lg = make(loggers, Flaky(), batch_size=3)
+    for i in range(3):
+        lg.enqueue({"i": i})
+    assert lg.flush(10)
+    assert seen[1] == [seen[0][1]]
+    s = lg.stats()
+    assert (s["delivered"], s["dropped"], s["retried"], s["pending"]) == (2, {"http_400": 1}, 1, 0)
+
+
+def test_an_exporter_that_raises_is_retried(loggers, caplog) -> None:
+    """An exporter raising is treated as retryable, logged once, and the batch is delivered later."""
+    exporter = SignallingExporter()
+    calls = [0]
+
+    class Broken:
+        def export(self, batch: Batch) -> Outcome:
+            calls[0] += 1
+            if calls[0] <= 3:
+                raise RuntimeError("boom")
+            return exporter.export(batch)
+
+        def close(self) -> None:
+            pass
+
+    lg = make(loggers, Broken())
+    lg.enqueue({"x": 1})
+    assert lg.flush(10)
+    assert exporter.records == [{"x": 1}]
+    assert caplog.text.count("exporter error") == 1
+
+
+def test_queue_bytes_bound_drops_oldest(loggers) -> None:
+    """The byte bound drops the oldest records and counts them."""
+    gate, entered = threading.Event(), threading.Event()
+
+    class Stuck(InMemoryExporter):
+        def export(self, batch: Batch) -> Outcome:
+            entered.set()
+            gate.wait(10)
+            return super().export(batch)
+
+    exporter = Stuck()
+    lg = make(loggers, exporter, batch_size=1, max_queue_bytes=100)
+    lg.enqueue({"first": 1})
+    assert entered.wait(10)  # the worker is busy with the first record
+    for i in range(20):
+        lg.enqueue({"pad": "x" * 20, "i": i})  # ~30 bytes each: about three fit in 100
+    s = lg.stats()
+    assert s["queued_bytes"] <= 100 and s["dropped"]["queue_full"] == 20 - s["queued"]
+    gate.set()
+    assert lg.flush(10)
+    assert [r.get("i") for r in exporter.records][-1] == 19
+
+
+@pytest.mark.parametrize(
+    ("list_name", "expected"),
+    [("callbacks", ["success", "failure"]), ("success_callback", ["success"]), ("failure_callback", ["failure"])],
+)
+def test_terminal_events_follow_the_list_roles(loggers, list_name: str, expected: list[str]) -> None:
+    """A batch logger in success_callback gets successes only, in failure_callback failures only."""
+    exporter = InMemoryExporter()
+    lg = make(loggers, exporter)
+    setattr(lmgate, list_name, [lg])
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+    with pytest.raises(lmgate.RateLimitError):
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="lmgate.RateLimitError")
+    assert lmgate.flush_callbacks(10)
+    assert [r["status"] for r in exporter.records] == expected
+
+
+def test_record_is_queued_when_the_call_returns(loggers) -> None:
+    """Terminal events reach the logger on the caller's path: it counts the record before any flush."""
+    lg = make(loggers, InMemoryExporter(), flush_interval=3600)
+    lmgate.callbacks = [lg]
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+    assert lg.stats()["emitted"] == 1
+
+
+def test_redacting_logger_ships_redacted_payloads(loggers) -> None:
+    """turn_off_message_logging on the logger ships payloads without the prompt or completion text."""
+    exporter = InMemoryExporter()
+    lg = make(loggers, exporter, turn_off_message_logging=True)
+    lmgate.callbacks = [lg]
+    lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "secret prompt"}], mock_response="secret answer")
+    assert lmgate.flush_callbacks(10)
+    text = str(exporter.records)
+    assert "secret prompt" not in text and "secret answer" not in text
+
+
+def test_flush_callbacks_covers_registered_loggers_used_directly(loggers) -> None:
+    """lmgate.flush_callbacks flushes a batch logger that was fed directly, not through a call."""
+    exporter = InMemoryExporter()
+    lg = make(loggers, exporter, flush_interval=3600)
+    lg.enqueue({"direct": True})
+    assert lmgate.flush_callbacks(10)
+    assert exporter.records == [{"direct": True}]
+
+
+def test_env_defaults_for_batch_settings(monkeypatch, tmp_path) -> None:
+    """DEFAULT_BATCH_SIZE and DEFAULT_FLUSH_INTERVAL_SECONDS set the defaults; a bad value is named."""
+    monkeypatch.setenv("DEFAULT_BATCH_SIZE", "250")
+    monkeypatch.setenv("DEFAULT_FLUSH_INTERVAL_SECONDS", "2.5")
+    lg = GenericAPILogger(endpoint="http://127.0.0.1:9/x", spool="off")
+    try:
+        assert (lg.batch_size, lg.flush_interval) == (250, 2.5)
+    finally:
+        lg.close(0)
+    monkeypatch.setenv("DEFAULT_BATCH_SIZE", "lots")
+    with pytest.raises(LoggerConfigError, match="DEFAULT_BATCH_SIZE"):
+        GenericAPILogger(endpoint="http://127.0.0.1:9/x", spool="off")
+
+
+def test_defaults_match_the_spec(monkeypatch) -> None:
+    """Without settings: batch_size 100, flush_interval 60 s, json_array, both event types."""
+    monkeypatch.delenv("DEFAULT_BATCH_SIZE", raising=False)
+    monkeypatch.delenv("DEFAULT_FLUSH_INTERVAL_SECONDS", raising=False)
+    lg = GenericAPILogger(endpoint="http://127.0.0.1:9/x", spool="off")
+    try:
+        assert (lg.batch_size, lg.flush_interval, lg.log_format) == (100, 60.0, "json_array")
+        assert lg._events == {"success", "failure"}
+    finally:
+        lg.close(0)
