@@ -96,3 +96,9 @@ def _reset_lmgate_settings():
         from lmgate._callbacks.registry import forget_named_callbacks
 
         forget_named_callbacks()
+        import sys
+
+        batch = sys.modules.get("lmgate.loggers.batch")
+        if batch is not None:  # close loggers a test left open: their HTTP clients hold sockets
+            for logger in batch.live_loggers():
+                logger.close(5)

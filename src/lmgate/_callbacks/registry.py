@@ -52,7 +52,12 @@ def known_names_hint() -> str:
     )
 
 
-def forget_named_callbacks() -> None:
-    """Drop cached instances (after configuration changes, and in tests)."""
+def forget_named_callbacks(close_timeout: float | None = 5.0) -> None:
+    """Drop cached instances, closing them (flushing what they hold): after configuration changes, and in tests."""
     with _lock:
+        instances = list(_instances.values())
         _instances.clear()
+    for instance in instances:
+        close = getattr(instance, "close", None)
+        if callable(close):
+            close(close_timeout)

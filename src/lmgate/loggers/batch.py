@@ -678,6 +678,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def live_loggers() -> list[BatchLogger]:
+    """Batch loggers created in this process and not yet closed."""
+    return list(_live)
+
+
 def close_all(timeout: float | None = None) -> None:
     """Flush and close every live batch logger (at exit): first let pending callback
     deliveries reach the loggers' queues, then flush within the bound and spool the rest."""
