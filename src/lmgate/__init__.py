@@ -36,6 +36,8 @@ request_timeout: float | None = None
 retry_policy: Any = None
 callback_settings: dict[str, Any] = {}
 generic_logger_headers: dict[str, str] | None = None
+client_session: Any = None  # an httpx.Client to use instead of lmgate's pooled one
+aclient_session: Any = None  # an httpx.AsyncClient (bound to one event loop) for async calls
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -98,6 +100,8 @@ __all__ = sorted(
         "retry_policy",
         "callback_settings",
         "generic_logger_headers",
+        "client_session",
+        "aclient_session",
     ]
 )
 

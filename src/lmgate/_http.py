@@ -1,8 +1,10 @@
 """The shared HTTP clients and the one place httpx errors become lmgate errors.
 
 One pooled ``httpx.Client`` serves every sync call in the process; one ``httpx.AsyncClient``
-per event loop serves async calls (a client cannot cross loops). httpx is imported here,
-lazily, so ``import lmgate`` stays fast.
+per event loop serves async calls (a client cannot cross loops). A caller may hand in their
+own clients instead (``lmgate.client_session`` / ``lmgate.aclient_session``, as in the
+reference implementation): proxies, custom TLS, transports. httpx is imported here, lazily,
+so ``import lmgate`` stays fast.
 """
 
 from __future__ import annotations
@@ -27,6 +29,23 @@ _sync_client: httpx.Client | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
+_ssl_context: Any = None
+_ssl_lock = threading.Lock()  # apart from _lock: sync_client() calls _verify() while holding that
+
+
+def _verify() -> Any:
+    """One SSL context for every client: building one loads the CA bundle (~25 ms), and each
+    event loop gets its own AsyncClient."""
+    global _ssl_context
+    if _ssl_context is None:
+        import httpx
+
+        with _ssl_lock:
+            if _ssl_context is None:
+                _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
 def _limits() -> Any:
     import httpx
 
@@ -45,7 +64,17 @@ def timeout(value: Any) -> Any:
     return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT_S))
 
 
+def _user_client(name: str) -> Any:
+    """``lmgate.client_session`` / ``lmgate.aclient_session``: a caller's own httpx client, if set."""
+    import lmgate
+
+    return getattr(lmgate, name, None)
+
+
 def sync_client() -> httpx.Client:
+    user = _user_client("client_session")
+    if user is not None:
+        return user  # type: ignore[no-any-return]
     global _sync_client
     client = _sync_client
     if client is None:
@@ -53,18 +82,21 @@ def sync_client() -> httpx.Client:
 
         with _lock:
             if _sync_client is None:
-                _sync_client = httpx.Client(limits=_limits(), timeout=timeout(None))
+                _sync_client = httpx.Client(limits=_limits(), timeout=timeout(None), verify=_verify())
             client = _sync_client
     return client
 
 
 def async_client() -> httpx.AsyncClient:
+    user = _user_client("aclient_session")
+    if user is not None:
+        return user  # type: ignore[no-any-return]
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
         import httpx
 
-        client = httpx.AsyncClient(limits=_limits(), timeout=timeout(None))
+        client = httpx.AsyncClient(limits=_limits(), timeout=timeout(None), verify=_verify())
         _async_clients[loop] = client
     return client
 

@@ -1,7 +1,7 @@
 """The one exception tree of lmgate.
 
 Every error a call can raise is one of these; provider error bodies, HTTP statuses and httpx
-exceptions are mapped to them at one boundary (``providers.base.error_for_status`` and
+exceptions are mapped to them at one boundary (``providers.base.Provider.error`` and
 ``_http.map_transport_error``)::
 
     LmgateError

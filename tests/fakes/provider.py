@@ -66,6 +66,12 @@ class _ThreadingServer(ThreadingHTTPServer):
             self.connections.add(request)
             self.handler_threads.add(thread)
             self.accepted += 1
+        # headers and body go out in separate writes: without NODELAY, Nagle holds the body until the
+        # client's delayed ACK (~40 ms a request)
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         thread.start()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:

@@ -30,10 +30,22 @@ from ..types import (
     StreamingChoices,
     Usage,
 )
-from .base import Endpoint, HttpRequest, Provider, StreamTranslator
+from .base import Endpoint, HttpRequest, Provider, StreamTranslator, is_context_window_error
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+
+# the HTTP status each documented error type is sent with; an error event mid-stream has only the type
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -368,8 +380,10 @@ class _AnthropicStream(StreamTranslator):
             return []
         if kind == "error":
             err = obj.get("error") or {}
-            status = 529 if err.get("type") == "overloaded_error" else 500
-            raise exc.exception_for_status(status)(
-                str(err.get("message") or "stream error"), "anthropic", self.ep.model, status_code=status, body=obj
-            )
+            status = ERROR_TYPE_STATUS.get(err.get("type") or "", 500)
+            message = str(err.get("message") or "stream error")
+            cls: type[exc.LmgateError] = exc.exception_for_status(status)
+            if status == 400 and is_context_window_error(message, err.get("type")):
+                cls = exc.ContextWindowExceededError
+            raise cls(message, "anthropic", self.ep.model, status_code=status, body=obj)
         return []  # ping, content_block_stop and future event types

@@ -17,6 +17,7 @@ class AzureProvider(OpenAIProvider):
     version_env: tuple[str, ...] = ("AZURE_API_VERSION", "OPENAI_API_VERSION")
     default_api_base: ClassVar[str | None] = None
     default_api_version: ClassVar[str | None] = DEFAULT_AZURE_API_VERSION
+    key_optional_with_api_base: ClassVar[bool] = False
 
     def headers(self, ep: Endpoint) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

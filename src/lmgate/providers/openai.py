@@ -8,7 +8,7 @@ import orjson
 
 from .. import exceptions as exc
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
-from .base import Endpoint, HttpRequest, Provider, StreamTranslator
+from .base import Endpoint, HttpRequest, Provider, StreamTranslator, is_context_window_error
 
 
 class OpenAIProvider(Provider):
@@ -89,16 +89,42 @@ class _OpenAIStream(StreamTranslator):
         if isinstance(obj, dict) and obj.get("error"):
             message, code = self.provider.error_message(obj)
             status = _status_from_error(obj["error"])
-            raise exc.exception_for_status(status)(
-                message, self.provider.name, self.ep.model, status_code=status, body=obj
-            )
+            cls: type[exc.LmgateError] = exc.exception_for_status(status)
+            if status == 400 and is_context_window_error(message, code):
+                cls = exc.ContextWindowExceededError
+            raise cls(message, self.provider.name, self.ep.model, status_code=status, body=obj)
         return [ModelResponseStream(obj)]
 
 
+# an error sent mid-stream has no HTTP status of its own: infer one from its code or type
+_ERROR_NAME_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "insufficient_quota": 429,
+    "requests": 429,
+    "tokens": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
 def _status_from_error(err: Any) -> int:
-    if isinstance(err, dict):
-        for key in ("status_code", "code", "status"):
-            value = err.get(key)
-            if isinstance(value, int):
-                return value
+    if not isinstance(err, dict):
+        return 500
+    for key in ("status_code", "code", "status"):
+        value = err.get(key)
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return int(value)
+    for key in ("code", "type"):  # the code is the more specific of the two
+        value = err.get(key)
+        if isinstance(value, str) and value in _ERROR_NAME_STATUS:
+            return _ERROR_NAME_STATUS[value]
     return 500

@@ -1,0 +1,148 @@
+"""lmgate's public surface: the pinned list of names, and an import that stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import lmgate
+
+# Changing this list is a change to the public API: do it on purpose (like httpx's test_exported_members).
+PUBLIC_NAMES = {
+    # entry points and helpers
+    "completion",
+    "acompletion",
+    "embedding",
+    "aembedding",
+    "completion_cost",
+    "flush_callbacks",
+    "aflush_callbacks",
+    "callback_stats",
+    "CustomLogger",
+    "CustomStreamWrapper",
+    "RetryPolicy",
+    "Cache",
+    # response types
+    "ModelResponse",
+    "ModelResponseStream",
+    "EmbeddingResponse",
+    "Usage",
+    "Message",
+    "Choices",
+    "StreamingChoices",
+    "Delta",
+    "Function",
+    "ChatCompletionMessageToolCall",
+    # exceptions
+    "LmgateError",
+    "APIError",
+    "BadRequestError",
+    "ContextWindowExceededError",
+    "UnsupportedParamsError",
+    "UnknownModelError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "APIConnectionError",
+    "Timeout",
+    "CallbackError",
+    # module-level settings
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "cache",
+    "drop_params",
+    "strict_callbacks",
+    "turn_off_message_logging",
+    "num_retries",
+    "request_timeout",
+    "retry_policy",
+    "callback_settings",
+    "generic_logger_headers",
+    "client_session",
+    "aclient_session",
+}
+
+HEAVY = [
+    "httpx",
+    "httpcore",
+    "httpx_sse",
+    "anyio",
+    "redis",
+    "starlette",
+    "uvicorn",
+    "yaml",
+    "opentelemetry",
+    "openai",
+]
+
+
+def test_all_is_pinned():
+    """lmgate.__all__ is exactly the pinned public names, sorted."""
+    assert set(lmgate.__all__) == PUBLIC_NAMES
+    assert list(lmgate.__all__) == sorted(lmgate.__all__)
+
+
+def test_every_public_name_resolves():
+    """Every name in __all__ is an attribute of lmgate, and dir(lmgate) lists them."""
+    for name in lmgate.__all__:
+        getattr(lmgate, name)
+    assert set(lmgate.__all__) <= set(dir(lmgate))
+
+
+def test_unknown_attribute_raises_attribute_error():
+    """A name lmgate does not have raises AttributeError naming it."""
+    try:
+        _ = lmgate.no_such_thing  # type: ignore[attr-defined]
+    except AttributeError as error:
+        assert "no_such_thing" in str(error)
+    else:
+        raise AssertionError("lmgate.no_such_thing did not raise")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_lmgate_imports_nothing_heavy():
+    """`import lmgate` loads no HTTP client, server, redis, YAML or telemetry module."""
+    loaded = _modules_after("import lmgate")
+    assert [m for m in HEAVY if m in loaded] == []
+
+
+def test_mock_completion_needs_no_http_client():
+    """A mock completion (the demo path) runs without importing httpx."""
+    loaded = _modules_after(
+        "import lmgate\n"
+        "r = lmgate.completion(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}], mock_response='ok')\n"
+        "assert r.choices[0].message.content == 'ok'"
+    )
+    assert "httpx" not in loaded and "httpcore" not in loaded
+
+
+def test_import_as_litellm():
+    """`import lmgate as litellm` code finds the reference names it uses."""
+    import lmgate as litellm
+
+    for name in (
+        "completion",
+        "acompletion",
+        "embedding",
+        "ModelResponse",
+        "RateLimitError",
+        "drop_params",
+        "success_callback",
+    ):
+        assert hasattr(litellm, name), name
