@@ -24,7 +24,8 @@ PANELS = [
     ("mock_async", "hook_delay_p99_ms", "async: return → hook p99 (ms)"),
     ("overhead_http", "overhead_ms", "added latency over raw httpx (ms)"),
     ("generic_api", "records_per_s", "generic API logger: records/s"),
-    ("generic_api", "lost_after_restart", "records lost (after restart)"),
+    ("generic_api", "records_lost", "generic API logger: records lost"),
+    ("generic_api", "lost_after_restart", "records lost after a restart (lmgate: spool replay)"),
     ("proxy", "rps_c50", "proxy: requests/s, concurrency 50"),
     ("proxy", "p99_c50_ms", "proxy: p99 latency at c50 (ms)"),
     ("proxy", "startup_s", "proxy: start-up (s)"),
@@ -64,8 +65,27 @@ def main() -> None:
             meds = [e.get(impl, {}).get("median", 0) for _, e in data]
             lo = [m - e.get(impl, {}).get("min", m) for m, (_, e) in zip(meds, data, strict=False)]
             hi = [e.get(impl, {}).get("max", m) - m for m, (_, e) in zip(meds, data, strict=False)]
-            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, color=COLORS[impl], label=NAMES[impl])
+            bars = ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, color=COLORS[impl], label=NAMES[impl])
+            if data and data[0][1].get("ratio") is False:
+                # counts (records lost): a zero bar is invisible, so print every value
+                ax.bar_label(bars, labels=[f"{m:.0f}" for m in meds], fontsize=7, padding=1)
+        meds_all = [e[impl]["median"] for _, e in data for impl in ("lmgate", "litellm") if impl in e]
+        if meds_all and min(meds_all) > 0 and max(meds_all) / min(meds_all) > 20:
+            # sides often differ 10-1000×: on a linear axis the smaller bar would be invisible
+            ax.set_yscale("log")
+            title += " — log scale"
         for i, (_, e) in enumerate(data):
+            if "lmgate" not in e:
+                ax.annotate(
+                    "lmgate: n/a",
+                    (i - 0.19, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    fontsize=7,
+                    color="#555555",
+                    rotation=90,
+                    va="bottom",
+                )
             r = e.get("ratio_median")
             if r:
                 ax.annotate(
@@ -90,7 +110,7 @@ def main() -> None:
         "label = lmgate is N× better)",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(dst, dpi=110)
 
 

@@ -25,6 +25,7 @@ LABELS = {
     "overhead_ms": "added latency over raw httpx (median)",
     "call_ms": "per-call latency (median)",
     "records_per_s": "records/s delivered",
+    "records_produced": "calls that returned (records to deliver)",
     "records_lost": "records lost",
     "lost_after_restart": "records lost after a restart on the same spool",
     "startup_s": "start-up to first 200",
@@ -36,12 +37,16 @@ LABELS = {
     "p50_c1_ms": "p50 latency, concurrency 1",
     "p99_c1_ms": "p99 latency, concurrency 1",
     "errors": "failed requests",
-    "log_records_lost": "log records lost (after graceful stop)",
+    "log_records_delivered": "log records delivered (after graceful stop)",
+    "requests_counted": "requests wrk counted (+20 warm-up; excludes in-flight at its deadline)",
+    "log_records_lost_min": "log records lost, at least (counted − delivered)",
 }
 
 ABOUT = {
     "import": "Wall time of `import <impl>` measured in-process with `perf_counter`, and the peak RSS "
-    "(`ru_maxrss`) of that fresh process. One untimed import per side runs first so byte-code caches exist.",
+    "(`ru_maxrss`) of that fresh process. lmgate imports most of itself lazily, so the first mock "
+    "`completion(...)` right after the import is timed too, and their sum is the cold start. One untimed "
+    "lmgate import runs first so its byte-code cache exists (pip compiled LiteLLM's at install).",
     "mock_sync": "Sync `completion(model='gpt-4o-mini', messages=[...], mock_response='hello world')` in a "
     "loop. CPU is `time.process_time()` (all threads) from the first timed call until background callback "
     "work has drained, divided by calls. lmgate drains with `lmgate.flush_callbacks(timeout=30)`; LiteLLM "
@@ -62,14 +67,43 @@ ABOUT = {
     "makes the calls (`acompletion`, mock); it appends a byte per returned call to a file, so 'lost' = "
     "returned calls − unique records received, even after a kill. lmgate runs with its disk spool on and, "
     "after each variant, a fresh lmgate process opens the same spool and flushes ('after restart'); "
-    "LiteLLM has no spool (and its default `max_retries=0`). The 500 window starts at the first POST.",
-    "proxy": "`lmgate serve --config X --port P` vs `litellm --config X --port P --num_workers 1`, same "
+    "LiteLLM has no spool (and its default `max_retries=0`). The 500 window starts at the first POST. "
+    "`normal`, `exit_no_flush` and `receiver_500` make 5,000 calls at concurrency 50 (500 in quick mode); "
+    "records/s is end to end (first call to last record received), so it is bounded by how fast each side "
+    "makes calls, too. The kill variants pace 2,000 calls (300 in quick mode; 10 tasks, 20 ms apart) and "
+    "signal the child once half of them have returned, so about 1,000 (150) records are at stake.",
+    "proxy": "`lmgate serve --config X --host 127.0.0.1 --port P --workers 1` vs `litellm --config X "
+    "--host 127.0.0.1 --port P --num_workers 1`, same "
     "mock model list (`mock_response` in `litellm_params`), no master key (LiteLLM started with "
     "`LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true`). Start-up = process start to the first 200 "
     "on `/health/liveliness`; idle RSS 1 s later (whole process tree); then 20 warm-up requests and "
     "`wrk --latency` with a POST script (bench/wrk_post.lua) at 50 and 1 connections. The `generic_api` "
-    "variant adds a generic API logger (LiteLLM's `callback_settings` form) pointing at bench/receiver.py.",
+    "variant adds a generic API logger (LiteLLM's `callback_settings` form) pointing at bench/receiver.py; "
+    "after the load the server gets SIGTERM (graceful stop) and the receiver's count is compared with the "
+    "requests wrk counted, which leave out up to 50 requests still in flight at wrk's deadline, so a "
+    "delivered count above it is no error, and one below it is a sure loss.",
 }
+
+
+# (scenario, variant, metric): the numbers worth a glance, shown first in the report
+HEADLINE = [
+    ("import", "import", "cold_start_ms"),
+    ("import", "import", "peak_rss_mb"),
+    ("mock_sync", "no_callbacks", "cpu_us_per_call"),
+    ("mock_sync", "custom_logger", "cpu_us_per_call"),
+    ("mock_sync", "stream", "cpu_us_per_call"),
+    ("mock_async", "custom_logger", "calls_per_s"),
+    ("mock_async", "custom_logger", "hook_delay_p99_ms"),
+    ("overhead_http", "sync", "overhead_ms"),
+    ("overhead_http", "async_stream", "overhead_ms"),
+    ("generic_api", "normal", "records_per_s"),
+    ("generic_api", "receiver_500", "lost_after_restart"),
+    ("generic_api", "sigkill", "lost_after_restart"),
+    ("proxy", "plain", "rps_c50"),
+    ("proxy", "plain", "p99_c50_ms"),
+    ("proxy", "plain", "startup_s"),
+    ("proxy", "plain", "idle_rss_mb"),
+]
 
 
 # ---------------------------------------------------------------- statistics
@@ -142,8 +176,8 @@ def has_errors(summary: dict) -> bool:
 def num(x: float | None) -> str:
     if x is None or not _finite(x):
         return "–"
-    if x == 0:
-        return "0"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return f"{int(x):,}"
     a = abs(x)
     if a >= 1000:
         return f"{x:,.0f}"
@@ -218,10 +252,12 @@ def machine_meta(py: dict[str, Path], impls: tuple[str, ...]) -> dict:
     except OSError:
         pass
     versions = {}
+    names = {"lmgate": ["lmgate"], "litellm": ["litellm", "certifi", "litellm-proxy-extras"]}
     for impl in impls:
-        versions[impl] = _run(
-            [str(py[impl]), "-c", f"import importlib.metadata as m; print(m.version({impl!r}))"]
-        )
+        for name in names[impl]:
+            versions[name] = _run(
+                [str(py[impl]), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"]
+            )
     return {
         "cpu": cpu,
         "cores": cores,
@@ -261,9 +297,12 @@ def markdown(summary: dict) -> str:
         "",
         "The first run creates the reference venv `bench/.venv-ref` with `bench/setup_ref.sh`: "
         f"LiteLLM {ver.get('litellm') or '1.109.1'} with the `proxy` extra (and matplotlib, for the chart). "
-        "`litellm==1.109.1` pins `certifi` and `litellm-proxy-extras` to releases the index does not serve, so "
-        "the script downloads the wheel, installs its requirements (core + `proxy` extra) with those two pins "
-        "dropped, then installs the wheel with `--no-deps`. LiteLLM never enters the project venv. The "
+        "`litellm==1.109.1` asks for `certifi>=2026.10.19` and `litellm-proxy-extras==0.4.113`, releases the "
+        "package index does not serve, so the script downloads the wheel, installs its requirements (core + "
+        "`proxy` extra) with those two constraints dropped (installed here: certifi "
+        f"{ver.get('certifi') or '?'}, litellm-proxy-extras {ver.get('litellm-proxy-extras') or '?'}), then "
+        "installs the wheel with `--no-deps`; `bench/.venv-ref/freeze.txt` lists everything installed. "
+        "LiteLLM never enters the project venv. The "
         "reference runs with `LITELLM_LOCAL_MODEL_COST_MAP=True` and `LITELLM_TELEMETRY=False`; all traffic "
         "stays on 127.0.0.1.",
         "",
@@ -278,20 +317,42 @@ def markdown(summary: dict) -> str:
         + (f" @ {meta['cpu_mhz']} MHz" if meta.get("cpu_mhz") else ""),
         f"- kernel {meta.get('kernel')}, Python {meta.get('python')}, {meta.get('wrk') or 'wrk not installed'}",
         f"- lmgate {ver.get('lmgate', '?')}, LiteLLM {ver.get('litellm', 'not measured')}",
+        f"- load average (1/5/15 min) at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')} "
+        "(anything else running on the machine slows both sides)",
         "",
         "```",
         meta.get("free", ""),
         "```",
         "",
     ]
+    head = []
+    for scenario, variant, m in HEADLINE:
+        e = summary["scenarios"].get(scenario, {}).get(variant, {}).get("metrics", {}).get(m)
+        if e:
+            unit = e.get("unit", "")
+            head.append(
+                f"| {scenario} / {variant} | {LABELS.get(m, m)} | {cell(e.get('lmgate'), unit)} | "
+                f"{cell(e.get('litellm'), unit)} | {ratio_text(e.get('ratio_median'))} |"
+            )
+    if head:
+        md += ["## Summary", "", "| scenario / variant | metric | lmgate | LiteLLM | lmgate is … |"]
+        md += ["| --- | --- | --- | --- | --- |", *head, ""]
     if meta.get("quick"):
         md += [
-            "> Quick mode: fewer repeats (1–3 per side), shorter loops, all variants of a scenario in one "
-            "process, proxy without the logger variant. Use `make bench` for the numbers to quote.",
+            "> Quick mode: fewer repeats (1–2 per side), shorter loops, all variants of a scenario in one "
+            "process, generic_api without `exit_no_flush`/`sigterm`, proxy without the logger variant and "
+            "1 s wrk runs. Use `make bench` for the numbers to quote.",
             "",
         ]
     for name, variants in summary["scenarios"].items():
         md += [f"## {name}", "", ABOUT.get(name, ""), ""]
+        run = summary.get("runs", {}).get(name)
+        if run and (run.get("command"), run.get("started")) != (meta.get("command"), meta.get("started")):
+            mode = "quick mode" if run.get("quick") else "full mode"
+            md += [
+                f"_Measured by an earlier run: `{run.get('command')}` ({mode}), {run.get('started')}._",
+                "",
+            ]
         md += ["| variant | metric | lmgate | LiteLLM | lmgate is … |", "| --- | --- | --- | --- | --- |"]
         notes = []
         for v, agg in variants.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,11 +48,11 @@ class Scenario:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "import": Scenario("import_time.py", ["import"], 5, 3, 60),
+    "import": Scenario("import_time.py", ["import"], 5, 2, 60),
     "mock_sync": Scenario(
         "mock_sync.py", ["no_callbacks", "stream", "success_fn", "custom_logger"], 5, 2, 120
     ),
-    "mock_async": Scenario("mock_async.py", ["no_callbacks", "custom_logger"], 5, 2, 120),
+    "mock_async": Scenario("mock_async.py", ["no_callbacks", "custom_logger"], 5, 1, 120),
     "overhead_http": Scenario(
         "overhead_http.py", ["sync", "sync_stream", "async", "async_stream"], 3, 1, 180
     ),
@@ -62,6 +63,8 @@ SCENARIOS: dict[str, Scenario] = {
         3,
         1,
         600,
+        # every LiteLLM child costs ~5 s of import and exit; quick mode keeps the three that matter most
+        quick_variants=["normal", "receiver_500", "sigkill"],
         split_variants=False,
     ),
     "proxy": Scenario(
@@ -86,14 +89,22 @@ def run_worker(impl: str, sc: Scenario, variants: list[str], quick: bool, raw_di
     if quick:
         cmd.append("--quick")
     t0 = time.perf_counter()
+    # own process group, so a worker that overruns goes away together with the servers it started
+    proc = subprocess.Popen(
+        cmd,
+        cwd=SCEN,
+        env=worker_env(impl),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            cmd, cwd=SCEN, env=worker_env(impl), capture_output=True, text=True, timeout=sc.timeout
-        )
-        out, err, rc = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {sc.timeout}s", -1
+        out, err = proc.communicate(timeout=sc.timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        out, err = stop_group(proc)
+        err, rc = f"{err}\ntimed out after {sc.timeout}s", -1
     (raw_dir / f"{tag}.out").write_text(out)
     (raw_dir / f"{tag}.err").write_text(err)
     line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
@@ -101,6 +112,21 @@ def run_worker(impl: str, sc: Scenario, variants: list[str], quick: bool, raw_di
         why = f"worker failed (exit {rc}, {time.perf_counter() - t0:.1f}s): {err.strip().splitlines()[-1:]}"
         return {v: {"error": why} for v in variants}
     return json.loads(line)["results"]
+
+
+def stop_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM first (drivers then stop their servers in `finally`), SIGKILL if that is not enough."""
+    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            out, err = proc.communicate(timeout=grace)
+            return out or "", err or ""
+        except subprocess.TimeoutExpired:
+            continue
+    return "", ""
 
 
 def ensure_reference() -> bool:
@@ -121,9 +147,14 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="lmgate only, tiny, no reference, no report")
     ap.add_argument("--no-ref", action="store_true", help="measure lmgate only")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite docs/benchmarks.md/.png")
+    ap.add_argument("--report-only", action="store_true", help="re-render the docs from latest.json")
     args = ap.parse_args()
+    if args.report_only:
+        write_report(RESULTS / "latest.json")
+        return 0
 
     started = time.time()
+    load_start = [round(x, 2) for x in os.getloadavg()]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     raw_dir = RESULTS / "raw" / stamp
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -140,13 +171,14 @@ def main() -> int:
     summary: dict = {"scenarios": {}}
     for name, smoke_variants in plan.items():
         sc = SCENARIOS[name]
+        t_scenario = time.time()
         chosen = smoke_variants or ((sc.quick_variants or sc.variants) if quick else sc.variants)
         repeats = 1 if args.smoke else (args.repeats or (sc.quick_repeats if quick else sc.repeats))
         groups = [[v] for v in chosen] if (sc.split_variants and not quick) else [chosen]
         if name == "import":
-            # one untimed import per side first: byte-code caches get written once, not in run 1
-            for impl in impls:
-                run_worker(impl, sc, chosen, quick, raw_dir, f"{name}-warmup-{impl}")
+            # one untimed lmgate import first: its (editable, changing) byte-code cache gets written now,
+            # not in run 1; pip already compiled LiteLLM's at install time
+            run_worker("lmgate", sc, chosen, quick, raw_dir, f"{name}-warmup-lmgate")
         runs: dict = {v: {impl: [] for impl in impls} for v in chosen}
         for group in groups:
             skipped: dict[str, str] = {}
@@ -161,38 +193,72 @@ def main() -> int:
                         r = res.get(v, {"error": "no result"})
                         runs[v][impl].append(r)
                         if impl == "lmgate" and "skipped" in r:
+                            if r["skipped"] not in skipped.values():
+                                print(f"skipped: {name}/{v} (lmgate): {r['skipped']}", flush=True)
                             skipped[v] = r["skipped"]
-                            print(f"skipped: {name}/{v} (lmgate): {r['skipped']}", flush=True)
                         elif "error" in r:
                             print(f"error: {name}/{v} ({impl}): {r['error']}", flush=True)
         summary["scenarios"][name] = {v: report.aggregate(runs[v], impls) for v in chosen}
         print(report.console_table(name, summary["scenarios"][name]), flush=True)
+        print(f"  ({time.time() - t_scenario:.0f} s)", flush=True)
 
     summary["meta"] = report.machine_meta(PY, impls)
     summary["meta"].update(
+        # the machine may be shared (other jobs inflate both sides' numbers): record how busy it was
+        loadavg_end=[round(x, 2) for x in os.getloadavg()],
+        loadavg_start=load_start,
         quick=quick,
         smoke=args.smoke,
-        command="python bench/run.py " + " ".join(sys.argv[1:]),
+        command=" ".join(["python bench/run.py", *sys.argv[1:]]),
         started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         duration_s=round(time.time() - started, 1),
         raw_dir=str(raw_dir.relative_to(ROOT)),
     )
-    out = RESULTS / ("smoke.json" if args.smoke else "latest.json")
-    out.write_text(json.dumps(summary, indent=1, sort_keys=True))
-    print(f"\nwrote {out.relative_to(ROOT)} ({summary['meta']['duration_s']} s)")
-    if args.smoke:
+    meta = summary["meta"]
+    summary["runs"] = {
+        n: {k: meta[k] for k in ("command", "started", "quick", "raw_dir")} for n in summary["scenarios"]
+    }
+    # a one-sided run (smoke/CI, --no-ref) leaves the tracked files alone: its summary stays with its raw output
+    if impls != IMPLS:
+        out = raw_dir / ("smoke.json" if args.smoke else "summary.json")
+        out.write_text(json.dumps(summary, indent=1))
+        print(f"\nwrote {out.relative_to(ROOT)} ({meta['duration_s']} s)")
         return 1 if report.has_errors(summary) else 0
+    out = RESULTS / "latest.json"
+    if args.only and out.exists():
+        summary = merge_previous(summary, json.loads(out.read_text()))
+    out.write_text(json.dumps(summary, indent=1))  # key order = run order
+    print(f"\nwrote {out.relative_to(ROOT)} ({meta['duration_s']} s)")
     if not args.no_report:
-        md = ROOT / "docs" / "benchmarks.md"
-        md.write_text(report.markdown(summary))
-        print(f"wrote {md.relative_to(ROOT)}")
-        if PY["litellm"].exists():
-            # matplotlib lives in the reference venv only; the project venv stays lean
-            png = ROOT / "docs" / "benchmarks.png"
-            r = subprocess.run([str(PY["litellm"]), str(BENCH / "chart.py"), str(out), str(png)])
-            if r.returncode == 0:
-                print(f"wrote {png.relative_to(ROOT)}")
+        write_report(out)
     return 1 if report.has_errors(summary) else 0
+
+
+def merge_previous(new: dict, old: dict) -> dict:
+    """--only re-measures some scenarios: keep the others from the previous latest.json, marked as such."""
+    scenarios, runs = {}, {}
+    for name in SCENARIOS:
+        if name in new["scenarios"]:
+            scenarios[name], runs[name] = new["scenarios"][name], new["runs"][name]
+        elif name in old.get("scenarios", {}):
+            scenarios[name] = old["scenarios"][name]
+            om = old.get("meta", {})
+            runs[name] = old.get("runs", {}).get(name) or {
+                k: om.get(k) for k in ("command", "started", "quick", "raw_dir")
+            }
+    return {**new, "scenarios": scenarios, "runs": runs}
+
+
+def write_report(summary_path: Path) -> None:
+    md = ROOT / "docs" / "benchmarks.md"
+    md.write_text(report.markdown(json.loads(summary_path.read_text())))
+    print(f"wrote {md.relative_to(ROOT)}")
+    if PY["litellm"].exists():
+        # matplotlib lives in the reference venv only; the project venv stays lean
+        png = ROOT / "docs" / "benchmarks.png"
+        r = subprocess.run([str(PY["litellm"]), str(BENCH / "chart.py"), str(summary_path), str(png)])
+        if r.returncode == 0:
+            print(f"wrote {png.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 # Creates bench/.venv-ref: the reference implementation (LiteLLM, with the proxy extra) in its own
 # venv so it never touches the project venv. Idempotent: a finished venv is left as it is.
 #
-# litellm==1.109.1 pins certifi and litellm-proxy-extras to exact versions that do not resolve
-# together with the rest of its requirements here, so we install the wheel itself with --no-deps
-# and then its requirements (core + proxy extra) with those two pins dropped (any served version).
+# litellm==1.109.1 asks for certifi>=2026.10.19 and (proxy extra) litellm-proxy-extras==0.4.113,
+# releases the package index does not serve (its newest are 2026.10.18 and 0.4.110), so pip cannot
+# resolve `litellm[proxy]==1.109.1`.  We install its requirements (core + proxy extra) with those two
+# constraints dropped (pip takes the newest served), then the wheel itself with --no-deps.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,5 +65,6 @@ sed 's/^/  /' "$WORK/requirements.txt"
 
 "$VENV/bin/python" -c "import litellm, litellm.proxy.proxy_server; print('litellm', litellm.__name__, 'ok')" \
   </dev/null >/dev/null 2>&1 || { echo "reference venv: litellm import check failed" >&2; exit 1; }
+"${PIP[@]}" freeze > "$VENV/freeze.txt"  # what was actually installed, for the report
 touch "$STAMP"
 echo "reference venv ready: $VENV (litellm $LITELLM_VERSION)"

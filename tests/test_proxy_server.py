@@ -140,8 +140,21 @@ def provider(module_provider: FakeProvider) -> FakeProvider:
     return module_provider
 
 
+_clients: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every official client a test made is closed after it (its pooled sockets with it)."""
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def oai(server: Served, key: str = MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    _clients.append(client)
+    return client
 
 
 def test_help() -> None:

@@ -45,6 +45,16 @@ def parse_args(extra: list[tuple[str, dict[str, Any]]] | None = None) -> argpars
     return ap.parse_args()
 
 
+def exit_on_sigterm() -> None:
+    """Drivers that own servers: turn SIGTERM (run.py's time-out) into SystemExit so `finally` stops them.
+
+    Never in a child whose SIGTERM behaviour is itself under test.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def load_impl(name: str) -> Any:
     """Import the implementation; lmgate being half-built is a skip, not a crash."""
     if name == "litellm":
@@ -79,7 +89,7 @@ def reset_callbacks(mod: Any) -> None:
             setattr(mod, attr, [])
 
 
-def drain(mod: Any, impl: str, timeout: float = 30.0) -> dict[str, Any]:
+def drain(mod: Any, impl: str, timeout: float = 30.0, settle: bool = True) -> dict[str, Any]:
     """Wait (bounded) until background callback work is done, so its CPU is counted.
 
     lmgate: its public `flush_callbacks(timeout=...)`.
@@ -118,7 +128,8 @@ def drain(mod: Any, impl: str, timeout: float = 30.0) -> dict[str, Any]:
             if busy == 0:
                 break
             time.sleep(0.005)
-    time.sleep(SETTLE_S)
+    if settle:
+        time.sleep(SETTLE_S)
     return {"drain": how, "drain_s": round(time.perf_counter() - t0, 4)}
 
 
@@ -172,7 +183,7 @@ def run_variants(impl: str, scenario: str, chosen: list[str], fn: Any) -> None:
     emit(impl, scenario, results)
 
 
-async def adrain(mod: Any, impl: str, timeout: float = 30.0) -> dict[str, Any]:
+async def adrain(mod: Any, impl: str, timeout: float = 30.0, settle: bool = True) -> dict[str, Any]:
     """drain() for code running inside an event loop: hooks scheduled on this loop must keep running.
 
     litellm: awaits its async logging worker's flush (bounded), then the sync drain for its thread pool.
@@ -185,9 +196,10 @@ async def adrain(mod: Any, impl: str, timeout: float = 30.0) -> dict[str, Any]:
         if hasattr(mod, "aflush_callbacks"):
             await asyncio.wait_for(mod.aflush_callbacks(timeout=timeout), timeout + 1)
             info = {"drain": "aflush_callbacks"}
-            await asyncio.sleep(SETTLE_S)
+            if settle:
+                await asyncio.sleep(SETTLE_S)
         else:
-            info = await asyncio.to_thread(drain, mod, impl, timeout)
+            info = await asyncio.to_thread(drain, mod, impl, timeout, settle)
     else:
         try:
             from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
@@ -195,7 +207,7 @@ async def adrain(mod: Any, impl: str, timeout: float = 30.0) -> dict[str, Any]:
             await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
         except Exception:  # noqa: BLE001 - timeout or another layout: the polling drain still runs
             pass
-        info = await asyncio.to_thread(drain, mod, impl, timeout)
+        info = await asyncio.to_thread(drain, mod, impl, timeout, settle)
         info["drain"] = "logging worker flush + " + info["drain"]
     info["drain_s"] = round(time.perf_counter() - t0, 4)
     return info

@@ -228,6 +228,7 @@ def drive(args, variant: str) -> dict:
             read_json(rec, timeout=60)
             after = wait_quiet(port, quiet_s=0.6, max_s=30)
         metrics = {
+            "records_produced": metric(produced, "calls", "higher", ratio=False),
             "records_lost": metric(lost, "records", "lower", ratio=False),
             "lost_after_restart": metric(produced - after["unique"], "records", "lower", ratio=False),
         }

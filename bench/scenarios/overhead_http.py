@@ -14,6 +14,7 @@ import time
 from _common import (
     MESSAGES,
     Skip,
+    exit_on_sigterm,
     load_impl,
     median,
     metric,
@@ -33,7 +34,8 @@ WARMUP = 20
 
 def main() -> None:
     args = parse_args()
-    max_calls, max_s = (300, 1.5) if args.quick else (2000, 5.0)
+    exit_on_sigterm()
+    max_calls, max_s = (1000, 0.5) if args.quick else (5000, 5.0)
     chosen = variants(args.variant, VARIANTS)
     try:
         mod = load_impl(args.impl)
