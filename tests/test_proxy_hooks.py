@@ -185,3 +185,35 @@ def test_only_overridden_hooks_are_called() -> None:
     assert len(hooks.pre_call) == 1
     assert hooks.moderation == hooks.post_success == hooks.post_failure == hooks.stream_chunk == hooks.stream_iterator == ()
     assert HookSet([CustomLogger()]).empty
+
+
+async def test_pre_call_answer_is_logged_like_any_call(proxy: Any, fake_provider: FakeProvider) -> None:
+    """A request answered by a pre-call hook still reaches the loggers once: success, zero usage and cost, flagged."""
+    from lmgate.testing import CapturingLogger
+
+    app, _ = proxy
+    capture = CapturingLogger()
+    lmgate.callbacks.append(capture)
+    for stream in (False, True):
+        assert (await post(app, "answer", stream=stream)).status_code == 200
+    assert await lmgate.aflush_callbacks(10)
+    events = capture.of("async_log_success_event", "async_log_failure_event")
+    assert [e.hook for e in events] == ["async_log_success_event"] * 2
+    for event in events:
+        slo = event.kwargs["standard_logging_object"]
+        assert slo["metadata"]["answered_by_pre_call_hook"] is True
+        assert slo["response_cost"] == 0 and slo["total_tokens"] == 0
+        assert slo["response"]["choices"][0]["message"]["content"] == "answered by the pre-call hook"
+    assert fake_provider.requests == []
+
+
+async def test_failure_hook_hears_authentication_failures(proxy: Any) -> None:
+    """A request rejected for a bad key reaches async_post_call_failure_hook (with no key hash), then gets 401."""
+    app, handler = proxy
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as c:
+        r = await c.post(
+            "/v1/chat/completions", headers={"Authorization": "Bearer sk-wrong-000000000000"},
+            json={"model": "fast", "messages": HI},
+        )
+    assert r.status_code == 401
+    assert [name for name, _ in handler.calls] == ["post_failure"]

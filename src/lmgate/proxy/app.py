@@ -171,7 +171,7 @@ class ProxyState:
                 if isinstance(answered, Answer):
                     if kind != "chat":
                         raise ProxyError(400, answered.text)
-                    response = self._answer(answered.text, data, start)
+                    response = await self._answer(answered.text, data, start)
                     streaming = isinstance(response, SSEResponse)
                     return response
                 data = answered
@@ -260,36 +260,49 @@ class ProxyState:
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
         return SSEResponse(iterator, stream, on_end, headers)
 
-    def _answer(self, text: str, data: dict[str, Any], start: float) -> Response | SSEResponse:
-        """A pre-call hook's string as the assistant's answer (streamed when asked)."""
-        from ..types import new_completion_id
+    async def _answer(self, text: str, data: dict[str, Any], start: float) -> Response | SSEResponse:
+        """A pre-call hook's string as the assistant's answer (streamed when asked).
+
+        It goes through ``lmgate.acompletion`` as a mock answer, so every logger records the
+        request like any other: no provider was called, so usage and cost are 0, and the
+        metadata says ``answered_by_pre_call_hook``.
+        """
+        import lmgate
 
         metrics = self.metrics
         model = str(data.get("model") or "unknown")
-        created = int(time.time())
-        cid = new_completion_id()
-        if not data.get("stream"):
-            body = {
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            }
+        metadata = dict(data.get("metadata") or {})
+        metadata["answered_by_pre_call_hook"] = True
+        answer = {
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+        stream = bool(data.get("stream"))
+        result = await lmgate.acompletion(
+            model=model,
+            messages=data.get("messages") or [],
+            mock_response=answer,
+            stream=stream,
+            metadata=metadata,
+            custom_llm_provider=None,
+            input_cost_per_token=0.0,
+            output_cost_per_token=0.0,
+        )
+        if not stream:
             metrics.observe("chat", model, 200, time.perf_counter() - start)
-            return json_response(body)
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
-        chunks = [
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        ]
+            return json_response(result)
 
         def on_end(status: int, usage: Any) -> None:
             metrics.in_flight -= 1
             metrics.observe("chat", model, status, time.perf_counter() - start)
 
-        return SSEResponse(_aiter(chunks), None, on_end, [])
+        return SSEResponse(result, result, on_end, [])
 
     async def _failed(self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None) -> ProxyError:
-        if hooks.post_failure and user is not None:
+        if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
+            user = UserAPIKeyAuth(None)
+        if hooks.post_failure:
             try:
                 replacement = await run_post_failure(hooks, data or {}, error, user)
             except Exception as hook_error:  # a failing failure hook must not hide the original error
@@ -433,11 +446,6 @@ async def _discard(task: asyncio.Future[Any]) -> None:
     close = getattr(result, "aclose", None)
     if close is not None:
         await close()
-
-
-async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
 
 
 def _sse(chunk: Any) -> bytes:
