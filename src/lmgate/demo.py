@@ -77,9 +77,17 @@ def run_demo() -> int:
         print(f"    raised {type(error).__name__}: {error.message}")
     show_callbacks()
 
-    print("\nhooks seen by the CustomLogger, in order:")
-    for event in capture.events:
-        print(f"    {event.hook:<26} {event.kwargs.get('call_type', ''):<12} {event.kwargs.get('model', '')}")
+    print("\nhooks seen by the CustomLogger, in order (repeats folded):")
+    rows = [(e.hook, e.kwargs.get("call_type", ""), e.kwargs.get("model", "")) for e in capture.events]
+    i = 0
+    while i < len(rows):
+        j = i
+        while j + 1 < len(rows) and rows[j + 1] == rows[i]:
+            j += 1
+        hook, call_type, model = rows[i]
+        times = f" × {j - i + 1}" if j > i else ""
+        print(f"    {hook + times:<26} {call_type:<12} {model}")
+        i = j + 1
     print(f"\ncallback stats: {lmgate.callback_stats()}")
     lmgate.callbacks, lmgate.success_callback = [], []
     return 0
