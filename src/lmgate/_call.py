@@ -17,7 +17,7 @@ from . import exceptions as exc
 from . import providers as _providers
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.record import CallRecord
-from ._callbacks.redact import remember_secret
+from ._callbacks.redact import mask_secrets, remember_secret
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
@@ -244,7 +244,8 @@ class Call:
         if headers is not None:
             self.response_headers = headers
         if self.record is not None:
-            self.record.original_response = text
+            # error bodies sometimes quote the key back: mask before any callback can see it
+            self.record.original_response = mask_secrets(text) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")
 
     def parse(self, status: int, headers: dict[str, str], text: str) -> Any:
@@ -460,11 +461,12 @@ def _sync_send(call: Call) -> Any:
     attempt = 0
     while True:
         req = call.http_request(attempt)
+        # built outside the try: a body that cannot be encoded is the caller's error, not a connection's
+        request = client.build_request(
+            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
+            timeout=_http.timeout(call.timeout),
+        )
         try:
-            request = client.build_request(
-                req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
-                timeout=_http.timeout(call.timeout),
-            )
             response = client.send(request, stream=True)
         except Exception as error:
             err = call.transport_error(error)
@@ -564,11 +566,11 @@ async def _async_send(call: Call) -> Any:
     attempt = 0
     while True:
         req = call.http_request(attempt)
+        request = client.build_request(
+            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
+            timeout=_http.timeout(call.timeout),
+        )
         try:
-            request = client.build_request(
-                req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
-                timeout=_http.timeout(call.timeout),
-            )
             response = await client.send(request, stream=True)
         except Exception as error:
             err = call.transport_error(error)

@@ -22,7 +22,11 @@ async def aflush_callbacks(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> b
     """``flush_callbacks`` for async code: waits without blocking the event loop."""
     import asyncio
 
-    return await asyncio.to_thread(get_dispatcher().flush, timeout)
+    dispatcher = get_dispatcher()
+    own = dispatcher._loop
+    if own is not None and asyncio.get_running_loop() is own.loop:
+        raise RuntimeError("aflush_callbacks() cannot be awaited inside a callback: it would wait for itself")
+    return await asyncio.to_thread(dispatcher.flush, timeout)
 
 
 def callback_stats() -> dict[str, Any]:

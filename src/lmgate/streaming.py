@@ -16,6 +16,7 @@ the usage.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .types import (
@@ -112,6 +113,22 @@ def _with_choice(chunk: Any) -> Any:
     return ModelResponseStream._build(data)
 
 
+_open_streams: weakref.WeakSet[CustomStreamWrapper] = weakref.WeakSet()
+
+
+def end_open_streams() -> int:
+    """End every stream still open as abandoned (at exit, before the final flush); how many there were."""
+    ended = 0
+    for stream in list(_open_streams):
+        if not stream._ended:
+            try:
+                stream._end("abandoned")
+                ended += 1
+            except Exception:  # exit goes on whatever one stream does
+                pass
+    return ended
+
+
 class CustomStreamWrapper:
     """A streamed response; see the module docstring."""
 
@@ -125,6 +142,8 @@ class CustomStreamWrapper:
         self._cache_hit = False
         self.model = call.model_name
         self.custom_llm_provider = call.provider_name
+        if call.record is not None:  # only streams someone listens to need ending at exit
+            _open_streams.add(self)
 
     # ---- shared ----
     def _deliver(self, chunk: Any) -> Any:
@@ -139,6 +158,7 @@ class CustomStreamWrapper:
         if self._ended:
             return error
         self._ended = True
+        _open_streams.discard(self)
         response = self._acc.build()
         if self._cache_hit:
             self._call.cache_hit = True

@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CallbackError
 from .custom_logger import CustomLogger
-from .record import CallRecord
+from .record import CallRecord, copy_data
 from .redact import mask_secrets, redact_response
 
 if TYPE_CHECKING:
@@ -123,6 +124,14 @@ class Target:
         return event in self.sync or event in self.async_
 
 
+def _identity(items: Any) -> tuple[int, ...]:
+    if items is None:
+        return ()
+    if isinstance(items, (list, tuple)):
+        return tuple(map(id, items))
+    return (id(items),)  # a single callback assigned instead of a list
+
+
 def _is_logger(obj: Any) -> bool:
     if isinstance(obj, CustomLogger):
         return True
@@ -171,7 +180,10 @@ class _Worker:
             if jobs is None:
                 return
             for job in jobs:
-                job()
+                try:
+                    job()
+                except BaseException as error:  # noqa: BLE001 - this thread must outlive any hook
+                    logger.error("lmgate callback thread: a job raised %r; continuing", error)
 
 
 class _CallbackLoop:
@@ -191,7 +203,12 @@ class _CallbackLoop:
 
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
-        self.loop.run_forever()
+        while True:
+            try:
+                self.loop.run_forever()
+                return
+            except BaseException as error:  # noqa: BLE001 - the loop must outlive anything a hook raises
+                logger.error("lmgate callback loop: %r escaped a hook; the loop goes on", error)
 
 
 class Dispatcher:
@@ -213,8 +230,10 @@ class Dispatcher:
         self._exit_registered = False
 
     # ---- plans ----
-    def plan(self, global_lists: tuple[list[Any], ...], call_lists: dict[str, Any] | None) -> Plan:
-        key = tuple(tuple(lst) for lst in global_lists)
+    def plan(self, global_lists: tuple[Any, ...], call_lists: dict[str, Any] | None) -> Plan:
+        # keyed by identity: loggers need not be hashable, and two equal loggers are still two.
+        # A cached plan holds its objects, so their ids cannot be reused while it is cached.
+        key = tuple(_identity(lst) for lst in global_lists)
         if not call_lists:
             cached = self._plan_cache.get(key)
             if cached is not None:
@@ -274,15 +293,17 @@ class Dispatcher:
         targets = plan.by_event[event]
         if not targets:
             return
+        # what belongs to this moment of the call (a retry changes the record afterwards)
+        snapshot = (record.attempt, None if event == "pre" else record.original_response)
         by_worker: dict[int, list[Callable[[], None]]] = {}
-        async_jobs: list[tuple[Target, str, Any, dict[str, Any] | None]] = []
+        async_jobs: list[tuple[Target, str, Any, Any]] = []
         for t in targets:
             if t.mode[record.is_async] == "thread":
                 by_worker.setdefault(t.worker_index, []).append(
-                    _Job(self, t, record, event, response_obj, extra).run_sync
+                    _Job(self, t, record, event, response_obj, extra, snapshot).run_sync
                 )
             else:
-                async_jobs.append((t, event, response_obj, extra))
+                async_jobs.append((t, event, response_obj, (extra, snapshot)))
         with self._lock:
             self._submitted += sum(len(j) for j in by_worker.values()) + len(async_jobs)
         for index, jobs in by_worker.items():
@@ -293,10 +314,10 @@ class Dispatcher:
 
     def _schedule_async(self, record: CallRecord, jobs: list[tuple[Target, str, Any, Any]]) -> None:
         loop = self._callback_loop().loop
-        for t, event, response_obj, extra in jobs:
+        for t, event, response_obj, (extra, snapshot) in jobs:
             key = id(t.obj)
             previous = record.tails.get(key)
-            job = _Job(self, t, record, event, response_obj, extra)
+            job = _Job(self, t, record, event, response_obj, extra, snapshot)
             record.tails[key] = loop.create_task(job.run_async(previous))
 
     def _worker(self, index: int) -> _Worker:
@@ -421,10 +442,17 @@ def _in_callback_thread() -> bool:
 class _Job:
     """One event for one target; runs in thread mode or async mode."""
 
-    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra")
+    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra", "snapshot")
 
     def __init__(
-        self, dispatcher: Dispatcher, target: Target, record: CallRecord, event: str, response_obj: Any, extra: Any
+        self,
+        dispatcher: Dispatcher,
+        target: Target,
+        record: CallRecord,
+        event: str,
+        response_obj: Any,
+        extra: Any,
+        snapshot: tuple[int, str | None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.target = target
@@ -432,17 +460,23 @@ class _Job:
         self.event = event
         self.response_obj = response_obj
         self.extra = extra
+        self.snapshot = snapshot
 
     def _args(self) -> tuple[Any, ...]:
         t, record = self.target, self.record
-        kwargs = record.kwargs_view(self.event, t.redact, self.extra)
+        # read now, not when the plan was built: a logger may turn message logging off at any time
+        redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
+        kwargs = record.kwargs_view(self.event, redact, self.extra, self.snapshot)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,)
             return (kwargs["model"], kwargs["messages"], kwargs)
         response = self.response_obj
-        if t.redact and isinstance(response, dict):
-            response = type(response)._build(redact_response(response)) if hasattr(response, "_build") else redact_response(response)
+        if isinstance(response, dict):
+            # each callback its own copy: the caller's object (and other callbacks') stay untouched
+            response = copy_data(redact_response(response) if redact else response)
+            if redact and hasattr(type(self.response_obj), "_build"):
+                response = type(self.response_obj)._build(response)
         end = kwargs.get("end_time") or datetime.now()
         return (kwargs, response, kwargs["start_time"], end)
 
@@ -461,7 +495,7 @@ class _Job:
                 fn = t.async_[self.event]
                 future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
                 future.result()
-        except Exception as error:
+        except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not end this thread
             self.dispatcher.report(t, self._hook_name(fn), error)
         finally:
             self.dispatcher._finished()
@@ -493,7 +527,9 @@ class _Job:
 
                     self.dispatcher._worker(t.worker_index).queue.put([call])
                     await asyncio.wrap_future(done)
-            except Exception as error:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not stop this loop
                 self.dispatcher.report(t, self._hook_name(fn), error)
         finally:
             self.dispatcher._finished()
@@ -515,10 +551,18 @@ def get_dispatcher() -> Dispatcher:
     return d
 
 
+def end_streams_at_exit() -> None:
+    """Streams the program never finished or closed end now, as abandoned: one terminal event each."""
+    streaming = sys.modules.get("lmgate.streaming")
+    if streaming is not None:
+        streaming.end_open_streams()
+
+
 def _flush_at_exit() -> None:
     d = _dispatcher
     if d is None:
         return
+    end_streams_at_exit()
     timeout = float(os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_FLUSH_TIMEOUT_S))
     try:
         done = d.flush(timeout)
@@ -532,6 +576,12 @@ def _flush_at_exit() -> None:
 
 
 def _after_fork() -> None:
+    # the child has only the forking thread: every lock another thread held stays held forever
+    global _dispatcher_lock
+    _dispatcher_lock = threading.Lock()
+    from . import redact
+
+    redact._known_lock = threading.Lock()
     if _dispatcher is not None:
         _dispatcher._reset_after_fork()
 

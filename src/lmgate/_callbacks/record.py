@@ -76,7 +76,7 @@ def plain(value: Any) -> Any:
 def _encode(value: Any) -> tuple[bytes | None, Any]:
     """(JSON snapshot, None), or (None, a deep copy) for data orjson cannot encode."""
     try:
-        return orjson.dumps(value), None
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), None
     except TypeError:
         return None, copy_data(value)
 
@@ -185,6 +185,14 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
             self._load(key)
         return dict.pop(self, key, *default)
 
+    def clear(self) -> None:
+        self._lazy.clear()
+        dict.clear(self)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._load_all()
+        return dict.popitem(self)
+
     def setdefault(self, key: str, default: Any = None) -> Any:
         if key in self._lazy:
             self._load(key)
@@ -208,7 +216,7 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
             return None
         if dict.__contains__(self, "standard_logging_object") or (self._redact and not self._record.redact_all):
             # read (and maybe changed) as a dict, or redacted for this logger: encode that dict
-            return orjson.dumps(self["standard_logging_object"], default=_json_default)
+            return orjson.dumps(self["standard_logging_object"], default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         return self._record.payload_bytes()
 
 
@@ -336,7 +344,7 @@ class CallRecord:
             return
         self.response_id = response.get("id")
         try:
-            self.response_json = orjson.dumps(response, default=_json_default)
+            self.response_json = orjson.dumps(response, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:
             self.response_json = orjson.dumps(plain(response), default=_json_default)
 
@@ -374,7 +382,7 @@ class CallRecord:
                 "headers": self.request_headers,
             }
             try:
-                cached = orjson.dumps(data)
+                cached = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
             except TypeError:  # something orjson cannot encode: fall back to a deep copy
                 cached = data
             self._data_cache[key] = cached
@@ -382,7 +390,13 @@ class CallRecord:
             return orjson.loads(cached)  # type: ignore[no-any-return]
         return copy_data(cached)  # type: ignore[no-any-return]
 
-    def kwargs_view(self, event: str, redact: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def kwargs_view(
+        self,
+        event: str,
+        redact: bool = False,
+        extra: dict[str, Any] | None = None,
+        snapshot: tuple[int, str | None] | None = None,
+    ) -> dict[str, Any]:
         """A fresh kwargs dict for one callback and one event.
 
         The keys that need a private copy of the call's data (``messages``, ``litellm_params``,
@@ -403,12 +417,17 @@ class CallRecord:
                 return body.get("messages", body.get("input", part("messages")))
             return part("messages")
 
+        # (attempt, original_response) as they were when the event happened: a retry changes both
+        attempt, original_response = snapshot if snapshot is not None else (self.attempt, self.original_response)
+        if redact and original_response:
+            original_response = REDACTED_TEXT
+
         def additional_args() -> dict[str, Any]:
             return {
                 "complete_input_dict": part("body"),
                 "headers": part("headers"),
                 "api_base": self.api_base,
-                "attempt": self.attempt,
+                "attempt": attempt,
             }
 
         eager: dict[str, Any] = copy_data(self.optional_params) if self.optional_params else {}
@@ -425,7 +444,7 @@ class CallRecord:
                 "completion_start_time": _dt(self.completion_start),
                 "api_key": self.api_key_masked,
                 "log_event_type": LOG_EVENT_TYPES[event],
-                "original_response": self.original_response,
+                "original_response": original_response,
                 "cache_hit": self.cache_hit,
             }
         )
@@ -449,16 +468,25 @@ class CallRecord:
                     "call_type": self.call_type,
                 }
             if self.stream:
-                assembled = redact_response(self.response) if redact else self.response
-                eager["complete_streaming_response"] = assembled
-                eager["async_complete_streaming_response"] = assembled
                 eager["stream_status"] = self.stream_status
+                lazy["complete_streaming_response"] = lambda: self._assembled_copy(redact)
+                lazy["async_complete_streaming_response"] = lambda: self._assembled_copy(redact)
         if event == "failure":
             eager["exception"] = self.error
             eager["traceback_exception"] = self.traceback
         if extra:
             eager.update(extra)
         return CallbackKwargs(eager, lazy, self, redact)
+
+    def _assembled_copy(self, redact: bool) -> Any:
+        """This callback's own copy of the assembled stream response."""
+        response = self.response
+        if not isinstance(response, dict):
+            return response
+        copy = copy_data(redact_response(response) if redact else response)
+        if redact and hasattr(type(response), "_build"):
+            return type(response)._build(copy)  # type: ignore[attr-defined]
+        return copy
 
     def payload_copy(self, redact: bool = False) -> dict[str, Any]:
         """A private copy of the payload (redacted for loggers that asked for it)."""
@@ -471,7 +499,7 @@ class CallRecord:
     def payload_bytes(self) -> bytes:
         """The payload as JSON, encoded once: what batch loggers ship and callbacks get copies of."""
         if self._payload_bytes is None:
-            self._payload_bytes = orjson.dumps(self.payload(), default=_json_default)
+            self._payload_bytes = orjson.dumps(self.payload(), default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         return self._payload_bytes
 
     def payload(self) -> dict[str, Any]:

@@ -693,8 +693,9 @@ def close_all(timeout: float | None = None) -> None:
     _exiting = True
     bound = timeout if timeout is not None else max(lg.exit_timeout for lg in loggers)
     deadline = time.monotonic() + bound
-    from .._callbacks.dispatch import get_dispatcher
+    from .._callbacks.dispatch import end_streams_at_exit, get_dispatcher
 
+    end_streams_at_exit()  # their terminal events must reach the loggers before these close
     get_dispatcher().wait_idle(bound)
     for lg in loggers:
         try:

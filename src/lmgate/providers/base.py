@@ -41,7 +41,8 @@ class HttpRequest:
     params: dict[str, str] = field(default_factory=dict)
 
     def body_bytes(self) -> bytes:
-        return orjson.dumps(self.json)
+        # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
+        return orjson.dumps(self.json, option=orjson.OPT_NON_STR_KEYS)
 
 
 class StreamTranslator:
