@@ -12,13 +12,15 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
+from .local import SyncStoreAsyncTwins
+
 DISK_FILE_NAME = "lmgate-cache.sqlite3"
 DISK_BUSY_TIMEOUT_S = 2.0
 # delete expired rows once every this many writes
 _PRUNE_EVERY_WRITES = 256
 
 
-class DiskStore:
+class DiskStore(SyncStoreAsyncTwins):
     """Entries in ``<directory>/lmgate-cache.sqlite3``; see the module docstring."""
 
     remote = False
@@ -79,14 +81,3 @@ class DiskStore:
         with self._lock:
             self._db.close()
 
-    async def aget(self, key: str) -> bytes | None:
-        return self.get(key)
-
-    async def aget_many(self, keys: list[str]) -> list[bytes | None]:
-        return self.get_many(keys)
-
-    async def aset_many(self, items: list[tuple[str, bytes]], ttl_s: float | None) -> None:
-        self.set_many(items, ttl_s)
-
-    async def aclose(self) -> None:
-        self.close()

@@ -15,7 +15,35 @@ DEFAULT_LOCAL_MAX_ITEMS = 10_000
 _FOREVER = float("inf")
 
 
-class LocalStore:
+class SyncStoreAsyncTwins:
+    """The async methods of a store whose work is quick and local: they call the sync ones."""
+
+    def get(self, key: str) -> bytes | None:  # pragma: no cover - provided by the store
+        raise NotImplementedError
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:  # pragma: no cover
+        raise NotImplementedError
+
+    def set_many(self, items: list[tuple[str, bytes]], ttl_s: float | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    async def aget_many(self, keys: list[str]) -> list[bytes | None]:
+        return self.get_many(keys)
+
+    async def aset_many(self, items: list[tuple[str, bytes]], ttl_s: float | None) -> None:
+        self.set_many(items, ttl_s)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class LocalStore(SyncStoreAsyncTwins):
     """Entries in this process only; see the module docstring."""
 
     remote = False
@@ -59,17 +87,4 @@ class LocalStore:
                 del self._data[key]
 
     def close(self) -> None:
-        pass
-
-    # the async twins: nothing to await in memory
-    async def aget(self, key: str) -> bytes | None:
-        return self.get(key)
-
-    async def aget_many(self, keys: list[str]) -> list[bytes | None]:
-        return self.get_many(keys)
-
-    async def aset_many(self, items: list[tuple[str, bytes]], ttl_s: float | None) -> None:
-        self.set_many(items, ttl_s)
-
-    async def aclose(self) -> None:
-        pass
+        pass  # nothing to release: the async twins come from SyncStoreAsyncTwins
