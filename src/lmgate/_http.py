@@ -10,6 +10,7 @@ so ``import lmgate`` stays fast.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -83,8 +84,16 @@ def sync_client() -> httpx.Client:
         with _lock:
             if _sync_client is None:
                 _sync_client = httpx.Client(limits=_limits(), timeout=timeout(None), verify=_verify())
+                atexit.register(_close_sync_client)  # release pooled connections cleanly at exit
             client = _sync_client
     return client
+
+
+def _close_sync_client() -> None:
+    global _sync_client
+    client, _sync_client = _sync_client, None
+    if client is not None:
+        client.close()
 
 
 def async_client() -> httpx.AsyncClient:

@@ -14,6 +14,7 @@ from typing import Any
 
 # tried in order; each returns a CustomLogger for names it knows, else None
 NAMED_RESOLVERS: list[str] = [
+    "lmgate.loggers.otel:logger_for_name",
     "lmgate.loggers.generic_api:logger_for_name",
 ]
 
@@ -47,7 +48,7 @@ def resolve_callback(name: str) -> Any:
 
 def known_names_hint() -> str:
     return (
-        "use 'generic_api' (with GENERIC_LOGGER_ENDPOINT), a name from lmgate.callback_settings with "
+        "use 'otel', 'generic_api' (with GENERIC_LOGGER_ENDPOINT), a name from lmgate.callback_settings with "
         "callback_type: generic_api, or a preset from generic_api_compatible_callbacks.json"
     )
 

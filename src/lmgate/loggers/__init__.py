@@ -19,6 +19,7 @@ _LAZY = {
     "HTTPExporter": "lmgate.loggers.generic_api",
     "LoggerConfigError": "lmgate.loggers._env",
     "Spool": "lmgate.loggers.spool",
+    "OpenTelemetryLogger": "lmgate.loggers.otel",
 }
 __all__ = sorted(_LAZY)
 
@@ -36,4 +37,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._env import LoggerConfigError  # noqa: F401
     from .batch import Batch, BatchLogger, InMemoryExporter, Outcome  # noqa: F401
     from .generic_api import GenericAPILogger, HTTPExporter  # noqa: F401
+    from .otel import OpenTelemetryLogger  # noqa: F401
     from .spool import Spool  # noqa: F401
