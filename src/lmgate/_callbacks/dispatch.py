@@ -472,11 +472,13 @@ class _Job:
                 return (kwargs,)
             return (kwargs["model"], kwargs["messages"], kwargs)
         response = self.response_obj
-        if isinstance(response, dict):
-            # each callback its own copy: the caller's object (and other callbacks') stay untouched
-            response = copy_data(redact_response(response) if redact else response)
-            if redact and hasattr(type(self.response_obj), "_build"):
+        if redact and isinstance(response, dict):
+            response = copy_data(redact_response(response))
+            if hasattr(type(self.response_obj), "_build"):
                 response = type(self.response_obj)._build(response)
+        # otherwise response_obj is the object the caller got, shared as in the reference (a copy per
+        # callback would cost more than the rest of the delivery): hooks must treat it as read-only.
+        # kwargs, complete_streaming_response included, are each callback's own.
         end = kwargs.get("end_time") or datetime.now()
         return (kwargs, response, kwargs["start_time"], end)
 
