@@ -50,21 +50,25 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "import": Scenario("import_time.py", ["import"], 5, 2, 60),
     "mock_sync": Scenario(
-        "mock_sync.py", ["no_callbacks", "stream", "success_fn", "custom_logger"], 5, 2, 120
+        "mock_sync.py",
+        ["no_callbacks", "stream", "success_fn", "custom_logger", "logger_and_fn", "cache_hit"],
+        5,
+        2,
+        120,
     ),
     "mock_async": Scenario("mock_async.py", ["no_callbacks", "custom_logger"], 5, 1, 120),
     "overhead_http": Scenario(
-        "overhead_http.py", ["sync", "sync_stream", "async", "async_stream"], 3, 1, 180
+        "overhead_http.py", ["sync", "sync_stream", "async", "async_stream", "sync_hook", "async_hook"], 3, 1, 180
     ),
     # these drivers start a fresh child / server per variant themselves
     "generic_api": Scenario(
         "generic_api.py",
-        ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill"],
+        ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill", "throughput"],
         3,
         1,
         600,
         # every LiteLLM child costs ~5 s of import and exit; quick mode keeps the three that matter most
-        quick_variants=["normal", "receiver_500", "sigkill"],
+        quick_variants=["normal", "receiver_500", "sigkill", "throughput"],
         split_variants=False,
     ),
     "proxy": Scenario(

@@ -87,6 +87,8 @@ def reset_callbacks(mod: Any) -> None:
     for attr in ("callbacks", "success_callback", "_async_success_callback", "failure_callback"):
         if isinstance(getattr(mod, attr, None), list):
             setattr(mod, attr, [])
+    if getattr(mod, "cache", None) is not None:  # the cache_hit variant's cache must not outlive it
+        mod.cache = None
 
 
 def drain(mod: Any, impl: str, timeout: float = 30.0, settle: bool = True) -> dict[str, Any]:

@@ -7,6 +7,9 @@ Variants (each with a fresh receiver, bench/receiver.py, and a fresh child proce
                   then flush and exit
   sigterm         SIGTERM when half of the calls have returned
   sigkill         SIGKILL when half of the calls have returned
+  throughput      delivery throughput: N standard payloads handed to the logger's own success hook as
+                  fast as it takes them, then a flush; records/s = unique records received / (last
+                  receipt - first hand-off). No calls are made, so the call pipeline's cost is out of it.
 
 "Lost" = calls that returned (the child appends one byte to a progress file per returned call, so the
 count survives a kill) minus unique records the receiver got.  lmgate runs with its disk spool on; after
@@ -45,7 +48,7 @@ from _common import (
     variants,
 )
 
-VARIANTS = ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill"]
+VARIANTS = ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill", "throughput"]
 BATCH_SIZE = 100
 FLUSH_INTERVAL = 1.0
 
@@ -98,6 +101,9 @@ async def child_main(args) -> dict:
         await flush(mod, args.impl, logger, 20)
         return {"recovered": True}
 
+    if args.mode == "throughput":
+        return await throughput(mod, args, logger)
+
     progress = open(args.progress, "ab", buffering=0)  # noqa: SIM115 - one unbuffered byte per call
     t_first = time.time()
     next_id = iter(range(args.calls))
@@ -120,6 +126,31 @@ async def child_main(args) -> dict:
         except Exception as exc:  # noqa: BLE001
             info["logger_stats"] = repr(exc)
     return info
+
+
+async def throughput(mod, args, logger) -> dict:
+    """Hand the logger N payloads through its async success hook (the same call on both sides)."""
+    captured: list[dict] = []
+
+    async def capture(kwargs, response, start, end):  # async: LiteLLM skips sync functions on async calls
+        captured.append(kwargs["standard_logging_object"])
+
+    mod.callbacks = []
+    mod.success_callback = [capture]
+    await mod.acompletion(model=MODEL, messages=MESSAGES, mock_response="throughput")
+    await adrain(mod, args.impl)
+    mod.success_callback = []
+    mod.callbacks = [logger]
+    template = captured[0]
+    payloads = [dict(template, id=f"tp-{i}", litellm_call_id=f"tp-{i}") for i in range(args.calls)]
+    t_first = time.time()
+    for payload in payloads:
+        await logger.async_log_success_event({"standard_logging_object": payload}, None, None, None)
+    t_handed = time.time()
+    await flush(mod, args.impl, logger, args.flush_timeout)
+    with open(args.progress, "ab") as progress:  # the driver counts "produced" from this file
+        progress.write(b"." * args.calls)
+    return {"t_first": t_first, "t_handed": t_handed, "t_flushed": time.time()}
 
 
 def child(args) -> None:
@@ -179,6 +210,8 @@ def drive(args, variant: str) -> dict:
     fail_s = (2.0 if quick else 10.0) if variant == "receiver_500" else 0.0
     killing = variant in ("sigterm", "sigkill")
     calls = (300 if killing else 500) if quick else (2000 if killing else 5000)
+    if variant == "throughput":
+        calls = 5000 if quick else 20000
     # the kill variants pace their calls so that "mid-run" is a real, observable moment
     pace, concurrency = (0.02, 10) if killing else (0.0, 50)
     t_variant = time.perf_counter()
@@ -232,7 +265,7 @@ def drive(args, variant: str) -> dict:
             "records_lost": metric(lost, "records", "lower", ratio=False),
             "lost_after_restart": metric(produced - after["unique"], "records", "lower", ratio=False),
         }
-        if variant == "normal" and "t_first" in out and got["last_at"] > out["t_first"]:
+        if variant in ("normal", "throughput") and "t_first" in out and got["last_at"] > out["t_first"]:
             metrics["records_per_s"] = metric(
                 got["unique"] / (got["last_at"] - out["t_first"]), "rec/s", "higher"
             )

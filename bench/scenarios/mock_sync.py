@@ -27,7 +27,9 @@ from _common import (
 
 # Order matters only in --quick mode, where all variants share one process: LiteLLM keeps some
 # callback state across resets, and in this order every variant's hooks still fire (checked below).
-VARIANTS = ["no_callbacks", "stream", "success_fn", "custom_logger"]
+# logger_and_fn: one CustomLogger and one success function at once (issue 3's measure)
+# cache_hit: the same call again and again with a local in-memory cache (every timed call is a hit)
+VARIANTS = ["no_callbacks", "stream", "success_fn", "custom_logger", "logger_and_fn", "cache_hit"]
 WARMUP = 20
 
 
@@ -48,7 +50,7 @@ def main() -> None:
 
     def measure(variant: str) -> dict:
         reset_callbacks(mod)
-        counts = {"sync_hook": 0, "async_hook": 0}
+        counts = {"sync_hook": 0, "async_hook": 0, "fn_hook": 0}
         current["variant"] = variant
 
         def count(key: str) -> None:
@@ -58,7 +60,7 @@ def main() -> None:
             else:
                 stale["stale_hook"] += 1
 
-        if variant == "custom_logger":
+        if variant in ("custom_logger", "logger_and_fn"):
             base = custom_logger_base(args.impl)
 
             class Counter(base):  # type: ignore[misc, valid-type]
@@ -69,6 +71,12 @@ def main() -> None:
                     count("async_hook")
 
             mod.callbacks = [Counter()]
+            if variant == "logger_and_fn":
+
+                def on_success_too(kwargs, response_obj, start_time, end_time):
+                    count("fn_hook")
+
+                mod.success_callback = [on_success_too]
         elif variant == "success_fn":
 
             def on_success(kwargs, response_obj, start_time, end_time):
@@ -77,9 +85,13 @@ def main() -> None:
             mod.success_callback = [on_success]
 
         stream = variant == "stream"
+        extra: dict = {}
+        if variant == "cache_hit":
+            mod.cache = mod.Cache(type="local")
+            extra = {"caching": True}
 
         def call() -> None:
-            resp = mod.completion(model=MODEL, messages=MESSAGES, mock_response=MOCK, stream=stream)
+            resp = mod.completion(model=MODEL, messages=MESSAGES, mock_response=MOCK, stream=stream, **extra)
             if stream:
                 for _chunk in resp:
                     pass
@@ -87,7 +99,7 @@ def main() -> None:
         for _ in range(WARMUP):  # first calls pay lazy imports; we measure the steady state
             call()
         drain(mod, args.impl, settle=False)
-        counts.update(sync_hook=0, async_hook=0)
+        counts.update(sync_hook=0, async_hook=0, fn_hook=0)
         stale["stale_hook"] = 0
 
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -107,6 +119,10 @@ def main() -> None:
         if variant in ("custom_logger", "success_fn"):
             # a hook that never ran is a lost log line, not a speed-up
             metrics["hooks_missed"] = metric(n - max(counts.values()), "calls", "lower", ratio=False)
+        elif variant == "logger_and_fn":
+            logger_hooks = max(counts["sync_hook"], counts["async_hook"])
+            missed = (n - logger_hooks) + (n - counts["fn_hook"])
+            metrics["hooks_missed"] = metric(missed, "calls", "lower", ratio=False)
         return {"metrics": metrics, "info": info}
 
     run_variants(args.impl, "mock_sync", chosen, measure)

@@ -3,6 +3,10 @@
 Both talk to bench/fake_openai.py on 127.0.0.1.  Calls alternate raw / implementation so drift on the
 machine hits both equally; the result is median(impl) - median(raw) per call.  The raw side parses the
 JSON (or every SSE line) too, as any client must.
+
+Variants sync_hook / async_hook: one call at a time with a CustomLogger whose success hook notes when
+it runs; the metric is the time from the call's return to its success hook (0 when the hook ran
+before the caller resumed). Unlike mock_async, the caller waits on real I/O here, as real calls do.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 from _common import (
     MESSAGES,
     Skip,
+    adrain,
+    custom_logger_base,
+    drain,
     exit_on_sigterm,
     load_impl,
     median,
@@ -21,6 +29,7 @@ from _common import (
     parse_args,
     pct,
     require,
+    reset_callbacks,
     run_variants,
     skip_all,
     start_helper,
@@ -28,7 +37,7 @@ from _common import (
     variants,
 )
 
-VARIANTS = ["sync", "sync_stream", "async", "async_stream"]
+VARIANTS = ["sync", "sync_stream", "async", "async_stream", "sync_hook", "async_hook"]
 WARMUP = 20
 
 
@@ -143,7 +152,68 @@ def main() -> None:
         await client.aclose()
         return result(variant, raw, impl)
 
+    def hook_result(returned: dict[str, float], hooked: dict[str, float], drain_info: dict) -> dict:
+        delays = [max(0.0, hooked[k] - returned[k]) for k in returned if k in hooked]
+        if not delays:
+            raise Skip("no success hook ran")
+        return {
+            "metrics": {
+                "return_to_hook_p50_ms": metric(median(delays) * 1000, "ms", "lower"),
+                "return_to_hook_p99_ms": metric(pct(delays, 99) * 1000, "ms", "lower"),
+                "hooks_missed": metric(len(returned) - len(delays), "calls", "lower", ratio=False),
+            },
+            "info": {"calls": len(returned), **drain_info},
+        }
+
+    def stamping_logger(hooked: dict[str, float]) -> Any:
+        base = custom_logger_base(args.impl)
+
+        class Stamp(base):  # type: ignore[misc, valid-type]
+            def log_success_event(self, kwargs, response_obj, start_time, end_time):
+                hooked[kwargs["litellm_call_id"]] = time.perf_counter()
+
+            async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+                hooked[kwargs["litellm_call_id"]] = time.perf_counter()
+
+        return Stamp()
+
+    def measure_hook_sync() -> dict:
+        returned: dict[str, float] = {}
+        hooked: dict[str, float] = {}
+        reset_callbacks(mod)
+        mod.callbacks = [stamping_logger(hooked)]
+        deadline = time.perf_counter() + max_s
+        for i in range(max_calls):
+            if time.perf_counter() > deadline:
+                break
+            call_id = f"hook-{i}"
+            mod.completion(litellm_call_id=call_id, **impl_kw)
+            returned[call_id] = time.perf_counter()
+        info = drain(mod, args.impl)
+        reset_callbacks(mod)
+        return hook_result(returned, hooked, info)
+
+    async def measure_hook_async() -> dict:
+        returned: dict[str, float] = {}
+        hooked: dict[str, float] = {}
+        reset_callbacks(mod)
+        mod.callbacks = [stamping_logger(hooked)]
+        deadline = time.perf_counter() + max_s
+        for i in range(max_calls):
+            if time.perf_counter() > deadline:
+                break
+            call_id = f"hook-{i}"
+            await mod.acompletion(litellm_call_id=call_id, **impl_kw)
+            returned[call_id] = time.perf_counter()
+        info = await adrain(mod, args.impl)
+        reset_callbacks(mod)
+        return hook_result(returned, hooked, info)
+
     def measure(variant: str) -> dict:
+        if variant == "sync_hook":
+            return measure_hook_sync()
+        if variant == "async_hook":
+            return asyncio.run(measure_hook_async())
         if variant.startswith("async"):
             return asyncio.run(measure_async(variant))
         return measure_sync(variant)
