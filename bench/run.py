@@ -58,7 +58,11 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "mock_async": Scenario("mock_async.py", ["no_callbacks", "custom_logger"], 5, 1, 120),
     "overhead_http": Scenario(
-        "overhead_http.py", ["sync", "sync_stream", "async", "async_stream", "sync_hook", "async_hook"], 3, 1, 180
+        "overhead_http.py",
+        ["sync", "sync_stream", "async", "async_stream", "sync_hook", "async_hook"],
+        3,
+        1,
+        180,
     ),
     # these drivers start a fresh child / server per variant themselves
     "generic_api": Scenario(

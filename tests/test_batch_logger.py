@@ -141,7 +141,11 @@ def test_queue_bytes_bound_drops_oldest(loggers) -> None:
 
 @pytest.mark.parametrize(
     ("list_name", "expected"),
-    [("callbacks", ["success", "failure"]), ("success_callback", ["success"]), ("failure_callback", ["failure"])],
+    [
+        ("callbacks", ["success", "failure"]),
+        ("success_callback", ["success"]),
+        ("failure_callback", ["failure"]),
+    ],
 )
 def test_terminal_events_follow_the_list_roles(loggers, list_name: str, expected: list[str]) -> None:
     """A batch logger in success_callback gets successes only, in failure_callback failures only."""
@@ -168,7 +172,11 @@ def test_redacting_logger_ships_redacted_payloads(loggers) -> None:
     exporter = InMemoryExporter()
     lg = make(loggers, exporter, turn_off_message_logging=True)
     lmgate.callbacks = [lg]
-    lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "secret prompt"}], mock_response="secret answer")
+    lmgate.completion(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "secret prompt"}],
+        mock_response="secret answer",
+    )
     assert lmgate.flush_callbacks(10)
     text = str(exporter.records)
     assert "secret prompt" not in text and "secret answer" not in text

@@ -35,7 +35,11 @@ def test_bench_modules_import():
 def test_smoke_run_measures_lmgate():
     """`bench/run.py --smoke` runs one tiny scenario for lmgate and writes a JSON result with real numbers."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--smoke"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, str(BENCH / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     written = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("wrote ")]

@@ -76,7 +76,9 @@ def test_ndjson_sends_one_record_per_line(make, log_receiver: LogReceiver) -> No
     assert [json.loads(line)["litellm_call_id"] for line in lines] == ids
 
 
-def test_single_sends_one_request_per_record_with_bounded_concurrency(make, log_receiver: LogReceiver) -> None:
+def test_single_sends_one_request_per_record_with_bounded_concurrency(
+    make, log_receiver: LogReceiver
+) -> None:
     """single sends one request per record, never more than max_concurrency at a time, each with its own key."""
     lmgate.callbacks = [make(endpoint=log_receiver.url, log_format="single", max_concurrency=2, batch_size=6)]
     log_receiver.hold()
@@ -188,7 +190,9 @@ def test_callback_settings_entry(monkeypatch, tmp_path, log_receiver: LogReceive
 
 def test_callback_settings_unknown_key_is_named() -> None:
     """An unknown key in a callback_settings entry is an error naming the entry and the key."""
-    lmgate.callback_settings = {"hook": {"callback_type": "generic_api", "endpoint": "http://127.0.0.1:9/x", "batchsize": 5}}
+    lmgate.callback_settings = {
+        "hook": {"callback_type": "generic_api", "endpoint": "http://127.0.0.1:9/x", "batchsize": 5}
+    }
     lmgate.callbacks = ["hook"]
     with pytest.raises(LoggerConfigError, match=r"'hook'.*batchsize"):
         lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="x")
@@ -209,7 +213,9 @@ def test_presets_shipped() -> None:
     assert presets["rubrik"]["event_types"] == ["llm_api_success"]
 
 
-def test_preset_by_name_resolves_its_template_variables(monkeypatch, tmp_path, log_receiver: LogReceiver) -> None:
+def test_preset_by_name_resolves_its_template_variables(
+    monkeypatch, tmp_path, log_receiver: LogReceiver
+) -> None:
     """callbacks=['sumologic'] takes the endpoint from SUMOLOGIC_WEBHOOK_URL and sends NDJSON."""
     monkeypatch.setenv("SUMOLOGIC_WEBHOOK_URL", log_receiver.url)
     monkeypatch.setenv("LMGATE_CACHE_DIR", str(tmp_path))
@@ -231,7 +237,9 @@ def test_preset_missing_variable_is_named(monkeypatch) -> None:
         GenericAPILogger(callback_name="rubrik", spool="off")
 
 
-def test_overriding_a_preset_keeps_its_other_defaults(make, monkeypatch, tmp_path, log_receiver: LogReceiver) -> None:
+def test_overriding_a_preset_keeps_its_other_defaults(
+    make, monkeypatch, tmp_path, log_receiver: LogReceiver
+) -> None:
     """Settings under a preset's name override its endpoint but keep its event_types (rubrik: success only)."""
     monkeypatch.setenv("RUBRIK_API_KEY", "rk-0123456789")
     lmgate.callback_settings = {
@@ -252,7 +260,9 @@ def test_overriding_a_preset_keeps_its_other_defaults(make, monkeypatch, tmp_pat
 
 
 @pytest.mark.parametrize("template", ["Bearer ${TOKEN_X}", "Bearer $TOKEN_X", "Bearer os.environ/TOKEN_X"])
-def test_env_references_in_headers_and_endpoint(make, monkeypatch, log_receiver: LogReceiver, template: str) -> None:
+def test_env_references_in_headers_and_endpoint(
+    make, monkeypatch, log_receiver: LogReceiver, template: str
+) -> None:
     """${VAR}, $VAR and os.environ/VAR resolve anywhere in header values and in the endpoint."""
     monkeypatch.setenv("TOKEN_X", "tk-99887766")
     monkeypatch.setenv("RX_URL", log_receiver.url)
@@ -280,7 +290,9 @@ def test_missing_endpoint_is_an_error(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 503, 408, 429])
-def test_retryable_statuses_are_retried_with_the_same_key(make, log_receiver: LogReceiver, status: int) -> None:
+def test_retryable_statuses_are_retried_with_the_same_key(
+    make, log_receiver: LogReceiver, status: int
+) -> None:
     """408, 429 and 5xx are retried until delivered, with the same Idempotency-Key each time."""
     logger = make(endpoint=log_receiver.url)
     lmgate.callbacks = [logger]

@@ -29,7 +29,9 @@ def wal_lines(directory: Any) -> list[bytes]:
 def test_record_is_on_disk_before_the_call_returns(tmp_path, log_receiver: LogReceiver) -> None:
     """With the write-ahead spool, a call's record is in the spool file when the call returns."""
     log_receiver.stop()
-    logger = GenericAPILogger(endpoint=log_receiver.url, spool_dir=str(tmp_path), spool="write_ahead", retry_policy=FAST)
+    logger = GenericAPILogger(
+        endpoint=log_receiver.url, spool_dir=str(tmp_path), spool="write_ahead", retry_policy=FAST
+    )
     lmgate.callbacks = [logger]
     try:
         r = lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hi")
@@ -54,24 +56,32 @@ def test_delivered_segments_are_deleted(tmp_path, log_receiver: LogReceiver) -> 
 def test_next_logger_sends_what_the_last_one_left(tmp_path, log_receiver: LogReceiver, mode: str) -> None:
     """Records not delivered when a logger closes are sent by the next logger on the same spool, once."""
     log_receiver.stop()
-    first = GenericAPILogger(endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST)
+    first = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
     lmgate.callbacks = [first]
     ids = [
-        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"r{i}")._hidden_params["litellm_call_id"]
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"r{i}")._hidden_params[
+            "litellm_call_id"
+        ]
         for i in range(5)
     ]
     assert not first.close(0.2)
     assert first.stats()["spooled"] == 5 and first.stats()["pending"] == 5
     lmgate.callbacks = []
     log_receiver.start()
-    second = GenericAPILogger(endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST)
+    second = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
     try:
         assert second.stats()["recovered"] == 5
         assert second.flush(10)
         assert [r["litellm_call_id"] for r in log_receiver.records] == ids
     finally:
         second.close(1)
-    third = GenericAPILogger(endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST)
+    third = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
     assert third.stats()["recovered"] == 0
     third.close(0)
 

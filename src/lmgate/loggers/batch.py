@@ -209,7 +209,9 @@ class BatchLogger(CustomLogger):
         self.flush_interval = positive(flush_interval, "flush_interval")
         self.max_queue_records = positive(max_queue_records, "max_queue_records", integer=True)
         self.max_queue_bytes = positive(max_queue_bytes, "max_queue_bytes", integer=True)
-        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0):
+        if max_retries is not None and (
+            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+        ):
             raise LoggerConfigError(f"max_retries must be a whole number ≥ 0 or None, got {max_retries!r}")
         self.max_retries: int | None = max_retries
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
@@ -217,7 +219,9 @@ class BatchLogger(CustomLogger):
             raise LoggerConfigError(f"spool must be one of {SPOOL_MODES}, got {spool!r}")
         self.spool_mode = spool
         self.exit_timeout = positive(
-            exit_timeout if exit_timeout is not None else os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_TIMEOUT_S),
+            exit_timeout
+            if exit_timeout is not None
+            else os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_TIMEOUT_S),
             "exit_timeout",
         )
         # The dispatcher hands terminal events to write_ahead() on the caller's path (see
@@ -262,19 +266,27 @@ class BatchLogger(CustomLogger):
         return f"<{type(self).__name__} {self.name!r}>"
 
     # ---- producers: hooks only enqueue ----
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         if "success" in self._events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         if "failure" in self._events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
-    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         if "success" in self._events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
-    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         if "failure" in self._events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
@@ -463,7 +475,9 @@ class BatchLogger(CustomLogger):
         """Log when deliveries start failing and when they recover; not on every retry."""
         if reason is not None and self._failing != reason:
             self._failing = reason
-            logger.warning("lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason)
+            logger.warning(
+                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
+            )
         elif reason is None and self._failing is not None:
             self._failing = None
             logger.info("lmgate %s: delivery recovered", self.name)
@@ -501,7 +515,11 @@ class BatchLogger(CustomLogger):
             self._emitted += len(found)
             self._recovered += len(found)
             self._work.notify()
-        logger.info("lmgate %s: %d spooled record(s) from an earlier process queued for delivery", self.name, len(found))
+        logger.info(
+            "lmgate %s: %d spooled record(s) from an earlier process queued for delivery",
+            self.name,
+            len(found),
+        )
 
     # ---- flushing and closing ----
     def _idle_upto(self, seq: int) -> bool:
@@ -567,7 +585,9 @@ class BatchLogger(CustomLogger):
                 "lmgate %s: %d record(s) not delivered at shutdown; %s",
                 self.name,
                 len(left),
-                f"spooled to {where} for the next process" if where and not lost else f"{len(lost)} lost (no spool)",
+                f"spooled to {where} for the next process"
+                if where and not lost
+                else f"{len(lost)} lost (no spool)",
             )
         if self.spool is not None:
             self.spool.close()

@@ -45,7 +45,11 @@ from .batch import (
 __all__ = ["GenericAPILogger", "HTTPExporter", "logger_for_name", "load_presets"]
 
 LOG_FORMATS = ("json_array", "ndjson", "single")
-CONTENT_TYPES = {"json_array": "application/json", "ndjson": "application/x-ndjson", "single": "application/json"}
+CONTENT_TYPES = {
+    "json_array": "application/json",
+    "ndjson": "application/x-ndjson",
+    "single": "application/json",
+}
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_CONCURRENCY = 8
 PRESETS_FILE = "generic_api_compatible_callbacks.json"
@@ -95,9 +99,9 @@ class _Pool:
     created while the interpreter exits, when Python refuses to."""
 
     def __init__(self, size: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], int, threading.Condition, list[int]]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], Any], list[Any], int, threading.Condition, list[int]]
+        ] = queue.SimpleQueue()
         for i in range(size):
             threading.Thread(target=self._run, name=f"lmgate-batch-{name}-{i}", daemon=True).start()
 
@@ -171,7 +175,10 @@ class HTTPExporter:
 
     def export(self, batch: Batch) -> Outcome | Sequence[Outcome]:
         if self._pool is not None:
-            sends = [functools.partial(self._post, body, batch.record_key(i)) for i, body in enumerate(batch.records)]
+            sends = [
+                functools.partial(self._post, body, batch.record_key(i))
+                for i, body in enumerate(batch.records)
+            ]
             results = self._pool.map(sends)
             return [r if isinstance(r, Outcome) else Outcome("retry", "exporter_error") for r in results]
         if self.log_format == "ndjson":
@@ -245,7 +252,9 @@ class GenericAPILogger(BatchLogger):
     ) -> None:
         kwargs.pop("async_httpx_client", None)  # the reference's parameter; we own our client
         if headers is not None and not isinstance(headers, dict):
-            raise LoggerConfigError(f"headers must be a mapping of name to value, got {type(headers).__name__}")
+            raise LoggerConfigError(
+                f"headers must be a mapping of name to value, got {type(headers).__name__}"
+            )
         preset: dict[str, Any] = {}
         if callback_name is not None:
             preset = load_presets().get(callback_name, {})
@@ -290,7 +299,9 @@ class GenericAPILogger(BatchLogger):
             try:
                 base = float(retry_delay)
             except (TypeError, ValueError):
-                raise LoggerConfigError(f"retry_delay must be a number of seconds, got {retry_delay!r}") from None
+                raise LoggerConfigError(
+                    f"retry_delay must be a number of seconds, got {retry_delay!r}"
+                ) from None
             retry_policy = RetryPolicy(base_delay_s=max(0.0, base), max_delay_s=max(10.0, base))
         timeout_s = positive(timeout if timeout is not None else DEFAULT_TIMEOUT_S, "timeout")
         exporter = HTTPExporter(

@@ -100,7 +100,9 @@ def _try_lock(fd: int) -> bool:
 class Spool:
     """Append, acknowledge and adopt records in one directory. Thread-safe."""
 
-    def __init__(self, directory: str, fsync: bool = False, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES) -> None:
+    def __init__(
+        self, directory: str, fsync: bool = False, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+    ) -> None:
         self.directory = directory
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
