@@ -67,12 +67,20 @@ SCENARIOS: dict[str, Scenario] = {
     # these drivers start a fresh child / server per variant themselves
     "generic_api": Scenario(
         "generic_api.py",
-        ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill", "throughput"],
+        [
+            "normal",
+            "exit_no_flush",
+            "receiver_500",
+            "sigterm",
+            "sigkill",
+            "throughput",
+            "throughput_write_ahead",
+        ],
         3,
         1,
         600,
         # every LiteLLM child costs ~5 s of import and exit; quick mode keeps the three that matter most
-        quick_variants=["normal", "receiver_500", "sigkill", "throughput"],
+        quick_variants=["normal", "receiver_500", "sigkill", "throughput", "throughput_write_ahead"],
         split_variants=False,
     ),
     "proxy": Scenario(

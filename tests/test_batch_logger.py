@@ -127,7 +127,7 @@ def test_queue_bytes_bound_drops_oldest(loggers) -> None:
             return super().export(batch)
 
     exporter = Stuck()
-    lg = make(loggers, exporter, batch_size=1, max_queue_bytes=100)
+    lg = make(loggers, exporter, batch_size=1, max_queue_bytes=100, max_in_flight=1)
     lg.enqueue({"first": 1})
     assert entered.wait(10)  # the worker is busy with the first record
     for i in range(20):
@@ -215,3 +215,95 @@ def test_defaults_match_the_spec(monkeypatch) -> None:
         assert lg._events == {"success", "failure"}
     finally:
         lg.close(0)
+
+
+class GatedExporter(InMemoryExporter):
+    """Every export waits for the test to open the gate; the test can wait until n exports are waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.cond = threading.Condition()
+        self.waiting = 0
+
+    def export(self, batch: Batch) -> Outcome:
+        with self.cond:
+            self.waiting += 1
+            self.cond.notify_all()
+        self.gate.wait(10)
+        return super().export(batch)
+
+    def wait_waiting(self, n: int) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.waiting >= n, 10)
+
+
+def test_up_to_max_in_flight_batches_travel_at_once(loggers) -> None:
+    """With max_in_flight=3 three batches are on the wire together and the rest wait in the queue."""
+    exporter = GatedExporter()
+    lg = make(loggers, exporter, batch_size=2, flush_interval=3600, max_in_flight=3)
+    for i in range(10):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)  # makes every record due without waiting
+    assert exporter.wait_waiting(3)
+    s = lg.stats()
+    assert (s["in_flight_batches"], s["in_flight"], s["queued"]) == (3, 6, 4)
+    assert s["emitted"] == s["delivered"] + s["dropped_total"] + s["pending"] == 10
+    exporter.gate.set()
+    assert lg.flush(10)
+    assert sorted(r["i"] for r in exporter.records) == list(range(10))
+    assert lg.stats()["delivered"] == 10 and lg.stats()["in_flight_batches"] == 0
+
+
+def test_max_in_flight_one_keeps_strict_order(loggers) -> None:
+    """One batch at a time: records arrive in the order they were emitted, across many batches."""
+    exporter = InMemoryExporter()
+    lg = make(loggers, exporter, batch_size=3, flush_interval=3600, max_in_flight=1)
+    for i in range(100):
+        lg.enqueue({"i": i})
+    assert lg.flush(10)
+    assert [r["i"] for r in exporter.records] == list(range(100))
+
+
+def test_a_failing_receiver_sees_one_batch_at_a_time(loggers) -> None:
+    """While a batch is being retried no other batch starts: a receiver that is down gets one
+    probe at a time, not max_in_flight retry loops; the others follow once it recovers."""
+    in_backoff, resume = threading.Event(), threading.Event()
+
+    def sleep(_: float) -> None:
+        in_backoff.set()
+        resume.wait(10)
+
+    calls: list[tuple[str, int]] = []  # (idempotency key, records) per export, in call order
+
+    class FailsOnce(InMemoryExporter):
+        def export(self, batch: Batch) -> Outcome:
+            calls.append((batch.key, len(batch.records)))
+            if len(calls) == 1:
+                return Outcome("retry", "http_503")
+            return super().export(batch)
+
+    exporter = FailsOnce()
+    policy = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0, sleep=sleep)
+    lg = make(loggers, exporter, batch_size=1, flush_interval=3600, max_in_flight=3, retry_policy=policy)
+    lg.enqueue({"i": 0})
+    assert not lg.flush(0)
+    assert in_backoff.wait(10)  # the first batch failed and waits to be retried
+    for i in range(1, 6):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)  # due now, yet no idle worker may start them
+    s = lg.stats()
+    assert (s["retrying_batches"], s["in_flight_batches"], s["queued"]) == (1, 1, 5)
+    resume.set()
+    assert lg.flush(10)
+    first_key = calls[0][0]
+    assert [key for key, _ in calls[:2]] == [first_key, first_key]  # the retry came before anything new
+    assert first_key not in [key for key, _ in calls[2:]]
+    assert sorted(r["i"] for r in exporter.records) == list(range(6))
+    s = lg.stats()
+    assert (s["retried"], s["retrying_batches"], s["delivered"]) == (1, 0, 6)
+
+
+def test_max_in_flight_is_validated(loggers) -> None:
+    with pytest.raises(LoggerConfigError, match="max_in_flight"):
+        make(loggers, InMemoryExporter(), max_in_flight=0)

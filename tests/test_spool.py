@@ -150,3 +150,16 @@ def test_default_spool_writes_nothing_while_delivery_works(tmp_path, log_receive
         assert wal_lines(tmp_path) == []
     finally:
         logger.close(5)
+
+
+def test_append_one_numbers_lines_like_append_and_rolls_segments(tmp_path) -> None:
+    """append_one (the write-ahead path) and append share line numbers, acks and segment rolling."""
+    owner = Spool(str(tmp_path), segment_max_bytes=40)
+    refs = [owner.append_one(b'{"n":%d}' % i) for i in range(3)]
+    refs += owner.append([b'{"n":3}', b'{"n":4}'])
+    refs += [owner.append_one(b'{"n":%d}' % i) for i in range(5, 9)]
+    assert len({ref[0].name for ref in refs}) >= 2  # ~8 bytes a line against a 40-byte segment
+    owner.ack([refs[1], refs[6]])
+    owner.close()
+    found, more = Spool(str(tmp_path)).adopt(100, 10**6)
+    assert [orjson.loads(data)["n"] for data, _ in found] == [0, 2, 3, 4, 5, 7, 8] and not more

@@ -10,6 +10,10 @@ Variants (each with a fresh receiver, bench/receiver.py, and a fresh child proce
   throughput      delivery throughput: N standard payloads handed to the logger's own success hook as
                   fast as it takes them, then a flush; records/s = unique records received / (last
                   receipt - first hand-off). No calls are made, so the call pipeline's cost is out of it.
+                  lmgate runs with its defaults here (spool="exit": disk only for what is left at exit).
+  throughput_write_ahead
+                  the same with lmgate's write-ahead spool on (every record written to disk before the
+                  hook returns), as in the other variants.
 
 "Lost" = calls that returned (the child appends one byte to a progress file per returned call, so the
 count survives a kill) minus unique records the receiver got.  lmgate runs with its disk spool on; after
@@ -48,7 +52,16 @@ from _common import (
     variants,
 )
 
-VARIANTS = ["normal", "exit_no_flush", "receiver_500", "sigterm", "sigkill", "throughput"]
+VARIANTS = [
+    "normal",
+    "exit_no_flush",
+    "receiver_500",
+    "sigterm",
+    "sigkill",
+    "throughput",
+    "throughput_write_ahead",
+]
+THROUGHPUT = ("throughput", "throughput_write_ahead")
 BATCH_SIZE = 100
 FLUSH_INTERVAL = 1.0
 
@@ -56,7 +69,7 @@ FLUSH_INTERVAL = 1.0
 # ---------------------------------------------------------------- child side (imports the impl)
 
 
-def make_logger(impl: str, endpoint: str, spool_dir: str):
+def make_logger(impl: str, endpoint: str, spool_dir: str, write_ahead: bool = True):
     if impl == "lmgate":
         try:
             from lmgate.loggers.generic_api import GenericAPILogger
@@ -69,7 +82,9 @@ def make_logger(impl: str, endpoint: str, spool_dir: str):
             batch_size=BATCH_SIZE,
             flush_interval=FLUSH_INTERVAL,
             spool_dir=spool_dir,
-            spool="write_ahead",  # every record on disk before its call returns: SIGKILL loses nothing
+            # write-ahead: every record on disk before its call returns, so SIGKILL loses nothing;
+            # otherwise the default ("exit": disk only for what is undelivered at exit)
+            spool="write_ahead" if write_ahead else "exit",
         )
     from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
 
@@ -94,14 +109,14 @@ async def child_main(args) -> dict:
     mod = load_impl(args.impl)
     if not hasattr(mod, "acompletion"):
         raise Skip(f"{args.impl} has no acompletion yet")
-    logger = make_logger(args.impl, args.endpoint, args.spool_dir)
+    logger = make_logger(args.impl, args.endpoint, args.spool_dir, write_ahead=args.mode != "throughput")
     mod.callbacks = [logger]
     if args.role == "recover":
         # a new process on the same spool: whatever the dead one left on disk goes out now
         await flush(mod, args.impl, logger, 20)
         return {"recovered": True}
 
-    if args.mode == "throughput":
+    if args.mode in THROUGHPUT:
         return await throughput(mod, args, logger)
 
     progress = open(args.progress, "ab", buffering=0)  # noqa: SIM115 - one unbuffered byte per call
@@ -210,7 +225,7 @@ def drive(args, variant: str) -> dict:
     fail_s = (2.0 if quick else 10.0) if variant == "receiver_500" else 0.0
     killing = variant in ("sigterm", "sigkill")
     calls = (300 if killing else 500) if quick else (2000 if killing else 5000)
-    if variant == "throughput":
+    if variant in THROUGHPUT:
         calls = 5000 if quick else 20000
     # the kill variants pace their calls so that "mid-run" is a real, observable moment
     pace, concurrency = (0.02, 10) if killing else (0.0, 50)
@@ -265,7 +280,7 @@ def drive(args, variant: str) -> dict:
             "records_lost": metric(lost, "records", "lower", ratio=False),
             "lost_after_restart": metric(produced - after["unique"], "records", "lower", ratio=False),
         }
-        if variant in ("normal", "throughput") and "t_first" in out and got["last_at"] > out["t_first"]:
+        if variant in ("normal", *THROUGHPUT) and "t_first" in out and got["last_at"] > out["t_first"]:
             metrics["records_per_s"] = metric(
                 got["unique"] / (got["last_at"] - out["t_first"]), "rec/s", "higher"
             )

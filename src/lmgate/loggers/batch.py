@@ -1,22 +1,30 @@
-"""The batching base of the built-in loggers: a bounded queue, one worker thread, an exporter.
+"""The batching base of the built-in loggers: a bounded queue, delivery threads, an exporter.
 
 Producers (the logger's hooks, on lmgate's callback threads and loop) only *enqueue*: a lock,
-an append, sometimes a notify; they never wait for I/O. One daemon thread per logger owns the
-delivery: it takes a batch when ``batch_size`` records wait, when the oldest has waited
-``flush_interval`` seconds, or when ``flush`` asks, and hands it to the *exporter* — the seam
-that knows the wire (``export(batch) -> Outcome``, see ``generic_api.HTTPExporter`` and
-``InMemoryExporter``). A thread of our own, with its own blocking HTTP client, works the same
-with or without an event loop in the program, and still runs while the interpreter exits.
+an append, sometimes a notify; they never wait for I/O. ``max_in_flight`` daemon threads per
+logger (started up front: Python refuses new threads while it exits) own the delivery: each
+takes a batch when ``batch_size`` records wait, when the oldest has waited ``flush_interval``
+seconds, or when ``flush`` asks, and hands it to the *exporter* — the seam that knows the wire
+(``export(batch) -> Outcome``, see ``generic_api.HTTPExporter`` and ``InMemoryExporter``; with
+``max_in_flight > 1`` it is called from several threads at once). Threads of our own, with a
+blocking HTTP client, work the same with or without an event loop in the program, and still run
+while the interpreter exits.
+
+Why several batches in flight: a batch's round trip is mostly waiting (for the receiver, and for
+the GIL when the program is busy); while one batch waits the next is already on the wire. Batches
+are *taken* in order but may *arrive* out of order by up to ``max_in_flight - 1`` batches;
+``max_in_flight=1`` keeps strict order.
 
 What happens to a record (``stats()`` counts every step; emitted = delivered + dropped + pending
 at every moment, because each move is made under one lock):
 
 * delivered — the exporter said so;
 * retried — connection errors, timeouts, 408, 429 and 5xx: backoff with jitter (``RetryPolicy``),
-  honouring ``Retry-After``; the batch keeps its idempotency key on every retry, and later
-  records wait behind it (order is kept). With ``max_retries=None`` (the default) a batch is
-  retried until it is delivered or the process ends, so a receiver that is down for a while
-  gets everything once it is back;
+  honouring ``Retry-After``; the batch keeps its idempotency key on every retry. While a batch
+  is being retried no new batch is started (later records wait behind it), so a receiver that is
+  down sees one probe at a time, not ``max_in_flight`` retry loops. With ``max_retries=None``
+  (the default) a batch is retried until it is delivered or the process ends, so a receiver that
+  is down for a while gets everything once it is back;
 * dropped — a non-retryable answer (other 4xx), the queue bound (oldest first), or retries
   exhausted when ``max_retries`` is set; counted by reason;
 * spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
@@ -62,6 +70,7 @@ DEFAULT_FLUSH_INTERVAL_S = 60.0
 DEFAULT_MAX_QUEUE_RECORDS = 100_000
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_EXIT_TIMEOUT_S = 5.0
+DEFAULT_MAX_IN_FLIGHT = 3  # batches on the wire at once; see the module docstring and docs/benchmarks.md
 DEFAULT_RETRY_POLICY = RetryPolicy(base_delay_s=0.5, max_delay_s=10.0)
 SPOOL_MODES = ("write_ahead", "exit", "off")
 EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
@@ -92,7 +101,11 @@ class Batch:
 
 
 class Exporter(Protocol):
-    """How a batch goes on the wire. One outcome for the whole batch, or one per record."""
+    """How a batch goes on the wire. One outcome for the whole batch, or one per record.
+
+    ``export`` may be called from ``max_in_flight`` threads at once. An exporter may also have a
+    ``prepare()`` method: the batching base calls it once on a delivery thread at start, to open
+    connections or import what the first batch would otherwise wait for."""
 
     def export(self, batch: Batch) -> Outcome | Sequence[Outcome]: ...
 
@@ -195,6 +208,7 @@ class BatchLogger(CustomLogger):
         max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
         max_retries: Any = None,
         retry_policy: RetryPolicy | None = None,
+        max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
         spool: str = "exit",
         spool_dir: str | None = None,
         spool_fsync: bool = False,
@@ -214,6 +228,7 @@ class BatchLogger(CustomLogger):
         ):
             raise LoggerConfigError(f"max_retries must be a whole number ≥ 0 or None, got {max_retries!r}")
         self.max_retries: int | None = max_retries
+        self.max_in_flight = positive(max_in_flight, "max_in_flight", integer=True)
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
         if spool not in SPOOL_MODES:
             raise LoggerConfigError(f"spool must be one of {SPOOL_MODES}, got {spool!r}")
@@ -235,11 +250,15 @@ class BatchLogger(CustomLogger):
             self.spool = Spool(directory, fsync=bool(spool_fsync))
 
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)  # the worker waits on it
+        self._work = threading.Condition(self._lock)  # idle delivery threads wait on it
         self._progress = threading.Condition(self._lock)  # flush() waits on it
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
-        self._inflight: list[_Item] = []
+        self._inflight: dict[int, list[_Item]] = {}  # batch id -> its records not resolved yet
+        self._batch_ids = 0
+        self._retrying = 0  # batches in a retry loop: while > 0 no new batch is started
+        self._recover_lock = threading.Lock()
+        self._spool_order = threading.Lock()  # producers only; see _enqueue
         self._seq = 0
         self._flush_upto = 0
         self._emitted = 0
@@ -254,8 +273,12 @@ class BatchLogger(CustomLogger):
         self._spool_backlog = False
         self._failing: str | None = None  # the reason deliveries fail right now, for log lines
         self._recover()
-        self._thread = threading.Thread(target=self._run, name=f"lmgate-batch-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i == 0,), name=f"lmgate-batch-{name}-w{i}", daemon=True)
+            for i in range(self.max_in_flight)
+        ]
+        for thread in self._threads:
+            thread.start()
         _live.add(self)
         _install_exit_hooks()
         from .._callbacks.dispatch import get_dispatcher
@@ -323,12 +346,21 @@ class BatchLogger(CustomLogger):
                 raise SystemExit(_deferred_exit)
 
     def _enqueue(self, data: bytes) -> None:
+        if self.spool is None or self.spool_mode != "write_ahead":
+            self._enqueue_locked(data, None)
+            return
+        # The disk write happens outside self._lock, so a delivery thread resolving a batch never
+        # waits behind a producer's write(). _spool_order keeps spool order = queue order among
+        # producers, which stable batch keys rely on; delivery threads never take it.
+        with self._spool_order:
+            self._enqueue_locked(data, self._spool_one(data))
+
+    def _enqueue_locked(self, data: bytes, ref: Ref | None) -> None:
         dropped: list[_Item] = []
         with self._lock:
             self._seq += 1
             self._emitted += 1
-            ref: Ref | None = None
-            if self._closing or self.spool_mode == "write_ahead":
+            if self._closing and ref is None:
                 ref = self._spool_one(data)
             if self._closing:
                 if ref is None:
@@ -353,22 +385,25 @@ class BatchLogger(CustomLogger):
             self._ack(dropped)
 
     def _spool_one(self, data: bytes) -> Ref | None:
-        """Append under self._lock, so spool order is queue order (and batch keys are stable)."""
+        """Append one record; callers hold _spool_order or self._lock, so spool order is queue order."""
         if self.spool is None:
             return None
         try:
-            return self.spool.append([data])[0]
+            return self.spool.append_one(data)
         except (OSError, RuntimeError) as error:
             self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
             return None
 
     # ---- the worker ----
-    def _take(self) -> list[_Item] | None:
-        """The next batch, waiting as the batching rules say; None when it is time to stop."""
+    def _take(self) -> tuple[int, list[_Item]] | None:
+        """The next batch and its id, waiting as the batching rules say; None when it is time to stop."""
         with self._lock:
             while True:
                 if self._closing:
                     return None
+                if self._retrying:  # the receiver is failing: one batch probes it, the rest wait
+                    self._work.wait()
+                    continue
                 queue = self._queue
                 n = len(queue)
                 if n:
@@ -382,72 +417,116 @@ class BatchLogger(CustomLogger):
                     self._work.wait()
             batch = [queue.popleft() for _ in range(min(n, self.batch_size))]
             self._queued_bytes -= sum(len(i.data) for i in batch)
-            self._inflight = list(batch)
-            return batch
+            self._batch_ids += 1
+            self._inflight[self._batch_ids] = list(batch)
+            if queue:  # more may be due: another idle worker decides
+                self._work.notify()
+            return self._batch_ids, batch
 
-    def _run(self) -> None:
+    def _run(self, prepare: bool = False) -> None:
+        if prepare and hasattr(self.exporter, "prepare"):
+            try:
+                self.exporter.prepare()
+            except Exception as error:  # the first export will meet (and report) the same trouble
+                self._log_once("prepare", f"exporter warm-up failed: {type(error).__name__}: {error}")
         while not self._abort.is_set():
-            batch = self._take()
-            if batch is None:
+            taken = self._take()
+            if taken is None:
                 return
             try:
-                self._deliver(batch)
+                self._deliver(*taken)
             except Exception as error:  # never let the worker die: records would pile up unseen
                 self._log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
-            if self._spool_backlog:
-                self._recover()
+            if self._spool_backlog and self._recover_lock.acquire(blocking=False):
+                try:
+                    self._recover()
+                finally:
+                    self._recover_lock.release()
 
-    def _deliver(self, batch: list[_Item]) -> None:
-        key = _batch_key(batch)
-        pending = batch
-        offsets = list(range(len(batch)))
-        attempt = 0
-        while pending:
-            try:
-                result = self.exporter.export(Batch([i.data for i in pending], key, offsets))
-            except Exception as error:
-                self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
-                result = Outcome("retry", "exporter_error")
-            outcomes = [result] * len(pending) if isinstance(result, Outcome) else list(result)
-            retry: list[_Item] = []
-            retry_offsets: list[int] = []
-            resolved: list[_Item] = []
-            retry_after: float | None = None
-            delivered = 0
-            drops: Counter[str] = Counter()
-            for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
-                if outcome.kind == "delivered":
-                    delivered += 1
-                    resolved.append(item)
-                elif outcome.kind == "retry":
-                    retry.append(item)
-                    retry_offsets.append(offset)
-                    if outcome.retry_after_s is not None:
-                        retry_after = max(retry_after or 0.0, outcome.retry_after_s)
-                else:
-                    drops[outcome.reason or "rejected"] += 1
-                    resolved.append(item)
-            give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
-            if give_up:
-                drops["retries_exhausted"] += len(retry)
-                resolved.extend(retry)
-                retry = []
-            reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
-            self._note_state(reason, delivered)
-            self._resolve(resolved, delivered, drops, retried=len(retry))
-            if not retry:
-                return
-            delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
-            attempt += 1
-            if not self._backoff(delay):
-                return  # shutting down: what is left is spooled by close()
-            pending, offsets = retry, retry_offsets
+    def _deliver(self, batch_id: int, batch: list[_Item]) -> None:
+        retrying = False  # counted in self._retrying from its first failed attempt until it is resolved
+        try:
+            key = _batch_key(batch)
+            pending = batch
+            offsets = list(range(len(batch)))
+            attempt = 0
+            while pending:
+                try:
+                    result = self.exporter.export(Batch([i.data for i in pending], key, offsets))
+                except Exception as error:
+                    self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+                    result = Outcome("retry", "exporter_error")
+                outcomes = [result] * len(pending) if isinstance(result, Outcome) else list(result)
+                retry: list[_Item] = []
+                retry_offsets: list[int] = []
+                resolved: list[_Item] = []
+                retry_after: float | None = None
+                delivered = 0
+                drops: Counter[str] = Counter()
+                for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
+                    if outcome.kind == "delivered":
+                        delivered += 1
+                        resolved.append(item)
+                    elif outcome.kind == "retry":
+                        retry.append(item)
+                        retry_offsets.append(offset)
+                        if outcome.retry_after_s is not None:
+                            retry_after = max(retry_after or 0.0, outcome.retry_after_s)
+                    else:
+                        drops[outcome.reason or "rejected"] += 1
+                        resolved.append(item)
+                give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
+                if give_up:
+                    drops["retries_exhausted"] += len(retry)
+                    resolved.extend(retry)
+                    retry = []
+                reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
+                self._note_state(reason)
+                # the gate goes up under the same lock that records the failed attempt, so no
+                # worker can start a new batch in between
+                self._resolve(
+                    batch_id,
+                    resolved,
+                    delivered,
+                    drops,
+                    retried=len(retry),
+                    start_retrying=bool(retry) and not retrying,
+                )
+                if not retry:
+                    return
+                retrying = True
+                delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
+                attempt += 1
+                if not self._backoff(delay):
+                    return  # shutting down: what is left is spooled by close()
+                pending, offsets = retry, retry_offsets
+        finally:
+            if retrying:
+                with self._lock:
+                    self._retrying -= 1
+                    self._work.notify_all()
 
-    def _resolve(self, items: list[_Item], delivered: int, drops: Counter[str], retried: int) -> None:
+    def _resolve(
+        self,
+        batch_id: int,
+        items: list[_Item],
+        delivered: int,
+        drops: Counter[str],
+        retried: int,
+        start_retrying: bool = False,
+    ) -> None:
         with self._lock:
+            if start_retrying:
+                self._retrying += 1
             if items:
-                gone = {id(i) for i in items}
-                self._inflight = [i for i in self._inflight if id(i) not in gone]
+                left = self._inflight.get(batch_id)  # None once close() took it over
+                if left is not None:
+                    gone = {id(i) for i in items}
+                    left = [i for i in left if id(i) not in gone]
+                    if left:
+                        self._inflight[batch_id] = left
+                    else:
+                        del self._inflight[batch_id]
                 # an export that finished after close() had counted its records as spooled
                 self._spooled -= sum(1 for i in items if i.spooled)
             self._delivered += delivered
@@ -471,15 +550,15 @@ class BatchLogger(CustomLogger):
             return not self._abort.is_set()
         return not self._abort.wait(delay)
 
-    def _note_state(self, reason: str | None, delivered: int) -> None:
+    def _note_state(self, reason: str | None) -> None:
         """Log when deliveries start failing and when they recover; not on every retry."""
-        if reason is not None and self._failing != reason:
-            self._failing = reason
+        with self._lock:  # several workers report; each change of state is logged once
+            previous, self._failing = self._failing, reason
+        if reason is not None and previous != reason:
             logger.warning(
                 "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
             )
-        elif reason is None and self._failing is not None:
-            self._failing = None
+        elif reason is None and previous is not None:
             logger.info("lmgate %s: delivery recovered", self.name)
 
     _logged: set[str] = set()
@@ -523,7 +602,8 @@ class BatchLogger(CustomLogger):
 
     # ---- flushing and closing ----
     def _idle_upto(self, seq: int) -> bool:
-        if self._inflight and self._inflight[0].seq <= seq:
+        # each in-flight list is in seq order, so its first record is its oldest
+        if any(items[0].seq <= seq for items in self._inflight.values()):
             return False
         return not (self._queue and self._queue[0].seq <= seq)
 
@@ -560,7 +640,9 @@ class BatchLogger(CustomLogger):
             self._closing = True
             self._work.notify_all()
             self._progress.notify_all()
-            left = list(self._inflight) + list(self._queue)
+            left = sorted((i for items in self._inflight.values() for i in items), key=_seq_of) + list(
+                self._queue
+            )
             to_spool = [i for i in left if i.ref is None]
             if to_spool and self.spool is not None:
                 try:
@@ -574,7 +656,7 @@ class BatchLogger(CustomLogger):
                 item.spooled = item.ref is not None
             self._queue.clear()
             self._queued_bytes = 0
-            self._inflight = []  # still being sent maybe; counted as spooled until it resolves
+            self._inflight = {}  # still being sent maybe; counted as spooled until it resolves
             self._spooled += len(left) - len(lost)
             if lost:
                 self._dropped["shutdown"] += len(lost)
@@ -602,7 +684,7 @@ class BatchLogger(CustomLogger):
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
         with self._lock:
             queued = len(self._queue)
-            inflight = len(self._inflight)
+            inflight = sum(len(items) for items in self._inflight.values())
             dropped = dict(self._dropped)
             return {
                 "emitted": self._emitted,
@@ -613,12 +695,18 @@ class BatchLogger(CustomLogger):
                 "pending": queued + inflight + self._spooled,
                 "queued": queued,
                 "in_flight": inflight,
+                "in_flight_batches": len(self._inflight),
+                "retrying_batches": self._retrying,
                 "queued_bytes": self._queued_bytes,
                 "spooled": self._spooled,
                 "recovered": self._recovered,
                 "batches": self._batches,
                 "closed": self._closing,
             }
+
+
+def _seq_of(item: _Item) -> int:
+    return item.seq
 
 
 def _safe_dir_name(name: str) -> str:

@@ -158,6 +158,27 @@ class Spool:
             self._active_bytes += len(data)
             return [(segment, first + i) for i in range(len(records))]
 
+    def append_one(self, record: bytes) -> Ref:
+        """``append([record])[0]`` without the list work: the write-ahead spool calls this once
+        per call, on the caller's path."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the spool is closed")
+            segment = self._active
+            if segment is None or self._active_bytes >= self.segment_max_bytes:
+                if segment is not None:
+                    self._retire(segment)
+                segment = self._active = self._new_segment()
+                self._active_bytes = 0
+            written = os.write(segment.fd, record + b"\n")
+            if self.fsync:
+                os.fsync(segment.fd)
+            index = segment.count
+            segment.count = index + 1
+            segment.unresolved += 1
+            self._active_bytes += written
+            return (segment, index)
+
     def _retire(self, segment: Segment) -> None:
         segment.active = False
         if segment.unresolved == 0:
