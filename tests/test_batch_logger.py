@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 import lmgate
 from lmgate import RetryPolicy
-from lmgate.loggers import Batch, BatchLogger, GenericAPILogger, InMemoryExporter, LoggerConfigError, Outcome
+from lmgate.loggers import (
+    Batch,
+    BatchLogger,
+    GenericAPILogger,
+    InMemoryExporter,
+    LoggerConfigError,
+    Outcome,
+    Spool,
+)
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 FAST = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0)
@@ -34,6 +44,23 @@ class SignallingExporter(InMemoryExporter):
             return self.cond.wait_for(lambda: len(self.batches) >= n, timeout)
 
 
+def wal_lines(directory: Any) -> list[bytes]:
+    out: list[bytes] = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".wal"):
+            with open(os.path.join(directory, name), "rb") as f:
+                out.extend(line for line in f.read().split(b"\n") if line)
+    return out
+
+
+def join_delivery_threads(lg: BatchLogger) -> None:
+    """Wait (bounded) for a closed logger's delivery threads to end; fail if one does not."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(f"lmgate-batch-{lg.name}-w"):
+            thread.join(10)
+            assert not thread.is_alive(), thread.name
+
+
 @pytest.fixture
 def loggers() -> Iterator[list[BatchLogger]]:
     made: list[BatchLogger] = []
@@ -42,10 +69,10 @@ def loggers() -> Iterator[list[BatchLogger]]:
         lg.close(0)
 
 
-def make(made: list[BatchLogger], exporter: Any, **kw: Any) -> BatchLogger:
+def make(made: list[BatchLogger], exporter: Any, name: str = "test", **kw: Any) -> BatchLogger:
     kw.setdefault("spool", "off")
     kw.setdefault("retry_policy", FAST)
-    lg = BatchLogger(exporter, name="test", **kw)
+    lg = BatchLogger(exporter, name=name, **kw)
     made.append(lg)
     return lg
 
@@ -265,9 +292,9 @@ def test_max_in_flight_one_keeps_strict_order(loggers) -> None:
     assert [r["i"] for r in exporter.records] == list(range(100))
 
 
-def test_a_failing_receiver_sees_one_batch_at_a_time(loggers) -> None:
-    """While a batch is being retried no other batch starts: a receiver that is down gets one
-    probe at a time, not max_in_flight retry loops; the others follow once it recovers."""
+def test_no_new_batch_starts_while_one_is_retried(loggers) -> None:
+    """While a batch is being retried no other batch starts: later records wait in the queue, and
+    the retry comes before anything new once the receiver answers again."""
     in_backoff, resume = threading.Event(), threading.Event()
 
     def sleep(_: float) -> None:
@@ -291,7 +318,7 @@ def test_a_failing_receiver_sees_one_batch_at_a_time(loggers) -> None:
     assert in_backoff.wait(10)  # the first batch failed and waits to be retried
     for i in range(1, 6):
         lg.enqueue({"i": i})
-    assert not lg.flush(0)  # due now, yet no idle worker may start them
+    assert not lg.flush(0)  # due now, yet no idle delivery thread may start them
     s = lg.stats()
     assert (s["retrying_batches"], s["in_flight_batches"], s["queued"]) == (1, 1, 5)
     resume.set()
@@ -304,6 +331,216 @@ def test_a_failing_receiver_sees_one_batch_at_a_time(loggers) -> None:
     assert (s["retried"], s["retrying_batches"], s["delivered"]) == (1, 0, 6)
 
 
+def test_batches_in_flight_when_the_receiver_fails_retry_before_anything_new(loggers) -> None:
+    """Three batches fail together: each is retried with its own backoff, the gate holds the rest
+    of the queue until all three are through, and it comes down afterwards."""
+    cond = threading.Condition()
+    arrived: list[str] = []  # first attempts of the three batches meet here, then all fail
+    calls: list[str] = []
+    backing_off, resume = [0], threading.Event()
+
+    def sleep(_: float) -> None:
+        with cond:
+            backing_off[0] += 1
+            cond.notify_all()
+        resume.wait(10)
+
+    class FailsTogether(InMemoryExporter):
+        def export(self, batch: Batch) -> Outcome:
+            with cond:
+                calls.append(batch.key)
+                if batch.key in arrived:
+                    pass  # a retry: delivered below
+                elif len(arrived) < 3:
+                    arrived.append(batch.key)
+                    cond.notify_all()
+                    cond.wait_for(lambda: len(arrived) == 3, 10)
+                    return Outcome("retry", "connection_error")
+            return super().export(batch)
+
+    exporter = FailsTogether()
+    policy = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0, sleep=sleep)
+    lg = make(loggers, exporter, batch_size=1, flush_interval=3600, max_in_flight=3, retry_policy=policy)
+    for i in range(3):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)
+    with cond:
+        assert cond.wait_for(lambda: backing_off[0] == 3, 10)
+    for i in range(3, 8):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)
+    s = lg.stats()
+    assert (s["retrying_batches"], s["in_flight_batches"], s["queued"]) == (3, 3, 5)
+    resume.set()
+    assert lg.flush(10)
+    assert sorted(calls[3:6]) == sorted(arrived)  # the three retries, before any new batch
+    assert not set(calls[6:]) & set(arrived)
+    assert sorted(r["i"] for r in exporter.records) == list(range(8))
+    assert lg.stats()["retrying_batches"] == 0
+
+
+def test_gate_comes_down_when_retries_run_out(loggers) -> None:
+    """max_retries exhausted: the batch is dropped and counted, and the queue behind it flows."""
+
+    class FailsThrice(InMemoryExporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = 3
+
+        def export(self, batch: Batch) -> Outcome:
+            if self.failures:
+                self.failures -= 1
+                return Outcome("retry", "http_503")
+            return super().export(batch)
+
+    exporter = FailsThrice()
+    lg = make(loggers, exporter, batch_size=1, flush_interval=3600, max_in_flight=1, max_retries=2)
+    for i in range(5):
+        lg.enqueue({"i": i})
+    assert lg.flush(10)
+    s = lg.stats()
+    assert s["dropped"] == {"retries_exhausted": 1} and s["delivered"] == 4 and s["retrying_batches"] == 0
+    assert [r["i"] for r in exporter.records] == [1, 2, 3, 4]
+
+
+def test_close_during_a_retry_stops_every_delivery_thread(loggers, tmp_path) -> None:
+    """close() while a batch waits to be retried: the backoff is cut short, the gate comes down,
+    every delivery thread ends, and what was in flight or queued is spooled and counted."""
+    entered = threading.Event()
+
+    class AlwaysDown(InMemoryExporter):
+        def export(self, batch: Batch) -> Outcome:
+            entered.set()
+            return Outcome("retry", "connection_error")
+
+    slow = RetryPolicy(base_delay_s=3600.0, max_delay_s=3600.0)  # waits on the logger's abort event
+    lg = make(
+        loggers,
+        AlwaysDown(),
+        name="close-during-retry",
+        batch_size=1,
+        flush_interval=3600,
+        max_in_flight=3,
+        retry_policy=slow,
+        spool="exit",
+        spool_dir=str(tmp_path),
+    )
+    for i in range(4):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)
+    assert entered.wait(10)
+    assert not lg.close(0)
+    join_delivery_threads(lg)
+    s = lg.stats()
+    assert s["retrying_batches"] == 0 and s["spooled"] == 4
+    assert s["emitted"] == s["delivered"] + s["dropped_total"] + s["pending"] == 4
+
+
+@pytest.mark.parametrize("spool", ["off", "exit"])
+def test_an_export_that_finishes_after_close_is_counted_once(loggers, tmp_path, spool: str) -> None:
+    """Batches in flight at close() are counted as spooled (or lost, spool off); when their export
+    then succeeds they move to delivered — never counted twice — and, spooled, are acknowledged
+    so the next process does not send them again."""
+    exporter = GatedExporter()
+    lg = make(
+        loggers,
+        exporter,
+        name=f"late-{spool}",
+        batch_size=1,
+        flush_interval=3600,
+        max_in_flight=3,
+        spool=spool,
+        spool_dir=str(tmp_path / "spool"),
+    )
+    for i in range(3):
+        lg.enqueue({"i": i})
+    assert not lg.flush(0)
+    assert exporter.wait_waiting(3)
+    assert not lg.close(0)
+    s = lg.stats()
+    assert (s["spooled"], s["dropped_total"]) == ((3, 0) if spool == "exit" else (0, 3))
+    exporter.gate.set()
+    join_delivery_threads(lg)
+    s = lg.stats()
+    assert (s["delivered"], s["dropped"], s["pending"], s["spooled"]) == (3, {}, 0, 0)
+    assert s["emitted"] == s["delivered"] + s["dropped_total"] + s["pending"]
+    if spool == "exit":
+        again = InMemoryExporter()
+        lg2 = make(loggers, again, spool="exit", spool_dir=str(tmp_path / "spool"))
+        assert lg2.flush(10)
+        assert again.records == [] and lg2.stats()["recovered"] == 0
+
+
+def test_a_malformed_exporter_answer_is_retried_not_stranded(loggers) -> None:
+    """An exporter returning the wrong number of outcomes is treated like one that raised: the
+    batch is retried (here: given up after max_retries) and flush() still completes."""
+
+    class WrongShape(InMemoryExporter):
+        def export(self, batch: Batch) -> Sequence[Outcome]:  # type: ignore[override]
+            return [Outcome("delivered")]  # one outcome for a batch of three
+
+    lg = make(loggers, WrongShape(), batch_size=3, flush_interval=3600, max_retries=1)
+    for i in range(3):
+        lg.enqueue({"i": i})
+    assert lg.flush(10)
+    s = lg.stats()
+    assert s["dropped"] == {"retries_exhausted": 3} and s["in_flight_batches"] == 0
+
+
+def test_closed_logger_adopts_nothing(loggers, tmp_path) -> None:
+    """A delivery finishing after close() does not adopt spooled segments into the closed logger:
+    they stay on disk, whole, for the next logger."""
+    directory = str(tmp_path / "spool")
+    for segment in range(3):  # three segments left by dead processes
+        dead = Spool(directory)
+        dead.append([b'{"s":%d,"i":%d}' % (segment, i) for i in range(3)])
+        dead.close()
+    exporter = GatedExporter()
+    lg = make(loggers, exporter, name="adopts", spool="exit", spool_dir=directory, max_queue_records=4)
+    assert exporter.wait_waiting(1)  # delivering the first adopted segment; more is on disk
+    assert not lg.close(0)
+    exporter.gate.set()
+    join_delivery_threads(lg)
+    assert lg.stats()["queued"] == 0
+    again = InMemoryExporter()
+    lg2 = make(loggers, again, spool="exit", spool_dir=directory)
+    assert lg2.flush(10)
+    delivered_first = {(r["s"], r["i"]) for r in exporter.records}
+    assert {(r["s"], r["i"]) for r in again.records} | delivered_first == {
+        (s, i) for s in range(3) for i in range(3)
+    }
+    assert not {(r["s"], r["i"]) for r in again.records} & delivered_first
+
+
+def test_write_ahead_spool_order_is_queue_order_with_concurrent_producers(loggers, tmp_path) -> None:
+    """Four threads write ahead at once: the spool's lines are in the order the queue hands them
+    out (stable batch keys for a restarted process depend on it)."""
+    exporter = InMemoryExporter()
+    directory = tmp_path / "spool"
+    lg = make(
+        loggers,
+        exporter,
+        batch_size=10_000,
+        flush_interval=3600,
+        spool="write_ahead",
+        spool_dir=str(directory),
+    )
+
+    def produce(n: int) -> None:
+        for i in range(300):
+            lg.enqueue({"p": n, "i": i})
+
+    producers = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+    for t in producers:
+        t.start()
+    for t in producers:
+        t.join()
+    on_disk = [orjson.loads(line) for line in wal_lines(directory)]
+    assert lg.flush(10)
+    assert exporter.records == on_disk and len(on_disk) == 1200
+
+
 def test_max_in_flight_is_validated(loggers) -> None:
-    with pytest.raises(LoggerConfigError, match="max_in_flight"):
-        make(loggers, InMemoryExporter(), max_in_flight=0)
+    for bad in (0, -1, 65, 1.5):
+        with pytest.raises(LoggerConfigError, match="max_in_flight"):
+            make(loggers, InMemoryExporter(), max_in_flight=bad)

@@ -21,10 +21,11 @@ at every moment, because each move is made under one lock):
 * delivered — the exporter said so;
 * retried — connection errors, timeouts, 408, 429 and 5xx: backoff with jitter (``RetryPolicy``),
   honouring ``Retry-After``; the batch keeps its idempotency key on every retry. While a batch
-  is being retried no new batch is started (later records wait behind it), so a receiver that is
-  down sees one probe at a time, not ``max_in_flight`` retry loops. With ``max_retries=None``
-  (the default) a batch is retried until it is delivered or the process ends, so a receiver that
-  is down for a while gets everything once it is back;
+  is being retried no new batch is started (later records wait behind it): a receiver that is
+  down sees only the batches that were already in flight (at most ``max_in_flight``), each
+  retried with its own backoff, and no new batch until they are through. With
+  ``max_retries=None`` (the default) a batch is retried until it is delivered or the process
+  ends, so a receiver that is down for a while gets everything once it is back;
 * dropped — a non-retryable answer (other 4xx), the queue bound (oldest first), or retries
   exhausted when ``max_retries`` is set; counted by reason;
 * spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
@@ -70,7 +71,7 @@ DEFAULT_FLUSH_INTERVAL_S = 60.0
 DEFAULT_MAX_QUEUE_RECORDS = 100_000
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_EXIT_TIMEOUT_S = 5.0
-DEFAULT_MAX_IN_FLIGHT = 3  # batches on the wire at once; see the module docstring and docs/benchmarks.md
+MAX_IN_FLIGHT_LIMIT = 64  # each is a thread
 DEFAULT_RETRY_POLICY = RetryPolicy(base_delay_s=0.5, max_delay_s=10.0)
 SPOOL_MODES = ("write_ahead", "exit", "off")
 EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
@@ -134,14 +135,16 @@ class InMemoryExporter:
 
 
 class _Item:
-    __slots__ = ("seq", "data", "ref", "t", "spooled")
+    __slots__ = ("seq", "data", "ref", "t", "closed_as")
 
     def __init__(self, seq: int, data: bytes, ref: Ref | None, t: float) -> None:
         self.seq = seq
         self.data = data
         self.ref = ref
         self.t = t
-        self.spooled = False  # counted in stats()["spooled"] (left for the next process at close)
+        # set by close() for records it took over: "spooled" (counted in stats()["spooled"]) or
+        # "lost" (counted as dropped "shutdown"); an export that resolves them later moves them
+        self.closed_as: str | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -208,7 +211,7 @@ class BatchLogger(CustomLogger):
         max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
         max_retries: Any = None,
         retry_policy: RetryPolicy | None = None,
-        max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight: Any = 1,
         spool: str = "exit",
         spool_dir: str | None = None,
         spool_fsync: bool = False,
@@ -229,6 +232,10 @@ class BatchLogger(CustomLogger):
             raise LoggerConfigError(f"max_retries must be a whole number ≥ 0 or None, got {max_retries!r}")
         self.max_retries: int | None = max_retries
         self.max_in_flight = positive(max_in_flight, "max_in_flight", integer=True)
+        if self.max_in_flight > MAX_IN_FLIGHT_LIMIT:
+            raise LoggerConfigError(
+                f"max_in_flight must be at most {MAX_IN_FLIGHT_LIMIT}, got {max_in_flight!r}"
+            )
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
         if spool not in SPOOL_MODES:
             raise LoggerConfigError(f"spool must be one of {SPOOL_MODES}, got {spool!r}")
@@ -435,8 +442,9 @@ class BatchLogger(CustomLogger):
                 return
             try:
                 self._deliver(*taken)
-            except Exception as error:  # never let the worker die: records would pile up unseen
+            except Exception as error:  # never let the thread die: records would pile up unseen
                 self._log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
+                self._abandon(taken[0])
             if self._spool_backlog and self._recover_lock.acquire(blocking=False):
                 try:
                     self._recover()
@@ -452,11 +460,12 @@ class BatchLogger(CustomLogger):
             attempt = 0
             while pending:
                 try:
-                    result = self.exporter.export(Batch([i.data for i in pending], key, offsets))
+                    outcomes = _outcomes(
+                        self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+                    )
                 except Exception as error:
                     self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
-                    result = Outcome("retry", "exporter_error")
-                outcomes = [result] * len(pending) if isinstance(result, Outcome) else list(result)
+                    outcomes = [Outcome("retry", "exporter_error")] * len(pending)
                 retry: list[_Item] = []
                 retry_offsets: list[int] = []
                 resolved: list[_Item] = []
@@ -481,20 +490,16 @@ class BatchLogger(CustomLogger):
                     resolved.extend(retry)
                     retry = []
                 reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
-                self._note_state(reason)
+                self._note_state(reason, retrying)
                 # the gate goes up under the same lock that records the failed attempt, so no
-                # worker can start a new batch in between
+                # delivery thread can start a new batch in between
+                start_retrying = bool(retry) and not retrying
+                retrying = retrying or start_retrying  # before the call: _resolve raises it first thing
                 self._resolve(
-                    batch_id,
-                    resolved,
-                    delivered,
-                    drops,
-                    retried=len(retry),
-                    start_retrying=bool(retry) and not retrying,
+                    batch_id, resolved, delivered, drops, retried=len(retry), start_retrying=start_retrying
                 )
                 if not retry:
                     return
-                retrying = True
                 delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
                 attempt += 1
                 if not self._backoff(delay):
@@ -527,14 +532,28 @@ class BatchLogger(CustomLogger):
                         self._inflight[batch_id] = left
                     else:
                         del self._inflight[batch_id]
-                # an export that finished after close() had counted its records as spooled
-                self._spooled -= sum(1 for i in items if i.spooled)
+                # an export that finished after close(): its records were counted as spooled or lost
+                for item in items:
+                    if item.closed_as == "spooled":
+                        self._spooled -= 1
+                    elif item.closed_as == "lost":
+                        self._dropped["shutdown"] -= 1
+                        if not self._dropped["shutdown"]:
+                            del self._dropped["shutdown"]
             self._delivered += delivered
             self._dropped.update(drops)
             self._retried += retried
             self._batches += 1
             self._progress.notify_all()
         self._ack(items)
+
+    def _abandon(self, batch_id: int) -> None:
+        """A bug of ours broke a delivery: drop and count what is left of the batch, so that
+        flush() and the accounting stay true instead of waiting for it forever."""
+        with self._lock:
+            left = self._inflight.get(batch_id) or []
+        if left:
+            self._resolve(batch_id, left, 0, Counter({"worker_error": len(left)}), retried=0)
 
     def _ack(self, items: Iterable[_Item]) -> None:
         if self.spool is not None:
@@ -550,10 +569,14 @@ class BatchLogger(CustomLogger):
             return not self._abort.is_set()
         return not self._abort.wait(delay)
 
-    def _note_state(self, reason: str | None) -> None:
+    def _note_state(self, reason: str | None, retrying: bool) -> None:
         """Log when deliveries start failing and when they recover; not on every retry."""
-        with self._lock:  # several workers report; each change of state is logged once
-            previous, self._failing = self._failing, reason
+        with self._lock:  # several threads report; each change of state is logged once
+            previous = self._failing
+            others_failing = self._retrying - (1 if retrying else 0) > 0
+            if reason is None and others_failing:
+                return  # one batch got through while others still retry: not recovered yet
+            self._failing = reason
         if reason is not None and previous != reason:
             logger.warning(
                 "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
@@ -570,7 +593,7 @@ class BatchLogger(CustomLogger):
 
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
-        if self.spool is None:
+        if self.spool is None or self._closing:
             return
         with self._lock:
             room_records = self.max_queue_records - len(self._queue)
@@ -586,6 +609,8 @@ class BatchLogger(CustomLogger):
         if not found:
             return
         with self._lock:
+            if self._closing:  # closed meanwhile: the adopted lines stay on disk for the next process
+                return
             now = time.monotonic()
             for data, ref in found:
                 self._seq += 1
@@ -653,7 +678,7 @@ class BatchLogger(CustomLogger):
                     self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
             lost = [i for i in left if i.ref is None]
             for item in left:
-                item.spooled = item.ref is not None
+                item.closed_as = "spooled" if item.ref is not None else "lost"
             self._queue.clear()
             self._queued_bytes = 0
             self._inflight = {}  # still being sent maybe; counted as spooled until it resolves
@@ -703,6 +728,19 @@ class BatchLogger(CustomLogger):
                 "batches": self._batches,
                 "closed": self._closing,
             }
+
+
+def _outcomes(result: Any, n: int) -> list[Outcome]:
+    """An exporter's answer as one Outcome per record; a malformed answer raises (and is retried
+    like an exporter error) instead of breaking the delivery thread."""
+    if isinstance(result, Outcome):
+        return [result] * n
+    outcomes = list(result)
+    if len(outcomes) != n or not all(isinstance(o, Outcome) for o in outcomes):
+        raise TypeError(
+            f"export() must return an Outcome or one Outcome per record ({n}), got {result!r:.200}"
+        )
+    return outcomes
 
 
 def _seq_of(item: _Item) -> int:

@@ -33,7 +33,6 @@ from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_
 from .batch import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL_S,
-    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_RECORDS,
     DELIVERED,
@@ -53,6 +52,9 @@ CONTENT_TYPES = {
 }
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_CONCURRENCY = 8
+# batches on the wire at once: while one waits for the receiver's answer the next is sent
+# (about 1.5x the records/s of one at a time to a local receiver; docs/loggers.md "Throughput")
+DEFAULT_MAX_IN_FLIGHT = 3
 PRESETS_FILE = "generic_api_compatible_callbacks.json"
 # headers that carry no secret, so their values need no masking
 _PLAIN_HEADERS = frozenset({"content-type", "accept", "user-agent", "content-encoding"})
@@ -170,8 +172,10 @@ class HTTPExporter:
             from .._http import timeout as make_timeout
 
             with self._client_lock:
-                if prepare and self._closed:
-                    return None  # closed before the warm-up ran: open nothing that would leak
+                if self._closed:  # never open a client that nobody would close
+                    if prepare:
+                        return None
+                    raise RuntimeError("the exporter is closed")
                 if self._client_obj is None:
                     self._client_obj = httpx.Client(
                         timeout=make_timeout(self.timeout),

@@ -62,6 +62,18 @@ class Segment:
             self._ack_fd = os.open(self.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.write(self._ack_fd, "".join(f"{a} {b}\n" for a, b in ranges).encode())
 
+    def ack_released(self, ranges: list[tuple[int, int]]) -> None:
+        """Acknowledge lines of a segment this process no longer holds (closed while their
+        delivery was still under way). The .ack file is appended to by path, so whoever adopts
+        the segment next skips them; nothing is deleted without the lock."""
+        if not os.path.exists(self.path):
+            return  # resolved and removed by the process that adopted it
+        fd = os.open(self.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, "".join(f"{a} {b}\n" for a, b in ranges).encode())
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         if self._ack_fd is not None:
             os.close(self._ack_fd)
@@ -110,6 +122,7 @@ class Spool:
         self._active: Segment | None = None
         self._active_bytes = 0
         self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
+        self._released: dict[str, Segment] = {}  # segments let go at close with lines unresolved
         self._closed = False
 
     # ---- writing ----
@@ -200,7 +213,10 @@ class Spool:
         with self._lock:
             for segment, indices in by_segment.items():
                 if segment.name not in self._segments:
-                    continue  # already deleted (closed and reopened elsewhere)
+                    if self._released.get(segment.name) is segment:  # delivered after close()
+                        segment.unresolved -= len(indices)
+                        segment.ack_released(_ranges(indices))
+                    continue  # otherwise already deleted
                 segment.unresolved -= len(indices)
                 if segment.unresolved <= 0 and not segment.active:
                     self._drop(segment)
@@ -218,6 +234,8 @@ class Spool:
         except FileNotFoundError:
             return out, False
         with self._lock:
+            if self._closed:
+                return out, False
             for name in names:
                 if not name.endswith(".wal") or name[:-4] in self._segments:
                     continue
@@ -286,6 +304,7 @@ class Spool:
                     except OSError:
                         pass
                     segment.close()
+                    self._released[segment.name] = segment
             self._segments.clear()
             self._active = None
 
