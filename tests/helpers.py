@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import lmgate
@@ -32,3 +33,13 @@ def call(mode: str, stream: bool, **kwargs: Any) -> Any:
 
 def flush() -> None:
     assert lmgate.flush_callbacks(10), "callbacks did not drain within 10 s"
+
+
+def wal_lines(directory: Any) -> list[bytes]:
+    """Every record line of a spool directory's .wal segments, oldest segment first."""
+    out: list[bytes] = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".wal"):
+            with open(os.path.join(directory, name), "rb") as f:
+                out.extend(line for line in f.read().split(b"\n") if line)
+    return out

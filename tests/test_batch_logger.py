@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 import pytest
+from helpers import wal_lines
 
 import lmgate
 from lmgate import RetryPolicy
@@ -42,15 +42,6 @@ class SignallingExporter(InMemoryExporter):
     def wait_batches(self, n: int, timeout: float = 10) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: len(self.batches) >= n, timeout)
-
-
-def wal_lines(directory: Any) -> list[bytes]:
-    out: list[bytes] = []
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".wal"):
-            with open(os.path.join(directory, name), "rb") as f:
-                out.extend(line for line in f.read().split(b"\n") if line)
-    return out
 
 
 def join_delivery_threads(lg: BatchLogger) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import orjson
 import pytest
 from fakes import LogReceiver
+from helpers import wal_lines
 
 import lmgate
 from lmgate import RetryPolicy
@@ -15,15 +15,6 @@ from lmgate.loggers import GenericAPILogger, Spool
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 FAST = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0)
-
-
-def wal_lines(directory: Any) -> list[bytes]:
-    out: list[bytes] = []
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".wal"):
-            with open(os.path.join(directory, name), "rb") as f:
-                out.extend(line for line in f.read().split(b"\n") if line)
-    return out
 
 
 def test_record_is_on_disk_before_the_call_returns(tmp_path, log_receiver: LogReceiver) -> None:

@@ -148,20 +148,25 @@ class Spool:
         finally:
             os.close(dir_fd)
 
+    def _writable_segment(self) -> Segment:
+        """The segment to append to (under self._lock): a new one when the active one is full."""
+        if self._closed:
+            raise RuntimeError("the spool is closed")
+        segment = self._active
+        if segment is None or self._active_bytes >= self.segment_max_bytes:
+            if segment is not None:
+                self._retire(segment)
+            segment = self._active = self._new_segment()
+            self._active_bytes = 0
+        return segment
+
     def append(self, records: list[bytes], sync: bool | None = None) -> list[Ref]:
         """Write ``records`` (each without a newline) in one ``write()``; their refs, in order."""
         if not records:
             return []
         data = b"\n".join(records) + b"\n"
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the spool is closed")
-            segment = self._active
-            if segment is None or self._active_bytes >= self.segment_max_bytes:
-                if segment is not None:
-                    self._retire(segment)
-                segment = self._active = self._new_segment()
-                self._active_bytes = 0
+            segment = self._writable_segment()
             os.write(segment.fd, data)
             if self.fsync if sync is None else sync:
                 os.fsync(segment.fd)
@@ -175,14 +180,7 @@ class Spool:
         """``append([record])[0]`` without the list work: the write-ahead spool calls this once
         per call, on the caller's path."""
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the spool is closed")
-            segment = self._active
-            if segment is None or self._active_bytes >= self.segment_max_bytes:
-                if segment is not None:
-                    self._retire(segment)
-                segment = self._active = self._new_segment()
-                self._active_bytes = 0
+            segment = self._writable_segment()
             written = os.write(segment.fd, record + b"\n")
             if self.fsync:
                 os.fsync(segment.fd)
