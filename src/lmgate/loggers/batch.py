@@ -61,6 +61,7 @@ import orjson
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.redact import mask_secrets
 from .._retry import RetryPolicy
+from .._threads import start_io_thread
 from ._env import LoggerConfigError, cache_dir
 from .spool import Ref, Spool
 
@@ -281,11 +282,8 @@ class BatchLogger(CustomLogger):
         self._failing: str | None = None  # the reason deliveries fail right now, for log lines
         self._recover()
         self._threads = [
-            threading.Thread(target=self._run, args=(i == 0,), name=f"lmgate-batch-{name}-w{i}", daemon=True)
-            for i in range(self.max_in_flight)
+            start_io_thread(self._run, f"lmgate-batch-{name}-w{i}", i == 0) for i in range(self.max_in_flight)
         ]
-        for thread in self._threads:
-            thread.start()
         _live.add(self)
         _install_exit_hooks()
         from .._callbacks.dispatch import get_dispatcher
@@ -350,7 +348,7 @@ class BatchLogger(CustomLogger):
         finally:
             _main_busy -= 1
             if _deferred_exit is not None and not _exiting:
-                raise SystemExit(_deferred_exit)
+                _raise_exit(_deferred_exit)
 
     def _enqueue(self, data: bytes) -> None:
         if self.spool is None or self.spool_mode != "write_ahead":
@@ -426,7 +424,7 @@ class BatchLogger(CustomLogger):
             self._queued_bytes -= sum(len(i.data) for i in batch)
             self._batch_ids += 1
             self._inflight[self._batch_ids] = list(batch)
-            if queue:  # more may be due: another idle worker decides
+            if queue:  # more may be due: another idle delivery thread decides
                 self._work.notify()
             return self._batch_ids, batch
 
@@ -809,19 +807,52 @@ def install_sigterm_handler() -> bool:
 _MAIN_IDENT = threading.main_thread().ident
 _main_busy = 0  # > 0 while the main thread is inside enqueue (spool and counters half-updated)
 _deferred_exit: int | None = None
+_exit_raised = False  # SystemExit raised by us for a SIGTERM
 _exiting = False
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    # Unwinding releases every lock the main thread holds; atexit then flushes and spools.
-    # Inside enqueue the exit waits for the record to be fully queued (enqueue raises it).
+    # Unwinding releases the locks the main thread holds in ``with`` blocks; atexit then flushes
+    # and spools. Two places are not safe to unwind from, so the exit waits for them to end:
+    # - inside enqueue (spool and counters half-updated): enqueue raises it when it is done;
+    # - inside the import system's critical sections (a SIGTERM during ``import x`` on the main
+    #   thread): unwinding there can leave the global import lock held for good, and then our
+    #   delivery threads, which import httpx, hang until the exit bound runs out. A helper
+    #   thread raises the signal again once the import lock is free.
     global _deferred_exit
-    if _exiting:
-        return  # already flushing at exit: a second SIGTERM must not cut that short
+    if _exiting or _exit_raised:
+        return  # already on the way out: a second SIGTERM must not cut the exit flush short
     if _main_busy:
         _deferred_exit = 128 + signum
         return
-    raise SystemExit(128 + signum)
+    if _import_lock_held():
+        _deferred_exit = 128 + signum
+        start_io_thread(_resignal_when_imports_settle, "lmgate-sigterm", signum)
+        return
+    _raise_exit(128 + signum)
+
+
+def _raise_exit(code: int) -> None:
+    global _exit_raised
+    _exit_raised = True
+    raise SystemExit(code)
+
+
+def _import_lock_held() -> bool:
+    import _imp
+
+    return bool(_imp.lock_held())
+
+
+def _resignal_when_imports_settle(signum: int, bound_s: float = 5.0, poll_s: float = 0.002) -> None:
+    # No API waits for the import lock, so poll it (briefly: imports take milliseconds).
+    import _thread
+
+    deadline = time.monotonic() + bound_s
+    while _import_lock_held() and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    if not (_exiting or _exit_raised):
+        _thread.interrupt_main(signal.Signals(signum))  # runs _on_sigterm again on the main thread
 
 
 def live_loggers() -> list[BatchLogger]:
