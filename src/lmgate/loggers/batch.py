@@ -42,6 +42,8 @@ path.
 
 from __future__ import annotations
 
+import _imp
+import _thread
 import atexit
 import hashlib
 import logging
@@ -807,7 +809,6 @@ def install_sigterm_handler() -> bool:
 _MAIN_IDENT = threading.main_thread().ident
 _main_busy = 0  # > 0 while the main thread is inside enqueue (spool and counters half-updated)
 _deferred_exit: int | None = None
-_exit_raised = False  # SystemExit raised by us for a SIGTERM
 _exiting = False
 
 
@@ -820,8 +821,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     #   delivery threads, which import httpx, hang until the exit bound runs out. A helper
     #   thread raises the signal again once the import lock is free.
     global _deferred_exit
-    if _exiting or _exit_raised:
-        return  # already on the way out: a second SIGTERM must not cut the exit flush short
+    if _exiting:
+        return  # already flushing at exit: a second SIGTERM must not cut that short
     if _main_busy:
         _deferred_exit = 128 + signum
         return
@@ -833,25 +834,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _raise_exit(code: int) -> None:
-    global _exit_raised
-    _exit_raised = True
+    global _deferred_exit
+    _deferred_exit = None  # raised once; a program that catches SystemExit is not hit again
     raise SystemExit(code)
 
 
 def _import_lock_held() -> bool:
-    import _imp
-
-    return bool(_imp.lock_held())
+    return bool(_imp.lock_held())  # _imp imported up front: no import inside the signal handler
 
 
 def _resignal_when_imports_settle(signum: int, bound_s: float = 5.0, poll_s: float = 0.002) -> None:
     # No API waits for the import lock, so poll it (briefly: imports take milliseconds).
-    import _thread
-
     deadline = time.monotonic() + bound_s
     while _import_lock_held() and time.monotonic() < deadline:
         time.sleep(poll_s)
-    if not (_exiting or _exit_raised):
+    if _deferred_exit is not None and not _exiting:  # not raised meanwhile by an enqueue
         _thread.interrupt_main(signal.Signals(signum))  # runs _on_sigterm again on the main thread
 
 
