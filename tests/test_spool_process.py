@@ -42,14 +42,23 @@ CHILD = textwrap.dedent(
     if ending == "async_idle":  # an idle asyncio program (servers, workers)
         import asyncio
         asyncio.run(asyncio.Event().wait())
-    if ending == "importing":  # SIGTERM while the main thread is inside the import system
-        import _imp
-        from lmgate.loggers import batch
-        _imp.acquire_lock()
-        print("ready", flush=True)
-        while batch._deferred_exit is None:  # until lmgate's handler has seen SIGTERM (and waited)
-            sum(range(100))
-        _imp.release_lock()
+    if ending == "fork":  # which wakeup fd a forked child has (lmgate's pipe belongs to the parent)
+        import os, signal
+        def wakeup_fd():
+            fd = signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(fd)
+            return fd
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, str(wakeup_fd()).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("child", os.read(r, 32).decode(), "parent", wakeup_fd(), flush=True)
+    if ending == "importing":  # SIGTERM while the main thread runs a module being imported
+        import os
+        sys.path.insert(0, os.path.join(spool_dir, "mods"))
+        import slowpkg  # says ready, then spins until lmgate's handler has seen SIGTERM
         while True:
             sum(range(1000))
     """
@@ -66,7 +75,12 @@ def run_child(rx_url: str, spool_dir: str, n: int, ending: str, spool: str = "ex
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave a spinning child behind
+        out, err = proc.communicate()
+        raise AssertionError(f"the child did not end within 60 s; stderr: {err[-2000:]}") from None
     return proc.returncode, out, err
 
 
@@ -78,19 +92,32 @@ def test_records_are_flushed_when_the_program_ends(tmp_path, log_receiver: LogRe
     assert len(log_receiver.records) == 10
 
 
-@pytest.mark.parametrize("ending", ["busy", "async_idle", "importing"])
-def test_sigterm_flushes_and_exits_143(tmp_path, log_receiver: LogReceiver, ending: str) -> None:
-    """SIGTERM ends the program with status 143 after delivering every record.
+SLOW_PACKAGE = """
+from lmgate.loggers import _sigterm
+print("ready", flush=True)
+while _sigterm.state.pending is None:  # until lmgate's handler has seen SIGTERM
+    sum(range(100))
+print("import finished", flush=True)
+"""
 
-    Not tested: a main thread asleep in a bare lock wait (``Event().wait()``). CPython acts on a
-    signal that arrives just before such a wait only when the wait returns (about 1 run in 60
-    with two idle threads, more with busy ones); docs/loggers.md says so."""
+
+@pytest.mark.parametrize("ending", ["wait", "busy", "async_idle", "importing"])
+def test_sigterm_flushes_and_exits_143(tmp_path, log_receiver: LogReceiver, ending: str) -> None:
+    """SIGTERM ends the program with status 143 after delivering every record: whether the main
+    thread sleeps in a bare lock wait (where CPython alone can miss the signal), computes, idles
+    in asyncio, or runs a module being imported (which is let finish: unwinding mid-import left
+    packages half-imported, and the delivery threads failed on them)."""
+    package = tmp_path / "mods" / "slowpkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(SLOW_PACKAGE)
     proc = run_child(log_receiver.url, str(tmp_path), 10, ending)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
-    rc, _, err = finish(proc)
+    rc, out, err = finish(proc)
     assert rc == 143, err
     assert len(log_receiver.records) == 10
+    if ending == "importing":
+        assert "import finished" in out
 
 
 def test_receiver_down_at_exit_next_process_sends_the_spool(tmp_path, log_receiver: LogReceiver) -> None:
@@ -119,3 +146,29 @@ def test_sigkill_loses_no_returned_call(tmp_path, log_receiver: LogReceiver) -> 
     rc, out, err = finish(run_child(log_receiver.url, str(tmp_path), 0, "recover", spool="write_ahead"))
     assert (rc, out.strip()) == (0, "flushed True"), err
     assert len(log_receiver.records) == 12
+
+
+def test_a_forked_child_does_not_share_the_sigterm_pipe(tmp_path, log_receiver: LogReceiver) -> None:
+    """lmgate's SIGTERM watcher listens on the parent's wakeup fd; a forked child gives it back,
+    so a signal to the child can never make the parent flush and exit."""
+    rc, out, err = finish(run_child(log_receiver.url, str(tmp_path), 0, "fork"))
+    assert rc == 0, err
+    words = out.split()
+    assert words[words.index("child") + 1] == "-1", out
+    assert words[words.index("parent") + 1] != "-1", out  # the parent's watcher still listens
+
+
+def test_sigterm_with_the_receiver_down_spools_within_the_bound(tmp_path, log_receiver: LogReceiver) -> None:
+    """SIGTERM while nothing can be delivered: the flush gives up at the exit bound, the process
+    exits 143, the records are spooled, and the next process sends them."""
+    log_receiver.stop()
+    proc = run_child(log_receiver.url, str(tmp_path), 10, "wait")
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    rc, _, err = finish(proc)
+    assert rc == 143, err
+    assert "spooled" in err
+    log_receiver.start()
+    rc, out, err = finish(run_child(log_receiver.url, str(tmp_path), 0, "recover"))
+    assert (rc, out.strip()) == (0, "flushed True"), err
+    assert len(log_receiver.records) == 10

@@ -388,13 +388,18 @@ class Dispatcher:
         self._flushables.add(obj)
         self._ensure_exit_flush()
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait for every pending delivery, then flush batch loggers. True when nothing is left."""
+    def flush(self, timeout: float | None = None, batch_loggers: bool = True) -> bool:
+        """Wait for every pending delivery, then flush batch loggers. True when nothing is left.
+
+        ``batch_loggers=False`` (at exit) leaves them to their own exit path, which flushes within
+        each logger's ``exit_timeout`` and spools the rest (``loggers.batch.close_all``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if _in_callback_thread():
             raise RuntimeError("flush_callbacks() cannot be called from inside a callback")
         drained = self.wait_idle(timeout)
         for obj in list(self._flushables):
+            if not batch_loggers and getattr(obj, "_lmgate_batch_logger", False):
+                continue
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 drained = bool(obj.flush(remaining)) and drained
@@ -567,7 +572,7 @@ def _flush_at_exit() -> None:
     end_streams_at_exit()
     timeout = float(os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_FLUSH_TIMEOUT_S))
     try:
-        done = d.flush(timeout)
+        done = d.flush(timeout, batch_loggers=False)
     except CallbackError as error:
         logger.error("%s", error)
         return

@@ -35,20 +35,16 @@ at every moment, because each move is made under one lock):
 
 Exit: an ``atexit`` handler (registered once) waits for lmgate's callback deliveries, flushes
 every live batch logger within ``LMGATE_EXIT_FLUSH_TIMEOUT_S`` (default 5 s), then spools what
-is left. SIGTERM, whose default action skips ``atexit``, is turned into ``SystemExit(143)`` when
-that is safe (we are in the main thread and nobody installed a handler), so it takes the same
-path.
+is left. SIGTERM, whose default action skips ``atexit``, is turned into ``SystemExit(143)``
+when that is safe (see ``_sigterm``), so it takes the same path.
 """
 
 from __future__ import annotations
 
-import _imp
-import _thread
 import atexit
 import hashlib
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -63,7 +59,7 @@ import orjson
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.redact import mask_secrets
 from .._retry import RetryPolicy
-from .._threads import start_io_thread
+from . import _sigterm
 from ._env import LoggerConfigError, cache_dir
 from .spool import Ref, Spool
 
@@ -284,8 +280,11 @@ class BatchLogger(CustomLogger):
         self._failing: str | None = None  # the reason deliveries fail right now, for log lines
         self._recover()
         self._threads = [
-            start_io_thread(self._run, f"lmgate-batch-{name}-w{i}", i == 0) for i in range(self.max_in_flight)
+            threading.Thread(target=self._run, args=(i == 0,), name=f"lmgate-batch-{name}-w{i}", daemon=True)
+            for i in range(self.max_in_flight)
         ]
+        for thread in self._threads:
+            thread.start()
         _live.add(self)
         _install_exit_hooks()
         from .._callbacks.dispatch import get_dispatcher
@@ -342,15 +341,13 @@ class BatchLogger(CustomLogger):
         if threading.get_ident() != _MAIN_IDENT:
             self._enqueue(data)
             return
-        # on the main thread a SIGTERM must not land halfway through (see _on_sigterm)
-        global _main_busy
-        _main_busy += 1
+        # on the main thread a SIGTERM's exit must not land halfway through (see _sigterm)
+        _sigterm.state.busy += 1
         try:
             self._enqueue(data)
         finally:
-            _main_busy -= 1
-            if _deferred_exit is not None and not _exiting:
-                _raise_exit(_deferred_exit)
+            _sigterm.state.busy -= 1
+            _sigterm.exit_if_pending()
 
     def _enqueue(self, data: bytes) -> None:
         if self.spool is None or self.spool_mode != "write_ahead":
@@ -785,71 +782,17 @@ def _install_exit_hooks() -> None:
         if _hooks_installed:
             return
         _hooks_installed = True
-        atexit.register(close_all)
+        atexit.register(_close_at_exit)
         install_sigterm_handler()
 
 
 def install_sigterm_handler() -> bool:
-    """Make SIGTERM exit through ``atexit`` (status 143) so batch loggers flush and spool.
-
-    Done only from the main thread and only when SIGTERM still has its default action: a
-    handler the program installed is never replaced. True when installed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return False
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not supported here (embedded interpreters, some platforms)
-        return False
-    return True
+    """Make SIGTERM exit through ``atexit`` (status 143), so batch loggers flush and spool
+    (see ``_sigterm``). True when installed."""
+    return _sigterm.install()
 
 
 _MAIN_IDENT = threading.main_thread().ident
-_main_busy = 0  # > 0 while the main thread is inside enqueue (spool and counters half-updated)
-_deferred_exit: int | None = None
-_exiting = False
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # Unwinding releases the locks the main thread holds in ``with`` blocks; atexit then flushes
-    # and spools. Two places are not safe to unwind from, so the exit waits for them to end:
-    # - inside enqueue (spool and counters half-updated): enqueue raises it when it is done;
-    # - inside the import system's critical sections (a SIGTERM during ``import x`` on the main
-    #   thread): unwinding there can leave the global import lock held for good, and then our
-    #   delivery threads, which import httpx, hang until the exit bound runs out. A helper
-    #   thread raises the signal again once the import lock is free.
-    global _deferred_exit
-    if _exiting:
-        return  # already flushing at exit: a second SIGTERM must not cut that short
-    if _main_busy:
-        _deferred_exit = 128 + signum
-        return
-    if _import_lock_held():
-        _deferred_exit = 128 + signum
-        start_io_thread(_resignal_when_imports_settle, "lmgate-sigterm", signum)
-        return
-    _raise_exit(128 + signum)
-
-
-def _raise_exit(code: int) -> None:
-    global _deferred_exit
-    _deferred_exit = None  # raised once; a program that catches SystemExit is not hit again
-    raise SystemExit(code)
-
-
-def _import_lock_held() -> bool:
-    return bool(_imp.lock_held())  # _imp imported up front: no import inside the signal handler
-
-
-def _resignal_when_imports_settle(signum: int, bound_s: float = 5.0, poll_s: float = 0.002) -> None:
-    # No API waits for the import lock, so poll it (briefly: imports take milliseconds).
-    deadline = time.monotonic() + bound_s
-    while _import_lock_held() and time.monotonic() < deadline:
-        time.sleep(poll_s)
-    if _deferred_exit is not None and not _exiting:  # not raised meanwhile by an enqueue
-        _thread.interrupt_main(signal.Signals(signum))  # runs _on_sigterm again on the main thread
 
 
 def live_loggers() -> list[BatchLogger]:
@@ -857,14 +800,17 @@ def live_loggers() -> list[BatchLogger]:
     return list(_live)
 
 
+def _close_at_exit() -> None:
+    _sigterm.start_exit_close()
+    close_all()
+
+
 def close_all(timeout: float | None = None) -> None:
     """Flush and close every live batch logger (at exit): first let pending callback
     deliveries reach the loggers' queues, then flush within the bound and spool the rest."""
-    global _exiting
     loggers = list(_live)
     if not loggers:
         return
-    _exiting = True
     bound = timeout if timeout is not None else max(lg.exit_timeout for lg in loggers)
     deadline = time.monotonic() + bound
     from .._callbacks.dispatch import end_streams_at_exit, get_dispatcher

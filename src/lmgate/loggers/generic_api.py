@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 from .._callbacks.redact import is_secret_header, remember_secret
 from .._retry import RetryPolicy
-from .._threads import start_io_thread
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import (
     DEFAULT_BATCH_SIZE,
@@ -107,7 +106,7 @@ class _Pool:
             tuple[Callable[[], Any], list[Any], int, threading.Condition, list[int]]
         ] = queue.SimpleQueue()
         for i in range(size):
-            start_io_thread(self._run, f"lmgate-batch-{name}-{i}")
+            threading.Thread(target=self._run, name=f"lmgate-batch-{name}-{i}", daemon=True).start()
 
     def _run(self) -> None:
         while True:
