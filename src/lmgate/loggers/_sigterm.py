@@ -2,27 +2,35 @@
 
 SIGTERM's default action kills the process without ``atexit``, so queued records would be lost.
 When the first batch logger is created on the main thread and SIGTERM still has its default
-action, ``install()`` takes it over: the handler raises ``SystemExit(143)`` on the main thread and
-``atexit`` flushes the loggers within their bound and spools the rest. Three moments are not
-safe or not possible to raise in, and a *watcher* thread sees each of them through:
+action, ``install()`` takes it over: the handler raises ``SystemExit(143)`` on the main thread
+and ``atexit`` flushes the loggers within their bound and spools the rest. The rules:
 
-* the main thread is inside the import system (a module being imported, importlib's own
-  locks): unwinding there can leave Python's import lock held or a package half-imported, and
-  the delivery threads, which import their HTTP client, then fail or hang until the exit bound;
-  every record went to the spool instead of the receiver (we hit this with SIGTERM during
-  ``import asyncio``). The handler lets the import finish; the watcher re-sends SIGTERM to the
-  main thread once its stack holds no importlib frame (bounded by ``IMPORT_WAIT_S``);
-* the main thread is inside an enqueue (spool and counters half-updated): the enqueue raises
-  the exit itself when it is done (``exit_if_pending``);
-* CPython's race: a signal that lands just as the main thread goes to sleep in a lock wait
-  (``Event.wait()``, ``join()``) runs the Python handler only when the wait ends. The watcher's
-  pipe is Python's signal *wakeup fd* when nobody else claimed it, so the C-level handler tells
-  the watcher directly; if no ``SystemExit`` follows within ``RESEND_INTERVAL_S`` it sends
-  SIGTERM to the main thread itself (``pthread_kill``), which interrupts the wait.
+* inside an ``import`` on the main thread the exit waits until the import is over (at most
+  ``IMPORT_WAIT_S``): unwinding there can leave a package half-imported or the import lock held,
+  and the delivery threads, which import their HTTP client, then failed and every record went
+  to the spool instead of the receiver (we hit it with SIGTERM during ``import asyncio``). A
+  watcher thread sends SIGTERM to the main thread again once its stack holds no importlib frame;
+* inside an enqueue or a ``close()`` on the main thread (spool and counters half-updated) the
+  exit waits until it is done (``guarded``);
+* a SIGTERM after the exit began (the main thread is unwinding or shutting down, or the program
+  caught the ``SystemExit``) and before the loggers' own close started: the watcher closes the
+  loggers (flush within the bound, spool the rest) and ends the process with ``os._exit(143)``,
+  so a process held up by a non-daemon thread can still be stopped. Once that close runs, more
+  SIGTERMs are ignored: it is bounded;
+* when the program (or a server such as uvicorn) installs its own SIGTERM handler later, lmgate
+  steps aside: a deferred exit is dropped and nothing is re-sent.
 
-The watcher acts only while SIGTERM's handler is still ours: a program or server (uvicorn) that
-installs its own handler afterwards decides alone. A forked child has no watcher and gives the
-wakeup fd back; its SIGTERM raises at once.
+* CPython runs Python handlers between bytecodes of the main thread, so a SIGTERM that lands
+  just as the main thread goes to sleep (a lock wait, ``epoll`` in an idle asyncio loop) would
+  be acted on only when the sleep ends, which for an idle service is never. So the watcher also
+  hears SIGTERM at the C level: ``faulthandler.register(SIGTERM, chain=True)`` writes a
+  traceback into the watcher's pipe and then calls Python's own handler. If no exit follows
+  within ``RESEND_INTERVAL_S``, the watcher sends SIGTERM to the main thread itself, which
+  interrupts the sleep. (Python's signal wakeup fd would do the same, but it belongs to the
+  program's event loop: asyncio and trio replace it, reset it or warn when it is shared.)
+
+A forked child gets SIGTERM's default action back: the parent's watcher is not there, and the
+child's copies of the loggers hold the parent's records.
 """
 
 from __future__ import annotations
@@ -33,86 +41,119 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 logger = logging.getLogger("lmgate.loggers")
 
 EXIT_STATUS = 128 + signal.SIGTERM  # 143, the shell convention
-RESEND_INTERVAL_S = 0.05  # how long the handler has to act before the watcher signals again
+RESEND_INTERVAL_S = 0.05  # how often the watcher checks on a deferred exit
 IMPORT_WAIT_S = 5.0  # an import longer than this is interrupted after all
-MAIN_IDENT: int = threading.main_thread().ident or 0
 
 
 class _State:
     """Module state, reset in a forked child."""
 
     def __init__(self) -> None:
-        self.busy = 0  # > 0 while the main thread is inside enqueue (spool and counters half-updated)
+        self.main_ident = threading.main_thread().ident
+        self.busy = 0  # > 0 while the main thread is in a guarded section
         self.pending: int | None = None  # an exit status a SIGTERM asked for, not raised yet
-        self.raised = threading.Event()  # SystemExit raised for a SIGTERM (once)
-        self.exiting = False  # the atexit close has begun: further SIGTERMs are ignored
+        self.deferred_since: float | None = None  # when the exit was first put off for an import
+        self.raised = False  # SystemExit raised for a SIGTERM
+        self.closing = False  # the loggers' own exit close has begun: more SIGTERMs are ignored
         self.watcher: _Watcher | None = None
 
 
 state = _State()
 
 
-class _Watcher:
-    """A thread that hears of SIGTERM through a pipe and makes sure the main thread exits."""
+RESEND = b"\x01"  # the handler put the exit off for an import
+CLOSE_AND_EXIT = b"\x02"  # a SIGTERM after the exit began
+# anything else in the pipe is faulthandler's traceback text: a SIGTERM arrived (C level)
 
-    def __init__(self) -> None:
+
+class _Watcher:
+    """A thread that sees deferred exits through, and closes and ends a stuck exit."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
         self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.write_fd, False)  # required of a wakeup fd; the handler never blocks
-        self.wakeup_fd_claimed = False
+        os.set_blocking(self.write_fd, False)  # a signal handler must never block on it
+        self.hears_c_level = False
         self.thread = threading.Thread(target=self._run, name="lmgate-sigterm", daemon=True)
         self.thread.start()
 
-    def claim_wakeup_fd(self) -> None:
-        """Make the pipe Python's wakeup fd if nobody uses one (main thread only)."""
+    def listen_at_c_level(self) -> None:
         try:
-            previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
-            if previous != -1:  # someone else's: give it back
-                signal.set_wakeup_fd(previous)
-                return
-        except (ValueError, OSError):
-            return
-        self.wakeup_fd_claimed = True
+            import faulthandler
 
-    def notify(self, signum: int) -> None:
+            faulthandler.register(signal.SIGTERM, file=self.write_fd, all_threads=False, chain=True)
+        except (ImportError, AttributeError, ValueError, OSError, RuntimeError):  # not on this platform
+            return
+        self.hears_c_level = True
+
+    def notify(self, job: bytes) -> None:
         try:
-            os.write(self.write_fd, bytes([signum]))
-        except OSError:  # pipe full: a byte is already waiting
+            os.write(self.write_fd, job)
+        except OSError:  # pipe full: the watcher is busy with this very exit
             pass
 
     def _run(self) -> None:
         while True:
             try:
-                data = os.read(self.read_fd, 64)
+                data = os.read(self.read_fd, 4096)
             except OSError:
                 return
             if not data:
                 return
-            # every signal's byte arrives here (wakeup fd): act on SIGTERM while it is ours
-            if signal.SIGTERM in data and _ours():
-                self._see_exit_through()
+            if CLOSE_AND_EXIT in data:
+                self._close_and_exit()
+            elif RESEND in data:
+                self._resend_when_out_of_import()
+            else:
+                self._make_sure_the_handler_runs()
 
-    def _see_exit_through(self) -> None:
-        import_deadline = time.monotonic() + IMPORT_WAIT_S
-        while not (state.raised.is_set() or state.exiting) and _ours():
-            if state.raised.wait(RESEND_INTERVAL_S):
+    def _make_sure_the_handler_runs(self) -> None:
+        """A SIGTERM arrived (C level); if Python's handler has not run shortly after, the main
+        thread is asleep past it: wake it with a SIGTERM of its own."""
+        for _ in range(int(IMPORT_WAIT_S / RESEND_INTERVAL_S)):
+            time.sleep(RESEND_INTERVAL_S)
+            if state.pending is not None or state.raised or state.closing:
+                return  # the handler ran (a deferral is seen through by RESEND)
+            if not _ours() or not threading.main_thread().is_alive():
                 return
-            if state.busy:
-                continue  # the enqueue raises it when done
-            if _main_in_import() and time.monotonic() < import_deadline:
-                continue
             try:
-                signal.pthread_kill(MAIN_IDENT, signal.SIGTERM)
+                signal.pthread_kill(state.main_ident or 0, signal.SIGTERM)
+            except (OSError, ValueError):
+                return
+
+    def _resend_when_out_of_import(self) -> None:
+        while state.pending is not None and not state.raised and not state.closing:
+            time.sleep(RESEND_INTERVAL_S)  # no event tells us when an import ends: look again
+            if state.busy or (_main_in_import() and not _import_wait_over()):
+                continue
+            if not _ours():
+                state.pending = None  # the program took SIGTERM over meanwhile
+                return
+            try:
+                signal.pthread_kill(state.main_ident or 0, signal.SIGTERM)
             except (OSError, ValueError):  # the main thread is gone: the process is ending
                 return
 
+    def _close_and_exit(self) -> None:
+        if state.closing:
+            return
+        try:
+            self._close()
+        except Exception as error:  # the exit must happen whatever the close did
+            logger.error("lmgate: closing on SIGTERM failed: %s", error)
+        finally:
+            os._exit(EXIT_STATUS)
 
-def install() -> bool:
-    """Take over SIGTERM (see the module docstring).
+
+def install(close: Callable[[], None]) -> bool:
+    """Take over SIGTERM (see the module docstring); ``close`` is the loggers' exit close.
 
     Only from the main thread, and only when SIGTERM still has its default action: a handler the
     program installed is never replaced. True when installed.
@@ -125,14 +166,13 @@ def install() -> bool:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not supported here (embedded interpreters, some platforms)
         return False
-    if hasattr(signal, "pthread_kill"):
-        try:
-            watcher = _Watcher()
-        except (OSError, RuntimeError) as error:  # no pipe or no thread: the handler works alone
-            logger.warning("lmgate: no SIGTERM watcher (%s); exits inside imports may lose deliveries", error)
-        else:
-            watcher.claim_wakeup_fd()
-            state.watcher = watcher
+    try:
+        watcher = _Watcher(close)
+    except (OSError, RuntimeError) as error:  # no pipe or thread: the handler works alone
+        logger.warning("lmgate: no SIGTERM watcher (%s); a SIGTERM during an import exits at once", error)
+    else:
+        watcher.listen_at_c_level()
+        state.watcher = watcher
     return True
 
 
@@ -149,57 +189,96 @@ def _in_import(frame: FrameType | None) -> bool:
 
 
 def _main_in_import() -> bool:
-    return _in_import(sys._current_frames().get(MAIN_IDENT))
+    return _in_import(sys._current_frames().get(state.main_ident or 0))
+
+
+def _import_wait_over() -> bool:
+    since = state.deferred_since
+    return since is not None and time.monotonic() - since >= IMPORT_WAIT_S
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    if state.exiting or state.raised.is_set():
-        return  # already on the way out: a second SIGTERM must not cut the exit flush short
+    if state.closing:
+        return  # the loggers' exit close is running, and it is bounded
+    watcher = state.watcher
+    if state.raised or not threading.main_thread().is_alive():
+        # the exit began already (unwinding, shutting down, or the program caught SystemExit)
+        if watcher is not None:
+            watcher.notify(CLOSE_AND_EXIT)
+        return
     state.pending = EXIT_STATUS
     if state.busy:
-        return  # mid-enqueue: it raises the exit when the record is queued
-    if state.watcher is not None and _in_import(frame):
-        state.watcher.notify(signum)  # let the import finish; the watcher signals again after
+        return  # a guarded section raises it when it ends
+    if watcher is not None and _in_import(frame) and not _import_wait_over():
+        if state.deferred_since is None:
+            state.deferred_since = time.monotonic()
+        watcher.notify(RESEND)
         return
-    raise_exit()
+    _raise_exit()
 
 
 def exit_if_pending() -> None:
-    """Called by enqueue on the main thread when it is done: raise a SIGTERM exit it held back."""
-    if state.pending is None or state.busy or state.exiting or state.raised.is_set():
+    """Raise a SIGTERM exit that a guarded section held back (main thread, outside the guard)."""
+    if state.pending is None or state.busy or state.raised or state.closing:
         return
-    if state.watcher is not None and _in_import(sys._getframe()):
-        return  # the watcher raises it once the import is over
-    raise_exit()
+    if not _ours():
+        state.pending = None  # the program installed its own handler since: its call
+        return
+    watcher = state.watcher
+    if watcher is not None and _in_import(sys._getframe()) and not _import_wait_over():
+        if state.deferred_since is None:
+            state.deferred_since = time.monotonic()
+        watcher.notify(RESEND)
+        return
+    _raise_exit()
 
 
-def raise_exit() -> None:
-    state.raised.set()
+@contextmanager
+def guarded() -> Iterator[None]:
+    """On the main thread, a SIGTERM's exit waits until the block is done."""
+    if threading.get_ident() != state.main_ident:
+        yield
+        return
+    state.busy += 1
+    try:
+        yield
+    finally:
+        state.busy -= 1
+        exit_if_pending()
+
+
+def _raise_exit() -> None:
+    state.raised = True
+    state.pending = None
     raise SystemExit(EXIT_STATUS)
 
 
-def start_exit_close() -> None:
-    """The atexit close has begun: SIGTERMs from now on are ignored."""
-    state.exiting = True
+def begin_close() -> None:
+    """The loggers' exit close has begun: SIGTERMs from now on are ignored (it is bounded)."""
+    state.closing = True
 
 
 def _after_fork_in_child() -> None:
     watcher = state.watcher
-    fresh = _State()
-    state.__dict__.update(fresh.__dict__)
+    state.__dict__.update(_State().__dict__)
+    if watcher is not None and watcher.hears_c_level:
+        try:
+            import faulthandler
+
+            faulthandler.unregister(signal.SIGTERM)  # the pipe is the parent's watcher's
+        except (ImportError, AttributeError, ValueError, OSError, RuntimeError):
+            pass
     if watcher is not None:
-        if watcher.wakeup_fd_claimed:
-            try:
-                previous = signal.set_wakeup_fd(-1)
-                if previous != watcher.write_fd:  # someone else's by now: put it back
-                    signal.set_wakeup_fd(previous)
-            except (ValueError, OSError):  # forked from another thread: not ours to change
-                pass
-        for fd in (watcher.read_fd, watcher.write_fd):  # the parent's pipe: never write into it
+        for fd in (watcher.read_fd, watcher.write_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+    if _ours():
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):  # forked from a thread that may not set handlers
+            pass
 
 
 if hasattr(os, "register_at_fork"):

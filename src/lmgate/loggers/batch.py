@@ -338,16 +338,11 @@ class BatchLogger(CustomLogger):
         """Queue one record already encoded as compact JSON. Never blocks on I/O."""
         if b"\n" in data:  # pretty-printed JSON: one line per record is what the spool and ndjson need
             data = orjson.dumps(orjson.loads(data))
-        if threading.get_ident() != _MAIN_IDENT:
+        if threading.get_ident() != _sigterm.state.main_ident:
             self._enqueue(data)
             return
-        # on the main thread a SIGTERM's exit must not land halfway through (see _sigterm)
-        _sigterm.state.busy += 1
-        try:
+        with _sigterm.guarded():  # a SIGTERM's exit must not land halfway through
             self._enqueue(data)
-        finally:
-            _sigterm.state.busy -= 1
-            _sigterm.exit_if_pending()
 
     def _enqueue(self, data: bytes) -> None:
         if self.spool is None or self.spool_mode != "write_ahead":
@@ -654,6 +649,10 @@ class BatchLogger(CustomLogger):
     def close(self, timeout: float | None = None) -> bool:
         """Flush within ``timeout``, then stop; records not delivered stay in (or go to) the
         spool for the next process. True when nothing was left."""
+        with _sigterm.guarded():  # on the main thread a SIGTERM's exit waits for the close
+            return self._close(timeout)
+
+    def _close(self, timeout: float | None) -> bool:
         timeout = self.exit_timeout if timeout is None else timeout
         done = self.flush(timeout)
         with self._lock:
@@ -789,10 +788,8 @@ def _install_exit_hooks() -> None:
 def install_sigterm_handler() -> bool:
     """Make SIGTERM exit through ``atexit`` (status 143), so batch loggers flush and spool
     (see ``_sigterm``). True when installed."""
-    return _sigterm.install()
+    return _sigterm.install(_close_at_exit)
 
-
-_MAIN_IDENT = threading.main_thread().ident
 
 
 def live_loggers() -> list[BatchLogger]:
@@ -801,7 +798,7 @@ def live_loggers() -> list[BatchLogger]:
 
 
 def _close_at_exit() -> None:
-    _sigterm.start_exit_close()
+    _sigterm.begin_close()
     close_all()
 
 
