@@ -15,10 +15,11 @@ and ``atexit`` flushes the loggers within their bound and spools the rest. The r
 * a SIGTERM after the exit began (the main thread is unwinding or shutting down, or the program
   caught the ``SystemExit``) and before the loggers' own close started: the watcher closes the
   loggers (flush within the bound, spool the rest) and ends the process with ``os._exit(143)``,
-  so a process held up by a non-daemon thread can still be stopped. Once that close runs, more
-  SIGTERMs are ignored: it is bounded;
+  so a process held up by a non-daemon thread can still be stopped. While that close runs more
+  SIGTERMs are ignored (it is bounded); after it, SIGTERM has its default action again. The
+  watcher's own wake-up signals are counted (``self_sent``), never taken for a new SIGTERM;
 * when the program (or a server such as uvicorn) installs its own SIGTERM handler later, lmgate
-  steps aside: a deferred exit is dropped and nothing is re-sent.
+  steps aside; a SIGTERM it had put off for an import is passed on to the new handler.
 
 * CPython runs Python handlers between bytecodes of the main thread, so a SIGTERM that lands
   just as the main thread goes to sleep (a lock wait, ``epoll`` in an idle asyncio loop) would
@@ -61,7 +62,9 @@ class _State:
         self.pending: int | None = None  # an exit status a SIGTERM asked for, not raised yet
         self.deferred_since: float | None = None  # when the exit was first put off for an import
         self.raised = False  # SystemExit raised for a SIGTERM
-        self.closing = False  # the loggers' own exit close has begun: more SIGTERMs are ignored
+        self.closing = False  # the loggers' own exit close is running: more SIGTERMs are ignored
+        self.self_sent = 0  # SIGTERMs the watcher sent the main thread, not yet seen by the handler
+        self.handled = 0  # times the Python handler ran
         self.watcher: _Watcher | None = None
 
 
@@ -88,10 +91,40 @@ class _Watcher:
         try:
             import faulthandler
 
+            # a registration the program made is gone already: signal.signal() replaced its C
+            # handler; unregister it so that ours is really installed, not just re-pointed
+            if faulthandler.unregister(signal.SIGTERM):  # type: ignore[func-returns-value]  # returns bool
+                logger.warning("lmgate: faulthandler's SIGTERM registration was replaced by lmgate's SIGTERM handling")
             faulthandler.register(signal.SIGTERM, file=self.write_fd, all_threads=False, chain=True)
         except (ImportError, AttributeError, ValueError, OSError, RuntimeError):  # not on this platform
             return
         self.hears_c_level = True
+
+    def _send_to_main(self) -> bool:
+        """SIGTERM to the main thread (it interrupts a blocking wait); False when it is gone."""
+        state.self_sent += 1
+        try:
+            signal.pthread_kill(state.main_ident or 0, signal.SIGTERM)
+        except (OSError, ValueError):
+            state.self_sent -= 1
+            return False
+        return True
+
+    def _drain(self) -> bytes:
+        """What is waiting in the pipe (our own re-sends leave faulthandler text behind)."""
+        os.set_blocking(self.read_fd, False)
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(self.read_fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self.read_fd, True)
+        return b"".join(chunks)
 
     def notify(self, job: bytes) -> None:
         try:
@@ -113,19 +146,23 @@ class _Watcher:
                 self._resend_when_out_of_import()
             else:
                 self._make_sure_the_handler_runs()
+            left = self._drain()  # text our own re-sends produced must not start another round
+            if CLOSE_AND_EXIT in left:
+                self._close_and_exit()
+            elif RESEND in left:
+                self._resend_when_out_of_import()
 
     def _make_sure_the_handler_runs(self) -> None:
         """A SIGTERM arrived (C level); if Python's handler has not run shortly after, the main
         thread is asleep past it: wake it with a SIGTERM of its own."""
+        handled = state.handled
         for _ in range(int(IMPORT_WAIT_S / RESEND_INTERVAL_S)):
             time.sleep(RESEND_INTERVAL_S)
-            if state.pending is not None or state.raised or state.closing:
-                return  # the handler ran (a deferral is seen through by RESEND)
+            if state.handled != handled or state.raised or state.closing:
+                return  # the handler ran; what it put off is seen through by RESEND or CLOSE_AND_EXIT
             if not _ours() or not threading.main_thread().is_alive():
                 return
-            try:
-                signal.pthread_kill(state.main_ident or 0, signal.SIGTERM)
-            except (OSError, ValueError):
+            if not self._send_to_main():
                 return
 
     def _resend_when_out_of_import(self) -> None:
@@ -133,12 +170,14 @@ class _Watcher:
             time.sleep(RESEND_INTERVAL_S)  # no event tells us when an import ends: look again
             if state.busy or (_main_in_import() and not _import_wait_over()):
                 continue
+            if state.pending is None or state.raised or state.closing:
+                return  # raised meanwhile (by the end of a guarded section)
             if not _ours():
-                state.pending = None  # the program took SIGTERM over meanwhile
+                # another handler took SIGTERM over meanwhile: hand it the signal we held back
+                state.pending = None
+                self._send_to_main()
                 return
-            try:
-                signal.pthread_kill(state.main_ident or 0, signal.SIGTERM)
-            except (OSError, ValueError):  # the main thread is gone: the process is ending
+            if not self._send_to_main():
                 return
 
     def _close_and_exit(self) -> None:
@@ -176,6 +215,12 @@ def install(close: Callable[[], None]) -> bool:
     return True
 
 
+def _shutting_down() -> bool:
+    # threading._shutdown (joining non-daemon threads, its atexit hooks) runs before atexit;
+    # raising SystemExit in there is swallowed and the status becomes 0
+    return bool(getattr(threading, "_SHUTTING_DOWN", False)) or not threading.main_thread().is_alive()
+
+
 def _ours() -> bool:
     return signal.getsignal(signal.SIGTERM) is _on_sigterm
 
@@ -198,10 +243,15 @@ def _import_wait_over() -> bool:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    state.handled += 1
+    if state.self_sent:
+        state.self_sent -= 1
+        if state.raised or state.closing:
+            return  # our own wake-up call, arriving after the exit was raised: not a new SIGTERM
     if state.closing:
         return  # the loggers' exit close is running, and it is bounded
     watcher = state.watcher
-    if state.raised or not threading.main_thread().is_alive():
+    if state.raised or _shutting_down():
         # the exit began already (unwinding, shutting down, or the program caught SystemExit)
         if watcher is not None:
             watcher.notify(CLOSE_AND_EXIT)
@@ -222,7 +272,8 @@ def exit_if_pending() -> None:
     if state.pending is None or state.busy or state.raised or state.closing:
         return
     if not _ours():
-        state.pending = None  # the program installed its own handler since: its call
+        state.pending = None  # another handler took SIGTERM over since: hand it the signal
+        signal.raise_signal(signal.SIGTERM)
         return
     watcher = state.watcher
     if watcher is not None and _in_import(sys._getframe()) and not _import_wait_over():
@@ -254,8 +305,18 @@ def _raise_exit() -> None:
 
 
 def begin_close() -> None:
-    """The loggers' exit close has begun: SIGTERMs from now on are ignored (it is bounded)."""
+    """The loggers' exit close has begun: SIGTERMs are ignored while it runs (it is bounded)."""
     state.closing = True
+
+
+def end_close() -> None:
+    """The loggers are closed: SIGTERM gets its default action back (on the main thread), so
+    a later atexit callback or a long finalization can still be stopped."""
+    if threading.current_thread() is threading.main_thread() and _ours():
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
 
 
 def _after_fork_in_child() -> None:

@@ -799,7 +799,10 @@ def live_loggers() -> list[BatchLogger]:
 
 def _close_at_exit() -> None:
     _sigterm.begin_close()
-    close_all()
+    try:
+        close_all()
+    finally:
+        _sigterm.end_close()
 
 
 def close_all(timeout: float | None = None) -> None:
