@@ -34,6 +34,9 @@ IMPLS = ("lmgate", "litellm")
 sys.path.insert(0, str(BENCH))
 import report  # noqa: E402 - bench/ is not a package; report.py sits next to this file
 
+sys.path.insert(0, str(BENCH / "scenarios"))
+from generic_api import VARIANTS as GENERIC_API_VARIANTS  # noqa: E402 - stdlib only; one list of variants
+
 
 @dataclass
 class Scenario:
@@ -67,19 +70,11 @@ SCENARIOS: dict[str, Scenario] = {
     # these drivers start a fresh child / server per variant themselves
     "generic_api": Scenario(
         "generic_api.py",
-        [
-            "normal",
-            "exit_no_flush",
-            "receiver_500",
-            "sigterm",
-            "sigkill",
-            "throughput",
-            "throughput_write_ahead",
-        ],
+        GENERIC_API_VARIANTS,
         3,
         1,
         600,
-        # every LiteLLM child costs ~5 s of import and exit; quick mode keeps the three that matter most
+        # every LiteLLM child costs ~5 s of import and exit; quick mode keeps the variants that matter most
         quick_variants=["normal", "receiver_500", "sigkill", "throughput", "throughput_write_ahead"],
         split_variants=False,
     ),

@@ -43,7 +43,7 @@ CHILD = textwrap.dedent(
     if ending == "wait":
         threading.Event().wait(60)  # the test signals us
     if ending == "asleep_signal_elsewhere":  # CPython's race, made certain: SIGTERM lands on another
-        import signal, time  # thread while the main thread sleeps, so nothing wakes the main thread
+        import os, signal  # thread while the main thread sleeps, so nothing wakes the main thread
         main = threading.main_thread().ident
         other = next(t for t in threading.enumerate() if t.name.startswith("lmgate-batch"))
         def sleep_forever():
@@ -56,8 +56,8 @@ CHILD = textwrap.dedent(
                 frame = frame.f_back
             return frame is not None
         def deliver_elsewhere():
-            while not asleep():
-                time.sleep(0.001)
+            while not asleep():  # no event can say "the main thread sleeps now": look until it does
+                os.sched_yield()
             signal.pthread_kill(other.ident, signal.SIGTERM)
         threading.Thread(target=deliver_elsewhere, daemon=True).start()
         sleep_forever()
