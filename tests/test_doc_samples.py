@@ -10,17 +10,19 @@ How the samples are found and run (new samples are picked up without touching th
   ANTHROPIC_BASE_URL, AZURE_API_BASE, … with dummy keys) and every log endpoint at a LogReceiver
   (GENERIC_LOGGER_ENDPOINT and the presets' URL variables). A variable a sample names
   (``${NAME}``, ``os.environ/NAME``, ``os.environ["NAME"]``, ``getenv("NAME")``, "needs NAME") is
-  set too: to the receiver's URL when NAME ends in _URL or _ENDPOINT, else to a dummy value. No
-  master key is set. Connections beyond loopback raise.
+  set too: to the receiver's URL when NAME ends in _URL or _ENDPOINT, else to a dummy value (a
+  master key a sample names included: the proxy the test starts has none, so any key passes).
+  Connections beyond loopback raise.
 - A page whose samples call a proxy at ``localhost:4000`` (or 127.0.0.1 / 0.0.0.0) gets a real
   ``lmgate serve --config examples/config.yaml`` (mock models, no key) on a free port; the test
   rewrites ``:4000`` in those URLs to that port. That is the only change made to a sample's text.
 - ```yaml blocks whose top-level keys are all proxy config sections load with
   ``lmgate.proxy.config.load_config`` (validated; callbacks they name are not imported).
 - ```bash / ```sh lines: every ``make TARGET`` names a Makefile target; every ``lmgate serve``
-  command (``make serve`` is expanded with ``make -n``) starts and answers /health/liveliness and
+  command (``make X`` is expanded with ``make -n``) starts and answers /health/liveliness and
   /v1/models. The test forces ``--host 127.0.0.1`` and a free ``--port``; a ``--config`` that is not
   a file of this repository (the reader's own ``config.yaml``) is given examples/config.yaml's content.
+  Any other ``lmgate ...`` command (``lmgate demo`` behind ``make demo``) runs and exits 0.
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ ENV_REFERENCE = re.compile(
     r"""|environ(?:\.get\(|\[)\s*["'](?P<c>[A-Z_][A-Z0-9_]*)["']|getenv\(\s*["'](?P<d>[A-Z_][A-Z0-9_]*)["']"""
     r"|\bneeds (?P<e>[A-Z][A-Z0-9]*_[A-Z0-9_]+)"
 )
-MASTER_KEY_VARS = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
 
 
 # ------------------------------------------------------------------------------------------ discovery
@@ -154,7 +155,7 @@ def sample_env(fake: FakeProvider, receiver: LogReceiver, home: Path, texts: lis
         GENERIC_LOGGER_ENDPOINT=receiver.url,
     )
     for name in sorted(preset_variables() | {n for t in texts for n in env_references(t)}):
-        if name in env or name in MASTER_KEY_VARS:
+        if name in env:
             continue
         env[name] = receiver.url if name.endswith(("_URL", "_ENDPOINT")) else f"doc-sample-{name.lower()}"
     return env
@@ -328,9 +329,6 @@ def test_proxy_yaml_samples_load(
     path = tmp_path / "config.yaml"
     path.write_text(block.code)
     env = sample_env(*fakes_for_samples, tmp_path, [block.code])
-    env.update(
-        {name: f"doc-sample-{name.lower()}" for name in env_references(block.code) if name in MASTER_KEY_VARS}
-    )
     try:
         load_config(path, environ=env)
     except ValueError as error:
@@ -363,11 +361,11 @@ def make_targets() -> set[str]:
     return {m for names in re.findall(r"^([A-Za-z0-9_. -]+):(?!=)", text, re.M) for m in names.split()}
 
 
-def serve_args(words: list[str]) -> list[str] | None:
-    """The arguments after ``lmgate serve`` (or ``python -m lmgate serve``), up to a shell operator."""
-    for i, word in enumerate(words[:-1]):
-        if (word == "lmgate" or word.endswith("/lmgate")) and words[i + 1] == "serve":
-            rest = words[i + 2 :]
+def lmgate_args(words: list[str]) -> list[str] | None:
+    """The arguments after ``lmgate`` (``.venv/bin/lmgate``, ``python -m lmgate``), up to a shell operator."""
+    for i, word in enumerate(words):
+        if word == "lmgate" or word.endswith("/lmgate"):
+            rest = words[i + 1 :]
             ends = [j for j, w in enumerate(rest) if w in ("&&", "||", "|", ";", "&")]
             return rest[: ends[0]] if ends else rest
     return None
@@ -403,20 +401,27 @@ def test_readme_opens_with_demo_and_test() -> None:
     assert commands[:2] == [["make", "demo"], ["make", "test"]]
 
 
-def serve_commands() -> list[tuple[str, list[str]]]:
-    """(where, arguments) of every distinct `lmgate serve` the docs show, `make serve` expanded."""
+def lmgate_commands() -> dict[tuple[str, ...], str]:
+    """Every distinct ``lmgate`` command line the docs show (``make`` targets expanded): args -> where."""
     seen: dict[tuple[str, ...], str] = {}
     for where, words in shell_commands():
-        found: list[list[str]] = []
+        lines = [words]
         if words[:1] == ["make"] and len(words) > 1:
-            serve_lines = [line for line in make_recipe(words[1]) if re.search(r"lmgate\b.*\bserve\b", line)]
-            found = [a for line in serve_lines if (a := serve_args(shlex.split(line))) is not None]
-        elif (args := serve_args(words)) is not None:
-            found = [args]
-        for args in found:
-            key = tuple(local_args(args, 0))
-            seen.setdefault(key, f"{where}: {shlex.join(words)}")
-    return [(where, list(key[:-4])) for key, where in seen.items()]
+            lines = [shlex.split(line) for line in make_recipe(words[1]) if re.search(r"\blmgate\b", line)]
+        for line in lines:
+            args = lmgate_args(line)
+            if args:
+                seen.setdefault(tuple(args), f"{where}: {shlex.join(words)}")
+    return seen
+
+
+def serve_commands() -> list[tuple[str, list[str]]]:
+    """(where, arguments) of every distinct ``lmgate serve`` (``--host``/``--port`` set aside)."""
+    seen: dict[tuple[str, ...], str] = {}
+    for args, where in lmgate_commands().items():
+        if args[0] == "serve":
+            seen.setdefault(tuple(local_args(list(args[1:]), 0)[:-4]), where)
+    return [(where, list(args)) for args, where in seen.items()]
 
 
 SERVE_COMMANDS = serve_commands()
@@ -449,3 +454,22 @@ def test_serve_commands_start(
     finally:
         code = served.stop()
     assert code == 0, f"{where}: exit {code}\n{served.output}"
+
+
+OTHER_COMMANDS = [(where, list(args)) for args, where in lmgate_commands().items() if args[0] != "serve"]
+
+
+@pytest.mark.parametrize(("where", "args"), OTHER_COMMANDS, ids=[w for w, _ in OTHER_COMMANDS])
+def test_other_lmgate_commands_run(
+    where: str, args: list[str], fakes_for_samples: tuple[FakeProvider, LogReceiver], tmp_path: Path
+) -> None:
+    """Every other `lmgate ...` the docs show (`lmgate demo` behind `make demo`, …) exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lmgate", *args],
+        cwd=tmp_path,
+        env=sample_env(*fakes_for_samples, tmp_path, []),
+        capture_output=True,
+        text=True,
+        timeout=PAGE_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"{where}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
