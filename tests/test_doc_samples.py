@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 EXAMPLE_CONFIG = ROOT / "examples" / "config.yaml"
 PAGE_TIMEOUT_S = 60
+PYTHON_LANGS = ("python", "py", "python3")
 READY_ATTEMPTS = 400  # × up to 50 ms: a bounded wait for `lmgate serve` to listen
 PROXY_URL = re.compile(r"(?P<host>localhost|127\.0\.0\.1|0\.0\.0\.0):4000\b")
 PROXY_SECTIONS = frozenset(TOP_LEVEL_KEYS)
@@ -112,11 +113,11 @@ def all_blocks(*langs: str) -> list[Block]:
     return [b for page in doc_pages() for b in blocks_of(page) if b.lang in langs]
 
 
-PYTHON_PAGES = sorted({b.path for b in all_blocks("python", "py")})
+PYTHON_PAGES = sorted({b.path for b in all_blocks(*PYTHON_LANGS)})
 
 
 def python_blocks(page: Path) -> list[Block]:
-    return [b for b in blocks_of(page) if b.lang in ("python", "py")]
+    return [b for b in blocks_of(page) if b.lang in PYTHON_LANGS]
 
 
 # ------------------------------------------------------------------------------------------ environment
