@@ -1,9 +1,10 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test`; `make serve` runs the proxy
+# on mock models (examples/config.yaml), with no key and no network.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo serve test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@python3 -m venv $(VENV) 2>/dev/null || { \
@@ -17,6 +18,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lmgate demo
+	@echo; echo "next: make serve   (the proxy on mock models at http://127.0.0.1:4000; see README.md)"
+
+# loopback only: the example config has no master key, so every request is accepted
+SERVE_PORT ?= 4000
+serve: $(STAMP)
+	$(VENV)/bin/lmgate serve --config examples/config.yaml --host 127.0.0.1 --port $(SERVE_PORT)
 
 # redis-server is a real dependency of the cache tests; install it when the machine lacks it.
 redis-server:
