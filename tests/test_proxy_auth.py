@@ -401,6 +401,10 @@ def test_models_retrieve(server: Served) -> None:
     assert "'gpt-4o' does not exist" in error["message"]
     listed = httpx.get(f"{server.url}/v1/models/", headers={"Authorization": f"Bearer {MASTER}"}, timeout=10)
     assert [m["id"] for m in listed.json()["data"]] == ["fast", "team/embed"]
+    slash = httpx.get(
+        f"{server.url}/v1/models/fast/", headers={"Authorization": f"Bearer {MASTER}"}, timeout=10
+    )
+    assert (slash.status_code, slash.json()["id"]) == (200, "fast")
 
 
 def test_models_retrieve_needs_the_key(server: Served) -> None:

@@ -640,8 +640,8 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
     async def model(request: Request) -> Response:
         try:
             state.authenticate(request)
-            model_id = request.path_params["model_id"]
-            # "/v1/models/" is the list, spelled with a trailing slash
+            # both spellings: "/v1/models/" is the list, "/v1/models/fast/" the model
+            model_id = request.path_params["model_id"].removesuffix("/")
             return json_response(state.model(model_id) if model_id else state.models())
         except ProxyError as error:
             return error_response(error)
