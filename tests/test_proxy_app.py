@@ -102,10 +102,10 @@ async def test_models_lists_groups(tmp_path: Path, fake_provider: FakeProvider) 
     assert r.json()["data"][0]["object"] == "model"
 
 
-@pytest.mark.parametrize("path", ["/v1/models", "/health/readiness", "/metrics", "/v1/chat/completions", "/embeddings"])
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/models/fast", "/metrics", "/v1/chat/completions", "/embeddings"])
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key-0123456789", "Basic abc", f"Bearer {MASTER}x"])
 async def test_routes_need_the_master_key(tmp_path: Path, fake_provider: FakeProvider, path: str, header: str | None) -> None:
-    """With a master_key, every route but liveliness answers 401 with an OpenAI error body unless the key is right."""
+    """With a master_key, every route but the two health probes answers 401 with an OpenAI error body unless the key is right."""
     app = make_app(tmp_path, fake_provider)
     headers = {"Authorization": header} if header else {}
     async with client(app) as c:

@@ -38,13 +38,16 @@ def free_port() -> int:
 class Served:
     """A running ``lmgate serve`` process."""
 
-    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, host: str | None = "127.0.0.1") -> None:
+        """``host=None`` leaves ``--host`` out (the server picks its default); the client side uses 127.0.0.1 then."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host or "127.0.0.1"
+        self.url = f"http://{self.host}:{self.port}"
         self.stderr_path = tmp / f"serve-{self.port}.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        host_args = ["--host", host] if host else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), *host_args, "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})},
         )
 
@@ -67,7 +70,7 @@ class Served:
         """Poll until new connections are refused (the server has begun its graceful shutdown)."""
         for _ in range(READY_ATTEMPTS):
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.host, self.port), timeout=1):
                     pass
             except OSError:
                 return

@@ -1,4 +1,4 @@
-"""The ``lmgate`` command: ``lmgate demo`` and ``lmgate serve --config config.yaml``."""
+"""The ``lmgate`` command: ``lmgate demo``, ``lmgate serve --config config.yaml``, ``lmgate --version``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import __version__
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lmgate", description="lmgate: an LLM gateway with an observability pipeline")
+    parser.add_argument("--version", action="version", version=f"lmgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run a completion, a stream and an async call on the mock provider")
     serve = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
     serve.add_argument("--config", required=True, help="path to config.yaml")
-    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    serve.add_argument("--host", default=None,
+                       help="address to bind (default 0.0.0.0 with a master key, 127.0.0.1 without one)")
     serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")

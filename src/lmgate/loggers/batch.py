@@ -66,7 +66,7 @@ from .spool import Ref, Spool
 logger = logging.getLogger("lmgate.loggers")
 
 DEFAULT_BATCH_SIZE = 100
-DEFAULT_FLUSH_INTERVAL_S = 60.0
+DEFAULT_FLUSH_INTERVAL_S = 5.0  # as the reference's DEFAULT_FLUSH_INTERVAL_SECONDS
 DEFAULT_MAX_QUEUE_RECORDS = 100_000
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_EXIT_TIMEOUT_S = 5.0
@@ -731,6 +731,8 @@ class BatchLogger(CustomLogger):
                 "recovered": self._recovered,
                 "batches": self._batches,
                 "closed": self._closing,
+                # readiness shows a logger whose receiver keeps failing as unhealthy
+                "healthy": not self._retrying,
             }
 
 

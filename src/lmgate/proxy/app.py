@@ -1,7 +1,8 @@
 """The ASGI app: OpenAI-compatible routes over ``lmgate.acompletion`` / ``lmgate.aembedding``.
 
 Routes (each also under ``/v1``): ``POST /chat/completions``, ``POST /embeddings``,
-``GET /models``, ``GET /health/liveliness``, ``GET /health/readiness``, ``GET /metrics``.
+``GET /models``, ``GET /models/{id}``, ``GET /health/liveliness``, ``GET /health/readiness``,
+``GET /metrics``. The two health routes answer without a key (probes carry none).
 
 One chat request: auth → body (size-limited, JSON) → checks → pre-call hooks → pick a
 deployment (failover across the group) while moderation hooks run → post-call hooks →
@@ -58,6 +59,37 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no
 _DONE = b"data: [DONE]\n\n"
 
 
+# how clients send a key, in the order the reference looks: Authorization first (the openai
+# SDK), then ``api-key`` (Azure clients), then ``x-api-key`` (the anthropic SDK)
+_KEY_HEADERS = ("api-key", "x-api-key")
+_KEY_FORMS = "it as 'Authorization: Bearer <key>', or in an 'api-key' or 'x-api-key' header"
+
+
+def presented_key(headers: Any) -> tuple[str | None, str | None]:
+    """The key a request carries, and a problem with how it was sent (or None).
+
+    ``Authorization: Bearer <key>`` (any case), a bare ``Authorization: <key>`` (``sk-…``),
+    else ``api-key`` or ``x-api-key``. An Authorization header in another scheme (``Basic …``)
+    is a problem, not a key: it is never taken for one, and never looked past.
+    """
+    header = headers.get("authorization")
+    if header is not None and header.strip():
+        value = header.strip()
+        scheme, space, token = value.partition(" ")
+        if scheme.lower() == "bearer":
+            token = token.strip()
+            return (token, None) if token else (None, f"the Authorization header has no key after 'Bearer': send {_KEY_FORMS}")
+        if not space:
+            return value, None
+        # the value is not echoed: it may be a key with a typo in it
+        return None, f"the Authorization header is neither 'Bearer <key>' nor a bare key: send {_KEY_FORMS}"
+    for name in _KEY_HEADERS:
+        value = headers.get(name)
+        if value is not None and value.strip():
+            return value.strip(), None
+    return None, None
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type=_JSON)
 
@@ -83,16 +115,15 @@ class ProxyState:
 
     # ---- auth ----
     def authenticate(self, request: Request) -> UserAPIKeyAuth:
-        header = request.headers.get("authorization")
-        key = None
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer":
-                key = token.strip() or None
+        """The caller, from the key it sent (see ``presented_key``); 401 when a master key is
+        set and the caller's key is missing or wrong (compared in constant time)."""
+        key, problem = presented_key(request.headers)
         if self._master is not None:
+            if problem is not None:
+                raise ProxyError(401, problem, type="authentication_error", code="invalid_api_key")
             if key is None:
-                raise ProxyError(401, "missing API key: send 'Authorization: Bearer <key>'",
-                                 type="authentication_error", code="invalid_api_key")
+                raise ProxyError(401, f"missing API key: send {_KEY_FORMS}", type="authentication_error",
+                                 code="invalid_api_key")
             if not hmac.compare_digest(key.encode(), self._master):
                 raise ProxyError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
             assert self._master_user is not None
@@ -358,33 +389,73 @@ class ProxyState:
                 out.append((name, {}, f"{type(error).__name__}: {error}"))
         return out
 
-    def readiness(self) -> dict[str, Any]:
+    def readiness(self, detail: bool) -> tuple[int, dict[str, Any]]:
+        """The status code and body of ``/health/readiness``.
+
+        Each part is healthy or unhealthy: ``models`` (at least one is configured: without one
+        no request can be answered, so 503), ``loggers`` (every logger's ``stats()`` answers and
+        does not say ``"healthy": false``) and ``cache`` (when one is configured). A failing
+        logger or cache degrades the proxy but it still answers requests, so 200: a log sink
+        that every replica shares must not take them all out of the load balancer at once.
+        Without ``detail`` the body holds the status and the parts' health, nothing else
+        (probes carry no key, so it may be seen by anyone who reaches the port).
+        """
         import lmgate
 
         entries = []
-        healthy_all = True
+        loggers_healthy = True
         for name, stats, error in self.logger_stats():
             healthy = error is None and bool(stats.get("healthy", True))
-            healthy_all = healthy_all and healthy
+            loggers_healthy = loggers_healthy and healthy
             entry: dict[str, Any] = {"name": name, "healthy": healthy, "stats": stats}
             if error:
                 entry["error"] = error
             entries.append(entry)
-        dispatcher = lmgate.callback_stats()
-        return {
-            "status": "healthy" if healthy_all else "degraded",
-            "version": __version__,
-            "models": list(self.config.model_names),
-            "loggers": entries,
-            "callback_deliveries_pending": dispatcher.get("pending", 0),
-            "callback_errors": dispatcher.get("errors_total", 0),
-        }
+        parts = {"models": bool(self.config.model_names)}
+        if entries:
+            parts["loggers"] = loggers_healthy
+        cache = lmgate.cache
+        if cache is not None:
+            parts["cache"] = _cache_healthy(cache)
+        if not parts["models"]:
+            status, code = "unhealthy", 503
+        elif all(parts.values()):
+            status, code = "healthy", 200
+        else:
+            status, code = "degraded", 200
+        body: dict[str, Any] = {"status": status,
+                                "parts": {name: "healthy" if ok else "unhealthy" for name, ok in parts.items()}}
+        if detail:
+            dispatcher = lmgate.callback_stats()
+            body.update({
+                "version": __version__,
+                "models": list(self.config.model_names),
+                "loggers": entries,
+                "callback_deliveries_pending": dispatcher.get("pending", 0),
+                "callback_errors": dispatcher.get("errors_total", 0),
+            })
+        return code, body
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """One model as ``GET /v1/models/{id}`` shows it (the openai SDK's ``models.retrieve``)."""
+        if model_id not in self.router.groups:
+            raise ProxyError(404, f"The model {model_id!r} does not exist here; known models: {self.known_models}",
+                             type="invalid_request_error", param="model", code="model_not_found")
+        return {"id": model_id, "object": "model", "created": self.created, "owned_by": "lmgate"}
 
     def render_metrics(self) -> str:
         import lmgate
 
         stats = [(name, s) for name, s, _ in self.logger_stats()]
         return self.metrics.render(stats, lmgate.callback_stats())
+
+
+def _cache_healthy(cache: Any) -> bool:
+    try:
+        stats = cache.stats()
+    except Exception:
+        return False
+    return bool(stats.get("healthy", True)) if isinstance(stats, dict) else True
 
 
 def _check_request(data: dict[str, Any], kind: str) -> None:
@@ -565,7 +636,29 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
         return json_response("I'm alive!")
 
     models = guarded(lambda: json_response(state.models()))
-    readiness = guarded(lambda: json_response(state.readiness()))
+
+    async def model(request: Request) -> Response:
+        try:
+            state.authenticate(request)
+            # both spellings: "/v1/models/" is the list, "/v1/models/fast/" the model
+            model_id = request.path_params["model_id"].removesuffix("/")
+            return json_response(state.model(model_id) if model_id else state.models())
+        except ProxyError as error:
+            return error_response(error)
+
+    async def readiness(request: Request) -> Response:
+        # probes carry no key: they get the short view; a request with a key has it checked
+        # (a wrong one is a 401, as on every route) and gets the details
+        detail = False
+        if presented_key(request.headers) != (None, None):
+            try:
+                state.authenticate(request)
+            except ProxyError as error:
+                return error_response(error)
+            detail = True
+        status, body = state.readiness(detail)
+        return json_response(body, status)
+
     metrics = guarded(lambda: Response(state.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"))
 
     routes = []
@@ -574,6 +667,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
             Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
             Route(f"{prefix}/embeddings", embeddings, methods=["POST"]),
             Route(f"{prefix}/models", models, methods=["GET"]),
+            Route(f"{prefix}/models/{{model_id:path}}", model, methods=["GET"]),
             Route(f"{prefix}/health/liveliness", liveliness, methods=["GET"]),
             Route(f"{prefix}/health/readiness", readiness, methods=["GET"]),
             Route(f"{prefix}/metrics", metrics, methods=["GET"]),
@@ -623,4 +717,4 @@ async def shutdown(config: ProxyConfig) -> bool:
     return drained
 
 
-__all__ = ["ProxyState", "SSEResponse", "create_app", "shutdown"]
+__all__ = ["ProxyState", "SSEResponse", "create_app", "presented_key", "shutdown"]

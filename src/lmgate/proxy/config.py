@@ -7,6 +7,10 @@ Environment references resolve wherever a string value stands, at any depth, ins
 too: ``os.environ/NAME`` (the whole value), ``${NAME}`` and ``$NAME`` (inside a string;
 ``$$`` is a literal ``$``). A missing variable is an error naming the key and the variable,
 never a silent empty string.
+
+The master key comes from ``general_settings.master_key``; without it, from the environment:
+``LMGATE_MASTER_KEY``, else ``LITELLM_MASTER_KEY`` (the reference reads the latter the same
+way). A variable that is set but empty is an error, not a proxy without auth.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +27,8 @@ DEFAULT_MAX_REQUEST_SIZE_MB = 10.0
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
 ROUTING_STRATEGIES = ("round-robin", "least-busy", "simple-shuffle")
+# where a master key may come from when general_settings has none, first found wins
+MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
 
 # litellm_params keys that steer routing and must not reach the provider
 ROUTER_ONLY_PARAMS = frozenset(
@@ -91,6 +97,8 @@ class ProxyConfig:
     graceful_shutdown_timeout_s: float
     routing_strategy: str
     router_num_retries: int | None
+    # where master_key came from: "general_settings.master_key", an environment variable, or None
+    master_key_source: str | None = None
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -130,7 +138,18 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         if environ is None:
             os.environ[str(key)] = str(value)
     data = _resolve(raw, "", env, name)
-    return _build(name, file, data)
+    config = _build(name, file, data)
+    if config.master_key is not None:
+        return replace(config, master_key_source="general_settings.master_key")
+    for var in MASTER_KEY_ENV:
+        value = env.get(var)
+        if value is None:
+            continue
+        if not value.strip():
+            raise ConfigError(name, None, f"environment variable {var} is set but empty: set it to the master key, "
+                              "or unset it to run without a key (bound to 127.0.0.1)")
+        return replace(config, master_key=value, master_key_source=var)
+    return config
 
 
 # ---------------------------------------------------------------------- environment references
@@ -381,4 +400,4 @@ def thaw(value: Any) -> Any:
     return value
 
 
-__all__ = ["ConfigError", "Deployment", "ProxyConfig", "load_config", "thaw"]
+__all__ = ["MASTER_KEY_ENV", "ConfigError", "Deployment", "ProxyConfig", "load_config", "thaw"]

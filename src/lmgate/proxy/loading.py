@@ -211,8 +211,18 @@ def describe(config: ProxyConfig, applied: Applied) -> str:
     if applied.cache:
         parts.append(f"cache: {applied.cache}")
     parts.append(f"routing: {config.routing_strategy}")
-    parts.append(f"auth: master_key {mask_key(config.master_key)}" if config.master_key else "auth: off (no master_key)")
+    parts.append(describe_auth(config))
     return mask_secrets(" | ".join(parts))
 
 
-__all__ = ["Applied", "apply_config", "describe", "load_object"]
+def describe_auth(config: ProxyConfig) -> str:
+    """The startup line's auth part: the masked key and where it came from, or in words that
+    there is none."""
+    from .._callbacks.redact import mask_key
+
+    if not config.master_key:
+        return "auth: NONE - every request is accepted without a key (set general_settings.master_key or LITELLM_MASTER_KEY)"
+    return f"auth: master_key {mask_key(config.master_key)} (from {config.master_key_source})"
+
+
+__all__ = ["Applied", "apply_config", "describe", "describe_auth", "load_object"]

@@ -22,6 +22,9 @@ from typing import Any
 from .config import ConfigError, ProxyConfig, load_config
 
 ENV_CONFIG = "LMGATE_PROXY_CONFIG"
+DEFAULT_HOST = "0.0.0.0"  # with a master key
+LOOPBACK_HOST = "127.0.0.1"  # without one, unless --host says otherwise
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _FACTORY = "lmgate.proxy.server:app_factory"
 
 
@@ -56,10 +59,11 @@ def serve(args: Any) -> int:
     except ConfigError as error:
         print(f"lmgate serve: bad config: {error}", file=sys.stderr)
         return 2
-    print(f"{describe(config, applied)} | listening on http://{args.host}:{args.port}"
+    host, where = bind_address(config, getattr(args, "host", None))
+    print(f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
           f"{f' ({workers} workers)' if workers > 1 else ''}", file=sys.stderr, flush=True)
     options: dict[str, Any] = {
-        "host": args.host,
+        "host": host,
         "port": args.port,
         "log_level": args.log_level,
         "access_log": False,  # one log line per request costs more than the request itself
@@ -73,6 +77,21 @@ def serve(args: Any) -> int:
         os.environ[ENV_CONFIG] = os.path.abspath(args.config)
         uvicorn.run(_FACTORY, factory=True, workers=workers, **options)
     return 0
+
+
+def bind_address(config: ProxyConfig, host: str | None) -> tuple[str, str]:
+    """The address to listen on, and what the startup line adds about it.
+
+    Without a master key every request is accepted, so unless ``--host`` is given the proxy
+    listens on the loopback interface only: an open proxy is never exposed by mistake.
+    """
+    if host:
+        if not config.master_key and host not in LOOPBACK_HOSTS:
+            return host, " (no master key: anyone who can reach this address can use every model)"
+        return host, ""
+    if config.master_key:
+        return DEFAULT_HOST, ""
+    return LOOPBACK_HOST, " (loopback only, because there is no master key; pass --host to listen elsewhere)"
 
 
 def _absorb_reraised_signals() -> None:
@@ -101,4 +120,4 @@ def app_factory() -> Any:
         raise SystemExit(2) from None
 
 
-__all__ = ["ENV_CONFIG", "app_factory", "serve"]
+__all__ = ["DEFAULT_HOST", "ENV_CONFIG", "LOOPBACK_HOST", "app_factory", "bind_address", "serve"]
