@@ -36,9 +36,30 @@ SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
 )
 # header names whose values are masked when shown (request headers in callback kwargs)
-_SECRET_HEADER_WORDS = ("authorization", "api-key", "api_key", "apikey", "token", "secret", "password", "key", "cookie")
+_SECRET_HEADER_WORDS = (
+    "authorization",
+    "api-key",
+    "api_key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "key",
+    "cookie",
+)
 # query parameter names whose values are secrets: ?key=, ?api-key=, ?token=, ?sig=, ?code=, …
-_SECRET_PARAM_WORDS = ("key", "token", "sig", "secret", "password", "passwd", "pwd", "auth", "code", "credential")
+_SECRET_PARAM_WORDS = (
+    "key",
+    "token",
+    "sig",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "code",
+    "credential",
+)
 
 _PATTERNS = [
     # provider-style keys: sk-..., sk-ant-..., sk-proj-...
@@ -47,7 +68,9 @@ _PATTERNS = [
     re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"),
     re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"),
     # key=value pairs in URLs, logs and reprs
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+    ),
 ]
 
 _known_lock = threading.Lock()
@@ -116,7 +139,9 @@ def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
     if isinstance(value, str):
         return scrub(value, secrets)
     if isinstance(value, dict):
-        return {scrub(k, secrets) if isinstance(k, str) else k: scrub_data(v, secrets) for k, v in value.items()}
+        return {
+            scrub(k, secrets) if isinstance(k, str) else k: scrub_data(v, secrets) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return type(value)(scrub_data(v, secrets) for v in value)
     return value

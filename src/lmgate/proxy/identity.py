@@ -53,7 +53,9 @@ PROXY_OWNED_METADATA = frozenset(
 )
 
 
-def identity(user: UserAPIKeyAuth, client_host: str | None, client_metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+def identity(
+    user: UserAPIKeyAuth, client_host: str | None, client_metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The proxy-owned metadata of one request: who the key says is calling, from where, and
     the client's own metadata as it was sent."""
     return {
@@ -70,9 +72,15 @@ def identity(user: UserAPIKeyAuth, client_host: str | None, client_metadata: Map
 
 def stamp(metadata: Any, who: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set."""
-    out = {k: v for k, v in metadata.items() if k not in PROXY_OWNED_METADATA} if isinstance(metadata, dict) else {}
+    out = (
+        {k: v for k, v in metadata.items() if k not in PROXY_OWNED_METADATA}
+        if isinstance(metadata, dict)
+        else {}
+    )
     out.update(who)
-    out["requester_metadata"] = copy_data(who.get("requester_metadata") or {})  # a hook may change its copy only
+    out["requester_metadata"] = copy_data(
+        who.get("requester_metadata") or {}
+    )  # a hook may change its copy only
     return out
 
 
