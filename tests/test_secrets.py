@@ -166,3 +166,39 @@ def test_api_base_with_password_and_query_key_is_used_but_never_shown(echoing: F
     ]
     assert [p["api_base"] for p in payloads] == [response._hidden_params["api_base"]] * 2
     assert leaks(events_text(capture)) == []
+
+
+def test_security_doc_lists_every_blocked_key_and_proxy_owned_name() -> None:
+    """docs/security.md names every body key the proxy drops and every metadata name it owns."""
+    from pathlib import Path
+
+    from lmgate.proxy.app import _CLIENT_BLOCKED
+    from lmgate.proxy.identity import PROXY_OWNED_METADATA
+
+    doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    blocked = doc.split("## What a request body can never change", 1)[1]
+    missing = [name for name in sorted(_CLIENT_BLOCKED | PROXY_OWNED_METADATA) if f"`{name}`" not in blocked]
+    assert missing == []
+
+
+def test_masking_filter_masks_messages_and_tracebacks() -> None:
+    """A handler with MaskingFilter prints no remembered secret, in the message or the traceback."""
+    import io
+    import logging
+
+    _secrets.remember_secret(KEY)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_secrets.MaskingFilter())
+    log = logging.getLogger("lmgate.test-masking")
+    log.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"upstream said {KEY}")
+        except ValueError:
+            log.error("call failed with key %s", KEY, exc_info=True)
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "call failed with key" in text and "ValueError: upstream said" in text
+    assert KEY not in text

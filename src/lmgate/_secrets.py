@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import os
 import re
 import threading
@@ -232,6 +233,17 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+class MaskingFilter(logging.Filter):
+    """A logging filter for handlers: masks secrets in the message and the traceback of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_secrets(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
     """(``url`` without its query, the query's pairs): a base URL's query is sent with every request."""
     if "?" not in url:
@@ -246,6 +258,7 @@ def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
 __all__ = [
     "MASK",
     "MIN_SECRET_CHARS",
+    "MaskingFilter",
     "SENSITIVE_HEADERS",
     "is_secret_header",
     "is_secret_param",
