@@ -74,8 +74,13 @@ _PATTERNS = [
     ),
 ]
 
+# words every pattern needs: text without any (most header values) skips the slower regexes
+_PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
+
 _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
+# a snapshot of _known read without the lock (replaced whole when a secret is added)
+_known_pairs: tuple[tuple[str, str], ...] = ()
 
 
 def _after_fork() -> None:
@@ -102,6 +107,7 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
+    global _known_pairs
     with _known_lock:
         if secret in _known:
             _known.move_to_end(secret)
@@ -109,6 +115,7 @@ def remember_secret(secret: str | None) -> None:
         _known[secret] = mask_key(secret) or MASK
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
+        _known_pairs = tuple(_known.items())
 
 
 def mask_secrets(text: str) -> str:
@@ -123,15 +130,31 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= MIN_SECRET_CHARS and secret in text:
             text = text.replace(secret, mask_key(secret) or MASK)
-    if _known:
-        with _known_lock:
-            pairs = list(_known.items())
-        for secret, masked in pairs:
-            if secret in text:
-                text = text.replace(secret, masked)
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    for secret, masked in _known_pairs:
+        if secret in text:
+            text = text.replace(secret, masked)
+    if _may_match_patterns(text):
+        for pattern in _PATTERNS:
+            text = pattern.sub(_keep_prefix, text)
     return text
+
+
+def _may_match_patterns(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _PATTERN_WORDS)
+
+
+def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
+    """True unless ``text`` surely holds no secret (the fast path for clean text)."""
+    return (
+        any(s and s in text for s in secrets)
+        or any(secret in text for secret, _ in _known_pairs)
+        or _may_match_patterns(text)
+    )
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return match.group(1) + MASK
 
 
 def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
@@ -166,7 +189,10 @@ def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | 
     if not headers:
         return {}
     secrets = tuple(secrets)
-    return {k: scrub(str(v), secrets) for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+    kept = {k: str(v) for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+    if not _needs_scrub("\n".join(kept.values()), secrets):  # the usual case: one check for all
+        return kept
+    return {k: scrub(v, secrets) for k, v in kept.items()}
 
 
 def is_secret_param(name: str) -> bool:
