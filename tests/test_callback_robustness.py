@@ -217,13 +217,13 @@ def test_fork_while_a_lock_is_held_does_not_hang_the_child(tmp_path):
     script = textwrap.dedent(
         """
         import os, sys, lmgate
-        from lmgate._callbacks import redact
+        from lmgate import _secrets
         lmgate.success_callback = [lambda *a: None]
         lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y")
-        with redact._known_lock:  # as if another thread held it at the moment of fork
+        with _secrets._known_lock:  # as if another thread held it at the moment of fork
             pid = os.fork()
         if pid == 0:
-            redact.remember_secret("sk-child-secret-0123456789")
+            _secrets.remember_secret("sk-child-secret-0123456789")
             lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y")
             os._exit(0 if lmgate.flush_callbacks(10) else 1)
         _, status = os.waitpid(pid, 0)

@@ -17,8 +17,8 @@ from . import exceptions as exc
 from . import providers as _providers
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.record import CallRecord
-from ._callbacks.redact import mask_secrets, remember_secret
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._secrets import mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
@@ -103,6 +103,9 @@ class Call:
         self.provider_name = control.get("custom_llm_provider") or "unknown"
         self.model_name = model
         self.endpoint: Endpoint | None = None
+        # this call's secrets (its key, what its api_base holds), masked wherever its data leaves it
+        self.secrets: tuple[str, ...] = ()
+        self.shown_api_base: str | None = None  # api_base with its password and secret query values masked
         self.policy: RetryPolicy = control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
         retries = control.get("num_retries", control.get("max_retries"))
         self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
@@ -140,13 +143,11 @@ class Call:
             self.record.model_group = control.get("model_group")
 
     def _litellm_params(self) -> dict[str, Any]:
-        from ._callbacks.redact import mask_key
-
         c = self.control
         out = {
             "acompletion": self.is_async and self.kind == "chat",
             "aembedding": self.is_async and self.kind == "embedding",
-            "api_base": c.get("api_base") or c.get("base_url"),
+            "api_base": mask_url(c.get("api_base") or c.get("base_url")),
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
             "custom_llm_provider": c.get("custom_llm_provider"),
@@ -186,13 +187,15 @@ class Call:
             return
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
-        self.endpoint = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
-        remember_secret(self.endpoint.api_key)
+        ep = self.endpoint = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
+        full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
+        self.secrets = tuple(s for s in (ep.api_key, *url_secrets(full_base)) if s)
+        for secret in self.secrets:  # also masked in text that never passes through this call
+            remember_secret(secret)
+        self.shown_api_base = mask_url(full_base)
         if self.record is not None:
-            self.record.api_base = self.endpoint.api_base
-            from ._callbacks.redact import mask_key
-
-            self.record.api_key_masked = mask_key(self.endpoint.api_key) if self.endpoint.api_key else None
+            self.record.api_base = self.shown_api_base
+            self.record.api_key_masked = mask_key(ep.api_key) if ep.api_key else None
 
     def _check_params(self, provider: Provider) -> None:
         if provider.supported_params is None or self.kind != "chat":
@@ -226,9 +229,13 @@ class Call:
         extra_headers = self.control.get("extra_headers")
         if extra_headers:
             req.headers.update(extra_headers)
+        if self.endpoint.base_query:  # the query written into api_base (a gateway's ?key=…)
+            from urllib.parse import parse_qsl
+
+            req.params = {**dict(parse_qsl(self.endpoint.base_query, keep_blank_values=True)), **req.params}
         if self.record is not None:
             self.record.attempt = attempt
-            self.record.set_request(req.json, req.headers, self.endpoint.api_base)
+            self.record.set_request(req.json, req.headers, self.shown_api_base)
             get_dispatcher().emit(self.record, self.plan, "pre")
         return req
 
@@ -245,7 +252,7 @@ class Call:
             self.response_headers = headers
         if self.record is not None:
             # error bodies sometimes quote the key back: mask before any callback can see it
-            self.record.original_response = mask_secrets(text) if text else text
+            self.record.original_response = scrub(text, self.secrets) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")
 
     def parse(self, status: int, headers: dict[str, str], text: str) -> Any:
@@ -336,12 +343,14 @@ class Call:
         mapped: BaseException
         if isinstance(error, exc.LmgateError):
             mapped = error
+            exc.mask_error_secrets(error, self.secrets)
             if error.llm_provider is None:
                 error.llm_provider = self.provider_name
             if error.model is None:
                 error.model = self.model_name
         elif _is_transport_error(error):
             mapped = self.transport_error(error)
+            exc.mask_error_secrets(mapped, self.secrets)
             mapped.__cause__ = error
         else:
             mapped = error
@@ -378,9 +387,9 @@ class Call:
             return
         hidden["custom_llm_provider"] = self.provider_name
         hidden["model"] = self.model_name
-        hidden["api_base"] = self.endpoint.api_base if self.endpoint else None
+        hidden["api_base"] = self.shown_api_base
         hidden["response_cost"] = cost
-        hidden["additional_headers"] = rate_limit_headers(self.response_headers)
+        hidden["additional_headers"] = rate_limit_headers(self.response_headers, self.secrets)
         hidden["litellm_call_id"] = self.record.call_id if self.record else None
         hidden["model_id"] = self.control.get("model_id")
         hidden["cache_hit"] = self.cache_hit

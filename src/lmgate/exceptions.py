@@ -21,12 +21,14 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      │    └── Timeout                      no answer in time (status_code 408)
      └── CallbackError                    a callback raised, re-raised in strict mode
 
-Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; messages are passed
-through secret masking before they are stored, so ``str(exc)`` never shows an API key.
+Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; the message, the
+upstream ``body`` and ``response_headers`` are passed through secret masking before they are
+stored (credential headers such as ``set-cookie`` are dropped), so no API key shows in them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -66,15 +68,16 @@ class LmgateError(Exception):
         body: Any = None,
         retry_after: float | None = None,
     ) -> None:
-        from ._callbacks.redact import mask_secrets
+        from ._secrets import mask_secrets, scrub_data, upstream_headers
 
         self.message = mask_secrets(str(message))
         self.llm_provider = llm_provider
         self.model = model
         if status_code is not None:
             self.status_code = status_code
-        self.response_headers = dict(response_headers or {})
-        self.body = body
+        # an upstream error may quote the key back, in its body or its headers
+        self.response_headers = upstream_headers(response_headers)
+        self.body = scrub_data(body)
         self.retry_after = retry_after
         super().__init__(self.message)
 
@@ -88,6 +91,20 @@ class LmgateError(Exception):
             _rebuild,
             (type(self), self.message, self.llm_provider, self.model, self.status_code),
         )
+
+
+def mask_error_secrets(error: LmgateError, secrets: Iterable[str | None]) -> None:
+    """Mask one call's ``secrets`` (its key, its ``api_base``'s password) in ``error``'s message,
+    body and headers; the pipeline does this before any callback, hook or caller sees the error."""
+    from ._secrets import scrub, scrub_data, upstream_headers
+
+    secrets = tuple(s for s in secrets if s)
+    if not secrets:
+        return
+    error.message = scrub(error.message, secrets)
+    error.args = (error.message, *error.args[1:])
+    error.body = scrub_data(error.body, secrets)
+    error.response_headers = upstream_headers(error.response_headers, secrets)
 
 
 def _rebuild(cls: type[LmgateError], message: str, provider: Any, model: Any, status: int) -> LmgateError:

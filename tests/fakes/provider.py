@@ -439,7 +439,10 @@ class FakeProvider(BackgroundHTTPServer):
 
     Attributes a test may set: ``expect_key`` (None = accept any key), ``validate`` (reject requests the
     real API would reject: missing model/messages/max_tokens/anthropic-version/api-version),
-    ``azure_model`` and ``azure_embedding_model`` (model reported by Azure responses).
+    ``azure_model`` and ``azure_embedding_model`` (model reported by Azure responses),
+    ``echo_credentials`` (a careless upstream: every answer sends the credentials it received back,
+    in headers, sensitive ones like ``set-cookie`` and ``authorization`` as well as ``x-echo-credential``,
+    and every generated error message quotes them).
     """
 
     handler_class = _ProviderHandler
@@ -454,6 +457,8 @@ class FakeProvider(BackgroundHTTPServer):
         self.validate = True
         self.azure_model = AZURE_DEFAULT_MODEL
         self.azure_embedding_model = AZURE_DEFAULT_EMBEDDING_MODEL
+        self.echo_credentials = False
+        self._local = threading.local()  # each request is handled on its own thread
 
     # -- public API ------------------------------------------------------------------------------
     @property
@@ -488,6 +493,26 @@ class FakeProvider(BackgroundHTTPServer):
             self.validate = True
             self.azure_model = AZURE_DEFAULT_MODEL
             self.azure_embedding_model = AZURE_DEFAULT_EMBEDDING_MODEL
+            self.echo_credentials = False
+
+    @staticmethod
+    def credentials(rec: RecordedRequest) -> list[str]:
+        """The credentials a request carried: key headers (and a Basic header decoded), secret query values."""
+        found: list[str] = []
+        for name in ("authorization", "x-api-key", "api-key"):
+            value = rec.headers.get(name)
+            if not value:
+                continue
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token:
+                found.append(token)
+            elif scheme.lower() == "basic" and token:
+                found.append(base64.b64decode(token).decode(errors="replace"))  # "user:password"
+        for name, value in rec.query.items():
+            if value and any(word in name.lower() for word in ("key", "token", "sig", "code", "secret")):
+                found.append(value)
+        return found
 
     # -- internals -------------------------------------------------------------------------------
     def _record(self, rec: RecordedRequest) -> None:
@@ -534,6 +559,10 @@ class FakeProvider(BackgroundHTTPServer):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        echo = getattr(self._local, "echo", None)
+        if echo:
+            default = (anthropic_error_body if api == "anthropic" else openai_error_body)(status)["error"]["message"]
+            message = f"{message or default} (credentials received: {', '.join(echo)})"
         if api == "anthropic":
             body = anthropic_error_body(status, message, type_)
         else:
@@ -541,6 +570,24 @@ class FakeProvider(BackgroundHTTPServer):
         h.send_json(status, body, {**self._base_headers(api), **(headers or {})})
 
     def _base_headers(self, api: str, tokens: int = 0) -> dict[str, str]:
+        headers = self._api_headers(api, tokens)
+        echo = getattr(self._local, "echo", None)
+        if echo:
+            joined = " ".join(echo)
+            headers.update(
+                {
+                    "x-echo-credential": joined,
+                    "authorization": echo[0],
+                    "x-api-key": joined,
+                    "api-key": joined,
+                    "proxy-authorization": joined,
+                    "set-cookie": f"session={echo[-1]}; Path=/",
+                    "cookie": f"k={echo[-1]}",
+                }
+            )
+        return headers
+
+    def _api_headers(self, api: str, tokens: int = 0) -> dict[str, str]:
         rid = hashlib.sha1(f"{time.time_ns()}:{id(self)}".encode()).hexdigest()[:24]
         if api == "anthropic":
             reset = (datetime.now(timezone.utc) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -601,6 +648,7 @@ class FakeProvider(BackgroundHTTPServer):
         return None
 
     def _handle(self, h: BaseHandler, rec: RecordedRequest, json_ok: bool) -> None:
+        self._local.echo = self.credentials(rec) if self.echo_credentials else []
         api, endpoint, deployment = self._route(rec.path)
         if endpoint is None:
             self._error(h, "openai", 404, f"Invalid URL ({rec.method} {rec.path})", code=None)

@@ -36,10 +36,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._secrets import mask_secrets
 from ..exceptions import CallbackError
 from .custom_logger import CustomLogger
 from .record import CallRecord, copy_data
-from .redact import mask_secrets, redact_response
+from .redact import redact_response
 
 if TYPE_CHECKING:
     import asyncio
@@ -586,9 +587,6 @@ def _after_fork() -> None:
     # the child has only the forking thread: every lock another thread held stays held forever
     global _dispatcher_lock
     _dispatcher_lock = threading.Lock()
-    from . import redact
-
-    redact._known_lock = threading.Lock()
     if _dispatcher is not None:
         _dispatcher._reset_after_fork()
 

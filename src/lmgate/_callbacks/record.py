@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
+from .._secrets import mask_headers, mask_key, mask_secrets
 from ..types import _plain
-from .redact import REDACTED_TEXT, mask_headers, mask_key, mask_secrets, redact_messages, redact_response
+from .redact import REDACTED_TEXT, redact_messages, redact_response
 
 LOG_EVENT_TYPES = {
     "pre": "pre_api_call",

@@ -119,7 +119,7 @@ class Cache:
     def _redis(
         self, host: Any, port: Any, password: Any, username: Any, url: Any, db: Any, ssl: Any, timeout: Any
     ) -> Any:
-        from .._callbacks.redact import remember_secret
+        from .._secrets import remember_secret
         from .redis_store import RedisStore
 
         # like the reference: unset connection settings come from REDIS_URL / REDIS_HOST / …
@@ -192,7 +192,7 @@ class Cache:
             self._down_until = self._clock() + self._pause_s
             warn, self._warned = not self._warned, True
         if warn:
-            from .._callbacks.redact import mask_secrets
+            from .._secrets import mask_secrets
 
             logger.warning(
                 "lmgate cache: the %s store failed (%s: %s); calls go on uncached until it answers again",

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from .._callbacks.redact import remember_secret
+from .._secrets import remember_secret
 
 
 class LoggerConfigError(ValueError):

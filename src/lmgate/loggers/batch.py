@@ -57,8 +57,8 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
-from .._callbacks.redact import mask_secrets
 from .._retry import RetryPolicy
+from .._secrets import mask_secrets
 from . import _sigterm
 from ._env import LoggerConfigError, cache_dir
 from .spool import Ref, Spool

@@ -27,8 +27,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._callbacks.redact import is_secret_header, remember_secret
 from .._retry import RetryPolicy
+from .._secrets import is_secret_header, remember_secret
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import (
     DEFAULT_BATCH_SIZE,

@@ -13,6 +13,7 @@ events (``message_start``, ``content_block_*``, ``message_delta``, ``error``) be
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import orjson
@@ -87,7 +88,7 @@ class AnthropicProvider(Provider):
         base = ep.api_base
         if base.endswith("/v1"):  # accept both https://host and https://host/v1
             base = base[: -len("/v1")]
-        return Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version)
+        return dataclasses.replace(ep, api_base=base)
 
     def check_params(self, params: dict[str, Any]) -> list[str]:
         """Names this API cannot take (beyond the unsupported-name list: n > 1)."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
 
 from .. import exceptions as exc
+from .._secrets import upstream_headers
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
 
 
@@ -28,6 +30,9 @@ class Endpoint:
     api_base: str
     api_key: str | None = None
     api_version: str | None = None
+    #: the query written into ``api_base`` (``?api-key=…``), kept apart so paths can be appended
+    #: to ``api_base``; it is sent with every request
+    base_query: str = ""
 
 
 @dataclass
@@ -85,7 +90,8 @@ class Provider:
                 f"no API key for {self.name}: pass api_key= or set {names}", self.name, model, status_code=401
             )
         version = api_version or _first_env(self.version_env) or self.default_api_version
-        return Endpoint(self.name, model, base.rstrip("/"), key, version)
+        base, _, query = base.partition("?")
+        return Endpoint(self.name, model, base.rstrip("/"), key, version, query.partition("#")[0])
 
     # -- chat --
     def chat_request(
@@ -178,10 +184,14 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
-def rate_limit_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Response headers worth surfacing: rate limits as they are, the rest prefixed ``llm_provider-``."""
+def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = ()) -> dict[str, str]:
+    """Response headers worth surfacing: rate limits as they are, the rest prefixed ``llm_provider-``.
+
+    Credential headers (``SENSITIVE_HEADERS``: ``set-cookie``, ``authorization``, …) are left
+    out and ``secrets`` masked in the values: these headers reach callbacks and the client.
+    """
     out: dict[str, str] = {}
-    for name, value in headers.items():
+    for name, value in upstream_headers(headers, secrets).items():
         lowered = name.lower()
         if lowered in _HOP_BY_HOP:
             continue

@@ -43,6 +43,7 @@ from .hooks import (
     run_pre_call,
     wrap_stream,
 )
+from .identity import identity, stamp
 from .loading import Applied, apply_config
 from .metrics import Metrics
 from .router import Group, Router
@@ -192,17 +193,16 @@ class ProxyState:
             data = await self.read_json(request)
             model = str(data.get("model") or "unknown")
             _check_request(data, kind)
-            md = data.get("metadata")
-            metadata = dict(md) if md else {}
-            metadata["user_api_key_hash"] = user.api_key
-            data["metadata"] = metadata
+            # who is calling is the proxy's to say: the client's metadata keeps none of those names
+            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            data["metadata"] = stamp(data.get("metadata"), who)
             call_type = "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
                 answered = await run_pre_call(hooks, user, self.cache, data, call_type)
                 if isinstance(answered, Answer):
                     if kind != "chat":
                         raise ProxyError(400, answered.text)
-                    response = await self._answer(answered.text, data, start)
+                    response = await self._answer(answered.text, data, who, start)
                     streaming = isinstance(response, SSEResponse)
                     return response
                 data = answered
@@ -210,10 +210,10 @@ class ProxyState:
             group = self.group_for(data)
             model = group.name
             if kind == "chat" and data.get("stream"):
-                response = await self._stream(request, hooks, user, data, group, start)
+                response = await self._stream(request, hooks, user, data, who, group, start)
                 streaming = True
                 return response
-            deployment, result, release = await self._call(hooks, user, data, group, kind, call_type)
+            deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
             release()
             if hooks.post_success:
                 result = await run_post_success(hooks, data, user, result)
@@ -231,14 +231,12 @@ class ProxyState:
             if not streaming:
                 metrics.in_flight -= 1
 
-    async def _call(self, hooks: HookSet, user: UserAPIKeyAuth, data: dict[str, Any], group: Group, kind: str,
-                    call_type: str, stream: bool = False) -> tuple[Any, Any, Callable[[], None]]:
+    async def _call(self, hooks: HookSet, user: UserAPIKeyAuth, data: dict[str, Any], who: dict[str, Any],
+                    group: Group, kind: str, call_type: str, stream: bool = False) -> tuple[Any, Any, Callable[[], None]]:
         import lmgate
 
         client = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
-        metadata = data.get("metadata")
-        metadata = dict(metadata) if isinstance(metadata, dict) else {}
-        metadata["user_api_key_hash"] = user.api_key  # a hook may not spoof the caller
+        metadata = stamp(data.get("metadata"), who)  # again: a pre-call hook may not change who is calling
         many = len(group.deployments) > 1
 
         async def attempt(deployment: Any, last: bool) -> Any:
@@ -273,8 +271,8 @@ class ProxyState:
         return await task
 
     async def _stream(self, request: Request, hooks: HookSet, user: UserAPIKeyAuth, data: dict[str, Any],
-                      group: Group, start: float) -> SSEResponse:
-        deployment, stream, release = await self._call(hooks, user, data, group, "chat", "completion", stream=True)
+                      who: dict[str, Any], group: Group, start: float) -> SSEResponse:
+        deployment, stream, release = await self._call(hooks, user, data, who, group, "chat", "completion", stream=True)
         iterator: AsyncIterator[Any] = stream
         if hooks.stream_iterator or hooks.stream_chunk:
             iterator = wrap_stream(hooks, user, stream, data)
@@ -291,7 +289,7 @@ class ProxyState:
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
         return SSEResponse(iterator, stream, on_end, headers)
 
-    async def _answer(self, text: str, data: dict[str, Any], start: float) -> Response | SSEResponse:
+    async def _answer(self, text: str, data: dict[str, Any], who: dict[str, Any], start: float) -> Response | SSEResponse:
         """A pre-call hook's string as the assistant's answer (streamed when asked).
 
         It goes through ``lmgate.acompletion`` as a mock answer, so every logger records the
@@ -302,7 +300,7 @@ class ProxyState:
 
         metrics = self.metrics
         model = str(data.get("model") or "unknown")
-        metadata = dict(data.get("metadata") or {})
+        metadata = stamp(data.get("metadata"), who)
         metadata["answered_by_pre_call_hook"] = True
         answer = {
             "model": model,

@@ -37,7 +37,7 @@ class ProxyError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        from .._callbacks.redact import mask_secrets
+        from .._secrets import mask_secrets
 
         self.status = status
         self.message = mask_secrets(message)

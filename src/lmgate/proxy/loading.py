@@ -130,11 +130,13 @@ def apply_config(config: ProxyConfig) -> Applied:
     """Set ``lmgate``'s module settings from ``config``; raises ``ConfigError`` naming the key."""
     import lmgate
 
-    from .._callbacks.redact import remember_secret
+    from .._secrets import remember_secret, url_secrets
 
     settings = config.litellm_settings
     for deployment in config.model_list:
         remember_secret(deployment.litellm_params.get("api_key"))
+        for secret in url_secrets(deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")):
+            remember_secret(secret)
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
     lmgate.callback_settings = thaw(config.callback_settings)
@@ -186,13 +188,14 @@ def apply_config(config: ProxyConfig) -> Applied:
 
 def describe(config: ProxyConfig, applied: Applied) -> str:
     """The startup line: what was loaded, with every secret masked."""
-    from .._callbacks.redact import mask_key, mask_secrets
+    from .._secrets import mask_key, mask_secrets, mask_url
 
     groups: dict[str, list[str]] = {}
     for d in config.model_list:
         text = d.model
-        if d.litellm_params.get("api_base"):
-            text += f" @ {d.litellm_params['api_base']}"
+        api_base = d.litellm_params.get("api_base") or d.litellm_params.get("base_url")
+        if api_base:
+            text += f" @ {mask_url(str(api_base))}"
         if d.litellm_params.get("api_key"):
             text += f" key={mask_key(str(d.litellm_params['api_key']))}"
         if d.litellm_params.get("mock_response") is not None:

@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from .._secrets import MaskingFilter
 from .config import ConfigError, ProxyConfig, load_config
 
 ENV_CONFIG = "LMGATE_PROXY_CONFIG"
@@ -33,6 +34,7 @@ def _setup_logging(level: str) -> None:
     if not proxy_logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        handler.addFilter(MaskingFilter())  # whatever a log line quotes, no secret is printed
         proxy_logger.addHandler(handler)
     proxy_logger.setLevel(level.upper())
 

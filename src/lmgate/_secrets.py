@@ -1,0 +1,301 @@
+"""Masking secrets: the one place that decides what a key, a URL or a header may show.
+
+A leaf module (it imports nothing of lmgate), used wherever text leaves a call: exceptions,
+callback kwargs, the log payload, response headers, the proxy's startup line and logs.
+
+Three layers keep secrets out:
+
+* the secrets of one call (its API key, the password and secret query values of its
+  ``api_base``) are passed explicitly to ``scrub`` where that call's data leaves it;
+* every secret lmgate was configured with or sent is remembered (a bounded set) and masked
+  wherever its exact text appears, whatever its shape (``remember_secret``/``mask_secrets``);
+* patterns catch the shapes keys usually have (``sk-…``, ``Bearer …``, ``api_key=…``), for
+  secrets lmgate never saw.
+
+Secrets shorter than ``MIN_SECRET_CHARS`` are not searched for in free text (masking every
+``pw`` in a message would make it unreadable); URLs and headers mask them all the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MASK = "****"
+MIN_SECRET_CHARS = 6
+_MAX_REMEMBERED_SECRETS = 512
+
+#: upstream response headers that carry credentials: never forwarded to a client, never logged
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+)
+# header names whose values are masked when shown (request headers in callback kwargs)
+_SECRET_HEADER_WORDS = (
+    "authorization",
+    "api-key",
+    "api_key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "key",
+    "cookie",
+)
+# query parameter names whose values are secrets: ?key=, ?api-key=, ?token=, ?sig=, ?code=, …
+_SECRET_PARAM_WORDS = (
+    "key",
+    "token",
+    "sig",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "code",
+    "credential",
+)
+
+_PATTERNS = [
+    # provider-style keys: sk-..., sk-ant-..., sk-proj-...
+    re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}"),
+    # Authorization header values
+    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"),
+    re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"),
+    # key=value pairs in URLs, logs and reprs
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+    ),
+]
+
+# words every pattern needs: text without any (most header values) skips the slower regexes
+_PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
+
+_known_lock = threading.Lock()
+_known: OrderedDict[str, str] = OrderedDict()
+# a snapshot of _known read without the lock (replaced whole when a secret is added)
+_known_pairs: tuple[tuple[str, str], ...] = ()
+
+
+def _after_fork() -> None:
+    # the child has only the forking thread: a lock another thread held stays held forever
+    global _known_lock
+    _known_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def mask_key(secret: str | None) -> str | None:
+    """A form of ``secret`` safe to show: a short prefix and the last four characters."""
+    if secret is None:
+        return None
+    secret = str(secret)
+    if len(secret) < 16:
+        return MASK
+    return f"{secret[:3]}{MASK}{secret[-4:]}"
+
+
+def remember_secret(secret: str | None) -> None:
+    """Mask this exact text wherever it appears from now on."""
+    if not secret or len(secret) < MIN_SECRET_CHARS:
+        return
+    global _known_pairs
+    with _known_lock:
+        if secret in _known:
+            _known.move_to_end(secret)
+            return
+        _known[secret] = mask_key(secret) or MASK
+        while len(_known) > _MAX_REMEMBERED_SECRETS:
+            _known.popitem(last=False)
+        _known_pairs = tuple(_known.items())
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every remembered secret and every key-shaped string masked."""
+    return scrub(text)
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with ``secrets``, every remembered secret and every key-shaped string masked."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_CHARS and secret in text:
+            text = text.replace(secret, mask_key(secret) or MASK)
+    for secret, masked in _known_pairs:
+        if secret in text:
+            text = text.replace(secret, masked)
+    if _may_match_patterns(text):
+        for pattern in _PATTERNS:
+            text = pattern.sub(_keep_prefix, text)
+    return text
+
+
+def _may_match_patterns(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _PATTERN_WORDS)
+
+
+def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
+    """True unless ``text`` surely holds no secret (the fast path for clean text)."""
+    return (
+        any(s and s in text for s in secrets)
+        or any(secret in text for secret, _ in _known_pairs)
+        or _may_match_patterns(text)
+    )
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return match.group(1) + MASK
+
+
+def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """A copy of JSON-like data (an upstream error body, say) with every string scrubbed."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {
+            scrub(k, secrets) if isinstance(k, str) else k: scrub_data(v, secrets) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub_data(v, secrets) for v in value)
+    return value
+
+
+def is_secret_header(name: str) -> bool:
+    """True for a header whose value is (or may be) a credential."""
+    lowered = name.lower()
+    return lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def mask_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of request ``headers`` with credential-bearing values masked (names kept)."""
+    if not headers:
+        return {}
+    return {k: (mask_key(str(v)) if is_secret_header(k) else v) for k, v in headers.items()}
+
+
+def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | None] = ()) -> dict[str, str]:
+    """An upstream's response headers safe to pass on: ``SENSITIVE_HEADERS`` dropped, values scrubbed."""
+    if not headers:
+        return {}
+    secrets = tuple(secrets)
+    kept = {k: str(v) for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+    if not _needs_scrub("\n".join(kept.values()), secrets):  # the usual case: one check for all
+        return kept
+    return {k: scrub(v, secrets) for k, v in kept.items()}
+
+
+def is_secret_param(name: str) -> bool:
+    """True for a URL query parameter whose value is a credential (``key``, ``api-key``, ``sig``, …)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_PARAM_WORDS)
+
+
+@functools.lru_cache(maxsize=256)
+def mask_url(url: str | None) -> str | None:
+    """``url`` with its password (or a lone user name, often a token) and secret query values masked.
+
+    ``https://user:pw@host/v1?api-key=k&api-version=1`` → ``https://user:****@host/v1?api-key=****&api-version=1``;
+    everything else is kept as written.
+    """
+    if not url or ("@" not in url and "?" not in url):
+        return url
+    from urllib.parse import unquote
+
+    head, sep, query = url.partition("?")
+    query, hash_sep, fragment = query.partition("#")
+    scheme, slashes, rest = head.partition("://")
+    if slashes:
+        netloc, slash, path = rest.partition("/")
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at:
+            user, colon, _password = userinfo.partition(":")
+            userinfo = f"{user}:{MASK}" if colon else MASK
+            head = f"{scheme}://{userinfo}@{hostport}{slash}{path}"
+    if sep:
+        parts = []
+        for item in query.split("&"):
+            name, eq, _value = item.partition("=")
+            parts.append(f"{name}={MASK}" if eq and is_secret_param(unquote(name)) else item)
+        head += "?" + "&".join(parts)
+    return head + hash_sep + fragment
+
+
+@functools.lru_cache(maxsize=256)
+def url_secrets(url: str | None) -> tuple[str, ...]:
+    """The secrets written into ``url``: its password (and the user name beside it), a lone user
+    name, the Basic-auth header value they make, and the values of secret query parameters."""
+    if not url or ("@" not in url and "?" not in url):
+        return ()
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    out: list[str] = []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ()
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        user, colon, password = userinfo.partition(":")
+        for raw in (password, user if not colon else ""):
+            if raw:
+                out += [raw, unquote(raw)]
+        if userinfo:
+            plain = f"{unquote(user)}:{unquote(password)}"
+            out.append(base64.b64encode(plain.encode()).decode())
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and is_secret_param(name):
+            out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter for handlers: masks secrets in the message and the traceback of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_secrets(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
+    """(``url`` without its query, the query's pairs): a base URL's query is sent with every request."""
+    if "?" not in url:
+        return url, []
+    from urllib.parse import parse_qsl
+
+    base, _, query = url.partition("?")
+    query = query.partition("#")[0]
+    return base, parse_qsl(query, keep_blank_values=True)
+
+
+__all__ = [
+    "MASK",
+    "MIN_SECRET_CHARS",
+    "MaskingFilter",
+    "SENSITIVE_HEADERS",
+    "is_secret_header",
+    "is_secret_param",
+    "mask_headers",
+    "mask_key",
+    "mask_secrets",
+    "mask_url",
+    "remember_secret",
+    "scrub",
+    "scrub_data",
+    "split_query",
+    "upstream_headers",
+    "url_secrets",
+]

@@ -1,0 +1,87 @@
+"""Who is calling, as the log payload says it: the metadata fields only the proxy sets.
+
+A client's request ``metadata`` lands in every log record, so without care a client could
+write ``user_api_key_hash`` or ``user_api_key_team_id`` there and be logged (and billed) as
+someone else. The proxy owns the names in ``PROXY_OWNED_METADATA``: it removes them from the
+metadata it passes on, sets them from the authenticated key and the connection, and keeps
+the client's metadata, as sent, under ``requester_metadata`` (as the reference does). The
+same stamp is applied again after the pre-call hooks, so a hook may change the request but
+not who made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._callbacks.record import copy_data
+from .hooks import UserAPIKeyAuth
+
+#: metadata names only the proxy sets: every key-identity field of the reference's payload,
+#: the caller's address and agent, and ``requester_metadata`` (where the client's own go)
+PROXY_OWNED_METADATA = frozenset(
+    {
+        "user_api_key",
+        "user_api_key_hash",
+        "user_api_key_alias",
+        "user_api_key_spend",
+        "user_api_key_max_budget",
+        "user_api_key_budget_reset_at",
+        "user_api_key_user_spend",
+        "user_api_key_user_max_budget",
+        "user_api_key_team_spend",
+        "user_api_key_team_max_budget",
+        "user_api_key_org_id",
+        "user_api_key_org_alias",
+        "user_api_key_team_id",
+        "user_api_key_project_id",
+        "user_api_key_project_alias",
+        "user_api_key_user_id",
+        "user_api_key_user_email",
+        "user_api_key_team_alias",
+        "user_api_key_end_user_id",
+        "user_api_key_request_route",
+        "user_api_key_auth_metadata",
+        "user_api_key_metadata",
+        "user_api_end_user_max_budget",
+        "requester_ip_address",
+        "user_agent",
+        "requester_metadata",
+        "team_id",
+        "team_alias",
+    }
+)
+
+
+def identity(
+    user: UserAPIKeyAuth, client_host: str | None, client_metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The proxy-owned metadata of one request: who the key says is calling, from where, and
+    the client's own metadata as it was sent."""
+    return {
+        "user_api_key_hash": user.api_key,
+        "user_api_key_alias": user.key_alias,
+        "user_api_key_team_id": user.team_id,
+        "user_api_key_user_id": user.user_id,
+        "user_api_key_org_id": user.org_id,
+        "user_api_key_end_user_id": user.end_user_id,
+        "requester_ip_address": client_host,
+        "requester_metadata": dict(client_metadata or {}),
+    }
+
+
+def stamp(metadata: Any, who: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set."""
+    out = (
+        {k: v for k, v in metadata.items() if k not in PROXY_OWNED_METADATA}
+        if isinstance(metadata, dict)
+        else {}
+    )
+    out.update(who)
+    out["requester_metadata"] = copy_data(
+        who.get("requester_metadata") or {}
+    )  # a hook may change its copy only
+    return out
+
+
+__all__ = ["PROXY_OWNED_METADATA", "identity", "stamp"]
