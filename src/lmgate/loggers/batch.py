@@ -57,6 +57,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
+from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
 from .._callbacks.redact import mask_secrets
 from .._retry import RetryPolicy
 from . import _sigterm
@@ -155,8 +156,18 @@ def _json_default(value: Any) -> Any:
 
 
 def encode_record(payload: Any) -> bytes:
-    """A record as compact JSON (never holding a raw newline, which the spool relies on)."""
-    return orjson.dumps(payload, default=_json_default)
+    """A record as compact JSON (never holding a raw newline, which the spool relies on). Parts
+    that cannot be encoded are replaced and flagged (``_callbacks.encoding``); a record that is not
+    a JSON object and cannot be encoded raises ``UnencodableRecord``."""
+    try:
+        return orjson.dumps(payload, default=_json_default)
+    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+        return encode_salvaged(payload, _json_default)[0]
+
+
+def _is_flagged(payload: Any) -> bool:
+    metadata = payload.get("metadata") if isinstance(payload, dict) else None
+    return isinstance(metadata, dict) and bool(metadata.get(ENCODING_ERRORS_KEY))
 
 
 def positive(value: Any, name: str, integer: bool = False, allow_none: bool = False) -> Any:
@@ -272,6 +283,7 @@ class BatchLogger(CustomLogger):
         self._dropped: Counter[str] = Counter()
         self._retried = 0
         self._recovered = 0
+        self._flagged = 0  # delivered with parts replaced (see _callbacks.encoding)
         self._spooled = 0
         self._batches = 0
         self._closing = False  # no more deliveries: new records go to the spool
@@ -324,15 +336,53 @@ class BatchLogger(CustomLogger):
         with ``spool="write_ahead"`` the record is on disk before the call returns."""
         if event not in self._events:
             return
-        if self.turn_off_message_logging:
-            data = encode_record(record.payload_copy(True))
-        else:
-            data = record.payload_bytes()
+        try:
+            if self.turn_off_message_logging:
+                data = encode_record(record.payload_copy(True))
+            else:
+                data = record.payload_bytes()
+        except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
+            self._unbuildable(error)
+            return
+        if record.payload_flagged:
+            self._count_flagged()
         self.enqueue_bytes(data)
 
     def enqueue(self, payload: Any) -> None:
-        """Queue one record (any JSON-able value; the standard logging payload for hooks)."""
-        self.enqueue_bytes(encode_record(payload))
+        """Queue one record (any JSON-able value; the standard logging payload for hooks). Parts
+        that cannot be encoded are replaced and flagged; a record that cannot be encoded at all
+        is counted as dropped (``unencodable``)."""
+        try:
+            data = encode_record(payload)
+        except Exception as error:  # noqa: BLE001 - counted, never raised into the caller's hook
+            self._unbuildable(error)
+            return
+        if b'"' + ENCODING_ERRORS_KEY.encode() + b'"' in data and _is_flagged(orjson.loads(data)):
+            self._count_flagged()
+        self.enqueue_bytes(data)
+
+    def _unbuildable(self, error: BaseException) -> None:
+        """A record that could not be built or encoded at all: emitted and dropped, said once."""
+        with self._lock:
+            self._emitted += 1
+            self._dropped["unencodable"] += 1
+            self._progress.notify_all()
+        self._log_once(
+            "unencodable",
+            f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
+            f"logged once): {type(error).__name__}: {error}",
+        )
+
+    def _count_flagged(self) -> None:
+        with self._lock:
+            self._flagged += 1
+        self._log_once(
+            "flagged",
+            "a log record held values that cannot be encoded as JSON; they were replaced by "
+            f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
+            "counted in stats()['flagged'])",
+            logging.WARNING,
+        )
 
     def enqueue_bytes(self, data: bytes) -> None:
         """Queue one record already encoded as compact JSON. Never blocks on I/O."""
@@ -586,10 +636,10 @@ class BatchLogger(CustomLogger):
 
     _logged: set[str] = set()
 
-    def _log_once(self, kind: str, message: str) -> None:
+    def _log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
         if kind not in self._logged:
             self._logged = self._logged | {kind}
-            logger.error("lmgate %s: %s", self.name, mask_secrets(message))
+            logger.log(level, "lmgate %s: %s", self.name, mask_secrets(message))
 
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
@@ -729,6 +779,7 @@ class BatchLogger(CustomLogger):
                 "queued_bytes": self._queued_bytes,
                 "spooled": self._spooled,
                 "recovered": self._recovered,
+                "flagged": self._flagged,
                 "batches": self._batches,
                 "closed": self._closing,
             }
