@@ -26,8 +26,13 @@ at every moment, because each move is made under one lock):
   retried with its own backoff, and no new batch until they are through. With
   ``max_retries=None`` (the default) a batch is retried until it is delivered or the process
   ends, so a receiver that is down for a while gets everything once it is back;
-* dropped — a non-retryable answer (other 4xx), the queue bound (oldest first), or retries
-  exhausted when ``max_retries`` is set; counted by reason;
+* split — the receiver refused the request as a whole (``Outcome("split", reason)``: 413, 400):
+  its records are resent as two halves, each with an idempotency key of its own, down to single
+  records; only a record refused on its own is dropped (as ``reason``), the others are delivered.
+  Each record's spool line is acknowledged when that record is settled, so a batch's lines are
+  all acknowledged only once every half is;
+* dropped — a non-retryable answer (other 4xx), a record refused alone, the queue bound (oldest
+  first), or retries exhausted when ``max_retries`` is set; counted by reason;
 * spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
   before the call that produced it returns (the dispatcher calls ``write_ahead`` on the
   caller's path); with ``spool="exit"`` what is not delivered at exit is written then. Either
@@ -78,7 +83,10 @@ EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
 
 
 class Outcome(NamedTuple):
-    """What became of one record (or of every record of a batch): delivered, retry or drop."""
+    """What became of one record (or of every record of a batch): ``delivered``, ``retry``,
+    ``drop``, or ``split`` — the receiver refused the request as a whole (too large, or some
+    record in it refused): its records are resent as two halves, and a record refused on its own
+    is dropped with ``reason``."""
 
     kind: str
     reason: str = ""
@@ -283,6 +291,7 @@ class BatchLogger(CustomLogger):
         self._dropped: Counter[str] = Counter()
         self._retried = 0
         self._recovered = 0
+        self._splits = 0  # requests the receiver refused as a whole, resent as two halves
         self._flagged = 0  # delivered with parts replaced (see _callbacks.encoding)
         self._spooled = 0
         self._batches = 0
@@ -504,62 +513,93 @@ class BatchLogger(CustomLogger):
     def _deliver(self, batch_id: int, batch: list[_Item]) -> None:
         retrying = False  # counted in self._retrying from its first failed attempt until it is resolved
         try:
-            key = _batch_key(batch)
-            pending = batch
-            offsets = list(range(len(batch)))
-            attempt = 0
-            while pending:
-                try:
-                    outcomes = _outcomes(
-                        self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+            # requests still to make, the next one last: a batch the receiver refuses as a whole
+            # ("split": 413, 400) comes back as its two halves, until a record refused alone is dropped
+            root = _batch_key(batch)
+            work = [(batch, list(range(len(batch))), root)]
+            while work:
+                pending, offsets, key = work.pop()
+                attempt = 0
+                while pending:
+                    try:
+                        outcomes = _outcomes(
+                            self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+                        )
+                    except Exception as error:
+                        self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+                        outcomes = [Outcome("retry", "exporter_error")] * len(pending)
+                    retry: list[_Item] = []
+                    retry_offsets: list[int] = []
+                    refused: list[tuple[_Item, int, str]] = []
+                    resolved: list[_Item] = []
+                    retry_after: float | None = None
+                    delivered = 0
+                    drops: Counter[str] = Counter()
+                    for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
+                        if outcome.kind == "delivered":
+                            delivered += 1
+                            resolved.append(item)
+                        elif outcome.kind == "retry":
+                            retry.append(item)
+                            retry_offsets.append(offset)
+                            if outcome.retry_after_s is not None:
+                                retry_after = max(retry_after or 0.0, outcome.retry_after_s)
+                        elif outcome.kind == "split":
+                            refused.append((item, offset, outcome.reason or "rejected"))
+                        else:
+                            drops[outcome.reason or "rejected"] += 1
+                            resolved.append(item)
+                    resent = 0
+                    if len(refused) == 1:  # refused alone: no smaller request can help
+                        item, _, why = refused[0]
+                        drops[why] += 1
+                        resolved.append(item)
+                        self._log_refused(why)
+                    elif refused:
+                        resent = len(refused)
+                        work.extend(reversed(_halves(refused, root)))
+                    give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
+                    if give_up:
+                        drops["retries_exhausted"] += len(retry)
+                        resolved.extend(retry)
+                        retry = []
+                    reason = next((o.reason for o in outcomes if o.kind not in ("delivered", "split")), None)
+                    self._note_state(reason, retrying)
+                    # the gate goes up under the same lock that records the failed attempt, so no
+                    # delivery thread can start a new batch in between
+                    start_retrying = bool(retry) and not retrying
+                    retrying = retrying or start_retrying  # before the call: _resolve raises it first thing
+                    self._resolve(
+                        batch_id,
+                        resolved,
+                        delivered,
+                        drops,
+                        retried=len(retry) + resent,
+                        start_retrying=start_retrying,
+                        split=bool(resent),
                     )
-                except Exception as error:
-                    self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
-                    outcomes = [Outcome("retry", "exporter_error")] * len(pending)
-                retry: list[_Item] = []
-                retry_offsets: list[int] = []
-                resolved: list[_Item] = []
-                retry_after: float | None = None
-                delivered = 0
-                drops: Counter[str] = Counter()
-                for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
-                    if outcome.kind == "delivered":
-                        delivered += 1
-                        resolved.append(item)
-                    elif outcome.kind == "retry":
-                        retry.append(item)
-                        retry_offsets.append(offset)
-                        if outcome.retry_after_s is not None:
-                            retry_after = max(retry_after or 0.0, outcome.retry_after_s)
-                    else:
-                        drops[outcome.reason or "rejected"] += 1
-                        resolved.append(item)
-                give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
-                if give_up:
-                    drops["retries_exhausted"] += len(retry)
-                    resolved.extend(retry)
-                    retry = []
-                reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
-                self._note_state(reason, retrying)
-                # the gate goes up under the same lock that records the failed attempt, so no
-                # delivery thread can start a new batch in between
-                start_retrying = bool(retry) and not retrying
-                retrying = retrying or start_retrying  # before the call: _resolve raises it first thing
-                self._resolve(
-                    batch_id, resolved, delivered, drops, retried=len(retry), start_retrying=start_retrying
-                )
-                if not retry:
-                    return
-                delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
-                attempt += 1
-                if not self._backoff(delay):
-                    return  # shutting down: what is left is spooled by close()
-                pending, offsets = retry, retry_offsets
+                    if not retry:
+                        break
+                    delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
+                    attempt += 1
+                    if not self._backoff(delay):
+                        return  # shutting down: what is left is spooled by close()
+                    pending, offsets = retry, retry_offsets
+                if work and self._abort.is_set():
+                    return  # closed meanwhile: close() spooled (or counted) the halves not sent
         finally:
             if retrying:
                 with self._lock:
                     self._retrying -= 1
                     self._work.notify_all()
+
+    def _log_refused(self, reason: str) -> None:
+        self._log_once(
+            f"refused-{reason}",
+            f"the receiver refused a record on its own ({reason}); it was dropped and counted as "
+            f"{reason!r} (logged once per reason)",
+            logging.WARNING,
+        )
 
     def _resolve(
         self,
@@ -569,10 +609,13 @@ class BatchLogger(CustomLogger):
         drops: Counter[str],
         retried: int,
         start_retrying: bool = False,
+        split: bool = False,
     ) -> None:
         with self._lock:
             if start_retrying:
                 self._retrying += 1
+            if split:
+                self._splits += 1
             if items:
                 left = self._inflight.get(batch_id)  # None once close() took it over
                 if left is not None:
@@ -780,6 +823,7 @@ class BatchLogger(CustomLogger):
                 "spooled": self._spooled,
                 "recovered": self._recovered,
                 "flagged": self._flagged,
+                "splits": self._splits,
                 "batches": self._batches,
                 "closed": self._closing,
             }
@@ -796,6 +840,18 @@ def _outcomes(result: Any, n: int) -> list[Outcome]:
             f"export() must return an Outcome or one Outcome per record ({n}), got {result!r:.200}"
         )
     return outcomes
+
+
+def _halves(refused: list[tuple[_Item, int, str]], key: str) -> list[tuple[list[_Item], list[int], str]]:
+    """A refused request's records as two requests, in order. Each half gets a key of its own
+    (a receiver that remembers the refused key must not answer a half with the same refusal),
+    derived from the batch's and the records' places in it, so a resent half carries it again."""
+    middle = len(refused) // 2
+    out = []
+    for part in (refused[:middle], refused[middle:]):
+        offsets = [offset for _, offset, _ in part]
+        out.append(([item for item, _, _ in part], offsets, f"{key}-{offsets[0]}-{offsets[-1]}"))
+    return out
 
 
 def _seq_of(item: _Item) -> int:
