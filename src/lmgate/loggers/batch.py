@@ -67,7 +67,7 @@ from .._callbacks.redact import mask_secrets
 from .._retry import RetryPolicy
 from . import _sigterm
 from ._env import LoggerConfigError, cache_dir
-from .spool import Ref, Spool
+from .spool import Ref, Spool, SpoolWriteError
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -151,7 +151,8 @@ class _Item:
         self.ref = ref
         self.t = t
         # set by close() for records it took over: "spooled" (counted in stats()["spooled"]) or
-        # "lost" (counted as dropped "shutdown"); an export that resolves them later moves them
+        # the reason it is counted as dropped ("shutdown", "spool_full", ...); an export that
+        # resolves them later moves them
         self.closed_as: str | None = None
 
 
@@ -291,6 +292,7 @@ class BatchLogger(CustomLogger):
         self._dropped: Counter[str] = Counter()
         self._retried = 0
         self._recovered = 0
+        self._spool_write_failed = 0  # write-ahead appends that failed (the record stayed in memory)
         self._splits = 0  # requests the receiver refused as a whole, resent as two halves
         self._flagged = 0  # delivered with parts replaced (see _callbacks.encoding)
         self._spooled = 0
@@ -419,18 +421,21 @@ class BatchLogger(CustomLogger):
         # waits behind a producer's write(). _spool_order keeps spool order = queue order among
         # producers, which stable batch keys rely on; delivery threads never take it.
         with self._spool_order:
-            self._enqueue_locked(data, self._spool_one(data))
+            ref, failure = self._spool_one(data)
+            self._enqueue_locked(data, ref, failure)
 
-    def _enqueue_locked(self, data: bytes, ref: Ref | None) -> None:
+    def _enqueue_locked(self, data: bytes, ref: Ref | None, spool_failure: str | None = None) -> None:
         dropped: list[_Item] = []
         with self._lock:
             self._seq += 1
             self._emitted += 1
-            if self._closing and ref is None:
-                ref = self._spool_one(data)
+            if self._closing and ref is None and spool_failure is None:
+                ref, spool_failure = self._spool_one(data)
+            if spool_failure is not None:
+                self._spool_write_failed += 1
             if self._closing:
                 if ref is None:
-                    self._dropped["shutdown"] += 1
+                    self._dropped[spool_failure or "shutdown"] += 1
                 else:
                     self._spooled += 1
                 return
@@ -450,15 +455,30 @@ class BatchLogger(CustomLogger):
         if dropped:
             self._ack(dropped)
 
-    def _spool_one(self, data: bytes) -> Ref | None:
-        """Append one record; callers hold _spool_order or self._lock, so spool order is queue order."""
+    def _spool_one(self, data: bytes) -> tuple[Ref | None, str | None]:
+        """Append one record: its ref, or None and the reason it is not on disk. Callers hold
+        _spool_order or self._lock, so spool order is queue order."""
         if self.spool is None:
-            return None
+            return None, None
         try:
-            return self.spool.append_one(data)
+            return self.spool.append_one(data), None
+        except SpoolWriteError as error:
+            self._spool_trouble(error, error.reason)
+            return None, error.reason
         except (OSError, RuntimeError) as error:
-            self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
-            return None
+            self._spool_trouble(error, "spool_error")
+            return None, "spool_error"
+
+    def _spool_trouble(self, error: BaseException, reason: str) -> None:
+        """Said once per logger: every record it concerns is counted in stats()."""
+        assert self.spool is not None
+        self._log_once(
+            "spool",
+            f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
+            "not on disk are kept in memory and still delivered while this process lives (counted in "
+            f"stats()['spool_write_failed']); at shutdown those that cannot be spooled are dropped as "
+            f"{reason!r}. Logged once.",
+        )
 
     # ---- the worker ----
     def _take(self) -> tuple[int, list[_Item]] | None:
@@ -629,10 +649,10 @@ class BatchLogger(CustomLogger):
                 for item in items:
                     if item.closed_as == "spooled":
                         self._spooled -= 1
-                    elif item.closed_as == "lost":
-                        self._dropped["shutdown"] -= 1
-                        if not self._dropped["shutdown"]:
-                            del self._dropped["shutdown"]
+                    elif item.closed_as is not None:  # counted as dropped, for this reason
+                        self._dropped[item.closed_as] -= 1
+                        if not self._dropped[item.closed_as]:
+                            del self._dropped[item.closed_as]
             self._delivered += delivered
             self._dropped.update(drops)
             self._retried += retried
@@ -766,32 +786,43 @@ class BatchLogger(CustomLogger):
                 self._queue
             )
             to_spool = [i for i in left if i.ref is None]
+            lost_as = "shutdown"  # no spool
             if to_spool and self.spool is not None:
+                refs: list[Ref] = []
                 try:
                     refs = self.spool.append([i.data for i in to_spool], sync=True)
-                    for item, ref in zip(to_spool, refs, strict=True):
-                        item.ref = ref
+                except SpoolWriteError as error:  # some (a prefix) may be on disk
+                    refs, lost_as = error.refs, error.reason
+                    self._spool_trouble(error, error.reason)
                 except (OSError, RuntimeError) as error:
-                    self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
+                    lost_as = "spool_error"
+                    self._spool_trouble(error, lost_as)
+                for item, ref in zip(to_spool, refs, strict=False):
+                    item.ref = ref
             lost = [i for i in left if i.ref is None]
             for item in left:
-                item.closed_as = "spooled" if item.ref is not None else "lost"
+                # an export that resolves it after all moves it out of this count (_resolve)
+                item.closed_as = "spooled" if item.ref is not None else lost_as
             self._queue.clear()
             self._queued_bytes = 0
             self._inflight = {}  # still being sent maybe; counted as spooled until it resolves
             self._spooled += len(left) - len(lost)
             if lost:
-                self._dropped["shutdown"] += len(lost)
+                self._dropped[lost_as] += len(lost)
         self._abort.set()
         if left:
             where = self.spool.directory if self.spool is not None else None
+            if not lost:
+                outcome = f"spooled to {where} for the next process"
+            elif where:
+                outcome = (
+                    f"{len(left) - len(lost)} spooled to {where}, {len(lost)} dropped as {lost_as!r} "
+                    "(the spool could not take them)"
+                )
+            else:
+                outcome = f"{len(lost)} lost (no spool)"
             logger.warning(
-                "lmgate %s: %d record(s) not delivered at shutdown; %s",
-                self.name,
-                len(left),
-                f"spooled to {where} for the next process"
-                if where and not lost
-                else f"{len(lost)} lost (no spool)",
+                "lmgate %s: %d record(s) not delivered at shutdown; %s", self.name, len(left), outcome
             )
         if self.spool is not None:
             self.spool.close()
@@ -824,6 +855,7 @@ class BatchLogger(CustomLogger):
                 "recovered": self._recovered,
                 "flagged": self._flagged,
                 "splits": self._splits,
+                "spool_write_failed": self._spool_write_failed,
                 "batches": self._batches,
                 "closed": self._closing,
             }
