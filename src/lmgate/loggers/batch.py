@@ -174,6 +174,9 @@ def encode_record(payload: Any) -> bytes:
         return encode_salvaged(payload, _json_default)[0]
 
 
+_FLAG_NEEDLE = f'"{ENCODING_ERRORS_KEY}"'.encode()
+
+
 def _is_flagged(payload: Any) -> bool:
     metadata = payload.get("metadata") if isinstance(payload, dict) else None
     return isinstance(metadata, dict) and bool(metadata.get(ENCODING_ERRORS_KEY))
@@ -368,7 +371,7 @@ class BatchLogger(CustomLogger):
         except Exception as error:  # noqa: BLE001 - counted, never raised into the caller's hook
             self._unbuildable(error)
             return
-        if b'"' + ENCODING_ERRORS_KEY.encode() + b'"' in data and _is_flagged(orjson.loads(data)):
+        if _FLAG_NEEDLE in data and _is_flagged(orjson.loads(data)):
             self._count_flagged()
         self.enqueue_bytes(data)
 
