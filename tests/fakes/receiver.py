@@ -1,5 +1,6 @@
 """A fake log receiver: a real HTTP/1.1 server on 127.0.0.1 that records batches sent by a webhook logger,
-and can fail, hang, dedupe, or go away entirely (stop) and come back on the same port (start)."""
+and can fail, hang, dedupe, refuse bodies that are too large (413) or hold a poisoned record (400),
+or go away entirely (stop) and come back on the same port (start)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,10 @@ class LogReceiver(BackgroundHTTPServer):
         self._released.set()
         self._seen_keys: set[str] = set()
         self.dedupe_by_idempotency_key = False
+        # refusals a real receiver makes: 413 to a body over this many bytes (as sent), 400 to a
+        # body whose decoded text holds this marker (a "poisoned" record)
+        self.max_body_bytes: int | None = None
+        self.poison: bytes | None = None
 
     # -- public API ------------------------------------------------------------------------------
     @property
@@ -172,6 +177,8 @@ class LogReceiver(BackgroundHTTPServer):
             self._failures.clear()
             self._seen_keys.clear()
             self._status, self._status_headers = 200, {}
+            self.max_body_bytes = None
+            self.poison = None
         self._released.set()
 
     def stop(self) -> None:
@@ -193,7 +200,9 @@ class LogReceiver(BackgroundHTTPServer):
                 status, headers = self._failures.popleft()
             elif self._status != 200:
                 status, headers = self._status, self._status_headers
-            elif req.parse_error is not None:
+            elif self.max_body_bytes is not None and len(req.body) > self.max_body_bytes:
+                status, headers = 413, {}
+            elif req.parse_error is not None or (self.poison is not None and self.poison in req.decoded_body):
                 status, headers = 400, {}
             else:
                 status, headers = 200, {}

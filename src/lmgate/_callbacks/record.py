@@ -23,6 +23,7 @@ import orjson
 
 from .._secrets import mask_headers, mask_key, mask_secrets
 from ..types import _plain
+from .encoding import ENCODING_ERRORS_KEY, encode_salvaged
 from .redact import REDACTED_TEXT, redact_messages, redact_response
 
 LOG_EVENT_TYPES = {
@@ -93,6 +94,32 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return repr(value)
+
+
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
+
+
+def encode_payload(payload: Any) -> bytes:
+    """The payload as JSON; parts that cannot be encoded are replaced and flagged (``encoding``)."""
+    try:
+        return orjson.dumps(payload, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+        return encode_salvaged(payload, _json_default)[0]
+
+
+def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
+    """``metadata["tags"]`` as the payload's ``request_tags`` (a list of strings), and what was
+    wrong with it, if anything: a string or a dict is not taken apart into characters or keys."""
+    tags = metadata.get("tags")
+    if tags is None:
+        return [], None
+    if isinstance(tags, (list, tuple)) and all(isinstance(t, str) for t in tags):
+        return list(tags), None
+    if isinstance(tags, (list, tuple)):
+        kinds = ", ".join(sorted({type(t).__name__ for t in tags if not isinstance(t, str)}))
+        kept = [t for t in tags if isinstance(t, str)]
+        return kept, f"metadata.tags must hold strings only; left out: {kinds}"
+    return [], f"metadata.tags must be a list of strings, got {type(tags).__name__}"
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -217,7 +244,7 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
             return None
         if dict.__contains__(self, "standard_logging_object") or (self._redact and not self._record.redact_all):
             # read (and maybe changed) as a dict, or redacted for this logger: encode that dict
-            return orjson.dumps(self["standard_logging_object"], default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+            return encode_payload(self["standard_logging_object"])
         return self._record.payload_bytes()
 
 
@@ -290,6 +317,8 @@ class CallRecord:
         self.overhead_ms: float | None = None
         self._payload: dict[str, Any] | None = None
         self._payload_bytes: bytes | None = None
+        # the payload names parts it could not take as given in metadata.lmgate_encoding_errors
+        self.payload_flagged = False
         self._data_cache: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         # per-callback tail of the async delivery chain (touched only on the callback loop)
@@ -513,7 +542,12 @@ class CallRecord:
     def payload_bytes(self) -> bytes:
         """The payload as JSON, encoded once: what batch loggers ship and callbacks get copies of."""
         if self._payload_bytes is None:
-            self._payload_bytes = orjson.dumps(self.payload(), default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+            payload = self.payload()
+            try:
+                self._payload_bytes = orjson.dumps(payload, default=_json_default, option=_NON_STR_KEYS)
+            except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+                self._payload_bytes, flagged = encode_salvaged(payload, _json_default)
+                self.payload_flagged = self.payload_flagged or flagged
         return self._payload_bytes
 
     def payload(self) -> dict[str, Any]:
@@ -538,8 +572,19 @@ class CallRecord:
         end = self.end if self.end is not None else time.time()
         completion_start = self.completion_start if self.completion_start is not None else end
         metadata: dict[str, Any] = dict.fromkeys(_STANDARD_METADATA_KEYS)
-        metadata.update(self.metadata or {})
-        metadata.setdefault("requester_metadata", self.metadata or {})
+        given = self.metadata if isinstance(self.metadata, dict) else {}
+        metadata.update(given)
+        metadata.pop(ENCODING_ERRORS_KEY, None)  # ours: set below, never taken from the caller
+        metadata.setdefault("requester_metadata", given)
+        flags: dict[str, str] = {}
+        if self.metadata and not isinstance(self.metadata, dict):
+            flags["metadata"] = f"must be an object, got {type(self.metadata).__name__}; left out"
+        tags, tags_error = request_tags(metadata)
+        if tags_error:
+            flags["request_tags"] = tags_error
+        if flags:
+            metadata[ENCODING_ERRORS_KEY] = flags
+            self.payload_flagged = True
         error_info = {"error_code": "", "error_class": "", "llm_provider": "", "traceback": "", "error_message": ""}
         error_str = None
         if self.error is not None:
@@ -598,7 +643,7 @@ class CallRecord:
             "cache_hit": self.cache_hit,
             "cache_key": self.cache_key,
             "saved_cache_cost": self.saved_cache_cost,
-            "request_tags": list(metadata.get("tags") or []),
+            "request_tags": tags,
             "end_user": self.user,
             "requester_ip_address": metadata.get("requester_ip_address"),
             "user_agent": None,

@@ -26,8 +26,13 @@ at every moment, because each move is made under one lock):
   retried with its own backoff, and no new batch until they are through. With
   ``max_retries=None`` (the default) a batch is retried until it is delivered or the process
   ends, so a receiver that is down for a while gets everything once it is back;
-* dropped — a non-retryable answer (other 4xx), the queue bound (oldest first), or retries
-  exhausted when ``max_retries`` is set; counted by reason;
+* split — the receiver refused the request as a whole (``Outcome("split", reason)``: 413, 400):
+  its records are resent as two halves, each with an idempotency key of its own, down to single
+  records; only a record refused on its own is dropped (as ``reason``), the others are delivered.
+  Each record's spool line is acknowledged when that record is settled, so a batch's lines are
+  all acknowledged only once every half is;
+* dropped — a non-retryable answer (other 4xx), a record refused alone, the queue bound (oldest
+  first), or retries exhausted when ``max_retries`` is set; counted by reason;
 * spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
   before the call that produced it returns (the dispatcher calls ``write_ahead`` on the
   caller's path); with ``spool="exit"`` what is not delivered at exit is written then. Either
@@ -57,11 +62,12 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
+from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
 from .._retry import RetryPolicy
 from .._secrets import mask_secrets
 from . import _sigterm
 from ._env import LoggerConfigError, cache_dir
-from .spool import Ref, Spool
+from .spool import Ref, Spool, SpoolWriteError
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -77,7 +83,10 @@ EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
 
 
 class Outcome(NamedTuple):
-    """What became of one record (or of every record of a batch): delivered, retry or drop."""
+    """What became of one record (or of every record of a batch): ``delivered``, ``retry``,
+    ``drop``, or ``split`` — the receiver refused the request as a whole (too large, or some
+    record in it refused): its records are resent as two halves, and a record refused on its own
+    is dropped with ``reason``."""
 
     kind: str
     reason: str = ""
@@ -142,7 +151,8 @@ class _Item:
         self.ref = ref
         self.t = t
         # set by close() for records it took over: "spooled" (counted in stats()["spooled"]) or
-        # "lost" (counted as dropped "shutdown"); an export that resolves them later moves them
+        # the reason it is counted as dropped ("shutdown", "spool_full", ...); an export that
+        # resolves them later moves them
         self.closed_as: str | None = None
 
 
@@ -155,8 +165,21 @@ def _json_default(value: Any) -> Any:
 
 
 def encode_record(payload: Any) -> bytes:
-    """A record as compact JSON (never holding a raw newline, which the spool relies on)."""
-    return orjson.dumps(payload, default=_json_default)
+    """A record as compact JSON (never holding a raw newline, which the spool relies on). Parts
+    that cannot be encoded are replaced and flagged (``_callbacks.encoding``); a record that is not
+    a JSON object and cannot be encoded raises ``UnencodableRecord``."""
+    try:
+        return orjson.dumps(payload, default=_json_default)
+    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+        return encode_salvaged(payload, _json_default)[0]
+
+
+_FLAG_NEEDLE = f'"{ENCODING_ERRORS_KEY}"'.encode()
+
+
+def _is_flagged(payload: Any) -> bool:
+    metadata = payload.get("metadata") if isinstance(payload, dict) else None
+    return isinstance(metadata, dict) and bool(metadata.get(ENCODING_ERRORS_KEY))
 
 
 def positive(value: Any, name: str, integer: bool = False, allow_none: bool = False) -> Any:
@@ -272,6 +295,9 @@ class BatchLogger(CustomLogger):
         self._dropped: Counter[str] = Counter()
         self._retried = 0
         self._recovered = 0
+        self._spool_write_failed = 0  # write-ahead appends that failed (the record stayed in memory)
+        self._splits = 0  # requests the receiver refused as a whole, resent as two halves
+        self._flagged = 0  # delivered with parts replaced (see _callbacks.encoding)
         self._spooled = 0
         self._batches = 0
         self._closing = False  # no more deliveries: new records go to the spool
@@ -324,15 +350,53 @@ class BatchLogger(CustomLogger):
         with ``spool="write_ahead"`` the record is on disk before the call returns."""
         if event not in self._events:
             return
-        if self.turn_off_message_logging:
-            data = encode_record(record.payload_copy(True))
-        else:
-            data = record.payload_bytes()
+        try:
+            if self.turn_off_message_logging:
+                data = encode_record(record.payload_copy(True))
+            else:
+                data = record.payload_bytes()
+        except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
+            self._unbuildable(error)
+            return
+        if record.payload_flagged:
+            self._count_flagged()
         self.enqueue_bytes(data)
 
     def enqueue(self, payload: Any) -> None:
-        """Queue one record (any JSON-able value; the standard logging payload for hooks)."""
-        self.enqueue_bytes(encode_record(payload))
+        """Queue one record (any JSON-able value; the standard logging payload for hooks). Parts
+        that cannot be encoded are replaced and flagged; a record that cannot be encoded at all
+        is counted as dropped (``unencodable``)."""
+        try:
+            data = encode_record(payload)
+        except Exception as error:  # noqa: BLE001 - counted, never raised into the caller's hook
+            self._unbuildable(error)
+            return
+        if _FLAG_NEEDLE in data and _is_flagged(orjson.loads(data)):
+            self._count_flagged()
+        self.enqueue_bytes(data)
+
+    def _unbuildable(self, error: BaseException) -> None:
+        """A record that could not be built or encoded at all: emitted and dropped, said once."""
+        with self._lock:
+            self._emitted += 1
+            self._dropped["unencodable"] += 1
+            self._progress.notify_all()
+        self._log_once(
+            "unencodable",
+            f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
+            f"logged once): {type(error).__name__}: {error}",
+        )
+
+    def _count_flagged(self) -> None:
+        with self._lock:
+            self._flagged += 1
+        self._log_once(
+            "flagged",
+            "a log record held values that cannot be encoded as JSON; they were replaced by "
+            f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
+            "counted in stats()['flagged'])",
+            logging.WARNING,
+        )
 
     def enqueue_bytes(self, data: bytes) -> None:
         """Queue one record already encoded as compact JSON. Never blocks on I/O."""
@@ -360,18 +424,21 @@ class BatchLogger(CustomLogger):
         # waits behind a producer's write(). _spool_order keeps spool order = queue order among
         # producers, which stable batch keys rely on; delivery threads never take it.
         with self._spool_order:
-            self._enqueue_locked(data, self._spool_one(data))
+            ref, failure = self._spool_one(data)
+            self._enqueue_locked(data, ref, failure)
 
-    def _enqueue_locked(self, data: bytes, ref: Ref | None) -> None:
+    def _enqueue_locked(self, data: bytes, ref: Ref | None, spool_failure: str | None = None) -> None:
         dropped: list[_Item] = []
         with self._lock:
             self._seq += 1
             self._emitted += 1
-            if self._closing and ref is None:
-                ref = self._spool_one(data)
+            if self._closing and ref is None and spool_failure is None:
+                ref, spool_failure = self._spool_one(data)
+            if spool_failure is not None:
+                self._spool_write_failed += 1
             if self._closing:
                 if ref is None:
-                    self._dropped["shutdown"] += 1
+                    self._dropped[spool_failure or "shutdown"] += 1
                 else:
                     self._spooled += 1
                 return
@@ -391,15 +458,30 @@ class BatchLogger(CustomLogger):
         if dropped:
             self._ack(dropped)
 
-    def _spool_one(self, data: bytes) -> Ref | None:
-        """Append one record; callers hold _spool_order or self._lock, so spool order is queue order."""
+    def _spool_one(self, data: bytes) -> tuple[Ref | None, str | None]:
+        """Append one record: its ref, or None and the reason it is not on disk. Callers hold
+        _spool_order or self._lock, so spool order is queue order."""
         if self.spool is None:
-            return None
+            return None, None
         try:
-            return self.spool.append_one(data)
+            return self.spool.append_one(data), None
+        except SpoolWriteError as error:
+            self._spool_trouble(error, error.reason)
+            return None, error.reason
         except (OSError, RuntimeError) as error:
-            self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
-            return None
+            self._spool_trouble(error, "spool_error")
+            return None, "spool_error"
+
+    def _spool_trouble(self, error: BaseException, reason: str) -> None:
+        """Said once per logger: every record it concerns is counted in stats()."""
+        assert self.spool is not None
+        self._log_once(
+            "spool",
+            f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
+            "not on disk are kept in memory and still delivered while this process lives (counted in "
+            f"stats()['spool_write_failed']); at shutdown those that cannot be spooled are dropped as "
+            f"{reason!r}. Logged once.",
+        )
 
     # ---- the worker ----
     def _take(self) -> tuple[int, list[_Item]] | None:
@@ -454,62 +536,93 @@ class BatchLogger(CustomLogger):
     def _deliver(self, batch_id: int, batch: list[_Item]) -> None:
         retrying = False  # counted in self._retrying from its first failed attempt until it is resolved
         try:
-            key = _batch_key(batch)
-            pending = batch
-            offsets = list(range(len(batch)))
-            attempt = 0
-            while pending:
-                try:
-                    outcomes = _outcomes(
-                        self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+            # requests still to make, the next one last: a batch the receiver refuses as a whole
+            # ("split": 413, 400) comes back as its two halves, until a record refused alone is dropped
+            root = _batch_key(batch)
+            work = [(batch, list(range(len(batch))), root)]
+            while work:
+                pending, offsets, key = work.pop()
+                attempt = 0
+                while pending:
+                    try:
+                        outcomes = _outcomes(
+                            self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+                        )
+                    except Exception as error:
+                        self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+                        outcomes = [Outcome("retry", "exporter_error")] * len(pending)
+                    retry: list[_Item] = []
+                    retry_offsets: list[int] = []
+                    refused: list[tuple[_Item, int, str]] = []
+                    resolved: list[_Item] = []
+                    retry_after: float | None = None
+                    delivered = 0
+                    drops: Counter[str] = Counter()
+                    for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
+                        if outcome.kind == "delivered":
+                            delivered += 1
+                            resolved.append(item)
+                        elif outcome.kind == "retry":
+                            retry.append(item)
+                            retry_offsets.append(offset)
+                            if outcome.retry_after_s is not None:
+                                retry_after = max(retry_after or 0.0, outcome.retry_after_s)
+                        elif outcome.kind == "split":
+                            refused.append((item, offset, outcome.reason or "rejected"))
+                        else:
+                            drops[outcome.reason or "rejected"] += 1
+                            resolved.append(item)
+                    resent = 0
+                    if len(refused) == 1:  # refused alone: no smaller request can help
+                        item, _, why = refused[0]
+                        drops[why] += 1
+                        resolved.append(item)
+                        self._log_refused(why)
+                    elif refused:
+                        resent = len(refused)
+                        work.extend(reversed(_halves(refused, root)))
+                    give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
+                    if give_up:
+                        drops["retries_exhausted"] += len(retry)
+                        resolved.extend(retry)
+                        retry = []
+                    reason = next((o.reason for o in outcomes if o.kind not in ("delivered", "split")), None)
+                    self._note_state(reason, retrying)
+                    # the gate goes up under the same lock that records the failed attempt, so no
+                    # delivery thread can start a new batch in between
+                    start_retrying = bool(retry) and not retrying
+                    retrying = retrying or start_retrying  # before the call: _resolve raises it first thing
+                    self._resolve(
+                        batch_id,
+                        resolved,
+                        delivered,
+                        drops,
+                        retried=len(retry) + resent,
+                        start_retrying=start_retrying,
+                        split=bool(resent),
                     )
-                except Exception as error:
-                    self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
-                    outcomes = [Outcome("retry", "exporter_error")] * len(pending)
-                retry: list[_Item] = []
-                retry_offsets: list[int] = []
-                resolved: list[_Item] = []
-                retry_after: float | None = None
-                delivered = 0
-                drops: Counter[str] = Counter()
-                for item, offset, outcome in zip(pending, offsets, outcomes, strict=True):
-                    if outcome.kind == "delivered":
-                        delivered += 1
-                        resolved.append(item)
-                    elif outcome.kind == "retry":
-                        retry.append(item)
-                        retry_offsets.append(offset)
-                        if outcome.retry_after_s is not None:
-                            retry_after = max(retry_after or 0.0, outcome.retry_after_s)
-                    else:
-                        drops[outcome.reason or "rejected"] += 1
-                        resolved.append(item)
-                give_up = bool(retry) and self.max_retries is not None and attempt >= self.max_retries
-                if give_up:
-                    drops["retries_exhausted"] += len(retry)
-                    resolved.extend(retry)
-                    retry = []
-                reason = next((o.reason for o in outcomes if o.kind != "delivered"), None)
-                self._note_state(reason, retrying)
-                # the gate goes up under the same lock that records the failed attempt, so no
-                # delivery thread can start a new batch in between
-                start_retrying = bool(retry) and not retrying
-                retrying = retrying or start_retrying  # before the call: _resolve raises it first thing
-                self._resolve(
-                    batch_id, resolved, delivered, drops, retried=len(retry), start_retrying=start_retrying
-                )
-                if not retry:
-                    return
-                delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
-                attempt += 1
-                if not self._backoff(delay):
-                    return  # shutting down: what is left is spooled by close()
-                pending, offsets = retry, retry_offsets
+                    if not retry:
+                        break
+                    delay = self.retry_policy.delay_s(min(attempt, 30), retry_after)
+                    attempt += 1
+                    if not self._backoff(delay):
+                        return  # shutting down: what is left is spooled by close()
+                    pending, offsets = retry, retry_offsets
+                if work and self._abort.is_set():
+                    return  # closed meanwhile: close() spooled (or counted) the halves not sent
         finally:
             if retrying:
                 with self._lock:
                     self._retrying -= 1
                     self._work.notify_all()
+
+    def _log_refused(self, reason: str) -> None:
+        self._log_once(
+            f"refused-{reason}",
+            f"the receiver refused a record on its own ({reason}); it was dropped and counted as "
+            f"{reason!r} (logged once per reason)",
+            logging.WARNING,
+        )
 
     def _resolve(
         self,
@@ -519,10 +632,13 @@ class BatchLogger(CustomLogger):
         drops: Counter[str],
         retried: int,
         start_retrying: bool = False,
+        split: bool = False,
     ) -> None:
         with self._lock:
             if start_retrying:
                 self._retrying += 1
+            if split:
+                self._splits += 1
             if items:
                 left = self._inflight.get(batch_id)  # None once close() took it over
                 if left is not None:
@@ -536,10 +652,10 @@ class BatchLogger(CustomLogger):
                 for item in items:
                     if item.closed_as == "spooled":
                         self._spooled -= 1
-                    elif item.closed_as == "lost":
-                        self._dropped["shutdown"] -= 1
-                        if not self._dropped["shutdown"]:
-                            del self._dropped["shutdown"]
+                    elif item.closed_as is not None:  # counted as dropped, for this reason
+                        self._dropped[item.closed_as] -= 1
+                        if not self._dropped[item.closed_as]:
+                            del self._dropped[item.closed_as]
             self._delivered += delivered
             self._dropped.update(drops)
             self._retried += retried
@@ -586,10 +702,10 @@ class BatchLogger(CustomLogger):
 
     _logged: set[str] = set()
 
-    def _log_once(self, kind: str, message: str) -> None:
+    def _log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
         if kind not in self._logged:
             self._logged = self._logged | {kind}
-            logger.error("lmgate %s: %s", self.name, mask_secrets(message))
+            logger.log(level, "lmgate %s: %s", self.name, mask_secrets(message))
 
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
@@ -673,32 +789,43 @@ class BatchLogger(CustomLogger):
                 self._queue
             )
             to_spool = [i for i in left if i.ref is None]
+            lost_as = "shutdown"  # no spool
             if to_spool and self.spool is not None:
+                refs: list[Ref] = []
                 try:
                     refs = self.spool.append([i.data for i in to_spool], sync=True)
-                    for item, ref in zip(to_spool, refs, strict=True):
-                        item.ref = ref
+                except SpoolWriteError as error:  # some (a prefix) may be on disk
+                    refs, lost_as = error.refs, error.reason
+                    self._spool_trouble(error, error.reason)
                 except (OSError, RuntimeError) as error:
-                    self._log_once("spool", f"cannot write to the spool {self.spool.directory}: {error}")
+                    lost_as = "spool_error"
+                    self._spool_trouble(error, lost_as)
+                for item, ref in zip(to_spool, refs, strict=False):
+                    item.ref = ref
             lost = [i for i in left if i.ref is None]
             for item in left:
-                item.closed_as = "spooled" if item.ref is not None else "lost"
+                # an export that resolves it after all moves it out of this count (_resolve)
+                item.closed_as = "spooled" if item.ref is not None else lost_as
             self._queue.clear()
             self._queued_bytes = 0
             self._inflight = {}  # still being sent maybe; counted as spooled until it resolves
             self._spooled += len(left) - len(lost)
             if lost:
-                self._dropped["shutdown"] += len(lost)
+                self._dropped[lost_as] += len(lost)
         self._abort.set()
         if left:
             where = self.spool.directory if self.spool is not None else None
+            if not lost:
+                outcome = f"spooled to {where} for the next process"
+            elif where:
+                outcome = (
+                    f"{len(left) - len(lost)} spooled to {where}, {len(lost)} dropped as {lost_as!r} "
+                    "(the spool could not take them)"
+                )
+            else:
+                outcome = f"{len(lost)} lost (no spool)"
             logger.warning(
-                "lmgate %s: %d record(s) not delivered at shutdown; %s",
-                self.name,
-                len(left),
-                f"spooled to {where} for the next process"
-                if where and not lost
-                else f"{len(lost)} lost (no spool)",
+                "lmgate %s: %d record(s) not delivered at shutdown; %s", self.name, len(left), outcome
             )
         if self.spool is not None:
             self.spool.close()
@@ -729,6 +856,9 @@ class BatchLogger(CustomLogger):
                 "queued_bytes": self._queued_bytes,
                 "spooled": self._spooled,
                 "recovered": self._recovered,
+                "flagged": self._flagged,
+                "splits": self._splits,
+                "spool_write_failed": self._spool_write_failed,
                 "batches": self._batches,
                 "closed": self._closing,
                 # readiness shows a logger whose receiver keeps failing as unhealthy
@@ -747,6 +877,18 @@ def _outcomes(result: Any, n: int) -> list[Outcome]:
             f"export() must return an Outcome or one Outcome per record ({n}), got {result!r:.200}"
         )
     return outcomes
+
+
+def _halves(refused: list[tuple[_Item, int, str]], key: str) -> list[tuple[list[_Item], list[int], str]]:
+    """A refused request's records as two requests, in order. Each half gets a key of its own
+    (a receiver that remembers the refused key must not answer a half with the same refusal),
+    derived from the batch's and the records' places in it, so a resent half carries it again."""
+    middle = len(refused) // 2
+    out = []
+    for part in (refused[:middle], refused[middle:]):
+        offsets = [offset for _, offset, _ in part]
+        out.append(([item for item, _, _ in part], offsets, f"{key}-{offsets[0]}-{offsets[-1]}"))
+    return out
 
 
 def _seq_of(item: _Item) -> int:

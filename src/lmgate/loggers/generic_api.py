@@ -56,6 +56,8 @@ DEFAULT_MAX_CONCURRENCY = 8
 # (about 1.5x the records/s of one at a time to a local receiver; docs/loggers.md "Throughput")
 DEFAULT_MAX_IN_FLIGHT = 3
 PRESETS_FILE = "generic_api_compatible_callbacks.json"
+# answers that refuse a request as a whole: too large, or holding a record the receiver refuses
+SPLIT_STATUSES = (400, 413)
 # headers that carry no secret, so their values need no masking
 _PLAIN_HEADERS = frozenset({"content-type", "accept", "user-agent", "content-encoding"})
 
@@ -89,11 +91,14 @@ def _retry_after_s(value: str | None) -> float | None:
 
 
 def classify(status: int, retry_after: str | None = None) -> Outcome:
-    """2xx delivered; 408, 429 and 5xx retried; anything else dropped (retrying cannot fix it)."""
+    """2xx delivered; 408, 429 and 5xx retried; 413 (too large) and 400 (a record refused) split
+    into halves to find what the receiver takes; anything else dropped (retrying cannot fix it)."""
     if 200 <= status < 300:
         return DELIVERED
     if status in (408, 429) or status >= 500:
         return Outcome("retry", f"http_{status}", _retry_after_s(retry_after))
+    if status in SPLIT_STATUSES:
+        return Outcome("split", f"rejected_{status}")
     return Outcome("drop", f"http_{status}")
 
 
@@ -193,7 +198,7 @@ class HTTPExporter:
                 for i, body in enumerate(batch.records)
             ]
             results = self._pool.map(sends)
-            return [r if isinstance(r, Outcome) else Outcome("retry", "exporter_error") for r in results]
+            return [_single(r) for r in results]
         if self.log_format == "ndjson":
             body = b"\n".join(batch.records) + b"\n"
         else:
@@ -222,6 +227,13 @@ class HTTPExporter:
             client = self._client_obj
         if client is not None:
             client.close()
+
+
+def _single(result: Any) -> Outcome:
+    """A one-record request's outcome: a refusal is final (there is nothing to split)."""
+    if not isinstance(result, Outcome):
+        return Outcome("retry", "exporter_error")
+    return Outcome("drop", result.reason) if result.kind == "split" else result
 
 
 def _merge_headers(*layers: dict[str, Any] | None) -> dict[str, str]:

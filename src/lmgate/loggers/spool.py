@@ -15,10 +15,20 @@ Durability: ``append`` is one ``write()`` to a file opened with ``O_APPEND``. On
 the bytes belong to the kernel, so a SIGKILL of this process loses nothing; a power cut can
 lose the last few seconds unless ``fsync=True`` (one ``fsync`` per append: durable across a
 crash of the machine, at the price of a disk flush on the caller's path).
+
+A record is reported as spooled only when its whole line is written (and synced, when asked).
+``write()`` may write less than asked (a disk that fills up, a file-size limit): the rest is
+written in further calls; when one fails (ENOSPC, EFBIG, EDQUOT, EIO, a write of 0 bytes) the
+bytes after the last whole line are truncated away, and ``append`` raises ``SpoolWriteError``
+carrying the refs of the records that are on disk (a prefix) and a reason for the others
+(``spool_full``, ``spool_short_write``, ``spool_error``). A failed ``fsync`` leaves no record of
+that append counted as on disk. If even the truncation fails, the segment is retired: the cut
+line at its end has no newline and is never read back as a record.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -37,6 +47,50 @@ logger = logging.getLogger("lmgate.loggers")
 DEFAULT_SEGMENT_MAX_BYTES = 16 * 1024 * 1024
 
 Ref = tuple["Segment", int]
+
+# errors that mean "no room": a full disk, a quota, a file-size limit
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class SpoolWriteError(OSError):
+    """Raised by ``append`` when not every record could be written: ``refs`` are the records that
+    are on disk (a prefix, each a whole line), ``reason`` the drop reason for the rest."""
+
+    def __init__(self, message: str, reason: str, refs: list[Ref]) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.refs = refs
+
+
+class _ShortWrite(OSError):
+    """write() wrote nothing and said no error."""
+
+
+def _failure_reason(error: BaseException) -> str:
+    if isinstance(error, _ShortWrite):
+        return "spool_short_write"
+    if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+        return "spool_full"
+    return "spool_error"
+
+
+def _write_fully(fd: int, data: bytes) -> int:
+    """Write all of ``data``, in as many ``write()`` calls as it takes; the bytes written when one
+    fails are in the raised error's ``written`` attribute."""
+    done = os.write(fd, data)  # almost always all of it
+    if done == len(data):
+        return done
+    view = memoryview(data)
+    try:
+        while done < len(data):
+            n = os.write(fd, view[done:])
+            if n <= 0:
+                raise _ShortWrite(errno.EIO, f"write() wrote 0 of {len(data) - done} bytes")
+            done += n
+    except OSError as error:
+        error.written = done  # type: ignore[attr-defined]
+        raise
+    return done
 
 
 class Segment:
@@ -60,7 +114,9 @@ class Segment:
     def write_acks(self, ranges: list[tuple[int, int]]) -> None:
         if self._ack_fd is None:
             self._ack_fd = os.open(self.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._ack_fd, "".join(f"{a} {b}\n" for a, b in ranges).encode())
+        # a cut row cannot ack a wrong line: rows are read as two numbers or ignored; the records
+        # it leaves unacknowledged are sent again (at-least-once), never lost
+        _write_fully(self._ack_fd, "".join(f"{a} {b}\n" for a, b in ranges).encode())
 
     def ack_released(self, ranges: list[tuple[int, int]]) -> None:
         """Acknowledge lines of a segment this process no longer holds (closed while their
@@ -124,6 +180,7 @@ class Spool:
         self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
         self._released: dict[str, Segment] = {}  # segments let go at close with lines unresolved
         self._closed = False
+        self._last_error: OSError | None = None  # why the last write failed
 
     # ---- writing ----
     def _new_segment(self) -> Segment:
@@ -161,34 +218,93 @@ class Spool:
         return segment
 
     def append(self, records: list[bytes], sync: bool | None = None) -> list[Ref]:
-        """Write ``records`` (each without a newline) in one ``write()``; their refs, in order."""
+        """Write ``records`` (each without a newline) in one ``write()``; their refs, in order.
+        Raises ``SpoolWriteError`` (with the refs of those on disk) when not all could be written."""
         if not records:
             return []
         data = b"\n".join(records) + b"\n"
         with self._lock:
-            segment = self._writable_segment()
-            os.write(segment.fd, data)
-            if self.fsync if sync is None else sync:
-                os.fsync(segment.fd)
-            first = segment.count
-            segment.count += len(records)
-            segment.unresolved += len(records)
-            self._active_bytes += len(data)
-            return [(segment, first + i) for i in range(len(records))]
+            segment = self._open_segment()
+            first, count = self._write(segment, data, self.fsync if sync is None else sync)
+            refs = [(segment, first + i) for i in range(count)]
+            if count < len(records):
+                raise self._failed(refs, len(records))
+            return refs
 
     def append_one(self, record: bytes) -> Ref:
         """``append([record])[0]`` without the list work: the write-ahead spool calls this once
         per call, on the caller's path."""
         with self._lock:
-            segment = self._writable_segment()
-            written = os.write(segment.fd, record + b"\n")
-            if self.fsync:
-                os.fsync(segment.fd)
+            segment = self._open_segment()
+            data = record + b"\n"
+            try:
+                written = os.write(segment.fd, data)
+                if written != len(data):
+                    raise BlockingIOError  # cut short: the careful path below
+                if self.fsync:
+                    os.fsync(segment.fd)
+            except OSError:
+                first, count = self._write(segment, data, self.fsync, retry_from=self._active_bytes)
+                if not count:
+                    raise self._failed([], 1) from None
+                return (segment, first)
+            self._active_bytes += written
             index = segment.count
             segment.count = index + 1
             segment.unresolved += 1
-            self._active_bytes += written
             return (segment, index)
+
+    def _open_segment(self) -> Segment:
+        try:
+            return self._writable_segment()
+        except OSError as error:
+            self._last_error = error
+            raise SpoolWriteError(
+                f"cannot open a spool segment: {error}", _failure_reason(error), []
+            ) from error
+
+    def _write(
+        self, segment: Segment, data: bytes, sync: bool, retry_from: int | None = None
+    ) -> tuple[int, int]:
+        """Append ``data`` (whole lines) to the active segment, under self._lock; the index of
+        its first line and how many of its lines are on disk. After a failure what follows the
+        last whole line written is truncated away, or, when that fails too, the segment is
+        retired (its cut last line has no newline, so it is never read as a record). With
+        ``retry_from`` the file is first cut back to that size (``append_one``'s first try)."""
+        start = self._active_bytes if retry_from is None else retry_from
+        done = 0
+        keep = len(data)
+        torn = False
+        try:
+            if retry_from is not None:
+                os.ftruncate(segment.fd, retry_from)
+            done = _write_fully(segment.fd, data)
+            if sync:
+                os.fsync(segment.fd)
+        except OSError as error:
+            self._last_error = error
+            # after a failed fsync nothing of this append is known to be on disk
+            keep = 0 if done else data.rfind(b"\n", 0, getattr(error, "written", 0)) + 1
+            try:
+                os.ftruncate(segment.fd, start + keep)
+            except OSError:
+                torn = True
+        self._active_bytes = start + keep
+        first = segment.count
+        count = data.count(b"\n", 0, keep)
+        segment.count += count
+        segment.unresolved += count
+        if torn:  # never append after a cut line
+            self._active = None
+            self._retire(segment)
+        return first, count
+
+    def _failed(self, refs: list[Ref], asked: int) -> SpoolWriteError:
+        error = self._last_error
+        reason = _failure_reason(error) if error is not None else "spool_error"
+        return SpoolWriteError(
+            f"{asked - len(refs)} of {asked} record(s) not written to {self.directory}: {error}", reason, refs
+        )
 
     def _retire(self, segment: Segment) -> None:
         segment.active = False

@@ -1,0 +1,192 @@
+"""Every call produces a log record: values that cannot be encoded are replaced and flagged, never
+the record lost; a record that cannot be built at all is counted as dropped (issue 11, point 7)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fakes import FakeProvider, LogReceiver
+from helpers import flush
+from payload_schema import assert_valid_payload
+from test_proxy_server import ENV, MASTER, Served, generic_logger_extra, write_config
+
+import lmgate
+from lmgate._callbacks.encoding import encode_salvaged, marker
+from lmgate.loggers import BatchLogger, InMemoryExporter
+
+FLAG = "lmgate_encoding_errors"
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A dict ``levels`` dicts deep ({"a": {"a": ... {}}})."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+# (metadata, the flagged path, what the reason says); each must leave the record whole and valid
+BAD_METADATA = [
+    pytest.param({"tags": "prod"}, "request_tags", "got str", id="tags-string"),
+    pytest.param({"tags": {"team": "x"}}, "request_tags", "got dict", id="tags-dict"),
+    pytest.param({"tags": ["ok", 5]}, "request_tags", "left out: int", id="tags-mixed"),
+    pytest.param({"deep": nested(253)}, "metadata.deep", "nested too deeply", id="nested-253"),
+    pytest.param({"big": 2**70}, "metadata.big", "64-bit", id="big-int"),
+]
+
+
+@pytest.fixture
+def memory_logger() -> Iterator[tuple[BatchLogger, InMemoryExporter]]:
+    exporter = InMemoryExporter()
+    lg = BatchLogger(exporter, name="records-test", spool="off", batch_size=1)
+    lmgate.callbacks = [lg]
+    yield lg, exporter
+    lg.close(0)
+
+
+@pytest.mark.parametrize(("metadata", "path", "reason"), BAD_METADATA)
+def test_a_record_with_unencodable_metadata_is_delivered_flagged(
+    memory_logger, metadata, path, reason
+) -> None:
+    """The call's record arrives with the bad part replaced, the rest of the metadata kept, and the part named in the flag."""
+    lg, exporter = memory_logger
+    lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", metadata={**metadata, "team": "search"}
+    )
+    flush()
+    (record,) = exporter.records
+    assert_valid_payload(record)
+    assert record["metadata"]["team"] == "search"
+    flags = record["metadata"][FLAG]
+    assert path in flags and reason in flags[path]
+    key = path.split(".")[1] if path.startswith("metadata.") else None
+    if key is not None:
+        assert record["metadata"][key] == marker(flags[path])
+    stats = lg.stats()
+    assert (stats["emitted"], stats["delivered"], stats["flagged"], stats["dropped_total"]) == (1, 1, 1, 0)
+
+
+def test_a_clean_record_has_no_flag_and_a_client_cannot_set_one(memory_logger) -> None:
+    """Records without trouble carry no flag; a flag sent in the caller's metadata is not taken as ours."""
+    lg, exporter = memory_logger
+    lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", metadata={"tags": ["a"], FLAG: {"x": "y"}}
+    )
+    flush()
+    (record,) = exporter.records
+    assert FLAG not in record["metadata"] and record["request_tags"] == ["a"]
+    assert lg.stats()["flagged"] == 0
+
+
+def test_unencodable_messages_are_narrowed_to_the_bad_value(memory_logger) -> None:
+    """A value in the messages that JSON cannot hold replaces that value only."""
+    lg, exporter = memory_logger
+    messages = [{"role": "user", "content": "Hi", "extra": 2**70}]
+    lmgate.completion(model="gpt-4o-mini", messages=messages, mock_response="ok")
+    flush()
+    (record,) = exporter.records
+    assert record["messages"][0]["content"] == "Hi"
+    assert record["messages"][0]["extra"].startswith("<unencodable: ")
+    assert list(record["metadata"][FLAG]) == ["messages[0].extra"]
+
+
+def test_hooks_enqueue_salvaged_records_and_count_unencodable_ones(memory_logger) -> None:
+    """The hook path salvages a payload dict too; a record that is not an object and cannot be encoded is dropped and counted."""
+    lg, exporter = memory_logger
+    lg.enqueue({"id": "x", "metadata": {"big": 2**70}})
+    lg.enqueue([2**70])
+    assert lg.flush(10)
+    (record,) = exporter.records
+    assert record["metadata"] == {
+        "big": marker("Integer exceeds 64-bit range"),
+        FLAG: {"metadata.big": "Integer exceeds 64-bit range"},
+    }
+    stats = lg.stats()
+    assert stats["dropped"] == {"unencodable": 1}
+    assert stats["emitted"] == stats["delivered"] + stats["dropped_total"] + stats["pending"] == 2
+    assert stats["flagged"] == 1
+
+
+def test_salvage_keeps_every_encodable_sibling() -> None:
+    """Only the failing leaves are replaced, at the depth they sit in the record."""
+    record = {"a": 1, "metadata": {"ok": [1, 2], "deep": nested(253), "also": {"fine": True, "bad": 2**64}}}
+    data, flagged = encode_salvaged(record)
+    out = orjson.loads(data)
+    assert flagged
+    assert out["a"] == 1 and out["metadata"]["ok"] == [1, 2] and out["metadata"]["also"]["fine"] is True
+    assert out["metadata"][FLAG] == {
+        "metadata.deep": "nested too deeply",
+        "metadata.also.bad": "Integer exceeds 64-bit range",
+    }
+    # one level less deep fits: it is kept whole
+    assert orjson.loads(encode_salvaged({"metadata": {"deep": nested(252), "bad": 2**64}})[0])["metadata"][
+        "deep"
+    ] == nested(252)
+
+
+def test_odd_dict_keys_are_made_text_without_a_flag(memory_logger) -> None:
+    """A tuple key (which orjson refuses) becomes its text; nothing is lost, so nothing is flagged."""
+    lg, exporter = memory_logger
+    lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", metadata={"key": {(1, 2): "v"}}
+    )
+    flush()
+    (record,) = exporter.records
+    assert record["metadata"]["key"] == {"(1, 2)": "v"} and FLAG not in record["metadata"]
+    assert lg.stats()["flagged"] == 0
+
+
+# ---- through a real `lmgate serve` ----
+@pytest.mark.parametrize(
+    ("metadata", "path"),
+    [
+        pytest.param({"tags": "prod"}, "request_tags", id="tags-string"),
+        pytest.param({"tags": {"team": "x"}}, "request_tags", id="tags-dict"),
+        pytest.param({"deep": nested(253)}, "metadata.deep", id="nested-253"),
+    ],
+)
+def test_proxy_delivers_every_record_flagged(
+    tmp_path: Path,
+    fake_provider: FakeProvider,
+    log_receiver: LogReceiver,
+    metadata: dict[str, Any],
+    path: str,
+) -> None:
+    """Through `lmgate serve` with a generic_api logger: a request with bad metadata gets its 200 and its record, flagged, next to a clean one."""
+    config = write_config(tmp_path, fake_provider, generic_logger_extra(log_receiver, tmp_path, 3600))
+    served = Served(
+        config,
+        tmp_path,
+        {**ENV, "SERVE_RECEIVER_URL": log_receiver.url, "SERVE_WEBHOOK_TOKEN": "tok-0123456789"},
+    )
+    try:
+        served.wait_ready()
+        with httpx.Client(
+            base_url=served.url, headers={"Authorization": f"Bearer {MASTER}"}, timeout=30
+        ) as client:
+            for md in (metadata, {"team": "clean"}):
+                body = {"model": "fast", "messages": MESSAGES, "metadata": md}
+                r = client.post(
+                    "/v1/chat/completions",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "application/json"},
+                )
+                assert r.status_code == 200, r.text
+            metrics = client.get("/metrics").text
+    finally:
+        code = served.stop()  # shutdown flushes the logger
+    assert code == 0, served.stderr
+    assert log_receiver.wait_for_records(2, timeout=10)
+    bad, clean = log_receiver.records
+    assert_valid_payload(bad)
+    assert path in bad["metadata"][FLAG]
+    assert FLAG not in clean["metadata"] and clean["metadata"]["team"] == "clean"
+    assert 'lmgate_logger_flagged{logger="team_webhook"} 1' in metrics
+    assert "could not be encoded" not in served.stderr  # delivered, not dropped
