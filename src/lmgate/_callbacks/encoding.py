@@ -23,6 +23,8 @@ MAX_SALVAGE_DEPTH = 6
 MAX_REASON_CHARS = 200
 DEPTH_REASON = "nested too deeply"
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+# parts below the record's top level that the payload schema types as objects
+_OBJECT_PARTS = frozenset({"metadata.requester_metadata"})
 
 
 class UnencodableRecord(ValueError):
@@ -89,9 +91,11 @@ def _salvage(value: Any, path: str, depth: int, errors: dict[str, str], default:
         return orjson.Fragment(raw[depth : len(raw) - depth])
     except Exception as error:  # noqa: BLE001 - any failure of a user's value is recorded, not raised
         reason = _reason(error)
-    # narrowed down while that can spare some of its parts; a lone deep child is replaced whole
+    # narrowed down while that can spare some of its parts; a lone deep child is replaced whole,
+    # except where the payload's schema wants an object (a part of it is replaced instead)
     if isinstance(value, (dict, list, tuple)) and depth < MAX_SALVAGE_DEPTH:
-        if not (reason == DEPTH_REASON and len(value) < 2):
+        keep_object = isinstance(value, dict) and (depth == 1 or path in _OBJECT_PARTS)
+        if keep_object or not (reason == DEPTH_REASON and len(value) < 2):
             if isinstance(value, dict):
                 return {
                     _key(k): _salvage(v, f"{path}.{_key(k)}", depth + 1, errors, default)
