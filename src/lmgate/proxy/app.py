@@ -73,7 +73,7 @@ class ProxyState:
         self.config = config
         self.applied = applied
         self.router = Router(config)
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.model_names)
         self.cache = HookCache()
         self.created = int(time.time())
         self._master = config.master_key.encode() if config.master_key else None
