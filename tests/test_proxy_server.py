@@ -38,13 +38,13 @@ def free_port() -> int:
 class Served:
     """A running ``lmgate serve`` process."""
 
-    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = tmp / f"serve-{self.port}.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port), *args],
             stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})},
         )
 
