@@ -264,3 +264,35 @@ def test_log_format_is_checked(tmp_path: Path, fake_provider: FakeProvider) -> N
     )
     assert out.returncode == 2
     assert "invalid choice: 'xml'" in out.stderr and "'text', 'json'" in out.stderr
+
+
+def test_text_line_keeps_client_values_on_one_line_and_masks_secrets() -> None:
+    """A client's newline or quote stays inside a quoted value; a URL password and a key in an error are masked."""
+    import io
+    import logging
+
+    from lmgate import exceptions
+    from lmgate.proxy import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.TextFormatter())
+    logs.ERRORS.addHandler(handler)
+    saved = logs.ERRORS.level
+    logs.ERRORS.setLevel(logging.INFO)
+    try:
+        error = exceptions.APIConnectionError(
+            "cannot reach https://bob:hunter2-secret@llm.internal/v1 with key sk-live-0123456789abcdef", "openai", "m"
+        )
+        logs.log_failed_call(error, 500, str(error), 'evil"\nINFO forged line', None)
+        logs.log_request({"method": "POST", "path": "/v1/chat/completions"}, 200, "a b\nc", None, None, 0.001)
+    finally:
+        logs.ERRORS.removeHandler(handler)
+        logs.ERRORS.setLevel(saved)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert " ERROR lmgate.proxy: call failed error=APIConnectionError status=500 " in lines[0]
+    assert 'model="evil\\"\\nINFO forged line"' in lines[0]
+    assert "hunter2-secret" not in lines[0] and "sk-live-0123456789abcdef" not in lines[0]
+    assert "https://bob:****@llm.internal/v1" in lines[0]
+    assert 'POST /v1/chat/completions 200 model="a b\\nc" latency_ms=1' in lines[1]
