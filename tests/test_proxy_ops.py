@@ -282,7 +282,9 @@ def test_text_line_keeps_client_values_on_one_line_and_masks_secrets() -> None:
     logs.ERRORS.setLevel(logging.INFO)
     try:
         error = exceptions.APIConnectionError(
-            "cannot reach https://bob:hunter2-secret@llm.internal/v1 with key sk-live-0123456789abcdef", "openai", "m"
+            "cannot reach https://bob:hunter2-secret@llm.internal/v1 with key sk-live-0123456789abcdef",
+            "openai",
+            "m",
         )
         logs.log_failed_call(error, 500, str(error), 'evil"\nINFO forged line', None)
         logs.log_request({"method": "POST", "path": "/v1/chat/completions"}, 200, "a b\nc", None, None, 0.001)
