@@ -318,6 +318,7 @@ class ProxyState:
     async def _failed(self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None) -> ProxyError:
         if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
             user = UserAPIKeyAuth(None)
+        failed = error  # what went wrong, whatever a failure hook answers instead
         if hooks.post_failure:
             try:
                 replacement = await run_post_failure(hooks, data or {}, error, user)
@@ -327,9 +328,10 @@ class ProxyState:
             if replacement is not None:
                 error = replacement
         perr = to_proxy_error(error)
-        if not isinstance(error, ProxyError):  # the proxy's own 4xx answers are in the request line
+        if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
             model = data.get("model") if data else None
-            log_failed_call(error, perr.status, perr.message, model if isinstance(model, str) else None, user)
+            detail = perr.message if failed is error else to_proxy_error(failed).message
+            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
         return perr
 
     # ---- the other routes ----
