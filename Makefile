@@ -32,11 +32,19 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# promtool (Debian package prometheus) checks /metrics in the proxy tests; install it when missing.
+# Only the promtool binary is used; the tests never start the Prometheus server the package brings.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus for promtool (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
 
-test: $(STAMP) redis-server lint
+test: $(STAMP) redis-server promtool lint
 	$(PY) -m pytest
 
 bench: $(STAMP)

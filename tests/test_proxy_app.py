@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 from fakes import FakeProvider, Reply
+from prom import samples, value
 
 import lmgate
 from lmgate.proxy.app import create_app
@@ -272,17 +273,33 @@ async def test_readiness_and_metrics(tmp_path: Path, fake_provider: FakeProvider
         "delivered": 4, "dropped": {"http_400": 1}, "pending": 2, "healthy": False, "retried": 3}}]
     text = metrics.text
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'lmgate_requests_total{route="chat",model="fast",status="200"} 2' in text
-    assert 'lmgate_request_duration_seconds_count{route="chat",model="fast"} 2' in text
-    assert 'lmgate_tokens_total{model="fast",type="prompt"} 14' in text
-    assert 'lmgate_tokens_total{model="fast",type="completion"} 10' in text
+    parsed = samples(text)
+    assert value(parsed, "lmgate_requests_total", route="chat", model="fast", status="200") == 2
+    assert value(parsed, "lmgate_request_duration_seconds_count", route="chat", model="fast") == 2
+    assert value(parsed, "lmgate_tokens_total", model="fast", type="prompt") == 14
+    assert value(parsed, "lmgate_tokens_total", model="fast", type="completion") == 10
     # 2 × (7 × 0.001 + 5 × 0.002)
-    cost_line = next(line for line in text.splitlines() if line.startswith("lmgate_cost_usd_total{"))
-    assert abs(float(cost_line.split()[-1]) - 0.034) < 1e-9
-    assert 'lmgate_logger_delivered_total{logger="counting"} 4' in text
-    assert 'lmgate_logger_dropped_total{logger="counting",reason="http_400"} 1' in text
-    assert 'lmgate_logger_pending{logger="counting"} 2' in text
-    assert 'lmgate_logger_retried{logger="counting"} 3' in text
+    assert abs((value(parsed, "lmgate_cost_usd_total", model="fast") or 0) - 0.034) < 1e-9
+    assert value(parsed, "lmgate_logger_delivered_total", logger="counting") == 4
+    assert value(parsed, "lmgate_logger_dropped_total", logger="counting", reason="http_400") == 1
+    assert value(parsed, "lmgate_logger_pending", logger="counting") == 2
+    assert value(parsed, "lmgate_logger_retried", logger="counting") == 3
+
+
+
+async def test_unknown_model_names_add_no_series(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """50 distinct unknown model names count under one model="other" series: clients cannot grow /metrics."""
+    app = make_app(tmp_path, fake_provider)
+    async with client(app) as c:
+        assert (await c.post("/v1/chat/completions", headers=AUTH, json={"model": "nope-0", "messages": HI})).status_code == 400
+        before = samples((await c.get("/metrics", headers=AUTH)).text)
+        for i in range(1, 51):
+            r = await c.post("/v1/chat/completions", headers=AUTH, json={"model": f"nope-{i}\n\"x", "messages": HI})
+            assert r.status_code == 400
+        after = samples((await c.get("/metrics", headers=AUTH)).text)
+    assert set(after) == set(before)
+    assert value(after, "lmgate_requests_total", route="chat", model="other", status="400") == 51
+    assert not any("nope" in str(key) for key in after)
 
 
 def group_yaml(fake: FakeProvider, strategy: str = "round-robin", retries: str = "") -> str:

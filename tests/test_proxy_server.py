@@ -38,7 +38,8 @@ def free_port() -> int:
 class Served:
     """A running ``lmgate serve`` process."""
 
-    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, host: str | None = "127.0.0.1") -> None:
+    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, host: str | None = "127.0.0.1",
+                 args: tuple[str, ...] = ()) -> None:
         """``host=None`` leaves ``--host`` out (the server picks its default); the client side uses 127.0.0.1 then."""
         self.port = free_port()
         self.host = host or "127.0.0.1"
@@ -47,7 +48,7 @@ class Served:
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         host_args = ["--host", host] if host else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), *host_args, "--port", str(self.port)],
+            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), *host_args, "--port", str(self.port), *args],
             stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})},
         )
 

@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="server log lines: text (default) or json (one object a line, for log shippers)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo

@@ -45,6 +45,7 @@ from .hooks import (
 )
 from .identity import identity, stamp
 from .loading import Applied, apply_config
+from .logs import log_failed_call, log_request
 from .metrics import Metrics
 from .router import Group, Router
 
@@ -106,7 +107,7 @@ class ProxyState:
         self.config = config
         self.applied = applied
         self.router = Router(config)
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.model_names)
         self.cache = HookCache()
         self.created = int(time.time())
         self._master = config.master_key.encode() if config.master_key else None
@@ -187,6 +188,7 @@ class ProxyState:
         user: UserAPIKeyAuth | None = None
         data: dict[str, Any] | None = None
         model = "unknown"
+        deployment = None
         streaming = False
         try:
             user = self.authenticate(request)
@@ -202,7 +204,7 @@ class ProxyState:
                 if isinstance(answered, Answer):
                     if kind != "chat":
                         raise ProxyError(400, answered.text)
-                    response = await self._answer(answered.text, data, who, start)
+                    response = await self._answer(answered.text, data, who, start, request, user)
                     streaming = isinstance(response, SSEResponse)
                     return response
                 data = answered
@@ -220,12 +222,17 @@ class ProxyState:
             hidden = getattr(result, "_hidden_params", None) or {}
             headers = _response_headers(hidden, deployment.model_id)
             body = orjson.dumps(result)
-            metrics.observe(route, model, 200, time.perf_counter() - start, result.get("usage") if isinstance(result, dict) else None,
-                            hidden.get("response_cost"))
+            usage = result.get("usage") if isinstance(result, dict) else None
+            elapsed = time.perf_counter() - start
+            metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
+            log_request(request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost"))
             return Response(body, status_code=200, headers=headers, media_type=_JSON)
         except Exception as error:
             perr = await self._failed(hooks, data, error, user)
-            metrics.observe(route, model, perr.status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            metrics.observe(route, model, perr.status, elapsed)
+            log_request(request.scope, perr.status, model, deployment or error.__dict__.get("_lmgate_deployment"),
+                        user, elapsed, error=error)
             return error_response(perr)
         finally:
             if not streaming:
@@ -257,6 +264,7 @@ class ProxyState:
             except Exception as error:
                 if deferred:
                     error.__dict__["_lmgate_emit_failure"] = deferred[0]
+                error.__dict__["_lmgate_deployment"] = deployment  # for the server log's error line
                 raise
 
         library_retries = int(lmgate.num_retries or 0)
@@ -280,16 +288,22 @@ class ProxyState:
         model = group.name
         prices_source = deployment
 
-        def on_end(status: int, usage: Any) -> None:
+        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             release()
             metrics.in_flight -= 1
             cost = _stream_cost(prices_source, usage) if usage else None
-            metrics.observe("chat", model, status, time.perf_counter() - start, usage, cost)
+            elapsed = time.perf_counter() - start
+            metrics.observe("chat", model, status, elapsed, usage, cost)
+            if error is not None:  # the provider broke the stream after its first byte
+                error.__dict__.setdefault("_lmgate_deployment", deployment)
+                log_failed_call(error, status, to_proxy_error(error).message, model, user)
+            log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
 
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
         return SSEResponse(iterator, stream, on_end, headers)
 
-    async def _answer(self, text: str, data: dict[str, Any], who: dict[str, Any], start: float) -> Response | SSEResponse:
+    async def _answer(self, text: str, data: dict[str, Any], who: dict[str, Any], start: float, request: Request,
+                      user: UserAPIKeyAuth) -> Response | SSEResponse:
         """A pre-call hook's string as the assistant's answer (streamed when asked).
 
         It goes through ``lmgate.acompletion`` as a mock answer, so every logger records the
@@ -320,17 +334,20 @@ class ProxyState:
         )
         if not stream:
             metrics.observe("chat", model, 200, time.perf_counter() - start)
+            log_request(request.scope, 200, model, None, user, time.perf_counter() - start)
             return json_response(result)
 
-        def on_end(status: int, usage: Any) -> None:
+        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             metrics.in_flight -= 1
             metrics.observe("chat", model, status, time.perf_counter() - start)
+            log_request(request.scope, status, model, None, user, time.perf_counter() - start, error=error)
 
         return SSEResponse(result, result, on_end, [])
 
     async def _failed(self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None) -> ProxyError:
         if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
             user = UserAPIKeyAuth(None)
+        failed = error  # what went wrong, whatever a failure hook answers instead
         if hooks.post_failure:
             try:
                 replacement = await run_post_failure(hooks, data or {}, error, user)
@@ -340,11 +357,10 @@ class ProxyState:
             if replacement is not None:
                 error = replacement
         perr = to_proxy_error(error)
-        if perr.status >= 500 and not isinstance(error, ProxyError):
-            from .. import exceptions as exc
-
-            if not isinstance(error, exc.LmgateError):
-                logger.error("request failed: %s", perr.message, exc_info=error)
+        if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
+            model = data.get("model") if data else None
+            detail = perr.message if failed is error else to_proxy_error(failed).message
+            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
         return perr
 
     # ---- the other routes ----
@@ -530,16 +546,18 @@ class SSEResponse:
 
     The chunks are pumped in one task while another waits for ``http.disconnect``; when the
     client goes first, the lmgate stream is closed (its call ends as ``abandoned``, one
-    terminal event) and the pump is stopped. ``on_end(status, usage)`` runs exactly once.
+    terminal event) and the pump is stopped. ``on_end(status, usage, error)`` runs exactly once.
     """
 
-    def __init__(self, iterator: AsyncIterator[Any], source: Any, on_end: Callable[[int, Any], None],
+    def __init__(self, iterator: AsyncIterator[Any], source: Any,
+                 on_end: Callable[[int, Any, BaseException | None], None],
                  headers: list[tuple[bytes, bytes]]) -> None:
         self.iterator = iterator
         self.source = source
         self.on_end = on_end
         self.headers = _SSE_HEADERS + headers
         self.usage: Any = None
+        self.error: BaseException | None = None  # what broke the stream, if anything did
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         status = 200
@@ -563,7 +581,7 @@ class SSEResponse:
             status = 499
         finally:
             await self._close_source()
-            self.on_end(status, self.usage)
+            self.on_end(status, self.usage, self.error)
 
     async def _close_source(self) -> None:
         source, self.source = self.source, None
@@ -583,6 +601,7 @@ class SSEResponse:
         except OSError:
             return 499
         except Exception as error:
+            self.error = error
             perr = to_proxy_error(error)
             body = b"data: " + perr.body() + b"\n\n"
             try:
@@ -622,15 +641,23 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
 
     def guarded(build: Callable[[], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
+            start = time.perf_counter()
             try:
-                state.authenticate(request)
+                user = state.authenticate(request)
             except ProxyError as error:
+                log_request(request.scope, error.status, None, None, None, time.perf_counter() - start,
+                            error=error)
                 return error_response(error)
-            return build()
+            response = build()
+            # probes and scrapes come every few seconds: their lines are DEBUG
+            log_request(request.scope, response.status_code, None, None, user, time.perf_counter() - start,
+                        level=logging.DEBUG)
+            return response
 
         return endpoint
 
     async def liveliness(request: Request) -> Response:
+        log_request(request.scope, 200, None, None, None, 0.0, level=logging.DEBUG)
         return json_response("I'm alive!")
 
     models = guarded(lambda: json_response(state.models()))
@@ -674,7 +701,9 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         text = "method not allowed" if status == 405 else f"no route {request.url.path}"
-        return error_response(ProxyError(status, f"{text}; see GET /v1/models and docs/proxy.md"))
+        error = ProxyError(status, f"{text}; see GET /v1/models and docs/proxy.md")
+        log_request(request.scope, status, None, None, None, 0.0, error=error)
+        return error_response(error)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,19 +1,25 @@
-"""``GET /metrics``: counters kept per process, written in the Prometheus text format (0.0.4).
+"""``GET /metrics``: counters kept per process, exposed in the Prometheus text format (0.0.4).
 
-Written by hand rather than with ``prometheus_client``: the proxy needs four counters, one
-histogram and a few gauges read from the loggers at scrape time, all updated on one event
-loop thread (plain dict updates, no locks, nothing on the request path but additions); the
-client library would add a dependency, a registry and locking for no gain. With
-``--workers N`` each worker keeps its own numbers (a scrape reaches one worker).
+Counting and writing are separate jobs. Counting is on the request path: plain dict
+additions on the event-loop thread (no locks; ``observe`` costs about a microsecond). Writing
+happens per scrape: the numbers become ``prometheus_client`` metric families and the library
+writes the text (names, escaping, ``HELP``/``TYPE``, number formatting), so the output is what
+``promtool check metrics`` accepts. ``prometheus_client`` is imported only when a scrape comes.
+
+The ``model`` label takes only configured model names: anything else a client sends (a typo,
+a scan of names) counts under ``model="other"``, so clients cannot create unbounded series.
+With ``--workers N`` each worker keeps its own numbers (a scrape reaches one worker).
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeGuard
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+OTHER_MODEL = "other"  # the model label of every request for a model name not in model_list
 
 
 class Histogram:
@@ -33,14 +39,19 @@ class Histogram:
 class Metrics:
     """The proxy's numbers; ``observe`` once per request, ``render`` per scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, model_names: Iterable[str] = ()) -> None:
+        self.model_names = frozenset(model_names)
         self.requests: dict[tuple[str, str, int], int] = {}
         self.latency: dict[tuple[str, str], Histogram] = {}
         self.tokens: dict[tuple[str, str], int] = {}
         self.cost: dict[str, float] = {}
         self.in_flight = 0
 
-    def observe(self, route: str, model: str, status: int, seconds: float, usage: Any = None, cost: Any = None) -> None:
+    def observe(
+        self, route: str, model: str, status: int, seconds: float, usage: Any = None, cost: Any = None
+    ) -> None:
+        if model not in self.model_names:
+            model = OTHER_MODEL
         key = (route, model, status)
         self.requests[key] = self.requests.get(key, 0) + 1
         hkey = (route, model)
@@ -51,94 +62,153 @@ class Metrics:
         if usage:
             for kind in ("prompt_tokens", "completion_tokens"):
                 n = usage.get(kind) if isinstance(usage, dict) else getattr(usage, kind, None)
-                if n:
+                if isinstance(n, int) and n > 0:  # a count, never a string or a float from a bad usage block
                     tkey = (model, kind.split("_")[0])
                     self.tokens[tkey] = self.tokens.get(tkey, 0) + int(n)
         if isinstance(cost, (int, float)) and cost > 0 and math.isfinite(cost):
             self.cost[model] = self.cost.get(model, 0.0) + float(cost)
 
     def render(self, loggers: list[tuple[str, dict[str, Any]]], dispatcher: dict[str, Any]) -> str:
-        out: list[str] = []
-        out += ["# HELP lmgate_requests_total Requests answered by the proxy.", "# TYPE lmgate_requests_total counter"]
+        """The exposition text: request numbers, then each logger's ``stats()``, then the dispatcher's."""
+        from prometheus_client.exposition import generate_latest
+
+        return generate_latest(_Families(self._families(loggers, dispatcher))).decode()  # type: ignore[arg-type]
+
+    def _families(
+        self, loggers: list[tuple[str, dict[str, Any]]], dispatcher: dict[str, Any]
+    ) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        requests = CounterMetricFamily(
+            "lmgate_requests", "Requests answered by the proxy.", labels=("route", "model", "status")
+        )
         for (route, model, status), n in sorted(self.requests.items()):
-            out.append(f"lmgate_requests_total{_labels(route=route, model=model, status=str(status))} {n}")
-        out += ["# HELP lmgate_request_duration_seconds Time from request to last byte.",
-                "# TYPE lmgate_request_duration_seconds histogram"]
+            requests.add_metric((route, model, str(status)), n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "lmgate_request_duration_seconds", "Time from request to last byte.", labels=("route", "model")
+        )
+        bounds = [_le(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
         for (route, model), hist in sorted(self.latency.items()):
-            cumulative = 0
-            for bound, n in zip(LATENCY_BUCKETS_S, hist.counts, strict=False):
+            cumulative, buckets = 0, []
+            for bound, n in zip(bounds, hist.counts, strict=True):
                 cumulative += n
-                out.append(f"lmgate_request_duration_seconds_bucket{_labels(route=route, model=model, le=_num(bound))} {cumulative}")
-            out.append(f"lmgate_request_duration_seconds_bucket{_labels(route=route, model=model, le='+Inf')} {hist.count}")
-            out.append(f"lmgate_request_duration_seconds_sum{_labels(route=route, model=model)} {_num(hist.total)}")
-            out.append(f"lmgate_request_duration_seconds_count{_labels(route=route, model=model)} {hist.count}")
-        out += ["# HELP lmgate_tokens_total Tokens reported by providers.", "# TYPE lmgate_tokens_total counter"]
+                buckets.append((bound, cumulative))
+            latency.add_metric((route, model), buckets, hist.total)
+        yield latency
+        tokens = CounterMetricFamily(
+            "lmgate_tokens", "Tokens reported by providers.", labels=("model", "type")
+        )
         for (model, kind), n in sorted(self.tokens.items()):
-            out.append(f"lmgate_tokens_total{_labels(model=model, type=kind)} {n}")
-        out += ["# HELP lmgate_cost_usd_total Cost of answered requests in USD.", "# TYPE lmgate_cost_usd_total counter"]
+            tokens.add_metric((model, kind), n)
+        yield tokens
+        cost = CounterMetricFamily("lmgate_cost_usd", "Cost of answered requests in USD.", labels=("model",))
         for model, usd in sorted(self.cost.items()):
-            out.append(f"lmgate_cost_usd_total{_labels(model=model)} {_num(usd)}")
-        out += ["# HELP lmgate_requests_in_flight Requests being answered now.", "# TYPE lmgate_requests_in_flight gauge",
-                f"lmgate_requests_in_flight {self.in_flight}"]
-        out += _logger_lines(loggers)
-        out += ["# HELP lmgate_callback_deliveries_pending Callback deliveries submitted and not yet done.",
-                "# TYPE lmgate_callback_deliveries_pending gauge",
-                f"lmgate_callback_deliveries_pending {int(dispatcher.get('pending') or 0)}",
-                "# HELP lmgate_callback_errors_total Callback hooks that raised.",
-                "# TYPE lmgate_callback_errors_total counter",
-                f"lmgate_callback_errors_total {int(dispatcher.get('errors_total') or 0)}"]
-        return "\n".join(out) + "\n"
+            cost.add_metric((model,), usd)
+        yield cost
+        yield GaugeMetricFamily(
+            "lmgate_requests_in_flight", "Requests being answered now.", value=self.in_flight
+        )
+        yield from _logger_families(_unique_names(loggers))
+        yield GaugeMetricFamily(
+            "lmgate_callback_deliveries_pending",
+            "Callback deliveries submitted and not yet done.",
+            value=_number_or_zero(dispatcher.get("pending")),
+        )
+        yield CounterMetricFamily(
+            "lmgate_callback_errors",
+            "Callback hooks that raised.",
+            value=_number_or_zero(dispatcher.get("errors_total")),
+        )
 
 
+class _Families:
+    """What ``generate_latest`` reads: anything with ``collect()`` (no registry needed per scrape)."""
+
+    def __init__(self, families: Iterator[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Any]:
+        return self._families
+
+
+# the numbers every logger's stats() may report under fixed names: (key, metric, type, help)
 _LOGGER_METRICS = (
-    ("delivered", "lmgate_logger_delivered_total", "counter", "Records a logger delivered."),
-    ("dropped", "lmgate_logger_dropped_total", "counter", "Records a logger dropped, by reason."),
+    ("delivered", "lmgate_logger_delivered", "counter", "Records a logger delivered."),
+    ("dropped", "lmgate_logger_dropped", "counter", "Records a logger dropped, by reason."),
     ("pending", "lmgate_logger_pending", "gauge", "Records a logger holds (queued, in flight or spooled)."),
 )
 
 
-def _logger_lines(loggers: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for key, metric, kind, help_text in _LOGGER_METRICS:
-        out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-        for name, stats in loggers:
+def _logger_families(loggers: list[tuple[str, dict[str, Any]]]) -> Iterator[Any]:
+    from prometheus_client.metrics_core import Metric
+
+    taken: set[str] = (
+        set()
+    )  # one family per base name (a counter "x" writes "x_total"; a second "x_total" would clash)
+    for key, name, kind, help_text in _LOGGER_METRICS:
+        taken.add(name)
+        fixed = Metric(name, help_text, kind)
+        sample = name + "_total" if kind == "counter" else name
+        for logger, stats in loggers:
             value = stats.get(key)
             if isinstance(value, dict):  # a breakdown, e.g. dropped by reason
-                for reason, n in sorted(value.items()):
+                for reason, n in sorted(value.items(), key=lambda item: str(item[0])):
                     if _is_number(n):
-                        out.append(f"{metric}{_labels(logger=name, reason=str(reason))} {_num(n)}")
+                        fixed.add_sample(sample, {"logger": logger, "reason": str(reason)}, n)
             elif _is_number(value):
-                out.append(f"{metric}{_labels(logger=name)} {_num(value)}")
-    # any other number a logger reports, as a gauge
-    extra: dict[str, list[str]] = {}
-    for name, stats in loggers:
-        for key, value in sorted(stats.items()):
+                fixed.add_sample(sample, {"logger": logger}, value)
+        yield fixed
+    # any other number a logger reports: a gauge, or a counter when its key ends in "_total"
+    # (e.g. "retried" → lmgate_logger_retried); one that would reuse a name above is left out
+    # ("dropped_total" repeats the sum of lmgate_logger_dropped_total)
+    extra: dict[str, Metric] = {}
+    for logger, stats in loggers:
+        for key, value in sorted(stats.items(), key=lambda item: str(item[0])):
             if key in ("delivered", "dropped", "pending") or not _is_number(value):
                 continue
-            metric = "lmgate_logger_" + "".join(ch if ch.isalnum() else "_" for ch in str(key))
-            extra.setdefault(metric, []).append(f"{metric}{_labels(logger=name)} {_num(value)}")
-    for metric, lines in sorted(extra.items()):
-        out.append(f"# TYPE {metric} gauge")
-        out += lines
+            sample = "lmgate_logger_" + "".join(
+                ch if ch.isascii() and ch.isalnum() else "_" for ch in str(key)
+            )
+            counter = sample.endswith("_total")
+            base = sample[: -len("_total")] if counter else sample
+            family: Metric | None = extra.get(base)
+            if family is None:
+                if base in taken:
+                    continue
+                taken.add(base)
+                family = extra[base] = Metric(
+                    base, f"The {key!r} number in each logger's stats().", "counter" if counter else "gauge"
+                )
+            elif family.type != ("counter" if counter else "gauge") or any(
+                s.labels["logger"] == logger for s in family.samples
+            ):
+                continue  # two keys that clean up to one name: the first one wins
+            family.add_sample(sample, {"logger": logger}, value)
+    for _, family in sorted(extra.items()):
+        yield family
+
+
+def _unique_names(loggers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Loggers that share a name (two of one class) become ``name``, ``name#2``…: one series each."""
+    seen: dict[str, int] = {}
+    out = []
+    for name, stats in loggers:
+        n = seen[name] = seen.get(name, 0) + 1
+        out.append((name if n == 1 else f"{name}#{n}", stats))
     return out
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _num(value: Any) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
+def _number_or_zero(value: Any) -> float:
+    return value if _is_number(value) else 0
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _le(bound: float) -> str:
+    return repr(float(bound))
 
 
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-
-
-__all__ = ["LATENCY_BUCKETS_S", "Metrics"]
+__all__ = ["LATENCY_BUCKETS_S", "OTHER_MODEL", "Metrics"]

@@ -19,7 +19,6 @@ import signal
 import sys
 from typing import Any
 
-from .._secrets import MaskingFilter
 from .config import ConfigError, ProxyConfig, load_config
 
 ENV_CONFIG = "LMGATE_PROXY_CONFIG"
@@ -29,27 +28,24 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _FACTORY = "lmgate.proxy.server:app_factory"
 
 
-def _setup_logging(level: str) -> None:
-    proxy_logger = logging.getLogger("lmgate")
-    if not proxy_logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        handler.addFilter(MaskingFilter())  # whatever a log line quotes, no secret is printed
-        proxy_logger.addHandler(handler)
-    proxy_logger.setLevel(level.upper())
-
-
 def serve(args: Any) -> int:
     """Run the proxy until SIGTERM/SIGINT; 2 for a bad config, 0 after a clean shutdown."""
     import uvicorn
 
     from .app import create_app
     from .loading import apply_config, describe
+    from .logs import logging_config, setup_logging
 
-    _setup_logging(args.log_level)
+    log_format = getattr(args, "log_format", "text")
+    try:
+        setup_logging(args.log_level, log_format)
+    except ValueError as error:
+        print(f"lmgate serve: {error}", file=sys.stderr)
+        return 2
+    say = logging.getLogger("lmgate.proxy.server")  # through the same formatter as every other line
     workers = int(getattr(args, "workers", 1) or 1)
     if workers < 1:
-        print("lmgate serve: --workers must be at least 1", file=sys.stderr)
+        say.error("lmgate serve: --workers must be at least 1")
         return 2
     try:
         config = load_config(args.config)
@@ -59,16 +55,17 @@ def serve(args: Any) -> int:
         else:
             applied = apply_config(config)
     except ConfigError as error:
-        print(f"lmgate serve: bad config: {error}", file=sys.stderr)
+        say.error("lmgate serve: bad config: %s", error)
         return 2
     host, where = bind_address(config, getattr(args, "host", None))
-    print(f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
-          f"{f' ({workers} workers)' if workers > 1 else ''}", file=sys.stderr, flush=True)
+    say.info(f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
+             f"{f' ({workers} workers)' if workers > 1 else ''}")
     options: dict[str, Any] = {
         "host": host,
         "port": args.port,
         "log_level": args.log_level,
-        "access_log": False,  # one log line per request costs more than the request itself
+        "access_log": False,  # lmgate.proxy.access writes the request lines (logs.py)
+        "log_config": logging_config(args.log_level, log_format),  # every worker: one formatter
         "lifespan": "on",
         "timeout_graceful_shutdown": config.graceful_shutdown_timeout_s,
     }

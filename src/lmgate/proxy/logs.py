@@ -1,0 +1,287 @@
+"""The server log of ``lmgate serve``: one line per request, one line per failed call, text or JSON.
+
+* ``lmgate.proxy.access`` (INFO): one line per LLM request when it ends (a stream when its
+  last byte is sent or the client left, status 499): method, path, status, model,
+  deployment, caller, latency, tokens, cost, and the error type when it failed.
+* ``lmgate.proxy`` (ERROR or WARNING): one line per failed call, naming the mapped error,
+  the status the client got and the status the upstream answered.
+* Everything else (uvicorn's startup and error lines, lmgate's own warnings) goes through the
+  same handler and formatter, so ``--log-format json`` gives only JSON lines (one object a
+  line, for log shippers) and the default text format reads the same everywhere.
+
+Lines are built only when the logger is enabled for their level. Values a client chose (a
+model name, a path) are quoted and escaped in text lines, so they cannot forge a line; error
+messages pass through secret masking, and the caller shows as a key alias or a prefix of the
+key's SHA-256, never the key. uvicorn's own access log stays off: this one replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+LOG_FORMATS = ("text", "json")
+TRACE = 5  # uvicorn's "trace" level, below DEBUG
+ACCESS = logging.getLogger("lmgate.proxy.access")
+ERRORS = logging.getLogger("lmgate.proxy")
+_FIELDS = "lmgate_fields"  # the LogRecord attribute that carries a line's fields
+_IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its message
+_REQUEST_IN_MESSAGE = ("method", "path", "status")
+_MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
+_BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
+
+
+# ---------------------------------------------------------------------- set-up
+
+
+def logging_config(level: str = "info", log_format: str = "text") -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` dict for the proxy; also given to uvicorn as ``log_config``,
+    so every worker process sets up the same handler."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    numeric = _level(level)
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    # the masking filter sits on the handler, so every line (uvicorn's and tracebacks too) is masked
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "lmgate", "filters": ["mask"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"lmgate": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "filters": {"mask": {"()": "lmgate._secrets.MaskingFilter"}},
+        "handlers": {"lmgate": handler},
+        "loggers": {
+            "lmgate": {"handlers": ["lmgate"], "level": numeric, "propagate": False},
+            "uvicorn": {"handlers": ["lmgate"], "level": numeric, "propagate": False},
+            "uvicorn.error": {"level": numeric},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def setup_logging(level: str = "info", log_format: str = "text") -> None:
+    """Send lmgate's and uvicorn's log records to stderr in ``log_format``, from ``level`` up."""
+    import logging.config
+
+    logging.config.dictConfig(logging_config(level, log_format))
+
+
+def _level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    name = level.strip().upper()
+    if name == "TRACE":
+        logging.addLevelName(TRACE, "TRACE")
+        return TRACE
+    value = logging.getLevelName(name)
+    if not isinstance(value, int):
+        raise ValueError(
+            f"log level must be one of trace, debug, info, warning, error, critical, got {level!r}"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------- formatters
+
+
+_last_second: tuple[int, str] = (-1, "")  # the last second formatted (strftime is the slow part)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    global _last_second
+    second = int(record.created)
+    cached = _last_second  # one read: another thread may replace it, never half of it
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(record.msecs):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-31T12:00:00.123Z INFO  lmgate.proxy.access: POST /v1/chat/completions 200 model=fast …``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record)} {record.levelname:<5} {record.name}: {record.getMessage()}"
+        fields = getattr(record, _FIELDS, None)
+        if fields:
+            skip = getattr(record, _IN_MESSAGE, ())
+            line += " " + " ".join(
+                f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in skip
+            )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:
+            line += "\n" + record.exc_text
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``logger``, ``message``, the line's fields, ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, _FIELDS, None)
+        if fields:
+            for key, value in fields.items():
+                if value is not None and key not in out:
+                    out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return orjson.dumps(out, default=str).decode()
+
+
+def _text_value(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return f"{value:.6g}"
+    text = str(value)
+    if _BARE.fullmatch(text):
+        return text
+    return orjson.dumps(text).decode()  # quoted, with newlines and quotes escaped
+
+
+# ---------------------------------------------------------------------- the lines
+
+
+def log_request(
+    scope: Mapping[str, Any],
+    status: int,
+    model: str | None,
+    deployment: Any,
+    user: Any,
+    seconds: float,
+    usage: Any = None,
+    cost: Any = None,
+    error: BaseException | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """The request's line on ``lmgate.proxy.access``, built only when ``level`` is on."""
+    if not ACCESS.isEnabledFor(level):
+        return
+    method = str(scope.get("method") or "-")
+    path = _clip(str(scope.get("path") or "-"))
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "model": _clip(model) if model else None,
+        "deployment": deployment_label(deployment),
+        "key": caller_label(user),
+        "latency_ms": round(seconds * 1000, 1),
+    }
+    prompt, completion = _tokens(usage)
+    if prompt is not None or completion is not None:
+        fields["prompt_tokens"] = prompt
+        fields["completion_tokens"] = completion
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        fields["cost_usd"] = float(cost)
+    if error is not None:
+        fields["error"] = error_label(error)
+    extra = {_FIELDS: fields, _IN_MESSAGE: _REQUEST_IN_MESSAGE}
+    ACCESS.log(level, "%s %s %d", method, _text_value(path), status, extra=extra)
+
+
+def log_failed_call(error: BaseException, status: int, message: str, model: str | None, user: Any) -> None:
+    """The failed call's line on ``lmgate.proxy``: ERROR when the operator has to act (an upstream
+    5xx, 401, 403 or 404, no answer at all, an unexpected exception), WARNING for what the request
+    itself caused (other 4xx, 429). An unexpected exception carries its traceback."""
+    from .. import exceptions as exc
+
+    upstream = error.status_code if isinstance(error, exc.APIError) else None
+    unexpected = not isinstance(error, exc.LmgateError) and status >= 500
+    operator = (
+        status >= 500
+        or upstream in (401, 403, 404)
+        or isinstance(error, exc.APIConnectionError)
+        or unexpected
+    )
+    level = logging.ERROR if operator else logging.WARNING
+    if not ERRORS.isEnabledFor(level):
+        return
+    fields = {
+        "error": type(error).__name__,
+        "status": status,
+        "upstream_status": upstream,
+        "provider": getattr(error, "llm_provider", None),
+        "model": _clip(model) if model else None,
+        "deployment": deployment_label(error.__dict__.get("_lmgate_deployment")),
+        "key": caller_label(user),
+        "detail": _clip(mask_urls(message), 500),
+    }
+    ERRORS.log(level, "call failed", extra={_FIELDS: fields}, exc_info=error if unexpected else None)
+
+
+def error_label(error: BaseException) -> str:
+    """An error as the log names it: the proxy's own answers by their code (``model_not_found``,
+    ``invalid_api_key``), anything else by its class (``AuthenticationError``)."""
+    from .errors import ProxyError
+
+    if isinstance(error, ProxyError):
+        return error.code if not error.code.isdigit() else error.type
+    return type(error).__name__
+
+
+def deployment_label(deployment: Any) -> str | None:
+    """A deployment as the log names it: its configured ``model_info.id``, else its model string."""
+    if deployment is None:
+        return None
+    configured = deployment.model_info.get("id")
+    return str(configured) if configured is not None else deployment.model
+
+
+def caller_label(user: Any) -> str | None:
+    """The caller: its key alias when it has one, else the first 12 hex digits of its key's SHA-256."""
+    if user is None:
+        return None
+    alias = getattr(user, "key_alias", None)
+    if alias:
+        return str(alias)
+    digest = getattr(user, "api_key", None)
+    return f"sha256:{digest[:12]}" if digest else None
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` replaced."""
+    from .._secrets import mask_secrets
+
+    return _URL_PASSWORD.sub(r"\1****@", mask_secrets(text))
+
+
+def _tokens(usage: Any) -> tuple[Any, Any]:
+    if not usage:
+        return None, None
+    if isinstance(usage, dict):
+        return usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+def _clip(text: str, limit: int = _MAX_VALUE_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+__all__ = [
+    "LOG_FORMATS",
+    "JsonFormatter",
+    "TextFormatter",
+    "caller_label",
+    "deployment_label",
+    "error_label",
+    "log_failed_call",
+    "log_request",
+    "logging_config",
+    "mask_urls",
+    "setup_logging",
+]
