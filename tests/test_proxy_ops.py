@@ -69,7 +69,7 @@ def served(
     Parametrize indirectly with extra command-line arguments."""
     args = tuple(getattr(request, "param", ()))
     server = Served(
-        ops_config(tmp_path, fake_provider), tmp_path, {**ENV, "SERVE_RECEIVER_URL": log_receiver.url}, args
+        ops_config(tmp_path, fake_provider), tmp_path, {**ENV, "SERVE_RECEIVER_URL": log_receiver.url}, args=args
     )
     try:
         server.wait_ready()
