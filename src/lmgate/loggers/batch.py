@@ -137,7 +137,6 @@ class BatchLogger(CustomLogger):
         # A subclass with hooks of its own gets its hooks called instead.
         self.lmgate_write_ahead = not overrides_a_hook(type(self))
         self.processor = BatchProcessor(exporter, settings, name=name)
-        exit_hooks.register(self)
         from .._callbacks.dispatch import get_dispatcher
 
         get_dispatcher().register_flushable(self)
@@ -235,10 +234,7 @@ class BatchLogger(CustomLogger):
     def close(self, timeout: float | None = None) -> bool:
         """Flush within ``timeout``, then stop; records not delivered stay in (or go to) the
         spool for the next process. True when nothing was left."""
-        try:
-            return self.processor.close(timeout)
-        finally:
-            exit_hooks.unregister(self)
+        return self.processor.close(timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""

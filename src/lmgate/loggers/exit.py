@@ -20,8 +20,11 @@ logger = logging.getLogger("lmgate.loggers")
 class Closeable(Protocol):
     """What the exit path needs of a batch logger."""
 
-    name: str
-    exit_timeout: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def exit_timeout(self) -> float: ...
 
     def close(self, timeout: float | None = None) -> bool: ...
 
@@ -50,7 +53,7 @@ def unregister(owner: Closeable) -> None:
 
 
 def live_loggers() -> list[Any]:
-    """Batch loggers created in this process and not yet closed."""
+    """The batch processors (one per batch logger) created in this process and not yet closed."""
     return list(_live)
 
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from .._callbacks.encoding import ENCODING_ERRORS_KEY
 from .._secrets import mask_secrets
+from . import exit as exit_hooks
 from . import signals
 from .batch_settings import BatchSettings
 from .exporter import Batch, Exporter, Outcome, as_outcomes
@@ -153,10 +154,22 @@ class BatchProcessor:
         ]
         for thread in self._threads:
             thread.start()
+        exit_hooks.register(self)
 
     @property
     def closed(self) -> bool:
         return self._closing
+
+    @property
+    def exit_timeout(self) -> float:
+        return self.settings.exit_timeout
+
+    def ship_now(self) -> None:
+        """Ship what is queued now, without waiting for it (``flush`` waits)."""
+        with self._lock:
+            if self._seq > self._flush_upto:
+                self._flush_upto = self._seq
+                self._work.notify()
 
     # ---- producers ----
     def enqueue(self, data: bytes) -> None:
@@ -609,6 +622,7 @@ class BatchProcessor:
             self.exporter.close()
         except Exception:  # noqa: BLE001 - closing is best effort at exit
             pass
+        exit_hooks.unregister(self)
         return done and not left
 
     def stats(self) -> dict[str, Any]:
