@@ -128,18 +128,11 @@ def test_a_batch_logger_subclass_that_overrides_a_hook_is_called() -> None:
 
 def test_when_to_ship_is_a_pure_function_of_the_queue_and_the_clock() -> None:
     """batch_size, a flush, or the oldest record's age: nothing else decides."""
-    wait = lambda **kw: ship_wait(
-        **{
-            "queued": 3,
-            "oldest_t": 100.0,
-            "oldest_seq": 7,
-            "flush_upto": 0,  # noqa: E731
-            "batch_size": 10,
-            "flush_interval": 5.0,
-            "now": 101.0,
-            **kw,
-        }
-    )
+    def wait(**kw: Any) -> float:
+        args = {"queued": 3, "oldest_t": 100.0, "oldest_seq": 7, "flush_upto": 0}
+        args.update(batch_size=10, flush_interval=5.0, now=101.0)
+        return ship_wait(**{**args, **kw})
+
     assert wait(queued=0) == math.inf  # nothing waits: sleep until woken
     assert wait() == 4.0  # the oldest has waited 1 s of 5
     assert wait(now=105.0) == 0.0 and wait(now=200.0) == 0.0  # its time has come
