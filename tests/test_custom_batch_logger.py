@@ -128,6 +128,7 @@ def test_a_batch_logger_subclass_that_overrides_a_hook_is_called() -> None:
 
 def test_when_to_ship_is_a_pure_function_of_the_queue_and_the_clock() -> None:
     """batch_size, a flush, or the oldest record's age: nothing else decides."""
+
     def wait(**kw: Any) -> float:
         args = {"queued": 3, "oldest_t": 100.0, "oldest_seq": 7, "flush_upto": 0}
         args.update(batch_size=10, flush_interval=5.0, now=101.0)
