@@ -279,3 +279,26 @@ def test_a_program_that_owns_sigterm_keeps_its_handler_and_still_loses_nothing(
     rc, _, err = finish(proc)
     assert rc == 7, err
     assert len(log_receiver.records) == 10
+
+
+@pytest.mark.parametrize("how", ["disable()", "LMGATE_SIGTERM_FLUSH=0", "on"])
+def test_the_sigterm_handler_can_be_turned_off(how: str) -> None:
+    """``signals.disable()`` (what ``lmgate serve`` calls: its server owns signals) or the
+    environment switch: creating a batch logger then leaves SIGTERM alone."""
+    code = textwrap.dedent(
+        f"""
+        import signal
+        from lmgate.loggers import BatchLogger, InMemoryExporter, signals
+        if {how == "disable()"}:
+            signals.disable()
+        BatchLogger(InMemoryExporter(), name="switch", spool="off")
+        print("default" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "taken")
+        """
+    )
+    env = dict(os.environ)
+    env.pop("LMGATE_SIGTERM_FLUSH", None)
+    if how.startswith("LMGATE"):
+        env["LMGATE_SIGTERM_FLUSH"] = "0"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("taken" if how == "on" else "default")
