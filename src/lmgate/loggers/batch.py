@@ -7,7 +7,7 @@ A batch logger is three parts, split the way the OpenTelemetry SDK splits them:
 * ``processor.BatchProcessor`` — the bounded queue, when to ship, retries, the spool and the
   accounting (``stats()``; its module docstring is the delivery contract);
 * an exporter (``exporter.Exporter``) — how one batch goes on the wire
-  (``generic_api.HTTPExporter``, ``InMemoryExporter``, or your own).
+  (``http_exporter.HTTPExporter``, ``InMemoryExporter``, or your own).
 
 Settings are one frozen ``BatchSettings`` built when the logger is made. Exit: ``exit.py``
 flushes every live logger at ``atexit`` within ``LMGATE_EXIT_FLUSH_TIMEOUT_S`` (default 5 s) and
