@@ -52,6 +52,8 @@ class WebhookBatchLogger(CustomBatchLogger):
 def test_a_reference_batch_logger_runs_unchanged_and_its_failed_batches_are_retried(
     log_receiver: LogReceiver, tmp_path
 ) -> None:
+    """Its hooks run for async and sync calls, its async_send_batch() ships every record, and the
+    batches the receiver refused with 500 are retried instead of dropped."""
     log_receiver.fail_next(2, 500)  # the reference would drop these batches; lmgate retries them
 
     async def main() -> WebhookBatchLogger:
