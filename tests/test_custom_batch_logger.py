@@ -31,7 +31,6 @@ class WebhookBatchLogger(CustomBatchLogger):
     def __init__(self, url: str, **kwargs: Any) -> None:
         self.url = url
         self.seen = 0
-        self.async_httpx_client = httpx.AsyncClient()
         self.flush_lock = asyncio.Lock()
         super().__init__(**kwargs, flush_lock=self.flush_lock)
         asyncio.create_task(self.periodic_flush())
@@ -45,7 +44,8 @@ class WebhookBatchLogger(CustomBatchLogger):
     async def async_send_batch(self):  # type: ignore[no-untyped-def]
         if not self.log_queue:
             return
-        response = await self.async_httpx_client.post(self.url, json=list(self.log_queue))
+        async with httpx.AsyncClient() as client:  # one per batch: nothing is left open at the end
+            response = await client.post(self.url, json=list(self.log_queue))
         response.raise_for_status()
 
 
