@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import lmgate
 from lmgate import exceptions
 from lmgate._conf import ConfigError, boolean, choice, duration_s, number, resolve_env
 
@@ -274,3 +275,53 @@ def test_config_error_is_in_the_tree() -> None:
     assert type(copy) is ConfigError and str(copy) == str(error) and copy.key == "a.b"
     leaked = ConfigError("got 'sk-abcdefghijklmnopqrstuvwxyz0123456789'", key="api_key")
     assert "abcdefghijklmnopqrstuvwxyz0123456789" not in str(leaked) + leaked.detail
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: lmgate.Cache(ttl="soon"),
+            "Cache: ttl: must be a duration, got 'soon' (fix: give seconds (2.5) or a number with a unit: 250ms, 5s, 2m, 1h)",
+        ),
+        (
+            lambda: lmgate.Cache(mode="sometimes"),
+            "Cache: mode: must be one of default_on, default_off, got 'sometimes'",
+        ),
+        (
+            lambda: lmgate.Cache(type="redis", host="127.0.0.1", port=70000),
+            "Cache: port: must be at most 65535, got 70000",
+        ),
+        (
+            lambda: lmgate.RetryPolicy(base_delay_s=-1),
+            "RetryPolicy: base_delay_s: must be at least 0 seconds, got -1",
+        ),
+    ],
+)
+def test_library_settings_fail_with_the_one_config_error(make: Any, message: str) -> None:
+    """Cache and RetryPolicy validate with _conf: a ConfigError (still a ValueError) naming owner and parameter."""
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_library_settings_take_durations_and_env_strings() -> None:
+    """Durations and numeric strings (what an env reference yields) are accepted where a number of seconds is."""
+    assert lmgate.Cache(ttl="2m", max_items="10").ttl == 120.0
+    assert lmgate.RetryPolicy(base_delay_s="250ms").base_delay_s == 0.25
+
+
+def test_logger_config_errors_are_the_same_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LoggerConfigError and the proxy's ConfigError are the tree's ConfigError, so every except clause keeps working."""
+    from lmgate.loggers import GenericAPILogger, LoggerConfigError
+    from lmgate.loggers._env import env_number
+    from lmgate.proxy.config import ConfigError as ProxyConfigError
+
+    assert LoggerConfigError is ConfigError and ProxyConfigError is ConfigError
+    with pytest.raises(LoggerConfigError) as info:
+        GenericAPILogger(endpoint="http://127.0.0.1:9/logs", log_format="xml")
+    assert str(info.value) == "log_format: must be one of json_array, ndjson, single, got 'xml'"
+    monkeypatch.setenv("DEFAULT_BATCH_SIZE", "0")
+    with pytest.raises(LoggerConfigError) as info:
+        env_number("DEFAULT_BATCH_SIZE", 100, integer=True)
+    assert str(info.value) == "environment variable DEFAULT_BATCH_SIZE: must be greater than 0, got '0'"
