@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 ENV_PREFIX = "os.environ/"
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_REFERENCE = re.compile(
+_REFERENCE = (
     r"(?P<escaped>\$\$)"
     r"|\{\{\s*environment_variables\.(?P<tpl>" + _NAME + r")\s*\}\}"
     r"|\$\{(?P<braced>" + _NAME + r")\}"
@@ -44,7 +44,8 @@ _REFERENCE = re.compile(
 )
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*")
+_DURATION = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*"
+# the patterns are compiled on first use (re caches them): importing this module stays cheap
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -105,7 +106,7 @@ def _resolve_string(
         var = next(g for g in match.groups()[1:] if g is not None)
         return lookup(var, match.group(0))
 
-    return _REFERENCE.sub(substitute, value)
+    return re.sub(_REFERENCE, substitute, value)
 
 
 def _fail(message: str, name: str, where: str, fix: str | None = None) -> ConfigError:
@@ -176,7 +177,7 @@ def duration_s(
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str):
-        match = _DURATION.fullmatch(value)
+        match = re.fullmatch(_DURATION, value)
         if match is not None:
             seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
     if seconds is None or not math.isfinite(seconds):
