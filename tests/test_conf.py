@@ -325,3 +325,9 @@ def test_logger_config_errors_are_the_same_class(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(LoggerConfigError) as info:
         env_number("DEFAULT_BATCH_SIZE", 100, integer=True)
     assert str(info.value) == "environment variable DEFAULT_BATCH_SIZE: must be greater than 0, got '0'"
+
+
+def test_config_error_is_not_retried() -> None:
+    """A ConfigError is an LmgateError (status 500) but retrying cannot fix a wrong setting."""
+    assert not lmgate.RetryPolicy().is_retryable(ConfigError("must be a number", key="timeout"))
+    assert lmgate.RetryPolicy().is_retryable(exceptions.InternalServerError("boom"))

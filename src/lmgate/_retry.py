@@ -47,6 +47,8 @@ class RetryPolicy:
     def is_retryable(self, error: BaseException) -> bool:
         if isinstance(error, exc.APIConnectionError):
             return True
+        if isinstance(error, exc.ConfigError):  # a wrong setting stays wrong on the next attempt
+            return False
         if isinstance(error, exc.LmgateError):
             return is_retryable_status(error.status_code)
         return False
