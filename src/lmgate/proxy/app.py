@@ -45,6 +45,7 @@ from .hooks import (
 from .loading import Applied, apply_config
 from .metrics import Metrics
 from .router import Group, Router
+from .validation import check_request
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -160,7 +161,7 @@ class ProxyState:
             user = self.authenticate(request)
             data = await self.read_json(request)
             model = str(data.get("model") or "unknown")
-            _check_request(data, kind)
+            check_request(data, kind)
             md = data.get("metadata")
             metadata = dict(md) if md else {}
             metadata["user_api_key_hash"] = user.api_key
@@ -175,7 +176,7 @@ class ProxyState:
                     streaming = isinstance(response, SSEResponse)
                     return response
                 data = answered
-                _check_request(data, kind)
+                check_request(data, kind)
             group = self.group_for(data)
             model = group.name
             if kind == "chat" and data.get("stream"):
@@ -385,26 +386,6 @@ class ProxyState:
 
         stats = [(name, s) for name, s, _ in self.logger_stats()]
         return self.metrics.render(stats, lmgate.callback_stats())
-
-
-def _check_request(data: dict[str, Any], kind: str) -> None:
-    if kind == "chat":
-        messages = data.get("messages")
-        if messages is None:
-            raise ProxyError(400, "'messages' is required: a list like [{'role': 'user', 'content': 'Hi'}]", param="messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and m.get("role") for m in messages):
-            raise ProxyError(400, "'messages' must be a non-empty list of objects with a 'role'", param="messages")
-        if "stream" in data and not isinstance(data["stream"], bool) and data["stream"] is not None:
-            raise ProxyError(400, "'stream' must be true or false", param="stream")
-    else:
-        value = data.get("input")
-        if value is None:
-            raise ProxyError(400, "'input' is required: a string or a list of strings", param="input")
-        if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
-            raise ProxyError(400, "'input' must be a string or a non-empty list", param="input")
-    md = data.get("metadata")
-    if md is not None and not isinstance(md, dict):
-        raise ProxyError(400, "'metadata' must be an object", param="metadata")
 
 
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
