@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,16 @@ def free_port() -> int:
 class Served:
     """A running ``lmgate serve`` process."""
 
-    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, args: Sequence[str] = (),
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = tmp / f"serve-{self.port}.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})},
+            [sys.executable, "-m", "lmgate", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
+             *args],
+            stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})}, preexec_fn=preexec_fn,
         )
 
     def wait_ready(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -57,6 +57,7 @@ _CLIENT_BLOCKED = (CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_reques
 _JSON = "application/json"
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 _DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -119,12 +120,16 @@ class ProxyState:
                              "(general_settings.max_request_size_mb)", code="request_too_large")
         parts: list[bytes] = []
         size = 0
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise ProxyError(413, f"request body is over the limit of {limit} bytes "
-                                 "(general_settings.max_request_size_mb)", code="request_too_large")
-            parts.append(part)
+        try:
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise ProxyError(413, f"request body is over the limit of {limit} bytes "
+                                     "(general_settings.max_request_size_mb)", code="request_too_large")
+                parts.append(part)
+        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
+            raise ProxyError(CLIENT_CLOSED, "the client closed the connection before sending the whole body",
+                             code="client_closed_request") from None
         raw = b"".join(parts)
         if not raw:
             raise ProxyError(400, "request body is empty; send a JSON object")
@@ -550,15 +555,18 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
     metrics = guarded(lambda: Response(state.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"))
 
     routes = []
+    # both spellings of each path are served as they are: Starlette's slash redirect would
+    # build its Location from the client's Host header
     for prefix in ("", "/v1"):
-        routes += [
-            Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
-            Route(f"{prefix}/embeddings", embeddings, methods=["POST"]),
-            Route(f"{prefix}/models", models, methods=["GET"]),
-            Route(f"{prefix}/health/liveliness", liveliness, methods=["GET"]),
-            Route(f"{prefix}/health/readiness", readiness, methods=["GET"]),
-            Route(f"{prefix}/metrics", metrics, methods=["GET"]),
-        ]
+        for slash in ("", "/"):
+            routes += [
+                Route(f"{prefix}/chat/completions{slash}", chat, methods=["POST"]),
+                Route(f"{prefix}/embeddings{slash}", embeddings, methods=["POST"]),
+                Route(f"{prefix}/models{slash}", models, methods=["GET"]),
+                Route(f"{prefix}/health/liveliness{slash}", liveliness, methods=["GET"]),
+                Route(f"{prefix}/health/readiness{slash}", readiness, methods=["GET"]),
+                Route(f"{prefix}/metrics{slash}", metrics, methods=["GET"]),
+            ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -575,6 +583,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
         await shutdown(config)
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
+    app.router.redirect_slashes = False
     app.state.proxy = state
     return app
 

@@ -6,6 +6,12 @@ worker builds its own app (uvicorn's workers are separate processes). The parent
 the whole config first (loading callbacks too), so a bad config fails once, before any worker
 starts.
 
+The server runs on uvloop and httptools when they are installed (the ``proxy`` extra), else on
+asyncio and h11 (``--loop``/``--http`` choose); either HTTP protocol is wrapped by
+``connections.py`` (connection cap, header/body timeouts, JSON errors from the HTTP layer).
+At start the open-file limit is raised to its hard limit, so connections are not refused for
+want of file descriptors.
+
 SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (bounded by
 ``general_settings.graceful_shutdown_timeout_s``), then the app's lifespan flushes every
 logger (``general_settings.flush_timeout_s``).
@@ -25,13 +31,17 @@ ENV_CONFIG = "LMGATE_PROXY_CONFIG"
 _FACTORY = "lmgate.proxy.server:app_factory"
 
 
+TRACE_LEVEL = 5  # uvicorn's "trace", below debug
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def _setup_logging(level: str) -> None:
     proxy_logger = logging.getLogger("lmgate")
     if not proxy_logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
         proxy_logger.addHandler(handler)
-    proxy_logger.setLevel(level.upper())
+    proxy_logger.setLevel(TRACE_LEVEL if level.lower() == "trace" else level.upper())
 
 
 def serve(args: Any) -> int:
@@ -39,6 +49,7 @@ def serve(args: Any) -> int:
     import uvicorn
 
     from .app import create_app
+    from .connections import protocol_for
     from .loading import apply_config, describe
 
     _setup_logging(args.log_level)
@@ -56,8 +67,16 @@ def serve(args: Any) -> int:
     except ConfigError as error:
         print(f"lmgate serve: bad config: {error}", file=sys.stderr)
         return 2
+    try:
+        http_name, http_protocol = protocol_for(getattr(args, "http", "auto"), config.limits)
+        loop = _loop(getattr(args, "loop", "auto"))
+    except ValueError as error:
+        print(f"lmgate serve: {error}", file=sys.stderr)
+        return 2
+    files = raise_open_file_limit()
     print(f"{describe(config, applied)} | listening on http://{args.host}:{args.port}"
-          f"{f' ({workers} workers)' if workers > 1 else ''}", file=sys.stderr, flush=True)
+          f"{f' ({workers} workers)' if workers > 1 else ''} | {http_name}, {loop}, open files {files}",
+          file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -65,6 +84,9 @@ def serve(args: Any) -> int:
         "access_log": False,  # one log line per request costs more than the request itself
         "lifespan": "on",
         "timeout_graceful_shutdown": config.graceful_shutdown_timeout_s,
+        "loop": loop,
+        "http": http_protocol,
+        "timeout_keep_alive": config.limits.keep_alive_timeout_s,
     }
     if workers == 1:
         _absorb_reraised_signals()
@@ -73,6 +95,36 @@ def serve(args: Any) -> int:
         os.environ[ENV_CONFIG] = os.path.abspath(args.config)
         uvicorn.run(_FACTORY, factory=True, workers=workers, **options)
     return 0
+
+
+def _loop(choice: str) -> str:
+    if choice not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"--loop must be auto, asyncio or uvloop, got {choice!r}")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError("--loop uvloop: uvloop is not installed (pip install 'lmgate[proxy]')") from None
+        return "asyncio"
+    return "uvloop"
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard limit (each connection is a file); the new soft limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. macOS refuses RLIM_INFINITY: keep the soft limit
+            pass
+    return soft
 
 
 def _absorb_reraised_signals() -> None:
@@ -101,4 +153,4 @@ def app_factory() -> Any:
         raise SystemExit(2) from None
 
 
-__all__ = ["ENV_CONFIG", "app_factory", "serve"]
+__all__ = ["ENV_CONFIG", "LOG_LEVELS", "app_factory", "raise_open_file_limit", "serve"]
