@@ -213,6 +213,12 @@ def check_embedding_input(value: Any) -> None:
         raise _invalid(
             "input", "'input' must be a string, a non-empty list of strings or a token array", "invalid_type"
         )
+    if len(value) > MAX_EMBEDDING_TOKENS:  # too long either way: said before any item is looked at
+        raise _invalid(
+            "input",
+            f"'input' has {len(value)} items; at most {MAX_EMBEDDING_INPUTS} inputs "
+            f"(or one token array of {MAX_EMBEDDING_TOKENS} ids) are allowed per request",
+        )
     if all(_json_type(v) == "integer" for v in value):  # one token array
         _check_tokens(value, "input")
         return
@@ -224,7 +230,11 @@ def check_embedding_input(value: Any) -> None:
         where = f"input[{i}]"
         if isinstance(item, str):
             _check_text(item, where)
-        elif isinstance(item, list) and item and all(_json_type(v) == "integer" for v in item):
+        elif (
+            isinstance(item, list)
+            and item
+            and (len(item) > MAX_EMBEDDING_TOKENS or all(_json_type(v) == "integer" for v in item))
+        ):
             _check_tokens(item, where)
         else:
             raise _invalid(
