@@ -319,3 +319,30 @@ def test_limits_have_defaults(tmp_path: Path) -> None:
         limits.keep_alive_timeout_s,
         limits.max_header_bytes,
     ) == (1000, 10.0, 60.0, 5.0, 32 * 1024)
+
+
+def read_one_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One whole response (by its content-length), without waiting for the connection to close."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    status, headers, body = parse(data)
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return status, headers, body
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_graceful_shutdown_while_a_refused_connection_drains(tmp_path: Path, protocol: str) -> None:
+    """SIGTERM while an answered 431 connection is still being drained exits 0 without a traceback."""
+    served = start(tmp_path, "max_request_header_kb: 8\n", ["--http", protocol])
+    try:
+        with connect(served) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+            status, _, _ = read_one_response(sock)
+            assert status == 431
+            code = served.stop()  # the connection is open, its answer sent: the server is draining it
+    finally:
+        served.stop()
+    assert code == 0, served.stderr
+    assert "Traceback" not in served.stderr

@@ -301,6 +301,12 @@ class GuardedH11Protocol(Guard, H11Protocol):
     def send_400_response(self, msg: str) -> None:
         self._send_error(msg)
 
+    def shutdown(self) -> None:
+        if self.draining:  # answered already; its parser may be in any state
+            self.transport.close()
+            return
+        super().shutdown()
+
 
 def _httptools_protocol() -> type[Any] | None:
     try:
@@ -357,6 +363,12 @@ def _httptools_protocol() -> type[Any] | None:
 
         def send_400_response(self, msg: str) -> None:
             self._send_error(msg)
+
+        def shutdown(self) -> None:
+            if self.draining:  # answered already
+                self.transport.close()
+                return
+            super().shutdown()
 
     GuardedHttpToolsProtocol.__module__ = __name__
     GuardedHttpToolsProtocol.__qualname__ = "GuardedHttpToolsProtocol"  # picklable for --workers
