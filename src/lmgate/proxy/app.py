@@ -582,7 +582,13 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
         yield
         await shutdown(config)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # a bug, not bad input: JSON like every other answer (uvicorn logs the traceback)
+        return error_response(ProxyError(500, f"internal error on {request.url.path}; see the server log",
+                                         type="internal_server_error"))
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: not_found, 405: not_found, Exception: server_error})
     app.router.redirect_slashes = False
     app.state.proxy = state
     return app

@@ -31,6 +31,7 @@ ENV_CONFIG = "LMGATE_PROXY_CONFIG"
 _FACTORY = "lmgate.proxy.server:app_factory"
 
 
+FILES_HEADROOM = 100  # open files beyond the client connections: upstream connections, logs, spools
 TRACE_LEVEL = 5  # uvicorn's "trace", below debug
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -74,6 +75,10 @@ def serve(args: Any) -> int:
         print(f"lmgate serve: {error}", file=sys.stderr)
         return 2
     files = raise_open_file_limit()
+    if 0 < files < config.limits.max_connections + FILES_HEADROOM:
+        print(f"lmgate serve: warning: the open-file limit ({files}) leaves little room above "
+              f"general_settings.max_connections ({config.limits.max_connections}) for upstream connections "
+              "and files; lower max_connections or raise the hard limit (ulimit -Hn)", file=sys.stderr)
     print(f"{describe(config, applied)} | listening on http://{args.host}:{args.port}"
           f"{f' ({workers} workers)' if workers > 1 else ''} | {http_name}, {loop}, open files {files}",
           file=sys.stderr, flush=True)
