@@ -35,6 +35,9 @@ from .errors import ProxyError
 
 logger = logging.getLogger("lmgate.proxy.connections")
 LINGER_S = 2.0  # how long an answered-and-refused connection is drained before it is closed
+# at most this many connections linger at once (each holds a file): past it, close at once
+MAX_LINGERING = 256
+_lingering = 0  # this process's lingering connections (one server per process)
 
 
 def error_bytes(status: int, message: str, default_headers: list[tuple[bytes, bytes]] = ()) -> bytes:  # type: ignore[assignment]
@@ -106,8 +109,10 @@ class Guard:
         return True
 
     def _guard_lost(self) -> None:
+        global _lingering
         self._cancel_timers()
         if self._linger_timer is not None:
+            _lingering -= 1
             self._linger_timer.cancel()
             self._linger_timer = None
 
@@ -125,14 +130,16 @@ class Guard:
         before the client reads it. So the write side is closed first and what still
         arrives is read and dropped for ``LINGER_S`` (as nginx's lingering close does).
         """
+        global _lingering
         self._cancel_timers()
         transport = self.transport
         if self.draining or transport.is_closing():  # answered already
             return
         transport.write(error_bytes(status, message, self.server_state.default_headers))
         self.draining = True
-        if transport.can_write_eof():
+        if transport.can_write_eof() and _lingering < MAX_LINGERING:
             transport.write_eof()
+            _lingering += 1
             self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
         else:
             transport.close()
