@@ -25,6 +25,7 @@ import asyncio
 import functools
 import http
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -40,7 +41,7 @@ MAX_LINGERING = 256
 _lingering = 0  # this process's lingering connections (one server per process)
 
 
-def error_bytes(status: int, message: str, default_headers: list[tuple[bytes, bytes]] = ()) -> bytes:  # type: ignore[assignment]
+def error_bytes(status: int, message: str, default_headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
     """A whole HTTP/1.1 response carrying ``message`` as an OpenAI-shaped error; the connection closes after it."""
     body = ProxyError(status, message).body()
     phrase = http.HTTPStatus(status).phrase.encode()
@@ -51,6 +52,30 @@ def error_bytes(status: int, message: str, default_headers: list[tuple[bytes, by
         b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
     )
     return b"".join(head) + body
+
+
+class _RefusalLog:
+    """Says "connections refused" at most once per ``every_s``, with the count since (a flood
+    of refusals must not become a flood of log lines)."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last = -every_s
+        self.count = 0
+
+    def note(self, now: float, cap: int) -> None:
+        self.count += 1
+        if now - self.last >= self.every_s:
+            logger.warning(
+                "refused %d connection(s): all %d connections are busy (general_settings.max_connections)",
+                self.count,
+                cap,
+            )
+            self.last = now
+            self.count = 0
+
+
+_refusals = _RefusalLog()
 
 
 class _Refused(Exception):
@@ -85,14 +110,11 @@ class Guard:
         """Enforce the connection cap; False when this connection was refused."""
         self.idle_since = self.loop.time()
         if len(self.connections) > self.limits.max_connections and not self._evict_idle():
-            logger.warning(
-                "refused a connection: all %d connections are busy (general_settings.max_connections)",
-                self.limits.max_connections,
-            )
+            _refusals.note(self.loop.time(), self.limits.max_connections)
             self._respond_and_close(
                 503,
                 f"the server is at its limit of {self.limits.max_connections} "
-                "connections, all busy; retry later",
+                "connections, all busy; retry later (general_settings.max_connections)",
             )
             return False
         self._arm_head_timer()
