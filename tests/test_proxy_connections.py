@@ -281,11 +281,21 @@ def test_trace_log_level_starts_and_logs_connections(tmp_path: Path) -> None:
     assert "TRACE" in served.stderr and "HTTP connection made" in served.stderr
 
 
-def test_default_server_runs_uvloop_and_httptools(server: Served) -> None:
-    """The startup line names the HTTP implementation and loop in use (uvloop when installed)."""
+def test_serve_picks_uvloop_and_httptools_and_raises_the_open_file_limit(tmp_path: Path) -> None:
+    """Without --http/--loop the server runs on httptools and uvloop (the proxy extra installs them), and it
+    raises its soft open-file limit (here started at 256) to the hard limit."""
     pytest.importorskip("uvloop")
-    line = next(line for line in server.stderr.splitlines() if "listening on" in line)
-    assert "uvloop" in line and ("h11" in line or "httptools" in line)
+    pytest.importorskip("httptools")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, limit))
+
+    served = start(tmp_path, "max_connections: 10\n", [], preexec_fn=low_soft_limit)
+    served.stop()
+    line = next(line for line in served.stderr.splitlines() if "listening on" in line)
+    assert line.endswith(f"| httptools, uvloop, open files {limit}"), line
 
 
 @pytest.mark.parametrize(
