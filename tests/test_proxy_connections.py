@@ -48,6 +48,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         request_header_timeout_s: {HEADER_TIMEOUT_S}
         request_body_timeout_s: {HEADER_TIMEOUT_S}
         max_request_header_kb: 8
+        keep_alive_timeout_s: {HEADER_TIMEOUT_S}
     """
     served = start(tmp_path_factory.mktemp(request.param), general, ["--http", request.param])
     yield served
@@ -189,6 +190,17 @@ def test_keep_alive_still_works(server: Served) -> None:
     with httpx.Client(base_url=server.url, timeout=WAIT_S) as client:
         for _ in range(5):
             assert client.get("/health/liveliness").status_code == 200
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(server: Served) -> None:
+    """After an answer, a connection that sends no new request is closed after keep_alive_timeout_s."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = read_one_response(sock)
+        started = time.monotonic()
+        assert status == 200
+        assert read_until_closed(sock) == b""
+    assert HEADER_TIMEOUT_S * 0.9 <= time.monotonic() - started < WAIT_S
 
 
 # ---------------------------------------------------------------------- the connection cap
