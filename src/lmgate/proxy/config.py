@@ -26,6 +26,12 @@ from typing import Any
 DEFAULT_MAX_REQUEST_SIZE_MB = 10.0
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+# the HTTP server's limits (general_settings; docs/proxy.md "Limits and timeouts")
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
+DEFAULT_MAX_HEADER_KB = 32.0
 ROUTING_STRATEGIES = ("round-robin", "least-busy", "simple-shuffle")
 # where a master key may come from when general_settings has none, first found wins
 MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
@@ -47,7 +53,9 @@ LITELLM_SETTINGS_KEYS = (
 # reference settings accepted and ignored (they configure parts lmgate does not have)
 IGNORED_LITELLM_SETTINGS = ("set_verbose", "json_logs", "redact_user_api_key_info", "telemetry",
                             "redact_messages_in_exceptions", "service_callback")
-GENERAL_SETTINGS_KEYS = ("master_key", "max_request_size_mb", "flush_timeout_s", "graceful_shutdown_timeout_s")
+GENERAL_SETTINGS_KEYS = ("master_key", "max_request_size_mb", "flush_timeout_s", "graceful_shutdown_timeout_s",
+                         "max_connections", "request_header_timeout_s", "request_body_timeout_s",
+                         "keep_alive_timeout_s", "max_request_header_kb")
 ROUTER_SETTINGS_KEYS = ("routing_strategy", "num_retries")
 
 _ENV_FULL = "os.environ/"
@@ -81,6 +89,17 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """What one connection may hold of the server: see ``docs/proxy.md`` "Limits and timeouts"."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    max_header_bytes: int = int(DEFAULT_MAX_HEADER_KB * 1024)
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     """The whole config, validated; see ``docs/proxy.md`` for every key."""
 
@@ -99,6 +118,7 @@ class ProxyConfig:
     router_num_retries: int | None
     # where master_key came from: "general_settings.master_key", an environment variable, or None
     master_key_source: str | None = None
+    limits: ServerLimits = ServerLimits()
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -263,6 +283,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
     flush_timeout = _number(general.get("flush_timeout_s", DEFAULT_FLUSH_TIMEOUT_S), "general_settings.flush_timeout_s", file)
     graceful = _number(general.get("graceful_shutdown_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S),
                        "general_settings.graceful_shutdown_timeout_s", file)
+    limits = _limits(general, file)
     router = _mapping(data, "router_settings", file)
     for key in router:
         if key not in ROUTER_SETTINGS_KEYS:
@@ -288,6 +309,20 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         graceful_shutdown_timeout_s=graceful,
         routing_strategy=strategy,
         router_num_retries=router_retries,
+        limits=limits,
+    )
+
+
+def _limits(general: dict[str, Any], file: str) -> ServerLimits:
+    def number(key: str, default: float, minimum: float, integer: bool = False) -> Any:
+        return _number(general.get(key, default), f"general_settings.{key}", file, minimum=minimum, integer=integer)
+
+    return ServerLimits(
+        max_connections=number("max_connections", DEFAULT_MAX_CONNECTIONS, 1, integer=True),
+        header_timeout_s=number("request_header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, 0.01),
+        body_timeout_s=number("request_body_timeout_s", DEFAULT_BODY_TIMEOUT_S, 0.01),
+        keep_alive_timeout_s=number("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S, 0.01),
+        max_header_bytes=int(number("max_request_header_kb", DEFAULT_MAX_HEADER_KB, 1) * 1024),
     )
 
 
@@ -400,4 +435,4 @@ def thaw(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASTER_KEY_ENV", "ConfigError", "Deployment", "ProxyConfig", "load_config", "thaw"]
+__all__ = ["MASTER_KEY_ENV", "ConfigError", "Deployment", "ProxyConfig", "ServerLimits", "load_config", "thaw"]
