@@ -29,6 +29,12 @@ from ..exceptions import ConfigError
 DEFAULT_MAX_REQUEST_SIZE_MB = 10.0
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+# the HTTP server's limits (general_settings; docs/proxy.md "Limits and timeouts")
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
+DEFAULT_MAX_HEADER_KB = 32.0
 ROUTING_STRATEGIES = ("round-robin", "least-busy", "simple-shuffle")
 # where a master key may come from when general_settings has none, first found wins
 MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
@@ -90,6 +96,11 @@ GENERAL_SETTINGS_KEYS = (
     "max_request_size_mb",
     "flush_timeout_s",
     "graceful_shutdown_timeout_s",
+    "max_connections",
+    "request_header_timeout_s",
+    "request_body_timeout_s",
+    "keep_alive_timeout_s",
+    "max_request_header_kb",
 )
 ROUTER_SETTINGS_KEYS = ("routing_strategy", "num_retries")
 
@@ -111,6 +122,17 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """What one connection may hold of the server: see ``docs/proxy.md`` "Limits and timeouts"."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    max_header_bytes: int = int(DEFAULT_MAX_HEADER_KB * 1024)
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     """The whole config, validated; see ``docs/proxy.md`` for every key."""
 
@@ -129,6 +151,7 @@ class ProxyConfig:
     router_num_retries: int | None
     # where master_key came from: "general_settings.master_key", an environment variable, or None
     master_key_source: str | None = None
+    limits: ServerLimits = ServerLimits()
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -251,6 +274,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         name="general_settings.graceful_shutdown_timeout_s",
         where=file,
     )
+    limits = _limits(general, file)
     router = _mapping(data, "router_settings", file)
     for key in router:
         if key not in ROUTER_SETTINGS_KEYS:
@@ -280,6 +304,27 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         graceful_shutdown_timeout_s=graceful,
         routing_strategy=strategy,
         router_num_retries=router_retries,
+        limits=limits,
+    )
+
+
+def _limits(general: dict[str, Any], file: str) -> ServerLimits:
+    def seconds(key: str, default: float) -> float:
+        return _conf.duration_s(
+            general.get(key, default), name=f"general_settings.{key}", where=file, minimum=0.01
+        )
+
+    def number(key: str, default: float, integer: bool = False) -> Any:
+        return _conf.number(
+            general.get(key, default), name=f"general_settings.{key}", where=file, minimum=1, integer=integer
+        )
+
+    return ServerLimits(
+        max_connections=number("max_connections", DEFAULT_MAX_CONNECTIONS, integer=True),
+        header_timeout_s=seconds("request_header_timeout_s", DEFAULT_HEADER_TIMEOUT_S),
+        body_timeout_s=seconds("request_body_timeout_s", DEFAULT_BODY_TIMEOUT_S),
+        keep_alive_timeout_s=seconds("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S),
+        max_header_bytes=int(number("max_request_header_kb", DEFAULT_MAX_HEADER_KB) * 1024),
     )
 
 
@@ -412,4 +457,12 @@ def thaw(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASTER_KEY_ENV", "ConfigError", "Deployment", "ProxyConfig", "load_config", "thaw"]
+__all__ = [
+    "MASTER_KEY_ENV",
+    "ConfigError",
+    "Deployment",
+    "ProxyConfig",
+    "ServerLimits",
+    "load_config",
+    "thaw",
+]
