@@ -296,13 +296,15 @@ def test_config_values_share_the_conf_grammar(tmp_path: Path) -> None:
           request_timeout: 1500ms
           cache: true
           cache_params: {ttl: os.environ/TTL, max_items: $ITEMS}
-        general_settings: {flush_timeout_s: 2m, graceful_shutdown_timeout_s: "5s"}
+        general_settings: {flush_timeout_s: 2m, graceful_shutdown_timeout_s: "5s", keep_alive_timeout_s: 500ms,
+                           max_connections: os.environ/CONNS}
     """)
-    config = load_config(path, environ={"BASE": "http://127.0.0.1:9", "KEY": "k-1", "TTL": "5m", "ITEMS": "7"})
+    config = load_config(path, environ={"BASE": "http://127.0.0.1:9", "KEY": "k-1", "TTL": "5m", "ITEMS": "7", "CONNS": "50"})
     assert config.model_list[0].litellm_params["api_base"] == "http://127.0.0.1:9/v1"
     assert config.model_list[0].litellm_params["api_key"] == "k-1"
     assert config.litellm_settings["request_timeout"] == 1.5
     assert (config.flush_timeout_s, config.graceful_shutdown_timeout_s) == (120.0, 5.0)
+    assert (config.limits.keep_alive_timeout_s, config.limits.max_connections) == (0.5, 50)
     apply_config(config)
     assert lmgate.cache is not None and lmgate.cache.ttl == 300.0
 
