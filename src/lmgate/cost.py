@@ -4,6 +4,12 @@ Prices come from ``prices.json`` (USD per token: input, output, cached-input rea
 Anthropic, cache writes), or from custom prices given per call or per deployment
 (``input_cost_per_token``, ``output_cost_per_token``, …), which win. A model without a price
 costs ``None`` with the reason stated, never a silent 0.
+
+Reasoning tokens (``completion_tokens_details.reasoning_tokens``, counted inside
+``completion_tokens``) cost ``output_cost_per_reasoning_token`` where a vendor prices them apart,
+else the output price. Models priced by prompt length (Gemini 2.5 Pro) carry
+``*_above_200k_tokens`` prices, used when the prompt is longer than 200,000 tokens. Keys the
+code does not know (``as_of``, ``source``, ``provider``) are ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ PRICE_KEYS = (
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
 )
+LONG_PROMPT_TOKENS = 200_000  # where tiered prices (``*_above_200k_tokens``) begin
 _DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
@@ -97,21 +104,37 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     details = _get(usage, "prompt_tokens_details") or {}
     cached = int(_get(details, "cached_tokens") or 0)
     created = int(_get(details, "cache_creation_tokens") or 0)
+    reasoning = min(completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0))
+    if prompt > LONG_PROMPT_TOKENS:
+        price = _long_prompt_prices(price)
     plain_input = max(0, prompt - cached - created)
     in_price = float(price["input_cost_per_token"])
+    out_price = float(price.get("output_cost_per_token", 0.0))
     input_cost = plain_input * in_price
     cache_read_cost = cached * float(price.get("cache_read_input_token_cost", in_price))
     cache_creation_cost = created * float(price.get("cache_creation_input_token_cost", in_price))
-    output_cost = completion * float(price.get("output_cost_per_token", 0.0))
-    total = input_cost + cache_read_cost + cache_creation_cost + output_cost
+    output_cost = (completion - reasoning) * out_price
+    reasoning_cost = reasoning * float(price.get("output_cost_per_reasoning_token", out_price))
+    total = input_cost + cache_read_cost + cache_creation_cost + output_cost + reasoning_cost
     breakdown = {
         "input_cost": input_cost,
         "cache_read_cost": cache_read_cost,
         "cache_creation_cost": cache_creation_cost,
         "output_cost": output_cost,
+        "reasoning_cost": reasoning_cost,
         "total_cost": total,
     }
     return CostResult(total, breakdown, key)
+
+
+def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:
+    """The prices for a prompt past 200k tokens, where the entry has them."""
+    out = dict(price)
+    for key in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost"):
+        tiered = price.get(f"{key}_above_200k_tokens")
+        if tiered is not None:
+            out[key] = tiered
+    return out
 
 
 def _get(obj: Any, name: str) -> Any:
