@@ -239,8 +239,9 @@ class FakeGemini(BackgroundHTTPServer):
 
     # -- handling ------------------------------------------------------------------------------
     def _handle(self, h: BaseHandler, rec: RecordedRequest, json_ok: bool) -> None:
-        prefix = "/v1beta/models/"
-        if not rec.path.startswith(prefix) or ":" not in rec.path:
+        # lmgate sends v1beta; the google-genai SDK (3.x) sends v1 unless told otherwise: both are served
+        prefix = next((p for p in ("/v1beta/models/", "/v1/models/") if rec.path.startswith(p)), None)
+        if prefix is None or ":" not in rec.path:
             self._error(h, 404, f"Requested entity was not found. ({rec.path})")
             return
         model, _, method = rec.path[len(prefix) :].rpartition(":")
