@@ -221,6 +221,33 @@ def test_parallel_tool_calls_come_back(fake_gemini, mode, stream):
 
 
 @pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
+def test_thought_signature_travels_in_the_tool_call_id(fake_gemini, mode, stream):
+    """A signed functionCall's thoughtSignature rides in the tool call id and goes back beside the call next turn."""
+    fake_gemini.enqueue(
+        GeminiReply(tool_calls=[{"name": "f", "args": {"a": 1}, "signature": "c2lnbmF0dXJl"}])
+    )
+    result = call(mode, stream, **gem(fake_gemini, model="gemini/gemini-2.5-flash"))
+    if stream:
+        (tc,) = [d for c in result for d in (c.choices[0].delta.tool_calls or [])]
+    else:
+        (tc,) = result.choices[0].message.tool_calls
+    assert tc.id.startswith("call_") and tc.id.endswith("__thought__c2lnbmF0dXJl")
+    history = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [{"id": tc.id, "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]},
+        {"role": "tool", "tool_call_id": tc.id, "content": "ok"},
+    ]  # fmt: skip
+    lmgate.completion(messages=history, **gem(fake_gemini, model="gemini/gemini-2.5-flash"))
+    assert fake_gemini.requests[-1].json["contents"][1:] == [
+        {
+            "role": "model",
+            "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2lnbmF0dXJl"}],
+        },
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"content": "ok"}}}]},
+    ]
+
+
+@pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
 @pytest.mark.parametrize(
     ("reply", "finish"),
     [

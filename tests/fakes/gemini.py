@@ -71,7 +71,7 @@ class GeminiReply:
     json: Any = None  # whole body override
     text: str | None = DEFAULT_TEXT
     thoughts: str | None = None  # a thought part (sent only when the request asks includeThoughts)
-    tool_calls: list[dict[str, Any]] | None = None  # [{"name", "args"}]
+    tool_calls: list[dict[str, Any]] | None = None  # [{"name", "args", "signature"?}]
     finish_reason: str = "STOP"
     block_reason: str | None = None  # the prompt is blocked: no candidates, promptFeedback.blockReason
     usage: dict[str, int] = field(
@@ -332,7 +332,12 @@ class FakeGemini(BackgroundHTTPServer):
         if reply.text is not None and not (reply.tool_calls and reply.text == DEFAULT_TEXT):
             parts.append({"text": reply.text})
         for call in reply.tool_calls or []:
-            parts.append({"functionCall": {"name": call["name"], "args": call.get("args", {})}})
+            part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": call.get("args", {})}}
+            if call.get(
+                "signature"
+            ):  # a thinking model signs its calls (thoughtSignature beside functionCall)
+                part["thoughtSignature"] = call["signature"]
+            parts.append(part)
         return parts
 
     def _response(self, body: dict[str, Any], model: str, reply: GeminiReply) -> dict[str, Any]:

@@ -301,8 +301,16 @@ def _new_id() -> str:
     return f"chatcmpl-{random.getrandbits(116):029x}"
 
 
-def _call_id() -> str:
-    return f"call_{random.getrandbits(96):024x}"
+#: a tool call id carries the call's thought signature after this separator (the reference's form,
+#: ``call_<id>__thought__<signature>``): the id is what every client sends back with the result
+THOUGHT_SIGNATURE_SEPARATOR = "__thought__"
+
+
+def _call_id(call: dict[str, Any]) -> str:
+    """The OpenAI id of a functionCall: its own id or a fresh one, with its thought signature appended."""
+    base = call.get("id") or f"call_{random.getrandbits(96):024x}"
+    signature = call.get("_signature")
+    return f"{base}{THOUGHT_SIGNATURE_SEPARATOR}{signature}" if signature else str(base)
 
 
 # ---------------------------------------------------------------- requests
@@ -522,7 +530,12 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] |
                     ) from error
                 if call.get("id"):
                     names[call["id"]] = str(fn.get("name"))
-                parts.append({"functionCall": {"name": fn.get("name"), "args": parsed}})
+                part: dict[str, Any] = {"functionCall": {"name": fn.get("name"), "args": parsed}}
+                # Gemini wants a thinking model's signature back with its call (Gemini 3 refuses the turn without)
+                _, sep, signature = str(call.get("id") or "").partition(THOUGHT_SIGNATURE_SEPARATOR)
+                if sep and signature:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             add("model", parts)
         elif role in ("tool", "function"):
             name = m.get("name") or names.get(m.get("tool_call_id") or "")
@@ -565,7 +578,10 @@ def _split_parts(parts: list[dict[str, Any]]) -> tuple[list[str], list[str], lis
     calls: list[dict[str, Any]] = []
     for part in parts:
         if "functionCall" in part:
-            calls.append(part["functionCall"])
+            call = dict(part["functionCall"])
+            if part.get("thoughtSignature"):
+                call["_signature"] = part["thoughtSignature"]
+            calls.append(call)
         elif "text" in part:
             (thoughts if part.get("thought") else texts).append(part["text"])
     return texts, thoughts, calls
@@ -589,7 +605,7 @@ def _candidate_message(cand: dict[str, Any]) -> tuple[dict[str, Any], str | None
         message["tool_calls"] = [
             ChatCompletionMessageToolCall._build(
                 {
-                    "id": call.get("id") or _call_id(),
+                    "id": _call_id(call),
                     "type": "function",
                     "function": Function._build(
                         {"name": call.get("name"), "arguments": orjson.dumps(call.get("args") or {}).decode()}
@@ -687,7 +703,7 @@ class _GeminiStream(StreamTranslator):
                     ChatCompletionDeltaToolCall._build(
                         {
                             "index": first + i,
-                            "id": call.get("id") or _call_id(),
+                            "id": _call_id(call),
                             "type": "function",
                             "function": Function._build(
                                 {
