@@ -479,6 +479,11 @@ def test_unsupported_parameter_names_it_and_the_provider(fake_gemini, param):
     assert fake_gemini.requests[-1].json == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
 
 
+def test_parallel_tool_calls_true_is_gemini_s_own_behaviour(fake_gemini):
+    lmgate.completion(messages=MESSAGES, parallel_tool_calls=True, **gem(fake_gemini))
+    assert fake_gemini.requests[-1].json == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+
+
 def test_key_and_base_from_env(fake_gemini, monkeypatch):
     """GEMINI_API_KEY and GEMINI_API_BASE are used when the call names neither; a base ending in /v1beta is accepted."""
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-env-key")

@@ -122,6 +122,13 @@ class GeminiProvider(Provider):
         }
     )
 
+    def check_params(self, params: dict[str, Any]) -> list[str]:
+        """Names the API cannot take; ``parallel_tool_calls=True`` is what Gemini does anyway, False it cannot."""
+        supported = self.supported_params or frozenset()
+        return [
+            k for k in params if k not in supported and not (k == "parallel_tool_calls" and params[k] is True)
+        ]
+
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:
