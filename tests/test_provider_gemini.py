@@ -495,6 +495,15 @@ def test_key_and_base_from_env(fake_gemini, monkeypatch):
     assert r._hidden_params["custom_llm_provider"] == "gemini"
 
 
+def test_the_key_never_comes_back_in_headers(fake_gemini):
+    """A careless upstream echoing x-goog-api-key: the header is dropped from _hidden_params, the key never shown."""
+    fake_gemini.enqueue(GeminiReply(headers={"x-goog-api-key": KEY, "x-echo": f"key={KEY}"}))
+    r = lmgate.completion(messages=MESSAGES, **gem(fake_gemini))
+    shown = json.dumps(r._hidden_params["additional_headers"])
+    assert "x-goog-api-key" not in shown and KEY not in shown
+    assert r._hidden_params["additional_headers"]["llm_provider-x-echo"].startswith("key=")
+
+
 def test_default_base_url_and_missing_key():
     """Without GEMINI_API_BASE the call goes to generativelanguage.googleapis.com; without a key it is refused."""
     from lmgate.providers import resolve
