@@ -291,3 +291,48 @@ def test_mistral_seed_is_random_seed(fake_provider):
                       api_base=fake_provider.base_url, api_key=KEY)  # fmt: skip
     body = fake_provider.requests[-1].json
     assert body["random_seed"] == 7 and "seed" not in body
+
+
+# ---------------------------------------------------------------- costs the provider reports
+
+
+def test_openrouter_asks_for_usage_accounting_and_its_reported_cost_is_the_cost(fake_provider):
+    """OpenRouter is asked for usage accounting; the cost it reports (usage.cost) is the call's cost."""
+    body = _deepseek_message(
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.00123}
+    )
+    fake_provider.enqueue(Reply(json=body))
+    r = lmgate.completion(
+        model="openrouter/deepseek/deepseek-chat",
+        messages=MESSAGES,
+        api_base=fake_provider.base_url,
+        api_key=KEY,
+    )
+    assert fake_provider.requests[-1].json["usage"] == {"include": True}
+    assert r._hidden_params["response_cost"] == 0.00123
+    lmgate.completion(model="openrouter/x/y", messages=MESSAGES, usage={"include": False},
+                      api_base=fake_provider.base_url, api_key=KEY)  # fmt: skip
+    assert fake_provider.requests[-1].json["usage"] == {"include": False}
+
+
+def test_perplexity_reported_total_cost_includes_the_request_fee(fake_provider):
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+             "cost": {"input_tokens_cost": 0.00001, "output_tokens_cost": 0.000005, "request_cost": 0.005, "total_cost": 0.005015}}  # fmt: skip
+    fake_provider.enqueue(Reply(json=_deepseek_message(usage)))
+    r = lmgate.completion(
+        model="perplexity/sonar", messages=MESSAGES, api_base=fake_provider.base_url, api_key=KEY
+    )
+    assert r._hidden_params["response_cost"] == 0.005015
+
+
+def test_without_a_reported_cost_or_a_price_the_cost_is_none_with_its_reason(fake_provider):
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    r = lmgate.completion(
+        model="perplexity/sonar", messages=MESSAGES, api_base=fake_provider.base_url, api_key=KEY
+    )
+    assert r._hidden_params["response_cost"] is None
+    flush()
+    (event,) = capture.of("log_success_event")
+    reason = event.kwargs["standard_logging_object"]["response_cost_failure_debug_info"]["error_str"]
+    assert "sonar" in reason and "input_cost_per_token" in reason

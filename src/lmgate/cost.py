@@ -7,7 +7,8 @@ costs ``None`` with the reason stated, never a silent 0.
 
 Reasoning tokens (``completion_tokens_details.reasoning_tokens``, counted inside
 ``completion_tokens``) cost ``output_cost_per_reasoning_token`` where a vendor prices them apart,
-else the output price. Models priced by prompt length (Gemini 2.5 Pro) carry
+else the output price. A cost the provider reports in the usage (OpenRouter, Perplexity) is
+taken as it is. Models priced by prompt length (Gemini 2.5 Pro) carry
 ``*_above_200k_tokens`` prices, used when the prompt is longer than 200,000 tokens. Keys the
 code does not know (``as_of``, ``source``, ``provider``) are ignored.
 """
@@ -77,6 +78,9 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     """Cost of ``usage`` at the first known price among ``models`` (or the custom prices)."""
     if usage is None:
         return CostResult(None, None, None, "the response carries no usage")
+    reported = reported_cost(usage)
+    if reported is not None and not custom:
+        return CostResult(reported, {"total_cost": reported}, "reported by the provider")
     price: dict[str, Any] | None = None
     key: str | None = None
     if custom and "input_cost_per_token" in custom and "output_cost_per_token" in custom:
@@ -125,6 +129,22 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
         "total_cost": total,
     }
     return CostResult(total, breakdown, key)
+
+
+def reported_cost(usage: Any) -> float | None:
+    """The call's cost in USD as the provider reported it in its usage, when it does.
+
+    OpenRouter sends ``usage.cost`` (the credits charged, USD); Perplexity sends ``usage.cost``
+    as an object whose ``total_cost`` includes its per-request search fee, which no token price
+    can reproduce. Either is the exact figure, so it wins over the table (custom prices win
+    over both).
+    """
+    value = _get(usage, "cost")
+    if isinstance(value, dict):
+        value = value.get("total_cost")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class Cloud:
     renames: tuple[tuple[str, str], ...] = ()
     #: the API rejects an assistant message that carries ``reasoning_content`` back
     strip_reasoning_in_history: bool = False
+    #: body fields sent unless the caller sets them
+    body_defaults: tuple[tuple[str, Any], ...] = ()
     docs: str = ""
 
 
@@ -103,6 +105,8 @@ CLOUDS: tuple[Cloud, ...] = (
         "https://openrouter.ai/api/v1",
         ("OPENROUTER_API_KEY", "OR_API_KEY"),
         ("OPENROUTER_API_BASE", "OR_API_BASE"),
+        # usage accounting: the answer's usage then carries the exact cost charged (usage.cost)
+        body_defaults=(("usage", {"include": True}),),
         docs="https://openrouter.ai/docs/api-reference/overview",
     ),
     Cloud(
@@ -200,6 +204,8 @@ class CompatibleProvider(OpenAIProvider):
         for ours, theirs in self.cloud.renames:
             if ours in params:
                 params[theirs] = params.pop(ours)
+        for name, value in self.cloud.body_defaults:
+            params.setdefault(name, value)
         if self.cloud.strip_reasoning_in_history:
             messages = [_without_reasoning(m) for m in messages]
         return super().chat_request(ep, messages, params, stream)
