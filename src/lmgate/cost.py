@@ -108,7 +108,9 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     details = _get(usage, "prompt_tokens_details") or {}
     cached = int(_get(details, "cached_tokens") or 0)
     created = int(_get(details, "cache_creation_tokens") or 0)
-    reasoning = min(completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0))
+    reasoning = min(
+        completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0)
+    )
     if prompt > LONG_PROMPT_TOKENS:
         price = _long_prompt_prices(price)
     plain_input = max(0, prompt - cached - created)
