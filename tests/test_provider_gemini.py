@@ -495,6 +495,15 @@ def test_key_and_base_from_env(fake_gemini, monkeypatch):
     assert r._hidden_params["custom_llm_provider"] == "gemini"
 
 
+def test_key_in_the_api_base_query(fake_gemini):
+    """A key written into api_base (``?key=…``, the API's other way to take it) is sent as the query, never shown."""
+    r = lmgate.completion(model=MODEL, messages=MESSAGES, api_base=f"{fake_gemini.base_url}/v1beta?key={KEY}")
+    req = fake_gemini.requests[-1]
+    assert req.query == {"key": KEY} and "x-goog-api-key" not in req.headers
+    assert req.path == "/v1beta/models/gemini-2.0-flash:generateContent"
+    assert KEY not in r._hidden_params["api_base"]
+
+
 def test_the_key_never_comes_back_in_headers(fake_gemini):
     """A careless upstream echoing x-goog-api-key: the header is dropped from _hidden_params, the key never shown."""
     fake_gemini.enqueue(GeminiReply(headers={"x-goog-api-key": KEY, "x-echo": f"key={KEY}"}))
