@@ -124,8 +124,8 @@ CLOUDS: tuple[Cloud, ...] = (
             "function_call",
             "logit_bias",
             "seed",
-            "n",
         },
+        single_choice=True,
         docs="https://docs.perplexity.ai/api-reference/chat-completions",
     ),
     Cloud(
