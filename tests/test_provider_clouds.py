@@ -336,3 +336,21 @@ def test_without_a_reported_cost_or_a_price_the_cost_is_none_with_its_reason(fak
     (event,) = capture.of("log_success_event")
     reason = event.kwargs["standard_logging_object"]["response_cost_failure_debug_info"]["error_str"]
     assert "sonar" in reason and "input_cost_per_token" in reason
+
+
+def test_a_cached_stream_replays_reasoning_content(fake_provider):
+    """A streamed cache hit of a reasoning answer carries its reasoning_content, as the live stream did."""
+    from lmgate.caching import Cache
+
+    lmgate.cache = Cache(type="local")
+    fake_provider.enqueue(Reply(events=_deepseek_events()))
+    kwargs = dict(
+        model="deepseek/deepseek-reasoner", messages=MESSAGES, api_base=fake_provider.base_url, api_key=KEY
+    )
+    live = list(lmgate.completion(stream=True, caching=True, **kwargs))
+    replay = list(lmgate.completion(stream=True, caching=True, **kwargs))
+    assert len(fake_provider.requests) == 1
+    for chunks in (live, replay):
+        assert (
+            "".join(c.choices[0].delta.get("reasoning_content") or "" for c in chunks) == "Compare decimals."
+        )
