@@ -3,7 +3,9 @@
 ``BatchSettings.build(...)`` takes the values as a user gives them (arguments, a
 ``callback_settings`` entry, a preset, the environment: the caller merges those first) and
 raises ``LoggerConfigError`` naming the setting for a bad one. After that nothing re-reads or
-re-checks a setting; the processor, the adapter and the exit path read this object.
+re-checks a setting; the processor, the adapter and the exit path read this object. Values are
+checked by ``lmgate._conf`` (the one place numbers, durations, booleans and choices are read):
+the intervals also take durations such as ``"250ms"`` or ``"2m"``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _conf
 from .._retry import RetryPolicy
 from ._env import LoggerConfigError, cache_dir
 
@@ -64,20 +67,15 @@ class BatchSettings:
         # checked in this order, so the first bad setting is the one named
         events = parse_event_types(event_types)
         size = positive(batch_size, "batch_size", integer=True)
-        interval = positive(flush_interval, "flush_interval")
+        interval = _conf.duration_s(flush_interval, name="flush_interval", above=0)
         queue_records = positive(max_queue_records, "max_queue_records", integer=True)
         queue_bytes = positive(max_queue_bytes, "max_queue_bytes", integer=True)
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-        ):
-            raise LoggerConfigError(f"max_retries must be a whole number ≥ 0 or None, got {max_retries!r}")
-        in_flight = positive(max_in_flight, "max_in_flight", integer=True)
-        if in_flight > MAX_IN_FLIGHT_LIMIT:
-            raise LoggerConfigError(
-                f"max_in_flight must be at most {MAX_IN_FLIGHT_LIMIT}, got {max_in_flight!r}"
-            )
-        if spool not in SPOOL_MODES:
-            raise LoggerConfigError(f"spool must be one of {SPOOL_MODES}, got {spool!r}")
+        if max_retries is not None:
+            max_retries = _conf.number(max_retries, name="max_retries", integer=True, minimum=0)
+        in_flight = _conf.number(
+            max_in_flight, name="max_in_flight", integer=True, above=0, maximum=MAX_IN_FLIGHT_LIMIT
+        )
+        spool = _conf.choice(spool, SPOOL_MODES, name="spool")
         if exit_timeout is None:
             exit_timeout = os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_TIMEOUT_S)
         return cls(
@@ -91,26 +89,16 @@ class BatchSettings:
             max_in_flight=in_flight,
             spool=spool,
             spool_dir=None if spool == "off" else spool_dir or default_spool_dir(name),
-            spool_fsync=bool(spool_fsync),
-            exit_timeout=positive(exit_timeout, "exit_timeout"),
+            spool_fsync=_conf.boolean(spool_fsync, name="spool_fsync"),
+            exit_timeout=_conf.duration_s(exit_timeout, name="exit_timeout", above=0),
         )
 
 
 def positive(value: Any, name: str, integer: bool = False, allow_none: bool = False) -> Any:
-    """``value`` as a positive number, or a LoggerConfigError naming ``name``."""
+    """``value`` as a positive number, or a ``LoggerConfigError`` (a ``ConfigError``) naming ``name``."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or value is None:
-        raise LoggerConfigError(f"{name} must be a positive number, got {value!r}")
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        raise LoggerConfigError(f"{name} must be a positive number, got {value!r}") from None
-    if integer and isinstance(value, float) and value != number:
-        raise LoggerConfigError(f"{name} must be a whole number, got {value!r}")
-    if number <= 0:
-        raise LoggerConfigError(f"{name} must be positive, got {value!r}")
-    return number
+    return _conf.number(value, name=name, integer=integer, above=0)
 
 
 def parse_event_types(value: Any) -> frozenset[str]:
