@@ -141,3 +141,22 @@ def test_when_to_ship_is_a_pure_function_of_the_queue_and_the_clock() -> None:
     assert wait(now=105.0) == 0.0 and wait(now=200.0) == 0.0  # its time has come
     assert wait(queued=10) == 0.0  # a full batch
     assert wait(flush_upto=7) == 0.0 and wait(flush_upto=6) == 4.0  # a flush asked for it (or not)
+
+
+def test_batch_settings_are_one_frozen_object_checked_once() -> None:
+    """Built once through lmgate._conf (durations take units); a bad value names its setting."""
+    import dataclasses
+
+    import pytest
+
+    from lmgate.exceptions import ConfigError
+    from lmgate.loggers.batch_settings import BatchSettings
+
+    settings = BatchSettings.build(name="x", flush_interval="250ms", exit_timeout="2s", spool="off")
+    assert (settings.flush_interval, settings.exit_timeout, settings.spool_dir) == (0.25, 2.0, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.batch_size = 1  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="spool"):
+        BatchSettings.build(name="x", spool="sometimes")
+    with pytest.raises(ConfigError, match="max_in_flight"):
+        BatchSettings.build(name="x", max_in_flight=65)
