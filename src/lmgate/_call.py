@@ -22,6 +22,7 @@ from ._secrets import mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
+from .settings import DEFAULT, Settings
 from .types import EmbeddingResponse, ModelResponse
 
 if TYPE_CHECKING:
@@ -74,17 +75,13 @@ CONTROL_PARAMS = frozenset(
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
 
 
-def _settings() -> Any:
-    import lmgate
-
-    return lmgate
-
-
 class Call:
     """One call's decisions; see the module docstring."""
 
     def __init__(self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool) -> None:
-        settings = _settings()
+        # the Settings this call reads: a Router's (internal ``_settings=`` keyword) or the module defaults
+        settings: Settings = params.pop("_settings", None) or DEFAULT
+        self.settings = settings
         self.kind = kind  # "chat" | "embedding"
         self.call_type = ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
         self.model = model
@@ -206,7 +203,7 @@ class Call:
             return
         drop = self.control.get("drop_params")
         if drop is None:
-            drop = _settings().drop_params
+            drop = self.settings.drop_params
         if drop:
             for key in bad:
                 self.params.pop(key, None)
@@ -466,7 +463,7 @@ def _sync_send(call: Call) -> Any:
 
     from . import _http
 
-    client = _http.sync_client()
+    client = _http.sync_client(call.settings)
     attempt = 0
     while True:
         req = call.http_request(attempt)
@@ -571,7 +568,7 @@ async def _async_send(call: Call) -> Any:
 
     from . import _http
 
-    client = _http.async_client()
+    client = _http.async_client(call.settings)
     attempt = 0
     while True:
         req = call.http_request(attempt)
@@ -678,7 +675,7 @@ async def aembedding(model: str, input: Any = None, **params: Any) -> EmbeddingR
 
 
 def _cache_lookup(call: Call) -> Any:
-    cache = _settings().cache
+    cache = call.settings.cache
     if cache is None:
         return None
     from .caching.pipeline import lookup
@@ -687,7 +684,7 @@ def _cache_lookup(call: Call) -> Any:
 
 
 async def _acache_lookup(call: Call) -> Any:
-    cache = _settings().cache
+    cache = call.settings.cache
     if cache is None:
         return None
     from .caching.pipeline import alookup
@@ -697,14 +694,14 @@ async def _acache_lookup(call: Call) -> Any:
 
 def _cache_store(call: Call, response: Any) -> None:
     # stores only what lookup decided to cache (the decision rides on the call)
-    if response is not None and _settings().cache is not None:
+    if response is not None and call.settings.cache is not None:
         from .caching.pipeline import store
 
         store(call, response)
 
 
 async def _acache_store(call: Call, response: Any) -> None:
-    if response is not None and _settings().cache is not None:
+    if response is not None and call.settings.cache is not None:
         from .caching.pipeline import astore
 
         await astore(call, response)

@@ -16,6 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import exceptions as exc
+from .settings import DEFAULT, Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -27,7 +28,9 @@ _MAX_KEEPALIVE = 200
 
 _lock = threading.Lock()
 _sync_client: httpx.Client | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _ssl_context: Any = None
@@ -65,15 +68,9 @@ def timeout(value: Any) -> Any:
     return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT_S))
 
 
-def _user_client(name: str) -> Any:
-    """``lmgate.client_session`` / ``lmgate.aclient_session``: a caller's own httpx client, if set."""
-    import lmgate
-
-    return getattr(lmgate, name, None)
-
-
-def sync_client() -> httpx.Client:
-    user = _user_client("client_session")
+def sync_client(settings: Settings = DEFAULT) -> httpx.Client:
+    # ``client_session`` (``lmgate.client_session``): a caller's own httpx client, if set
+    user = settings.client_session
     if user is not None:
         return user  # type: ignore[no-any-return]
     global _sync_client
@@ -96,8 +93,8 @@ def _close_sync_client() -> None:
         client.close()
 
 
-def async_client() -> httpx.AsyncClient:
-    user = _user_client("aclient_session")
+def async_client(settings: Settings = DEFAULT) -> httpx.AsyncClient:
+    user = settings.aclient_session
     if user is not None:
         return user  # type: ignore[no-any-return]
     loop = asyncio.get_running_loop()
@@ -117,7 +114,9 @@ def map_transport_error(error: BaseException, provider: str | None, model: str |
     if isinstance(error, exc.LmgateError):
         return error
     if isinstance(error, httpx.TimeoutException):
-        return exc.Timeout(f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408)
+        return exc.Timeout(
+            f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408
+        )
     if isinstance(error, (httpx.TransportError, httpx.StreamError)):
         return exc.APIConnectionError(f"connection failed: {type(error).__name__}: {error}", provider, model)
     return exc.APIConnectionError(f"{type(error).__name__}: {error}", provider, model)

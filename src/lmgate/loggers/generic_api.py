@@ -301,13 +301,14 @@ class GenericAPILogger(BatchLogger):
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise LoggerConfigError(f"endpoint must be an http(s) URL, got {safe_url(self.endpoint)!r}")
-        import lmgate
+        from .._version import __version__
+        from ..settings import DEFAULT
 
         env_headers = os.environ.get("GENERIC_LOGGER_HEADERS")
         merged = _merge_headers(
-            {"Content-Type": CONTENT_TYPES[log_format], "User-Agent": f"lmgate/{lmgate.__version__}"},
+            {"Content-Type": CONTENT_TYPES[log_format], "User-Agent": f"lmgate/{__version__}"},
             parse_header_list(env_headers, "GENERIC_LOGGER_HEADERS") if env_headers else None,
-            getattr(lmgate, "generic_logger_headers", None),
+            DEFAULT.generic_logger_headers,
             preset.get("headers"),
             headers,
         )
@@ -412,9 +413,9 @@ _SETTING_KEYS = frozenset(
 def logger_for_name(name: str) -> GenericAPILogger | None:
     """The registry's resolver: "generic_api", a ``callback_settings`` entry with
     ``callback_type: generic_api``, or a preset name; None for any other name."""
-    import lmgate
+    from ..settings import DEFAULT
 
-    settings = (getattr(lmgate, "callback_settings", None) or {}).get(name)
+    settings = (DEFAULT.callback_settings or {}).get(name)
     if isinstance(settings, dict) and settings.get("callback_type") == "generic_api":
         return GenericAPILogger.from_settings(name, settings)
     if name == "generic_api":

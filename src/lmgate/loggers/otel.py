@@ -57,16 +57,24 @@ class OpenTelemetryLogger(CustomLogger):
         return self._tracer
 
     # sync and async hooks do the same quick work
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
     def record_span(self, slo: dict[str, Any]) -> None:
@@ -105,7 +113,9 @@ class OpenTelemetryLogger(CustomLogger):
                 attrs[name] = value
         stop = (slo.get("model_parameters") or {}).get("stop")
         if stop:
-            attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            attrs["gen_ai.request.stop_sequences"] = (
+                [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            )
         response = slo.get("response") or {}
         if response.get("id"):
             attrs["gen_ai.response.id"] = response["id"]
@@ -151,9 +161,9 @@ def logger_for_name(name: str) -> OpenTelemetryLogger | None:
     """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider."""
     if name not in NAMES:
         return None
-    import lmgate
+    from ..settings import DEFAULT
 
-    settings = (getattr(lmgate, "callback_settings", None) or {}).get(name) or {}
+    settings = (DEFAULT.callback_settings or {}).get(name) or {}
     capture = bool(settings.get("message_logging", settings.get("capture_content", False)))
     return OpenTelemetryLogger(capture_content=capture)
 
