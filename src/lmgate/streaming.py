@@ -49,7 +49,12 @@ class ChunkAccumulator:
         for choice in chunk.get("choices") or ():
             state = self.choices.get(choice.get("index", 0))
             if state is None:
-                state = self.choices[choice.get("index", 0)] = {"role": "assistant", "parts": [], "tools": {}, "finish": None}
+                state = self.choices[choice.get("index", 0)] = {
+                    "role": "assistant",
+                    "parts": [],
+                    "tools": {},
+                    "finish": None,
+                }
             delta = choice.get("delta") or {}
             if delta.get("role"):
                 state["role"] = delta["role"]
@@ -82,14 +87,21 @@ class ChunkAccumulator:
                         {
                             "id": slot["id"],
                             "type": "function",
-                            "function": Function._build({"name": slot["name"], "arguments": "".join(slot["arguments"])}),
+                            "function": Function._build(
+                                {"name": slot["name"], "arguments": "".join(slot["arguments"])}
+                            ),
                         }
                     )
                     for _, slot in sorted(state["tools"].items())
                 ]
             choices.append(
                 Choices._build(
-                    {"index": index, "message": Message._build(message), "finish_reason": state["finish"], "logprobs": None}
+                    {
+                        "index": index,
+                        "message": Message._build(message),
+                        "finish_reason": state["finish"],
+                        "logprobs": None,
+                    }
                 )
             )
         data: dict[str, Any] = {
@@ -109,7 +121,11 @@ def _with_choice(chunk: Any) -> Any:
     if chunk.get("choices"):
         return chunk
     data = dict(chunk)
-    data["choices"] = [StreamingChoices._build({"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None})]
+    data["choices"] = [
+        StreamingChoices._build(
+            {"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None}
+        )
+    ]
     return ModelResponseStream._build(data)
 
 
@@ -184,9 +200,7 @@ class CustomStreamWrapper:
             self._close_source()
             self._end("complete")
             if not self._cache_hit:
-                from ._call import _cache_store
-
-                _cache_store(self._call, self._acc.build())
+                self._call.cache_store(self._acc.build())
             raise
         except BaseException as error:
             self._close_source()
@@ -247,9 +261,7 @@ class CustomStreamWrapper:
             await self._aclose_source()
             self._end("complete")
             if not self._cache_hit:
-                from ._call import _acache_store
-
-                await _acache_store(self._call, self._acc.build())
+                await self._call.acache_store(self._acc.build())
             raise
         except BaseException as error:
             await self._aclose_source()

@@ -1,7 +1,8 @@
 """``mock_response=``: the embedded default for demos and tests, with no key and no server.
 
-The whole pipeline runs (callbacks, cost, streaming, caching); only the provider's answer is
-made up. Usage is fixed (10 prompt, 20 completion tokens, as the reference implementation
+The whole pipeline runs (callbacks, cost, streaming, caching, retries): ``MockProvider`` builds
+the request like any provider, and ``respond`` is the transport — it answers with an
+httpx-shaped ``MockResponse`` instead of going to the network. Only the answer is made up. Usage is fixed (10 prompt, 20 completion tokens, as the reference implementation
 reports) so costs are deterministic, streamed or not.
 """
 
@@ -28,6 +29,7 @@ from ..types import (
     Usage,
     new_completion_id,
 )
+from .base import Endpoint, HttpRequest, Provider
 
 MOCK_PROMPT_TOKENS = 10
 MOCK_COMPLETION_TOKENS = 20
@@ -70,7 +72,9 @@ def _usage() -> Usage:
     )
 
 
-def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None) -> ModelResponse:
+def mock_chat(
+    model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None
+) -> ModelResponse:
     """The response a mock call answers with."""
     if isinstance(mock_response, ModelResponse):
         return mock_response
@@ -88,7 +92,9 @@ def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] 
         message["content"] = None if not mock_response else content
         finish = "tool_calls"
     choices = [
-        Choices._build({"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None})
+        Choices._build(
+            {"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None}
+        )
         for i in range(max(1, n or 1))
     ]
     return ModelResponse._build(
@@ -103,7 +109,9 @@ def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] 
     )
 
 
-def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS) -> list[ModelResponseStream]:
+def mock_chunks(
+    response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS
+) -> list[ModelResponseStream]:
     """A complete response cut into the chunks a provider would have streamed."""
     base = {
         "id": response.get("id"),
@@ -115,7 +123,9 @@ def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CH
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> ModelResponseStream:
         data = dict(base)
         data["choices"] = [
-            StreamingChoices._build({"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None})
+            StreamingChoices._build(
+                {"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None}
+            )
         ]
         return ModelResponseStream._build(data)
 
@@ -167,7 +177,9 @@ def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None)
         digest = hashlib.sha256(str(item).encode()).digest()
         raw = [(digest[j % len(digest)] - 127.5) / 127.5 for j in range(size)]
         norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-        data.append(Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]}))
+        data.append(
+            Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]})
+        )
     tokens = sum(max(1, len(str(x)) // 4) for x in inputs)
     return EmbeddingResponse._build(
         {
@@ -177,3 +189,65 @@ def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None)
             "usage": Usage._build({"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}),
         }
     )
+
+
+# ------------------------------------------------------------------ the mock provider and transport
+
+
+class MockProvider(Provider):
+    """The wire side of a mock call: the request body a real provider would get (what callbacks see)."""
+
+    name = "mock"
+    requires_key = False
+
+    def chat_request(
+        self, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any], stream: bool
+    ) -> HttpRequest:
+        return HttpRequest("POST", "mock:", {}, {"model": ep.model, "messages": messages, **params})
+
+    def embedding_request(self, ep: Endpoint, input: list[Any], params: dict[str, Any]) -> HttpRequest:
+        return HttpRequest("POST", "mock:", {}, {"model": ep.model, "input": input, **params})
+
+
+MOCK_PROVIDER = MockProvider()
+
+
+class MockResponse:
+    """An httpx-shaped answer whose body is already decoded: the response, or the error asked for."""
+
+    __slots__ = ("status_code", "headers", "answer")
+
+    def __init__(self, status_code: int, answer: Any) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.answer = answer
+
+    def read(self) -> Any:
+        return self.answer
+
+    async def aread(self) -> Any:
+        return self.answer
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def respond(call: Any) -> MockResponse:
+    """The mock transport: what a provider would have answered this call."""
+    error = mock_error(call.mock, call.provider_name, call.model_name)
+    if error is not None:
+        return MockResponse(getattr(error, "status_code", None) or 500, error)
+    if call.kind == "chat":
+        return MockResponse(
+            200,
+            mock_chat(
+                call.model_name,
+                call.mock,
+                n=call.params.get("n") or 1,
+                tool_calls=call.control.get("mock_tool_calls"),
+            ),
+        )
+    return MockResponse(200, mock_embedding(call.model_name, call.payload, call.params.get("dimensions")))
