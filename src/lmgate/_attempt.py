@@ -91,12 +91,12 @@ def attempts(call: Call) -> Flow:
                 if status < 400 and call.stream:
                     call.post_call(None, dict(response.headers))
                     if isinstance(response, _mock.MockResponse):
-                        source, close = (yield (CHUNKS, _mock.mock_chunks(response.answer))), None
+                        source, close = (yield (CHUNKS, _mock.mock_chunks(response.content))), None
                     else:
                         source, close = yield (SSE, response, call.translator())
                     return call.wrap_stream(source, close)
-                try:
-                    raw = yield (READ, response)
+                try:  # a response that is already read (the mock transport's) is not read again
+                    raw = response.content if response.is_closed else (yield (READ, response))
                 except Exception as error:  # the body broke off: a connection error, retried like one
                     raw, err = None, call.transport_error(error)
                 if raw is not None:

@@ -195,7 +195,7 @@ class Call:
             self._check_params(provider)
         if self.mock is not None:  # answered by the mock transport: no key, no address
             self.wire = _mock.MOCK_PROVIDER
-            self.endpoint = Endpoint(self.provider_name, model_name, "")
+            self.endpoint = _mock.mock_endpoint(self.provider_name, model_name)
             return
         assert provider is not None
         self.wire = provider
