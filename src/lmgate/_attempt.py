@@ -71,8 +71,16 @@ def attempts(call: Call) -> Flow:
         call.prepare()
         caching = call.settings.cache is not None
         hit = (yield (LOOKUP,)) if caching else None
-        if hit is not None:
-            return (yield from _serve_cached(call, hit))
+        if hit is not None:  # reaches every callback like a real call (chunks, success), marked cache_hit
+            call.cache_hit = True
+            if call.record is not None:  # only callbacks read the saved cost: skip pricing when none listen
+                call.record.cache_hit = True
+                call.record.saved_cache_cost = call._cost(hit, hit.get("usage")).cost or 0.0
+            if call.stream and call.kind == "chat":
+                stream = call.wrap_stream((yield (CHUNKS, _mock.mock_chunks(hit))))
+                stream._cache_hit = True
+                return stream
+            return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
         if mock_delay:
             yield (DELAY, float(mock_delay))
@@ -116,24 +124,6 @@ def attempts(call: Call) -> Flow:
         if mapped is error:
             raise
         raise mapped from error
-
-
-def _serve_cached(call: Call, response: Any) -> Flow:
-    """A cache hit reaches every callback like a real call (chunks, success), marked ``cache_hit``.
-
-    No pre/post-API-call events: no API call is made (the spec's cache sample counts
-    "pre, post, success, success" for a miss followed by a hit).
-    """
-    record = call.record
-    call.cache_hit = True
-    if record is not None:  # only callbacks read the saved cost: skip pricing when none listen
-        record.cache_hit = True
-        record.saved_cache_cost = call._cost(response, response.get("usage")).cost or 0.0
-    if call.stream and call.kind == "chat":
-        stream = call.wrap_stream((yield (CHUNKS, _mock.mock_chunks(response))))
-        stream._cache_hit = True
-        return stream
-    return call.succeed(response)
 
 
 # ------------------------------------------------------------------ the drivers

@@ -119,7 +119,11 @@ class Call:
         self.finished = False
         self.cache_hit = False
         self.stream_started = False
-        call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
+        call_lists = (
+            None
+            if control.keys().isdisjoint(_CALL_LIST_NAMES)
+            else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
+        )
         global_lists = (
             settings.callbacks,
             settings.input_callback,
@@ -236,6 +240,8 @@ class Call:
     def http_request(self, attempt: int) -> HttpRequest:
         """The request for this attempt; emits the pre-call event."""
         assert self.wire is not None and self.endpoint is not None
+        if self.record is None and self.mock is not None:
+            return _UNHEARD_MOCK_REQUEST  # the mock transport never reads it: built only for callbacks
         if self.kind == "chat":
             req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
@@ -391,7 +397,8 @@ class Call:
         hidden["model"] = self.model_name
         hidden["api_base"] = self.shown_api_base
         hidden["response_cost"] = cost
-        hidden["additional_headers"] = rate_limit_headers(self.response_headers, self.secrets)
+        headers = self.response_headers
+        hidden["additional_headers"] = rate_limit_headers(headers, self.secrets) if headers else {}
         hidden["litellm_call_id"] = self.record.call_id if self.record else None
         hidden["model_id"] = self.control.get("model_id")
         hidden["cache_hit"] = self.cache_hit
@@ -447,7 +454,11 @@ class Call:
 
 
 def _has_price_params(control: dict[str, Any]) -> bool:
-    return any(k in control for k in PRICE_KEYS)
+    return not control.keys().isdisjoint(PRICE_KEYS)
+
+
+# what a mock call's attempt sends when no callback listens (nobody would read the request)
+_UNHEARD_MOCK_REQUEST = HttpRequest("POST", "mock:", {}, {})
 
 
 def _is_transport_error(error: BaseException) -> bool:
