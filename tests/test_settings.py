@@ -105,3 +105,10 @@ def test_call_arguments_beat_the_calls_settings(fake_provider):
             retry_policy=lmgate.RetryPolicy(base_delay_s=0, max_delay_s=0),
         )
     assert len(fake_provider.requests) == 2
+
+
+def test_repr_names_settings_but_never_shows_their_values():
+    lmgate.generic_logger_headers = {"Authorization": "Bearer sk-secret-value"}
+    child = DEFAULT.derive(generic_logger_headers={"Authorization": "Bearer sk-other-secret"})
+    assert "secret" not in repr(DEFAULT) + repr(child)
+    assert "generic_logger_headers" in repr(child)

@@ -110,8 +110,10 @@ class Settings:
             delattr(self, name)
 
     def __repr__(self) -> str:
-        kind = "derived " if self.__dict__.get("_parent") is not None else ""
-        return f"<lmgate {kind}Settings {self.overrides()!r}>"
+        # names only: values can hold secrets (callback_settings, generic_logger_headers, clients)
+        if self.__dict__.get("_parent") is None:
+            return "<lmgate Settings>"
+        return f"<lmgate derived Settings overriding {', '.join(self.overrides()) or 'nothing'}>"
 
 
 #: the instance behind ``lmgate.callbacks``, ``lmgate.cache``, … (never rebound: reset in place)
