@@ -42,10 +42,12 @@ def test_a_mock_answer_is_not_retried_and_a_non_api_error_is_raised_as_is():
     assert capture.hooks().count("log_pre_api_call") == 2
 
 
-def test_mock_delay_still_waits_before_the_request():
+def test_mock_delay_waits_once_before_the_request():
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
-    r = call("sync", False, mock_response="ok", mock_delay=0.001)
+    sleeps = Sleeps()  # the call's retry policy does the waiting, so a test need not sleep
+    r = call("sync", False, mock_response="ok", mock_delay=0.25, retry_policy=sleeps.policy())
     flush()
     assert r.choices[0].message.content == "ok"
+    assert sleeps.delays == [0.25]
     assert capture.hooks() == ["log_pre_api_call", "log_post_api_call", "log_success_event"]

@@ -14,7 +14,6 @@ same events, in the same order, as a call to a real provider — and is retried 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator, Iterator
 from typing import Any, Protocol
 
@@ -26,8 +25,7 @@ SEND = "send"  # (SEND, request, body bytes) -> a response with the body unread
 READ = "read"  # (READ, response) -> the body (the response is closed)
 SSE = "sse"  # (SSE, response, translator) -> (chunk iterator, close)
 CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async calls)
-WAIT = "wait"  # (WAIT, seconds): between attempts, by the call's retry policy (its sleep is injectable)
-DELAY = "delay"  # (DELAY, seconds): mock_delay
+WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
 LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
 STORE = "store"  # (STORE, response)
 
@@ -83,7 +81,7 @@ def attempts(call: Call) -> Flow:
             return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
         if mock_delay:
-            yield (DELAY, float(mock_delay))
+            yield (WAIT, float(mock_delay))
         attempt = 0
         while True:
             req = call.http_request(attempt)
@@ -155,8 +153,6 @@ def run_sync(call: Call) -> Any:
                 value = None
                 if kind is WAIT:
                     call.policy.sleep(op[1])
-                elif kind is DELAY:
-                    time.sleep(op[1])
                 else:
                     call.cache_store(op[1])
         except BaseException as error:
@@ -189,8 +185,6 @@ async def run_async(call: Call) -> Any:
                 value = None
                 if kind is WAIT:
                     await call.policy.async_sleep(op[1])
-                elif kind is DELAY:
-                    await _asyncio_sleep(op[1])
                 else:
                     await call.acache_store(op[1])
         except BaseException as error:
@@ -272,9 +266,3 @@ async def _asse_chunks(events: Any, translator: Any) -> Any:
 async def _aiter(items: list[Any]) -> Any:
     for item in items:
         yield item
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
