@@ -28,9 +28,7 @@ _MAX_KEEPALIVE = 200
 
 _lock = threading.Lock()
 _sync_client: httpx.Client | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 _ssl_context: Any = None
@@ -114,9 +112,7 @@ def map_transport_error(error: BaseException, provider: str | None, model: str |
     if isinstance(error, exc.LmgateError):
         return error
     if isinstance(error, httpx.TimeoutException):
-        return exc.Timeout(
-            f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408
-        )
+        return exc.Timeout(f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408)
     if isinstance(error, (httpx.TransportError, httpx.StreamError)):
         return exc.APIConnectionError(f"connection failed: {type(error).__name__}: {error}", provider, model)
     return exc.APIConnectionError(f"{type(error).__name__}: {error}", provider, model)

@@ -49,12 +49,7 @@ class ChunkAccumulator:
         for choice in chunk.get("choices") or ():
             state = self.choices.get(choice.get("index", 0))
             if state is None:
-                state = self.choices[choice.get("index", 0)] = {
-                    "role": "assistant",
-                    "parts": [],
-                    "tools": {},
-                    "finish": None,
-                }
+                state = self.choices[choice.get("index", 0)] = {"role": "assistant", "parts": [], "tools": {}, "finish": None}
             delta = choice.get("delta") or {}
             if delta.get("role"):
                 state["role"] = delta["role"]
@@ -87,21 +82,14 @@ class ChunkAccumulator:
                         {
                             "id": slot["id"],
                             "type": "function",
-                            "function": Function._build(
-                                {"name": slot["name"], "arguments": "".join(slot["arguments"])}
-                            ),
+                            "function": Function._build({"name": slot["name"], "arguments": "".join(slot["arguments"])}),
                         }
                     )
                     for _, slot in sorted(state["tools"].items())
                 ]
             choices.append(
                 Choices._build(
-                    {
-                        "index": index,
-                        "message": Message._build(message),
-                        "finish_reason": state["finish"],
-                        "logprobs": None,
-                    }
+                    {"index": index, "message": Message._build(message), "finish_reason": state["finish"], "logprobs": None}
                 )
             )
         data: dict[str, Any] = {
@@ -121,11 +109,7 @@ def _with_choice(chunk: Any) -> Any:
     if chunk.get("choices"):
         return chunk
     data = dict(chunk)
-    data["choices"] = [
-        StreamingChoices._build(
-            {"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None}
-        )
-    ]
+    data["choices"] = [StreamingChoices._build({"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None})]
     return ModelResponseStream._build(data)
 
 

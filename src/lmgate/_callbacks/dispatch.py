@@ -109,9 +109,7 @@ class Target:
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
         else:
             self.kind = "function"
-            self.name = (
-                getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
-            )
+            self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
             table = self.async_ if _is_async_callable(obj) else self.sync
             for event in roles:
                 table[event] = obj
@@ -159,9 +157,7 @@ class Plan:
         self.empty = not any(by_event.values())
         self.inline: dict[str, list[Target]] = {}
         for e in ("success", "failure"):
-            inline = [
-                t for t in by_event[e] if t.kind == "logger" and getattr(t.obj, "lmgate_write_ahead", False)
-            ]
+            inline = [t for t in by_event[e] if t.kind == "logger" and getattr(t.obj, "lmgate_write_ahead", False)]
             if inline:
                 self.inline[e] = inline
                 by_event[e] = [t for t in by_event[e] if t not in inline]
@@ -200,9 +196,7 @@ class _CallbackLoop:
 
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True)
         self.thread.start()
         ready.wait()
 
@@ -276,9 +270,7 @@ class Dispatcher:
             obj = resolve_callback(item) if isinstance(item, str) else item
             roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
             if not _is_logger(obj) and not callable(obj):
-                raise TypeError(
-                    f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable"
-                )
+                raise TypeError(f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable")
             slot = entries.get(id(obj))
             if slot is None:
                 entries[id(obj)] = (obj, set(roles))
@@ -478,9 +470,7 @@ class _Job:
     def _args(self) -> tuple[Any, ...]:
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
-        redact = record.redact_all or (
-            t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
-        )
+        redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
         kwargs = record.kwargs_view(self.event, redact, self.extra, self.snapshot)
         if self.event == "pre":
             if t.kind == "function":
@@ -510,9 +500,7 @@ class _Job:
                 import asyncio
 
                 fn = t.async_[self.event]
-                future = asyncio.run_coroutine_threadsafe(
-                    fn(*self._args()), self.dispatcher._callback_loop().loop
-                )
+                future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
                 future.result()
         except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not end this thread
             self.dispatcher.report(t, self._hook_name(fn), error)
@@ -604,3 +592,4 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+

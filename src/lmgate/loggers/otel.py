@@ -57,24 +57,16 @@ class OpenTelemetryLogger(CustomLogger):
         return self._tracer
 
     # sync and async hooks do the same quick work
-    def log_success_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    def log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_success_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
     def record_span(self, slo: dict[str, Any]) -> None:
@@ -113,9 +105,7 @@ class OpenTelemetryLogger(CustomLogger):
                 attrs[name] = value
         stop = (slo.get("model_parameters") or {}).get("stop")
         if stop:
-            attrs["gen_ai.request.stop_sequences"] = (
-                [stop] if isinstance(stop, str) else [str(s) for s in stop]
-            )
+            attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
         response = slo.get("response") or {}
         if response.get("id"):
             attrs["gen_ai.response.id"] = response["id"]

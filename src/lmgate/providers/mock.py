@@ -74,9 +74,7 @@ def _usage() -> Usage:
     )
 
 
-def mock_chat(
-    model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None
-) -> ModelResponse:
+def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None) -> ModelResponse:
     """The response a mock call answers with."""
     if isinstance(mock_response, ModelResponse):
         return mock_response
@@ -94,9 +92,7 @@ def mock_chat(
         message["content"] = None if not mock_response else content
         finish = "tool_calls"
     choices = [
-        Choices._build(
-            {"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None}
-        )
+        Choices._build({"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None})
         for i in range(max(1, n or 1))
     ]
     return ModelResponse._build(
@@ -111,9 +107,7 @@ def mock_chat(
     )
 
 
-def mock_chunks(
-    response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS
-) -> list[ModelResponseStream]:
+def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS) -> list[ModelResponseStream]:
     """A complete response cut into the chunks a provider would have streamed."""
     base = {
         "id": response.get("id"),
@@ -125,9 +119,7 @@ def mock_chunks(
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> ModelResponseStream:
         data = dict(base)
         data["choices"] = [
-            StreamingChoices._build(
-                {"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None}
-            )
+            StreamingChoices._build({"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None})
         ]
         return ModelResponseStream._build(data)
 
@@ -179,9 +171,7 @@ def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None)
         digest = hashlib.sha256(str(item).encode()).digest()
         raw = [(digest[j % len(digest)] - 127.5) / 127.5 for j in range(size)]
         norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-        data.append(
-            Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]})
-        )
+        data.append(Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]}))
     tokens = sum(max(1, len(str(x)) // 4) for x in inputs)
     return EmbeddingResponse._build(
         {
