@@ -280,3 +280,67 @@ def test_startup_line_masks_secrets(tmp_path: Path) -> None:
     assert "g -> [openai/gpt-4o-mini @ http://127.0.0.1:9/v1" in line
     assert upstream not in line and master not in line
     assert "cdef" in line  # the masked tail shows which key it is
+
+
+def test_config_values_share_the_conf_grammar(tmp_path: Path) -> None:
+    """The proxy reads references, durations and numbers with lmgate._conf: os.environ/ inside a value,
+    the presets' {{environment_variables.X}}, "30s" timeouts and env-given cache numbers all work."""
+    path = write(tmp_path, """
+        model_list:
+          - model_name: m
+            litellm_params:
+              model: gpt-4o-mini
+              api_base: os.environ/BASE/v1
+              api_key: "{{environment_variables.KEY}}"
+        litellm_settings:
+          request_timeout: 1500ms
+          cache: true
+          cache_params: {ttl: os.environ/TTL, max_items: $ITEMS}
+        general_settings: {flush_timeout_s: 2m, graceful_shutdown_timeout_s: "5s", keep_alive_timeout_s: 500ms,
+                           max_connections: os.environ/CONNS}
+    """)
+    config = load_config(path, environ={"BASE": "http://127.0.0.1:9", "KEY": "k-1", "TTL": "5m", "ITEMS": "7", "CONNS": "50"})
+    assert config.model_list[0].litellm_params["api_base"] == "http://127.0.0.1:9/v1"
+    assert config.model_list[0].litellm_params["api_key"] == "k-1"
+    assert config.litellm_settings["request_timeout"] == 1.5
+    assert (config.flush_timeout_s, config.graceful_shutdown_timeout_s) == (120.0, 5.0)
+    assert (config.limits.keep_alive_timeout_s, config.limits.max_connections) == (0.5, 50)
+    apply_config(config)
+    assert lmgate.cache is not None and lmgate.cache.ttl == 300.0
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("general_settings: {max_request_size_mb: abc}\n",
+         "general_settings.max_request_size_mb: must be a number, got 'abc' (fix: give a number >= 0.0001)"),
+        ("general_settings: {flush_timeout_s: soon}\n",
+         "general_settings.flush_timeout_s: must be a duration, got 'soon' "
+         "(fix: give seconds (2.5) or a number with a unit: 250ms, 5s, 2m, 1h)"),
+        ("router_settings: {num_retries: 1.5}\n", "router_settings.num_retries: must be a whole number, got 1.5"),
+        ("litellm_settings: {drop_params: maybe}\n",
+         "litellm_settings.drop_params: must be true or false, got 'maybe' (fix: write true or false)"),
+        ("router_settings: {routing_strategy: fastest}\n",
+         "router_settings.routing_strategy: must be one of round-robin, least-busy, simple-shuffle, got 'fastest'"),
+    ],
+)
+def test_bad_value_messages_say_what_to_do(tmp_path: Path, yaml_text: str, message: str) -> None:
+    """A bad value's whole message: file, key path, what is wrong, and (where it helps) the fix."""
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_logger_config_error_is_located_in_the_file(tmp_path: Path) -> None:
+    """A logger that rejects its callback_settings fails the load naming the file and the callbacks entry."""
+    path = write(tmp_path, MINIMAL, """
+        litellm_settings:
+          callbacks: [hook]
+        callback_settings:
+          hook: {callback_type: generic_api, endpoint: "http://127.0.0.1:9/logs", batch_size: lots}
+    """)
+    with pytest.raises(ConfigError) as info:
+        apply_config(load_config(path, environ={}))
+    assert str(info.value).startswith(f"{path}: litellm_settings.callbacks[0]: cannot set up callback 'hook': ")
+    assert "batch_size" in str(info.value)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class Served:
     """A running ``lmgate serve`` process."""
 
     def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None, host: str | None = "127.0.0.1",
-                 args: tuple[str, ...] = ()) -> None:
+                 args: Sequence[str] = (), preexec_fn: Callable[[], None] | None = None) -> None:
         """``host=None`` leaves ``--host`` out (the server picks its default); the client side uses 127.0.0.1 then."""
         self.port = free_port()
         self.host = host or "127.0.0.1"
@@ -49,7 +49,7 @@ class Served:
         host_args = ["--host", host] if host else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lmgate", "serve", "--config", str(config), *host_args, "--port", str(self.port), *args],
-            stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=self._stderr, env={**os.environ, **(env or {})}, preexec_fn=preexec_fn,
         )
 
     def wait_ready(self) -> None:

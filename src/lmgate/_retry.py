@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from . import _conf
 from . import exceptions as exc
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -36,9 +37,18 @@ class RetryPolicy:
     async_sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
     rng: random.Random = field(default_factory=random.Random)
 
+    def __post_init__(self) -> None:
+        # validated once when the policy is made; durations like "500ms" are accepted too
+        for name in ("base_delay_s", "max_delay_s", "max_retry_after_s"):
+            object.__setattr__(
+                self, name, _conf.duration_s(getattr(self, name), name=name, where="RetryPolicy")
+            )
+
     def is_retryable(self, error: BaseException) -> bool:
         if isinstance(error, exc.APIConnectionError):
             return True
+        if isinstance(error, exc.ConfigError):  # a wrong setting stays wrong on the next attempt
+            return False
         if isinstance(error, exc.LmgateError):
             return is_retryable_status(error.status_code)
         return False

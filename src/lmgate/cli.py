@@ -20,7 +20,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="address to bind (default 0.0.0.0 with a master key, 127.0.0.1 without one)")
     serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--log-level", default="info", type=str.lower,
+                       choices=("critical", "error", "warning", "info", "debug", "trace"),
+                       help="log level (default info; trace also logs every connection)")
+    serve.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
+                       help="HTTP implementation (default auto: httptools when installed, else h11)")
+    serve.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"),
+                       help="event loop (default auto: uvloop when installed, else asyncio)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="server log lines: text (default) or json (one object a line, for log shippers)")
     args = parser.parse_args(argv)

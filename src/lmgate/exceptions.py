@@ -19,7 +19,8 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      │    └── ServiceUnavailableError      503, 529 (overloaded)
      ├── APIConnectionError               the provider could not be reached or broke the stream
      │    └── Timeout                      no answer in time (status_code 408)
-     └── CallbackError                    a callback raised, re-raised in strict mode
+     ├── CallbackError                    a callback raised, re-raised in strict mode
+     └── ConfigError (also a ValueError)  a setting is missing or wrong: names file, key and fix
 
 Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; the message, the
 upstream ``body`` and ``response_headers`` are passed through secret masking before they are
@@ -48,6 +49,7 @@ __all__ = [
     "APIConnectionError",
     "Timeout",
     "CallbackError",
+    "ConfigError",
     "exception_for_status",
 ]
 
@@ -189,6 +191,29 @@ class Timeout(APIConnectionError):
 
 class CallbackError(LmgateError):
     """A callback raised; only surfaced when ``lmgate.strict_callbacks`` is on."""
+
+
+class ConfigError(LmgateError, ValueError):
+    """A configuration value is missing or wrong; the message names the file, the key path and the fix."""
+
+    def __init__(
+        self, message: str, file: str | None = None, key: str | None = None, fix: str | None = None
+    ) -> None:
+        # rendered like "config.yaml: general_settings.max_request_size_mb: must be ... (fix: ...)"
+        located = ": ".join(part for part in (file, key, message) if part)
+        super().__init__(f"{located} (fix: {fix})" if fix else located)
+        self.file = file
+        self.key = key
+        self.fix = fix
+        from ._secrets import mask_secrets
+
+        self.detail = mask_secrets(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.detail, self.file, self.key, self.fix))
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

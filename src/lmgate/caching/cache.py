@@ -17,6 +17,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from .. import _conf
+from ..exceptions import ConfigError
 from .local import DEFAULT_LOCAL_MAX_ITEMS, LocalStore
 from .redis_store import DEFAULT_REDIS_TIMEOUT_S
 
@@ -36,14 +38,6 @@ class CacheMode(str, Enum):
 
     default_on = "default_on"
     default_off = "default_off"
-
-
-def _positive(name: str, value: Any, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"Cache: {name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 class Cache:
@@ -75,23 +69,22 @@ class Cache:
         max_items: int = DEFAULT_LOCAL_MAX_ITEMS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        kind = str(getattr(type, "value", type))
-        if kind not in CACHE_TYPES:
-            raise ValueError(f"Cache: type must be one of {', '.join(CACHE_TYPES)}, got {type!r}")
-        try:
-            self.mode = CacheMode(getattr(mode, "value", mode))
-        except ValueError:
-            raise ValueError(f"Cache: mode must be 'default_on' or 'default_off', got {mode!r}") from None
+        kind = _conf.choice(str(getattr(type, "value", type)), CACHE_TYPES, name="type", where="Cache")
+        self.mode = _conf.choice(mode, tuple(CacheMode), name="mode", where="Cache")
         self.type = kind
-        self.ttl: float | None = _positive("ttl", ttl, allow_none=True)
+        self.ttl: float | None = (
+            None if ttl is None else _conf.duration_s(ttl, name="ttl", where="Cache", above=0)
+        )
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
-            raise ValueError(f"Cache: namespace must be a non-empty string, got {namespace!r}")
+            raise ConfigError(f"must be a non-empty string, got {namespace!r}", "Cache", "namespace")
         self.namespace = namespace or DEFAULT_NAMESPACE
         types = SUPPORTED_CALL_TYPES if supported_call_types is None else tuple(supported_call_types)
         unknown = [t for t in types if t not in SUPPORTED_CALL_TYPES]
         if unknown:
-            raise ValueError(
-                f"Cache: supported_call_types has {unknown!r}; lmgate caches {', '.join(SUPPORTED_CALL_TYPES)}"
+            raise ConfigError(
+                f"has {unknown!r}; lmgate caches {', '.join(SUPPORTED_CALL_TYPES)}",
+                "Cache",
+                "supported_call_types",
             )
         self.supported_call_types = frozenset(types)
         self._clock = clock
@@ -103,12 +96,16 @@ class Cache:
         self._where = kind
         self._store: Any
         if kind == "local":
-            if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
-                raise ValueError(f"Cache: max_items must be a positive integer, got {max_items!r}")
-            self._store = LocalStore(clock, max_items)
+            items = _conf.number(max_items, name="max_items", where="Cache", integer=True, minimum=1)
+            self._store = LocalStore(clock, items)
         elif kind == "disk":
             if not disk_cache_dir:
-                raise ValueError("Cache: type='disk' needs disk_cache_dir, the directory to keep entries in")
+                raise ConfigError(
+                    "type='disk' needs disk_cache_dir",
+                    "Cache",
+                    "disk_cache_dir",
+                    fix="name the directory to keep entries in",
+                )
             from .disk import DiskStore
 
             self._store = DiskStore(str(disk_cache_dir), clock)
@@ -128,10 +125,10 @@ class Cache:
             host = os.environ.get("REDIS_HOST")
             port = port if port is not None else os.environ.get("REDIS_PORT")
             password = password if password is not None else os.environ.get("REDIS_PASSWORD")
-        timeout_s = _positive("timeout", timeout)
+        timeout_s = _conf.duration_s(timeout, name="timeout", where="Cache", above=0)
         if url is not None:
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError("Cache: url must start with redis://, rediss:// or unix://")
+                raise ConfigError("must start with redis://, rediss:// or unix://", "Cache", "url")
             from urllib.parse import urlsplit
 
             parts = urlsplit(url)
@@ -139,10 +136,11 @@ class Cache:
             self._where = f"redis {parts.hostname}:{parts.port or 6379}"
         else:
             host = host or "localhost"
-            try:
-                port = int(port) if port is not None else 6379
-            except (TypeError, ValueError):
-                raise ValueError(f"Cache: port must be an integer, got {port!r}") from None
+            port = (
+                6379
+                if port is None
+                else _conf.number(port, name="port", where="Cache", integer=True, minimum=1, maximum=65535)
+            )
             self._where = f"redis {host}:{port}"
         remember_secret(password)
         return RedisStore(
@@ -151,7 +149,7 @@ class Cache:
             port=int(port or 6379),
             password=password,
             username=username,
-            db=int(db),
+            db=_conf.number(db, name="db", where="Cache", integer=True, minimum=0),
             ssl=bool(ssl),
             timeout_s=timeout_s,
         )
@@ -225,7 +223,9 @@ class Cache:
         if not self._available():
             return None
         try:
-            values = [await self._store.aget(keys[0])] if len(keys) == 1 else await self._store.aget_many(keys)
+            values = (
+                [await self._store.aget(keys[0])] if len(keys) == 1 else await self._store.aget_many(keys)
+            )
         except Exception as error:
             self._failed(error)
             return None

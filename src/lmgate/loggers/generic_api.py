@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import _conf
 from .._retry import RetryPolicy
 from .._secrets import is_secret_header, remember_secret
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
@@ -295,8 +296,7 @@ class GenericAPILogger(BatchLogger):
         if event_types is None:
             event_types = preset.get("event_types")
         log_format = log_format or preset.get("log_format") or "json_array"
-        if log_format not in LOG_FORMATS:
-            raise LoggerConfigError(f"log_format must be one of {LOG_FORMATS}, got {log_format!r}")
+        log_format = _conf.choice(log_format, LOG_FORMATS, name="log_format")
         self.endpoint = resolve_env_refs(str(endpoint), "endpoint")
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -325,12 +325,7 @@ class GenericAPILogger(BatchLogger):
         if flush_interval is None:
             flush_interval = env_number("DEFAULT_FLUSH_INTERVAL_SECONDS", DEFAULT_FLUSH_INTERVAL_S)
         if retry_policy is None and retry_delay is not None:
-            try:
-                base = float(retry_delay)
-            except (TypeError, ValueError):
-                raise LoggerConfigError(
-                    f"retry_delay must be a number of seconds, got {retry_delay!r}"
-                ) from None
+            base = _conf.duration_s(retry_delay, name="retry_delay")
             retry_policy = RetryPolicy(base_delay_s=max(0.0, base), max_delay_s=max(10.0, base))
         timeout_s = positive(timeout if timeout is not None else DEFAULT_TIMEOUT_S, "timeout")
         exporter = HTTPExporter(

@@ -37,6 +37,9 @@ MOCK_PROMPT_TOKENS = 10
 MOCK_COMPLETION_TOKENS = 20
 MOCK_STREAM_CHUNK_CHARS = 3
 MOCK_EMBEDDING_DIMENSIONS = 8
+# a mock answer is built on the caller's thread (the proxy's event loop): these bound its size
+MOCK_MAX_CHOICES = 128
+MOCK_MAX_EMBEDDING_VALUES = 2**20  # inputs × dimensions
 
 # names the reference implementation accepts as mock_response to raise an error
 _MAGIC_ERRORS: dict[str, tuple[type[exc.LmgateError], int, str]] = {
@@ -74,8 +77,19 @@ def _usage() -> Usage:
     )
 
 
-def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None) -> ModelResponse:
-    """The response a mock call answers with."""
+def _whole(value: Any, name: str, maximum: int, model: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise exc.BadRequestError(
+            f"mock: {name} must be a whole number from 1 to {maximum}, got {value!r}", "mock", model
+        )
+    return value
+
+
+def mock_chat(
+    model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] | None = None
+) -> ModelResponse:
+    """The response a mock call answers with; ``n`` is at most ``MOCK_MAX_CHOICES``."""
+    n = _whole(1 if n is None else n, "n", MOCK_MAX_CHOICES, model)
     if isinstance(mock_response, ModelResponse):
         return mock_response
     if isinstance(mock_response, dict):
@@ -92,8 +106,10 @@ def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] 
         message["content"] = None if not mock_response else content
         finish = "tool_calls"
     choices = [
-        Choices._build({"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None})
-        for i in range(max(1, n or 1))
+        Choices._build(
+            {"index": i, "message": Message._build(dict(message)), "finish_reason": finish, "logprobs": None}
+        )
+        for i in range(n)
     ]
     return ModelResponse._build(
         {
@@ -107,7 +123,9 @@ def mock_chat(model: str, mock_response: Any, n: int = 1, tool_calls: list[Any] 
     )
 
 
-def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS) -> list[ModelResponseStream]:
+def mock_chunks(
+    response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS
+) -> list[ModelResponseStream]:
     """A complete response cut into the chunks a provider would have streamed."""
     base = {
         "id": response.get("id"),
@@ -119,7 +137,9 @@ def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CH
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> ModelResponseStream:
         data = dict(base)
         data["choices"] = [
-            StreamingChoices._build({"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None})
+            StreamingChoices._build(
+                {"index": index, "delta": Delta._build(delta), "finish_reason": finish, "logprobs": None}
+            )
         ]
         return ModelResponseStream._build(data)
 
@@ -128,7 +148,10 @@ def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CH
         index = choice.get("index", 0)
         message = choice.get("message") or {}
         text = message.get("content") or ""
-        chunks.append(chunk(index, {"role": "assistant", "content": text[:chunk_chars]}))
+        first: dict[str, Any] = {"role": "assistant", "content": text[:chunk_chars]}
+        if message.get("reasoning_content"):  # a cached reasoning answer replays its reasoning too
+            first["reasoning_content"] = message["reasoning_content"]
+        chunks.append(chunk(index, first))
         for start in range(chunk_chars, len(text), chunk_chars):
             chunks.append(chunk(index, {"content": text[start : start + chunk_chars]}))
         for i, call in enumerate(message.get("tool_calls") or []):
@@ -164,14 +187,30 @@ def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CH
 
 
 def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None) -> EmbeddingResponse:
-    """Deterministic unit vectors derived from each input's text."""
-    size = dimensions or MOCK_EMBEDDING_DIMENSIONS
+    """Deterministic unit vectors derived from each input's text.
+
+    Each vector repeats the 32 bytes of the input's SHA-256 (scaled to -1..1), so building it
+    is a list repetition whatever the size; inputs × dimensions is at most
+    ``MOCK_MAX_EMBEDDING_VALUES``.
+    """
+    size = MOCK_EMBEDDING_DIMENSIONS if dimensions is None else _whole(dimensions, "dimensions", 2**31, model)
+    if len(inputs) * size > MOCK_MAX_EMBEDDING_VALUES:
+        raise exc.BadRequestError(
+            f"mock: {len(inputs)} inputs × {size} dimensions is over the mock's limit of "
+            f"{MOCK_MAX_EMBEDDING_VALUES} values",
+            "mock",
+            model,
+        )
+    whole, rest = divmod(size, 32)
     data = []
     for i, item in enumerate(inputs):
         digest = hashlib.sha256(str(item).encode()).digest()
-        raw = [(digest[j % len(digest)] - 127.5) / 127.5 for j in range(size)]
-        norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-        data.append(Embedding._build({"object": "embedding", "index": i, "embedding": [v / norm for v in raw]}))
+        cycle = [(b - 127.5) / 127.5 for b in digest]
+        norm = math.sqrt(whole * sum(v * v for v in cycle) + sum(v * v for v in cycle[:rest])) or 1.0
+        cycle = [v / norm for v in cycle]
+        data.append(
+            Embedding._build({"object": "embedding", "index": i, "embedding": cycle * whole + cycle[:rest]})
+        )
     tokens = sum(max(1, len(str(x)) // 4) for x in inputs)
     return EmbeddingResponse._build(
         {

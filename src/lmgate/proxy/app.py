@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -48,6 +48,7 @@ from .loading import Applied, apply_config
 from .logs import log_failed_call, log_request
 from .metrics import Metrics
 from .router import Group, Router
+from .validation import check_request
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -59,6 +60,7 @@ _CLIENT_BLOCKED = (CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_reques
 _JSON = "application/json"
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 _DONE = b"data: [DONE]\n\n"
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
 
 
 # how clients send a key, in the order the reference looks: Authorization first (the openai
@@ -151,12 +153,16 @@ class ProxyState:
                              "(general_settings.max_request_size_mb)", code="request_too_large")
         parts: list[bytes] = []
         size = 0
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise ProxyError(413, f"request body is over the limit of {limit} bytes "
-                                 "(general_settings.max_request_size_mb)", code="request_too_large")
-            parts.append(part)
+        try:
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise ProxyError(413, f"request body is over the limit of {limit} bytes "
+                                     "(general_settings.max_request_size_mb)", code="request_too_large")
+                parts.append(part)
+        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
+            raise ProxyError(CLIENT_CLOSED, "the client closed the connection before sending the whole body",
+                             code="client_closed_request") from None
         raw = b"".join(parts)
         if not raw:
             raise ProxyError(400, "request body is empty; send a JSON object")
@@ -194,7 +200,7 @@ class ProxyState:
             user = self.authenticate(request)
             data = await self.read_json(request)
             model = str(data.get("model") or "unknown")
-            _check_request(data, kind)
+            check_request(data, kind)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(user, request.client.host if request.client else None, data.get("metadata"))
             data["metadata"] = stamp(data.get("metadata"), who)
@@ -208,7 +214,7 @@ class ProxyState:
                     streaming = isinstance(response, SSEResponse)
                     return response
                 data = answered
-                _check_request(data, kind)
+                check_request(data, kind)
             group = self.group_for(data)
             model = group.name
             if kind == "chat" and data.get("stream"):
@@ -472,26 +478,6 @@ def _cache_healthy(cache: Any) -> bool:
     return bool(stats.get("healthy", True)) if isinstance(stats, dict) else True
 
 
-def _check_request(data: dict[str, Any], kind: str) -> None:
-    if kind == "chat":
-        messages = data.get("messages")
-        if messages is None:
-            raise ProxyError(400, "'messages' is required: a list like [{'role': 'user', 'content': 'Hi'}]", param="messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and m.get("role") for m in messages):
-            raise ProxyError(400, "'messages' must be a non-empty list of objects with a 'role'", param="messages")
-        if "stream" in data and not isinstance(data["stream"], bool) and data["stream"] is not None:
-            raise ProxyError(400, "'stream' must be true or false", param="stream")
-    else:
-        value = data.get("input")
-        if value is None:
-            raise ProxyError(400, "'input' is required: a string or a list of strings", param="input")
-        if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
-            raise ProxyError(400, "'input' must be a string or a non-empty list", param="input")
-    md = data.get("metadata")
-    if md is not None and not isinstance(md, dict):
-        raise ProxyError(400, "'metadata' must be an object", param="metadata")
-
-
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
     headers = {"x-litellm-model-id": model_id}
     call_id = hidden.get("litellm_call_id")
@@ -687,16 +673,19 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
     metrics = guarded(lambda: Response(state.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"))
 
     routes = []
+    # both spellings of each path are served as they are: Starlette's slash redirect would
+    # build its Location from the client's Host header
     for prefix in ("", "/v1"):
-        routes += [
-            Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
-            Route(f"{prefix}/embeddings", embeddings, methods=["POST"]),
-            Route(f"{prefix}/models", models, methods=["GET"]),
-            Route(f"{prefix}/models/{{model_id:path}}", model, methods=["GET"]),
-            Route(f"{prefix}/health/liveliness", liveliness, methods=["GET"]),
-            Route(f"{prefix}/health/readiness", readiness, methods=["GET"]),
-            Route(f"{prefix}/metrics", metrics, methods=["GET"]),
-        ]
+        for slash in ("", "/"):
+            routes += [
+                Route(f"{prefix}/chat/completions{slash}", chat, methods=["POST"]),
+                Route(f"{prefix}/embeddings{slash}", embeddings, methods=["POST"]),
+                Route(f"{prefix}/models{slash}", models, methods=["GET"]),
+                Route(f"{prefix}/health/liveliness{slash}", liveliness, methods=["GET"]),
+                Route(f"{prefix}/health/readiness{slash}", readiness, methods=["GET"]),
+                Route(f"{prefix}/metrics{slash}", metrics, methods=["GET"]),
+            ]
+        routes.append(Route(f"{prefix}/models/{{model_id:path}}", model, methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -714,7 +703,14 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
         yield
         await shutdown(config)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # a bug, not bad input: JSON like every other answer (uvicorn logs the traceback)
+        return error_response(ProxyError(500, f"internal error on {request.url.path}; see the server log",
+                                         type="internal_server_error"))
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: not_found, 405: not_found, Exception: server_error})
+    app.router.redirect_slashes = False
     app.state.proxy = state
     return app
 

@@ -4,9 +4,10 @@ Every error names the file and the key path (``config.yaml: model_list[1].litell
 required``), so a bad config fails at startup with a message that says where to look.
 
 Environment references resolve wherever a string value stands, at any depth, inside lists
-too: ``os.environ/NAME`` (the whole value), ``${NAME}`` and ``$NAME`` (inside a string;
-``$$`` is a literal ``$``). A missing variable is an error naming the key and the variable,
-never a silent empty string.
+too, with the grammar of ``lmgate._conf`` shared by every config reader: ``os.environ/NAME``,
+``${NAME}`` and ``$NAME`` (``$$`` is a literal ``$``). A missing variable is an error naming the
+key and the variable, never a silent empty string. Numbers, booleans and choices are checked
+there too, and ``ConfigError`` is ``lmgate.exceptions.ConfigError``.
 
 The master key comes from ``general_settings.master_key``; without it, from the environment:
 ``LMGATE_MASTER_KEY``, else ``LITELLM_MASTER_KEY`` (the reference reads the latter the same
@@ -17,15 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .. import _conf
+from ..exceptions import ConfigError
+
 DEFAULT_MAX_REQUEST_SIZE_MB = 10.0
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+# the HTTP server's limits (general_settings; docs/proxy.md "Limits and timeouts")
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
+DEFAULT_MAX_HEADER_KB = 32.0
 ROUTING_STRATEGIES = ("round-robin", "least-busy", "simple-shuffle")
 # where a master key may come from when general_settings has none, first found wins
 MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
@@ -34,34 +43,66 @@ MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
 ROUTER_ONLY_PARAMS = frozenset(
     {"rpm", "tpm", "weight", "order", "max_parallel_requests", "region_name", "use_in_pass_through"}
 )
-_NUMBER_PARAMS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
-                  "cache_creation_input_token_cost", "timeout", "stream_timeout", "mock_delay")
-_STRING_PARAMS = ("model", "api_key", "api_base", "base_url", "api_version", "custom_llm_provider", "base_model")
+_NUMBER_PARAMS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "timeout",
+    "stream_timeout",
+    "mock_delay",
+)
+_STRING_PARAMS = (
+    "model",
+    "api_key",
+    "api_base",
+    "base_url",
+    "api_version",
+    "custom_llm_provider",
+    "base_model",
+)
 
-TOP_LEVEL_KEYS = ("model_list", "litellm_settings", "callback_settings", "general_settings", "router_settings",
-                  "environment_variables")
+TOP_LEVEL_KEYS = (
+    "model_list",
+    "litellm_settings",
+    "callback_settings",
+    "general_settings",
+    "router_settings",
+    "environment_variables",
+)
 LITELLM_SETTINGS_KEYS = (
-    "callbacks", "success_callback", "failure_callback", "turn_off_message_logging", "cache", "cache_params",
-    "drop_params", "num_retries", "request_timeout", "generic_logger_headers",
+    "callbacks",
+    "success_callback",
+    "failure_callback",
+    "turn_off_message_logging",
+    "cache",
+    "cache_params",
+    "drop_params",
+    "num_retries",
+    "request_timeout",
+    "generic_logger_headers",
 )
 # reference settings accepted and ignored (they configure parts lmgate does not have)
-IGNORED_LITELLM_SETTINGS = ("set_verbose", "json_logs", "redact_user_api_key_info", "telemetry",
-                            "redact_messages_in_exceptions", "service_callback")
-GENERAL_SETTINGS_KEYS = ("master_key", "max_request_size_mb", "flush_timeout_s", "graceful_shutdown_timeout_s")
+IGNORED_LITELLM_SETTINGS = (
+    "set_verbose",
+    "json_logs",
+    "redact_user_api_key_info",
+    "telemetry",
+    "redact_messages_in_exceptions",
+    "service_callback",
+)
+GENERAL_SETTINGS_KEYS = (
+    "master_key",
+    "max_request_size_mb",
+    "flush_timeout_s",
+    "graceful_shutdown_timeout_s",
+    "max_connections",
+    "request_header_timeout_s",
+    "request_body_timeout_s",
+    "keep_alive_timeout_s",
+    "max_request_header_kb",
+)
 ROUTER_SETTINGS_KEYS = ("routing_strategy", "num_retries")
-
-_ENV_FULL = "os.environ/"
-_ENV_INLINE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-class ConfigError(ValueError):
-    """The config file is missing, not YAML, or has a bad value; the message names file and key."""
-
-    def __init__(self, file: str, key: str | None, message: str) -> None:
-        self.file = file
-        self.key = key
-        self.detail = message
-        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +119,17 @@ class Deployment:
     @property
     def model(self) -> str:
         return str(self.litellm_params["model"])
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one connection may hold of the server: see ``docs/proxy.md`` "Limits and timeouts"."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    max_header_bytes: int = int(DEFAULT_MAX_HEADER_KB * 1024)
 
 
 @dataclass(frozen=True)
@@ -99,6 +151,7 @@ class ProxyConfig:
     router_num_retries: int | None
     # where master_key came from: "general_settings.master_key", an environment variable, or None
     master_key_source: str | None = None
+    limits: ServerLimits = ServerLimits()
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -115,29 +168,31 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(name, None, f"cannot read the config file: {error.strerror or error}") from None
+        raise ConfigError(f"cannot read the config file: {error.strerror or error}", name, None) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(name, None, f"not valid YAML: {where}{problem}") from None
+        raise ConfigError(f"not valid YAML: {where}{problem}", name, None) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(name, None, f"the top level must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"the top level must be a mapping of sections, got {type(raw).__name__}", name, None
+        )
     env = dict(os.environ if environ is None else environ)
     # environment_variables: set before anything else resolves, as the reference does
     extra_env = raw.get("environment_variables") or {}
     if not isinstance(extra_env, dict):
-        raise ConfigError(name, "environment_variables", "must be a mapping of NAME: value")
+        raise ConfigError("must be a mapping of NAME: value", name, "environment_variables")
     for key, value in extra_env.items():
-        value = _resolve(value, f"environment_variables.{key}", env, name)
+        value = _conf.resolve_env(value, where=f"environment_variables.{key}", file=name, environ=env)
         env[str(key)] = str(value)
         if environ is None:
             os.environ[str(key)] = str(value)
-    data = _resolve(raw, "", env, name)
+    data = _conf.resolve_env(raw, where="", file=name, environ=env)
     config = _build(name, file, data)
     if config.master_key is not None:
         return replace(config, master_key_source="general_settings.master_key")
@@ -146,47 +201,14 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         if value is None:
             continue
         if not value.strip():
-            raise ConfigError(name, None, f"environment variable {var} is set but empty: set it to the master key, "
-                              "or unset it to run without a key (bound to 127.0.0.1)")
+            raise ConfigError(
+                f"environment variable {var} is set but empty: set it to the master key, "
+                "or unset it to run without a key (bound to 127.0.0.1)",
+                name,
+                None,
+            )
         return replace(config, master_key=value, master_key_source=var)
     return config
-
-
-# ---------------------------------------------------------------------- environment references
-
-
-def _resolve(value: Any, key: str, env: dict[str, str], file: str) -> Any:
-    if isinstance(value, str):
-        return _resolve_string(value, key, env, file)
-    if isinstance(value, dict):
-        return {k: _resolve(v, _join(key, str(k)), env, file) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, f"{key}[{i}]", env, file) for i, v in enumerate(value)]
-    return value
-
-
-def _resolve_string(value: str, key: str, env: dict[str, str], file: str) -> str:
-    if value.startswith(_ENV_FULL):
-        var = value[len(_ENV_FULL):]
-        if var not in env:
-            raise ConfigError(file, key or None, f"environment variable {var} is not set (referenced as {value!r})")
-        return env[var]
-    if "$" not in value:
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        var = match.group(1) or match.group(2)
-        if var not in env:
-            raise ConfigError(file, key or None, f"environment variable {var} is not set (referenced as {match.group(0)!r})")
-        return env[var]
-
-    return _ENV_INLINE.sub(substitute, value)
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
 
 
 # ---------------------------------------------------------------------- validation
@@ -205,72 +227,66 @@ def _mapping(data: dict[str, Any], key: str, file: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(file, key, f"must be a mapping, got {type(value).__name__}")
+        raise ConfigError(f"must be a mapping, got {type(value).__name__}", file, key)
     return value
 
 
 def _number(value: Any, key: str, file: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not _numeric_string(value):
-        raise ConfigError(file, key, f"must be a number, got {value!r}")
-    number = float(value)
-    if number < minimum:
-        raise ConfigError(file, key, f"must be at least {minimum:g}, got {value!r}")
-    if integer:
-        if number != int(number):
-            raise ConfigError(file, key, f"must be a whole number, got {value!r}")
-        return int(number)
-    return number
-
-
-def _numeric_string(value: Any) -> bool:
-    # env references produce strings: "os.environ/RETRIES" must still count as a number
-    if not isinstance(value, str):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _bool(value: Any, key: str, file: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.lower() in ("true", "1", "yes")
-    raise ConfigError(file, key, f"must be true or false, got {value!r}")
+    return _conf.number(value, name=key, where=file, minimum=minimum, integer=integer)
 
 
 def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(file, str(key), f"unknown section; known sections: {', '.join(TOP_LEVEL_KEYS)}")
+            raise ConfigError(f"unknown section; known sections: {', '.join(TOP_LEVEL_KEYS)}", file, str(key))
     deployments = _model_list(data.get("model_list"), file)
     litellm_settings = _litellm_settings(_mapping(data, "litellm_settings", file), file)
     callback_settings = _mapping(data, "callback_settings", file)
     for name, settings in callback_settings.items():
         if not isinstance(settings, dict):
-            raise ConfigError(file, f"callback_settings.{name}", f"must be a mapping, got {type(settings).__name__}")
+            raise ConfigError(
+                f"must be a mapping, got {type(settings).__name__}", file, f"callback_settings.{name}"
+            )
     general = _mapping(data, "general_settings", file)
     for key in general:
         if key not in GENERAL_SETTINGS_KEYS:
-            raise ConfigError(file, f"general_settings.{key}", f"unknown key; known keys: {', '.join(GENERAL_SETTINGS_KEYS)}")
+            raise ConfigError(
+                f"unknown key; known keys: {', '.join(GENERAL_SETTINGS_KEYS)}",
+                file,
+                f"general_settings.{key}",
+            )
     master_key = general.get("master_key")
     if master_key is not None and (not isinstance(master_key, str) or not master_key):
-        raise ConfigError(file, "general_settings.master_key", "must be a non-empty string")
-    size_mb = _number(general.get("max_request_size_mb", DEFAULT_MAX_REQUEST_SIZE_MB),
-                      "general_settings.max_request_size_mb", file, minimum=0.0001)
-    flush_timeout = _number(general.get("flush_timeout_s", DEFAULT_FLUSH_TIMEOUT_S), "general_settings.flush_timeout_s", file)
-    graceful = _number(general.get("graceful_shutdown_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S),
-                       "general_settings.graceful_shutdown_timeout_s", file)
+        raise ConfigError("must be a non-empty string", file, "general_settings.master_key")
+    size_mb = _conf.number(
+        general.get("max_request_size_mb", DEFAULT_MAX_REQUEST_SIZE_MB),
+        name="general_settings.max_request_size_mb",
+        where=file,
+        minimum=0.0001,
+    )
+    flush_timeout = _conf.duration_s(
+        general.get("flush_timeout_s", DEFAULT_FLUSH_TIMEOUT_S),
+        name="general_settings.flush_timeout_s",
+        where=file,
+    )
+    graceful = _conf.duration_s(
+        general.get("graceful_shutdown_timeout_s", DEFAULT_GRACEFUL_TIMEOUT_S),
+        name="general_settings.graceful_shutdown_timeout_s",
+        where=file,
+    )
+    limits = _limits(general, file)
     router = _mapping(data, "router_settings", file)
     for key in router:
         if key not in ROUTER_SETTINGS_KEYS:
-            raise ConfigError(file, f"router_settings.{key}", f"unknown key; known keys: {', '.join(ROUTER_SETTINGS_KEYS)}")
-    strategy = router.get("routing_strategy", "round-robin")
-    if strategy not in ROUTING_STRATEGIES:
-        raise ConfigError(file, "router_settings.routing_strategy",
-                          f"must be one of {', '.join(ROUTING_STRATEGIES)}, got {strategy!r}")
+            raise ConfigError(
+                f"unknown key; known keys: {', '.join(ROUTER_SETTINGS_KEYS)}", file, f"router_settings.{key}"
+            )
+    strategy = _conf.choice(
+        router.get("routing_strategy", "round-robin"),
+        ROUTING_STRATEGIES,
+        name="router_settings.routing_strategy",
+        where=file,
+    )
     router_retries = router.get("num_retries")
     if router_retries is not None:
         router_retries = _number(router_retries, "router_settings.num_retries", file, integer=True)
@@ -288,6 +304,27 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         graceful_shutdown_timeout_s=graceful,
         routing_strategy=strategy,
         router_num_retries=router_retries,
+        limits=limits,
+    )
+
+
+def _limits(general: dict[str, Any], file: str) -> ServerLimits:
+    def seconds(key: str, default: float) -> float:
+        return _conf.duration_s(
+            general.get(key, default), name=f"general_settings.{key}", where=file, minimum=0.01
+        )
+
+    def number(key: str, default: float, integer: bool = False) -> Any:
+        return _conf.number(
+            general.get(key, default), name=f"general_settings.{key}", where=file, minimum=1, integer=integer
+        )
+
+    return ServerLimits(
+        max_connections=number("max_connections", DEFAULT_MAX_CONNECTIONS, integer=True),
+        header_timeout_s=seconds("request_header_timeout_s", DEFAULT_HEADER_TIMEOUT_S),
+        body_timeout_s=seconds("request_body_timeout_s", DEFAULT_BODY_TIMEOUT_S),
+        keep_alive_timeout_s=seconds("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S),
+        max_header_bytes=int(number("max_request_header_kb", DEFAULT_MAX_HEADER_KB) * 1024),
     )
 
 
@@ -295,28 +332,38 @@ def _model_list(value: Any, file: str) -> tuple[Deployment, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ConfigError(file, "model_list", f"must be a list of models, got {type(value).__name__}")
+        raise ConfigError(f"must be a list of models, got {type(value).__name__}", file, "model_list")
     out: list[Deployment] = []
     seen_ids: dict[str, int] = {}
     for index, entry in enumerate(value):
         key = f"model_list[{index}]"
         if not isinstance(entry, dict):
-            raise ConfigError(file, key, f"must be a mapping with model_name and litellm_params, got {type(entry).__name__}")
+            raise ConfigError(
+                f"must be a mapping with model_name and litellm_params, got {type(entry).__name__}", file, key
+            )
         name = entry.get("model_name")
         if name is None:
-            raise ConfigError(file, f"{key}.model_name", "required")
+            raise ConfigError("required", file, f"{key}.model_name")
         if not isinstance(name, str) or not name:
-            raise ConfigError(file, f"{key}.model_name", f"must be a non-empty string, got {name!r}")
+            raise ConfigError(f"must be a non-empty string, got {name!r}", file, f"{key}.model_name")
         params = entry.get("litellm_params")
         if params is None:
-            raise ConfigError(file, f"{key}.litellm_params", "required")
+            raise ConfigError("required", file, f"{key}.litellm_params")
         if not isinstance(params, dict):
-            raise ConfigError(file, f"{key}.litellm_params", f"must be a mapping, got {type(params).__name__}")
+            raise ConfigError(
+                f"must be a mapping, got {type(params).__name__}", file, f"{key}.litellm_params"
+            )
         if params.get("model") is None:
-            raise ConfigError(file, f"{key}.litellm_params.model", "required")
+            raise ConfigError("required", file, f"{key}.litellm_params.model")
         for pkey in _STRING_PARAMS:
-            if pkey in params and params[pkey] is not None and (not isinstance(params[pkey], str) or not params[pkey]):
-                raise ConfigError(file, f"{key}.litellm_params.{pkey}", f"must be a non-empty string, got {params[pkey]!r}")
+            if (
+                pkey in params
+                and params[pkey] is not None
+                and (not isinstance(params[pkey], str) or not params[pkey])
+            ):
+                raise ConfigError(
+                    f"must be a non-empty string, got {params[pkey]!r}", file, f"{key}.litellm_params.{pkey}"
+                )
         for pkey in _NUMBER_PARAMS:
             if params.get(pkey) is not None:
                 params[pkey] = _number(params[pkey], f"{key}.litellm_params.{pkey}", file)
@@ -325,19 +372,29 @@ def _model_list(value: Any, file: str) -> tuple[Deployment, ...]:
                 params[pkey] = _number(params[pkey], f"{key}.litellm_params.{pkey}", file, integer=True)
         info = entry.get("model_info") or {}
         if not isinstance(info, dict):
-            raise ConfigError(file, f"{key}.model_info", f"must be a mapping, got {type(info).__name__}")
+            raise ConfigError(f"must be a mapping, got {type(info).__name__}", file, f"{key}.model_info")
         model_id = info.get("id")
         if model_id is None:
             # stable across restarts and workers: the same entry gets the same id
-            digest = hashlib.sha256(f"{index}\0{name}\0{params.get('model')}\0{params.get('api_base')}".encode())
+            digest = hashlib.sha256(
+                f"{index}\0{name}\0{params.get('model')}\0{params.get('api_base')}".encode()
+            )
             model_id = digest.hexdigest()[:16]
         model_id = str(model_id)
         if model_id in seen_ids:
-            raise ConfigError(file, f"{key}.model_info.id", f"{model_id!r} is already the id of model_list[{seen_ids[model_id]}]")
+            raise ConfigError(
+                f"{model_id!r} is already the id of model_list[{seen_ids[model_id]}]",
+                file,
+                f"{key}.model_info.id",
+            )
         seen_ids[model_id] = index
         unknown = set(entry) - {"model_name", "litellm_params", "model_info"}
         if unknown:
-            raise ConfigError(file, f"{key}.{sorted(unknown)[0]}", "unknown key; known keys: model_name, litellm_params, model_info")
+            raise ConfigError(
+                "unknown key; known keys: model_name, litellm_params, model_info",
+                file,
+                f"{key}.{sorted(unknown)[0]}",
+            )
         call_params = {k: v for k, v in params.items() if k not in ROUTER_ONLY_PARAMS}
         if info:
             call_params["model_info"] = dict(info)
@@ -357,10 +414,10 @@ def _name_list(value: Any, key: str, file: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise ConfigError(file, key, f"must be a list of callback names, got {type(value).__name__}")
+        raise ConfigError(f"must be a list of callback names, got {type(value).__name__}", file, key)
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
-            raise ConfigError(file, f"{key}[{i}]", f"must be a callback name or a dotted path, got {item!r}")
+            raise ConfigError(f"must be a callback name or a dotted path, got {item!r}", file, f"{key}[{i}]")
     return list(value)
 
 
@@ -371,23 +428,23 @@ def _litellm_settings(settings: dict[str, Any], file: str) -> dict[str, Any]:
         if key in IGNORED_LITELLM_SETTINGS:
             continue
         if key not in LITELLM_SETTINGS_KEYS:
-            raise ConfigError(file, where, f"unknown key; known keys: {', '.join(LITELLM_SETTINGS_KEYS)}")
+            raise ConfigError(f"unknown key; known keys: {', '.join(LITELLM_SETTINGS_KEYS)}", file, where)
         if value is None:
             continue
         if key in ("callbacks", "success_callback", "failure_callback"):
             out[key] = _name_list(value, where, file)
         elif key in ("turn_off_message_logging", "drop_params", "cache"):
-            out[key] = _bool(value, where, file)
+            out[key] = _conf.boolean(value, name=where, where=file)
         elif key == "num_retries":
             out[key] = _number(value, where, file, integer=True)
         elif key == "request_timeout":
-            out[key] = _number(value, where, file, minimum=0.001)
+            out[key] = _conf.duration_s(value, name=where, where=file, above=0)
         elif key in ("cache_params", "generic_logger_headers"):
             if not isinstance(value, dict):
-                raise ConfigError(file, where, f"must be a mapping, got {type(value).__name__}")
+                raise ConfigError(f"must be a mapping, got {type(value).__name__}", file, where)
             out[key] = value
     if "cache_params" in out and not out.get("cache"):
-        raise ConfigError(file, "litellm_settings.cache_params", "given without cache: true")
+        raise ConfigError("given without cache: true", file, "litellm_settings.cache_params")
     return out
 
 
@@ -400,4 +457,12 @@ def thaw(value: Any) -> Any:
     return value
 
 
-__all__ = ["MASTER_KEY_ENV", "ConfigError", "Deployment", "ProxyConfig", "load_config", "thaw"]
+__all__ = [
+    "MASTER_KEY_ENV",
+    "ConfigError",
+    "Deployment",
+    "ProxyConfig",
+    "ServerLimits",
+    "load_config",
+    "thaw",
+]

@@ -43,7 +43,9 @@ def load_object(dotted: str, directory: Path, file: str, key: str) -> Any:
     """The object a dotted path names; ``ConfigError`` (naming ``key``) when it cannot be loaded."""
     module_path, _, attr = dotted.rpartition(".")
     if not module_path or not attr:
-        raise ConfigError(file, key, f"{dotted!r} is not a dotted path like custom_callbacks.proxy_handler_instance")
+        raise ConfigError(
+            f"{dotted!r} is not a dotted path like custom_callbacks.proxy_handler_instance", file, key
+        )
     source = directory.joinpath(*module_path.split(".")).with_suffix(".py")
     if source.is_file():
         module = _load_file(module_path, source, file, key)
@@ -52,16 +54,18 @@ def load_object(dotted: str, directory: Path, file: str, key: str) -> Any:
             module = importlib.import_module(module_path)
         except ImportError as error:
             raise ConfigError(
-                file, key, f"cannot load {dotted!r}: no file {source} beside the config, and no importable module "
-                f"{module_path!r} ({error})"
+                f"cannot load {dotted!r}: no file {source} beside the config, and no importable module "
+                f"{module_path!r} ({error})",
+                file,
+                key,
             ) from None
         except Exception as error:
-            raise ConfigError(file, key, f"importing {module_path!r} raised {_describe(error)}") from None
+            raise ConfigError(f"importing {module_path!r} raised {_describe(error)}", file, key) from None
     try:
         return getattr(module, attr)
     except AttributeError:
         where = getattr(module, "__file__", None) or module_path
-        raise ConfigError(file, key, f"{where} defines no {attr!r}") from None
+        raise ConfigError(f"{where} defines no {attr!r}", file, key) from None
 
 
 def _load_file(module_path: str, source: Path, file: str, key: str) -> ModuleType:
@@ -82,7 +86,7 @@ def _load_file(module_path: str, source: Path, file: str, key: str) -> ModuleTyp
             name = f"_lmgate_config_{hashlib.sha256(resolved.encode()).hexdigest()[:12]}.{module_path}"
         spec = importlib.util.spec_from_file_location(name, source)
         if spec is None or spec.loader is None:
-            raise ConfigError(file, key, f"cannot load {source} as a Python module")
+            raise ConfigError(f"cannot load {source} as a Python module", file, key)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -90,7 +94,7 @@ def _load_file(module_path: str, source: Path, file: str, key: str) -> ModuleTyp
         except BaseException as error:
             del sys.modules[name]
             tb = "".join(traceback.format_exception_only(type(error), error)).strip()
-            raise ConfigError(file, key, f"loading {source} raised {tb}") from None
+            raise ConfigError(f"loading {source} raised {tb}", file, key) from None
         _file_modules[resolved] = module
         return module
 
@@ -104,11 +108,15 @@ def _check_callback(obj: Any, dotted: str, file: str, key: str) -> Any:
 
     if inspect.isclass(obj):
         raise ConfigError(
-            file, key, f"{dotted!r} is a class; create an instance in the module "
-            f"(for example `proxy_handler_instance = {obj.__name__}()`) and name the instance"
+            f"{dotted!r} is a class; create an instance in the module "
+            f"(for example `proxy_handler_instance = {obj.__name__}()`) and name the instance",
+            file,
+            key,
         )
     if not _is_logger(obj) and not callable(obj):
-        raise ConfigError(file, key, f"{dotted!r} is a {type(obj).__name__}, neither a CustomLogger instance nor a function")
+        raise ConfigError(
+            f"{dotted!r} is a {type(obj).__name__}, neither a CustomLogger instance nor a function", file, key
+        )
     return obj
 
 
@@ -120,10 +128,12 @@ def _resolve_entry(name: str, config: ProxyConfig, key: str) -> Any:
 
     try:
         return resolve_callback(name)
-    except ConfigError:
-        raise
+    except ConfigError as error:
+        if error.file is not None:  # already names its file and key
+            raise
+        raise ConfigError(f"cannot set up callback {name!r}: {_describe(error)}", config.path, key) from None
     except Exception as error:
-        raise ConfigError(config.path, key, f"cannot set up callback {name!r}: {_describe(error)}") from None
+        raise ConfigError(f"cannot set up callback {name!r}: {_describe(error)}", config.path, key) from None
 
 
 def apply_config(config: ProxyConfig) -> Applied:
@@ -135,13 +145,17 @@ def apply_config(config: ProxyConfig) -> Applied:
     settings = config.litellm_settings
     for deployment in config.model_list:
         remember_secret(deployment.litellm_params.get("api_key"))
-        for secret in url_secrets(deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")):
+        for secret in url_secrets(
+            deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")
+        ):
             remember_secret(secret)
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
     lmgate.callback_settings = thaw(config.callback_settings)
     if "generic_logger_headers" in settings:
-        lmgate.generic_logger_headers = {str(k): str(v) for k, v in settings["generic_logger_headers"].items()}
+        lmgate.generic_logger_headers = {
+            str(k): str(v) for k, v in settings["generic_logger_headers"].items()
+        }
     for flag in ("turn_off_message_logging", "drop_params"):
         if flag in settings:
             setattr(lmgate, flag, bool(settings[flag]))
@@ -155,7 +169,9 @@ def apply_config(config: ProxyConfig) -> Applied:
         try:
             lmgate.cache = lmgate.Cache(**params)
         except Exception as error:
-            raise ConfigError(config.path, "litellm_settings.cache_params", f"cannot create the cache: {_describe(error)}") from None
+            raise ConfigError(
+                f"cannot create the cache: {_describe(error)}", config.path, "litellm_settings.cache_params"
+            ) from None
         cache_name = str(params.get("type") or "local")
     loaded: list[Any] = []
     names = list(settings.get("callbacks") or ())
@@ -167,7 +183,8 @@ def apply_config(config: ProxyConfig) -> Applied:
         if entries is None:
             continue
         lists[list_name] = [
-            _resolve_entry(name, config, f"litellm_settings.{list_name}[{i}]") for i, name in enumerate(entries)
+            _resolve_entry(name, config, f"litellm_settings.{list_name}[{i}]")
+            for i, name in enumerate(entries)
         ]
     # callbacks are appended (as the reference does); the two function lists are replaced
     current = list(lmgate.callbacks)

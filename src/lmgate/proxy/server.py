@@ -6,6 +6,12 @@ worker builds its own app (uvicorn's workers are separate processes). The parent
 the whole config first (loading callbacks too), so a bad config fails once, before any worker
 starts.
 
+The server runs on uvloop and httptools when they are installed (the ``proxy`` extra), else on
+asyncio and h11 (``--loop``/``--http`` choose); either HTTP protocol is wrapped by
+``connections.py`` (connection cap, header/body timeouts, JSON errors from the HTTP layer).
+At start the open-file limit is raised to its hard limit, so connections are not refused for
+want of file descriptors.
+
 SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (bounded by
 ``general_settings.graceful_shutdown_timeout_s``), then the app's lifespan flushes every
 logger (``general_settings.flush_timeout_s``).
@@ -28,11 +34,16 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _FACTORY = "lmgate.proxy.server:app_factory"
 
 
+FILES_HEADROOM = 100  # open files beyond the client connections: upstream connections, logs, spools
+
+
+
 def serve(args: Any) -> int:
     """Run the proxy until SIGTERM/SIGINT; 2 for a bad config, 0 after a clean shutdown."""
     import uvicorn
 
     from .app import create_app
+    from .connections import protocol_for
     from .loading import apply_config, describe
     from .logs import logging_config, setup_logging
 
@@ -58,8 +69,19 @@ def serve(args: Any) -> int:
         say.error("lmgate serve: bad config: %s", error)
         return 2
     host, where = bind_address(config, getattr(args, "host", None))
+    try:
+        http_name, http_protocol = protocol_for(getattr(args, "http", "auto"), config.limits)
+        loop = _loop(getattr(args, "loop", "auto"))
+    except ValueError as error:
+        say.error("lmgate serve: %s", error)
+        return 2
+    files = raise_open_file_limit()
+    if 0 < files < config.limits.max_connections + FILES_HEADROOM:
+        say.warning(f"lmgate serve: the open-file limit ({files}) leaves little room above "
+                    f"general_settings.max_connections ({config.limits.max_connections}) for upstream connections "
+                    "and files; lower max_connections or raise the hard limit (ulimit -Hn)")
     say.info(f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
-             f"{f' ({workers} workers)' if workers > 1 else ''}")
+             f"{f' ({workers} workers)' if workers > 1 else ''} | {http_name}, {loop}, open files {files}")
     options: dict[str, Any] = {
         "host": host,
         "port": args.port,
@@ -68,6 +90,9 @@ def serve(args: Any) -> int:
         "log_config": logging_config(args.log_level, log_format),  # every worker: one formatter
         "lifespan": "on",
         "timeout_graceful_shutdown": config.graceful_shutdown_timeout_s,
+        "loop": loop,
+        "http": http_protocol,
+        "timeout_keep_alive": config.limits.keep_alive_timeout_s,
     }
     if workers == 1:
         _absorb_reraised_signals()
@@ -91,6 +116,36 @@ def bind_address(config: ProxyConfig, host: str | None) -> tuple[str, str]:
     if config.master_key:
         return DEFAULT_HOST, ""
     return LOOPBACK_HOST, " (loopback only, because there is no master key; pass --host to listen elsewhere)"
+
+
+def _loop(choice: str) -> str:
+    if choice not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"--loop must be auto, asyncio or uvloop, got {choice!r}")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError("--loop uvloop: uvloop is not installed (pip install 'lmgate[proxy]')") from None
+        return "asyncio"
+    return "uvloop"
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard limit (each connection is a file); the new soft limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. macOS refuses RLIM_INFINITY: keep the soft limit
+            pass
+    return soft
 
 
 def _absorb_reraised_signals() -> None:
@@ -119,4 +174,4 @@ def app_factory() -> Any:
         raise SystemExit(2) from None
 
 
-__all__ = ["DEFAULT_HOST", "ENV_CONFIG", "LOOPBACK_HOST", "app_factory", "bind_address", "serve"]
+__all__ = ["DEFAULT_HOST", "ENV_CONFIG", "LOOPBACK_HOST", "app_factory", "bind_address", "raise_open_file_limit", "serve"]

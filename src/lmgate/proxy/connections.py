@@ -1,0 +1,421 @@
+"""The HTTP connections: limits and timeouts uvicorn lacks, and its own errors in the OpenAI shape.
+
+uvicorn's protocols (h11 and httptools) are subclassed with one mixin, ``Guard``, that adds:
+
+- a cap on open connections (``max_connections``): a connection over the cap closes the
+  connection that has been idle longest (keep-alive, or still sending its head); when every
+  connection is busy with a request, the new one gets a 503 and is closed;
+- a header timeout: a connection must send a whole request head within
+  ``header_timeout_s`` of connecting or of the next request's first byte (uvicorn waits
+  forever); a silent connection is closed, a partial head gets a 408;
+- a body timeout: the whole body must arrive within ``body_timeout_s`` of the head;
+- a header size limit (``max_header_bytes``, 431), checked on the whole head (httptools has
+  none, h11 bounds only an incomplete head);
+- the 400/408/431/503 the HTTP layer answers by itself as JSON in the OpenAI error shape
+  (uvicorn sends ``text/plain``).
+
+The keep-alive timeout is uvicorn's own (``timeout_keep_alive``). The limits arrive as a
+keyword argument: ``functools.partial(GuardedHttpToolsProtocol, limits=...)`` is the ``http``
+class given to uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .config import ServerLimits
+from .errors import ProxyError
+
+logger = logging.getLogger("lmgate.proxy.connections")
+LINGER_S = 2.0  # how long an answered-and-refused connection is drained before it is closed
+# at most this many connections linger at once (each holds a file): past it, close at once
+MAX_LINGERING = 256
+_lingering = 0  # this process's lingering connections (one server per process)
+
+
+def error_bytes(status: int, message: str, default_headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """A whole HTTP/1.1 response carrying ``message`` as an OpenAI-shaped error; the connection closes after it."""
+    body = ProxyError(status, message).body()
+    phrase = http.HTTPStatus(status).phrase.encode()
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+    for name, value in default_headers:
+        head.append(name + b": " + value + b"\r\n")
+    head.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return b"".join(head) + body
+
+
+class _RefusalLog:
+    """Says "connections refused" at most once per ``every_s``, with the count since (a flood
+    of refusals must not become a flood of log lines)."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last = -every_s
+        self.count = 0
+
+    def note(self, now: float, cap: int) -> None:
+        self.count += 1
+        if now - self.last >= self.every_s:
+            logger.warning(
+                "refused %d connection(s): all %d connections are busy (general_settings.max_connections)",
+                self.count,
+                cap,
+            )
+            self.last = now
+            self.count = 0
+
+
+_refusals = _RefusalLog()
+
+
+class _Refused(Exception):
+    """Raised inside the HTTP parser to stop parsing a request the guard refused."""
+
+
+class Guard:
+    """The limits and timeouts of one connection, mixed into a uvicorn HTTP protocol (see the module)."""
+
+    # provided by the uvicorn protocol this is mixed into
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    server_state: Any
+    cycle: Any
+
+    def _guard_init(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.awaiting_head = True  # no request in progress: idle, or still sending a head
+        self.idle_since = 0.0
+        self._head_bytes = 0
+        self._body_done = True
+        self._response_done = True
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str] | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self.draining = False  # answered with an error: what still arrives is dropped
+
+    # ---- connection life ----
+    def _guard_connected(self) -> bool:
+        """Enforce the connection cap; False when this connection was refused."""
+        self.idle_since = self.loop.time()
+        if len(self.connections) > self.limits.max_connections and not self._evict_idle():
+            _refusals.note(self.loop.time(), self.limits.max_connections)
+            self._respond_and_close(
+                503,
+                f"the server is at its limit of {self.limits.max_connections} "
+                "connections, all busy; retry later (general_settings.max_connections)",
+            )
+            return False
+        self._arm_head_timer()
+        return True
+
+    def _evict_idle(self) -> bool:
+        idle = [c for c in self.connections if c is not self and getattr(c, "awaiting_head", False)]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.idle_since)
+        logger.debug("connection cap reached: closing the connection idle longest")
+        oldest.transport.close()
+        self.connections.discard(oldest)
+        return True
+
+    def _guard_lost(self) -> None:
+        global _lingering
+        self._cancel_timers()
+        if self._linger_timer is not None:
+            _lingering -= 1
+            self._linger_timer.cancel()
+            self._linger_timer = None
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _respond_and_close(self, status: int, message: str) -> None:
+        """Answer with an error and end the connection.
+
+        The client may still be sending (the rest of a head or body): closing at once with
+        unread data would make the kernel send a reset, and a reset can discard the answer
+        before the client reads it. So the write side is closed first and what still
+        arrives is read and dropped for ``LINGER_S`` (as nginx's lingering close does).
+        """
+        global _lingering
+        self._cancel_timers()
+        transport = self.transport
+        if self.draining or transport.is_closing():  # answered already
+            return
+        transport.write(error_bytes(status, message, self.server_state.default_headers))
+        self.draining = True
+        if transport.can_write_eof() and _lingering < MAX_LINGERING:
+            transport.write_eof()
+            _lingering += 1
+            self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
+        else:
+            transport.close()
+
+    # ---- the head ----
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.awaiting_head or self.transport.is_closing():
+            return
+        if self._head_bytes == 0:  # a connection that never spoke (or is idle again): just close it
+            self.transport.close()
+            return
+        self._respond_and_close(
+            408,
+            f"request headers not received within {self.limits.header_timeout_s:g} s "
+            "(general_settings.request_header_timeout_s)",
+        )
+
+    def _guard_data(self, size: int) -> None:
+        if self.awaiting_head:
+            self._head_bytes += size
+            self._arm_head_timer()
+
+    def _guard_after_data(self) -> None:
+        if (
+            self.awaiting_head
+            and self._head_bytes > self.limits.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            self._refuse_oversized_head()
+
+    def _refuse_oversized_head(self) -> None:
+        self._respond_and_close(
+            431,
+            f"request headers are over the limit of {self.limits.max_header_bytes} bytes "
+            "(general_settings.max_request_header_kb)",
+        )
+
+    def _head_complete(self, size: int) -> None:
+        """A whole head was parsed (``size`` bytes); raises ``_Refused`` when it is too large."""
+        if size > self.limits.max_header_bytes:
+            self._refusal = (
+                431,
+                f"request headers are over the limit of {self.limits.max_header_bytes} bytes "
+                "(general_settings.max_request_header_kb)",
+            )
+            raise _Refused
+        self.awaiting_head = False
+        self._body_done = self._response_done = False
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+
+    # ---- the body ----
+    def _body_complete(self) -> None:
+        self._body_done = True
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if self._response_done:
+            self._idle()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if (
+            cycle is not None and cycle.response_started
+        ):  # answered already (the app did not wait for the body)
+            self.transport.close()
+            return
+        self._respond_and_close(
+            408,
+            f"request body not received within {self.limits.body_timeout_s:g} s "
+            "(general_settings.request_body_timeout_s)",
+        )
+
+    def _guard_response_complete(self) -> None:
+        # a body the app did not read is still drained (within the body timeout) before the
+        # connection counts as idle again
+        self._response_done = True
+        if self._body_done:
+            self._idle()
+
+    def _idle(self) -> None:
+        self.awaiting_head = True
+        self._head_bytes = 0
+        self.idle_since = self.loop.time()
+
+    # ---- errors of the HTTP layer ----
+    def _send_error(self, message: str) -> None:
+        status, text = self._refusal or (400, message)
+        self._refusal = None
+        self._respond_and_close(status, text)
+
+
+def _head_size(target: bytes, headers: Any) -> int:
+    return len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
+
+
+class _HeadCheckingConnection(h11.Connection):
+    """h11's connection, telling the protocol when a head or a body is complete."""
+
+    def __init__(self, guard: Guard, max_incomplete_event_size: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
+        self.guard = guard
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as error:
+            if self.guard._refusal is None:
+                status = error.error_status_hint if error.error_status_hint in (400, 431) else 400
+                if status == 431:
+                    self.guard._refusal = (
+                        431,
+                        f"request headers are over the limit of "
+                        f"{self.guard.limits.max_header_bytes} bytes "
+                        "(general_settings.max_request_header_kb)",
+                    )
+                else:
+                    self.guard._refusal = (400, f"malformed HTTP request: {error}")
+            raise
+        if isinstance(event, h11.Request):
+            try:
+                self.guard._head_complete(_head_size(event.target, event.headers))
+            except _Refused:
+                raise h11.RemoteProtocolError("request headers too large", error_status_hint=431) from None
+        elif isinstance(event, h11.EndOfMessage):
+            self.guard._body_complete()
+        return event
+
+
+class GuardedH11Protocol(Guard, H11Protocol):
+    """uvicorn's h11 protocol with the guard's limits, timeouts and JSON errors."""
+
+    def __init__(self, *args: Any, limits: ServerLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard_init(limits)
+        self.conn = _HeadCheckingConnection(self, limits.max_header_bytes)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._guard_connected()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.draining:
+            return
+        self._guard_data(len(data))
+        super().data_received(data)
+        self._guard_after_data()
+
+    def on_response_complete(self) -> None:
+        self._guard_response_complete()
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._send_error(msg)
+
+    def shutdown(self) -> None:
+        if self.draining:  # answered already; its parser may be in any state
+            self.transport.close()
+            return
+        super().shutdown()
+
+
+def _httptools_protocol() -> type[Any] | None:
+    try:
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+
+    class GuardedHttpToolsProtocol(Guard, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the guard's limits, timeouts and JSON errors."""
+
+        def __init__(self, *args: Any, limits: ServerLimits, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._guard_init(limits)
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._guard_connected()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._guard_lost()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            # uvicorn's data_received, keeping the parser's reason for a 400
+            if self.draining:
+                return
+            self._unset_keepalive_if_required()
+            self._guard_data(len(data))
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+            except httptools.HttpParserError as error:
+                logger.debug("malformed HTTP request: %s", error)
+                self._send_error(f"malformed HTTP request: {error}")
+                return
+            self._guard_after_data()
+
+        def on_headers_complete(self) -> None:
+            self._head_complete(_head_size(self.url, self.headers))
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._body_complete()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            self._guard_response_complete()
+            super().on_response_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            self._send_error(msg)
+
+        def shutdown(self) -> None:
+            if self.draining:  # answered already
+                self.transport.close()
+                return
+            super().shutdown()
+
+    GuardedHttpToolsProtocol.__module__ = __name__
+    GuardedHttpToolsProtocol.__qualname__ = "GuardedHttpToolsProtocol"  # picklable for --workers
+    return GuardedHttpToolsProtocol
+
+
+GuardedHttpToolsProtocol: Any = _httptools_protocol()
+
+
+def protocol_for(http_impl: str, limits: ServerLimits) -> tuple[str, Any]:
+    """The HTTP protocol to hand uvicorn (``auto``: httptools when installed, else h11), and its name."""
+    if http_impl not in ("auto", "h11", "httptools"):
+        raise ValueError(f"--http must be auto, h11 or httptools, got {http_impl!r}")
+    if http_impl == "httptools" and GuardedHttpToolsProtocol is None:
+        raise ValueError("--http httptools: httptools is not installed (pip install 'lmgate[proxy]')")
+    if http_impl != "h11" and GuardedHttpToolsProtocol is not None:
+        return "httptools", functools.partial(GuardedHttpToolsProtocol, limits=limits)
+    return "h11", functools.partial(GuardedH11Protocol, limits=limits)
+
+
+__all__ = ["Guard", "GuardedH11Protocol", "GuardedHttpToolsProtocol", "error_bytes", "protocol_for"]
