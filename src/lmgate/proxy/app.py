@@ -47,6 +47,7 @@ from .identity import identity, stamp
 from .loading import Applied, apply_config
 from .logs import log_failed_call, log_request
 from .metrics import Metrics
+from .nesting import check_nesting
 from .router import Group, Router
 
 logger = logging.getLogger("lmgate.proxy")
@@ -490,6 +491,7 @@ def _check_request(data: dict[str, Any], kind: str) -> None:
     md = data.get("metadata")
     if md is not None and not isinstance(md, dict):
         raise ProxyError(400, "'metadata' must be an object", param="metadata")
+    check_nesting(data)
 
 
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
