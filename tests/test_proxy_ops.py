@@ -298,3 +298,40 @@ def test_text_line_keeps_client_values_on_one_line_and_masks_secrets() -> None:
     assert "hunter2-secret" not in lines[0] and "sk-live-0123456789abcdef" not in lines[0]
     assert "https://bob:****@llm.internal/v1" in lines[0]
     assert 'POST /v1/chat/completions 200 model="a b\\nc" latency_ms=1' in lines[1]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_tracebacks_are_masked_in_both_log_formats(log_format: str) -> None:
+    """The proxy's own handler (masking filter and formatter, as `lmgate serve` sets them up) masks a
+    secret in a traceback too: the formatter shows the masked text, not the exception formatted again."""
+    import io
+    import logging
+
+    from lmgate._secrets import MaskingFilter, remember_secret
+    from lmgate.proxy import logs
+
+    secret = "trace-secret-Zq8v7Xw3Rt5Yp1Lm"
+    remember_secret(secret)
+    stream = io.StringIO()
+    # the handler as logging_config builds it (dictConfig itself would close every other handler)
+    config = logs.logging_config("info", log_format)
+    assert config["handlers"]["lmgate"]["filters"] == ["mask"]
+    assert config["filters"]["mask"]["()"] == "lmgate._secrets.MaskingFilter"
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    handler.setFormatter(logs.JsonFormatter() if log_format == "json" else logs.TextFormatter())
+    log = logging.getLogger("lmgate.test.traceback")
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError(f"upstream said key={secret} and sk-live-0123456789abcdef")
+        except RuntimeError:
+            log.exception("call failed with %s", secret)
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    assert "RuntimeError" in out and "Traceback" in out
+    assert secret not in out and "sk-live-0123456789abcdef" not in out, out
+    if log_format == "json":
+        (line,) = out.splitlines()
+        assert "RuntimeError" in json.loads(line)["exc"]

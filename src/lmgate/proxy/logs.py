@@ -112,10 +112,9 @@ class TextFormatter(logging.Formatter):
             line += " " + " ".join(
                 f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in skip
             )
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        elif record.exc_text:
-            line += "\n" + record.exc_text
+        exc = _exception_text(self, record)
+        if exc:
+            line += "\n" + exc
         return line
 
 
@@ -134,11 +133,23 @@ class JsonFormatter(logging.Formatter):
             for key, value in fields.items():
                 if value is not None and key not in out:
                     out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            out["exc"] = record.exc_text
+        exc = _exception_text(self, record)
+        if exc:
+            out["exc"] = exc
         return orjson.dumps(out, default=str).decode()
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback, masked: the one ``MaskingFilter`` put in ``exc_text``, never
+    ``exc_info`` formatted again (that would bring back what the filter masked)."""
+    if record.exc_text:
+        return record.exc_text
+    if record.exc_info:
+        from .._secrets import mask_secrets
+
+        record.exc_text = mask_secrets(formatter.formatException(record.exc_info))
+        return record.exc_text
+    return None
 
 
 def _text_value(value: Any) -> str:
