@@ -216,3 +216,58 @@ def test_identity_fields_come_from_the_proxy_not_the_client_or_a_hook(
         line for line in (tmp_path / "spy.log").read_text().splitlines() if line.startswith("pre_call_hook")
     ]
     assert "'requester_ip_address': '127.0.0.1'" in hook_view[0]  # hooks see the proxy's values too
+
+
+ENCODED_QUERY_KEY = "qv%2Fenc0ded+99"  # as written in api_base: percent-encoded, with a +
+HEADER_SECRETS = ("xgoog-Lq93Mn2Rt7", "azurekey-Pq81Lk0Zm2", "hdrbearer-Wd82Jf5Ks0")
+
+
+def test_encoded_query_secrets_and_extra_header_credentials_are_masked(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """A query secret written percent-encoded in api_base, and credentials in ``extra_headers``, are
+    masked in every form an upstream error may echo them: client answer, records, server log."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        model_list:
+          - model_name: encoded
+            litellm_params:
+              model: openai/gpt-4o-mini
+              api_base: "{fake_provider.base_url}/v1?key={ENCODED_QUERY_KEY}"
+              api_key: {KEY}
+              extra_headers:
+                x-goog-api-key: {HEADER_SECRETS[0]}
+                api-key: {HEADER_SECRETS[1]}
+                authorization: Bearer {HEADER_SECRETS[2]}
+        litellm_settings:
+          callbacks: [team_webhook]
+        callback_settings:
+          team_webhook:
+            callback_type: generic_api
+            endpoint: {log_receiver.url}
+            flush_interval: 60
+            spool_dir: {tmp_path / "spool"}
+        general_settings:
+          master_key: {MASTER}
+    """)
+    )
+    forms = (ENCODED_QUERY_KEY, "qv/enc0ded+99", "qv/enc0ded 99", *HEADER_SECRETS)
+    echo = "upstream saw " + " | ".join(forms)
+    server = Served(path, tmp_path, {})
+    try:
+        server.wait_ready()
+        fake_provider.enqueue(Reply(status=400, error_message=echo))
+        error = post(server, {"model": "encoded", "messages": HI})
+        assert error.status_code == 400, error.text
+        assert "upstream saw" in error.text
+    finally:
+        assert server.stop() == 0
+    assert fake_provider.requests[-1].headers["x-goog-api-key"] == HEADER_SECRETS[0]  # they were sent
+    assert log_receiver.wait_for_records(1, timeout=10)
+    for channel, text in (
+        ("client", error.text + repr(list(error.headers.items()))),
+        ("records", json.dumps(log_receiver.records)),
+        ("stderr", server.stderr),
+    ):
+        assert [f for f in forms if f in text] == [], channel

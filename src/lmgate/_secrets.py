@@ -237,7 +237,7 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
     name, the Basic-auth header value they make, and the values of secret query parameters."""
     if not url or ("@" not in url and "?" not in url):
         return ()
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     out: list[str] = []
     try:
@@ -253,10 +253,29 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
         if userinfo:
             plain = f"{unquote(user)}:{unquote(password)}"
             out.append(base64.b64encode(plain.encode()).decode())
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if value and is_secret_param(name):
-            out.append(value)
+    for item in parts.query.split("&"):
+        raw_name, _, raw = item.partition("=")
+        if raw and is_secret_param(unquote_plus(raw_name)):
+            # as written (percent-encoded, maybe with +) and as decoded both ways: an error may echo any
+            out += [raw, unquote(raw), unquote_plus(raw)]
     return tuple(dict.fromkeys(out))
+
+
+def header_secrets(headers: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The values of credential-bearing ``headers`` (``is_secret_header``), configured as
+    ``extra_headers``, say; for ``Bearer x``/``Basic x`` also the credential ``x`` alone."""
+    if not headers or not isinstance(headers, Mapping):
+        return ()
+    out: list[str] = []
+    for name, value in headers.items():
+        if value is None or not is_secret_header(str(name)):
+            continue
+        text = str(value).strip()
+        out.append(text)
+        scheme, space, credential = text.partition(" ")
+        if space and scheme.lower() in ("bearer", "basic", "token") and credential.strip():
+            out.append(credential.strip())
+    return tuple(dict.fromkeys(s for s in out if s))
 
 
 class MaskingFilter(logging.Filter):
@@ -286,6 +305,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "MaskingFilter",
     "SENSITIVE_HEADERS",
+    "header_secrets",
     "is_secret_header",
     "is_secret_param",
     "mask_headers",

@@ -130,12 +130,14 @@ def apply_config(config: ProxyConfig) -> Applied:
     """Set ``lmgate``'s module settings from ``config``; raises ``ConfigError`` naming the key."""
     import lmgate
 
-    from .._secrets import remember_secret, url_secrets
+    from .._secrets import header_secrets, remember_secret, url_secrets
 
     settings = config.litellm_settings
     for deployment in config.model_list:
         remember_secret(deployment.litellm_params.get("api_key"))
         for secret in url_secrets(deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")):
+            remember_secret(secret)
+        for secret in header_secrets(deployment.litellm_params.get("extra_headers")):
             remember_secret(secret)
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
