@@ -335,3 +335,58 @@ def test_tracebacks_are_masked_in_both_log_formats(log_format: str) -> None:
     if log_format == "json":
         (line,) = out.splitlines()
         assert "RuntimeError" in json.loads(line)["exc"]
+
+
+# ---------------------------------------------------------------------- /health/readiness
+
+ODD_LOGGERS = '''
+from lmgate.integrations.custom_logger import CustomLogger
+
+
+class Boom(CustomLogger):
+    def stats(self):
+        raise RuntimeError("cannot reach https://u:s3cretPassw0rd@sink.example/?token=tok12345678")
+
+
+class OddKeys(CustomLogger):
+    def stats(self):
+        return {"delivered": 1, 3: 1, "dropped": {4: 2}, "seen": {"a", "b"}, "healthy": True}
+
+
+class BigInt(CustomLogger):
+    def stats(self):
+        return {"delivered": 10**30}
+
+
+boom, odd_keys, big_int = Boom(), OddKeys(), BigInt()
+'''
+
+
+def test_readiness_shows_any_logger_stats_or_why_not_masked(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """With the key, readiness is JSON whatever a logger's stats() does: raising (its error shown
+    with the URL's secrets masked), non-text keys (made text), an int over 64 bits (that logger unhealthy)."""
+    (tmp_path / "odd_loggers.py").write_text(ODD_LOGGERS)
+    config = write_config(
+        tmp_path,
+        fake_provider,
+        """
+    litellm_settings:
+      callbacks: [odd_loggers.boom, odd_loggers.odd_keys, odd_loggers.big_int]
+    """,
+    )
+    server = Served(config, tmp_path, ENV)
+    try:
+        server.wait_ready()
+        r = httpx.get(f"{server.url}/health/readiness", headers=HEADERS, timeout=10)
+    finally:
+        server.stop()
+    assert r.status_code == 200, r.text
+    assert "s3cretPassw0rd" not in r.text and "tok12345678" not in r.text
+    body = r.json()
+    assert body["status"] == "degraded" and body["parts"]["loggers"] == "unhealthy"
+    loggers = {entry["name"]: entry for entry in body["loggers"]}
+    assert loggers["Boom"]["healthy"] is False
+    assert "https://u:****@sink.example/?token=****" in loggers["Boom"]["error"]
+    assert loggers["OddKeys"]["healthy"] is True
+    assert loggers["OddKeys"]["stats"]["3"] == 1 and loggers["OddKeys"]["stats"]["dropped"] == {"4": 2}
+    assert loggers["BigInt"]["healthy"] is False and "64-bit" in loggers["BigInt"]["error"]

@@ -48,19 +48,27 @@ _SECRET_HEADER_WORDS = (
     "key",
     "cookie",
 )
-# query parameter names whose values are secrets: ?key=, ?api-key=, ?token=, ?sig=, ?code=, …
-_SECRET_PARAM_WORDS = (
-    "key",
-    "token",
-    "sig",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "auth",
-    "code",
-    "credential",
+# query parameter names whose values are secrets, as whole words of the name (split at -, _, .
+# and camelCase): ?key=, ?api-key=, ?access_token=, ?sig=, ?code=, ?X-Amz-Signature=; not ?decode=
+_SECRET_PARAM_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "sig",
+        "signature",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "code",
+        "credential",
+        "credentials",
+    }
 )
+_NAME_WORDS = re.compile(r"[-_.\s]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 _PATTERNS = [
     # provider-style keys: sk-..., sk-ant-..., sk-proj-...
@@ -73,6 +81,9 @@ _PATTERNS = [
         r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
     ),
 ]
+
+# a URL in free text (up to a space or a quote): masked by mask_url
+_URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+")
 
 # words every pattern needs: text without any (most header values) skips the slower regexes
 _PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
@@ -133,6 +144,8 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     for secret, masked in _known_pairs:
         if secret in text:
             text = text.replace(secret, masked)
+    if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
+        text = _URL_IN_TEXT.sub(_masked_url, text)
     if _may_match_patterns(text):
         for pattern in _PATTERNS:
             text = pattern.sub(_keep_prefix, text)
@@ -149,8 +162,13 @@ def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
     return (
         any(s and s in text for s in secrets)
         or any(secret in text for secret, _ in _known_pairs)
+        or "://" in text
         or _may_match_patterns(text)
     )
+
+
+def _masked_url(match: re.Match[str]) -> str:
+    return mask_url(match.group(0)) or ""
 
 
 def _keep_prefix(match: re.Match[str]) -> str:
@@ -197,8 +215,8 @@ def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | 
 
 def is_secret_param(name: str) -> bool:
     """True for a URL query parameter whose value is a credential (``key``, ``api-key``, ``sig``, …)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_PARAM_WORDS)
+    words = _NAME_WORDS.split(_CAMEL.sub(r"\1_\2", name).lower())
+    return any(word in _SECRET_PARAM_WORDS for word in words)
 
 
 @functools.lru_cache(maxsize=256)

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .._secrets import scrub
+
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
 ACCESS = logging.getLogger("lmgate.proxy.access")
@@ -34,7 +36,6 @@ _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its m
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
 _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
 
 
 # ---------------------------------------------------------------------- set-up
@@ -145,9 +146,7 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
     if record.exc_text:
         return record.exc_text
     if record.exc_info:
-        from .._secrets import mask_secrets
-
-        record.exc_text = mask_secrets(formatter.formatException(record.exc_info))
+        record.exc_text = scrub(formatter.formatException(record.exc_info))
         return record.exc_text
     return None
 
@@ -230,7 +229,7 @@ def log_failed_call(error: BaseException, status: int, message: str, model: str 
         "model": _clip(model) if model else None,
         "deployment": deployment_label(error.__dict__.get("_lmgate_deployment")),
         "key": caller_label(user),
-        "detail": _clip(mask_urls(message), 500),
+        "detail": _clip(scrub(message), 500),
     }
     ERRORS.log(level, "call failed", extra={_FIELDS: fields}, exc_info=error if unexpected else None)
 
@@ -264,13 +263,6 @@ def caller_label(user: Any) -> str | None:
     return f"sha256:{digest[:12]}" if digest else None
 
 
-def mask_urls(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` replaced."""
-    from .._secrets import mask_secrets
-
-    return _URL_PASSWORD.sub(r"\1****@", mask_secrets(text))
-
-
 def _tokens(usage: Any) -> tuple[Any, Any]:
     if not usage:
         return None, None
@@ -293,6 +285,5 @@ __all__ = [
     "log_failed_call",
     "log_request",
     "logging_config",
-    "mask_urls",
     "setup_logging",
 ]
