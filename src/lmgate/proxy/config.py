@@ -148,7 +148,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         if not value.strip():
             raise ConfigError(name, None, f"environment variable {var} is set but empty: set it to the master key, "
                               "or unset it to run without a key (bound to 127.0.0.1)")
-        return replace(config, master_key=value, master_key_source=var)
+        # surrounding whitespace is never part of a key (a Kubernetes secret often ends in a newline)
+        return replace(config, master_key=value.strip(), master_key_source=var)
     return config
 
 
@@ -256,8 +257,10 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         if key not in GENERAL_SETTINGS_KEYS:
             raise ConfigError(file, f"general_settings.{key}", f"unknown key; known keys: {', '.join(GENERAL_SETTINGS_KEYS)}")
     master_key = general.get("master_key")
-    if master_key is not None and (not isinstance(master_key, str) or not master_key):
+    if master_key is not None and (not isinstance(master_key, str) or not master_key.strip()):
         raise ConfigError(file, "general_settings.master_key", "must be a non-empty string")
+    if isinstance(master_key, str):
+        master_key = master_key.strip()  # as from the environment: whitespace around a key is not the key
     size_mb = _number(general.get("max_request_size_mb", DEFAULT_MAX_REQUEST_SIZE_MB),
                       "general_settings.max_request_size_mb", file, minimum=0.0001)
     flush_timeout = _number(general.get("flush_timeout_s", DEFAULT_FLUSH_TIMEOUT_S), "general_settings.flush_timeout_s", file)
