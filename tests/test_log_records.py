@@ -203,7 +203,7 @@ def test_proxy_delivers_every_record_flagged(
     assert_valid_payload(bad)
     assert path in bad["metadata"][FLAG]
     assert FLAG not in clean["metadata"] and clean["metadata"]["team"] == "clean"
-    assert 'lmgate_logger_flagged{logger="team_webhook"} 1' in metrics
+    assert 'lmgate_logger_flagged_total{logger="team_webhook"} 1' in metrics
     assert "could not be encoded" not in served.stderr  # delivered, not dropped
 
 

@@ -34,7 +34,9 @@ class StatsLogger(CustomLogger):
 
     def stats(self):
         return {"delivered": 3, "dropped": {"http_400": 1, "full": 2}, "dropped_total": 3, "pending": 1,
-                "retried": 2, "errors_total": 1, "healthy": True, "note": "not a number"}
+                "retried": 2, "errors_total": 1, "healthy": True, "note": "not a number",
+                # endings Prometheus reserves for histograms and summaries
+                "lag_count": 4, "size_sum": 5, "wait_bucket": 6, "tries_count_total": 7}
 
 
 stats_logger = StatsLogger()
@@ -144,7 +146,19 @@ def test_metrics_pass_promtool_with_every_logger(
     assert {"team_webhook", "stats_logger", "memory"} <= loggers
     assert value(parsed, "lmgate_logger_dropped_total", logger="stats_logger", reason="full") == 2
     assert value(parsed, "lmgate_logger_errors_total", logger="stats_logger") == 1
-    assert value(parsed, "lmgate_logger_retried", logger="stats_logger") == 2
+    assert value(parsed, "lmgate_logger_retried_total", logger="stats_logger") == 2
+    # a key with a histogram's or a summary's ending gets "_value" added
+    assert value(parsed, "lmgate_logger_lag_count_value", logger="stats_logger") == 4
+    assert value(parsed, "lmgate_logger_size_sum_value", logger="stats_logger") == 5
+    assert value(parsed, "lmgate_logger_wait_bucket_value", logger="stats_logger") == 6
+    assert value(parsed, "lmgate_logger_tries_count_value_total", logger="stats_logger") == 7
+    # a batch logger's counts that only grow are counters, its levels gauges
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    for name in ("emitted", "retried", "recovered", "flagged", "splits", "spool_write_failed", "batches"):
+        assert types[f"lmgate_logger_{name}_total"] == "counter", name
+    for name in ("queued", "in_flight", "spooled", "queued_bytes"):
+        assert types[f"lmgate_logger_{name}"] == "gauge", name
+    assert value(parsed, "lmgate_logger_emitted_total", logger="memory") >= 1
     assert MASTER not in text and UPSTREAM not in text and WEBHOOK_TOKEN not in text
 
 
