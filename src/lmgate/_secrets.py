@@ -249,6 +249,14 @@ def mask_url(url: str | None) -> str | None:
     return head + hash_sep + fragment
 
 
+def url_origin(url: str) -> str:
+    """Scheme, host and port only: for URLs whose paths and queries often hold tokens (webhooks)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
 @functools.lru_cache(maxsize=256)
 def url_secrets(url: str | None) -> tuple[str, ...]:
     """The secrets written into ``url``: its password (and the user name beside it), a lone user
@@ -307,17 +315,6 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
-    """(``url`` without its query, the query's pairs): a base URL's query is sent with every request."""
-    if "?" not in url:
-        return url, []
-    from urllib.parse import parse_qsl
-
-    base, _, query = url.partition("?")
-    query = query.partition("#")[0]
-    return base, parse_qsl(query, keep_blank_values=True)
-
-
 __all__ = [
     "MASK",
     "MIN_SECRET_CHARS",
@@ -333,7 +330,7 @@ __all__ = [
     "remember_secret",
     "scrub",
     "scrub_data",
-    "split_query",
     "upstream_headers",
+    "url_origin",
     "url_secrets",
 ]

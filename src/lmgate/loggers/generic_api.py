@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._retry import RetryPolicy
-from .._secrets import is_secret_header, remember_secret
+from .._secrets import is_secret_header, remember_secret, url_origin
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import (
     DEFAULT_BATCH_SIZE,
@@ -67,12 +67,6 @@ def load_presets() -> dict[str, dict[str, Any]]:
     text = resources.files("lmgate.loggers").joinpath(PRESETS_FILE).read_text(encoding="utf-8")
     data: dict[str, dict[str, Any]] = json.loads(text)
     return data
-
-
-def safe_url(url: str) -> str:
-    """Scheme, host and port only: paths and queries of webhook URLs often hold tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -162,7 +156,7 @@ class HTTPExporter:
         self._pool = _Pool(max_concurrency, name) if log_format == "single" else None
 
     def __repr__(self) -> str:  # never the headers, never the URL's path
-        return f"<HTTPExporter {safe_url(self.endpoint)} {self.log_format}>"
+        return f"<HTTPExporter {url_origin(self.endpoint)} {self.log_format}>"
 
     def prepare(self) -> None:
         """Import httpx and open the client ahead of the first batch (the batching base calls
@@ -300,7 +294,7 @@ class GenericAPILogger(BatchLogger):
         self.endpoint = resolve_env_refs(str(endpoint), "endpoint")
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise LoggerConfigError(f"endpoint must be an http(s) URL, got {safe_url(self.endpoint)!r}")
+            raise LoggerConfigError(f"endpoint must be an http(s) URL, got {url_origin(self.endpoint)!r}")
         import lmgate
 
         env_headers = os.environ.get("GENERIC_LOGGER_HEADERS")
@@ -362,7 +356,7 @@ class GenericAPILogger(BatchLogger):
         )
 
     def __repr__(self) -> str:
-        return f"<GenericAPILogger {self.name!r} {safe_url(self.endpoint)} {self.log_format}>"
+        return f"<GenericAPILogger {self.name!r} {url_origin(self.endpoint)} {self.log_format}>"
 
     @property
     def headers(self) -> dict[str, str]:

@@ -223,7 +223,7 @@ def describe(config: ProxyConfig, applied: Applied) -> str:
 def describe_auth(config: ProxyConfig) -> str:
     """The startup line's auth part: the masked key and where it came from, or in words that
     there is none."""
-    from .._callbacks.redact import mask_key
+    from .._secrets import mask_key
 
     if not config.master_key:
         return "auth: NONE - every request is accepted without a key (set general_settings.master_key or LITELLM_MASTER_KEY)"
