@@ -53,6 +53,10 @@ class Spy(CustomLogger):
         # a hook may change the request, but not who made it
         data["metadata"]["user_api_key_team_id"] = "team-set-by-hook"
         data["metadata"]["user_api_key_hash"] = "hash-set-by-hook"
+        # what a hook changes in place in the client's metadata is not what the client sent
+        for part in (data["metadata"], data["metadata"]["requester_metadata"]):
+            if isinstance(part.get("nested"), dict):
+                part["nested"]["changed_by_hook"] = True
         self._write("pre_call_hook", data)
         return data
 
@@ -199,7 +203,9 @@ def test_identity_fields_come_from_the_proxy_not_the_client_or_a_hook(
         "user_api_key_team_id": "spoofed-team",
         "user_api_key_alias": "spoofed-alias",
         "requester_ip_address": "203.0.113.9",
+        "nested": {"a": [1, 2]},
     }
+    original = json.loads(json.dumps(sent))
     assert post(served, {"model": "leaky", "messages": HI, "metadata": sent}).status_code == 200
     assert served.stop() == 0
     assert log_receiver.wait_for_records(1, timeout=10)
@@ -211,7 +217,8 @@ def test_identity_fields_come_from_the_proxy_not_the_client_or_a_hook(
     assert metadata["requester_ip_address"] == "127.0.0.1"
     assert record["requester_ip_address"] == "127.0.0.1"
     assert metadata["team"] == "search"  # the client's other metadata is kept
-    assert metadata["requester_metadata"] == sent
+    assert metadata["requester_metadata"] == original  # as sent, whatever a hook changed in place
+    assert metadata["nested"] == {"a": [1, 2], "changed_by_hook": True}  # the request is the hooks' to change
     hook_view = [
         line for line in (tmp_path / "spy.log").read_text().splitlines() if line.startswith("pre_call_hook")
     ]
