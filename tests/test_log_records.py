@@ -133,6 +133,27 @@ def test_salvage_keeps_every_encodable_sibling() -> None:
     ] == nested(252)
 
 
+@pytest.mark.parametrize("depth", [300, 900])
+def test_a_provider_body_too_deep_for_json_is_a_400_with_one_record(
+    memory_logger, fake_provider: FakeProvider, depth: int
+) -> None:
+    """A message nested deeper than JSON encoding allows: a BadRequestError saying so (not a TypeError),
+    nothing sent upstream, and the call's one failure record, flagged."""
+    lg, exporter = memory_logger
+    messages = [{"role": "user", "content": "Hi", "x": nested(depth)}]
+    with pytest.raises(lmgate.BadRequestError, match="nested too deeply"):
+        lmgate.completion(
+            model="openai/gpt-4o-mini",
+            api_base=f"{fake_provider.base_url}/v1",
+            api_key="sk-x-0123456789",
+            messages=messages,
+        )
+    flush()
+    (record,) = exporter.records
+    assert record["status"] == "failure" and "nested too deeply" in record["metadata"][FLAG]["messages"]
+    assert fake_provider.requests == []
+
+
 def test_copy_data_copies_any_depth_and_cuts_cycles() -> None:
     """Deeper than the recursion limit is copied (by a loop), container by container; a cycle becomes a marker."""
     deep = nested(5000)
