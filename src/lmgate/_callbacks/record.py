@@ -47,27 +47,84 @@ _STANDARD_METADATA_KEYS = (
 )
 
 
-def copy_data(value: Any) -> Any:
-    """A deep copy of JSON-like data: dicts (keeping their class), lists, tuples; other objects shared."""
+# how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
+# copied by a loop instead, so no depth of data exhausts Python's recursion limit
+_RECURSIVE_COPY_DEPTH = 64
+_CONTAINERS = (dict, list, tuple)
+CYCLE_MARKER = "<unencodable: circular reference>"
+
+
+def copy_data(value: Any, _depth: int = 0) -> Any:
+    """A deep copy of JSON-like data: dicts (keeping their class), lists, tuples; other objects shared.
+
+    Any depth is copied (beyond ``_RECURSIVE_COPY_DEPTH`` by ``_copy_deep``'s loop); a container
+    that contains itself is replaced, where it recurs, by ``CYCLE_MARKER``."""
+    if not isinstance(value, _CONTAINERS):
+        return value
+    if _depth >= _RECURSIVE_COPY_DEPTH:
+        return _copy_deep(value)
     if isinstance(value, dict):
-        cls = type(value)
-        items = {k: copy_data(v) for k, v in value.items()}
-        if cls is dict:
-            return items
-        try:
-            new = cls._build(items)  # type: ignore[attr-defined]  # our response types: skip re-validation
-        except AttributeError:
-            new = cls(items)
-        hidden = getattr(value, "__dict__", None)
-        if hidden:
-            for k, v in hidden.items():
-                object.__setattr__(new, k, copy_data(v))
-        return new
+        return _rebuild(value, {k: copy_data(v, _depth + 1) for k, v in value.items()})
     if isinstance(value, list):
-        return [copy_data(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(copy_data(v) for v in value)
-    return value
+        return [copy_data(v, _depth + 1) for v in value]
+    return tuple(copy_data(v, _depth + 1) for v in value)
+
+
+def _rebuild(value: dict[Any, Any], items: dict[Any, Any]) -> Any:
+    """``items`` (the copied entries of ``value``) as an object of ``value``'s class."""
+    cls = type(value)
+    if cls is dict:
+        return items
+    try:
+        new = cls._build(items)  # type: ignore[attr-defined]  # our response types: skip re-validation
+    except AttributeError:
+        new = cls(items)
+    hidden = getattr(value, "__dict__", None)
+    if hidden:
+        for k, v in hidden.items():
+            object.__setattr__(new, k, copy_data(v))
+    return new
+
+
+def _copy_deep(root: Any) -> Any:
+    """``copy_data`` without recursion: a stack of the containers being copied, innermost last."""
+
+    def frame(source: Any) -> list[Any]:
+        # [source, its (key, child) iterator, the copied entries, the key the copy goes under in its parent]
+        entries = iter(source.items()) if isinstance(source, dict) else enumerate(source)
+        return [source, entries, {} if isinstance(source, dict) else [], None]
+
+    def put(entries: Any, key: Any, child: Any) -> None:
+        if isinstance(entries, dict):
+            entries[key] = child
+        else:
+            entries.append(child)
+
+    stack = [frame(root)]
+    on_stack = {id(root)}
+    while True:
+        top = stack[-1]
+        for key, child in top[1]:
+            if not isinstance(child, _CONTAINERS):
+                put(top[2], key, child)
+            elif id(child) in on_stack:
+                put(top[2], key, CYCLE_MARKER)
+            else:
+                top[3] = key
+                stack.append(frame(child))
+                on_stack.add(id(child))
+                break
+        else:  # every entry copied: build this container and hand it to its parent
+            source, _, entries, _ = stack.pop()
+            on_stack.discard(id(source))
+            if isinstance(source, dict):
+                done = _rebuild(source, entries)
+            else:
+                done = entries if isinstance(source, list) else tuple(entries)
+            if not stack:
+                return done
+            parent = stack[-1]
+            put(parent[2], parent[3], done)
 
 
 def plain(value: Any) -> Any:

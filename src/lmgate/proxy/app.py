@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from .._call import CONTROL_PARAMS
+from .._secrets import scrub
 from .config import ProxyConfig
 from .errors import ProxyError, to_proxy_error
 from .hooks import (
@@ -203,7 +204,7 @@ class ProxyState:
             check_request(data, kind)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(user, request.client.host if request.client else None, data.get("metadata"))
-            data["metadata"] = stamp(data.get("metadata"), who)
+            data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
                 answered = await run_pre_call(hooks, user, self.cache, data, call_type)
@@ -406,7 +407,7 @@ class ProxyState:
                 stats = obj.stats()
                 out.append((name, dict(stats) if isinstance(stats, dict) else {}, None))
             except Exception as error:
-                out.append((name, {}, f"{type(error).__name__}: {error}"))
+                out.append((name, {}, f"{type(error).__name__}: {scrub(str(error))}"))
         return out
 
     def readiness(self, detail: bool) -> tuple[int, dict[str, Any]]:
@@ -425,6 +426,8 @@ class ProxyState:
         entries = []
         loggers_healthy = True
         for name, stats, error in self.logger_stats():
+            if error is None:
+                stats, error = _json_safe(stats)
             healthy = error is None and bool(stats.get("healthy", True))
             loggers_healthy = loggers_healthy and healthy
             entry: dict[str, Any] = {"name": name, "healthy": healthy, "stats": stats}
@@ -468,6 +471,15 @@ class ProxyState:
 
         stats = [(name, s) for name, s, _ in self.logger_stats()]
         return self.metrics.render(stats, lmgate.callback_stats())
+
+
+def _json_safe(stats: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A logger's stats as the readiness body can hold them (keys made text, odd values shown as
+    text), or no stats and why: a logger's ``stats()`` may return anything."""
+    try:
+        return orjson.loads(orjson.dumps(stats, default=str, option=orjson.OPT_NON_STR_KEYS)), None
+    except (TypeError, ValueError) as error:  # orjson.JSONEncodeError: a value beyond JSON (an int over 64 bits)
+        return {}, f"stats() returned what JSON cannot hold: {scrub(str(error))}"
 
 
 def _cache_healthy(cache: Any) -> bool:

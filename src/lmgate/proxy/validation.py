@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProxyError
+from .nesting import check_nesting
 
 MAX_CHOICES = 128  # OpenAI's bound on `n`
 MAX_TOKENS_LIMIT = 2**31 - 1  # an int every provider can hold
@@ -181,6 +182,7 @@ def check_request(data: dict[str, Any], kind: str) -> None:
     for param, rule in rules.items():
         if param in data:
             check_value(param, data[param], rule)
+    check_nesting(data)
 
 
 def _check_messages(messages: Any) -> None:
