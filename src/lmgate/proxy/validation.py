@@ -173,6 +173,7 @@ def _range(rule: Rule) -> str:
 
 def check_request(data: dict[str, Any], kind: str) -> None:
     """Every check of a chat (``kind="chat"``) or embeddings request body; raises ``ProxyError``."""
+    check_nesting(data)  # first: a body nested too deep is refused as such, before anything walks it
     if kind == "chat":
         _check_messages(data.get("messages"))
         rules = CHAT_RULES
@@ -182,7 +183,6 @@ def check_request(data: dict[str, Any], kind: str) -> None:
     for param, rule in rules.items():
         if param in data:
             check_value(param, data[param], rule)
-    check_nesting(data)
 
 
 def _check_messages(messages: Any) -> None:
