@@ -57,17 +57,21 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
+from .._callbacks.payload import payload_json
 from .._retry import RetryPolicy
 from .._secrets import mask_secrets
 from . import _sigterm
 from ._env import LoggerConfigError, cache_dir
 from .spool import Ref, Spool, SpoolWriteError
+
+if TYPE_CHECKING:
+    from .._callbacks.summary import CallSummary
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -219,8 +223,6 @@ class BatchLogger(CustomLogger):
     directory (``<cache>/spool/<name>``); ``stats()`` reports the counts.
     """
 
-    _lmgate_batch_logger = True
-
     def __init__(
         self,
         exporter: Exporter,
@@ -268,11 +270,10 @@ class BatchLogger(CustomLogger):
             else os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_TIMEOUT_S),
             "exit_timeout",
         )
-        # The dispatcher hands terminal events to write_ahead() on the caller's path (see
-        # dispatch.Plan) instead of scheduling our hooks on its threads: with the write-ahead
-        # spool the record is on disk before the call returns; in every mode it is cheaper
-        # than a thread hand-off (the payload is encoded once per call, shared by all loggers).
-        self.lmgate_write_ahead = True
+        # A SummarySink (take() below): the dispatcher hands terminal events to take() on the
+        # caller's path (see dispatch.Plan) instead of scheduling our hooks on its threads: with
+        # the write-ahead spool the record is on disk before the call returns; in every mode it
+        # is cheaper than a thread hand-off (the payload is encoded once per call, shared by all).
         self.spool: Spool | None = None
         if spool != "off":
             directory = spool_dir or os.path.join(cache_dir(), "spool", _safe_dir_name(name))
@@ -315,7 +316,7 @@ class BatchLogger(CustomLogger):
         _install_exit_hooks()
         from .._callbacks.dispatch import get_dispatcher
 
-        get_dispatcher().register_flushable(self)
+        get_dispatcher().register_flushable(self, own_exit_flush=True)  # close_all() flushes us at exit
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -345,20 +346,17 @@ class BatchLogger(CustomLogger):
         if "failure" in self._events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
-    def write_ahead(self, record: Any, event: str) -> None:
-        """Called by the dispatcher on the caller's path for terminal events (``lmgate_write_ahead``):
-        with ``spool="write_ahead"`` the record is on disk before the call returns."""
+    def take(self, summary: CallSummary, event: str) -> None:
+        """``protocols.SummarySink``: called by the dispatcher on the caller's path for terminal
+        events; with ``spool="write_ahead"`` the record is on disk before the call returns."""
         if event not in self._events:
             return
         try:
-            if self.turn_off_message_logging:
-                data = encode_record(record.payload_copy(True))
-            else:
-                data = record.payload_bytes()
+            data = payload_json(summary, redact=bool(self.turn_off_message_logging))
         except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
             self._unbuildable(error)
             return
-        if record.payload_flagged:
+        if summary.payload_flagged:
             self._count_flagged()
         self.enqueue_bytes(data)
 

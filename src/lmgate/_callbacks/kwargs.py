@@ -1,0 +1,296 @@
+"""The reference-compatible ``kwargs`` a callback receives: an adapter over the call's facts.
+
+For the terminal events (success, failure) the facts are the frozen ``CallSummary``; for the
+events before the end (pre, post, stream) they are the running call's ``CallRecord``, read
+through the same few names (``protocols.CallFacts``), since no summary exists yet.
+
+Each callback gets a fresh, private dict. It is a real ``dict`` holding every key from the start,
+so ``orjson.dumps(kwargs)`` (which reads a dict's own storage) and ``json.dumps(kwargs)`` both see
+every key. The costlier keys (``messages``, ``litellm_params``, ``standard_logging_object``, …)
+hold, until first read, an ``orjson.Fragment`` of JSON encoded once per call and shared: what
+orjson writes for them is their value, and reading one from Python (``[]``, ``get``, ``items``,
+``dict(kwargs)``, …) replaces it with a private copy parsed from that JSON. So a callback that
+never reads them pays for no copy; see ``CallbackKwargs``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .data import copy_data, encode_payload
+from .payload import payload_json
+from .redact import REDACTED_TEXT, redact_response
+
+if TYPE_CHECKING:
+    from .protocols import CallFacts
+    from .summary import CallSummary
+
+LOG_EVENT_TYPES = {
+    "pre": "pre_api_call",
+    "post": "post_api_call",
+    "stream": "stream_event",
+    "success": "successful_api_call",
+    "failure": "failed_api_call",
+}
+_PAYLOAD_KEY = "standard_logging_object"
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts) if ts is not None else None
+
+
+class CallbackKwargs(dict):  # type: ignore[type-arg]
+    """The ``kwargs`` a callback receives: a dict whose costlier values are parsed on first read.
+
+    Every key is in the dict's own storage from the start; a key not read yet holds an
+    ``orjson.Fragment`` of its JSON (what orjson, which reads that storage, writes for it), and
+    ``_lazy`` maps it to how its value is made: ``orjson.loads`` of that JSON, or a typed rebuild.
+    Every way of reading a dict from Python goes through the methods below and gets the value;
+    ``dict(kwargs)`` and ``{**kwargs}`` too (``__iter__`` is overridden, which sends CPython's dict
+    copy down its mapping path). ``payload_json()`` gives the standard logging payload as JSON bytes.
+    """
+
+    __slots__ = ("_lazy",)
+
+    def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]) -> None:
+        dict.__init__(self, data)
+        self._lazy = lazy
+
+    def _load(self, key: str) -> Any:
+        make, arg = self._lazy.pop(key)
+        value = make(arg)
+        dict.__setitem__(self, key, value)
+        return value
+
+    def _load_all(self) -> None:
+        for key in list(self._lazy):
+            self._load(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._lazy:
+            return self._load(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            return self._load(key)
+        return dict.get(self, key, default)
+
+    def __iter__(self) -> Any:
+        return dict.__iter__(self)
+
+    def values(self) -> Any:
+        self._load_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._load_all()
+        return dict.items(self)
+
+    def __repr__(self) -> str:
+        self._load_all()
+        return dict.__repr__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__ne__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __or__(self, other: Any) -> Any:
+        self._load_all()
+        return dict.__or__(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        self._load_all()
+        return dict.__ror__(self, other)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._lazy.pop(key, None)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._lazy.pop(key, None)
+        dict.__delitem__(self, key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.pop(self, key, *default)
+
+    def clear(self) -> None:
+        self._lazy.clear()
+        dict.clear(self)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._load_all()
+        return dict.popitem(self)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._load_all()
+        dict.update(self, *args, **kwargs)
+
+    def copy(self) -> dict[str, Any]:
+        self._load_all()
+        return dict(dict.items(self))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle see a plain dict
+        self._load_all()
+        return (dict, (dict(dict.items(self)),))
+
+    def payload_json(self) -> bytes | None:
+        """The standard logging payload as JSON bytes (terminal events only), or None."""
+        lazy = self._lazy.get(_PAYLOAD_KEY)
+        if lazy is not None:
+            return lazy[1]  # type: ignore[no-any-return]
+        if not dict.__contains__(self, _PAYLOAD_KEY):
+            return None
+        return encode_payload(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
+
+
+def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part: Any) -> None:
+    """A costly key: a Fragment until read (bytes), or a private copy now (data orjson cannot encode)."""
+    if isinstance(part, bytes):
+        data[key] = orjson.Fragment(part)
+        lazy[key] = (orjson.loads, part)
+    else:
+        data[key] = copy_data(part)
+
+
+def build_kwargs(
+    facts: CallFacts,
+    event: str,
+    redact: bool = False,
+    extra: dict[str, Any] | None = None,
+    snapshot: tuple[int, str | None] | None = None,
+) -> CallbackKwargs:
+    """A fresh kwargs dict for one callback and one event (``facts``: the summary for terminal
+    events, the record before). ``snapshot`` is (attempt, original_response) as they were when
+    the event happened: a retry changes both on the record afterwards."""
+    redact = redact or facts.redact_all
+    parts = facts.encoded_parts(redact)
+    attempt, original_response = (
+        snapshot if snapshot is not None else (facts.attempt, facts.original_response)
+    )
+    if redact and original_response:
+        original_response = REDACTED_TEXT
+    params = facts.optional_params
+    data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()} if params else {}
+    data.update(
+        {
+            "model": facts.model,
+            "start_time": _dt(facts.start),
+            "stream": facts.stream,
+            "user": facts.user,
+            "call_type": facts.call_type,
+            "litellm_call_id": facts.call_id,
+            "litellm_trace_id": facts.trace_id,
+            "custom_llm_provider": facts.provider,
+            "completion_start_time": _dt(facts.completion_start),
+            "api_key": facts.api_key_masked,
+            "log_event_type": LOG_EVENT_TYPES[event],
+            "original_response": original_response,
+            "cache_hit": facts.cache_hit,
+        }
+    )
+    lazy: dict[str, tuple[Any, Any]] = {}
+    for name in ("messages", "optional_params", "litellm_params", "input"):
+        _put(data, lazy, name, parts[name])
+    body, headers = parts["body"], parts["headers"]
+    if isinstance(body, bytes) and isinstance(headers, bytes):
+        _put(
+            data,
+            lazy,
+            "additional_args",
+            b'{"complete_input_dict":%b,"headers":%b,"api_base":%b,"attempt":%d}'
+            % (body, headers, orjson.dumps(facts.api_base), attempt),
+        )
+    else:
+        data["additional_args"] = {
+            "complete_input_dict": copy_data(body if not isinstance(body, bytes) else orjson.loads(body)),
+            "headers": copy_data(headers if not isinstance(headers, bytes) else orjson.loads(headers)),
+            "api_base": facts.api_base,
+            "attempt": attempt,
+        }
+    if event in ("success", "failure"):
+        _terminal(facts, event, redact, data, lazy)  # type: ignore[arg-type]
+    if extra:
+        for key, value in extra.items():
+            lazy.pop(key, None)
+            data[key] = value
+    return CallbackKwargs(data, lazy)
+
+
+def _terminal(
+    s: CallSummary, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
+) -> None:
+    data["end_time"] = _dt(s.end)
+    data["response_cost"] = s.cost
+    # the payload is encoded once per call and shared: each callback only parses it if it reads it
+    _put(data, lazy, _PAYLOAD_KEY, payload_json(s, redact))
+    if s.cost is None:
+        data["response_cost_failure_debug_information"] = {
+            "error_str": s.cost_reason,
+            "model": s.model,
+            "custom_llm_provider": s.provider,
+            "cache_hit": s.cache_hit,
+            "call_type": s.call_type,
+        }
+    if s.stream:
+        data["stream_status"] = s.stream_status
+        for key in ("complete_streaming_response", "async_complete_streaming_response"):
+            _put_response(s, redact, data, lazy, key)
+    if event == "failure":
+        data["exception"] = s.error
+        data["traceback_exception"] = s.traceback
+
+
+def _put_response(
+    s: CallSummary, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str
+) -> None:
+    response = s.response
+    if not isinstance(response, dict):
+        data[key] = response
+        return
+    if redact or s.response_json is None:
+        data[key] = assembled_copy(s, redact)
+        return
+    data[key] = orjson.Fragment(s.response_json)
+    lazy[key] = (lambda summary: response_copy(summary, summary.response), s)
+
+
+def response_copy(s: CallSummary, response: Any) -> Any:
+    """A private copy of a response object: from its JSON snapshot when it is the call's response
+    (an orjson parse and one typed rebuild, several times cheaper than a deep copy)."""
+    if response is s.response and s.response_json is not None and hasattr(type(response), "_nested"):
+        clone = type(response)(orjson.loads(s.response_json))
+        hidden = getattr(response, "__dict__", {}).get("_hidden_params")
+        if hidden is not None:
+            object.__setattr__(clone, "_hidden_params", copy_data(hidden))
+        return clone
+    return copy_data(response)
+
+
+def assembled_copy(s: CallSummary, redact: bool) -> Any:
+    """One callback's own copy of the assembled stream response."""
+    response = s.response
+    if not isinstance(response, dict):
+        return response
+    if not redact:
+        return response_copy(s, response)
+    copy = copy_data(redact_response(response))
+    if hasattr(type(response), "_build"):
+        return type(response)._build(copy)  # type: ignore[attr-defined]
+    return copy
