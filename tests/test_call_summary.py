@@ -19,16 +19,17 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 class Dumping(CustomLogger):
-    """Encodes kwargs before anything reads them, as a logger that ships kwargs would."""
+    """Encodes kwargs before anything reads them, as a logger that ships kwargs would. With
+    ``full_kwargs`` it hands orjson the kwargs as given; otherwise ``dict(kwargs)``."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, full_kwargs: bool) -> None:
+        super().__init__(full_kwargs=full_kwargs)
         self.seen: list[tuple[str, bytes, str, list[str]]] = []
 
     def _keep(self, event: str, kwargs: dict) -> None:
-        self.seen.append(
-            (event, orjson.dumps(kwargs, default=str), json.dumps(kwargs, default=str), list(kwargs))
-        )
+        by_json = json.dumps(kwargs, default=str)  # json reads through items(): every key either way
+        given = kwargs if self.full_kwargs else dict(kwargs)
+        self.seen.append((event, orjson.dumps(given, default=str), by_json, list(kwargs)))
 
     def log_pre_api_call(self, model, messages, kwargs):
         self._keep("pre", kwargs)
@@ -58,9 +59,10 @@ class Sink(CustomLogger):
         self.hooks += 1  # replaced by take() for terminal events
 
 
+@pytest.mark.parametrize("full", [True, False])
 @pytest.mark.parametrize("stream", [False, True])
-def test_orjson_and_json_dumps_of_kwargs_give_every_key(stream):
-    logger = Dumping()
+def test_orjson_and_json_dumps_of_kwargs_give_every_key(stream, full):
+    logger = Dumping(full)
     lmgate.callbacks = [logger]
     response = lmgate.completion(
         model="gpt-4o-mini", messages=MESSAGES, mock_response="hello", stream=stream, metadata={"m": 1}
@@ -161,3 +163,18 @@ def test_the_summary_is_immutable():
     messages = summary.messages
     messages.append({"role": "user", "content": "changed"})
     assert summary.messages == MESSAGES  # snapshots read back as fresh copies
+
+
+def test_default_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
+    class Quiet(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            assert kwargs["model"] == "gpt-4o-mini"
+
+    for full, built in ((False, False), (True, True)):
+        sink, quiet = Sink(), Quiet(full_kwargs=full)
+        lmgate.callbacks = [quiet]
+        lmgate.success_callback = [sink]  # a sink on success only: it does not encode the payload
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hello")
+        flush()
+        assert (sink.taken[0][0].payload_json_if_built() is not None) is built, full
+    lmgate.success_callback = []

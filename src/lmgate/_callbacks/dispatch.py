@@ -95,12 +95,13 @@ def _overrides(obj: Any, name: str) -> bool:
 class Target:
     """One registered callback and the handler it has for each event."""
 
-    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode", "roles", "sink")
+    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode", "roles", "sink", "full_kwargs")
 
     def __init__(self, obj: Any, roles: frozenset[str], worker_count: int) -> None:
         self.obj = obj
         self.roles = roles
         self.sink = False  # a SummarySink: takes its terminal events inline (see Plan)
+        self.full_kwargs = False  # kwargs with every key in its storage (CustomLogger(full_kwargs=True))
         self.sync: dict[str, Callable[..., Any]] = {}
         self.async_: dict[str, Callable[..., Any]] = {}
         if _is_logger(obj):
@@ -114,6 +115,7 @@ class Target:
                     self.async_[event] = getattr(obj, async_name)
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
             self.sink = isinstance(obj, SummarySink)
+            self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
             self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
@@ -490,7 +492,7 @@ class _Job:
         # read now, not when the plan was built: a logger may turn message logging off at any time
         redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
         facts = record.summary() if self.event in TERMINAL_EVENTS else record
-        kwargs = build_kwargs(facts, self.event, redact, self.extra, self.snapshot)
+        kwargs = build_kwargs(facts, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,)

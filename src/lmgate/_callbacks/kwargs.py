@@ -45,19 +45,37 @@ def _dt(ts: float | None) -> datetime | None:
 class CallbackKwargs(dict):  # type: ignore[type-arg]
     """The ``kwargs`` a callback receives: a dict whose costlier values are parsed on first read.
 
-    Every key is in the dict's own storage from the start; a key not read yet holds an
-    ``orjson.Fragment`` of its JSON (what orjson, which reads that storage, writes for it), and
-    ``_lazy`` maps it to how its value is made: ``orjson.loads`` of that JSON, or a typed rebuild.
-    Every way of reading a dict from Python goes through the methods below and gets the value;
-    ``dict(kwargs)`` and ``{**kwargs}`` too (``__iter__`` is overridden, which sends CPython's dict
-    copy down its mapping path). ``payload_json()`` gives the standard logging payload as JSON bytes.
+    ``_lazy`` maps each costly key not read yet to how its value is made. Two layouts:
+
+    * *full* (``absent`` false; a logger made with ``full_kwargs=True``): every key is in the
+      dict's own storage from the start, a costly one holding an ``orjson.Fragment`` of its JSON,
+      so orjson — which reads that storage, not these methods — writes every key;
+    * *lazy* (the default): a costly key is absent from the storage until first read, so a
+      callback that never reads it costs nothing for it (no payload built, no parts encoded).
+
+    Every way of reading a dict from Python goes through the methods below and sees every key:
+    ``[]``, ``get``, ``in``, ``len``, iteration, ``dict(kwargs)`` and ``{**kwargs}`` (``__iter__``
+    is overridden, which sends CPython's dict copy down its mapping path), ``json.dumps``,
+    ``copy``, ``pickle``. ``payload_json()`` gives the standard logging payload as JSON bytes.
     """
 
-    __slots__ = ("_lazy",)
+    __slots__ = ("_lazy", "_absent")
 
-    def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]) -> None:
+    def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], absent: bool = False) -> None:
         dict.__init__(self, data)
         self._lazy = lazy
+        self._absent = absent
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self._lazy
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + (len(self._lazy) if self._absent else 0)
+
+    def keys(self) -> Any:
+        if self._absent:
+            self._load_all()
+        return dict.keys(self)
 
     def _load(self, key: str) -> Any:
         make, arg = self._lazy.pop(key)
@@ -80,6 +98,8 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
         return dict.get(self, key, default)
 
     def __iter__(self) -> Any:
+        if self._absent:
+            self._load_all()
         return dict.__iter__(self)
 
     def values(self) -> Any:
@@ -117,7 +137,8 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
-        self._lazy.pop(key, None)
+        if self._lazy.pop(key, None) is not None and self._absent:
+            return  # never built
         dict.__delitem__(self, key)
 
     def pop(self, key: str, *default: Any) -> Any:
@@ -154,10 +175,31 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
         """The standard logging payload as JSON bytes (terminal events only), or None."""
         lazy = self._lazy.get(_PAYLOAD_KEY)
         if lazy is not None:
-            return lazy[1]  # type: ignore[no-any-return]
+            make, arg = lazy
+            return arg if make is orjson.loads else payload_json(*arg)  # type: ignore[no-any-return]
         if not dict.__contains__(self, _PAYLOAD_KEY):
             return None
         return encode_payload(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
+
+
+def _part_copy(arg: tuple[CallFacts, bool, str]) -> Any:
+    facts, redact, name = arg
+    part = facts.encoded_parts(redact)[name]
+    return orjson.loads(part) if isinstance(part, bytes) else copy_data(part)
+
+
+def _additional_args(arg: tuple[CallFacts, bool, int]) -> Any:
+    facts, redact, attempt = arg
+    return {
+        "complete_input_dict": _part_copy((facts, redact, "body")),
+        "headers": _part_copy((facts, redact, "headers")),
+        "api_base": facts.api_base,
+        "attempt": attempt,
+    }
+
+
+def _payload_copy(arg: tuple[CallSummary, bool]) -> Any:
+    return orjson.loads(payload_json(*arg))
 
 
 def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part: Any) -> None:
@@ -175,12 +217,13 @@ def build_kwargs(
     redact: bool = False,
     extra: dict[str, Any] | None = None,
     snapshot: tuple[int, str | None] | None = None,
+    full: bool = False,
 ) -> CallbackKwargs:
     """A fresh kwargs dict for one callback and one event (``facts``: the summary for terminal
     events, the record before). ``snapshot`` is (attempt, original_response) as they were when
-    the event happened: a retry changes both on the record afterwards."""
+    the event happened: a retry changes both on the record afterwards. ``full``: every key in
+    the dict's own storage (see ``CallbackKwargs``)."""
     redact = redact or facts.redact_all
-    parts = facts.encoded_parts(redact)
     attempt, original_response = (
         snapshot if snapshot is not None else (facts.attempt, facts.original_response)
     )
@@ -205,6 +248,9 @@ def build_kwargs(
             "cache_hit": facts.cache_hit,
         }
     )
+    if not full:
+        return _lazy_kwargs(facts, event, redact, data, extra, attempt)
+    parts = facts.encoded_parts(redact)
     lazy: dict[str, tuple[Any, Any]] = {}
     for name in ("messages", "optional_params", "litellm_params", "input"):
         _put(data, lazy, name, parts[name])
@@ -231,6 +277,53 @@ def build_kwargs(
             lazy.pop(key, None)
             data[key] = value
     return CallbackKwargs(data, lazy)
+
+
+def _lazy_kwargs(
+    facts: CallFacts,
+    event: str,
+    redact: bool,
+    data: dict[str, Any],
+    extra: dict[str, Any] | None,
+    attempt: int,
+) -> CallbackKwargs:
+    """The default layout: the costly keys are made on first read (nothing is encoded for them)."""
+    lazy: dict[str, tuple[Any, Any]] = {
+        "messages": (_part_copy, (facts, redact, "messages")),
+        "optional_params": (_part_copy, (facts, redact, "optional_params")),
+        "litellm_params": (_part_copy, (facts, redact, "litellm_params")),
+        "input": (_part_copy, (facts, redact, "input")),
+        "additional_args": (_additional_args, (facts, redact, attempt)),
+    }
+    if event in ("success", "failure"):
+        s: CallSummary = facts  # type: ignore[assignment]
+        data["end_time"] = _dt(s.end)
+        data["response_cost"] = s.cost
+        lazy[_PAYLOAD_KEY] = (_payload_copy, (s, redact))
+        if s.cost is None:
+            data["response_cost_failure_debug_information"] = {
+                "error_str": s.cost_reason,
+                "model": s.model,
+                "custom_llm_provider": s.provider,
+                "cache_hit": s.cache_hit,
+                "call_type": s.call_type,
+            }
+        if s.stream:
+            data["stream_status"] = s.stream_status
+            lazy["complete_streaming_response"] = (_assembled, (s, redact))
+            lazy["async_complete_streaming_response"] = (_assembled, (s, redact))
+        if event == "failure":
+            data["exception"] = s.error
+            data["traceback_exception"] = s.traceback
+    if extra:
+        for key, value in extra.items():
+            lazy.pop(key, None)
+            data[key] = value
+    return CallbackKwargs(data, lazy, absent=True)
+
+
+def _assembled(arg: tuple[CallSummary, bool]) -> Any:
+    return assembled_copy(*arg)
 
 
 def _terminal(

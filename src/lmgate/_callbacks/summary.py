@@ -161,6 +161,10 @@ class CallSummary:
                     built = self._memo["payload"] = build_payload(self)
         return built  # type: ignore[no-any-return]
 
+    def payload_json_if_built(self) -> bytes | None:
+        """The payload's JSON if a reader has encoded it already, else None (costs nothing)."""
+        return self._memo.get("payload_json")  # type: ignore[no-any-return]
+
     def payload_json(self) -> bytes:
         """The standard logging payload as JSON, encoded once and shared by every reader; parts
         that cannot be encoded are replaced and named (``payload_flagged`` is then true)."""
