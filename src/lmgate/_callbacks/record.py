@@ -21,6 +21,7 @@ import orjson
 
 from .._secrets import mask_headers, mask_key, mask_secrets
 from .data import copy_data, encode_parts, json_default, plain, snapshot, thaw
+from .payload import build_payload
 from .summary import CallSummary, freeze
 
 __all__ = ["CallRecord", "copy_data"]
@@ -186,4 +187,4 @@ class CallRecord:
         return built
 
     def _freeze(self) -> CallSummary:
-        return freeze(vars(self))
+        return freeze(vars(self), build_payload)

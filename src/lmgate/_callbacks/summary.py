@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from .data import encode_parts, encode_payload_flagged, thaw
-from .payload import build_payload
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 # the payload is built once even when two callback threads ask at the same moment (rare: one lock)
@@ -102,6 +101,9 @@ class CallSummary:
     litellm_params_source: dict[str, Any] | Callable[[], dict[str, Any]]
     # what is derived from the summary and kept with it (payload, its JSON, encoded parts)
     _memo: dict[Any, Any]
+    # payload.build_payload, handed in by the record (the payload adapter depends on the summary,
+    # not the other way round)
+    _build_payload: Callable[[CallSummary], dict[str, Any]]
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}: a CallSummary is immutable")
@@ -158,7 +160,7 @@ class CallSummary:
             with _payload_lock:
                 built = self._memo.get("payload")
                 if built is None:
-                    built = self._memo["payload"] = build_payload(self)
+                    built = self._memo["payload"] = self._build_payload(self)
         return built  # type: ignore[no-any-return]
 
     def payload_json_if_built(self) -> bytes | None:
@@ -187,9 +189,9 @@ class CallSummary:
         self._memo["payload_flagged"] = True
 
 
-def freeze(facts: dict[str, Any]) -> CallSummary:
+def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[str, Any]]) -> CallSummary:
     """A summary of the record whose attributes are ``facts`` (``vars(record)``): one dict copy,
-    its mappings wrapped read-only."""
+    its mappings wrapped read-only; ``build_payload`` makes its standard logging payload."""
     data = facts.copy()
     for name in _RECORD_ONLY:
         del data[name]
@@ -202,6 +204,7 @@ def freeze(facts: dict[str, Any]) -> CallSummary:
         if value is not None:
             data[name] = MappingProxyType(value) if value else _EMPTY
     data["_memo"] = {}
+    data["_build_payload"] = build_payload
     summary = _new(CallSummary)
     _set(summary, "__dict__", data)
     return summary
