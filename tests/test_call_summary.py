@@ -178,3 +178,14 @@ def test_default_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
         flush()
         assert (sink.taken[0][0].payload_json_if_built() is not None) is built, full
     lmgate.success_callback = []
+
+
+def test_a_sink_gets_a_redacted_payload_when_it_asks():
+    sink = Sink()
+    lmgate.callbacks = [sink]
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="the secret answer")
+    summary = sink.taken[0][0]
+    plain, redacted = orjson.loads(summary.payload_json()), orjson.loads(summary.payload_json(redact=True))
+    assert "the secret answer" in str(plain["response"]) and plain["messages"] == MESSAGES
+    assert "the secret answer" not in str(redacted["response"]) and redacted["messages"] != MESSAGES
+    assert_valid_payload(redacted)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._secrets import mask_secrets
-from .data import encode_payload
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -51,19 +50,13 @@ def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
 
 def payload_copy(summary: CallSummary, redact: bool = False) -> dict[str, Any]:
     """A private copy of the payload (redacted for loggers that asked for it)."""
-    copy: dict[str, Any] = orjson.loads(summary.payload_json())
-    if redact and not summary.redact_all:
-        copy["messages"] = redact_messages(copy["messages"])
-        copy["response"] = redact_response(copy["response"])
-    return copy
+    return orjson.loads(summary.payload_json(redact))  # type: ignore[no-any-return]
 
 
 def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
     """The payload as JSON for one reader: the shared encoding, or (redacted for this reader only)
     one encoded for it."""
-    if not redact or summary.redact_all:
-        return summary.payload_json()
-    return encode_payload(payload_copy(summary, True))
+    return summary.payload_json(redact)
 
 
 def build_payload(s: CallSummary) -> dict[str, Any]:

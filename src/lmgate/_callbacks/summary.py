@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from .data import encode_parts, encode_payload_flagged, thaw
+from .data import encode_parts, encode_payload, encode_payload_flagged, thaw
+from .redact import redact_messages, redact_response
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 # the payload is built once even when two callback threads ask at the same moment (rare: one lock)
@@ -167,9 +168,18 @@ class CallSummary:
         """The payload's JSON if a reader has encoded it already, else None (costs nothing)."""
         return self._memo.get("payload_json")  # type: ignore[no-any-return]
 
-    def payload_json(self) -> bytes:
+    def payload_json(self, redact: bool = False) -> bytes:
         """The standard logging payload as JSON, encoded once and shared by every reader; parts
-        that cannot be encoded are replaced and named (``payload_flagged`` is then true)."""
+        that cannot be encoded are replaced and named (``payload_flagged`` is then true).
+
+        ``redact=True``: with messages and response text redacted, for a sink made with
+        ``turn_off_message_logging=True`` (encoded for that reader; a call whose messages are
+        off for everyone is redacted already)."""
+        if redact and not self.redact_all:
+            copy = orjson.loads(self.payload_json())
+            copy["messages"] = redact_messages(copy["messages"])
+            copy["response"] = redact_response(copy["response"])
+            return encode_payload(copy)
         data = self._memo.get("payload_json")
         if data is None:
             payload = self.payload()
