@@ -491,8 +491,9 @@ class _Job:
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
         redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
-        facts = record.summary() if self.event in TERMINAL_EVENTS else record
-        kwargs = build_kwargs(facts, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
+        # kwargs read the record: after the terminal event it is final, and the summary is frozen
+        # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
+        kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,)

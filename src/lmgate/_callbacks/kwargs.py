@@ -1,16 +1,15 @@
 """The reference-compatible ``kwargs`` a callback receives: an adapter over the call's facts.
 
-For the terminal events (success, failure) the facts are the frozen ``CallSummary``; for the
-events before the end (pre, post, stream) they are the running call's ``CallRecord``, read
-through the same few names (``protocols.CallFacts``), since no summary exists yet.
+It reads the running call's ``CallRecord`` (``protocols.CallFacts``): before the end (pre, post,
+stream) nothing else exists; after the terminal event the record is final, and the frozen
+``CallSummary`` is asked for only by the keys that need it (``standard_logging_object``), so a
+callback that reads none of them costs no summary and no payload (``protocols.FinishedCall``).
 
-Each callback gets a fresh, private dict. It is a real ``dict`` holding every key from the start,
-so ``orjson.dumps(kwargs)`` (which reads a dict's own storage) and ``json.dumps(kwargs)`` both see
-every key. The costlier keys (``messages``, ``litellm_params``, ``standard_logging_object``, …)
-hold, until first read, an ``orjson.Fragment`` of JSON encoded once per call and shared: what
-orjson writes for them is their value, and reading one from Python (``[]``, ``get``, ``items``,
-``dict(kwargs)``, …) replaces it with a private copy parsed from that JSON. So a callback that
-never reads them pays for no copy; see ``CallbackKwargs``.
+Each callback gets a fresh, private dict. By default its costlier keys (``messages``,
+``litellm_params``, ``standard_logging_object``, …) are made on first read, so a callback that
+never reads them costs nothing for them; a logger made with ``full_kwargs=True`` gets every key in
+the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call until read), so
+``orjson.dumps(kwargs)`` writes every key. See ``CallbackKwargs``.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .data import copy_data, encode_payload
-from .payload import payload_json
 from .redact import REDACTED_TEXT, redact_response
 
 if TYPE_CHECKING:
-    from .protocols import CallFacts
-    from .summary import CallSummary
+    from .protocols import CallFacts, FinishedCall
 
 LOG_EVENT_TYPES = {
     "pre": "pre_api_call",
@@ -176,7 +173,10 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
         lazy = self._lazy.get(_PAYLOAD_KEY)
         if lazy is not None:
             make, arg = lazy
-            return arg if make is orjson.loads else payload_json(*arg)  # type: ignore[no-any-return]
+            if make is orjson.loads:
+                return arg  # type: ignore[no-any-return]
+            facts, redact = arg
+            return facts.summary().payload_json(redact)  # type: ignore[no-any-return]
         if not dict.__contains__(self, _PAYLOAD_KEY):
             return None
         return encode_payload(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
@@ -198,8 +198,9 @@ def _additional_args(arg: tuple[CallFacts, bool, int]) -> Any:
     }
 
 
-def _payload_copy(arg: tuple[CallSummary, bool]) -> Any:
-    return orjson.loads(payload_json(*arg))
+def _payload_copy(arg: tuple[FinishedCall, bool]) -> Any:
+    facts, redact = arg
+    return orjson.loads(facts.summary().payload_json(redact))
 
 
 def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part: Any) -> None:
@@ -296,7 +297,7 @@ def _lazy_kwargs(
         "additional_args": (_additional_args, (facts, redact, attempt)),
     }
     if event in ("success", "failure"):
-        s: CallSummary = facts  # type: ignore[assignment]
+        s: FinishedCall = facts  # type: ignore[assignment]
         data["end_time"] = _dt(s.end)
         data["response_cost"] = s.cost
         lazy[_PAYLOAD_KEY] = (_payload_copy, (s, redact))
@@ -322,17 +323,17 @@ def _lazy_kwargs(
     return CallbackKwargs(data, lazy, absent=True)
 
 
-def _assembled(arg: tuple[CallSummary, bool]) -> Any:
+def _assembled(arg: tuple[FinishedCall, bool]) -> Any:
     return assembled_copy(*arg)
 
 
 def _terminal(
-    s: CallSummary, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
+    s: FinishedCall, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
 ) -> None:
     data["end_time"] = _dt(s.end)
     data["response_cost"] = s.cost
     # the payload is encoded once per call and shared: each callback only parses it if it reads it
-    _put(data, lazy, _PAYLOAD_KEY, payload_json(s, redact))
+    _put(data, lazy, _PAYLOAD_KEY, s.summary().payload_json(redact))
     if s.cost is None:
         data["response_cost_failure_debug_information"] = {
             "error_str": s.cost_reason,
@@ -351,7 +352,7 @@ def _terminal(
 
 
 def _put_response(
-    s: CallSummary, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str
+    s: FinishedCall, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str
 ) -> None:
     response = s.response
     if not isinstance(response, dict):
@@ -364,7 +365,7 @@ def _put_response(
     lazy[key] = (lambda summary: response_copy(summary, summary.response), s)
 
 
-def response_copy(s: CallSummary, response: Any) -> Any:
+def response_copy(s: FinishedCall, response: Any) -> Any:
     """A private copy of a response object: from its JSON snapshot when it is the call's response
     (an orjson parse and one typed rebuild, several times cheaper than a deep copy)."""
     if response is s.response and s.response_json is not None and hasattr(type(response), "_nested"):
@@ -376,7 +377,7 @@ def response_copy(s: CallSummary, response: Any) -> Any:
     return copy_data(response)
 
 
-def assembled_copy(s: CallSummary, redact: bool) -> Any:
+def assembled_copy(s: FinishedCall, redact: bool) -> Any:
     """One callback's own copy of the assembled stream response."""
     response = s.response
     if not isinstance(response, dict):

@@ -115,6 +115,10 @@ class CallSummary:
     def __repr__(self) -> str:
         return f"<CallSummary {self.call_id} {self.call_type} {self.model} {self.status}>"
 
+    def summary(self) -> CallSummary:
+        """Itself (a ``protocols.FinishedCall``, like the record it was frozen from)."""
+        return self
+
     # ---- snapshots, read back as fresh copies ----
     @property
     def messages(self) -> Any:
