@@ -7,10 +7,11 @@ reads a finished call reads this: sinks on the caller's path (``protocols.Summar
 standard logging payload (``payload.build_payload``) and the reference-compatible ``kwargs``
 (``kwargs.build_kwargs``).
 
-Built once per call, on first need: on the caller's path when a sink takes it there, otherwise
-on the callback thread that first builds a terminal ``kwargs`` — so a call whose callbacks only
-listen to other events never pays for it. The encoded payload is kept with it (``payload_json``),
-so every sink and callback shares one encoding.
+Built once per call, on first need (``CallRecord.summary()``): on the caller's path when a sink
+takes it there, otherwise on the callback thread where a callback first reads
+``kwargs["standard_logging_object"]`` — so a call whose callbacks read no payload never pays for
+it. The encoded payload is kept with it (``payload_json``): every sink and callback shares one
+encoding.
 """
 
 from __future__ import annotations
