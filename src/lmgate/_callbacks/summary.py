@@ -4,8 +4,8 @@ At the terminal event (success or failure) the running call's ``CallRecord`` is 
 ``CallSummary``: typed, immutable (assigning a field raises ``dataclasses.FrozenInstanceError``),
 its data held as JSON snapshots or private copies taken while the call ran. Everything that
 reads a finished call reads this: sinks on the caller's path (``protocols.SummarySink``), the
-standard logging payload (``payload.build_payload``) and the reference-compatible ``kwargs``
-(``kwargs.build_kwargs``).
+standard logging payload (``payload.build_payload``) and, through it, the ``kwargs`` key
+``standard_logging_object`` (``kwargs.build_kwargs``).
 
 Built once per call, on first need (``CallRecord.summary()``): on the caller's path when a sink
 takes it there, otherwise on the callback thread where a callback first reads
