@@ -27,17 +27,10 @@ import orjson
 from .data import encode_parts, encode_payload, encode_payload_flagged, thaw
 from .redact import redact_messages, redact_response
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 # the payload is built once even when two callback threads ask at the same moment (rare: one lock)
 _payload_lock = threading.Lock()
 # what the record holds that is not a fact of the call
 _RECORD_ONLY = ("_parts_cache", "_summary", "_lock", "tails")
-
-
-def _frozen_map(value: Any) -> Mapping[str, Any]:
-    if not value:
-        return _EMPTY
-    return MappingProxyType(value if isinstance(value, dict) else dict(value))
 
 
 class CallSummary:
@@ -73,9 +66,7 @@ class CallSummary:
     error: BaseException | None
     traceback: str | None
     # usage and cost
-    usage: Mapping[str, Any] | None
     cost: float | None
-    cost_breakdown: Mapping[str, float] | None
     cost_reason: str | None
     price_key: str | None
     # cache
@@ -88,10 +79,7 @@ class CallSummary:
     attempt: int
     original_response: str | None
     metadata: Any
-    optional_params: Mapping[str, Any]
-    request_headers: Mapping[str, Any]
     redact_all: bool
-    hidden_params: Mapping[str, Any]
     # snapshots: (JSON, None), or (None, a private copy) for data orjson cannot encode
     messages_snapshot: tuple[bytes | None, Any]
     body_snapshot: tuple[bytes | None, Any]
@@ -115,6 +103,29 @@ class CallSummary:
 
     def __repr__(self) -> str:
         return f"<CallSummary {self.call_id} {self.call_type} {self.model} {self.status}>"
+
+    # ---- mappings: read-only views of the call's private copies (made when read, not at freeze) ----
+    @property
+    def usage(self) -> Mapping[str, Any] | None:
+        value = self.__dict__["usage"]
+        return MappingProxyType(value) if value is not None else None
+
+    @property
+    def cost_breakdown(self) -> Mapping[str, float] | None:
+        value = self.__dict__["cost_breakdown"]
+        return MappingProxyType(value) if value is not None else None
+
+    @property
+    def optional_params(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.__dict__["optional_params"])
+
+    @property
+    def request_headers(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.__dict__["request_headers"])
+
+    @property
+    def hidden_params(self) -> Mapping[str, Any]:
+        return MappingProxyType(self.__dict__["hidden_params"] or {})
 
     def summary(self) -> CallSummary:
         """Itself (a ``protocols.FinishedCall``, like the record it was frozen from)."""
@@ -150,8 +161,8 @@ class CallSummary:
             parts = encode_parts(
                 self.messages_snapshot,
                 self.body_snapshot,
-                dict(self.request_headers),
-                dict(self.optional_params),
+                self.__dict__["request_headers"],
+                self.__dict__["optional_params"],
                 self.litellm_params,
                 redact,
             )
@@ -196,8 +207,10 @@ class CallSummary:
     @property
     def payload_flagged(self) -> bool:
         """Whether the payload names parts it could not take as given (``metadata.lmgate_encoding_errors``)."""
-        self.payload_json()
-        return bool(self._memo.get("payload_flagged"))
+        memo = self._memo
+        if "payload_json" not in memo:
+            self.payload_json()
+        return bool(memo.get("payload_flagged"))
 
     def flag_payload(self) -> None:
         """Called by the payload adapter when it left parts out of the payload."""
@@ -214,10 +227,6 @@ def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[st
         data["end"] = data["start"]
     if not data["status"]:
         data["status"] = "failure"
-    for name in _MAPPINGS:
-        value = data[name]
-        if value is not None:
-            data[name] = MappingProxyType(value) if value else _EMPTY
     data["_memo"] = {}
     data["_build_payload"] = build_payload
     summary = _new(CallSummary)
@@ -225,6 +234,5 @@ def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[st
     return summary
 
 
-_MAPPINGS = ("usage", "cost_breakdown", "optional_params", "request_headers", "hidden_params")
 _new = object.__new__
 _set = object.__setattr__

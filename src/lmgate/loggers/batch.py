@@ -63,7 +63,6 @@ import orjson
 
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
-from .._callbacks.payload import payload_json
 from .._retry import RetryPolicy
 from .._secrets import mask_secrets
 from . import _sigterm
@@ -352,7 +351,7 @@ class BatchLogger(CustomLogger):
         if event not in self._events:
             return
         try:
-            data = payload_json(summary, redact=bool(self.turn_off_message_logging))
+            data = summary.payload_json(bool(self.turn_off_message_logging))
         except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
             self._unbuildable(error)
             return
