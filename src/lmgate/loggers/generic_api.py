@@ -222,7 +222,12 @@ class GenericAPILogger(BatchLogger):
         self.endpoint = settings.endpoint
         self.log_format = settings.log_format
         self.callback_name = callback_name
-        exporter = HTTPExporter(
+        exporter = self.make_exporter(settings, transport)
+        super().__init__(exporter, name=settings.name, settings=settings.batch, **kwargs)
+
+    def make_exporter(self, settings: GenericAPISettings, transport: Any) -> HTTPExporter:
+        """The wire for ``settings``; a preset with its own record shape (Datadog) overrides this."""
+        return HTTPExporter(
             settings.endpoint,
             settings.headers,
             settings.log_format,
@@ -230,9 +235,8 @@ class GenericAPILogger(BatchLogger):
             gzip=settings.gzip,
             max_concurrency=settings.max_concurrency,
             transport=transport,
-            name=callback_name or "generic_api",
+            name=settings.callback_name or "generic_api",
         )
-        super().__init__(exporter, name=settings.name, settings=settings.batch, **kwargs)
 
     def __repr__(self) -> str:
         return f"<GenericAPILogger {self.name!r} {url_origin(self.endpoint)} {self.log_format}>"
