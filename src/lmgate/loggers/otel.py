@@ -50,10 +50,21 @@ NAMES = ("otel", "opentelemetry")
 class OpenTelemetryLogger(CustomLogger):
     """One finished span per call; see the module docstring."""
 
-    def __init__(self, tracer_provider: Any = None, capture_content: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        tracer_provider: Any = None,
+        capture_content: bool = False,
+        *,
+        owns_provider: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.tracer_provider = tracer_provider
         self.capture_content = capture_content
+        # a provider made for this logger alone (langfuse) is shut down by close(), not by atexit:
+        # the exit flush goes through flush() first, so no span is lost and none is reported pending
+        self.owns_provider = owns_provider
+        self._closed = False
         self._tracer: Any = None
 
     def _get_tracer(self) -> Any:
@@ -150,7 +161,17 @@ class OpenTelemetryLogger(CustomLogger):
             attrs["gen_ai.output.messages"] = orjson.dumps(outputs).decode()
         return attrs
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush; and shut down the provider when this logger made it."""
+        done = self.flush(timeout)
+        if self.owns_provider and not self._closed:
+            self._closed = True
+            self.tracer_provider.shutdown()
+        return done
+
     def flush(self, timeout: float | None = None) -> bool:
+        if self._closed:
+            return True
         provider = self.tracer_provider
         if provider is None:
             if self._tracer is None:
@@ -211,10 +232,11 @@ def langfuse_logger(
         **(exporter_options or {}),
     )
     provider = TracerProvider(
-        resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "lmgate"})
+        resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "lmgate"}),
+        shutdown_on_exit=False,
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    return OpenTelemetryLogger(tracer_provider=provider, capture_content=capture_content)
+    return OpenTelemetryLogger(tracer_provider=provider, capture_content=capture_content, owns_provider=True)
 
 
 def logger_for_name(name: str) -> OpenTelemetryLogger | None:
