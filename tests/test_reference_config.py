@@ -209,3 +209,20 @@ def test_models_every_provider_takes_still_load(tmp_path: Path) -> None:
     )
     assert [d.model_name for d in config.model_list] == ["a", "b", "c", "d", "e"]
     assert config.ignored_keys == ()
+
+
+def test_an_unknown_parameter_points_to_extra_body(tmp_path: Path) -> None:
+    """A parameter nobody knows fails with the way to send it anyway: extra_body."""
+    message = load_error(
+        tmp_path, "model_list:\n  - model_name: a\n    litellm_params: {model: gpt-4o, zzqx: 1}\n"
+    )
+    assert "model_list[0].litellm_params.zzqx: unknown key; not a parameter" in message
+    assert "extra_body: {zzqx: ...}" in message
+    config = load_config(
+        write(
+            tmp_path,
+            "model_list:\n  - model_name: a\n    litellm_params: {model: gpt-4o, extra_body: {zzqx: 1}}\n",
+        ),
+        environ={},
+    )
+    assert config.model_list[0].call_params["extra_body"] == {"zzqx": 1}

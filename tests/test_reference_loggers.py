@@ -45,9 +45,14 @@ def datadog(rx: LogReceiver, tmp_path: Any, **kw: Any) -> DatadogLogger:
     return DatadogLogger(environ=env, retry_policy=FAST, flush_interval=60, **kw)
 
 
-def test_datadog_sends_log_entries_in_datadogs_shape(dd_intake: LogReceiver, tmp_path: Any) -> None:
+def test_datadog_sends_log_entries_in_datadogs_shape(
+    dd_intake: LogReceiver, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each call is one entry (ddsource, ddtags, hostname, service, status, message = the payload as
-    JSON text), POSTed as a JSON array to /api/v2/logs with the DD-API-KEY header."""
+    JSON text), POSTed as a JSON array to /api/v2/logs with the DD-API-KEY header, and none of the
+    headers meant for webhooks."""
+    monkeypatch.setenv("GENERIC_LOGGER_HEADERS", "Authorization=Bearer webhook-token")
+    monkeypatch.setattr(lmgate, "generic_logger_headers", {"X-Webhook-Secret": "w-secret"})
     logger = datadog(dd_intake, tmp_path)
     try:
         lmgate.callbacks = [logger]
@@ -61,6 +66,7 @@ def test_datadog_sends_log_entries_in_datadogs_shape(dd_intake: LogReceiver, tmp
     (request,) = dd_intake.requests
     assert request.path == "/api/v2/logs"
     assert request.headers["dd-api-key"] == "dd-api-key-123"
+    assert "authorization" not in request.headers and "x-webhook-secret" not in request.headers
     assert request.headers["content-type"] == "application/json"
     entries = request.records
     assert [sorted(e) for e in entries] == [

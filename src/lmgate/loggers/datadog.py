@@ -118,6 +118,8 @@ class DatadogLogger(GenericAPILogger):
     """Datadog logs through the generic API logger; see the module docstring. Takes the generic
     logger's keyword arguments (``batch_size``, ``spool``, ``gzip``, ``transport``, ...)."""
 
+    takes_generic_headers = False  # a webhook's token never travels to Datadog
+
     def __init__(
         self,
         dd_api_key: str | None = None,

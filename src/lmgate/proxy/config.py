@@ -257,7 +257,7 @@ def _check_keys(
             found.append(where)
             continue
         known = set(ours) | set(ignored) | set(refused)
-        message = ref.unknown_key_message(str(key), known)
+        message = ref.unknown_key_message(str(key), known, ours)
         if noun != "key":
             message = message.replace("unknown key", f"unknown {noun}").replace(
                 "known keys", f"known {noun}s"
@@ -443,9 +443,15 @@ def _model_list(value: Any, file: str, ignored: list[str]) -> tuple[Deployment, 
             raise ConfigError("required", file, f"{key}.litellm_params.model")
         for pkey in params:
             if pkey not in known_params:
+                guess = ref.nearest(str(pkey), known_params)
+                what = (
+                    f"did you mean {guess!r}?"
+                    if guess
+                    else "not a parameter of lmgate, its providers or the reference"
+                )
                 raise ConfigError(
-                    ref.unknown_key_message(str(pkey), known_params)
-                    + ' (a provider parameter lmgate does not know? docs/proxy.md "Keys from the reference")',
+                    f"unknown key; {what} (to send the provider a parameter lmgate does not know, "
+                    f"put it under extra_body: {{{pkey}: ...}})",
                     file,
                     f"{key}.litellm_params.{pkey}",
                 )

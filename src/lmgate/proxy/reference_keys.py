@@ -331,13 +331,20 @@ def nearest(key: str, known: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_key_message(key: str, known: Iterable[str]) -> str:
-    """``unknown key; did you mean 'x'?`` — or the full list when nothing is close."""
+def unknown_key_message(key: str, known: Iterable[str], listed: Iterable[str] | None = None) -> str:
+    """``unknown key; did you mean 'x'?`` — else the keys lmgate acts on (``listed``, default all
+    of ``known``) and where the reference's are listed."""
     names = sorted(set(known))
     guess = nearest(key, names)
     if guess is not None:
         return f"unknown key; did you mean {guess!r}?"
-    return f"unknown key; known keys: {', '.join(names)}"
+    shown = names if listed is None else list(listed)
+    more = (
+        ' (and the reference\'s keys in docs/proxy.md "Keys from the reference")'
+        if len(shown) < len(names)
+        else ""
+    )
+    return f"unknown key; known keys: {', '.join(shown)}{more}"
 
 
 __all__ = [
