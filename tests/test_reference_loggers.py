@@ -334,3 +334,14 @@ def test_proxy_yaml_with_the_reference_callback_names(
         assert sorted(r["litellm_call_id"] for rs in s3.objects().values() for r in rs) == sorted(ids)
         assert all(p.startswith("/proxy-logs/calls/") for p in s3.objects())
     assert sorted(json.loads(e["message"])["litellm_call_id"] for e in dd_intake.records) == sorted(ids)
+
+
+def test_s3_without_credentials_fails_when_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No keys in the settings and none in botocore's chain: a config error at start, naming the settings."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(lmgate.exceptions.ConfigError, match="s3_aws_access_key_id"):
+        S3Logger(s3_bucket_name="logs", spool="off")

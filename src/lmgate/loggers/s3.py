@@ -10,11 +10,14 @@ logging payload per line (``application/x-ndjson``). The date is the first recor
 (UTC) and the batch key is the same on every retry, so a retried PUT overwrites its own object
 instead of adding a copy. Requests are signed with AWS Signature Version 4 by ``botocore`` (the
 ``s3`` extra); credentials are the given ones, else botocore's usual chain (environment,
-profile, instance role). Batching, retries, the spool and the counts are the batch processor's.
+profile, instance role), looked up when the logger is made; the region is ``s3_region_name``,
+else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1. Batching, retries, the spool and
+the counts are the batch processor's.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -99,6 +102,7 @@ class S3Exporter:
         self._credentials_obj: Any = None
         self._client_obj: Any = None
         self._lock = threading.Lock()
+        self._credentials()  # missing credentials are a config error now, not a drop at the first batch
 
     def __repr__(self) -> str:
         where = url_origin(self.endpoint_url) if self.endpoint_url else "aws"
@@ -201,7 +205,12 @@ class S3Logger(BatchLogger):
             raise LoggerConfigError(f"s3: unknown setting {unknown[0]!r}; {hint}")
         exporter = S3Exporter(
             str(s3.get("s3_bucket_name") or ""),
-            region=str(s3.get("s3_region_name") or DEFAULT_REGION),
+            region=str(
+                s3.get("s3_region_name")
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or DEFAULT_REGION
+            ),
             path=str(s3.get("s3_path") or ""),
             endpoint_url=s3.get("s3_endpoint_url"),
             access_key_id=s3.get("s3_aws_access_key_id"),
