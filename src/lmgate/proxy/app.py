@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .auth import KeyBackend, presented_key
+from .auth import KeyBackend
 from .config import ProxyConfig
 from .errors import ProxyError
 from .loading import apply_config
@@ -28,7 +28,6 @@ from .logs import log_request
 from .middleware import Authenticate
 from .responses import error_response
 from .routes import llm, ops
-from .sse import SSEResponse
 from .state import ProxyState
 
 logger = logging.getLogger("lmgate.proxy")
@@ -107,4 +106,4 @@ async def shutdown(config: ProxyConfig) -> bool:
     return drained
 
 
-__all__ = ["ProxyState", "SSEResponse", "create_app", "presented_key", "shutdown"]
+__all__ = ["create_app", "shutdown"]

@@ -32,7 +32,8 @@ class UserAPIKeyAuth:
     ``api_key`` and ``token`` both hold the SHA-256 of the caller's key. Readable as
     attributes or, like a dict, with ``[]`` and ``get`` (hooks written for the reference do
     both). A backend fills in what it knows; the master-key backend knows the hash and the
-    role only. ``models`` and ``team_models`` empty mean every model.
+    role only. ``models`` and ``team_models`` empty mean every model; ``None`` limits and
+    budgets mean none. The names are the reference's, so its hooks read what they expect.
     """
 
     __slots__ = (
@@ -52,7 +53,12 @@ class UserAPIKeyAuth:
         "spend",
         "max_budget",
         "expires",
+        "tpm_limit",
+        "rpm_limit",
+        "max_parallel_requests",
         "metadata",
+        "team_metadata",
+        "parent_otel_span",
     )
 
     def __init__(
@@ -73,7 +79,11 @@ class UserAPIKeyAuth:
         spend: float = 0.0,
         max_budget: float | None = None,
         expires: str | None = None,
+        tpm_limit: int | None = None,
+        rpm_limit: int | None = None,
+        max_parallel_requests: int | None = None,
         metadata: dict[str, Any] | None = None,
+        team_metadata: dict[str, Any] | None = None,
     ) -> None:
         self.api_key = key_hash
         self.token = key_hash
@@ -91,7 +101,12 @@ class UserAPIKeyAuth:
         self.spend = spend
         self.max_budget = max_budget
         self.expires = expires
+        self.tpm_limit = tpm_limit
+        self.rpm_limit = rpm_limit
+        self.max_parallel_requests = max_parallel_requests
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        self.team_metadata: dict[str, Any] = team_metadata if team_metadata is not None else {}
+        self.parent_otel_span: Any = None  # the reference's hooks read it; lmgate has no proxy-side span
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name, default)
