@@ -4,6 +4,9 @@ POST /v1/chat/completions (and /chat/completions) answers a fixed chat completio
 request says "stream": true, as server-sent events.  HTTP/1.1 keep-alive, Content-Length framing (no
 chunked encoding) so the server itself costs as little as possible and the same for every client.
 
+POST /v1beta/models/<model>:generateContent (and :streamGenerateContent, always as ?alt=sse events)
+answers the same text in Gemini's wire format, so a Gemini call's added latency compares with OpenAI's.
+
 Prints "READY <port>" on stdout once listening.  Stops by itself after --max-seconds.
 """
 
@@ -59,6 +62,35 @@ def sse_body(model: str) -> bytes:
     return b"".join(parts)
 
 
+def gemini_body(model: str) -> bytes:
+    return json.dumps(
+        {
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [{"text": CONTENT}]},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 6, "totalTokenCount": 11},
+            "modelVersion": model,
+        }
+    ).encode()
+
+
+def gemini_sse_body(model: str) -> bytes:
+    words = CONTENT.split(" ")
+    parts = []
+    for i, w in enumerate(words):
+        cand: dict = {"content": {"role": "model", "parts": [{"text": (" " if i else "") + w}]}, "index": 0}
+        obj: dict = {"candidates": [cand], "modelVersion": model}
+        if i == len(words) - 1:
+            cand["finishReason"] = "STOP"
+            obj["usageMetadata"] = {"promptTokenCount": 5, "candidatesTokenCount": 6, "totalTokenCount": 11}
+        parts.append(b"data: " + json.dumps(obj).encode() + b"\r\n\r\n")
+    return b"".join(parts)
+
+
 def response(status: str, ctype: str, body: bytes) -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n"
     return head.encode() + body
@@ -86,6 +118,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     writer.write(response("200 OK", "text/event-stream", sse_body(model)))
                 else:
                     writer.write(response("200 OK", "application/json", completion_body(model)))
+            elif method == "POST" and path.endswith((":generateContent", ":streamGenerateContent")):
+                model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+                if path.endswith(":streamGenerateContent"):
+                    writer.write(response("200 OK", "text/event-stream", gemini_sse_body(model)))
+                else:
+                    writer.write(response("200 OK", "application/json", gemini_body(model)))
             elif method == "GET" and path in ("/health", "/v1/models"):
                 writer.write(response("200 OK", "application/json", b'{"ok":true}'))
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes import FakeProvider, LogReceiver, RedisServer, install_loopback_guard
+from fakes import FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,6 +27,13 @@ def fake_provider_session() -> Iterator[FakeProvider]:
     """One provider for the whole run: call .reset() before relying on its state."""
     with FakeProvider() as fp:
         yield fp
+
+
+@pytest.fixture(scope="session")
+def fake_gemini_session() -> Iterator[FakeGemini]:
+    """One fake Gemini API for the whole run: call .reset() before relying on its state."""
+    with FakeGemini() as fg:
+        yield fg
 
 
 @pytest.fixture

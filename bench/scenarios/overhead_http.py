@@ -4,6 +4,9 @@ Both talk to bench/fake_openai.py on 127.0.0.1.  Calls alternate raw / implement
 machine hits both equally; the result is median(impl) - median(raw) per call.  The raw side parses the
 JSON (or every SSE line) too, as any client must.
 
+Variants gemini / gemini_stream: the same, sync, for a ``gemini/gemini-2.0-flash`` call (the fake answers
+Gemini's generateContent / streamGenerateContent too): what the Gemini translation adds over OpenAI's.
+
 Variants sync_hook / async_hook: one call at a time with a CustomLogger whose success hook notes when
 it runs; the metric is the time from the call's return to its success hook (0 when the hook ran
 before the caller resumed). Unlike mock_async, the caller waits on real I/O here, as real calls do.
@@ -37,7 +40,16 @@ from _common import (
     variants,
 )
 
-VARIANTS = ["sync", "sync_stream", "async", "async_stream", "sync_hook", "async_hook"]
+VARIANTS = [
+    "sync",
+    "sync_stream",
+    "async",
+    "async_stream",
+    "sync_hook",
+    "async_hook",
+    "gemini",
+    "gemini_stream",
+]
 WARMUP = 20
 
 
@@ -90,18 +102,29 @@ def main() -> None:
         }
 
     def measure_sync(variant: str) -> dict:
-        stream = variant == "sync_stream"
+        stream = variant in ("sync_stream", "gemini_stream")
         client = httpx.Client()  # httpx defaults, as a plain user would have them
+        call_url, call_headers, call_kw = url, headers, impl_kw
+        body_for = raw_body
+        if variant.startswith("gemini"):
+            method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+            call_url = f"http://127.0.0.1:{port}/v1beta/models/gemini-2.0-flash:{method}"
+            call_headers = {"x-goog-api-key": "bench-key"}
+            call_kw = {"model": "gemini/gemini-2.0-flash", "messages": MESSAGES,
+                       "api_base": f"http://127.0.0.1:{port}", "api_key": "bench-key"}  # fmt: skip
+
+            def body_for(stream: bool) -> dict:
+                return {"contents": [{"role": "user", "parts": [{"text": m["content"]}]} for m in MESSAGES]}
 
         def raw_call() -> None:
             if stream:
-                with client.stream("POST", url, json=raw_body(True), headers=headers) as r:
+                with client.stream("POST", call_url, json=body_for(True), headers=call_headers) as r:
                     parse_sse_lines(r.iter_lines())
             else:
-                client.post(url, json=raw_body(False), headers=headers).json()
+                client.post(call_url, json=body_for(False), headers=call_headers).json()
 
         def impl_call() -> None:
-            resp = mod.completion(stream=stream, **impl_kw)
+            resp = mod.completion(stream=stream, **call_kw)
             if stream:
                 for _ in resp:
                     pass

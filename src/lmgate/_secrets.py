@@ -34,7 +34,7 @@ _MAX_REMEMBERED_SECRETS = 512
 
 #: upstream response headers that carry credentials: never forwarded to a client, never logged
 SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "set-cookie"}
 )
 # header names whose values are masked when shown (request headers in callback kwargs)
 _SECRET_HEADER_WORDS = (

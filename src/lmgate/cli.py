@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as error:
         print(f"lmgate serve needs the proxy extra: pip install 'lmgate[proxy]' ({error})", file=sys.stderr)
         return 2
+    from .loggers import signals
+
+    signals.disable()  # the server owns SIGTERM: lmgate's exit flush runs in its lifespan, not a handler
     return run_serve(args)
 
 

@@ -4,6 +4,13 @@ Prices come from ``prices.json`` (USD per token: input, output, cached-input rea
 Anthropic, cache writes), or from custom prices given per call or per deployment
 (``input_cost_per_token``, ``output_cost_per_token``, …), which win. A model without a price
 costs ``None`` with the reason stated, never a silent 0.
+
+Reasoning tokens (``completion_tokens_details.reasoning_tokens``, counted inside
+``completion_tokens``) cost ``output_cost_per_reasoning_token`` where a vendor prices them apart,
+else the output price. A cost the provider reports in the usage (OpenRouter, Perplexity) is
+taken as it is. Models priced by prompt length (Gemini 2.5 Pro) carry
+``*_above_200k_tokens`` prices, used when the prompt is longer than 200,000 tokens. Keys the
+code does not know (``as_of``, ``source``, ``provider``) are ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ PRICE_KEYS = (
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
 )
+LONG_PROMPT_TOKENS = 200_000  # where tiered prices (``*_above_200k_tokens``) begin
 _DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
@@ -70,6 +78,9 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     """Cost of ``usage`` at the first known price among ``models`` (or the custom prices)."""
     if usage is None:
         return CostResult(None, None, None, "the response carries no usage")
+    reported = reported_cost(usage)
+    if reported is not None and not custom:
+        return CostResult(reported, {"total_cost": reported}, "reported by the provider")
     price: dict[str, Any] | None = None
     key: str | None = None
     if custom and "input_cost_per_token" in custom and "output_cost_per_token" in custom:
@@ -97,21 +108,55 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     details = _get(usage, "prompt_tokens_details") or {}
     cached = int(_get(details, "cached_tokens") or 0)
     created = int(_get(details, "cache_creation_tokens") or 0)
+    reasoning = min(
+        completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0)
+    )
+    if prompt > LONG_PROMPT_TOKENS:
+        price = _long_prompt_prices(price)
     plain_input = max(0, prompt - cached - created)
     in_price = float(price["input_cost_per_token"])
+    out_price = float(price.get("output_cost_per_token", 0.0))
     input_cost = plain_input * in_price
     cache_read_cost = cached * float(price.get("cache_read_input_token_cost", in_price))
     cache_creation_cost = created * float(price.get("cache_creation_input_token_cost", in_price))
-    output_cost = completion * float(price.get("output_cost_per_token", 0.0))
-    total = input_cost + cache_read_cost + cache_creation_cost + output_cost
+    output_cost = (completion - reasoning) * out_price
+    reasoning_cost = reasoning * float(price.get("output_cost_per_reasoning_token", out_price))
+    total = input_cost + cache_read_cost + cache_creation_cost + output_cost + reasoning_cost
     breakdown = {
         "input_cost": input_cost,
         "cache_read_cost": cache_read_cost,
         "cache_creation_cost": cache_creation_cost,
         "output_cost": output_cost,
+        "reasoning_cost": reasoning_cost,
         "total_cost": total,
     }
     return CostResult(total, breakdown, key)
+
+
+def reported_cost(usage: Any) -> float | None:
+    """The call's cost in USD as the provider reported it in its usage, when it does.
+
+    OpenRouter sends ``usage.cost`` (the credits charged, USD); Perplexity sends ``usage.cost``
+    as an object whose ``total_cost`` includes its per-request search fee, which no token price
+    can reproduce. Either is the exact figure, so it wins over the table (custom prices win
+    over both).
+    """
+    value = _get(usage, "cost")
+    if isinstance(value, dict):
+        value = value.get("total_cost")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:
+    """The prices for a prompt past 200k tokens, where the entry has them."""
+    out = dict(price)
+    for key in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost"):
+        tiered = price.get(f"{key}_above_200k_tokens")
+        if tiered is not None:
+            out[key] = tiered
+    return out
 
 
 def _get(obj: Any, name: str) -> Any:

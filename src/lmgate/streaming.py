@@ -49,13 +49,22 @@ class ChunkAccumulator:
         for choice in chunk.get("choices") or ():
             state = self.choices.get(choice.get("index", 0))
             if state is None:
-                state = self.choices[choice.get("index", 0)] = {"role": "assistant", "parts": [], "tools": {}, "finish": None}
+                state = self.choices[choice.get("index", 0)] = {
+                    "role": "assistant",
+                    "parts": [],
+                    "reasoning": [],
+                    "tools": {},
+                    "finish": None,
+                }
             delta = choice.get("delta") or {}
             if delta.get("role"):
                 state["role"] = delta["role"]
             content = delta.get("content")
             if content:
                 state["parts"].append(content)
+            reasoning = delta.get("reasoning_content")  # DeepSeek, xAI, Gemini thoughts, …
+            if reasoning:
+                state["reasoning"].append(reasoning)
             for call in delta.get("tool_calls") or ():
                 slot = state["tools"].get(call.get("index", 0))
                 if slot is None:
@@ -76,6 +85,8 @@ class ChunkAccumulator:
         for index in sorted(self.choices):
             state = self.choices[index]
             message: dict[str, Any] = {"role": state["role"], "content": "".join(state["parts"]) or None}
+            if state["reasoning"]:
+                message["reasoning_content"] = "".join(state["reasoning"])
             if state["tools"]:
                 message["tool_calls"] = [
                     ChatCompletionMessageToolCall._build(

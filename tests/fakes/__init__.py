@@ -1,4 +1,4 @@
-"""Real local servers for the tests: a fake LLM provider, a fake log receiver, a real redis-server,
+"""Real local servers for the tests: a fake LLM provider (and a fake Gemini API), a fake log receiver, a real redis-server,
 and the guard that keeps every test's traffic on the loopback interface."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .gemini import FakeGemini, GeminiReply
 from .provider import DEFAULT_TEXT, BackgroundHTTPServer, FakeProvider, RecordedRequest, Reply
 from .receiver import LogReceiver, ReceivedRequest
 from .redis_server import RedisServer, RedisServerError
@@ -15,7 +16,9 @@ from .redis_server import RedisServer, RedisServerError
 __all__ = [
     "DEFAULT_TEXT",
     "BackgroundHTTPServer",
+    "FakeGemini",
     "FakeProvider",
+    "GeminiReply",
     "LogReceiver",
     "ReceivedRequest",
     "RecordedRequest",

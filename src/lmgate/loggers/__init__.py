@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 _LAZY = {
     "BatchLogger": "lmgate.loggers.batch",
-    "Batch": "lmgate.loggers.batch",
-    "Outcome": "lmgate.loggers.batch",
-    "InMemoryExporter": "lmgate.loggers.batch",
+    "Batch": "lmgate.loggers.exporter",
+    "Outcome": "lmgate.loggers.exporter",
+    "InMemoryExporter": "lmgate.loggers.exporter",
     "GenericAPILogger": "lmgate.loggers.generic_api",
     "HTTPExporter": "lmgate.loggers.generic_api",
     "LoggerConfigError": "lmgate.loggers._env",
@@ -35,7 +35,8 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._env import LoggerConfigError  # noqa: F401
-    from .batch import Batch, BatchLogger, InMemoryExporter, Outcome  # noqa: F401
+    from .batch import BatchLogger  # noqa: F401
+    from .exporter import Batch, InMemoryExporter, Outcome  # noqa: F401
     from .generic_api import GenericAPILogger, HTTPExporter  # noqa: F401
     from .otel import OpenTelemetryLogger  # noqa: F401
     from .spool import Spool  # noqa: F401

@@ -25,7 +25,15 @@ import orjson
 from .._callbacks.custom_logger import CustomLogger
 
 # lmgate provider names → the GenAI conventions' well-known values
-_PROVIDER_NAMES = {"azure": "azure.ai.openai", "hosted_vllm": "openai", "lm_studio": "openai"}
+_PROVIDER_NAMES = {
+    "azure": "azure.ai.openai",
+    "hosted_vllm": "openai",
+    "lm_studio": "openai",
+    "ollama_chat": "openai",
+    "gemini": "gcp.gemini",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+}
 _REQUEST_ATTRIBUTES = {
     "temperature": "gen_ai.request.temperature",
     "top_p": "gen_ai.request.top_p",

@@ -1,35 +1,28 @@
 """Provider resolution: a model string becomes (provider, model name).
 
-``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``hosted_vllm/…`` and ``lm_studio/…``
-select a provider by prefix; bare OpenAI names (``gpt-*``, ``o1*``, ``o3*``, ``o4*``,
+``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``gemini/…`` and the OpenAI-compatible
+clouds of ``compatible.CLOUDS`` (``groq/…``, ``deepseek/…``, ``hosted_vllm/…``, …) select a
+provider by prefix; bare OpenAI names (``gpt-*``, ``o1*``, ``o3*``, ``o4*``,
 ``text-embedding-*``, …) and Anthropic names (``claude-*``) are recognised; any other name
 with an ``api_base`` goes to an OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from .. import exceptions as exc
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider
 from .base import Endpoint, HttpRequest, Provider, StreamTranslator
-from .openai import OpenAICompatibleProvider, OpenAIProvider
-
-
-class LMStudioProvider(OpenAICompatibleProvider):
-    name: ClassVar[str] = "lm_studio"
-    key_env: tuple[str, ...] = ("LM_STUDIO_API_KEY",)
-    base_env: tuple[str, ...] = ("LM_STUDIO_API_BASE",)
-    default_api_base: ClassVar[str | None] = "http://localhost:1234/v1"
-
+from .compatible import COMPATIBLE_PROVIDERS
+from .gemini import GeminiProvider
+from .openai import OpenAIProvider
 
 PROVIDERS: dict[str, Provider] = {
     "openai": OpenAIProvider(),
     "azure": AzureProvider(),
     "anthropic": AnthropicProvider(),
-    "hosted_vllm": OpenAICompatibleProvider(),
-    "lm_studio": LMStudioProvider(),
+    "gemini": GeminiProvider(),
+    **COMPATIBLE_PROVIDERS,
 }
 
 _OPENAI_PREFIXES = (

@@ -144,7 +144,10 @@ def mock_chunks(
         index = choice.get("index", 0)
         message = choice.get("message") or {}
         text = message.get("content") or ""
-        chunks.append(chunk(index, {"role": "assistant", "content": text[:chunk_chars]}))
+        first: dict[str, Any] = {"role": "assistant", "content": text[:chunk_chars]}
+        if message.get("reasoning_content"):  # a cached reasoning answer replays its reasoning too
+            first["reasoning_content"] = message["reasoning_content"]
+        chunks.append(chunk(index, first))
         for start in range(chunk_chars, len(text), chunk_chars):
             chunks.append(chunk(index, {"content": text[start : start + chunk_chars]}))
         for i, call in enumerate(message.get("tool_calls") or []):

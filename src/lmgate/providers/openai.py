@@ -63,16 +63,6 @@ class OpenAIProvider(Provider):
         return EmbeddingResponse(body)
 
 
-class OpenAICompatibleProvider(OpenAIProvider):
-    """A self-hosted OpenAI-compatible server: a key is optional, ``api_base`` is required."""
-
-    name: ClassVar[str] = "hosted_vllm"
-    key_env: tuple[str, ...] = ("HOSTED_VLLM_API_KEY",)
-    base_env: tuple[str, ...] = ("HOSTED_VLLM_API_BASE",)
-    default_api_base: ClassVar[str | None] = None
-    requires_key: ClassVar[bool] = False
-
-
 class _OpenAIStream(StreamTranslator):
     def __init__(self, provider: OpenAIProvider, ep: Endpoint) -> None:
         self.provider = provider
