@@ -75,31 +75,12 @@ def _reset_lmgate_settings():
     """Every test starts with lmgate's module-level settings at their defaults, and leaves nothing pending."""
     import lmgate
 
-    saved = {
-        name: getattr(lmgate, name)
-        for name in (
-            "callbacks",
-            "input_callback",
-            "success_callback",
-            "failure_callback",
-            "cache",
-            "drop_params",
-            "strict_callbacks",
-            "turn_off_message_logging",
-            "num_retries",
-            "request_timeout",
-            "retry_policy",
-            "callback_settings",
-            "generic_logger_headers",
-        )
-    }
-    lmgate.callbacks, lmgate.input_callback, lmgate.success_callback, lmgate.failure_callback = [], [], [], []
+    lmgate.reset_settings()
     yield
     try:
         lmgate.flush_callbacks(10)
     finally:
-        for name, value in saved.items():
-            setattr(lmgate, name, value)
+        lmgate.reset_settings()
         from lmgate._callbacks.registry import forget_named_callbacks
 
         forget_named_callbacks()

@@ -8,28 +8,71 @@ import threading
 import time
 
 import pytest
-from helpers import MESSAGES, MODE_IDS, MODES, call, flush
+from fakes import Reply
+from helpers import MESSAGES, MODE_IDS, MODES, flush
+from helpers import call as _call
 
 import lmgate
 from lmgate.integrations.custom_logger import CustomLogger
 from lmgate.testing import CapturingLogger
 
+# The contract tests that take ``backend`` run twice: answered by mock_response, and by a real HTTP
+# provider (tests/fakes/provider.py) — both go through the one attempt loop, so both must keep it.
+_MAGIC_STATUS = {"lmgate.InternalServerError": 500, "lmgate.RateLimitError": 429}
+_http_provider: list = []  # the fake provider while an "http" test runs
+
+
+@pytest.fixture(params=["mock", "http"])
+def backend(request):
+    if request.param == "http":
+        fp = request.getfixturevalue("fake_provider_session")
+        fp.reset()
+        _http_provider.append(fp)
+        yield request.param
+        _http_provider.clear()
+    else:
+        yield request.param
+
+
+def _cost(backend):
+    # gpt-4o-mini at $0.15/$0.60 per 1M tokens: the mock reports 10+20 tokens, the fake provider 7+5
+    return 1.35e-05 if backend == "mock" else 7 * 0.15e-6 + 5 * 0.6e-6
+
+
+def call(mode, stream, **kwargs):
+    """helpers.call, with mock_response turned into the same answer from the fake HTTP provider
+    when the test runs on the "http" backend."""
+    if _http_provider and "mock_response" in kwargs:
+        fp = _http_provider[0]
+        answer = kwargs.pop("mock_response")
+        if isinstance(answer, lmgate.LmgateError):
+            reply = Reply(status=answer.status_code, error_message=answer.message)
+        elif answer in _MAGIC_STATUS:
+            reply = Reply(status=_MAGIC_STATUS[answer])
+        else:
+            reply = Reply(text=answer)
+        fp.enqueue(reply)
+        kwargs.update(model="openai/gpt-4o-mini", api_base=fp.base_url + "/v1", api_key="sk-fake")
+    return _call(mode, stream, **kwargs)
+
 
 @pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
-def test_every_hook_in_order_for_each_entry_point(mode, stream):
+def test_every_hook_in_order_for_each_entry_point(mode, stream, backend):
     """A logger sees pre → post → each chunk → one terminal event, whatever the entry point."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
-    call(mode, stream, mock_response="hello world")
+    result = call(mode, stream, mock_response="hello world")
     flush()
     prefix = "async_" if mode == "async" else ""
-    chunks = [f"{prefix}log_stream_event"] * 5 if stream else []  # "hello world" in 3-char chunks + final
+    if stream and backend == "mock":
+        assert len(result) == 5  # "hello world" in 3-char chunks + final
+    chunks = [f"{prefix}log_stream_event"] * len(result) if stream else []
     expected = [f"{prefix}log_pre_api_call", "log_post_api_call", *chunks, f"{prefix}log_success_event"]
     assert capture.hooks() == expected
 
 
 @pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
-def test_failure_gets_exactly_one_failure_event(mode, stream):
+def test_failure_gets_exactly_one_failure_event(mode, stream, backend):
     """A failing call produces one failure event and no success event."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
@@ -47,7 +90,7 @@ def test_failure_gets_exactly_one_failure_event(mode, stream):
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_sync_only_logger_hears_async_calls_and_async_only_hears_sync(mode):
+def test_sync_only_logger_hears_async_calls_and_async_only_hears_sync(mode, backend):
     """A logger with only sync hooks hears async calls, and one with only async hooks hears sync calls."""
     seen: list[str] = []
 
@@ -75,7 +118,7 @@ def test_sync_only_logger_hears_async_calls_and_async_only_hears_sync(mode):
 
 
 @pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
-def test_functions_sync_and_async_in_every_list(mode, stream):
+def test_functions_sync_and_async_in_every_list(mode, stream, backend):
     """Sync and async functions in success/failure/input lists each run once per call."""
     seen: list[str] = []
 
@@ -173,7 +216,7 @@ def test_strict_callbacks_reraises_on_flush():
     assert isinstance(info.value.__cause__, ValueError)
 
 
-def test_each_callback_gets_its_own_kwargs():
+def test_each_callback_gets_its_own_kwargs(backend):
     """What one callback changes in kwargs, no other callback sees."""
     seen: list[dict] = []
 
@@ -201,7 +244,7 @@ def test_each_callback_gets_its_own_kwargs():
     assert kwargs["standard_logging_object"]["metadata"]["k"] == "v"
 
 
-def test_same_object_twice_runs_once_two_instances_both_run():
+def test_same_object_twice_runs_once_two_instances_both_run(backend):
     """Registering one object in two lists runs it once; two instances of one class both run."""
     a, b = CapturingLogger(), CapturingLogger()
     lmgate.callbacks = [a, b, a]
@@ -212,7 +255,7 @@ def test_same_object_twice_runs_once_two_instances_both_run():
     assert b.hooks().count("log_success_event") == 1
 
 
-def test_per_call_callbacks_apply_to_that_call_only():
+def test_per_call_callbacks_apply_to_that_call_only(backend):
     """callbacks= on one call does not leak into the next call."""
     capture = CapturingLogger()
     call("sync", False, mock_response="ok", callbacks=[capture])
@@ -278,7 +321,7 @@ def test_garbage_collected_stream_still_ends():
     assert [e.kwargs["stream_status"] for e in capture.of("log_success_event")] == ["abandoned"]
 
 
-def test_kwargs_keys_the_spec_names(tmp_path):
+def test_kwargs_keys_the_spec_names(tmp_path, backend):
     """kwargs carries every key the spec documents, in the phases it documents them."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
@@ -297,7 +340,7 @@ def test_kwargs_keys_the_spec_names(tmp_path):
     ok = capture.of("log_success_event")[0].kwargs
     assert ok["log_event_type"] == "successful_api_call"
     assert ok["litellm_params"]["metadata"] == {"hello": "world", "n": 1}
-    assert ok["response_cost"] == pytest.approx(1.35e-05)
+    assert ok["response_cost"] == pytest.approx(_cost(backend))
     assert ok["cache_hit"] is False
     assert ok["end_time"] >= ok["start_time"]
     assert ok["completion_start_time"] == ok["end_time"]
@@ -307,7 +350,7 @@ def test_kwargs_keys_the_spec_names(tmp_path):
     json.dumps(slo)  # the payload is plain JSON
 
 
-def test_streamed_success_has_complete_streaming_response_both_names():
+def test_streamed_success_has_complete_streaming_response_both_names(backend):
     """Sync and async streams both expose complete_streaming_response and async_complete_streaming_response."""
     for mode in ("sync", "async"):
         capture = CapturingLogger()
@@ -317,7 +360,7 @@ def test_streamed_success_has_complete_streaming_response_both_names():
         ok = capture.of("log_success_event", "async_log_success_event")[0].kwargs
         assert ok["complete_streaming_response"].choices[0].message.content == "streamed text"
         assert ok["async_complete_streaming_response"] is not None
-        assert ok["response_cost"] == pytest.approx(1.35e-05)
+        assert ok["response_cost"] == pytest.approx(_cost(backend))
         assert ok["completion_start_time"] <= ok["end_time"]
 
 

@@ -22,6 +22,8 @@ PUBLIC_NAMES = {
     "CustomLogger",
     "CustomStreamWrapper",
     "RetryPolicy",
+    "Settings",
+    "reset_settings",
     "Cache",
     # response types
     "ModelResponse",

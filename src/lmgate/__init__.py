@@ -3,8 +3,9 @@
     import lmgate
     r = lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
 
-Module-level settings are plain attributes, read at every call, so code written for the
-reference implementation (``import lmgate as litellm``) works unchanged::
+Module-level settings read like plain attributes (they are the face of ``lmgate.settings.DEFAULT``,
+read at every call), so code written for the reference implementation (``import lmgate as
+litellm``) works unchanged::
 
     lmgate.callbacks = [MyLogger()]           # CustomLogger instances, functions, logger names
     lmgate.success_callback = [fn]            # fn(kwargs, response, start_time, end_time)
@@ -12,32 +13,42 @@ reference implementation (``import lmgate as litellm``) works unchanged::
     lmgate.input_callback = [fn]              # fn(kwargs) before the request is sent
     lmgate.cache = lmgate.Cache()             # response caching
     lmgate.drop_params = True                 # drop parameters a provider cannot take
+    lmgate.reset_settings()                   # every setting back to its default
 
 Everything else is imported on first use, so ``import lmgate`` stays fast.
 """
 
 from __future__ import annotations
 
+import sys as _sys
+import types as _types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .settings import DEFAULT as _DEFAULT
+from .settings import NAMES as _SETTING_NAMES
+from .settings import Settings, reset_settings
 
 # ---- settings users assign (read at every call) ----
-callbacks: list[Any] = []
-input_callback: list[Any] = []
-success_callback: list[Any] = []
-failure_callback: list[Any] = []
-cache: Any = None
-drop_params: bool = False
-strict_callbacks: bool = False
-turn_off_message_logging: bool = False
-num_retries: int = 0
-request_timeout: float | None = None
-retry_policy: Any = None
-callback_settings: dict[str, Any] = {}
-generic_logger_headers: dict[str, str] | None = None
-client_session: Any = None  # an httpx.Client to use instead of lmgate's pooled one
-aclient_session: Any = None  # an httpx.AsyncClient (bound to one event loop) for async calls
+# The names below are the compatible face of ``lmgate.settings.DEFAULT``: the module's class
+# (set at the end of this file) forwards gets and sets of them to it, so ``lmgate.callbacks = [x]``
+# and ``lmgate.callbacks.append(x)`` both change what calls read.
+if TYPE_CHECKING:  # pragma: no cover - declarations for type checkers
+    callbacks: list[Any]
+    input_callback: list[Any]
+    success_callback: list[Any]
+    failure_callback: list[Any]
+    cache: Any
+    drop_params: bool
+    strict_callbacks: bool
+    turn_off_message_logging: bool
+    num_retries: int
+    request_timeout: float | None
+    retry_policy: Any
+    callback_settings: dict[str, Any]
+    generic_logger_headers: dict[str, str] | None
+    client_session: Any
+    aclient_session: Any
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -84,26 +95,7 @@ _EXCEPTIONS = (
 )
 _LAZY.update(dict.fromkeys(_EXCEPTIONS, "lmgate.exceptions"))
 
-__all__ = sorted(
-    [
-        *_LAZY,
-        "callbacks",
-        "input_callback",
-        "success_callback",
-        "failure_callback",
-        "cache",
-        "drop_params",
-        "strict_callbacks",
-        "turn_off_message_logging",
-        "num_retries",
-        "request_timeout",
-        "retry_policy",
-        "callback_settings",
-        "generic_logger_headers",
-        "client_session",
-        "aclient_session",
-    ]
-)
+__all__ = sorted([*_LAZY, *_SETTING_NAMES, "Settings", "reset_settings"])
 
 
 def __getattr__(name: str) -> Any:
@@ -132,3 +124,26 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .exceptions import *  # noqa: F403
     from .streaming import CustomStreamWrapper  # noqa: F401
     from .types import *  # noqa: F403
+
+
+def _forward(name: str) -> property:
+    def get(module: Any) -> Any:
+        return getattr(_DEFAULT, name)
+
+    def set(module: Any, value: Any) -> None:
+        setattr(_DEFAULT, name, value)
+
+    def delete(module: Any) -> None:
+        delattr(_DEFAULT, name)
+
+    return property(get, set, delete, f"lmgate.settings.DEFAULT.{name}")
+
+
+# properties on the module's own class: data descriptors win over the module's __dict__, so the
+# setting names always read and write DEFAULT (``from lmgate import callbacks`` too)
+_SettingsFace = type(
+    "_SettingsFace",
+    (_types.ModuleType,),
+    {name: _forward(name) for name in _SETTING_NAMES} | {"__slots__": ()},
+)
+_sys.modules[__name__].__class__ = _SettingsFace

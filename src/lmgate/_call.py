@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random as _random
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import exceptions as exc
 from . import providers as _providers
+from ._attempt import run_async, run_sync
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -22,6 +22,7 @@ from ._secrets import mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
+from .settings import DEFAULT, Settings
 from .types import EmbeddingResponse, ModelResponse
 
 if TYPE_CHECKING:
@@ -74,17 +75,15 @@ CONTROL_PARAMS = frozenset(
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
 
 
-def _settings() -> Any:
-    import lmgate
-
-    return lmgate
-
-
 class Call:
     """One call's decisions; see the module docstring."""
 
-    def __init__(self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool) -> None:
-        settings = _settings()
+    def __init__(
+        self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool
+    ) -> None:
+        # the Settings this call reads: a Router's (internal ``_settings=`` keyword) or the module defaults
+        settings: Settings = params.pop("_settings", None) or DEFAULT
+        self.settings = settings
         self.kind = kind  # "chat" | "embedding"
         self.call_type = ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
         self.model = model
@@ -99,14 +98,19 @@ class Call:
         self.params = params  # what goes to the provider
         self.metadata = control.get("metadata") or control.get("litellm_metadata") or {}
         self.mock = control.get("mock_response")
-        self.provider: Provider | None = None
+        self.provider: Provider | None = (
+            None  # the provider the model resolved to (None: a mock of an unknown model)
+        )
+        self.wire: Provider | None = None  # the one requests are built for: the provider, or the mock's
         self.provider_name = control.get("custom_llm_provider") or "unknown"
         self.model_name = model
         self.endpoint: Endpoint | None = None
         # this call's secrets (its key, what its api_base holds), masked wherever its data leaves it
         self.secrets: tuple[str, ...] = ()
         self.shown_api_base: str | None = None  # api_base with its password and secret query values masked
-        self.policy: RetryPolicy = control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
+        self.policy: RetryPolicy = (
+            control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
+        )
         retries = control.get("num_retries", control.get("max_retries"))
         self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
@@ -115,8 +119,17 @@ class Call:
         self.finished = False
         self.cache_hit = False
         self.stream_started = False
-        call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
-        global_lists = (settings.callbacks, settings.input_callback, settings.success_callback, settings.failure_callback)
+        call_lists = (
+            None
+            if control.keys().isdisjoint(_CALL_LIST_NAMES)
+            else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
+        )
+        global_lists = (
+            settings.callbacks,
+            settings.input_callback,
+            settings.success_callback,
+            settings.failure_callback,
+        )
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
         else:
@@ -165,7 +178,9 @@ class Call:
 
     # ---- preparation ----
     def prepare(self) -> None:
-        """Resolve the provider and check the parameters; raises on bad input."""
+        """Check the input, resolve the provider and check the parameters; raises on bad input."""
+        if self.kind == "chat":
+            _validate_messages(self.payload)
         c = self.control
         api_base = c.get("api_base") or c.get("base_url")
         try:
@@ -180,11 +195,14 @@ class Call:
         if self.record is not None:
             self.record.provider = self.provider_name
             self.record.model = model_name
-        if provider is None:
+        if provider is not None:
+            self._check_params(provider)
+        if self.mock is not None:  # answered by the mock transport: no key, no address
+            self.wire = _mock.MOCK_PROVIDER
+            self.endpoint = _mock.mock_endpoint(self.provider_name, model_name)
             return
-        self._check_params(provider)
-        if self.mock is not None:
-            return
+        assert provider is not None
+        self.wire = provider
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
         ep = self.endpoint = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
@@ -206,7 +224,7 @@ class Call:
             return
         drop = self.control.get("drop_params")
         if drop is None:
-            drop = _settings().drop_params
+            drop = self.settings.drop_params
         if drop:
             for key in bad:
                 self.params.pop(key, None)
@@ -221,11 +239,13 @@ class Call:
     # ---- building the request ----
     def http_request(self, attempt: int) -> HttpRequest:
         """The request for this attempt; emits the pre-call event."""
-        assert self.provider is not None and self.endpoint is not None
+        assert self.wire is not None and self.endpoint is not None
+        if self.record is None and self.mock is not None:
+            return _UNHEARD_MOCK_REQUEST  # the mock transport never reads it: built only for callbacks
         if self.kind == "chat":
-            req = self.provider.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
+            req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
-            req = self.provider.embedding_request(self.endpoint, self.payload, dict(self.params))
+            req = self.wire.embedding_request(self.endpoint, self.payload, dict(self.params))
         extra_headers = self.control.get("extra_headers")
         if extra_headers:
             req.headers.update(extra_headers)
@@ -239,13 +259,6 @@ class Call:
             get_dispatcher().emit(self.record, self.plan, "pre")
         return req
 
-    def mock_pre_call(self) -> None:
-        if self.record is not None:
-            body = {"model": self.model_name, ("messages" if self.kind == "chat" else "input"): self.payload}
-            body.update(self.params)
-            self.record.set_request(body, {}, self.record.api_base)
-            get_dispatcher().emit(self.record, self.plan, "pre")
-
     # ---- reading the answer ----
     def post_call(self, text: str | None, headers: dict[str, str] | None = None) -> None:
         if headers is not None:
@@ -255,59 +268,50 @@ class Call:
             self.record.original_response = scrub(text, self.secrets) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")
 
-    def parse(self, status: int, headers: dict[str, str], text: str) -> Any:
+    def parse(self, status: int, headers: dict[str, str], raw: bytes | Any) -> Any:
         import orjson
 
-        assert self.provider is not None and self.endpoint is not None
+        assert self.wire is not None and self.endpoint is not None
+        if type(raw) is not bytes:  # the mock transport answers with the response itself
+            self.post_call(None, headers)
+            return raw
+        text = raw.decode(errors="replace")
         self.post_call(text, headers)
         try:
             body = orjson.loads(text)
         except orjson.JSONDecodeError as error:
             raise exc.APIConnectionError(
-                f"{self.provider.name} answered {status} with a body that is not JSON: {text[:200]!r}",
-                self.provider.name,
+                f"{self.wire.name} answered {status} with a body that is not JSON: {text[:200]!r}",
+                self.wire.name,
                 self.model_name,
             ) from error
         if self.kind == "chat":
-            return self.provider.parse_chat(body, self.endpoint)
-        return self.provider.parse_embedding(body, self.endpoint)
+            return self.wire.parse_chat(body, self.endpoint)
+        return self.wire.parse_embedding(body, self.endpoint)
 
-    def http_error(self, status: int, headers: dict[str, str], text: str) -> exc.LmgateError:
-        assert self.provider is not None
+    def http_error(self, status: int, headers: dict[str, str], raw: bytes | Any) -> BaseException:
+        assert self.wire is not None
+        if isinstance(raw, BaseException):  # the error a mock_response asked for
+            self.post_call(None, headers)
+            return raw
+        text = raw.decode(errors="replace")
         self.post_call(text, headers)
-        return self.provider.error(status, headers, text, self.model_name)
+        return self.wire.error(status, headers, text, self.model_name)
 
     def transport_error(self, error: BaseException) -> exc.LmgateError:
         from ._http import map_transport_error
 
         return map_transport_error(error, self.provider_name, self.model_name)
 
-    def retry_delay(self, attempt: int, error: exc.LmgateError) -> float | None:
+    def retry_delay(self, attempt: int, error: BaseException) -> float | None:
         """Seconds to wait before retrying, or None to give up."""
         if attempt >= self.num_retries or not self.policy.is_retryable(error):
             return None
-        return self.policy.delay_s(attempt, error.retry_after)
+        return self.policy.delay_s(attempt, getattr(error, "retry_after", None))
 
     def translator(self) -> Any:
-        assert self.provider is not None and self.endpoint is not None
-        return self.provider.stream_translator(self.endpoint)
-
-    # ---- mock ----
-    def mock_answer(self) -> Any:
-        """The mock response (raising the mock error when one was asked for)."""
-        self.mock_pre_call()
-        error = _mock.mock_error(self.mock, self.provider_name, self.model_name)
-        if error is not None:
-            raise error
-        response: Any
-        if self.kind == "chat":
-            response = _mock.mock_chat(
-                self.model_name, self.mock, n=self.params.get("n") or 1, tool_calls=self.control.get("mock_tool_calls")
-            )
-        else:
-            response = _mock.mock_embedding(self.model_name, self.payload, self.params.get("dimensions"))
-        self.post_call(None)
-        return response
+        assert self.wire is not None and self.endpoint is not None
+        return self.wire.stream_translator(self.endpoint)
 
     # ---- ending ----
     def succeed(self, response: Any) -> Any:
@@ -363,7 +367,11 @@ class Call:
                 usage = partial.get("usage")
                 cost = self._cost(partial, usage)
                 record.usage = dict(usage) if usage else None
-                record.cost, record.cost_breakdown, record.cost_reason = cost.cost, cost.breakdown, cost.reason
+                record.cost, record.cost_breakdown, record.cost_reason = (
+                    cost.cost,
+                    cost.breakdown,
+                    cost.reason,
+                )
             else:
                 record.cost_reason = "the call failed before any usage was reported"
             record.finish_failure(mapped, time.time(), partial)
@@ -389,7 +397,8 @@ class Call:
         hidden["model"] = self.model_name
         hidden["api_base"] = self.shown_api_base
         hidden["response_cost"] = cost
-        hidden["additional_headers"] = rate_limit_headers(self.response_headers, self.secrets)
+        headers = self.response_headers
+        hidden["additional_headers"] = rate_limit_headers(headers, self.secrets) if headers else {}
         hidden["litellm_call_id"] = self.record.call_id if self.record else None
         hidden["model_id"] = self.control.get("model_id")
         hidden["cache_hit"] = self.cache_hit
@@ -413,6 +422,30 @@ class Call:
         self.succeed(response)
         return None
 
+    # ---- the cache seam: ``lmgate.caching`` is imported only when a cache is configured ----
+    def cache_lookup(self) -> Any:
+        from .caching.pipeline import lookup
+
+        return lookup(self, self.settings.cache)
+
+    async def acache_lookup(self) -> Any:
+        from .caching.pipeline import alookup
+
+        return await alookup(self, self.settings.cache)
+
+    def cache_store(self, response: Any) -> None:
+        # stores only what lookup decided to cache (the decision rides on the call)
+        if response is not None and self.settings.cache is not None:
+            from .caching.pipeline import store
+
+            store(self, response)
+
+    async def acache_store(self, response: Any) -> None:
+        if response is not None and self.settings.cache is not None:
+            from .caching.pipeline import astore
+
+            await astore(self, response)
+
     def wrap_stream(self, chunks: Any, close: Any = None) -> CustomStreamWrapper:
         from .streaming import CustomStreamWrapper
 
@@ -421,12 +454,18 @@ class Call:
 
 
 def _has_price_params(control: dict[str, Any]) -> bool:
-    return any(k in control for k in PRICE_KEYS)
+    return not control.keys().isdisjoint(PRICE_KEYS)
+
+
+# what a mock call's attempt sends when no callback listens (nobody would read the request)
+_UNHEARD_MOCK_REQUEST = HttpRequest("POST", "mock:", {}, {})
 
 
 def _is_transport_error(error: BaseException) -> bool:
     module = type(error).__module__ or ""
-    return module.startswith(("httpx", "httpcore", "h11")) or isinstance(error, (ConnectionError, TimeoutError))
+    return module.startswith(("httpx", "httpcore", "h11")) or isinstance(
+        error, (ConnectionError, TimeoutError)
+    )
 
 
 def new_call_id() -> str:
@@ -458,276 +497,43 @@ def _embedding_input(input: Any) -> list[Any]:
     return input
 
 
-# ------------------------------------------------------------------ sync shell
+# ------------------------------------------------------------------ entry points
+# Each builds a Call and hands it to a driver of the one attempt loop (``_attempt.py``).
 
 
-def _sync_send(call: Call) -> Any:
-    from httpx_sse import EventSource
-
-    from . import _http
-
-    client = _http.sync_client()
-    attempt = 0
-    while True:
-        req = call.http_request(attempt)
-        # built outside the try: a body that cannot be encoded is the caller's error, not a connection's
-        request = client.build_request(
-            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
-            timeout=_http.timeout(call.timeout),
-        )
-        try:
-            response = client.send(request, stream=True)
-        except Exception as error:
-            err = call.transport_error(error)
-        else:
-            if response.status_code < 400:
-                if call.stream:
-                    call.post_call(None, dict(response.headers))
-                    translator = call.translator()
-                    return call.wrap_stream(_sse_chunks(EventSource(response).iter_sse(), translator), response.close)
-            try:
-                raw: bytes | None = response.read()
-            except Exception as error:  # the body broke off: a connection error, retried like one
-                raw, err = None, call.transport_error(error)
-            finally:
-                response.close()
-            if raw is not None:
-                text = raw.decode(errors="replace")
-                if response.status_code < 400:
-                    return call.succeed(call.parse(response.status_code, dict(response.headers), text))
-                err = call.http_error(response.status_code, dict(response.headers), text)
-        delay = call.retry_delay(attempt, err)
-        if delay is None:
-            raise err
-        call.policy.sleep(delay)
-        attempt += 1
-
-
-def _sse_chunks(events: Iterator[Any], translator: Any) -> Iterator[Any]:
-    for sse in events:
-        yield from translator.feed(sse.event, sse.data)
-        if translator.done:
-            for _ in events:  # read to the end so the connection goes back to the pool
-                pass
-            return
-
-
-def _run_sync(call: Call, send: Any) -> Any:
-    try:
-        if call.kind == "chat":
-            _validate_messages(call.payload)
-        call.prepare()
-        hit = _cache_lookup(call)
-        if hit is not None:
-            return _serve_cached(call, hit)
-        if call.mock is not None:
-            delay = call.control.get("mock_delay")
-            if delay:
-                time.sleep(float(delay))
-            answer = call.mock_answer()
-            if call.stream:
-                return call.wrap_stream(iter(_mock.mock_chunks(answer)))
-            return _store_and_succeed(call, answer)
-        result = send(call)
-        if not call.stream:
-            _cache_store(call, result)
-        return result
-    except BaseException as error:
-        mapped = call.fail(error)
-        if mapped is error:
-            raise
-        raise mapped from error
-
-
-def _store_and_succeed(call: Call, answer: Any) -> Any:
-    response = call.succeed(answer)
-    _cache_store(call, response)
-    return response
-
-
-def completion(model: str, messages: list[dict[str, Any]] | None = None, *, stream: bool = False, **params: Any) -> Any:
+def completion(
+    model: str, messages: list[dict[str, Any]] | None = None, *, stream: bool = False, **params: Any
+) -> Any:
     """Call a chat model; returns a ``ModelResponse``, or a stream of ``ModelResponseStream`` chunks."""
-    call = Call("chat", model, messages, params, stream=stream, is_async=False)
-    return _run_sync(call, _sync_send)
+    return run_sync(Call("chat", model, messages, params, stream=stream, is_async=False))
+
+
+async def acompletion(
+    model: str, messages: list[dict[str, Any]] | None = None, *, stream: bool = False, **params: Any
+) -> Any:
+    """Async ``completion``; with ``stream=True`` returns an async iterator of chunks."""
+    return await run_async(Call("chat", model, messages, params, stream=stream, is_async=True))
 
 
 def embedding(model: str, input: Any = None, **params: Any) -> EmbeddingResponse:
     """Embed a string or a list of strings; returns an ``EmbeddingResponse``."""
-    call = Call("embedding", model, None, params, stream=False, is_async=False)
-    try:
-        call.payload = _embedding_input(input)
-        if call.record is not None:
-            call.record.messages = call.payload
-    except BaseException as error:
-        raise call.fail(error) from None
-    return _run_sync(call, _sync_send)  # type: ignore[no-any-return]
-
-
-# ------------------------------------------------------------------ async shell
-
-
-async def _async_send(call: Call) -> Any:
-    from httpx_sse import EventSource
-
-    from . import _http
-
-    client = _http.async_client()
-    attempt = 0
-    while True:
-        req = call.http_request(attempt)
-        request = client.build_request(
-            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
-            timeout=_http.timeout(call.timeout),
-        )
-        try:
-            response = await client.send(request, stream=True)
-        except Exception as error:
-            err = call.transport_error(error)
-        else:
-            if response.status_code < 400:
-                if call.stream:
-                    call.post_call(None, dict(response.headers))
-                    translator = call.translator()
-                    return call.wrap_stream(
-                        _asse_chunks(EventSource(response).aiter_sse(), translator), response.aclose
-                    )
-            try:
-                raw: bytes | None = await response.aread()
-            except Exception as error:  # the body broke off: a connection error, retried like one
-                raw, err = None, call.transport_error(error)
-            finally:
-                await response.aclose()
-            if raw is not None:
-                text = raw.decode(errors="replace")
-                if response.status_code < 400:
-                    return call.succeed(call.parse(response.status_code, dict(response.headers), text))
-                err = call.http_error(response.status_code, dict(response.headers), text)
-        delay = call.retry_delay(attempt, err)
-        if delay is None:
-            raise err
-        await call.policy.async_sleep(delay)
-        attempt += 1
-
-
-async def _asse_chunks(events: Any, translator: Any) -> Any:
-    async for sse in events:
-        for chunk in translator.feed(sse.event, sse.data):
-            yield chunk
-        if translator.done:
-            async for _ in events:  # read to the end so the connection goes back to the pool
-                pass
-            return
-
-
-async def _run_async(call: Call, send: Any) -> Any:
-    try:
-        if call.kind == "chat":
-            _validate_messages(call.payload)
-        call.prepare()
-        hit = await _acache_lookup(call)
-        if hit is not None:
-            return _serve_cached(call, hit)
-        if call.mock is not None:
-            delay = call.control.get("mock_delay")
-            if delay:
-                import asyncio
-
-                await asyncio.sleep(float(delay))
-            answer = call.mock_answer()
-            if call.stream:
-                return call.wrap_stream(_aiter(_mock.mock_chunks(answer)))
-            response = call.succeed(answer)
-            await _acache_store(call, response)
-            return response
-        result = await send(call)
-        if not call.stream:
-            await _acache_store(call, result)
-        return result
-    except BaseException as error:
-        mapped = call.fail(error)
-        if mapped is error:
-            raise
-        raise mapped from error
-
-
-async def _aiter(items: list[Any]) -> Any:
-    for item in items:
-        yield item
-
-
-async def acompletion(model: str, messages: list[dict[str, Any]] | None = None, *, stream: bool = False, **params: Any) -> Any:
-    """Async ``completion``; with ``stream=True`` returns an async iterator of chunks."""
-    call = Call("chat", model, messages, params, stream=stream, is_async=True)
-    return await _run_async(call, _async_send)
+    return run_sync(_embedding_call(model, input, params, is_async=False))  # type: ignore[no-any-return]
 
 
 async def aembedding(model: str, input: Any = None, **params: Any) -> EmbeddingResponse:
     """Async ``embedding``."""
-    call = Call("embedding", model, None, params, stream=False, is_async=True)
+    return await run_async(_embedding_call(model, input, params, is_async=True))  # type: ignore[no-any-return]
+
+
+def _embedding_call(model: str, input: Any, params: dict[str, Any], *, is_async: bool) -> Call:
+    call = Call("embedding", model, None, params, stream=False, is_async=is_async)
     try:
         call.payload = _embedding_input(input)
         if call.record is not None:
             call.record.messages = call.payload
     except BaseException as error:
         raise call.fail(error) from None
-    return await _run_async(call, _async_send)  # type: ignore[no-any-return]
-
-
-# ------------------------------------------------------------------ the cache seam
-# The cache (``lmgate.caching``) is imported only when one is configured.
-
-
-def _cache_lookup(call: Call) -> Any:
-    cache = _settings().cache
-    if cache is None:
-        return None
-    from .caching.pipeline import lookup
-
-    return lookup(call, cache)
-
-
-async def _acache_lookup(call: Call) -> Any:
-    cache = _settings().cache
-    if cache is None:
-        return None
-    from .caching.pipeline import alookup
-
-    return await alookup(call, cache)
-
-
-def _cache_store(call: Call, response: Any) -> None:
-    # stores only what lookup decided to cache (the decision rides on the call)
-    if response is not None and _settings().cache is not None:
-        from .caching.pipeline import store
-
-        store(call, response)
-
-
-async def _acache_store(call: Call, response: Any) -> None:
-    if response is not None and _settings().cache is not None:
-        from .caching.pipeline import astore
-
-        await astore(call, response)
-
-
-def _serve_cached(call: Call, response: Any) -> Any:
-    """A cache hit reaches every callback like a real call (chunks, success), marked ``cache_hit``.
-
-    No pre/post-API-call events: no API call is made (the spec's cache sample counts
-    "pre, post, success, success" for a miss followed by a hit).
-    """
-    record = call.record
-    call.cache_hit = True
-    if record is not None:  # only callbacks read the saved cost: skip pricing when none listen
-        record.cache_hit = True
-        record.saved_cache_cost = call._cost(response, response.get("usage")).cost or 0.0
-    if call.stream and call.kind == "chat":
-        chunks = _mock.mock_chunks(response)
-        source = _aiter(chunks) if call.is_async else iter(chunks)
-        stream = call.wrap_stream(source)
-        stream._cache_hit = True
-        return stream
-    return call.succeed(response)
+    return call
 
 
 __all__ = ["Call", "completion", "acompletion", "embedding", "aembedding", "ModelResponse"]

@@ -16,6 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import exceptions as exc
+from .settings import DEFAULT, Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -65,15 +66,9 @@ def timeout(value: Any) -> Any:
     return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_CONNECT_TIMEOUT_S))
 
 
-def _user_client(name: str) -> Any:
-    """``lmgate.client_session`` / ``lmgate.aclient_session``: a caller's own httpx client, if set."""
-    import lmgate
-
-    return getattr(lmgate, name, None)
-
-
-def sync_client() -> httpx.Client:
-    user = _user_client("client_session")
+def sync_client(settings: Settings = DEFAULT) -> httpx.Client:
+    # ``client_session`` (``lmgate.client_session``): a caller's own httpx client, if set
+    user = settings.client_session
     if user is not None:
         return user  # type: ignore[no-any-return]
     global _sync_client
@@ -96,8 +91,8 @@ def _close_sync_client() -> None:
         client.close()
 
 
-def async_client() -> httpx.AsyncClient:
-    user = _user_client("aclient_session")
+def async_client(settings: Settings = DEFAULT) -> httpx.AsyncClient:
+    user = settings.aclient_session
     if user is not None:
         return user  # type: ignore[no-any-return]
     loop = asyncio.get_running_loop()

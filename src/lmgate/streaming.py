@@ -195,9 +195,7 @@ class CustomStreamWrapper:
             self._close_source()
             self._end("complete")
             if not self._cache_hit:
-                from ._call import _cache_store
-
-                _cache_store(self._call, self._acc.build())
+                self._call.cache_store(self._acc.build())
             raise
         except BaseException as error:
             self._close_source()
@@ -258,9 +256,7 @@ class CustomStreamWrapper:
             await self._aclose_source()
             self._end("complete")
             if not self._cache_hit:
-                from ._call import _acache_store
-
-                await _acache_store(self._call, self._acc.build())
+                await self._call.acache_store(self._acc.build())
             raise
         except BaseException as error:
             await self._aclose_source()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._secrets import mask_secrets
 from ..exceptions import CallbackError
+from ..settings import DEFAULT
 from .custom_logger import CustomLogger
 from .record import CallRecord, copy_data
 from .redact import redact_response
@@ -360,9 +361,7 @@ class Dispatcher:
                 hook,
                 mask_secrets(text),
             )
-        import lmgate
-
-        if getattr(lmgate, "strict_callbacks", False):
+        if DEFAULT.strict_callbacks:  # a process-wide debugging switch: the module default's
             with self._lock:
                 self.strict_errors.append(error)
 

@@ -206,7 +206,8 @@ class GenericAPILogger(BatchLogger):
     ) -> None:
         kwargs.pop("async_httpx_client", None)  # the reference's parameter; we own our client
         own = {k: kwargs.pop(k) for k in _BUILD_KEYS if k in kwargs}
-        import lmgate  # the module-level settings (generic_logger_headers) and the version
+        from .._version import __version__
+        from ..settings import DEFAULT  # the module-level generic_logger_headers
 
         settings = GenericAPISettings.build(
             endpoint,
@@ -214,8 +215,8 @@ class GenericAPILogger(BatchLogger):
             event_types,
             log_format,
             callback_name,
-            global_headers=getattr(lmgate, "generic_logger_headers", None),
-            version=lmgate.__version__,
+            global_headers=DEFAULT.generic_logger_headers,
+            version=__version__,
             **own,
         )
         self.api_settings = settings
@@ -302,9 +303,9 @@ _SETTING_KEYS = frozenset(
 def logger_for_name(name: str) -> GenericAPILogger | None:
     """The registry's resolver: "generic_api", a ``callback_settings`` entry with
     ``callback_type: generic_api``, or a preset name; None for any other name."""
-    import lmgate
+    from ..settings import DEFAULT
 
-    settings = (getattr(lmgate, "callback_settings", None) or {}).get(name)
+    settings = (DEFAULT.callback_settings or {}).get(name)
     if isinstance(settings, dict) and settings.get("callback_type") == "generic_api":
         return GenericAPILogger.from_settings(name, settings)
     if name == "generic_api":

@@ -159,9 +159,9 @@ def logger_for_name(name: str) -> OpenTelemetryLogger | None:
     """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider."""
     if name not in NAMES:
         return None
-    import lmgate
+    from ..settings import DEFAULT
 
-    settings = (getattr(lmgate, "callback_settings", None) or {}).get(name) or {}
+    settings = (DEFAULT.callback_settings or {}).get(name) or {}
     capture = bool(settings.get("message_logging", settings.get("capture_content", False)))
     return OpenTelemetryLogger(capture_content=capture)
 

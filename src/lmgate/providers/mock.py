@@ -1,16 +1,19 @@
 """``mock_response=``: the embedded default for demos and tests, with no key and no server.
 
-The whole pipeline runs (callbacks, cost, streaming, caching); only the provider's answer is
-made up. Usage is fixed (10 prompt, 20 completion tokens, as the reference implementation
+The whole pipeline runs (callbacks, cost, streaming, caching, retries): ``MockProvider`` builds
+the request like any provider, and ``respond`` is the transport — it answers with an
+httpx-shaped ``MockResponse`` instead of going to the network. Only the answer is made up.
+Usage is fixed (10 prompt, 20 completion tokens, as the reference implementation
 reports) so costs are deterministic, streamed or not.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import exceptions as exc
 from ..types import (
@@ -28,6 +31,7 @@ from ..types import (
     Usage,
     new_completion_id,
 )
+from .base import Endpoint, HttpRequest, Provider
 
 MOCK_PROMPT_TOKENS = 10
 MOCK_COMPLETION_TOKENS = 20
@@ -216,3 +220,62 @@ def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None)
             "usage": Usage._build({"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}),
         }
     )
+
+
+# ------------------------------------------------------------------ the mock provider and transport
+
+
+class MockProvider(Provider):
+    """The wire side of a mock call: the request body a real provider would get (what callbacks see)."""
+
+    name = "mock"
+    requires_key = False
+
+    def chat_request(
+        self, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any], stream: bool
+    ) -> HttpRequest:
+        return HttpRequest("POST", "mock:", {}, {"model": ep.model, "messages": messages, **params})
+
+    def embedding_request(self, ep: Endpoint, input: list[Any], params: dict[str, Any]) -> HttpRequest:
+        return HttpRequest("POST", "mock:", {}, {"model": ep.model, "input": input, **params})
+
+
+MOCK_PROVIDER = MockProvider()
+
+
+@functools.lru_cache(maxsize=256)
+def mock_endpoint(provider: str, model: str) -> Endpoint:
+    """A mock call's endpoint: no address, no key (cached: building a frozen dataclass costs ~1 µs a call)."""
+    return Endpoint(provider, model, "")
+
+
+class MockResponse:
+    """An httpx-shaped answer, already read, whose body (``content``) is already decoded: the
+    response, or the error asked for."""
+
+    __slots__ = ("status_code", "content")
+
+    is_closed = True  # read and closed: the loop takes ``content`` without reading
+    headers: ClassVar[dict[str, str]] = {}  # never written to (the loop copies it)
+
+    def __init__(self, status_code: int, content: Any) -> None:
+        self.status_code = status_code
+        self.content = content
+
+
+def respond(call: Any) -> MockResponse:
+    """The mock transport: what a provider would have answered this call."""
+    error = mock_error(call.mock, call.provider_name, call.model_name)
+    if error is not None:
+        return MockResponse(getattr(error, "status_code", None) or 500, error)
+    if call.kind == "chat":
+        return MockResponse(
+            200,
+            mock_chat(
+                call.model_name,
+                call.mock,
+                n=call.params.get("n") or 1,
+                tool_calls=call.control.get("mock_tool_calls"),
+            ),
+        )
+    return MockResponse(200, mock_embedding(call.model_name, call.payload, call.params.get("dimensions")))

@@ -1,0 +1,268 @@
+"""The attempt loop, written once for sync and async calls.
+
+``attempts(call)`` is a generator holding every decision of a call's way to its answer: checks,
+cache lookup, the request of each attempt, error mapping, retry and its wait, parsing, the
+terminal event, the cache store. It does no I/O: where it needs some it yields an operation
+(``SEND`` this request, ``READ`` this body, ``WAIT`` this long, …) and receives the result, or
+the exception, back — the shape of httpx's ``Auth.auth_flow``. ``run_sync`` and ``run_async``
+are the two drivers that perform those operations, the only place sync and async calls differ.
+
+``mock_response`` answers through the same loop: its transport (``providers.mock.respond``)
+returns an httpx-shaped response instead of going to the network, so a mock call emits the
+same events, in the same order, as a call to a real provider — and is retried like one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any, Protocol
+
+from .providers import mock as _mock
+from .providers.base import HttpRequest
+
+# operations the loop yields; each driver performs them
+SEND = "send"  # (SEND, request, body bytes) -> a response with the body unread
+READ = "read"  # (READ, response) -> the body (the response is closed)
+SSE = "sse"  # (SSE, response, translator) -> (chunk iterator, close)
+CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async calls)
+WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
+LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
+STORE = "store"  # (STORE, response)
+
+Flow = Generator[tuple[Any, ...], Any, Any]
+
+
+class Call(Protocol):
+    """What the loop asks of a call (``lmgate._call.Call``): its decisions, none of its I/O."""
+
+    settings: Any
+    control: dict[str, Any]
+    mock: Any
+    stream: bool
+    kind: str
+    record: Any
+    cache_hit: bool
+    timeout: Any
+    policy: Any
+
+    def prepare(self) -> None: ...
+    def http_request(self, attempt: int) -> HttpRequest: ...
+    def post_call(self, text: str | None, headers: dict[str, str] | None = None) -> None: ...
+    def parse(self, status: int, headers: dict[str, str], raw: Any) -> Any: ...
+    def http_error(self, status: int, headers: dict[str, str], raw: Any) -> BaseException: ...
+    def transport_error(self, error: BaseException) -> BaseException: ...
+    def retry_delay(self, attempt: int, error: BaseException) -> float | None: ...
+    def translator(self) -> Any: ...
+    def succeed(self, response: Any) -> Any: ...
+    def fail(self, error: BaseException, partial: Any = None) -> BaseException: ...
+    def wrap_stream(self, chunks: Any, close: Any = None) -> Any: ...
+    def _cost(self, response: Any, usage: Any) -> Any: ...
+    def cache_lookup(self) -> Any: ...
+    async def acache_lookup(self) -> Any: ...
+    def cache_store(self, response: Any) -> None: ...
+    async def acache_store(self, response: Any) -> None: ...
+
+
+def attempts(call: Call) -> Flow:
+    """One call from its checks to its result; see the module docstring."""
+    try:
+        call.prepare()
+        caching = call.settings.cache is not None
+        hit = (yield (LOOKUP,)) if caching else None
+        if hit is not None:  # reaches every callback like a real call (chunks, success), marked cache_hit
+            call.cache_hit = True
+            if call.record is not None:  # only callbacks read the saved cost: skip pricing when none listen
+                call.record.cache_hit = True
+                call.record.saved_cache_cost = call._cost(hit, hit.get("usage")).cost or 0.0
+            if call.stream and call.kind == "chat":
+                stream = call.wrap_stream((yield (CHUNKS, _mock.mock_chunks(hit))))
+                stream._cache_hit = True
+                return stream
+            return call.succeed(hit)  # no pre/post events: no API call is made
+        mock_delay = call.control.get("mock_delay") if call.mock is not None else None
+        if mock_delay:
+            yield (WAIT, float(mock_delay))
+        attempt = 0
+        while True:
+            req = call.http_request(attempt)
+            # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
+            body = req.body_bytes() if call.mock is None else None
+            err: BaseException
+            try:
+                response = yield (SEND, req, body)
+            except Exception as error:
+                err = call.transport_error(error)
+            else:
+                status = response.status_code
+                if status < 400 and call.stream:
+                    call.post_call(None, dict(response.headers))
+                    if isinstance(response, _mock.MockResponse):
+                        source, close = (yield (CHUNKS, _mock.mock_chunks(response.content))), None
+                    else:
+                        source, close = yield (SSE, response, call.translator())
+                    return call.wrap_stream(source, close)
+                try:  # a response that is already read (the mock transport's) is not read again
+                    raw = response.content if response.is_closed else (yield (READ, response))
+                except Exception as error:  # the body broke off: a connection error, retried like one
+                    raw, err = None, call.transport_error(error)
+                if raw is not None:
+                    if status < 400:
+                        result = call.succeed(call.parse(status, dict(response.headers), raw))
+                        if caching:
+                            yield (STORE, result)
+                        return result
+                    err = call.http_error(status, dict(response.headers), raw)
+            delay = call.retry_delay(attempt, err)
+            if delay is None:
+                raise err
+            yield (WAIT, delay)
+            attempt += 1
+    except BaseException as error:
+        mapped = call.fail(error)
+        if mapped is error:
+            raise
+        raise mapped from error
+
+
+# ------------------------------------------------------------------ the drivers
+
+
+def run_sync(call: Call) -> Any:
+    """Drive ``attempts(call)``, performing each operation blocking."""
+    flow = attempts(call)
+    step, value = flow.send, None
+    while True:
+        try:
+            op = step(value)
+        except StopIteration as done:
+            return done.value
+        step = flow.send
+        try:
+            kind = op[0]
+            if kind is SEND:
+                value = _mock.respond(call) if call.mock is not None else _send(call, op[1], op[2])
+            elif kind is READ:
+                value = _read(op[1])
+            elif kind is SSE:
+                value = _sse_chunks(_event_source(op[1]).iter_sse(), op[2]), op[1].close
+            elif kind is CHUNKS:
+                value = iter(op[1])
+            elif kind is LOOKUP:
+                value = call.cache_lookup()
+            else:
+                value = None
+                if kind is WAIT:
+                    call.policy.sleep(op[1])
+                else:
+                    call.cache_store(op[1])
+        except BaseException as error:
+            step, value = flow.throw, error
+
+
+async def run_async(call: Call) -> Any:
+    """Drive ``attempts(call)``, awaiting each operation."""
+    flow = attempts(call)
+    step, value = flow.send, None
+    while True:
+        try:
+            op = step(value)
+        except StopIteration as done:
+            return done.value
+        step = flow.send
+        try:
+            kind = op[0]
+            if kind is SEND:
+                value = _mock.respond(call) if call.mock is not None else await _asend(call, op[1], op[2])
+            elif kind is READ:
+                value = await _aread(op[1])
+            elif kind is SSE:
+                value = _asse_chunks(_event_source(op[1]).aiter_sse(), op[2]), op[1].aclose
+            elif kind is CHUNKS:
+                value = _aiter(op[1])
+            elif kind is LOOKUP:
+                value = await call.acache_lookup()
+            else:
+                value = None
+                if kind is WAIT:
+                    await call.policy.async_sleep(op[1])
+                else:
+                    await call.acache_store(op[1])
+        except BaseException as error:
+            step, value = flow.throw, error
+
+
+# ------------------------------------------------------------------ what the drivers do
+
+
+def _send(call: Call, req: HttpRequest, body: bytes) -> Any:
+    from . import _http
+
+    client = _http.sync_client(call.settings)
+    request = client.build_request(
+        req.method,
+        req.url,
+        headers=req.headers,
+        content=body,
+        params=req.params,
+        timeout=_http.timeout(call.timeout),
+    )
+    return client.send(request, stream=True)
+
+
+async def _asend(call: Call, req: HttpRequest, body: bytes) -> Any:
+    from . import _http
+
+    client = _http.async_client(call.settings)
+    request = client.build_request(
+        req.method,
+        req.url,
+        headers=req.headers,
+        content=body,
+        params=req.params,
+        timeout=_http.timeout(call.timeout),
+    )
+    return await client.send(request, stream=True)
+
+
+def _read(response: Any) -> Any:
+    try:
+        return response.read()
+    finally:
+        response.close()
+
+
+async def _aread(response: Any) -> Any:
+    try:
+        return await response.aread()
+    finally:
+        await response.aclose()
+
+
+def _event_source(response: Any) -> Any:
+    from httpx_sse import EventSource
+
+    return EventSource(response)
+
+
+def _sse_chunks(events: Iterator[Any], translator: Any) -> Iterator[Any]:
+    for sse in events:
+        yield from translator.feed(sse.event, sse.data)
+        if translator.done:
+            for _ in events:  # read to the end so the connection goes back to the pool
+                pass
+            return
+
+
+async def _asse_chunks(events: Any, translator: Any) -> Any:
+    async for sse in events:
+        for chunk in translator.feed(sse.event, sse.data):
+            yield chunk
+        if translator.done:
+            async for _ in events:  # read to the end so the connection goes back to the pool
+                pass
+            return
+
+
+async def _aiter(items: list[Any]) -> Any:
+    for item in items:
+        yield item

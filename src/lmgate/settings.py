@@ -1,0 +1,128 @@
+"""The settings a call reads, on one explicit object.
+
+``DEFAULT`` is the instance behind the package's module-level names: ``lmgate.callbacks = [...]``
+writes ``DEFAULT.callbacks`` (the package root forwards those names here), so code written for
+the reference implementation keeps working. A call reads the ``Settings`` it is given — an
+internal ``_settings=`` keyword of ``completion``/``acompletion``/``embedding``/``aembedding``,
+meant for a Router (or, later, a proxy key or team) — and ``DEFAULT`` otherwise. Lower layers
+take the settings they are handed (``call.settings``) or read ``DEFAULT``; none reads the
+package root.
+
+Precedence: call arguments > the call's ``Settings`` (a Router's, made by ``DEFAULT.derive``)
+> module defaults. A derived ``Settings`` holds only what it overrides and reads everything
+else from its parent when asked, so ``lmgate.num_retries = 2`` still reaches a Router that
+did not set its own. Two derived ``Settings`` with their own ``callbacks`` never see each
+other's calls.
+
+This module is a leaf: it imports nothing from lmgate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> factory of its default value (a factory: lists and dicts are fresh per reset)
+_DEFAULTS: dict[str, Any] = {
+    "callbacks": list,  # CustomLogger instances, functions, logger names
+    "input_callback": list,  # fn(kwargs) before the request is sent
+    "success_callback": list,  # fn(kwargs, response, start_time, end_time)
+    "failure_callback": list,
+    "cache": lambda: None,  # an lmgate.Cache
+    "drop_params": lambda: False,  # drop parameters a provider cannot take
+    "strict_callbacks": lambda: False,  # flush_callbacks() raises what a callback raised
+    "turn_off_message_logging": lambda: False,
+    "num_retries": lambda: 0,
+    "request_timeout": lambda: None,
+    "retry_policy": lambda: None,
+    "callback_settings": dict,
+    "generic_logger_headers": lambda: None,
+    "client_session": lambda: None,  # an httpx.Client to use instead of lmgate's pooled one
+    "aclient_session": lambda: None,  # an httpx.AsyncClient (bound to one event loop) for async calls
+}
+
+#: every setting name, in a stable order
+NAMES: tuple[str, ...] = tuple(_DEFAULTS)
+
+
+class Settings:
+    """Every setting a call reads; see the module docstring.
+
+    Attributes are plain: ``s.callbacks.append(x)`` mutates the list the calls read. An unknown
+    name is an error (``s.num_retires = 2`` would otherwise do nothing, silently).
+    """
+
+    callbacks: list[Any]
+    input_callback: list[Any]
+    success_callback: list[Any]
+    failure_callback: list[Any]
+    cache: Any
+    drop_params: bool
+    strict_callbacks: bool
+    turn_off_message_logging: bool
+    num_retries: int
+    request_timeout: float | None
+    retry_policy: Any
+    callback_settings: dict[str, Any]
+    generic_logger_headers: dict[str, str] | None
+    client_session: Any
+    aclient_session: Any
+
+    def __init__(self, *, _parent: Settings | None = None, **values: Any) -> None:
+        object.__setattr__(self, "_parent", _parent)
+        if _parent is None:  # a root holds every name
+            for name, factory in _DEFAULTS.items():
+                object.__setattr__(self, name, factory())
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # only names this instance does not hold itself get here: a derived one asks its parent
+        parent = self.__dict__.get("_parent")
+        if parent is None or name not in _DEFAULTS:
+            raise AttributeError(f"Settings has no setting {name!r}")
+        return getattr(parent, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _DEFAULTS:
+            raise AttributeError(f"Settings has no setting {name!r}; the settings are: {', '.join(NAMES)}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        # a derived Settings forgets its override (reads the parent again); a root goes back to the default
+        if name not in _DEFAULTS:
+            raise AttributeError(f"Settings has no setting {name!r}")
+        if self.__dict__.get("_parent") is None:
+            object.__setattr__(self, name, _DEFAULTS[name]())
+        else:
+            self.__dict__.pop(name, None)
+
+    def derive(self, **overrides: Any) -> Settings:
+        """A child: ``overrides`` are its own, every other setting is read from this one when asked."""
+        return Settings(_parent=self, **overrides)
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings this instance holds itself (all of them for a root)."""
+        return {k: v for k, v in self.__dict__.items() if k in _DEFAULTS}
+
+    def reset(self) -> None:
+        """Back to the defaults (a derived one drops its overrides). Lists are replaced, not emptied."""
+        for name in NAMES:
+            delattr(self, name)
+
+    def __repr__(self) -> str:
+        # names only: values can hold secrets (callback_settings, generic_logger_headers, clients)
+        if self.__dict__.get("_parent") is None:
+            return "<lmgate Settings>"
+        return f"<lmgate derived Settings overriding {', '.join(self.overrides()) or 'nothing'}>"
+
+
+#: the instance behind ``lmgate.callbacks``, ``lmgate.cache``, … (never rebound: reset in place)
+DEFAULT = Settings()
+
+
+def reset_settings() -> None:
+    """Every module-level setting back to its default (one call, for tests and notebooks)."""
+    DEFAULT.reset()
+
+
+__all__ = ["DEFAULT", "NAMES", "Settings", "reset_settings"]

@@ -1,0 +1,53 @@
+"""One attempt loop (issue 12 point 6): mock_response answers through the loop real calls take."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import MODE_IDS, MODES, call, flush
+from test_retries import Sleeps
+
+import lmgate
+from lmgate.testing import CapturingLogger
+
+
+@pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
+def test_a_mock_error_is_retried_like_a_providers(mode, stream):
+    """A mock 429 with num_retries=2: three attempts (pre and post each), waits from the policy, one failure."""
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    sleeps = Sleeps()
+    with pytest.raises(lmgate.RateLimitError):
+        call(mode, stream, mock_response="lmgate.RateLimitError", num_retries=2, retry_policy=sleeps.policy())
+    flush()
+    prefix = "async_" if mode == "async" else ""
+    hooks = capture.hooks()
+    assert hooks.count(f"{prefix}log_pre_api_call") == 3
+    assert hooks.count("log_post_api_call") == 3
+    assert hooks[-1] == f"{prefix}log_failure_event"
+    assert len(sleeps.delays) == 2
+    assert capture.events[-1].kwargs["litellm_params"] is not None
+
+
+def test_a_mock_answer_is_not_retried_and_a_non_api_error_is_raised_as_is():
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    sleeps = Sleeps()
+    boom = ValueError("boom")
+    with pytest.raises(ValueError) as info:
+        call("sync", False, mock_response=boom, num_retries=3, retry_policy=sleeps.policy())
+    assert info.value is boom
+    assert sleeps.delays == []
+    call("sync", False, mock_response="ok", num_retries=3, retry_policy=sleeps.policy())
+    flush()
+    assert capture.hooks().count("log_pre_api_call") == 2
+
+
+def test_mock_delay_waits_once_before_the_request():
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    sleeps = Sleeps()  # the call's retry policy does the waiting, so a test need not sleep
+    r = call("sync", False, mock_response="ok", mock_delay=0.25, retry_policy=sleeps.policy())
+    flush()
+    assert r.choices[0].message.content == "ok"
+    assert sleeps.delays == [0.25]
+    assert capture.hooks() == ["log_pre_api_call", "log_post_api_call", "log_success_event"]
