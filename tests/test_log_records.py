@@ -18,6 +18,7 @@ from test_proxy_server import ENV, MASTER, Served, generic_logger_extra, write_c
 
 import lmgate
 from lmgate._callbacks.encoding import encode_salvaged, marker
+from lmgate._callbacks.record import copy_data
 from lmgate.loggers import BatchLogger, InMemoryExporter
 
 FLAG = "lmgate_encoding_errors"
@@ -38,6 +39,7 @@ BAD_METADATA = [
     pytest.param({"tags": {"team": "x"}}, "request_tags", "got dict", id="tags-dict"),
     pytest.param({"tags": ["ok", 5]}, "request_tags", "left out: int", id="tags-mixed"),
     pytest.param({"deep": nested(253)}, "metadata.deep", "nested too deeply", id="nested-253"),
+    pytest.param({"deep": nested(900)}, "metadata.deep", "nested too deeply", id="nested-900"),
     pytest.param({"big": 2**70}, "metadata.big", "64-bit", id="big-int"),
 ]
 
@@ -131,6 +133,40 @@ def test_salvage_keeps_every_encodable_sibling() -> None:
     ] == nested(252)
 
 
+@pytest.mark.parametrize("depth", [300, 900])
+def test_a_provider_body_too_deep_for_json_is_a_400_with_one_record(
+    memory_logger, fake_provider: FakeProvider, depth: int
+) -> None:
+    """A message nested deeper than JSON encoding allows: a BadRequestError saying so (not a TypeError),
+    nothing sent upstream, and the call's one failure record, flagged."""
+    lg, exporter = memory_logger
+    messages = [{"role": "user", "content": "Hi", "x": nested(depth)}]
+    with pytest.raises(lmgate.BadRequestError, match="nested too deeply"):
+        lmgate.completion(
+            model="openai/gpt-4o-mini",
+            api_base=f"{fake_provider.base_url}/v1",
+            api_key="sk-x-0123456789",
+            messages=messages,
+        )
+    flush()
+    (record,) = exporter.records
+    assert record["status"] == "failure" and "nested too deeply" in record["metadata"][FLAG]["messages"]
+    assert fake_provider.requests == []
+
+
+def test_copy_data_copies_any_depth_and_cuts_cycles() -> None:
+    """Deeper than the recursion limit is copied (by a loop), container by container; a cycle becomes a marker."""
+    deep = nested(5000)
+    copy = copy_data(deep)
+    original = deep
+    while original:
+        assert copy is not original and list(copy) == list(original)
+        original, copy = original["a"], copy["a"]
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    assert "circular reference" in str(copy_data(cycle, 1000))
+
+
 def test_odd_dict_keys_are_made_text_without_a_flag(memory_logger) -> None:
     """A tuple key (which orjson refuses) becomes its text; nothing is lost, so nothing is flagged."""
     lg, exporter = memory_logger
@@ -188,5 +224,72 @@ def test_proxy_delivers_every_record_flagged(
     assert_valid_payload(bad)
     assert path in bad["metadata"][FLAG]
     assert FLAG not in clean["metadata"] and clean["metadata"]["team"] == "clean"
-    assert 'lmgate_logger_flagged{logger="team_webhook"} 1' in metrics
+    assert 'lmgate_logger_flagged_total{logger="team_webhook"} 1' in metrics
     assert "could not be encoded" not in served.stderr  # delivered, not dropped
+
+
+def test_proxy_serves_deep_metadata_with_one_flagged_record_and_refuses_deep_parameters(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """Metadata nested 253 to 900 levels: a 200 and exactly one record each, the deep part replaced and
+    flagged; a message field or parameter nested as deep: a clean 400, never a 500 or a traceback."""
+    config = write_config(tmp_path, fake_provider, generic_logger_extra(log_receiver, tmp_path, 3600))
+    served = Served(
+        config,
+        tmp_path,
+        {**ENV, "SERVE_RECEIVER_URL": log_receiver.url, "SERVE_WEBHOOK_TOKEN": "tok-0123456789"},
+    )
+    depths = (253, 300, 500, 900)
+    try:
+        served.wait_ready()
+        with httpx.Client(
+            base_url=served.url, headers={"Authorization": f"Bearer {MASTER}"}, timeout=30
+        ) as client:
+
+            def post(body: dict[str, Any]) -> httpx.Response:
+                # json.dumps, not httpx's encoder: the stdlib one copes with any depth here
+                return client.post(
+                    "/v1/chat/completions",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "application/json"},
+                )
+
+            for depth in depths:
+                r = post(
+                    {
+                        "model": "fast",
+                        "messages": MESSAGES,
+                        "metadata": {"depth": depth, "deep": nested(depth)},
+                    }
+                )
+                assert r.status_code == 200, (depth, r.text)
+            for depth in depths:
+                deep_message = [{"role": "user", "content": "Hi", "x": nested(depth)}]
+                for body in (
+                    {"model": "fast", "messages": deep_message},
+                    {"model": "fast", "messages": MESSAGES, "user": nested(depth)},
+                    {"model": "fast", "messages": MESSAGES, "tools": [nested(depth)]},
+                ):
+                    r = post(body)
+                    assert r.status_code == 400, (depth, r.text)
+                    assert "nested too deeply" in r.json()["error"]["message"]
+            # moderately nested parameters still pass
+            shallow = [{"role": "user", "content": "Hi", "x": nested(20)}]
+            assert post({"model": "fast", "messages": shallow, "metadata": {"depth": 20}}).status_code == 200
+    finally:
+        code = served.stop()
+    assert code == 0, served.stderr
+    assert log_receiver.wait_for_records(len(depths) + 1, timeout=10)
+    records = log_receiver.records
+    assert sorted(r["metadata"]["depth"] for r in records) == sorted(
+        (*depths, 20)
+    )  # one record per served request
+    for record in records:
+        assert_valid_payload(record)
+        if record["metadata"]["depth"] != 20:
+            assert record["metadata"]["deep"] == marker("nested too deeply")
+            assert record["metadata"][FLAG] == {
+                "metadata.deep": "nested too deeply",
+                "metadata.requester_metadata.deep": "nested too deeply",  # the client's copy (identity)
+            }
+    assert "Traceback" not in served.stderr and "RecursionError" not in served.stderr

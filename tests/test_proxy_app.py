@@ -283,7 +283,7 @@ async def test_readiness_and_metrics(tmp_path: Path, fake_provider: FakeProvider
     assert value(parsed, "lmgate_logger_delivered_total", logger="counting") == 4
     assert value(parsed, "lmgate_logger_dropped_total", logger="counting", reason="http_400") == 1
     assert value(parsed, "lmgate_logger_pending", logger="counting") == 2
-    assert value(parsed, "lmgate_logger_retried", logger="counting") == 3
+    assert value(parsed, "lmgate_logger_retried_total", logger="counting") == 3
 
 
 

@@ -180,6 +180,30 @@ def test_an_empty_master_key_variable_is_a_config_error(tmp_path: Path) -> None:
     assert "LMGATE_MASTER_KEY is set but empty" in done.stderr
 
 
+def test_whitespace_around_the_master_key_is_not_part_of_it(tmp_path: Path, provider: FakeProvider) -> None:
+    """A key from an environment variable with a trailing newline (a Kubernetes secret) works as the key,
+    and the startup line stays one line; a whitespace-only key in the YAML is a config error naming the key."""
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(provider))
+    served = start(path, tmp_path, {"LITELLM_MASTER_KEY": f"  {MASTER}\n"})
+    try:
+        assert chat(served, {"Authorization": f"Bearer {MASTER}"}).status_code == 200
+        assert chat(served, {"x-api-key": MASTER}).status_code == 200
+        assert chat(served, {}).status_code == 401
+    finally:
+        served.stop()
+    first = served.stderr.splitlines()[0]
+    assert "auth: master_key sk-****6789 (from LITELLM_MASTER_KEY)" in first, served.stderr
+    blank = tmp_path / "blank.yaml"
+    blank.write_text('general_settings: {master_key: "  "}\nmodel_list: []\n')
+    with pytest.raises(ConfigError, match="general_settings.master_key") as raised:
+        load_config(blank, environ={})
+    assert "non-empty" in str(raised.value)
+    padded = tmp_path / "padded.yaml"
+    padded.write_text('general_settings: {master_key: " sk-padded-0123456789 "}\nmodel_list: []\n')
+    assert load_config(padded, environ={}).master_key == "sk-padded-0123456789"
+
+
 # ---------------------------------------------------------------------- 1. binding without a key
 
 

@@ -34,7 +34,9 @@ class StatsLogger(CustomLogger):
 
     def stats(self):
         return {"delivered": 3, "dropped": {"http_400": 1, "full": 2}, "dropped_total": 3, "pending": 1,
-                "retried": 2, "errors_total": 1, "healthy": True, "note": "not a number"}
+                "retried": 2, "errors_total": 1, "healthy": True, "note": "not a number",
+                # endings Prometheus reserves for histograms and summaries
+                "lag_count": 4, "size_sum": 5, "wait_bucket": 6, "tries_count_total": 7}
 
 
 stats_logger = StatsLogger()
@@ -144,7 +146,19 @@ def test_metrics_pass_promtool_with_every_logger(
     assert {"team_webhook", "stats_logger", "memory"} <= loggers
     assert value(parsed, "lmgate_logger_dropped_total", logger="stats_logger", reason="full") == 2
     assert value(parsed, "lmgate_logger_errors_total", logger="stats_logger") == 1
-    assert value(parsed, "lmgate_logger_retried", logger="stats_logger") == 2
+    assert value(parsed, "lmgate_logger_retried_total", logger="stats_logger") == 2
+    # a key with a histogram's or a summary's ending gets "_value" added
+    assert value(parsed, "lmgate_logger_lag_count_value", logger="stats_logger") == 4
+    assert value(parsed, "lmgate_logger_size_sum_value", logger="stats_logger") == 5
+    assert value(parsed, "lmgate_logger_wait_bucket_value", logger="stats_logger") == 6
+    assert value(parsed, "lmgate_logger_tries_count_value_total", logger="stats_logger") == 7
+    # a batch logger's counts that only grow are counters, its levels gauges
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    for name in ("emitted", "retried", "recovered", "flagged", "splits", "spool_write_failed", "batches"):
+        assert types[f"lmgate_logger_{name}_total"] == "counter", name
+    for name in ("queued", "in_flight", "spooled", "queued_bytes"):
+        assert types[f"lmgate_logger_{name}"] == "gauge", name
+    assert value(parsed, "lmgate_logger_emitted_total", logger="memory") >= 1
     assert MASTER not in text and UPSTREAM not in text and WEBHOOK_TOKEN not in text
 
 
@@ -298,3 +312,95 @@ def test_text_line_keeps_client_values_on_one_line_and_masks_secrets() -> None:
     assert "hunter2-secret" not in lines[0] and "sk-live-0123456789abcdef" not in lines[0]
     assert "https://bob:****@llm.internal/v1" in lines[0]
     assert 'POST /v1/chat/completions 200 model="a b\\nc" latency_ms=1' in lines[1]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_tracebacks_are_masked_in_both_log_formats(log_format: str) -> None:
+    """The proxy's own handler (masking filter and formatter, as `lmgate serve` sets them up) masks a
+    secret in a traceback too: the formatter shows the masked text, not the exception formatted again."""
+    import io
+    import logging
+
+    from lmgate._secrets import MaskingFilter, remember_secret
+    from lmgate.proxy import logs
+
+    secret = "trace-secret-Zq8v7Xw3Rt5Yp1Lm"
+    remember_secret(secret)
+    stream = io.StringIO()
+    # the handler as logging_config builds it (dictConfig itself would close every other handler)
+    config = logs.logging_config("info", log_format)
+    assert config["handlers"]["lmgate"]["filters"] == ["mask"]
+    assert config["filters"]["mask"]["()"] == "lmgate._secrets.MaskingFilter"
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    handler.setFormatter(logs.JsonFormatter() if log_format == "json" else logs.TextFormatter())
+    log = logging.getLogger("lmgate.test.traceback")
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError(f"upstream said key={secret} and sk-live-0123456789abcdef")
+        except RuntimeError:
+            log.exception("call failed with %s", secret)
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    assert "RuntimeError" in out and "Traceback" in out
+    assert secret not in out and "sk-live-0123456789abcdef" not in out, out
+    if log_format == "json":
+        (line,) = out.splitlines()
+        assert "RuntimeError" in json.loads(line)["exc"]
+
+
+# ---------------------------------------------------------------------- /health/readiness
+
+ODD_LOGGERS = '''
+from lmgate.integrations.custom_logger import CustomLogger
+
+
+class Boom(CustomLogger):
+    def stats(self):
+        raise RuntimeError("cannot reach https://u:s3cretPassw0rd@sink.example/?token=tok12345678")
+
+
+class OddKeys(CustomLogger):
+    def stats(self):
+        return {"delivered": 1, 3: 1, "dropped": {4: 2}, "seen": {"a", "b"}, "healthy": True}
+
+
+class BigInt(CustomLogger):
+    def stats(self):
+        return {"delivered": 10**30}
+
+
+boom, odd_keys, big_int = Boom(), OddKeys(), BigInt()
+'''
+
+
+def test_readiness_shows_any_logger_stats_or_why_not_masked(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """With the key, readiness is JSON whatever a logger's stats() does: raising (its error shown
+    with the URL's secrets masked), non-text keys (made text), an int over 64 bits (that logger unhealthy)."""
+    (tmp_path / "odd_loggers.py").write_text(ODD_LOGGERS)
+    config = write_config(
+        tmp_path,
+        fake_provider,
+        """
+    litellm_settings:
+      callbacks: [odd_loggers.boom, odd_loggers.odd_keys, odd_loggers.big_int]
+    """,
+    )
+    server = Served(config, tmp_path, ENV)
+    try:
+        server.wait_ready()
+        r = httpx.get(f"{server.url}/health/readiness", headers=HEADERS, timeout=10)
+    finally:
+        server.stop()
+    assert r.status_code == 200, r.text
+    assert "s3cretPassw0rd" not in r.text and "tok12345678" not in r.text
+    body = r.json()
+    assert body["status"] == "degraded" and body["parts"]["loggers"] == "unhealthy"
+    loggers = {entry["name"]: entry for entry in body["loggers"]}
+    assert loggers["Boom"]["healthy"] is False
+    assert "https://u:****@sink.example/?token=****" in loggers["Boom"]["error"]
+    assert loggers["OddKeys"]["healthy"] is True
+    assert loggers["OddKeys"]["stats"]["3"] == 1 and loggers["OddKeys"]["stats"]["dropped"] == {"4": 2}
+    assert loggers["BigInt"]["healthy"] is False and "64-bit" in loggers["BigInt"]["error"]

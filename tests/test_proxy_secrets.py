@@ -53,6 +53,10 @@ class Spy(CustomLogger):
         # a hook may change the request, but not who made it
         data["metadata"]["user_api_key_team_id"] = "team-set-by-hook"
         data["metadata"]["user_api_key_hash"] = "hash-set-by-hook"
+        # what a hook changes in place in the client's metadata is not what the client sent
+        for part in (data["metadata"], data["metadata"]["requester_metadata"]):
+            if isinstance(part.get("nested"), dict):
+                part["nested"]["changed_by_hook"] = True
         self._write("pre_call_hook", data)
         return data
 
@@ -199,7 +203,9 @@ def test_identity_fields_come_from_the_proxy_not_the_client_or_a_hook(
         "user_api_key_team_id": "spoofed-team",
         "user_api_key_alias": "spoofed-alias",
         "requester_ip_address": "203.0.113.9",
+        "nested": {"a": [1, 2]},
     }
+    original = json.loads(json.dumps(sent))
     assert post(served, {"model": "leaky", "messages": HI, "metadata": sent}).status_code == 200
     assert served.stop() == 0
     assert log_receiver.wait_for_records(1, timeout=10)
@@ -211,8 +217,64 @@ def test_identity_fields_come_from_the_proxy_not_the_client_or_a_hook(
     assert metadata["requester_ip_address"] == "127.0.0.1"
     assert record["requester_ip_address"] == "127.0.0.1"
     assert metadata["team"] == "search"  # the client's other metadata is kept
-    assert metadata["requester_metadata"] == sent
+    assert metadata["requester_metadata"] == original  # as sent, whatever a hook changed in place
+    assert metadata["nested"] == {"a": [1, 2], "changed_by_hook": True}  # the request is the hooks' to change
     hook_view = [
         line for line in (tmp_path / "spy.log").read_text().splitlines() if line.startswith("pre_call_hook")
     ]
     assert "'requester_ip_address': '127.0.0.1'" in hook_view[0]  # hooks see the proxy's values too
+
+
+ENCODED_QUERY_KEY = "qv%2Fenc0ded+99"  # as written in api_base: percent-encoded, with a +
+HEADER_SECRETS = ("xgoog-Lq93Mn2Rt7", "azurekey-Pq81Lk0Zm2", "hdrbearer-Wd82Jf5Ks0")
+
+
+def test_encoded_query_secrets_and_extra_header_credentials_are_masked(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """A query secret written percent-encoded in api_base, and credentials in ``extra_headers``, are
+    masked in every form an upstream error may echo them: client answer, records, server log."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        model_list:
+          - model_name: encoded
+            litellm_params:
+              model: openai/gpt-4o-mini
+              api_base: "{fake_provider.base_url}/v1?key={ENCODED_QUERY_KEY}"
+              api_key: {KEY}
+              extra_headers:
+                x-goog-api-key: {HEADER_SECRETS[0]}
+                api-key: {HEADER_SECRETS[1]}
+                authorization: Bearer {HEADER_SECRETS[2]}
+        litellm_settings:
+          callbacks: [team_webhook]
+        callback_settings:
+          team_webhook:
+            callback_type: generic_api
+            endpoint: {log_receiver.url}
+            flush_interval: 60
+            spool_dir: {tmp_path / "spool"}
+        general_settings:
+          master_key: {MASTER}
+    """)
+    )
+    forms = (ENCODED_QUERY_KEY, "qv/enc0ded+99", "qv/enc0ded 99", *HEADER_SECRETS)
+    echo = "upstream saw " + " | ".join(forms)
+    server = Served(path, tmp_path, {})
+    try:
+        server.wait_ready()
+        fake_provider.enqueue(Reply(status=400, error_message=echo))
+        error = post(server, {"model": "encoded", "messages": HI})
+        assert error.status_code == 400, error.text
+        assert "upstream saw" in error.text
+    finally:
+        assert server.stop() == 0
+    assert fake_provider.requests[-1].headers["x-goog-api-key"] == HEADER_SECRETS[0]  # they were sent
+    assert log_receiver.wait_for_records(1, timeout=10)
+    for channel, text in (
+        ("client", error.text + repr(list(error.headers.items()))),
+        ("records", json.dumps(log_receiver.records)),
+        ("stderr", server.stderr),
+    ):
+        assert [f for f in forms if f in text] == [], channel

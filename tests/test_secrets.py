@@ -65,6 +65,50 @@ def test_url_secrets_lists_what_the_url_holds() -> None:
     assert set(_secrets.url_secrets(url)) == {PASSWORD, BASIC, QUERY_KEY}
 
 
+def test_url_secrets_lists_a_query_secret_as_written_and_decoded() -> None:
+    """An error may echo a query secret percent-encoded, decoded, or with + as a space."""
+    assert set(_secrets.url_secrets("http://h/v1?key=qv%2Fenc0ded+99&api-version=1")) == {
+        "qv%2Fenc0ded+99",
+        "qv/enc0ded+99",
+        "qv/enc0ded 99",
+    }
+
+
+def test_header_secrets_lists_credential_header_values() -> None:
+    headers = {
+        "x-goog-api-key": "goog-1234567",
+        "Authorization": "Bearer tok-1234567",
+        "x-trace": "abc123456",
+    }
+    assert set(_secrets.header_secrets(headers)) == {"goog-1234567", "Bearer tok-1234567", "tok-1234567"}
+
+
+def test_secret_query_names_are_matched_on_whole_words() -> None:
+    for name in (
+        "key",
+        "api-key",
+        "apiKey",
+        "access_token",
+        "X-Amz-Signature",
+        "sig",
+        "code",
+        "x-auth",
+        "pwd",
+    ):
+        assert _secrets.is_secret_param(name), name
+    for name in ("decode", "author", "api-version", "monkey", "keyword", "barcode"):
+        assert not _secrets.is_secret_param(name), name
+
+
+def test_free_text_masking_masks_urls_in_it() -> None:
+    """scrub masks a URL's password and secret query values wherever a URL sits in text."""
+    text = "cannot reach https://u:s3cretPassw0rd@sink.example/?token=tok12345678&v=1, nor http://x/?decode=1"
+    assert (
+        _secrets.scrub(text)
+        == "cannot reach https://u:****@sink.example/?token=****&v=1, nor http://x/?decode=1"
+    )
+
+
 def test_upstream_headers_drops_credential_headers_and_scrubs_values() -> None:
     """set-cookie, authorization, x-api-key, api-key, proxy-authorization and cookie go; a key in any other value is masked."""
     headers = {

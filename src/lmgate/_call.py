@@ -18,7 +18,7 @@ from ._attempt import run_async, run_sync
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._secrets import mask_key, mask_url, remember_secret, scrub, url_secrets
+from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
@@ -207,7 +207,8 @@ class Call:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
         ep = self.endpoint = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
         full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
-        self.secrets = tuple(s for s in (ep.api_key, *url_secrets(full_base)) if s)
+        headers = header_secrets(c.get("extra_headers"))
+        self.secrets = tuple(s for s in (ep.api_key, *url_secrets(full_base), *headers) if s)
         for secret in self.secrets:  # also masked in text that never passes through this call
             remember_secret(secret)
         self.shown_api_base = mask_url(full_base)

@@ -48,19 +48,27 @@ _SECRET_HEADER_WORDS = (
     "key",
     "cookie",
 )
-# query parameter names whose values are secrets: ?key=, ?api-key=, ?token=, ?sig=, ?code=, …
-_SECRET_PARAM_WORDS = (
-    "key",
-    "token",
-    "sig",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "auth",
-    "code",
-    "credential",
+# query parameter names whose values are secrets, as whole words of the name (split at -, _, .
+# and camelCase): ?key=, ?api-key=, ?access_token=, ?sig=, ?code=, ?X-Amz-Signature=; not ?decode=
+_SECRET_PARAM_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "sig",
+        "signature",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "code",
+        "credential",
+        "credentials",
+    }
 )
+_NAME_WORDS = re.compile(r"[-_.\s]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 _PATTERNS = [
     # provider-style keys: sk-..., sk-ant-..., sk-proj-...
@@ -73,6 +81,9 @@ _PATTERNS = [
         r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
     ),
 ]
+
+# a URL in free text (up to a space or a quote): masked by mask_url
+_URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+")
 
 # words every pattern needs: text without any (most header values) skips the slower regexes
 _PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
@@ -133,6 +144,8 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     for secret, masked in _known_pairs:
         if secret in text:
             text = text.replace(secret, masked)
+    if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
+        text = _URL_IN_TEXT.sub(_masked_url, text)
     if _may_match_patterns(text):
         for pattern in _PATTERNS:
             text = pattern.sub(_keep_prefix, text)
@@ -149,8 +162,13 @@ def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
     return (
         any(s and s in text for s in secrets)
         or any(secret in text for secret, _ in _known_pairs)
+        or "://" in text
         or _may_match_patterns(text)
     )
+
+
+def _masked_url(match: re.Match[str]) -> str:
+    return mask_url(match.group(0)) or ""
 
 
 def _keep_prefix(match: re.Match[str]) -> str:
@@ -197,8 +215,8 @@ def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | 
 
 def is_secret_param(name: str) -> bool:
     """True for a URL query parameter whose value is a credential (``key``, ``api-key``, ``sig``, …)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_PARAM_WORDS)
+    words = _NAME_WORDS.split(_CAMEL.sub(r"\1_\2", name).lower())
+    return any(word in _SECRET_PARAM_WORDS for word in words)
 
 
 @functools.lru_cache(maxsize=256)
@@ -231,13 +249,21 @@ def mask_url(url: str | None) -> str | None:
     return head + hash_sep + fragment
 
 
+def url_origin(url: str) -> str:
+    """Scheme, host and port only: for URLs whose paths and queries often hold tokens (webhooks)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
 @functools.lru_cache(maxsize=256)
 def url_secrets(url: str | None) -> tuple[str, ...]:
     """The secrets written into ``url``: its password (and the user name beside it), a lone user
     name, the Basic-auth header value they make, and the values of secret query parameters."""
     if not url or ("@" not in url and "?" not in url):
         return ()
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     out: list[str] = []
     try:
@@ -253,10 +279,29 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
         if userinfo:
             plain = f"{unquote(user)}:{unquote(password)}"
             out.append(base64.b64encode(plain.encode()).decode())
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if value and is_secret_param(name):
-            out.append(value)
+    for item in parts.query.split("&"):
+        raw_name, _, raw = item.partition("=")
+        if raw and is_secret_param(unquote_plus(raw_name)):
+            # as written (percent-encoded, maybe with +) and as decoded both ways: an error may echo any
+            out += [raw, unquote(raw), unquote_plus(raw)]
     return tuple(dict.fromkeys(out))
+
+
+def header_secrets(headers: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The values of credential-bearing ``headers`` (``is_secret_header``), configured as
+    ``extra_headers``, say; for ``Bearer x``/``Basic x`` also the credential ``x`` alone."""
+    if not headers or not isinstance(headers, Mapping):
+        return ()
+    out: list[str] = []
+    for name, value in headers.items():
+        if value is None or not is_secret_header(str(name)):
+            continue
+        text = str(value).strip()
+        out.append(text)
+        scheme, space, credential = text.partition(" ")
+        if space and scheme.lower() in ("bearer", "basic", "token") and credential.strip():
+            out.append(credential.strip())
+    return tuple(dict.fromkeys(s for s in out if s))
 
 
 class MaskingFilter(logging.Filter):
@@ -270,22 +315,12 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
-    """(``url`` without its query, the query's pairs): a base URL's query is sent with every request."""
-    if "?" not in url:
-        return url, []
-    from urllib.parse import parse_qsl
-
-    base, _, query = url.partition("?")
-    query = query.partition("#")[0]
-    return base, parse_qsl(query, keep_blank_values=True)
-
-
 __all__ = [
     "MASK",
     "MIN_SECRET_CHARS",
     "MaskingFilter",
     "SENSITIVE_HEADERS",
+    "header_secrets",
     "is_secret_header",
     "is_secret_param",
     "mask_headers",
@@ -295,7 +330,7 @@ __all__ = [
     "remember_secret",
     "scrub",
     "scrub_data",
-    "split_query",
     "upstream_headers",
+    "url_origin",
     "url_secrets",
 ]

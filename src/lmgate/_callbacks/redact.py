@@ -1,15 +1,12 @@
 """Message redaction (``turn_off_message_logging``).
 
 Prompt and completion text are replaced in what callbacks receive; the response returned to
-the caller is never touched. Secret masking lives in ``lmgate._secrets``; its names are
-re-exported here for code written before that module existed.
+the caller is never touched. Secret masking lives in ``lmgate._secrets``.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from .._secrets import is_secret_header, mask_headers, mask_key, mask_secrets, remember_secret
 
 REDACTED_TEXT = "redacted-by-lmgate"
 
@@ -68,11 +65,6 @@ def redact_response(response: Any) -> Any:
 
 __all__ = [
     "REDACTED_TEXT",
-    "is_secret_header",
-    "mask_headers",
-    "mask_key",
-    "mask_secrets",
     "redact_messages",
     "redact_response",
-    "remember_secret",
 ]

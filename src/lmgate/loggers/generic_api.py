@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from .. import _conf
 from .._retry import RetryPolicy
-from .._secrets import is_secret_header, remember_secret
+from .._secrets import is_secret_header, remember_secret, url_origin
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import BatchLogger
 from .batch_settings import (
@@ -40,7 +40,6 @@ from .http_exporter import (  # noqa: F401 - re-exported: the names this module 
     SPLIT_STATUSES,
     HTTPExporter,
     classify,
-    safe_url,
 )
 
 __all__ = ["GenericAPILogger", "GenericAPISettings", "HTTPExporter", "logger_for_name", "load_presets"]
@@ -136,7 +135,7 @@ class GenericAPISettings:
         resolved_endpoint = resolve_env_refs(str(endpoint), "endpoint")
         parts = urlsplit(resolved_endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise LoggerConfigError(f"endpoint must be an http(s) URL, got {safe_url(resolved_endpoint)!r}")
+            raise LoggerConfigError(f"endpoint must be an http(s) URL, got {url_origin(resolved_endpoint)!r}")
         env_headers = os.environ.get("GENERIC_LOGGER_HEADERS")
         merged = _merge_headers(
             {"Content-Type": CONTENT_TYPES[log_format], "User-Agent": f"lmgate/{version}"},
@@ -236,7 +235,7 @@ class GenericAPILogger(BatchLogger):
         super().__init__(exporter, name=settings.name, settings=settings.batch, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<GenericAPILogger {self.name!r} {safe_url(self.endpoint)} {self.log_format}>"
+        return f"<GenericAPILogger {self.name!r} {url_origin(self.endpoint)} {self.log_format}>"
 
     @property
     def headers(self) -> dict[str, str]:

@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
+from .._secrets import url_origin
 from .exporter import DELIVERED, Batch, Outcome
 
 LOG_FORMATS = ("json_array", "ndjson", "single")
@@ -30,12 +30,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_CONCURRENCY = 8
 # answers that refuse a request as a whole: too large, or holding a record the receiver refuses
 SPLIT_STATUSES = (400, 413)
-
-
-def safe_url(url: str) -> str:
-    """Scheme, host and port only: paths and queries of webhook URLs often hold tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -125,7 +119,7 @@ class HTTPExporter:
         self._pool = _Pool(max_concurrency, name) if log_format == "single" else None
 
     def __repr__(self) -> str:  # never the headers, never the URL's path
-        return f"<HTTPExporter {safe_url(self.endpoint)} {self.log_format}>"
+        return f"<HTTPExporter {url_origin(self.endpoint)} {self.log_format}>"
 
     def prepare(self) -> None:
         """Import httpx and open the client ahead of the first batch (the batching base calls

@@ -47,7 +47,11 @@ class HttpRequest:
 
     def body_bytes(self) -> bytes:
         # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
-        return orjson.dumps(self.json, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(self.json, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError as error:  # a caller's value JSON cannot hold: the caller's mistake
+            reason = "it is nested too deeply" if "recursion" in str(error).lower() else str(error)
+            raise exc.BadRequestError(f"the request body cannot be encoded as JSON: {reason}") from None
 
 
 class StreamTranslator:

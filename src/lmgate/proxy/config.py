@@ -207,7 +207,8 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
                 name,
                 None,
             )
-        return replace(config, master_key=value, master_key_source=var)
+        # surrounding whitespace is never part of a key (a Kubernetes secret often ends in a newline)
+        return replace(config, master_key=value.strip(), master_key_source=var)
     return config
 
 
@@ -256,8 +257,10 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
                 f"general_settings.{key}",
             )
     master_key = general.get("master_key")
-    if master_key is not None and (not isinstance(master_key, str) or not master_key):
+    if master_key is not None and (not isinstance(master_key, str) or not master_key.strip()):
         raise ConfigError("must be a non-empty string", file, "general_settings.master_key")
+    if isinstance(master_key, str):
+        master_key = master_key.strip()  # as from the environment: whitespace around a key is not the key
     size_mb = _conf.number(
         general.get("max_request_size_mb", DEFAULT_MAX_REQUEST_SIZE_MB),
         name="general_settings.max_request_size_mb",

@@ -7,6 +7,11 @@ metadata it passes on, sets them from the authenticated key and the connection, 
 the client's metadata, as sent, under ``requester_metadata`` (as the reference does). The
 same stamp is applied again after the pre-call hooks, so a hook may change the request but
 not who made it.
+
+The client's metadata is deep-copied once per request, by ``identity``, before any hook runs:
+that copy is the proxy's own. What the hooks see under ``requester_metadata`` is a plain dict
+of the client's metadata as parsed (theirs to change); the stamp after the hooks puts the
+proxy's copy back, and the call copies it into its log record.
 """
 
 from __future__ import annotations
@@ -66,21 +71,22 @@ def identity(
         "user_api_key_org_id": user.org_id,
         "user_api_key_end_user_id": user.end_user_id,
         "requester_ip_address": client_host,
-        "requester_metadata": dict(client_metadata or {}),
+        # the one deep copy: no hook ever holds it, so what a hook changes never reaches it
+        "requester_metadata": copy_data(dict(client_metadata)) if client_metadata else {},
     }
 
 
-def stamp(metadata: Any, who: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set."""
+def stamp(metadata: Any, who: Mapping[str, Any], requester: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set;
+    ``requester_metadata`` is ``requester`` when given (what hooks will see), else ``who``'s."""
     out = (
         {k: v for k, v in metadata.items() if k not in PROXY_OWNED_METADATA}
         if isinstance(metadata, dict)
         else {}
     )
     out.update(who)
-    out["requester_metadata"] = copy_data(
-        who.get("requester_metadata") or {}
-    )  # a hook may change its copy only
+    if requester is not None:
+        out["requester_metadata"] = requester
     return out
 
 

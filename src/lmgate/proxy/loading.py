@@ -140,7 +140,7 @@ def apply_config(config: ProxyConfig) -> Applied:
     """Set ``lmgate``'s module settings from ``config``; raises ``ConfigError`` naming the key."""
     import lmgate
 
-    from .._secrets import remember_secret, url_secrets
+    from .._secrets import header_secrets, remember_secret, url_secrets
 
     settings = config.litellm_settings
     for deployment in config.model_list:
@@ -148,6 +148,8 @@ def apply_config(config: ProxyConfig) -> Applied:
         for secret in url_secrets(
             deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")
         ):
+            remember_secret(secret)
+        for secret in header_secrets(deployment.litellm_params.get("extra_headers")):
             remember_secret(secret)
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
@@ -238,7 +240,7 @@ def describe(config: ProxyConfig, applied: Applied) -> str:
 def describe_auth(config: ProxyConfig) -> str:
     """The startup line's auth part: the masked key and where it came from, or in words that
     there is none."""
-    from .._callbacks.redact import mask_key
+    from .._secrets import mask_key
 
     if not config.master_key:
         return "auth: NONE - every request is accepted without a key (set general_settings.master_key or LITELLM_MASTER_KEY)"

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .._secrets import scrub
+
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
 ACCESS = logging.getLogger("lmgate.proxy.access")
@@ -34,7 +36,6 @@ _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its m
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
 _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
 
 
 # ---------------------------------------------------------------------- set-up
@@ -112,10 +113,9 @@ class TextFormatter(logging.Formatter):
             line += " " + " ".join(
                 f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in skip
             )
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        elif record.exc_text:
-            line += "\n" + record.exc_text
+        exc = _exception_text(self, record)
+        if exc:
+            line += "\n" + exc
         return line
 
 
@@ -134,11 +134,21 @@ class JsonFormatter(logging.Formatter):
             for key, value in fields.items():
                 if value is not None and key not in out:
                     out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            out["exc"] = record.exc_text
+        exc = _exception_text(self, record)
+        if exc:
+            out["exc"] = exc
         return orjson.dumps(out, default=str).decode()
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback, masked: the one ``MaskingFilter`` put in ``exc_text``, never
+    ``exc_info`` formatted again (that would bring back what the filter masked)."""
+    if record.exc_text:
+        return record.exc_text
+    if record.exc_info:
+        record.exc_text = scrub(formatter.formatException(record.exc_info))
+        return record.exc_text
+    return None
 
 
 def _text_value(value: Any) -> str:
@@ -219,7 +229,7 @@ def log_failed_call(error: BaseException, status: int, message: str, model: str 
         "model": _clip(model) if model else None,
         "deployment": deployment_label(error.__dict__.get("_lmgate_deployment")),
         "key": caller_label(user),
-        "detail": _clip(mask_urls(message), 500),
+        "detail": _clip(scrub(message), 500),
     }
     ERRORS.log(level, "call failed", extra={_FIELDS: fields}, exc_info=error if unexpected else None)
 
@@ -253,13 +263,6 @@ def caller_label(user: Any) -> str | None:
     return f"sha256:{digest[:12]}" if digest else None
 
 
-def mask_urls(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` replaced."""
-    from .._secrets import mask_secrets
-
-    return _URL_PASSWORD.sub(r"\1****@", mask_secrets(text))
-
-
 def _tokens(usage: Any) -> tuple[Any, Any]:
     if not usage:
         return None, None
@@ -282,6 +285,5 @@ __all__ = [
     "log_failed_call",
     "log_request",
     "logging_config",
-    "mask_urls",
     "setup_logging",
 ]

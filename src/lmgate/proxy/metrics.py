@@ -140,6 +140,15 @@ _LOGGER_METRICS = (
 )
 
 
+# the batch loggers' (BatchLogger.stats) numbers that only grow: exposed as counters (``_total``);
+# their other numbers (queued, in_flight, spooled, …) are levels, exposed as gauges
+_COUNTER_KEYS = frozenset(
+    {"emitted", "retried", "recovered", "flagged", "splits", "spool_write_failed", "batches"}
+)
+# Prometheus reserves these endings for histograms and summaries: a key ending so gets "_value" added
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket")
+
+
 def _logger_families(loggers: list[tuple[str, dict[str, Any]]]) -> Iterator[Any]:
     from prometheus_client.metrics_core import Metric
 
@@ -159,8 +168,9 @@ def _logger_families(loggers: list[tuple[str, dict[str, Any]]]) -> Iterator[Any]
             elif _is_number(value):
                 fixed.add_sample(sample, {"logger": logger}, value)
         yield fixed
-    # any other number a logger reports: a gauge, or a counter when its key ends in "_total"
-    # (e.g. "retried" → lmgate_logger_retried); one that would reuse a name above is left out
+    # any other number a logger reports: a counter when its key ends in "_total" or is one of
+    # the batch loggers' counts (_COUNTER_KEYS: "retried" → lmgate_logger_retried_total), else a
+    # gauge ("queued" → lmgate_logger_queued); one that would reuse a name above is left out
     # ("dropped_total" repeats the sum of lmgate_logger_dropped_total)
     extra: dict[str, Metric] = {}
     for logger, stats in loggers:
@@ -170,8 +180,14 @@ def _logger_families(loggers: list[tuple[str, dict[str, Any]]]) -> Iterator[Any]
             sample = "lmgate_logger_" + "".join(
                 ch if ch.isascii() and ch.isalnum() else "_" for ch in str(key)
             )
-            counter = sample.endswith("_total")
-            base = sample[: -len("_total")] if counter else sample
+            counter = sample.endswith("_total") or key in _COUNTER_KEYS
+            base = sample.removesuffix("_total")
+            if base.endswith(_RESERVED_SUFFIXES):  # "lag_count" would pass for a histogram's part
+                base += "_value"
+            if counter:
+                sample = base + "_total"
+            else:
+                sample = base
             family: Metric | None = extra.get(base)
             if family is None:
                 if base in taken:

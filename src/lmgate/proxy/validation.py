@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProxyError
+from .nesting import check_nesting
 
 MAX_CHOICES = 128  # OpenAI's bound on `n`
 MAX_TOKENS_LIMIT = 2**31 - 1  # an int every provider can hold
@@ -172,6 +173,7 @@ def _range(rule: Rule) -> str:
 
 def check_request(data: dict[str, Any], kind: str) -> None:
     """Every check of a chat (``kind="chat"``) or embeddings request body; raises ``ProxyError``."""
+    check_nesting(data)  # first: a body nested too deep is refused as such, before anything walks it
     if kind == "chat":
         _check_messages(data.get("messages"))
         rules = CHAT_RULES

@@ -156,7 +156,7 @@ class LLMRoutes:
             check_request(data, kind)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(user, request.client.host if request.client else None, data.get("metadata"))
-            data["metadata"] = stamp(data.get("metadata"), who)
+            data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
                 answered = await run_pre_call(hooks, user, self.cache, data, call_type)

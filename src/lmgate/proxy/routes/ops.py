@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ... import __version__
+from ..._secrets import scrub
 from ..errors import ProxyError
 from ..logs import log_request
 from ..middleware import caller, caller_if_presented
@@ -146,7 +148,7 @@ class OpsRoutes:
                 stats = obj.stats()
                 out.append((name, dict(stats) if isinstance(stats, dict) else {}, None))
             except Exception as error:
-                out.append((name, {}, f"{type(error).__name__}: {error}"))
+                out.append((name, {}, f"{type(error).__name__}: {scrub(str(error))}"))
         return out
 
     def readiness(self, detail: bool) -> tuple[int, dict[str, Any]]:
@@ -165,6 +167,8 @@ class OpsRoutes:
         entries = []
         loggers_healthy = True
         for name, stats, error in self.logger_stats():
+            if error is None:
+                stats, error = _json_safe(stats)
             healthy = error is None and bool(stats.get("healthy", True))
             loggers_healthy = loggers_healthy and healthy
             entry: dict[str, Any] = {"name": name, "healthy": healthy, "stats": stats}
@@ -217,6 +221,18 @@ class OpsRoutes:
 
         stats = [(name, s) for name, s, _ in self.logger_stats()]
         return self.metrics.render(stats, lmgate.callback_stats())
+
+
+def _json_safe(stats: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A logger's stats as the readiness body can hold them (keys made text, odd values shown as
+    text), or no stats and why: a logger's ``stats()`` may return anything."""
+    try:
+        return orjson.loads(orjson.dumps(stats, default=str, option=orjson.OPT_NON_STR_KEYS)), None
+    except (
+        TypeError,
+        ValueError,
+    ) as error:  # orjson.JSONEncodeError: a value beyond JSON (an int over 64 bits)
+        return {}, f"stats() returned what JSON cannot hold: {scrub(str(error))}"
 
 
 def _cache_healthy(cache: Any) -> bool:
