@@ -11,12 +11,12 @@ import random
 from typing import Any
 
 import pytest
+from fakes import FakeProvider, Reply
 
 import lmgate
 from lmgate import exceptions as exc
 from lmgate._retry import RetryPolicy
 from lmgate.testing import CapturingLogger
-from tests.fakes.provider import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "Hi"}]
 KEY = "sk-router-test-0123456789"
@@ -183,30 +183,44 @@ def test_every_deployment_cooling_is_a_rate_limit_error_logged_once(fake_provide
     capture = CapturingLogger()
     clock = Clock()
     r = router(
-        [deployment(fake_provider, "g", "model-a", "a")],
+        [deployment(fake_provider, "g", "model-a", "a"), deployment(fake_provider, "g", "model-b", "b")],
         allowed_fails=0,
         cooldown_time=10,
         clock=clock,
         callbacks=[capture],
     )
-    fake_provider.enqueue(Reply(status=500))
+    fake_provider.enqueue(Reply(status=500), Reply(status=500))
     with pytest.raises(exc.InternalServerError):
         r.completion(model="g", messages=HI)
     with pytest.raises(exc.RouterRateLimitError) as info:
         r.completion(model="g", messages=HI)
     assert info.value.retry_after == 10
-    assert len(fake_provider.requests) == 1
+    assert len(fake_provider.requests) == 2
     assert [h for h, _ in terminal(capture)] == ["log_failure_event", "log_failure_event"]
     clock.now += 10
     r.completion(model="g", messages=HI)
 
 
-def test_a_request_error_does_not_cool_a_deployment(fake_provider: FakeProvider) -> None:
+def test_a_lone_deployment_never_sits_out(fake_provider: FakeProvider) -> None:
+    """As the reference: cooling the only deployment of a group would only turn errors into 429s."""
     r = router([deployment(fake_provider, "g", "model-a", "a")], allowed_fails=0)
+    fake_provider.enqueue(Reply(status=500), Reply(status=500))
+    for _ in range(2):
+        with pytest.raises(exc.InternalServerError):
+            r.completion(model="g", messages=HI)
+    assert r.cooldowns.cooling(["a"]) == set()
+    r.completion(model="g", messages=HI)
+
+
+def test_a_request_error_does_not_cool_a_deployment(fake_provider: FakeProvider) -> None:
+    r = router(
+        [deployment(fake_provider, "g", "model-a", "a"), deployment(fake_provider, "g", "model-b", "b")],
+        allowed_fails=0,
+    )
     fake_provider.enqueue(Reply(status=400))
     with pytest.raises(exc.BadRequestError):
         r.completion(model="g", messages=HI)
-    assert r.cooldowns.cooling(["a"]) == set()
+    assert r.cooldowns.cooling(["a", "b"]) == set()
 
 
 # ---------------------------------------------------------------- fallbacks

@@ -38,7 +38,8 @@ class Deployment:
 
 
 def read_model_list(model_list: Any, where: str = "Router(model_list=...)") -> tuple[Deployment, ...]:
-    """Every entry as a ``Deployment``; a malformed entry is a ConfigError naming it."""
+    """Every entry as a ``Deployment`` (entries that are one already are taken as they are); a
+    malformed entry is a ConfigError naming it."""
     if not isinstance(model_list, (list, tuple)):
         raise ConfigError(
             f"must be a list of deployments, got {type(model_list).__name__}", where, "model_list"
@@ -47,6 +48,12 @@ def read_model_list(model_list: Any, where: str = "Router(model_list=...)") -> t
     seen: set[str] = set()
     for index, entry in enumerate(model_list):
         key = f"model_list[{index}]"
+        if isinstance(entry, Deployment):  # read already (the proxy's config, env references resolved)
+            if entry.model_id in seen:
+                raise ConfigError(f"{entry.model_id!r} is the id of another deployment", where, key)
+            seen.add(entry.model_id)
+            out.append(entry)
+            continue
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("model_name"), str)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,9 @@ from .strategies import STRATEGIES, InFlight, make_strategy
 DEFAULT_ALLOWED_FAILS = 3
 DEFAULT_COOLDOWN_TIME_S = 5.0
 _CALLBACK_SETTINGS = ("callbacks", "input_callback", "success_callback", "failure_callback")
+
+
+OnAttempt = Callable[[Deployment], None] | None
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Router:
 
     def __init__(
         self,
-        model_list: list[dict[str, Any]] | None = None,
+        model_list: Sequence[dict[str, Any] | Deployment] | None = None,
         *,
         routing_strategy: str = "simple-shuffle",
         fallbacks: Any = None,
@@ -105,8 +108,10 @@ class Router:
             )
         routing_strategy = _conf.choice(routing_strategy, STRATEGIES, name="routing_strategy", where="Router")
         own = {k: list(v) for k, v in callbacks.items() if v is not None}
-        # a Router's own callbacks: its calls are heard by these, not by another Router's
-        self.settings = (settings or DEFAULT).derive(**own) if own or settings is None else settings
+        # a Router's own callbacks: its calls are heard by these, not by another Router's (without
+        # any, the module's settings themselves: a derived object would cost a lookup per read)
+        base = settings or DEFAULT
+        self.settings = base.derive(**own) if own else base
         self.deployments = read_model_list(model_list or [])
         self.groups: dict[str, tuple[Deployment, ...]] = {}
         for d in self.deployments:
@@ -178,11 +183,13 @@ class Router:
         return (await self.route_async("embedding", model, {"input": input, **kwargs})).result
 
     # ---- the drivers: the only place sync and async differ ----
-    def route_sync(self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False) -> Routed:
+    def route_sync(
+        self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False, on_attempt: OnAttempt = None
+    ) -> Routed:
         from .._call import completion, embedding
 
         call = completion if kind == "chat" else embedding
-        flow = self._route(kind, model, kwargs, hold)
+        flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
         while True:
             try:
@@ -198,12 +205,15 @@ class Router:
             except Exception as error:
                 outcome = (None, error)
 
-    async def route_async(self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False) -> Routed:
-        """One request; with ``hold`` the caller calls ``release()`` when it is over (the proxy, for streams)."""
+    async def route_async(
+        self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False, on_attempt: OnAttempt = None
+    ) -> Routed:
+        """One request; with ``hold`` the caller calls ``release()`` when it is over (the proxy,
+        for streams); ``on_attempt`` sees each deployment as it is tried (the proxy's error log)."""
         from .._call import acompletion, aembedding
 
         call = acompletion if kind == "chat" else aembedding
-        flow = self._route(kind, model, kwargs, hold)
+        flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
         while True:
             try:
@@ -224,23 +234,29 @@ class Router:
         return self.retry_policy or self.settings.retry_policy or DEFAULT_RETRY_POLICY
 
     def _route(
-        self, kind: str, model: str, kwargs: dict[str, Any], hold: bool
+        self, kind: str, model: str, kwargs: dict[str, Any], hold: bool, on_attempt: OnAttempt
     ) -> Generator[Attempt | Wait, Any, Routed]:
         request = _Request()
         try:
-            return (yield from self._group(kind, model, kwargs, hold, request))
+            return (yield from self._group(kind, model, kwargs, hold, request, on_attempt))
         except Exception as error:
             failure = error
         for group in self.fallbacks.for_error(model, failure):
             try:
-                return (yield from self._group(kind, group, kwargs, hold, request))
+                return (yield from self._group(kind, group, kwargs, hold, request, on_attempt))
             except Exception as error:
                 failure = error
         self._end_in_failure(request)
         raise failure
 
     def _group(
-        self, kind: str, group: str, kwargs: dict[str, Any], hold: bool, request: _Request
+        self,
+        kind: str,
+        group: str,
+        kwargs: dict[str, Any],
+        hold: bool,
+        request: _Request,
+        on_attempt: OnAttempt,
     ) -> Generator[Attempt | Wait, Any, Routed]:
         members = self.groups.get(group) or ()
         if not members:
@@ -287,6 +303,8 @@ class Router:
                 )
             assert deployment is not None
             call_kwargs = self._call_kwargs(deployment, kwargs, many, request)
+            if on_attempt is not None:
+                on_attempt(deployment)
             self.in_flight.acquire(deployment.model_id)
             start = self.timer()
             result, error = yield Attempt(deployment, call_kwargs)
@@ -300,7 +318,9 @@ class Router:
                 return Routed(deployment, result, release)
             self.in_flight.release(deployment.model_id)
             request.deferred.extend(call_kwargs["defer_failure_event"])
-            if counts_against_deployment(error):
+            if many and counts_against_deployment(
+                error
+            ):  # as the reference: a lone deployment never sits out
                 self.cooldowns.failed(deployment.model_id)
             if not isinstance(error, exc.LmgateError):  # not an answer from a deployment: no failover
                 self._end_in_failure(request)
