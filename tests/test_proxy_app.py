@@ -509,3 +509,54 @@ async def test_router_retries_beyond_the_group_with_backoff(tmp_path: Path, fake
     assert [r.json["model"] for r in fake_provider.requests] == ["model-a", "model-b", "model-a"]
     assert slept == [1.5]
     assert router.in_flight.counts == {d.model_id: 0 for d in router.groups["grp"]}
+
+
+def fallback_yaml(fake: FakeProvider, settings: str) -> str:
+    return f"""
+    model_list:
+      - model_name: grp
+        litellm_params: {{model: openai/model-a, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+      - model_name: grp
+        litellm_params: {{model: openai/model-b, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+      - model_name: backup
+        litellm_params: {{model: openai/model-c, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+        model_info: {{id: backup-1}}
+    router_settings: {{routing_strategy: round-robin, {settings}}}
+    """
+
+
+async def test_router_fallbacks_answer_from_another_group(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """router_settings.fallbacks: when every deployment of a group fails, another group answers; one terminal event."""
+    fake_provider.enqueue(Reply(status=500), Reply(status=503))
+    app = make_app(tmp_path, fake_provider, models=fallback_yaml(fake_provider, "fallbacks: [{grp: [backup]}]"))
+    capture = CapturingLogger()
+    lmgate.callbacks.append(capture)
+    async with client(app) as c:
+        r = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+    assert r.status_code == 200
+    assert r.headers["x-litellm-model-id"] == "backup-1"
+    assert [q.json["model"] for q in fake_provider.requests] == ["model-a", "model-b", "model-c"]
+    assert await lmgate.aflush_callbacks(10)
+    terminal = capture.of("async_log_success_event", "async_log_failure_event")
+    assert [(e.hook, e.kwargs["standard_logging_object"]["model_group"]) for e in terminal] == [
+        ("async_log_success_event", "backup")
+    ]
+
+
+async def test_router_cooldown_answers_429_with_retry_after(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """router_settings.allowed_fails/cooldown_time: a group whose deployments all sit out answers 429 without calling one."""
+    fake_provider.enqueue(Reply(status=500), Reply(status=500))
+    app = make_app(tmp_path, fake_provider, models=fallback_yaml(fake_provider, "allowed_fails: 0, cooldown_time: 60"))
+    capture = CapturingLogger()
+    lmgate.callbacks.append(capture)
+    async with client(app) as c:
+        first = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+        second = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+    assert (first.status_code, second.status_code) == (500, 429)
+    assert 55 <= int(second.headers["retry-after"]) <= 60
+    assert "cooling down" in second.json()["error"]["message"]
+    assert len(fake_provider.requests) == 2
+    assert await lmgate.aflush_callbacks(10)
+    assert [e.hook for e in capture.of("async_log_success_event", "async_log_failure_event")] == [
+        "async_log_failure_event"
+    ] * 2
