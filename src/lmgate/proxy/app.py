@@ -84,9 +84,9 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
 async def shutdown(config: ProxyConfig) -> bool:
     """After the last request: deliver every pending record; batch loggers spool what they
     cannot send within ``flush_timeout_s`` (the next process sends it). True when all was sent."""
-    import sys
-
     import lmgate
+
+    from ..loggers.exit import close_all
 
     started = time.monotonic()
     try:
@@ -94,10 +94,8 @@ async def shutdown(config: ProxyConfig) -> bool:
     except Exception as error:
         logger.error("flushing callbacks at shutdown raised %s", error)
         drained = False
-    batch = sys.modules.get("lmgate.loggers.batch")
-    if batch is not None:
-        remaining = max(0.0, config.flush_timeout_s - (time.monotonic() - started))
-        await asyncio.to_thread(batch.close_all, remaining)
+    remaining = max(0.0, config.flush_timeout_s - (time.monotonic() - started))
+    await asyncio.to_thread(close_all, remaining)  # returns at once when no batch logger lives
     pending = lmgate.callback_stats().get("pending", 0)
     if drained:
         logger.info("callbacks flushed in %.2fs", time.monotonic() - started)
