@@ -262,7 +262,7 @@ class Router:
         if not members:
             error = exc.BadRequestError(
                 f"model {group!r} is not a model group of this Router; groups: {', '.join(self.groups) or '(none)'}",
-                None,
+                "router",
                 group,
             )
             yield from self._refuse(group, kwargs, error, request)
@@ -294,7 +294,7 @@ class Router:
                     kwargs,
                     exc.RouterRateLimitError(
                         f"no deployment of model group {group!r} is available: every one is {why}",
-                        None,
+                        "router",
                         group,
                         status_code=429,
                         retry_after=left or None,
