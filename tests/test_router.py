@@ -421,3 +421,27 @@ def test_usage_and_latency_are_shared_through_redis(redis_server: Any, fake_prov
     fast.counters.add_latency("b", 0.2)
     other = router(model_list, routing_strategy="latency-based-routing", redis_url=redis_server.url)
     assert other.completion(model="g", messages=HI)._hidden_params["model_id"] == "b"
+
+
+def test_a_redis_that_does_not_answer_fails_no_request(fake_provider: FakeProvider) -> None:
+    """Counters in a Redis that is gone: requests still route (as if nothing were measured), failures are counted."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    capture = CapturingLogger()
+    model_list = [
+        deployment(fake_provider, "g", "model-a", "a", rpm=1),
+        deployment(fake_provider, "g", "model-b", "b"),
+    ]
+    r = router(
+        model_list,
+        routing_strategy="usage-based-routing",
+        redis_url=f"redis://127.0.0.1:{port}",
+        callbacks=[capture],
+    )
+    for _ in range(2):
+        r.completion(model="g", messages=HI)
+    assert r.counters.errors == 4  # a read before and a write after each call
+    assert [h for h, _ in terminal(capture)] == ["log_success_event"] * 2

@@ -15,9 +15,12 @@ done once before and once after a call).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+logger = logging.getLogger("lmgate.router")
 
 LATENCY_WINDOW = 10  # latencies kept per deployment
 _BUCKET_TTL_S = 120  # a minute's bucket lives a little longer than its minute
@@ -87,6 +90,14 @@ class RedisCounters:
         self._redis = client
         self._clock = clock
         self._prefix = prefix
+        # a Redis that does not answer must not fail requests: reads then see no counts (the
+        # strategy picks as if nothing were measured), writes are lost; both are counted here
+        self.errors = 0
+
+    def _failed(self, what: str, error: Exception) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 100 == 0:  # the first and then every 100th: no log flood
+            logger.warning("routing counters: Redis %s failed (%d so far): %s", what, self.errors, error)
 
     @classmethod
     def connect(
@@ -123,28 +134,43 @@ class RedisCounters:
 
     def add_usage(self, model_id: str, tokens: int) -> None:
         rpm_key, tpm_key = self._usage_keys(model_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.incrby(rpm_key, 1).expire(rpm_key, _BUCKET_TTL_S)
-        pipe.incrby(tpm_key, tokens).expire(tpm_key, _BUCKET_TTL_S)
-        pipe.execute()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incrby(rpm_key, 1).expire(rpm_key, _BUCKET_TTL_S)
+            pipe.incrby(tpm_key, tokens).expire(tpm_key, _BUCKET_TTL_S)
+            pipe.execute()
+        except Exception as error:
+            self._failed("write", error)
 
     def usage(self, model_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         keys = [k for m in model_ids for k in self._usage_keys(m)]
-        values = self._redis.mget(keys) if keys else []
-        numbers = [int(v or 0) for v in values]
+        try:
+            values = self._redis.mget(keys) if keys else []
+            numbers = [int(v or 0) for v in values]
+        except Exception as error:
+            self._failed("read", error)
+            return dict.fromkeys(model_ids, (0, 0))
         return {m: (numbers[2 * i], numbers[2 * i + 1]) for i, m in enumerate(model_ids)}
 
     def add_latency(self, model_id: str, seconds: float) -> None:
         key = f"{self._prefix}:{model_id}:latency"
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.lpush(key, repr(float(seconds))).ltrim(key, 0, LATENCY_WINDOW - 1).expire(key, 3600)
-        pipe.execute()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.lpush(key, repr(float(seconds))).ltrim(key, 0, LATENCY_WINDOW - 1).expire(key, 3600)
+            pipe.execute()
+        except Exception as error:
+            self._failed("write", error)
 
     def latencies(self, model_ids: Sequence[str]) -> dict[str, list[float]]:
-        pipe = self._redis.pipeline(transaction=False)
-        for m in model_ids:
-            pipe.lrange(f"{self._prefix}:{m}:latency", 0, -1)
-        return {m: [float(v) for v in values] for m, values in zip(model_ids, pipe.execute(), strict=True)}
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for m in model_ids:
+                pipe.lrange(f"{self._prefix}:{m}:latency", 0, -1)
+            answers = pipe.execute()
+        except Exception as error:
+            self._failed("read", error)
+            return {m: [] for m in model_ids}
+        return {m: [float(v) for v in values] for m, values in zip(model_ids, answers, strict=True)}
 
 
 __all__ = ["LATENCY_WINDOW", "Counters", "LocalCounters", "RedisCounters", "minute"]
