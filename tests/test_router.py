@@ -445,3 +445,19 @@ def test_a_redis_that_does_not_answer_fails_no_request(fake_provider: FakeProvid
         r.completion(model="g", messages=HI)
     assert r.counters.errors == 4  # a read before and a write after each call
     assert [h for h, _ in terminal(capture)] == ["log_success_event"] * 2
+
+
+def test_order_sets_priorities(fake_provider: FakeProvider) -> None:
+    """The lowest order takes every request; the next one serves a retry when it fails."""
+    r = router(
+        [
+            deployment(fake_provider, "g", "model-b", "b", order=2),
+            deployment(fake_provider, "g", "model-a", "a", order=1),
+            deployment(fake_provider, "g", "model-c", "c"),
+        ]
+    )
+    for _ in range(3):
+        r.completion(model="g", messages=HI)
+    assert served(fake_provider) == ["model-a"] * 3
+    fake_provider.enqueue(Reply(status=500))
+    assert r.completion(model="g", messages=HI)._hidden_params["model_id"] == "b"

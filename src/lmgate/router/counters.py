@@ -120,6 +120,11 @@ class RedisCounters:
                 "redis_host",
                 fix="pip install 'lmgate[redis]'",
             ) from error
+        from .._secrets import remember_secret, url_secrets
+
+        for secret in (password, *url_secrets(url or "")):  # masked in any log line that quotes them
+            if secret:
+                remember_secret(secret)
         if url:
             client = redis.Redis.from_url(url, socket_timeout=1.0)
         else:

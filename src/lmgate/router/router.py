@@ -283,7 +283,8 @@ class Router:
                 yield Wait(
                     self._policy().delay_s(index - len(members), getattr(last_error, "retry_after", None))
                 )
-            deployment = self.strategy.pick(group, fresh or candidates, tokens) if candidates else None
+            pool = _first_order(fresh or candidates)
+            deployment = self.strategy.pick(group, pool, tokens) if pool else None
             if deployment is None:
                 if last_error is not None:  # the last attempt's failure stays the answer
                     raise last_error
@@ -387,6 +388,15 @@ class Router:
             self.counters.add_usage(deployment.model_id, int(used or tokens))
         if self._measures_latency:
             self.counters.add_latency(deployment.model_id, elapsed)
+
+
+def _first_order(pool: list[Deployment]) -> list[Deployment]:
+    """The deployments of the lowest ``order`` (1 before 2; without one, after every ordered one):
+    the strategy picks among them, and a retry reaches the next order once they are all tried."""
+    if len(pool) < 2 or all(d.order is None for d in pool):
+        return pool
+    lowest = min(d.order for d in pool if d.order is not None)
+    return [d for d in pool if d.order == lowest]
 
 
 def _releaser(in_flight: InFlight, model_id: str) -> Callable[[], None]:
