@@ -18,7 +18,7 @@ from prom import samples, value
 import lmgate
 from lmgate.proxy.app import create_app
 from lmgate.proxy.config import load_config
-from lmgate.proxy.router import Router
+from lmgate.proxy.router import build_router
 from lmgate.testing import CapturingLogger
 
 MASTER = "sk-master-0123456789abcdef"
@@ -408,18 +408,23 @@ def test_least_busy_picks_the_idlest(tmp_path: Path, fake_provider: FakeProvider
     """least-busy picks the deployment with the fewest requests in flight; releasing makes it eligible again."""
     path = tmp_path / "c.yaml"
     path.write_text(textwrap.dedent(group_yaml(fake_provider, "least-busy")))
-    group = Router(load_config(path)).groups["grp"]
-    a, b = group.deployments
-    release_a = group.acquire(a)
-    assert group.pick() is b
-    release_b1 = group.acquire(b)
-    group.acquire(b)
-    assert group.pick() is a
-    release_a()
-    release_a()  # releasing twice counts once
-    release_b1()
-    assert group.in_flight == {a.model_id: 0, b.model_id: 1}
-    assert group.pick() is a
+    router = build_router(load_config(path))
+    a, b = router.groups["grp"]
+
+    def held() -> Any:
+        return router.route_sync("chat", "grp", {"messages": HI}, hold=True)
+
+    first = held()
+    assert first.deployment is a
+    second = held()
+    assert second.deployment is b  # a is busy
+    third = held()
+    assert third.deployment is a  # a tie: the first
+    first.release()
+    first.release()  # releasing twice counts once
+    assert router.in_flight.counts == {a.model_id: 1, b.model_id: 1}
+    third.release()
+    assert held().deployment is a  # b still holds one
 
 
 async def test_client_disconnect_mid_stream_ends_the_call_once(tmp_path: Path, fake_provider: FakeProvider) -> None:
@@ -494,19 +499,64 @@ async def test_router_retries_beyond_the_group_with_backoff(tmp_path: Path, fake
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    router = Router(load_config(path), policy=RetryPolicy(async_sleep=fake_sleep))
-    group = router.groups["grp"]
-    tried: list[str] = []
-
-    async def attempt(deployment: Any, last: bool) -> str:
-        tried.append(deployment.model)
-        if len(tried) < 3:
-            raise lmgate.RateLimitError("busy", "openai", deployment.model, retry_after=1.5)
-        return "ok"
-
-    deployment, result, release = await router.call(group, attempt, 0)
-    release()
-    assert result == "ok"
-    assert tried == ["openai/model-a", "openai/model-b", "openai/model-a"]
+    router = build_router(load_config(path))
+    router.retry_policy = RetryPolicy(async_sleep=fake_sleep)
+    busy = Reply(status=429, headers={"retry-after": "1.5"})
+    fake_provider.enqueue(busy, Reply(status=429, headers={"retry-after": "1.5"}))
+    routed = await router.route_async("chat", "grp", {"messages": HI}, hold=True)
+    routed.release()
+    assert routed.result.choices[0].message.content
+    assert [r.json["model"] for r in fake_provider.requests] == ["model-a", "model-b", "model-a"]
     assert slept == [1.5]
-    assert group.in_flight == {d.model_id: 0 for d in group.deployments}
+    assert router.in_flight.counts == {d.model_id: 0 for d in router.groups["grp"]}
+
+
+def fallback_yaml(fake: FakeProvider, settings: str) -> str:
+    return f"""
+    model_list:
+      - model_name: grp
+        litellm_params: {{model: openai/model-a, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+      - model_name: grp
+        litellm_params: {{model: openai/model-b, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+      - model_name: backup
+        litellm_params: {{model: openai/model-c, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+        model_info: {{id: backup-1}}
+    router_settings: {{routing_strategy: round-robin, {settings}}}
+    """
+
+
+async def test_router_fallbacks_answer_from_another_group(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """router_settings.fallbacks: when every deployment of a group fails, another group answers; one terminal event."""
+    fake_provider.enqueue(Reply(status=500), Reply(status=503))
+    app = make_app(tmp_path, fake_provider, models=fallback_yaml(fake_provider, "fallbacks: [{grp: [backup]}]"))
+    capture = CapturingLogger()
+    lmgate.callbacks.append(capture)
+    async with client(app) as c:
+        r = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+    assert r.status_code == 200
+    assert r.headers["x-litellm-model-id"] == "backup-1"
+    assert [q.json["model"] for q in fake_provider.requests] == ["model-a", "model-b", "model-c"]
+    assert await lmgate.aflush_callbacks(10)
+    terminal = capture.of("async_log_success_event", "async_log_failure_event")
+    assert [(e.hook, e.kwargs["standard_logging_object"]["model_group"]) for e in terminal] == [
+        ("async_log_success_event", "backup")
+    ]
+
+
+async def test_router_cooldown_answers_429_with_retry_after(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """router_settings.allowed_fails/cooldown_time: a group whose deployments all sit out answers 429 without calling one."""
+    fake_provider.enqueue(Reply(status=500), Reply(status=500))
+    app = make_app(tmp_path, fake_provider, models=fallback_yaml(fake_provider, "allowed_fails: 0, cooldown_time: 60"))
+    capture = CapturingLogger()
+    lmgate.callbacks.append(capture)
+    async with client(app) as c:
+        first = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+        second = await c.post("/v1/chat/completions", headers=AUTH, json={"model": "grp", "messages": HI})
+    assert (first.status_code, second.status_code) == (500, 429)
+    assert 55 <= int(second.headers["retry-after"]) <= 60
+    assert "cooling down" in second.json()["error"]["message"]
+    assert len(fake_provider.requests) == 2
+    assert await lmgate.aflush_callbacks(10)
+    assert [e.hook for e in capture.of("async_log_success_event", "async_log_failure_event")] == [
+        "async_log_failure_event"
+    ] * 2

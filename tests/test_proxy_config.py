@@ -321,7 +321,16 @@ def test_config_values_share_the_conf_grammar(tmp_path: Path) -> None:
         ("litellm_settings: {drop_params: maybe}\n",
          "litellm_settings.drop_params: must be true or false, got 'maybe' (fix: write true or false)"),
         ("router_settings: {routing_strategy: fastest}\n",
-         "router_settings.routing_strategy: must be one of round-robin, least-busy, simple-shuffle, got 'fastest'"),
+         "router_settings.routing_strategy: must be one of round-robin, least-busy, simple-shuffle, "
+         "latency-based-routing, usage-based-routing, usage-based-routing-v2, got 'fastest'"),
+        ("router_settings: {fallbacks: [{a: [nope]}]}\n",
+         "router_settings.fallbacks: names 'nope', which is not a model_name of model_list "
+         "(fix: use one of: (no models configured))"),
+        ("router_settings: {context_window_fallbacks: [{a: 3}]}\n",
+         "router_settings.context_window_fallbacks[0].a: must be a list of model group names, got 3"),
+        ("router_settings: {cooldown_time: soon}\n",
+         "router_settings.cooldown_time: must be a duration, got 'soon' "
+         "(fix: give seconds (2.5) or a number with a unit: 250ms, 5s, 2m, 1h)"),
     ],
 )
 def test_bad_value_messages_say_what_to_do(tmp_path: Path, yaml_text: str, message: str) -> None:

@@ -42,11 +42,8 @@ def test_reference_example_loads_and_names_every_ignored_key() -> None:
         "general_settings.database_url",
         "general_settings.alerting",
         "general_settings.background_health_checks",
-        "router_settings.redis_host",
-        "router_settings.redis_port",
-        "router_settings.allowed_fails",
-        "router_settings.cooldown_time",
     )
+    # the Router acts on the router settings (redis, allowed_fails, cooldown_time): none is ignored
     # ignored parameters never reach a provider; the ones lmgate uses do
     params = config.model_list[1].call_params
     assert "stream_timeout" not in params and params["temperature"] == 0.2 and params["max_tokens"] == 256
@@ -56,7 +53,7 @@ def test_reference_example_loads_and_names_every_ignored_key() -> None:
     }
     warning = ignored_keys_warning(config)
     assert warning is not None and "\n" not in warning
-    assert "ignoring 12 key(s)" in warning and "general_settings.database_url" in warning
+    assert "ignoring 8 key(s)" in warning and "general_settings.database_url" in warning
 
 
 def test_reference_example_starts_a_real_proxy_with_one_warning_line(tmp_path: Path) -> None:
@@ -76,9 +73,9 @@ def test_reference_example_starts_a_real_proxy_with_one_warning_line(tmp_path: P
         assert response.json()["choices"][0]["message"]["content"].startswith("hello from")
     finally:
         served.stop()
-    lines = [line for line in served.stderr.splitlines() if "ignoring 12 key(s)" in line]
+    lines = [line for line in served.stderr.splitlines() if "ignoring 8 key(s)" in line]
     assert len(lines) == 1, served.stderr
-    assert "router_settings.cooldown_time" in lines[0] and "WARNING" in lines[0]
+    assert "general_settings.alerting" in lines[0] and "WARNING" in lines[0]
     assert "pass@" not in served.stderr  # the database URL's password is never printed (only its key)
 
 
@@ -166,10 +163,15 @@ def test_a_security_setting_lmgate_lacks_refuses_to_start(
 def test_reference_only_routing_strategy_falls_back_with_the_warning(tmp_path: Path) -> None:
     """A routing strategy only the reference has is replaced by the default and named in the warning."""
     config = load_config(
-        write(tmp_path, "router_settings: {routing_strategy: latency-based-routing}\n"), environ={}
+        write(tmp_path, "router_settings: {routing_strategy: cost-based-routing}\n"), environ={}
     )
     assert config.routing_strategy == "round-robin"
-    assert config.ignored_keys == ("router_settings.routing_strategy=latency-based-routing",)
+    assert config.ignored_keys == ("router_settings.routing_strategy=cost-based-routing",)
+    # the strategies lmgate.Router has are kept as written
+    kept = load_config(
+        write(tmp_path, "router_settings: {routing_strategy: latency-based-routing}\n"), environ={}
+    )
+    assert kept.routing_strategy == "latency-based-routing" and kept.ignored_keys == ()
 
 
 @pytest.mark.parametrize(

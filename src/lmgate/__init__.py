@@ -74,12 +74,14 @@ _LAZY: dict[str, str] = {
     "Delta": "lmgate.types",
     "Function": "lmgate.types",
     "ChatCompletionMessageToolCall": "lmgate.types",
+    "Router": "lmgate.router",
 }
 _EXCEPTIONS = (
     "LmgateError",
     "APIError",
     "BadRequestError",
     "ContextWindowExceededError",
+    "ContentPolicyViolationError",
     "UnsupportedParamsError",
     "UnknownModelError",
     "AuthenticationError",
@@ -87,6 +89,7 @@ _EXCEPTIONS = (
     "NotFoundError",
     "UnprocessableEntityError",
     "RateLimitError",
+    "RouterRateLimitError",
     "InternalServerError",
     "ServiceUnavailableError",
     "APIConnectionError",
@@ -122,6 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .caching import Cache  # noqa: F401
     from .cost import completion_cost  # noqa: F401
     from .exceptions import *  # noqa: F403
+    from .router import Router  # noqa: F401
     from .streaming import CustomStreamWrapper  # noqa: F401
     from .types import *  # noqa: F403
 

@@ -67,9 +67,11 @@ CONTROL_PARAMS = frozenset(
         "model_group",
         "turn_off_message_logging",
         "logger_fn",
-        # a list: a failure before the call returns appends its event's emitter here instead of
-        # emitting it (the proxy's router emits it only if no other deployment will be tried)
+        # a list: a failure before the call returns appends a DeferredFailure here instead of
+        # emitting its event (a Router emits it only if no other deployment will be tried)
         "defer_failure_event",
+        # a Router's figure: what its earlier, failed attempts of this request cost (in cost_breakdown)
+        "failed_attempts_cost",
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
@@ -335,6 +337,9 @@ class Call:
                 cost.reason,
                 cost.price_key,
             )
+            failed_cost = self.control.get("failed_attempts_cost")
+            if failed_cost is not None:
+                record.cost_breakdown = {**(record.cost_breakdown or {}), "failed_attempts_cost": failed_cost}
             record.response_model = response.get("model") if isinstance(response, dict) else None
             record.hidden_params = response._hidden_params if hasattr(response, "_hidden_params") else {}
             if self.stream and record.stream_status is None:
@@ -378,8 +383,7 @@ class Call:
             record.finish_failure(mapped, time.time(), partial)
             defer = self.control.get("defer_failure_event")
             if defer is not None and not self.stream_started:
-                plan = self.plan
-                defer.append(lambda: get_dispatcher().emit(record, plan, "failure"))
+                defer.append(DeferredFailure(record, self.plan))
             else:
                 get_dispatcher().emit(record, self.plan, "failure")
         return mapped
@@ -452,6 +456,31 @@ class Call:
 
         self.stream_started = True  # from here on the caller owns the call: failures are never deferred
         return CustomStreamWrapper(self, chunks, close, is_async=self.is_async)
+
+
+class DeferredFailure:
+    """A failure event held back (``defer_failure_event``): call it to emit the event.
+
+    ``cost`` is what the failed attempt billed (0.0 when it reported no usage), so a Router can
+    carry the cost of its failed attempts into the request's one terminal event.
+    """
+
+    __slots__ = ("record", "plan")
+
+    def __init__(self, record: CallRecord, plan: Any) -> None:
+        self.record = record
+        self.plan = plan
+
+    @property
+    def cost(self) -> float:
+        return float(self.record.cost or 0.0)
+
+    def add_failed_attempts_cost(self, cost: float) -> None:
+        """Name the cost of the attempts that failed before this one (the payload is built later)."""
+        self.record.cost_breakdown = {**(self.record.cost_breakdown or {}), "failed_attempts_cost": cost}
+
+    def __call__(self) -> None:
+        get_dispatcher().emit(self.record, self.plan, "failure")
 
 
 def _has_price_params(control: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      ├── APIError                         any error answered by a provider (status_code)
      │    ├── BadRequestError              400 (and other 4xx without a class of their own)
      │    │    ├── ContextWindowExceededError   the prompt does not fit the model
+     │    │    ├── ContentPolicyViolationError  the provider's content filter refused the request
      │    │    ├── UnsupportedParamsError       a parameter the provider cannot take
      │    │    └── UnknownModelError            no provider for this model name
      │    ├── AuthenticationError          401
@@ -15,6 +16,7 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      │    ├── NotFoundError                404
      │    ├── UnprocessableEntityError     422
      │    ├── RateLimitError               429
+     │    │    └── RouterRateLimitError         a Router group has no deployment out of cooldown
      │    ├── InternalServerError          500 and other 5xx
      │    └── ServiceUnavailableError      503, 529 (overloaded)
      ├── APIConnectionError               the provider could not be reached or broke the stream
@@ -37,6 +39,7 @@ __all__ = [
     "APIError",
     "BadRequestError",
     "ContextWindowExceededError",
+    "ContentPolicyViolationError",
     "UnsupportedParamsError",
     "UnknownModelError",
     "AuthenticationError",
@@ -44,6 +47,7 @@ __all__ = [
     "NotFoundError",
     "UnprocessableEntityError",
     "RateLimitError",
+    "RouterRateLimitError",
     "InternalServerError",
     "ServiceUnavailableError",
     "APIConnectionError",
@@ -127,6 +131,10 @@ class ContextWindowExceededError(BadRequestError):
     """The prompt and requested output do not fit the model's context window."""
 
 
+class ContentPolicyViolationError(BadRequestError):
+    """The provider's content filter refused the request (a 400 with a content-policy code)."""
+
+
 class UnsupportedParamsError(BadRequestError):
     """A parameter was given that this provider cannot take (pass ``drop_params=True`` to drop it)."""
 
@@ -163,6 +171,10 @@ class RateLimitError(APIError):
     """Too many requests or tokens (429); ``retry_after`` holds the provider's hint."""
 
     status_code = 429
+
+
+class RouterRateLimitError(RateLimitError):
+    """Every deployment of a Router's model group is cooling down; ``retry_after`` says for how long."""
 
 
 class InternalServerError(APIError):

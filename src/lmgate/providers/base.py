@@ -137,6 +137,8 @@ class Provider:
         cls: type[exc.LmgateError] = exc.exception_for_status(status)
         if status == 400 and is_context_window_error(message, code):
             cls = exc.ContextWindowExceededError
+        elif status == 400 and is_content_policy_error(message, code):
+            cls = exc.ContentPolicyViolationError
         return cls(
             message,
             self.name,
@@ -162,6 +164,19 @@ _CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt i
 def is_context_window_error(message: str, code: str | None) -> bool:
     text = f"{code or ''} {message}".lower()
     return any(h in text for h in _CONTEXT_HINTS)
+
+
+_CONTENT_POLICY_HINTS = (
+    "content_policy_violation",
+    "content_filter",
+    "content management policy",
+    "safety system",
+)
+
+
+def is_content_policy_error(message: str, code: str | None) -> bool:
+    text = f"{code or ''} {message}".lower()
+    return any(h in text for h in _CONTENT_POLICY_HINTS)
 
 
 def retry_after_seconds(headers: dict[str, str]) -> float | None:

@@ -45,6 +45,7 @@ MOCK_MAX_EMBEDDING_VALUES = 2**20  # inputs × dimensions
 _MAGIC_ERRORS: dict[str, tuple[type[exc.LmgateError], int, str]] = {
     "RateLimitError": (exc.RateLimitError, 429, "mock rate limit"),
     "ContextWindowExceededError": (exc.ContextWindowExceededError, 400, "mock context window exceeded"),
+    "ContentPolicyViolationError": (exc.ContentPolicyViolationError, 400, "mock content policy violation"),
     "InternalServerError": (exc.InternalServerError, 500, "mock internal server error"),
     "ServiceUnavailableError": (exc.ServiceUnavailableError, 503, "mock service unavailable"),
     "AuthenticationError": (exc.AuthenticationError, 401, "mock authentication error"),

@@ -36,7 +36,14 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
 DEFAULT_MAX_HEADER_KB = 32.0
-ROUTING_STRATEGIES = ("round-robin", "least-busy", "simple-shuffle")
+ROUTING_STRATEGIES = (
+    "round-robin",
+    "least-busy",
+    "simple-shuffle",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+)
 # where a master key may come from when general_settings has none, first found wins
 MASTER_KEY_ENV = ("LMGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
 
@@ -97,7 +104,20 @@ GENERAL_SETTINGS_KEYS = (
     "keep_alive_timeout_s",
     "max_request_header_kb",
 )
-ROUTER_SETTINGS_KEYS = ("routing_strategy", "num_retries")
+ROUTER_SETTINGS_KEYS = (
+    "routing_strategy",
+    "num_retries",
+    "allowed_fails",
+    "cooldown_time",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "redis_url",
+    "redis_host",
+    "redis_port",
+    "redis_password",
+)
+_FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
 @dataclass(frozen=True)
@@ -328,6 +348,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
     router_retries = router.get("num_retries")
     if router_retries is not None:
         router_retries = _number(router_retries, "router_settings.num_retries", file, integer=True)
+    _router_settings(router, {d.model_name for d in deployments}, file)
     return ProxyConfig(
         path=file,
         directory=path.resolve().parent,
@@ -345,6 +366,41 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         limits=limits,
         ignored_keys=tuple(dict.fromkeys(ignored)),
     )
+
+
+def _router_settings(router: dict[str, Any], groups: set[str], file: str) -> None:
+    """Check the Router's settings here, so an error names the file (lmgate.Router takes them as read)."""
+    from ..router.fallbacks import read_fallbacks
+
+    if router.get("allowed_fails") is not None:
+        router["allowed_fails"] = _number(
+            router["allowed_fails"], "router_settings.allowed_fails", file, integer=True
+        )
+    if router.get("cooldown_time") is not None:
+        router["cooldown_time"] = _conf.duration_s(
+            router["cooldown_time"], name="router_settings.cooldown_time", where=file
+        )
+    if router.get("redis_port") is not None:
+        router["redis_port"] = _number(router["redis_port"], "router_settings.redis_port", file, integer=True)
+    for key in ("redis_url", "redis_host", "redis_password"):
+        if router.get(key) is not None and not isinstance(router[key], str):
+            raise ConfigError(
+                f"must be a string, got {type(router[key]).__name__}", file, f"router_settings.{key}"
+            )
+    for key in _FALLBACK_KEYS:
+        try:
+            table = read_fallbacks(router.get(key), key)
+        except ConfigError as error:
+            raise ConfigError(error.detail, file, f"router_settings.{error.key}", error.fix) from None
+        for targets in table.values():
+            for target in targets:
+                if target not in groups:
+                    raise ConfigError(
+                        f"names {target!r}, which is not a model_name of model_list",
+                        file,
+                        f"router_settings.{key}",
+                        fix=f"use one of: {', '.join(sorted(groups)) or '(no models configured)'}",
+                    )
 
 
 def _limits(general: dict[str, Any], file: str) -> ServerLimits:

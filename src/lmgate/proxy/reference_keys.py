@@ -186,23 +186,14 @@ REFUSED_GENERAL_SETTINGS = {
 
 IGNORED_ROUTER_SETTINGS = frozenset(
     {
-        "redis_host",
-        "redis_port",
-        "redis_password",
         "redis_db",
-        "redis_url",
         "enable_pre_call_checks",
         "enable_pre_call_check",
-        "allowed_fails",
-        "cooldown_time",
         "disable_cooldowns",
         "enable_tag_filtering",
         "tag_filtering_match_any",
         "retry_policy",
         "allowed_fails_policy",
-        "fallbacks",
-        "content_policy_fallbacks",
-        "context_window_fallbacks",
         "default_fallbacks",
         "default_max_parallel_requests",
         "default_priority",
@@ -222,9 +213,7 @@ IGNORED_ROUTER_SETTINGS = frozenset(
     }
 )
 # the reference's strategies lmgate does not have: the default is used, with the warning
-REFERENCE_ONLY_ROUTING_STRATEGIES = frozenset(
-    {"usage-based-routing", "usage-based-routing-v2", "latency-based-routing", "cost-based-routing"}
-)
+REFERENCE_ONLY_ROUTING_STRATEGIES = frozenset({"cost-based-routing"})
 
 # ---------------------------------------------------------------------------- model_list entries
 

@@ -9,7 +9,7 @@ from .config import ProxyConfig
 from .hooks import HookCache
 from .loading import Applied
 from .metrics import Metrics
-from .router import Router
+from .router import build_router
 
 
 class ProxyState:
@@ -24,7 +24,9 @@ class ProxyState:
     ) -> None:
         self.config = config
         self.applied = applied
-        self.router = Router(config)
+        self.router = build_router(config)  # an lmgate.Router
+        # the config's deployments by id: what the metrics, logs and prices read
+        self.deployments = {d.model_id: d for d in config.model_list}
         self.metrics = Metrics(config.model_names)
         self.cache = HookCache()
         self.backend: KeyBackend = backend if backend is not None else MasterKeyBackend(config.master_key)

@@ -38,7 +38,6 @@ from ..identity import identity, stamp
 from ..logs import log_failed_call, log_request
 from ..middleware import InFlight, caller
 from ..responses import JSON, error_response, json_response
-from ..router import Group
 from ..sse import SSEResponse
 from ..state import ProxyState
 from ..validation import check_request
@@ -80,6 +79,7 @@ class LLMRoutes:
         self.state = state
         self.config = state.config
         self.router = state.router
+        self.deployments = state.deployments
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
@@ -125,19 +125,19 @@ class LLMRoutes:
             raise ProxyError(400, f"request body must be a JSON object, got {type(data).__name__}")
         return data
 
-    def group_for(self, data: dict[str, Any]) -> Group:
+    def group_for(self, data: dict[str, Any]) -> str:
+        """The request's model group (a model_name of the config)."""
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise ProxyError(400, "'model' is required: a model name from GET /v1/models", param="model")
-        group = self.router.group(model)
-        if group is None:
+        if model not in self.router.groups:
             raise ProxyError(
                 400,
                 f"model {model!r} is not served here; known models: {self.known_models}",
                 param="model",
                 code="model_not_found",
             )
-        return group
+        return model
 
     # ---- the flow ----
     async def handle(self, request: Request, kind: str) -> Response | SSEResponse:
@@ -167,7 +167,7 @@ class LLMRoutes:
                 data = answered
                 check_request(data, kind)
             group = self.group_for(data)
-            model = group.name
+            model = group
             if kind == "chat" and data.get("stream"):
                 return await self._stream(request, hooks, user, data, who, group, start)
             deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
@@ -205,42 +205,36 @@ class LLMRoutes:
         user: UserAPIKeyAuth,
         data: dict[str, Any],
         who: dict[str, Any],
-        group: Group,
+        group: str,
         kind: str,
         call_type: str,
         stream: bool = False,
     ) -> tuple[Any, Any, Callable[[], None]]:
-        import lmgate
+        """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
+        fallbacks, one terminal event); returns the config's deployment that answered, the
+        answer, and the release to call when the answer is over."""
+        kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
+        # again: a pre-call hook may not change who is calling
+        kw["metadata"] = stamp(data.get("metadata"), who)
+        if kind == "chat":
+            kw["messages"] = data["messages"]
+            kw["stream"] = stream
+        else:
+            kw["input"] = data["input"]
+        tried: list[Any] = []
 
-        client = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
-        metadata = stamp(data.get("metadata"), who)  # again: a pre-call hook may not change who is calling
-        many = len(group.deployments) > 1
-
-        async def attempt(deployment: Any, last: bool) -> Any:
-            kw = dict(deployment.call_params)
-            kw.update(client)
-            kw["metadata"] = metadata
-            kw["model_id"] = deployment.model_id
-            kw["model_group"] = group.name
-            deferred: list[Callable[[], None]] = []
-            if many:
-                kw["num_retries"] = 0  # the router retries across the group
-                if not last:  # a failure here may be retried elsewhere: log it only if it is not
-                    kw["defer_failure_event"] = deferred
+        async def route() -> tuple[Any, Any, Callable[[], None]]:
             try:
-                if kind == "chat":
-                    return await lmgate.acompletion(messages=data["messages"], stream=stream, **kw)
-                return await lmgate.aembedding(input=data["input"], **kw)
+                routed = await self.router.route_async(kind, group, kw, hold=True, on_attempt=tried.append)
             except Exception as error:
-                if deferred:
-                    error.__dict__["_lmgate_emit_failure"] = deferred[0]
-                error.__dict__["_lmgate_deployment"] = deployment  # for the server log's error line
+                if tried:  # for the server log's error line
+                    error.__dict__["_lmgate_deployment"] = self.deployments[tried[-1].model_id]
                 raise
+            return self.deployments[routed.deployment.model_id], routed.result, routed.release
 
-        library_retries = int(lmgate.num_retries or 0)
         if not hooks.moderation:
-            return await self.router.call(group, attempt, library_retries)
-        task = asyncio.ensure_future(self.router.call(group, attempt, library_retries))
+            return await route()
+        task = asyncio.ensure_future(route())
         try:
             await run_moderation(hooks, data, user, call_type)
         except BaseException:
@@ -255,7 +249,7 @@ class LLMRoutes:
         user: UserAPIKeyAuth,
         data: dict[str, Any],
         who: dict[str, Any],
-        group: Group,
+        group: str,
         start: float,
     ) -> SSEResponse:
         deployment, stream, release = await self._call(
@@ -265,7 +259,7 @@ class LLMRoutes:
         if hooks.stream_iterator or hooks.stream_chunk:
             iterator = wrap_stream(hooks, user, stream, data)
         metrics = self.metrics
-        model = group.name
+        model = group
         prices_source = deployment
 
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
