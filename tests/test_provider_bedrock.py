@@ -524,6 +524,12 @@ def test_default_url_is_the_regional_runtime_endpoint():
         "https://bedrock-runtime.us-west-2.amazonaws.com/model/"
         "arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.amazon.nova-pro-v1%3A0/converse"
     )
+    signed = provider.sign(req, req.body_bytes(), ep)
+    assert signed.headers["Host"] == "bedrock-runtime.us-west-2.amazonaws.com"  # what httpx sends for :443
+    assert (
+        "/us-west-2/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date,"
+        in signed.headers["Authorization"]
+    )
 
 
 def test_secrets_never_reach_callbacks_headers_or_errors(fake_bedrock):
