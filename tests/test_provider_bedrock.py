@@ -381,6 +381,8 @@ ERRORS = [
     ("InternalServerException", 500, lmgate.InternalServerError),
     ("ServiceUnavailableException", 503, lmgate.ServiceUnavailableError),
     ("ModelNotReadyException", 429, lmgate.ServiceUnavailableError),
+    ("ModelTimeoutException", 408, lmgate.Timeout),
+    ("ModelStreamErrorException", 424, lmgate.InternalServerError),
 ]
 
 

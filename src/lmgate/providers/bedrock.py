@@ -91,6 +91,12 @@ ERROR_TYPE_STATUS = {
 _AUTH_ERRORS = frozenset(
     {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"}
 )
+# types whose status alone would pick the wrong class: the model timed out, or failed mid-answer ("retry")
+_CLASS_BY_TYPE: dict[str, type[exc.LmgateError]] = {
+    "ModelTimeoutException": exc.Timeout,
+    "ModelErrorException": exc.InternalServerError,
+    "ModelStreamErrorException": exc.InternalServerError,
+}
 _CONTEXT_HINTS = ("input is too long", "too many input tokens", "prompt is too long", "too many tokens")
 
 #: request fields of the Converse API passed through as they are when given as parameters
@@ -474,6 +480,8 @@ def bedrock_error(
     cls: type[exc.LmgateError] = exc.exception_for_status(status)
     if kind in _AUTH_ERRORS:
         cls = exc.AuthenticationError
+    elif kind in _CLASS_BY_TYPE:
+        cls = _CLASS_BY_TYPE[kind]
     elif status == 400 and (
         is_context_window_error(message, kind) or any(h in message.lower() for h in _CONTEXT_HINTS)
     ):
