@@ -622,3 +622,8 @@ def test_failure_gets_exactly_one_failure_event(fake_bedrock, mode, stream):
     terminal = [h for h in capture.hooks() if "success" in h or "failure" in h]
     assert terminal == ["async_log_failure_event" if mode == "async" else "log_failure_event"]
     assert capture.events[-1].kwargs["standard_logging_object"]["error_information"]["error_code"] == "429"
+
+
+def test_the_reference_s_converse_route_is_the_same_call(fake_bedrock):
+    lmgate.completion(messages=MESSAGES, **aws(fake_bedrock, model="bedrock/converse/amazon.nova-lite-v1:0"))
+    assert fake_bedrock.raw_targets[-1] == "/model/amazon.nova-lite-v1%3A0/converse"

@@ -170,6 +170,10 @@ class BedrockProvider(Provider):
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:
         # the default base depends on the region, known only in ``configure``
+        if model.startswith(
+            "converse/"
+        ):  # the reference's explicit route (bedrock/converse/<id>): the same call
+            model = model[len("converse/") :]
         base, _, query = (api_base or "").partition("?")
         return Endpoint(self.name, model, base.rstrip("/"), None, None, query.partition("#")[0])
 
