@@ -627,3 +627,37 @@ def test_failure_gets_exactly_one_failure_event(fake_bedrock, mode, stream):
 def test_the_reference_s_converse_route_is_the_same_call(fake_bedrock):
     lmgate.completion(messages=MESSAGES, **aws(fake_bedrock, model="bedrock/converse/amazon.nova-lite-v1:0"))
     assert fake_bedrock.raw_targets[-1] == "/model/amazon.nova-lite-v1%3A0/converse"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_frames_split_across_reads_are_reassembled(fake_bedrock, mode):
+    """The stream written 7 bytes at a time: botocore's buffer joins the pieces into whole messages."""
+    fake_bedrock.enqueue(BedrockReply(text="abcdefghij", chunk_size=2, piece_size=7))
+    result = call(mode, True, **aws(fake_bedrock))
+    assert text_of(result, True) == "abcdefghij"
+    assert finish_of(result, True) == ["stop"] and result[-1].usage.total_tokens == 12
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_corrupt_frame_fails_the_call_once(fake_bedrock, mode):
+    """A frame whose CRC does not match is a broken connection (APIConnectionError), one failure event."""
+    fake_bedrock.enqueue(BedrockReply(corrupt_frame=2))
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    with pytest.raises(lmgate.APIConnectionError, match="broken event stream"):
+        call(mode, True, **aws(fake_bedrock))
+    flush()
+    terminal = [h for h in capture.hooks() if "success" in h or "failure" in h]
+    assert len(terminal) == 1 and "failure" in terminal[0]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_cut_before_its_end_fails_the_call_once(fake_bedrock, mode):
+    fake_bedrock.enqueue(BedrockReply(cut_after_frames=3))
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    with pytest.raises(lmgate.APIConnectionError):
+        call(mode, True, **aws(fake_bedrock))
+    flush()
+    terminal = [h for h in capture.hooks() if "success" in h or "failure" in h]
+    assert len(terminal) == 1 and "failure" in terminal[0]

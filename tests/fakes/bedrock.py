@@ -112,6 +112,9 @@ class BedrockReply:
     stream_exception: tuple[str, str] | None = None  # (:exception-type, message) sent after the content
     chunk_size: int = 3
     headers: dict[str, str] = field(default_factory=dict)
+    piece_size: int | None = None  # write the stream in pieces of this many bytes (frames split across reads)
+    corrupt_frame: int | None = None  # flip a payload byte of this frame (its message CRC no longer matches)
+    cut_after_frames: int | None = None  # drop the connection after this many frames
 
 
 class _Handler(BaseHandler):
@@ -313,7 +316,20 @@ class FakeBedrock(BackgroundHTTPServer):
                 {"x-amzn-RequestId": "fake-request-id", **reply.headers},
             )
             try:
-                for frame in self._events(reply):
+                frames = self._events(reply)
+                if reply.corrupt_frame is not None:
+                    bad = bytearray(frames[reply.corrupt_frame])
+                    bad[-6] ^= 0xFF
+                    frames[reply.corrupt_frame] = bytes(bad)
+                if reply.cut_after_frames is not None:
+                    for frame in frames[: reply.cut_after_frames]:
+                        h.write_chunk(frame)
+                    h.cut()
+                    return
+                if reply.piece_size:
+                    data = b"".join(frames)
+                    frames = [data[i : i + reply.piece_size] for i in range(0, len(data), reply.piece_size)]
+                for frame in frames:
                     h.write_chunk(frame)
                 h.end_chunked()
             except OSError:

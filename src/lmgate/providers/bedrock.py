@@ -810,6 +810,7 @@ class _ConverseStream(StreamTranslator):
         return ModelResponseStream._build(data)
 
     def feed_bytes(self, data: bytes) -> list[ModelResponseStream]:
+        from botocore.eventstream import ParserError  # a bad CRC, lengths past the limits, …
         from botocore.exceptions import EventStreamError
 
         self.buffer.add_data(data)
@@ -817,10 +818,8 @@ class _ConverseStream(StreamTranslator):
         try:
             for message in self.buffer:
                 out.extend(self._message(message.headers, message.payload))
-        except (
-            EventStreamError,
-            ValueError,
-        ) as error:  # a corrupt frame: the connection's fault, retried like one
+        # a corrupt frame: the connection's fault, like a body that broke off
+        except (ParserError, EventStreamError, ValueError) as error:
             raise exc.APIConnectionError(
                 f"bedrock sent a broken event stream: {error}", "bedrock", self.ep.model
             ) from None
