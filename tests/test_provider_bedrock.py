@@ -109,6 +109,15 @@ def test_converse_request_signed_and_text(fake_bedrock, mode, stream):
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (7, 5, 12)
 
 
+def test_response_headers_reach_hidden_params(fake_bedrock):
+    """Bedrock's own response headers (request id, invocation latency) reach _hidden_params prefixed."""
+    fake_bedrock.enqueue(BedrockReply(headers={"X-Amzn-Bedrock-Invocation-Latency": "42"}))
+    r = lmgate.completion(messages=MESSAGES, **aws(fake_bedrock))
+    shown = r._hidden_params["additional_headers"]
+    assert shown["llm_provider-x-amzn-requestid"] == "fake-request-id"
+    assert shown["llm_provider-x-amzn-bedrock-invocation-latency"] == "42"
+
+
 def test_exact_body_for_a_tool_conversation_with_images(fake_bedrock):
     """System, multi-turn, parallel calls and their results, images, cache points, tools and inference settings."""
     messages = [
@@ -479,6 +488,13 @@ def test_credentials_and_region_from_the_environment(fake_bedrock, monkeypatch):
     r = lmgate.completion(model=MODEL, messages=MESSAGES)
     assert r.choices[0].message.content == "Hello from fake"
     assert "/eu-west-1/bedrock/aws4_request" in fake_bedrock.requests[-1].headers["authorization"]
+    # a session token from the environment is masked like a passed one when an error quotes it
+    fake_bedrock.enqueue(
+        BedrockReply(status=400, error_type="ValidationException", error_message=f"token {TOKEN}")
+    )
+    with pytest.raises(lmgate.BadRequestError) as info:
+        lmgate.completion(model=MODEL, messages=MESSAGES)
+    assert TOKEN not in str(info.value)
 
 
 def test_credentials_and_region_from_a_named_profile(fake_bedrock, monkeypatch, tmp_path):

@@ -221,7 +221,9 @@ class BedrockProvider(Provider):
             )
         base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
-        secrets = tuple(s for s in (secret, token) if s)
+        # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
+        frozen = credentials.get_frozen_credentials()
+        secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
         return dataclasses.replace(ep, api_base=base, options=AwsAuth(region, credentials), secrets=secrets)
 
     def sign(self, req: HttpRequest, body: bytes, ep: Endpoint) -> HttpRequest:
