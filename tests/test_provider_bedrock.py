@@ -677,3 +677,37 @@ def test_a_stream_cut_before_its_end_fails_the_call_once(fake_bedrock, mode):
     flush()
     terminal = [h for h in capture.hooks() if "success" in h or "failure" in h]
     assert len(terminal) == 1 and "failure" in terminal[0]
+
+
+def test_credentials_of_a_role_the_profile_assumes(fake_bedrock, monkeypatch, tmp_path):
+    """A profile with role_arn + source_profile: botocore calls STS AssumeRole (a fake on loopback) with the
+    source keys, and the call is signed with the role's temporary credentials and session token."""
+    from fakes.bedrock import ROLE_KEY_ID, ROLE_SECRET, ROLE_TOKEN, FakeSts
+
+    (tmp_path / "credentials").write_text(
+        f"[base]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+    )
+    (tmp_path / "config").write_text(
+        "[profile caller]\nrole_arn = arn:aws:iam::123456789012:role/bedrock-caller\n"
+        "source_profile = base\nrole_session_name = lmgate-test\nregion = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    fake_bedrock.credentials = {ROLE_KEY_ID: ROLE_SECRET}  # only the role's keys are accepted
+    fake_bedrock.expect_token = ROLE_TOKEN
+    with FakeSts() as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.base_url)
+        r = lmgate.completion(
+            model=MODEL, messages=MESSAGES, api_base=fake_bedrock.base_url, aws_profile_name="caller"
+        )
+        lmgate.completion(
+            model=MODEL, messages=MESSAGES, api_base=fake_bedrock.base_url, aws_profile_name="caller"
+        )
+    assert r.choices[0].message.content == "Hello from fake"
+    assert f"Credential={ROLE_KEY_ID}/" in fake_bedrock.requests[-1].headers["authorization"]
+    assert fake_bedrock.requests[-1].headers["x-amz-security-token"] == ROLE_TOKEN
+    (assume,) = sts.calls  # assumed once, then cached until it nears expiry
+    assert (assume["RoleArn"], assume["RoleSessionName"]) == (
+        "arn:aws:iam::123456789012:role/bedrock-caller",
+        "lmgate-test",
+    )

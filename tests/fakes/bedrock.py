@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .provider import DEFAULT_TEXT, BackgroundHTTPServer, BaseHandler, RecordedRequest, fake_embedding
 
-__all__ = ["BedrockReply", "FakeBedrock", "encode_event"]
+__all__ = ["BedrockReply", "FakeBedrock", "FakeSts", "encode_event"]
 
 ACCESS_KEY_ID = "AKIAFAKEBEDROCK00001"
 SECRET_ACCESS_KEY = "fake/Secret+Access/Key0123456789abcdefXYZ"
@@ -454,3 +454,56 @@ class FakeBedrock(BackgroundHTTPServer):
         out.append(event("messageStop", {"stopReason": self._stop(reply)}))
         out.append(event("metadata", {"usage": self._usage(reply), "metrics": {"latencyMs": 42}}))
         return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# STS, for the credential chain's assumed roles
+# ---------------------------------------------------------------------------------------------------
+
+ROLE_KEY_ID = "ASIAFAKEROLE00000001"
+ROLE_SECRET = "role/Secret+Key0123456789abcdefghijklmn"
+ROLE_TOKEN = "IQoJb3JpZ2luX2VjFakeRoleSessionToken0123456789"
+
+
+class _StsHandler(BaseHandler):
+    def dispatch(self) -> None:
+        body = self.read_body()
+        form = dict(parse_qsl(body.decode()))
+        owner: FakeSts = self.server.owner
+        with owner._lock:
+            owner.calls.append(form)
+        if form.get("Action") != "AssumeRole":
+            self.send_bytes(
+                400, b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>", "text/xml"
+            )
+            return
+        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        xml = f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <Credentials>
+      <AccessKeyId>{ROLE_KEY_ID}</AccessKeyId>
+      <SecretAccessKey>{ROLE_SECRET}</SecretAccessKey>
+      <SessionToken>{ROLE_TOKEN}</SessionToken>
+      <Expiration>{expiration}</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAFAKE:{form.get("RoleSessionName", "")}</AssumedRoleId>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-caller/{form.get("RoleSessionName", "")}</Arn>
+    </AssumedRoleUser>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>fake-sts-request</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"""
+        self.send_bytes(200, xml.encode(), "text/xml")
+
+
+class FakeSts(BackgroundHTTPServer):
+    """Fake AWS STS answering ``AssumeRole`` (Query protocol: a form body, an XML answer, per
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html) with fixed temporary
+    credentials; botocore reaches it through ``AWS_ENDPOINT_URL_STS``."""
+
+    handler_class = _StsHandler
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._lock = threading.Lock()
+        self.calls: list[dict[str, str]] = []
