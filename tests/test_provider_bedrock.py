@@ -711,3 +711,31 @@ def test_credentials_of_a_role_the_profile_assumes(fake_bedrock, monkeypatch, tm
         "arn:aws:iam::123456789012:role/bedrock-caller",
         "lmgate-test",
     )
+
+
+def test_an_explicit_role_is_assumed_with_the_given_keys(fake_bedrock, monkeypatch):
+    """aws_role_name (+ aws_session_name), as the reference names them: STS AssumeRole with the given keys,
+    once; the calls are signed with the role's temporary credentials."""
+    from fakes.bedrock import ROLE_KEY_ID, ROLE_SECRET, ROLE_TOKEN, FakeSts
+
+    fake_bedrock.credentials = {ROLE_KEY_ID: ROLE_SECRET}
+    fake_bedrock.expect_token = ROLE_TOKEN
+    role = "arn:aws:iam::123456789012:role/explicit-role"
+    with FakeSts() as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.base_url)
+        for _ in range(2):
+            r = lmgate.completion(
+                messages=MESSAGES, aws_role_name=role, aws_session_name="nightly-job", **aws(fake_bedrock)
+            )
+    assert r.choices[0].message.content == "Hello from fake"
+    assert f"Credential={ROLE_KEY_ID}/" in fake_bedrock.requests[-1].headers["authorization"]
+    (assume,) = sts.calls
+    assert (assume["RoleArn"], assume["RoleSessionName"]) == (role, "nightly-job")
+
+
+def test_an_unknown_profile_is_an_authentication_error_naming_it(fake_bedrock):
+    with pytest.raises(lmgate.AuthenticationError, match="no-such-profile"):
+        lmgate.completion(
+            model=MODEL, messages=MESSAGES, api_base=fake_bedrock.base_url, aws_profile_name="no-such-profile"
+        )
+    assert fake_bedrock.requests == []

@@ -77,6 +77,8 @@ CONTROL_PARAMS = frozenset(
         "aws_secret_access_key",
         "aws_session_token",
         "aws_profile_name",
+        "aws_role_name",
+        "aws_session_name",
         "aws_bedrock_runtime_endpoint",
     }
 )

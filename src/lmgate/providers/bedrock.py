@@ -187,7 +187,6 @@ class BedrockProvider(Provider):
         region = options.get("aws_region_name") or _first_env(REGION_ENV)
         profile = options.get("aws_profile_name")
         key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
-        token = options.get("aws_session_token")
         if bool(key_id) != bool(secret):
             raise exc.AuthenticationError(
                 "bedrock needs aws_access_key_id and aws_secret_access_key together; pass both or neither",
@@ -195,10 +194,39 @@ class BedrockProvider(Provider):
                 ep.model,
                 status_code=401,
             )
+        try:
+            credentials, region, frozen = self._credentials(ep, options, region, profile)
+        except exc.LmgateError:
+            raise
+        except Exception as error:  # botocore's: an unknown profile, STS refusing a role, a bad config file
+            raise exc.AuthenticationError(
+                f"could not get AWS credentials for bedrock: {type(error).__name__}: {error}",
+                self.name,
+                ep.model,
+                status_code=401,
+            ) from error
+        if not region:
+            raise exc.BadRequestError(
+                f"no AWS region for bedrock/{ep.model}: pass aws_region_name= or set AWS_REGION "
+                "(or AWS_DEFAULT_REGION, or region in the profile's config)",
+                self.name,
+                ep.model,
+            )
+        base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
+        base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
+        secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
+        return dataclasses.replace(ep, api_base=base, options=AwsAuth(region, credentials), secrets=secrets)
+
+    def _credentials(
+        self, ep: Endpoint, options: dict[str, Any], region: str | None, profile: str | None
+    ) -> tuple[Any, str | None, Any]:
+        """(credentials, region, their frozen values now): explicit keys, else the chain; a role on top."""
+        key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
         if key_id:
             from botocore.credentials import Credentials
 
-            credentials: Any = Credentials(key_id, secret, token)
+            credentials: Any = Credentials(key_id, secret, options.get("aws_session_token"))
         else:
             credentials = chain_credentials(profile)
             if credentials is None:
@@ -212,19 +240,11 @@ class BedrockProvider(Provider):
                 )
         if not region:
             region = chain_region(profile)
-        if not region:
-            raise exc.BadRequestError(
-                f"no AWS region for bedrock/{ep.model}: pass aws_region_name= or set AWS_REGION "
-                "(or AWS_DEFAULT_REGION, or region in the profile's config)",
-                self.name,
-                ep.model,
+        if options.get("aws_role_name"):  # the reference's explicit role: assumed through STS with the above
+            credentials = assumed_role(
+                str(options["aws_role_name"]), options.get("aws_session_name"), credentials, profile, region
             )
-        base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
-        base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
-        # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
-        frozen = credentials.get_frozen_credentials()
-        secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
-        return dataclasses.replace(ep, api_base=base, options=AwsAuth(region, credentials), secrets=secrets)
+        return credentials, region, credentials.get_frozen_credentials()
 
     def sign(self, req: HttpRequest, body: bytes, ep: Endpoint) -> HttpRequest:
         """SigV4 over the final method, URL (query included), headers and body, by botocore."""
@@ -436,6 +456,41 @@ def _chain(profile: str | None) -> tuple[Any, str | None]:
             found = (credentials, session.get_config_variable("region"))
             if credentials is not None:  # none found: look again next time (env may be set later)
                 _chain_cache[key] = found
+    return found
+
+
+_roles: dict[tuple[Any, ...], Any] = {}
+
+
+def assumed_role(
+    role_arn: str, session_name: str | None, source: Any, profile: str | None, region: str | None
+) -> Any:
+    """Refreshable credentials of ``role_arn``, assumed (STS AssumeRole, by botocore) with ``source``.
+
+    Built once per role, session name and source key; STS is asked at the first signature and again
+    when the credentials near expiry, never per call.
+    """
+    key = (role_arn, session_name, source.access_key, profile, region)
+    found = _roles.get(key)
+    if found is not None:
+        return found
+    with _chain_lock:
+        found = _roles.get(key)
+        if found is None:
+            import functools
+
+            import botocore.session
+            from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+            session = botocore.session.Session(profile=profile)
+            fetcher = AssumeRoleCredentialFetcher(
+                functools.partial(session.create_client, region_name=region),
+                source,
+                role_arn,
+                extra_args={"RoleSessionName": session_name or "lmgate"},
+            )
+            found = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
+            _roles[key] = found
     return found
 
 
