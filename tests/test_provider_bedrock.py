@@ -739,3 +739,19 @@ def test_an_unknown_profile_is_an_authentication_error_naming_it(fake_bedrock):
             model=MODEL, messages=MESSAGES, api_base=fake_bedrock.base_url, aws_profile_name="no-such-profile"
         )
     assert fake_bedrock.requests == []
+
+
+def test_signed_thinking_comes_back_as_thinking_blocks_and_goes_back_as_reasoning_content(fake_bedrock):
+    """Claude's signed reasoning survives a tool round trip: thinking_blocks out, reasoningContent back in."""
+    fake_bedrock.enqueue(
+        BedrockReply(text=None, reasoning="Use the tool.", tool_calls=[{"id": "tu_9", "name": "f"}])
+    )
+    r = lmgate.completion(messages=MESSAGES, tools=[TOOL], reasoning_effort="low", **aws(fake_bedrock))
+    message = r.choices[0].message
+    assert message.thinking_blocks == [{"type": "thinking", "thinking": "Use the tool.", "signature": "sig"}]
+    follow_up = [*MESSAGES, dict(message), {"role": "tool", "tool_call_id": "tu_9", "content": "done"}]
+    lmgate.completion(messages=follow_up, tools=[TOOL], reasoning_effort="low", **aws(fake_bedrock))
+    assert fake_bedrock.requests[-1].json["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Use the tool.", "signature": "sig"}}},
+        {"toolUse": {"toolUseId": "tu_9", "name": "f", "input": {}}},
+    ]

@@ -297,10 +297,12 @@ class BedrockProvider(Provider):
 
     def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
         content = ((body.get("output") or {}).get("message") or {}).get("content") or []
-        texts, reasoning, calls = _split_blocks(content)
+        texts, reasoning, calls, thinking = _split_blocks(content)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
+        if thinking:
+            message["thinking_blocks"] = thinking
         if calls:
             message["tool_calls"] = [
                 ChatCompletionMessageToolCall._build(
@@ -765,6 +767,7 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
             continue
         blocks = _blocks(msg.get("content"))
         if role == "assistant":
+            blocks = _thinking_blocks(msg.get("thinking_blocks")) + blocks
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 args = fn.get("arguments") or "{}"
@@ -814,20 +817,48 @@ def finish_reason(reason: str | None, has_calls: bool) -> str | None:
     return "tool_calls" if finish == "stop" and has_calls else finish
 
 
-def _split_blocks(blocks: list[dict[str, Any]]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+def _split_blocks(
+    blocks: list[dict[str, Any]],
+) -> tuple[list[str], list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(texts, reasoning texts, tool uses, thinking blocks in Anthropic's shape, signatures kept)."""
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
+    thinking: list[dict[str, Any]] = []
     for block in blocks:
         if "text" in block:
             texts.append(block["text"])
         elif "toolUse" in block:
             calls.append(block["toolUse"])
         elif "reasoningContent" in block:
-            text = ((block["reasoningContent"] or {}).get("reasoningText") or {}).get("text")
+            content = block["reasoningContent"] or {}
+            if "redactedContent" in content:
+                thinking.append({"type": "redacted_thinking", "data": content["redactedContent"]})
+                continue
+            text = (content.get("reasoningText") or {}).get("text")
+            signature = (content.get("reasoningText") or {}).get("signature")
             if text:
                 reasoning.append(text)
-    return texts, reasoning, calls
+            if text or signature:
+                thinking.append({"type": "thinking", "thinking": text or "", "signature": signature})
+    return texts, reasoning, calls, thinking
+
+
+def _thinking_blocks(blocks: Any) -> list[dict[str, Any]]:
+    """An assistant message's ``thinking_blocks`` back to ``reasoningContent`` (Claude wants them, signed,
+    before the tool use they led to when thinking and tools are combined)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "redacted_thinking":
+            out.append({"reasoningContent": {"redactedContent": block.get("data")}})
+        elif block.get("type") == "thinking":
+            text: dict[str, Any] = {"text": block.get("thinking") or ""}
+            if block.get("signature"):
+                text["signature"] = block["signature"]
+            out.append({"reasoningContent": {"reasoningText": text}})
+    return out
 
 
 class _ConverseStream(StreamTranslator):
