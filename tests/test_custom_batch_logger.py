@@ -17,6 +17,7 @@ from fakes import LogReceiver
 
 import lmgate
 from lmgate import RetryPolicy
+from lmgate.integrations import SummarySink
 from lmgate.integrations.custom_batch_logger import CustomBatchLogger
 from lmgate.loggers import BatchLogger, InMemoryExporter
 from lmgate.loggers.processor import ship_wait
@@ -117,8 +118,10 @@ def test_a_batch_logger_subclass_that_overrides_a_hook_is_called() -> None:
 
     exporter = InMemoryExporter()
     lg = Tagging(exporter, name="tagging", spool="off")
-    assert not lg.lmgate_write_ahead
-    assert BatchLogger(InMemoryExporter(), name="plain", spool="off").lmgate_write_ahead
+    assert not isinstance(lg, SummarySink)
+    plain = BatchLogger(InMemoryExporter(), name="plain", spool="off")
+    assert isinstance(plain, SummarySink)
+    plain.close()
     try:
         lmgate.callbacks = [lg]
         lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="x")

@@ -216,8 +216,8 @@ def test_security_doc_lists_every_blocked_key_and_proxy_owned_name() -> None:
     """docs/security.md names every body key the proxy drops and every metadata name it owns."""
     from pathlib import Path
 
-    from lmgate.proxy.app import _CLIENT_BLOCKED
     from lmgate.proxy.identity import PROXY_OWNED_METADATA
+    from lmgate.proxy.routes.llm import _CLIENT_BLOCKED
 
     doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
     blocked = doc.split("## What a request body can never change", 1)[1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from ._callbacks.dispatch import before_exit_flush
 from .types import (
     ChatCompletionMessageToolCall,
     Choices,
@@ -138,6 +139,9 @@ def end_open_streams() -> int:
             except Exception:  # exit goes on whatever one stream does
                 pass
     return ended
+
+
+before_exit_flush(end_open_streams)
 
 
 class CustomStreamWrapper:

@@ -21,10 +21,19 @@ from typing import Any
 class CustomLogger:
     """Subclass and override the hooks you need; see ``docs/callbacks.md``."""
 
-    def __init__(self, turn_off_message_logging: bool = False, message_logging: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        turn_off_message_logging: bool = False,
+        message_logging: bool = True,
+        full_kwargs: bool = False,
+        **kwargs: Any,
+    ) -> None:
         # per-logger redaction: this logger gets redacted messages and responses, success and failure alike
         self.turn_off_message_logging = turn_off_message_logging or not message_logging
         self.message_logging = not self.turn_off_message_logging
+        # kwargs with every value in the dict's own storage, so orjson.dumps(kwargs) writes every
+        # key; costs a payload encoding per call even when unread (docs/callbacks.md, "kwargs")
+        self.full_kwargs = full_kwargs
         for key, value in kwargs.items():
             setattr(self, key, value)
 

@@ -27,7 +27,6 @@ import inspect
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 import weakref
@@ -40,16 +39,22 @@ from .._secrets import mask_secrets
 from ..exceptions import CallbackError
 from ..settings import DEFAULT
 from .custom_logger import CustomLogger
-from .record import CallRecord, copy_data
+from .data import copy_data
+from .kwargs import build_kwargs
+from .protocols import SummarySink
+from .record import CallRecord
 from .redact import redact_response
 
 if TYPE_CHECKING:
     import asyncio
 
+    from .protocols import Flushable
+
 # asyncio is imported on first use (it costs ~30 ms): most sync programs never need it
 logger = logging.getLogger("lmgate.callbacks")
 
 EVENTS = ("pre", "post", "stream", "success", "failure")
+TERMINAL_EVENTS = frozenset({"success", "failure"})
 _LOGGER_HOOKS: dict[str, tuple[str, str | None]] = {
     "pre": ("log_pre_api_call", "async_log_pre_api_call"),
     "post": ("log_post_api_call", None),
@@ -91,10 +96,13 @@ def _overrides(obj: Any, name: str) -> bool:
 class Target:
     """One registered callback and the handler it has for each event."""
 
-    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode")
+    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode", "roles", "sink", "full_kwargs")
 
     def __init__(self, obj: Any, roles: frozenset[str], worker_count: int) -> None:
         self.obj = obj
+        self.roles = roles
+        self.sink = False  # a SummarySink: takes its terminal events inline (see Plan)
+        self.full_kwargs = False  # kwargs with every key in its storage (CustomLogger(full_kwargs=True))
         self.sync: dict[str, Callable[..., Any]] = {}
         self.async_: dict[str, Callable[..., Any]] = {}
         if _is_logger(obj):
@@ -107,6 +115,8 @@ class Target:
                 if async_name and _overrides(obj, async_name):
                     self.async_[event] = getattr(obj, async_name)
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
+            self.sink = isinstance(obj, SummarySink)
+            self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
             self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
@@ -137,30 +147,31 @@ def _identity(items: Any) -> tuple[int, ...]:
 def _is_logger(obj: Any) -> bool:
     if isinstance(obj, CustomLogger):
         return True
-    return not callable(obj) and any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values())
+    if callable(obj):
+        return False
+    return any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values()) or isinstance(obj, SummarySink)
 
 
 class Plan:
     """The targets of one call, indexed by event. Empty plans cost nothing.
 
     ``inline`` holds, per terminal event, the loggers that take it on the caller's path: a
-    logger whose ``lmgate_write_ahead`` is true (the built-in batch loggers) gets
-    ``write_ahead(record, event)`` called inline by ``emit`` instead of its hooks, so its
-    record is on disk before the call returns. It must be quick and must not raise.
+    ``protocols.SummarySink`` (the built-in batch loggers, or any logger with ``take``) gets
+    ``take(summary, event)`` called inline by ``emit`` instead of its hooks, so (for example)
+    its record is on disk before the call returns. It must be quick; what it raises is counted.
     """
 
     __slots__ = ("targets", "by_event", "inline", "empty")
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
-        by_event = {e: [t for t in targets if t.handles(e)] for e in EVENTS}
-        self.empty = not any(by_event.values())
+        by_event = {e: [t for t in targets if t.handles(e) and not (t.sink and e in TERMINAL_EVENTS)] for e in EVENTS}
         self.inline: dict[str, list[Target]] = {}
-        for e in ("success", "failure"):
-            inline = [t for t in by_event[e] if t.kind == "logger" and getattr(t.obj, "lmgate_write_ahead", False)]
+        for e in TERMINAL_EVENTS:
+            inline = [t for t in targets if t.sink and e in t.roles]
             if inline:
                 self.inline[e] = inline
-                by_event[e] = [t for t in by_event[e] if t not in inline]
+        self.empty = not any(by_event.values()) and not self.inline
         self.by_event = by_event
 
 
@@ -228,6 +239,8 @@ class Dispatcher:
         self.errors: Counter[tuple[str, str]] = Counter()
         self.strict_errors: list[BaseException] = []
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
+        # flushables with an exit path of their own (batch loggers): left out of the exit flush
+        self._own_exit: weakref.WeakSet[Any] = weakref.WeakSet()
         self._plan_cache: dict[tuple[Any, ...], Plan] = {}
         self._exit_registered = False
 
@@ -249,7 +262,7 @@ class Dispatcher:
         targets = [Target(obj, frozenset(roles), self.worker_count) for obj, roles in entries.values()]
         plan = Plan(targets) if targets else EMPTY_PLAN
         for t in targets:
-            if _overrides(t.obj, "flush") or hasattr(t.obj, "_lmgate_batch_logger"):
+            if _overrides(t.obj, "flush"):  # a Flushable beyond CustomLogger's no-op
                 self._flushables.add(t.obj)
         if not call_lists:
             if len(self._plan_cache) > 64:
@@ -287,11 +300,12 @@ class Dispatcher:
         extra: dict[str, Any] | None = None,
     ) -> None:
         if plan.inline and event in plan.inline:
+            summary = record.summary()
             for t in plan.inline[event]:
                 try:
-                    t.obj.write_ahead(record, event)
+                    t.obj.take(summary, event)
                 except Exception as error:  # must not break the call
-                    self.report(t, "write_ahead", error)
+                    self.report(t, "take", error)
         targets = plan.by_event[event]
         if not targets:
             return
@@ -384,8 +398,13 @@ class Dispatcher:
             finally:
                 self._waiters -= 1
 
-    def register_flushable(self, obj: Any) -> None:
+    def register_flushable(self, obj: Flushable, own_exit_flush: bool = False) -> None:
+        """``flush_callbacks()`` flushes ``obj`` from now on; at exit too, unless it has its own
+        exit path (``own_exit_flush``: the batch loggers flush within their ``exit_timeout`` and
+        spool the rest)."""
         self._flushables.add(obj)
+        if own_exit_flush:
+            self._own_exit.add(obj)
         self._ensure_exit_flush()
 
     def flush(self, timeout: float | None = None, batch_loggers: bool = True) -> bool:
@@ -398,7 +417,7 @@ class Dispatcher:
             raise RuntimeError("flush_callbacks() cannot be called from inside a callback")
         drained = self.wait_idle(timeout)
         for obj in list(self._flushables):
-            if not batch_loggers and getattr(obj, "_lmgate_batch_logger", False):
+            if not batch_loggers and obj in self._own_exit:
                 continue
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -471,7 +490,9 @@ class _Job:
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
         redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
-        kwargs = record.kwargs_view(self.event, redact, self.extra, self.snapshot)
+        # kwargs read the record: after the terminal event it is final, and the summary is frozen
+        # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
+        kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,)
@@ -558,11 +579,23 @@ def get_dispatcher() -> Dispatcher:
     return d
 
 
+# what must run at exit before the final flush (streaming registers its open-streams ender)
+_before_exit_flush: list[Callable[[], Any]] = []
+
+
+def before_exit_flush(step: Callable[[], Any]) -> None:
+    """Run ``step`` at exit, before callbacks and batch loggers are flushed (once per step)."""
+    if step not in _before_exit_flush:
+        _before_exit_flush.append(step)
+
+
 def end_streams_at_exit() -> None:
     """Streams the program never finished or closed end now, as abandoned: one terminal event each."""
-    streaming = sys.modules.get("lmgate.streaming")
-    if streaming is not None:
-        streaming.end_open_streams()
+    for step in list(_before_exit_flush):
+        try:
+            step()
+        except Exception as error:  # exit goes on whatever one step does
+            logger.error("lmgate exit step %r failed: %s", step, mask_secrets(str(error)))
 
 
 def _flush_at_exit() -> None:

@@ -15,8 +15,22 @@ from typing import Any
 # tried in order; each returns a CustomLogger for names it knows, else None
 NAMED_RESOLVERS: list[str] = [
     "lmgate.loggers.otel:logger_for_name",
+    "lmgate.loggers.datadog:logger_for_name",
+    "lmgate.loggers.s3:logger_for_name",
+    "lmgate.loggers.prometheus:logger_for_name",
     "lmgate.loggers.generic_api:logger_for_name",
 ]
+# the names the built-in resolvers answer to (besides callback_settings entries and presets)
+BUILT_IN_NAMES = (
+    "otel",
+    "opentelemetry",
+    "langfuse",
+    "langfuse_otel",
+    "datadog",
+    "s3",
+    "prometheus",
+    "generic_api",
+)
 
 _instances: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -47,9 +61,12 @@ def resolve_callback(name: str) -> Any:
 
 
 def known_names_hint() -> str:
+    from ..loggers.generic_api import load_presets
+
     return (
-        "use 'otel', 'generic_api' (with GENERIC_LOGGER_ENDPOINT), a name from lmgate.callback_settings with "
-        "callback_type: generic_api, or a preset from generic_api_compatible_callbacks.json"
+        f"built in: {', '.join(BUILT_IN_NAMES)}; generic_api presets: {', '.join(sorted(load_presets()))}; "
+        "or a name from callback_settings with callback_type: generic_api (any HTTP endpoint, "
+        "docs/loggers.md), or a dotted path to your own CustomLogger instance"
     )
 
 

@@ -1,4 +1,5 @@
-"""Built-in loggers: the batching base and the generic API (webhook) logger.
+"""Built-in loggers: the batching base, the generic API (webhook) logger and its Datadog preset,
+S3, and OpenTelemetry (with Langfuse).
 
     from lmgate.loggers import GenericAPILogger
     lmgate.callbacks = [GenericAPILogger(endpoint="https://logs.example.com/ingest")]
@@ -20,6 +21,8 @@ _LAZY = {
     "LoggerConfigError": "lmgate.loggers._env",
     "Spool": "lmgate.loggers.spool",
     "OpenTelemetryLogger": "lmgate.loggers.otel",
+    "DatadogLogger": "lmgate.loggers.datadog",
+    "S3Logger": "lmgate.loggers.s3",
 }
 __all__ = sorted(_LAZY)
 
@@ -36,7 +39,9 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from ._env import LoggerConfigError  # noqa: F401
     from .batch import BatchLogger  # noqa: F401
+    from .datadog import DatadogLogger  # noqa: F401
     from .exporter import Batch, InMemoryExporter, Outcome  # noqa: F401
     from .generic_api import GenericAPILogger, HTTPExporter  # noqa: F401
     from .otel import OpenTelemetryLogger  # noqa: F401
+    from .s3 import S3Logger  # noqa: F401
     from .spool import Spool  # noqa: F401

@@ -2,7 +2,7 @@
 
 A batch logger is three parts, split the way the OpenTelemetry SDK splits them:
 
-* this adapter — a ``CustomLogger`` whose hooks (or, on the caller's path, ``write_ahead``)
+* this adapter — a ``CustomLogger`` whose hooks (or, on the caller's path, ``take``)
   turn standard logging payloads into compact JSON and hand them to the processor;
 * ``processor.BatchProcessor`` — the bounded queue, when to ship, retries, the spool and the
   accounting (``stats()``; its module docstring is the delivery contract);
@@ -17,7 +17,7 @@ spools the rest; SIGTERM takes the same path unless turned off (``signals.py``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -43,6 +43,9 @@ from .exit import close_all, live_loggers  # noqa: F401 - re-exported
 from .exporter import DELIVERED, Batch, Exporter, InMemoryExporter, Outcome  # noqa: F401 - re-exported
 from .processor import BatchProcessor
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from .._callbacks.summary import CallSummary
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -77,7 +80,7 @@ def _is_flagged(payload: Any) -> bool:
 
 def overrides_a_hook(cls: type) -> bool:
     """True when a subclass defines its own success/failure hook: then the dispatcher must call
-    the hooks (not the inline ``write_ahead``), or the subclass's code would never run."""
+    the hooks (not the inline ``take``), or the subclass's code would never run."""
     return any(getattr(cls, hook) is not getattr(BatchLogger, hook) for hook in _HOOKS)
 
 
@@ -86,9 +89,19 @@ class BatchLogger(CustomLogger):
 
     ``name`` names the default spool directory (``<cache>/spool/<name>``) and the threads;
     ``stats()`` reports the counts (see ``processor.py`` for the delivery contract).
+
+    It is a ``SummarySink`` (``take`` below): the dispatcher hands it terminal events on the
+    caller's path instead of scheduling its hooks on a callback thread; with the write-ahead
+    spool the record is on disk before the call returns, and in every mode it is cheaper than a
+    thread hand-off (the payload is encoded once per call, shared by every sink).
     """
 
-    _lmgate_batch_logger = True
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass with a success/failure hook of its own gets its hooks called, or its code
+        # would never run: a protocol member set to None opts the class out of SummarySink.
+        if overrides_a_hook(cls):
+            cls.take = None  # type: ignore[assignment,method-assign]
 
     def __init__(
         self,
@@ -130,16 +143,10 @@ class BatchLogger(CustomLogger):
         self.settings = settings
         self.name = name
         self.exporter = exporter
-        # The dispatcher hands terminal events to write_ahead() on the caller's path (see
-        # dispatch.Plan) instead of scheduling our hooks on its threads: with the write-ahead
-        # spool the record is on disk before the call returns; in every mode it is cheaper
-        # than a thread hand-off (the payload is encoded once per call, shared by all loggers).
-        # A subclass with hooks of its own gets its hooks called instead.
-        self.lmgate_write_ahead = not overrides_a_hook(type(self))
         self.processor = BatchProcessor(exporter, settings, name=name)
         from .._callbacks.dispatch import get_dispatcher
 
-        get_dispatcher().register_flushable(self)
+        get_dispatcher().register_flushable(self, own_exit_flush=True)  # close_all() flushes us at exit
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -185,20 +192,17 @@ class BatchLogger(CustomLogger):
         if "failure" in self.settings.events:
             self.enqueue(kwargs.get("standard_logging_object"))
 
-    def write_ahead(self, record: Any, event: str) -> None:
-        """Called by the dispatcher on the caller's path for terminal events (``lmgate_write_ahead``):
-        with ``spool="write_ahead"`` the record is on disk before the call returns."""
+    def take(self, summary: CallSummary, event: str) -> None:
+        """``protocols.SummarySink``: called by the dispatcher on the caller's path for terminal
+        events; with ``spool="write_ahead"`` the record is on disk before the call returns."""
         if event not in self.settings.events:
             return
         try:
-            if self.turn_off_message_logging:
-                data = encode_record(record.payload_copy(True))
-            else:
-                data = record.payload_bytes()
+            data = summary.payload_json(bool(self.turn_off_message_logging))
         except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
             self.processor.count_unencodable(error)
             return
-        if record.payload_flagged:
+        if summary.payload_flagged:
             self.processor.count_flagged()
         self.enqueue_bytes(data)
 

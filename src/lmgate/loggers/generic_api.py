@@ -112,6 +112,7 @@ class GenericAPISettings:
         exit_timeout: Any = None,
         global_headers: dict[str, Any] | None = None,
         version: str = "",
+        generic_headers: bool = True,
     ) -> GenericAPISettings:
         """Arguments win over the preset named by ``callback_name``, which wins over the
         environment (``GENERIC_LOGGER_*``, ``DEFAULT_BATCH_SIZE``, ``DEFAULT_FLUSH_INTERVAL_SECONDS``)."""
@@ -136,7 +137,11 @@ class GenericAPISettings:
         parts = urlsplit(resolved_endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise LoggerConfigError(f"endpoint must be an http(s) URL, got {url_origin(resolved_endpoint)!r}")
-        env_headers = os.environ.get("GENERIC_LOGGER_HEADERS")
+        # a preset for another service (Datadog) takes none of the headers meant for webhooks:
+        # a webhook's token must not travel to a third party
+        env_headers = os.environ.get("GENERIC_LOGGER_HEADERS") if generic_headers else None
+        if not generic_headers:
+            global_headers = None
         merged = _merge_headers(
             {"Content-Type": CONTENT_TYPES[log_format], "User-Agent": f"lmgate/{version}"},
             parse_header_list(env_headers, "GENERIC_LOGGER_HEADERS") if env_headers else None,
@@ -192,6 +197,9 @@ class GenericAPILogger(BatchLogger):
     reference's arguments and lmgate's (``GenericAPISettings.build``); ``transport`` is an
     ``httpx`` transport for tests."""
 
+    # GENERIC_LOGGER_HEADERS and lmgate.generic_logger_headers apply (not to a preset for another service)
+    takes_generic_headers = True
+
     def __init__(
         self,
         endpoint: str | None = None,
@@ -216,13 +224,19 @@ class GenericAPILogger(BatchLogger):
             callback_name,
             global_headers=DEFAULT.generic_logger_headers,
             version=__version__,
+            generic_headers=self.takes_generic_headers,
             **own,
         )
         self.api_settings = settings
         self.endpoint = settings.endpoint
         self.log_format = settings.log_format
         self.callback_name = callback_name
-        exporter = HTTPExporter(
+        exporter = self.make_exporter(settings, transport)
+        super().__init__(exporter, name=settings.name, settings=settings.batch, **kwargs)
+
+    def make_exporter(self, settings: GenericAPISettings, transport: Any) -> HTTPExporter:
+        """The wire for ``settings``; a preset with its own record shape (Datadog) overrides this."""
+        return HTTPExporter(
             settings.endpoint,
             settings.headers,
             settings.log_format,
@@ -230,9 +244,8 @@ class GenericAPILogger(BatchLogger):
             gzip=settings.gzip,
             max_concurrency=settings.max_concurrency,
             transport=transport,
-            name=callback_name or "generic_api",
+            name=settings.callback_name or "generic_api",
         )
-        super().__init__(exporter, name=settings.name, settings=settings.batch, **kwargs)
 
     def __repr__(self) -> str:
         return f"<GenericAPILogger {self.name!r} {url_origin(self.endpoint)} {self.log_format}>"

@@ -50,10 +50,21 @@ NAMES = ("otel", "opentelemetry")
 class OpenTelemetryLogger(CustomLogger):
     """One finished span per call; see the module docstring."""
 
-    def __init__(self, tracer_provider: Any = None, capture_content: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        tracer_provider: Any = None,
+        capture_content: bool = False,
+        *,
+        owns_provider: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.tracer_provider = tracer_provider
         self.capture_content = capture_content
+        # a provider made for this logger alone (langfuse) is shut down by close(), not by atexit:
+        # the exit flush goes through flush() first, so no span is lost and none is reported pending
+        self.owns_provider = owns_provider
+        self._closed = False
         self._tracer: Any = None
 
     def _get_tracer(self) -> Any:
@@ -65,16 +76,24 @@ class OpenTelemetryLogger(CustomLogger):
         return self._tracer
 
     # sync and async hooks do the same quick work
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
     def record_span(self, slo: dict[str, Any]) -> None:
@@ -113,7 +132,9 @@ class OpenTelemetryLogger(CustomLogger):
                 attrs[name] = value
         stop = (slo.get("model_parameters") or {}).get("stop")
         if stop:
-            attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            attrs["gen_ai.request.stop_sequences"] = (
+                [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            )
         response = slo.get("response") or {}
         if response.get("id"):
             attrs["gen_ai.response.id"] = response["id"]
@@ -140,7 +161,17 @@ class OpenTelemetryLogger(CustomLogger):
             attrs["gen_ai.output.messages"] = orjson.dumps(outputs).decode()
         return attrs
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush; and shut down the provider when this logger made it."""
+        done = self.flush(timeout)
+        if self.owns_provider and not self._closed:
+            self._closed = True
+            self.tracer_provider.shutdown()
+        return done
+
     def flush(self, timeout: float | None = None) -> bool:
+        if self._closed:
+            return True
         provider = self.tracer_provider
         if provider is None:
             if self._tracer is None:
@@ -155,8 +186,64 @@ class OpenTelemetryLogger(CustomLogger):
         return bool(force_flush(millis))
 
 
+LANGFUSE_NAMES = ("langfuse", "langfuse_otel")
+DEFAULT_LANGFUSE_HOST = "https://cloud.langfuse.com"
+LANGFUSE_TRACES_PATH = "/api/public/otel/v1/traces"
+
+
+def langfuse_logger(
+    environ: Any = None, *, capture_content: bool = True, exporter_options: dict[str, Any] | None = None
+) -> OpenTelemetryLogger:
+    """Spans to Langfuse's OTLP/HTTP endpoint, ``{LANGFUSE_HOST}/api/public/otel/v1/traces``, with
+    Basic auth from ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` (``LANGFUSE_OTEL_HOST`` wins
+    over ``LANGFUSE_HOST``; the default is Langfuse Cloud). Its own TracerProvider with a batch span
+    processor: the global provider (and ``otel``) stays the application's. Prompts and answers are
+    recorded, as the reference's Langfuse logger does, unless message logging is turned off."""
+    import base64
+    import os
+
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from .._secrets import remember_secret
+    from ._env import LoggerConfigError
+
+    env = os.environ if environ is None else environ
+    public, secret = env.get("LANGFUSE_PUBLIC_KEY"), env.get("LANGFUSE_SECRET_KEY")
+    if not public or not secret:
+        raise LoggerConfigError(
+            "langfuse: set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY (the project's API keys)"
+        )
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        raise LoggerConfigError(
+            "langfuse: needs the OTLP/HTTP exporter: pip install 'lmgate[otel]' "
+            "(opentelemetry-exporter-otlp-proto-http)"
+        ) from None
+    host = (env.get("LANGFUSE_OTEL_HOST") or env.get("LANGFUSE_HOST") or DEFAULT_LANGFUSE_HOST).rstrip("/")
+    token = base64.b64encode(f"{public}:{secret}".encode()).decode()
+    remember_secret(secret)
+    remember_secret(token)
+    exporter = OTLPSpanExporter(
+        endpoint=host + LANGFUSE_TRACES_PATH,
+        headers={"Authorization": f"Basic {token}"},
+        **(exporter_options or {}),
+    )
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "lmgate"}),
+        shutdown_on_exit=False,
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return OpenTelemetryLogger(tracer_provider=provider, capture_content=capture_content, owns_provider=True)
+
+
 def logger_for_name(name: str) -> OpenTelemetryLogger | None:
-    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider."""
+    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider;
+    ``"langfuse"`` / ``"langfuse_otel"``: ``langfuse_logger()``."""
+    if name in LANGFUSE_NAMES:
+        return langfuse_logger()
     if name not in NAMES:
         return None
     from ..settings import DEFAULT
@@ -166,4 +253,4 @@ def logger_for_name(name: str) -> OpenTelemetryLogger | None:
     return OpenTelemetryLogger(capture_content=capture)
 
 
-__all__ = ["OpenTelemetryLogger", "logger_for_name"]
+__all__ = ["OpenTelemetryLogger", "langfuse_logger", "logger_for_name"]

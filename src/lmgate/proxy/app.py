@@ -1,703 +1,50 @@
-"""The ASGI app: OpenAI-compatible routes over ``lmgate.acompletion`` / ``lmgate.aembedding``.
+"""The ASGI app: the proxy's parts assembled over ``lmgate.acompletion`` / ``lmgate.aembedding``.
 
-Routes (each also under ``/v1``): ``POST /chat/completions``, ``POST /embeddings``,
-``GET /models``, ``GET /models/{id}``, ``GET /health/liveliness``, ``GET /health/readiness``,
-``GET /metrics``. The two health routes answer without a key (probes carry none).
-
-One chat request: auth → body (size-limited, JSON) → checks → pre-call hooks → pick a
-deployment (failover across the group) while moderation hooks run → post-call hooks →
-response. Streams go out as SSE ending in ``data: [DONE]``; a client that goes away
-mid-stream closes the lmgate stream, so the call still ends in exactly one terminal event.
+``create_app`` builds the shared state (``state.py``) from the config, mounts the routes of
+each kind (``routes/llm.py``: chat completions and embeddings; ``routes/ops.py``: models,
+health, metrics) behind the authentication middleware (``middleware.py``, with the key
+backend of ``auth.py``), and owns what is app-wide: JSON answers for unknown routes and
+bugs, and the flush of every logger at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from .. import __version__
-from .._call import CONTROL_PARAMS
-from .._secrets import scrub
+from .auth import KeyBackend
 from .config import ProxyConfig
-from .errors import ProxyError, to_proxy_error
-from .hooks import (
-    Answer,
-    HookCache,
-    HookSet,
-    UserAPIKeyAuth,
-    current_hooks,
-    hash_key,
-    run_moderation,
-    run_post_failure,
-    run_post_success,
-    run_pre_call,
-    wrap_stream,
-)
-from .identity import identity, stamp
-from .loading import Applied, apply_config
-from .logs import log_failed_call, log_request
-from .metrics import Metrics
-from .router import Group, Router
-from .validation import check_request
+from .errors import ProxyError
+from .loading import apply_config
+from .logs import log_request
+from .middleware import Authenticate
+from .responses import error_response
+from .routes import llm, ops
+from .state import ProxyState
 
 logger = logging.getLogger("lmgate.proxy")
 
-# request keys the proxy reads itself; every other key goes to the provider, except the
-# library's control parameters (api_base, api_key, mock_response, callbacks, …), which a
-# client must not set: they would redirect the deployment's key or bypass the config
-_OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
-_CLIENT_BLOCKED = (CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_request"}) - {"metadata", "timeout"}
-_JSON = "application/json"
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-_DONE = b"data: [DONE]\n\n"
-CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
 
+def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend | None = None) -> Starlette:
+    """The proxy app for ``config``; ``apply`` sets lmgate's settings from it (callbacks, cache, …).
 
-# how clients send a key, in the order the reference looks: Authorization first (the openai
-# SDK), then ``api-key`` (Azure clients), then ``x-api-key`` (the anthropic SDK)
-_KEY_HEADERS = ("api-key", "x-api-key")
-_KEY_FORMS = "it as 'Authorization: Bearer <key>', or in an 'api-key' or 'x-api-key' header"
-
-
-def presented_key(headers: Any) -> tuple[str | None, str | None]:
-    """The key a request carries, and a problem with how it was sent (or None).
-
-    ``Authorization: Bearer <key>`` (any case), a bare ``Authorization: <key>`` (``sk-…``),
-    else ``api-key`` or ``x-api-key``. An Authorization header in another scheme (``Basic …``)
-    is a problem, not a key: it is never taken for one, and never looked past.
+    ``backend`` decides who a key belongs to (default: the config's master key).
     """
-    header = headers.get("authorization")
-    if header is not None and header.strip():
-        value = header.strip()
-        scheme, space, token = value.partition(" ")
-        if scheme.lower() == "bearer":
-            token = token.strip()
-            return (token, None) if token else (None, f"the Authorization header has no key after 'Bearer': send {_KEY_FORMS}")
-        if not space:
-            return value, None
-        # the value is not echoed: it may be a key with a typo in it
-        return None, f"the Authorization header is neither 'Bearer <key>' nor a bare key: send {_KEY_FORMS}"
-    for name in _KEY_HEADERS:
-        value = headers.get(name)
-        if value is not None and value.strip():
-            return value.strip(), None
-    return None, None
-
-
-def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type=_JSON)
-
-
-def error_response(error: ProxyError) -> Response:
-    return Response(error.body(), status_code=error.status, headers=error.headers or None, media_type=_JSON)
-
-
-class ProxyState:
-    """Everything the routes share: config, router, metrics, the hooks' cache."""
-
-    def __init__(self, config: ProxyConfig, applied: Applied | None) -> None:
-        self.config = config
-        self.applied = applied
-        self.router = Router(config)
-        self.metrics = Metrics(config.model_names)
-        self.cache = HookCache()
-        self.created = int(time.time())
-        self._master = config.master_key.encode() if config.master_key else None
-        self._master_user = UserAPIKeyAuth(hash_key(config.master_key), user_role="proxy_admin") if self._master else None
-        self._hashes: dict[str, str | None] = {}
-        self.known_models = ", ".join(config.model_names) or "(none configured)"
-
-    # ---- auth ----
-    def authenticate(self, request: Request) -> UserAPIKeyAuth:
-        """The caller, from the key it sent (see ``presented_key``); 401 when a master key is
-        set and the caller's key is missing or wrong (compared in constant time)."""
-        key, problem = presented_key(request.headers)
-        if self._master is not None:
-            if problem is not None:
-                raise ProxyError(401, problem, type="authentication_error", code="invalid_api_key")
-            if key is None:
-                raise ProxyError(401, f"missing API key: send {_KEY_FORMS}", type="authentication_error",
-                                 code="invalid_api_key")
-            if not hmac.compare_digest(key.encode(), self._master):
-                raise ProxyError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
-            assert self._master_user is not None
-            return self._master_user
-        return UserAPIKeyAuth(self._hash(key))
-
-    def _hash(self, key: str | None) -> str | None:
-        if key is None:
-            return None
-        digest = self._hashes.get(key)
-        if digest is None:
-            if len(self._hashes) > 1024:  # bounded: callers without a master key may send anything
-                self._hashes.clear()
-            digest = self._hashes[key] = hash_key(key)
-        return digest
-
-    # ---- body ----
-    async def read_json(self, request: Request) -> dict[str, Any]:
-        limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ProxyError(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
-                             "(general_settings.max_request_size_mb)", code="request_too_large")
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for part in request.stream():
-                size += len(part)
-                if size > limit:
-                    raise ProxyError(413, f"request body is over the limit of {limit} bytes "
-                                     "(general_settings.max_request_size_mb)", code="request_too_large")
-                parts.append(part)
-        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
-            raise ProxyError(CLIENT_CLOSED, "the client closed the connection before sending the whole body",
-                             code="client_closed_request") from None
-        raw = b"".join(parts)
-        if not raw:
-            raise ProxyError(400, "request body is empty; send a JSON object")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise ProxyError(400, f"request body is not valid JSON: {error}", code="invalid_json") from None
-        if not isinstance(data, dict):
-            raise ProxyError(400, f"request body must be a JSON object, got {type(data).__name__}")
-        return data
-
-    def group_for(self, data: dict[str, Any]) -> Group:
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise ProxyError(400, "'model' is required: a model name from GET /v1/models", param="model")
-        group = self.router.group(model)
-        if group is None:
-            raise ProxyError(400, f"model {model!r} is not served here; known models: {self.known_models}",
-                             param="model", code="model_not_found")
-        return group
-
-    # ---- the LLM routes ----
-    async def handle(self, request: Request, kind: str) -> Response | SSEResponse:
-        start = time.perf_counter()
-        route = "chat" if kind == "chat" else "embeddings"
-        metrics = self.metrics
-        metrics.in_flight += 1
-        hooks = current_hooks()
-        user: UserAPIKeyAuth | None = None
-        data: dict[str, Any] | None = None
-        model = "unknown"
-        deployment = None
-        streaming = False
-        try:
-            user = self.authenticate(request)
-            data = await self.read_json(request)
-            model = str(data.get("model") or "unknown")
-            check_request(data, kind)
-            # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
-            data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
-            call_type = "completion" if kind == "chat" else "embeddings"
-            if hooks.pre_call:
-                answered = await run_pre_call(hooks, user, self.cache, data, call_type)
-                if isinstance(answered, Answer):
-                    if kind != "chat":
-                        raise ProxyError(400, answered.text)
-                    response = await self._answer(answered.text, data, who, start, request, user)
-                    streaming = isinstance(response, SSEResponse)
-                    return response
-                data = answered
-                check_request(data, kind)
-            group = self.group_for(data)
-            model = group.name
-            if kind == "chat" and data.get("stream"):
-                response = await self._stream(request, hooks, user, data, who, group, start)
-                streaming = True
-                return response
-            deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
-            release()
-            if hooks.post_success:
-                result = await run_post_success(hooks, data, user, result)
-            hidden = getattr(result, "_hidden_params", None) or {}
-            headers = _response_headers(hidden, deployment.model_id)
-            body = orjson.dumps(result)
-            usage = result.get("usage") if isinstance(result, dict) else None
-            elapsed = time.perf_counter() - start
-            metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
-            log_request(request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost"))
-            return Response(body, status_code=200, headers=headers, media_type=_JSON)
-        except Exception as error:
-            perr = await self._failed(hooks, data, error, user)
-            elapsed = time.perf_counter() - start
-            metrics.observe(route, model, perr.status, elapsed)
-            log_request(request.scope, perr.status, model, deployment or error.__dict__.get("_lmgate_deployment"),
-                        user, elapsed, error=error)
-            return error_response(perr)
-        finally:
-            if not streaming:
-                metrics.in_flight -= 1
-
-    async def _call(self, hooks: HookSet, user: UserAPIKeyAuth, data: dict[str, Any], who: dict[str, Any],
-                    group: Group, kind: str, call_type: str, stream: bool = False) -> tuple[Any, Any, Callable[[], None]]:
-        import lmgate
-
-        client = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
-        metadata = stamp(data.get("metadata"), who)  # again: a pre-call hook may not change who is calling
-        many = len(group.deployments) > 1
-
-        async def attempt(deployment: Any, last: bool) -> Any:
-            kw = dict(deployment.call_params)
-            kw.update(client)
-            kw["metadata"] = metadata
-            kw["model_id"] = deployment.model_id
-            kw["model_group"] = group.name
-            deferred: list[Callable[[], None]] = []
-            if many:
-                kw["num_retries"] = 0  # the router retries across the group
-                if not last:  # a failure here may be retried elsewhere: log it only if it is not
-                    kw["defer_failure_event"] = deferred
-            try:
-                if kind == "chat":
-                    return await lmgate.acompletion(messages=data["messages"], stream=stream, **kw)
-                return await lmgate.aembedding(input=data["input"], **kw)
-            except Exception as error:
-                if deferred:
-                    error.__dict__["_lmgate_emit_failure"] = deferred[0]
-                error.__dict__["_lmgate_deployment"] = deployment  # for the server log's error line
-                raise
-
-        library_retries = int(lmgate.num_retries or 0)
-        if not hooks.moderation:
-            return await self.router.call(group, attempt, library_retries)
-        task = asyncio.ensure_future(self.router.call(group, attempt, library_retries))
-        try:
-            await run_moderation(hooks, data, user, call_type)
-        except BaseException:
-            await _discard(task)
-            raise
-        return await task
-
-    async def _stream(self, request: Request, hooks: HookSet, user: UserAPIKeyAuth, data: dict[str, Any],
-                      who: dict[str, Any], group: Group, start: float) -> SSEResponse:
-        deployment, stream, release = await self._call(hooks, user, data, who, group, "chat", "completion", stream=True)
-        iterator: AsyncIterator[Any] = stream
-        if hooks.stream_iterator or hooks.stream_chunk:
-            iterator = wrap_stream(hooks, user, stream, data)
-        metrics = self.metrics
-        model = group.name
-        prices_source = deployment
-
-        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
-            release()
-            metrics.in_flight -= 1
-            cost = _stream_cost(prices_source, usage) if usage else None
-            elapsed = time.perf_counter() - start
-            metrics.observe("chat", model, status, elapsed, usage, cost)
-            if error is not None:  # the provider broke the stream after its first byte
-                error.__dict__.setdefault("_lmgate_deployment", deployment)
-                log_failed_call(error, status, to_proxy_error(error).message, model, user)
-            log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
-
-        headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
-        return SSEResponse(iterator, stream, on_end, headers)
-
-    async def _answer(self, text: str, data: dict[str, Any], who: dict[str, Any], start: float, request: Request,
-                      user: UserAPIKeyAuth) -> Response | SSEResponse:
-        """A pre-call hook's string as the assistant's answer (streamed when asked).
-
-        It goes through ``lmgate.acompletion`` as a mock answer, so every logger records the
-        request like any other: no provider was called, so usage and cost are 0, and the
-        metadata says ``answered_by_pre_call_hook``.
-        """
-        import lmgate
-
-        metrics = self.metrics
-        model = str(data.get("model") or "unknown")
-        metadata = stamp(data.get("metadata"), who)
-        metadata["answered_by_pre_call_hook"] = True
-        answer = {
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
-        stream = bool(data.get("stream"))
-        result = await lmgate.acompletion(
-            model=model,
-            messages=data.get("messages") or [],
-            mock_response=answer,
-            stream=stream,
-            metadata=metadata,
-            custom_llm_provider=None,
-            input_cost_per_token=0.0,
-            output_cost_per_token=0.0,
-        )
-        if not stream:
-            metrics.observe("chat", model, 200, time.perf_counter() - start)
-            log_request(request.scope, 200, model, None, user, time.perf_counter() - start)
-            return json_response(result)
-
-        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
-            metrics.in_flight -= 1
-            metrics.observe("chat", model, status, time.perf_counter() - start)
-            log_request(request.scope, status, model, None, user, time.perf_counter() - start, error=error)
-
-        return SSEResponse(result, result, on_end, [])
-
-    async def _failed(self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None) -> ProxyError:
-        if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
-            user = UserAPIKeyAuth(None)
-        failed = error  # what went wrong, whatever a failure hook answers instead
-        if hooks.post_failure:
-            try:
-                replacement = await run_post_failure(hooks, data or {}, error, user)
-            except Exception as hook_error:  # a failing failure hook must not hide the original error
-                logger.error("post-call failure hooks raised %s", hook_error)
-                replacement = None
-            if replacement is not None:
-                error = replacement
-        perr = to_proxy_error(error)
-        if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
-            model = data.get("model") if data else None
-            detail = perr.message if failed is error else to_proxy_error(failed).message
-            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
-        return perr
-
-    # ---- the other routes ----
-    def models(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": name, "object": "model", "created": self.created, "owned_by": "lmgate"}
-                     for name in self.config.model_names],
-        }
-
-    def loggers(self) -> list[tuple[str, Any]]:
-        """Every registered object with a ``stats()`` method, with its name."""
-        import lmgate
-
-        seen: set[int] = set()
-        out: list[tuple[str, Any]] = []
-        for lst in (lmgate.callbacks, lmgate.success_callback, lmgate.failure_callback):
-            for obj in lst:
-                if isinstance(obj, str):
-                    from .._callbacks.registry import resolve_callback
-
-                    try:
-                        obj = resolve_callback(obj)
-                    except Exception:
-                        continue
-                if id(obj) in seen or not callable(getattr(obj, "stats", None)):
-                    continue
-                seen.add(id(obj))
-                name = getattr(obj, "callback_name", None) or getattr(obj, "name", None) or type(obj).__name__
-                out.append((str(name), obj))
-        return out
-
-    def logger_stats(self) -> list[tuple[str, dict[str, Any], str | None]]:
-        out: list[tuple[str, dict[str, Any], str | None]] = []
-        for name, obj in self.loggers():
-            try:
-                stats = obj.stats()
-                out.append((name, dict(stats) if isinstance(stats, dict) else {}, None))
-            except Exception as error:
-                out.append((name, {}, f"{type(error).__name__}: {scrub(str(error))}"))
-        return out
-
-    def readiness(self, detail: bool) -> tuple[int, dict[str, Any]]:
-        """The status code and body of ``/health/readiness``.
-
-        Each part is healthy or unhealthy: ``models`` (at least one is configured: without one
-        no request can be answered, so 503), ``loggers`` (every logger's ``stats()`` answers and
-        does not say ``"healthy": false``) and ``cache`` (when one is configured). A failing
-        logger or cache degrades the proxy but it still answers requests, so 200: a log sink
-        that every replica shares must not take them all out of the load balancer at once.
-        Without ``detail`` the body holds the status and the parts' health, nothing else
-        (probes carry no key, so it may be seen by anyone who reaches the port).
-        """
-        import lmgate
-
-        entries = []
-        loggers_healthy = True
-        for name, stats, error in self.logger_stats():
-            if error is None:
-                stats, error = _json_safe(stats)
-            healthy = error is None and bool(stats.get("healthy", True))
-            loggers_healthy = loggers_healthy and healthy
-            entry: dict[str, Any] = {"name": name, "healthy": healthy, "stats": stats}
-            if error:
-                entry["error"] = error
-            entries.append(entry)
-        parts = {"models": bool(self.config.model_names)}
-        if entries:
-            parts["loggers"] = loggers_healthy
-        cache = lmgate.cache
-        if cache is not None:
-            parts["cache"] = _cache_healthy(cache)
-        if not parts["models"]:
-            status, code = "unhealthy", 503
-        elif all(parts.values()):
-            status, code = "healthy", 200
-        else:
-            status, code = "degraded", 200
-        body: dict[str, Any] = {"status": status,
-                                "parts": {name: "healthy" if ok else "unhealthy" for name, ok in parts.items()}}
-        if detail:
-            dispatcher = lmgate.callback_stats()
-            body.update({
-                "version": __version__,
-                "models": list(self.config.model_names),
-                "loggers": entries,
-                "callback_deliveries_pending": dispatcher.get("pending", 0),
-                "callback_errors": dispatcher.get("errors_total", 0),
-            })
-        return code, body
-
-    def model(self, model_id: str) -> dict[str, Any]:
-        """One model as ``GET /v1/models/{id}`` shows it (the openai SDK's ``models.retrieve``)."""
-        if model_id not in self.router.groups:
-            raise ProxyError(404, f"The model {model_id!r} does not exist here; known models: {self.known_models}",
-                             type="invalid_request_error", param="model", code="model_not_found")
-        return {"id": model_id, "object": "model", "created": self.created, "owned_by": "lmgate"}
-
-    def render_metrics(self) -> str:
-        import lmgate
-
-        stats = [(name, s) for name, s, _ in self.logger_stats()]
-        return self.metrics.render(stats, lmgate.callback_stats())
-
-
-def _json_safe(stats: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """A logger's stats as the readiness body can hold them (keys made text, odd values shown as
-    text), or no stats and why: a logger's ``stats()`` may return anything."""
-    try:
-        return orjson.loads(orjson.dumps(stats, default=str, option=orjson.OPT_NON_STR_KEYS)), None
-    except (TypeError, ValueError) as error:  # orjson.JSONEncodeError: a value beyond JSON (an int over 64 bits)
-        return {}, f"stats() returned what JSON cannot hold: {scrub(str(error))}"
-
-
-def _cache_healthy(cache: Any) -> bool:
-    try:
-        stats = cache.stats()
-    except Exception:
-        return False
-    return bool(stats.get("healthy", True)) if isinstance(stats, dict) else True
-
-
-def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
-    headers = {"x-litellm-model-id": model_id}
-    call_id = hidden.get("litellm_call_id")
-    if call_id:
-        headers["x-litellm-call-id"] = str(call_id)
-    cost = hidden.get("response_cost")
-    if cost is not None:
-        headers["x-litellm-response-cost"] = str(cost)
-    for name, value in (hidden.get("additional_headers") or {}).items():
-        if value is None:
-            continue
-        text = str(value)
-        if "\r" in text or "\n" in text:  # never let a hook split the response head
-            continue
-        headers[str(name).lower()] = text
-    return headers
-
-
-def _stream_cost(deployment: Any, usage: Any) -> float | None:
-    from ..cost import compute_cost, custom_prices
-
-    params = deployment.litellm_params
-    model = str(params.get("model"))
-    candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
-    return compute_cost(candidates, usage, custom_prices(dict(params))).cost
-
-
-async def _discard(task: asyncio.Future[Any]) -> None:
-    """Drop an LLM call that moderation rejected: cancel it, or close what it returned."""
-    if not task.done():
-        task.cancel()
-    try:
-        _, result, release = await task
-    except BaseException:
-        return
-    release()
-    close = getattr(result, "aclose", None)
-    if close is not None:
-        await close()
-
-
-def _sse(chunk: Any) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, str):
-        return chunk.encode() if chunk.startswith("data:") else b"data: " + chunk.encode() + b"\n\n"
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-class SSEResponse:
-    """A server-sent events response that notices the client leaving.
-
-    The chunks are pumped in one task while another waits for ``http.disconnect``; when the
-    client goes first, the lmgate stream is closed (its call ends as ``abandoned``, one
-    terminal event) and the pump is stopped. ``on_end(status, usage, error)`` runs exactly once.
-    """
-
-    def __init__(self, iterator: AsyncIterator[Any], source: Any,
-                 on_end: Callable[[int, Any, BaseException | None], None],
-                 headers: list[tuple[bytes, bytes]]) -> None:
-        self.iterator = iterator
-        self.source = source
-        self.on_end = on_end
-        self.headers = _SSE_HEADERS + headers
-        self.usage: Any = None
-        self.error: BaseException | None = None  # what broke the stream, if anything did
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        status = 200
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            pump = asyncio.ensure_future(self._pump(send))
-            listener = asyncio.ensure_future(_wait_disconnect(receive))
-            done, _ = await asyncio.wait((pump, listener), return_when=asyncio.FIRST_COMPLETED)
-            if pump in done:
-                listener.cancel()
-                status = pump.result()
-            else:
-                status = 499  # the client closed the connection
-                await self._close_source()
-                pump.cancel()
-                try:
-                    await pump
-                except BaseException:  # noqa: B036 - the pump was cancelled on purpose
-                    pass
-        except OSError:
-            status = 499
-        finally:
-            await self._close_source()
-            self.on_end(status, self.usage, self.error)
-
-    async def _close_source(self) -> None:
-        source, self.source = self.source, None
-        if source is not None:
-            await source.aclose()
-
-    async def _pump(self, send: Any) -> int:
-        iterator = self.iterator
-        try:
-            async for chunk in iterator:
-                usage = chunk.get("usage") if isinstance(chunk, dict) else None
-                if usage:
-                    self.usage = usage
-                await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
-            await send({"type": "http.response.body", "body": _DONE, "more_body": False})
-            return 200
-        except OSError:
-            return 499
-        except Exception as error:
-            self.error = error
-            perr = to_proxy_error(error)
-            body = b"data: " + perr.body() + b"\n\n"
-            try:
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-            except OSError:
-                return 499
-            return perr.status
-        finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None and iterator is not self.source:
-                try:
-                    await close()
-                except Exception:
-                    pass
-
-
-async def _wait_disconnect(receive: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-# ---------------------------------------------------------------------- the app
-
-
-def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
-    """The proxy app for ``config``; ``apply`` sets lmgate's settings from it (callbacks, cache, …)."""
     applied = apply_config(config) if apply else None
-    state = ProxyState(config, applied)
+    state = ProxyState(config, applied, backend)
 
-    async def chat(request: Request) -> Response | SSEResponse:
-        return await state.handle(request, "chat")
-
-    async def embeddings(request: Request) -> Response | SSEResponse:
-        return await state.handle(request, "embedding")
-
-    def guarded(build: Callable[[], Response]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            start = time.perf_counter()
-            try:
-                user = state.authenticate(request)
-            except ProxyError as error:
-                log_request(request.scope, error.status, None, None, None, time.perf_counter() - start,
-                            error=error)
-                return error_response(error)
-            response = build()
-            # probes and scrapes come every few seconds: their lines are DEBUG
-            log_request(request.scope, response.status_code, None, None, user, time.perf_counter() - start,
-                        level=logging.DEBUG)
-            return response
-
-        return endpoint
-
-    async def liveliness(request: Request) -> Response:
-        log_request(request.scope, 200, None, None, None, 0.0, level=logging.DEBUG)
-        return json_response("I'm alive!")
-
-    models = guarded(lambda: json_response(state.models()))
-
-    async def model(request: Request) -> Response:
-        try:
-            state.authenticate(request)
-            # both spellings: "/v1/models/" is the list, "/v1/models/fast/" the model
-            model_id = request.path_params["model_id"].removesuffix("/")
-            return json_response(state.model(model_id) if model_id else state.models())
-        except ProxyError as error:
-            return error_response(error)
-
-    async def readiness(request: Request) -> Response:
-        # probes carry no key: they get the short view; a request with a key has it checked
-        # (a wrong one is a 401, as on every route) and gets the details
-        detail = False
-        if presented_key(request.headers) != (None, None):
-            try:
-                state.authenticate(request)
-            except ProxyError as error:
-                return error_response(error)
-            detail = True
-        status, body = state.readiness(detail)
-        return json_response(body, status)
-
-    metrics = guarded(lambda: Response(state.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8"))
-
-    routes = []
-    # both spellings of each path are served as they are: Starlette's slash redirect would
-    # build its Location from the client's Host header
-    for prefix in ("", "/v1"):
-        for slash in ("", "/"):
-            routes += [
-                Route(f"{prefix}/chat/completions{slash}", chat, methods=["POST"]),
-                Route(f"{prefix}/embeddings{slash}", embeddings, methods=["POST"]),
-                Route(f"{prefix}/models{slash}", models, methods=["GET"]),
-                Route(f"{prefix}/health/liveliness{slash}", liveliness, methods=["GET"]),
-                Route(f"{prefix}/health/readiness{slash}", readiness, methods=["GET"]),
-                Route(f"{prefix}/metrics{slash}", metrics, methods=["GET"]),
-            ]
-        routes.append(Route(f"{prefix}/models/{{model_id:path}}", model, methods=["GET"]))
+    routes = llm.routes(state) + ops.routes(state)
+    # Admin routes (keys, teams, budgets: the next issue) are mounted here, as
+    # ``routes/admin.py``'s ``routes(state)``; they will take the caller with
+    # ``middleware.caller`` and refuse any whose ``user_role`` is not "proxy_admin".
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -717,11 +64,18 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # a bug, not bad input: JSON like every other answer (uvicorn logs the traceback)
-        return error_response(ProxyError(500, f"internal error on {request.url.path}; see the server log",
-                                         type="internal_server_error"))
+        return error_response(
+            ProxyError(
+                500, f"internal error on {request.url.path}; see the server log", type="internal_server_error"
+            )
+        )
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: not_found, Exception: server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Authenticate, backend=state.backend, public=ops.PUBLIC)],
+        exception_handlers={404: not_found, 405: not_found, Exception: server_error},
+    )
     app.router.redirect_slashes = False
     app.state.proxy = state
     return app
@@ -730,9 +84,9 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
 async def shutdown(config: ProxyConfig) -> bool:
     """After the last request: deliver every pending record; batch loggers spool what they
     cannot send within ``flush_timeout_s`` (the next process sends it). True when all was sent."""
-    import sys
-
     import lmgate
+
+    from ..loggers.exit import close_all
 
     started = time.monotonic()
     try:
@@ -740,10 +94,8 @@ async def shutdown(config: ProxyConfig) -> bool:
     except Exception as error:
         logger.error("flushing callbacks at shutdown raised %s", error)
         drained = False
-    batch = sys.modules.get("lmgate.loggers.batch")
-    if batch is not None:
-        remaining = max(0.0, config.flush_timeout_s - (time.monotonic() - started))
-        await asyncio.to_thread(batch.close_all, remaining)
+    remaining = max(0.0, config.flush_timeout_s - (time.monotonic() - started))
+    await asyncio.to_thread(close_all, remaining)  # returns at once when no batch logger lives
     pending = lmgate.callback_stats().get("pending", 0)
     if drained:
         logger.info("callbacks flushed in %.2fs", time.monotonic() - started)
@@ -752,4 +104,4 @@ async def shutdown(config: ProxyConfig) -> bool:
     return drained
 
 
-__all__ = ["ProxyState", "SSEResponse", "create_app", "presented_key", "shutdown"]
+__all__ = ["create_app", "shutdown"]

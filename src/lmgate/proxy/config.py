@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import _conf
 from ..exceptions import ConfigError
+from . import reference_keys as ref
 
 DEFAULT_MAX_REQUEST_SIZE_MB = 10.0
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
@@ -81,16 +82,10 @@ LITELLM_SETTINGS_KEYS = (
     "num_retries",
     "request_timeout",
     "generic_logger_headers",
+    "s3_callback_params",
 )
-# reference settings accepted and ignored (they configure parts lmgate does not have)
-IGNORED_LITELLM_SETTINGS = (
-    "set_verbose",
-    "json_logs",
-    "redact_user_api_key_info",
-    "telemetry",
-    "redact_messages_in_exceptions",
-    "service_callback",
-)
+# reference settings accepted and ignored (they configure parts lmgate does not have): reference_keys
+IGNORED_LITELLM_SETTINGS = tuple(sorted(ref.IGNORED_LITELLM_SETTINGS))
 GENERAL_SETTINGS_KEYS = (
     "master_key",
     "max_request_size_mb",
@@ -152,6 +147,9 @@ class ProxyConfig:
     # where master_key came from: "general_settings.master_key", an environment variable, or None
     master_key_source: str | None = None
     limits: ServerLimits = ServerLimits()
+    # the reference's keys this config sets that lmgate does not act on (key paths, config order):
+    # named in one startup warning
+    ignored_keys: tuple[str, ...] = ()
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -236,12 +234,44 @@ def _number(value: Any, key: str, file: str, *, minimum: float = 0.0, integer: b
     return _conf.number(value, name=key, where=file, minimum=minimum, integer=integer)
 
 
+def _check_keys(
+    keys: Any,
+    file: str,
+    prefix: str,
+    ours: tuple[str, ...] | frozenset[str],
+    ignored: frozenset[str],
+    refused: dict[str, str],
+    found: list[str],
+    *,
+    noun: str = "key",
+) -> None:
+    """Every key is ours, the reference's and ignored (added to ``found``), or an error: refused
+    with the reason, or unknown with the nearest known name."""
+    for key in keys:
+        where = f"{prefix}{key}"
+        if key in ours:
+            continue
+        if key in refused:
+            raise ConfigError(f"not supported by lmgate, refusing to start: {refused[key]}", file, where)
+        if key in ignored:
+            found.append(where)
+            continue
+        known = set(ours) | set(ignored) | set(refused)
+        message = ref.unknown_key_message(str(key), known, ours)
+        if noun != "key":
+            message = message.replace("unknown key", f"unknown {noun}").replace(
+                "known keys", f"known {noun}s"
+            )
+        raise ConfigError(message, file, where)
+
+
 def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"unknown section; known sections: {', '.join(TOP_LEVEL_KEYS)}", file, str(key))
-    deployments = _model_list(data.get("model_list"), file)
-    litellm_settings = _litellm_settings(_mapping(data, "litellm_settings", file), file)
+    ignored: list[str] = []
+    _check_keys(
+        data, file, "", TOP_LEVEL_KEYS, ref.IGNORED_SECTIONS, ref.REFUSED_SECTIONS, ignored, noun="section"
+    )
+    deployments = _model_list(data.get("model_list"), file, ignored)
+    litellm_settings = _litellm_settings(_mapping(data, "litellm_settings", file), file, ignored)
     callback_settings = _mapping(data, "callback_settings", file)
     for name, settings in callback_settings.items():
         if not isinstance(settings, dict):
@@ -249,13 +279,15 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
                 f"must be a mapping, got {type(settings).__name__}", file, f"callback_settings.{name}"
             )
     general = _mapping(data, "general_settings", file)
-    for key in general:
-        if key not in GENERAL_SETTINGS_KEYS:
-            raise ConfigError(
-                f"unknown key; known keys: {', '.join(GENERAL_SETTINGS_KEYS)}",
-                file,
-                f"general_settings.{key}",
-            )
+    _check_keys(
+        general,
+        file,
+        "general_settings.",
+        GENERAL_SETTINGS_KEYS,
+        ref.IGNORED_GENERAL_SETTINGS,
+        ref.REFUSED_GENERAL_SETTINGS,
+        ignored,
+    )
     master_key = general.get("master_key")
     if master_key is not None and (not isinstance(master_key, str) or not master_key.strip()):
         raise ConfigError("must be a non-empty string", file, "general_settings.master_key")
@@ -279,13 +311,16 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
     )
     limits = _limits(general, file)
     router = _mapping(data, "router_settings", file)
-    for key in router:
-        if key not in ROUTER_SETTINGS_KEYS:
-            raise ConfigError(
-                f"unknown key; known keys: {', '.join(ROUTER_SETTINGS_KEYS)}", file, f"router_settings.{key}"
-            )
+    _check_keys(
+        router, file, "router_settings.", ROUTER_SETTINGS_KEYS, ref.IGNORED_ROUTER_SETTINGS, {}, ignored
+    )
+    strategy_value = router.get("routing_strategy", "round-robin")
+    if strategy_value in ref.REFERENCE_ONLY_ROUTING_STRATEGIES:
+        # the reference's strategy that lmgate lacks: the default, named in the warning
+        ignored.append(f"router_settings.routing_strategy={strategy_value}")
+        strategy_value = "round-robin"
     strategy = _conf.choice(
-        router.get("routing_strategy", "round-robin"),
+        strategy_value,
         ROUTING_STRATEGIES,
         name="router_settings.routing_strategy",
         where=file,
@@ -308,6 +343,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         routing_strategy=strategy,
         router_num_retries=router_retries,
         limits=limits,
+        ignored_keys=tuple(dict.fromkeys(ignored)),
     )
 
 
@@ -331,9 +367,56 @@ def _limits(general: dict[str, Any], file: str) -> ServerLimits:
     )
 
 
-def _model_list(value: Any, file: str) -> tuple[Deployment, ...]:
+def _known_litellm_params() -> frozenset[str]:
+    """Every litellm_params key a deployment may set: lmgate's call controls, the router's, the
+    request and credential parameters of the providers, and the reference's ignored ones."""
+    from .._call import CONTROL_PARAMS
+    from ..providers import PROVIDERS
+
+    provider_params: set[str] = set()
+    for provider in PROVIDERS.values():
+        provider_params |= provider.supported_params or frozenset()
+    return (
+        CONTROL_PARAMS
+        | ROUTER_ONLY_PARAMS
+        | ref.PROVIDER_PARAMS
+        | ref.IGNORED_LITELLM_PARAMS
+        | provider_params
+        | {"model", "stream"}
+    )
+
+
+def _check_provider(params: dict[str, Any], file: str, where: str) -> None:
+    """An unknown provider prefix fails at start, not as a 400 blamed on the client later."""
+    from .. import exceptions as exc
+    from ..providers import PROVIDERS, resolve
+
+    if params.get("mock_response") is not None:
+        return  # a mock answers for any model name
+    model = params["model"]
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"must be a non-empty string, got {model!r}", file, f"{where}.model")
+    try:
+        resolve(model, params.get("custom_llm_provider"), params.get("api_base") or params.get("base_url"))
+    except exc.UnknownModelError:
+        provider = params.get("custom_llm_provider")
+        key = f"{where}.custom_llm_provider" if provider else f"{where}.model"
+        prefix = provider or model.partition("/")[0]
+        guess = ref.nearest(prefix, PROVIDERS)
+        hint = f"did you mean {guess!r}? " if guess and guess != prefix else ""
+        raise ConfigError(
+            f"no provider for {model!r}: {hint}known provider prefixes: {', '.join(sorted(PROVIDERS))}; "
+            "a bare OpenAI (gpt-*) or Anthropic (claude-*) name; or any name with api_base "
+            "(an OpenAI-compatible server)",
+            file,
+            key,
+        ) from None
+
+
+def _model_list(value: Any, file: str, ignored: list[str]) -> tuple[Deployment, ...]:
     if value is None:
         return ()
+    known_params = _known_litellm_params()
     if not isinstance(value, list):
         raise ConfigError(f"must be a list of models, got {type(value).__name__}", file, "model_list")
     out: list[Deployment] = []
@@ -358,6 +441,22 @@ def _model_list(value: Any, file: str) -> tuple[Deployment, ...]:
             )
         if params.get("model") is None:
             raise ConfigError("required", file, f"{key}.litellm_params.model")
+        for pkey in params:
+            if pkey not in known_params:
+                guess = ref.nearest(str(pkey), known_params)
+                what = (
+                    f"did you mean {guess!r}?"
+                    if guess
+                    else "not a parameter of lmgate, its providers or the reference"
+                )
+                raise ConfigError(
+                    f"unknown key; {what} (to send the provider a parameter lmgate does not know, "
+                    f"put it under extra_body: {{{pkey}: ...}})",
+                    file,
+                    f"{key}.litellm_params.{pkey}",
+                )
+            if pkey in ref.IGNORED_LITELLM_PARAMS:
+                ignored.append(f"{key}.litellm_params.{pkey}")
         for pkey in _STRING_PARAMS:
             if (
                 pkey in params
@@ -393,12 +492,18 @@ def _model_list(value: Any, file: str) -> tuple[Deployment, ...]:
         seen_ids[model_id] = index
         unknown = set(entry) - {"model_name", "litellm_params", "model_info"}
         if unknown:
+            first = sorted(unknown)[0]
             raise ConfigError(
-                "unknown key; known keys: model_name, litellm_params, model_info",
+                ref.unknown_key_message(first, ("model_name", "litellm_params", "model_info")),
                 file,
-                f"{key}.{sorted(unknown)[0]}",
+                f"{key}.{first}",
             )
-        call_params = {k: v for k, v in params.items() if k not in ROUTER_ONLY_PARAMS}
+        _check_provider(params, file, f"{key}.litellm_params")
+        call_params = {
+            k: v
+            for k, v in params.items()
+            if k not in ROUTER_ONLY_PARAMS and k not in ref.IGNORED_LITELLM_PARAMS
+        }
         if info:
             call_params["model_info"] = dict(info)
         out.append(
@@ -424,14 +529,27 @@ def _name_list(value: Any, key: str, file: str) -> list[str]:
     return list(value)
 
 
-def _litellm_settings(settings: dict[str, Any], file: str) -> dict[str, Any]:
+def _litellm_settings(settings: dict[str, Any], file: str, ignored: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    for key, reason in ref.REFUSED_LITELLM_SETTINGS_WHEN_TRUE.items():
+        if key in settings and _conf.boolean(settings[key], name=f"litellm_settings.{key}", where=file):
+            raise ConfigError(
+                f"not supported by lmgate, refusing to start: {reason}", file, f"litellm_settings.{key}"
+            )
+    ours = LITELLM_SETTINGS_KEYS + tuple(ref.REFUSED_LITELLM_SETTINGS_WHEN_TRUE)
+    _check_keys(
+        settings,
+        file,
+        "litellm_settings.",
+        ours,
+        ref.IGNORED_LITELLM_SETTINGS,
+        ref.REFUSED_LITELLM_SETTINGS,
+        ignored,
+    )
     for key, value in settings.items():
         where = f"litellm_settings.{key}"
-        if key in IGNORED_LITELLM_SETTINGS:
-            continue
         if key not in LITELLM_SETTINGS_KEYS:
-            raise ConfigError(f"unknown key; known keys: {', '.join(LITELLM_SETTINGS_KEYS)}", file, where)
+            continue  # ignored (named in the warning), or asked to be false: what lmgate does
         if value is None:
             continue
         if key in ("callbacks", "success_callback", "failure_callback"):
@@ -442,7 +560,7 @@ def _litellm_settings(settings: dict[str, Any], file: str) -> dict[str, Any]:
             out[key] = _number(value, where, file, integer=True)
         elif key == "request_timeout":
             out[key] = _conf.duration_s(value, name=where, where=file, above=0)
-        elif key in ("cache_params", "generic_logger_headers"):
+        elif key in ("cache_params", "generic_logger_headers", "s3_callback_params"):
             if not isinstance(value, dict):
                 raise ConfigError(f"must be a mapping, got {type(value).__name__}", file, where)
             out[key] = value

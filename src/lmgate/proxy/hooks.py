@@ -17,13 +17,13 @@ overrides (a logger that overrides none costs nothing per request):
 * ``async_post_call_streaming_hook(user_api_key_dict, response)`` — per chunk; a return
   value replaces the chunk.
 
-``user_api_key_dict`` carries the SHA-256 of the caller's key, never the key.
+``user_api_key_dict`` is the caller's ``UserAPIKeyAuth`` (``auth.py``): it carries the SHA-256 of
+the caller's key, never the key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import traceback
@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._callbacks.custom_logger import CustomLogger
+from .auth import UserAPIKeyAuth, hash_key  # the identity hooks receive: kept importable from here
 from .errors import is_http_exception
 
 logger = logging.getLogger("lmgate.proxy")
@@ -43,50 +44,6 @@ HOOK_NAMES = (
     "async_post_call_streaming_hook",
     "async_post_call_streaming_iterator_hook",
 )
-
-
-def hash_key(key: str | None) -> str | None:
-    """The SHA-256 hex digest of an API key (what logs and hooks see instead of the key)."""
-    if not key:
-        return None
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class UserAPIKeyAuth:
-    """Who is calling: the reference's ``UserAPIKeyAuth`` shape, with the key hashed.
-
-    ``api_key`` and ``token`` both hold the SHA-256 of the caller's key. Readable as
-    attributes or, like a dict, with ``[]`` and ``get``.
-    """
-
-    __slots__ = ("api_key", "token", "key_alias", "user_id", "team_id", "end_user_id", "org_id", "user_role",
-                 "metadata")
-
-    def __init__(self, key_hash: str | None, *, user_role: str | None = None, end_user_id: str | None = None) -> None:
-        self.api_key = key_hash
-        self.token = key_hash
-        self.key_alias: str | None = None
-        self.user_id: str | None = None
-        self.team_id: str | None = None
-        self.end_user_id = end_user_id
-        self.org_id: str | None = None
-        self.user_role = user_role
-        self.metadata: dict[str, Any] = {}
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name, default)
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return getattr(self, name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-    def model_dump(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"UserAPIKeyAuth(api_key={self.api_key!r}, user_role={self.user_role!r})"
 
 
 class HookCache:
@@ -141,7 +98,15 @@ def _overrides(obj: Any, name: str) -> bool:
 class HookSet:
     """The overriding hooks of the current ``lmgate.callbacks``, by hook name."""
 
-    __slots__ = ("pre_call", "moderation", "post_success", "post_failure", "stream_chunk", "stream_iterator", "empty")
+    __slots__ = (
+        "pre_call",
+        "moderation",
+        "post_success",
+        "post_failure",
+        "stream_chunk",
+        "stream_iterator",
+        "empty",
+    )
 
     def __init__(self, callbacks: list[Any]) -> None:
         loggers = [c for c in callbacks if isinstance(c, CustomLogger)]
@@ -155,8 +120,14 @@ class HookSet:
         self.post_failure = bound("async_post_call_failure_hook")
         self.stream_chunk = bound("async_post_call_streaming_hook")
         self.stream_iterator = bound("async_post_call_streaming_iterator_hook")
-        self.empty = not (self.pre_call or self.moderation or self.post_success or self.post_failure
-                          or self.stream_chunk or self.stream_iterator)
+        self.empty = not (
+            self.pre_call
+            or self.moderation
+            or self.post_success
+            or self.post_failure
+            or self.stream_chunk
+            or self.stream_iterator
+        )
 
 
 _cached: tuple[tuple[int, ...], HookSet] | None = None
@@ -185,7 +156,9 @@ class Answer:
         self.text = text
 
 
-async def run_pre_call(hooks: HookSet, user: UserAPIKeyAuth, cache: HookCache, data: dict[str, Any], call_type: str) -> dict[str, Any] | Answer:
+async def run_pre_call(
+    hooks: HookSet, user: UserAPIKeyAuth, cache: HookCache, data: dict[str, Any], call_type: str
+) -> dict[str, Any] | Answer:
     """Run the pre-call hooks in order; the (possibly replaced) request, or the hook's answer."""
     for hook in hooks.pre_call:
         result = await hook(user, cache, data, call_type)
@@ -205,7 +178,9 @@ async def run_moderation(hooks: HookSet, data: dict[str, Any], user: UserAPIKeyA
     if len(hooks.moderation) == 1:
         await hooks.moderation[0](data, user, call_type)
         return
-    results = await asyncio.gather(*(h(data, user, call_type) for h in hooks.moderation), return_exceptions=True)
+    results = await asyncio.gather(
+        *(h(data, user, call_type) for h in hooks.moderation), return_exceptions=True
+    )
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -219,7 +194,9 @@ async def run_post_success(hooks: HookSet, data: dict[str, Any], user: UserAPIKe
     return response
 
 
-async def run_post_failure(hooks: HookSet, data: dict[str, Any], error: BaseException, user: UserAPIKeyAuth) -> BaseException | None:
+async def run_post_failure(
+    hooks: HookSet, data: dict[str, Any], error: BaseException, user: UserAPIKeyAuth
+) -> BaseException | None:
     """Run the failure hooks; the first HTTPException-like result (returned or raised) wins."""
     tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     replacement: BaseException | None = None
@@ -237,7 +214,9 @@ async def run_post_failure(hooks: HookSet, data: dict[str, Any], error: BaseExce
     return replacement
 
 
-def wrap_stream(hooks: HookSet, user: UserAPIKeyAuth, stream: AsyncIterator[Any], data: dict[str, Any]) -> AsyncIterator[Any]:
+def wrap_stream(
+    hooks: HookSet, user: UserAPIKeyAuth, stream: AsyncIterator[Any], data: dict[str, Any]
+) -> AsyncIterator[Any]:
     """The chunk iterator the client gets: the iterator hooks' chain, then the per-chunk hooks."""
     iterator: AsyncIterator[Any] = stream
     for hook in hooks.stream_iterator:
@@ -247,7 +226,9 @@ def wrap_stream(hooks: HookSet, user: UserAPIKeyAuth, stream: AsyncIterator[Any]
     return iterator
 
 
-async def _per_chunk(chunk_hooks: tuple[Any, ...], user: UserAPIKeyAuth, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _per_chunk(
+    chunk_hooks: tuple[Any, ...], user: UserAPIKeyAuth, iterator: AsyncIterator[Any]
+) -> AsyncIterator[Any]:
     try:
         async for chunk in iterator:
             for hook in chunk_hooks:
@@ -263,7 +244,11 @@ async def _per_chunk(chunk_hooks: tuple[Any, ...], user: UserAPIKeyAuth, iterato
 
 def _name(hook: Any) -> str:
     owner = getattr(hook, "__self__", None)
-    return f"{type(owner).__name__}.{hook.__name__}" if owner is not None else getattr(hook, "__name__", repr(hook))
+    return (
+        f"{type(owner).__name__}.{hook.__name__}"
+        if owner is not None
+        else getattr(hook, "__name__", repr(hook))
+    )
 
 
 __all__ = [

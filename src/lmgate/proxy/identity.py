@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._callbacks.record import copy_data
-from .hooks import UserAPIKeyAuth
+from .auth import UserAPIKeyAuth
 
 #: metadata names only the proxy sets: every key-identity field of the reference's payload,
 #: the caller's address and agent, and ``requester_metadata`` (where the client's own go)

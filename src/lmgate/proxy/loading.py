@@ -143,6 +143,7 @@ def apply_config(config: ProxyConfig) -> Applied:
     from .._secrets import header_secrets, remember_secret, url_secrets
 
     settings = config.litellm_settings
+    warn_ignored(config)
     for deployment in config.model_list:
         remember_secret(deployment.litellm_params.get("api_key"))
         for name in ("aws_secret_access_key", "aws_session_token"):  # Bedrock's credentials
@@ -155,7 +156,10 @@ def apply_config(config: ProxyConfig) -> Applied:
             remember_secret(secret)
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
-    lmgate.callback_settings = thaw(config.callback_settings)
+    callback_settings = thaw(config.callback_settings)
+    if "s3_callback_params" in settings:  # the reference's place for the s3 logger's settings
+        callback_settings.setdefault("s3", thaw(settings["s3_callback_params"]))
+    lmgate.callback_settings = callback_settings
     if "generic_logger_headers" in settings:
         lmgate.generic_logger_headers = {
             str(k): str(v) for k, v in settings["generic_logger_headers"].items()
@@ -207,6 +211,26 @@ def apply_config(config: ProxyConfig) -> Applied:
     )
 
 
+def ignored_keys_warning(config: ProxyConfig) -> str | None:
+    """The startup warning naming every key of the reference's that this config sets and lmgate
+    does not act on; None when there is none."""
+    if not config.ignored_keys:
+        return None
+    return (
+        f"lmgate proxy: {config.path}: ignoring {len(config.ignored_keys)} key(s) the reference accepts and "
+        f'lmgate does not act on: {", ".join(config.ignored_keys)} (docs/proxy.md "Keys from the reference")'
+    )
+
+
+def warn_ignored(config: ProxyConfig) -> None:
+    """Log ``ignored_keys_warning`` once (per process that applies the config)."""
+    import logging
+
+    message = ignored_keys_warning(config)
+    if message is not None:
+        logging.getLogger("lmgate.proxy.config").warning(message)
+
+
 def describe(config: ProxyConfig, applied: Applied) -> str:
     """The startup line: what was loaded, with every secret masked."""
     from .._secrets import mask_key, mask_secrets, mask_url
@@ -249,4 +273,4 @@ def describe_auth(config: ProxyConfig) -> str:
     return f"auth: master_key {mask_key(config.master_key)} (from {config.master_key_source})"
 
 
-__all__ = ["Applied", "apply_config", "describe", "describe_auth", "load_object"]
+__all__ = ["Applied", "apply_config", "describe", "describe_auth", "ignored_keys_warning", "load_object"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -95,8 +94,7 @@ def serve(args: Any) -> int:
         "timeout_keep_alive": config.limits.keep_alive_timeout_s,
     }
     if workers == 1:
-        _absorb_reraised_signals()
-        uvicorn.Server(uvicorn.Config(app, **options)).run()
+        _server_class()(uvicorn.Config(app, **options)).run()
     else:
         os.environ[ENV_CONFIG] = os.path.abspath(args.config)
         uvicorn.run(_FACTORY, factory=True, workers=workers, **options)
@@ -148,20 +146,26 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def _absorb_reraised_signals() -> None:
-    # uvicorn restores the handlers it found and re-raises the signal after its graceful
-    # shutdown; with the default handler that kills the process (status -15) after the
-    # lifespan already flushed. A quiet handler lets serve() return 0 instead.
-    def quiet(signum: int, frame: Any) -> None:
-        return None
+def _server_class() -> Any:
+    """uvicorn's ``Server``, owning SIGTERM/SIGINT for the whole process, except that it does not
+    re-raise the signal after its graceful shutdown: the lifespan has flushed every logger by
+    then, and the re-raised signal would end the process with -15 instead of serve() returning 0."""
+    import uvicorn
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, quiet)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return Server
 
 
 def app_factory() -> Any:
     """The app for one worker process, from the config named in ``LMGATE_PROXY_CONFIG``."""
+    from ..loggers import signals
     from .app import create_app
+
+    signals.disable()  # each worker's uvicorn owns SIGTERM; the lifespan flushes the loggers
 
     path = os.environ.get(ENV_CONFIG)
     if not path:

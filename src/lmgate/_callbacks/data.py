@@ -1,0 +1,190 @@
+"""Private copies of a call's data: JSON snapshots taken once, deep copies where JSON cannot go.
+
+What the caller passed (messages, parameters, metadata) is snapshotted when the call starts and
+read back as fresh copies by every callback: an ``orjson.loads`` of the snapshot is far cheaper
+than a deep copy and just as private. Both the running call's record and its frozen summary keep
+their data this way; the ``kwargs`` and payload adapters read it through these helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..types import _plain
+from .encoding import encode_salvaged
+from .redact import REDACTED_TEXT, redact_messages
+
+NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
+# the parts of a call's request that kwargs hands out (``encode_parts``)
+PART_NAMES = ("messages", "optional_params", "litellm_params", "body", "headers", "input")
+
+
+# how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
+# copied by a loop instead, so no depth of data exhausts Python's recursion limit
+_RECURSIVE_COPY_DEPTH = 64
+_CONTAINERS = (dict, list, tuple)
+CYCLE_MARKER = "<unencodable: circular reference>"
+
+
+def copy_data(value: Any, _depth: int = 0) -> Any:
+    """A deep copy of JSON-like data: dicts (keeping their class), lists, tuples; other objects shared.
+
+    Any depth is copied (beyond ``_RECURSIVE_COPY_DEPTH`` by ``_copy_deep``'s loop); a container
+    that contains itself is replaced, where it recurs, by ``CYCLE_MARKER``."""
+    if not isinstance(value, _CONTAINERS):
+        return value
+    if _depth >= _RECURSIVE_COPY_DEPTH:
+        return _copy_deep(value)
+    if isinstance(value, dict):
+        return _rebuild(value, {k: copy_data(v, _depth + 1) for k, v in value.items()})
+    if isinstance(value, list):
+        return [copy_data(v, _depth + 1) for v in value]
+    return tuple(copy_data(v, _depth + 1) for v in value)
+
+
+def _rebuild(value: dict[Any, Any], items: dict[Any, Any]) -> Any:
+    """``items`` (the copied entries of ``value``) as an object of ``value``'s class."""
+    cls = type(value)
+    if cls is dict:
+        return items
+    try:
+        new = cls._build(items)  # type: ignore[attr-defined]  # our response types: skip re-validation
+    except AttributeError:
+        new = cls(items)
+    hidden = getattr(value, "__dict__", None)
+    if hidden:
+        for k, v in hidden.items():
+            object.__setattr__(new, k, copy_data(v))
+    return new
+
+
+def _copy_deep(root: Any) -> Any:
+    """``copy_data`` without recursion: a stack of the containers being copied, innermost last."""
+
+    def frame(source: Any) -> list[Any]:
+        # [source, its (key, child) iterator, the copied entries, the key the copy goes under in its parent]
+        entries = iter(source.items()) if isinstance(source, dict) else enumerate(source)
+        return [source, entries, {} if isinstance(source, dict) else [], None]
+
+    def put(entries: Any, key: Any, child: Any) -> None:
+        if isinstance(entries, dict):
+            entries[key] = child
+        else:
+            entries.append(child)
+
+    stack = [frame(root)]
+    on_stack = {id(root)}
+    while True:
+        top = stack[-1]
+        for key, child in top[1]:
+            if not isinstance(child, _CONTAINERS):
+                put(top[2], key, child)
+            elif id(child) in on_stack:
+                put(top[2], key, CYCLE_MARKER)
+            else:
+                top[3] = key
+                stack.append(frame(child))
+                on_stack.add(id(child))
+                break
+        else:  # every entry copied: build this container and hand it to its parent
+            source, _, entries, _ = stack.pop()
+            on_stack.discard(id(source))
+            if isinstance(source, dict):
+                done = _rebuild(source, entries)
+            else:
+                done = entries if isinstance(source, list) else tuple(entries)
+            if not stack:
+                return done
+            parent = stack[-1]
+            put(parent[2], parent[3], done)
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready plain data (dict subclasses become dicts)."""
+    return _plain(value)
+
+
+def snapshot(value: Any) -> tuple[bytes | None, Any]:
+    """(JSON snapshot, None), or (None, a deep copy) for data orjson cannot encode."""
+    try:
+        return orjson.dumps(value, option=NON_STR_KEYS), None
+    except TypeError:
+        return None, copy_data(value)
+
+
+def thaw(raw_json: bytes | None, fallback: Any) -> Any:
+    """A fresh copy of a snapshot taken by ``snapshot``."""
+    return orjson.loads(raw_json) if raw_json is not None else fallback
+
+
+def json_default(value: Any) -> Any:
+    """What the payload may hold beyond JSON types: shown as text rather than failing."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def encode_payload(payload: Any) -> bytes:
+    """The payload as JSON; parts that cannot be encoded are replaced and flagged (``encoding``)."""
+    return encode_payload_flagged(payload)[0]
+
+
+def encode_payload_flagged(payload: Any) -> tuple[bytes, bool]:
+    """``encode_payload``, and whether any part had to be replaced."""
+    try:
+        return orjson.dumps(payload, default=json_default, option=NON_STR_KEYS), False
+    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+        return encode_salvaged(payload, json_default)
+
+
+def _dumps_or_value(value: Any) -> Any:
+    if not value and type(value) is dict:
+        return b"{}"
+    try:
+        return orjson.dumps(value, option=NON_STR_KEYS)
+    except TypeError:  # something orjson cannot encode: readers get deep copies
+        return value
+
+
+def encode_parts(
+    messages: tuple[bytes | None, Any],
+    body: tuple[bytes | None, Any],
+    headers: dict[str, Any],
+    optional_params: dict[str, Any],
+    litellm_params: dict[str, Any],
+    redact: bool,
+) -> dict[str, Any]:
+    """Each request part kwargs hands out, encoded once: name -> JSON bytes (or, for data orjson
+    cannot encode, the value itself, deep-copied for each reader). The snapshots are reused as
+    they are unless they must be redacted."""
+    out: dict[str, Any] = {}
+    if redact:
+        out["messages"] = _dumps_or_value(redact_messages(thaw(*messages)))
+        request = thaw(*body)
+        if isinstance(request, dict):
+            request = dict(request)
+            for name in ("messages", "input", "prompt", "system"):
+                if name in request:
+                    request[name] = redact_messages(request[name]) if name == "messages" else REDACTED_TEXT
+        out["body"] = _dumps_or_value(request)
+    else:
+        out["messages"] = messages[0] if messages[0] is not None else messages[1]
+        out["body"] = body[0] if body[0] is not None or body[1] is not None else b"null"
+    out["optional_params"] = _dumps_or_value(optional_params)
+    out["litellm_params"] = _dumps_or_value(litellm_params)
+    out["headers"] = _dumps_or_value(headers)
+    # "input": what was sent as the prompt (the body's messages or input), else the messages
+    sent = out["body"]
+    if sent == b"null" or sent is None:
+        out["input"] = out["messages"]
+        return out
+    sent = orjson.loads(sent) if isinstance(sent, bytes) else sent
+    if isinstance(sent, dict) and ("messages" in sent or "input" in sent):
+        out["input"] = _dumps_or_value(sent.get("messages", sent.get("input")))
+    else:
+        out["input"] = out["messages"]
+    return out

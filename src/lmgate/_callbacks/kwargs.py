@@ -1,0 +1,390 @@
+"""The reference-compatible ``kwargs`` a callback receives: an adapter over the call's facts.
+
+It reads the running call's ``CallRecord`` (``protocols.CallFacts``): before the end (pre, post,
+stream) nothing else exists; after the terminal event the record is final, and the frozen
+``CallSummary`` is asked for only by the keys that need it (``standard_logging_object``), so a
+callback that reads none of them costs no summary and no payload (``protocols.FinishedCall``).
+
+Each callback gets a fresh, private dict. By default its costlier keys (``messages``,
+``litellm_params``, ``standard_logging_object``, …) are made on first read, so a callback that
+never reads them costs nothing for them; a logger made with ``full_kwargs=True`` gets every key in
+the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call until read), so
+``orjson.dumps(kwargs)`` writes every key. See ``CallbackKwargs``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .data import copy_data, encode_payload
+from .redact import REDACTED_TEXT, redact_response
+
+if TYPE_CHECKING:
+    from .protocols import CallFacts, FinishedCall
+
+LOG_EVENT_TYPES = {
+    "pre": "pre_api_call",
+    "post": "post_api_call",
+    "stream": "stream_event",
+    "success": "successful_api_call",
+    "failure": "failed_api_call",
+}
+_PAYLOAD_KEY = "standard_logging_object"
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts) if ts is not None else None
+
+
+class CallbackKwargs(dict):  # type: ignore[type-arg]
+    """The ``kwargs`` a callback receives: a dict whose costlier values are parsed on first read.
+
+    ``_lazy`` maps each costly key not read yet to how its value is made. Two layouts:
+
+    * *full* (``absent`` false; a logger made with ``full_kwargs=True``): every key is in the
+      dict's own storage from the start, a costly one holding an ``orjson.Fragment`` of its JSON,
+      so orjson — which reads that storage, not these methods — writes every key;
+    * *lazy* (the default): a costly key is absent from the storage until first read, so a
+      callback that never reads it costs nothing for it (no payload built, no parts encoded).
+
+    Every way of reading a dict from Python goes through the methods below and sees every key:
+    ``[]``, ``get``, ``in``, ``len``, iteration, ``dict(kwargs)`` and ``{**kwargs}`` (``__iter__``
+    is overridden, which sends CPython's dict copy down its mapping path), ``json.dumps``,
+    ``copy``, ``pickle``. ``payload_json()`` gives the standard logging payload as JSON bytes.
+    """
+
+    __slots__ = ("_lazy", "_absent")
+
+    def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], absent: bool = False) -> None:
+        dict.__init__(self, data)
+        self._lazy = lazy
+        self._absent = absent
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self._lazy
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + (len(self._lazy) if self._absent else 0)
+
+    def keys(self) -> Any:
+        if self._absent:
+            self._load_all()
+        return dict.keys(self)
+
+    def _load(self, key: str) -> Any:
+        make, arg = self._lazy.pop(key)
+        value = make(arg)
+        dict.__setitem__(self, key, value)
+        return value
+
+    def _load_all(self) -> None:
+        for key in list(self._lazy):
+            self._load(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._lazy:
+            return self._load(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            return self._load(key)
+        return dict.get(self, key, default)
+
+    def __iter__(self) -> Any:
+        if self._absent:
+            self._load_all()
+        return dict.__iter__(self)
+
+    def values(self) -> Any:
+        self._load_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._load_all()
+        return dict.items(self)
+
+    def __repr__(self) -> str:
+        self._load_all()
+        return dict.__repr__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__ne__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __or__(self, other: Any) -> Any:
+        self._load_all()
+        return dict.__or__(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        self._load_all()
+        return dict.__ror__(self, other)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._lazy.pop(key, None)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        if self._lazy.pop(key, None) is not None and self._absent:
+            return  # never built
+        dict.__delitem__(self, key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.pop(self, key, *default)
+
+    def clear(self) -> None:
+        self._lazy.clear()
+        dict.clear(self)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._load_all()
+        return dict.popitem(self)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            self._load(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._load_all()
+        dict.update(self, *args, **kwargs)
+
+    def copy(self) -> dict[str, Any]:
+        self._load_all()
+        return dict(dict.items(self))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle see a plain dict
+        self._load_all()
+        return (dict, (dict(dict.items(self)),))
+
+    def payload_json(self) -> bytes | None:
+        """The standard logging payload as JSON bytes (terminal events only), or None."""
+        lazy = self._lazy.get(_PAYLOAD_KEY)
+        if lazy is not None:
+            make, arg = lazy
+            if make is orjson.loads:
+                return arg  # type: ignore[no-any-return]
+            facts, redact = arg
+            return facts.summary().payload_json(redact)  # type: ignore[no-any-return]
+        if not dict.__contains__(self, _PAYLOAD_KEY):
+            return None
+        return encode_payload(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
+
+
+def _part_copy(arg: tuple[CallFacts, bool, str]) -> Any:
+    facts, redact, name = arg
+    part = facts.encoded_parts(redact)[name]
+    return orjson.loads(part) if isinstance(part, bytes) else copy_data(part)
+
+
+def _additional_args(arg: tuple[CallFacts, bool, int]) -> Any:
+    facts, redact, attempt = arg
+    return {
+        "complete_input_dict": _part_copy((facts, redact, "body")),
+        "headers": _part_copy((facts, redact, "headers")),
+        "api_base": facts.api_base,
+        "attempt": attempt,
+    }
+
+
+def _payload_copy(arg: tuple[FinishedCall, bool]) -> Any:
+    facts, redact = arg
+    return orjson.loads(facts.summary().payload_json(redact))
+
+
+def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part: Any) -> None:
+    """A costly key: a Fragment until read (bytes), or a private copy now (data orjson cannot encode)."""
+    if isinstance(part, bytes):
+        data[key] = orjson.Fragment(part)
+        lazy[key] = (orjson.loads, part)
+    else:
+        data[key] = copy_data(part)
+
+
+def build_kwargs(
+    facts: CallFacts,
+    event: str,
+    redact: bool = False,
+    extra: dict[str, Any] | None = None,
+    snapshot: tuple[int, str | None] | None = None,
+    full: bool = False,
+) -> CallbackKwargs:
+    """A fresh kwargs dict for one callback and one event (``facts``: the summary for terminal
+    events, the record before). ``snapshot`` is (attempt, original_response) as they were when
+    the event happened: a retry changes both on the record afterwards. ``full``: every key in
+    the dict's own storage (see ``CallbackKwargs``)."""
+    redact = redact or facts.redact_all
+    attempt, original_response = (
+        snapshot if snapshot is not None else (facts.attempt, facts.original_response)
+    )
+    if redact and original_response:
+        original_response = REDACTED_TEXT
+    params = facts.optional_params
+    data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()} if params else {}
+    data.update(
+        {
+            "model": facts.model,
+            "start_time": _dt(facts.start),
+            "stream": facts.stream,
+            "user": facts.user,
+            "call_type": facts.call_type,
+            "litellm_call_id": facts.call_id,
+            "litellm_trace_id": facts.trace_id,
+            "custom_llm_provider": facts.provider,
+            "completion_start_time": _dt(facts.completion_start),
+            "api_key": facts.api_key_masked,
+            "log_event_type": LOG_EVENT_TYPES[event],
+            "original_response": original_response,
+            "cache_hit": facts.cache_hit,
+        }
+    )
+    if not full:
+        return _lazy_kwargs(facts, event, redact, data, extra, attempt)
+    parts = facts.encoded_parts(redact)
+    lazy: dict[str, tuple[Any, Any]] = {}
+    for name in ("messages", "optional_params", "litellm_params", "input"):
+        _put(data, lazy, name, parts[name])
+    body, headers = parts["body"], parts["headers"]
+    if isinstance(body, bytes) and isinstance(headers, bytes):
+        _put(
+            data,
+            lazy,
+            "additional_args",
+            b'{"complete_input_dict":%b,"headers":%b,"api_base":%b,"attempt":%d}'
+            % (body, headers, orjson.dumps(facts.api_base), attempt),
+        )
+    else:
+        data["additional_args"] = {
+            "complete_input_dict": copy_data(body if not isinstance(body, bytes) else orjson.loads(body)),
+            "headers": copy_data(headers if not isinstance(headers, bytes) else orjson.loads(headers)),
+            "api_base": facts.api_base,
+            "attempt": attempt,
+        }
+    if event in ("success", "failure"):
+        _terminal(facts, event, redact, data, lazy)  # type: ignore[arg-type]
+    if extra:
+        for key, value in extra.items():
+            lazy.pop(key, None)
+            data[key] = value
+    return CallbackKwargs(data, lazy)
+
+
+def _lazy_kwargs(
+    facts: CallFacts,
+    event: str,
+    redact: bool,
+    data: dict[str, Any],
+    extra: dict[str, Any] | None,
+    attempt: int,
+) -> CallbackKwargs:
+    """The default layout: the costly keys are made on first read (nothing is encoded for them)."""
+    lazy: dict[str, tuple[Any, Any]] = {
+        "messages": (_part_copy, (facts, redact, "messages")),
+        "optional_params": (_part_copy, (facts, redact, "optional_params")),
+        "litellm_params": (_part_copy, (facts, redact, "litellm_params")),
+        "input": (_part_copy, (facts, redact, "input")),
+        "additional_args": (_additional_args, (facts, redact, attempt)),
+    }
+    if event in ("success", "failure"):
+        s: FinishedCall = facts  # type: ignore[assignment]
+        data["end_time"] = _dt(s.end)
+        data["response_cost"] = s.cost
+        lazy[_PAYLOAD_KEY] = (_payload_copy, (s, redact))
+        if s.cost is None:
+            data["response_cost_failure_debug_information"] = {
+                "error_str": s.cost_reason,
+                "model": s.model,
+                "custom_llm_provider": s.provider,
+                "cache_hit": s.cache_hit,
+                "call_type": s.call_type,
+            }
+        if s.stream:
+            data["stream_status"] = s.stream_status
+            lazy["complete_streaming_response"] = (_assembled, (s, redact))
+            lazy["async_complete_streaming_response"] = (_assembled, (s, redact))
+        if event == "failure":
+            data["exception"] = s.error
+            data["traceback_exception"] = s.traceback
+    if extra:
+        for key, value in extra.items():
+            lazy.pop(key, None)
+            data[key] = value
+    return CallbackKwargs(data, lazy, absent=True)
+
+
+def _assembled(arg: tuple[FinishedCall, bool]) -> Any:
+    return assembled_copy(*arg)
+
+
+def _terminal(
+    s: FinishedCall, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
+) -> None:
+    data["end_time"] = _dt(s.end)
+    data["response_cost"] = s.cost
+    # the payload is encoded once per call and shared: each callback only parses it if it reads it
+    _put(data, lazy, _PAYLOAD_KEY, s.summary().payload_json(redact))
+    if s.cost is None:
+        data["response_cost_failure_debug_information"] = {
+            "error_str": s.cost_reason,
+            "model": s.model,
+            "custom_llm_provider": s.provider,
+            "cache_hit": s.cache_hit,
+            "call_type": s.call_type,
+        }
+    if s.stream:
+        data["stream_status"] = s.stream_status
+        for key in ("complete_streaming_response", "async_complete_streaming_response"):
+            _put_response(s, redact, data, lazy, key)
+    if event == "failure":
+        data["exception"] = s.error
+        data["traceback_exception"] = s.traceback
+
+
+def _put_response(
+    s: FinishedCall, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str
+) -> None:
+    response = s.response
+    if not isinstance(response, dict):
+        data[key] = response
+        return
+    if redact or s.response_json is None:
+        data[key] = assembled_copy(s, redact)
+        return
+    data[key] = orjson.Fragment(s.response_json)
+    lazy[key] = (lambda summary: response_copy(summary, summary.response), s)
+
+
+def response_copy(s: FinishedCall, response: Any) -> Any:
+    """A private copy of a response object: from its JSON snapshot when it is the call's response
+    (an orjson parse and one typed rebuild, several times cheaper than a deep copy)."""
+    if response is s.response and s.response_json is not None and hasattr(type(response), "_nested"):
+        clone = type(response)(orjson.loads(s.response_json))
+        hidden = getattr(response, "__dict__", {}).get("_hidden_params")
+        if hidden is not None:
+            object.__setattr__(clone, "_hidden_params", copy_data(hidden))
+        return clone
+    return copy_data(response)
+
+
+def assembled_copy(s: FinishedCall, redact: bool) -> Any:
+    """One callback's own copy of the assembled stream response."""
+    response = s.response
+    if not isinstance(response, dict):
+        return response
+    if not redact:
+        return response_copy(s, response)
+    copy = copy_data(redact_response(response))
+    if hasattr(type(response), "_build"):
+        return type(response)._build(copy)  # type: ignore[attr-defined]
+    return copy

@@ -1,0 +1,165 @@
+"""The standard logging payload (``standard_logging_object``): an adapter over ``CallSummary``.
+
+``build_payload(summary)`` gives the payload's parts as a dict whose large parts (messages,
+response) are pre-encoded ``orjson.Fragment``s; ``summary.payload_json()`` encodes it once for
+every sink, and ``payload_copy`` gives one reader a plain dict of its own. The schema is
+``lmgate/schemas/standard_logging_payload.schema.json``; ``docs/payload.md`` describes it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .._secrets import mask_secrets
+from .encoding import ENCODING_ERRORS_KEY
+from .redact import redact_messages, redact_response
+
+if TYPE_CHECKING:
+    from .summary import CallSummary
+
+# metadata keys of the reference implementation's payload, present (None) unless set
+STANDARD_METADATA_KEYS = (
+    "user_api_key_hash",
+    "user_api_key_alias",
+    "user_api_key_team_id",
+    "user_api_key_user_id",
+    "user_api_key_org_id",
+    "user_api_key_team_alias",
+    "user_api_key_end_user_id",
+    "requester_ip_address",
+)
+
+
+def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
+    """``metadata["tags"]`` as the payload's ``request_tags`` (a list of strings), and what was
+    wrong with it, if anything: a string or a dict is not taken apart into characters or keys."""
+    tags = metadata.get("tags")
+    if tags is None:
+        return [], None
+    if isinstance(tags, (list, tuple)) and all(isinstance(t, str) for t in tags):
+        return list(tags), None
+    if isinstance(tags, (list, tuple)):
+        kinds = ", ".join(sorted({type(t).__name__ for t in tags if not isinstance(t, str)}))
+        kept = [t for t in tags if isinstance(t, str)]
+        return kept, f"metadata.tags must hold strings only; left out: {kinds}"
+    return [], f"metadata.tags must be a list of strings, got {type(tags).__name__}"
+
+
+def payload_copy(summary: CallSummary, redact: bool = False) -> dict[str, Any]:
+    """A private copy of the payload (redacted for loggers that asked for it)."""
+    return orjson.loads(summary.payload_json(redact))  # type: ignore[no-any-return]
+
+
+def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
+    """The payload as JSON for one reader: the shared encoding, or (redacted for this reader only)
+    one encoded for it."""
+    return summary.payload_json(redact)
+
+
+def build_payload(s: CallSummary) -> dict[str, Any]:
+    # the summary's own mappings, not its read-only views: they are encoded, never handed out
+    raw = s.__dict__
+    usage = raw["usage"] or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    total = int(usage.get("total_tokens") or (prompt + completion))
+    response_id = s.response_id or s.call_id
+    if s.cache_hit:
+        response_id = f"{response_id}_cache_hit{int(time.time())}"
+    end = s.end
+    completion_start = s.completion_start if s.completion_start is not None else end
+    metadata: dict[str, Any] = dict.fromkeys(STANDARD_METADATA_KEYS)
+    given = s.metadata if isinstance(s.metadata, dict) else {}
+    metadata.update(given)
+    metadata.pop(ENCODING_ERRORS_KEY, None)  # ours: set below, never taken from the caller
+    metadata.setdefault("requester_metadata", given)
+    flags: dict[str, str] = {}
+    if s.metadata and not isinstance(s.metadata, dict):
+        flags["metadata"] = f"must be an object, got {type(s.metadata).__name__}; left out"
+    tags, tags_error = request_tags(metadata)
+    if tags_error:
+        flags["request_tags"] = tags_error
+    if flags:
+        metadata[ENCODING_ERRORS_KEY] = flags
+        s.flag_payload()
+    error_info = {
+        "error_code": "",
+        "error_class": "",
+        "llm_provider": "",
+        "traceback": "",
+        "error_message": "",
+    }
+    error_str = None
+    if s.error is not None:
+        error_str = mask_secrets(str(s.error))
+        error_info = {
+            "error_code": str(getattr(s.error, "status_code", "") or ""),
+            "error_class": type(s.error).__name__,
+            "llm_provider": getattr(s.error, "llm_provider", None) or s.provider or "",
+            "traceback": s.traceback or "",
+            "error_message": mask_secrets(str(getattr(s.error, "message", None) or s.error)),
+        }
+    raw_messages, messages_copy = s.messages_snapshot
+    messages: Any = orjson.Fragment(raw_messages) if raw_messages is not None else messages_copy
+    if s.redact_all:
+        messages = redact_messages(s.messages)
+    response: Any = orjson.Fragment(s.response_json) if s.response_json else {}
+    if s.redact_all and s.response_json:
+        response = redact_response(s.response_snapshot)
+    hidden = {
+        "model_id": s.model_id,
+        "cache_key": s.cache_key,
+        "api_base": s.api_base,
+        "response_cost": s.cost,
+        "litellm_overhead_time_ms": s.overhead_ms,
+        "additional_headers": (raw["hidden_params"] or {}).get("additional_headers") or {},
+        "litellm_model_name": s.model,
+    }
+    return {
+        "id": response_id,
+        "litellm_call_id": s.call_id,
+        "trace_id": s.trace_id,
+        "session_id": "",
+        "call_type": s.call_type,
+        "stream": s.stream,
+        "stream_status": s.stream_status,
+        "status": s.status or "failure",
+        "status_fields": {"llm_api_status": s.status or "failure", "guardrail_status": "not_run"},
+        "response_cost": s.cost,
+        "cost": s.cost,
+        "cost_breakdown": raw["cost_breakdown"],
+        "response_cost_failure_debug_info": None if s.cost is not None else {"error_str": s.cost_reason},
+        "custom_llm_provider": s.provider,
+        "total_tokens": total,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "usage": usage,
+        "startTime": s.start,
+        "endTime": end,
+        "completionStartTime": completion_start,
+        "response_time": end - s.start,
+        "model": s.model,
+        "response_model": s.response_model,
+        "model_id": s.model_id,
+        "model_group": s.model_group,
+        "api_base": (s.api_base or "").rstrip("/"),
+        "metadata": metadata,
+        "cache_hit": s.cache_hit,
+        "cache_key": s.cache_key,
+        "saved_cache_cost": s.saved_cache_cost,
+        "request_tags": tags,
+        "end_user": s.user,
+        "requester_ip_address": metadata.get("requester_ip_address"),
+        "user_agent": None,
+        "messages": messages,
+        "response": response,
+        "error_str": error_str,
+        "error_information": error_info,
+        "model_parameters": raw["optional_params"],
+        "hidden_params": hidden,
+        "guardrail_information": None,
+        "standard_built_in_tools_params": None,
+    }

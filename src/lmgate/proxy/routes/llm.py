@@ -1,0 +1,394 @@
+"""The LLM routes: ``POST /chat/completions`` and ``POST /embeddings`` (each also under ``/v1``).
+
+One request: the caller (authenticated by the middleware) → body (size-limited, JSON) →
+checks → pre-call hooks → pick a deployment (failover across the group) while moderation
+hooks run → post-call hooks → response. Streams go out as SSE (``sse.py``) ending in
+``data: [DONE]``; a client that goes away mid-stream closes the lmgate stream, so the call
+still ends in exactly one terminal event. Every failure, a refused key included, goes through
+the failure hooks, the metrics and the request log. The in-flight count is the middleware's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..._call import CONTROL_PARAMS
+from ..errors import ProxyError, to_proxy_error
+from ..hooks import (
+    Answer,
+    HookSet,
+    UserAPIKeyAuth,
+    current_hooks,
+    run_moderation,
+    run_post_failure,
+    run_post_success,
+    run_pre_call,
+    wrap_stream,
+)
+from ..identity import identity, stamp
+from ..logs import log_failed_call, log_request
+from ..middleware import InFlight, caller
+from ..responses import JSON, error_response, json_response
+from ..router import Group
+from ..sse import SSEResponse
+from ..state import ProxyState
+from ..validation import check_request
+from . import spellings
+
+logger = logging.getLogger("lmgate.proxy")
+
+# request keys the proxy reads itself; every other key goes to the provider, except the
+# library's control parameters (api_base, api_key, mock_response, callbacks, …), which a
+# client must not set: they would redirect the deployment's key or bypass the config
+_OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
+_CLIENT_BLOCKED = (CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_request"}) - {"metadata", "timeout"}
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
+
+
+def routes(state: ProxyState) -> list[Route]:
+    """Both LLM routes, in every spelling, each counted in flight from its first byte in to
+    its last byte out (streams and clients that leave included)."""
+    flow = LLMRoutes(state)
+
+    async def chat(request: Request) -> Response | SSEResponse:
+        return await flow.handle(request, "chat")
+
+    async def embeddings(request: Request) -> Response | SSEResponse:
+        return await flow.handle(request, "embedding")
+
+    counted = [InFlight.using(state.metrics)]
+    return [
+        Route(path, endpoint, methods=["POST"], middleware=counted)
+        for name, endpoint in (("/chat/completions", chat), ("/embeddings", embeddings))
+        for path in spellings(name)
+    ]
+
+
+class LLMRoutes:
+    """The request flow of the two LLM routes, over the proxy's shared state."""
+
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+        self.config = state.config
+        self.router = state.router
+        self.metrics = state.metrics
+        self.cache = state.cache
+        self.known_models = state.known_models
+
+    # ---- body ----
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ProxyError(
+                413,
+                f"request body of {declared} bytes is over the limit of {limit} bytes "
+                "(general_settings.max_request_size_mb)",
+                code="request_too_large",
+            )
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise ProxyError(
+                        413,
+                        f"request body is over the limit of {limit} bytes "
+                        "(general_settings.max_request_size_mb)",
+                        code="request_too_large",
+                    )
+                parts.append(part)
+        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
+            raise ProxyError(
+                CLIENT_CLOSED,
+                "the client closed the connection before sending the whole body",
+                code="client_closed_request",
+            ) from None
+        raw = b"".join(parts)
+        if not raw:
+            raise ProxyError(400, "request body is empty; send a JSON object")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise ProxyError(400, f"request body is not valid JSON: {error}", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise ProxyError(400, f"request body must be a JSON object, got {type(data).__name__}")
+        return data
+
+    def group_for(self, data: dict[str, Any]) -> Group:
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise ProxyError(400, "'model' is required: a model name from GET /v1/models", param="model")
+        group = self.router.group(model)
+        if group is None:
+            raise ProxyError(
+                400,
+                f"model {model!r} is not served here; known models: {self.known_models}",
+                param="model",
+                code="model_not_found",
+            )
+        return group
+
+    # ---- the flow ----
+    async def handle(self, request: Request, kind: str) -> Response | SSEResponse:
+        start = time.perf_counter()
+        route = "chat" if kind == "chat" else "embeddings"
+        metrics = self.metrics
+        hooks = current_hooks()
+        user: UserAPIKeyAuth | None = None
+        data: dict[str, Any] | None = None
+        model = "unknown"
+        deployment = None
+        try:
+            user = caller(request)
+            data = await self.read_json(request)
+            model = str(data.get("model") or "unknown")
+            check_request(data, kind)
+            # who is calling is the proxy's to say: the client's metadata keeps none of those names
+            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
+            call_type = "completion" if kind == "chat" else "embeddings"
+            if hooks.pre_call:
+                answered = await run_pre_call(hooks, user, self.cache, data, call_type)
+                if isinstance(answered, Answer):
+                    if kind != "chat":
+                        raise ProxyError(400, answered.text)
+                    return await self._answer(answered.text, data, who, start, request, user)
+                data = answered
+                check_request(data, kind)
+            group = self.group_for(data)
+            model = group.name
+            if kind == "chat" and data.get("stream"):
+                return await self._stream(request, hooks, user, data, who, group, start)
+            deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
+            release()
+            if hooks.post_success:
+                result = await run_post_success(hooks, data, user, result)
+            hidden = getattr(result, "_hidden_params", None) or {}
+            headers = _response_headers(hidden, deployment.model_id)
+            body = orjson.dumps(result)
+            usage = result.get("usage") if isinstance(result, dict) else None
+            elapsed = time.perf_counter() - start
+            metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
+            log_request(
+                request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
+            )
+            return Response(body, status_code=200, headers=headers, media_type=JSON)
+        except Exception as error:
+            perr = await self._failed(hooks, data, error, user)
+            elapsed = time.perf_counter() - start
+            metrics.observe(route, model, perr.status, elapsed)
+            log_request(
+                request.scope,
+                perr.status,
+                model,
+                deployment or error.__dict__.get("_lmgate_deployment"),
+                user,
+                elapsed,
+                error=error,
+            )
+            return error_response(perr)
+
+    async def _call(
+        self,
+        hooks: HookSet,
+        user: UserAPIKeyAuth,
+        data: dict[str, Any],
+        who: dict[str, Any],
+        group: Group,
+        kind: str,
+        call_type: str,
+        stream: bool = False,
+    ) -> tuple[Any, Any, Callable[[], None]]:
+        import lmgate
+
+        client = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
+        metadata = stamp(data.get("metadata"), who)  # again: a pre-call hook may not change who is calling
+        many = len(group.deployments) > 1
+
+        async def attempt(deployment: Any, last: bool) -> Any:
+            kw = dict(deployment.call_params)
+            kw.update(client)
+            kw["metadata"] = metadata
+            kw["model_id"] = deployment.model_id
+            kw["model_group"] = group.name
+            deferred: list[Callable[[], None]] = []
+            if many:
+                kw["num_retries"] = 0  # the router retries across the group
+                if not last:  # a failure here may be retried elsewhere: log it only if it is not
+                    kw["defer_failure_event"] = deferred
+            try:
+                if kind == "chat":
+                    return await lmgate.acompletion(messages=data["messages"], stream=stream, **kw)
+                return await lmgate.aembedding(input=data["input"], **kw)
+            except Exception as error:
+                if deferred:
+                    error.__dict__["_lmgate_emit_failure"] = deferred[0]
+                error.__dict__["_lmgate_deployment"] = deployment  # for the server log's error line
+                raise
+
+        library_retries = int(lmgate.num_retries or 0)
+        if not hooks.moderation:
+            return await self.router.call(group, attempt, library_retries)
+        task = asyncio.ensure_future(self.router.call(group, attempt, library_retries))
+        try:
+            await run_moderation(hooks, data, user, call_type)
+        except BaseException:
+            await _discard(task)
+            raise
+        return await task
+
+    async def _stream(
+        self,
+        request: Request,
+        hooks: HookSet,
+        user: UserAPIKeyAuth,
+        data: dict[str, Any],
+        who: dict[str, Any],
+        group: Group,
+        start: float,
+    ) -> SSEResponse:
+        deployment, stream, release = await self._call(
+            hooks, user, data, who, group, "chat", "completion", stream=True
+        )
+        iterator: AsyncIterator[Any] = stream
+        if hooks.stream_iterator or hooks.stream_chunk:
+            iterator = wrap_stream(hooks, user, stream, data)
+        metrics = self.metrics
+        model = group.name
+        prices_source = deployment
+
+        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
+            release()
+            cost = _stream_cost(prices_source, usage) if usage else None
+            elapsed = time.perf_counter() - start
+            metrics.observe("chat", model, status, elapsed, usage, cost)
+            if error is not None:  # the provider broke the stream after its first byte
+                error.__dict__.setdefault("_lmgate_deployment", deployment)
+                log_failed_call(error, status, to_proxy_error(error).message, model, user)
+            log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
+
+        headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
+        return SSEResponse(iterator, stream, on_end, headers)
+
+    async def _answer(
+        self,
+        text: str,
+        data: dict[str, Any],
+        who: dict[str, Any],
+        start: float,
+        request: Request,
+        user: UserAPIKeyAuth,
+    ) -> Response | SSEResponse:
+        """A pre-call hook's string as the assistant's answer (streamed when asked).
+
+        It goes through ``lmgate.acompletion`` as a mock answer, so every logger records the
+        request like any other: no provider was called, so usage and cost are 0, and the
+        metadata says ``answered_by_pre_call_hook``.
+        """
+        import lmgate
+
+        metrics = self.metrics
+        model = str(data.get("model") or "unknown")
+        metadata = stamp(data.get("metadata"), who)
+        metadata["answered_by_pre_call_hook"] = True
+        answer = {
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+        stream = bool(data.get("stream"))
+        result = await lmgate.acompletion(
+            model=model,
+            messages=data.get("messages") or [],
+            mock_response=answer,
+            stream=stream,
+            metadata=metadata,
+            custom_llm_provider=None,
+            input_cost_per_token=0.0,
+            output_cost_per_token=0.0,
+        )
+        if not stream:
+            metrics.observe("chat", model, 200, time.perf_counter() - start)
+            log_request(request.scope, 200, model, None, user, time.perf_counter() - start)
+            return json_response(result)
+
+        def on_end(status: int, usage: Any, error: BaseException | None) -> None:
+            metrics.observe("chat", model, status, time.perf_counter() - start)
+            log_request(request.scope, status, model, None, user, time.perf_counter() - start, error=error)
+
+        return SSEResponse(result, result, on_end, [])
+
+    async def _failed(
+        self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None
+    ) -> ProxyError:
+        if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
+            user = UserAPIKeyAuth(None)
+        failed = error  # what went wrong, whatever a failure hook answers instead
+        if hooks.post_failure:
+            try:
+                replacement = await run_post_failure(hooks, data or {}, error, user)
+            except Exception as hook_error:  # a failing failure hook must not hide the original error
+                logger.error("post-call failure hooks raised %s", hook_error)
+                replacement = None
+            if replacement is not None:
+                error = replacement
+        perr = to_proxy_error(error)
+        if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
+            model = data.get("model") if data else None
+            detail = perr.message if failed is error else to_proxy_error(failed).message
+            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
+        return perr
+
+
+def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
+    headers = {"x-litellm-model-id": model_id}
+    call_id = hidden.get("litellm_call_id")
+    if call_id:
+        headers["x-litellm-call-id"] = str(call_id)
+    cost = hidden.get("response_cost")
+    if cost is not None:
+        headers["x-litellm-response-cost"] = str(cost)
+    for name, value in (hidden.get("additional_headers") or {}).items():
+        if value is None:
+            continue
+        text = str(value)
+        if "\r" in text or "\n" in text:  # never let a hook split the response head
+            continue
+        headers[str(name).lower()] = text
+    return headers
+
+
+def _stream_cost(deployment: Any, usage: Any) -> float | None:
+    from ...cost import compute_cost, custom_prices
+
+    params = deployment.litellm_params
+    model = str(params.get("model"))
+    candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
+    return compute_cost(candidates, usage, custom_prices(dict(params))).cost
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Drop an LLM call that moderation rejected: cancel it, or close what it returned."""
+    if not task.done():
+        task.cancel()
+    try:
+        _, result, release = await task
+    except BaseException:
+        return
+    release()
+    close = getattr(result, "aclose", None)
+    if close is not None:
+        await close()

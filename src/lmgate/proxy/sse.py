@@ -1,0 +1,121 @@
+"""The server-sent events response of a streamed chat completion.
+
+It pumps the chunks while it listens for the client leaving: when the client goes first, the
+lmgate stream is closed (its call ends as ``abandoned``, one terminal event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from .errors import to_proxy_error
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_DONE = b"data: [DONE]\n\n"
+
+
+def _sse(chunk: Any) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode() if chunk.startswith("data:") else b"data: " + chunk.encode() + b"\n\n"
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+class SSEResponse:
+    """A server-sent events response that notices the client leaving.
+
+    The chunks are pumped in one task while another waits for ``http.disconnect``; when the
+    client goes first, the lmgate stream is closed (its call ends as ``abandoned``, one
+    terminal event) and the pump is stopped. ``on_end(status, usage, error)`` runs exactly once.
+    """
+
+    def __init__(
+        self,
+        iterator: AsyncIterator[Any],
+        source: Any,
+        on_end: Callable[[int, Any, BaseException | None], None],
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.iterator = iterator
+        self.source = source
+        self.on_end = on_end
+        self.headers = _SSE_HEADERS + headers
+        self.usage: Any = None
+        self.error: BaseException | None = None  # what broke the stream, if anything did
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = 200
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            pump = asyncio.ensure_future(self._pump(send))
+            listener = asyncio.ensure_future(_wait_disconnect(receive))
+            done, _ = await asyncio.wait((pump, listener), return_when=asyncio.FIRST_COMPLETED)
+            if pump in done:
+                listener.cancel()
+                status = pump.result()
+            else:
+                status = 499  # the client closed the connection
+                await self._close_source()
+                pump.cancel()
+                try:
+                    await pump
+                except BaseException:  # noqa: B036 - the pump was cancelled on purpose
+                    pass
+        except OSError:
+            status = 499
+        finally:
+            await self._close_source()
+            self.on_end(status, self.usage, self.error)
+
+    async def _close_source(self) -> None:
+        source, self.source = self.source, None
+        if source is not None:
+            await source.aclose()
+
+    async def _pump(self, send: Any) -> int:
+        iterator = self.iterator
+        try:
+            async for chunk in iterator:
+                usage = chunk.get("usage") if isinstance(chunk, dict) else None
+                if usage:
+                    self.usage = usage
+                await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+            await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+            return 200
+        except OSError:
+            return 499
+        except Exception as error:
+            self.error = error
+            perr = to_proxy_error(error)
+            body = b"data: " + perr.body() + b"\n\n"
+            try:
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            except OSError:
+                return 499
+            return perr.status
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None and iterator is not self.source:
+                try:
+                    await close()
+                except Exception:
+                    pass
+
+
+async def _wait_disconnect(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+__all__ = ["SSEResponse"]
