@@ -713,8 +713,8 @@ def test_credentials_of_a_role_the_profile_assumes(fake_bedrock, monkeypatch, tm
     )
 
 
-def test_an_explicit_role_is_assumed_with_the_given_keys(fake_bedrock, monkeypatch):
-    """aws_role_name (+ aws_session_name), as the reference names them: STS AssumeRole with the given keys,
+def test_an_explicit_role_is_assumed_with_the_given_keys(fake_bedrock):
+    """aws_role_name (+ aws_session_name, aws_external_id, aws_sts_endpoint), as the reference names them: STS AssumeRole with the given keys,
     once; the calls are signed with the role's temporary credentials."""
     from fakes.bedrock import ROLE_KEY_ID, ROLE_SECRET, ROLE_TOKEN, FakeSts
 
@@ -722,15 +722,23 @@ def test_an_explicit_role_is_assumed_with_the_given_keys(fake_bedrock, monkeypat
     fake_bedrock.expect_token = ROLE_TOKEN
     role = "arn:aws:iam::123456789012:role/explicit-role"
     with FakeSts() as sts:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.base_url)
         for _ in range(2):
             r = lmgate.completion(
-                messages=MESSAGES, aws_role_name=role, aws_session_name="nightly-job", **aws(fake_bedrock)
+                messages=MESSAGES,
+                aws_role_name=role,
+                aws_session_name="nightly-job",
+                aws_external_id="ext-42",
+                aws_sts_endpoint=sts.base_url,
+                **aws(fake_bedrock),
             )
     assert r.choices[0].message.content == "Hello from fake"
     assert f"Credential={ROLE_KEY_ID}/" in fake_bedrock.requests[-1].headers["authorization"]
     (assume,) = sts.calls
-    assert (assume["RoleArn"], assume["RoleSessionName"]) == (role, "nightly-job")
+    assert (assume["RoleArn"], assume["RoleSessionName"], assume["ExternalId"]) == (
+        role,
+        "nightly-job",
+        "ext-42",
+    )
 
 
 def test_an_unknown_profile_is_an_authentication_error_naming_it(fake_bedrock):

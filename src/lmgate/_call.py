@@ -79,6 +79,8 @@ CONTROL_PARAMS = frozenset(
         "aws_profile_name",
         "aws_role_name",
         "aws_session_name",
+        "aws_external_id",
+        "aws_sts_endpoint",
         "aws_bedrock_runtime_endpoint",
     }
 )

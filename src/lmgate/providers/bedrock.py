@@ -242,7 +242,13 @@ class BedrockProvider(Provider):
             region = chain_region(profile)
         if options.get("aws_role_name"):  # the reference's explicit role: assumed through STS with the above
             credentials = assumed_role(
-                str(options["aws_role_name"]), options.get("aws_session_name"), credentials, profile, region
+                str(options["aws_role_name"]),
+                options.get("aws_session_name"),
+                credentials,
+                profile,
+                region,
+                external_id=options.get("aws_external_id"),
+                sts_endpoint=options.get("aws_sts_endpoint"),
             )
         return credentials, region, credentials.get_frozen_credentials()
 
@@ -465,14 +471,20 @@ _roles: dict[tuple[Any, ...], Any] = {}
 
 
 def assumed_role(
-    role_arn: str, session_name: str | None, source: Any, profile: str | None, region: str | None
+    role_arn: str,
+    session_name: str | None,
+    source: Any,
+    profile: str | None,
+    region: str | None,
+    external_id: str | None = None,
+    sts_endpoint: str | None = None,
 ) -> Any:
     """Refreshable credentials of ``role_arn``, assumed (STS AssumeRole, by botocore) with ``source``.
 
     Built once per role, session name and source key; STS is asked at the first signature and again
     when the credentials near expiry, never per call.
     """
-    key = (role_arn, session_name, source.access_key, profile, region)
+    key = (role_arn, session_name, source.access_key, profile, region, external_id, sts_endpoint)
     found = _roles.get(key)
     if found is not None:
         return found
@@ -485,11 +497,14 @@ def assumed_role(
             from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
             session = botocore.session.Session(profile=profile)
+            extra = {"RoleSessionName": session_name or "lmgate"}
+            if external_id:
+                extra["ExternalId"] = external_id
             fetcher = AssumeRoleCredentialFetcher(
-                functools.partial(session.create_client, region_name=region),
+                functools.partial(session.create_client, region_name=region, endpoint_url=sts_endpoint),
                 source,
                 role_arn,
-                extra_args={"RoleSessionName": session_name or "lmgate"},
+                extra_args=extra,
             )
             found = DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role")
             _roles[key] = found
