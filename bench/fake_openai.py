@@ -7,6 +7,9 @@ chunked encoding) so the server itself costs as little as possible and the same 
 POST /v1beta/models/<model>:generateContent (and :streamGenerateContent, always as ?alt=sse events)
 answers the same text in Gemini's wire format, so a Gemini call's added latency compares with OpenAI's.
 
+POST /model/<id>/converse (and /converse-stream, as AWS event-stream frames) answers the same text in
+Bedrock's Converse format; the signature is not checked (tests/fakes/bedrock.py does that).
+
 Prints "READY <port>" on stdout once listening.  Stops by itself after --max-seconds.
 """
 
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import binascii
 import json
+import struct
 import time
 
 CONTENT = "hello world from the fake server"
@@ -91,6 +96,46 @@ def gemini_sse_body(model: str) -> bytes:
     return b"".join(parts)
 
 
+def bedrock_body() -> bytes:
+    return json.dumps(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": CONTENT}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 5, "outputTokens": 6, "totalTokens": 11},
+            "metrics": {"latencyMs": 1},
+        }
+    ).encode()
+
+
+def _frame(event_type: str, obj: dict) -> bytes:
+    """One AWS event-stream message: prelude (lengths, CRC32), string headers, JSON payload, CRC32."""
+    head = b""
+    for name, value in (
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ):
+        head += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack("!H", len(value)) + value.encode()
+    payload = json.dumps(obj).encode()
+    prelude = struct.pack("!II", 12 + len(head) + len(payload) + 4, len(head))
+    message = prelude + struct.pack("!I", binascii.crc32(prelude)) + head + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+def bedrock_stream_body() -> bytes:
+    words = CONTENT.split(" ")
+    parts = [_frame("messageStart", {"role": "assistant"})]
+    parts += [
+        _frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": (" " if i else "") + w}})
+        for i, w in enumerate(words)
+    ]
+    parts.append(_frame("contentBlockStop", {"contentBlockIndex": 0}))
+    parts.append(_frame("messageStop", {"stopReason": "end_turn"}))
+    usage = {"inputTokens": 5, "outputTokens": 6, "totalTokens": 11}
+    parts.append(_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 1}}))
+    return b"".join(parts)
+
+
 def response(status: str, ctype: str, body: bytes) -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n"
     return head.encode() + body
@@ -124,6 +169,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     writer.write(response("200 OK", "text/event-stream", gemini_sse_body(model)))
                 else:
                     writer.write(response("200 OK", "application/json", gemini_body(model)))
+            elif method == "POST" and path.startswith("/model/") and path.endswith("/converse"):
+                writer.write(response("200 OK", "application/json", bedrock_body()))
+            elif method == "POST" and path.startswith("/model/") and path.endswith("/converse-stream"):
+                writer.write(response("200 OK", "application/vnd.amazon.eventstream", bedrock_stream_body()))
             elif method == "GET" and path in ("/health", "/v1/models"):
                 writer.write(response("200 OK", "application/json", b'{"ok":true}'))
             else:

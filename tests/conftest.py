@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes import FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
+from fakes import FakeBedrock, FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -34,6 +34,13 @@ def fake_gemini_session() -> Iterator[FakeGemini]:
     """One fake Gemini API for the whole run: call .reset() before relying on its state."""
     with FakeGemini() as fg:
         yield fg
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock_session() -> Iterator[FakeBedrock]:
+    """One fake Bedrock Runtime for the whole run: call .reset() before relying on its state."""
+    with FakeBedrock() as fb:
+        yield fb
 
 
 @pytest.fixture

@@ -7,6 +7,11 @@ JSON (or every SSE line) too, as any client must.
 Variants gemini / gemini_stream: the same, sync, for a ``gemini/gemini-2.0-flash`` call (the fake answers
 Gemini's generateContent / streamGenerateContent too): what the Gemini translation adds over OpenAI's.
 
+Variants bedrock / bedrock_stream: the same for a ``bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0``
+call (Converse / ConverseStream on the fake, AWS event-stream framing): what the Bedrock translation, the
+SigV4 signature (botocore) and the event-stream decoding add. The raw side posts the same body unsigned
+and decodes the stream with botocore's EventStreamBuffer, so signing counts as lmgate's overhead.
+
 Variants sync_hook / async_hook: one call at a time with a CustomLogger whose success hook notes when
 it runs; the metric is the time from the call's return to its success hook (0 when the hook ran
 before the caller resumed). Unlike mock_async, the caller waits on real I/O here, as real calls do.
@@ -49,6 +54,8 @@ VARIANTS = [
     "async_hook",
     "gemini",
     "gemini_stream",
+    "bedrock",
+    "bedrock_stream",
 ]
 WARMUP = 20
 
@@ -102,7 +109,7 @@ def main() -> None:
         }
 
     def measure_sync(variant: str) -> dict:
-        stream = variant in ("sync_stream", "gemini_stream")
+        stream = variant in ("sync_stream", "gemini_stream", "bedrock_stream")
         client = httpx.Client()  # httpx defaults, as a plain user would have them
         call_url, call_headers, call_kw = url, headers, impl_kw
         body_for = raw_body
@@ -116,10 +123,35 @@ def main() -> None:
             def body_for(stream: bool) -> dict:
                 return {"contents": [{"role": "user", "parts": [{"text": m["content"]}]} for m in MESSAGES]}
 
+        parse_stream = parse_sse_lines
+        if variant.startswith("bedrock"):
+            model_id = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+            action = "converse-stream" if stream else "converse"
+            call_url = f"http://127.0.0.1:{port}/model/{model_id.replace(':', '%3A')}/{action}"
+            call_headers = {}
+            call_kw = {"model": "bedrock/" + model_id, "messages": MESSAGES,
+                       "aws_bedrock_runtime_endpoint": f"http://127.0.0.1:{port}", "aws_region_name": "us-east-1",
+                       "aws_access_key_id": "AKIABENCH", "aws_secret_access_key": "bench-secret"}  # fmt: skip
+
+            def body_for(stream: bool) -> dict:
+                return {"messages": [{"role": "user", "content": [{"text": m["content"]}]} for m in MESSAGES]}
+
+            # what a raw client must do: decode the frames, parse each payload
+            def parse_stream(pieces) -> int:
+                from botocore.eventstream import EventStreamBuffer
+
+                buffer, n = EventStreamBuffer(), 0
+                for piece in pieces:
+                    buffer.add_data(piece)
+                    for message in buffer:
+                        json.loads(message.payload)
+                        n += 1
+                return n
+
         def raw_call() -> None:
             if stream:
                 with client.stream("POST", call_url, json=body_for(True), headers=call_headers) as r:
-                    parse_sse_lines(r.iter_lines())
+                    parse_stream(r.iter_bytes() if variant.startswith("bedrock") else r.iter_lines())
             else:
                 client.post(call_url, json=body_for(False), headers=call_headers).json()
 

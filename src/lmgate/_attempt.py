@@ -24,6 +24,7 @@ from .providers.base import HttpRequest
 SEND = "send"  # (SEND, request, body bytes) -> a response with the body unread
 READ = "read"  # (READ, response) -> the body (the response is closed)
 SSE = "sse"  # (SSE, response, translator) -> (chunk iterator, close)
+BYTES = "bytes"  # (BYTES, response, translator) -> (chunk iterator, close): raw body pieces, binary framing
 CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async calls)
 WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
 LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
@@ -36,6 +37,8 @@ class Call(Protocol):
     """What the loop asks of a call (``lmgate._call.Call``): its decisions, none of its I/O."""
 
     settings: Any
+    wire: Any  # the provider requests are built for (its sign/stream_format seams)
+    endpoint: Any
     control: dict[str, Any]
     mock: Any
     stream: bool
@@ -87,6 +90,8 @@ def attempts(call: Call) -> Flow:
             req = call.http_request(attempt)
             # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
             body = req.body_bytes() if call.mock is None else None
+            if body is not None:  # seam: a provider signs the final request (Bedrock's SigV4)
+                req = call.wire.sign(req, body, call.endpoint)
             err: BaseException
             try:
                 response = yield (SEND, req, body)
@@ -99,7 +104,8 @@ def attempts(call: Call) -> Flow:
                     if isinstance(response, _mock.MockResponse):
                         source, close = (yield (CHUNKS, _mock.mock_chunks(response.content))), None
                     else:
-                        source, close = yield (SSE, response, call.translator())
+                        framing = SSE if call.wire.stream_format == "sse" else BYTES  # seam: binary streams
+                        source, close = yield (framing, response, call.translator())
                     return call.wrap_stream(source, close)
                 try:  # a response that is already read (the mock transport's) is not read again
                     raw = response.content if response.is_closed else (yield (READ, response))
@@ -145,6 +151,8 @@ def run_sync(call: Call) -> Any:
                 value = _read(op[1])
             elif kind is SSE:
                 value = _sse_chunks(_event_source(op[1]).iter_sse(), op[2]), op[1].close
+            elif kind is BYTES:
+                value = _byte_chunks(op[1].iter_bytes(), op[2]), op[1].close
             elif kind is CHUNKS:
                 value = iter(op[1])
             elif kind is LOOKUP:
@@ -177,6 +185,8 @@ async def run_async(call: Call) -> Any:
                 value = await _aread(op[1])
             elif kind is SSE:
                 value = _asse_chunks(_event_source(op[1]).aiter_sse(), op[2]), op[1].aclose
+            elif kind is BYTES:
+                value = _abyte_chunks(op[1].aiter_bytes(), op[2]), op[1].aclose
             elif kind is CHUNKS:
                 value = _aiter(op[1])
             elif kind is LOOKUP:
@@ -259,6 +269,25 @@ async def _asse_chunks(events: Any, translator: Any) -> Any:
             yield chunk
         if translator.done:
             async for _ in events:  # read to the end so the connection goes back to the pool
+                pass
+            return
+
+
+def _byte_chunks(pieces: Iterator[bytes], translator: Any) -> Iterator[Any]:
+    for piece in pieces:
+        yield from translator.feed_bytes(piece)
+        if translator.done:
+            for _ in pieces:  # read to the end so the connection goes back to the pool
+                pass
+            return
+
+
+async def _abyte_chunks(pieces: Any, translator: Any) -> Any:
+    async for piece in pieces:
+        for chunk in translator.feed_bytes(piece):
+            yield chunk
+        if translator.done:
+            async for _ in pieces:  # read to the end so the connection goes back to the pool
                 pass
             return
 

@@ -72,6 +72,18 @@ CONTROL_PARAMS = frozenset(
         "defer_failure_event",
         # a Router's figure: what its earlier, failed attempts of this request cost (in cost_breakdown)
         "failed_attempts_cost",
+        # Bedrock's endpoint settings and AWS credentials: read by ``Provider.configure``, never
+        # sent to the model nor shown to callbacks as optional_params
+        "aws_region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_session_name",
+        "aws_external_id",
+        "aws_sts_endpoint",
+        "aws_bedrock_runtime_endpoint",
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
@@ -207,10 +219,11 @@ class Call:
         self.wire = provider
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
-        ep = self.endpoint = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
+        ep = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
+        ep = self.endpoint = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
         full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
         headers = header_secrets(c.get("extra_headers"))
-        self.secrets = tuple(s for s in (ep.api_key, *url_secrets(full_base), *headers) if s)
+        self.secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base), *headers) if s)
         for secret in self.secrets:  # also masked in text that never passes through this call
             remember_secret(secret)
         self.shown_api_base = mask_url(full_base)

@@ -30,6 +30,8 @@ PRICE_KEYS = (
     "cache_creation_input_token_cost",
 )
 LONG_PROMPT_TOKENS = 200_000  # where tiered prices (``*_above_200k_tokens``) begin
+# Bedrock cross-region inference profile ids: ``us.anthropic.claude-…`` is priced as ``anthropic.claude-…``
+_CROSS_REGION = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.(?=[a-z]+\.)")
 _DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
@@ -54,7 +56,7 @@ def find_price(model: str) -> tuple[str, dict[str, Any]] | None:
     """The price entry for a model name, trying provider prefixes and date suffixes away."""
     table = price_table()
     name = model
-    for _ in range(3):
+    for _ in range(4):
         if name in table:
             return name, table[name]
         stripped = _DATE_SUFFIX.sub("", name)
@@ -62,6 +64,10 @@ def find_price(model: str) -> tuple[str, dict[str, Any]] | None:
             return stripped, table[stripped]
         if "/" in name:
             name = name.split("/", 1)[1]
+            continue
+        base = _CROSS_REGION.sub("", name)  # a Bedrock cross-region inference profile: its base model's price
+        if base != name:
+            name = base
             continue
         break
     return None

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .bedrock import BedrockReply, FakeBedrock
 from .gemini import FakeGemini, GeminiReply
 from .provider import DEFAULT_TEXT, BackgroundHTTPServer, FakeProvider, RecordedRequest, Reply
 from .receiver import LogReceiver, ReceivedRequest
@@ -16,6 +17,8 @@ from .redis_server import RedisServer, RedisServerError
 __all__ = [
     "DEFAULT_TEXT",
     "BackgroundHTTPServer",
+    "BedrockReply",
+    "FakeBedrock",
     "FakeGemini",
     "FakeProvider",
     "GeminiReply",

@@ -1,6 +1,6 @@
 """Provider resolution: a model string becomes (provider, model name).
 
-``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``gemini/…`` and the OpenAI-compatible
+``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``gemini/…``, ``bedrock/…`` and the OpenAI-compatible
 clouds of ``compatible.CLOUDS`` (``groq/…``, ``deepseek/…``, ``hosted_vllm/…``, …) select a
 provider by prefix; bare OpenAI names (``gpt-*``, ``o1*``, ``o3*``, ``o4*``,
 ``text-embedding-*``, …) and Anthropic names (``claude-*``) are recognised; any other name
@@ -13,6 +13,7 @@ from .. import exceptions as exc
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider
 from .base import Endpoint, HttpRequest, Provider, StreamTranslator
+from .bedrock import BedrockProvider
 from .compatible import COMPATIBLE_PROVIDERS
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
@@ -22,6 +23,7 @@ PROVIDERS: dict[str, Provider] = {
     "azure": AzureProvider(),
     "anthropic": AnthropicProvider(),
     "gemini": GeminiProvider(),
+    "bedrock": BedrockProvider(),
     **COMPATIBLE_PROVIDERS,
 }
 

@@ -33,6 +33,10 @@ class Endpoint:
     #: the query written into ``api_base`` (``?api-key=…``), kept apart so paths can be appended
     #: to ``api_base``; it is sent with every request
     base_query: str = ""
+    #: what ``Provider.configure`` resolved beyond key and base (Bedrock: region and AWS credentials)
+    options: Any = None
+    #: further secrets of this endpoint, masked like the key wherever the call's data leaves it
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,11 +59,18 @@ class HttpRequest:
 
 
 class StreamTranslator:
-    """Turns a provider's server-sent events into OpenAI chunks, one event at a time."""
+    """Turns a provider's server-sent events into OpenAI chunks, one event at a time.
+
+    A provider whose ``stream_format`` is not ``"sse"`` is fed the raw body instead, one piece
+    at a time as it arrives (``feed_bytes``), and decodes its framing itself.
+    """
 
     done: bool = False
 
     def feed(self, event: str, data: str) -> list[ModelResponseStream]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def feed_bytes(self, data: bytes) -> list[ModelResponseStream]:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -81,6 +92,9 @@ class Provider:
     #: chat parameters this provider accepts; None means "pass everything through"
     supported_params: ClassVar[frozenset[str] | None] = None
     supports_embeddings: ClassVar[bool] = True
+    #: how a streamed answer is framed: ``"sse"`` (server-sent events, fed to ``StreamTranslator.feed``)
+    #: or ``"bytes"`` (a binary framing such as AWS event-stream, fed to ``StreamTranslator.feed_bytes``)
+    stream_format: ClassVar[str] = "sse"
 
     def endpoint(self, model: str, api_base: str | None, api_key: str | None, api_version: str | None) -> Endpoint:
         base = api_base or _first_env(self.base_env) or self.default_api_base
@@ -96,6 +110,21 @@ class Provider:
         version = api_version or _first_env(self.version_env) or self.default_api_version
         base, _, query = base.partition("?")
         return Endpoint(self.name, model, base.rstrip("/"), key, version, query.partition("#")[0])
+
+    def configure(self, ep: Endpoint, options: dict[str, Any]) -> Endpoint:
+        """The endpoint completed from the call's control parameters (``options``); as it is by default.
+
+        Bedrock reads its region and AWS credentials here (``aws_region_name``, ``aws_access_key_id``, …).
+        """
+        return ep
+
+    def sign(self, req: HttpRequest, body: bytes, ep: Endpoint) -> HttpRequest:
+        """The request as sent, once its body is final; unchanged by default.
+
+        Computed, not fetched: a signature (Bedrock's SigV4) from credentials ``configure`` resolved.
+        Runs for each attempt, after ``extra_headers`` and the ``api_base`` query are added.
+        """
+        return req
 
     # -- chat --
     def chat_request(

@@ -146,6 +146,8 @@ def apply_config(config: ProxyConfig) -> Applied:
     warn_ignored(config)
     for deployment in config.model_list:
         remember_secret(deployment.litellm_params.get("api_key"))
+        for name in ("aws_secret_access_key", "aws_session_token"):  # Bedrock's credentials
+            remember_secret(deployment.litellm_params.get(name))
         for secret in url_secrets(
             deployment.litellm_params.get("api_base") or deployment.litellm_params.get("base_url")
         ):
