@@ -28,6 +28,7 @@ CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async call
 WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
 LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
 STORE = "store"  # (STORE, response)
+AUTH = "auth"  # (AUTH, token source, force refresh) -> the auth header (vertex: fetching a token is I/O)
 
 Flow = Generator[tuple[Any, ...], Any, Any]
 
@@ -83,8 +84,11 @@ def attempts(call: Call) -> Flow:
         if mock_delay:
             yield (WAIT, float(mock_delay))
         attempt = 0
+        tokens, refresh = getattr(call, "token_source", None), False  # vertex: token auth, one refresh on 401
         while True:
             req = call.http_request(attempt)
+            if tokens is not None:  # after the pre-call event: the token never reaches a callback
+                req.headers.update((yield (AUTH, tokens, refresh)))
             # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
             body = req.body_bytes() if call.mock is None else None
             err: BaseException
@@ -112,6 +116,9 @@ def attempts(call: Call) -> Flow:
                             yield (STORE, result)
                         return result
                     err = call.http_error(status, dict(response.headers), raw)
+            if tokens is not None and not refresh and getattr(err, "status_code", None) == 401:
+                refresh = True  # vertex: an expired or revoked token is refreshed once, the attempt repeated
+                continue
             delay = call.retry_delay(attempt, err)
             if delay is None:
                 raise err
@@ -147,6 +154,8 @@ def run_sync(call: Call) -> Any:
                 value = _sse_chunks(_event_source(op[1]).iter_sse(), op[2]), op[1].close
             elif kind is CHUNKS:
                 value = iter(op[1])
+            elif kind is AUTH:
+                value = op[1].auth_header(op[2])
             elif kind is LOOKUP:
                 value = call.cache_lookup()
             else:
@@ -179,6 +188,10 @@ async def run_async(call: Call) -> Any:
                 value = _asse_chunks(_event_source(op[1]).aiter_sse(), op[2]), op[1].aclose
             elif kind is CHUNKS:
                 value = _aiter(op[1])
+            elif kind is AUTH:  # a token fetch blocks: off the event loop unless the cached one is good
+                value = (None if op[2] else op[1].cached_header()) or await _to_thread(
+                    op[1].auth_header, op[2]
+                )
             elif kind is LOOKUP:
                 value = await call.acache_lookup()
             else:
@@ -261,6 +274,12 @@ async def _asse_chunks(events: Any, translator: Any) -> Any:
             async for _ in events:  # read to the end so the connection goes back to the pool
                 pass
             return
+
+
+async def _to_thread(fn: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)
 
 
 async def _aiter(items: list[Any]) -> Any:

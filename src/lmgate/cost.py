@@ -30,7 +30,7 @@ PRICE_KEYS = (
     "cache_creation_input_token_cost",
 )
 LONG_PROMPT_TOKENS = 200_000  # where tiered prices (``*_above_200k_tokens``) begin
-_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
+_DATE_SUFFIX = re.compile(r"[-@](\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,14 @@ from .gemini import FakeGemini, GeminiReply
 from .provider import DEFAULT_TEXT, BackgroundHTTPServer, FakeProvider, RecordedRequest, Reply
 from .receiver import LogReceiver, ReceivedRequest
 from .redis_server import RedisServer, RedisServerError
+from .vertex import FakeVertex, make_service_account
 
 __all__ = [
     "DEFAULT_TEXT",
     "BackgroundHTTPServer",
     "FakeGemini",
     "FakeProvider",
+    "FakeVertex",
     "GeminiReply",
     "LogReceiver",
     "ReceivedRequest",
@@ -26,6 +28,7 @@ __all__ = [
     "RedisServerError",
     "Reply",
     "check_loopback",
+    "make_service_account",
     "install_loopback_guard",
 ]
 
