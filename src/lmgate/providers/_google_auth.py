@@ -81,13 +81,23 @@ class _HttpxResponse:
         self.data = data
 
 
+_shared_transport: Any = None
+_transport_lock = threading.Lock()
+
+
 def _transport() -> Any:
-    try:
-        import requests  # noqa: F401  (google-auth's default transport needs it)
-        from google.auth.transport.requests import Request
-    except ImportError:
-        return HttpxRequest()
-    return Request()
+    """One transport (and its connection pool) for every token source of the process."""
+    global _shared_transport
+    with _transport_lock:
+        if _shared_transport is None:
+            try:
+                import requests  # noqa: F401  (google-auth's default transport needs it)
+                from google.auth.transport.requests import Request
+            except ImportError:
+                _shared_transport = HttpxRequest()
+            else:
+                _shared_transport = Request()
+        return _shared_transport
 
 
 class GoogleTokenSource(TokenSource):
@@ -238,15 +248,33 @@ def _loader(info: dict[str, Any] | None) -> Callable[[], tuple[Any, str | None]]
         try:
             if info is None:
                 credentials, project = google.auth.default(scopes=list(SCOPES))
-            else:
-                credentials, project = google.auth.load_credentials_from_dict(info, scopes=list(SCOPES))
-        except gexc.GoogleAuthError as error:
+            elif info.get("type") == "service_account":
+                from google.oauth2 import service_account
+
+                credentials = service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))
+                project = info.get("project_id")
+            elif info.get("type") == "authorized_user":  # gcloud's application-default login
+                from google.oauth2 import credentials as user_credentials
+
+                credentials = user_credentials.Credentials.from_authorized_user_info(
+                    info, scopes=list(SCOPES)
+                )
+                project = info.get("quota_project_id")
+            else:  # only the two kinds that cannot run code or reach other hosts are taken from a value
+                raise exc.AuthenticationError(
+                    f"vertex_credentials of type {info.get('type')!r} are not taken from a value: use a "
+                    "service_account or authorized_user JSON, or point GOOGLE_APPLICATION_CREDENTIALS at the "
+                    "file and leave vertex_credentials unset",
+                    PROVIDER,
+                    status_code=401,
+                )
+        except (gexc.GoogleAuthError, ValueError) as error:
             raise exc.AuthenticationError(
                 f"vertex_ai: no usable Google credentials: {mask_secrets(str(error))}",
                 PROVIDER,
                 status_code=401,
             ) from None
-        return credentials, project or (info or {}).get("project_id")
+        return credentials, project
 
     return load
 
