@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from fakes import DEFAULT_TEXT, FakeVertex, GeminiReply, Reply, make_service_account
@@ -324,6 +325,26 @@ def test_a_401_after_the_refresh_is_an_authentication_error_once(fv, fresh_accou
     flush()
     terminal = [h for h in capture.hooks() if "success" in h or "failure" in h]
     assert len(terminal) == 1 and "failure" in terminal[0]
+
+
+def test_the_async_token_fetch_leaves_the_event_loop_free(fv, fresh_account):
+    """The token exchange runs in a worker thread: while the token endpoint holds its answer, the loop runs
+    the task that releases it (a fetch on the loop would block it until the fake gives up)."""
+    gate = threading.Event()
+    fv.token_gate = gate
+
+    async def main():
+        async def release():
+            await asyncio.to_thread(fv.token_arrived.wait, 10)
+            gate.set()
+
+        releaser = asyncio.create_task(release())
+        result = await lmgate.acompletion(messages=MESSAGES, vertex_project=PROJECT, **vx(fv, fresh_account))
+        await releaser
+        return result
+
+    assert asyncio.run(main()).choices[0].message.content == DEFAULT_TEXT
+    assert fv.gate_results == [True]
 
 
 def test_an_unknown_service_account_is_an_authentication_error(fv):

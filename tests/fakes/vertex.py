@@ -122,6 +122,10 @@ class FakeVertex(BackgroundHTTPServer):
         self.expires_in = 3600
         self.clock = time.time()
         self.projects: set[str] | None = None
+        # a test may hold token answers until it sets ``token_gate``; ``token_arrived`` tells it one is waiting
+        self.token_gate: threading.Event | None = None
+        self.token_arrived = threading.Event()
+        self.gate_results: list[bool] = []  # per held token request: released by the test (True) or timed out
         # the Gemini and Anthropic shapes, served by the existing fakes' logic (never started themselves)
         self.gemini = FakeGemini()
         self.anthropic = FakeProvider()
@@ -163,6 +167,9 @@ class FakeVertex(BackgroundHTTPServer):
             self._queue.clear()
             self.expires_in = 3600
             self.projects = None
+            self.token_gate = None
+            self.token_arrived.clear()
+            self.gate_results.clear()
         self.gemini.reset()
         self.anthropic.reset()
 
@@ -353,6 +360,10 @@ class FakeVertex(BackgroundHTTPServer):
         def refuse(description: str, status: int = 400) -> None:
             h.send_json(status, {"error": "invalid_grant", "error_description": description})
 
+        gate = self.token_gate
+        if gate is not None:
+            self.token_arrived.set()
+            self.gate_results.append(self.wait_event(gate, 3.0))
         if rec.method != "POST" or "application/x-www-form-urlencoded" not in rec.headers.get(
             "content-type", ""
         ):
