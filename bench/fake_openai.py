@@ -124,6 +124,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     writer.write(response("200 OK", "text/event-stream", gemini_sse_body(model)))
                 else:
                     writer.write(response("200 OK", "application/json", gemini_body(model)))
+            elif method == "POST" and path == "/token":  # OAuth tokens (vertex: google-auth's exchange)
+                token = b'{"access_token":"bench-token","expires_in":3600,"token_type":"Bearer"}'
+                writer.write(response("200 OK", "application/json", token))
             elif method == "GET" and path in ("/health", "/v1/models"):
                 writer.write(response("200 OK", "application/json", b'{"ok":true}'))
             else:

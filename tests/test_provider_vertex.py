@@ -464,6 +464,19 @@ def test_default_base_urls():
             assert req.url == f"{url}/publishers/{publisher}/models/{model}:{method}"
 
 
+def test_api_base_as_a_scoped_path_or_a_whole_model_path(fv, account):
+    """A base with /projects/… is used as it is; one ending /models/{model} (the reference's form) gets :method."""
+    scoped = f"{fv.base_url}/v1/projects/{PROJECT}/locations/us-central1"
+    lmgate.completion(messages=MESSAGES, **{**vx(fv, account), "api_base": scoped})
+    assert fv.requests[-1].path == f"{GEMINI_PATH}:generateContent"
+    whole = f"{fv.base_url}{GEMINI_PATH}"
+    lmgate.completion(messages=MESSAGES, stream=True, **{**vx(fv, account), "api_base": whole})
+    assert (fv.requests[-1].path, fv.requests[-1].query) == (
+        f"{GEMINI_PATH}:streamGenerateContent",
+        {"alt": "sse"},
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "cls", "words"),
     [

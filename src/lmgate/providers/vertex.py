@@ -13,7 +13,9 @@ with ``anthropic_version: "vertex-2023-10-16"`` in the body and no ``model`` fie
 stream events are Anthropic's own.
 
 The base is ``https://{location}-aiplatform.googleapis.com`` (``https://aiplatform.googleapis.com``
-for the ``global`` location) unless ``api_base`` names another; every request carries
+for the ``global`` location) unless ``api_base`` names another (a host, to which the project's
+path is added; a path holding ``/projects/…``, used as it is; or, as the reference takes it, a
+model's whole path ending ``/models/{model}``, to which only ``:{method}`` is added); every request carries
 ``Authorization: Bearer <OAuth token>`` from ``_google_auth`` (``vertex_credentials``: a
 service account's JSON or a path to one; unset: ``google.auth.default()``). Project and
 location come from ``vertex_project`` / ``vertex_location``, else ``VERTEXAI_PROJECT`` /
@@ -123,6 +125,8 @@ class _OnVertex:
         return dataclasses.replace(ep, api_base=base), source
 
     def _model_url(self, ep: Endpoint, method: str) -> str:
+        if "/models/" in ep.api_base:  # the reference's form: api_base is the model's whole path
+            return f"{ep.api_base}:{method}"
         return f"{ep.api_base}/publishers/{self.publisher}/models/{ep.model}:{method}"
 
 
