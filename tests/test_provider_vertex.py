@@ -380,7 +380,10 @@ def test_the_httpx_transport_adapter_gets_a_token(fv, fresh_account):
     header = source.auth_header()
     assert header["Authorization"].removeprefix("Bearer ") in fv.issued()
     assert source.cached_header() == header and source.refreshes == 1
-    assert source.auth_header(force_refresh=True) != header and source.refreshes == 2
+    fresh = source.auth_header(refused=header)
+    assert fresh != header and source.refreshes == 2
+    # a second call refused the same old token finds it replaced already: no second exchange
+    assert source.auth_header(refused=header) is fresh and source.refreshes == 2
     transport._client.close()
 
 

@@ -28,7 +28,7 @@ CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async call
 WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
 LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
 STORE = "store"  # (STORE, response)
-AUTH = "auth"  # (AUTH, token source, force refresh) -> the auth header (vertex: fetching a token is I/O)
+AUTH = "auth"  # (AUTH, token source, header a 401 refused or None) -> the auth header (vertex)
 
 Flow = Generator[tuple[Any, ...], Any, Any]
 
@@ -84,11 +84,13 @@ def attempts(call: Call) -> Flow:
         if mock_delay:
             yield (WAIT, float(mock_delay))
         attempt = 0
-        tokens, refresh = getattr(call, "token_source", None), False  # vertex: token auth, one refresh on 401
+        # vertex: token auth; after a 401 the refused header is handed back (once) to be replaced
+        tokens, auth, refused, refreshed = getattr(call, "token_source", None), None, None, False
         while True:
             req = call.http_request(attempt)
             if tokens is not None:  # after the pre-call event: the token never reaches a callback
-                req.headers.update((yield (AUTH, tokens, refresh)))
+                auth, refused = (yield (AUTH, tokens, refused)), None
+                req.headers.update(auth)
             # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
             body = req.body_bytes() if call.mock is None else None
             err: BaseException
@@ -116,8 +118,8 @@ def attempts(call: Call) -> Flow:
                             yield (STORE, result)
                         return result
                     err = call.http_error(status, dict(response.headers), raw)
-            if tokens is not None and not refresh and getattr(err, "status_code", None) == 401:
-                refresh = True  # vertex: an expired or revoked token is refreshed once, the attempt repeated
+            if tokens is not None and not refreshed and getattr(err, "status_code", None) == 401:
+                refused, refreshed = auth, True  # vertex: an expired or revoked token: new one, same attempt
                 continue
             delay = call.retry_delay(attempt, err)
             if delay is None:

@@ -137,12 +137,11 @@ class GoogleTokenSource(TokenSource):
             return header
         return None
 
-    def auth_header(self, force_refresh: bool = False) -> dict[str, str]:
+    def auth_header(self, refused: dict[str, str] | None = None) -> dict[str, str]:
         with self._lock:
-            if not force_refresh:
-                header = self.cached_header()
-                if header is not None:
-                    return header
+            header = self.cached_header()
+            if header is not None and (refused is None or header != refused):
+                return header  # good, or already replaced by a call that was refused the same token
             credentials, _ = self._credentials()
             if self._transport is None:
                 self._transport = _transport()

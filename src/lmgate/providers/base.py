@@ -75,8 +75,9 @@ class TokenSource:
         """The current header when it is still good; never does I/O."""
         raise NotImplementedError
 
-    def auth_header(self, force_refresh: bool = False) -> dict[str, str]:  # pragma: no cover - interface
-        """The header, refreshed first when expiring or when ``force_refresh`` (after a 401); may block."""
+    def auth_header(self, refused: dict[str, str] | None = None) -> dict[str, str]:  # pragma: no cover
+        """The header, refreshed first when expiring, or when it is still ``refused`` (the header a 401
+        answered: concurrent calls refused the same token refresh it once); may block."""
         raise NotImplementedError
 
 
