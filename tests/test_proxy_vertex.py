@@ -141,3 +141,17 @@ def test_the_private_key_never_reaches_the_server_log(client, fv, server, accoun
     for line in account["private_key"].splitlines()[1:-1]:
         assert line not in log
     assert body not in log
+
+
+def test_a_client_cannot_move_the_call_to_another_project_or_credentials(client, fv):
+    """vertex_project / vertex_location / vertex_credentials in a request body are dropped: the config decides."""
+    client.chat.completions.create(
+        model="flash",
+        messages=HI,
+        extra_body={
+            "vertex_project": "evil",
+            "vertex_location": "evil-1",
+            "vertex_credentials": "/etc/passwd",
+        },
+    )
+    assert fv.requests[-1].path.startswith(f"/v1/projects/{PROJECT}/locations/us-east5/")
