@@ -173,6 +173,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 writer.write(response("200 OK", "application/json", bedrock_body()))
             elif method == "POST" and path.startswith("/model/") and path.endswith("/converse-stream"):
                 writer.write(response("200 OK", "application/vnd.amazon.eventstream", bedrock_stream_body()))
+            elif method == "POST" and path == "/token":  # OAuth tokens (vertex: google-auth's exchange)
+                token = b'{"access_token":"bench-token","expires_in":3600,"token_type":"Bearer"}'
+                writer.write(response("200 OK", "application/json", token))
             elif method == "GET" and path in ("/health", "/v1/models"):
                 writer.write(response("200 OK", "application/json", b'{"ok":true}'))
             else:

@@ -6,6 +6,10 @@ JSON (or every SSE line) too, as any client must.
 
 Variants gemini / gemini_stream: the same, sync, for a ``gemini/gemini-2.0-flash`` call (the fake answers
 Gemini's generateContent / streamGenerateContent too): what the Gemini translation adds over OpenAI's.
+Variants vertex / vertex_stream: a ``vertex_ai/gemini-2.0-flash`` call with a service account (a key made
+for the run) whose token the fake's ``/token`` issues; the token is fetched once, in the warm-up, so the
+figure is the per-call cost of Vertex's URL, translation and cached bearer token. Both sides post to the
+model's whole Vertex path (the form of api_base the reference takes too).
 
 Variants bedrock / bedrock_stream: the same for a ``bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0``
 call (Converse / ConverseStream on the fake, AWS event-stream framing): what the Bedrock translation, the
@@ -56,8 +60,26 @@ VARIANTS = [
     "gemini_stream",
     "bedrock",
     "bedrock_stream",
+    "vertex",
+    "vertex_stream",
 ]
 WARMUP = 20
+
+
+def bench_service_account(token_uri: str) -> str:
+    """A service account's JSON with a fresh RSA key, its token exchanged at ``token_uri``."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError as exc:
+        raise Skip(f"cryptography is not installed: {exc!r}") from exc
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps({"type": "service_account", "project_id": "bench", "private_key_id": "bench",
+                       "private_key": pem, "client_email": "bench@bench.iam.gserviceaccount.com",
+                       "token_uri": token_uri})  # fmt: skip
 
 
 def main() -> None:
@@ -109,7 +131,7 @@ def main() -> None:
         }
 
     def measure_sync(variant: str) -> dict:
-        stream = variant in ("sync_stream", "gemini_stream", "bedrock_stream")
+        stream = variant in ("sync_stream", "gemini_stream", "bedrock_stream", "vertex_stream")
         client = httpx.Client()  # httpx defaults, as a plain user would have them
         call_url, call_headers, call_kw = url, headers, impl_kw
         body_for = raw_body
@@ -147,6 +169,17 @@ def main() -> None:
                         json.loads(message.payload)
                         n += 1
                 return n
+        if variant.startswith("vertex"):
+            model_path = f"http://127.0.0.1:{port}/v1/projects/bench/locations/us-central1/publishers/google/models/gemini-2.0-flash"
+            method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+            call_url = f"{model_path}:{method}"
+            call_headers = {"Authorization": "Bearer bench-token"}
+            call_kw = {"model": "vertex_ai/gemini-2.0-flash", "messages": MESSAGES, "api_base": model_path,
+                       "vertex_project": "bench", "vertex_location": "us-central1",
+                       "vertex_credentials": bench_service_account(f"http://127.0.0.1:{port}/token")}  # fmt: skip
+
+            def body_for(stream: bool) -> dict:
+                return {"contents": [{"role": "user", "parts": [{"text": m["content"]}]} for m in MESSAGES]}
 
         def raw_call() -> None:
             if stream:

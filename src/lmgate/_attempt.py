@@ -29,6 +29,7 @@ CHUNKS = "chunks"  # (CHUNKS, list) -> an iterator over it (async for async call
 WAIT = "wait"  # (WAIT, seconds): between attempts and for mock_delay, by the call's retry policy's sleep
 LOOKUP = "lookup"  # (LOOKUP,) -> the cached response or None
 STORE = "store"  # (STORE, response)
+AUTH = "auth"  # (AUTH, token source, header a 401 refused or None) -> the auth header (vertex)
 
 Flow = Generator[tuple[Any, ...], Any, Any]
 
@@ -86,8 +87,13 @@ def attempts(call: Call) -> Flow:
         if mock_delay:
             yield (WAIT, float(mock_delay))
         attempt = 0
+        # vertex: token auth; after a 401 the refused header is handed back (once) to be replaced
+        tokens, auth, refused, refreshed = getattr(call, "token_source", None), None, None, False
         while True:
             req = call.http_request(attempt)
+            if tokens is not None:  # after the pre-call event: the token never reaches a callback
+                auth, refused = (yield (AUTH, tokens, refused)), None
+                req.headers.update(auth)
             # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
             body = req.body_bytes() if call.mock is None else None
             if body is not None:  # seam: a provider signs the final request (Bedrock's SigV4)
@@ -118,6 +124,9 @@ def attempts(call: Call) -> Flow:
                             yield (STORE, result)
                         return result
                     err = call.http_error(status, dict(response.headers), raw)
+            if tokens is not None and not refreshed and getattr(err, "status_code", None) == 401:
+                refused, refreshed = auth, True  # vertex: an expired or revoked token: new one, same attempt
+                continue
             delay = call.retry_delay(attempt, err)
             if delay is None:
                 raise err
@@ -155,6 +164,8 @@ def run_sync(call: Call) -> Any:
                 value = _byte_chunks(op[1].iter_bytes(), op[2]), op[1].close
             elif kind is CHUNKS:
                 value = iter(op[1])
+            elif kind is AUTH:
+                value = op[1].auth_header(op[2])
             elif kind is LOOKUP:
                 value = call.cache_lookup()
             else:
@@ -189,6 +200,10 @@ async def run_async(call: Call) -> Any:
                 value = _abyte_chunks(op[1].aiter_bytes(), op[2]), op[1].aclose
             elif kind is CHUNKS:
                 value = _aiter(op[1])
+            elif kind is AUTH:  # a token fetch blocks: off the event loop unless the cached one is good
+                value = (None if op[2] else op[1].cached_header()) or await _to_thread(
+                    op[1].auth_header, op[2]
+                )
             elif kind is LOOKUP:
                 value = await call.acache_lookup()
             else:
@@ -290,6 +305,12 @@ async def _abyte_chunks(pieces: Any, translator: Any) -> Any:
             async for _ in pieces:  # read to the end so the connection goes back to the pool
                 pass
             return
+
+
+async def _to_thread(fn: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)
 
 
 async def _aiter(items: list[Any]) -> Any:

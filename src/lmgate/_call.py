@@ -21,7 +21,7 @@ from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
-from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
+from .providers.base import Endpoint, HttpRequest, Provider, TokenSource, rate_limit_headers
 from .settings import DEFAULT, Settings
 from .types import EmbeddingResponse, ModelResponse
 
@@ -84,6 +84,13 @@ CONTROL_PARAMS = frozenset(
         "aws_external_id",
         "aws_sts_endpoint",
         "aws_bedrock_runtime_endpoint",
+        # vertex: where and as whom (a service account's JSON holds its private key: never a provider param)
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "vertex_ai_project",
+        "vertex_ai_location",
+        "vertex_ai_credentials",
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
@@ -119,6 +126,7 @@ class Call:
         self.provider_name = control.get("custom_llm_provider") or "unknown"
         self.model_name = model
         self.endpoint: Endpoint | None = None
+        self.token_source: TokenSource | None = None  # vertex: OAuth tokens the attempt loop asks for
         # this call's secrets (its key, what its api_base holds), masked wherever its data leaves it
         self.secrets: tuple[str, ...] = ()
         self.shown_api_base: str | None = None  # api_base with its password and secret query values masked
@@ -220,7 +228,9 @@ class Call:
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
         ep = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
-        ep = self.endpoint = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
+        ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
+        ep, self.token_source = provider.credentials(ep, c)  # seam: project, location, token source (Vertex)
+        self.endpoint = ep
         full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
         headers = header_secrets(c.get("extra_headers"))
         self.secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base), *headers) if s)
@@ -404,7 +414,13 @@ class Call:
     def _cost(self, response: Any, usage: Any) -> Any:
         prices = self.custom_prices
         response_model = response.get("model") if isinstance(response, dict) else None
-        candidates = [self.control.get("base_model"), self.model_name, response_model]
+        # the provider's own price first where it differs (vertex_ai/gemini-2.0-flash), else the model's
+        candidates = [
+            self.control.get("base_model"),
+            f"{self.provider_name}/{self.model_name}",
+            self.model_name,
+            response_model,
+        ]
         return compute_cost(candidates, usage, prices)
 
     def _stamp(self, response: Any, cost: float | None) -> None:

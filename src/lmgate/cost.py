@@ -32,7 +32,7 @@ PRICE_KEYS = (
 LONG_PROMPT_TOKENS = 200_000  # where tiered prices (``*_above_200k_tokens``) begin
 # Bedrock cross-region inference profile ids: ``us.anthropic.claude-…`` is priced as ``anthropic.claude-…``
 _CROSS_REGION = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.(?=[a-z]+\.)")
-_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
+_DATE_SUFFIX = re.compile(r"[-@](\d{8}|\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
 @dataclass(frozen=True)

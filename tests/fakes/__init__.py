@@ -13,6 +13,7 @@ from .gemini import FakeGemini, GeminiReply
 from .provider import DEFAULT_TEXT, BackgroundHTTPServer, FakeProvider, RecordedRequest, Reply
 from .receiver import LogReceiver, ReceivedRequest
 from .redis_server import RedisServer, RedisServerError
+from .vertex import FakeVertex, make_service_account
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -21,6 +22,7 @@ __all__ = [
     "FakeBedrock",
     "FakeGemini",
     "FakeProvider",
+    "FakeVertex",
     "GeminiReply",
     "LogReceiver",
     "ReceivedRequest",
@@ -29,6 +31,7 @@ __all__ = [
     "RedisServerError",
     "Reply",
     "check_loopback",
+    "make_service_account",
     "install_loopback_guard",
 ]
 

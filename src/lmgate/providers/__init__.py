@@ -1,7 +1,7 @@
 """Provider resolution: a model string becomes (provider, model name).
 
-``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``gemini/…``, ``bedrock/…`` and the OpenAI-compatible
-clouds of ``compatible.CLOUDS`` (``groq/…``, ``deepseek/…``, ``hosted_vllm/…``, …) select a
+``openai/…``, ``azure/<deployment>``, ``anthropic/…``, ``gemini/…``, ``bedrock/…``, ``vertex_ai/…`` and the
+OpenAI-compatible clouds of ``compatible.CLOUDS`` (``groq/…``, ``deepseek/…``, ``hosted_vllm/…``, …) select a
 provider by prefix; bare OpenAI names (``gpt-*``, ``o1*``, ``o3*``, ``o4*``,
 ``text-embedding-*``, …) and Anthropic names (``claude-*``) are recognised; any other name
 with an ``api_base`` goes to an OpenAI-compatible server.
@@ -17,6 +17,7 @@ from .bedrock import BedrockProvider
 from .compatible import COMPATIBLE_PROVIDERS
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
+from .vertex import VERTEX_GEMINI
 
 PROVIDERS: dict[str, Provider] = {
     "openai": OpenAIProvider(),
@@ -24,6 +25,7 @@ PROVIDERS: dict[str, Provider] = {
     "anthropic": AnthropicProvider(),
     "gemini": GeminiProvider(),
     "bedrock": BedrockProvider(),
+    "vertex_ai": VERTEX_GEMINI,  # Gemini; for_model() hands claude-* to Claude on Vertex
     **COMPATIBLE_PROVIDERS,
 }
 
@@ -50,12 +52,13 @@ def resolve(model: str, custom_llm_provider: str | None = None, api_base: str | 
         if provider is None:
             raise exc.UnknownModelError(_unsupported(custom_llm_provider + "/" + model), model=model)
         prefix = custom_llm_provider + "/"
-        return provider, model[len(prefix) :] if model.startswith(prefix) else model
+        name = model[len(prefix) :] if model.startswith(prefix) else model
+        return provider.for_model(name), name
     prefix, sep, rest = model.partition("/")
     if sep and prefix in PROVIDERS:
         if not rest:
             raise exc.UnknownModelError(f"model {model!r} names a provider but no model", prefix, model)
-        return PROVIDERS[prefix], rest
+        return PROVIDERS[prefix].for_model(rest), rest
     if model.startswith(_OPENAI_PREFIXES):
         return PROVIDERS["openai"], model
     if model.startswith("claude"):

@@ -74,6 +74,24 @@ class StreamTranslator:
         raise NotImplementedError
 
 
+class TokenSource:
+    """Short-lived credentials a provider's requests carry (Vertex AI's OAuth access tokens).
+
+    The one place a provider's auth does I/O: the attempt loop asks for the header with its
+    ``AUTH`` operation, the sync driver calls ``auth_header`` inline and the async driver in a
+    thread, unless ``cached_header`` already has a header that is not about to expire.
+    """
+
+    def cached_header(self) -> dict[str, str] | None:  # pragma: no cover - interface
+        """The current header when it is still good; never does I/O."""
+        raise NotImplementedError
+
+    def auth_header(self, refused: dict[str, str] | None = None) -> dict[str, str]:  # pragma: no cover
+        """The header, refreshed first when expiring, or when it is still ``refused`` (the header a 401
+        answered: concurrent calls refused the same token refresh it once); may block."""
+        raise NotImplementedError
+
+
 class Provider:
     """The interface every provider module implements."""
 
@@ -96,11 +114,15 @@ class Provider:
     #: or ``"bytes"`` (a binary framing such as AWS event-stream, fed to ``StreamTranslator.feed_bytes``)
     stream_format: ClassVar[str] = "sse"
 
-    def endpoint(self, model: str, api_base: str | None, api_key: str | None, api_version: str | None) -> Endpoint:
+    def endpoint(
+        self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
+    ) -> Endpoint:
         base = api_base or _first_env(self.base_env) or self.default_api_base
         if not base:
             names = " or ".join(self.base_env) or "api_base"
-            raise exc.BadRequestError(f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model)
+            raise exc.BadRequestError(
+                f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model
+            )
         key = api_key if api_key is not None else _first_env(self.key_env)
         if self.requires_key and not key and (api_base is None or not self.key_optional_with_api_base):
             names = " or ".join(self.key_env)
@@ -125,6 +147,15 @@ class Provider:
         Runs for each attempt, after ``extra_headers`` and the ``api_base`` query are added.
         """
         return req
+
+    def for_model(self, model: str) -> Provider:
+        """The provider that serves ``model`` under this prefix (``vertex_ai/claude-*`` speaks Anthropic's API)."""
+        return self
+
+    def credentials(self, ep: Endpoint, options: dict[str, Any]) -> tuple[Endpoint, TokenSource | None]:
+        """The endpoint completed from the call's provider options (``vertex_project``, …) and the
+        token source its requests are authenticated with; key-based providers have none."""
+        return ep, None
 
     # -- chat --
     def chat_request(

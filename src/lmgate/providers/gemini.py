@@ -679,7 +679,7 @@ class _GeminiStream(StreamTranslator):
             cls: type[exc.LmgateError] = exc.exception_for_status(status)
             raise cls(
                 str(err.get("message") or "stream error"),
-                "gemini",
+                self.provider.name,
                 self.ep.model,
                 status_code=status,
                 body=obj,

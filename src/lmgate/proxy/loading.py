@@ -154,6 +154,10 @@ def apply_config(config: ProxyConfig) -> Applied:
             remember_secret(secret)
         for secret in header_secrets(deployment.litellm_params.get("extra_headers")):
             remember_secret(secret)
+        if deployment.litellm_params.get("vertex_credentials"):  # vertex: a service account's private key
+            from ..providers._google_auth import remember_credentials
+
+            remember_credentials(deployment.litellm_params["vertex_credentials"])
     remember_secret(config.master_key)
     # callback_settings first: names in the lists are looked up in it
     callback_settings = thaw(config.callback_settings)
