@@ -69,6 +69,9 @@ PUBLIC_NAMES = {
     "generic_logger_headers",
     "client_session",
     "aclient_session",
+    "TextCompletionResponse",
+    "ImageResponse",
+    "TranscriptionResponse",
 }
 
 HEAVY = [

@@ -74,6 +74,9 @@ _LAZY: dict[str, str] = {
     "Delta": "lmgate.types",
     "Function": "lmgate.types",
     "ChatCompletionMessageToolCall": "lmgate.types",
+    "TextCompletionResponse": "lmgate.types",
+    "ImageResponse": "lmgate.types",
+    "TranscriptionResponse": "lmgate.types",
 }
 _EXCEPTIONS = (
     "LmgateError",

@@ -1,0 +1,175 @@
+"""Code written against the reference, run as a migrating user runs it (issue 13 points 1-7).
+
+Each test is shaped like a user's own: a callback class copied from the reference's docs
+(/work/shared/spec/custom-callbacks*.md), a ``MagicMock``-based test that reads
+``call_args.kwargs``, ``isinstance`` checks, the reference's mock forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock, MagicMock, patch
+
+import pytest
+from helpers import call, flush
+
+import lmgate
+import lmgate as litellm
+from lmgate.integrations.custom_logger import CustomLogger
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+# ---- point 1: dict access on chunks, deltas, messages ----
+def test_stream_chunks_answer_dict_access_like_the_reference():
+    """The usual consumer loop of a reference user: ``chunk["choices"][0]["delta"]["content"]``
+    on every chunk, the role-only first chunk and the finish chunk included."""
+    stream = litellm.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="hello there", stream=True
+    )
+    text = ""
+    finish_reasons = []
+    for chunk in stream:
+        delta = chunk["choices"][0]["delta"]
+        text += delta["content"] or ""
+        assert delta["role"] in (None, "assistant")
+        assert delta["tool_calls"] is None and delta["function_call"] is None
+        finish_reasons.append(chunk["choices"][0]["finish_reason"])
+        assert chunk["system_fingerprint"] is None or isinstance(chunk["system_fingerprint"], str)
+    assert text == "hello there"
+    assert finish_reasons[-1] == "stop"
+    # a chunk that carries no content at all: None, not KeyError
+    empty = litellm.ModelResponseStream({"choices": [{"index": 0, "delta": {}}]})
+    assert empty["choices"][0]["delta"]["content"] is None
+    assert empty["choices"][0]["delta"]["role"] is None
+    assert empty["choices"][0]["logprobs"] is None
+    with pytest.raises(KeyError):
+        empty["choices"][0]["delta"]["no_such_field"]
+
+
+def test_messages_answer_dict_access_like_the_reference():
+    response = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+    message = response["choices"][0]["message"]
+    assert message["content"] == "ok" and message["role"] == "assistant"
+    assert message["tool_calls"] is None and message["function_call"] is None
+    assert response["system_fingerprint"] is None
+    assert response["usage"]["prompt_tokens_details"] is None or isinstance(
+        response["usage"]["prompt_tokens_details"], dict
+    )
+    bare = litellm.Message({"content": "x"})
+    assert bare["role"] == "assistant" and bare["tool_calls"] is None
+    assert "tool_calls" not in bare  # absent fields are not invented in the data (json stays small)
+
+
+# ---- point 2: public names ----
+def test_public_names_a_reference_callback_touches():
+    from lmgate.types.utils import (
+        StandardLoggingHiddenParams,
+        StandardLoggingMetadata,
+        StandardLoggingPayload,
+        StandardLoggingPayloadErrorInformation,
+    )
+
+    seen = []
+
+    class TypedLogger(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            payload: StandardLoggingPayload = kwargs["standard_logging_object"]
+            meta: StandardLoggingMetadata = payload["metadata"]
+            hidden: StandardLoggingHiddenParams = payload["hidden_params"]
+            err: StandardLoggingPayloadErrorInformation | None = payload["error_information"]
+            kinds = (litellm.ImageResponse, litellm.TextCompletionResponse, litellm.TranscriptionResponse)
+            seen.append(
+                (
+                    isinstance(response_obj, litellm.ModelResponse),
+                    isinstance(response_obj, kinds),
+                    meta,
+                    hidden,
+                    err,
+                )
+            )
+
+    lmgate.callbacks = [TypedLogger()]
+    call("sync", False, mock_response="ok")
+    flush()
+    assert seen and seen[0][0] is True and seen[0][1] is False
+    assert set(StandardLoggingPayload.__annotations__) >= {
+        "model_map_information",
+        "cost_finalized",
+        "zero_cost_diagnostic",
+    }
+    assert isinstance(litellm.TextCompletionResponse(), dict)
+    assert litellm.TextCompletionResponse()["choices"] == []
+    assert litellm.ImageResponse(data=[{"url": "http://x"}]).data[0].url == "http://x"
+    assert litellm.TranscriptionResponse(text="hi").text == "hi"
+    assert CustomLogger.get_callback_env_vars("generic_api") == [
+        "GENERIC_LOGGER_ENDPOINT",
+        "GENERIC_LOGGER_HEADERS",
+    ]
+    assert CustomLogger.get_callback_env_vars("rubrik") == ["RUBRIK_API_KEY", "RUBRIK_WEBHOOK_URL"]
+    assert CustomLogger.get_callback_env_vars(None) == [] and CustomLogger.get_callback_env_vars("nope") == []
+
+
+def test_types_utils_is_not_loaded_by_import_lmgate():
+    import subprocess
+    import sys
+
+    code = "import sys, lmgate, lmgate.types; print('lmgate.types.utils' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# ---- point 3: calling convention ----
+def test_mock_patched_hooks_see_keyword_arguments():
+    """The reference's own test pattern: patch a hook with a MagicMock and read call_args.kwargs."""
+    handler = CustomLogger()
+    with (
+        patch.object(handler, "log_success_event", new=MagicMock()) as success,
+        patch.object(handler, "log_pre_api_call", new=MagicMock()) as pre,
+    ):
+        litellm.callbacks = [handler]
+        litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+        flush()
+    success.assert_called_once()
+    kw = success.call_args.kwargs
+    assert set(kw) == {"kwargs", "response_obj", "start_time", "end_time"}
+    assert kw["kwargs"]["model"] == "gpt-4o-mini"
+    assert kw["response_obj"].choices[0].message.content == "ok"
+    assert kw["start_time"] <= kw["end_time"]
+    assert set(pre.call_args.kwargs) == {"model", "messages", "kwargs"}
+    assert pre.call_args.kwargs["messages"] == MESSAGES
+
+
+def test_async_mock_failure_hook_sees_keyword_arguments():
+    handler = CustomLogger()
+    with patch.object(handler, "async_log_failure_event", new=AsyncMock()) as failure:
+        litellm.callbacks = [handler]
+
+        async def run():
+            with pytest.raises(litellm.RateLimitError):
+                await litellm.acompletion(
+                    model="gpt-4o-mini", messages=MESSAGES, mock_response="litellm.RateLimitError"
+                )
+
+        asyncio.run(run())
+        flush()
+    failure.assert_awaited_once()
+    kw = failure.call_args.kwargs
+    assert isinstance(kw["kwargs"]["exception"], litellm.RateLimitError)
+    assert kw["response_obj"] is None
+
+
+def test_functions_are_called_positionally_and_star_args_hooks_still_work():
+    fn = MagicMock()
+    seen = []
+
+    class StarArgs(CustomLogger):  # an improvement kept: the reference would raise TypeError here
+        def log_success_event(self, *args):
+            seen.append(len(args))
+
+    litellm.success_callback = [fn]
+    litellm.callbacks = [StarArgs()]
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+    flush()
+    assert len(fn.call_args.args) == 4 and fn.call_args.kwargs == {}
+    assert seen == [4]
