@@ -321,7 +321,7 @@ def test_config_values_share_the_conf_grammar(tmp_path: Path) -> None:
         ("litellm_settings: {drop_params: maybe}\n",
          "litellm_settings.drop_params: must be true or false, got 'maybe' (fix: write true or false)"),
         ("router_settings: {routing_strategy: fastest}\n",
-         "router_settings.routing_strategy: must be one of round-robin, least-busy, simple-shuffle, got 'fastest'"),
+         "router_settings.routing_strategy: Invalid routing_strategy 'fastest': must be one of round-robin, least-busy, simple-shuffle"),
     ],
 )
 def test_bad_value_messages_say_what_to_do(tmp_path: Path, yaml_text: str, message: str) -> None:

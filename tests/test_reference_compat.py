@@ -173,3 +173,110 @@ def test_functions_are_called_positionally_and_star_args_hooks_still_work():
     flush()
     assert len(fn.call_args.args) == 4 and fn.call_args.kwargs == {}
     assert seen == [4]
+
+
+# ---- point 6: mock_response forms ----
+class FailureRecorder(CustomLogger):
+    """Copied from the reference's docs, recording what each failure hook got."""
+
+    def __init__(self):
+        super().__init__()
+        self.failures = []
+
+    def log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self.failures.append(
+            ("sync", kwargs["exception"], kwargs["standard_logging_object"]["error_information"])
+        )
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self.failures.append(
+            ("async", kwargs["exception"], kwargs["standard_logging_object"]["error_information"])
+        )
+
+
+@pytest.mark.parametrize(
+    ("mock", "error", "status"),
+    [
+        ("litellm.RateLimitError", litellm.RateLimitError, 429),
+        ("lmgate.RateLimitError", litellm.RateLimitError, 429),
+        ("litellm.NotFoundError", litellm.NotFoundError, 404),
+        ("litellm.ContextWindowExceededError", litellm.ContextWindowExceededError, 400),
+        ("Exception: the provider fell over", litellm.InternalServerError, 500),
+        ("Exception: content_filter_policy", litellm.BadRequestError, 400),
+    ],
+)
+@pytest.mark.parametrize(
+    ("mode", "stream"), [("sync", False), ("async", False), ("sync", True), ("async", True)]
+)
+def test_mock_errors_reach_every_failure_hook(mock, error, status, mode, stream):
+    recorder = FailureRecorder()
+    fn = MagicMock()
+    litellm.callbacks = [recorder]
+    litellm.failure_callback = [fn]
+    with pytest.raises(error) as info:
+        call(mode, stream, mock_response=mock)
+    flush()
+    assert info.value.status_code == status
+    if mock.startswith("Exception: the"):
+        assert "the provider fell over" in str(info.value)
+    assert len(recorder.failures) == 1
+    _, seen, error_information = recorder.failures[0]
+    assert isinstance(seen, error) and error_information["error_code"] == str(status)
+    assert fn.call_count == 1 and isinstance(fn.call_args.args[0]["exception"], error)
+
+
+def test_mock_streaming_error_fails_mid_stream():
+    recorder = FailureRecorder()
+    litellm.callbacks = [recorder]
+    stream = litellm.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="Exception: mock_streaming_error", stream=True
+    )
+    got = []
+    with pytest.raises(litellm.APIError) as info:
+        for chunk in stream:
+            got.append(chunk)
+    flush()
+    assert len(got) == 1 and info.value.status_code == 529
+    assert len(recorder.failures) == 1
+
+
+def test_mock_tool_calls_and_mock_timeout():
+    tool_calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        }
+    ]
+    response = litellm.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="", mock_tool_calls=tool_calls
+    )
+    message = response["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    assert response.choices[0].finish_reason == "tool_calls"
+
+    recorder = FailureRecorder()
+    litellm.callbacks = [recorder]
+    with pytest.raises(litellm.Timeout):
+        litellm.completion(
+            model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", mock_timeout=True, timeout=0.01
+        )
+    flush()
+    assert isinstance(recorder.failures[0][1], litellm.Timeout)
+    # without a timeout there is nothing to exceed: the reference answers normally
+    assert (
+        litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", mock_timeout=True)
+        .choices[0]
+        .message.content
+        == "ok"
+    )
+
+
+# ---- point 7: error messages users match on ----
+def test_invalid_log_format_says_invalid_log_format():
+    from lmgate.loggers.generic_api import GenericAPILogger
+
+    with pytest.raises(ValueError, match="Invalid log_format 'xml'") as info:
+        GenericAPILogger(endpoint="http://127.0.0.1:9/logs", log_format="xml")
+    assert "json_array, ndjson, single" in str(info.value)

@@ -80,6 +80,10 @@ def attempts(call: Call) -> Flow:
                 return stream
             return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
+        if call.mock is not None and call.control.get("mock_timeout") is True and call.timeout is not None:
+            mock_delay = getattr(
+                call.timeout, "connect", call.timeout
+            )  # the reference's mock_timeout waits the timeout, then times out
         if mock_delay:
             yield (WAIT, float(mock_delay))
         attempt = 0

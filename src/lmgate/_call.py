@@ -45,6 +45,7 @@ CONTROL_PARAMS = frozenset(
         "mock_response",
         "mock_tool_calls",
         "mock_delay",
+        "mock_timeout",
         "callbacks",
         "input_callback",
         "success_callback",
