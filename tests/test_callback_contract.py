@@ -240,6 +240,7 @@ def test_each_callback_gets_its_own_kwargs(backend):
     assert messages == [{"role": "user", "content": "original"}]  # the caller's list is untouched too
     kwargs = seen[0]
     assert kwargs["messages"] == [{"role": "user", "content": "original"}]
+    assert kwargs["litellm_params"]["metadata"].pop("raw_request").startswith("curl -X POST")
     assert kwargs["litellm_params"]["metadata"] == {"k": "v"}
     assert kwargs["standard_logging_object"]["metadata"]["k"] == "v"
 
@@ -279,7 +280,9 @@ def test_abandoned_stream_ends_in_one_success_event_flagged_abandoned():
     """Breaking out of a stream early still gives exactly one terminal event, with the partial response."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
-    with lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghijkl", stream=True) as s:
+    with lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghijkl", stream=True
+    ) as s:
         first = next(iter(s))
     assert first.choices[0].delta.content == "abc"
     flush()
@@ -297,7 +300,9 @@ def test_abandoned_async_stream_ends_in_one_event():
     lmgate.callbacks = [capture]
 
     async def run():
-        stream = await lmgate.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghi", stream=True)
+        stream = await lmgate.acompletion(
+            model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghi", stream=True
+        )
         async for _ in stream:
             break
         await stream.aclose()
@@ -328,8 +333,21 @@ def test_kwargs_keys_the_spec_names(tmp_path, backend):
     call("sync", False, mock_response="ok", metadata={"hello": "world", "n": 1}, temperature=0.2, user="u1")
     flush()
     pre = capture.of("log_pre_api_call")[0].kwargs
-    for key in ("model", "messages", "optional_params", "litellm_params", "start_time", "input", "api_key",
-                "additional_args", "litellm_call_id", "litellm_trace_id", "call_type", "stream", "user"):
+    for key in (
+        "model",
+        "messages",
+        "optional_params",
+        "litellm_params",
+        "start_time",
+        "input",
+        "api_key",
+        "additional_args",
+        "litellm_call_id",
+        "litellm_trace_id",
+        "call_type",
+        "stream",
+        "user",
+    ):
         assert key in pre, key
     assert pre["log_event_type"] == "pre_api_call"
     assert pre["additional_args"]["complete_input_dict"]["temperature"] == 0.2
@@ -339,6 +357,7 @@ def test_kwargs_keys_the_spec_names(tmp_path, backend):
     assert "original_response" in post
     ok = capture.of("log_success_event")[0].kwargs
     assert ok["log_event_type"] == "successful_api_call"
+    assert ok["litellm_params"]["metadata"].pop("raw_request").startswith("curl -X POST")
     assert ok["litellm_params"]["metadata"] == {"hello": "world", "n": 1}
     assert ok["response_cost"] == pytest.approx(_cost(backend))
     assert ok["cache_hit"] is False
@@ -448,7 +467,9 @@ def test_embeddings_reach_callbacks(mode):
     if mode == "sync":
         r = lmgate.embedding(model="text-embedding-3-small", input="hello", mock_response=True)
     else:
-        r = asyncio.run(lmgate.aembedding(model="text-embedding-3-small", input=["a", "b"], mock_response=True))
+        r = asyncio.run(
+            lmgate.aembedding(model="text-embedding-3-small", input=["a", "b"], mock_response=True)
+        )
     flush()
     assert r.data[0].embedding
     prefix = "async_" if mode == "async" else ""

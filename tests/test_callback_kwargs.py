@@ -26,7 +26,7 @@ def kwargs():
 def test_lazy_keys_are_visible_to_every_dict_operation(kwargs):
     """in, get, [], keys, len, dict(), {**}, repr, copy and pickle all see the lazy keys."""
     assert "standard_logging_object" in kwargs and "messages" in kwargs
-    assert kwargs.get("litellm_params")["metadata"] == {"m": 1}
+    assert kwargs.get("litellm_params")["metadata"].keys() == {"m", "raw_request"}
     assert kwargs["additional_args"]["complete_input_dict"]["temperature"] == 0.3
     assert "input" in set(kwargs.keys())
     plain = dict(kwargs)
@@ -66,7 +66,12 @@ def test_payload_json_is_redacted_for_a_redacting_logger():
     """A logger that turned message logging off gets redacted JSON from payload_json()."""
     private = CapturingLogger(turn_off_message_logging=True)
     lmgate.callbacks = [private]
-    call("sync", False, mock_response="private answer", messages=[{"role": "user", "content": "private question"}])
+    call(
+        "sync",
+        False,
+        mock_response="private answer",
+        messages=[{"role": "user", "content": "private question"}],
+    )
     flush()
     raw = private.of("log_success_event")[0].kwargs.payload_json()
     assert b"private answer" not in raw and b"private question" not in raw

@@ -280,3 +280,75 @@ def test_invalid_log_format_says_invalid_log_format():
     with pytest.raises(ValueError, match="Invalid log_format 'xml'") as info:
         GenericAPILogger(endpoint="http://127.0.0.1:9/logs", log_format="xml")
     assert "json_array, ndjson, single" in str(info.value)
+
+
+# ---- point 4: kwargs as the reference fills them ----
+def test_litellm_params_api_base_is_the_resolved_base_url(fake_provider_session, monkeypatch):
+    """No api_base on the call: the base URL resolved from OPENAI_API_BASE is what callbacks see,
+    with a secret query value masked."""
+    fp = fake_provider_session
+    fp.reset()
+    monkeypatch.setenv("OPENAI_API_BASE", fp.base_url + "/v1?sig=topsecretvalue123")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-compat-key-0001")
+    handler = CustomLogger()
+    with patch.object(handler, "log_success_event", new=MagicMock()) as success:
+        litellm.callbacks = [handler]
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES)
+        flush()
+    params = success.call_args.kwargs["kwargs"]["litellm_params"]
+    assert params["api_base"].startswith(fp.base_url + "/v1")
+    assert "topsecretvalue123" not in params["api_base"]
+    raw = params["metadata"]["raw_request"]
+    assert raw.startswith("curl -X POST") and '"messages"' in raw
+    assert "sk-fake-compat-key-0001" not in raw  # the Authorization header is masked
+
+
+def test_stream_original_response_and_embedding_messages():
+    post, success = MagicMock(), MagicMock()
+    handler = CustomLogger()
+    with (
+        patch.object(handler, "log_post_api_call", new=post),
+        patch.object(handler, "log_success_event", new=success),
+    ):
+        litellm.callbacks = [handler]
+        stream = litellm.completion(
+            model="gpt-4o-mini", messages=MESSAGES, mock_response="streamed text", stream=True
+        )
+        chunks = list(stream)
+        flush()
+    assert chunks
+    original = post.call_args.kwargs["kwargs"]["original_response"]
+    assert original == stream  # the stream object itself (a weak proxy of it), as in the reference
+    assert post.call_args.kwargs["end_time"] is None and post.call_args.kwargs["response_obj"] is None
+    final = success.call_args.kwargs["kwargs"]["original_response"]
+    assert isinstance(final, str) and "streamed text" in final
+
+    seen = []
+    litellm.callbacks = []
+    litellm.success_callback = [lambda kwargs, response, start, end: seen.append(kwargs)]
+    litellm.embedding(model="text-embedding-3-small", input=["first", "second"], mock_response=True)
+    litellm.embedding(model="text-embedding-3-small", input="only", mock_response=True)
+    flush()
+    assert seen[0]["messages"] == [
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": "second"},
+    ]
+    assert seen[1]["messages"] == [{"role": "user", "content": "only"}]
+    assert seen[0]["standard_logging_object"]["messages"] == seen[0]["messages"]
+
+
+def test_redaction_placeholder_and_per_call_override():
+    seen = []
+    litellm.success_callback = [lambda kwargs, response, start, end: seen.append(kwargs)]
+    litellm.turn_off_message_logging = True
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="secret answer")
+    litellm.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="open answer", turn_off_message_logging=False
+    )
+    flush()
+    redacted, opened = seen
+    assert redacted["messages"] == [{"role": "user", "content": "redacted-by-litellm"}]
+    payload = redacted["standard_logging_object"]
+    assert payload["response"]["choices"][0]["message"]["content"] == "redacted-by-litellm"
+    assert opened["messages"] == MESSAGES
+    assert opened["standard_logging_object"]["response"]["choices"][0]["message"]["content"] == "open answer"

@@ -15,7 +15,7 @@ the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call unt
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -228,6 +228,11 @@ def build_kwargs(
     attempt, original_response = (
         snapshot if snapshot is not None else (facts.attempt, facts.original_response)
     )
+    if original_response is None and facts.stream and event in ("success", "failure"):
+        # a stream has no raw body: its text is the assembled response, as JSON (what the
+        # reference's post_call makes of a dict); the post-call event had the stream itself
+        response_json = cast("FinishedCall", facts).response_json
+        original_response = response_json.decode() if response_json else None
     if redact and original_response:
         original_response = REDACTED_TEXT
     params = facts.optional_params
@@ -274,9 +279,7 @@ def build_kwargs(
     if event in ("success", "failure"):
         _terminal(facts, event, redact, data, lazy)  # type: ignore[arg-type]
     if extra:
-        for key, value in extra.items():
-            lazy.pop(key, None)
-            data[key] = value
+        _put_extra(data, lazy, extra, redact)
     return CallbackKwargs(data, lazy)
 
 
@@ -317,10 +320,17 @@ def _lazy_kwargs(
             data["exception"] = s.error
             data["traceback_exception"] = s.traceback
     if extra:
-        for key, value in extra.items():
-            lazy.pop(key, None)
-            data[key] = value
+        _put_extra(data, lazy, extra, redact)
     return CallbackKwargs(data, lazy, absent=True)
+
+
+def _put_extra(
+    data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], extra: dict[str, Any], redact: bool
+) -> None:
+    for key, value in extra.items():
+        lazy.pop(key, None)
+        # a stream's post-call original_response is the stream: redacted like any response text
+        data[key] = REDACTED_TEXT if redact and key == "original_response" and value is not None else value
 
 
 def _assembled(arg: tuple[FinishedCall, bool]) -> Any:

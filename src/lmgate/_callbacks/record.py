@@ -172,6 +172,7 @@ class CallRecord:
                 self.optional_params,
                 self.litellm_params,
                 redact,
+                self.api_base,
             )
         return parts
 
