@@ -352,3 +352,48 @@ def test_redaction_placeholder_and_per_call_override():
     assert payload["response"]["choices"][0]["message"]["content"] == "redacted-by-litellm"
     assert opened["messages"] == MESSAGES
     assert opened["standard_logging_object"]["response"]["choices"][0]["message"]["content"] == "open answer"
+
+
+# ---- point 5: every field of the reference's StandardLoggingPayload ----
+def test_payload_has_every_field_of_the_reference_payload():
+    from payload_schema import assert_valid_payload
+
+    from lmgate.types.utils import (
+        StandardLoggingHiddenParams,
+        StandardLoggingMetadata,
+        StandardLoggingPayload,
+    )
+
+    seen = []
+    litellm.success_callback = [
+        lambda kwargs, response, start, end: seen.append(kwargs["standard_logging_object"])
+    ]
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok")
+    litellm.completion(model="no-such-model-anywhere", messages=MESSAGES, mock_response="ok")
+    flush()
+    priced, unpriced = seen
+    for payload in seen:
+        assert_valid_payload(payload)
+        assert (
+            set(payload)
+            >= StandardLoggingPayload.__required_keys__ | StandardLoggingPayload.__optional_keys__
+        )
+        assert set(payload["hidden_params"]) >= StandardLoggingHiddenParams.__optional_keys__ - {
+            "upstream_provider"
+        } | {"usage_object"}
+        assert set(payload["metadata"]) >= StandardLoggingMetadata.__optional_keys__ - {
+            "is_silent_experiment",
+            "prompt_management_metadata",
+        } - {"user_api_key_auth_metadata"} | {"user_api_key_hash"}
+        assert payload["cost_finalized"] is True
+        assert payload["request_model_access_groups"] == []
+        assert payload["autorouter_savings"] is None
+        assert payload["classifier_input"] == {} and payload["originating_request_masked"] == {}
+    assert priced["model_map_information"]["model_map_key"] == "gpt-4o-mini"
+    assert priced["model_map_information"]["model_map_value"]["input_cost_per_token"] > 0
+    assert priced["zero_cost_diagnostic"] is None
+    assert unpriced["model_map_information"] == {
+        "model_map_key": "no-such-model-anywhere",
+        "model_map_value": None,
+    }
+    assert unpriced["zero_cost_diagnostic"]["reason"] == "missing_pricing_key"
