@@ -62,6 +62,7 @@ PUBLIC_NAMES = {
     "drop_params",
     "strict_callbacks",
     "turn_off_message_logging",
+    "log_raw_request_response",
     "num_retries",
     "request_timeout",
     "retry_policy",

@@ -291,11 +291,17 @@ def test_litellm_params_api_base_is_the_resolved_base_url(fake_provider_session,
     monkeypatch.setenv("OPENAI_API_BASE", fp.base_url + "/v1?sig=topsecretvalue123")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-compat-key-0001")
     handler = CustomLogger()
+    litellm.log_raw_request_response = True  # the reference's flag for metadata["raw_request"]
     with patch.object(handler, "log_success_event", new=MagicMock()) as success:
         litellm.callbacks = [handler]
         litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES)
+        litellm.log_raw_request_response = False
+        litellm.completion(model="openai/gpt-4o-mini", messages=MESSAGES, metadata={"k": 1})
         flush()
-    params = success.call_args.kwargs["kwargs"]["litellm_params"]
+    assert success.call_args.kwargs["kwargs"]["litellm_params"]["metadata"] == {
+        "k": 1
+    }  # off: your metadata only
+    params = success.call_args_list[0].kwargs["kwargs"]["litellm_params"]
     assert params["api_base"].startswith(fp.base_url + "/v1")
     assert "topsecretvalue123" not in params["api_base"]
     raw = params["metadata"]["raw_request"]

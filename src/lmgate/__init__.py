@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - declarations for type checkers
     drop_params: bool
     strict_callbacks: bool
     turn_off_message_logging: bool
+    log_raw_request_response: bool
     num_retries: int
     request_timeout: float | None
     retry_policy: Any

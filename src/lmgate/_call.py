@@ -69,6 +69,7 @@ CONTROL_PARAMS = frozenset(
         "model_id",
         "model_group",
         "turn_off_message_logging",
+        "log_raw_request_response",
         "logger_fn",
         # a list: a failure before the call returns appends its event's emitter here instead of
         # emitting it (the proxy's router emits it only if no other deployment will be tried)
@@ -160,6 +161,7 @@ class Call:
                     if control.get("turn_off_message_logging") is None
                     else control["turn_off_message_logging"]
                 ),
+                raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
             )
             self.record.model_id = control.get("model_id")
             self.record.model_group = control.get("model_group")

@@ -177,6 +177,7 @@ def encode_parts(
     litellm_params: dict[str, Any],
     redact: bool,
     api_base: str | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Each request part kwargs hands out, encoded once: name -> JSON bytes (or, for data orjson
     cannot encode, the value itself, deep-copied for each reader). The snapshots are reused as
@@ -195,9 +196,9 @@ def encode_parts(
         out["messages"] = messages[0] if messages[0] is not None else messages[1]
         out["body"] = body[0] if body[0] is not None or body[1] is not None else b"null"
     out["optional_params"] = _dumps_or_value(optional_params)
-    if out["body"] != b"null" and isinstance(litellm_params.get("metadata"), dict):
-        # metadata["raw_request"]: the request as sent, as the reference logs it (a curl command),
-        # from the masked headers and the (maybe redacted) body
+    if raw and out["body"] != b"null" and isinstance(litellm_params.get("metadata"), dict):
+        # log_raw_request_response: metadata["raw_request"] is the request as sent, as the reference
+        # logs it (a curl command), from the masked headers and the (maybe redacted) body
         metadata = dict(litellm_params["metadata"])
         metadata["raw_request"] = raw_request(api_base, headers, out["body"])
         litellm_params = {**litellm_params, "metadata": metadata}

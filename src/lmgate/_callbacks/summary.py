@@ -166,6 +166,7 @@ class CallSummary:
                 self.litellm_params,
                 redact,
                 self.api_base,
+                self.__dict__["raw_request"],
             )
             self._memo[key] = parts  # type: ignore[index]
         return parts  # type: ignore[no-any-return]
