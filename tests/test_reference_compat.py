@@ -8,6 +8,9 @@ Each test is shaped like a user's own: a callback class copied from the referenc
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
+import pickle
 from unittest.mock import AsyncMock, MagicMock, patch
 
 import pytest
@@ -323,8 +326,17 @@ def test_stream_original_response_and_embedding_messages():
         chunks = list(stream)
         flush()
     assert chunks
-    original = post.call_args.kwargs["kwargs"]["original_response"]
-    assert original == stream  # the stream object itself (a weak proxy of it), as in the reference
+    assert post.call_count == 1
+    post_kwargs = post.call_args.kwargs["kwargs"]
+    original = post_kwargs["original_response"]
+    assert original.stream is stream  # stands for the stream (the reference puts the stream itself)
+    assert "gpt-4o-mini" in str(original)
+    del stream, chunks
+    assert original.stream is None  # a weak reference: the callback does not keep the stream alive
+    # every way of copying kwargs still works once the stream is gone
+    assert copy.deepcopy(post_kwargs)["original_response"] == str(original)
+    assert pickle.loads(pickle.dumps(post_kwargs))["original_response"] == str(original)
+    assert str(original) in json.dumps(post_kwargs, default=str)
     assert post.call_args.kwargs["end_time"] is None and post.call_args.kwargs["response_obj"] is None
     final = success.call_args.kwargs["kwargs"]["original_response"]
     assert isinstance(final, str) and "streamed text" in final

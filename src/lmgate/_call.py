@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random as _random
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import exceptions as exc
@@ -18,6 +17,7 @@ from . import providers as _providers
 from ._attempt import run_async, run_sync
 from ._callbacks.data import embedding_messages
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
+from ._callbacks.kwargs import StreamOriginalResponse
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
@@ -282,13 +282,13 @@ class Call:
             get_dispatcher().emit(self.record, self.plan, "post")
 
     def post_call_stream(self, stream: Any, headers: dict[str, str]) -> None:
-        """The post-call event of a stream: ``original_response`` is the stream, as in the reference
-        (a weak proxy: a callback must not keep the caller's stream alive, nor iterate it)."""
+        """The post-call event of a stream: ``original_response`` stands for the stream, as the
+        reference puts the stream there (see ``StreamOriginalResponse``)."""
         self.response_headers = headers
         if self.record is not None:
             self.record.original_response = None
             get_dispatcher().emit(
-                self.record, self.plan, "post", extra={"original_response": weakref.proxy(stream)}
+                self.record, self.plan, "post", extra={"original_response": StreamOriginalResponse(stream)}
             )
 
     def parse(self, status: int, headers: dict[str, str], raw: bytes | Any) -> Any:

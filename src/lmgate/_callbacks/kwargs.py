@@ -14,6 +14,7 @@ the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call unt
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,6 +34,36 @@ LOG_EVENT_TYPES = {
     "failure": "failed_api_call",
 }
 _PAYLOAD_KEY = "standard_logging_object"
+
+
+class StreamOriginalResponse:
+    """``kwargs["original_response"]`` of a stream's post-call event: it stands for the stream,
+    where the reference puts the stream object itself.
+
+    ``.stream`` is the stream while the caller holds it (a weak reference: a callback must not
+    keep the caller's stream alive; it must not iterate it either — the caller does). ``str()``
+    names it, and copies, pickles and JSON encoders (``default=str``) see that text, so every
+    way of copying ``kwargs`` keeps working."""
+
+    __slots__ = ("_ref", "_text")
+
+    def __init__(self, stream: Any) -> None:
+        self._ref = weakref.ref(stream)
+        self._text = (
+            f"<stream {type(stream).__name__} of {getattr(stream, 'model', None) or 'unknown model'}>"
+        )
+
+    @property
+    def stream(self) -> Any:
+        return self._ref()
+
+    def __str__(self) -> str:
+        return self._text
+
+    __repr__ = __str__
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle give its text
+        return (str, (self._text,))
 
 
 def _dt(ts: float | None) -> datetime | None:
