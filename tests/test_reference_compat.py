@@ -67,6 +67,7 @@ def test_messages_answer_dict_access_like_the_reference():
 # ---- point 2: public names ----
 def test_public_names_a_reference_callback_touches():
     from lmgate.types.utils import (
+        CallTypes,
         StandardLoggingHiddenParams,
         StandardLoggingMetadata,
         StandardLoggingPayload,
@@ -96,6 +97,7 @@ def test_public_names_a_reference_callback_touches():
     call("sync", False, mock_response="ok")
     flush()
     assert seen and seen[0][0] is True and seen[0][1] is False
+    assert seen[0][2] is not None and CallTypes.completion == "completion"
     assert set(StandardLoggingPayload.__annotations__) >= {
         "model_map_information",
         "cost_finalized",

@@ -13,6 +13,7 @@ The response classes are re-exported here too, as the reference's module has the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any, Literal, TypedDict
 
 from . import (
@@ -34,6 +35,22 @@ from . import (
     TranscriptionResponse,
     Usage,
 )
+
+
+class CallTypes(str, Enum):
+    """``kwargs["call_type"]`` values (the ones lmgate makes, and the reference's other common ones)."""
+
+    completion = "completion"
+    acompletion = "acompletion"
+    embedding = "embedding"
+    aembedding = "aembedding"
+    text_completion = "text_completion"
+    atext_completion = "atext_completion"
+    image_generation = "image_generation"
+    aimage_generation = "aimage_generation"
+    transcription = "transcription"
+    atranscription = "atranscription"
+
 
 StandardLoggingPayloadStatus = Literal["success", "failure"]
 ZeroCostReason = Literal["missing_pricing_key", "pricing_not_applied", "cost_calculation_error"]
@@ -262,6 +279,7 @@ class StandardCallbackDynamicParams(TypedDict, total=False):
 
 
 __all__ = [
+    "CallTypes",
     "ChatCompletionDeltaToolCall",
     "ChatCompletionMessageToolCall",
     "Choices",
