@@ -279,7 +279,9 @@ def test_abandoned_stream_ends_in_one_success_event_flagged_abandoned():
     """Breaking out of a stream early still gives exactly one terminal event, with the partial response."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
-    with lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghijkl", stream=True) as s:
+    with lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghijkl", stream=True
+    ) as s:
         first = next(iter(s))
     assert first.choices[0].delta.content == "abc"
     flush()
@@ -297,7 +299,9 @@ def test_abandoned_async_stream_ends_in_one_event():
     lmgate.callbacks = [capture]
 
     async def run():
-        stream = await lmgate.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghi", stream=True)
+        stream = await lmgate.acompletion(
+            model="gpt-4o-mini", messages=MESSAGES, mock_response="abcdefghi", stream=True
+        )
         async for _ in stream:
             break
         await stream.aclose()
@@ -328,8 +332,21 @@ def test_kwargs_keys_the_spec_names(tmp_path, backend):
     call("sync", False, mock_response="ok", metadata={"hello": "world", "n": 1}, temperature=0.2, user="u1")
     flush()
     pre = capture.of("log_pre_api_call")[0].kwargs
-    for key in ("model", "messages", "optional_params", "litellm_params", "start_time", "input", "api_key",
-                "additional_args", "litellm_call_id", "litellm_trace_id", "call_type", "stream", "user"):
+    for key in (
+        "model",
+        "messages",
+        "optional_params",
+        "litellm_params",
+        "start_time",
+        "input",
+        "api_key",
+        "additional_args",
+        "litellm_call_id",
+        "litellm_trace_id",
+        "call_type",
+        "stream",
+        "user",
+    ):
         assert key in pre, key
     assert pre["log_event_type"] == "pre_api_call"
     assert pre["additional_args"]["complete_input_dict"]["temperature"] == 0.2
@@ -448,7 +465,9 @@ def test_embeddings_reach_callbacks(mode):
     if mode == "sync":
         r = lmgate.embedding(model="text-embedding-3-small", input="hello", mock_response=True)
     else:
-        r = asyncio.run(lmgate.aembedding(model="text-embedding-3-small", input=["a", "b"], mock_response=True))
+        r = asyncio.run(
+            lmgate.aembedding(model="text-embedding-3-small", input=["a", "b"], mock_response=True)
+        )
     flush()
     assert r.data[0].embedding
     prefix = "async_" if mode == "async" else ""

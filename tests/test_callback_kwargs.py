@@ -66,7 +66,12 @@ def test_payload_json_is_redacted_for_a_redacting_logger():
     """A logger that turned message logging off gets redacted JSON from payload_json()."""
     private = CapturingLogger(turn_off_message_logging=True)
     lmgate.callbacks = [private]
-    call("sync", False, mock_response="private answer", messages=[{"role": "user", "content": "private question"}])
+    call(
+        "sync",
+        False,
+        mock_response="private answer",
+        messages=[{"role": "user", "content": "private question"}],
+    )
     flush()
     raw = private.of("log_success_event")[0].kwargs.payload_json()
     assert b"private answer" not in raw and b"private question" not in raw

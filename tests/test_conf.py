@@ -255,7 +255,7 @@ def test_choice() -> None:
         )
     assert (
         str(info.value)
-        == "c.yaml: router_settings.routing_strategy: must be one of round-robin, least-busy, got 'fastest'"
+        == "c.yaml: router_settings.routing_strategy: Invalid routing_strategy 'fastest': must be one of round-robin, least-busy"
     )
 
 
@@ -286,7 +286,7 @@ def test_config_error_is_in_the_tree() -> None:
         ),
         (
             lambda: lmgate.Cache(mode="sometimes"),
-            "Cache: mode: must be one of default_on, default_off, got 'sometimes'",
+            "Cache: mode: Invalid mode 'sometimes': must be one of default_on, default_off",
         ),
         (
             lambda: lmgate.Cache(type="redis", host="127.0.0.1", port=70000),
@@ -320,7 +320,9 @@ def test_logger_config_errors_are_the_same_class(monkeypatch: pytest.MonkeyPatch
     assert LoggerConfigError is ConfigError and ProxyConfigError is ConfigError
     with pytest.raises(LoggerConfigError) as info:
         GenericAPILogger(endpoint="http://127.0.0.1:9/logs", log_format="xml")
-    assert str(info.value) == "log_format: must be one of json_array, ndjson, single, got 'xml'"
+    assert (
+        str(info.value) == "log_format: Invalid log_format 'xml': must be one of json_array, ndjson, single"
+    )
     monkeypatch.setenv("DEFAULT_BATCH_SIZE", "0")
     with pytest.raises(LoggerConfigError) as info:
         env_number("DEFAULT_BATCH_SIZE", 100, integer=True)

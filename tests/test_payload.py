@@ -26,7 +26,13 @@ def capture():
 @pytest.mark.parametrize(("mode", "stream"), MODES, ids=MODE_IDS)
 def test_success_payload_is_valid_and_complete(capture, mode, stream):
     """A successful call's payload validates and carries model, provider, usage, cost, times and metadata."""
-    call(mode, stream, mock_response="hello world", metadata={"team": "search", "nested": {"a": [1, 2]}}, temperature=0.1)
+    call(
+        mode,
+        stream,
+        mock_response="hello world",
+        metadata={"team": "search", "nested": {"a": [1, 2]}},
+        temperature=0.1,
+    )
     flush()
     (slo,) = payloads(capture)
     assert_valid_payload(slo)
@@ -54,7 +60,11 @@ def test_failure_payload_is_valid_with_error_information(capture, mode, stream):
     assert_valid_payload(slo)
     assert slo["status"] == "failure"
     info = slo["error_information"]
-    assert (info["error_code"], info["error_class"], info["llm_provider"]) == ("503", "ServiceUnavailableError", "openai")
+    assert (info["error_code"], info["error_class"], info["llm_provider"]) == (
+        "503",
+        "ServiceUnavailableError",
+        "openai",
+    )
     assert "down for maintenance" in slo["error_str"]
     assert slo["response_cost"] is None and slo["response_cost_failure_debug_info"]["error_str"]
 
@@ -74,8 +84,11 @@ def test_unknown_price_is_null_with_reason_never_zero(capture):
 def test_custom_prices_per_call(capture):
     """input_cost_per_token / output_cost_per_token on the call price an unknown model exactly."""
     r = lmgate.completion(
-        model="openai/my-finetune", messages=MESSAGES, mock_response="hi",
-        input_cost_per_token=1e-6, output_cost_per_token=2e-6,
+        model="openai/my-finetune",
+        messages=MESSAGES,
+        mock_response="hi",
+        input_cost_per_token=1e-6,
+        output_cost_per_token=2e-6,
     )
     flush()
     assert r._hidden_params["response_cost"] == pytest.approx(10 * 1e-6 + 20 * 2e-6)
@@ -89,15 +102,24 @@ def test_embedding_payload(capture):
     flush()
     (slo,) = payloads(capture)
     assert_valid_payload(slo)
-    assert slo["call_type"] == "embedding" and slo["messages"] == ["a", "b"]
+    assert slo["call_type"] == "embedding"
+    assert slo["messages"] == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
 
 
 def test_redaction_applies_to_success_and_failure(capture):
     """turn_off_message_logging hides prompts and answers in payloads and kwargs, success and failure alike."""
     lmgate.turn_off_message_logging = True
-    r = lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "my secret plan"}], mock_response="the answer")
+    r = lmgate.completion(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "my secret plan"}],
+        mock_response="the answer",
+    )
     with pytest.raises(lmgate.RateLimitError):
-        lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "my secret plan"}], mock_response="lmgate.RateLimitError")
+        lmgate.completion(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "my secret plan"}],
+            mock_response="lmgate.RateLimitError",
+        )
     flush()
     assert r.choices[0].message.content == "the answer"  # the caller's response is untouched
     events = capture.events
@@ -113,7 +135,11 @@ def test_per_logger_redaction_leaves_other_loggers_alone():
     """CustomLogger(turn_off_message_logging=True) redacts only that logger's view."""
     private, normal = CapturingLogger(turn_off_message_logging=True), CapturingLogger()
     lmgate.callbacks = [private, normal]
-    lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "tell nobody"}], mock_response="secret reply")
+    lmgate.completion(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "tell nobody"}],
+        mock_response="secret reply",
+    )
     flush()
     assert "tell nobody" not in repr(private.events[-1].kwargs)
     assert "secret reply" not in repr(private.events[-1].response_obj)
@@ -123,7 +149,9 @@ def test_per_logger_redaction_leaves_other_loggers_alone():
 def test_api_key_never_reaches_callbacks(capture, fake_provider):
     """The provider key is masked in kwargs, headers and payload."""
     key = "sk-live-abcdefghijklmnopqrstuvwxyz123456"
-    lmgate.completion(model="openai/gpt-4o-mini", messages=MESSAGES, api_base=fake_provider.base_url + "/v1", api_key=key)
+    lmgate.completion(
+        model="openai/gpt-4o-mini", messages=MESSAGES, api_base=fake_provider.base_url + "/v1", api_key=key
+    )
     flush()
     assert capture.events
     for e in capture.events:

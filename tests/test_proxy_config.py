@@ -321,8 +321,8 @@ def test_config_values_share_the_conf_grammar(tmp_path: Path) -> None:
         ("litellm_settings: {drop_params: maybe}\n",
          "litellm_settings.drop_params: must be true or false, got 'maybe' (fix: write true or false)"),
         ("router_settings: {routing_strategy: fastest}\n",
-         "router_settings.routing_strategy: must be one of round-robin, least-busy, simple-shuffle, "
-         "latency-based-routing, usage-based-routing, usage-based-routing-v2, got 'fastest'"),
+         "router_settings.routing_strategy: Invalid routing_strategy 'fastest': must be one of round-robin, least-busy, "
+         "simple-shuffle, latency-based-routing, usage-based-routing, usage-based-routing-v2"),
         ("router_settings: {fallbacks: [{a: [nope]}]}\n",
          "router_settings.fallbacks: names 'nope', which is not a model_name of model_list "
          "(fix: use one of: (no models configured))"),

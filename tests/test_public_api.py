@@ -65,6 +65,7 @@ PUBLIC_NAMES = {
     "drop_params",
     "strict_callbacks",
     "turn_off_message_logging",
+    "log_raw_request_response",
     "num_retries",
     "request_timeout",
     "retry_policy",
@@ -72,6 +73,9 @@ PUBLIC_NAMES = {
     "generic_logger_headers",
     "client_session",
     "aclient_session",
+    "TextCompletionResponse",
+    "ImageResponse",
+    "TranscriptionResponse",
 }
 
 HEAVY = [

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - declarations for type checkers
     drop_params: bool
     strict_callbacks: bool
     turn_off_message_logging: bool
+    log_raw_request_response: bool
     num_retries: int
     request_timeout: float | None
     retry_policy: Any
@@ -75,6 +76,9 @@ _LAZY: dict[str, str] = {
     "Function": "lmgate.types",
     "ChatCompletionMessageToolCall": "lmgate.types",
     "Router": "lmgate.router",
+    "TextCompletionResponse": "lmgate.types",
+    "ImageResponse": "lmgate.types",
+    "TranscriptionResponse": "lmgate.types",
 }
 _EXCEPTIONS = (
     "LmgateError",

@@ -52,6 +52,7 @@ class Call(Protocol):
     def prepare(self) -> None: ...
     def http_request(self, attempt: int) -> HttpRequest: ...
     def post_call(self, text: str | None, headers: dict[str, str] | None = None) -> None: ...
+    def post_call_stream(self, stream: Any, headers: dict[str, str]) -> None: ...
     def parse(self, status: int, headers: dict[str, str], raw: Any) -> Any: ...
     def http_error(self, status: int, headers: dict[str, str], raw: Any) -> BaseException: ...
     def transport_error(self, error: BaseException) -> BaseException: ...
@@ -84,6 +85,10 @@ def attempts(call: Call) -> Flow:
                 return stream
             return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
+        if call.mock is not None and call.control.get("mock_timeout") is True and call.timeout is not None:
+            mock_delay = getattr(
+                call.timeout, "connect", call.timeout
+            )  # the reference's mock_timeout waits the timeout, then times out
         if mock_delay:
             yield (WAIT, float(mock_delay))
         attempt = 0
@@ -106,13 +111,15 @@ def attempts(call: Call) -> Flow:
             else:
                 status = response.status_code
                 if status < 400 and call.stream:
-                    call.post_call(None, dict(response.headers))
                     if isinstance(response, _mock.MockResponse):
                         source, close = (yield (CHUNKS, _mock.mock_chunks(response.content))), None
                     else:
                         framing = SSE if call.wire.stream_format == "sse" else BYTES  # seam: binary streams
                         source, close = yield (framing, response, call.translator())
-                    return call.wrap_stream(source, close)
+                    # nothing is read before the caller iterates: the post-call event still comes first
+                    stream = call.wrap_stream(source, close)
+                    call.post_call_stream(stream, dict(response.headers))
+                    return stream
                 try:  # a response that is already read (the mock transport's) is not read again
                     raw = response.content if response.is_closed else (yield (READ, response))
                 except Exception as error:  # the body broke off: a connection error, retried like one

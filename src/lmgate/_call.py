@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from . import exceptions as exc
 from . import providers as _providers
 from ._attempt import run_async, run_sync
+from ._callbacks.data import embedding_messages
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
+from ._callbacks.kwargs import StreamOriginalResponse
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
@@ -45,6 +47,7 @@ CONTROL_PARAMS = frozenset(
         "mock_response",
         "mock_tool_calls",
         "mock_delay",
+        "mock_timeout",
         "callbacks",
         "input_callback",
         "success_callback",
@@ -66,6 +69,7 @@ CONTROL_PARAMS = frozenset(
         "model_id",
         "model_group",
         "turn_off_message_logging",
+        "log_raw_request_response",
         "logger_fn",
         # a list: a failure before the call returns appends a DeferredFailure here instead of
         # emitting its event (a Router emits it only if no other deployment will be tried)
@@ -172,7 +176,14 @@ class Call:
                 trace_id=control.get("litellm_trace_id") or _trace_id(self.metadata),
                 start=self.start,
                 is_async=is_async,
-                redact_all=bool(settings.turn_off_message_logging or control.get("turn_off_message_logging")),
+                # the call's own turn_off_message_logging (True or False) wins over the global one, as in
+                # the reference; the proxy never lets a client set it (a control parameter)
+                redact_all=bool(
+                    settings.turn_off_message_logging
+                    if control.get("turn_off_message_logging") is None
+                    else control["turn_off_message_logging"]
+                ),
+                raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
             )
             self.record.model_id = control.get("model_id")
             self.record.model_group = control.get("model_group")
@@ -182,7 +193,8 @@ class Call:
         out = {
             "acompletion": self.is_async and self.kind == "chat",
             "aembedding": self.is_async and self.kind == "embedding",
-            "api_base": mask_url(c.get("api_base") or c.get("base_url")),
+            # the base URL the call resolved to (masked), as the reference fills it
+            "api_base": self.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
             "custom_llm_provider": c.get("custom_llm_provider"),
@@ -293,6 +305,16 @@ class Call:
             # error bodies sometimes quote the key back: mask before any callback can see it
             self.record.original_response = scrub(text, self.secrets) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")
+
+    def post_call_stream(self, stream: Any, headers: dict[str, str]) -> None:
+        """The post-call event of a stream: ``original_response`` stands for the stream, as the
+        reference puts the stream there (see ``StreamOriginalResponse``)."""
+        self.response_headers = headers
+        if self.record is not None:
+            self.record.original_response = None
+            get_dispatcher().emit(
+                self.record, self.plan, "post", extra={"original_response": StreamOriginalResponse(stream)}
+            )
 
     def parse(self, status: int, headers: dict[str, str], raw: bytes | Any) -> Any:
         import orjson
@@ -589,7 +611,7 @@ def _embedding_call(model: str, input: Any, params: dict[str, Any], *, is_async:
     try:
         call.payload = _embedding_input(input)
         if call.record is not None:
-            call.record.messages = call.payload
+            call.record.messages = embedding_messages(call.payload)  # as the reference shows them
     except BaseException as error:
         raise call.fail(error) from None
     return call

@@ -215,4 +215,6 @@ def choice(value: Any, choices: Collection[T], *, name: str, where: str = "") ->
         if value == option or str(getattr(option, "value", option)) == value:
             return option
     listed = ", ".join(str(getattr(c, "value", c)) for c in choices)
-    raise _fail(f"must be one of {listed}, got {value!r}", name, where)
+    # "Invalid log_format ..." is the reference's wording, which users' tests match on
+    leaf = name.rsplit(".", 1)[-1] if name else "value"
+    raise _fail(f"Invalid {leaf} {value!r}: must be one of {listed}", name, where)

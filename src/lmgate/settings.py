@@ -31,6 +31,8 @@ _DEFAULTS: dict[str, Any] = {
     "drop_params": lambda: False,  # drop parameters a provider cannot take
     "strict_callbacks": lambda: False,  # flush_callbacks() raises what a callback raised
     "turn_off_message_logging": lambda: False,
+    # kwargs["litellm_params"]["metadata"]["raw_request"]: the request as sent (masked), as the reference's flag
+    "log_raw_request_response": lambda: False,
     "num_retries": lambda: 0,
     "request_timeout": lambda: None,
     "retry_policy": lambda: None,
@@ -59,6 +61,7 @@ class Settings:
     drop_params: bool
     strict_callbacks: bool
     turn_off_message_logging: bool
+    log_raw_request_response: bool
     num_retries: int
     request_timeout: float | None
     retry_policy: Any

@@ -150,6 +150,25 @@ def _dumps_or_value(value: Any) -> Any:
         return value
 
 
+def raw_request(api_base: str | None, headers: dict[str, Any], body: Any) -> str:
+    """The request as a curl command (``headers`` are already masked)."""
+    text = body.decode() if isinstance(body, bytes) else orjson.dumps(body, default=json_default).decode()
+    lines = [f"curl -X POST \\\n{api_base or ''} \\"]
+    lines.extend(f"-H '{name}: {value}' \\" for name, value in headers.items())
+    lines.append(f"-d '{text}'")
+    return "\n".join(lines)
+
+
+def embedding_messages(inputs: Any) -> Any:
+    """An embedding call's input as the ``messages`` callbacks see, as the reference shows them:
+    each text a ``{"role": "user", "content": text}`` message (token lists stay as they are)."""
+    if isinstance(inputs, str):
+        return [{"role": "user", "content": inputs}]
+    if isinstance(inputs, list) and inputs and all(isinstance(i, str) for i in inputs):
+        return [{"role": "user", "content": i} for i in inputs]
+    return inputs
+
+
 def encode_parts(
     messages: tuple[bytes | None, Any],
     body: tuple[bytes | None, Any],
@@ -157,6 +176,8 @@ def encode_parts(
     optional_params: dict[str, Any],
     litellm_params: dict[str, Any],
     redact: bool,
+    api_base: str | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Each request part kwargs hands out, encoded once: name -> JSON bytes (or, for data orjson
     cannot encode, the value itself, deep-copied for each reader). The snapshots are reused as
@@ -175,6 +196,12 @@ def encode_parts(
         out["messages"] = messages[0] if messages[0] is not None else messages[1]
         out["body"] = body[0] if body[0] is not None or body[1] is not None else b"null"
     out["optional_params"] = _dumps_or_value(optional_params)
+    if raw and out["body"] != b"null" and isinstance(litellm_params.get("metadata"), dict):
+        # log_raw_request_response: metadata["raw_request"] is the request as sent, as the reference
+        # logs it (a curl command), from the masked headers and the (maybe redacted) body
+        metadata = dict(litellm_params["metadata"])
+        metadata["raw_request"] = raw_request(api_base, headers, out["body"])
+        litellm_params = {**litellm_params, "metadata": metadata}
     out["litellm_params"] = _dumps_or_value(litellm_params)
     out["headers"] = _dumps_or_value(headers)
     # "input": what was sent as the prompt (the body's messages or input), else the messages

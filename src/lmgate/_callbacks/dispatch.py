@@ -77,6 +77,9 @@ _FUNCTION_ROLES = {
 }
 LIST_NAMES = tuple(_LOGGER_ROLES)
 
+_PRE_KEYWORDS = ("model", "messages", "kwargs")
+_EVENT_KEYWORDS = ("kwargs", "response_obj", "start_time", "end_time")
+
 DEFAULT_CALLBACK_THREADS = 4
 DEFAULT_EXIT_FLUSH_TIMEOUT_S = 5.0
 
@@ -86,6 +89,10 @@ def _is_async_callable(fn: Any) -> bool:
 
 
 def _overrides(obj: Any, name: str) -> bool:
+    # a hook set on the instance counts too: users' tests patch one with
+    # ``patch.object(handler, "log_success_event")`` and inspect ``call_args.kwargs``
+    if name in getattr(obj, "__dict__", ()):
+        return True
     method = getattr(type(obj), name, None)
     if method is None:
         return False
@@ -96,30 +103,49 @@ def _overrides(obj: Any, name: str) -> bool:
 class Target:
     """One registered callback and the handler it has for each event."""
 
-    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode", "roles", "sink", "full_kwargs")
+    __slots__ = (
+        "obj",
+        "name",
+        "kind",
+        "sync",
+        "async_",
+        "redact",
+        "worker_index",
+        "mode",
+        "roles",
+        "sink",
+        "full_kwargs",
+        "by_keyword",
+    )
 
     def __init__(self, obj: Any, roles: frozenset[str], worker_count: int) -> None:
         self.obj = obj
         self.roles = roles
         self.sink = False  # a SummarySink: takes its terminal events inline (see Plan)
         self.full_kwargs = False  # kwargs with every key in its storage (CustomLogger(full_kwargs=True))
-        self.sync: dict[str, Callable[..., Any]] = {}
-        self.async_: dict[str, Callable[..., Any]] = {}
+        # event -> the hook: a function, or for a logger the name of its method
+        self.sync: dict[str, Any] = {}
+        self.async_: dict[str, Any] = {}
+        # hook function -> whether it takes the reference's keyword arguments (see _keyword_call)
+        self.by_keyword: dict[Any, bool] = {}
         if _is_logger(obj):
             self.kind = "logger"
             self.name = type(obj).__name__
             for event in roles:
                 sync_name, async_name = _LOGGER_HOOKS[event]
+                # hook names, read from the logger when the hook runs (so a patched hook is the one called)
                 if _overrides(obj, sync_name):
-                    self.sync[event] = getattr(obj, sync_name)
+                    self.sync[event] = sync_name
                 if async_name and _overrides(obj, async_name):
-                    self.async_[event] = getattr(obj, async_name)
+                    self.async_[event] = async_name
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
             self.sink = isinstance(obj, SummarySink)
             self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
-            self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+            self.name = (
+                getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+            )
             table = self.async_ if _is_async_callable(obj) else self.sync
             for event in roles:
                 table[event] = obj
@@ -134,6 +160,33 @@ class Target:
 
     def handles(self, event: str) -> bool:
         return event in self.sync or event in self.async_
+
+    def hook(self, event: str, sync: bool) -> Callable[..., Any] | None:
+        fn = (self.sync if sync else self.async_).get(event)
+        return getattr(self.obj, fn) if isinstance(fn, str) else fn
+
+    def keyword_call(self, fn: Any, event: str) -> bool:
+        """Whether a logger's hook is called with the reference's keyword arguments.
+
+        The reference calls ``log_success_event(kwargs=..., response_obj=..., start_time=...,
+        end_time=...)`` and ``log_pre_api_call(model=..., messages=..., kwargs=...)``, and users'
+        tests read ``mock.call_args.kwargs["kwargs"]``: so do we. A hook whose parameters are named
+        otherwise (``def log_success_event(self, *args)``) would raise ``TypeError`` there; here it
+        is called positionally instead."""
+        if self.kind != "logger":
+            return False
+        key = getattr(fn, "__func__", fn)
+        known = self.by_keyword.get(key)
+        if known is None:
+            names = _PRE_KEYWORDS if event == "pre" else _EVENT_KEYWORDS
+            try:
+                inspect.signature(fn).bind(**dict.fromkeys(names))
+                known = True
+            except (TypeError, ValueError):
+                known = False
+            if len(self.by_keyword) < 64:  # bounded: a test may patch a hook many times
+                self.by_keyword[key] = known
+        return known
 
 
 def _identity(items: Any) -> tuple[int, ...]:
@@ -165,7 +218,9 @@ class Plan:
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
-        by_event = {e: [t for t in targets if t.handles(e) and not (t.sink and e in TERMINAL_EVENTS)] for e in EVENTS}
+        by_event = {
+            e: [t for t in targets if t.handles(e) and not (t.sink and e in TERMINAL_EVENTS)] for e in EVENTS
+        }
         self.inline: dict[str, list[Target]] = {}
         for e in TERMINAL_EVENTS:
             inline = [t for t in targets if t.sink and e in t.roles]
@@ -207,7 +262,9 @@ class _CallbackLoop:
 
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True
+        )
         self.thread.start()
         ready.wait()
 
@@ -283,7 +340,9 @@ class Dispatcher:
             obj = resolve_callback(item) if isinstance(item, str) else item
             roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
             if not _is_logger(obj) and not callable(obj):
-                raise TypeError(f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable")
+                raise TypeError(
+                    f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable"
+                )
             slot = entries.get(id(obj))
             if slot is None:
                 entries[id(obj)] = (obj, set(roles))
@@ -486,17 +545,22 @@ class _Job:
         self.extra = extra
         self.snapshot = snapshot
 
-    def _args(self) -> tuple[Any, ...]:
+    def _args(self, fn: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The hook's arguments, as the reference passes them (see ``Target.keyword_call``)."""
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
-        redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
+        redact = record.redact_all or (
+            t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
+        )
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
         kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
-                return (kwargs,)
-            return (kwargs["model"], kwargs["messages"], kwargs)
+                return (kwargs,), {}
+            if t.keyword_call(fn, "pre"):
+                return (), {"model": kwargs["model"], "messages": kwargs["messages"], "kwargs": kwargs}
+            return (kwargs["model"], kwargs["messages"], kwargs), {}
         response = self.response_obj
         if redact and isinstance(response, dict):
             response = copy_data(redact_response(response))
@@ -505,23 +569,36 @@ class _Job:
         # otherwise response_obj is the object the caller got, shared as in the reference (a copy per
         # callback would cost more than the rest of the delivery): hooks must treat it as read-only.
         # kwargs, complete_streaming_response included, are each callback's own.
-        end = kwargs.get("end_time") or datetime.now()
-        return (kwargs, response, kwargs["start_time"], end)
+        # post-call: end_time None, as the reference passes it
+        end = None if self.event == "post" else (kwargs.get("end_time") or datetime.now())
+        if t.keyword_call(fn, self.event):
+            return (), {
+                "kwargs": kwargs,
+                "response_obj": response,
+                "start_time": kwargs["start_time"],
+                "end_time": end,
+            }
+        return (kwargs, response, kwargs["start_time"], end), {}
 
     def _hook_name(self, fn: Any) -> str:
         return getattr(fn, "__name__", self.event)
 
     def run_sync(self) -> None:
         t = self.target
-        fn = t.sync.get(self.event)
+        fn = t.hook(self.event, sync=True)
         try:
             if fn is not None:
-                fn(*self._args())
+                args, kw = self._args(fn)
+                fn(*args, **kw)
             else:
                 import asyncio
 
-                fn = t.async_[self.event]
-                future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
+                fn = t.hook(self.event, sync=False)
+                assert fn is not None  # the target handles this event: one of its two hooks exists
+                args, kw = self._args(fn)
+                future = asyncio.run_coroutine_threadsafe(
+                    fn(*args, **kw), self.dispatcher._callback_loop().loop
+                )
                 future.result()
         except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not end this thread
             self.dispatcher.report(t, self._hook_name(fn), error)
@@ -536,19 +613,20 @@ class _Job:
             if previous is not None and not previous.done():
                 await asyncio.wait((previous,))
             t = self.target
-            fn = t.async_.get(self.event)
+            fn = t.hook(self.event, sync=False)
             try:
                 if fn is not None:
-                    await fn(*self._args())
+                    args, kw = self._args(fn)
+                    await fn(*args, **kw)
                 else:
-                    fn = t.sync[self.event]
+                    fn = t.hook(self.event, sync=True)
                     # a sync hook in async mode: run it on the target's thread so it cannot stall this loop
                     done: concurrent.futures.Future[None] = concurrent.futures.Future()
-                    args = self._args()
+                    args, kw = self._args(fn)
 
-                    def call(fn: Any = fn, args: Any = args) -> None:
+                    def call(fn: Any = fn, args: Any = args, kw: Any = kw) -> None:
                         try:
-                            fn(*args)
+                            fn(*args, **kw)
                             done.set_result(None)
                         except BaseException as error:  # noqa: B036 - handed back to the awaiting task
                             done.set_exception(error)
@@ -625,4 +703,3 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-

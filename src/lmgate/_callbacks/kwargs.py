@@ -14,8 +14,9 @@ the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call unt
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -33,6 +34,36 @@ LOG_EVENT_TYPES = {
     "failure": "failed_api_call",
 }
 _PAYLOAD_KEY = "standard_logging_object"
+
+
+class StreamOriginalResponse:
+    """``kwargs["original_response"]`` of a stream's post-call event: it stands for the stream,
+    where the reference puts the stream object itself.
+
+    ``.stream`` is the stream while the caller holds it (a weak reference: a callback must not
+    keep the caller's stream alive; it must not iterate it either — the caller does). ``str()``
+    names it, and copies, pickles and JSON encoders (``default=str``) see that text, so every
+    way of copying ``kwargs`` keeps working."""
+
+    __slots__ = ("_ref", "_text")
+
+    def __init__(self, stream: Any) -> None:
+        self._ref = weakref.ref(stream)
+        self._text = (
+            f"<stream {type(stream).__name__} of {getattr(stream, 'model', None) or 'unknown model'}>"
+        )
+
+    @property
+    def stream(self) -> Any:
+        return self._ref()
+
+    def __str__(self) -> str:
+        return self._text
+
+    __repr__ = __str__
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle give its text
+        return (str, (self._text,))
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -228,6 +259,11 @@ def build_kwargs(
     attempt, original_response = (
         snapshot if snapshot is not None else (facts.attempt, facts.original_response)
     )
+    if original_response is None and facts.stream and event in ("success", "failure"):
+        # a stream has no raw body: its text is the assembled response, as JSON (what the
+        # reference's post_call makes of a dict); the post-call event had the stream itself
+        response_json = cast("FinishedCall", facts).response_json
+        original_response = response_json.decode() if response_json else None
     if redact and original_response:
         original_response = REDACTED_TEXT
     params = facts.optional_params
@@ -274,9 +310,7 @@ def build_kwargs(
     if event in ("success", "failure"):
         _terminal(facts, event, redact, data, lazy)  # type: ignore[arg-type]
     if extra:
-        for key, value in extra.items():
-            lazy.pop(key, None)
-            data[key] = value
+        _put_extra(data, lazy, extra, redact)
     return CallbackKwargs(data, lazy)
 
 
@@ -317,10 +351,17 @@ def _lazy_kwargs(
             data["exception"] = s.error
             data["traceback_exception"] = s.traceback
     if extra:
-        for key, value in extra.items():
-            lazy.pop(key, None)
-            data[key] = value
+        _put_extra(data, lazy, extra, redact)
     return CallbackKwargs(data, lazy, absent=True)
+
+
+def _put_extra(
+    data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], extra: dict[str, Any], redact: bool
+) -> None:
+    for key, value in extra.items():
+        lazy.pop(key, None)
+        # a stream's post-call original_response is the stream: redacted like any response text
+        data[key] = REDACTED_TEXT if redact and key == "original_response" and value is not None else value
 
 
 def _assembled(arg: tuple[FinishedCall, bool]) -> Any:

@@ -20,17 +20,66 @@ from .redact import redact_messages, redact_response
 if TYPE_CHECKING:
     from .summary import CallSummary
 
-# metadata keys of the reference implementation's payload, present (None) unless set
+# metadata keys of the reference implementation's payload (StandardLoggingMetadata), present
+# (None) unless set
 STANDARD_METADATA_KEYS = (
     "user_api_key_hash",
     "user_api_key_alias",
+    "user_api_key_spend",
+    "user_api_key_max_budget",
+    "user_api_key_budget_reset_at",
     "user_api_key_team_id",
     "user_api_key_user_id",
+    "user_api_key_user_email",
     "user_api_key_org_id",
     "user_api_key_team_alias",
     "user_api_key_end_user_id",
+    "user_api_key_request_route",
+    "user_api_key_auth_metadata",
+    "spend_logs_metadata",
     "requester_ip_address",
+    "user_agent",
+    "requester_custom_headers",
+    "prompt_management_metadata",
+    "mcp_tool_call_metadata",
+    "vector_store_request_metadata",
+    "routing_decision",
+    "kubernetes_pod_routing",
+    "applied_guardrails",
+    "usage_object",
+    "cold_storage_object_key",
+    "team_alias",
+    "team_id",
+    "used_client_oauth_token",
 )
+# the price-map fields of an entry, as the reference's ``model_map_information`` shows them
+_NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+
+
+def model_map_information(price_key: str | None, model: str | None) -> dict[str, Any]:
+    """The price-map entry the cost came from (``model_map_value`` None when there is none)."""
+    value = None
+    if price_key:
+        from ..cost import price_table  # loaded already: the call was priced with it
+
+        entry = price_table().get(price_key)
+        value = dict(entry) if entry is not None else None
+    return {"model_map_key": price_key or model or "", "model_map_value": value}
+
+
+def zero_cost_diagnostic(
+    cost: float | None, cache_hit: bool | None, model: str | None
+) -> dict[str, Any] | None:
+    """Why the cost is not a positive number: no price known (cost null), or none applied."""
+    if cost is None:
+        return {
+            "reason": "missing_pricing_key",
+            "pricing_model": model or "",
+            "missing_pricing_keys": list(_NO_PRICE_KEYS),
+        }
+    if cost == 0 and not cache_hit:
+        return {"reason": "pricing_not_applied", "pricing_model": model or "", "missing_pricing_keys": []}
+    return None
 
 
 def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
@@ -117,6 +166,11 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "litellm_overhead_time_ms": s.overhead_ms,
         "additional_headers": (raw["hidden_params"] or {}).get("additional_headers") or {},
         "litellm_model_name": s.model,
+        "batch_models": None,
+        "batch_successful_requests": None,
+        "batch_failed_requests": None,
+        "upstream_provider": None,
+        "usage_object": usage or None,
     }
     return {
         "id": response_id,
@@ -132,6 +186,11 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "cost": s.cost,
         "cost_breakdown": raw["cost_breakdown"],
         "response_cost_failure_debug_info": None if s.cost is not None else {"error_str": s.cost_reason},
+        "cost_finalized": True,  # a library call's cost is final when the event fires
+        "zero_cost_diagnostic": zero_cost_diagnostic(s.cost, s.cache_hit, s.model),
+        "autorouter_savings": None,
+        "autorouter_savings_estimate": None,
+        "autorouter_baseline_observation": None,
         "custom_llm_provider": s.provider,
         "total_tokens": total,
         "prompt_tokens": prompt,
@@ -141,6 +200,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "endTime": end,
         "completionStartTime": completion_start,
         "response_time": end - s.start,
+        "model_map_information": model_map_information(raw.get("price_key"), s.model),
         "model": s.model,
         "response_model": s.response_model,
         "model_id": s.model_id,
@@ -151,6 +211,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "cache_key": s.cache_key,
         "saved_cache_cost": s.saved_cache_cost,
         "request_tags": tags,
+        "request_model_access_groups": [],
         "end_user": s.user,
         "requester_ip_address": metadata.get("requester_ip_address"),
         "user_agent": None,
@@ -162,4 +223,6 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "hidden_params": hidden,
         "guardrail_information": None,
         "standard_built_in_tools_params": None,
+        "classifier_input": {},
+        "originating_request_masked": {},
     }

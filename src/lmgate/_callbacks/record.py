@@ -49,6 +49,7 @@ class CallRecord:
         api_base: str | None = None,
         api_key: str | None = None,
         redact_all: bool = False,
+        raw_request: bool = False,
     ) -> None:
         self.call_type = call_type
         self.model = model
@@ -66,6 +67,7 @@ class CallRecord:
         self.api_base = api_base
         self.api_key_masked = mask_key(api_key) if api_key else None
         self.redact_all = redact_all
+        self.raw_request = raw_request  # metadata["raw_request"] in litellm_params (log_raw_request_response)
         # filled as the call goes
         self.body_snapshot: tuple[bytes | None, Any] = (None, None)
         self.request_headers: dict[str, Any] = {}
@@ -172,6 +174,8 @@ class CallRecord:
                 self.optional_params,
                 self.litellm_params,
                 redact,
+                self.api_base if self.raw_request else None,
+                self.raw_request,
             )
         return parts
 

@@ -165,6 +165,8 @@ class CallSummary:
                 self.__dict__["optional_params"],
                 self.litellm_params,
                 redact,
+                self.api_base,
+                self.__dict__["raw_request"],
             )
             self._memo[key] = parts  # type: ignore[index]
         return parts  # type: ignore[no-any-return]

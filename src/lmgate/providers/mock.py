@@ -41,31 +41,67 @@ MOCK_EMBEDDING_DIMENSIONS = 8
 MOCK_MAX_CHOICES = 128
 MOCK_MAX_EMBEDDING_VALUES = 2**20  # inputs × dimensions
 
-# names the reference implementation accepts as mock_response to raise an error
-_MAGIC_ERRORS: dict[str, tuple[type[exc.LmgateError], int, str]] = {
-    "RateLimitError": (exc.RateLimitError, 429, "mock rate limit"),
-    "ContextWindowExceededError": (exc.ContextWindowExceededError, 400, "mock context window exceeded"),
-    "ContentPolicyViolationError": (exc.ContentPolicyViolationError, 400, "mock content policy violation"),
-    "InternalServerError": (exc.InternalServerError, 500, "mock internal server error"),
-    "ServiceUnavailableError": (exc.ServiceUnavailableError, 503, "mock service unavailable"),
-    "AuthenticationError": (exc.AuthenticationError, 401, "mock authentication error"),
-    "Timeout": (exc.Timeout, 408, "mock timeout"),
+# the reference's own messages for the error names its mock documents; any other error class
+# of lmgate.exceptions may be named too ("litellm.NotFoundError"), with its own status
+_MAGIC_MESSAGES = {
+    "RateLimitError": "mock rate limit",
+    "ContextWindowExceededError": "mock context window exceeded",
+    "ContentPolicyViolationError": "mock content policy violation",
+    "InternalServerError": "mock internal server error",
+    "ServiceUnavailableError": "mock service unavailable",
+    "AuthenticationError": "mock authentication error",
+    "Timeout": "mock timeout",
 }
+_NOT_MOCKABLE = frozenset({"LmgateError", "CallbackError", "ConfigError"})
+# "Exception: <message>" strings: the reference raises a provider error carrying that message
+_EXCEPTION_PREFIX = "Exception: "
+MOCK_STREAMING_ERROR = "Exception: mock_streaming_error"  # fails mid-stream, after the first chunk
+_MOCK_STREAMING_ERROR_STATUS = 529  # what the reference's mock reports (Anthropic's "overloaded")
 
 
-def mock_error(mock_response: Any, provider: str, model: str) -> BaseException | None:
-    """The exception a mock_response asks for, or None."""
+def _named_error(name: str) -> type[exc.LmgateError] | None:
+    cls = getattr(exc, name, None)
+    if isinstance(cls, type) and issubclass(cls, exc.LmgateError) and name not in _NOT_MOCKABLE:
+        return cls
+    return None
+
+
+def mock_error(mock_response: Any, provider: str, model: str, stream: bool = False) -> BaseException | None:
+    """The exception a mock_response asks for, or None.
+
+    Forms: an exception instance; an error class name (``"litellm.RateLimitError"``,
+    ``"lmgate.NotFoundError"``); ``"Exception: <message>"`` (a provider error with that message:
+    400 for ``content_filter_policy``, else 500). ``MOCK_STREAMING_ERROR`` fails a stream
+    after its first chunk (``mock_chunks``) and a plain call at once.
+    """
     if isinstance(mock_response, BaseException):
         if isinstance(mock_response, exc.LmgateError):
             mock_response.llm_provider = mock_response.llm_provider or provider
             mock_response.model = mock_response.model or model
         return mock_response
-    if isinstance(mock_response, str) and mock_response.startswith(("litellm.", "lmgate.")):
+    if not isinstance(mock_response, str):
+        return None
+    if mock_response.startswith(("litellm.", "lmgate.")):
         name = mock_response.split(".", 1)[1]
-        if name in _MAGIC_ERRORS:
-            cls, status, message = _MAGIC_ERRORS[name]
-            return cls(message, provider, model, status_code=status)
+        cls = _named_error(name)
+        if cls is not None:
+            status = getattr(cls, "status_code", None) or 500
+            return cls(_MAGIC_MESSAGES.get(name, f"mock {name}"), provider, model, status_code=status)
+        return None
+    if mock_response.startswith(_EXCEPTION_PREFIX):
+        if mock_response == MOCK_STREAMING_ERROR:
+            return None if stream else streaming_error(provider, model)
+        message = mock_response[len(_EXCEPTION_PREFIX) :]
+        if message.startswith("content_filter_policy"):
+            return exc.BadRequestError(mock_response, provider, model, status_code=400)
+        return exc.InternalServerError(message, provider, model, status_code=500)
     return None
+
+
+def streaming_error(provider: str, model: str) -> exc.LmgateError:
+    return exc.ServiceUnavailableError(
+        "This is a mock error raised mid-stream", provider, model, status_code=_MOCK_STREAMING_ERROR_STATUS
+    )
 
 
 def _usage() -> Usage:
@@ -124,10 +160,21 @@ def mock_chat(
     )
 
 
-def mock_chunks(
-    response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS
-) -> list[ModelResponseStream]:
-    """A complete response cut into the chunks a provider would have streamed."""
+def _then_fail(chunks: list[ModelResponseStream], error: BaseException) -> Any:
+    yield chunks[0]
+    raise error
+
+
+def mock_chunks(response: ModelResponse, chunk_chars: int = MOCK_STREAM_CHUNK_CHARS) -> Any:
+    """A complete response cut into the chunks a provider would have streamed (a list), or, for a
+    response marked with ``_mock_stream_error``, the first chunk and then that error (a generator)."""
+    error = response.__dict__.get("_mock_stream_error")
+    if error is not None:
+        return _then_fail(_chunks(response, chunk_chars), error)
+    return _chunks(response, chunk_chars)
+
+
+def _chunks(response: ModelResponse, chunk_chars: int) -> list[ModelResponseStream]:
     base = {
         "id": response.get("id"),
         "object": "chat.completion.chunk",
@@ -266,17 +313,23 @@ class MockResponse:
 
 def respond(call: Any) -> MockResponse:
     """The mock transport: what a provider would have answered this call."""
-    error = mock_error(call.mock, call.provider_name, call.model_name)
+    if call.control.get("mock_timeout") is True and call.timeout is not None:
+        # the reference's mock_timeout: the call waited its timeout (see _attempt) and timed out
+        return MockResponse(
+            408, exc.Timeout("This is a mock timeout error", call.provider_name, call.model_name)
+        )
+    error = mock_error(call.mock, call.provider_name, call.model_name, stream=bool(call.stream))
     if error is not None:
         return MockResponse(getattr(error, "status_code", None) or 500, error)
     if call.kind == "chat":
-        return MockResponse(
-            200,
-            mock_chat(
-                call.model_name,
-                call.mock,
-                n=call.params.get("n") or 1,
-                tool_calls=call.control.get("mock_tool_calls"),
-            ),
+        streaming_failure = call.mock == MOCK_STREAMING_ERROR
+        response = mock_chat(
+            call.model_name,
+            "" if streaming_failure else call.mock,
+            n=call.params.get("n") or 1,
+            tool_calls=call.control.get("mock_tool_calls"),
         )
+        if streaming_failure:
+            response._mock_stream_error = streaming_error(call.provider_name, call.model_name)
+        return MockResponse(200, response)
     return MockResponse(200, mock_embedding(call.model_name, call.payload, call.params.get("dimensions")))

@@ -5,8 +5,11 @@ and ``r["choices"][0]["message"]["content"]`` are the same value, ``json.dumps(r
 ``orjson.dumps(r)`` just work, and building one costs a dict, not a validation pass. The
 names are the ones users of the reference implementation already import.
 
-Declared fields read as ``None`` when absent; unknown attributes raise ``AttributeError``
-(so ``hasattr(response, "_hidden_params")`` style checks behave). Attributes that start with
+Declared fields read as ``None`` (or their default) when absent, both as attributes and as
+keys, as the reference's do: ``chunk["choices"][0]["delta"]["content"]`` is ``None`` on a chunk
+without content, not a ``KeyError``. Unknown attributes raise ``AttributeError`` and unknown
+keys ``KeyError`` (so ``hasattr(response, "_hidden_params")`` style checks behave).
+``lmgate.types.utils`` holds the typed dicts of the logging payload, for annotations. Attributes that start with
 ``_`` (``_hidden_params``) live beside the data and are never serialised.
 """
 
@@ -32,6 +35,11 @@ __all__ = [
     "ModelResponseStream",
     "Embedding",
     "EmbeddingResponse",
+    "TextChoices",
+    "TextCompletionResponse",
+    "ImageObject",
+    "ImageResponse",
+    "TranscriptionResponse",
 ]
 
 
@@ -60,7 +68,9 @@ class OpenAIObject(dict):
                 continue
             if isinstance(value, list):
                 dict.__setitem__(
-                    self, name, [v if isinstance(v, typ) or not isinstance(v, dict) else typ(v) for v in value]
+                    self,
+                    name,
+                    [v if isinstance(v, typ) or not isinstance(v, dict) else typ(v) for v in value],
                 )
             elif isinstance(value, dict) and not isinstance(value, typ):
                 dict.__setitem__(self, name, typ(value))
@@ -72,12 +82,17 @@ class OpenAIObject(dict):
         dict.update(obj, data)
         return obj
 
+    def __missing__(self, key: Any) -> Any:
+        # dict.__getitem__ calls this only for an absent key, so present keys cost nothing extra
+        fields = type(self)._fields
+        if key in fields:
+            return fields[key]
+        raise KeyError(key)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
-            if name in self._fields:
-                return self._fields[name]
             raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -150,14 +165,33 @@ class ChatCompletionDeltaToolCall(OpenAIObject):
 class Message(OpenAIObject):
     """An assistant (or other role) message."""
 
-    _fields = {"role": "assistant", "content": None, "tool_calls": None, "function_call": None}
+    _fields = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": None,
+        "function_call": None,
+        "audio": None,
+        "reasoning_content": None,
+        "thinking_blocks": None,
+        "annotations": None,
+        "provider_specific_fields": None,
+    }
     _nested = {"tool_calls": ChatCompletionMessageToolCall}
 
 
 class Delta(OpenAIObject):
     """The change a stream chunk carries."""
 
-    _fields = {"role": None, "content": None, "tool_calls": None, "function_call": None}
+    _fields = {
+        "role": None,
+        "content": None,
+        "tool_calls": None,
+        "function_call": None,
+        "audio": None,
+        "reasoning_content": None,
+        "thinking_blocks": None,
+        "provider_specific_fields": None,
+    }
     _nested = {"tool_calls": ChatCompletionDeltaToolCall}
 
 
@@ -249,6 +283,7 @@ class ModelResponseStream(OpenAIObject):
         "choices": None,
         "usage": None,
         "system_fingerprint": None,
+        "provider_specific_fields": None,
     }
     _nested = {"choices": StreamingChoices, "usage": Usage}
 
@@ -274,4 +309,62 @@ class EmbeddingResponse(_WithHiddenParams):
         super().__init__(*args, **kwargs)
         self.setdefault("object", "list")
         self.setdefault("data", [])
+        object.__setattr__(self, "_hidden_params", {})
+
+
+class TextChoices(OpenAIObject):
+    """One choice of a text completion."""
+
+    _fields = {"index": 0, "text": None, "logprobs": None, "finish_reason": None}
+
+
+class TextCompletionResponse(_WithHiddenParams):
+    """The answer of a text (``/completions``) call; declared so callbacks' ``isinstance`` checks work."""
+
+    _fields = {
+        "id": None,
+        "object": "text_completion",
+        "created": None,
+        "model": None,
+        "choices": None,
+        "usage": None,
+        "system_fingerprint": None,
+    }
+    _nested = {"choices": TextChoices, "usage": Usage}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setdefault("id", new_completion_id())
+        self.setdefault("object", "text_completion")
+        self.setdefault("created", int(time.time()))
+        self.setdefault("choices", [])
+        object.__setattr__(self, "_hidden_params", {})
+
+
+class ImageObject(OpenAIObject):
+    """One generated image."""
+
+    _fields = {"b64_json": None, "url": None, "revised_prompt": None}
+
+
+class ImageResponse(_WithHiddenParams):
+    """The answer of an image generation call; declared so callbacks' ``isinstance`` checks work."""
+
+    _fields = {"created": None, "data": None, "usage": None}
+    _nested = {"data": ImageObject, "usage": Usage}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setdefault("created", int(time.time()))
+        self.setdefault("data", [])
+        object.__setattr__(self, "_hidden_params", {})
+
+
+class TranscriptionResponse(_WithHiddenParams):
+    """The answer of an audio transcription call; declared so callbacks' ``isinstance`` checks work."""
+
+    _fields = {"text": None}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         object.__setattr__(self, "_hidden_params", {})
