@@ -35,8 +35,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import _conf
 from .._secrets import mask_secrets
-from ..exceptions import CallbackError
+from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT
 from .custom_logger import CustomLogger
 from .data import copy_data
@@ -96,7 +97,19 @@ def _overrides(obj: Any, name: str) -> bool:
 class Target:
     """One registered callback and the handler it has for each event."""
 
-    __slots__ = ("obj", "name", "kind", "sync", "async_", "redact", "worker_index", "mode", "roles", "sink", "full_kwargs")
+    __slots__ = (
+        "obj",
+        "name",
+        "kind",
+        "sync",
+        "async_",
+        "redact",
+        "worker_index",
+        "mode",
+        "roles",
+        "sink",
+        "full_kwargs",
+    )
 
     def __init__(self, obj: Any, roles: frozenset[str], worker_count: int) -> None:
         self.obj = obj
@@ -119,7 +132,9 @@ class Target:
             self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
-            self.name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+            self.name = (
+                getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+            )
             table = self.async_ if _is_async_callable(obj) else self.sync
             for event in roles:
                 table[event] = obj
@@ -165,7 +180,9 @@ class Plan:
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
-        by_event = {e: [t for t in targets if t.handles(e) and not (t.sink and e in TERMINAL_EVENTS)] for e in EVENTS}
+        by_event = {
+            e: [t for t in targets if t.handles(e) and not (t.sink and e in TERMINAL_EVENTS)] for e in EVENTS
+        }
         self.inline: dict[str, list[Target]] = {}
         for e in TERMINAL_EVENTS:
             inline = [t for t in targets if t.sink and e in t.roles]
@@ -207,7 +224,9 @@ class _CallbackLoop:
 
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(ready,), name="lmgate-callback-loop", daemon=True
+        )
         self.thread.start()
         ready.wait()
 
@@ -283,7 +302,9 @@ class Dispatcher:
             obj = resolve_callback(item) if isinstance(item, str) else item
             roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
             if not _is_logger(obj) and not callable(obj):
-                raise TypeError(f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable")
+                raise TypeError(
+                    f"lmgate.{list_name} holds {obj!r}, which is neither a CustomLogger nor callable"
+                )
             slot = entries.get(id(obj))
             if slot is None:
                 entries[id(obj)] = (obj, set(roles))
@@ -489,7 +510,9 @@ class _Job:
     def _args(self) -> tuple[Any, ...]:
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
-        redact = record.redact_all or (t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False)))
+        redact = record.redact_all or (
+            t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
+        )
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
         kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
@@ -521,7 +544,9 @@ class _Job:
                 import asyncio
 
                 fn = t.async_[self.event]
-                future = asyncio.run_coroutine_threadsafe(fn(*self._args()), self.dispatcher._callback_loop().loop)
+                future = asyncio.run_coroutine_threadsafe(
+                    fn(*self._args()), self.dispatcher._callback_loop().loop
+                )
                 future.result()
         except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not end this thread
             self.dispatcher.report(t, self._hook_name(fn), error)
@@ -573,8 +598,7 @@ def get_dispatcher() -> Dispatcher:
     if d is None:
         with _dispatcher_lock:
             if _dispatcher is None:
-                count = int(os.environ.get("LMGATE_CALLBACK_THREADS", DEFAULT_CALLBACK_THREADS))
-                _dispatcher = Dispatcher(max(1, count))
+                _dispatcher = Dispatcher(callback_thread_count())
             d = _dispatcher
     return d
 
@@ -598,12 +622,33 @@ def end_streams_at_exit() -> None:
             logger.error("lmgate exit step %r failed: %s", step, mask_secrets(str(error)))
 
 
+def callback_thread_count() -> int:
+    """``LMGATE_CALLBACK_THREADS`` (a whole number >= 1), read when the dispatcher is first needed."""
+    raw = os.environ.get("LMGATE_CALLBACK_THREADS", "").strip()
+    if not raw:
+        return DEFAULT_CALLBACK_THREADS
+    return _conf.number(raw, name="LMGATE_CALLBACK_THREADS", where="environment", minimum=1, integer=True)  # type: ignore[no-any-return]
+
+
+def exit_flush_timeout_s() -> float:
+    """``LMGATE_EXIT_FLUSH_TIMEOUT_S`` (seconds or ``"5s"``); at exit a bad value must not lose
+    records, so it falls back to the default with one warning instead of raising."""
+    raw = os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", "").strip()
+    if not raw:
+        return DEFAULT_EXIT_FLUSH_TIMEOUT_S
+    try:
+        return _conf.duration_s(raw, name="LMGATE_EXIT_FLUSH_TIMEOUT_S", where="environment")
+    except ConfigError as error:
+        logger.warning("lmgate: %s; flushing with the default %.1fs", error, DEFAULT_EXIT_FLUSH_TIMEOUT_S)
+        return DEFAULT_EXIT_FLUSH_TIMEOUT_S
+
+
 def _flush_at_exit() -> None:
     d = _dispatcher
     if d is None:
         return
     end_streams_at_exit()
-    timeout = float(os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_FLUSH_TIMEOUT_S))
+    timeout = exit_flush_timeout_s()
     try:
         done = d.flush(timeout, batch_loggers=False)
     except CallbackError as error:
@@ -625,4 +670,3 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
