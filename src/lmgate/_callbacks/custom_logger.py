@@ -41,16 +41,24 @@ class CustomLogger:
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
         """Before the request is sent; ``kwargs["additional_args"]["complete_input_dict"]`` is the body."""
 
-    def log_post_api_call(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_post_api_call(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """After the provider answered; ``kwargs["original_response"]`` is the raw body."""
 
-    def log_stream_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_stream_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """Once per streamed chunk, in order; ``response_obj`` is the chunk."""
 
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """Once per successful call; for streams ``response_obj`` is the assembled response."""
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """Once per failed call; ``kwargs["exception"]`` is the error."""
 
     # ---- logging hooks: async ----
@@ -73,20 +81,30 @@ class CustomLogger:
         """Async twin of ``log_failure_event``."""
 
     # ---- proxy hooks (run by ``lmgate serve`` on the request path) ----
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str) -> Any:
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> Any:
         """Return a changed request dict, a string (it becomes the answer), None (unchanged), or raise to reject."""
         return None
 
-    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any, call_type: str) -> Any:
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> Any:
         """Runs in parallel with the provider call; raise to reject the request."""
         return None
 
-    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
         """After a non-streamed success; return a replacement response or None."""
         return None
 
     async def async_post_call_failure_hook(
-        self, request_data: dict[str, Any], original_exception: BaseException, user_api_key_dict: Any, traceback_str: str | None = None
+        self,
+        request_data: dict[str, Any],
+        original_exception: BaseException,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
     ) -> Any:
         """After any proxy-side failure; may return or raise an HTTP error to send instead."""
         return None
@@ -112,3 +130,9 @@ class CustomLogger:
         import asyncio
 
         return await asyncio.to_thread(self.flush, timeout)
+
+
+def overrides(obj: Any, name: str, base: type = CustomLogger) -> bool:
+    """True when ``obj``'s class has its own ``name`` (not ``base``'s): a hook it wants called."""
+    method = getattr(type(obj), name, None)
+    return method is not None and method is not getattr(base, name, None)

@@ -39,10 +39,10 @@ from .. import _conf
 from .._secrets import mask_secrets
 from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT
-from .custom_logger import CustomLogger
+from .custom_logger import CustomLogger, overrides
 from .data import copy_data
 from .kwargs import build_kwargs
-from .protocols import SummarySink
+from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
 
@@ -86,14 +86,6 @@ def _is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def _overrides(obj: Any, name: str) -> bool:
-    method = getattr(type(obj), name, None)
-    if method is None:
-        return False
-    base = getattr(CustomLogger, name, None)
-    return method is not base
-
-
 class Target:
     """One registered callback and the handler it has for each event."""
 
@@ -123,12 +115,12 @@ class Target:
             self.name = type(obj).__name__
             for event in roles:
                 sync_name, async_name = _LOGGER_HOOKS[event]
-                if _overrides(obj, sync_name):
+                if overrides(obj, sync_name):
                     self.sync[event] = getattr(obj, sync_name)
-                if async_name and _overrides(obj, async_name):
+                if async_name and overrides(obj, async_name):
                     self.async_[event] = getattr(obj, async_name)
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
-            self.sink = isinstance(obj, SummarySink)
+            self.sink = takes_summaries(obj)
             self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
@@ -164,7 +156,7 @@ def _is_logger(obj: Any) -> bool:
         return True
     if callable(obj):
         return False
-    return any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values()) or isinstance(obj, SummarySink)
+    return any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values()) or takes_summaries(obj)
 
 
 class Plan:
@@ -281,7 +273,7 @@ class Dispatcher:
         targets = [Target(obj, frozenset(roles), self.worker_count) for obj, roles in entries.values()]
         plan = Plan(targets) if targets else EMPTY_PLAN
         for t in targets:
-            if _overrides(t.obj, "flush"):  # a Flushable beyond CustomLogger's no-op
+            if overrides(t.obj, "flush"):  # a Flushable beyond CustomLogger's no-op
                 self._flushables.add(t.obj)
         if not call_lists:
             if len(self._plan_cache) > 64:

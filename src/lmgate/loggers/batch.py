@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmgate.loggers")
 
-_HOOKS = ("log_success_event", "log_failure_event", "async_log_success_event", "async_log_failure_event")
-
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
@@ -78,12 +76,6 @@ def _is_flagged(payload: Any) -> bool:
     return isinstance(metadata, dict) and bool(metadata.get(ENCODING_ERRORS_KEY))
 
 
-def overrides_a_hook(cls: type) -> bool:
-    """True when a subclass defines its own success/failure hook: then the dispatcher must call
-    the hooks (not the inline ``take``), or the subclass's code would never run."""
-    return any(getattr(cls, hook) is not getattr(BatchLogger, hook) for hook in _HOOKS)
-
-
 class BatchLogger(CustomLogger):
     """A CustomLogger that batches standard logging payloads and ships them with ``exporter``.
 
@@ -93,15 +85,10 @@ class BatchLogger(CustomLogger):
     It is a ``SummarySink`` (``take`` below): the dispatcher hands it terminal events on the
     caller's path instead of scheduling its hooks on a callback thread; with the write-ahead
     spool the record is on disk before the call returns, and in every mode it is cheaper than a
-    thread hand-off (the payload is encoded once per call, shared by every sink).
+    thread hand-off (the payload is encoded once per call, shared by every sink). A subclass that
+    defines its own success/failure hook gets its hooks called instead (the dispatcher's one rule,
+    ``protocols.takes_summaries``), so its code runs.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # A subclass with a success/failure hook of its own gets its hooks called, or its code
-        # would never run: a protocol member set to None opts the class out of SummarySink.
-        if overrides_a_hook(cls):
-            cls.take = None  # type: ignore[assignment,method-assign]
 
     def __init__(
         self,
