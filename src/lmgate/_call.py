@@ -124,12 +124,7 @@ class Call:
             if control.keys().isdisjoint(_CALL_LIST_NAMES)
             else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         )
-        global_lists = (
-            settings.callbacks,
-            settings.input_callback,
-            settings.success_callback,
-            settings.failure_callback,
-        )
+        global_lists = settings.callback_lists()  # a derived one's: its parent's, then its own
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
         else:

@@ -9,16 +9,26 @@ take the settings they are handed (``call.settings``) or read ``DEFAULT``; none 
 package root.
 
 Precedence: call arguments > the call's ``Settings`` (a Router's, made by ``DEFAULT.derive``)
-> module defaults. A derived ``Settings`` holds only what it overrides and reads everything
-else from its parent when asked, so ``lmgate.num_retries = 2`` still reaches a Router that
-did not set its own. Two derived ``Settings`` with their own ``callbacks`` never see each
-other's calls.
+> module defaults. A derived ``Settings`` holds only what it sets and reads everything else
+from its parent when asked, so ``lmgate.num_retries = 2`` still reaches a Router that did not
+set its own. Two rules, as the reference behaves:
+
+* **The four callback lists extend** (``callbacks``, ``input_callback``, ``success_callback``,
+  ``failure_callback``): what a call hears is its parent's list plus the child's own
+  (``callback_lists()``), so module-level (global) callbacks hear every call, a Router's own
+  callbacks hear only its calls, and two derived ``Settings`` never hear each other's calls.
+  ``child.callbacks`` is the child's own list (empty until it adds one), safe to append to.
+* **Every other setting overrides**: the child's value if it set one, else the parent's. An
+  inherited dict is handed out as a read-only view (``MappingProxyType``) of the parent's, so
+  ``child.callback_settings["x"] = ...`` cannot change the parent behind its back; set the
+  child's own (``child.callback_settings = {...}``) instead.
 
 This module is a leaf: it imports nothing from lmgate.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 # name -> factory of its default value (a factory: lists and dicts are fresh per reset)
@@ -42,13 +52,16 @@ _DEFAULTS: dict[str, Any] = {
 
 #: every setting name, in a stable order
 NAMES: tuple[str, ...] = tuple(_DEFAULTS)
+#: the lists a child extends rather than overrides, in the order ``callback_lists()`` gives them
+CALLBACK_LISTS: tuple[str, ...] = ("callbacks", "input_callback", "success_callback", "failure_callback")
 
 
 class Settings:
     """Every setting a call reads; see the module docstring.
 
-    Attributes are plain: ``s.callbacks.append(x)`` mutates the list the calls read. An unknown
-    name is an error (``s.num_retires = 2`` would otherwise do nothing, silently).
+    Attributes are plain: ``s.callbacks.append(x)`` mutates the list the calls read (a derived
+    one's own list). An unknown name is an error (``s.num_retires = 2`` would otherwise do
+    nothing, silently).
     """
 
     callbacks: list[Any]
@@ -80,7 +93,26 @@ class Settings:
         parent = self.__dict__.get("_parent")
         if parent is None or name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}")
-        return getattr(parent, name)
+        if name in CALLBACK_LISTS:  # the child's own list (the parent's is added by callback_lists())
+            own: list[Any] = []
+            object.__setattr__(self, name, own)
+            return own
+        value = getattr(parent, name)
+        if isinstance(value, (dict, MappingProxyType)):
+            return MappingProxyType(value)  # live and read-only: the parent's stays the parent's
+        return value
+
+    def callback_lists(self) -> tuple[Any, Any, Any, Any]:
+        """What a call with these settings hears, per list of ``CALLBACK_LISTS``: the parent's
+        entries, then this one's own."""
+        d = self.__dict__
+        parent = d["_parent"]
+        if parent is None:
+            return (d["callbacks"], d["input_callback"], d["success_callback"], d["failure_callback"])
+        inherited = parent.callback_lists()
+        return tuple(  # type: ignore[return-value]
+            _joined(got, d.get(name)) for got, name in zip(inherited, CALLBACK_LISTS, strict=True)
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _DEFAULTS:
@@ -116,6 +148,18 @@ class Settings:
         return f"<lmgate derived Settings overriding {', '.join(self.overrides()) or 'nothing'}>"
 
 
+def _as_list(items: Any) -> list[Any]:
+    if not items:
+        return []
+    return list(items) if isinstance(items, (list, tuple)) else [items]  # one callback instead of a list
+
+
+def _joined(inherited: Any, own: Any) -> Any:
+    if not own:
+        return inherited
+    return _as_list(inherited) + _as_list(own)
+
+
 #: the instance behind ``lmgate.callbacks``, ``lmgate.cache``, … (never rebound: reset in place)
 DEFAULT = Settings()
 
@@ -125,4 +169,4 @@ def reset_settings() -> None:
     DEFAULT.reset()
 
 
-__all__ = ["DEFAULT", "NAMES", "Settings", "reset_settings"]
+__all__ = ["CALLBACK_LISTS", "DEFAULT", "NAMES", "Settings", "reset_settings"]
