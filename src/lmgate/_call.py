@@ -128,7 +128,7 @@ class Call:
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
         else:
-            self.plan = get_dispatcher().plan(global_lists, call_lists)
+            self.plan = get_dispatcher().plan(global_lists, call_lists, settings)
         self.record: CallRecord | None = None
         if not self.plan.empty:
             self.record = CallRecord(

@@ -28,6 +28,7 @@ This module is a leaf: it imports nothing from lmgate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -128,6 +129,17 @@ class Settings:
         else:
             self.__dict__.pop(name, None)
 
+    def named_callbacks_owner(self) -> Settings:
+        """The nearest Settings (this one or an ancestor) that sets ``callback_settings`` or
+        ``generic_logger_headers``: a callback *name* resolves the same for every Settings below
+        it, so they share one logger per name (``_callbacks.registry``)."""
+        owner = self
+        while owner.__dict__["_parent"] is not None and not (
+            "callback_settings" in owner.__dict__ or "generic_logger_headers" in owner.__dict__
+        ):
+            owner = owner.__dict__["_parent"]
+        return owner
+
     def derive(self, **overrides: Any) -> Settings:
         """A child: ``overrides`` are its own, every other setting is read from this one when asked."""
         return Settings(_parent=self, **overrides)
@@ -164,9 +176,23 @@ def _joined(inherited: Any, own: Any) -> Any:
 DEFAULT = Settings()
 
 
+# what else a reset forgets (the registry's named loggers, built from the old settings);
+# registered by those modules, so this one imports nothing from lmgate
+_reset_steps: list[Callable[[], Any]] = []
+
+
+def on_reset(step: Callable[[], Any]) -> None:
+    """Run ``step`` on every ``reset_settings()`` (once per step)."""
+    if step not in _reset_steps:
+        _reset_steps.append(step)
+
+
 def reset_settings() -> None:
-    """Every module-level setting back to its default (one call, for tests and notebooks)."""
+    """Every module-level setting back to its default, and every logger built from a callback
+    name forgotten (closed: what it holds is delivered first) — one call, for tests and notebooks."""
     DEFAULT.reset()
+    for step in list(_reset_steps):
+        step()
 
 
 __all__ = ["CALLBACK_LISTS", "DEFAULT", "NAMES", "Settings", "reset_settings"]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _conf
 from .._secrets import mask_secrets
 from ..exceptions import CallbackError, ConfigError
-from ..settings import DEFAULT
+from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
 from .kwargs import build_kwargs
@@ -252,24 +252,33 @@ class Dispatcher:
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
         # flushables with an exit path of their own (batch loggers): left out of the exit flush
         self._own_exit: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._plan_cache: dict[tuple[Any, ...], Plan] = {}
+        self._plan_cache: dict[tuple[Any, ...], tuple[Settings, Plan]] = {}
         self._exit_registered = False
 
     # ---- plans ----
-    def plan(self, global_lists: tuple[Any, ...], call_lists: dict[str, Any] | None) -> Plan:
+    def plan(
+        self,
+        global_lists: tuple[Any, ...],
+        call_lists: dict[str, Any] | None,
+        settings: Settings | None = None,
+    ) -> Plan:
+        """The targets of a call; callback *names* resolve with ``settings`` (a Router's
+        ``callback_settings``), so the cache key holds the settings that name them."""
         # keyed by identity: loggers need not be hashable, and two equal loggers are still two.
-        # A cached plan holds its objects, so their ids cannot be reused while it is cached.
-        key = tuple(_identity(lst) for lst in global_lists)
+        # A cached plan holds its objects (and the settings its names resolved with), so their
+        # ids cannot be reused while it is cached.
+        owner = (settings or DEFAULT).named_callbacks_owner()
+        key = (id(owner), *(_identity(lst) for lst in global_lists))
         if not call_lists:
             cached = self._plan_cache.get(key)
             if cached is not None:
-                return cached
+                return cached[1]
         entries: dict[int, tuple[Any, set[str]]] = {}
         for list_name, items in zip(LIST_NAMES, global_lists, strict=True):
-            self._collect(entries, list_name, items)
+            self._collect(entries, list_name, items, owner)
         if call_lists:
             for list_name in LIST_NAMES:
-                self._collect(entries, list_name, call_lists.get(list_name) or ())
+                self._collect(entries, list_name, call_lists.get(list_name) or (), owner)
         targets = [Target(obj, frozenset(roles), self.worker_count) for obj, roles in entries.values()]
         plan = Plan(targets) if targets else EMPTY_PLAN
         for t in targets:
@@ -278,12 +287,14 @@ class Dispatcher:
         if not call_lists:
             if len(self._plan_cache) > 64:
                 self._plan_cache.clear()
-            self._plan_cache[key] = plan
+            self._plan_cache[key] = (owner, plan)
         if not plan.empty:
             self._ensure_exit_flush()
         return plan
 
-    def _collect(self, entries: dict[int, tuple[Any, set[str]]], list_name: str, items: Any) -> None:
+    def _collect(
+        self, entries: dict[int, tuple[Any, set[str]]], list_name: str, items: Any, settings: Settings
+    ) -> None:
         from .registry import resolve_callback
 
         if items is None:
@@ -291,7 +302,7 @@ class Dispatcher:
         if not isinstance(items, (list, tuple)):
             items = [items]
         for item in items:
-            obj = resolve_callback(item) if isinstance(item, str) else item
+            obj = resolve_callback(item, settings) if isinstance(item, str) else item
             roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
             if not _is_logger(obj) and not callable(obj):
                 raise TypeError(

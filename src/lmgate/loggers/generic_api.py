@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import _conf
@@ -41,6 +42,12 @@ from .http_exporter import (  # noqa: F401 - re-exported: the names this module 
     HTTPExporter,
     classify,
 )
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+# GenericAPILogger(global_headers=...) not given: the module-level generic_logger_headers
+_MODULE_HEADERS: Any = object()
 
 __all__ = ["GenericAPILogger", "GenericAPISettings", "HTTPExporter", "logger_for_name", "load_presets"]
 
@@ -201,20 +208,24 @@ class GenericAPILogger(BatchLogger):
         callback_name: str | None = None,
         *,
         transport: Any = None,
+        global_headers: Any = _MODULE_HEADERS,
         **kwargs: Any,
     ) -> None:
         kwargs.pop("async_httpx_client", None)  # the reference's parameter; we own our client
         own = {k: kwargs.pop(k) for k in _BUILD_KEYS if k in kwargs}
         from .._version import __version__
-        from ..settings import DEFAULT  # the module-level generic_logger_headers
 
+        if global_headers is _MODULE_HEADERS:  # built by hand: the module-level generic_logger_headers
+            from ..settings import DEFAULT
+
+            global_headers = DEFAULT.generic_logger_headers
         settings = GenericAPISettings.build(
             endpoint,
             headers,
             event_types,
             log_format,
             callback_name,
-            global_headers=DEFAULT.generic_logger_headers,
+            global_headers=global_headers,
             version=__version__,
             **own,
         )
@@ -243,7 +254,7 @@ class GenericAPILogger(BatchLogger):
         return dict(self.exporter.headers)  # type: ignore[attr-defined]
 
     @classmethod
-    def from_settings(cls, name: str, settings: dict[str, Any]) -> GenericAPILogger:
+    def from_settings(cls, name: str, settings: dict[str, Any], **kwargs: Any) -> GenericAPILogger:
         """A logger from a ``callback_settings`` entry; an unknown key is an error naming it."""
         options = {k: v for k, v in settings.items() if k != "callback_type"}
         unknown = sorted(set(options) - _SETTING_KEYS)
@@ -252,7 +263,7 @@ class GenericAPILogger(BatchLogger):
                 f"callback_settings[{name!r}]: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_SETTING_KEYS))}"
             )
         try:
-            return cls(callback_name=name, **options)
+            return cls(callback_name=name, **options, **kwargs)
         except LoggerConfigError as error:
             raise LoggerConfigError(f"callback_settings[{name!r}]: {error}") from None
 
@@ -299,16 +310,19 @@ _SETTING_KEYS = frozenset(
 )
 
 
-def logger_for_name(name: str) -> GenericAPILogger | None:
+def logger_for_name(name: str, settings: Settings | None = None) -> GenericAPILogger | None:
     """The registry's resolver: "generic_api", a ``callback_settings`` entry with
-    ``callback_type: generic_api``, or a preset name; None for any other name."""
+    ``callback_type: generic_api``, or a preset name; None for any other name. ``settings``
+    (default: the module's) give ``callback_settings`` and ``generic_logger_headers``."""
     from ..settings import DEFAULT
 
-    settings = (DEFAULT.callback_settings or {}).get(name)
-    if isinstance(settings, dict) and settings.get("callback_type") == "generic_api":
-        return GenericAPILogger.from_settings(name, settings)
+    s = settings or DEFAULT
+    headers = s.generic_logger_headers
+    entry = (s.callback_settings or {}).get(name)
+    if isinstance(entry, Mapping) and entry.get("callback_type") == "generic_api":
+        return GenericAPILogger.from_settings(name, dict(entry), global_headers=headers)
     if name == "generic_api":
-        return GenericAPILogger()
+        return GenericAPILogger(global_headers=headers)
     if name in load_presets():
-        return GenericAPILogger(callback_name=name)
+        return GenericAPILogger(callback_name=name, global_headers=headers)
     return None

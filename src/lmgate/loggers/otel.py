@@ -18,11 +18,14 @@ provider's processors to export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 # lmgate provider names → the GenAI conventions' well-known values
 _PROVIDER_NAMES = {
@@ -65,16 +68,24 @@ class OpenTelemetryLogger(CustomLogger):
         return self._tracer
 
     # sync and async hooks do the same quick work
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
-    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         self.record_span(kwargs["standard_logging_object"])
 
     def record_span(self, slo: dict[str, Any]) -> None:
@@ -113,7 +124,9 @@ class OpenTelemetryLogger(CustomLogger):
                 attrs[name] = value
         stop = (slo.get("model_parameters") or {}).get("stop")
         if stop:
-            attrs["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            attrs["gen_ai.request.stop_sequences"] = (
+                [stop] if isinstance(stop, str) else [str(s) for s in stop]
+            )
         response = slo.get("response") or {}
         if response.get("id"):
             attrs["gen_ai.response.id"] = response["id"]
@@ -155,14 +168,15 @@ class OpenTelemetryLogger(CustomLogger):
         return bool(force_flush(millis))
 
 
-def logger_for_name(name: str) -> OpenTelemetryLogger | None:
-    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider."""
+def logger_for_name(name: str, settings: Settings | None = None) -> OpenTelemetryLogger | None:
+    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider,
+    configured by ``callback_settings[name]`` of ``settings`` (default: the module's)."""
     if name not in NAMES:
         return None
     from ..settings import DEFAULT
 
-    settings = (DEFAULT.callback_settings or {}).get(name) or {}
-    capture = bool(settings.get("message_logging", settings.get("capture_content", False)))
+    entry = ((settings or DEFAULT).callback_settings or {}).get(name) or {}
+    capture = bool(entry.get("message_logging", entry.get("capture_content", False)))
     return OpenTelemetryLogger(capture_content=capture)
 
 
