@@ -24,7 +24,6 @@ import orjson
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
 from .._retry import RetryPolicy
-from . import exit as exit_hooks
 from .batch_settings import (  # noqa: F401 - re-exported: the names this module always had
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXIT_TIMEOUT_S,
@@ -230,11 +229,3 @@ class BatchLogger(CustomLogger):
     def stats(self) -> dict[str, Any]:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
         return self.processor.stats()
-
-
-def install_sigterm_handler() -> bool:
-    """Make SIGTERM exit through ``atexit`` (status 143), so batch loggers flush and spool
-    (see ``signals``). True when installed."""
-    from . import signals
-
-    return signals.install(exit_hooks._close_at_exit)
