@@ -21,7 +21,7 @@ from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
-from .providers.base import Endpoint, HttpRequest, Provider, rate_limit_headers
+from .providers.base import Endpoint, HttpRequest, Provider, encode_body, rate_limit_headers
 from .settings import DEFAULT, Settings
 from .types import EmbeddingResponse, ModelResponse
 
@@ -237,7 +237,10 @@ class Call:
         """The request for this attempt; emits the pre-call event."""
         assert self.wire is not None and self.endpoint is not None
         if self.record is None and self.mock is not None:
-            return _UNHEARD_MOCK_REQUEST  # the mock transport never reads it: built only for callbacks
+            # nobody reads a mock's request when no callback listens, so none is built; what it
+            # would hold is still encoded, so the mock refuses what a real call's body would
+            encode_body((self.payload, self.params))
+            return _UNHEARD_MOCK_REQUEST
         if self.kind == "chat":
             req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
@@ -454,7 +457,12 @@ def _has_price_params(control: dict[str, Any]) -> bool:
 
 
 # what a mock call's attempt sends when no callback listens (nobody would read the request)
-_UNHEARD_MOCK_REQUEST = HttpRequest("POST", "mock:", {}, {})
+class _UnheardMockRequest(HttpRequest):
+    def body_bytes(self) -> bytes:
+        return b""  # checked in http_request already
+
+
+_UNHEARD_MOCK_REQUEST = _UnheardMockRequest("POST", "mock:", {}, {})
 
 
 def _is_transport_error(error: BaseException) -> bool:

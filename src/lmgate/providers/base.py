@@ -46,12 +46,17 @@ class HttpRequest:
     params: dict[str, str] = field(default_factory=dict)
 
     def body_bytes(self) -> bytes:
-        # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
-        try:
-            return orjson.dumps(self.json, option=orjson.OPT_NON_STR_KEYS)
-        except orjson.JSONEncodeError as error:  # a caller's value JSON cannot hold: the caller's mistake
-            reason = "it is nested too deeply" if "recursion" in str(error).lower() else str(error)
-            raise exc.BadRequestError(f"the request body cannot be encoded as JSON: {reason}") from None
+        return encode_body(self.json)
+
+
+def encode_body(data: Any) -> bytes:
+    """A request body as JSON; a value JSON cannot hold is the caller's mistake (BadRequestError)."""
+    # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
+    try:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as error:
+        reason = "it is nested too deeply" if "recursion" in str(error).lower() else str(error)
+        raise exc.BadRequestError(f"the request body cannot be encoded as JSON: {reason}") from None
 
 
 class StreamTranslator:
@@ -82,11 +87,15 @@ class Provider:
     supported_params: ClassVar[frozenset[str] | None] = None
     supports_embeddings: ClassVar[bool] = True
 
-    def endpoint(self, model: str, api_base: str | None, api_key: str | None, api_version: str | None) -> Endpoint:
+    def endpoint(
+        self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
+    ) -> Endpoint:
         base = api_base or _first_env(self.base_env) or self.default_api_base
         if not base:
             names = " or ".join(self.base_env) or "api_base"
-            raise exc.BadRequestError(f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model)
+            raise exc.BadRequestError(
+                f"no api_base for {self.name}/{model}: pass api_base= or set {names}", self.name, model
+            )
         key = api_key if api_key is not None else _first_env(self.key_env)
         if self.requires_key and not key and (api_base is None or not self.key_optional_with_api_base):
             names = " or ".join(self.key_env)
