@@ -84,9 +84,9 @@ def attempts(call: Call) -> Flow:
                 call.record.cache_hit = True
                 call.record.saved_cache_cost = call._cost(hit, hit.get("usage")).cost or 0.0
             if call.stream and call.kind == "chat":
-                stream = call.wrap_stream((yield (CHUNKS, _mock.mock_chunks(hit))))
-                stream._cache_hit = True
-                return stream
+                return call.wrap_stream(
+                    (yield (CHUNKS, _mock.mock_chunks(hit)))
+                )  # not stored again: call.cache_hit
             return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
         if mock_delay:
