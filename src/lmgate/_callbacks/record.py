@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from .._secrets import mask_headers, mask_key, mask_secrets
-from .data import copy_data, encode_parts, json_default, plain, snapshot, thaw
+from .data import copy_data, encode_parts, plain, snapshot, thaw
+from .encoding import json_default
 from .payload import build_payload
 from .summary import CallSummary, freeze
 

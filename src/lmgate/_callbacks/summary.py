@@ -24,7 +24,8 @@ from typing import Any
 
 import orjson
 
-from .data import encode_parts, encode_payload, encode_payload_flagged, thaw
+from .data import encode_parts, thaw
+from .encoding import encode_record, encode_record_flagged
 from .redact import redact_messages, redact_response
 
 # the payload is built once even when two callback threads ask at the same moment (rare: one lock)
@@ -195,11 +196,11 @@ class CallSummary:
             copy = orjson.loads(self.payload_json())
             copy["messages"] = redact_messages(copy["messages"])
             copy["response"] = redact_response(copy["response"])
-            return encode_payload(copy)
+            return encode_record(copy)
         data = self._memo.get("payload_json")
         if data is None:
             payload = self.payload()
-            data, flagged = encode_payload_flagged(payload)
+            data, flagged = encode_record_flagged(payload)
             self._memo["payload_flagged"] = flagged or self._memo.get("payload_flagged", False)
             self._memo["payload_json"] = data
         return data  # type: ignore[no-any-return]

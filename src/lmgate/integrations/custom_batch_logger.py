@@ -48,8 +48,8 @@ from typing import Any
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
+from .._callbacks.encoding import encode_record
 from ..loggers._env import env_number
-from ..loggers.batch import encode_record
 from ..loggers.batch_settings import BatchSettings
 from ..loggers.exporter import DELIVERED, Batch, Outcome
 from ..loggers.processor import BatchProcessor

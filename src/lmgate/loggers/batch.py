@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
-from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
+from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_record
 from .._retry import RetryPolicy
 from .batch_settings import (  # noqa: F401 - re-exported: the names this module always had
     DEFAULT_BATCH_SIZE,
@@ -47,24 +47,6 @@ if TYPE_CHECKING:
     from .._callbacks.summary import CallSummary
 
 logger = logging.getLogger("lmgate.loggers")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def encode_record(payload: Any) -> bytes:
-    """A record as compact JSON (never holding a raw newline, which the spool relies on). Parts
-    that cannot be encoded are replaced and flagged (``_callbacks.encoding``); a record that is not
-    a JSON object and cannot be encoded raises ``UnencodableRecord``."""
-    try:
-        return orjson.dumps(payload, default=_json_default)
-    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
-        return encode_salvaged(payload, _json_default)[0]
 
 
 _FLAG_NEEDLE = f'"{ENCODING_ERRORS_KEY}"'.encode()
