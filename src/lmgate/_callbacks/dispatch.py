@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _conf
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
@@ -397,7 +397,7 @@ class Dispatcher:
                 "callback %s.%s raised (logged once; later errors are counted in lmgate.callback_stats()):\n%s",
                 target.name,
                 hook,
-                mask_secrets(text),
+                scrub(text),
             )
         if DEFAULT.strict_callbacks:  # a process-wide debugging switch: the module default's
             with self._lock:
@@ -447,7 +447,7 @@ class Dispatcher:
             try:
                 drained = bool(obj.flush(remaining)) and drained
             except Exception as error:  # a logger's flush must not stop the others
-                logger.error("flush of %s failed: %s", type(obj).__name__, mask_secrets(str(error)))
+                logger.error("flush of %s failed: %s", type(obj).__name__, scrub(str(error)))
                 drained = False
         with self._lock:
             errors, self.strict_errors = self.strict_errors, []
@@ -622,7 +622,7 @@ def end_streams_at_exit() -> None:
         try:
             step()
         except Exception as error:  # exit goes on whatever one step does
-            logger.error("lmgate exit step %r failed: %s", step, mask_secrets(str(error)))
+            logger.error("lmgate exit step %r failed: %s", step, scrub(str(error)))
 
 
 def callback_thread_count() -> int:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -94,13 +94,13 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     }
     error_str = None
     if s.error is not None:
-        error_str = mask_secrets(str(s.error))
+        error_str = scrub(str(s.error))
         error_info = {
             "error_code": str(getattr(s.error, "status_code", "") or ""),
             "error_class": type(s.error).__name__,
             "llm_provider": getattr(s.error, "llm_provider", None) or s.provider or "",
             "traceback": s.traceback or "",
-            "error_message": mask_secrets(str(getattr(s.error, "message", None) or s.error)),
+            "error_message": scrub(str(getattr(s.error, "message", None) or s.error)),
         }
     raw_messages, messages_copy = s.messages_snapshot
     messages: Any = orjson.Fragment(raw_messages) if raw_messages is not None else messages_copy

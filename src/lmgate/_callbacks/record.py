@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .._secrets import mask_headers, mask_key, mask_secrets
+from .._secrets import mask_headers, mask_key, scrub
 from .data import copy_data, encode_parts, plain, snapshot, thaw
 from .encoding import json_default
 from .payload import build_payload
@@ -142,9 +142,7 @@ class CallRecord:
     def finish_failure(self, error: BaseException, end: float, partial: Any = None) -> None:
         self.status = "failure"
         self.error = error
-        self.traceback = mask_secrets(
-            "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        )
+        self.traceback = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)))
         self.end = end
         if partial is not None:
             self.response = partial

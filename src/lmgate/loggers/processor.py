@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._callbacks.encoding import ENCODING_ERRORS_KEY
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from . import exit as exit_hooks
 from . import signals
 from .batch_settings import BatchSettings
@@ -503,7 +503,7 @@ class BatchProcessor:
         """Log ``message`` (secrets masked) the first time a problem of this ``kind`` is seen."""
         if kind not in self._logged:
             self._logged.add(kind)
-            logger.log(level, "lmgate %s: %s", self.name, mask_secrets(message))
+            logger.log(level, "lmgate %s: %s", self.name, scrub(message))
 
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:

@@ -9,7 +9,6 @@ error status means (``error``). The sync and async shells in ``_call.py`` do the
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .. import exceptions as exc
+from .._retry import retry_after_seconds
 from .._secrets import upstream_headers
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
 
@@ -171,30 +171,6 @@ _CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt i
 def is_context_window_error(message: str, code: str | None) -> bool:
     text = f"{code or ''} {message}".lower()
     return any(h in text for h in _CONTEXT_HINTS)
-
-
-def retry_after_seconds(headers: dict[str, str]) -> float | None:
-    """The provider's retry hint: ``retry-after-ms``, or ``retry-after`` in seconds or as a date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        import email.utils  # rare path; the module costs ~10 ms to import
-
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
 
 
 def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = ()) -> dict[str, str]:
