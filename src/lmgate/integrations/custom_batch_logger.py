@@ -50,7 +50,7 @@ import orjson
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.encoding import encode_record
 from ..loggers._env import env_number
-from ..loggers.batch_settings import BatchSettings
+from ..loggers.batch_settings import BATCH_OPTIONS, BatchSettings
 from ..loggers.exporter import DELIVERED, Batch, Outcome
 from ..loggers.processor import BatchProcessor
 
@@ -60,18 +60,8 @@ logger = logging.getLogger("lmgate.loggers")
 
 DEFAULT_BATCH_SIZE = 512  # the reference's
 DEFAULT_FLUSH_INTERVAL_SECONDS = 5
-_BATCH_OPTIONS = (
-    "event_types",
-    "max_queue_records",
-    "max_queue_bytes",
-    "max_retries",
-    "retry_policy",
-    "max_in_flight",
-    "spool",
-    "spool_dir",
-    "spool_fsync",
-    "exit_timeout",
-)
+# lmgate's batch options a subclass may pass on (batch_size and flush_interval are the reference's own)
+_BATCH_OPTIONS = tuple(k for k in BATCH_OPTIONS if k not in ("batch_size", "flush_interval"))
 # the batch async_send_batch() is sending, as its task sees it
 _sending: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("lmgate_sending", default=None)
 

@@ -23,8 +23,8 @@ import orjson
 
 from .._callbacks.custom_logger import CustomLogger
 from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_record
-from .._retry import RetryPolicy
 from .batch_settings import (  # noqa: F401 - re-exported: the names this module always had
+    BATCH_OPTIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXIT_TIMEOUT_S,
     DEFAULT_FLUSH_INTERVAL_S,
@@ -72,42 +72,17 @@ class BatchLogger(CustomLogger):
     """
 
     def __init__(
-        self,
-        exporter: Exporter,
-        *,
-        name: str,
-        event_types: Any = None,
-        batch_size: Any = DEFAULT_BATCH_SIZE,
-        flush_interval: Any = DEFAULT_FLUSH_INTERVAL_S,
-        max_queue_records: Any = DEFAULT_MAX_QUEUE_RECORDS,
-        max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
-        max_retries: Any = None,
-        retry_policy: RetryPolicy | None = None,
-        max_in_flight: Any = 1,
-        spool: str = "exit",
-        spool_dir: str | None = None,
-        spool_fsync: bool = False,
-        exit_timeout: Any = None,
-        settings: BatchSettings | None = None,
-        **kwargs: Any,
+        self, exporter: Exporter, *, name: str, settings: BatchSettings | None = None, **kwargs: Any
     ) -> None:
+        """Batch options (``batch_settings.BATCH_OPTIONS``: ``batch_size``, ``flush_interval``,
+        ``spool``, …) are keyword arguments checked by ``BatchSettings.build``, or ``settings``
+        built already; the other keyword arguments are ``CustomLogger``'s."""
+        options = {k: kwargs.pop(k) for k in BATCH_OPTIONS if k in kwargs}
         super().__init__(**kwargs)
         if settings is None:
-            settings = BatchSettings.build(
-                name=name,
-                event_types=event_types,
-                batch_size=batch_size,
-                flush_interval=flush_interval,
-                max_queue_records=max_queue_records,
-                max_queue_bytes=max_queue_bytes,
-                max_retries=max_retries,
-                retry_policy=retry_policy,
-                max_in_flight=max_in_flight,
-                spool=spool,
-                spool_dir=spool_dir,
-                spool_fsync=spool_fsync,
-                exit_timeout=exit_timeout,
-            )
+            settings = BatchSettings.build(name=name, **options)
+        elif options:
+            raise TypeError(f"pass batch options or settings=, not both (got {', '.join(options)})")
         self.settings = settings
         self.name = name
         self.exporter = exporter

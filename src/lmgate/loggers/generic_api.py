@@ -26,10 +26,9 @@ from .._secrets import is_secret_header, remember_secret, url_origin
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import BatchLogger
 from .batch_settings import (
+    BATCH_OPTIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL_S,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_RECORDS,
     BatchSettings,
     positive,
 )
@@ -105,23 +104,18 @@ class GenericAPISettings:
         batch_size: Any = None,
         flush_interval: Any = None,
         timeout: Any = None,
-        max_retries: Any = None,
         retry_delay: Any = None,
         retry_policy: RetryPolicy | None = None,
-        max_queue_records: Any = DEFAULT_MAX_QUEUE_RECORDS,
-        max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
         gzip: bool = False,
         max_concurrency: Any = DEFAULT_MAX_CONCURRENCY,
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
-        spool: str = "exit",
-        spool_dir: str | None = None,
-        spool_fsync: bool = False,
-        exit_timeout: Any = None,
-        global_headers: dict[str, Any] | None = None,
+        global_headers: Any = None,
         version: str = "",
+        **batch_options: Any,
     ) -> GenericAPISettings:
         """Arguments win over the preset named by ``callback_name``, which wins over the
-        environment (``GENERIC_LOGGER_*``, ``DEFAULT_BATCH_SIZE``, ``DEFAULT_FLUSH_INTERVAL_SECONDS``)."""
+        environment (``GENERIC_LOGGER_*``, ``DEFAULT_BATCH_SIZE``, ``DEFAULT_FLUSH_INTERVAL_SECONDS``).
+        ``batch_options`` are the other ``BATCH_OPTIONS``, checked by ``BatchSettings.build``."""
         if headers is not None and not isinstance(headers, dict):
             raise LoggerConfigError(
                 f"headers must be a mapping of name to value, got {type(headers).__name__}"
@@ -181,15 +175,9 @@ class GenericAPISettings:
                 event_types=event_types,
                 batch_size=batch_size,
                 flush_interval=flush_interval,
-                max_queue_records=max_queue_records,
-                max_queue_bytes=max_queue_bytes,
-                max_retries=max_retries,
                 retry_policy=retry_policy,
                 max_in_flight=max_in_flight,
-                spool=spool,
-                spool_dir=spool_dir,
-                spool_fsync=spool_fsync,
-                exit_timeout=exit_timeout,
+                **batch_options,
             ),
         )
 
@@ -268,46 +256,18 @@ class GenericAPILogger(BatchLogger):
             raise LoggerConfigError(f"callback_settings[{name!r}]: {error}") from None
 
 
+# GenericAPISettings.build's keywords: the batch options (event_types is positional there) and its own
 _BUILD_KEYS = (
-    "batch_size",
-    "flush_interval",
+    *(k for k in BATCH_OPTIONS if k != "event_types"),
     "timeout",
-    "max_retries",
     "retry_delay",
-    "retry_policy",
-    "max_queue_records",
-    "max_queue_bytes",
     "gzip",
     "max_concurrency",
-    "max_in_flight",
-    "spool",
-    "spool_dir",
-    "spool_fsync",
-    "exit_timeout",
 )
+# what a callback_settings entry may hold (a retry_policy object cannot be written in YAML)
 _SETTING_KEYS = frozenset(
-    {
-        "endpoint",
-        "headers",
-        "event_types",
-        "log_format",
-        "batch_size",
-        "flush_interval",
-        "timeout",
-        "max_retries",
-        "retry_delay",
-        "max_queue_records",
-        "max_queue_bytes",
-        "gzip",
-        "max_concurrency",
-        "max_in_flight",
-        "spool",
-        "spool_dir",
-        "spool_fsync",
-        "exit_timeout",
-        "turn_off_message_logging",
-    }
-)
+    {"endpoint", "headers", "event_types", "log_format", "turn_off_message_logging", *_BUILD_KEYS}
+) - {"retry_policy"}
 
 
 def logger_for_name(name: str, settings: Settings | None = None) -> GenericAPILogger | None:
