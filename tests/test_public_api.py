@@ -53,6 +53,7 @@ PUBLIC_NAMES = {
     "APIConnectionError",
     "Timeout",
     "CallbackError",
+    "ConfigError",
     # module-level settings
     "callbacks",
     "input_callback",

@@ -118,6 +118,7 @@ class Call:
         self.custom_prices = custom_prices(control) if _has_price_params(control) else None
         self.finished = False
         self.cache_hit = False
+        self.cache_state: Any = None  # the cache pipeline's decision at lookup, read again at store
         self.stream_started = False
         call_lists = (
             None

@@ -61,8 +61,7 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
 
 def build_payload(s: CallSummary) -> dict[str, Any]:
     # the summary's own mappings, not its read-only views: they are encoded, never handed out
-    raw = s.__dict__
-    usage = raw["usage"] or {}
+    usage = s.encodable("usage") or {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     total = int(usage.get("total_tokens") or (prompt + completion))
@@ -115,7 +114,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "api_base": s.api_base,
         "response_cost": s.cost,
         "litellm_overhead_time_ms": s.overhead_ms,
-        "additional_headers": (raw["hidden_params"] or {}).get("additional_headers") or {},
+        "additional_headers": (s.encodable("hidden_params") or {}).get("additional_headers") or {},
         "litellm_model_name": s.model,
     }
     return {
@@ -130,7 +129,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "status_fields": {"llm_api_status": s.status or "failure", "guardrail_status": "not_run"},
         "response_cost": s.cost,
         "cost": s.cost,
-        "cost_breakdown": raw["cost_breakdown"],
+        "cost_breakdown": s.encodable("cost_breakdown"),
         "response_cost_failure_debug_info": None if s.cost is not None else {"error_str": s.cost_reason},
         "custom_llm_provider": s.provider,
         "total_tokens": total,
@@ -158,7 +157,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "response": response,
         "error_str": error_str,
         "error_information": error_info,
-        "model_parameters": raw["optional_params"],
+        "model_parameters": s.encodable("optional_params"),
         "hidden_params": hidden,
         "guardrail_information": None,
         "standard_built_in_tools_params": None,

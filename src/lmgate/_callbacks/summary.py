@@ -30,6 +30,8 @@ from .redact import redact_messages, redact_response
 
 # the payload is built once even when two callback threads ask at the same moment (rare: one lock)
 _payload_lock = threading.Lock()
+# the mappings a summary shows as read-only views (``encodable`` gives the mapping itself)
+_MAPPINGS = ("usage", "cost_breakdown", "optional_params", "request_headers", "hidden_params")
 # what the record holds that is not a fact of the call
 _RECORD_ONLY = ("_parts_cache", "_summary", "_lock", "tails")
 
@@ -127,6 +129,14 @@ class CallSummary:
     @property
     def hidden_params(self) -> Mapping[str, Any]:
         return MappingProxyType(self.__dict__["hidden_params"] or {})
+
+    def encodable(self, name: str) -> Any:
+        """The call's own mapping behind ``usage``, ``cost_breakdown``, ``optional_params``,
+        ``request_headers`` or ``hidden_params`` (not a read-only view: a view has no JSON form),
+        for an adapter that encodes it. Never change it or hand it out."""
+        if name not in _MAPPINGS:
+            raise KeyError(f"{name!r} is not one of the summary's mappings: {', '.join(_MAPPINGS)}")
+        return self.__dict__[name]
 
     def summary(self) -> CallSummary:
         """Itself (a ``protocols.FinishedCall``, like the record it was frozen from)."""
