@@ -136,5 +136,5 @@ def test_callback_lists_extend_while_other_settings_override():
     lmgate.num_retries = 1
     child = DEFAULT.derive(callbacks=[router_logger], num_retries=3)
     grandchild = child.derive(success_callback=[repr])
-    assert grandchild.callback_lists() == ([module_logger, router_logger], [], [print, repr], [])
+    assert grandchild.callback_lists == ([module_logger, router_logger], [], [print, repr], [])
     assert (child.num_retries, grandchild.num_retries) == (3, 3)

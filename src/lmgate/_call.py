@@ -125,7 +125,7 @@ class Call:
             if control.keys().isdisjoint(_CALL_LIST_NAMES)
             else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         )
-        global_lists = settings.callback_lists()  # a derived one's: its parent's, then its own
+        global_lists = settings.callback_lists  # a derived one's: its parent's, then its own
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
         else:
@@ -255,7 +255,11 @@ class Call:
             req.params = {**dict(parse_qsl(self.endpoint.base_query, keep_blank_values=True)), **req.params}
         if self.record is not None:
             self.record.attempt = attempt
-            self.record.set_request(req.json, req.headers, self.shown_api_base)
+            try:  # the body's JSON is the record's snapshot of it too: encoded once
+                encoded: bytes | None = req.body_bytes()
+            except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
+                encoded = None
+            self.record.set_request(req.json, req.headers, self.shown_api_base, encoded)
             get_dispatcher().emit(self.record, self.plan, "pre")
         return req
 

@@ -15,7 +15,7 @@ set its own. Two rules, as the reference behaves:
 
 * **The four callback lists extend** (``callbacks``, ``input_callback``, ``success_callback``,
   ``failure_callback``): what a call hears is its parent's list plus the child's own
-  (``callback_lists()``), so module-level (global) callbacks hear every call, a Router's own
+  (``callback_lists``), so module-level (global) callbacks hear every call, a Router's own
   callbacks hear only its calls, and two derived ``Settings`` never hear each other's calls.
   ``child.callbacks`` is the child's own list (empty until it adds one), safe to append to.
 * **Every other setting overrides**: the child's value if it set one, else the parent's. An
@@ -53,7 +53,7 @@ _DEFAULTS: dict[str, Any] = {
 
 #: every setting name, in a stable order
 NAMES: tuple[str, ...] = tuple(_DEFAULTS)
-#: the lists a child extends rather than overrides, in the order ``callback_lists()`` gives them
+#: the lists a child extends rather than overrides, in the order ``callback_lists`` gives them
 CALLBACK_LISTS: tuple[str, ...] = ("callbacks", "input_callback", "success_callback", "failure_callback")
 
 
@@ -81,20 +81,34 @@ class Settings:
     client_session: Any
     aclient_session: Any
 
+    #: the four callback lists (``CALLBACK_LISTS``) as a call with these settings hears them: for
+    #: a root its own lists (kept current on assignment: one attribute read per call), for a
+    #: derived one its parent's entries then its own (made when read)
+    callback_lists: tuple[Any, Any, Any, Any]
+
     def __init__(self, *, _parent: Settings | None = None, **values: Any) -> None:
         object.__setattr__(self, "_parent", _parent)
         if _parent is None:  # a root holds every name
             for name, factory in _DEFAULTS.items():
                 object.__setattr__(self, name, factory())
+            self._refresh_lists()
         for name, value in values.items():
             setattr(self, name, value)
+
+    def _refresh_lists(self) -> None:
+        d = self.__dict__
+        object.__setattr__(self, "callback_lists", tuple(d[name] for name in CALLBACK_LISTS))
 
     def __getattr__(self, name: str) -> Any:
         # only names this instance does not hold itself get here: a derived one asks its parent
         parent = self.__dict__.get("_parent")
+        if name == "callback_lists" and parent is not None:
+            inherited = parent.callback_lists
+            held = self.__dict__
+            return tuple(_joined(got, held.get(n)) for got, n in zip(inherited, CALLBACK_LISTS, strict=True))
         if parent is None or name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}")
-        if name in CALLBACK_LISTS:  # the child's own list (the parent's is added by callback_lists())
+        if name in CALLBACK_LISTS:  # the child's own list (the parent's is added by callback_lists)
             own: list[Any] = []
             object.__setattr__(self, name, own)
             return own
@@ -103,22 +117,12 @@ class Settings:
             return MappingProxyType(value)  # live and read-only: the parent's stays the parent's
         return value
 
-    def callback_lists(self) -> tuple[Any, Any, Any, Any]:
-        """What a call with these settings hears, per list of ``CALLBACK_LISTS``: the parent's
-        entries, then this one's own."""
-        d = self.__dict__
-        parent = d["_parent"]
-        if parent is None:
-            return (d["callbacks"], d["input_callback"], d["success_callback"], d["failure_callback"])
-        inherited = parent.callback_lists()
-        return tuple(  # type: ignore[return-value]
-            _joined(got, d.get(name)) for got, name in zip(inherited, CALLBACK_LISTS, strict=True)
-        )
-
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}; the settings are: {', '.join(NAMES)}")
         object.__setattr__(self, name, value)
+        if name in CALLBACK_LISTS and self.__dict__["_parent"] is None:
+            self._refresh_lists()
 
     def __delattr__(self, name: str) -> None:
         # a derived Settings forgets its override (reads the parent again); a root goes back to the default
@@ -126,6 +130,8 @@ class Settings:
             raise AttributeError(f"Settings has no setting {name!r}")
         if self.__dict__.get("_parent") is None:
             object.__setattr__(self, name, _DEFAULTS[name]())
+            if name in CALLBACK_LISTS:
+                self._refresh_lists()
         else:
             self.__dict__.pop(name, None)
 

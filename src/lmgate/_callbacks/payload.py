@@ -33,6 +33,15 @@ STANDARD_METADATA_KEYS = (
 )
 
 
+_NO_ERROR: dict[str, str] = {
+    "error_code": "",
+    "error_class": "",
+    "llm_provider": "",
+    "traceback": "",
+    "error_message": "",
+}
+
+
 def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
     """``metadata["tags"]`` as the payload's ``request_tags`` (a list of strings), and what was
     wrong with it, if anything: a string or a dict is not taken apart into characters or keys."""
@@ -61,7 +70,8 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
 
 def build_payload(s: CallSummary) -> dict[str, Any]:
     # the summary's own mappings, not its read-only views: they are encoded, never handed out
-    usage = s.encodable("usage") or {}
+    usage, cost_breakdown, optional_params, _, hidden_params = s.encodable()
+    usage = usage or {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     total = int(usage.get("total_tokens") or (prompt + completion))
@@ -84,13 +94,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     if flags:
         metadata[ENCODING_ERRORS_KEY] = flags
         s.flag_payload()
-    error_info = {
-        "error_code": "",
-        "error_class": "",
-        "llm_provider": "",
-        "traceback": "",
-        "error_message": "",
-    }
+    error_info = _NO_ERROR  # encoded, never changed: one dict for every successful call
     error_str = None
     if s.error is not None:
         error_str = scrub(str(s.error))
@@ -114,7 +118,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "api_base": s.api_base,
         "response_cost": s.cost,
         "litellm_overhead_time_ms": s.overhead_ms,
-        "additional_headers": (s.encodable("hidden_params") or {}).get("additional_headers") or {},
+        "additional_headers": (hidden_params or {}).get("additional_headers") or {},
         "litellm_model_name": s.model,
     }
     return {
@@ -129,7 +133,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "status_fields": {"llm_api_status": s.status or "failure", "guardrail_status": "not_run"},
         "response_cost": s.cost,
         "cost": s.cost,
-        "cost_breakdown": s.encodable("cost_breakdown"),
+        "cost_breakdown": cost_breakdown,
         "response_cost_failure_debug_info": None if s.cost is not None else {"error_str": s.cost_reason},
         "custom_llm_provider": s.provider,
         "total_tokens": total,
@@ -157,7 +161,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "response": response,
         "error_str": error_str,
         "error_information": error_info,
-        "model_parameters": s.encodable("optional_params"),
+        "model_parameters": optional_params,
         "hidden_params": hidden,
         "guardrail_information": None,
         "standard_built_in_tools_params": None,

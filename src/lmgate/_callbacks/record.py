@@ -125,8 +125,18 @@ class CallRecord:
         return orjson.loads(self.response_json) if self.response_json else None  # type: ignore[no-any-return]
 
     # ---- filled by the pipeline ----
-    def set_request(self, body: dict[str, Any] | None, headers: dict[str, Any], api_base: str | None) -> None:
-        self.body_snapshot = snapshot(body) if body is not None else (None, None)
+    def set_request(
+        self,
+        body: dict[str, Any] | None,
+        headers: dict[str, Any],
+        api_base: str | None,
+        encoded: bytes | None = None,
+    ) -> None:
+        """``encoded``: the body's JSON when the request has it already (then it is the snapshot)."""
+        if encoded is not None:
+            self.body_snapshot = (encoded, None)
+        else:
+            self.body_snapshot = snapshot(body) if body is not None else (None, None)
         self.request_headers = mask_headers(headers)
         if api_base:
             self.api_base = api_base

@@ -16,7 +16,6 @@ encoding.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError
 from types import MappingProxyType
@@ -28,10 +27,6 @@ from .data import encode_parts, thaw
 from .encoding import encode_record, encode_record_flagged
 from .redact import redact_messages, redact_response
 
-# the payload is built once even when two callback threads ask at the same moment (rare: one lock)
-_payload_lock = threading.Lock()
-# the mappings a summary shows as read-only views (``encodable`` gives the mapping itself)
-_MAPPINGS = ("usage", "cost_breakdown", "optional_params", "request_headers", "hidden_params")
 # what the record holds that is not a fact of the call
 _RECORD_ONLY = ("_parts_cache", "_summary", "_lock", "tails")
 
@@ -130,13 +125,12 @@ class CallSummary:
     def hidden_params(self) -> Mapping[str, Any]:
         return MappingProxyType(self.__dict__["hidden_params"] or {})
 
-    def encodable(self, name: str) -> Any:
-        """The call's own mapping behind ``usage``, ``cost_breakdown``, ``optional_params``,
-        ``request_headers`` or ``hidden_params`` (not a read-only view: a view has no JSON form),
-        for an adapter that encodes it. Never change it or hand it out."""
-        if name not in _MAPPINGS:
-            raise KeyError(f"{name!r} is not one of the summary's mappings: {', '.join(_MAPPINGS)}")
-        return self.__dict__[name]
+    def encodable(self) -> tuple[Any, Any, Any, Any, Any]:
+        """The call's own mappings behind ``usage``, ``cost_breakdown``, ``optional_params``,
+        ``request_headers`` and ``hidden_params``, in that order (not read-only views: a view has
+        no JSON form), for an adapter that encodes them. Never change them or hand them out."""
+        d = self.__dict__
+        return d["usage"], d["cost_breakdown"], d["optional_params"], d["request_headers"], d["hidden_params"]
 
     def summary(self) -> CallSummary:
         """Itself (a ``protocols.FinishedCall``, like the record it was frozen from)."""
@@ -185,10 +179,9 @@ class CallSummary:
         ``payload_json()`` or as a dict of your own via ``payload.payload_copy``."""
         built = self._memo.get("payload")
         if built is None:
-            with _payload_lock:
-                built = self._memo.get("payload")
-                if built is None:
-                    built = self._memo["payload"] = self._build_payload(self)
+            # no lock: two threads that ask at the same moment (rare) both build it, and the
+            # first one kept is the one every reader gets (setdefault is atomic)
+            built = self._memo.setdefault("payload", self._build_payload(self))
         return built  # type: ignore[no-any-return]
 
     def payload_json_if_built(self) -> bytes | None:

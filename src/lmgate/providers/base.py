@@ -44,9 +44,15 @@ class HttpRequest:
     headers: dict[str, str]
     json: dict[str, Any]
     params: dict[str, str] = field(default_factory=dict)
+    # the encoded body, kept: the call's record snapshots it and the attempt sends it (one encoding)
+    _body: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def body_bytes(self) -> bytes:
-        return encode_body(self.json)
+        """The body as JSON, encoded once (``json`` is not changed once the request is built)."""
+        body = self._body
+        if body is None:
+            body = self._body = encode_body(self.json)
+        return body
 
 
 def encode_body(data: Any) -> bytes:
