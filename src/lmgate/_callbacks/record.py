@@ -28,8 +28,39 @@ from .summary import CallSummary, freeze
 __all__ = ["CallRecord", "copy_data"]
 
 
+# one lock for every record's freeze (quick, and rarely contended): a lock per call costs more
+_freeze_lock = threading.Lock()
+
+
 class CallRecord:
     """Everything known about one running call; see the module docstring."""
+
+    # facts filled as the call goes; until then the class's defaults (``_FACT_DEFAULTS``)
+    body_snapshot: tuple[bytes | None, Any] = (None, None)
+    attempt = 0
+    original_response: str | None = None
+    response: Any = None  # the final (or, for a cut stream, partial) response object
+    response_json: bytes | None = None
+    response_id: str | None = None
+    usage: dict[str, Any] | None = None
+    cost: float | None = None
+    cost_breakdown: dict[str, float] | None = None
+    cost_reason: str | None = None
+    price_key: str | None = None
+    completion_start: float | None = None
+    end: float | None = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    cache_hit = False
+    cache_key: str | None = None
+    saved_cache_cost = 0.0
+    stream_status: str | None = None  # complete | abandoned | broken
+    model_id: str | None = None
+    model_group: str | None = None
+    response_model: str | None = None
+    status: str | None = None
+    overhead_ms: float | None = None
+    _summary: CallSummary | None = None
 
     def __init__(
         self,
@@ -67,36 +98,11 @@ class CallRecord:
         self.api_base = api_base
         self.api_key_masked = mask_key(api_key) if api_key else None
         self.redact_all = redact_all
-        # filled as the call goes
-        self.body_snapshot: tuple[bytes | None, Any] = (None, None)
+        # filled as the call goes (the rest start as the class's defaults below: setting ~25
+        # attributes on every call costs more than one dict merge at the freeze)
         self.request_headers: dict[str, Any] = {}
-        self.attempt = 0
-        self.original_response: str | None = None
-        self.response: Any = None  # the final (or, for a cut stream, partial) response object
-        self.response_json: bytes | None = None
-        self.response_id: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.cost: float | None = None
-        self.cost_breakdown: dict[str, float] | None = None
-        self.cost_reason: str | None = None
-        self.price_key: str | None = None
-        self.completion_start: float | None = None
-        self.end: float | None = None
-        self.error: BaseException | None = None
-        self.traceback: str | None = None
-        self.cache_hit = False
-        self.cache_key: str | None = None
-        self.saved_cache_cost = 0.0
-        self.stream_status: str | None = None  # complete | abandoned | broken
         self.hidden_params: dict[str, Any] = {}
-        self.model_id: str | None = None
-        self.model_group: str | None = None
-        self.response_model: str | None = None
-        self.status: str | None = None
-        self.overhead_ms: float | None = None
         self._parts_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._summary: CallSummary | None = None
-        self._lock = threading.Lock()
         # per-callback tail of the async delivery chain (touched only on the callback loop)
         self.tails: dict[int, Any] = {}
 
@@ -189,11 +195,19 @@ class CallRecord:
         """The call's frozen summary, built once, after the terminal event (see ``summary.py``)."""
         built = self._summary
         if built is None:
-            with self._lock:
+            with _freeze_lock:
                 built = self._summary
                 if built is None:
                     built = self._summary = self._freeze()
         return built
 
     def _freeze(self) -> CallSummary:
-        return freeze(vars(self), build_payload)
+        return freeze({**_FACT_DEFAULTS, **vars(self)}, build_payload)
+
+
+# the facts a record holds as class defaults until the call sets them (``freeze`` needs them all)
+_FACT_DEFAULTS = {
+    name: value
+    for name, value in vars(CallRecord).items()
+    if not name.startswith("__") and not callable(value) and not isinstance(value, property)
+}

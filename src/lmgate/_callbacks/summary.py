@@ -28,7 +28,7 @@ from .encoding import encode_record, encode_record_flagged
 from .redact import redact_messages, redact_response
 
 # what the record holds that is not a fact of the call
-_RECORD_ONLY = ("_parts_cache", "_summary", "_lock", "tails")
+_RECORD_ONLY = ("_parts_cache", "_summary", "tails")
 
 
 class CallSummary:
@@ -222,9 +222,9 @@ class CallSummary:
 
 
 def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[str, Any]]) -> CallSummary:
-    """A summary of the record whose attributes are ``facts`` (``vars(record)``): one dict copy,
-    its mappings wrapped read-only; ``build_payload`` makes its standard logging payload."""
-    data = facts.copy()
+    """A summary of the record whose attributes are ``facts`` (a fresh dict of them: it becomes
+    the summary's); ``build_payload`` makes its standard logging payload."""
+    data = facts
     for name in _RECORD_ONLY:
         del data[name]
     if data["end"] is None:
