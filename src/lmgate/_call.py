@@ -78,6 +78,11 @@ _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_
 class Call:
     """One call's decisions; see the module docstring."""
 
+    # the cache pipeline's decision at lookup, read again at store; set only by calls that use a
+    # cache. A class default, not an instance attribute set in __init__: a Call already holds 29,
+    # and past CPython's 30 shared-key attributes every attribute access of every call slows down
+    cache_state: Any = None
+
     def __init__(
         self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool
     ) -> None:
@@ -118,7 +123,6 @@ class Call:
         self.custom_prices = custom_prices(control) if _has_price_params(control) else None
         self.finished = False
         self.cache_hit = False
-        self.cache_state: Any = None  # the cache pipeline's decision at lookup, read again at store
         self.stream_started = False
         call_lists = (
             None
