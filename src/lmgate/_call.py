@@ -152,8 +152,10 @@ class Call:
                 is_async=is_async,
                 redact_all=bool(settings.turn_off_message_logging or control.get("turn_off_message_logging")),
             )
-            self.record.model_id = control.get("model_id")
-            self.record.model_group = control.get("model_group")
+            if "model_id" in control:  # set only when given: the record's defaults are None
+                self.record.model_id = control["model_id"]
+            if "model_group" in control:
+                self.record.model_group = control["model_group"]
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control

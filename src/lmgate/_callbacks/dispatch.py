@@ -356,9 +356,12 @@ class Dispatcher:
         loop = self._callback_loop().loop
         for t, event, response_obj, (extra, snapshot) in jobs:
             key = id(t.obj)
-            previous = record.tails.get(key)
+            tails = record.tails
+            if tails is None:
+                tails = record.tails = {}
+            previous = tails.get(key)
             job = _Job(self, t, record, event, response_obj, extra, snapshot)
-            record.tails[key] = loop.create_task(job.run_async(previous))
+            tails[key] = loop.create_task(job.run_async(previous))
 
     def _worker(self, index: int) -> _Worker:
         worker = self._workers[index]

@@ -55,12 +55,21 @@ class CallRecord:
     cache_key: str | None = None
     saved_cache_cost = 0.0
     stream_status: str | None = None  # complete | abandoned | broken
-    model_id: str | None = None
-    model_group: str | None = None
     response_model: str | None = None
     status: str | None = None
     overhead_ms: float | None = None
     _summary: CallSummary | None = None
+    user: Any = None
+    api_base: str | None = None
+    api_key_masked: str | None = None
+    redact_all = False
+    model_id: str | None = None
+    model_group: str | None = None
+    # made on first use: encoded request parts per (attempt, redact), and per callback the tail
+    # of its async delivery chain (touched only on the callback loop). Fewer than 30 instance
+    # attributes keep CPython's compact shared-key layout for the record's attribute accesses.
+    _parts_cache: dict[tuple[Any, ...], dict[str, Any]] | None = None
+    tails: dict[int, Any] | None = None
 
     def __init__(
         self,
@@ -90,21 +99,23 @@ class CallRecord:
         self.litellm_params_source = litellm_params
         self.metadata = copy_data(metadata)
         self.stream = stream
-        self.user = user
         self.call_id = call_id
         self.trace_id = trace_id
         self.start = start
         self.is_async = is_async
-        self.api_base = api_base
-        self.api_key_masked = mask_key(api_key) if api_key else None
-        self.redact_all = redact_all
-        # filled as the call goes (the rest start as the class's defaults below: setting ~25
+        # what is usually the default stays the class's (see the class body)
+        if user is not None:
+            self.user = user
+        if api_base:
+            self.api_base = api_base
+        if api_key:
+            self.api_key_masked = mask_key(api_key)
+        if redact_all:
+            self.redact_all = True
+        # filled as the call goes (the rest start as the class's defaults above: setting ~25
         # attributes on every call costs more than one dict merge at the freeze)
         self.request_headers: dict[str, Any] = {}
         self.hidden_params: dict[str, Any] = {}
-        self._parts_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-        # per-callback tail of the async delivery chain (touched only on the callback loop)
-        self.tails: dict[int, Any] = {}
 
     # ---- snapshots ----
     @property
@@ -178,9 +189,12 @@ class CallRecord:
     def encoded_parts(self, redact: bool) -> dict[str, Any]:
         """The request parts kwargs hands out, encoded once per (attempt, redact)."""
         key = (self.attempt, redact, self.body_snapshot != (None, None))
-        parts = self._parts_cache.get(key)
+        cache = self._parts_cache
+        if cache is None:
+            cache = self._parts_cache = {}
+        parts = cache.get(key)
         if parts is None:
-            parts = self._parts_cache[key] = encode_parts(
+            parts = cache[key] = encode_parts(
                 self.messages_snapshot,
                 self.body_snapshot,
                 self.request_headers,

@@ -226,7 +226,7 @@ def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[st
     the summary's); ``build_payload`` makes its standard logging payload."""
     data = facts
     for name in _RECORD_ONLY:
-        del data[name]
+        data.pop(name, None)
     if data["end"] is None:
         data["end"] = data["start"]
     if not data["status"]:
