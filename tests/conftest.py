@@ -87,13 +87,8 @@ def _reset_lmgate_settings():
     try:
         lmgate.flush_callbacks(10)
     finally:
-        lmgate.reset_settings()
-        from lmgate._callbacks.registry import forget_named_callbacks
+        lmgate.reset_settings()  # loggers built from callback names too
+        from lmgate.loggers.exit import live_loggers
 
-        forget_named_callbacks()
-        import sys
-
-        batch = sys.modules.get("lmgate.loggers.batch")
-        if batch is not None:  # close loggers a test left open: their HTTP clients hold sockets
-            for logger in batch.live_loggers():
-                logger.close(5)
+        for logger in live_loggers():  # loggers a test left open: their HTTP clients hold sockets
+            logger.close(5)

@@ -51,3 +51,21 @@ def test_mock_delay_waits_once_before_the_request():
     assert r.choices[0].message.content == "ok"
     assert sleeps.delays == [0.25]
     assert capture.hooks() == ["log_pre_api_call", "log_post_api_call", "log_success_event"]
+
+
+@pytest.mark.parametrize("backend", ["mock", "http"])
+def test_a_body_json_cannot_hold_is_refused_by_the_mock_as_by_a_real_call(backend, fake_provider):
+    """A 300-deep ``tools=`` value: BadRequestError before anything is sent, mock or real."""
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"a": deep}
+    target = (
+        {"mock_response": "x"}
+        if backend == "mock"
+        else {"api_base": fake_provider.base_url + "/v1", "api_key": "k", "model": "openai/gpt-4o-mini"}
+    )
+    kwargs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **target}
+    with pytest.raises(lmgate.BadRequestError, match="nested too deeply"):
+        lmgate.completion(tools=[deep], **kwargs)
+    if backend == "http":
+        assert fake_provider.requests == []

@@ -12,7 +12,7 @@ from helpers import flush
 from payload_schema import assert_valid_payload
 
 import lmgate
-from lmgate.integrations import CallSummary, SummarySink
+from lmgate.integrations import CallSummary, SummarySink, takes_summaries
 from lmgate.integrations.custom_logger import CustomLogger
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -189,3 +189,37 @@ def test_a_sink_gets_a_redacted_payload_when_it_asks():
     assert "the secret answer" in str(plain["response"]) and plain["messages"] == MESSAGES
     assert "the secret answer" not in str(redacted["response"]) and redacted["messages"] != MESSAGES
     assert_valid_payload(redacted)
+
+
+def test_a_logger_with_a_take_attribute_keeps_its_hooks():
+    """Only a class's callable ``take`` makes a sink: ``self.take = 0.1`` (a sampling rate, say) does not."""
+
+    class Sampled(CustomLogger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.take = 0.1
+            self.seen: list[str] = []
+
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            self.seen.append("success")
+
+    sampled = Sampled()
+    lmgate.callbacks = [sampled]
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hello")
+    flush()
+    assert sampled.seen == ["success"]
+
+
+def test_a_sink_subclass_that_overrides_a_hook_gets_its_hooks_called():
+    """The dispatcher's one rule: a hook defined below the class that defines ``take`` wins."""
+
+    class Counting(Sink):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            self.hooks += 1
+
+    counting = Counting()
+    assert takes_summaries(Sink()) and not takes_summaries(counting)
+    lmgate.callbacks = [counting]
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hello")
+    flush()
+    assert counting.hooks == 1 and counting.taken == []

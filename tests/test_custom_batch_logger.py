@@ -17,7 +17,7 @@ from fakes import LogReceiver
 
 import lmgate
 from lmgate import RetryPolicy
-from lmgate.integrations import SummarySink
+from lmgate.integrations import takes_summaries
 from lmgate.integrations.custom_batch_logger import CustomBatchLogger
 from lmgate.loggers import BatchLogger, InMemoryExporter
 from lmgate.loggers.processor import ship_wait
@@ -118,9 +118,9 @@ def test_a_batch_logger_subclass_that_overrides_a_hook_is_called() -> None:
 
     exporter = InMemoryExporter()
     lg = Tagging(exporter, name="tagging", spool="off")
-    assert not isinstance(lg, SummarySink)
+    assert not takes_summaries(lg)
     plain = BatchLogger(InMemoryExporter(), name="plain", spool="off")
-    assert isinstance(plain, SummarySink)
+    assert takes_summaries(plain)
     plain.close()
     try:
         lmgate.callbacks = [lg]
@@ -163,3 +163,48 @@ def test_batch_settings_are_one_frozen_object_checked_once() -> None:
         BatchSettings.build(name="x", spool="sometimes")
     with pytest.raises(ConfigError, match="max_in_flight"):
         BatchSettings.build(name="x", max_in_flight=65)
+
+
+class ListResettingLogger(CustomBatchLogger):
+    """As the reference's own subclasses write one: ``self.log_queue = []`` after ``super().__init__()``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sent: list[Any] = []
+        super().__init__(**kwargs)
+        self.log_queue = []
+
+    def log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+        self.log_queue.append(kwargs["standard_logging_object"]["id"])
+
+    async def async_send_batch(self):  # type: ignore[no-untyped-def]
+        self.sent.extend(self.log_queue)
+
+
+def test_a_subclass_that_assigns_a_list_to_log_queue_still_ships_every_record(tmp_path) -> None:
+    """Assigning a list to log_queue keeps lmgate's queue: the records are shipped, the list's items too."""
+    lg = ListResettingLogger(batch_size=3, flush_interval=3600, spool_dir=str(tmp_path))
+    lg.log_queue = ["early"]  # items of an assigned list are taken, not lost
+    lmgate.callbacks = [lg]
+    try:
+        for i in range(7):
+            lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"r{i}")
+        assert lmgate.flush_callbacks(10) and lg.flush(10)
+        assert len(lg.sent) == 8 and "early" in lg.sent
+        assert lg.stats()["delivered"] == 8
+    finally:
+        lg.close(5)
+
+
+def test_bad_reference_batch_env_variables_are_config_errors_naming_them(monkeypatch) -> None:
+    """DEFAULT_BATCH_SIZE / DEFAULT_FLUSH_INTERVAL_SECONDS that are not numbers name the variable."""
+    from lmgate.exceptions import ConfigError
+
+    for variable in ("DEFAULT_BATCH_SIZE", "DEFAULT_FLUSH_INTERVAL_SECONDS"):
+        monkeypatch.setenv(variable, "lots")
+        try:
+            CustomBatchLogger()
+        except ConfigError as error:
+            assert variable in str(error)
+        else:
+            raise AssertionError(f"{variable}=lots was accepted")
+        monkeypatch.delenv(variable)

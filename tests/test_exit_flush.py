@@ -11,7 +11,11 @@ import textwrap
 def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, **env)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, env=full_env
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
     )
 
 
@@ -79,3 +83,49 @@ def test_sys_exit_also_flushes(tmp_path):
     )
     assert result.returncode == 3
     assert len(out.read_text().splitlines()) == 5
+
+
+SLOW_DELIVERY = """
+    import threading, lmgate
+    gate = threading.Event()
+    def record(kwargs, r, s, e):
+        gate.wait(0.2)  # the program ends before this delivery finishes
+        print("delivered", flush=True)
+    lmgate.success_callback = [record]
+    lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y")
+    """
+
+
+def test_exit_flush_timeout_takes_a_duration_with_a_unit():
+    """LMGATE_EXIT_FLUSH_TIMEOUT_S="5s" is a duration like every other one: the pending record is delivered."""
+    result = run(SLOW_DELIVERY, LMGATE_EXIT_FLUSH_TIMEOUT_S="5s")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("delivered") == 1
+    assert "LMGATE_EXIT_FLUSH_TIMEOUT_S" not in result.stderr
+
+
+def test_bad_exit_flush_timeout_loses_nothing_and_warns_once():
+    """A bad exit timeout falls back to the default with one warning naming the variable; the record is delivered."""
+    result = run(SLOW_DELIVERY, LMGATE_EXIT_FLUSH_TIMEOUT_S="soon")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("delivered") == 1
+    assert result.stderr.count("LMGATE_EXIT_FLUSH_TIMEOUT_S") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_callback_thread_count_is_a_config_error_naming_the_variable():
+    """LMGATE_CALLBACK_THREADS=many fails the first call with a ConfigError naming the variable."""
+    result = run(
+        """
+        import lmgate
+        from lmgate.exceptions import ConfigError
+        lmgate.success_callback = [lambda *a: None]
+        try:
+            lmgate.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y")
+        except ConfigError as error:
+            print("ConfigError:", error)
+        """,
+        LMGATE_CALLBACK_THREADS="many",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ConfigError:" in result.stdout and "LMGATE_CALLBACK_THREADS" in result.stdout

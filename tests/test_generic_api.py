@@ -457,3 +457,48 @@ def test_secrets_never_in_our_log_lines(make, caplog, log_receiver: LogReceiver)
     text = caplog.text + repr(logger) + repr(logger.exporter)
     assert "delivery failing" in caplog.text
     assert secret not in text and "ZmFrZS10b2tlbi1pbi1wYXRo" not in text
+
+
+def test_a_derived_settings_resolves_callback_names_with_its_own_settings(log_receiver, tmp_path) -> None:
+    """A Router's callback_settings and generic_logger_headers name its loggers; the module's do not see them."""
+    from lmgate._callbacks.registry import resolve_callback
+    from lmgate.settings import DEFAULT
+
+    router = DEFAULT.derive(
+        callbacks=["router_log"],
+        callback_settings={
+            "router_log": {
+                "callback_type": "generic_api",
+                "endpoint": log_receiver.url,
+                "batch_size": 1,
+                "spool_dir": str(tmp_path),
+            }
+        },
+        generic_logger_headers={"X-Tenant": "router-a"},
+    )
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="x", _settings=router)
+    assert log_receiver.wait_for_records(1)
+    assert log_receiver.requests[0].headers["x-tenant"] == "router-a"
+    with pytest.raises(ValueError, match="router_log"):  # the module's settings do not name it
+        resolve_callback("router_log")
+
+
+def test_reset_settings_forgets_loggers_built_from_names(tmp_path) -> None:
+    """After reset_settings() a name resolves again, with the settings of that moment."""
+    from lmgate._callbacks.registry import resolve_callback
+
+    def configure(path: str) -> None:
+        lmgate.callback_settings = {
+            "mylog": {
+                "callback_type": "generic_api",
+                "endpoint": f"http://127.0.0.1:9/{path}",
+                "spool": "off",
+            }
+        }
+
+    configure("one")
+    first = resolve_callback("mylog")
+    lmgate.reset_settings()
+    configure("two")
+    second = resolve_callback("mylog")
+    assert first is not second and second.endpoint.endswith("/two")

@@ -88,10 +88,12 @@ def test_a_clean_record_has_no_flag_and_a_client_cannot_set_one(memory_logger) -
 
 
 def test_unencodable_messages_are_narrowed_to_the_bad_value(memory_logger) -> None:
-    """A value in the messages that JSON cannot hold replaces that value only."""
+    """A value in the messages that JSON cannot hold replaces that value only (the call itself is
+    refused, by the mock as by a real provider: its body cannot be encoded)."""
     lg, exporter = memory_logger
     messages = [{"role": "user", "content": "Hi", "extra": 2**70}]
-    lmgate.completion(model="gpt-4o-mini", messages=messages, mock_response="ok")
+    with pytest.raises(lmgate.BadRequestError):
+        lmgate.completion(model="gpt-4o-mini", messages=messages, mock_response="ok")
     flush()
     (record,) = exporter.records
     assert record["messages"][0]["content"] == "Hi"

@@ -56,6 +56,7 @@ PUBLIC_NAMES = {
     "APIConnectionError",
     "Timeout",
     "CallbackError",
+    "ConfigError",
     # module-level settings
     "callbacks",
     "input_callback",

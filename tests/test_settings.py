@@ -64,6 +64,8 @@ def test_derived_settings_read_their_parent_unless_overridden():
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_two_settings_with_their_own_callbacks_never_see_each_others_calls(mode):
+    """A derived Settings' callbacks extend the module's: the global logger hears every call, each
+    derived one hears only its own calls, never the other's."""
     a_logger, b_logger, module_logger = CapturingLogger(), CapturingLogger(), CapturingLogger()
     lmgate.callbacks = [module_logger]
     a, b = DEFAULT.derive(callbacks=[a_logger]), DEFAULT.derive(callbacks=[b_logger])
@@ -86,7 +88,7 @@ def test_two_settings_with_their_own_callbacks_never_see_each_others_calls(mode)
 
     assert answers(a_logger) == ["for a"]
     assert answers(b_logger) == ["for b"]
-    assert answers(module_logger) == ["for module"]
+    assert answers(module_logger) == ["for a", "for b", "for module"]
 
 
 def test_call_arguments_beat_the_calls_settings(fake_provider):
@@ -112,3 +114,27 @@ def test_repr_names_settings_but_never_shows_their_values():
     child = DEFAULT.derive(generic_logger_headers={"Authorization": "Bearer sk-other-secret"})
     assert "secret" not in repr(DEFAULT) + repr(child)
     assert "generic_logger_headers" in repr(child)
+
+
+def test_a_derived_settings_never_changes_its_parents_lists_or_dicts():
+    """Appending to a child's callbacks changes only the child; an inherited dict is read-only."""
+    child = DEFAULT.derive(num_retries=2)
+    child.callbacks.append("x")
+    assert lmgate.callbacks == [] and child.callbacks == ["x"]
+    lmgate.callback_settings["mine"] = {"callback_type": "generic_api"}
+    with pytest.raises(TypeError):
+        child.callback_settings["theirs"] = {}  # type: ignore[index]
+    assert dict(child.callback_settings) == {"mine": {"callback_type": "generic_api"}}  # live view
+    assert "theirs" not in lmgate.callback_settings
+
+
+def test_callback_lists_extend_while_other_settings_override():
+    """Effective lists are the parent's entries then the child's; a scalar is the child's if set."""
+    module_logger, router_logger = CapturingLogger(), CapturingLogger()
+    lmgate.success_callback = [print]
+    lmgate.callbacks = [module_logger]
+    lmgate.num_retries = 1
+    child = DEFAULT.derive(callbacks=[router_logger], num_retries=3)
+    grandchild = child.derive(success_callback=[repr])
+    assert grandchild.callback_lists == ([module_logger, router_logger], [], [print, repr], [])
+    assert (child.num_retries, grandchild.num_retries) == (3, 3)

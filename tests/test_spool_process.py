@@ -302,3 +302,21 @@ def test_the_sigterm_handler_can_be_turned_off(how: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("taken" if how == "on" else "default")
+
+
+def test_a_misspelt_sigterm_switch_keeps_the_flush_on_and_says_so_once() -> None:
+    """LMGATE_SIGTERM_FLUSH=flase is not a boolean: the handler stays on (no record lost), with one warning."""
+    code = textwrap.dedent(
+        """
+        import signal
+        from lmgate.loggers import BatchLogger, InMemoryExporter
+        BatchLogger(InMemoryExporter(), name="switch1", spool="off")
+        BatchLogger(InMemoryExporter(), name="switch2", spool="off")
+        print("default" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "taken")
+        """
+    )
+    env = dict(os.environ, LMGATE_SIGTERM_FLUSH="flase")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "taken"
+    assert result.stderr.count("LMGATE_SIGTERM_FLUSH") == 1

@@ -29,7 +29,18 @@ from _common import (
 # callback state across resets, and in this order every variant's hooks still fire (checked below).
 # logger_and_fn: one CustomLogger and one success function at once (issue 3's measure)
 # cache_hit: the same call again and again with a local in-memory cache (every timed call is a hit)
-VARIANTS = ["no_callbacks", "stream", "success_fn", "custom_logger", "logger_and_fn", "cache_hit"]
+# batch_logger: lmgate's built-in batch logger (the inline `take` path: the payload encoded on the
+# caller's path, queued for a delivery thread) with an exporter that only counts (lmgate only: the
+# reference has no batch logger whose delivery can be kept in memory without growing unbounded)
+VARIANTS = [
+    "no_callbacks",
+    "stream",
+    "success_fn",
+    "custom_logger",
+    "logger_and_fn",
+    "cache_hit",
+    "batch_logger",
+]
 WARMUP = 20
 
 
@@ -83,6 +94,24 @@ def main() -> None:
                 count("sync_hook")
 
             mod.success_callback = [on_success]
+        elif variant == "batch_logger":
+            if args.impl != "lmgate":
+                raise Skip("lmgate's BatchLogger only")
+            from lmgate.loggers import BatchLogger
+            from lmgate.loggers.exporter import DELIVERED
+
+            class CountingExporter:
+                """Ships nowhere: counts what was delivered (as the hooks are counted)."""
+
+                def export(self, batch):
+                    counts["sync_hook"] += len(batch.records) if current["variant"] == variant else 0
+                    return DELIVERED
+
+                def close(self):
+                    pass
+
+            batch_logger = BatchLogger(CountingExporter(), name="bench-mock-sync", spool="off")
+            mod.callbacks = [batch_logger]
 
         stream = variant == "stream"
         extra: dict = {}
@@ -110,19 +139,23 @@ def main() -> None:
             n += 1
         wall = time.perf_counter() - t0
         info = drain(mod, args.impl)
+        if variant == "batch_logger":
+            batch_logger.flush(30)  # its records are delivered on its own threads: counted CPU too
         cpu = time.process_time() - cpu0
         info.update(calls=n, wall_s=round(wall, 4), cpu_s=round(cpu, 4), **counts, **stale)
         metrics = {
             "calls_per_s": metric(n / wall, "calls/s", "higher"),
             "cpu_us_per_call": metric(cpu / n * 1e6, "µs", "lower"),
         }
-        if variant in ("custom_logger", "success_fn"):
+        if variant in ("custom_logger", "success_fn", "batch_logger"):
             # a hook that never ran is a lost log line, not a speed-up
             metrics["hooks_missed"] = metric(n - max(counts.values()), "calls", "lower", ratio=False)
         elif variant == "logger_and_fn":
             logger_hooks = max(counts["sync_hook"], counts["async_hook"])
             missed = (n - logger_hooks) + (n - counts["fn_hook"])
             metrics["hooks_missed"] = metric(missed, "calls", "lower", ratio=False)
+        if variant == "batch_logger":
+            batch_logger.close(5)
         return {"metrics": metrics, "info": info}
 
     run_variants(args.impl, "mock_sync", chosen, measure)

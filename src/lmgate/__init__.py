@@ -99,6 +99,7 @@ _EXCEPTIONS = (
     "APIConnectionError",
     "Timeout",
     "CallbackError",
+    "ConfigError",
 )
 _LAZY.update(dict.fromkeys(_EXCEPTIONS, "lmgate.exceptions"))
 

@@ -9,7 +9,16 @@ are the two drivers that perform those operations, the only place sync and async
 
 ``mock_response`` answers through the same loop: its transport (``providers.mock.respond``)
 returns an httpx-shaped response instead of going to the network, so a mock call emits the
-same events, in the same order, as a call to a real provider — and is retried like one.
+same events, in the same order, as a call to a real provider — and is retried like one. Its
+request body is encoded like a real one (a body JSON cannot hold is refused the same way).
+
+Where a mock call differs, and why: the mock transport answers with the response already
+decoded (a ``ModelResponse``, or for a stream its chunks: ``CHUNKS``, not ``SSE``), so neither
+JSON parsing nor a provider's SSE translator runs for it. Encoding the mock's answer to bytes
+only to decode it again would test the mock's own encoder against a translator, not a
+provider's wire format, at a per-call cost every mock user (demos, tests, the benches) pays;
+the translators are tested against real bytes by the contract suite over the fake HTTP
+provider (``tests/test_callback_contract.py``'s ``backend``) and the provider tests.
 """
 
 from __future__ import annotations
@@ -80,9 +89,9 @@ def attempts(call: Call) -> Flow:
                 call.record.cache_hit = True
                 call.record.saved_cache_cost = call._cost(hit, hit.get("usage")).cost or 0.0
             if call.stream and call.kind == "chat":
-                stream = call.wrap_stream((yield (CHUNKS, _mock.mock_chunks(hit))))
-                stream._cache_hit = True
-                return stream
+                return call.wrap_stream(
+                    (yield (CHUNKS, _mock.mock_chunks(hit)))
+                )  # not stored again: call.cache_hit
             return call.succeed(hit)  # no pre/post events: no API call is made
         mock_delay = call.control.get("mock_delay") if call.mock is not None else None
         if call.mock is not None and call.control.get("mock_timeout") is True and call.timeout is not None:
@@ -99,9 +108,10 @@ def attempts(call: Call) -> Flow:
             if tokens is not None:  # after the pre-call event: the token never reaches a callback
                 auth, refused = (yield (AUTH, tokens, refused)), None
                 req.headers.update(auth)
-            # encoded outside the try: a body that cannot be encoded is the caller's error, not a connection's
-            body = req.body_bytes() if call.mock is None else None
-            if body is not None:  # seam: a provider signs the final request (Bedrock's SigV4)
+            # encoded outside the try: a body that cannot be encoded is the caller's error, not a
+            # connection's; a mock call encodes it too, so it refuses what a real call would
+            body = req.body_bytes()
+            if call.mock is None:  # seam: a provider signs the final request (Bedrock's SigV4)
                 req = call.wire.sign(req, body, call.endpoint)
             err: BaseException
             try:

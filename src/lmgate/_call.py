@@ -23,7 +23,7 @@ from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
-from .providers.base import Endpoint, HttpRequest, Provider, TokenSource, rate_limit_headers
+from .providers.base import Endpoint, HttpRequest, Provider, TokenSource, encode_body, rate_limit_headers
 from .settings import DEFAULT, Settings
 from .types import EmbeddingResponse, ModelResponse
 
@@ -103,6 +103,11 @@ _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_
 class Call:
     """One call's decisions; see the module docstring."""
 
+    # the cache pipeline's decision at lookup, read again at store; set only by calls that use a
+    # cache. A class default, not an instance attribute set in __init__: a Call already holds 29,
+    # and past CPython's 30 shared-key attributes every attribute access of every call slows down
+    cache_state: Any = None
+
     def __init__(
         self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool
     ) -> None:
@@ -150,16 +155,11 @@ class Call:
             if control.keys().isdisjoint(_CALL_LIST_NAMES)
             else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         )
-        global_lists = (
-            settings.callbacks,
-            settings.input_callback,
-            settings.success_callback,
-            settings.failure_callback,
-        )
+        global_lists = settings.callback_lists  # a derived one's: its parent's, then its own
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
         else:
-            self.plan = get_dispatcher().plan(global_lists, call_lists)
+            self.plan = get_dispatcher().plan(global_lists, call_lists, settings)
         self.record: CallRecord | None = None
         if not self.plan.empty:
             self.record = CallRecord(
@@ -185,8 +185,10 @@ class Call:
                 ),
                 raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
             )
-            self.record.model_id = control.get("model_id")
-            self.record.model_group = control.get("model_group")
+            if "model_id" in control:  # set only when given: the record's defaults are None
+                self.record.model_id = control["model_id"]
+            if "model_group" in control:
+                self.record.model_group = control["model_group"]
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control
@@ -279,7 +281,10 @@ class Call:
         """The request for this attempt; emits the pre-call event."""
         assert self.wire is not None and self.endpoint is not None
         if self.record is None and self.mock is not None:
-            return _UNHEARD_MOCK_REQUEST  # the mock transport never reads it: built only for callbacks
+            # nobody reads a mock's request when no callback listens, so none is built; what it
+            # would hold is still encoded, so the mock refuses what a real call's body would
+            encode_body((self.payload, self.params))
+            return _UNHEARD_MOCK_REQUEST
         if self.kind == "chat":
             req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
@@ -293,7 +298,11 @@ class Call:
             req.params = {**dict(parse_qsl(self.endpoint.base_query, keep_blank_values=True)), **req.params}
         if self.record is not None:
             self.record.attempt = attempt
-            self.record.set_request(req.json, req.headers, self.shown_api_base)
+            try:  # the body's JSON is the record's snapshot of it too: encoded once
+                encoded: bytes | None = req.body_bytes()
+            except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
+                encoded = None
+            self.record.set_request(req.json, req.headers, self.shown_api_base, encoded)
             get_dispatcher().emit(self.record, self.plan, "pre")
         return req
 
@@ -539,7 +548,12 @@ def _has_price_params(control: dict[str, Any]) -> bool:
 
 
 # what a mock call's attempt sends when no callback listens (nobody would read the request)
-_UNHEARD_MOCK_REQUEST = HttpRequest("POST", "mock:", {}, {})
+class _UnheardMockRequest(HttpRequest):
+    def body_bytes(self) -> bytes:
+        return b""  # checked in http_request already
+
+
+_UNHEARD_MOCK_REQUEST = _UnheardMockRequest("POST", "mock:", {}, {})
 
 
 def _is_transport_error(error: BaseException) -> bool:

@@ -8,7 +8,7 @@ Three layers keep secrets out:
 * the secrets of one call (its API key, the password and secret query values of its
   ``api_base``) are passed explicitly to ``scrub`` where that call's data leaves it;
 * every secret lmgate was configured with or sent is remembered (a bounded set) and masked
-  wherever its exact text appears, whatever its shape (``remember_secret``/``mask_secrets``);
+  wherever its exact text appears, whatever its shape (``remember_secret``/``scrub``);
 * patterns catch the shapes keys usually have (``sk-…``, ``Bearer …``, ``api_key=…``), for
   secrets lmgate never saw.
 
@@ -127,11 +127,6 @@ def remember_secret(secret: str | None) -> None:
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
         _known_pairs = tuple(_known.items())
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with every remembered secret and every key-shaped string masked."""
-    return scrub(text)
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
@@ -308,10 +303,10 @@ class MaskingFilter(logging.Filter):
     """A logging filter for handlers: masks secrets in the message and the traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_secrets(record.getMessage())
+        record.msg = scrub(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -325,7 +320,6 @@ __all__ = [
     "is_secret_param",
     "mask_headers",
     "mask_key",
-    "mask_secrets",
     "mask_url",
     "remember_secret",
     "scrub",

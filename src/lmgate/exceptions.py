@@ -74,9 +74,9 @@ class LmgateError(Exception):
         body: Any = None,
         retry_after: float | None = None,
     ) -> None:
-        from ._secrets import mask_secrets, scrub_data, upstream_headers
+        from ._secrets import scrub, scrub_data, upstream_headers
 
-        self.message = mask_secrets(str(message))
+        self.message = scrub(str(message))
         self.llm_provider = llm_provider
         self.model = model
         if status_code is not None:
@@ -217,9 +217,9 @@ class ConfigError(LmgateError, ValueError):
         self.file = file
         self.key = key
         self.fix = fix
-        from ._secrets import mask_secrets
+        from ._secrets import scrub
 
-        self.detail = mask_secrets(message)
+        self.detail = scrub(message)
 
     def __str__(self) -> str:
         return self.message

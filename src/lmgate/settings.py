@@ -9,16 +9,27 @@ take the settings they are handed (``call.settings``) or read ``DEFAULT``; none 
 package root.
 
 Precedence: call arguments > the call's ``Settings`` (a Router's, made by ``DEFAULT.derive``)
-> module defaults. A derived ``Settings`` holds only what it overrides and reads everything
-else from its parent when asked, so ``lmgate.num_retries = 2`` still reaches a Router that
-did not set its own. Two derived ``Settings`` with their own ``callbacks`` never see each
-other's calls.
+> module defaults. A derived ``Settings`` holds only what it sets and reads everything else
+from its parent when asked, so ``lmgate.num_retries = 2`` still reaches a Router that did not
+set its own. Two rules, as the reference behaves:
+
+* **The four callback lists extend** (``callbacks``, ``input_callback``, ``success_callback``,
+  ``failure_callback``): what a call hears is its parent's list plus the child's own
+  (``callback_lists``), so module-level (global) callbacks hear every call, a Router's own
+  callbacks hear only its calls, and two derived ``Settings`` never hear each other's calls.
+  ``child.callbacks`` is the child's own list (empty until it adds one), safe to append to.
+* **Every other setting overrides**: the child's value if it set one, else the parent's. An
+  inherited dict is handed out as a read-only view (``MappingProxyType``) of the parent's, so
+  ``child.callback_settings["x"] = ...`` cannot change the parent behind its back; set the
+  child's own (``child.callback_settings = {...}``) instead.
 
 This module is a leaf: it imports nothing from lmgate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 # name -> factory of its default value (a factory: lists and dicts are fresh per reset)
@@ -44,13 +55,16 @@ _DEFAULTS: dict[str, Any] = {
 
 #: every setting name, in a stable order
 NAMES: tuple[str, ...] = tuple(_DEFAULTS)
+#: the lists a child extends rather than overrides, in the order ``callback_lists`` gives them
+CALLBACK_LISTS: tuple[str, ...] = ("callbacks", "input_callback", "success_callback", "failure_callback")
 
 
 class Settings:
     """Every setting a call reads; see the module docstring.
 
-    Attributes are plain: ``s.callbacks.append(x)`` mutates the list the calls read. An unknown
-    name is an error (``s.num_retires = 2`` would otherwise do nothing, silently).
+    Attributes are plain: ``s.callbacks.append(x)`` mutates the list the calls read (a derived
+    one's own list). An unknown name is an error (``s.num_retires = 2`` would otherwise do
+    nothing, silently).
     """
 
     callbacks: list[Any]
@@ -70,25 +84,48 @@ class Settings:
     client_session: Any
     aclient_session: Any
 
+    #: the four callback lists (``CALLBACK_LISTS``) as a call with these settings hears them: for
+    #: a root its own lists (kept current on assignment: one attribute read per call), for a
+    #: derived one its parent's entries then its own (made when read)
+    callback_lists: tuple[Any, Any, Any, Any]
+
     def __init__(self, *, _parent: Settings | None = None, **values: Any) -> None:
         object.__setattr__(self, "_parent", _parent)
         if _parent is None:  # a root holds every name
             for name, factory in _DEFAULTS.items():
                 object.__setattr__(self, name, factory())
+            self._refresh_lists()
         for name, value in values.items():
             setattr(self, name, value)
+
+    def _refresh_lists(self) -> None:
+        d = self.__dict__
+        object.__setattr__(self, "callback_lists", tuple(d[name] for name in CALLBACK_LISTS))
 
     def __getattr__(self, name: str) -> Any:
         # only names this instance does not hold itself get here: a derived one asks its parent
         parent = self.__dict__.get("_parent")
+        if name == "callback_lists" and parent is not None:
+            inherited = parent.callback_lists
+            held = self.__dict__
+            return tuple(_joined(got, held.get(n)) for got, n in zip(inherited, CALLBACK_LISTS, strict=True))
         if parent is None or name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}")
-        return getattr(parent, name)
+        if name in CALLBACK_LISTS:  # the child's own list (the parent's is added by callback_lists)
+            own: list[Any] = []
+            object.__setattr__(self, name, own)
+            return own
+        value = getattr(parent, name)
+        if isinstance(value, (dict, MappingProxyType)):
+            return MappingProxyType(value)  # live and read-only: the parent's stays the parent's
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}; the settings are: {', '.join(NAMES)}")
         object.__setattr__(self, name, value)
+        if name in CALLBACK_LISTS and self.__dict__["_parent"] is None:
+            self._refresh_lists()
 
     def __delattr__(self, name: str) -> None:
         # a derived Settings forgets its override (reads the parent again); a root goes back to the default
@@ -96,8 +133,21 @@ class Settings:
             raise AttributeError(f"Settings has no setting {name!r}")
         if self.__dict__.get("_parent") is None:
             object.__setattr__(self, name, _DEFAULTS[name]())
+            if name in CALLBACK_LISTS:
+                self._refresh_lists()
         else:
             self.__dict__.pop(name, None)
+
+    def named_callbacks_owner(self) -> Settings:
+        """The nearest Settings (this one or an ancestor) that sets ``callback_settings`` or
+        ``generic_logger_headers``: a callback *name* resolves the same for every Settings below
+        it, so they share one logger per name (``_callbacks.registry``)."""
+        owner = self
+        while owner.__dict__["_parent"] is not None and not (
+            "callback_settings" in owner.__dict__ or "generic_logger_headers" in owner.__dict__
+        ):
+            owner = owner.__dict__["_parent"]
+        return owner
 
     def derive(self, **overrides: Any) -> Settings:
         """A child: ``overrides`` are its own, every other setting is read from this one when asked."""
@@ -119,13 +169,39 @@ class Settings:
         return f"<lmgate derived Settings overriding {', '.join(self.overrides()) or 'nothing'}>"
 
 
+def _as_list(items: Any) -> list[Any]:
+    if not items:
+        return []
+    return list(items) if isinstance(items, (list, tuple)) else [items]  # one callback instead of a list
+
+
+def _joined(inherited: Any, own: Any) -> Any:
+    if not own:
+        return inherited
+    return _as_list(inherited) + _as_list(own)
+
+
 #: the instance behind ``lmgate.callbacks``, ``lmgate.cache``, … (never rebound: reset in place)
 DEFAULT = Settings()
 
 
+# what else a reset forgets (the registry's named loggers, built from the old settings);
+# registered by those modules, so this one imports nothing from lmgate
+_reset_steps: list[Callable[[], Any]] = []
+
+
+def on_reset(step: Callable[[], Any]) -> None:
+    """Run ``step`` on every ``reset_settings()`` (once per step)."""
+    if step not in _reset_steps:
+        _reset_steps.append(step)
+
+
 def reset_settings() -> None:
-    """Every module-level setting back to its default (one call, for tests and notebooks)."""
+    """Every module-level setting back to its default, and every logger built from a callback
+    name forgotten (closed: what it holds is delivered first) — one call, for tests and notebooks."""
     DEFAULT.reset()
+    for step in list(_reset_steps):
+        step()
 
 
-__all__ = ["DEFAULT", "NAMES", "Settings", "reset_settings"]
+__all__ = ["CALLBACK_LISTS", "DEFAULT", "NAMES", "Settings", "reset_settings"]

@@ -94,14 +94,21 @@ class ChunkAccumulator:
                         {
                             "id": slot["id"],
                             "type": "function",
-                            "function": Function._build({"name": slot["name"], "arguments": "".join(slot["arguments"])}),
+                            "function": Function._build(
+                                {"name": slot["name"], "arguments": "".join(slot["arguments"])}
+                            ),
                         }
                     )
                     for _, slot in sorted(state["tools"].items())
                 ]
             choices.append(
                 Choices._build(
-                    {"index": index, "message": Message._build(message), "finish_reason": state["finish"], "logprobs": None}
+                    {
+                        "index": index,
+                        "message": Message._build(message),
+                        "finish_reason": state["finish"],
+                        "logprobs": None,
+                    }
                 )
             )
         data: dict[str, Any] = {
@@ -121,7 +128,11 @@ def _with_choice(chunk: Any) -> Any:
     if chunk.get("choices"):
         return chunk
     data = dict(chunk)
-    data["choices"] = [StreamingChoices._build({"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None})]
+    data["choices"] = [
+        StreamingChoices._build(
+            {"index": 0, "delta": Delta._build({}), "finish_reason": None, "logprobs": None}
+        )
+    ]
     return ModelResponseStream._build(data)
 
 
@@ -154,7 +165,6 @@ class CustomStreamWrapper:
         self._is_async = is_async
         self._acc = ChunkAccumulator()
         self._ended = False
-        self._cache_hit = False
         self.model = call.model_name
         self.custom_llm_provider = call.provider_name
         if call.record is not None:  # only streams someone listens to need ending at exit
@@ -174,10 +184,22 @@ class CustomStreamWrapper:
             return error
         self._ended = True
         _open_streams.discard(self)
-        response = self._acc.build()
-        if self._cache_hit:
-            self._call.cache_hit = True
-        return self._call.end_stream(response, status, error)
+        return self._call.end_stream(self._acc.build(), status, error)
+
+    def _finish(self, error: BaseException | None) -> Any:
+        """The end of the stream, once its source is closed; the policy both iterators share.
+
+        A complete stream (``error`` None) ends the call and returns the response to cache
+        (None for a replayed cache hit: it is stored already); a broken one ends the call as
+        broken and raises what the caller gets (the error mapped into lmgate's tree).
+        """
+        if error is None:
+            self._end("complete")
+            return None if self._call.cache_hit else self._acc.build()
+        mapped = self._end("broken", error)
+        if mapped is None or mapped is error:
+            raise error
+        raise mapped from error
 
     @property
     def response(self) -> ModelResponse:
@@ -197,16 +219,11 @@ class CustomStreamWrapper:
             chunk = next(self._chunks)
         except StopIteration:
             self._close_source()
-            self._end("complete")
-            if not self._cache_hit:
-                self._call.cache_store(self._acc.build())
+            self._call.cache_store(self._finish(None))
             raise
         except BaseException as error:
             self._close_source()
-            mapped = self._end("broken", error)
-            if mapped is None or mapped is error:
-                raise
-            raise mapped from error
+            self._finish(error)
         return self._deliver(chunk)
 
     def _close_source(self) -> None:
@@ -258,16 +275,11 @@ class CustomStreamWrapper:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             await self._aclose_source()
-            self._end("complete")
-            if not self._cache_hit:
-                await self._call.acache_store(self._acc.build())
+            await self._call.acache_store(self._finish(None))
             raise
         except BaseException as error:
             await self._aclose_source()
-            mapped = self._end("broken", error)
-            if mapped is None or mapped is error:
-                raise
-            raise mapped from error
+            self._finish(error)
         return self._deliver(chunk)
 
     async def _aclose_source(self) -> None:

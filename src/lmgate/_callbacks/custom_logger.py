@@ -165,3 +165,13 @@ class CustomLogger:
         import asyncio
 
         return await asyncio.to_thread(self.flush, timeout)
+
+
+def overrides(obj: Any, name: str, base: type = CustomLogger) -> bool:
+    """True when ``obj`` has its own ``name`` (not ``base``'s): a hook it wants called. A hook set
+    on the instance counts too: users' tests patch one with ``patch.object(handler,
+    "log_success_event")`` and inspect ``call_args.kwargs``."""
+    if name in getattr(obj, "__dict__", ()):
+        return True
+    method = getattr(type(obj), name, None)
+    return method is not None and method is not getattr(base, name, None)

@@ -13,12 +13,10 @@ from typing import Any
 import orjson
 
 from ..types import _plain
-from .encoding import encode_salvaged
+from .encoding import json_default
 from .redact import REDACTED_TEXT, redact_messages
 
 NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
-# the parts of a call's request that kwargs hands out (``encode_parts``)
-PART_NAMES = ("messages", "optional_params", "litellm_params", "body", "headers", "input")
 
 
 # how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
@@ -117,28 +115,6 @@ def snapshot(value: Any) -> tuple[bytes | None, Any]:
 def thaw(raw_json: bytes | None, fallback: Any) -> Any:
     """A fresh copy of a snapshot taken by ``snapshot``."""
     return orjson.loads(raw_json) if raw_json is not None else fallback
-
-
-def json_default(value: Any) -> Any:
-    """What the payload may hold beyond JSON types: shown as text rather than failing."""
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return repr(value)
-
-
-def encode_payload(payload: Any) -> bytes:
-    """The payload as JSON; parts that cannot be encoded are replaced and flagged (``encoding``)."""
-    return encode_payload_flagged(payload)[0]
-
-
-def encode_payload_flagged(payload: Any) -> tuple[bytes, bool]:
-    """``encode_payload``, and whether any part had to be replaced."""
-    try:
-        return orjson.dumps(payload, default=json_default, option=NON_STR_KEYS), False
-    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
-        return encode_salvaged(payload, json_default)
 
 
 def _dumps_or_value(value: Any) -> Any:

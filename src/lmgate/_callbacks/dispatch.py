@@ -35,13 +35,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import mask_secrets
-from ..exceptions import CallbackError
-from ..settings import DEFAULT
-from .custom_logger import CustomLogger
+from .. import _conf
+from .._secrets import scrub
+from ..exceptions import CallbackError, ConfigError
+from ..settings import DEFAULT, Settings
+from .custom_logger import CustomLogger, overrides
 from .data import copy_data
 from .kwargs import build_kwargs
-from .protocols import SummarySink
+from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
 
@@ -88,18 +89,6 @@ def _is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def _overrides(obj: Any, name: str) -> bool:
-    # a hook set on the instance counts too: users' tests patch one with
-    # ``patch.object(handler, "log_success_event")`` and inspect ``call_args.kwargs``
-    if name in getattr(obj, "__dict__", ()):
-        return True
-    method = getattr(type(obj), name, None)
-    if method is None:
-        return False
-    base = getattr(CustomLogger, name, None)
-    return method is not base
-
-
 class Target:
     """One registered callback and the handler it has for each event."""
 
@@ -134,12 +123,12 @@ class Target:
             for event in roles:
                 sync_name, async_name = _LOGGER_HOOKS[event]
                 # hook names, read from the logger when the hook runs (so a patched hook is the one called)
-                if _overrides(obj, sync_name):
+                if overrides(obj, sync_name):
                     self.sync[event] = sync_name
-                if async_name and _overrides(obj, async_name):
+                if async_name and overrides(obj, async_name):
                     self.async_[event] = async_name
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
-            self.sink = isinstance(obj, SummarySink)
+            self.sink = takes_summaries(obj)
             self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
         else:
             self.kind = "function"
@@ -202,7 +191,7 @@ def _is_logger(obj: Any) -> bool:
         return True
     if callable(obj):
         return False
-    return any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values()) or isinstance(obj, SummarySink)
+    return any(hasattr(obj, h[0]) for h in _LOGGER_HOOKS.values()) or takes_summaries(obj)
 
 
 class Plan:
@@ -298,38 +287,49 @@ class Dispatcher:
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
         # flushables with an exit path of their own (batch loggers): left out of the exit flush
         self._own_exit: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._plan_cache: dict[tuple[Any, ...], Plan] = {}
+        self._plan_cache: dict[tuple[Any, ...], tuple[Settings, Plan]] = {}
         self._exit_registered = False
 
     # ---- plans ----
-    def plan(self, global_lists: tuple[Any, ...], call_lists: dict[str, Any] | None) -> Plan:
+    def plan(
+        self,
+        global_lists: tuple[Any, ...],
+        call_lists: dict[str, Any] | None,
+        settings: Settings | None = None,
+    ) -> Plan:
+        """The targets of a call; callback *names* resolve with ``settings`` (a Router's
+        ``callback_settings``), so the cache key holds the settings that name them."""
         # keyed by identity: loggers need not be hashable, and two equal loggers are still two.
-        # A cached plan holds its objects, so their ids cannot be reused while it is cached.
-        key = tuple(_identity(lst) for lst in global_lists)
+        # A cached plan holds its objects (and the settings its names resolved with), so their
+        # ids cannot be reused while it is cached.
+        owner = (settings or DEFAULT).named_callbacks_owner()
+        key = (id(owner), *(_identity(lst) for lst in global_lists))
         if not call_lists:
             cached = self._plan_cache.get(key)
             if cached is not None:
-                return cached
+                return cached[1]
         entries: dict[int, tuple[Any, set[str]]] = {}
         for list_name, items in zip(LIST_NAMES, global_lists, strict=True):
-            self._collect(entries, list_name, items)
+            self._collect(entries, list_name, items, owner)
         if call_lists:
             for list_name in LIST_NAMES:
-                self._collect(entries, list_name, call_lists.get(list_name) or ())
+                self._collect(entries, list_name, call_lists.get(list_name) or (), owner)
         targets = [Target(obj, frozenset(roles), self.worker_count) for obj, roles in entries.values()]
         plan = Plan(targets) if targets else EMPTY_PLAN
         for t in targets:
-            if _overrides(t.obj, "flush"):  # a Flushable beyond CustomLogger's no-op
+            if overrides(t.obj, "flush"):  # a Flushable beyond CustomLogger's no-op
                 self._flushables.add(t.obj)
         if not call_lists:
             if len(self._plan_cache) > 64:
                 self._plan_cache.clear()
-            self._plan_cache[key] = plan
+            self._plan_cache[key] = (owner, plan)
         if not plan.empty:
             self._ensure_exit_flush()
         return plan
 
-    def _collect(self, entries: dict[int, tuple[Any, set[str]]], list_name: str, items: Any) -> None:
+    def _collect(
+        self, entries: dict[int, tuple[Any, set[str]]], list_name: str, items: Any, settings: Settings
+    ) -> None:
         from .registry import resolve_callback
 
         if items is None:
@@ -337,7 +337,7 @@ class Dispatcher:
         if not isinstance(items, (list, tuple)):
             items = [items]
         for item in items:
-            obj = resolve_callback(item) if isinstance(item, str) else item
+            obj = resolve_callback(item, settings) if isinstance(item, str) else item
             roles = (_LOGGER_ROLES if _is_logger(obj) else _FUNCTION_ROLES)[list_name]
             if not _is_logger(obj) and not callable(obj):
                 raise TypeError(
@@ -391,9 +391,12 @@ class Dispatcher:
         loop = self._callback_loop().loop
         for t, event, response_obj, (extra, snapshot) in jobs:
             key = id(t.obj)
-            previous = record.tails.get(key)
+            tails = record.tails
+            if tails is None:
+                tails = record.tails = {}
+            previous = tails.get(key)
             job = _Job(self, t, record, event, response_obj, extra, snapshot)
-            record.tails[key] = loop.create_task(job.run_async(previous))
+            tails[key] = loop.create_task(job.run_async(previous))
 
     def _worker(self, index: int) -> _Worker:
         worker = self._workers[index]
@@ -432,7 +435,7 @@ class Dispatcher:
                 "callback %s.%s raised (logged once; later errors are counted in lmgate.callback_stats()):\n%s",
                 target.name,
                 hook,
-                mask_secrets(text),
+                scrub(text),
             )
         if DEFAULT.strict_callbacks:  # a process-wide debugging switch: the module default's
             with self._lock:
@@ -482,7 +485,7 @@ class Dispatcher:
             try:
                 drained = bool(obj.flush(remaining)) and drained
             except Exception as error:  # a logger's flush must not stop the others
-                logger.error("flush of %s failed: %s", type(obj).__name__, mask_secrets(str(error)))
+                logger.error("flush of %s failed: %s", type(obj).__name__, scrub(str(error)))
                 drained = False
         with self._lock:
             errors, self.strict_errors = self.strict_errors, []
@@ -651,8 +654,7 @@ def get_dispatcher() -> Dispatcher:
     if d is None:
         with _dispatcher_lock:
             if _dispatcher is None:
-                count = int(os.environ.get("LMGATE_CALLBACK_THREADS", DEFAULT_CALLBACK_THREADS))
-                _dispatcher = Dispatcher(max(1, count))
+                _dispatcher = Dispatcher(callback_thread_count())
             d = _dispatcher
     return d
 
@@ -673,7 +675,28 @@ def end_streams_at_exit() -> None:
         try:
             step()
         except Exception as error:  # exit goes on whatever one step does
-            logger.error("lmgate exit step %r failed: %s", step, mask_secrets(str(error)))
+            logger.error("lmgate exit step %r failed: %s", step, scrub(str(error)))
+
+
+def callback_thread_count() -> int:
+    """``LMGATE_CALLBACK_THREADS`` (a whole number >= 1), read when the dispatcher is first needed."""
+    raw = os.environ.get("LMGATE_CALLBACK_THREADS", "").strip()
+    if not raw:
+        return DEFAULT_CALLBACK_THREADS
+    return _conf.number(raw, name="LMGATE_CALLBACK_THREADS", where="environment", minimum=1, integer=True)  # type: ignore[no-any-return]
+
+
+def exit_flush_timeout_s() -> float:
+    """``LMGATE_EXIT_FLUSH_TIMEOUT_S`` (seconds or ``"5s"``); at exit a bad value must not lose
+    records, so it falls back to the default with one warning instead of raising."""
+    raw = os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", "").strip()
+    if not raw:
+        return DEFAULT_EXIT_FLUSH_TIMEOUT_S
+    try:
+        return _conf.duration_s(raw, name="LMGATE_EXIT_FLUSH_TIMEOUT_S", where="environment")
+    except ConfigError as error:
+        logger.warning("lmgate: %s; flushing with the default %.1fs", error, DEFAULT_EXIT_FLUSH_TIMEOUT_S)
+        return DEFAULT_EXIT_FLUSH_TIMEOUT_S
 
 
 def _flush_at_exit() -> None:
@@ -681,7 +704,7 @@ def _flush_at_exit() -> None:
     if d is None:
         return
     end_streams_at_exit()
-    timeout = float(os.environ.get("LMGATE_EXIT_FLUSH_TIMEOUT_S", DEFAULT_EXIT_FLUSH_TIMEOUT_S))
+    timeout = exit_flush_timeout_s()
     try:
         done = d.flush(timeout, batch_loggers=False)
     except CallbackError as error:

@@ -27,6 +27,32 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 _OBJECT_PARTS = frozenset({"metadata.requester_metadata"})
 
 
+def json_default(value: Any) -> Any:
+    """What a record may hold beyond JSON types: sets as lists, bytes as text, anything else as
+    its ``repr`` (a record's reader sees what the value was, not just its text)."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def encode_record(record: Any) -> bytes:
+    """A log record (the standard logging payload, or a batch logger's own record) as compact
+    JSON, never holding a raw newline (the spool relies on that). Parts that cannot be encoded are
+    replaced and flagged (``encode_salvaged``); a record that is not a JSON object and cannot be
+    encoded raises ``UnencodableRecord``."""
+    return encode_record_flagged(record)[0]
+
+
+def encode_record_flagged(record: Any) -> tuple[bytes, bool]:
+    """``encode_record``, and whether any part had to be replaced."""
+    try:
+        return orjson.dumps(record, default=json_default, option=_OPTIONS), False
+    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
+        return encode_salvaged(record, json_default)
+
+
 class UnencodableRecord(ValueError):
     """Raised when a record cannot be encoded even part by part (it is not a JSON object)."""
 

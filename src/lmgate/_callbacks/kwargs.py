@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from .data import copy_data, encode_payload
+from .data import copy_data
+from .encoding import encode_record
 from .redact import REDACTED_TEXT, redact_response
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
             return facts.summary().payload_json(redact)  # type: ignore[no-any-return]
         if not dict.__contains__(self, _PAYLOAD_KEY):
             return None
-        return encode_payload(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
+        return encode_record(dict.__getitem__(self, _PAYLOAD_KEY))  # read (maybe changed) as a dict
 
 
 def _part_copy(arg: tuple[CallFacts, bool, str]) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -82,6 +82,15 @@ def zero_cost_diagnostic(
     return None
 
 
+_NO_ERROR: dict[str, str] = {
+    "error_code": "",
+    "error_class": "",
+    "llm_provider": "",
+    "traceback": "",
+    "error_message": "",
+}
+
+
 def request_tags(metadata: dict[str, Any]) -> tuple[list[str], str | None]:
     """``metadata["tags"]`` as the payload's ``request_tags`` (a list of strings), and what was
     wrong with it, if anything: a string or a dict is not taken apart into characters or keys."""
@@ -110,8 +119,8 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
 
 def build_payload(s: CallSummary) -> dict[str, Any]:
     # the summary's own mappings, not its read-only views: they are encoded, never handed out
-    raw = s.__dict__
-    usage = raw["usage"] or {}
+    usage, cost_breakdown, optional_params, _, hidden_params = s.encodable()
+    usage = usage or {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     total = int(usage.get("total_tokens") or (prompt + completion))
@@ -134,22 +143,16 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     if flags:
         metadata[ENCODING_ERRORS_KEY] = flags
         s.flag_payload()
-    error_info = {
-        "error_code": "",
-        "error_class": "",
-        "llm_provider": "",
-        "traceback": "",
-        "error_message": "",
-    }
+    error_info = _NO_ERROR  # encoded, never changed: one dict for every successful call
     error_str = None
     if s.error is not None:
-        error_str = mask_secrets(str(s.error))
+        error_str = scrub(str(s.error))
         error_info = {
             "error_code": str(getattr(s.error, "status_code", "") or ""),
             "error_class": type(s.error).__name__,
             "llm_provider": getattr(s.error, "llm_provider", None) or s.provider or "",
             "traceback": s.traceback or "",
-            "error_message": mask_secrets(str(getattr(s.error, "message", None) or s.error)),
+            "error_message": scrub(str(getattr(s.error, "message", None) or s.error)),
         }
     raw_messages, messages_copy = s.messages_snapshot
     messages: Any = orjson.Fragment(raw_messages) if raw_messages is not None else messages_copy
@@ -164,7 +167,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "api_base": s.api_base,
         "response_cost": s.cost,
         "litellm_overhead_time_ms": s.overhead_ms,
-        "additional_headers": (raw["hidden_params"] or {}).get("additional_headers") or {},
+        "additional_headers": (hidden_params or {}).get("additional_headers") or {},
         "litellm_model_name": s.model,
         "batch_models": None,
         "batch_successful_requests": None,
@@ -184,7 +187,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "status_fields": {"llm_api_status": s.status or "failure", "guardrail_status": "not_run"},
         "response_cost": s.cost,
         "cost": s.cost,
-        "cost_breakdown": raw["cost_breakdown"],
+        "cost_breakdown": cost_breakdown,
         "response_cost_failure_debug_info": None if s.cost is not None else {"error_str": s.cost_reason},
         "cost_finalized": True,  # a library call's cost is final when the event fires
         "zero_cost_diagnostic": zero_cost_diagnostic(s.cost, s.cache_hit, s.model),
@@ -200,7 +203,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "endTime": end,
         "completionStartTime": completion_start,
         "response_time": end - s.start,
-        "model_map_information": model_map_information(raw.get("price_key"), s.model),
+        "model_map_information": model_map_information(s.price_key, s.model),
         "model": s.model,
         "response_model": s.response_model,
         "model_id": s.model_id,
@@ -219,7 +222,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
         "response": response,
         "error_str": error_str,
         "error_information": error_info,
-        "model_parameters": raw["optional_params"],
+        "model_parameters": optional_params,
         "hidden_params": hidden,
         "guardrail_information": None,
         "standard_built_in_tools_params": None,

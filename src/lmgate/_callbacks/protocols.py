@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 class SummarySink(Protocol):
     """Takes terminal events inline: ``take(summary, event)`` with event ``"success"`` or ``"failure"``.
 
-    A callback in ``lmgate.callbacks`` (or ``success_callback``/``failure_callback``) that has a
-    ``take`` method is a sink: for the terminal events the dispatcher calls ``take`` on the
+    A callback in ``lmgate.callbacks`` (or ``success_callback``/``failure_callback``) whose class
+    has a ``take`` method is a sink (the exact rule: ``takes_summaries`` below): for the terminal events the dispatcher calls ``take`` on the
     caller's path instead of scheduling the logger's ``log_success_event``/``log_failure_event``
     on a callback thread. That is the fast path: no thread hand-off, no ``kwargs`` built, and the
     payload JSON (``summary.payload_json()``) encoded once per call and shared by every sink.
@@ -38,6 +38,30 @@ class SummarySink(Protocol):
     """
 
     def take(self, summary: CallSummary, event: str) -> None: ...
+
+
+_TERMINAL_HOOKS = (
+    "log_success_event",
+    "log_failure_event",
+    "async_log_success_event",
+    "async_log_failure_event",
+)
+
+
+def takes_summaries(obj: Any) -> bool:
+    """True when the dispatcher calls ``obj.take(summary, event)`` inline for terminal events.
+
+    The one rule (``isinstance(obj, SummarySink)`` only checks that the name exists, so a logger
+    with ``self.take = 0.1`` would lose its hooks): the class has a callable ``take``, and no
+    class below the one that defines ``take`` defines a success/failure hook. A subclass that
+    overrides a hook gets its hooks called (its code would never run otherwise); a class that
+    defines ``take`` next to its hooks is a sink.
+    """
+    mro = type(obj).__mro__
+    owner = next((i for i, c in enumerate(mro) if "take" in c.__dict__), None)
+    if owner is None or not callable(mro[owner].__dict__["take"]):
+        return False
+    return not any(hook in c.__dict__ for c in mro[:owner] for hook in _TERMINAL_HOOKS)
 
 
 @runtime_checkable

@@ -19,16 +19,58 @@ from typing import Any
 
 import orjson
 
-from .._secrets import mask_headers, mask_key, mask_secrets
-from .data import copy_data, encode_parts, json_default, plain, snapshot, thaw
+from .._secrets import mask_headers, mask_key, scrub
+from .data import copy_data, encode_parts, plain, snapshot, thaw
+from .encoding import json_default
 from .payload import build_payload
 from .summary import CallSummary, freeze
 
 __all__ = ["CallRecord", "copy_data"]
 
 
+# one lock for every record's freeze (quick, and rarely contended): a lock per call costs more
+_freeze_lock = threading.Lock()
+
+
 class CallRecord:
     """Everything known about one running call; see the module docstring."""
+
+    # facts filled as the call goes; until then the class's defaults (``_FACT_DEFAULTS``)
+    body_snapshot: tuple[bytes | None, Any] = (None, None)
+    attempt = 0
+    original_response: str | None = None
+    response: Any = None  # the final (or, for a cut stream, partial) response object
+    response_json: bytes | None = None
+    response_id: str | None = None
+    usage: dict[str, Any] | None = None
+    cost: float | None = None
+    cost_breakdown: dict[str, float] | None = None
+    cost_reason: str | None = None
+    price_key: str | None = None
+    completion_start: float | None = None
+    end: float | None = None
+    error: BaseException | None = None
+    traceback: str | None = None
+    cache_hit = False
+    cache_key: str | None = None
+    saved_cache_cost = 0.0
+    stream_status: str | None = None  # complete | abandoned | broken
+    response_model: str | None = None
+    status: str | None = None
+    overhead_ms: float | None = None
+    _summary: CallSummary | None = None
+    user: Any = None
+    api_base: str | None = None
+    api_key_masked: str | None = None
+    redact_all = False
+    raw_request = False
+    model_id: str | None = None
+    model_group: str | None = None
+    # made on first use: encoded request parts per (attempt, redact), and per callback the tail
+    # of its async delivery chain (touched only on the callback loop). Fewer than 30 instance
+    # attributes keep CPython's compact shared-key layout for the record's attribute accesses.
+    _parts_cache: dict[tuple[Any, ...], dict[str, Any]] | None = None
+    tails: dict[int, Any] | None = None
 
     def __init__(
         self,
@@ -59,47 +101,25 @@ class CallRecord:
         self.litellm_params_source = litellm_params
         self.metadata = copy_data(metadata)
         self.stream = stream
-        self.user = user
         self.call_id = call_id
         self.trace_id = trace_id
         self.start = start
         self.is_async = is_async
-        self.api_base = api_base
-        self.api_key_masked = mask_key(api_key) if api_key else None
-        self.redact_all = redact_all
-        self.raw_request = raw_request  # metadata["raw_request"] in litellm_params (log_raw_request_response)
-        # filled as the call goes
-        self.body_snapshot: tuple[bytes | None, Any] = (None, None)
+        # what is usually the default stays the class's (see the class body)
+        if user is not None:
+            self.user = user
+        if api_base:
+            self.api_base = api_base
+        if api_key:
+            self.api_key_masked = mask_key(api_key)
+        if redact_all:
+            self.redact_all = True
+        if raw_request:
+            self.raw_request = True  # metadata["raw_request"] in litellm_params (log_raw_request_response)
+        # filled as the call goes (the rest start as the class's defaults above: setting ~25
+        # attributes on every call costs more than one dict merge at the freeze)
         self.request_headers: dict[str, Any] = {}
-        self.attempt = 0
-        self.original_response: str | None = None
-        self.response: Any = None  # the final (or, for a cut stream, partial) response object
-        self.response_json: bytes | None = None
-        self.response_id: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.cost: float | None = None
-        self.cost_breakdown: dict[str, float] | None = None
-        self.cost_reason: str | None = None
-        self.price_key: str | None = None
-        self.completion_start: float | None = None
-        self.end: float | None = None
-        self.error: BaseException | None = None
-        self.traceback: str | None = None
-        self.cache_hit = False
-        self.cache_key: str | None = None
-        self.saved_cache_cost = 0.0
-        self.stream_status: str | None = None  # complete | abandoned | broken
         self.hidden_params: dict[str, Any] = {}
-        self.model_id: str | None = None
-        self.model_group: str | None = None
-        self.response_model: str | None = None
-        self.status: str | None = None
-        self.overhead_ms: float | None = None
-        self._parts_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._summary: CallSummary | None = None
-        self._lock = threading.Lock()
-        # per-callback tail of the async delivery chain (touched only on the callback loop)
-        self.tails: dict[int, Any] = {}
 
     # ---- snapshots ----
     @property
@@ -126,8 +146,18 @@ class CallRecord:
         return orjson.loads(self.response_json) if self.response_json else None  # type: ignore[no-any-return]
 
     # ---- filled by the pipeline ----
-    def set_request(self, body: dict[str, Any] | None, headers: dict[str, Any], api_base: str | None) -> None:
-        self.body_snapshot = snapshot(body) if body is not None else (None, None)
+    def set_request(
+        self,
+        body: dict[str, Any] | None,
+        headers: dict[str, Any],
+        api_base: str | None,
+        encoded: bytes | None = None,
+    ) -> None:
+        """``encoded``: the body's JSON when the request has it already (then it is the snapshot)."""
+        if encoded is not None:
+            self.body_snapshot = (encoded, None)
+        else:
+            self.body_snapshot = snapshot(body) if body is not None else (None, None)
         self.request_headers = mask_headers(headers)
         if api_base:
             self.api_base = api_base
@@ -143,9 +173,7 @@ class CallRecord:
     def finish_failure(self, error: BaseException, end: float, partial: Any = None) -> None:
         self.status = "failure"
         self.error = error
-        self.traceback = mask_secrets(
-            "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        )
+        self.traceback = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)))
         self.end = end
         if partial is not None:
             self.response = partial
@@ -165,9 +193,12 @@ class CallRecord:
     def encoded_parts(self, redact: bool) -> dict[str, Any]:
         """The request parts kwargs hands out, encoded once per (attempt, redact)."""
         key = (self.attempt, redact, self.body_snapshot != (None, None))
-        parts = self._parts_cache.get(key)
+        cache = self._parts_cache
+        if cache is None:
+            cache = self._parts_cache = {}
+        parts = cache.get(key)
         if parts is None:
-            parts = self._parts_cache[key] = encode_parts(
+            parts = cache[key] = encode_parts(
                 self.messages_snapshot,
                 self.body_snapshot,
                 self.request_headers,
@@ -184,11 +215,19 @@ class CallRecord:
         """The call's frozen summary, built once, after the terminal event (see ``summary.py``)."""
         built = self._summary
         if built is None:
-            with self._lock:
+            with _freeze_lock:
                 built = self._summary
                 if built is None:
                     built = self._summary = self._freeze()
         return built
 
     def _freeze(self) -> CallSummary:
-        return freeze(vars(self), build_payload)
+        return freeze({**_FACT_DEFAULTS, **vars(self)}, build_payload)
+
+
+# the facts a record holds as class defaults until the call sets them (``freeze`` needs them all)
+_FACT_DEFAULTS = {
+    name: value
+    for name, value in vars(CallRecord).items()
+    if not name.startswith("__") and not callable(value) and not isinstance(value, property)
+}

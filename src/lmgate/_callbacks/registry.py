@@ -1,16 +1,24 @@
 """Names in the callback lists (``"generic_api"``, a ``callback_settings`` name, a preset)
-become logger instances here, once per name.
+become logger instances here, once per name and settings.
+
+A name resolves with the call's ``Settings`` (a Router's ``callback_settings`` and
+``generic_logger_headers``, else the module's): instances are cached per (settings, name),
+keyed by ``Settings.named_callbacks_owner()`` — the nearest settings that set either — weakly,
+so a Router's loggers go with it. ``lmgate.reset_settings()`` forgets (closes) them all.
 
 Built-in loggers live in ``lmgate.loggers``; they are imported only when a name asks for them.
-A resolver is ``"module:function"``: the function takes the name and returns a logger, or
-None when the name is not its own.
+A resolver is ``"module:function"``: the function takes the name and the settings and returns
+a logger, or None when the name is not its own.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+import weakref
 from typing import Any
+
+from ..settings import DEFAULT, Settings, on_reset
 
 # tried in order; each returns a CustomLogger for names it knows, else None
 NAMED_RESOLVERS: list[str] = [
@@ -32,17 +40,21 @@ BUILT_IN_NAMES = (
     "generic_api",
 )
 
-_instances: dict[str, Any] = {}
+# owner settings -> name -> logger
+_instances: weakref.WeakKeyDictionary[Settings, dict[str, Any]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def resolve_callback(name: str) -> Any:
-    """The logger instance for a callback name (the same instance every time)."""
-    instance = _instances.get(name)
+def resolve_callback(name: str, settings: Settings | None = None) -> Any:
+    """The logger instance for a callback name under ``settings`` (default: the module's); the
+    same instance every time for the same configuration."""
+    owner = (settings or DEFAULT).named_callbacks_owner()
+    instance = _instances.get(owner, {}).get(name)
     if instance is not None:
         return instance
     with _lock:
-        instance = _instances.get(name)
+        named = _instances.setdefault(owner, {})
+        instance = named.get(name)
         if instance is not None:
             return instance
         for spec in NAMED_RESOLVERS:
@@ -53,9 +65,9 @@ def resolve_callback(name: str) -> Any:
                 if error.name != module_name:
                     raise
                 continue
-            instance = getattr(module, func_name)(name)
+            instance = getattr(module, func_name)(name, owner)
             if instance is not None:
-                _instances[name] = instance
+                named[name] = instance
                 return instance
     raise ValueError(f"unknown callback name {name!r}: {known_names_hint()}")
 
@@ -73,9 +85,12 @@ def known_names_hint() -> str:
 def forget_named_callbacks(close_timeout: float | None = 5.0) -> None:
     """Drop cached instances, closing them (flushing what they hold): after configuration changes, and in tests."""
     with _lock:
-        instances = list(_instances.values())
+        instances = [instance for named in _instances.values() for instance in named.values()]
         _instances.clear()
     for instance in instances:
         close = getattr(instance, "close", None)
         if callable(close):
             close(close_timeout)
+
+
+on_reset(forget_named_callbacks)

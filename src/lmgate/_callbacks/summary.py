@@ -16,7 +16,6 @@ encoding.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError
 from types import MappingProxyType
@@ -24,13 +23,12 @@ from typing import Any
 
 import orjson
 
-from .data import encode_parts, encode_payload, encode_payload_flagged, thaw
+from .data import encode_parts, thaw
+from .encoding import encode_record, encode_record_flagged
 from .redact import redact_messages, redact_response
 
-# the payload is built once even when two callback threads ask at the same moment (rare: one lock)
-_payload_lock = threading.Lock()
 # what the record holds that is not a fact of the call
-_RECORD_ONLY = ("_parts_cache", "_summary", "_lock", "tails")
+_RECORD_ONLY = ("_parts_cache", "_summary", "tails")
 
 
 class CallSummary:
@@ -127,6 +125,13 @@ class CallSummary:
     def hidden_params(self) -> Mapping[str, Any]:
         return MappingProxyType(self.__dict__["hidden_params"] or {})
 
+    def encodable(self) -> tuple[Any, Any, Any, Any, Any]:
+        """The call's own mappings behind ``usage``, ``cost_breakdown``, ``optional_params``,
+        ``request_headers`` and ``hidden_params``, in that order (not read-only views: a view has
+        no JSON form), for an adapter that encodes them. Never change them or hand them out."""
+        d = self.__dict__
+        return d["usage"], d["cost_breakdown"], d["optional_params"], d["request_headers"], d["hidden_params"]
+
     def summary(self) -> CallSummary:
         """Itself (a ``protocols.FinishedCall``, like the record it was frozen from)."""
         return self
@@ -176,10 +181,9 @@ class CallSummary:
         ``payload_json()`` or as a dict of your own via ``payload.payload_copy``."""
         built = self._memo.get("payload")
         if built is None:
-            with _payload_lock:
-                built = self._memo.get("payload")
-                if built is None:
-                    built = self._memo["payload"] = self._build_payload(self)
+            # no lock: two threads that ask at the same moment (rare) both build it, and the
+            # first one kept is the one every reader gets (setdefault is atomic)
+            built = self._memo.setdefault("payload", self._build_payload(self))
         return built  # type: ignore[no-any-return]
 
     def payload_json_if_built(self) -> bytes | None:
@@ -197,11 +201,11 @@ class CallSummary:
             copy = orjson.loads(self.payload_json())
             copy["messages"] = redact_messages(copy["messages"])
             copy["response"] = redact_response(copy["response"])
-            return encode_payload(copy)
+            return encode_record(copy)
         data = self._memo.get("payload_json")
         if data is None:
             payload = self.payload()
-            data, flagged = encode_payload_flagged(payload)
+            data, flagged = encode_record_flagged(payload)
             self._memo["payload_flagged"] = flagged or self._memo.get("payload_flagged", False)
             self._memo["payload_json"] = data
         return data  # type: ignore[no-any-return]
@@ -220,11 +224,11 @@ class CallSummary:
 
 
 def freeze(facts: dict[str, Any], build_payload: Callable[[CallSummary], dict[str, Any]]) -> CallSummary:
-    """A summary of the record whose attributes are ``facts`` (``vars(record)``): one dict copy,
-    its mappings wrapped read-only; ``build_payload`` makes its standard logging payload."""
-    data = facts.copy()
+    """A summary of the record whose attributes are ``facts`` (a fresh dict of them: it becomes
+    the summary's); ``build_payload`` makes its standard logging payload."""
+    data = facts
     for name in _RECORD_ONLY:
-        del data[name]
+        data.pop(name, None)
     if data["end"] is None:
         data["end"] = data["start"]
     if not data["status"]:

@@ -190,13 +190,13 @@ class Cache:
             self._down_until = self._clock() + self._pause_s
             warn, self._warned = not self._warned, True
         if warn:
-            from .._secrets import mask_secrets
+            from .._secrets import scrub
 
             logger.warning(
                 "lmgate cache: the %s store failed (%s: %s); calls go on uncached until it answers again",
                 self._where,
                 type(error).__name__,
-                mask_secrets(str(error)),
+                scrub(str(error)),
             )
 
     def _answered(self) -> None:

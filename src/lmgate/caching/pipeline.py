@@ -30,8 +30,6 @@ from .key import chat_key, combined_key, embedding_keys
 #: the per-call controls ``cache={...}`` accepts
 CONTROL_KEYS = ("no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache")
 _EMPTY: dict[str, Any] = {}
-# the attribute of a Call where lookup leaves its decision for store
-_STATE = "_lmgate_cache_state"
 
 
 class _State:
@@ -59,14 +57,21 @@ def _controls(value: Any) -> dict[str, Any]:
         raise exc.BadRequestError(f"cache must be a dict like {{'no-cache': True, 'ttl': 60}}, got {value!r}")
     for name, item in value.items():
         if name not in CONTROL_KEYS:
-            raise exc.BadRequestError(f"cache: unknown key {name!r}; expected one of {', '.join(CONTROL_KEYS)}")
+            raise exc.BadRequestError(
+                f"cache: unknown key {name!r}; expected one of {', '.join(CONTROL_KEYS)}"
+            )
         if name in ("no-cache", "no-store", "use-cache"):
             if not isinstance(item, bool):
                 raise exc.BadRequestError(f"cache: {name!r} must be True or False, got {item!r}")
         elif name == "namespace":
             if not isinstance(item, str) or not item:
                 raise exc.BadRequestError(f"cache: 'namespace' must be a non-empty string, got {item!r}")
-        elif isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0 or (name == "ttl" and item == 0):
+        elif (
+            isinstance(item, bool)
+            or not isinstance(item, (int, float))
+            or item < 0
+            or (name == "ttl" and item == 0)
+        ):
             raise exc.BadRequestError(f"cache: {name!r} must be a positive number of seconds, got {item!r}")
     return value
 
@@ -96,7 +101,7 @@ def _start(call: Any, cache: Any) -> _State | None:
     if not isinstance(cache, Cache):
         raise TypeError(f"lmgate.cache must be an lmgate.Cache or None, got {type(cache).__name__}")
     state = _plan(call, cache)
-    setattr(call, _STATE, state)
+    call.cache_state = state  # a declared attribute of Call: store reads the decision back
     if state is None or not state.read or not state.keys:
         return None
     return state
@@ -146,7 +151,9 @@ def _chat_response(data: dict[str, Any]) -> ModelResponse:
             if tool_calls:
                 message["tool_calls"] = [
                     ChatCompletionMessageToolCall._build(
-                        dict(call, function=Function._build(call["function"])) if call.get("function") else call
+                        dict(call, function=Function._build(call["function"]))
+                        if call.get("function")
+                        else call
                     )
                     for call in tool_calls
                 ]
@@ -182,7 +189,7 @@ async def alookup(call: Any, cache: Any) -> Any:
 
 # ---- encoding ----
 def _items(call: Any, response: Any) -> tuple[_State, list[tuple[str, bytes]]] | None:
-    state: _State | None = getattr(call, _STATE, None)
+    state: _State | None = call.cache_state
     if state is None or not state.write or not isinstance(response, dict):
         return None
     now = state.cache._clock()

@@ -21,7 +21,9 @@ What differs from the reference, and why:
 
 * ``self.log_queue`` takes records (``append``/``extend``) into lmgate's batch processor; reading
   it (``len``, iteration, indexing, ``bool``) shows the batch being sent inside
-  ``async_send_batch`` and nothing elsewhere — what waits is in ``stats()``. Records must be
+  ``async_send_batch`` and nothing elsewhere — what waits is in ``stats()``. Assigning a list
+  (``self.log_queue = []``, as the reference's own subclasses do) keeps lmgate's queue and
+  takes the list's items into it. Records must be
   JSON-able (they are kept as JSON, so they can be spooled); ``async_send_batch`` sees them decoded.
 * The processor decides when to ship (``batch_size`` records, ``flush_interval`` seconds, a
   flush) and calls ``async_send_batch()`` on its own delivery thread and event loop. If it
@@ -40,15 +42,15 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import time
 from typing import Any
 
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
-from ..loggers.batch import encode_record
-from ..loggers.batch_settings import BatchSettings
+from .._callbacks.encoding import encode_record
+from ..loggers._env import env_number
+from ..loggers.batch_settings import BATCH_OPTIONS, BatchSettings
 from ..loggers.exporter import DELIVERED, Batch, Outcome
 from ..loggers.processor import BatchProcessor
 
@@ -58,18 +60,8 @@ logger = logging.getLogger("lmgate.loggers")
 
 DEFAULT_BATCH_SIZE = 512  # the reference's
 DEFAULT_FLUSH_INTERVAL_SECONDS = 5
-_BATCH_OPTIONS = (
-    "event_types",
-    "max_queue_records",
-    "max_queue_bytes",
-    "max_retries",
-    "retry_policy",
-    "max_in_flight",
-    "spool",
-    "spool_dir",
-    "spool_fsync",
-    "exit_timeout",
-)
+# lmgate's batch options a subclass may pass on (batch_size and flush_interval are the reference's own)
+_BATCH_OPTIONS = tuple(k for k in BATCH_OPTIONS if k not in ("batch_size", "flush_interval"))
 # the batch async_send_batch() is sending, as its task sees it
 _sending: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("lmgate_sending", default=None)
 
@@ -130,7 +122,7 @@ class _SendBatchExporter:
         try:
             self._loop.run_until_complete(self._owner.async_send_batch())
         except Exception as error:  # noqa: BLE001 - retried, and said once
-            self._owner._processor._log_once(
+            self._owner._processor.log_once(
                 "send_batch",
                 f"async_send_batch() raised {type(error).__name__}: {error}; the batch is retried",
             )
@@ -148,8 +140,6 @@ class _SendBatchExporter:
 class CustomBatchLogger(CustomLogger):
     """The reference's batching base, delivered by lmgate's batch processor (see the module docstring)."""
 
-    _lmgate_batch_logger = True
-
     def __init__(
         self,
         flush_lock: Any = None,
@@ -159,11 +149,12 @@ class CustomBatchLogger(CustomLogger):
     ) -> None:
         options = {k: kwargs.pop(k) for k in _BATCH_OPTIONS if k in kwargs}
         self.flush_lock = flush_lock
-        self.batch_size: int = int(batch_size or os.environ.get("DEFAULT_BATCH_SIZE") or DEFAULT_BATCH_SIZE)
+        # the reference's environment variables, read (and validated) only when no argument is given
+        self.batch_size: int = int(
+            batch_size or env_number("DEFAULT_BATCH_SIZE", DEFAULT_BATCH_SIZE, integer=True)
+        )
         self.flush_interval = float(
-            flush_interval
-            or os.environ.get("DEFAULT_FLUSH_INTERVAL_SECONDS")
-            or DEFAULT_FLUSH_INTERVAL_SECONDS
+            flush_interval or env_number("DEFAULT_FLUSH_INTERVAL_SECONDS", DEFAULT_FLUSH_INTERVAL_SECONDS)
         )
         self.last_flush_time = time.time()
         super().__init__(**kwargs)
@@ -172,10 +163,26 @@ class CustomBatchLogger(CustomLogger):
             name=name, batch_size=self.batch_size, flush_interval=self.flush_interval, **options
         )
         self._processor = BatchProcessor(_SendBatchExporter(self), settings, name=name)
-        self.log_queue = _LogQueue(self._take)
+        self._log_queue = _LogQueue(self._take)
+        self._log_queue.extend(self.__dict__.pop("_early_records", ()))
         from .._callbacks.dispatch import get_dispatcher
 
         get_dispatcher().register_flushable(self)
+
+    @property
+    def log_queue(self) -> _LogQueue:
+        """Append records here; inside ``async_send_batch`` it reads as the batch being sent."""
+        return self._log_queue
+
+    @log_queue.setter
+    def log_queue(self, items: Any) -> None:
+        # the reference's subclasses write ``self.log_queue = []`` after ``super().__init__()``:
+        # the queue stays lmgate's, and whatever the new list holds is taken into it
+        current = self.__dict__.get("_log_queue")
+        if current is None:  # set before super().__init__(): taken once the processor exists
+            self.__dict__["_early_records"] = list(items)
+        elif items is not current:
+            current.extend(list(items))
 
     def _take(self, item: Any) -> None:
         try:

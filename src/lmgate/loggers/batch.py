@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
-from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_salvaged
-from .._retry import RetryPolicy
-from . import exit as exit_hooks
+from .._callbacks.encoding import ENCODING_ERRORS_KEY, encode_record
 from .batch_settings import (  # noqa: F401 - re-exported: the names this module always had
+    BATCH_OPTIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXIT_TIMEOUT_S,
     DEFAULT_FLUSH_INTERVAL_S,
@@ -49,26 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lmgate.loggers")
 
-_HOOKS = ("log_success_event", "log_failure_event", "async_log_success_event", "async_log_failure_event")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def encode_record(payload: Any) -> bytes:
-    """A record as compact JSON (never holding a raw newline, which the spool relies on). Parts
-    that cannot be encoded are replaced and flagged (``_callbacks.encoding``); a record that is not
-    a JSON object and cannot be encoded raises ``UnencodableRecord``."""
-    try:
-        return orjson.dumps(payload, default=_json_default)
-    except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
-        return encode_salvaged(payload, _json_default)[0]
-
 
 _FLAG_NEEDLE = f'"{ENCODING_ERRORS_KEY}"'.encode()
 
@@ -76,12 +55,6 @@ _FLAG_NEEDLE = f'"{ENCODING_ERRORS_KEY}"'.encode()
 def _is_flagged(payload: Any) -> bool:
     metadata = payload.get("metadata") if isinstance(payload, dict) else None
     return isinstance(metadata, dict) and bool(metadata.get(ENCODING_ERRORS_KEY))
-
-
-def overrides_a_hook(cls: type) -> bool:
-    """True when a subclass defines its own success/failure hook: then the dispatcher must call
-    the hooks (not the inline ``take``), or the subclass's code would never run."""
-    return any(getattr(cls, hook) is not getattr(BatchLogger, hook) for hook in _HOOKS)
 
 
 class BatchLogger(CustomLogger):
@@ -93,53 +66,23 @@ class BatchLogger(CustomLogger):
     It is a ``SummarySink`` (``take`` below): the dispatcher hands it terminal events on the
     caller's path instead of scheduling its hooks on a callback thread; with the write-ahead
     spool the record is on disk before the call returns, and in every mode it is cheaper than a
-    thread hand-off (the payload is encoded once per call, shared by every sink).
+    thread hand-off (the payload is encoded once per call, shared by every sink). A subclass that
+    defines its own success/failure hook gets its hooks called instead (the dispatcher's one rule,
+    ``protocols.takes_summaries``), so its code runs.
     """
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # A subclass with a success/failure hook of its own gets its hooks called, or its code
-        # would never run: a protocol member set to None opts the class out of SummarySink.
-        if overrides_a_hook(cls):
-            cls.take = None  # type: ignore[assignment,method-assign]
-
     def __init__(
-        self,
-        exporter: Exporter,
-        *,
-        name: str,
-        event_types: Any = None,
-        batch_size: Any = DEFAULT_BATCH_SIZE,
-        flush_interval: Any = DEFAULT_FLUSH_INTERVAL_S,
-        max_queue_records: Any = DEFAULT_MAX_QUEUE_RECORDS,
-        max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
-        max_retries: Any = None,
-        retry_policy: RetryPolicy | None = None,
-        max_in_flight: Any = 1,
-        spool: str = "exit",
-        spool_dir: str | None = None,
-        spool_fsync: bool = False,
-        exit_timeout: Any = None,
-        settings: BatchSettings | None = None,
-        **kwargs: Any,
+        self, exporter: Exporter, *, name: str, settings: BatchSettings | None = None, **kwargs: Any
     ) -> None:
+        """Batch options (``batch_settings.BATCH_OPTIONS``: ``batch_size``, ``flush_interval``,
+        ``spool``, …) are keyword arguments checked by ``BatchSettings.build``, or ``settings``
+        built already; the other keyword arguments are ``CustomLogger``'s."""
+        options = {k: kwargs.pop(k) for k in BATCH_OPTIONS if k in kwargs}
         super().__init__(**kwargs)
         if settings is None:
-            settings = BatchSettings.build(
-                name=name,
-                event_types=event_types,
-                batch_size=batch_size,
-                flush_interval=flush_interval,
-                max_queue_records=max_queue_records,
-                max_queue_bytes=max_queue_bytes,
-                max_retries=max_retries,
-                retry_policy=retry_policy,
-                max_in_flight=max_in_flight,
-                spool=spool,
-                spool_dir=spool_dir,
-                spool_fsync=spool_fsync,
-                exit_timeout=exit_timeout,
-            )
+            settings = BatchSettings.build(name=name, **options)
+        elif options:
+            raise TypeError(f"pass batch options or settings=, not both (got {', '.join(options)})")
         self.settings = settings
         self.name = name
         self.exporter = exporter
@@ -243,11 +186,3 @@ class BatchLogger(CustomLogger):
     def stats(self) -> dict[str, Any]:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
         return self.processor.stats()
-
-
-def install_sigterm_handler() -> bool:
-    """Make SIGTERM exit through ``atexit`` (status 143), so batch loggers flush and spool
-    (see ``signals``). True when installed."""
-    from . import signals
-
-    return signals.install(exit_hooks._close_at_exit)

@@ -27,6 +27,22 @@ MAX_IN_FLIGHT_LIMIT = 64  # each is a thread
 DEFAULT_RETRY_POLICY = RetryPolicy(base_delay_s=0.5, max_delay_s=10.0)
 SPOOL_MODES = ("write_ahead", "exit", "off")
 EVENT_TYPES = {"llm_api_success": "success", "llm_api_failure": "failure"}
+#: the batch options ``BatchSettings.build`` takes (besides ``name``), written once: loggers
+#: accept them as keyword arguments and pass them on as they are
+BATCH_OPTIONS = (
+    "event_types",
+    "batch_size",
+    "flush_interval",
+    "max_queue_records",
+    "max_queue_bytes",
+    "max_retries",
+    "retry_policy",
+    "max_in_flight",
+    "spool",
+    "spool_dir",
+    "spool_fsync",
+    "exit_timeout",
+)
 
 
 @dataclass(frozen=True)

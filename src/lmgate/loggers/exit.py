@@ -11,7 +11,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from . import signals
 
 logger = logging.getLogger("lmgate.loggers")
@@ -81,4 +81,4 @@ def close_all(timeout: float | None = None) -> None:
         try:
             lg.close(max(0.0, deadline - time.monotonic()))
         except Exception as error:  # one logger's trouble must not stop the others
-            logger.error("lmgate %s: close failed: %s", lg.name, mask_secrets(str(error)))
+            logger.error("lmgate %s: close failed: %s", lg.name, scrub(str(error)))

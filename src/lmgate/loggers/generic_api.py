@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import _conf
@@ -25,10 +26,9 @@ from .._secrets import is_secret_header, remember_secret, url_origin
 from ._env import LoggerConfigError, env_number, parse_header_list, resolve_env_refs
 from .batch import BatchLogger
 from .batch_settings import (
+    BATCH_OPTIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL_S,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_RECORDS,
     BatchSettings,
     positive,
 )
@@ -41,6 +41,12 @@ from .http_exporter import (  # noqa: F401 - re-exported: the names this module 
     HTTPExporter,
     classify,
 )
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+# GenericAPILogger(global_headers=...) not given: the module-level generic_logger_headers
+_MODULE_HEADERS: Any = object()
 
 __all__ = ["GenericAPILogger", "GenericAPISettings", "HTTPExporter", "logger_for_name", "load_presets"]
 
@@ -98,24 +104,19 @@ class GenericAPISettings:
         batch_size: Any = None,
         flush_interval: Any = None,
         timeout: Any = None,
-        max_retries: Any = None,
         retry_delay: Any = None,
         retry_policy: RetryPolicy | None = None,
-        max_queue_records: Any = DEFAULT_MAX_QUEUE_RECORDS,
-        max_queue_bytes: Any = DEFAULT_MAX_QUEUE_BYTES,
         gzip: bool = False,
         max_concurrency: Any = DEFAULT_MAX_CONCURRENCY,
         max_in_flight: Any = DEFAULT_MAX_IN_FLIGHT,
-        spool: str = "exit",
-        spool_dir: str | None = None,
-        spool_fsync: bool = False,
-        exit_timeout: Any = None,
-        global_headers: dict[str, Any] | None = None,
+        global_headers: Any = None,
         version: str = "",
         generic_headers: bool = True,
+        **batch_options: Any,
     ) -> GenericAPISettings:
         """Arguments win over the preset named by ``callback_name``, which wins over the
-        environment (``GENERIC_LOGGER_*``, ``DEFAULT_BATCH_SIZE``, ``DEFAULT_FLUSH_INTERVAL_SECONDS``)."""
+        environment (``GENERIC_LOGGER_*``, ``DEFAULT_BATCH_SIZE``, ``DEFAULT_FLUSH_INTERVAL_SECONDS``).
+        ``batch_options`` are the other ``BATCH_OPTIONS``, checked by ``BatchSettings.build``."""
         if headers is not None and not isinstance(headers, dict):
             raise LoggerConfigError(
                 f"headers must be a mapping of name to value, got {type(headers).__name__}"
@@ -179,15 +180,9 @@ class GenericAPISettings:
                 event_types=event_types,
                 batch_size=batch_size,
                 flush_interval=flush_interval,
-                max_queue_records=max_queue_records,
-                max_queue_bytes=max_queue_bytes,
-                max_retries=max_retries,
                 retry_policy=retry_policy,
                 max_in_flight=max_in_flight,
-                spool=spool,
-                spool_dir=spool_dir,
-                spool_fsync=spool_fsync,
-                exit_timeout=exit_timeout,
+                **batch_options,
             ),
         )
 
@@ -209,20 +204,24 @@ class GenericAPILogger(BatchLogger):
         callback_name: str | None = None,
         *,
         transport: Any = None,
+        global_headers: Any = _MODULE_HEADERS,
         **kwargs: Any,
     ) -> None:
         kwargs.pop("async_httpx_client", None)  # the reference's parameter; we own our client
         own = {k: kwargs.pop(k) for k in _BUILD_KEYS if k in kwargs}
         from .._version import __version__
-        from ..settings import DEFAULT  # the module-level generic_logger_headers
 
+        if global_headers is _MODULE_HEADERS:  # built by hand: the module-level generic_logger_headers
+            from ..settings import DEFAULT
+
+            global_headers = DEFAULT.generic_logger_headers
         settings = GenericAPISettings.build(
             endpoint,
             headers,
             event_types,
             log_format,
             callback_name,
-            global_headers=DEFAULT.generic_logger_headers,
+            global_headers=global_headers,
             version=__version__,
             generic_headers=self.takes_generic_headers,
             **own,
@@ -256,7 +255,7 @@ class GenericAPILogger(BatchLogger):
         return dict(self.exporter.headers)  # type: ignore[attr-defined]
 
     @classmethod
-    def from_settings(cls, name: str, settings: dict[str, Any]) -> GenericAPILogger:
+    def from_settings(cls, name: str, settings: dict[str, Any], **kwargs: Any) -> GenericAPILogger:
         """A logger from a ``callback_settings`` entry; an unknown key is an error naming it."""
         options = {k: v for k, v in settings.items() if k != "callback_type"}
         unknown = sorted(set(options) - _SETTING_KEYS)
@@ -265,63 +264,38 @@ class GenericAPILogger(BatchLogger):
                 f"callback_settings[{name!r}]: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_SETTING_KEYS))}"
             )
         try:
-            return cls(callback_name=name, **options)
+            return cls(callback_name=name, **options, **kwargs)
         except LoggerConfigError as error:
             raise LoggerConfigError(f"callback_settings[{name!r}]: {error}") from None
 
 
+# GenericAPISettings.build's keywords: the batch options (event_types is positional there) and its own
 _BUILD_KEYS = (
-    "batch_size",
-    "flush_interval",
+    *(k for k in BATCH_OPTIONS if k != "event_types"),
     "timeout",
-    "max_retries",
     "retry_delay",
-    "retry_policy",
-    "max_queue_records",
-    "max_queue_bytes",
     "gzip",
     "max_concurrency",
-    "max_in_flight",
-    "spool",
-    "spool_dir",
-    "spool_fsync",
-    "exit_timeout",
 )
+# what a callback_settings entry may hold (a retry_policy object cannot be written in YAML)
 _SETTING_KEYS = frozenset(
-    {
-        "endpoint",
-        "headers",
-        "event_types",
-        "log_format",
-        "batch_size",
-        "flush_interval",
-        "timeout",
-        "max_retries",
-        "retry_delay",
-        "max_queue_records",
-        "max_queue_bytes",
-        "gzip",
-        "max_concurrency",
-        "max_in_flight",
-        "spool",
-        "spool_dir",
-        "spool_fsync",
-        "exit_timeout",
-        "turn_off_message_logging",
-    }
-)
+    {"endpoint", "headers", "event_types", "log_format", "turn_off_message_logging", *_BUILD_KEYS}
+) - {"retry_policy"}
 
 
-def logger_for_name(name: str) -> GenericAPILogger | None:
+def logger_for_name(name: str, settings: Settings | None = None) -> GenericAPILogger | None:
     """The registry's resolver: "generic_api", a ``callback_settings`` entry with
-    ``callback_type: generic_api``, or a preset name; None for any other name."""
+    ``callback_type: generic_api``, or a preset name; None for any other name. ``settings``
+    (default: the module's) give ``callback_settings`` and ``generic_logger_headers``."""
     from ..settings import DEFAULT
 
-    settings = (DEFAULT.callback_settings or {}).get(name)
-    if isinstance(settings, dict) and settings.get("callback_type") == "generic_api":
-        return GenericAPILogger.from_settings(name, settings)
+    s = settings or DEFAULT
+    headers = s.generic_logger_headers
+    entry = (s.callback_settings or {}).get(name)
+    if isinstance(entry, Mapping) and entry.get("callback_type") == "generic_api":
+        return GenericAPILogger.from_settings(name, dict(entry), global_headers=headers)
     if name == "generic_api":
-        return GenericAPILogger()
+        return GenericAPILogger(global_headers=headers)
     if name in load_presets():
-        return GenericAPILogger(callback_name=name)
+        return GenericAPILogger(callback_name=name, global_headers=headers)
     return None

@@ -8,15 +8,14 @@ request carries an ``Idempotency-Key``, the same on every retry. The answer beco
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import gzip as gzip_module
 import queue
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .._retry import retry_after_seconds
 from .._secrets import url_origin
 from .exporter import DELIVERED, Batch, Outcome
 
@@ -32,28 +31,13 @@ DEFAULT_MAX_CONCURRENCY = 8
 SPLIT_STATUSES = (400, 413)
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def classify(status: int, retry_after: str | None = None) -> Outcome:
+def classify(status: int, headers: Mapping[str, str] | None = None) -> Outcome:
     """2xx delivered; 408, 429 and 5xx retried; 413 (too large) and 400 (a record refused) split
     into halves to find what the receiver takes; anything else dropped (retrying cannot fix it)."""
     if 200 <= status < 300:
         return DELIVERED
     if status in (408, 429) or status >= 500:
-        return Outcome("retry", f"http_{status}", _retry_after_s(retry_after))
+        return Outcome("retry", f"http_{status}", retry_after_seconds(headers) if headers else None)
     if status in SPLIT_STATUSES:
         return Outcome("split", f"rejected_{status}")
     return Outcome("drop", f"http_{status}")
@@ -176,7 +160,7 @@ class HTTPExporter:
             return Outcome("retry", "timeout")
         except httpx.TransportError:
             return Outcome("retry", "connection_error")
-        return classify(response.status_code, response.headers.get("retry-after"))
+        return classify(response.status_code, response.headers)
 
     def close(self) -> None:
         with self._client_lock:

@@ -18,11 +18,14 @@ provider's processors to export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .._callbacks.custom_logger import CustomLogger
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 # lmgate provider names → the GenAI conventions' well-known values
 _PROVIDER_NAMES = {
@@ -239,8 +242,9 @@ def langfuse_logger(
     return OpenTelemetryLogger(tracer_provider=provider, capture_content=capture_content, owns_provider=True)
 
 
-def logger_for_name(name: str) -> OpenTelemetryLogger | None:
-    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider;
+def logger_for_name(name: str, settings: Settings | None = None) -> OpenTelemetryLogger | None:
+    """``"otel"`` / ``"opentelemetry"`` in a callback list: a logger on the global TracerProvider,
+    configured by ``callback_settings[name]`` of ``settings`` (default: the module's);
     ``"langfuse"`` / ``"langfuse_otel"``: ``langfuse_logger()``."""
     if name in LANGFUSE_NAMES:
         return langfuse_logger()
@@ -248,8 +252,8 @@ def logger_for_name(name: str) -> OpenTelemetryLogger | None:
         return None
     from ..settings import DEFAULT
 
-    settings = (DEFAULT.callback_settings or {}).get(name) or {}
-    capture = bool(settings.get("message_logging", settings.get("capture_content", False)))
+    entry = ((settings or DEFAULT).callback_settings or {}).get(name) or {}
+    capture = bool(entry.get("message_logging", entry.get("capture_content", False)))
     return OpenTelemetryLogger(capture_content=capture)
 
 

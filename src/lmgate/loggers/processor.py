@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._callbacks.encoding import ENCODING_ERRORS_KEY
-from .._secrets import mask_secrets
+from .._secrets import scrub
 from . import exit as exit_hooks
 from . import signals
 from .batch_settings import BatchSettings
@@ -186,7 +186,7 @@ class BatchProcessor:
             self._emitted += 1
             self._dropped["unencodable"] += 1
             self._progress.notify_all()
-        self._log_once(
+        self.log_once(
             "unencodable",
             f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
             f"logged once): {type(error).__name__}: {error}",
@@ -195,7 +195,7 @@ class BatchProcessor:
     def count_flagged(self) -> None:
         with self._lock:
             self._flagged += 1
-        self._log_once(
+        self.log_once(
             "flagged",
             "a log record held values that cannot be encoded as JSON; they were replaced by "
             f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
@@ -262,7 +262,7 @@ class BatchProcessor:
     def _spool_trouble(self, error: BaseException, reason: str) -> None:
         """Said once per logger: every record it concerns is counted in stats()."""
         assert self.spool is not None
-        self._log_once(
+        self.log_once(
             "spool",
             f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
             "not on disk are kept in memory and still delivered while this process lives (counted in "
@@ -312,7 +312,7 @@ class BatchProcessor:
             try:
                 self.exporter.prepare()
             except Exception as error:  # the first export will meet (and report) the same trouble
-                self._log_once("prepare", f"exporter warm-up failed: {type(error).__name__}: {error}")
+                self.log_once("prepare", f"exporter warm-up failed: {type(error).__name__}: {error}")
         while not self._abort.is_set():
             taken = self._take()
             if taken is None:
@@ -320,7 +320,7 @@ class BatchProcessor:
             try:
                 self._deliver(*taken)
             except Exception as error:  # never let the thread die: records would pile up unseen
-                self._log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
+                self.log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
                 self._abandon(taken[0])
             if self._spool_backlog and self._recover_lock.acquire(blocking=False):
                 try:
@@ -344,7 +344,7 @@ class BatchProcessor:
                             self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
                         )
                     except Exception as error:
-                        self._log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+                        self.log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
                         outcomes = [Outcome("retry", "exporter_error")] * len(pending)
                     retry: list[_Item] = []
                     retry_offsets: list[int] = []
@@ -416,7 +416,7 @@ class BatchProcessor:
                     self._work.notify_all()
 
     def _log_refused(self, reason: str) -> None:
-        self._log_once(
+        self.log_once(
             f"refused-{reason}",
             f"the receiver refused a record on its own ({reason}); it was dropped and counted as "
             f"{reason!r} (logged once per reason)",
@@ -475,7 +475,7 @@ class BatchProcessor:
             try:
                 self.spool.ack(i.ref for i in items)
             except OSError as error:
-                self._log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
+                self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
     def _backoff(self, delay: float) -> bool:
         """Wait ``delay`` seconds before a retry; False when shutdown cut the wait short."""
@@ -499,10 +499,11 @@ class BatchProcessor:
         elif reason is None and previous is not None:
             logger.info("lmgate %s: delivery recovered", self.name)
 
-    def _log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
+    def log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
+        """Log ``message`` (secrets masked) the first time a problem of this ``kind`` is seen."""
         if kind not in self._logged:
             self._logged.add(kind)
-            logger.log(level, "lmgate %s: %s", self.name, mask_secrets(message))
+            logger.log(level, "lmgate %s: %s", self.name, scrub(message))
 
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
@@ -516,7 +517,7 @@ class BatchProcessor:
         try:
             found, more = self.spool.adopt(room_records, room_bytes)
         except OSError as error:
-            self._log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
+            self.log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
             return
         self._spool_backlog = more
         if not found:

@@ -26,11 +26,12 @@ from urllib.parse import quote
 
 import orjson
 
+from .._retry import retry_after_seconds
 from .._secrets import remember_secret, url_origin
 from ._env import LoggerConfigError
 from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
-from .http_exporter import DEFAULT_TIMEOUT_S, _retry_after_s
+from .http_exporter import DEFAULT_TIMEOUT_S
 
 NAMES = ("s3", "s3_v2")
 # the reference's s3_callback_params names lmgate reads
@@ -64,7 +65,7 @@ def classify_s3(status: int, retry_after: str | None = None) -> Outcome:
     if 200 <= status < 300:
         return DELIVERED
     if status in (408, 429) or status >= 500:
-        return Outcome("retry", f"http_{status}", _retry_after_s(retry_after))
+        return Outcome("retry", f"http_{status}", retry_after_seconds({"retry-after": retry_after}) if retry_after else None)
     return Outcome("drop", f"http_{status}")
 
 

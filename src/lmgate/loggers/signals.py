@@ -29,6 +29,7 @@ without a timeout and must stop promptly should own SIGTERM (``docs/loggers.md``
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -37,11 +38,15 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
+from .. import _conf
+from ..exceptions import ConfigError
+
 ENV_SWITCH = "LMGATE_SIGTERM_FLUSH"
 EXIT_STATUS = 128 + signal.SIGTERM  # 143, the shell convention
 RETRY_S = 0.01  # how often a put-off exit is tried again
 IMPORT_WAIT_S = 5.0  # an import longer than this is interrupted after all
 
+logger = logging.getLogger("lmgate.loggers")
 F = TypeVar("F", bound=Callable[..., Any])
 _atomic: set[CodeType] = set()
 
@@ -56,6 +61,7 @@ class _State:
         self.raised = False
         self.closing = False
         self.self_sent = 0  # our own re-sends not yet seen by the handler
+        self.warned = False  # about a bad LMGATE_SIGTERM_FLUSH
 
 
 _state = _State()
@@ -68,12 +74,20 @@ def atomic(fn: F) -> F:
 
 
 def enabled() -> bool:
-    return not _state.disabled and os.environ.get(ENV_SWITCH, "1").strip().lower() not in (
-        "0",
-        "false",
-        "no",
-        "off",
-    )
+    """Off after ``disable()`` or with ``LMGATE_SIGTERM_FLUSH`` false; a value that is not a
+    boolean keeps it on (losing records is the worse mistake), with one warning."""
+    if _state.disabled:
+        return False
+    raw = os.environ.get(ENV_SWITCH, "").strip()
+    if not raw:
+        return True
+    try:
+        return _conf.boolean(raw, name=ENV_SWITCH, where="environment")
+    except ConfigError as error:
+        if not _state.warned:
+            _state.warned = True
+            logger.warning("lmgate: %s; the SIGTERM flush stays on", error)
+        return True
 
 
 def disable() -> None:
@@ -177,10 +191,10 @@ def end_close() -> None:
 
 
 def _restore_default() -> None:
-    if threading.current_thread() is threading.main_thread() and _ours():
+    if _ours():
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
+        except (ValueError, OSError):  # not the main thread (a fork from another thread), or unsupported
             pass
 
 
@@ -188,11 +202,7 @@ def _after_fork_in_child() -> None:
     disabled = _state.disabled
     _state.__dict__.update(_State().__dict__)
     _state.disabled = disabled
-    if _ours():
-        try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):  # forked from a thread that may not set handlers
-            pass
+    _restore_default()
 
 
 if hasattr(os, "register_at_fork"):

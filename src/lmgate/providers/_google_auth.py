@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from .. import exceptions as exc
-from .._secrets import mask_secrets, remember_secret
+from .._secrets import remember_secret, scrub
 from .base import TokenSource
 
 PROVIDER = "vertex_ai"
@@ -151,12 +151,12 @@ class GoogleTokenSource(TokenSource):
                 credentials.refresh(self._transport)
             except gexc.TransportError as error:
                 raise exc.APIConnectionError(
-                    f"vertex_ai: the token endpoint could not be reached: {mask_secrets(str(error))}",
+                    f"vertex_ai: the token endpoint could not be reached: {scrub(str(error))}",
                     PROVIDER,
                 ) from None
             except gexc.GoogleAuthError as error:
                 raise exc.AuthenticationError(
-                    f"vertex_ai: Google refused the credentials' token request: {mask_secrets(str(error))}",
+                    f"vertex_ai: Google refused the credentials' token request: {scrub(str(error))}",
                     PROVIDER,
                     status_code=401,
                 ) from None
@@ -269,7 +269,7 @@ def _loader(info: dict[str, Any] | None) -> Callable[[], tuple[Any, str | None]]
                 )
         except (gexc.GoogleAuthError, ValueError) as error:
             raise exc.AuthenticationError(
-                f"vertex_ai: no usable Google credentials: {mask_secrets(str(error))}",
+                f"vertex_ai: no usable Google credentials: {scrub(str(error))}",
                 PROVIDER,
                 status_code=401,
             ) from None

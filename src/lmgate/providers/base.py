@@ -9,7 +9,6 @@ error status means (``error``). The sync and async shells in ``_call.py`` do the
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from typing import Any, ClassVar
 import orjson
 
 from .. import exceptions as exc
+from .._retry import retry_after_seconds
 from .._secrets import upstream_headers
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
 
@@ -48,14 +48,25 @@ class HttpRequest:
     headers: dict[str, str]
     json: dict[str, Any]
     params: dict[str, str] = field(default_factory=dict)
+    # the encoded body, kept: the call's record snapshots it and the attempt sends it (one encoding)
+    _body: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def body_bytes(self) -> bytes:
-        # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
-        try:
-            return orjson.dumps(self.json, option=orjson.OPT_NON_STR_KEYS)
-        except orjson.JSONEncodeError as error:  # a caller's value JSON cannot hold: the caller's mistake
-            reason = "it is nested too deeply" if "recursion" in str(error).lower() else str(error)
-            raise exc.BadRequestError(f"the request body cannot be encoded as JSON: {reason}") from None
+        """The body as JSON, encoded once (``json`` is not changed once the request is built)."""
+        body = self._body
+        if body is None:
+            body = self._body = encode_body(self.json)
+        return body
+
+
+def encode_body(data: Any) -> bytes:
+    """A request body as JSON; a value JSON cannot hold is the caller's mistake (BadRequestError)."""
+    # non-str keys are valid in provider params (logit_bias={50256: -100}); JSON makes them strings
+    try:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as error:
+        reason = "it is nested too deeply" if "recursion" in str(error).lower() else str(error)
+        raise exc.BadRequestError(f"the request body cannot be encoded as JSON: {reason}") from None
 
 
 class StreamTranslator:
@@ -237,30 +248,6 @@ _CONTENT_POLICY_HINTS = (
 def is_content_policy_error(message: str, code: str | None) -> bool:
     text = f"{code or ''} {message}".lower()
     return any(h in text for h in _CONTENT_POLICY_HINTS)
-
-
-def retry_after_seconds(headers: dict[str, str]) -> float | None:
-    """The provider's retry hint: ``retry-after-ms``, or ``retry-after`` in seconds or as a date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        import email.utils  # rare path; the module costs ~10 ms to import
-
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
 
 
 def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = ()) -> dict[str, str]:

@@ -37,10 +37,10 @@ class ProxyError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        from .._secrets import mask_secrets
+        from .._secrets import scrub
 
         self.status = status
-        self.message = mask_secrets(message)
+        self.message = scrub(message)
         self.type = type or _TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
         self.param = param
         self.code = code or str(status)
@@ -48,7 +48,9 @@ class ProxyError(Exception):
         super().__init__(self.message)
 
     def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}})
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        )
 
 
 def _detail_message(detail: Any) -> str:
@@ -90,7 +92,10 @@ def to_proxy_error(error: BaseException) -> ProxyError:
         return ProxyError(status, str(error), code=code, headers=headers)
     if is_http_exception(error):
         status = int(error.status_code)  # type: ignore[attr-defined]
-        return ProxyError(status, _detail_message(error.detail), headers=dict(getattr(error, "headers", None) or {}))  # type: ignore[attr-defined]
+        detail = error.detail  # type: ignore[attr-defined]
+        return ProxyError(
+            status, _detail_message(detail), headers=dict(getattr(error, "headers", None) or {})
+        )
     foreign = getattr(error, "status_code", None)
     if isinstance(foreign, int) and 400 <= foreign <= 599:
         return ProxyError(foreign, f"{type(error).__name__}: {error}")

@@ -30,7 +30,7 @@ import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .._callbacks.custom_logger import CustomLogger
+from .._callbacks.custom_logger import CustomLogger, overrides
 from .auth import UserAPIKeyAuth, hash_key  # the identity hooks receive: kept importable from here
 from .errors import is_http_exception
 
@@ -90,11 +90,6 @@ class HookCache:
         self.delete_cache(key)
 
 
-def _overrides(obj: Any, name: str) -> bool:
-    method = getattr(type(obj), name, None)
-    return method is not None and method is not getattr(CustomLogger, name)
-
-
 class HookSet:
     """The overriding hooks of the current ``lmgate.callbacks``, by hook name."""
 
@@ -112,7 +107,7 @@ class HookSet:
         loggers = [c for c in callbacks if isinstance(c, CustomLogger)]
 
         def bound(name: str) -> tuple[Any, ...]:
-            return tuple(getattr(c, name) for c in loggers if _overrides(c, name))
+            return tuple(getattr(c, name) for c in loggers if overrides(c, name))
 
         self.pre_call = bound("async_pre_call_hook")
         self.moderation = bound("async_moderation_hook")

@@ -237,7 +237,7 @@ def warn_ignored(config: ProxyConfig) -> None:
 
 def describe(config: ProxyConfig, applied: Applied) -> str:
     """The startup line: what was loaded, with every secret masked."""
-    from .._secrets import mask_key, mask_secrets, mask_url
+    from .._secrets import mask_key, mask_url, scrub
 
     groups: dict[str, list[str]] = {}
     for d in config.model_list:
@@ -264,7 +264,7 @@ def describe(config: ProxyConfig, applied: Applied) -> str:
         parts.append(f"cache: {applied.cache}")
     parts.append(f"routing: {config.routing_strategy}")
     parts.append(describe_auth(config))
-    return mask_secrets(" | ".join(parts))
+    return scrub(" | ".join(parts))
 
 
 def describe_auth(config: ProxyConfig) -> str:
