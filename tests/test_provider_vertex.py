@@ -16,7 +16,7 @@ from fakes import DEFAULT_TEXT, FakeVertex, GeminiReply, Reply, make_service_acc
 from helpers import MESSAGES, MODE_IDS, MODES, call, flush
 
 import lmgate
-from lmgate._secrets import mask_secrets
+from lmgate._secrets import scrub
 from lmgate.cost import find_price
 from lmgate.providers import resolve
 from lmgate.testing import CapturingLogger
@@ -567,7 +567,7 @@ def test_private_key_and_token_never_reach_a_callback_or_error(fv, fresh_account
     for secret in (token, key_body, fresh_account["private_key"], json.dumps(fresh_account)):
         assert secret not in seen
         assert secret not in str(info.value)
-        assert mask_secrets(f"x {secret} y") != f"x {secret} y"  # remembered: masked in any text
+        assert scrub(f"x {secret} y") != f"x {secret} y"  # remembered: masked in any text
     assert "vertex_credentials" not in json.dumps(
         [e.kwargs.get("litellm_params") for e in capture.events], default=str
     )

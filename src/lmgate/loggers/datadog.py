@@ -23,7 +23,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -163,13 +163,18 @@ class DatadogLogger(GenericAPILogger):
         )
 
 
-def logger_for_name(name: str) -> DatadogLogger | None:
-    """``"datadog"`` in a callback list; its ``callback_settings`` entry (if any) gives arguments."""
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+def logger_for_name(name: str, settings: Settings | None = None) -> DatadogLogger | None:
+    """``"datadog"`` in a callback list; its ``callback_settings`` entry in ``settings`` (default:
+    the module's), if any, gives arguments."""
     if name not in NAMES:
         return None
     from ..settings import DEFAULT
 
-    options = dict((DEFAULT.callback_settings or {}).get(name) or {})
+    options = dict(((settings or DEFAULT).callback_settings or {}).get(name) or {})
     options.pop("callback_type", None)
     return DatadogLogger(**options)
 

@@ -6,6 +6,7 @@ the startup log says the callback is a no-op so nobody looks for a second export
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .._callbacks.custom_logger import CustomLogger
 
@@ -19,7 +20,8 @@ class PrometheusCallback(CustomLogger):
         return "<PrometheusCallback: no-op, metrics are served at /metrics>"
 
 
-def logger_for_name(name: str) -> PrometheusCallback | None:
+def logger_for_name(name: str, settings: Any = None) -> PrometheusCallback | None:
+    """``"prometheus"`` in a callback list: a no-op (the proxy serves /metrics); ``settings`` unused."""
     if name not in NAMES:
         return None
     logging.getLogger("lmgate.loggers").info(

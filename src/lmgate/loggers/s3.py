@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -227,17 +226,20 @@ class S3Logger(BatchLogger):
         super().__init__(exporter, **params)
 
 
-def logger_for_name(name: str, settings: Mapping[str, Any] | None = None) -> S3Logger | None:
-    """``"s3"`` in a callback list, configured by ``callback_settings.s3`` (the proxy puts
-    ``litellm_settings.s3_callback_params`` there)."""
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+def logger_for_name(name: str, settings: Settings | None = None) -> S3Logger | None:
+    """``"s3"`` in a callback list, configured by ``callback_settings.s3`` of ``settings`` (default:
+    the module's; the proxy puts ``litellm_settings.s3_callback_params`` there)."""
     if name not in NAMES:
         return None
-    if settings is None:
-        from ..settings import DEFAULT
+    from ..settings import DEFAULT
 
-        callback_settings = DEFAULT.callback_settings or {}
-        settings = callback_settings.get(name) or callback_settings.get("s3") or {}
-    options = {k: v for k, v in dict(settings).items() if k != "callback_type"}
+    callback_settings = (settings or DEFAULT).callback_settings or {}
+    entry = callback_settings.get(name) or callback_settings.get("s3") or {}
+    options = {k: v for k, v in dict(entry).items() if k != "callback_type"}
     return S3Logger(**options)
 
 
