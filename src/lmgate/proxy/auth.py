@@ -211,11 +211,35 @@ class MasterKeyBackend:
         return digest
 
 
+def check_model(user: UserAPIKeyAuth, model: str) -> None:
+    """Refuse (401, the reference's ``key_model_access_denied`` / ``team_model_access_denied``)
+    a model outside the key's or its team's ``models``; empty lists allow every model."""
+    if user.models and model not in user.models:
+        raise ProxyError(
+            401,
+            f"key not allowed to access model. This key can only access models={sorted(user.models)}. "
+            f"Tried to access {model}",
+            type="key_model_access_denied",
+            param="model",
+            code="401",
+        )
+    if user.team_models and model not in user.team_models:
+        raise ProxyError(
+            401,
+            f"team not allowed to access model. Team={user.team_id}, can only access "
+            f"models={sorted(user.team_models)}. Tried to access {model}",
+            type="team_model_access_denied",
+            param="model",
+            code="401",
+        )
+
+
 __all__ = [
     "KEY_FORMS",
     "KeyBackend",
     "MasterKeyBackend",
     "UserAPIKeyAuth",
+    "check_model",
     "hash_key",
     "presented_key",
     "unauthorized",
