@@ -2,9 +2,10 @@
 
 ``create_app`` builds the shared state (``state.py``) from the config, mounts the routes of
 each kind (``routes/llm.py``: chat completions and embeddings; ``routes/ops.py``: models,
-health, metrics) behind the authentication middleware (``middleware.py``, with the key
-backend of ``auth.py``), and owns what is app-wide: JSON answers for unknown routes and
-bugs, and the flush of every logger at shutdown.
+health, metrics; ``routes/admin.py``: keys and teams, with virtual keys only) behind the
+authentication middleware (``middleware.py``, with the key backend of ``auth.py`` or
+``virtual_keys.py``), and owns what is app-wide: JSON answers for unknown routes and bugs,
+the key store's start (migrations) and close, and the flush of every logger at shutdown.
 """
 
 from __future__ import annotations
