@@ -242,3 +242,45 @@ def test_the_store_survives_a_restart(
         assert chat(second, key).choices[0].message.content == "Hello from fake"
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize(
+    ("general", "named"),
+    [
+        ("general_settings: {virtual_keys: true}", "general_settings.virtual_keys"),
+        (
+            "general_settings: {master_key: sk-m-0000000, virtual_keys: true, database_url: 'mysql://u:pw-secret@h/db'}",
+            "general_settings.database_url",
+        ),
+        (
+            "general_settings: {master_key: sk-m-0000000, virtual_keys: maybe}",
+            "general_settings.virtual_keys",
+        ),
+    ],
+)
+def test_key_store_config_errors_name_the_key(tmp_path: Path, general: str, named: str) -> None:
+    from lmgate.proxy.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"model_list: [{{model_name: m, litellm_params: {{model: openai/gpt-4o-mini, mock_response: hi}}}}]\n{general}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert named in str(caught.value) and "pw-secret" not in str(caught.value)
+
+
+def test_a_database_url_without_virtual_keys_changes_nothing(tmp_path: Path) -> None:
+    from lmgate.proxy.app import create_app
+    from lmgate.proxy.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list: [{model_name: m, litellm_params: {model: openai/gpt-4o-mini, mock_response: hi}}]\n"
+        "general_settings: {master_key: sk-m-0000000, database_url: 'postgresql://u:p@127.0.0.1:1/db'}\n"
+    )
+    config = load_config(path, environ={})
+    assert not config.virtual_keys and "general_settings.database_url" in config.ignored_keys
+    app = create_app(config, apply=False)
+    assert app.state.proxy.key_store is None
+    assert not any(getattr(r, "path", "") == "/key/generate" for r in app.routes)

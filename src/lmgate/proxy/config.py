@@ -221,6 +221,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     config = _build(name, file, data)
     if config.master_key is not None:
         return replace(config, master_key_source="general_settings.master_key")
+    if config.virtual_keys and not any(env.get(var, "").strip() for var in MASTER_KEY_ENV):
+        raise ConfigError(
+            f"virtual keys need an admin: set general_settings.master_key (or {' or '.join(MASTER_KEY_ENV)})",
+            name,
+            "general_settings.virtual_keys",
+        )
     for var in MASTER_KEY_ENV:
         value = env.get(var)
         if value is None:
@@ -258,9 +264,13 @@ def _key_store(general: dict[str, Any], file: str, ignored: list[str]) -> tuple[
         return False, None, data_dir
     if "general_settings.database_url" in ignored:
         ignored.remove("general_settings.database_url")
-    if url is not None and (not isinstance(url, str) or not url.strip()):
+    scheme = (
+        url.partition("://")[0].split("+", 1)[0].lower() if isinstance(url, str) and "://" in url else None
+    )
+    if url is not None and scheme not in ("sqlite", "postgres", "postgresql"):
+        # the value is not echoed: a URL may carry a password
         raise ConfigError(
-            "must be a database URL (sqlite:///path or postgresql://...)",
+            "must be a database URL: sqlite:///path or postgresql://user:password@host:5432/db",
             file,
             "general_settings.database_url",
         )
