@@ -127,6 +127,10 @@ def test_unknown_and_expired_keys_are_refused(served: Served) -> None:
 def test_model_access_of_key_and_team(served: Served, fake_provider: FakeProvider) -> None:
     key = generate(served, models=["fast"])["key"]
     assert chat(served, key, "fast").choices[0].message.content == "Hello from fake"
+    with openai.OpenAI(api_key=key, base_url=f"{served.url}/v1", max_retries=0) as client:
+        assert [m.id for m in client.models.list()] == ["fast"]  # a key lists what it may call
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("smart")
     before = len(fake_provider.requests)
     error = refused(served, key, "smart")
     assert error.status_code == 401

@@ -211,6 +211,11 @@ class MasterKeyBackend:
         return digest
 
 
+def may_use(user: UserAPIKeyAuth, model: str) -> bool:
+    """Whether the key's ``models`` and its team's allow ``model`` (empty lists allow all)."""
+    return (not user.models or model in user.models) and (not user.team_models or model in user.team_models)
+
+
 def check_model(user: UserAPIKeyAuth, model: str) -> None:
     """Refuse (401, the reference's ``key_model_access_denied`` / ``team_model_access_denied``)
     a model outside the key's or its team's ``models``; empty lists allow every model."""
@@ -241,6 +246,7 @@ __all__ = [
     "UserAPIKeyAuth",
     "check_model",
     "hash_key",
+    "may_use",
     "presented_key",
     "unauthorized",
 ]
