@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="HTTP implementation (default auto: httptools when installed, else h11)")
     serve.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"),
                        help="event loop (default auto: uvloop when installed, else asyncio)")
+    serve.add_argument("--data-dir", default=None,
+                       help="where lmgate keeps its data (the virtual-key database): overrides "
+                            "general_settings.data_dir and LMGATE_DATA_DIR")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="server log lines: text (default) or json (one object a line, for log shippers)")
     args = parser.parse_args(argv)
@@ -42,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .loggers import signals
 
     signals.disable()  # the server owns SIGTERM: lmgate's exit flush runs in its lifespan, not a handler
+    if args.data_dir:  # the environment carries it to every worker process
+        os.environ["LMGATE_DATA_DIR"] = os.path.abspath(os.path.expanduser(args.data_dir))
     return run_serve(args)
 
 

@@ -2,9 +2,10 @@
 
 ``create_app`` builds the shared state (``state.py``) from the config, mounts the routes of
 each kind (``routes/llm.py``: chat completions and embeddings; ``routes/ops.py``: models,
-health, metrics) behind the authentication middleware (``middleware.py``, with the key
-backend of ``auth.py``), and owns what is app-wide: JSON answers for unknown routes and
-bugs, and the flush of every logger at shutdown.
+health, metrics; ``routes/admin.py``: keys and teams, with virtual keys only) behind the
+authentication middleware (``middleware.py``, with the key backend of ``auth.py`` or
+``virtual_keys.py``), and owns what is app-wide: JSON answers for unknown routes and bugs,
+the key store's start (migrations) and close, and the flush of every logger at shutdown.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     state = ProxyState(config, applied, backend)
 
     routes = llm.routes(state) + ops.routes(state)
-    # Admin routes (keys, teams, budgets: the next issue) are mounted here, as
-    # ``routes/admin.py``'s ``routes(state)``; they will take the caller with
-    # ``middleware.caller`` and refuse any whose ``user_role`` is not "proxy_admin".
+    key_store = state.key_store
+    if key_store is not None and state.key_backend is not None:
+        # the management API (routes/admin.py): only with virtual keys, only for the admin
+        from .routes import admin
+
+        routes += admin.routes(key_store, state.key_backend)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -59,8 +63,18 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
         import httpx  # noqa: F401
         import httpx_sse  # noqa: F401
 
-        yield
-        await shutdown(config)
+        if key_store is not None:
+            applied_versions = await key_store.start()  # creates the database, migrates
+            if applied_versions:
+                logger.info(
+                    "key store %s: schema migrated to version %d", _where(key_store.url), applied_versions[-1]
+                )
+        try:
+            yield
+        finally:
+            await shutdown(config)
+            if key_store is not None:
+                await key_store.close()
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # a bug, not bad input: JSON like every other answer (uvicorn logs the traceback)
@@ -79,6 +93,13 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     app.router.redirect_slashes = False
     app.state.proxy = state
     return app
+
+
+def _where(url: str) -> str:
+    """A database URL as a log line may show it (no password)."""
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
 
 
 async def shutdown(config: ProxyConfig) -> bool:

@@ -211,12 +211,42 @@ class MasterKeyBackend:
         return digest
 
 
+def may_use(user: UserAPIKeyAuth, model: str) -> bool:
+    """Whether the key's ``models`` and its team's allow ``model`` (empty lists allow all)."""
+    return (not user.models or model in user.models) and (not user.team_models or model in user.team_models)
+
+
+def check_model(user: UserAPIKeyAuth, model: str) -> None:
+    """Refuse (401, the reference's ``key_model_access_denied`` / ``team_model_access_denied``)
+    a model outside the key's or its team's ``models``; empty lists allow every model."""
+    if user.models and model not in user.models:
+        raise ProxyError(
+            401,
+            f"key not allowed to access model. This key can only access models={sorted(user.models)}. "
+            f"Tried to access {model}",
+            type="key_model_access_denied",
+            param="model",
+            code="401",
+        )
+    if user.team_models and model not in user.team_models:
+        raise ProxyError(
+            401,
+            f"team not allowed to access model. Team={user.team_id}, can only access "
+            f"models={sorted(user.team_models)}. Tried to access {model}",
+            type="team_model_access_denied",
+            param="model",
+            code="401",
+        )
+
+
 __all__ = [
     "KEY_FORMS",
     "KeyBackend",
     "MasterKeyBackend",
     "UserAPIKeyAuth",
+    "check_model",
     "hash_key",
+    "may_use",
     "presented_key",
     "unauthorized",
 ]

@@ -95,6 +95,8 @@ LITELLM_SETTINGS_KEYS = (
 IGNORED_LITELLM_SETTINGS = tuple(sorted(ref.IGNORED_LITELLM_SETTINGS))
 GENERAL_SETTINGS_KEYS = (
     "master_key",
+    "virtual_keys",
+    "data_dir",
     "max_request_size_mb",
     "flush_timeout_s",
     "graceful_shutdown_timeout_s",
@@ -170,6 +172,11 @@ class ProxyConfig:
     # the reference's keys this config sets that lmgate does not act on (key paths, config order):
     # named in one startup warning
     ignored_keys: tuple[str, ...] = ()
+    # virtual keys (docs/keys.md): on only when general_settings.virtual_keys is true; then
+    # database_url (general_settings, else DATABASE_URL) names the store, else SQLite in data_dir
+    virtual_keys: bool = False
+    database_url: str | None = None
+    data_dir: str | None = None
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -214,6 +221,12 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
     config = _build(name, file, data)
     if config.master_key is not None:
         return replace(config, master_key_source="general_settings.master_key")
+    if config.virtual_keys and not any(env.get(var, "").strip() for var in MASTER_KEY_ENV):
+        raise ConfigError(
+            f"virtual keys need an admin: set general_settings.master_key (or {' or '.join(MASTER_KEY_ENV)})",
+            name,
+            "general_settings.virtual_keys",
+        )
     for var in MASTER_KEY_ENV:
         value = env.get(var)
         if value is None:
@@ -231,6 +244,37 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
 
 
 # ---------------------------------------------------------------------- validation
+
+
+def _key_store(general: dict[str, Any], file: str, ignored: list[str]) -> tuple[bool, str | None, str | None]:
+    """``virtual_keys``, ``database_url`` and ``data_dir`` of general_settings.
+
+    Keys are on only when ``virtual_keys`` is true: a reference config that names a
+    ``database_url`` for its own proxy keeps running as before (the URL ignored, with the
+    warning) until its owner asks for keys.
+    """
+    enabled = _conf.boolean(
+        general.get("virtual_keys", False), name="general_settings.virtual_keys", where=file
+    )
+    data_dir = general.get("data_dir")
+    if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
+        raise ConfigError("must be a directory path", file, "general_settings.data_dir")
+    url = general.get("database_url")
+    if not enabled:
+        return False, None, data_dir
+    if "general_settings.database_url" in ignored:
+        ignored.remove("general_settings.database_url")
+    scheme = (
+        url.partition("://")[0].split("+", 1)[0].lower() if isinstance(url, str) and "://" in url else None
+    )
+    if url is not None and scheme not in ("sqlite", "postgres", "postgresql"):
+        # the value is not echoed: a URL may carry a password
+        raise ConfigError(
+            "must be a database URL: sqlite:///path or postgresql://user:password@host:5432/db",
+            file,
+            "general_settings.database_url",
+        )
+    return True, url.strip() if isinstance(url, str) else None, data_dir
 
 
 def _freeze(value: Any) -> Any:
@@ -330,6 +374,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         where=file,
     )
     limits = _limits(general, file)
+    virtual_keys, database_url, data_dir = _key_store(general, file, ignored)
     router = _mapping(data, "router_settings", file)
     _check_keys(
         router, file, "router_settings.", ROUTER_SETTINGS_KEYS, ref.IGNORED_ROUTER_SETTINGS, {}, ignored
@@ -363,6 +408,9 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         graceful_shutdown_timeout_s=graceful,
         routing_strategy=strategy,
         router_num_retries=router_retries,
+        virtual_keys=virtual_keys,
+        database_url=database_url,
+        data_dir=data_dir,
         limits=limits,
         ignored_keys=tuple(dict.fromkeys(ignored)),
     )

@@ -67,6 +67,7 @@ def identity(
         "user_api_key_hash": user.api_key,
         "user_api_key_alias": user.key_alias,
         "user_api_key_team_id": user.team_id,
+        "user_api_key_team_alias": user.team_alias,
         "user_api_key_user_id": user.user_id,
         "user_api_key_org_id": user.org_id,
         "user_api_key_end_user_id": user.end_user_id,

@@ -274,7 +274,19 @@ def describe_auth(config: ProxyConfig) -> str:
 
     if not config.master_key:
         return "auth: NONE - every request is accepted without a key (set general_settings.master_key or LITELLM_MASTER_KEY)"
-    return f"auth: master_key {mask_key(config.master_key)} (from {config.master_key_source})"
+    text = f"auth: master_key {mask_key(config.master_key)} (from {config.master_key_source})"
+    if config.virtual_keys:
+        import os
+
+        where = (
+            "general_settings.database_url"
+            if config.database_url
+            else "DATABASE_URL"
+            if os.environ.get("DATABASE_URL")
+            else "SQLite in the data directory"
+        )
+        text += f" + virtual keys (store: {where})"
+    return text
 
 
 __all__ = ["Applied", "apply_config", "describe", "describe_auth", "ignored_keys_warning", "load_object"]

@@ -1,7 +1,6 @@
 """The proxy's routes, one module per kind: ``llm`` (the request flow), ``ops`` (models,
-health, metrics). Each module's ``routes(state)`` lists its routes; ``app.create_app`` mounts
-them. Admin routes (keys, teams, budgets) will be a module here of the same shape, mounted
-where ``create_app`` says.
+health, metrics), ``admin`` (keys and teams, mounted only with virtual keys). Each module's
+``routes(...)`` lists its routes; ``app.create_app`` mounts them.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._call import CONTROL_PARAMS
+from ..auth import check_model
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
     Answer,
@@ -154,6 +155,8 @@ class LLMRoutes:
             data = await self.read_json(request)
             model = str(data.get("model") or "unknown")
             check_request(data, kind)
+            if user.models or user.team_models:  # before any hook sees a request the key may not make
+                check_model(user, model)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(user, request.client.host if request.client else None, data.get("metadata"))
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
@@ -168,6 +171,8 @@ class LLMRoutes:
                 check_request(data, kind)
             group = self.group_for(data)
             model = group
+            if user.models or user.team_models:  # a hook may have changed the model
+                check_model(user, group)
             if kind == "chat" and data.get("stream"):
                 return await self._stream(request, hooks, user, data, who, group, start)
             deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)

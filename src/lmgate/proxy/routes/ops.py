@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from ... import __version__
 from ..._secrets import scrub
+from ..auth import UserAPIKeyAuth, may_use
 from ..errors import ProxyError
 from ..logs import log_request
 from ..middleware import caller, caller_if_presented
@@ -34,7 +35,7 @@ PUBLIC = frozenset(spellings("/health/liveliness") + spellings("/health/readines
 def routes(state: ProxyState) -> list[Route]:
     ops = OpsRoutes(state)
 
-    def guarded(build: Callable[[], Response]) -> Callable[[Request], Any]:
+    def guarded(build: Callable[[UserAPIKeyAuth], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
             try:
@@ -44,7 +45,7 @@ def routes(state: ProxyState) -> list[Route]:
                     request.scope, error.status, None, None, None, time.perf_counter() - start, error=error
                 )
                 return error_response(error)
-            response = build()
+            response = build(user)
             log_request(
                 request.scope,
                 response.status_code,
@@ -62,14 +63,14 @@ def routes(state: ProxyState) -> list[Route]:
         log_request(request.scope, 200, None, None, None, 0.0, level=logging.DEBUG)
         return json_response("I'm alive!")
 
-    models = guarded(lambda: json_response(ops.models()))
+    models = guarded(lambda user: json_response(ops.models(user)))
 
     async def model(request: Request) -> Response:
         try:
-            caller(request)
+            user = caller(request)
             # both spellings: "/v1/models/" is the list, "/v1/models/fast/" the model
             model_id = request.path_params["model_id"].removesuffix("/")
-            return json_response(ops.model(model_id) if model_id else ops.models())
+            return json_response(ops.model(model_id, user) if model_id else ops.models(user))
         except ProxyError as error:
             return error_response(error)
 
@@ -84,7 +85,7 @@ def routes(state: ProxyState) -> list[Route]:
         return json_response(body, status)
 
     metrics = guarded(
-        lambda: Response(ops.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        lambda user: Response(ops.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
     )
 
     out = []
@@ -110,12 +111,14 @@ class OpsRoutes:
         self.created = state.created
         self.known_models = state.known_models
 
-    def models(self) -> dict[str, Any]:
+    def models(self, user: UserAPIKeyAuth | None = None) -> dict[str, Any]:
+        """The model names; for a virtual key, those it and its team may call."""
         return {
             "object": "list",
             "data": [
                 {"id": name, "object": "model", "created": self.created, "owned_by": "lmgate"}
                 for name in self.config.model_names
+                if user is None or may_use(user, name)
             ],
         }
 
@@ -204,9 +207,10 @@ class OpsRoutes:
             )
         return code, body
 
-    def model(self, model_id: str) -> dict[str, Any]:
-        """One model as ``GET /v1/models/{id}`` shows it (the openai SDK's ``models.retrieve``)."""
-        if model_id not in self.router.groups:
+    def model(self, model_id: str, user: UserAPIKeyAuth | None = None) -> dict[str, Any]:
+        """One model as ``GET /v1/models/{id}`` shows it (the openai SDK's ``models.retrieve``);
+        a model the caller's key may not call is answered as unknown."""
+        if model_id not in self.router.groups or (user is not None and not may_use(user, model_id)):
             raise ProxyError(
                 404,
                 f"The model {model_id!r} does not exist here; known models: {self.known_models}",

@@ -1,0 +1,67 @@
+"""Versioned schema migrations, run at start: an ordered list and a one-row version table.
+
+Why not Alembic: its runner is built around a script directory with an ``env.py`` and a CLI
+step; run embedded at every start it brings a template directory and its own configuration
+into the package for a schema of three tables. A migration here is a function of a
+synchronous SQLAlchemy connection, applied in order inside one transaction with the version
+row, so a start either moves the schema to the latest version or leaves it as it was.
+Several instances starting at once against PostgreSQL are serialised by the version row's
+transaction only partly (two may both try version 1; the loser fails its start and a restart
+sees the schema done) — an advisory lock is a later step (docs/keys.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from . import schema
+
+_version = sa.Table("lmgate_schema_version", sa.MetaData(), sa.Column("version", sa.Integer, nullable=False))
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.teams, schema.users, schema.keys])
+
+
+#: (version, what it does, the step); append only, never edit a released step
+MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
+    (1, "keys, teams and users", _v1_initial),
+)
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table(_version.name):
+        return 0
+    value = conn.execute(sa.select(_version.c.version)).scalar()
+    return int(value or 0)
+
+
+def migrate(conn: sa.Connection) -> list[int]:
+    """Apply every migration newer than the database's version; the versions applied.
+
+    A database newer than this lmgate (a later version wrote it) is refused rather than used.
+    """
+    _version.create(conn, checkfirst=True)
+    have = current_version(conn)
+    if have > LATEST:
+        raise RuntimeError(
+            f"the key database is at schema version {have}, newer than this lmgate knows ({LATEST}): "
+            "upgrade lmgate, or point it at another database"
+        )
+    applied = []
+    for version, _what, step in MIGRATIONS:
+        if version > have:
+            step(conn)
+            applied.append(version)
+    if applied:
+        if have == 0 and conn.execute(sa.select(sa.func.count()).select_from(_version)).scalar() == 0:
+            conn.execute(_version.insert().values(version=applied[-1]))
+        else:
+            conn.execute(_version.update().values(version=applied[-1]))
+    return applied
+
+
+__all__ = ["LATEST", "MIGRATIONS", "current_version", "migrate"]

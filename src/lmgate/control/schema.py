@@ -1,0 +1,67 @@
+"""The tables of the control plane (SQLAlchemy Core), as the latest migration leaves them.
+
+Times are Unix seconds (``Float``): the same on SQLite and PostgreSQL, and compared without
+time-zone conversions. Lists and mappings are ``JSON``. A key is stored only as the SHA-256 of
+its text (``token``); ``key_name`` is its masked form (``sk-...abcd``) for people to recognise.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+teams = sa.Table(
+    "lmgate_teams",
+    metadata,
+    sa.Column("team_id", sa.String(128), primary_key=True),
+    sa.Column("team_alias", sa.String(256)),
+    sa.Column("models", sa.JSON, nullable=False, default=list),
+    sa.Column("max_budget", sa.Float),
+    sa.Column("budget_duration", sa.String(32)),
+    sa.Column("rpm_limit", sa.Integer),
+    sa.Column("tpm_limit", sa.Integer),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("blocked", sa.Boolean, nullable=False, default=False),
+    sa.Column("spend", sa.Float, nullable=False, default=0.0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+users = sa.Table(
+    "lmgate_users",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("user_email", sa.String(256)),
+    sa.Column("max_budget", sa.Float),
+    sa.Column("budget_duration", sa.String(32)),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("spend", sa.Float, nullable=False, default=0.0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+keys = sa.Table(
+    "lmgate_keys",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),  # SHA-256 hex of the key
+    sa.Column("key_name", sa.String(32), nullable=False),
+    sa.Column("key_alias", sa.String(256)),
+    sa.Column("team_id", sa.String(128), sa.ForeignKey("lmgate_teams.team_id"), index=True),
+    sa.Column("user_id", sa.String(128), index=True),
+    sa.Column("models", sa.JSON, nullable=False, default=list),
+    sa.Column("max_budget", sa.Float),
+    sa.Column("budget_duration", sa.String(32)),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("rpm_limit", sa.Integer),
+    sa.Column("tpm_limit", sa.Integer),
+    sa.Column("max_parallel_requests", sa.Integer),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    sa.Column("blocked", sa.Boolean, nullable=False, default=False),
+    sa.Column("spend", sa.Float, nullable=False, default=0.0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+__all__ = ["keys", "metadata", "teams", "users"]

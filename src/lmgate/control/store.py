@@ -1,0 +1,238 @@
+"""The key store: keys, teams and users in SQLite or PostgreSQL through SQLAlchemy's async engine.
+
+``KeyStore(url).start()`` creates the database (SQLite: the file under the data directory) and
+runs the migrations; every method after that is one short transaction. The store knows rows,
+not HTTP: the admin routes and the proxy's key backend are its callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from . import migrations
+from .schema import keys, teams
+
+DATABASE_FILE = "lmgate.db"
+
+
+def default_data_dir(configured: str | None = None, environ: Any = None) -> Path:
+    """``$LMGATE_DATA_DIR`` (what ``--data-dir`` sets), else ``general_settings.data_dir``, else
+    ``$XDG_DATA_HOME/lmgate``, else ``~/.local/share/lmgate``."""
+    env = os.environ if environ is None else environ
+    chosen = env.get("LMGATE_DATA_DIR") or configured
+    if chosen:
+        return Path(chosen).expanduser()
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "lmgate"
+
+
+def async_url(url: str) -> str:
+    """``url`` with the async driver named: ``sqlite://`` → aiosqlite, ``postgresql://`` → asyncpg."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(
+            f"not a database URL: expected sqlite:///path or postgresql://host/db, got {scheme!r}"
+        )
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database {base!r}: use sqlite:///path or postgresql://…")
+
+
+def hash_token(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def token_of(key_or_hash: str) -> str:
+    """The stored token for what a caller names a key by: its text (``sk-…``) or its hash."""
+    if len(key_or_hash) == 64 and all(c in "0123456789abcdef" for c in key_or_hash):
+        return key_or_hash
+    return hash_token(key_or_hash)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A result row as a dict with plain ``str`` names (SQLAlchemy's are a str subclass that
+    JSON encoders such as orjson refuse)."""
+    return {str(name): value for name, value in row.items()}
+
+
+def _masked(key: str) -> str:
+    return f"{key[:3]}...{key[-4:]}"
+
+
+class KeyStore:
+    """Rows of keys and teams. ``clock`` gives Unix seconds (tests pass their own)."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.clock = clock
+        self._engine: AsyncEngine | None = None
+
+    @classmethod
+    def for_config(cls, database_url: str | None, data_dir: str | None) -> KeyStore:
+        url = database_url or os.environ.get("DATABASE_URL")
+        if not url:
+            directory = default_data_dir(data_dir)
+            url = f"sqlite:///{directory / DATABASE_FILE}"
+        return cls(url)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("KeyStore.start() was not awaited")
+        return self._engine
+
+    async def start(self) -> list[int]:
+        """Connect, create the database if new, migrate; the schema versions applied."""
+        url = sa.make_url(async_url(self.url))
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_async_engine(url)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(migrations.migrate)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    # -------------------------------------------------------------------------- keys
+
+    async def create_key(
+        self, columns: dict[str, Any], expires_in: float | None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new key: its text (shown once, never stored) and its row."""
+        key = "sk-" + secrets.token_urlsafe(24)
+        now = self.clock()
+        row = dict(
+            columns,
+            token=hash_token(key),
+            key_name=_masked(key),
+            expires_at=None if expires_in is None else now + expires_in,
+            spend=0.0,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.engine.begin() as conn:
+            await self._check_team(conn, row.get("team_id"))
+            await conn.execute(keys.insert().values(**row))
+        return key, row
+
+    async def key(self, token: str) -> dict[str, Any] | None:
+        """A key's row with its team's (``team_alias``, ``team_models``, ``team_blocked``,
+        ``team_metadata``), or None."""
+        query = (
+            sa.select(
+                keys,
+                teams.c.team_alias,
+                teams.c.models.label("team_models"),
+                teams.c.blocked.label("team_blocked"),
+                teams.c.metadata.label("team_metadata"),
+            )
+            .select_from(keys.outerjoin(teams, keys.c.team_id == teams.c.team_id))
+            .where(keys.c.token == token)
+        )
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(query)).mappings().first()
+        return _plain(found) if found is not None else None
+
+    async def update_key(
+        self, token: str, columns: dict[str, Any], expires_in: float | None = None
+    ) -> dict[str, Any] | None:
+        values = dict(columns, updated_at=self.clock())
+        if expires_in is not None:
+            values["expires_at"] = self.clock() + expires_in
+        async with self.engine.begin() as conn:
+            if "team_id" in values:
+                await self._check_team(conn, values["team_id"])
+            done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
+            if done.rowcount == 0:
+                return None
+        return await self.key(token)
+
+    async def delete_keys(self, tokens: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(tokens))
+        async with self.engine.begin() as conn:
+            found = (
+                (await conn.execute(sa.select(keys.c.token).where(keys.c.token.in_(wanted)))).scalars().all()
+            )
+            await conn.execute(keys.delete().where(keys.c.token.in_(found)))
+        return [t for t in wanted if t in set(found)]
+
+    async def list_keys(self, team_id: str | None = None, user_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(keys).order_by(keys.c.created_at, keys.c.token)
+        if team_id is not None:
+            query = query.where(keys.c.team_id == team_id)
+        if user_id is not None:
+            query = query.where(keys.c.user_id == user_id)
+        async with self.engine.connect() as conn:
+            return [_plain(r) for r in (await conn.execute(query)).mappings()]
+
+    # -------------------------------------------------------------------------- teams
+
+    async def create_team(self, columns: dict[str, Any], team_id: str | None) -> dict[str, Any]:
+        now = self.clock()
+        row = dict(columns, team_id=team_id or str(uuid.uuid4()), spend=0.0, created_at=now, updated_at=now)
+        async with self.engine.begin() as conn:
+            exists = await conn.execute(sa.select(teams.c.team_id).where(teams.c.team_id == row["team_id"]))
+            if exists.first() is not None:
+                raise KeyError(row["team_id"])
+            await conn.execute(teams.insert().values(**row))
+        return row
+
+    async def team(self, team_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            found = (
+                (await conn.execute(sa.select(teams).where(teams.c.team_id == team_id))).mappings().first()
+            )
+        return _plain(found) if found is not None else None
+
+    async def update_team(self, team_id: str, columns: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                teams.update().where(teams.c.team_id == team_id).values(**columns, updated_at=self.clock())
+            )
+            if done.rowcount == 0:
+                return None
+        return await self.team(team_id)
+
+    async def delete_teams(self, team_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Delete teams and their keys; (the teams deleted, the key tokens deleted with them)."""
+        wanted = list(dict.fromkeys(team_ids))
+        async with self.engine.begin() as conn:
+            found = set(
+                (await conn.execute(sa.select(teams.c.team_id).where(teams.c.team_id.in_(wanted)))).scalars()
+            )
+            tokens = list(
+                (await conn.execute(sa.select(keys.c.token).where(keys.c.team_id.in_(found)))).scalars()
+            )
+            await conn.execute(keys.delete().where(keys.c.team_id.in_(found)))
+            await conn.execute(teams.delete().where(teams.c.team_id.in_(found)))
+        return [t for t in wanted if t in found], tokens
+
+    async def list_teams(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            query = sa.select(teams).order_by(teams.c.created_at, teams.c.team_id)
+            return [_plain(r) for r in (await conn.execute(query)).mappings()]
+
+    async def _check_team(self, conn: Any, team_id: str | None) -> None:
+        if team_id is None:
+            return
+        found = await conn.execute(sa.select(teams.c.team_id).where(teams.c.team_id == team_id))
+        if found.first() is None:
+            raise LookupError(team_id)
+
+
+__all__ = ["DATABASE_FILE", "KeyStore", "async_url", "default_data_dir", "hash_token", "token_of"]

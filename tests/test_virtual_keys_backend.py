@@ -1,0 +1,87 @@
+"""DatabaseKeyBackend over a real SQLite key store, on injected clocks: expiry, and how long a
+change made elsewhere (another proxy instance) takes to be seen through the lookup cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.requests import HTTPConnection
+
+from lmgate.control import migrations
+from lmgate.control.store import KeyStore
+from lmgate.proxy.errors import ProxyError
+from lmgate.proxy.virtual_keys import DatabaseKeyBackend
+
+MASTER = "sk-master-backend-000000"
+CONN = HTTPConnection({"type": "http", "headers": [], "path": "/v1/chat/completions"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[KeyStore]:
+    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
+    assert await store.start() == [migrations.LATEST]
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def refusal(backend: DatabaseKeyBackend, key: str) -> ProxyError:
+    with pytest.raises(ProxyError) as caught:
+        await backend.authenticate(key, CONN)
+    return caught.value
+
+
+def columns(**values: Any) -> dict[str, Any]:
+    return {"models": [], "metadata": {}, "tags": [], "blocked": False, **values}
+
+
+async def test_a_key_expires_on_the_clock(store: KeyStore) -> None:
+    clock = Clock()
+    store.clock = clock
+    backend = DatabaseKeyBackend(store, MASTER, clock=clock, ttl_s=0)
+    key, row = await store.create_key(columns(key_alias="short"), expires_in=60)
+    user = await backend.authenticate(key, CONN)
+    assert (user.token, user.key_alias, user.user_role) == (row["token"], "short", "internal_user")
+    clock.now += 59.9
+    await backend.authenticate(key, CONN)
+    clock.now += 0.1
+    error = await refusal(backend, key)
+    assert error.status == 401 and "expired" in error.message
+    assert (await backend.authenticate(MASTER, CONN)).user_role == "proxy_admin"
+
+
+async def test_a_change_elsewhere_is_seen_when_the_cached_lookup_expires(store: KeyStore) -> None:
+    monotonic = Clock()
+    backend = DatabaseKeyBackend(store, MASTER, ttl_s=5, monotonic=monotonic)
+    key, row = await store.create_key(columns(), expires_in=None)
+    await backend.authenticate(key, CONN)
+    await store.update_key(row["token"], {"blocked": True})  # as another instance would
+    monotonic.now += 4.9
+    await backend.authenticate(key, CONN)  # still the cached row
+    monotonic.now += 0.1
+    assert (await refusal(backend, key)).status == 401
+    backend.forget([row["token"]])
+    await store.update_key(row["token"], {"blocked": False})
+    await backend.authenticate(key, CONN)  # this instance's own change is seen at once
+
+
+async def test_migrations_run_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'keys.db'}"
+    first = KeyStore(url)
+    assert await first.start() == [1]
+    await first.close()
+    again = KeyStore(url)
+    assert await again.start() == []
+    await again.close()
