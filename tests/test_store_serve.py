@@ -22,6 +22,7 @@ pytest.importorskip("sqlalchemy")
 pytest.importorskip("starlette")
 
 MASTER = "sk-master-store-test"
+TAIL_HEADER = ["time", "call_id", "model", "provider", "status", "tokens", "cost", "latency_ms"]
 UPSTREAM = "sk-upstream-store-test"
 
 
@@ -214,6 +215,11 @@ def test_logs_export(traffic: Traffic) -> None:
 
 
 def test_logs_without_a_store_says_how_to_get_one(tmp_path: Path) -> None:
+    """No store yet is no calls yet: empty answers (exit 0), a hint on stderr, and no file made."""
     result = logs(tmp_path / "none.sqlite3", "tail")
-    assert result.returncode == 1 and 'callbacks: ["store"]' in result.stderr
+    assert result.returncode == 0 and 'callbacks: ["store"]' in result.stderr
+    assert result.stdout.splitlines() == ["\t".join(TAIL_HEADER)]
+    assert logs(tmp_path / "none.sqlite3", "stats", "--by", "team").stdout.startswith("team\trequests\t")
+    assert logs(tmp_path / "none.sqlite3", "export", "--format", "csv").stdout.startswith("call_id,")
+    assert logs(tmp_path / "none.sqlite3", "show", "x").returncode == 1
     assert not (tmp_path / "none.sqlite3").exists()

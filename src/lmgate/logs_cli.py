@@ -67,12 +67,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     path = args.db or default_path()
     if not os.path.exists(path):
+        # no store yet is no calls yet: an empty answer (exit 0) and what to do; never a new file
         print(
-            f'lmgate logs: no log store at {path}: turn the store logger on (callbacks: ["store"], '
+            f'lmgate logs: no log store at {path} yet: turn the store logger on (callbacks: ["store"], '
             "docs/store.md) or give --db PATH",
             file=sys.stderr,
         )
-        return 1
+        return _empty(args, out)
     try:
         from .store import open_store
     except ModuleNotFoundError as error:
@@ -94,6 +95,21 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return command(store, args, filters, out)
     finally:
         store.close()
+
+
+def _empty(args: argparse.Namespace, out: TextIO) -> int:
+    if args.logs_command == "show":
+        print(f"lmgate logs: no call {args.call_id!r} in the store", file=sys.stderr)
+        return 1
+    if args.logs_command == "tail":
+        _print_table(TAIL_COLUMNS, [], out)
+    elif args.logs_command == "stats":
+        _print_table((args.by, *STATS_COLUMNS), [], out)
+    elif args.format == "csv":
+        from .store.sqlite import LIST_COLUMNS
+
+        csv.writer(out).writerow([c.name for c in LIST_COLUMNS])
+    return 0
 
 
 def _filters(args: argparse.Namespace) -> Any:

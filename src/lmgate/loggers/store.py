@@ -92,6 +92,8 @@ class StoreLogger(BatchLogger):
                 ) from error
             store = open_store(path, retention_days=retention_days)
         params.setdefault("name", "store")
+        # SQLite has one writer: more delivery threads would only wait on its lock
+        params.setdefault("max_in_flight", 1)
         super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes), **params)
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -21,6 +22,13 @@ from .base import GROUP_BYS, Filters, Page, percentile
 from .schema import calls, migrate
 
 PRUNE_EVERY_S = 3600.0
+# ON CONFLICT DO NOTHING on the primary key: a batch delivered twice is stored once
+_INSERT = str(
+    sqlite_insert(calls)
+    .on_conflict_do_nothing(index_elements=["call_id"])
+    .compile(dialect=sqlite_dialect(paramstyle="named"))
+)
+_DEFAULTS = [(c.name, getattr(c.default, "arg", None)) for c in calls.columns]
 # the columns a listing shows (everything but the payload)
 LIST_COLUMNS = [c for c in calls.columns if c.name != "payload"]
 
@@ -50,12 +58,13 @@ class SQLiteStore:
 
     # ---- writing ----
     def write(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        rows = list(rows)
-        if not rows:
+        # the driver's executemany with the statement compiled once: SQLAlchemy's per-row parameter
+        # processing cost a third of the writer thread's time, which competes with the proxy's
+        params = [{name: row.get(name, default) for name, default in _DEFAULTS} for row in rows]
+        if not params:
             return 0
-        statement = sqlite_insert(calls).on_conflict_do_nothing(index_elements=["call_id"])
         with self.engine.begin() as conn:
-            written = conn.execute(statement, rows).rowcount
+            written = conn.exec_driver_sql(_INSERT, params).rowcount
         if self.retention_days and self._clock() - self._pruned_at >= PRUNE_EVERY_S:
             self.prune()
         return max(written, 0)
