@@ -223,3 +223,75 @@ def test_logs_without_a_store_says_how_to_get_one(tmp_path: Path) -> None:
     assert logs(tmp_path / "none.sqlite3", "export", "--format", "csv").stdout.startswith("call_id,")
     assert logs(tmp_path / "none.sqlite3", "show", "x").returncode == 1
     assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_logs_tail_follow_prints_calls_as_they_are_stored(tmp_path: Path) -> None:
+    """``tail -f``: the last rows, then every row written later (in the order written), until stopped."""
+    import select
+    import signal
+
+    from lmgate.store import open_store
+    from lmgate.store.rows import row_from_payload
+
+    def row(call_id: str, start: float, model: str = "m") -> dict:
+        return row_from_payload(
+            orjson.dumps(
+                {
+                    "litellm_call_id": call_id,
+                    "startTime": start,
+                    "endTime": start + 1,
+                    "status": "success",
+                    "model": model,
+                    "metadata": {},
+                }
+            )
+        )
+
+    db = tmp_path / "logs.sqlite3"
+    store = open_store(str(db))
+    store.write([row("first", 1_700_000_000.0)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lmgate",
+            "logs",
+            "--db",
+            str(db),
+            "tail",
+            "-f",
+            "--interval",
+            "0.05",
+            "--model",
+            "m",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    try:
+        pending = [b""]  # bytes read but not yet returned: a read may hold several lines
+
+        def next_line() -> str:
+            while b"\n" not in pending[0]:
+                ready, _, _ = select.select([proc.stdout], [], [], 30)  # bounded: a hung follower fails
+                assert ready, "tail -f printed nothing within 30 s"
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, "tail -f exited"
+                pending[0] += chunk
+            line, _, pending[0] = pending[0].partition(b"\n")
+            return line.decode()
+
+        assert next_line().startswith("time\t")
+        assert next_line().split("\t")[1] == "first"
+        # written later but started earlier: still printed (follow is by write order), other models are not
+        store.write([row("other-model", 1_700_000_002.0, model="x"), row("late", 1_600_000_000.0)])
+        assert next_line().split("\t")[1] == "late"
+        store.write([row("later", 1_700_000_005.0)])
+        assert next_line().split("\t")[1] == "later"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        proc.stdout.close()
+        store.close()
+    assert code == 0

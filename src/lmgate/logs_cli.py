@@ -33,6 +33,12 @@ def add_parser(sub: Any) -> None:
     actions = logs.add_subparsers(dest="logs_command", required=True)
     tail = actions.add_parser("tail", help="the newest calls, oldest first")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="then print calls as they are stored (Ctrl-C stops)"
+    )
+    tail.add_argument(
+        "--interval", type=float, default=1.0, help="with -f: seconds between looks (default 1)"
+    )
     _add_filters(tail)
     show = actions.add_parser("show", help="one call: its columns and full payload")
     show.add_argument("call_id")
@@ -102,7 +108,7 @@ def _empty(args: argparse.Namespace, out: TextIO) -> int:
         print(f"lmgate logs: no call {args.call_id!r} in the store", file=sys.stderr)
         return 1
     if args.logs_command == "tail":
-        _print_table(TAIL_COLUMNS, [], out)
+        _print_table(TAIL_COLUMNS, [], out)  # no follow without a store: there is nothing to poll
     elif args.logs_command == "stats":
         _print_table((args.by, *STATS_COLUMNS), [], out)
     elif args.format == "csv":
@@ -152,22 +158,38 @@ def _when(text: str | None, option: str) -> float | None:
 def _tail(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
     from .store import Page
 
+    marker = store.last_marker() if args.follow else 0  # before the query: nothing falls in between
     rows = list(reversed(store.query(filters, Page(limit=max(args.n, 0)))))
-    table = [
-        [
-            _time(r["start_time"]),
-            r["call_id"],
-            r["model"],
-            r["provider"],
-            r["status"] if r["status"] == "success" else f"{r['status']}:{r['error_class'] or '?'}",
-            _cell(r["total_tokens"]),
-            _money(r["cost"]),
-            _ms(r["latency_ms"]),
-        ]
-        for r in rows
+    shown = {r["call_id"] for r in rows}
+    aligned = _print_table(TAIL_COLUMNS, [_tail_cells(r) for r in rows], out)
+    if not args.follow:
+        return 0
+    out.flush()
+    try:
+        while True:
+            time.sleep(max(args.interval, 0.01))  # a reader polling a file another process writes
+            new, marker = store.newer(marker, filters)
+            for row in new:
+                if row["call_id"] not in shown:
+                    cells = _tail_cells(row)
+                    out.write((aligned(cells) if aligned else "\t".join(cells)) + "\n")
+            shown.clear()  # only the first look can overlap the initial rows
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+
+
+def _tail_cells(r: dict[str, Any]) -> list[str]:
+    return [
+        _time(r["start_time"]),
+        r["call_id"],
+        _cell(r["model"]),
+        _cell(r["provider"]),
+        r["status"] if r["status"] == "success" else f"{r['status']}:{r['error_class'] or '?'}",
+        _cell(r["total_tokens"]),
+        _money(r["cost"]),
+        _ms(r["latency_ms"]),
     ]
-    _print_table(TAIL_COLUMNS, table, out)
-    return 0
 
 
 def _show(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
@@ -251,13 +273,16 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _print_table(header: Sequence[str], rows: list[list[str]], out: TextIO) -> None:
+def _print_table(
+    header: Sequence[str], rows: list[list[str]], out: TextIO
+) -> Callable[[Sequence[str]], str] | None:
     """Aligned columns on a terminal (numbers right-aligned, header bold unless NO_COLOR);
-    tab-separated when piped."""
+    tab-separated when piped. Returns the terminal's line formatter (for rows printed later)."""
     if not out.isatty():
         for cells in (header, *rows):
             out.write("\t".join(cells) + "\n")
-        return
+        return None
+    # a call id is 36 characters and a time 19: columns keep their width for rows that come later
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     numeric = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(header))]
 
@@ -273,6 +298,7 @@ def _print_table(header: Sequence[str], rows: list[list[str]], out: TextIO) -> N
         out.write(aligned(row) + "\n")
     if not rows:
         out.write("(no calls match)\n")
+    return aligned
 
 
 def _numeric(cell: str) -> bool:

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, create_engine, event, func, or_, select
+from sqlalchemy import Engine, Integer, and_, create_engine, event, func, literal_column, or_, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from .base import GROUP_BYS, Filters, Page, percentile
 from .schema import calls, migrate
@@ -29,6 +29,8 @@ _INSERT = str(
     .compile(dialect=sqlite_dialect(paramstyle="named"))
 )
 _DEFAULTS = [(c.name, getattr(c.default, "arg", None)) for c in calls.columns]
+# SQLite's implicit row id: the order rows were written in, what `lmgate logs tail -f` follows
+_ROWID: ColumnClause[int] = literal_column("calls.rowid", Integer)
 # the columns a listing shows (everything but the payload)
 LIST_COLUMNS = [c for c in calls.columns if c.name != "payload"]
 
@@ -101,6 +103,23 @@ class SQLiteStore:
         row = _listed(found._mapping)
         row["payload"] = orjson.loads(row["payload"])
         return row
+
+    def last_marker(self) -> int:
+        """Where ``newer`` starts: the rowid of the last row written (SQLite's insertion order)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(_ROWID)).select_from(calls)).scalar() or 0)
+
+    def newer(self, marker: int, filters: Filters = Filters()) -> tuple[list[dict[str, Any]], int]:
+        """Matching rows written after ``marker``, in the order written (not start order: a long
+        call is written after shorter ones that began later), and the marker for the next look."""
+        top = self.last_marker()  # first: a row written during the query waits for the next look
+        statement = (
+            select(*LIST_COLUMNS)
+            .where(_ROWID > marker, _ROWID <= top, *_conditions(filters))
+            .order_by(_ROWID)
+        )
+        with self.engine.connect() as conn:
+            return [_listed(r._mapping) for r in conn.execute(statement)], top
 
     def count(self, filters: Filters = Filters()) -> int:
         with self.engine.connect() as conn:
