@@ -263,3 +263,24 @@ def test_store_is_a_named_callback(tmp_path, fake_provider, monkeypatch):
     assert store.path == str(tmp_path / "data" / "logs.sqlite3")
     assert store.count() == 1
     store.close()
+
+
+def test_turn_off_message_logging_stores_no_messages(tmp_path, fake_provider):
+    logger = store_logger(tmp_path, turn_off_message_logging=True)
+    lmgate.callbacks = [logger]
+    lmgate.completion(**params(fake_provider, user="quiet"))
+    assert logger.flush(10)
+    (row,) = logger.store.query()
+    assert row["prompt_tokens"] > 0
+    assert "hello store" not in orjson.dumps(logger.store.get(row["call_id"])["payload"]).decode()
+    assert logger.store.query(Filters(search="hello store")) == []
+
+
+def test_a_store_newer_than_this_lmgate_is_refused(tmp_path):
+    path = tmp_path / "x.sqlite3"
+    open_store(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="version 99, newer than this lmgate knows"):
+        open_store(str(path))
