@@ -45,15 +45,21 @@ def test_sync_async_stream_and_failure_calls_are_stored_once_each(tmp_path, fake
     )
     assert streamed
     asyncio.run(lmgate.acompletion(**params(fake_provider)))
+
+    async def async_stream() -> str:
+        chunks = await lmgate.acompletion(**params(fake_provider, stream=True))
+        return "".join([c.choices[0].delta.content or "" async for c in chunks])
+
+    assert asyncio.run(async_stream())
     fake_provider.enqueue(Reply(status=400))
     with pytest.raises(lmgate.exceptions.BadRequestError):
         lmgate.completion(**params(fake_provider))
     assert logger.flush(10)
     store = logger.store
     rows = store.query(Filters(), Page(limit=100))
-    assert len(rows) == 4 and len({r["call_id"] for r in rows}) == 4
-    assert logger.stats()["delivered"] == 4
-    assert sorted(r["status"] for r in rows) == ["failure", "success", "success", "success"]
+    assert len(rows) == 5 and len({r["call_id"] for r in rows}) == 5
+    assert logger.stats()["delivered"] == 5
+    assert sorted(r["status"] for r in rows) == ["failure", "success", "success", "success", "success"]
     first = store.get(ok._hidden_params.get("litellm_call_id") or rows[-1]["call_id"])
     assert first is not None
     by_status = {r["status"]: r for r in rows}
@@ -62,14 +68,14 @@ def test_sync_async_stream_and_failure_calls_are_stored_once_each(tmp_path, fake
     alice = store.query(Filters(user="alice"))
     assert len(alice) == 1 and alice[0]["tags"] == ["t1"] and alice[0]["prompt_tokens"] > 0
     assert alice[0]["cost"] > 0 and alice[0]["latency_ms"] >= 0 and alice[0]["ttft_ms"] is None
-    stream_row = next(r for r in rows if r["stream"])
-    assert stream_row["ttft_ms"] is not None
+    streams = [r for r in rows if r["stream"]]
+    assert len(streams) == 2 and all(r["ttft_ms"] is not None for r in streams)
     detail = store.get(alice[0]["call_id"])
     assert detail["payload"]["messages"] == [{"role": "user", "content": "hello store"}]
     # the file is WAL-mode SQLite, readable by any client
     with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 5
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
 
 
