@@ -290,3 +290,11 @@ def test_a_store_newer_than_this_lmgate_is_refused(tmp_path):
     conn.close()
     with pytest.raises(RuntimeError, match="version 99, newer than this lmgate knows"):
         open_store(str(path))
+
+
+def test_a_generic_api_entry_named_store_stays_a_generic_api_logger(log_receiver):
+    from lmgate._callbacks.registry import resolve_callback
+    from lmgate.loggers.generic_api import GenericAPILogger
+
+    lmgate.callback_settings = {"store": {"callback_type": "generic_api", "endpoint": log_receiver.url}}
+    assert isinstance(resolve_callback("store"), GenericAPILogger)

@@ -109,6 +109,8 @@ def logger_for_name(name: str, settings: Mapping[str, Any] | None = None) -> Sto
         from ..settings import DEFAULT
 
         settings = (DEFAULT.callback_settings or {}).get(name) or {}
+    if settings.get("callback_type") not in (None, "store"):
+        return None  # a callback_settings entry named "store" of another type (generic_api, ...)
     options = {k: v for k, v in dict(settings).items() if k != "callback_type"}
     return StoreLogger(**options)
 
