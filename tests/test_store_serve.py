@@ -295,3 +295,19 @@ def test_logs_tail_follow_prints_calls_as_they_are_stored(tmp_path: Path) -> Non
         proc.stdout.close()
         store.close()
     assert code == 0
+
+
+def test_logs_data_dir_and_environment_pick_the_file(traffic: Traffic) -> None:
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lmgate", "logs", *args, "tail", "-n", "100"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+
+    by_option = run("--data-dir", str(traffic.db.parent), env={"LMGATE_DATA_DIR": "/nonexistent-lmgate"})
+    by_env = run(env={"LMGATE_DATA_DIR": str(traffic.db.parent)})
+    assert by_option.returncode == 0 and len(by_option.stdout.splitlines()) == 9
+    assert by_env.stdout == by_option.stdout

@@ -28,7 +28,12 @@ def add_parser(sub: Any) -> None:
     logs.add_argument(
         "--db",
         default=None,
-        help="the store's SQLite file (default $LMGATE_DATA_DIR/logs.sqlite3, else ~/.local/share/lmgate/logs.sqlite3)",
+        help="the store's SQLite file (default <data dir>/logs.sqlite3)",
+    )
+    logs.add_argument(
+        "--data-dir",
+        default=None,
+        help="the data directory (default $LMGATE_DATA_DIR, else $XDG_DATA_HOME/lmgate, else ~/.local/share/lmgate)",
     )
     actions = logs.add_subparsers(dest="logs_command", required=True)
     tail = actions.add_parser("tail", help="the newest calls, oldest first")
@@ -69,9 +74,9 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    from .store.base import default_path
+    from .store.base import DB_FILE, default_path
 
-    path = args.db or default_path()
+    path = args.db or (os.path.join(args.data_dir, DB_FILE) if args.data_dir else default_path())
     if not os.path.exists(path):
         # no store yet is no calls yet: an empty answer (exit 0) and what to do; never a new file
         print(
