@@ -64,17 +64,20 @@ def redis_server_with_password() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache_dir(tmp_path_factory):
-    """Spools and disk caches of every test (and of every process a test starts) live in a fresh directory,
+    """Spools, disk caches and log stores of every test (and of every process a test starts) live in a fresh directory,
     so no run inherits records spooled by an earlier one."""
     import os
 
-    saved = os.environ.get("LMGATE_CACHE_DIR")
+    saved = {name: os.environ.get(name) for name in ("LMGATE_CACHE_DIR", "LMGATE_DATA_DIR")}
     os.environ["LMGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmgate-cache"))
+    # the log store's default file lives in the data directory
+    os.environ["LMGATE_DATA_DIR"] = str(tmp_path_factory.mktemp("lmgate-data"))
     yield
-    if saved is None:
-        os.environ.pop("LMGATE_CACHE_DIR", None)
-    else:
-        os.environ["LMGATE_CACHE_DIR"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)

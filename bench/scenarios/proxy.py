@@ -2,7 +2,8 @@
 
 Measures start-up time (process start to the first 200 on /health/liveliness), idle RSS (the server's
 whole process tree), then requests/s and p50/p99 latency with wrk at concurrency 50 and 1, without and
-with a generic API logger pointed at bench/receiver.py.
+with a generic API logger pointed at bench/receiver.py, and (lmgate only) with the ``store`` logger
+writing every call to a SQLite log store in a temp dir.
 
 This driver is stdlib only; it starts the CLI that sits next to its own interpreter (the same venv).
 """
@@ -34,7 +35,7 @@ from _common import (
     variants,
 )
 
-VARIANTS = ["plain", "generic_api"]
+VARIANTS = ["plain", "generic_api", "store"]
 BIN = os.path.dirname(sys.executable)
 
 CONFIG = """\
@@ -56,6 +57,14 @@ callback_settings:
     headers:
       x-bench: "1"
     log_format: json_array
+"""
+# lmgate's log store (docs/store.md); the reference has no equivalent callback
+STORE_CONFIG = """\
+litellm_settings:
+  callbacks: ["store"]
+callback_settings:
+  store:
+    path: {path}
 """
 
 
@@ -167,6 +176,10 @@ def check_available(impl: str) -> None:
 
 
 def measure(args, variant: str) -> dict:
+    if variant == "store":
+        if args.impl != "lmgate":
+            raise Skip("the store logger is lmgate's own")
+        return measure_server(args, None, store=True)
     if variant != "generic_api":
         return measure_server(args, None)
     receiver, rport = start_helper("receiver.py", "--max-seconds", "600")
@@ -176,7 +189,7 @@ def measure(args, variant: str) -> dict:
         stop_helper(receiver)
 
 
-def measure_server(args, rport: int | None) -> dict:
+def measure_server(args, rport: int | None, store: bool = False) -> dict:
     """Start the server (with a generic API logger to 127.0.0.1:rport if given), measure, stop it."""
     seconds = 1.0 if args.quick else 5.0
     tmp = tempfile.mkdtemp(prefix="bench-proxy-")
@@ -186,6 +199,8 @@ def measure_server(args, rport: int | None) -> dict:
         endpoint = f"http://127.0.0.1:{rport}/log"
         text += LOGGER_CONFIG.format(endpoint=endpoint)
         os.environ["GENERIC_LOGGER_ENDPOINT"] = endpoint
+    if store:
+        text += STORE_CONFIG.format(path=os.path.join(tmp, "logs.sqlite3"))
     with open(config, "w") as f:
         f.write(text)
     port = free_port()

@@ -1,4 +1,4 @@
-"""The ``lmgate`` command: ``lmgate demo``, ``lmgate serve --config config.yaml``, ``lmgate --version``."""
+"""The ``lmgate`` command: ``lmgate demo``, ``lmgate serve --config config.yaml``, ``lmgate logs …``, ``lmgate --version``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "general_settings.data_dir and LMGATE_DATA_DIR")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="server log lines: text (default) or json (one object a line, for log shippers)")
+    from .logs_cli import add_parser as add_logs_parser
+
+    add_logs_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "logs":
+        from .logs_cli import run as run_logs
+
+        return run_logs(args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -26,6 +26,7 @@ NAMED_RESOLVERS: list[str] = [
     "lmgate.loggers.datadog:logger_for_name",
     "lmgate.loggers.s3:logger_for_name",
     "lmgate.loggers.prometheus:logger_for_name",
+    "lmgate.loggers.store:logger_for_name",
     "lmgate.loggers.generic_api:logger_for_name",
 ]
 # the names the built-in resolvers answer to (besides callback_settings entries and presets)
@@ -37,6 +38,7 @@ BUILT_IN_NAMES = (
     "datadog",
     "s3",
     "prometheus",
+    "store",
     "generic_api",
 )
 

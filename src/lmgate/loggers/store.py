@@ -1,0 +1,118 @@
+"""``store``: every call's standard logging payload as a row of the local log store.
+
+    lmgate.callbacks = ["store"]
+    # settings (callback_settings.store): path, retention_days, max_record_bytes, and the batch
+    # logger's (batch_size, flush_interval, spool, ...)
+
+A batch logger like the others: the call only enqueues; the batch processor's delivery thread
+writes each batch in one transaction (``StoreExporter``); records still queued at exit go to
+the spool and are written by the next process. ``call_id`` is the table's primary key and rows
+are inserted with ON CONFLICT DO NOTHING, so a batch delivered again after a failure that came
+after the write is stored once. Read it with ``lmgate logs`` (docs/store.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ._env import LoggerConfigError
+from .batch import BatchLogger
+from .exporter import DELIVERED, Batch, Outcome
+
+NAMES = ("store",)
+STORE_PARAMS = ("path", "retention_days", "max_record_bytes")
+
+logger = logging.getLogger("lmgate.loggers")
+
+
+class StoreExporter:
+    """Writes a batch of payload records to a ``LogStore`` in one transaction."""
+
+    def __init__(self, store: Any, *, max_record_bytes: int | None = None) -> None:
+        from ..store.rows import DEFAULT_MAX_RECORD_BYTES
+
+        self.store = store
+        self.max_record_bytes = int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES)
+
+    def __repr__(self) -> str:
+        return f"<StoreExporter {self.store!r}>"
+
+    def export(self, batch: Batch) -> list[Outcome]:
+        from ..store.rows import row_from_payload
+
+        outcomes: list[Outcome] = []
+        rows = []
+        for record in batch.records:
+            try:
+                rows.append(row_from_payload(record, self.max_record_bytes))
+                outcomes.append(DELIVERED)
+            except ValueError as error:  # includes orjson.JSONDecodeError: no retry can fix it
+                outcomes.append(Outcome("drop", f"not_a_payload: {error}"[:200]))
+        try:
+            self.store.write(rows)
+        except Exception as error:  # noqa: BLE001 - a locked or full database: try the batch again
+            logger.warning("store: writing a batch of %d failed, will retry: %s", len(rows), error)
+            return [o if o.kind == "drop" else Outcome("retry", type(error).__name__) for o in outcomes]
+        return outcomes
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class StoreLogger(BatchLogger):
+    """Batches to the log store (SQLite at ``path``, default ``<data dir>/logs.sqlite3``)."""
+
+    def __init__(
+        self,
+        *,
+        path: str | None = None,
+        retention_days: Any = None,
+        max_record_bytes: Any = None,
+        store: Any = None,
+        **params: Any,
+    ) -> None:
+        from .. import _conf
+
+        if retention_days is not None:
+            retention_days = _conf.number(
+                retention_days, name="callback_settings.store.retention_days", above=0
+            )
+        if max_record_bytes is not None:
+            max_record_bytes = _conf.number(
+                max_record_bytes, name="callback_settings.store.max_record_bytes", integer=True, above=0
+            )
+        if store is None:
+            try:
+                from ..store import open_store
+            except ModuleNotFoundError as error:
+                raise LoggerConfigError(
+                    f"store: the log store needs SQLAlchemy: pip install 'lmgate[store]' ({error})"
+                ) from error
+            store = open_store(path, retention_days=retention_days)
+        params.setdefault("name", "store")
+        # SQLite has one writer: more delivery threads would only wait on its lock
+        params.setdefault("max_in_flight", 1)
+        super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes), **params)
+
+    @property
+    def store(self) -> Any:
+        return self.exporter.store  # type: ignore[attr-defined]
+
+
+def logger_for_name(name: str, settings: Mapping[str, Any] | None = None) -> StoreLogger | None:
+    """``"store"`` in a callback list, configured by ``callback_settings.store``."""
+    if name not in NAMES:
+        return None
+    if settings is None:
+        from ..settings import DEFAULT
+
+        settings = (DEFAULT.callback_settings or {}).get(name) or {}
+    if settings.get("callback_type") not in (None, "store"):
+        return None  # a callback_settings entry named "store" of another type (generic_api, ...)
+    options = {k: v for k, v in dict(settings).items() if k != "callback_type"}
+    return StoreLogger(**options)
+
+
+__all__ = ["StoreExporter", "StoreLogger", "logger_for_name"]

@@ -1,0 +1,310 @@
+"""``lmgate logs``: read the log store from a terminal (tail, show, stats, export).
+
+Aligned tables on a terminal; tab-separated lines when piped (one row a line, a header first),
+so ``cut``/``awk``/``sort`` work. Times are UTC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import orjson
+
+TAIL_COLUMNS = ("time", "call_id", "model", "provider", "status", "tokens", "cost", "latency_ms")
+STATS_COLUMNS = ("requests", "errors", "total_tokens", "cost", "p50_ms", "p95_ms", "p99_ms", "cache_hit_rate")
+EXPORT_PAGE = 1000
+
+
+def add_parser(sub: Any) -> None:
+    """The ``logs`` subcommand and its own subcommands, on the main parser's subparsers."""
+    logs = sub.add_parser("logs", help="read the log store: tail, show, stats, export (docs/store.md)")
+    logs.add_argument(
+        "--db",
+        default=None,
+        help="the store's SQLite file (default <data dir>/logs.sqlite3)",
+    )
+    logs.add_argument(
+        "--data-dir",
+        default=None,
+        help="the data directory (default $LMGATE_DATA_DIR, else $XDG_DATA_HOME/lmgate, else ~/.local/share/lmgate)",
+    )
+    actions = logs.add_subparsers(dest="logs_command", required=True)
+    tail = actions.add_parser("tail", help="the newest calls, oldest first")
+    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="then print calls as they are stored (Ctrl-C stops)"
+    )
+    tail.add_argument(
+        "--interval", type=float, default=1.0, help="with -f: seconds between looks (default 1)"
+    )
+    _add_filters(tail)
+    show = actions.add_parser("show", help="one call: its columns and full payload")
+    show.add_argument("call_id")
+    stats = actions.add_parser(
+        "stats", help="requests, errors, tokens, cost, latency percentiles, cache hits per group"
+    )
+    stats.add_argument(
+        "--by", required=True, choices=("model", "provider", "key", "team", "user", "day", "hour")
+    )
+    _add_filters(stats)
+    export = actions.add_parser(
+        "export", help="every matching call (newest first) as CSV or JSON lines, on stdout"
+    )
+    export.add_argument("--format", required=True, choices=("csv", "jsonl"))
+    _add_filters(export)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model, model group or response model")
+    parser.add_argument("--key", help="key hash or alias")
+    parser.add_argument("--team", help="team id or alias")
+    parser.add_argument("--user", help="user id or end user")
+    parser.add_argument("--status", choices=("success", "failure"))
+    parser.add_argument("--since", help="an ISO time (2026-01-31T12:00) or a duration ago (15m, 2h, 7d)")
+    parser.add_argument("--until", help="same forms as --since")
+    parser.add_argument("--search", help="text anywhere in the stored payload")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    from .store.base import DB_FILE, default_path
+
+    path = args.db or (os.path.join(args.data_dir, DB_FILE) if args.data_dir else default_path())
+    if not os.path.exists(path):
+        # no store yet is no calls yet: an empty answer (exit 0) and what to do; never a new file
+        print(
+            f'lmgate logs: no log store at {path} yet: turn the store logger on (callbacks: ["store"], '
+            "docs/store.md) or give --db PATH",
+            file=sys.stderr,
+        )
+        return _empty(args, out)
+    try:
+        from .store import open_store
+    except ModuleNotFoundError as error:
+        print(f"lmgate logs needs the store extra: pip install 'lmgate[store]' ({error})", file=sys.stderr)
+        return 2
+    try:
+        filters = _filters(args)
+    except ValueError as error:
+        print(f"lmgate logs: {error}", file=sys.stderr)
+        return 2
+    store = open_store(path)
+    try:
+        command: Callable[[Any, argparse.Namespace, Any, TextIO], int] = {
+            "tail": _tail,
+            "show": _show,
+            "stats": _stats,
+            "export": _export,
+        }[args.logs_command]
+        return command(store, args, filters, out)
+    finally:
+        store.close()
+
+
+def _empty(args: argparse.Namespace, out: TextIO) -> int:
+    if args.logs_command == "show":
+        print(f"lmgate logs: no call {args.call_id!r} in the store", file=sys.stderr)
+        return 1
+    if args.logs_command == "tail":
+        _print_table(TAIL_COLUMNS, [], out)  # no follow without a store: there is nothing to poll
+    elif args.logs_command == "stats":
+        _print_table((args.by, *STATS_COLUMNS), [], out)
+    elif args.format == "csv":
+        from .store.sqlite import LIST_COLUMNS
+
+        csv.writer(out).writerow([c.name for c in LIST_COLUMNS])
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    from .store import Filters
+
+    return Filters(
+        model=getattr(args, "model", None),
+        key=getattr(args, "key", None),
+        team=getattr(args, "team", None),
+        user=getattr(args, "user", None),
+        status=getattr(args, "status", None),
+        search=getattr(args, "search", None),
+        since=_when(getattr(args, "since", None), "--since"),
+        until=_when(getattr(args, "until", None), "--until"),
+    )
+
+
+def _when(text: str | None, option: str) -> float | None:
+    if not text:
+        return None
+    from . import _conf
+    from .exceptions import ConfigError
+
+    try:
+        return time.time() - float(_conf.duration_s(text, name=option))
+    except ConfigError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{option}: expected an ISO time (2026-01-31T12:00) or a duration (15m, 2h, 7d), got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+# ---- subcommands ----
+def _tail(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
+    from .store import Page
+
+    marker = store.last_marker() if args.follow else 0  # before the query: nothing falls in between
+    rows = list(reversed(store.query(filters, Page(limit=max(args.n, 0)))))
+    shown = {r["call_id"] for r in rows}
+    aligned = _print_table(TAIL_COLUMNS, [_tail_cells(r) for r in rows], out)
+    if not args.follow:
+        return 0
+    out.flush()
+    try:
+        while True:
+            time.sleep(max(args.interval, 0.01))  # a reader polling a file another process writes
+            new, marker = store.newer(marker, filters)
+            for row in new:
+                if row["call_id"] not in shown:
+                    cells = _tail_cells(row)
+                    out.write((aligned(cells) if aligned else "\t".join(cells)) + "\n")
+            shown.clear()  # only the first look can overlap the initial rows
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+
+
+def _tail_cells(r: dict[str, Any]) -> list[str]:
+    return [
+        _time(r["start_time"]),
+        r["call_id"],
+        _cell(r["model"]),
+        _cell(r["provider"]),
+        r["status"] if r["status"] == "success" else f"{r['status']}:{r['error_class'] or '?'}",
+        _cell(r["total_tokens"]),
+        _money(r["cost"]),
+        _ms(r["latency_ms"]),
+    ]
+
+
+def _show(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
+    row = store.get(args.call_id)
+    if row is None:
+        print(f"lmgate logs: no call {args.call_id!r} in the store", file=sys.stderr)
+        return 1
+    payload = row.pop("payload")
+    row["time"] = _time(row["start_time"])
+    width = max(len(k) for k in row)
+    for name, value in row.items():
+        if value is not None and value != []:
+            out.write(f"{name.ljust(width)}  {value}\n")
+    out.write("payload:\n")
+    out.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _stats(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
+    groups = store.stats(args.by, filters)
+    table = [
+        [
+            _cell(g["group"]),
+            str(g["requests"]),
+            str(g["errors"]),
+            str(g["total_tokens"]),
+            _money(g["cost"]),
+            _ms(g["p50_ms"]),
+            _ms(g["p95_ms"]),
+            _ms(g["p99_ms"]),
+            f"{(g['cache_hit_rate'] or 0) * 100:.1f}%",
+        ]
+        for g in groups
+    ]
+    _print_table((args.by, *STATS_COLUMNS), table, out)
+    return 0
+
+
+def _export(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
+    from .store.sqlite import LIST_COLUMNS
+
+    names = [c.name for c in LIST_COLUMNS]
+    if args.format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(names)
+        for row in _all_rows(store, filters):
+            writer.writerow([orjson.dumps(row[n]).decode() if n == "tags" else row[n] for n in names])
+    else:
+        for row in _all_rows(store, filters):
+            full = store.get(row["call_id"])
+            out.write(orjson.dumps(full).decode() + "\n")
+    return 0
+
+
+def _all_rows(store: Any, filters: Any) -> Iterator[dict[str, Any]]:
+    from .store import Page
+
+    offset = 0
+    while True:
+        rows = store.query(filters, Page(limit=EXPORT_PAGE, offset=offset))
+        yield from rows
+        if len(rows) < EXPORT_PAGE:
+            return
+        offset += EXPORT_PAGE
+
+
+# ---- formatting ----
+def _time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.6f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print_table(
+    header: Sequence[str], rows: list[list[str]], out: TextIO
+) -> Callable[[Sequence[str]], str] | None:
+    """Aligned columns on a terminal (numbers right-aligned, header bold unless NO_COLOR);
+    tab-separated when piped. Returns the terminal's line formatter (for rows printed later)."""
+    if not out.isatty():
+        for cells in (header, *rows):
+            out.write("\t".join(cells) + "\n")
+        return None
+    # a call id is 36 characters and a time 19: columns keep their width for rows that come later
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    numeric = [bool(rows) and all(_numeric(r[i]) for r in rows) for i in range(len(header))]
+
+    def aligned(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
+
+    head = aligned(header)
+    bold = not os.environ.get("NO_COLOR")
+    out.write((f"\033[1m{head}\033[0m" if bold else head) + "\n")
+    for row in rows:
+        out.write(aligned(row) + "\n")
+    if not rows:
+        out.write("(no calls match)\n")
+    return aligned
+
+
+def _numeric(cell: str) -> bool:
+    return cell == "-" or cell.lstrip("$").rstrip("%").replace(".", "", 1).isdigit()

@@ -1,0 +1,100 @@
+"""A standard logging payload (the JSON every batch logger ships) as a store row.
+
+The store reads the payload, not the ``CallSummary``: records reach the exporter as payload JSON
+through the batch processor, and records spooled by an earlier process come back the same way.
+A payload over ``max_record_bytes`` loses its messages and response first, then everything but
+the columns; the row says so (``truncated``) and keeps the original size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+TRUNCATED_KEY = "lmgate_truncated"
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> dict[str, Any]:
+    """The row for one payload record (compact JSON). Raises ValueError when it is not a payload."""
+    payload = orjson.loads(record)
+    if not isinstance(payload, dict) or not payload.get("litellm_call_id"):
+        raise ValueError("not a standard logging payload (no litellm_call_id)")
+    meta: dict[str, Any] = payload.get("metadata") or {}
+    error: dict[str, Any] = payload.get("error_information") or {}
+    if not isinstance(meta, dict):
+        meta = {}
+    if not isinstance(error, dict):
+        error = {}
+    start = _num(payload.get("startTime")) or 0.0
+    end = _num(payload.get("endTime"))
+    first = _num(payload.get("completionStartTime"))
+    stream = bool(payload.get("stream"))
+    tags = payload.get("request_tags") or meta.get("tags") or []
+    text, truncated = _capped(record, payload, max_record_bytes)
+    return {
+        "call_id": str(payload["litellm_call_id"]),
+        "start_time": start,
+        "end_time": end,
+        "trace_id": _str(payload.get("trace_id")),
+        "call_type": _str(payload.get("call_type")),
+        "model": _str(payload.get("model")),
+        "response_model": _str(payload.get("response_model")),
+        "provider": _str(payload.get("custom_llm_provider")),
+        "model_id": _str(payload.get("model_id")),
+        "model_group": _str(payload.get("model_group")),
+        "key_hash": _str(meta.get("user_api_key_hash")),
+        "key_alias": _str(meta.get("user_api_key_alias")),
+        "team_id": _str(meta.get("user_api_key_team_id") or meta.get("team_id")),
+        "team_alias": _str(meta.get("user_api_key_team_alias") or meta.get("team_alias")),
+        "user_id": _str(meta.get("user_api_key_user_id")),
+        "end_user": _str(payload.get("end_user") or meta.get("user_api_key_end_user_id")),
+        "status": _str(payload.get("status")) or "failure",
+        "error_class": _str(error.get("error_class")),
+        "error_code": _str(error.get("error_code")),
+        "prompt_tokens": _int(payload.get("prompt_tokens")),
+        "completion_tokens": _int(payload.get("completion_tokens")),
+        "total_tokens": _int(payload.get("total_tokens")),
+        "cost": _num(payload.get("response_cost")),
+        "latency_ms": (end - start) * 1000.0 if end is not None and start else None,
+        # time to first token: streams only (a non-stream's "completion start" is its end)
+        "ttft_ms": (first - start) * 1000.0 if stream and first is not None and start else None,
+        "stream": stream,
+        "cache_hit": bool(payload.get("cache_hit")),
+        "tags": orjson.dumps([str(t) for t in tags] if isinstance(tags, list) else []).decode(),
+        "payload": text,
+        "payload_bytes": len(record),
+        "truncated": truncated,
+    }
+
+
+def _capped(record: bytes, payload: dict[str, Any], cap: int) -> tuple[str, bool]:
+    if len(record) <= cap:
+        return record.decode("utf-8", "replace"), False
+    slim = dict(payload)
+    slim["messages"] = slim["response"] = None
+    slim[TRUNCATED_KEY] = {"original_bytes": len(record), "dropped": ["messages", "response"]}
+    data = orjson.dumps(slim)
+    if len(data) > cap:  # still too large (huge metadata): keep what the columns already hold
+        data = orjson.dumps(
+            {
+                "litellm_call_id": payload["litellm_call_id"],
+                TRUNCATED_KEY: {"original_bytes": len(record), "dropped": ["*"]},
+            }
+        )
+    return data.decode(), True
