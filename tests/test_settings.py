@@ -138,3 +138,18 @@ def test_callback_lists_extend_while_other_settings_override():
     grandchild = child.derive(success_callback=[repr])
     assert grandchild.callback_lists == ([module_logger, router_logger], [], [print, repr], [])
     assert (child.num_retries, grandchild.num_retries) == (3, 3)
+
+
+def test_every_named_resolver_takes_the_calls_settings() -> None:
+    """Each built-in name resolver is called as ``resolver(name, settings)``: with a name it does
+    not own it answers None (a resolver written for another signature would raise here)."""
+    import importlib
+
+    from lmgate._callbacks.registry import NAMED_RESOLVERS
+    from lmgate.settings import DEFAULT
+
+    child = DEFAULT.derive(callback_settings={})
+    for spec in NAMED_RESOLVERS:
+        module_name, _, func_name = spec.partition(":")
+        resolver = getattr(importlib.import_module(module_name), func_name)
+        assert resolver("no-such-callback-name", child) is None, spec

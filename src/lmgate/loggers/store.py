@@ -14,8 +14,7 @@ after the write is stored once. Read it with ``lmgate logs`` (docs/store.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._env import LoggerConfigError
 from .batch import BatchLogger
@@ -101,17 +100,21 @@ class StoreLogger(BatchLogger):
         return self.exporter.store  # type: ignore[attr-defined]
 
 
-def logger_for_name(name: str, settings: Mapping[str, Any] | None = None) -> StoreLogger | None:
-    """``"store"`` in a callback list, configured by ``callback_settings.store``."""
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+def logger_for_name(name: str, settings: Settings | None = None) -> StoreLogger | None:
+    """``"store"`` in a callback list, configured by ``callback_settings.store`` of ``settings``
+    (default: the module's)."""
     if name not in NAMES:
         return None
-    if settings is None:
-        from ..settings import DEFAULT
+    from ..settings import DEFAULT
 
-        settings = (DEFAULT.callback_settings or {}).get(name) or {}
-    if settings.get("callback_type") not in (None, "store"):
+    entry = ((settings or DEFAULT).callback_settings or {}).get(name) or {}
+    if entry.get("callback_type") not in (None, "store"):
         return None  # a callback_settings entry named "store" of another type (generic_api, ...)
-    options = {k: v for k, v in dict(settings).items() if k != "callback_type"}
+    options = {k: v for k, v in dict(entry).items() if k != "callback_type"}
     return StoreLogger(**options)
 
 
