@@ -76,6 +76,8 @@ PUBLIC_NAMES = {
     "TextCompletionResponse",
     "ImageResponse",
     "TranscriptionResponse",
+    "anthropic_messages",
+    "aanthropic_messages",
 }
 
 HEAVY = [

@@ -110,7 +110,10 @@ class Call:
         settings: Settings = params.pop("_settings", None) or DEFAULT
         self.settings = settings
         self.kind = kind  # "chat" | "embedding"
-        self.call_type = ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
+        # another API served over chat (``anthropic_messages``) names its own call type (internal keyword)
+        self.call_type = params.pop("_call_type", None) or (
+            ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
+        )
         self.model = model
         self.payload = payload  # messages (chat) or the input list (embedding)
         self.stream = bool(stream)

@@ -27,7 +27,7 @@ from .loading import apply_config
 from .logs import log_request
 from .middleware import Authenticate
 from .responses import error_response
-from .routes import llm, ops
+from .routes import llm, messages, ops
 from .state import ProxyState
 
 logger = logging.getLogger("lmgate.proxy")
@@ -41,7 +41,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     applied = apply_config(config) if apply else None
     state = ProxyState(config, applied, backend)
 
-    routes = llm.routes(state) + ops.routes(state)
+    routes = llm.routes(state) + messages.routes(state) + ops.routes(state)
     # Admin routes (keys, teams, budgets: the next issue) are mounted here, as
     # ``routes/admin.py``'s ``routes(state)``; they will take the caller with
     # ``middleware.caller`` and refuse any whose ``user_role`` is not "proxy_admin".

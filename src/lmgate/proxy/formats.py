@@ -1,0 +1,86 @@
+"""The request formats the LLM routes speak besides chat completions: each says how a request
+is checked and turned into a chat request, how the answer, the stream and errors look.
+
+``AnthropicMessages`` is ``POST /v1/messages``: the translation itself is the library's
+(``lmgate._messages``), shared with ``lmgate.anthropic_messages``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from .._messages.events import EventTranslator
+from .._messages.translate import (
+    CALL_TYPE,
+    MessagesRequestError,
+    check_request,
+    error_body,
+    to_chat,
+    to_message,
+)
+from .errors import ProxyError
+from .responses import JSON
+from .sse import Framing
+
+
+def _event(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+class AnthropicFraming(Framing):
+    """Chat chunks re-framed as Anthropic's named events; no ``[DONE]``."""
+
+    def __init__(self, model: str) -> None:
+        self.events = EventTranslator(model)
+
+    def frame(self, chunk: Any) -> bytes:
+        return b"".join(_event(e) for e in self.events.feed(chunk))
+
+    def end(self) -> bytes:
+        return b"".join(_event(e) for e in self.events.finish_events())
+
+    def error(self, error: ProxyError) -> bytes:
+        return _event(error_body(error.status, error.message))
+
+
+class AnthropicMessages:
+    """The Anthropic Messages API, translated over chat completions."""
+
+    route = "messages"  # the metrics' route label
+    call_type = CALL_TYPE
+
+    def check(self, data: dict[str, Any]) -> None:
+        try:
+            check_request(data)
+        except MessagesRequestError as error:
+            raise ProxyError(400, str(error), param=error.param) from None
+
+    def to_chat(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The chat request: translated fields, the proxy's stamped ``metadata`` kept."""
+        self.check(data)  # again: a pre-call hook may have changed the request
+        try:
+            messages, params = to_chat(data)
+        except MessagesRequestError as error:
+            raise ProxyError(400, str(error), param=error.param) from None
+        chat = {"model": data["model"], "messages": messages, "stream": bool(data.get("stream")), **params}
+        chat["metadata"] = data.get("metadata")
+        return chat
+
+    def respond(self, result: Any, model: str) -> dict[str, Any]:
+        return to_message(result, model)
+
+    def framing(self, model: str) -> Framing:
+        return AnthropicFraming(model)
+
+    def error_response(self, error: ProxyError) -> Response:
+        status = error.status
+        if error.code == "model_not_found":  # Anthropic answers an unknown model with a 404
+            status = 404
+        body = orjson.dumps(error_body(status, error.message))
+        return Response(body, status_code=status, headers=error.headers or None, media_type=JSON)
+
+
+__all__ = ["AnthropicFraming", "AnthropicMessages"]
