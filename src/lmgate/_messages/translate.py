@@ -45,7 +45,6 @@ _KNOWN = frozenset(
         "tool_choice",
         "metadata",
         "thinking",
-        "service_tier",
     }
 )
 
