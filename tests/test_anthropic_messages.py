@@ -330,6 +330,45 @@ def test_a_call_is_first_class(
     assert fake_provider.requests[-1].json["user"] == "u-5"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_claude_is_passed_through(
+    capture: CapturingLogger, fake_provider: FakeProvider, stream: bool
+) -> None:
+    """A Claude model gets the request as written (a document block translation could not
+    carry) and its answer comes back as Claude sent it; the call is priced like any other."""
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "D"}}
+            ],
+        }
+    ]
+    message, events = _run(
+        False,
+        stream,
+        model="anthropic/claude-sonnet-4-20250514",
+        max_tokens=16,
+        messages=messages,
+        api_base=fake_provider.base_url,
+        api_key="sk-fake-0123456789",
+    )
+    sent = fake_provider.requests[-1]
+    assert sent.path == "/v1/messages" and sent.json["messages"] == messages
+    if stream:
+        # Claude's own events: its model id (a translation would name the model asked for)
+        assert events[0]["type"] == "message_start"
+        assert events[0]["message"]["model"] == "claude-sonnet-4-20250514"
+        assert events[-1] == {"type": "message_stop"}
+    else:
+        assert message is not None and message["model"] == "claude-sonnet-4-20250514"
+        assert message["content"] == [{"type": "text", "text": DEFAULT_TEXT}]
+    (event,) = _terminal(capture)
+    assert event.kwargs["call_type"] == "anthropic_messages"
+    usage = {"prompt_tokens": 7, "completion_tokens": 5}
+    assert event.kwargs["response_cost"] == compute_cost(["claude-sonnet-4-20250514"], usage, None).cost
+
+
 def test_stream_closed_early_ends_the_call_once(capture: CapturingLogger) -> None:
     events = lmgate.anthropic_messages(
         model="gpt-4o-mini",

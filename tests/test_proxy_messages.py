@@ -107,7 +107,8 @@ def test_message_from_every_backend(client: anthropic.Anthropic, fake: FakeProvi
     assert [b.type for b in message.content] == ["text"]
     assert message.content[0].text == expected_text(backend)
     assert message.stop_reason == "end_turn"
-    assert message.model == backend
+    # translated answers name the model group; a pass-through's is Claude's own answer
+    assert message.model == (fake.requests[-1].json["model"] if backend == "claude" else backend)
     if backend == "mock":
         assert fake.requests == []
         return
@@ -129,15 +130,16 @@ def test_message_from_every_backend(client: anthropic.Anthropic, fake: FakeProvi
             0.5,
             "user-42",
         )
-    else:
+    else:  # passed through unchanged: only the model is the deployment's
         assert sent.path == "/v1/messages"
         assert sent.headers["anthropic-version"] == "2023-06-01"
         assert body["system"] == "Be brief."
         assert body["messages"] == [
             {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello."},
-            {"role": "user", "content": "Weather?"},
+            {"role": "user", "content": [{"type": "text", "text": "Weather?"}]},
         ]
+        assert body["model"] == "claude-sonnet-4-20250514" and body["temperature"] == 0.5
         assert (body["max_tokens"], body["stop_sequences"], body["metadata"]) == (
             64,
             ["END"],
@@ -427,20 +429,151 @@ def test_one_record_per_request_with_call_type_and_cost(
             with c.messages.stream(model="openai", max_tokens=8, messages=ask) as s:
                 s.get_final_message()
             c.messages.create(model="mock", max_tokens=8, messages=ask)
+            with c.messages.stream(model="claude", max_tokens=8, messages=ask) as s:  # passed through
+                s.get_final_message()
             fake.enqueue(Reply(status=400))  # the upstream refuses: one failure record
             with pytest.raises(anthropic.BadRequestError):
                 c.messages.create(model="openai", max_tokens=8, messages=ask)
     finally:
         code = served.stop()
     assert code == 0, served.stderr
-    assert log_receiver.wait_for_records(4, timeout=10)
+    assert log_receiver.wait_for_records(5, timeout=10)
     records = log_receiver.records
-    assert len(records) == 4, [r.get("call_type") for r in records]
+    assert len(records) == 5, [r.get("call_type") for r in records]
     by_status = sorted(records, key=lambda r: r["status"])
-    assert [r["call_type"] for r in records] == ["anthropic_messages"] * 4
+    assert [r["call_type"] for r in records] == ["anthropic_messages"] * 5
     success = [r for r in by_status if r["status"] == "success"]
-    assert len(success) == 3
-    price = compute_cost(["gpt-4o-mini"], {"prompt_tokens": 7, "completion_tokens": 5}, None).cost
+    assert len(success) == 4
+    usage = {"prompt_tokens": 7, "completion_tokens": 5}
+    price = compute_cost(["gpt-4o-mini"], usage, None).cost
     assert [r["response_cost"] for r in success if r["model_group"] == "openai"] == [price, price]
+    (claude,) = [r for r in records if r["model_group"] == "claude"]
+    assert claude["response_cost"] == compute_cost(["claude-sonnet-4-20250514"], usage, None).cost > 0
+    assert (claude["prompt_tokens"], claude["completion_tokens"]) == (7, 5)
     assert all(r["metadata"]["user_api_key_hash"] for r in records)
     assert any(r.get("end_user") == "user-7" for r in records)
+
+
+# ---- pass-through to a Claude deployment ----
+THINKING_EVENTS: list[dict[str, Any]] = [
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_upstream_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-20250514",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 4},
+        },
+    },
+    {"type": "ping"},
+    {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "Let me think."},
+    },
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig-abc"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Done."}},
+    {"type": "content_block_stop", "index": 1},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 9},
+    },
+    {"type": "message_stop"},
+]
+
+
+def test_claude_stream_events_pass_through_unchanged(served: Served, fake: FakeProvider) -> None:
+    """Thinking with its signature, Claude's message id, cache usage: every event as Claude sent it."""
+    fake.reset()
+    fake.enqueue(Reply(events=[f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in THINKING_EVENTS]))
+    body = {
+        "model": "claude",
+        "max_tokens": 2048,
+        "stream": True,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    with httpx.Client() as c:
+        r = c.post(f"{served.url}/v1/messages", json=body, headers={"x-api-key": MASTER})
+    assert r.status_code == 200
+    got = [json.loads(b.split("\ndata: ", 1)[1]) for b in r.text.split("\n\n") if b]
+    assert got == THINKING_EVENTS
+    assert fake.requests[-1].json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_claude_gets_what_translation_cannot_carry(served: Served, fake: FakeProvider) -> None:
+    """A document block, cache_control, a server tool and anthropic-beta reach Claude as sent;
+    the same request to an OpenAI deployment is refused with the block named."""
+    fake.reset()
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "document",
+                    "source": {"type": "text", "media_type": "text/plain", "data": "A doc."},
+                },
+                {"type": "text", "text": "Summarise.", "cache_control": {"type": "ephemeral"}},
+            ],
+        }
+    ]
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
+    with anthropic.Anthropic(base_url=served.url, api_key=MASTER, max_retries=0) as c:
+        message = c.messages.create(
+            model="claude",
+            max_tokens=64,
+            messages=messages,  # type: ignore[arg-type]
+            tools=tools,  # type: ignore[arg-type]
+            extra_headers={"anthropic-beta": "files-api-2025-04-14"},
+        )
+        assert message.content[0].text == DEFAULT_TEXT  # type: ignore[union-attr]
+        sent = fake.requests[-1]
+        assert sent.json["messages"] == messages and sent.json["tools"] == tools
+        assert sent.headers["anthropic-beta"] == "files-api-2025-04-14"
+        assert sent.headers["anthropic-version"] == "2023-06-01"
+        assert sent.headers["x-api-key"] == UPSTREAM
+        with pytest.raises(anthropic.BadRequestError, match="document"):
+            c.messages.create(model="openai", max_tokens=64, messages=messages)  # type: ignore[arg-type]
+    assert len(fake.requests) == 1
+
+
+def test_claude_message_passes_through_unchanged(served: Served, fake: FakeProvider) -> None:
+    fake.reset()
+    upstream = {
+        "id": "msg_upstream_2",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-20250514",
+        "content": [
+            {"type": "thinking", "thinking": "Hmm.", "signature": "sig-xyz"},
+            {"type": "text", "text": "Yes.", "citations": None},
+        ],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 3,
+            "output_tokens": 2,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+    fake.enqueue(Reply(json=upstream))
+    with httpx.Client() as c:
+        r = c.post(
+            f"{served.url}/v1/messages",
+            json={"model": "claude", "max_tokens": 8, "messages": [{"role": "user", "content": "?"}]},
+            headers={"x-api-key": MASTER},
+        )
+    assert r.status_code == 200 and r.json() == upstream

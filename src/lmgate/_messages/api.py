@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .events import EventTranslator
-from .translate import CALL_TYPE, check_request, to_chat, to_message
+from .translate import CALL_TYPE, check_request, passthrough, speaks_messages, to_chat, to_message
 
 _FIELDS = (
     "system",
@@ -32,18 +32,24 @@ _FIELDS = (
 
 
 def _prepare(
-    max_tokens: int, messages: list[dict[str, Any]], model: str, stream: bool, fields: dict[str, Any]
+    max_tokens: int,
+    messages: list[dict[str, Any]],
+    model: str,
+    stream: bool,
+    fields: dict[str, Any],
+    controls: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     request = {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": stream}
     request.update({k: v for k, v in fields.items() if v is not None})
     try:
         check_request(request)
-        chat_messages, params = to_chat(request)
+        chat_messages, params = to_chat(request, strict=not speaks_messages({**controls, "model": model}))
     except ValueError as error:
         from ..exceptions import BadRequestError
 
         raise BadRequestError(str(error), "anthropic_messages", model) from None
     params["_call_type"] = CALL_TYPE
+    params["anthropic_passthrough"] = passthrough(request)  # used when the model speaks this API
     return chat_messages, params
 
 
@@ -69,7 +75,7 @@ def anthropic_messages(
     from .._call import completion
 
     fields = {k: v for k, v in locals().items() if k in _FIELDS}
-    chat_messages, params = _prepare(max_tokens, messages, model, stream, fields)
+    chat_messages, params = _prepare(max_tokens, messages, model, stream, fields, kwargs)
     result = completion(model=model, messages=chat_messages, stream=stream, **params, **kwargs)
     if stream:
         return _events(result, model)
@@ -97,7 +103,7 @@ async def aanthropic_messages(
     from .._call import acompletion
 
     fields = {k: v for k, v in locals().items() if k in _FIELDS}
-    chat_messages, params = _prepare(max_tokens, messages, model, stream, fields)
+    chat_messages, params = _prepare(max_tokens, messages, model, stream, fields, kwargs)
     result = await acompletion(model=model, messages=chat_messages, stream=stream, **params, **kwargs)
     if stream:
         return _aevents(result, model)

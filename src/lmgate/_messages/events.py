@@ -18,8 +18,10 @@ from .translate import anthropic_usage, new_message_id, stop_reason
 class EventTranslator:
     """One stream's state: which block is open and which tool call maps to which block."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, raw: bool = True) -> None:
         self.model = model
+        self.raw = raw  # a pass-through's events go out as they came (unless a hook may change chunks)
+        self.passed_through = False
         self.started = False
         self.block: int = -1  # index of the open block, -1 when none
         self.block_kind: str | None = None
@@ -58,6 +60,12 @@ class EventTranslator:
         return [{"type": "content_block_stop", "index": index}]
 
     def feed(self, chunk: Any) -> list[dict[str, Any]]:
+        sent = getattr(chunk, "_anthropic_event", None) if self.raw else None
+        if isinstance(sent, dict):
+            self.passed_through = self.started = True
+            return [sent]
+        if self.passed_through:  # a chunk without its event: the pass-through's carrier chunks only
+            return []
         events = [] if self.started else self._start(chunk)
         if chunk.get("usage"):
             self.usage = chunk["usage"]
@@ -115,6 +123,8 @@ class EventTranslator:
 
     def finish_events(self) -> list[dict[str, Any]]:
         """The end of the message: close the open block, ``message_delta``, ``message_stop``."""
+        if self.passed_through:  # the upstream sent its own message_delta and message_stop
+            return []
         events = [] if self.started else self._start({})
         events += self._close()
         events.append(

@@ -269,8 +269,67 @@ def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
     return out, parallel
 
 
-def to_chat(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(messages, parameters) for ``completion``; ``metadata.user_id`` becomes ``user``."""
+def speaks_messages(call_params: Any) -> bool:
+    """Whether a call with these parameters reaches a provider that takes the Messages API as
+    it is (``messages_request``: Anthropic's own API), so the request is passed through."""
+    from ..providers import resolve
+
+    if call_params.get("mock_response") is not None:
+        return False
+    try:
+        provider, _ = resolve(
+            str(call_params.get("model") or ""),
+            call_params.get("custom_llm_provider"),
+            call_params.get("api_base"),
+        )
+    except Exception:
+        return False
+    return hasattr(provider, "messages_request")
+
+
+_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
+
+
+def _translatable(data: dict[str, Any]) -> dict[str, Any]:
+    """The request without what chat completions cannot carry (other block types, server
+    tools, images by file id): for the call's record when the request itself is passed through."""
+
+    def keep(block: Any) -> bool:
+        if not isinstance(block, dict) or block.get("type") not in _BLOCKS:
+            return False
+        if block["type"] == "image":
+            return (block.get("source") or {}).get("type") in ("base64", "url")
+        return True
+
+    def clean(block: dict[str, Any]) -> dict[str, Any]:
+        if block["type"] == "tool_result" and isinstance(block.get("content"), list):
+            return dict(
+                block, content=[b for b in block["content"] if keep(b) and b["type"] in ("text", "image")]
+            )
+        return block
+
+    out = dict(data)
+    if isinstance(data.get("system"), list):
+        out["system"] = [b for b in data["system"] if isinstance(b, dict) and b.get("type") == "text"]
+    out["messages"] = [
+        dict(m, content=[clean(b) for b in m["content"] if keep(b)])
+        if isinstance(m.get("content"), list)
+        else m
+        for m in data["messages"]
+    ]
+    if data.get("tools"):
+        out["tools"] = [t for t in data["tools"] if t.get("type") in (None, "custom") and "input_schema" in t]
+    return out
+
+
+def to_chat(data: dict[str, Any], strict: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(messages, parameters) for ``completion``; ``metadata.user_id`` becomes ``user``.
+
+    ``strict=False`` when the request will be passed through (``speaks_messages``): what a
+    chat request cannot carry is left out of this translation instead of refused, since the
+    model receives the original."""
+    if not strict:
+        data = _translatable(data)
     messages = to_chat_messages(data)
     params: dict[str, Any] = {"max_tokens": data["max_tokens"]}
     for key in ("temperature", "top_p", "top_k", "thinking"):
@@ -289,6 +348,22 @@ def to_chat(data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]
     if user_id:
         params["user"] = str(user_id)
     return messages, params
+
+
+def passthrough(data: dict[str, Any], headers: Any = None) -> dict[str, Any]:
+    """The ``anthropic_passthrough`` control of a call: the request as sent (a Claude
+    deployment gets it unchanged; ``metadata`` keeps only Anthropic's ``user_id``, never what
+    the proxy stamps there) and the ``anthropic-version`` / ``anthropic-beta`` headers."""
+    body = {k: v for k, v in data.items() if k not in ("stream", "metadata")}
+    user_id = (data.get("metadata") or {}).get("user_id")
+    if user_id is not None:
+        body["metadata"] = {"user_id": user_id}
+    sent = {}
+    for name in ("anthropic-version", "anthropic-beta"):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            sent[name] = str(value)
+    return {"body": body, "headers": sent}
 
 
 # ---- the answer ----
@@ -329,8 +404,12 @@ def stop_reason(finish: Any, stop: Any = None) -> str | None:
     return STOP_REASONS.get(str(finish), "end_turn")
 
 
-def to_message(response: Any, model: str) -> dict[str, Any]:
-    """A chat completion → an Anthropic ``message``."""
+def to_message(response: Any, model: str, raw: bool = True) -> dict[str, Any]:
+    """A chat completion → an Anthropic ``message``; a pass-through's answer as it came
+    (``raw``: unless something may have changed the response since)."""
+    sent = getattr(response, "_anthropic_message", None) if raw else None
+    if isinstance(sent, dict):
+        return sent
     choice = (response.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     content: list[dict[str, Any]] = []

@@ -128,6 +128,22 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = ep.api_key
         return HttpRequest("POST", f"{ep.api_base}/v1/messages", headers, body)
 
+    def messages_request(
+        self, ep: Endpoint, body: dict[str, Any], headers: dict[str, str], stream: bool
+    ) -> HttpRequest:
+        """A Messages API request passed through as the client sent it (``anthropic_messages``
+        on a Claude deployment): only the model, the stream flag and the key are this side's;
+        the client's ``anthropic-version`` and ``anthropic-beta`` go with it."""
+        sent = dict(body, model=ep.model)
+        sent.pop("stream", None)
+        if stream:
+            sent["stream"] = True
+        out = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        out.update({k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta")})
+        if ep.api_key:
+            out["x-api-key"] = ep.api_key
+        return HttpRequest("POST", f"{ep.api_base}/v1/messages", out, sent)
+
     def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
         text_parts: list[str] = []
         tool_calls: list[ChatCompletionMessageToolCall] = []
@@ -176,6 +192,7 @@ class AnthropicProvider(Provider):
                 "usage": usage_from_anthropic(body.get("usage") or {}),
             }
         )
+        response._anthropic_message = body  # the answer as sent, for a pass-through (never serialised)
         return response
 
     def stream_translator(self, ep: Endpoint) -> StreamTranslator:
@@ -331,6 +348,16 @@ class _AnthropicStream(StreamTranslator):
         self.created = _now()
         self.input_usage: dict[str, Any] = {}
         self.tool_index_by_block: dict[int, int] = {}
+        # keep_events (a pass-through): every event rides on a chunk (``_anthropic_event``),
+        # one with no delta of its own (ping, content_block_stop, message_stop) on an empty chunk
+
+    def feed(self, event: str, data: str) -> list[ModelResponseStream]:
+        chunks = self._feed(event, data)
+        if self.keep_events and data:
+            if not chunks:
+                chunks = [self._chunk({})]
+            chunks[0]._anthropic_event = orjson.loads(data)
+        return chunks
 
     def _chunk(
         self, delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None
@@ -350,7 +377,7 @@ class _AnthropicStream(StreamTranslator):
             data["usage"] = usage
         return ModelResponseStream._build(data)
 
-    def feed(self, event: str, data: str) -> list[ModelResponseStream]:
+    def _feed(self, event: str, data: str) -> list[ModelResponseStream]:
         if not data:
             return []
         obj = orjson.loads(data)

@@ -18,6 +18,8 @@ from .._messages.translate import (
     MessagesRequestError,
     check_request,
     error_body,
+    passthrough,
+    speaks_messages,
     to_chat,
     to_message,
 )
@@ -33,8 +35,8 @@ def _event(event: dict[str, Any]) -> bytes:
 class AnthropicFraming(Framing):
     """Chat chunks re-framed as Anthropic's named events; no ``[DONE]``."""
 
-    def __init__(self, model: str) -> None:
-        self.events = EventTranslator(model)
+    def __init__(self, model: str, raw: bool = True) -> None:
+        self.events = EventTranslator(model, raw)
 
     def frame(self, chunk: Any) -> bytes:
         return b"".join(_event(e) for e in self.events.feed(chunk))
@@ -52,6 +54,30 @@ class AnthropicMessages:
     route = "messages"  # the metrics' route label
     call_type = CALL_TYPE
 
+    def __init__(self, router: Any) -> None:
+        self.router = router
+        self._passes: dict[str, bool] = {}
+
+    def passes_through(self, group: str) -> bool:
+        """Whether every deployment a request to ``group`` may reach (its own and its fallback
+        groups') takes the Messages API as it is: then the request need not be translatable."""
+        known = self._passes.get(group)
+        if known is None:
+            groups, todo = set(), [group]
+            fallbacks = self.router.fallbacks
+            tables = (fallbacks.general, fallbacks.context_window, fallbacks.content_policy)
+            while todo:
+                g = todo.pop()
+                if g in groups:
+                    continue
+                groups.add(g)
+                for table in tables:
+                    todo += table.get(g, []) + table.get("*", [])
+            deployments = [d for g in groups for d in self.router.groups.get(g, ())]
+            known = bool(deployments) and all(speaks_messages(d.call_params) for d in deployments)
+            self._passes[group] = known
+        return known
+
     def check(self, data: dict[str, Any]) -> None:
         try:
             check_request(data)
@@ -61,19 +87,26 @@ class AnthropicMessages:
     def to_chat(self, data: dict[str, Any]) -> dict[str, Any]:
         """The chat request: translated fields, the proxy's stamped ``metadata`` kept."""
         self.check(data)  # again: a pre-call hook may have changed the request
+        group = data["model"]
         try:
-            messages, params = to_chat(data)
+            messages, params = to_chat(
+                data, strict=not (group in self.router.groups and self.passes_through(group))
+            )
         except MessagesRequestError as error:
             raise ProxyError(400, str(error), param=error.param) from None
         chat = {"model": data["model"], "messages": messages, "stream": bool(data.get("stream")), **params}
         chat["metadata"] = data.get("metadata")
         return chat
 
-    def respond(self, result: Any, model: str) -> dict[str, Any]:
-        return to_message(result, model)
+    def extra(self, data: dict[str, Any], headers: Any) -> dict[str, Any]:
+        """Call arguments the proxy adds: the request to pass through to a Claude deployment."""
+        return {"anthropic_passthrough": passthrough(data, headers)}
 
-    def framing(self, model: str) -> Framing:
-        return AnthropicFraming(model)
+    def respond(self, result: Any, model: str, raw: bool = True) -> dict[str, Any]:
+        return to_message(result, model, raw)
+
+    def framing(self, model: str, raw: bool = True) -> Framing:
+        return AnthropicFraming(model, raw)
 
     def error_response(self, error: ProxyError) -> Response:
         status = error.status

@@ -175,20 +175,25 @@ class LLMRoutes:
                 data = answered
                 if not fmt:
                     check_request(data, kind)
+            extra = None
             if fmt:  # the hooks saw the request as sent; the Router gets it as a chat request
+                extra = fmt.extra(data, request.headers)
                 data = fmt.to_chat(data)
                 check_request(data, "chat")
             group = self.group_for(data)
             model = group
             if kind == "chat" and data.get("stream"):
-                return await self._stream(request, hooks, user, data, who, group, start, fmt)
-            deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
+                return await self._stream(request, hooks, user, data, who, group, start, fmt, extra)
+            deployment, result, release = await self._call(
+                hooks, user, data, who, group, kind, call_type, extra=extra
+            )
             release()
             if hooks.post_success:
                 result = await run_post_success(hooks, data, user, result)
             hidden = getattr(result, "_hidden_params", None) or {}
             headers = _response_headers(hidden, deployment.model_id)
-            body = orjson.dumps(fmt.respond(result, group) if fmt else result)
+            # a hook that may have changed the answer: translate it rather than pass the original on
+            body = orjson.dumps(fmt.respond(result, group, not hooks.post_success) if fmt else result)
             usage = result.get("usage") if isinstance(result, dict) else None
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
@@ -221,6 +226,7 @@ class LLMRoutes:
         kind: str,
         call_type: str,
         stream: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Any, Any, Callable[[], None]]:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
@@ -230,6 +236,8 @@ class LLMRoutes:
         kw["metadata"] = stamp(data.get("metadata"), who)
         if call_type not in ("completion", "embeddings"):  # another API over chat: its call type
             kw["_call_type"] = call_type
+        if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
+            kw.update(extra)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream
@@ -266,10 +274,11 @@ class LLMRoutes:
         group: str,
         start: float,
         fmt: Any = None,
+        extra: dict[str, Any] | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
-            hooks, user, data, who, group, "chat", call_type, stream=True
+            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra
         )
         iterator: AsyncIterator[Any] = stream
         if hooks.stream_iterator or hooks.stream_chunk:
@@ -289,7 +298,10 @@ class LLMRoutes:
             log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
 
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
-        return SSEResponse(iterator, stream, on_end, headers, fmt.framing(group) if fmt else None)
+        rewrites = bool(hooks.stream_iterator or hooks.stream_chunk)  # then translate, as for post_success
+        return SSEResponse(
+            iterator, stream, on_end, headers, fmt.framing(group, not rewrites) if fmt else None
+        )
 
     async def _answer(
         self,

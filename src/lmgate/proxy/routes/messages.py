@@ -36,7 +36,7 @@ def _paths(name: str) -> list[str]:
 
 def routes(state: ProxyState) -> list[Route]:
     flow = LLMRoutes(state)
-    fmt = AnthropicMessages()
+    fmt = AnthropicMessages(state.router)
 
     async def messages(request: Request) -> Response | SSEResponse:
         return await flow.handle(request, "chat", fmt)
