@@ -129,11 +129,12 @@ class AnthropicProvider(Provider):
         return HttpRequest("POST", f"{ep.api_base}/v1/messages", headers, body)
 
     def messages_request(
-        self, ep: Endpoint, body: dict[str, Any], headers: dict[str, str], stream: bool
+        self, ep: Endpoint, body: dict[str, Any], headers: dict[str, str], stream: bool, path: str = ""
     ) -> HttpRequest:
         """A Messages API request passed through as the client sent it (``anthropic_messages``
         on a Claude deployment): only the model, the stream flag and the key are this side's;
-        the client's ``anthropic-version`` and ``anthropic-beta`` go with it."""
+        the client's ``anthropic-version`` and ``anthropic-beta`` go with it. ``path``
+        ``"count_tokens"``: the same request to the token counter."""
         sent = dict(body, model=ep.model)
         sent.pop("stream", None)
         if stream:
@@ -142,7 +143,8 @@ class AnthropicProvider(Provider):
         out.update({k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta")})
         if ep.api_key:
             out["x-api-key"] = ep.api_key
-        return HttpRequest("POST", f"{ep.api_base}/v1/messages", out, sent)
+        url = f"{ep.api_base}/v1/messages" + (f"/{path}" if path else "")
+        return HttpRequest("POST", url, out, sent)
 
     def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
         text_parts: list[str] = []
