@@ -554,8 +554,10 @@ def test_claude_gets_what_translation_cannot_carry(served: Served, fake: FakePro
             max_tokens=64,
             messages=messages,  # type: ignore[arg-type]
             tools=tools,  # type: ignore[arg-type]
+            service_tier="auto",
             extra_headers={"anthropic-beta": "files-api-2025-04-14"},
         )
+        assert fake.requests[-1].json["service_tier"] == "auto"
         assert message.content[0].text == DEFAULT_TEXT  # type: ignore[union-attr]
         sent = fake.requests[-1]
         assert sent.json["messages"] == messages and sent.json["tools"] == tools
@@ -564,6 +566,13 @@ def test_claude_gets_what_translation_cannot_carry(served: Served, fake: FakePro
         assert sent.headers["x-api-key"] == UPSTREAM
         with pytest.raises(anthropic.BadRequestError, match="document"):
             c.messages.create(model="openai", max_tokens=64, messages=messages)  # type: ignore[arg-type]
+        with pytest.raises(anthropic.BadRequestError, match="service_tier"):
+            c.messages.create(
+                model="openai",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "x"}],
+                service_tier="auto",
+            )
     assert len(fake.requests) == 1
 
 

@@ -70,10 +70,11 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 # ---- the request ----
-def check_request(data: dict[str, Any]) -> None:
-    """The checks Anthropic's API makes before any work: required fields and their types."""
+def check_request(data: dict[str, Any], strict: bool = True) -> None:
+    """The checks Anthropic's API makes before any work: required fields and their types;
+    ``strict``: no field this module cannot translate (off when the request is passed through)."""
     unknown = sorted(k for k in data if k not in _KNOWN)
-    if unknown:
+    if unknown and strict:
         raise MessagesRequestError(f"{unknown[0]}: Extra inputs are not permitted", unknown[0])
     model = data.get("model")
     if not isinstance(model, str) or not model:

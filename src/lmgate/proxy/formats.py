@@ -78,20 +78,22 @@ class AnthropicMessages:
             self._passes[group] = known
         return known
 
+    def strict(self, data: dict[str, Any]) -> bool:
+        """Whether the request must be translatable: some deployment it may reach is not Claude."""
+        group = data.get("model")
+        return not (isinstance(group, str) and group in self.router.groups and self.passes_through(group))
+
     def check(self, data: dict[str, Any]) -> None:
         try:
-            check_request(data)
+            check_request(data, self.strict(data))
         except MessagesRequestError as error:
             raise ProxyError(400, str(error), param=error.param) from None
 
     def to_chat(self, data: dict[str, Any]) -> dict[str, Any]:
         """The chat request: translated fields, the proxy's stamped ``metadata`` kept."""
         self.check(data)  # again: a pre-call hook may have changed the request
-        group = data["model"]
         try:
-            messages, params = to_chat(
-                data, strict=not (group in self.router.groups and self.passes_through(group))
-            )
+            messages, params = to_chat(data, self.strict(data))
         except MessagesRequestError as error:
             raise ProxyError(400, str(error), param=error.param) from None
         chat = {"model": data["model"], "messages": messages, "stream": bool(data.get("stream")), **params}
