@@ -604,3 +604,24 @@ def test_claude_message_passes_through_unchanged(served: Served, fake: FakeProvi
             headers={"x-api-key": MASTER},
         )
     assert r.status_code == 200 and r.json() == upstream
+
+
+def test_metrics_count_messages_requests_and_tokens(tmp_path: Path, fake: FakeProvider) -> None:
+    """/metrics: the route label ``messages``, and the tokens of a plain and a streamed answer."""
+    fake.reset()
+    served = Served(write_config(tmp_path, fake), tmp_path, ENV)
+    try:
+        served.wait_ready()
+        with anthropic.Anthropic(base_url=served.url, api_key=MASTER, max_retries=0) as c:
+            ask: list[Any] = [{"role": "user", "content": "Hi"}]
+            c.messages.create(model="openai", max_tokens=8, messages=ask)
+            with c.messages.stream(model="openai", max_tokens=8, messages=ask) as s:
+                s.get_final_message()
+            with pytest.raises(anthropic.BadRequestError):
+                c.messages.create(model="openai", max_tokens=0, messages=ask)
+        text = httpx.get(f"{served.url}/metrics", headers={"x-api-key": MASTER}).text
+    finally:
+        served.stop()
+    assert 'lmgate_requests_total{model="openai",route="messages",status="200"} 2.0' in text
+    assert 'lmgate_requests_total{model="openai",route="messages",status="400"} 1.0' in text
+    assert 'lmgate_tokens_total{model="openai",type="completion"} 10.0' in text
