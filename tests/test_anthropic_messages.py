@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fakes import DEFAULT_TEXT, FakeProvider, Reply
 from helpers import flush
+from payload_schema import assert_valid_payload
 
 import lmgate
 from lmgate._messages.events import EventTranslator
@@ -321,6 +322,7 @@ def test_a_call_is_first_class(
     kwargs = event.kwargs
     assert kwargs["call_type"] == "anthropic_messages"
     assert kwargs["standard_logging_object"]["call_type"] == "anthropic_messages"
+    assert_valid_payload(kwargs["standard_logging_object"])
     assert (
         kwargs["standard_logging_object"]["metadata"].get("team") == "t"
         or kwargs["litellm_params"]["metadata"]["team"] == "t"
