@@ -16,7 +16,7 @@ import orjson
 
 from ..providers.anthropic import ERROR_TYPE_STATUS, FINISH_REASONS
 
-CALL_TYPE = "anthropic_messages"  # the reference's call type for this API
+CALL_TYPE = "anthropic_messages"  # the reference's call type for this API (CallTypes.anthropic_messages)
 
 # chat finish_reason → Anthropic stop_reason: providers/anthropic.py's table read backwards
 # ("stop" has three Anthropic sources; end_turn is the ordinary one)
