@@ -77,6 +77,8 @@ PUBLIC_NAMES = {
     "TextCompletionResponse",
     "ImageResponse",
     "TranscriptionResponse",
+    "anthropic_messages",
+    "aanthropic_messages",
 }
 
 HEAVY = [

@@ -57,6 +57,8 @@ _LAZY: dict[str, str] = {
     "acompletion": "lmgate._call",
     "embedding": "lmgate._call",
     "aembedding": "lmgate._call",
+    "anthropic_messages": "lmgate._messages.api",
+    "aanthropic_messages": "lmgate._messages.api",
     "completion_cost": "lmgate.cost",
     "CustomLogger": "lmgate._callbacks.custom_logger",
     "CustomStreamWrapper": "lmgate.streaming",
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._call import acompletion, aembedding, completion, embedding  # noqa: F401
     from ._callbacks.custom_logger import CustomLogger
     from ._flush import aflush_callbacks, callback_stats, flush_callbacks  # noqa: F401
+    from ._messages.api import aanthropic_messages, anthropic_messages  # noqa: F401
     from ._retry import RetryPolicy  # noqa: F401
     from .caching import Cache  # noqa: F401
     from .cost import completion_cost  # noqa: F401

@@ -57,6 +57,9 @@ CONTROL_PARAMS = frozenset(
         "drop_params",
         "extra_headers",
         "extra_body",
+        # {"body", "headers"}: an Anthropic Messages request to send as it is when the
+        # deployment speaks that API (``messages_request``), else the translated chat request
+        "anthropic_passthrough",
         "custom_llm_provider",
         "litellm_call_id",
         "litellm_trace_id",
@@ -115,7 +118,10 @@ class Call:
         settings: Settings = params.pop("_settings", None) or DEFAULT
         self.settings = settings
         self.kind = kind  # "chat" | "embedding"
-        self.call_type = ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
+        # another API served over chat (``anthropic_messages``) names its own call type (internal keyword)
+        self.call_type = params.pop("_call_type", None) or (
+            ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
+        )
         self.model = model
         self.payload = payload  # messages (chat) or the input list (embedding)
         self.stream = bool(stream)
@@ -285,7 +291,15 @@ class Call:
             # would hold is still encoded, so the mock refuses what a real call's body would
             encode_body((self.payload, self.params))
             return _UNHEARD_MOCK_REQUEST
-        if self.kind == "chat":
+        passthrough = self._passthrough()
+        if passthrough is not None:
+            req = passthrough(
+                self.endpoint,
+                self.control["anthropic_passthrough"]["body"],
+                self.control["anthropic_passthrough"].get("headers") or {},
+                self.stream,
+            )
+        elif self.kind == "chat":
             req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
             req = self.wire.embedding_request(self.endpoint, self.payload, dict(self.params))
@@ -366,9 +380,18 @@ class Call:
             return None
         return self.policy.delay_s(attempt, getattr(error, "retry_after", None))
 
+    def _passthrough(self) -> Any:
+        """The provider's ``messages_request`` when this call is a Messages API request to pass through."""
+        if self.kind != "chat" or not self.control.get("anthropic_passthrough"):
+            return None
+        return getattr(self.wire, "messages_request", None)
+
     def translator(self) -> Any:
         assert self.wire is not None and self.endpoint is not None
-        return self.wire.stream_translator(self.endpoint)
+        translator = self.wire.stream_translator(self.endpoint)
+        if self._passthrough() is not None:
+            translator.keep_events = True
+        return translator
 
     # ---- ending ----
     def succeed(self, response: Any) -> Any:

@@ -538,6 +538,8 @@ class FakeProvider(BackgroundHTTPServer):
             return "openai", "embeddings", None
         if p == "/v1/messages":
             return "anthropic", "messages", None
+        if p == "/v1/messages/count_tokens":
+            return "anthropic", "count_tokens", None
         parts = p.split("/")
         # ['', 'openai', 'deployments', '{dep}', 'chat', 'completions'] / [..., '{dep}', 'embeddings']
         if len(parts) >= 5 and parts[1] == "openai" and parts[2] == "deployments" and parts[3]:
@@ -636,7 +638,7 @@ class FakeProvider(BackgroundHTTPServer):
             if not rec.headers.get("anthropic-version"):
                 return "anthropic-version: header is required"
             for name in ("model", "messages", "max_tokens"):
-                if name not in body:
+                if name not in body and not (name == "max_tokens" and endpoint == "count_tokens"):
                     return f"{name}: Field required"
             return None
         if api == "openai" and "model" not in body:
@@ -700,6 +702,9 @@ class FakeProvider(BackgroundHTTPServer):
             return
         if endpoint == "embeddings":
             self._send_maybe_cut(h, reply, reply.status, self._embeddings(body, model, reply), headers)
+            return
+        if endpoint == "count_tokens":  # the reply's input tokens
+            h.send_json(reply.status, {"input_tokens": reply.usage[0]}, headers)
             return
         stream = bool(body.get("stream"))
         if api == "anthropic":

@@ -48,7 +48,7 @@ ERROR_TYPE_STATUS = {
     "overloaded_error": 529,
 }
 
-_FINISH_REASONS = {
+FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -83,7 +83,9 @@ class AnthropicProvider(Provider):
     )
     supports_embeddings: ClassVar[bool] = False
 
-    def endpoint(self, model: str, api_base: str | None, api_key: str | None, api_version: str | None) -> Endpoint:
+    def endpoint(
+        self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
+    ) -> Endpoint:
         ep = super().endpoint(model, api_base, api_key, api_version)
         base = ep.api_base
         if base.endswith("/v1"):  # accept both https://host and https://host/v1
@@ -126,6 +128,24 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = ep.api_key
         return HttpRequest("POST", f"{ep.api_base}/v1/messages", headers, body)
 
+    def messages_request(
+        self, ep: Endpoint, body: dict[str, Any], headers: dict[str, str], stream: bool, path: str = ""
+    ) -> HttpRequest:
+        """A Messages API request passed through as the client sent it (``anthropic_messages``
+        on a Claude deployment): only the model, the stream flag and the key are this side's;
+        the client's ``anthropic-version`` and ``anthropic-beta`` go with it. ``path``
+        ``"count_tokens"``: the same request to the token counter."""
+        sent = dict(body, model=ep.model)
+        sent.pop("stream", None)
+        if stream:
+            sent["stream"] = True
+        out = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        out.update({k: v for k, v in headers.items() if k in ("anthropic-version", "anthropic-beta")})
+        if ep.api_key:
+            out["x-api-key"] = ep.api_key
+        url = f"{ep.api_base}/v1/messages" + (f"/{path}" if path else "")
+        return HttpRequest("POST", url, out, sent)
+
     def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
         text_parts: list[str] = []
         tool_calls: list[ChatCompletionMessageToolCall] = []
@@ -140,15 +160,21 @@ class AnthropicProvider(Provider):
                             "id": block.get("id"),
                             "type": "function",
                             "function": Function._build(
-                                {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}
+                                {
+                                    "name": block.get("name"),
+                                    "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                                }
                             ),
                         }
                     )
                 )
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text_parts) if text_parts else None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(text_parts) if text_parts else None,
+        }
         if tool_calls:
             message["tool_calls"] = tool_calls
-        finish = _FINISH_REASONS.get(body.get("stop_reason") or "", body.get("stop_reason"))
+        finish = FINISH_REASONS.get(body.get("stop_reason") or "", body.get("stop_reason"))
         response = ModelResponse._build(
             {
                 "id": body.get("id"),
@@ -157,12 +183,18 @@ class AnthropicProvider(Provider):
                 "model": body.get("model") or ep.model,
                 "choices": [
                     Choices._build(
-                        {"index": 0, "message": Message._build(message), "finish_reason": finish, "logprobs": None}
+                        {
+                            "index": 0,
+                            "message": Message._build(message),
+                            "finish_reason": finish,
+                            "logprobs": None,
+                        }
                     )
                 ],
                 "usage": usage_from_anthropic(body.get("usage") or {}),
             }
         )
+        response._anthropic_message = body  # the answer as sent, for a pass-through (never serialised)
         return response
 
     def stream_translator(self, ep: Endpoint) -> StreamTranslator:
@@ -241,7 +273,9 @@ def _content_blocks(content: Any) -> list[dict[str, Any]]:
             if url.startswith("data:"):
                 header, _, data = url.partition(",")
                 media = header[len("data:") :].split(";")[0]
-                blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
+                blocks.append(
+                    {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
+                )
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
         else:
@@ -289,7 +323,9 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[s
                     parsed = orjson.loads(args) if isinstance(args, (str, bytes)) else args
                 except orjson.JSONDecodeError:
                     parsed = {"_raw": args}
-                blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": parsed})
+                blocks.append(
+                    {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": parsed}
+                )
             add("assistant", blocks)
         else:
             add("user", _content_blocks(m.get("content")))
@@ -314,8 +350,20 @@ class _AnthropicStream(StreamTranslator):
         self.created = _now()
         self.input_usage: dict[str, Any] = {}
         self.tool_index_by_block: dict[int, int] = {}
+        # keep_events (a pass-through): every event rides on a chunk (``_anthropic_event``),
+        # one with no delta of its own (ping, content_block_stop, message_stop) on an empty chunk
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None) -> ModelResponseStream:
+    def feed(self, event: str, data: str) -> list[ModelResponseStream]:
+        chunks = self._feed(event, data)
+        if self.keep_events and data:
+            if not chunks:
+                chunks = [self._chunk({})]
+            chunks[0]._anthropic_event = orjson.loads(data)
+        return chunks
+
+    def _chunk(
+        self, delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None
+    ) -> ModelResponseStream:
         data: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -331,7 +379,7 @@ class _AnthropicStream(StreamTranslator):
             data["usage"] = usage
         return ModelResponseStream._build(data)
 
-    def feed(self, event: str, data: str) -> list[ModelResponseStream]:
+    def _feed(self, event: str, data: str) -> list[ModelResponseStream]:
         if not data:
             return []
         obj = orjson.loads(data)
@@ -366,7 +414,10 @@ class _AnthropicStream(StreamTranslator):
             if delta.get("type") == "input_json_delta":
                 tool_index = self.tool_index_by_block.get(obj.get("index", 0), 0)
                 call = ChatCompletionDeltaToolCall._build(
-                    {"index": tool_index, "function": Function._build({"arguments": delta.get("partial_json", "")})}
+                    {
+                        "index": tool_index,
+                        "function": Function._build({"arguments": delta.get("partial_json", "")}),
+                    }
                 )
                 return [self._chunk({"tool_calls": [call]})]
             return []
@@ -374,7 +425,7 @@ class _AnthropicStream(StreamTranslator):
             delta = obj.get("delta") or {}
             usage = dict(self.input_usage)
             usage.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
-            finish = _FINISH_REASONS.get(delta.get("stop_reason") or "", delta.get("stop_reason"))
+            finish = FINISH_REASONS.get(delta.get("stop_reason") or "", delta.get("stop_reason"))
             return [self._chunk({}, finish=finish, usage=usage_from_anthropic(usage))]
         if kind == "message_stop":
             self.done = True

@@ -77,6 +77,9 @@ class StreamTranslator:
     """
 
     done: bool = False
+    # set by the call for a pass-through (``messages_request``): each provider event is kept on
+    # a chunk as ``_anthropic_event``; translators of other APIs ignore it
+    keep_events: bool = False
 
     def feed(self, event: str, data: str) -> list[ModelResponseStream]:  # pragma: no cover - interface
         raise NotImplementedError

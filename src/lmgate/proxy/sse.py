@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .errors import to_proxy_error
+from .errors import ProxyError, to_proxy_error
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -30,6 +30,20 @@ def _sse(chunk: Any) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
+class Framing:
+    """How chunks go on the wire: OpenAI's ``data:`` lines ending in ``data: [DONE]``. Another
+    API's stream (Anthropic's named events) subclasses it; it sees every chunk, in order."""
+
+    def frame(self, chunk: Any) -> bytes:
+        return _sse(chunk)
+
+    def end(self) -> bytes:
+        return _DONE
+
+    def error(self, error: ProxyError) -> bytes:
+        return b"data: " + error.body() + b"\n\n"
+
+
 class SSEResponse:
     """A server-sent events response that notices the client leaving.
 
@@ -44,7 +58,9 @@ class SSEResponse:
         source: Any,
         on_end: Callable[[int, Any, BaseException | None], None],
         headers: list[tuple[bytes, bytes]],
+        framing: Framing | None = None,
     ) -> None:
+        self.framing = framing or Framing()
         self.iterator = iterator
         self.source = source
         self.on_end = on_end
@@ -83,20 +99,23 @@ class SSEResponse:
 
     async def _pump(self, send: Any) -> int:
         iterator = self.iterator
+        framing = self.framing
         try:
             async for chunk in iterator:
                 usage = chunk.get("usage") if isinstance(chunk, dict) else None
                 if usage:
                     self.usage = usage
-                await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
-            await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+                body = framing.frame(chunk)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": framing.end(), "more_body": False})
             return 200
         except OSError:
             return 499
         except Exception as error:
             self.error = error
             perr = to_proxy_error(error)
-            body = b"data: " + perr.body() + b"\n\n"
+            body = framing.error(perr)
             try:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             except OSError:
@@ -118,4 +137,4 @@ async def _wait_disconnect(receive: Any) -> None:
             return
 
 
-__all__ = ["SSEResponse"]
+__all__ = ["Framing", "SSEResponse"]

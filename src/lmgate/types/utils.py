@@ -50,6 +50,7 @@ class CallTypes(str, Enum):
     aimage_generation = "aimage_generation"
     transcription = "transcription"
     atranscription = "atranscription"
+    anthropic_messages = "anthropic_messages"
 
 
 StandardLoggingPayloadStatus = Literal["success", "failure"]

@@ -50,7 +50,9 @@ logger = logging.getLogger("lmgate.proxy")
 # library's control parameters (api_base, api_key, mock_response, callbacks, …), which a
 # client must not set: they would redirect the deployment's key or bypass the config
 _OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
-_CLIENT_BLOCKED = (CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_request"}) - {"metadata", "timeout"}
+_CLIENT_BLOCKED = (
+    CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_request", "_settings", "_call_type"}
+) - {"metadata", "timeout"}
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
 
 
@@ -141,9 +143,10 @@ class LLMRoutes:
         return model
 
     # ---- the flow ----
-    async def handle(self, request: Request, kind: str) -> Response | SSEResponse:
+    async def handle(self, request: Request, kind: str, fmt: Any = None) -> Response | SSEResponse:
+        """One request; ``fmt`` (``formats.py``) is another API served over chat completions."""
         start = time.perf_counter()
-        route = "chat" if kind == "chat" else "embeddings"
+        route = fmt.route if fmt else "chat" if kind == "chat" else "embeddings"
         metrics = self.metrics
         hooks = current_hooks()
         user: UserAPIKeyAuth | None = None
@@ -154,34 +157,48 @@ class LLMRoutes:
             user = caller(request)
             data = await self.read_json(request)
             model = str(data.get("model") or "unknown")
-            check_request(data, kind)
+            if fmt:
+                fmt.check(data)
+            else:
+                check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(user, request.client.host if request.client else None, data.get("metadata"))
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
-            call_type = "completion" if kind == "chat" else "embeddings"
+            call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
                 answered = await run_pre_call(hooks, user, self.cache, data, call_type)
                 if isinstance(answered, Answer):
                     if kind != "chat":
                         raise ProxyError(400, answered.text)
-                    return await self._answer(answered.text, data, who, start, request, user)
+                    if fmt:
+                        data = fmt.to_chat(data)
+                    return await self._answer(answered.text, data, who, start, request, user, fmt)
                 data = answered
-                check_request(data, kind)
+                if not fmt:
+                    check_request(data, kind)
+            extra = None
+            if fmt:  # the hooks saw the request as sent; the Router gets it as a chat request
+                extra = fmt.extra(data, request.headers)
+                data = fmt.to_chat(data)
+                check_request(data, "chat")
             group = self.group_for(data)
             model = group
             if user.models or user.team_models:  # a hook may have changed the model
                 check_model(user, group)
             if kind == "chat" and data.get("stream"):
-                return await self._stream(request, hooks, user, data, who, group, start)
-            deployment, result, release = await self._call(hooks, user, data, who, group, kind, call_type)
+                return await self._stream(request, hooks, user, data, who, group, start, fmt, extra)
+            deployment, result, release = await self._call(
+                hooks, user, data, who, group, kind, call_type, extra=extra
+            )
             release()
             if hooks.post_success:
                 result = await run_post_success(hooks, data, user, result)
             hidden = getattr(result, "_hidden_params", None) or {}
             headers = _response_headers(hidden, deployment.model_id)
-            body = orjson.dumps(result)
+            # a hook that may have changed the answer: translate it rather than pass the original on
+            body = orjson.dumps(fmt.respond(result, group, not hooks.post_success) if fmt else result)
             usage = result.get("usage") if isinstance(result, dict) else None
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
@@ -202,7 +219,7 @@ class LLMRoutes:
                 elapsed,
                 error=error,
             )
-            return error_response(perr)
+            return fmt.error_response(perr) if fmt else error_response(perr)
 
     async def _call(
         self,
@@ -214,6 +231,7 @@ class LLMRoutes:
         kind: str,
         call_type: str,
         stream: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Any, Any, Callable[[], None]]:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
@@ -221,6 +239,10 @@ class LLMRoutes:
         kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
         # again: a pre-call hook may not change who is calling
         kw["metadata"] = stamp(data.get("metadata"), who)
+        if call_type not in ("completion", "embeddings"):  # another API over chat: its call type
+            kw["_call_type"] = call_type
+        if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
+            kw.update(extra)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream
@@ -256,9 +278,12 @@ class LLMRoutes:
         who: dict[str, Any],
         group: str,
         start: float,
+        fmt: Any = None,
+        extra: dict[str, Any] | None = None,
     ) -> SSEResponse:
+        call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
-            hooks, user, data, who, group, "chat", "completion", stream=True
+            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra
         )
         iterator: AsyncIterator[Any] = stream
         if hooks.stream_iterator or hooks.stream_chunk:
@@ -271,14 +296,17 @@ class LLMRoutes:
             release()
             cost = _stream_cost(prices_source, usage) if usage else None
             elapsed = time.perf_counter() - start
-            metrics.observe("chat", model, status, elapsed, usage, cost)
+            metrics.observe(fmt.route if fmt else "chat", model, status, elapsed, usage, cost)
             if error is not None:  # the provider broke the stream after its first byte
                 error.__dict__.setdefault("_lmgate_deployment", deployment)
                 log_failed_call(error, status, to_proxy_error(error).message, model, user)
             log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
 
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
-        return SSEResponse(iterator, stream, on_end, headers)
+        rewrites = bool(hooks.stream_iterator or hooks.stream_chunk)  # then translate, as for post_success
+        return SSEResponse(
+            iterator, stream, on_end, headers, fmt.framing(group, not rewrites) if fmt else None
+        )
 
     async def _answer(
         self,
@@ -288,6 +316,7 @@ class LLMRoutes:
         start: float,
         request: Request,
         user: UserAPIKeyAuth,
+        fmt: Any = None,
     ) -> Response | SSEResponse:
         """A pre-call hook's string as the assistant's answer (streamed when asked).
 
@@ -318,17 +347,19 @@ class LLMRoutes:
             custom_llm_provider=None,
             input_cost_per_token=0.0,
             output_cost_per_token=0.0,
+            **({"_call_type": fmt.call_type} if fmt else {}),
         )
+        route = fmt.route if fmt else "chat"
         if not stream:
-            metrics.observe("chat", model, 200, time.perf_counter() - start)
+            metrics.observe(route, model, 200, time.perf_counter() - start)
             log_request(request.scope, 200, model, None, user, time.perf_counter() - start)
-            return json_response(result)
+            return json_response(fmt.respond(result, model) if fmt else result)
 
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
-            metrics.observe("chat", model, status, time.perf_counter() - start)
+            metrics.observe(route, model, status, time.perf_counter() - start)
             log_request(request.scope, status, model, None, user, time.perf_counter() - start, error=error)
 
-        return SSEResponse(result, result, on_end, [])
+        return SSEResponse(result, result, on_end, [], fmt.framing(model) if fmt else None)
 
     async def _failed(
         self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None
