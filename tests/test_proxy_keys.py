@@ -233,14 +233,15 @@ def test_the_store_survives_a_restart(
     tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
 ) -> None:
     config = write_config(tmp_path, fake_provider, log_receiver, f"  data_dir: {tmp_path / 'configured'}\n")
-    first = Served(config, tmp_path)
+    no_env_dir = {"LMGATE_DATA_DIR": ""}  # the suite sets one for every process; it would win over the config
+    first = Served(config, tmp_path, no_env_dir)
     try:
         first.wait_ready()
         key = generate(first, key_alias="kept")["key"]
     finally:
         first.stop()
     assert (tmp_path / "configured" / "lmgate.db").exists()
-    second = Served(config, tmp_path)
+    second = Served(config, tmp_path, no_env_dir)
     try:
         second.wait_ready()
         assert chat(second, key).choices[0].message.content == "Hello from fake"
