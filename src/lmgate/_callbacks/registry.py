@@ -75,7 +75,7 @@ def resolve_callback(name: str, settings: Settings | None = None) -> Any:
 
 
 def known_names_hint() -> str:
-    from ..loggers.generic_api import load_presets
+    from ..loggers.presets import load_presets
 
     return (
         f"built in: {', '.join(BUILT_IN_NAMES)}; generic_api presets: {', '.join(sorted(load_presets()))}; "

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .._paths import data_dir
 from . import migrations
 from .schema import keys, teams
 
@@ -26,14 +27,9 @@ DATABASE_FILE = "lmgate.db"
 
 
 def default_data_dir(configured: str | None = None, environ: Any = None) -> Path:
-    """``$LMGATE_DATA_DIR`` (what ``--data-dir`` sets), else ``general_settings.data_dir``, else
-    ``$XDG_DATA_HOME/lmgate``, else ``~/.local/share/lmgate``."""
-    env = os.environ if environ is None else environ
-    chosen = env.get("LMGATE_DATA_DIR") or configured
-    if chosen:
-        return Path(chosen).expanduser()
-    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "lmgate"
+    """The data directory (``lmgate._paths.data_dir``: ``$LMGATE_DATA_DIR``, else
+    ``general_settings.data_dir``, else ``$XDG_DATA_HOME/lmgate``, else ``~/.local/share/lmgate``)."""
+    return data_dir(configured, environ)
 
 
 def async_url(url: str) -> str:

@@ -12,11 +12,9 @@ processor's (``processor.py``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -41,6 +39,7 @@ from .http_exporter import (  # noqa: F401 - re-exported: the names this module 
     HTTPExporter,
     classify,
 )
+from .presets import PRESETS_FILE, load_presets  # noqa: F401 - re-exported names
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -53,16 +52,8 @@ __all__ = ["GenericAPILogger", "GenericAPISettings", "HTTPExporter", "logger_for
 # batches on the wire at once: while one waits for the receiver's answer the next is sent
 # (about 1.5x the records/s of one at a time to a local receiver; docs/loggers.md "Throughput")
 DEFAULT_MAX_IN_FLIGHT = 3
-PRESETS_FILE = "generic_api_compatible_callbacks.json"
 # headers that carry no secret, so their values need no masking
 _PLAIN_HEADERS = frozenset({"content-type", "accept", "user-agent", "content-encoding"})
-
-
-def load_presets() -> dict[str, dict[str, Any]]:
-    """The pre-configured callbacks shipped with lmgate, by name."""
-    text = resources.files("lmgate.loggers").joinpath(PRESETS_FILE).read_text(encoding="utf-8")
-    data: dict[str, dict[str, Any]] = json.loads(text)
-    return data
 
 
 def _merge_headers(*layers: dict[str, Any] | None) -> dict[str, str]:

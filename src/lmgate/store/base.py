@@ -8,19 +8,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from .._paths import data_dir as _data_dir
+
 # the ``stats`` groupings every store answers
 GROUP_BYS = ("model", "provider", "key", "team", "user", "day", "hour")
 DB_FILE = "logs.sqlite3"
 
 
 def data_dir() -> str:
-    """Where lmgate keeps data meant to last: ``$LMGATE_DATA_DIR``, ``$XDG_DATA_HOME/lmgate``,
-    ``~/.local/share/lmgate`` (the spool, which may be thrown away, lives in the cache dir)."""
-    explicit = os.environ.get("LMGATE_DATA_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "lmgate")
+    """Where lmgate keeps data meant to last (``lmgate._paths.data_dir``, the one rule)."""
+    return str(_data_dir())
 
 
 def default_path() -> str:
