@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import time
 
 CONTENT = "hello world from the fake server"
 
 
+@functools.lru_cache(maxsize=64)  # the same few models every time: the upstream must not be the bottleneck
 def completion_body(model: str) -> bytes:
     return json.dumps(
         {
@@ -36,6 +38,7 @@ def completion_body(model: str) -> bytes:
     ).encode()
 
 
+@functools.lru_cache(maxsize=64)
 def sse_body(model: str) -> bytes:
     created = int(time.time())
 
@@ -111,4 +114,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:  # uvloop when installed (lmgate's proxy extra): ~2x the requests/s of asyncio's own loop
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

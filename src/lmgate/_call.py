@@ -463,7 +463,8 @@ def _sync_send(call: Call) -> Any:
         req = call.http_request(attempt)
         # built outside the try: a body that cannot be encoded is the caller's error, not a connection's
         request = client.build_request(
-            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
+            # a parsed URL and no empty params: httpx would parse the URL string twice per request
+            req.method, _http.url(req.url), headers=req.headers, content=req.body_bytes(), params=req.params or None,
             timeout=_http.timeout(call.timeout),
         )
         try:
@@ -567,7 +568,8 @@ async def _async_send(call: Call) -> Any:
     while True:
         req = call.http_request(attempt)
         request = client.build_request(
-            req.method, req.url, headers=req.headers, content=req.body_bytes(), params=req.params,
+            # a parsed URL and no empty params: httpx would parse the URL string twice per request
+            req.method, _http.url(req.url), headers=req.headers, content=req.body_bytes(), params=req.params or None,
             timeout=_http.timeout(call.timeout),
         )
         try:
