@@ -1,8 +1,9 @@
 """A tiny, fast OpenAI-compatible server for the benchmarks (stdlib only, 127.0.0.1 only).
 
 POST /v1/chat/completions (and /chat/completions) answers a fixed chat completion, as JSON or, when the
-request says "stream": true, as server-sent events.  HTTP/1.1 keep-alive, Content-Length framing (no
-chunked encoding) so the server itself costs as little as possible and the same for every client.
+request says "stream": true, as server-sent events.  HTTP/1.1 keep-alive; Content-Length framing
+for JSON, chunked encoding (one chunk per event) for streams, as OpenAI sends them; bodies are built once
+per model, so the server itself costs as little as possible and the same for every client.
 
 Prints "READY <port>" on stdout once listening.  Stops by itself after --max-seconds.
 """
@@ -62,6 +63,15 @@ def sse_body(model: str) -> bytes:
     return b"".join(parts)
 
 
+@functools.lru_cache(maxsize=64)
+def sse_response(model: str) -> bytes:
+    """The stream as OpenAI sends it: chunked transfer encoding, one chunk per event."""
+    events = [e + b"\n\n" for e in sse_body(model).split(b"\n\n") if e]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    return head + chunks
+
+
 def response(status: str, ctype: str, body: bytes) -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n"
     return head.encode() + body
@@ -86,7 +96,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     req = {}
                 model = str(req.get("model", "gpt-4o-mini"))
                 if req.get("stream"):
-                    writer.write(response("200 OK", "text/event-stream", sse_body(model)))
+                    writer.write(sse_response(model))
                 else:
                     writer.write(response("200 OK", "application/json", completion_body(model)))
             elif method == "GET" and path in ("/health", "/v1/models"):

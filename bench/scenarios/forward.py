@@ -179,8 +179,12 @@ def stream_once(port: int, headers: dict[str, str]) -> tuple[float, float]:
 
 
 def stream_stats(port: int, headers: dict[str, str], n: int) -> dict:
-    for _ in range(5):
-        stream_once(port, headers)
+    try:
+        for _ in range(5):
+            stream_once(port, headers)
+    except (RuntimeError, OSError) as error:  # a server that cannot stream still gets its other figures
+        print(f"  streaming failed: {error}", file=sys.stderr, flush=True)
+        return {"ttfb_ms": float("nan"), "total_ms": float("nan"), "stream_error": str(error)[:300]}
     ttfb, total = [], []
     for _ in range(n):
         a, b = stream_once(port, headers)
@@ -287,6 +291,7 @@ class Server:
             "stream_total_ms": st["total_ms"],
             "rss_after_load_mb": tree_rss_mb(pid),
             "errors": c50["errors"] + c1["errors"],
+            **({"stream_error": st["stream_error"]} if "stream_error" in st else {}),
         }
 
 
@@ -326,6 +331,7 @@ def measure_upstream(port: int, pid: int, seconds: float, streams: int) -> dict:
 def summarize(rounds: list[dict]) -> dict:
     """{server: {metric: {median, min, max, n}}}, plus the per-round "added" figures over the upstream."""
     per: dict[str, dict[str, list[float]]] = {}
+    notes: dict[str, str] = {}
     for r in rounds:
         up = r.get("upstream", {})
         for server, m in r.items():
@@ -336,13 +342,18 @@ def summarize(rounds: list[dict]) -> dict:
                 for k in ("p50_c1_ms", "stream_ttfb_ms", "stream_total_ms"):
                     vals["added_" + k] = m[k] - up[k]
             for k, v in vals.items():
-                per.setdefault(server, {}).setdefault(k, []).append(v)
+                if isinstance(v, (int, float)) and v == v:  # numbers only; nan = not measured
+                    per.setdefault(server, {}).setdefault(k, []).append(v)
+                elif k == "stream_error":
+                    notes.setdefault(server, v)
     out: dict = {}
     for server, metrics in per.items():
         out[server] = {
             k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
             for k, v in metrics.items()
         }
+        if server in notes:
+            out[server]["stream_error"] = notes[server]
     return out
 
 
@@ -392,7 +403,56 @@ def markdown(summary: dict) -> str:
             cells.append("–" if st is None else f"{num(st['median'])} ({num(st['min'])}–{num(st['max'])})")
         if any(c != "–" for c in cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for s in servers:
+        if summary["servers"][s].get("stream_error"):
+            lines += ["", f"{NAMES[s]}: streaming failed: `{summary['servers'][s]['stream_error'][:200]}`"]
+    lines += ["", "| issue 18 target (lmgate) | measured | |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {v} |" for t, m, v, _ in targets(summary)]
     return "\n".join(lines)
+
+
+def _round_ratio(rounds: list[dict], a: str, b: str, key: str) -> float | None:
+    """Median over rounds of rounds[a][key] / rounds[b][key] (both measured in the same round)."""
+    vals = [
+        r[a][key] / r[b][key]
+        for r in rounds
+        if a in r
+        and b in r
+        and r[a].get(key)
+        and r[b].get(key)
+        and "error" not in r[a]
+        and "error" not in r[b]
+    ]
+    return statistics.median(vals) if vals else None
+
+
+def targets(summary: dict) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 18's "done when" figures for the forwarding path: (target, measured, verdict, met)."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    rounds, servers = summary.get("rounds", []), summary.get("servers", {})
+    lm = servers.get("lmgate", {})
+
+    def add(target: str, value: float | None, fmt: str, ok: bool | None) -> None:
+        measured = "not measured" if value is None else fmt.format(value)
+        rows.append((target, measured, "–" if ok is None else ("met" if ok else "not met"), ok))
+
+    r = _round_ratio(rounds, "lmgate", "portkey", "rps_c50")
+    add("requests/s at c=50 ≥ 2× the Portkey gateway's", r, "{:.2f}×", None if r is None else r >= 2)
+    r = _round_ratio(rounds, "lmgate", "bare", "rps_c50")
+    add(
+        "requests/s at c=50 ≥ 50% of the bare aiohttp forwarder's",
+        r,
+        "{:.0%}",
+        None if r is None else r >= 0.5,
+    )
+    for key, label, limit in (
+        ("added_p50_c1_ms", "added p50 latency at c=1 ≤ 0.3 ms", 0.3),
+        ("added_stream_ttfb_ms", "added stream time to first byte ≤ 0.5 ms", 0.5),
+        ("cpu_ms_per_req", "server CPU per request ≤ 0.5 ms", 0.5),
+    ):
+        v = lm.get(key, {}).get("median")
+        add(label, v, "{:.2f} ms", None if v is None else v <= limit)
+    return rows
 
 
 def main() -> int:
