@@ -1,9 +1,13 @@
-"""An httpx transport that sends async requests over aiohttp.
+"""lmgate's async wire: aiohttp, directly (``AsyncWire.send``) and as an httpx transport.
 
-lmgate's async calls keep httpx's API (requests, responses, errors, httpx-sse, a caller's own
-``aclient_session``); only the wire work moves to aiohttp. httpx's own async pool (httpcore on
-anyio) costs ~1.2 ms of CPU per request on this kind of machine, aiohttp ~0.1 ms, and the whole
-httpx client with this transport ~0.25 ms (issue 18; ``bench/transports.py`` measures it).
+httpx's own async pool (httpcore on anyio) costs ~1.2 ms of CPU per request on this kind of
+machine, the httpx client over this transport ~0.35 ms, aiohttp alone ~0.1 ms (issue 18;
+``bench/transports.py`` measures them). So lmgate's own provider calls go to aiohttp directly and
+read the answer through ``AioResponse``, which has the few httpx.Response names they use
+(``status_code``, ``headers``, ``aread``, ``aiter_text`` for httpx-sse, ``aclose``); errors are
+raised as the httpx exceptions they would have been, so error mapping and retries are unchanged.
+``lmgate._http.async_client()`` is an httpx.AsyncClient over the same pool, for code that wants
+httpx's API; a caller's own ``aclient_session`` is used as it is.
 
 Why not the ``httpx-aiohttp`` package: it reports every aiohttp connection error (a refused or
 reset connection) as ``httpx.ConnectTimeout``, which lmgate would turn into a 408 timeout, and it
@@ -17,6 +21,8 @@ no "Unclosed client session" warning is left behind and pooled sockets go with t
 from __future__ import annotations
 
 import asyncio
+import codecs
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -71,6 +77,48 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+class AioResponse:
+    """An aiohttp response under the httpx.Response names lmgate's async path reads."""
+
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        headers: dict[str, str] = {}  # lower-case names, repeated headers joined: as dict(httpx.Headers)
+        for raw_key, raw_value in response.raw_headers:
+            key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        self.headers = headers
+
+    async def aread(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+
+    async def aiter_text(self) -> AsyncIterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            async for chunk in self._response.content.iter_any():
+                text = decoder.decode(chunk)
+                if text:
+                    yield text
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    async def aclose(self) -> None:
+        self._response.release()  # the connection goes back to the pool if the body was read to its end
+
+
+@functools.lru_cache(maxsize=256)
+def _url(text: str) -> URL:
+    return URL(text)  # a deployment's endpoint is the same on every call: parse it once
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, ssl_context: Any, limits: httpx.Limits) -> None:
         self._ssl = ssl_context
@@ -88,8 +136,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            auto_decompress=False,  # httpx decodes content-encoding itself
-            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
+            # provider calls carry no cookies from one call to the next (httpx's client keeps its own)
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # bodies are bytes: without this aiohttp would label a body without Content-Type octet-stream
+            skip_auto_headers=("Content-Type",),
             timeout=aiohttp.ClientTimeout(total=None),
         )
         # a started async generator is closed by loop.shutdown_asyncgens(): the loop's end closes the session
@@ -117,6 +167,35 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        params: dict[str, str] | None,
+        timeout: httpx.Timeout,
+    ) -> AioResponse:
+        """One request, straight over aiohttp; the response body is read by the caller."""
+        session = self._session
+        if session is None or session.closed:
+            session = self._open()
+        try:
+            response = await session.request(
+                method,
+                _url(url),
+                headers=headers,
+                data=body or None,
+                params=params or None,
+                allow_redirects=False,
+                timeout=self._timeout(
+                    {"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool}
+                ),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        return AioResponse(response)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session
         if session is None or session.closed:
@@ -137,6 +216,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=data or None,
                 allow_redirects=False,
+                auto_decompress=False,  # httpx decodes content-encoding itself
                 timeout=self._timeout(extensions.get("timeout") or {}),
                 server_hostname=extensions.get("sni_hostname"),
             )

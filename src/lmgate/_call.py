@@ -563,17 +563,26 @@ async def _async_send(call: Call) -> Any:
 
     from . import _http
 
-    client = _http.async_client()
+    wire = _http.async_wire()  # aiohttp directly, unless the caller brought their own httpx client
+    client = _http.async_client() if wire is None else None
     attempt = 0
     while True:
         req = call.http_request(attempt)
-        request = client.build_request(
+        # built outside the try: a body that cannot be encoded is the caller's error, not a connection's
+        body = req.body_bytes()
+        request = None if client is None else client.build_request(
             # a parsed URL and no empty params: httpx would parse the URL string twice per request
-            req.method, _http.url(req.url), headers=req.headers, content=req.body_bytes(), params=req.params or None,
+            req.method, _http.url(req.url), headers=req.headers, content=body, params=req.params or None,
             timeout=_http.timeout(call.timeout),
         )
         try:
-            response = await client.send(request, stream=True)
+            if wire is not None:
+                response: Any = await wire.send(
+                    req.method, req.url, req.headers, body, req.params, _http.timeout(call.timeout)
+                )
+            else:
+                assert client is not None and request is not None
+                response = await client.send(request, stream=True)
         except Exception as error:
             err = call.transport_error(error)
         else:

@@ -21,6 +21,8 @@ from . import exceptions as exc
 if TYPE_CHECKING:
     import httpx
 
+    from ._aiohttp_transport import AiohttpTransport
+
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _MAX_CONNECTIONS = 1000
@@ -29,6 +31,7 @@ _MAX_KEEPALIVE = 200
 _lock = threading.Lock()
 _sync_client: httpx.Client | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_async_wires: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AiohttpTransport] = weakref.WeakKeyDictionary()
 
 
 _ssl_context: Any = None
@@ -126,16 +129,46 @@ def async_client() -> httpx.AsyncClient:
 
 
 def _new_async_client() -> httpx.AsyncClient:
-    """httpx's API over aiohttp's wire (issue 18: a quarter of the CPU per request of httpx's own
-    async pool; see _aiohttp_transport). Proxies from the environment keep httpx's own transports."""
+    """httpx's API over this loop's aiohttp wire (issue 18; see _aiohttp_transport). Proxies from
+    the environment keep httpx's own transports."""
     import httpx
 
-    from ._aiohttp_transport import AiohttpTransport
-
-    limits, verify = _limits(), _verify()
     return httpx.AsyncClient(
-        limits=limits, timeout=timeout(None), verify=verify, transport=AiohttpTransport(verify, limits)
+        limits=_limits(), timeout=timeout(None), verify=_verify(), transport=_loop_wire(asyncio.get_running_loop())
     )
+
+
+def async_wire() -> AiohttpTransport | None:
+    """This loop's aiohttp wire for lmgate's own async calls (a fraction of the CPU per request of
+    going through httpx's client), or None when the caller set ``lmgate.aclient_session`` (or an
+    HTTP(S) proxy in the environment, which httpx's transports honour): then callers use
+    ``async_client()``."""
+    if _user_client("aclient_session") is not None or _env_proxies():
+        return None
+    return _loop_wire(asyncio.get_running_loop())
+
+
+def _loop_wire(loop: asyncio.AbstractEventLoop) -> AiohttpTransport:
+    wire = _async_wires.get(loop)
+    if wire is None:
+        from ._aiohttp_transport import AiohttpTransport
+
+        wire = AiohttpTransport(_verify(), _limits())
+        _async_wires[loop] = wire
+    return wire
+
+
+_env_proxy: bool | None = None
+
+
+def _env_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy (read once: httpx reads it once per client)."""
+    global _env_proxy
+    if _env_proxy is None:
+        import urllib.request
+
+        _env_proxy = any(k in ("http", "https", "all") for k in urllib.request.getproxies())
+    return _env_proxy
 
 
 def map_transport_error(error: BaseException, provider: str | None, model: str | None) -> exc.LmgateError:
