@@ -11,8 +11,10 @@ per call (``time.process_time``, the client process only) and p50 latency; media
 
 Transports: ``httpx`` (lmgate's pool before issue 18: httpx.AsyncClient, limits 1000/200),
 ``httpx_tuned`` (the same without environment lookups: trust_env=False), ``httpx_aiohttp`` (the
-httpx-aiohttp package's transport, as the OpenAI SDK's DefaultAioHttpClient), ``lmgate`` (whatever
-``lmgate._http.async_client()`` builds now) and ``aiohttp`` (a bare aiohttp ClientSession, the floor).
+httpx-aiohttp package's transport, as the OpenAI SDK's DefaultAioHttpClient), ``lmgate`` (what
+``lmgate._http.async_client()`` builds: httpx over lmgate's aiohttp transport), ``lmgate_wire`` (what
+lmgate's own async calls use: ``_http.async_wire().send``, httpx-sse over its response) and
+``aiohttp`` (a bare aiohttp ClientSession, the floor).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TRANSPORTS = ["httpx", "httpx_tuned", "httpx_aiohttp", "lmgate", "aiohttp"]
+TRANSPORTS = ["httpx", "httpx_tuned", "httpx_aiohttp", "lmgate", "lmgate_wire", "aiohttp"]
 LOOPS = ["asyncio", "uvloop"]
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
 SBODY = json.dumps(
@@ -71,6 +73,23 @@ async def one_httpx(client, url: str, stream: bool) -> None:
         await response.aclose()
 
 
+async def one_wire(wire, url: str, stream: bool) -> None:
+    from httpx_sse import EventSource
+
+    from lmgate import _http
+
+    response = await wire.send("POST", url, HEADERS, SBODY if stream else BODY, None, _http.timeout(None))
+    try:
+        if stream:
+            async for sse in EventSource(response).aiter_sse():
+                if sse.data != "[DONE]":
+                    json.loads(sse.data)
+        else:
+            json.loads(await response.aread())
+    finally:
+        await response.aclose()
+
+
 async def one_aiohttp(session, url: str, stream: bool) -> None:
     async with session.post(url, data=SBODY if stream else BODY, headers=HEADERS) as response:
         if stream:
@@ -88,6 +107,11 @@ async def worker(name: str, port: int, calls: int) -> dict:
 
         client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
         one = one_aiohttp
+    elif name == "lmgate_wire":
+        from lmgate import _http
+
+        client = _http.async_wire()
+        one = one_wire
     else:
         client = make_client(name)
         one = one_httpx
@@ -124,7 +148,7 @@ async def worker(name: str, port: int, calls: int) -> dict:
         out[f"{tag}c1_p50_ms"] = statistics.median(lat) * 1000
     if name == "aiohttp":
         await client.close()
-    elif name != "lmgate":
+    elif name not in ("lmgate", "lmgate_wire"):
         await client.aclose()
     return out
 
