@@ -319,6 +319,24 @@ FORWARD_ABOUT = (
 )
 
 
+FORWARD_NOTES = [
+    "Notes (issue 18):",
+    "",
+    "- lmgate's async provider calls go to aiohttp directly (`src/lmgate/_aiohttp_transport.py`), chosen "
+    "by `bench/transports.py`: per request, httpx's async pool costs ~1.2–1.5 ms of CPU, httpx over an "
+    "aiohttp transport (the `httpx-aiohttp` package or lmgate's own) ~0.3 ms, aiohttp itself and lmgate's "
+    "wire ~0.08–0.1 ms. A caller's own `aclient_session` or an environment HTTP(S) proxy keeps httpx.",
+    "- The servers run on uvicorn with uvloop and httptools when they are installed (`lmgate serve` and "
+    "the bare forwarder alike).",
+    "- What separates lmgate from the bare forwarder is the proxy itself, not the wire: per request the "
+    "ASGI stack (Starlette routing and middleware), the OpenAI-shaped request/response objects, the "
+    "call record, cost and metrics. Targets not met above are bounded by that part.",
+    "- Portkey gateway 1.15 on this machine's Node (20) answers streamed requests with a 500 "
+    "(`TypeError: immutable` in its response-header update), so its streaming columns stay empty; its "
+    "plain forwarding works.",
+]
+
+
 def forward_section(summary: dict) -> list[str]:
     result = summary.get("forward")
     if not result:
@@ -347,6 +365,7 @@ def forward_section(summary: dict) -> list[str]:
             )
     if rows:
         md += ["| issue 18 target (library, overhead_http) | measured | |", "|---|---|---|", *rows, ""]
+    md += FORWARD_NOTES + [""]
     for skipped, why in result.get("skipped", {}).items():
         md += [f"- {skipped}: skipped, {why}"]
     for error in result.get("errors", []):
