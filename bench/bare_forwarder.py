@@ -1,4 +1,5 @@
-"""The floor of the forwarding path: a bare ASGI app that forwards every POST to the upstream with aiohttp.
+"""The floor of the forwarding path: a bare ASGI app that forwards every POST to the upstream with aiohttp
+(``--client httpx``: with an httpx.AsyncClient instead, to show what httpx's async pool costs).
 
 No routing, no validation, no logging: it reads the request body, posts it to ``--upstream`` + the
 request path over one pooled aiohttp session, and passes status, content type and body back (streamed
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import socket
+from typing import Any
 
 import aiohttp
 import uvicorn
 
 UPSTREAM = ""
+CLIENT = "aiohttp"
 _session: aiohttp.ClientSession | None = None
+_httpx: Any = None
 
 
 async def app(scope, receive, send) -> None:
@@ -44,9 +48,12 @@ async def app(scope, receive, send) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+    if CLIENT == "httpx":
+        await forward_httpx(scope, body, headers, send)
+        return
     if _session is None:
         _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
     async with _session.post(UPSTREAM + scope["path"], data=body, headers=headers) as upstream:
         ctype = upstream.headers.get("Content-Type", "application/json").encode()
         await send(
@@ -57,13 +64,38 @@ async def app(scope, receive, send) -> None:
         await send({"type": "http.response.body", "body": b""})
 
 
+async def forward_httpx(scope, body: bytes, headers: dict[str, str], send) -> None:
+    global _httpx
+    import httpx
+
+    if _httpx is None:
+        _httpx = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+    request = _httpx.build_request("POST", UPSTREAM + scope["path"], content=body, headers=headers)
+    upstream = await _httpx.send(request, stream=True)
+    try:
+        ctype = upstream.headers.get("content-type", "application/json").encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": upstream.status_code,
+                "headers": [(b"content-type", ctype)],
+            }
+        )
+        async for chunk in upstream.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await upstream.aclose()
+
+
 def main() -> None:
-    global UPSTREAM
+    global UPSTREAM, CLIENT
     ap = argparse.ArgumentParser()
     ap.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8001 (the path is appended)")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp")
     args = ap.parse_args()
-    UPSTREAM = args.upstream.rstrip("/")
+    UPSTREAM, CLIENT = args.upstream.rstrip("/"), args.client
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

@@ -13,7 +13,8 @@ machine, forwards to it, one worker each:
 - `portkey`: the Portkey gateway (`@portkey-ai/gateway` from npm in bench/.portkey/, started with node,
   bound to 127.0.0.1 by bench/portkey_loopback.cjs), pointed at the upstream per request with the
   `x-portkey-provider: openai` and `x-portkey-custom-host` headers;
-- `bare`: bench/bare_forwarder.py, a bare ASGI app forwarding with aiohttp on uvicorn: the floor.
+- `bare`: bench/bare_forwarder.py, a bare ASGI app forwarding with aiohttp on uvicorn: the floor;
+- `bare_httpx`: the same app forwarding with an httpx.AsyncClient (what httpx's async pool costs).
 
 Rounds alternate the servers (upstream, lmgate, litellm, portkey, bare, upstream, ...) so drift on the
 machine hits all alike; every cell is the median over rounds with min–max.  Per server: start-up (spawn
@@ -50,7 +51,7 @@ BIN = os.path.dirname(sys.executable)
 REF_BIN = os.path.join(BENCH, ".venv-ref", "bin")
 PORTKEY_DIR = os.path.join(BENCH, ".portkey")
 PORTKEY_JS = os.path.join(PORTKEY_DIR, "node_modules", "@portkey-ai", "gateway", "build", "start-server.js")
-SERVERS = ["upstream", "lmgate", "litellm", "portkey", "bare"]
+SERVERS = ["upstream", "lmgate", "litellm", "portkey", "bare", "bare_httpx"]
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM_BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
 
@@ -229,7 +230,7 @@ class Server:
                 "x-portkey-custom-host": api_base,
                 "Authorization": "Bearer sk-bench",
             }
-        elif name == "bare":
+        elif name in ("bare", "bare_httpx"):
             up = f"http://127.0.0.1:{upstream_port}"
             self.cmd = [
                 sys.executable,
@@ -238,6 +239,8 @@ class Server:
                 up,
                 *where[2:],
             ]
+            if name == "bare_httpx":
+                self.cmd += ["--client", "httpx"]
         else:
             raise ValueError(name)
 
@@ -390,6 +393,7 @@ NAMES = {
     "litellm": "LiteLLM",
     "portkey": "Portkey gateway",
     "bare": "bare ASGI + aiohttp",
+    "bare_httpx": "bare ASGI + httpx",
 }
 
 
