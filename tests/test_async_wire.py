@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -134,15 +135,31 @@ def test_loop_end_closes_the_wire_quietly(fake_provider, tmp_path):
     assert "Unclosed" not in out.stderr, out.stderr
 
 
-def test_environment_proxy_keeps_httpx_path(monkeypatch):
-    """An HTTP(S) proxy in the environment: lmgate's async calls go through httpx, which honours it."""
-    monkeypatch.setattr(_http, "_env_proxy", None)
+def test_environment_proxy_keeps_httpx_path(fake_provider, monkeypatch):
+    """An HTTP(S) proxy in the environment: async calls go through httpx (which honours it); a URL the proxy
+    does not cover (here plain http with only HTTPS_PROXY set) reaches httpx's default transport, lmgate's
+    aiohttp transport: answers, streams and a refused connection (an APIConnectionError, not a Timeout) as
+    on the direct path."""
+    monkeypatch.setattr(_http, "_env_proxy", None)  # the environment is read once per process
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
 
-    async def wire():
-        return _http.async_wire()
+    async def run() -> tuple[object, str, str, BaseException]:
+        wire = _http.async_wire()
+        plain = (await lmgate.acompletion(**kw(fake_provider))).choices[0].message.content
+        text = ""
+        async for chunk in await lmgate.acompletion(stream=True, **kw(fake_provider)):
+            text += chunk.choices[0].delta.content or ""
+        try:
+            await lmgate.acompletion(**{**kw(fake_provider), "api_base": f"http://127.0.0.1:{closed}/v1"})
+        except Exception as error:  # examined below
+            return wire, plain, text, error
+        raise AssertionError("a refused connection did not fail")
 
-    try:
-        assert asyncio.run(wire()) is None
-    finally:
-        monkeypatch.setattr(_http, "_env_proxy", None)
+    wire, plain, text, error = asyncio.run(run())
+    assert wire is None
+    assert plain == text == "Hello from fake"
+    assert type(error) is lmgate.APIConnectionError, repr(error)
+    monkeypatch.setattr(_http, "_env_proxy", None)
