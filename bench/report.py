@@ -312,8 +312,8 @@ FORWARD_ABOUT = (
     "aiohttp: the floor). Rounds alternate the servers; cells are medians over rounds with min–max. wrk "
     "at concurrency 50 and 1; server CPU per request = utime+stime of the server's process tree "
     "(/proc/<pid>/stat) over the c=50 run / requests; streams (`stream: true`, 8 events, chunked as "
-    "OpenAI sends them) one at a time on fresh connections: time to the first `data:` byte and to "
-    "`[DONE]`. *Added* = the server's figure minus the upstream's own in the same round. The issue's "
+    "OpenAI sends them) one at a time on one kept-alive connection (as an SDK client sends them): time to "
+    "the first body byte (the first event) and to the end of the body. *Added* = the server's figure minus the upstream's own in the same round. The issue's "
     "targets follow the table; the library's own added latency over raw httpx is the overhead_http "
     "scenario (async / async_stream rows)."
 )

@@ -20,8 +20,9 @@ Rounds alternate the servers (upstream, lmgate, litellm, portkey, bare, upstream
 machine hits all alike; every cell is the median over rounds with min–max.  Per server: start-up (spawn
 to the first forwarded 200), idle RSS and RSS after load (the process tree), wrk at concurrency 50 and 1
 (requests/s, p50, p99), server CPU per request over the c=50 run (utime+stime of the process tree from
-/proc, divided by the requests wrk counted), and a streamed request (`"stream": true`, 8 SSE events) made
-one at a time on a fresh connection: time to the first `data:` byte and to `data: [DONE]`.  "Added"
+/proc, divided by the requests wrk counted), and streamed requests (`"stream": true`, 8 SSE events, chunked)
+made one at a time on one kept-alive connection: time to the first body byte (the first event) and to the
+end of the body.  "Added"
 figures are the server's minus the upstream's own in the same round.
 
 Prints a JSON line (the summary) last; --markdown also prints the table.  Stdlib only; it starts the
@@ -31,6 +32,7 @@ servers from the interpreters next to it (project venv) and from bench/.venv-ref
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -156,41 +158,42 @@ def wrk(port: int, connections: int, seconds: float, headers: dict[str, str]) ->
     }
 
 
-def stream_once(port: int, headers: dict[str, str]) -> tuple[float, float]:
-    """One streamed request on a fresh connection: (time to the first `data:` byte, time to `[DONE]`)."""
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"{head}Content-Length: {len(STREAM_BODY)}\r\nConnection: close\r\n\r\n"
-    ).encode() + STREAM_BODY
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t0 = time.perf_counter()
-        s.sendall(request)
-        buf, first = b"", None
-        while True:
-            data = s.recv(65536)
-            if not data:
-                raise RuntimeError(f"stream ended before [DONE]: {buf[:300]!r}")
-            buf += data
-            if first is None and b"data:" in buf.split(b"\r\n\r\n", 1)[-1] and b"\r\n\r\n" in buf:
-                first = time.perf_counter() - t0
-            if b"[DONE]" in buf:
-                return first or 0.0, time.perf_counter() - t0
+def stream_once(conn: http.client.HTTPConnection, headers: dict[str, str]) -> tuple[float, float]:
+    """One streamed request on a kept-alive connection, as an SDK client makes them: (time to the first
+    body byte, the first `data:` event, and time to the end of the body)."""
+    t0 = time.perf_counter()
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=STREAM_BODY,
+        headers={"Content-Type": "application/json", **headers},
+    )
+    response = conn.getresponse()
+    first = response.read1(65536)
+    ttfb = time.perf_counter() - t0
+    rest = response.read()
+    total = time.perf_counter() - t0
+    if response.status != 200 or not first.startswith(b"data:") or b"[DONE]" not in first + rest:
+        raise RuntimeError(f"HTTP {response.status}: {(first + rest)[:200]!r}")
+    return ttfb, total
 
 
 def stream_stats(port: int, headers: dict[str, str], n: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         for _ in range(5):
-            stream_once(port, headers)
-    except (RuntimeError, OSError) as error:  # a server that cannot stream still gets its other figures
+            stream_once(conn, headers)
+        ttfb, total = [], []
+        for _ in range(n):
+            a, b = stream_once(conn, headers)
+            ttfb.append(a * 1000)
+            total.append(b * 1000)
+    except (RuntimeError, OSError, http.client.HTTPException) as error:
+        # a server that cannot stream still gets its other figures
         print(f"  streaming failed: {error}", file=sys.stderr, flush=True)
         return {"ttfb_ms": float("nan"), "total_ms": float("nan"), "stream_error": str(error)[:300]}
-    ttfb, total = [], []
-    for _ in range(n):
-        a, b = stream_once(port, headers)
-        ttfb.append(a * 1000)
-        total.append(b * 1000)
+    finally:
+        conn.close()
     return {"ttfb_ms": statistics.median(ttfb), "total_ms": statistics.median(total)}
 
 
