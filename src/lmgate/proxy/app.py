@@ -590,6 +590,8 @@ def create_app(config: ProxyConfig, *, apply: bool = True) -> Starlette:
         import httpx  # noqa: F401
         import httpx_sse  # noqa: F401
 
+        from .. import _aiohttp_transport  # noqa: F401 - aiohttp, the async wire: ~0.4 s cold
+
         yield
         await shutdown(config)
 
