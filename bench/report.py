@@ -306,7 +306,7 @@ FORWARD_ABOUT = (
     "upstream (bench/fake_openai.py on uvloop; measured alone first, column *upstream alone*), one worker "
     "each, one server at a time on the machine: `lmgate serve` (model list entry `openai/gpt-4o-mini` with "
     "`api_base` = the upstream), LiteLLM's proxy (same config file), the Portkey gateway "
-    "(`@portkey-ai/gateway` from npm in bench/.portkey/, node, bound to 127.0.0.1 by "
+    "(`@portkey-ai/gateway` 1.15.2 from npm, installed into bench/.portkey/ by bench/setup_portkey.sh, run by node, bound to 127.0.0.1 by "
     "bench/portkey_loopback.cjs, pointed at the upstream with `x-portkey-provider: openai` and "
     "`x-portkey-custom-host`) and bench/bare_forwarder.py (a bare ASGI app on uvicorn forwarding with "
     "aiohttp: the floor). Rounds alternate the servers; cells are medians over rounds with min–max. wrk "

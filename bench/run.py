@@ -260,6 +260,9 @@ def main() -> int:
 
 def run_forward(quick: bool, rounds: int | None, impls: tuple[str, ...], raw_dir: Path) -> dict:
     """scenarios/forward.py in one process: it starts the upstream and every server itself, one at a time."""
+    if not (BENCH / ".portkey" / "node_modules" / "@portkey-ai" / "gateway").exists():
+        print("setting up the Portkey gateway (bench/setup_portkey.sh) ...", flush=True)
+        subprocess.run(["bash", str(BENCH / "setup_portkey.sh")])  # on failure forward.py skips Portkey
     cmd = [str(PY["lmgate"]), "forward.py", "--markdown"]
     if quick:
         cmd.append("--quick")

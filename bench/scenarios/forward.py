@@ -10,7 +10,8 @@ machine, forwards to it, one worker each:
 
 - `lmgate`: `lmgate serve` with a model list entry `openai/gpt-4o-mini` whose `api_base` is the upstream;
 - `litellm`: the reference's proxy (bench/.venv-ref, made by bench/setup_ref.sh), the same config file;
-- `portkey`: the Portkey gateway (`@portkey-ai/gateway` from npm in bench/.portkey/, started with node,
+- `portkey`: the Portkey gateway (`@portkey-ai/gateway` from npm in bench/.portkey/, installed by
+  bench/setup_portkey.sh, started with node,
   bound to 127.0.0.1 by bench/portkey_loopback.cjs), pointed at the upstream per request with the
   `x-portkey-provider: openai` and `x-portkey-custom-host` headers;
 - `bare`: bench/bare_forwarder.py, a bare ASGI app forwarding with aiohttp on uvicorn: the floor;
@@ -251,7 +252,7 @@ class Server:
         if self.name == "litellm" and not os.path.exists(os.path.join(REF_BIN, "litellm")):
             return "no bench/.venv-ref (bash bench/setup_ref.sh)"
         if self.name == "portkey" and (not shutil.which("node") or not os.path.exists(PORTKEY_JS)):
-            return "no Portkey gateway (cd bench/.portkey && npm install @portkey-ai/gateway)"
+            return "no Portkey gateway (bash bench/setup_portkey.sh)"
         if self.name == "lmgate" and not os.path.exists(os.path.join(BIN, "lmgate")):
             return "no lmgate console script next to this interpreter"
         return None
