@@ -310,7 +310,7 @@ FORWARD_ABOUT = (
     "bench/portkey_loopback.cjs, pointed at the upstream with `x-portkey-provider: openai` and "
     "`x-portkey-custom-host`) and bench/bare_forwarder.py (a bare ASGI app on uvicorn forwarding with "
     "aiohttp: the floor). Rounds alternate the servers; cells are medians over rounds with min–max. wrk "
-    "at concurrency 50 and 1; server CPU per request = utime+stime of the server's process tree "
+    "at concurrency 50 and 1 after an unmeasured 1 s warm-up at c=50; server CPU per request = utime+stime of the server's process tree "
     "(/proc/<pid>/stat) over the c=50 run / requests; streams (`stream: true`, 8 events, chunked as "
     "OpenAI sends them) one at a time on one kept-alive connection (as an SDK client sends them): time to "
     "the first body byte (the first event) and to the end of the body. *Added* = the server's figure minus the upstream's own in the same round. The issue's "

@@ -20,7 +20,7 @@ machine, forwards to it, one worker each:
 Rounds alternate the servers (upstream, lmgate, litellm, portkey, bare, upstream, ...) so drift on the
 machine hits all alike; every cell is the median over rounds with min–max.  Per server: start-up (spawn
 to the first forwarded 200), idle RSS and RSS after load (the process tree), wrk at concurrency 50 and 1
-(requests/s, p50, p99), server CPU per request over the c=50 run (utime+stime of the process tree from
+(requests/s, p50, p99; after an unmeasured 1 s warm-up at c=50), server CPU per request over the c=50 run (utime+stime of the process tree from
 /proc, divided by the requests wrk counted), and streamed requests (`"stream": true`, 8 SSE events, chunked)
 made one at a time on one kept-alive connection: time to the first body byte (the first event) and to the
 end of the body.  "Added"
@@ -281,6 +281,8 @@ class Server:
             log.close()
 
     def load(self, pid: int, seconds: float, streams: int) -> dict:
+        # an unmeasured 1 s at c=50 first: Node's JIT (and every pool) warm before the figures are taken
+        wrk(self.port, 50, 1.0, self.headers)
         cpu0 = tree_cpu_s(pid)
         c50 = wrk(self.port, 50, seconds, self.headers)
         cpu = tree_cpu_s(pid) - cpu0
