@@ -1,4 +1,4 @@
-"""lmgate's async wire: aiohttp, directly (``AsyncWire.send``) and as an httpx transport.
+"""lmgate's async wire: aiohttp, directly (``AiohttpTransport.send``) and as an httpx transport.
 
 httpx's own async pool (httpcore on anyio) costs ~1.2 ms of CPU per request on this kind of
 machine, the httpx client over this transport ~0.35 ms, aiohttp alone ~0.1 ms (issue 18;
