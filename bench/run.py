@@ -5,6 +5,7 @@
     python bench/run.py --quick               # fewer repeats, shorter loops (under 2 min)
     python bench/run.py --only mock_sync proxy --repeats 3
     python bench/run.py --smoke               # lmgate only, seconds, no reference venv needed (CI)
+    python bench/run.py --only forward        # the forwarding path: lmgate, LiteLLM, Portkey, a bare forwarder
 
 Every measurement is a fresh worker process (bench/scenarios/*.py) started alternately for lmgate
 (project venv) and LiteLLM (bench/.venv-ref, made by bench/setup_ref.sh), A B A B ..., so that slow
@@ -83,6 +84,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 SMOKE = {"import": ["import"], "mock_sync": ["no_callbacks"]}
+# not an lmgate-vs-LiteLLM pair of workers: one driver starts every server itself (scenarios/forward.py)
+FORWARD = "forward"
+FORWARD_TIMEOUT_S = {True: 600, False: 1800}  # quick, full
 
 
 def worker_env(impl: str) -> dict[str, str]:
@@ -152,7 +156,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, shorter loops")
     ap.add_argument(
-        "--only", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO", help=", ".join(SCENARIOS)
+        "--only",
+        nargs="+",
+        choices=[*SCENARIOS, FORWARD],
+        metavar="SCENARIO",
+        help=", ".join([*SCENARIOS, FORWARD]),
     )
     ap.add_argument("--repeats", type=int, help="processes per side and variant (default: per scenario)")
     ap.add_argument("--smoke", action="store_true", help="lmgate only, tiny, no reference, no report")
@@ -178,9 +186,12 @@ def main() -> int:
         impls = ("lmgate",)
 
     quick = args.quick or args.smoke
-    plan = SMOKE if args.smoke else {n: None for n in (args.only or SCENARIOS)}
+    plan = SMOKE if args.smoke else {n: None for n in (args.only or [*SCENARIOS, FORWARD])}
     summary: dict = {"scenarios": {}}
     for name, smoke_variants in plan.items():
+        if name == FORWARD:
+            summary[FORWARD] = run_forward(quick, args.repeats, impls, raw_dir)
+            continue
         sc = SCENARIOS[name]
         t_scenario = time.time()
         chosen = smoke_variants or ((sc.quick_variants or sc.variants) if quick else sc.variants)
@@ -235,6 +246,8 @@ def main() -> int:
         out.write_text(json.dumps(summary, indent=1))
         print(f"\nwrote {out.relative_to(ROOT)} ({meta['duration_s']} s)")
         return 1 if report.has_errors(summary) else 0
+    if FORWARD in summary:
+        summary["runs"][FORWARD] = {k: meta[k] for k in ("command", "started", "quick", "raw_dir")}
     out = RESULTS / "latest.json"
     if args.only and out.exists():
         summary = merge_previous(summary, json.loads(out.read_text()))
@@ -243,6 +256,48 @@ def main() -> int:
     if not args.no_report:
         write_report(out)
     return 1 if report.has_errors(summary) else 0
+
+
+def run_forward(quick: bool, rounds: int | None, impls: tuple[str, ...], raw_dir: Path) -> dict:
+    """scenarios/forward.py in one process: it starts the upstream and every server itself, one at a time."""
+    if not (BENCH / ".portkey" / "node_modules" / "@portkey-ai" / "gateway").exists():
+        print("setting up the Portkey gateway (bench/setup_portkey.sh) ...", flush=True)
+        subprocess.run(["bash", str(BENCH / "setup_portkey.sh")])  # on failure forward.py skips Portkey
+    cmd = [str(PY["lmgate"]), "forward.py", "--markdown"]
+    if quick:
+        cmd.append("--quick")
+    if rounds:
+        cmd += ["--rounds", str(rounds)]
+    if "litellm" not in impls:
+        cmd += ["--servers", "upstream", "lmgate", "portkey", "bare", "bare_httpx"]
+    t0 = time.time()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=SCEN,
+        env=worker_env("lmgate"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=FORWARD_TIMEOUT_S[quick])
+    except subprocess.TimeoutExpired:
+        out, err = stop_group(proc)
+        err += "\ntimed out"
+    (raw_dir / "forward.out").write_text(out)
+    (raw_dir / "forward.err").write_text(err)
+    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
+    if line is None:
+        why = f"forward.py failed (exit {proc.returncode}): {err.strip().splitlines()[-1:]}"
+        print(f"error: forward: {why}", flush=True)
+        return {"servers": {}, "errors": [why], "skipped": {}, "meta": {}}
+    result = json.loads(line)
+    print("\n## forward\n" + report.forward_table(result), flush=True)
+    print(f"  ({time.time() - t0:.0f} s)", flush=True)
+    for e in result.get("errors", []):
+        print(f"error: forward: {e}", flush=True)
+    return result
 
 
 def merge_previous(new: dict, old: dict) -> dict:
@@ -257,6 +312,11 @@ def merge_previous(new: dict, old: dict) -> dict:
             runs[name] = old.get("runs", {}).get(name) or {
                 k: om.get(k) for k in ("command", "started", "quick", "raw_dir")
             }
+    if FORWARD in new:
+        runs[FORWARD] = new["runs"][FORWARD]
+    elif FORWARD in old:
+        new = {**new, FORWARD: old[FORWARD]}
+        runs[FORWARD] = old.get("runs", {}).get(FORWARD, {})
     return {**new, "scenarios": scenarios, "runs": runs}
 
 

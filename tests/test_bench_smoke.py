@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import py_compile
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -49,3 +52,35 @@ def test_smoke_run_measures_lmgate():
     assert variant["sides"]["lmgate"]["errors"] == []
     assert variant["metrics"]["calls_per_s"]["lmgate"]["median"] > 0
     assert variant["metrics"]["cpu_us_per_call"]["lmgate"]["median"] > 0
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (make test installs it)")
+def test_forward_scenario_quick_run():
+    """bench/scenarios/forward.py --quick measures the upstream alone, lmgate's proxy and the bare forwarder
+    forwarding to it: real figures for every server, no errors, and the issue-18 targets table."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "scenarios" / "forward.py"),
+            "--quick",
+            "--markdown",
+            "--servers",
+            "upstream",
+            "lmgate",
+            "bare",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["errors"] == [] and summary["skipped"] == {}
+    for server in ("upstream", "lmgate", "bare"):
+        figures = summary["servers"][server]
+        assert figures["rps_c50"]["median"] > 0 and figures["stream_ttfb_ms"]["median"] > 0
+        assert figures["errors"]["median"] == 0
+    assert summary["servers"]["lmgate"]["cpu_ms_per_req"]["median"] > 0
+    assert "added_p50_c1_ms" in summary["servers"]["lmgate"]
+    assert "| issue 18 target (lmgate) |" in out.stdout

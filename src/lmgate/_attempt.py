@@ -241,11 +241,12 @@ def _send(call: Call, req: HttpRequest, body: bytes) -> Any:
 
     client = _http.sync_client(call.settings)
     request = client.build_request(
+        # a parsed URL and no empty params: httpx would parse the URL string twice per request
         req.method,
-        req.url,
+        _http.url(req.url),
         headers=req.headers,
         content=body,
-        params=req.params,
+        params=req.params or None,
         timeout=_http.timeout(call.timeout),
     )
     return client.send(request, stream=True)
@@ -254,13 +255,16 @@ def _send(call: Call, req: HttpRequest, body: bytes) -> Any:
 async def _asend(call: Call, req: HttpRequest, body: bytes) -> Any:
     from . import _http
 
+    wire = _http.async_wire(call.settings)  # aiohttp directly, unless the caller brought an httpx client
+    if wire is not None:
+        return await wire.send(req.method, req.url, req.headers, body, req.params, _http.timeout(call.timeout))
     client = _http.async_client(call.settings)
     request = client.build_request(
         req.method,
-        req.url,
+        _http.url(req.url),
         headers=req.headers,
         content=body,
-        params=req.params,
+        params=req.params or None,
         timeout=_http.timeout(call.timeout),
     )
     return await client.send(request, stream=True)

@@ -69,6 +69,8 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
                 logger.info(
                     "key store %s: schema migrated to version %d", _where(key_store.url), applied_versions[-1]
                 )
+        from .. import _aiohttp_transport  # noqa: F401 - aiohttp, the async wire: ~0.4 s cold
+
         try:
             yield
         finally:

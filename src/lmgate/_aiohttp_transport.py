@@ -1,0 +1,246 @@
+"""lmgate's async wire: aiohttp, directly (``AiohttpTransport.send``) and as an httpx transport.
+
+httpx's own async pool (httpcore on anyio) costs ~1.2 ms of CPU per request on this kind of
+machine, the httpx client over this transport ~0.35 ms, aiohttp alone ~0.1 ms (issue 18;
+``bench/transports.py`` measures them). So lmgate's own provider calls go to aiohttp directly and
+read the answer through ``AioResponse``, which has the few httpx.Response names they use
+(``status_code``, ``headers``, ``aread``, ``aiter_text`` for httpx-sse, ``aclose``); errors are
+raised as the httpx exceptions they would have been, so error mapping and retries are unchanged.
+``lmgate._http.async_client()`` is an httpx.AsyncClient over the same pool, for code that wants
+httpx's API; a caller's own ``aclient_session`` is used as it is.
+
+Why not the ``httpx-aiohttp`` package: it reports every aiohttp connection error (a refused or
+reset connection) as ``httpx.ConnectTimeout``, which lmgate would turn into a 408 timeout, and it
+hands aiohttp the ``httpx.Headers`` object, whose per-key decoding is the bulk of its overhead.
+
+One aiohttp session per transport, opened on first use inside the running loop and closed when
+that loop shuts its async generators down (``asyncio.run``, uvicorn, pytest-asyncio all do), so
+no "Unclosed client session" warning is left behind and pooled sockets go with their loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+from yarl import URL
+
+# most specific first: ServerTimeoutError is also a ClientConnectionError, ClientConnectorError a ClientOSError
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (asyncio.TimeoutError, httpx.PoolTimeout),  # aiohttp's `connect` budget: waiting for a pooled connection
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientConnectionError, httpx.NetworkError),
+    (aiohttp.ClientError, httpx.TransportError),
+)
+
+
+def _mapped(error: BaseException) -> BaseException:
+    for source, target in _ERRORS:
+        if isinstance(error, source):
+            mapped = target(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+            mapped.__cause__ = error
+            return mapped
+    return error
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body as aiohttp receives it; closing hands the connection back to the pool
+    when the body was read to the end, and closes it otherwise."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class AioResponse:
+    """An aiohttp response under the httpx.Response names lmgate's async path reads."""
+
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        headers: dict[str, str] = {}  # lower-case names, repeated headers joined: as dict(httpx.Headers)
+        for raw_key, raw_value in response.raw_headers:
+            key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        self.headers = headers
+
+    async def aread(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The raw body as it arrives (binary framings: Bedrock's AWS event stream)."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+
+    async def aiter_text(self) -> AsyncIterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            async for chunk in self._response.content.iter_any():
+                text = decoder.decode(chunk)
+                if text:
+                    yield text
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    async def aclose(self) -> None:
+        self._response.release()  # the connection goes back to the pool if the body was read to its end
+
+
+@functools.lru_cache(maxsize=256)
+def _url(text: str) -> URL:
+    return URL(text)  # a deployment's endpoint is the same on every call: parse it once
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    def __init__(self, ssl_context: Any, limits: httpx.Limits) -> None:
+        self._ssl = ssl_context
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self._closer: Any = None
+        self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=self._limits.keepalive_expiry or 0,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # provider calls carry no cookies from one call to the next (httpx's client keeps its own)
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # bodies are bytes: without this aiohttp would label a body without Content-Type octet-stream
+            skip_auto_headers=("Content-Type",),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        # a started async generator is closed by loop.shutdown_asyncgens(): the loop's end closes the session
+        closer = self._closer = self._close_with_loop()
+        try:
+            closer.asend(None).send(None)
+        except StopIteration:  # it stopped at its `yield`, as meant
+            pass
+        return self._session
+
+    async def _close_with_loop(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._closer = None  # aclose() must not wait for this generator from inside it
+            await self.aclose()
+
+    def _timeout(self, timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
+        key = (timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) > 64:  # callers with ever-changing timeouts: do not grow without bound
+                self._timeouts.clear()
+            timeout = aiohttp.ClientTimeout(total=None, connect=key[2], sock_connect=key[0], sock_read=key[1])
+            self._timeouts[key] = timeout
+        return timeout
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        params: dict[str, str] | None,
+        timeout: httpx.Timeout,
+    ) -> AioResponse:
+        """One request, straight over aiohttp; the response body is read by the caller."""
+        session = self._session
+        if session is None or session.closed:
+            session = self._open()
+        try:
+            response = await session.request(
+                method,
+                _url(url),
+                headers=headers,
+                data=body or None,
+                params=params or None,
+                allow_redirects=False,
+                timeout=self._timeout(
+                    {"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool}
+                ),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        return AioResponse(response)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session
+        if session is None or session.closed:
+            session = self._open()
+        data: Any
+        try:
+            data = request.content
+        except httpx.RequestNotRead:
+            data = request.stream  # an async byte iterator; aiohttp frames it (chunked)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        if data is request.stream:
+            headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        extensions = request.extensions
+        try:
+            response = await session.request(
+                request.method,
+                URL(str(request.url), encoded=True),  # httpx has encoded it already
+                headers=headers,
+                data=data or None,
+                allow_redirects=False,
+                auto_decompress=False,  # httpx decodes content-encoding itself
+                timeout=self._timeout(extensions.get("timeout") or {}),
+                server_hostname=extensions.get("sni_hostname"),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        closer, self._closer = self._closer, None
+        if session is not None and not session.closed:
+            await session.close()
+        if closer is not None:
+            await closer.aclose()
