@@ -81,6 +81,7 @@ class AioResponse:
     """An aiohttp response under the httpx.Response names lmgate's async path reads."""
 
     __slots__ = ("_response", "headers", "status_code")
+    is_closed = False  # the body is still to be read (aread): the attempt loop asks before reading
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
@@ -124,7 +125,10 @@ class AioResponse:
 
 @functools.lru_cache(maxsize=256)
 def _url(text: str) -> URL:
-    return URL(text)  # a deployment's endpoint is the same on every call: parse it once
+    # a deployment's endpoint is the same on every call: parse it once; ``encoded``: sent byte for
+    # byte as the provider built it (yarl would decode an escaped ``%3A`` in a Bedrock model id,
+    # and the SigV4 signature covers the path as escaped)
+    return URL(text, encoded=True)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
