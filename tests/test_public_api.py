@@ -72,6 +72,7 @@ PUBLIC_NAMES = {
     "retry_policy",
     "callback_settings",
     "generic_logger_headers",
+    "s3_callback_params",
     "client_session",
     "aclient_session",
     "TextCompletionResponse",

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover - declarations for type checkers
     retry_policy: Any
     callback_settings: dict[str, Any]
     generic_logger_headers: dict[str, str] | None
+    s3_callback_params: dict[str, Any] | None
     client_session: Any
     aclient_session: Any
 

@@ -133,7 +133,10 @@ class Call:
         self.control = control
         self.params = params  # what goes to the provider
         self.metadata = control.get("metadata") or control.get("litellm_metadata") or {}
-        self.mock = control.get("mock_response")
+        mock = control.get("mock_response")
+        if mock is None and _mock.asks_for_mock(control):
+            mock = _mock.MOCK_DEFAULT_TEXT  # mock_tool_calls or mock_timeout alone: the reference's text
+        self.mock = mock
         self.provider: Provider | None = (
             None  # the provider the model resolved to (None: a mock of an unknown model)
         )

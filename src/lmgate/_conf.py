@@ -217,4 +217,11 @@ def choice(value: Any, choices: Collection[T], *, name: str, where: str = "") ->
     listed = ", ".join(str(getattr(c, "value", c)) for c in choices)
     # "Invalid log_format ..." is the reference's wording, which users' tests match on
     leaf = name.rsplit(".", 1)[-1] if name else "value"
-    raise _fail(f"Invalid {leaf} {value!r}: must be one of {listed}", name, where)
+    message = f"Invalid {leaf} {value!r}: must be one of {listed}"
+    if not where and leaf == name:
+        # a bare argument (a logger's log_format=): the message starts with the reference's
+        # "Invalid log_format ...", which already names the key; the key stays on the error
+        error = _fail(message, "", "")
+        error.key = name
+        raise error
+    raise _fail(message, name, where)

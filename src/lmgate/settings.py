@@ -49,6 +49,8 @@ _DEFAULTS: dict[str, Any] = {
     "retry_policy": lambda: None,
     "callback_settings": dict,
     "generic_logger_headers": lambda: None,
+    # the reference's library setting for the "s3" callback (callback_settings["s3"] wins over it)
+    "s3_callback_params": lambda: None,
     "client_session": lambda: None,  # an httpx.Client to use instead of lmgate's pooled one
     "aclient_session": lambda: None,  # an httpx.AsyncClient (bound to one event loop) for async calls
 }
@@ -139,14 +141,16 @@ class Settings:
             self.__dict__.pop(name, None)
 
     def named_callbacks_owner(self) -> Settings:
-        """The nearest Settings (this one or an ancestor) that sets ``callback_settings`` or
-        ``generic_logger_headers``: a callback *name* resolves the same for every Settings below
-        it, so they share one logger per name (``_callbacks.registry``)."""
+        """The nearest Settings (this one or an ancestor) that sets ``callback_settings``,
+        ``generic_logger_headers`` or ``s3_callback_params``: a callback *name* resolves the same
+        for every Settings below it, so they share one logger per name (``_callbacks.registry``)."""
         owner = self
-        while owner.__dict__["_parent"] is not None and not (
-            "callback_settings" in owner.__dict__ or "generic_logger_headers" in owner.__dict__
+        held = owner.__dict__
+        while held["_parent"] is not None and not (
+            "callback_settings" in held or "generic_logger_headers" in held or "s3_callback_params" in held
         ):
-            owner = owner.__dict__["_parent"]
+            owner = held["_parent"]
+            held = owner.__dict__
         return owner
 
     def derive(self, **overrides: Any) -> Settings:

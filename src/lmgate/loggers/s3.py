@@ -64,7 +64,11 @@ def classify_s3(status: int, retry_after: str | None = None) -> Outcome:
     if 200 <= status < 300:
         return DELIVERED
     if status in (408, 429) or status >= 500:
-        return Outcome("retry", f"http_{status}", retry_after_seconds({"retry-after": retry_after}) if retry_after else None)
+        return Outcome(
+            "retry",
+            f"http_{status}",
+            retry_after_seconds({"retry-after": retry_after}) if retry_after else None,
+        )
     return Outcome("drop", f"http_{status}")
 
 
@@ -232,13 +236,16 @@ if TYPE_CHECKING:
 
 def logger_for_name(name: str, settings: Settings | None = None) -> S3Logger | None:
     """``"s3"`` in a callback list, configured by ``callback_settings.s3`` of ``settings`` (default:
-    the module's; the proxy puts ``litellm_settings.s3_callback_params`` there)."""
+    the module's; the proxy puts ``litellm_settings.s3_callback_params`` there), else by its
+    ``s3_callback_params`` (``lmgate.s3_callback_params = {...}``, as the reference's library)."""
     if name not in NAMES:
         return None
     from ..settings import DEFAULT
 
-    callback_settings = (settings or DEFAULT).callback_settings or {}
-    entry = callback_settings.get(name) or callback_settings.get("s3") or {}
+    settings = settings or DEFAULT
+    callback_settings = settings.callback_settings or {}
+    # callback_settings.s3 (lmgate's place), else s3_callback_params (the reference's library setting)
+    entry = callback_settings.get(name) or callback_settings.get("s3") or settings.s3_callback_params or {}
     options = {k: v for k, v in dict(entry).items() if k != "callback_type"}
     return S3Logger(**options)
 

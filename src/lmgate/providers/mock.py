@@ -34,6 +34,8 @@ from ..types import (
 from .base import Endpoint, HttpRequest, Provider
 
 MOCK_PROMPT_TOKENS = 10
+# the answer when only mock_tool_calls or mock_timeout asked for a mock (the reference's text)
+MOCK_DEFAULT_TEXT = "This is a mock request"
 MOCK_COMPLETION_TOKENS = 20
 MOCK_STREAM_CHUNK_CHARS = 3
 MOCK_EMBEDDING_DIMENSIONS = 8
@@ -59,6 +61,16 @@ MOCK_STREAMING_ERROR = "Exception: mock_streaming_error"  # fails mid-stream, af
 _MOCK_STREAMING_ERROR_STATUS = 529  # what the reference's mock reports (Anthropic's "overloaded")
 
 
+def asks_for_mock(params: Any) -> bool:
+    """Whether these call (or deployment) parameters mock the call: as the reference, any of
+    ``mock_response``, ``mock_tool_calls`` and ``mock_timeout`` does (never a real request)."""
+    return (
+        params.get("mock_response") is not None
+        or bool(params.get("mock_tool_calls"))
+        or bool(params.get("mock_timeout"))
+    )
+
+
 def _named_error(name: str) -> type[exc.LmgateError] | None:
     cls = getattr(exc, name, None)
     if isinstance(cls, type) and issubclass(cls, exc.LmgateError) and name not in _NOT_MOCKABLE:
@@ -78,7 +90,15 @@ def mock_error(mock_response: Any, provider: str, model: str, stream: bool = Fal
         if isinstance(mock_response, exc.LmgateError):
             mock_response.llm_provider = mock_response.llm_provider or provider
             mock_response.model = mock_response.model or model
-        return mock_response
+            return mock_response
+        if not isinstance(mock_response, Exception):
+            return mock_response  # KeyboardInterrupt and the like are not provider errors
+        # any other exception: the reference wraps it in its own error (status 500 unless the
+        # exception carries one), mapped through the exception tree like a provider's answer
+        status = getattr(mock_response, "status_code", None)
+        status = status if isinstance(status, int) and 400 <= status <= 599 else 500
+        message = getattr(mock_response, "text", None) or str(mock_response)
+        return exc.exception_for_status(status)(str(message), provider, model, status_code=status)
     if not isinstance(mock_response, str):
         return None
     if mock_response.startswith(("litellm.", "lmgate.")):

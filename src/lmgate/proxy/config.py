@@ -494,8 +494,9 @@ def _check_provider(params: dict[str, Any], file: str, where: str) -> None:
     """An unknown provider prefix fails at start, not as a 400 blamed on the client later."""
     from .. import exceptions as exc
     from ..providers import PROVIDERS, resolve
+    from ..providers.mock import asks_for_mock
 
-    if params.get("mock_response") is not None:
+    if asks_for_mock(params):
         return  # a mock answers for any model name
     model = params["model"]
     if not isinstance(model, str) or not model:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..providers.mock import asks_for_mock
 from .config import ConfigError, ProxyConfig, thaw
 
 _file_modules: dict[str, ModuleType] = {}
@@ -247,7 +248,7 @@ def describe(config: ProxyConfig, applied: Applied) -> str:
             text += f" @ {mask_url(str(api_base))}"
         if d.litellm_params.get("api_key"):
             text += f" key={mask_key(str(d.litellm_params['api_key']))}"
-        if d.litellm_params.get("mock_response") is not None:
+        if asks_for_mock(d.litellm_params):
             text += " (mock)"
         groups.setdefault(d.model_name, []).append(text)
     models = "; ".join(f"{name} -> [{', '.join(items)}]" for name, items in groups.items()) or "none"

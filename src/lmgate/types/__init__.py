@@ -344,7 +344,7 @@ class TextCompletionResponse(_WithHiddenParams):
 class ImageObject(OpenAIObject):
     """One generated image."""
 
-    _fields = {"b64_json": None, "url": None, "revised_prompt": None}
+    _fields = {"b64_json": None, "url": None, "revised_prompt": None, "provider_specific_fields": None}
 
 
 class ImageResponse(_WithHiddenParams):
@@ -363,7 +363,7 @@ class ImageResponse(_WithHiddenParams):
 class TranscriptionResponse(_WithHiddenParams):
     """The answer of an audio transcription call; declared so callbacks' ``isinstance`` checks work."""
 
-    _fields = {"text": None}
+    _fields = {"text": None, "usage": None}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
