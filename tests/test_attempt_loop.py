@@ -28,18 +28,20 @@ def test_a_mock_error_is_retried_like_a_providers(mode, stream):
     assert capture.events[-1].kwargs["litellm_params"] is not None
 
 
-def test_a_mock_answer_is_not_retried_and_a_non_api_error_is_raised_as_is():
+def test_a_mock_answer_is_not_retried_and_an_exception_instance_is_mapped_like_a_provider_error():
+    """As in the reference, an exception instance as mock_response becomes the tree's error (a
+    500 unless it carries a status_code), and so it is retried like a provider's 500."""
     capture = CapturingLogger()
     lmgate.callbacks = [capture]
     sleeps = Sleeps()
-    boom = ValueError("boom")
-    with pytest.raises(ValueError) as info:
-        call("sync", False, mock_response=boom, num_retries=3, retry_policy=sleeps.policy())
-    assert info.value is boom
-    assert sleeps.delays == []
+    with pytest.raises(lmgate.InternalServerError, match="boom"):
+        call("sync", False, mock_response=ValueError("boom"), num_retries=3, retry_policy=sleeps.policy())
+    assert len(sleeps.delays) == 3
+    sleeps = Sleeps()
     call("sync", False, mock_response="ok", num_retries=3, retry_policy=sleeps.policy())
+    assert sleeps.delays == []
     flush()
-    assert capture.hooks().count("log_pre_api_call") == 2
+    assert capture.hooks().count("log_pre_api_call") == 5  # four attempts of the error, one answer
 
 
 def test_mock_delay_waits_once_before_the_request():
