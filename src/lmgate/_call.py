@@ -267,8 +267,7 @@ class Call:
     def _check_params(self, provider: Provider) -> None:
         if provider.supported_params is None or self.kind != "chat":
             return
-        check = getattr(provider, "check_params", None)
-        bad = check(self.params) if check else [k for k in self.params if k not in provider.supported_params]
+        bad = provider.check_params(self.params)
         if not bad:
             return
         drop = self.control.get("drop_params")

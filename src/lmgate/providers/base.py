@@ -123,10 +123,22 @@ class Provider:
     key_optional_with_api_base: ClassVar[bool] = True
     #: chat parameters this provider accepts; None means "pass everything through"
     supported_params: ClassVar[frozenset[str] | None] = None
+    #: ``parallel_tool_calls=True`` accepted though not sent: the models call tools in parallel anyway
+    parallel_tool_calls_by_default: ClassVar[bool] = False
     supports_embeddings: ClassVar[bool] = True
     #: how a streamed answer is framed: ``"sse"`` (server-sent events, fed to ``StreamTranslator.feed``)
     #: or ``"bytes"`` (a binary framing such as AWS event-stream, fed to ``StreamTranslator.feed_bytes``)
     stream_format: ClassVar[str] = "sse"
+
+    def check_params(self, params: dict[str, Any]) -> list[str]:
+        """The chat parameters this provider cannot take (only asked when ``supported_params`` is set)."""
+        supported = self.supported_params or frozenset()
+        lenient = self.parallel_tool_calls_by_default
+        return [
+            k
+            for k in params
+            if k not in supported and not (lenient and k == "parallel_tool_calls" and params[k] is True)
+        ]
 
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None

@@ -141,6 +141,7 @@ class BedrockProvider(Provider):
     name: ClassVar[str] = "bedrock"
     requires_key: ClassVar[bool] = False
     stream_format: ClassVar[str] = "bytes"  # application/vnd.amazon.eventstream
+    parallel_tool_calls_by_default = True  # parallel_tool_calls=True accepted; False refused
     supported_params: ClassVar[frozenset[str] | None] = frozenset(
         {
             "max_tokens",
@@ -159,12 +160,6 @@ class BedrockProvider(Provider):
         }
     )
 
-    def check_params(self, params: dict[str, Any]) -> list[str]:
-        """Names Converse cannot take; ``parallel_tool_calls=True`` is what the models do anyway, False they cannot."""
-        supported = self.supported_params or frozenset()
-        return [
-            k for k in params if k not in supported and not (k == "parallel_tool_calls" and params[k] is True)
-        ]
 
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None

@@ -95,6 +95,7 @@ class GeminiProvider(Provider):
     key_env: tuple[str, ...] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     base_env: tuple[str, ...] = ("GEMINI_API_BASE",)
     default_api_base: ClassVar[str | None] = DEFAULT_API_BASE
+    parallel_tool_calls_by_default = True  # parallel_tool_calls=True accepted; False refused
     supported_params: ClassVar[frozenset[str] | None] = frozenset(
         {
             "max_tokens",
@@ -122,12 +123,6 @@ class GeminiProvider(Provider):
         }
     )
 
-    def check_params(self, params: dict[str, Any]) -> list[str]:
-        """Names the API cannot take; ``parallel_tool_calls=True`` is what Gemini does anyway, False it cannot."""
-        supported = self.supported_params or frozenset()
-        return [
-            k for k in params if k not in supported and not (k == "parallel_tool_calls" and params[k] is True)
-        ]
 
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
