@@ -36,6 +36,7 @@ from ..hooks import (
     wrap_stream,
 )
 from ..identity import identity, stamp
+from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
 from ..middleware import InFlight, caller
 from ..responses import JSON, error_response, json_response
@@ -163,8 +164,16 @@ class LLMRoutes:
                 check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
+            end_user = data.get("user")
+            if isinstance(end_user, str) and end_user:  # the end user this request is made for
+                user = user.for_request(end_user)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            who = identity(
+                user,
+                request.client.host if request.client else None,
+                data.get("metadata"),
+                request.scope["path"],
+            )
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
@@ -243,6 +252,10 @@ class LLMRoutes:
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
             kw.update(extra)
+        if user.metadata or user.team_metadata:  # a key's or team's own callbacks, message logging off
+            controls = call_controls(user.metadata, user.team_metadata)
+            if controls:
+                kw.update(controls)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream

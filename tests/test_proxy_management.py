@@ -1,0 +1,385 @@
+"""The management API beyond keys and teams, through a real ``lmgate serve`` with the official
+``openai`` client: users, end users (customers), spend reports, the identity every hook and
+logger sees, and per-key / per-team logging that a request body cannot change.
+
+Spend rows are the ledger's (``lmgate_spend_ledger``), written by the limits' spend writer; the
+report tests write their rows into the ledger directly, so they check the reports alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+from fakes import FakeProvider, LogReceiver
+from test_proxy_server import Served
+
+from lmgate.control.reports import LEDGER
+from lmgate.control.store import async_url
+
+MASTER = "sk-master-mgmt-0123456789"
+UPSTREAM = "sk-upstream-mgmt-0123456789"
+HI = [{"role": "user", "content": "Hi there"}]
+DAY1 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+DAY2 = DAY1 + 86_400.0
+
+
+def write_config(
+    tmp: Path,
+    fake: FakeProvider,
+    receiver: LogReceiver,
+    second: LogReceiver | None = None,
+    database_url: str = "",
+) -> Path:
+    path = tmp / "config.yaml"
+    team_sink = (
+        f"  team_sink: {{callback_type: generic_api, endpoint: {second.url}, batch_size: 1, spool_dir: {tmp / 'spool2'}}}\n"
+        if second
+        else ""
+    )
+    path.write_text(
+        textwrap.dedent(f"""
+        model_list:
+          - model_name: fast
+            litellm_params: {{model: openai/gpt-4o-mini, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+          - model_name: smart
+            litellm_params: {{model: openai/gpt-4o, api_base: {fake.base_url}/v1, api_key: {UPSTREAM}}}
+        litellm_settings:
+          callbacks: [sink]
+        general_settings:
+          master_key: {MASTER}
+          virtual_keys: true
+        """)
+        + (f"  database_url: {database_url}\n" if database_url else "")
+        + "callback_settings:\n"
+        + f"  sink: {{callback_type: generic_api, endpoint: {receiver.url}, batch_size: 1, spool_dir: {tmp / 'spool'}}}\n"
+        + team_sink
+    )
+    return path
+
+
+class Proxy:
+    """A served proxy and where its key store lives."""
+
+    def __init__(self, served: Served, database_url: str) -> None:
+        self.served = served
+        self.url = served.url
+        self.database_url = database_url
+
+    def call(self, method: str, path: str, key: str = MASTER, **kwargs: Any) -> httpx.Response:
+        return httpx.request(
+            method, f"{self.url}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=10, **kwargs
+        )
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.call(method, path, **kwargs)
+        assert r.status_code == 200, (path, r.text)
+        return r.json()
+
+    def error(
+        self, method: str, path: str, status: int, param: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        r = self.call(method, path, **kwargs)
+        assert r.status_code == status, (path, r.text)
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        if param is not None:
+            assert error["param"] == param, error
+        return error  # type: ignore[no-any-return]
+
+    def chat(self, key: str, model: str = "fast", **extra: Any) -> Any:
+        with openai.OpenAI(api_key=key, base_url=f"{self.url}/v1", max_retries=0) as client:
+            return client.chat.completions.create(model=model, messages=HI, **extra)  # type: ignore[call-overload]
+
+    def ledger(self, rows: list[dict[str, Any]]) -> None:
+        """Spend rows, as the limits' spend writer leaves them (the table made if this store lacks it)."""
+
+        async def write() -> None:
+            engine = sa.ext.asyncio.create_async_engine(async_url(self.database_url))
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(lambda c: LEDGER.create(c, checkfirst=True))
+                    await conn.execute(LEDGER.insert(), rows)
+            finally:
+                await engine.dispose()
+
+        import sqlalchemy.ext.asyncio  # noqa: F401
+
+        asyncio.run(write())
+
+
+def start(tmp: Path, config: Path, database_url: str) -> Proxy:
+    served = Served(config, tmp, args=["--data-dir", str(tmp / "data")])
+    served.wait_ready()
+    return Proxy(served, database_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def proxy(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> Iterator[Proxy]:
+    if request.param == "sqlite":
+        url, configured = f"sqlite:///{tmp_path / 'data' / 'lmgate.db'}", ""
+    else:
+        url = configured = str(request.getfixturevalue("fresh_postgres_url"))
+    p = start(tmp_path, write_config(tmp_path, fake_provider, log_receiver, database_url=configured), url)
+    try:
+        yield p
+    finally:
+        p.served.stop()
+
+
+# ------------------------------------------------------------------------------------ users
+
+
+def test_user_lifecycle_and_its_key(proxy: Proxy) -> None:
+    made = proxy.ok(
+        "POST",
+        "/user/new",
+        json={"user_id": "ana", "user_email": "ana@example.com", "max_budget": 25, "budget_duration": "30d"},
+    )
+    assert made["user_id"] == "ana" and made["max_budget"] == 25.0 and made["budget_duration"] == "30d"
+    key = made["key"]  # auto_create_key is on by default, as in the reference
+    assert key.startswith("sk-") and len(made["token"]) == 64
+    assert proxy.chat(key).choices[0].message.content == "Hello from fake"
+
+    info = proxy.ok("GET", "/user/info", params={"user_id": "ana"})
+    assert info["user_id"] == "ana" and info["user_info"]["user_email"] == "ana@example.com"
+    assert info["user_info"]["spend"] == 0.0 and info["user_info"]["max_budget"] == 25.0
+    assert [k["token"] for k in info["keys"]] == [made["token"]] and info["teams"] == []
+    assert key not in json.dumps(info)
+
+    updated = proxy.ok("POST", "/user/update", json={"user_id": "ana", "max_budget": 50, "user_alias": "Ana"})
+    assert updated["max_budget"] == 50.0 and updated["user_alias"] == "Ana"
+    keyless = proxy.ok(
+        "POST", "/user/new", json={"user_id": "bo", "auto_create_key": False, "user_role": "internal_user"}
+    )
+    assert "key" not in keyless and keyless["user_role"] == "internal_user"
+    listed = proxy.ok("GET", "/user/list")
+    assert [u["user_id"] for u in listed["users"]] == ["ana", "bo"] and listed["total"] == 2
+
+    gone = proxy.ok("POST", "/user/delete", json={"user_ids": ["ana", "nobody"]})
+    assert gone == {"deleted_users": ["ana"], "deleted_keys": [made["token"]]}
+    with pytest.raises(openai.AuthenticationError):  # a user's keys go with it
+        proxy.chat(key)
+    proxy.error("GET", "/user/info", 404, "user_id", params={"user_id": "ana"})
+
+
+def test_user_routes_refuse_bad_input_by_name(proxy: Proxy) -> None:
+    proxy.ok("POST", "/user/new", json={"user_id": "cy", "auto_create_key": False})
+    proxy.error("POST", "/user/new", 400, "user_id", json={"user_id": "cy"})  # taken
+    proxy.error("POST", "/user/new", 400, "max_budget", json={"max_budget": "lots"})
+    proxy.error("POST", "/user/new", 400, "budget_duration", json={"budget_duration": "fortnightly"})
+    proxy.error("POST", "/user/new", 400, "user_role", json={"user_role": "root"})
+    proxy.error("POST", "/user/new", 400, "teams", json={"teams": ["t"]})  # unknown: named, not ignored
+    proxy.error("POST", "/user/new", 400, "auto_create_key", json={"auto_create_key": "yes"})
+    proxy.error("POST", "/user/update", 400, "user_id", json={"max_budget": 1})
+    proxy.error("POST", "/user/update", 404, "user_id", json={"user_id": "nobody", "max_budget": 1})
+    proxy.error("POST", "/user/delete", 400, "user_ids", json={"user_ids": []})
+    proxy.error("POST", "/user/delete", 404, "user_ids", json={"user_ids": ["nobody"]})
+    proxy.error("GET", "/user/info", 400, "user_id")
+    proxy.error("POST", "/user/new", 400, None, content=b"[1, 2]")
+    key = proxy.ok("POST", "/key/generate", json={})["key"]
+    for method, path in [
+        ("POST", "/user/new"),
+        ("GET", "/user/list"),
+        ("GET", "/spend/logs"),
+        ("POST", "/customer/new"),
+    ]:
+        r = proxy.call(method, path, key=key, json={"user_id": "x"} if method == "POST" else None)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "auth_error", path
+    assert proxy.ok("GET", "/user/info", params={"user_id": "cy"})["user_id"] == "cy"
+
+
+# ------------------------------------------------------------------------------- end users
+
+
+def test_customer_lifecycle(proxy: Proxy) -> None:
+    made = proxy.ok(
+        "POST",
+        "/customer/new",
+        json={"user_id": "acme-42", "alias": "Acme", "max_budget": 5, "budget_duration": "1d"},
+    )
+    assert made["user_id"] == "acme-42" and made["alias"] == "Acme" and made["blocked"] is False
+    assert made["spend"] == 0.0 and made["litellm_budget_table"]["max_budget"] == 5.0
+    proxy.ledger(
+        [
+            {"request_id": "r1", "token": "t" * 64, "end_user": "acme-42", "model": "fast", "cost": 0.25,
+             "prompt_tokens": 10, "completion_tokens": 5, "started_at": DAY1, "ended_at": DAY1 + 1},
+            {"request_id": "r2", "token": "t" * 64, "end_user": "acme-42", "model": "fast", "cost": 0.5,
+             "prompt_tokens": 10, "completion_tokens": 5, "started_at": DAY2, "ended_at": DAY2 + 1},
+        ]
+    )  # fmt: skip
+    info = proxy.ok("GET", "/customer/info", params={"end_user_id": "acme-42"})
+    assert info["spend"] == 0.75 and info["max_budget"] == 5.0
+    assert (
+        proxy.ok("GET", "/end_user/info", params={"end_user_id": "acme-42"})["spend"] == 0.75
+    )  # older spelling
+
+    assert (
+        proxy.ok("POST", "/customer/update", json={"user_id": "acme-42", "max_budget": 9})["max_budget"]
+        == 9.0
+    )
+    blocked = proxy.ok("POST", "/customer/block", json={"user_ids": ["acme-42", "new-7"]})
+    assert [(c["user_id"], c["blocked"]) for c in blocked["blocked_users"]] == [
+        ("acme-42", True),
+        ("new-7", True),
+    ]
+    unblocked = proxy.ok("POST", "/customer/unblock", json={"user_ids": ["new-7"]})
+    assert unblocked["unblocked_users"][0]["blocked"] is False
+    assert [c["user_id"] for c in proxy.ok("GET", "/customer/list")] == ["acme-42", "new-7"]
+    assert proxy.ok("POST", "/customer/delete", json={"user_ids": ["new-7"]}) == {
+        "deleted_customers": ["new-7"]
+    }
+
+    proxy.error("POST", "/customer/new", 400, "user_id", json={"user_id": "acme-42"})  # taken
+    proxy.error("POST", "/customer/new", 400, "user_id", json={"alias": "no id"})
+    proxy.error("POST", "/customer/new", 400, "max_budget", json={"user_id": "z", "max_budget": -1})
+    proxy.error("POST", "/customer/new", 400, "colour", json={"user_id": "z", "colour": "red"})
+    proxy.error("POST", "/customer/update", 404, "user_id", json={"user_id": "nobody", "alias": "x"})
+    proxy.error("POST", "/customer/delete", 404, "user_ids", json={"user_ids": ["nobody"]})
+    proxy.error("GET", "/customer/info", 404, "end_user_id", params={"end_user_id": "nobody"})
+    proxy.error("GET", "/customer/info", 400, "end_user_id")
+
+
+# ------------------------------------------------------------------------------------ spend
+
+
+def spend_rows(tokens: dict[str, str]) -> list[dict[str, Any]]:
+    """Six requests: key a (team t1, user ana) on two days and two models, key b (no team, user bo)."""
+
+    def row(
+        rid: str,
+        key: str,
+        team: str | None,
+        user: str | None,
+        model: str,
+        cost: float,
+        when: float,
+        end_user: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "request_id": rid,
+            "token": tokens[key],
+            "team_id": team,
+            "user_id": user,
+            "end_user": end_user,
+            "model": model,
+            "cost": cost,
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "started_at": when,
+            "ended_at": when + 2,
+        }
+
+    return [
+        row("req-1", "a", "t1", "ana", "fast", 0.10, DAY1, "acme"),
+        row("req-2", "a", "t1", "ana", "smart", 0.40, DAY1 + 60),
+        row("req-3", "a", "t1", "ana", "fast", 0.20, DAY2),
+        row("req-4", "b", None, "bo", "fast", 0.05, DAY1 + 120, "acme"),
+        row("req-5", "b", None, "bo", "smart", 1.00, DAY2 + 60),
+        row("req-6", "b", None, "bo", "smart", 2.00, DAY2 + 3 * 86_400),  # outside the report's dates
+    ]  # fmt: skip
+
+
+def test_spend_logs_filters_and_global_report(proxy: Proxy) -> None:
+    proxy.ok("POST", "/team/new", json={"team_id": "t1", "team_alias": "search"})
+    key_a = proxy.ok("POST", "/key/generate", json={"team_id": "t1", "user_id": "ana"})
+    key_b = proxy.ok("POST", "/key/generate", json={"user_id": "bo"})
+    proxy.ledger(spend_rows({"a": key_a["token"], "b": key_b["token"]}))
+
+    def ids(rows: list[dict[str, Any]]) -> list[str]:
+        return [r["request_id"] for r in rows]
+
+    everything = proxy.ok("GET", "/spend/logs")
+    assert ids(everything) == ["req-6", "req-5", "req-3", "req-4", "req-2", "req-1"]  # newest first
+    first = everything[-1]
+    assert first["api_key"] == key_a["token"] and first["spend"] == 0.10 and first["total_tokens"] == 110
+    assert first["team_id"] == "t1" and first["user"] == "ana" and first["end_user"] == "acme"
+    assert first["startTime"].startswith("2027-01-15T08:00:00")
+    # a key by its text or its hash
+    assert ids(proxy.ok("GET", "/spend/logs", params={"api_key": key_a["key"]})) == [
+        "req-3",
+        "req-2",
+        "req-1",
+    ]
+    assert ids(proxy.ok("GET", "/spend/logs", params={"api_key": key_b["token"]})) == [
+        "req-6",
+        "req-5",
+        "req-4",
+    ]
+    assert ids(proxy.ok("GET", "/spend/logs", params={"user_id": "bo", "summarize": "false"})) == [
+        "req-6",
+        "req-5",
+        "req-4",
+    ]
+    assert ids(proxy.ok("GET", "/spend/logs", params={"team_id": "t1"})) == ["req-3", "req-2", "req-1"]
+    assert ids(proxy.ok("GET", "/spend/logs", params={"request_id": "req-4"})) == ["req-4"]
+    one_day = {"start_date": "2027-01-15", "end_date": "2027-01-15"}  # an end date includes its whole day
+    assert ids(proxy.ok("GET", "/spend/logs", params={**one_day, "summarize": "false"})) == [
+        "req-4",
+        "req-2",
+        "req-1",
+    ]
+    # with both dates the reference answers a daily summary unless summarize=false
+    summary = proxy.ok("GET", "/spend/logs", params={"start_date": "2027-01-15", "end_date": "2027-01-16"})
+    assert [d["startTime"] for d in summary] == ["2027-01-15", "2027-01-16"]
+    assert summary[0]["spend"] == pytest.approx(0.55) and summary[0]["users"] == pytest.approx(
+        {"ana": 0.5, "bo": 0.05}
+    )
+    assert summary[1]["models"] == pytest.approx({"fast": 0.2, "smart": 1.0})
+
+    dates = {"start_date": "2027-01-15", "end_date": "2027-01-16"}
+    by_key = proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": "api_key"})
+    assert [(r["api_key"], round(r["total_cost"], 6)) for r in by_key] == [
+        (key_b["token"], 1.05),
+        (key_a["token"], 0.7),
+    ]
+    assert by_key[1]["model_details"][0] == {
+        "model": "smart", "total_cost": 0.4, "total_input_tokens": 100, "total_output_tokens": 10, "requests": 1,
+    }  # fmt: skip
+    by_user = proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": "user"})
+    assert [(r["user_id"], r["requests"]) for r in by_user] == [("bo", 2), ("ana", 3)]
+    by_model = proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": "model"})
+    assert [(r["model"], round(r["total_cost"], 6)) for r in by_model] == [("smart", 1.4), ("fast", 0.35)]
+    by_team = proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": "team"})
+    assert [d["group_by_day"] for d in by_team] == ["2027-01-15", "2027-01-16"]
+    day1 = {t["team_name"]: t for t in by_team[0]["teams"]}
+    assert set(day1) == {"search", "Unassigned Team"} and day1["search"]["total_spend"] == pytest.approx(0.5)
+    assert {m["model"] for m in day1["search"]["metadata"]} == {"fast", "smart"}
+    by_customer = proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": "customer"})
+    assert {c["customer"]: c["total_spend"] for c in by_customer[0]["customers"]}["acme"] == pytest.approx(
+        0.15
+    )
+
+    # the /…/info answers carry spend (the key's, team's and user's sums the spend writer keeps)
+    assert "spend" in proxy.ok("GET", "/key/info", params={"key": key_a["key"]})["info"]
+    assert "spend" in proxy.ok("GET", "/team/info", params={"team_id": "t1"})["team_info"]
+
+    proxy.error("GET", "/global/spend/report", 400, "start_date", params={"end_date": "2027-01-16"})
+    proxy.error("GET", "/global/spend/report", 400, "group_by", params={**dates, "group_by": "planet"})
+    proxy.error(
+        "GET",
+        "/global/spend/report",
+        400,
+        "end_date",
+        params={"start_date": "2027-01-15", "end_date": "16/01/2027"},
+    )
+    proxy.error("GET", "/spend/logs", 400, "start_date", params={"start_date": "yesterday"})
+    proxy.error("GET", "/spend/logs", 400, "limit", params={"limit": "-3"})
+
+
+def test_reports_are_empty_before_any_spend(proxy: Proxy) -> None:
+    """A store whose ledger does not exist yet (or is empty) answers empty reports, not errors."""
+    assert proxy.ok("GET", "/spend/logs") == []
+    dates = {"start_date": "2027-01-15", "end_date": "2027-01-16"}
+    for group_by in ("team", "api_key", "user", "model", "customer"):
+        assert proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": group_by}) == []
