@@ -383,3 +383,175 @@ def test_reports_are_empty_before_any_spend(proxy: Proxy) -> None:
     dates = {"start_date": "2027-01-15", "end_date": "2027-01-16"}
     for group_by in ("team", "api_key", "user", "model", "customer"):
         assert proxy.ok("GET", "/global/spend/report", params={**dates, "group_by": group_by}) == []
+
+
+# --------------------------------------------------------------------------------- identity
+
+SHOW_HOOK = '''
+import json
+from lmgate.integrations.custom_logger import CustomLogger
+
+FIELDS = ("api_key", "token", "key_alias", "key_name", "team_id", "team_alias", "user_id", "user_email",
+          "end_user_id", "user_role", "models", "team_models", "spend", "max_budget", "budget_duration",
+          "rpm_limit", "tpm_limit", "max_parallel_requests", "metadata", "team_metadata", "tags",
+          "team_spend", "team_max_budget", "team_rpm_limit", "user_spend", "user_max_budget")
+
+
+class Show(CustomLogger):
+    """Answers a request whose metadata says show=true with the caller's identity as JSON."""
+
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
+        if (data.get("metadata") or {}).get("requester_metadata", {}).get("show"):
+            return json.dumps({name: user_api_key_dict[name] for name in FIELDS})
+        return None
+
+
+show = Show()
+'''
+
+
+@pytest.fixture
+def hooked(tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver) -> Iterator[Proxy]:
+    config = write_config(tmp_path, fake_provider, log_receiver)
+    (tmp_path / "show_hooks.py").write_text(SHOW_HOOK)
+    config.write_text(config.read_text().replace("callbacks: [sink]", "callbacks: [sink, show_hooks.show]"))
+    p = start(tmp_path, config, f"sqlite:///{tmp_path / 'data' / 'lmgate.db'}")
+    try:
+        yield p
+    finally:
+        p.served.stop()
+
+
+def test_identity_reaches_every_hook_and_the_payload(hooked: Proxy, log_receiver: LogReceiver) -> None:
+    proxy = hooked
+    proxy.ok(
+        "POST",
+        "/team/new",
+        json={"team_id": "t9", "team_alias": "search", "max_budget": 100, "rpm_limit": 60},
+    )
+    proxy.ok("POST", "/user/new", json={"user_id": "ana", "user_email": "ana@example.com", "max_budget": 20,
+                                        "auto_create_key": False})  # fmt: skip
+    made = proxy.ok(
+        "POST",
+        "/key/generate",
+        json={"key_alias": "bot", "team_id": "t9", "user_id": "ana", "models": ["fast"], "max_budget": 5,
+              "budget_duration": "1d", "rpm_limit": 10, "tpm_limit": 1000, "metadata": {"owner": "search"},
+              "tags": ["prod"]},
+    )  # fmt: skip
+    shown = json.loads(
+        proxy.chat(made["key"], user="cust-9", metadata={"show": True}).choices[0].message.content
+    )
+    assert shown["api_key"] == shown["token"] == made["token"]
+    assert (shown["key_alias"], shown["team_id"], shown["team_alias"]) == ("bot", "t9", "search")
+    assert (shown["user_id"], shown["user_email"], shown["end_user_id"]) == (
+        "ana",
+        "ana@example.com",
+        "cust-9",
+    )
+    assert shown["models"] == ["fast"] and shown["user_role"] == "internal_user"
+    assert (shown["max_budget"], shown["budget_duration"], shown["spend"]) == (5.0, "1d", 0.0)
+    assert (shown["rpm_limit"], shown["tpm_limit"]) == (10, 1000)
+    assert (shown["team_max_budget"], shown["team_rpm_limit"], shown["team_spend"]) == (100.0, 60, 0.0)
+    assert (shown["user_max_budget"], shown["user_spend"]) == (20.0, 0.0)
+    assert shown["metadata"] == {"owner": "search"} and shown["tags"] == ["prod"]
+    # the master key's identity is shared by its requests: one request's end user stays its own
+    first = json.loads(proxy.chat(MASTER, user="u-1", metadata={"show": True}).choices[0].message.content)
+    second = json.loads(proxy.chat(MASTER, metadata={"show": True}).choices[0].message.content)
+    assert (first["end_user_id"], second["end_user_id"], second["user_role"]) == ("u-1", None, "proxy_admin")
+
+    before = len(log_receiver.records)
+    proxy.chat(made["key"], user="cust-9", metadata={"user_api_key_end_user_id": "spoofed"})
+    assert log_receiver.wait_for_records(before + 1, timeout=10)
+    record = [r for r in log_receiver.records if r["metadata"].get("user_api_key_hash") == made["token"]][-1]
+    metadata = record["metadata"]
+    assert record["end_user"] == "cust-9" and metadata["user_api_key_end_user_id"] == "cust-9"
+    assert (
+        metadata["user_api_key_alias"] == "bot" and metadata["user_api_key_user_email"] == "ana@example.com"
+    )
+    assert (metadata["user_api_key_spend"], metadata["user_api_key_max_budget"]) == (0.0, 5.0)
+    assert (metadata["user_api_key_team_id"], metadata["user_api_key_team_alias"]) == ("t9", "search")
+    assert (metadata["user_api_key_team_spend"], metadata["user_api_key_team_max_budget"]) == (0.0, 100.0)
+    assert (metadata["user_api_key_user_spend"], metadata["user_api_key_user_max_budget"]) == (0.0, 20.0)
+    assert metadata["user_api_key_request_route"] == "/v1/chat/completions"
+    assert metadata["user_api_key_auth_metadata"] == {"owner": "search"}
+    assert made["key"] not in json.dumps(record)
+
+
+# ------------------------------------------------------------------- per-key / per-team logging
+
+
+@pytest.fixture
+def two_sinks(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> Iterator[tuple[Proxy, LogReceiver]]:
+    with LogReceiver() as second:
+        config = write_config(tmp_path, fake_provider, log_receiver, second)
+        p = start(tmp_path, config, f"sqlite:///{tmp_path / 'data' / 'lmgate.db'}")
+        try:
+            yield p, second
+        finally:
+            p.served.stop()
+
+
+def test_keys_and_teams_name_their_own_callbacks_and_bodies_cannot(
+    two_sinks: tuple[Proxy, LogReceiver], log_receiver: LogReceiver, fake_provider: FakeProvider
+) -> None:
+    proxy, team_sink = two_sinks
+    logged = proxy.ok("POST", "/key/generate", json={"key_alias": "logged", "metadata": {"logging": [{"callback_name": "team_sink", "callback_type": "success"}]}})  # fmt: skip
+    proxy.ok("POST", "/team/new", json={"team_id": "quiet", "metadata": {"turn_off_message_logging": True}})
+    quiet = proxy.ok("POST", "/key/generate", json={"key_alias": "quiet", "team_id": "quiet"})
+    plain = proxy.ok("POST", "/key/generate", json={"key_alias": "plain"})
+
+    # a request body may not add, remove or redirect a callback, nor turn redaction on or off,
+    # nor redirect the deployment: every one of these is dropped
+    attempt = {
+        "callbacks": ["team_sink"],
+        "success_callback": ["team_sink"],
+        "failure_callback": ["team_sink"],
+        "turn_off_message_logging": True,
+        "api_base": "http://127.0.0.1:9/v1",
+        "api_key": "sk-evil-000000000000",
+        "mock_response": "mocked",
+        "metadata": {"logging": [{"callback_name": "team_sink"}], "turn_off_message_logging": True},
+    }
+    answer = proxy.chat(plain["key"], extra_body=attempt)
+    assert answer.choices[0].message.content == "Hello from fake"  # the real deployment answered
+    sent = fake_provider.last_request
+    assert sent is not None and sent.headers["authorization"] == f"Bearer {UPSTREAM}"
+    assert not {"api_base", "api_key", "mock_response", "callbacks", "success_callback"} & set(sent.json)
+    proxy.chat(quiet["key"], extra_body={"turn_off_message_logging": False})
+    proxy.chat(logged["key"])
+    assert log_receiver.wait_for_records(3, timeout=10) and team_sink.wait_for_records(1, timeout=10)
+    proxy.served.stop()  # a graceful stop delivers whatever was still pending
+
+    by_alias = {r["metadata"]["user_api_key_alias"]: r for r in log_receiver.records}
+    assert set(by_alias) == {"plain", "quiet", "logged"} and len(log_receiver.records) == 3
+    assert [r["metadata"]["user_api_key_alias"] for r in team_sink.records] == ["logged"]
+    assert "Hi there" in json.dumps(by_alias["plain"]["messages"])  # the body could not turn it off
+    assert "Hi there" not in json.dumps(by_alias["quiet"]) and "redacted-by-litellm" in json.dumps(
+        by_alias["quiet"]
+    )
+    assert "Hi there" in json.dumps(team_sink.records[0]["messages"])
+
+
+def test_logging_settings_are_checked_when_an_admin_sets_them(two_sinks: tuple[Proxy, LogReceiver]) -> None:
+    proxy, _ = two_sinks
+    for metadata, param in [
+        ({"logging": [{"callback_name": "elsewhere"}]}, "metadata.logging[0].callback_name"),
+        ({"logging": [{"callback_name": "team_sink", "callback_vars": {"endpoint": "http://x"}}]},
+         "metadata.logging[0].callback_vars"),
+        ({"logging": [{"callback_name": "team_sink", "callback_type": "sometimes"}]},
+         "metadata.logging[0].callback_type"),
+        ({"logging": "team_sink"}, "metadata.logging"),
+        ({"logging": ["team_sink"]}, "metadata.logging[0]"),
+        ({"turn_off_message_logging": "yes"}, "metadata.turn_off_message_logging"),
+    ]:  # fmt: skip
+        proxy.error("POST", "/key/generate", 400, param, json={"metadata": metadata})
+        proxy.error("POST", "/team/new", 400, param, json={"metadata": metadata})
+    key = proxy.ok("POST", "/key/generate", json={})
+    proxy.error("POST", "/key/update", 400, "metadata.logging[0].callback_name",
+                json={"key": key["key"], "metadata": {"logging": [{"callback_name": "nope"}]}})  # fmt: skip
+    # only the admin sets them: a key cannot update itself
+    r = proxy.call("POST", "/key/update", key=key["key"],
+                   json={"key": key["key"], "metadata": {"logging": [{"callback_name": "team_sink"}]}})  # fmt: skip
+    assert r.status_code == 401
