@@ -105,3 +105,11 @@ def test_bad_buckets_and_groupings_are_refused(store):
         store.timeseries("week")
     with pytest.raises(ValueError, match="group_by must be one of"):
         store.timeseries("hour", group_by="day")
+
+
+def test_a_trace_filter_keeps_the_calls_of_one_trace(tmp_path):
+    s = open_store(str(tmp_path / "t.sqlite3"))
+    s.write([row_from_payload(payload(i, trace_id="tA" if i < 3 else f"t{i}")) for i in range(6)])
+    assert [r["call_id"] for r in s.query(Filters(trace_id="tA"))] == ["c02", "c01", "c00"]
+    assert s.totals(Filters(trace_id="t4"))["requests"] == 1
+    s.close()

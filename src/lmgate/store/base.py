@@ -49,7 +49,8 @@ def default_path() -> str:
 class Filters:
     """What a query keeps; every field is optional and they combine with AND. ``since``/``until``
     are POSIX seconds; ``key`` matches the key hash or alias, ``team`` the team id or alias,
-    ``user`` the user id or the end user; ``search`` is a substring of the stored payload."""
+    ``user`` the user id or the end user; ``search`` is a substring of the stored payload;
+    ``trace_id`` keeps the calls of one trace."""
 
     model: str | None = None
     provider: str | None = None
@@ -60,6 +61,7 @@ class Filters:
     since: float | None = None
     until: float | None = None
     search: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)

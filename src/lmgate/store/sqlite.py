@@ -302,6 +302,8 @@ def _conditions(f: Filters) -> list[ColumnElement[bool]]:
         out.append(c.start_time >= f.since)
     if f.until is not None:
         out.append(c.start_time < f.until)
+    if f.trace_id:
+        out.append(c.trace_id == f.trace_id)
     if f.search:
         escaped = f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         out.append(c.payload.like(f"%{escaped}%", escape="\\"))
