@@ -555,3 +555,24 @@ def test_logging_settings_are_checked_when_an_admin_sets_them(two_sinks: tuple[P
     r = proxy.call("POST", "/key/update", key=key["key"],
                    json={"key": key["key"], "metadata": {"logging": [{"callback_name": "team_sink"}]}})  # fmt: skip
     assert r.status_code == 401
+
+
+def test_key_regenerate(proxy: Proxy) -> None:
+    old = proxy.ok("POST", "/key/generate", json={"key_alias": "rotating", "max_budget": 3})
+    assert proxy.chat(old["key"]).choices[0].message.content == "Hello from fake"
+    new = proxy.ok("POST", "/key/regenerate", json={"key": old["key"], "max_budget": 4})
+    assert new["key"] != old["key"] and new["token"] != old["token"]
+    assert (new["key_alias"], new["max_budget"]) == ("rotating", 4.0)  # the rest stays, a field may change
+    with pytest.raises(openai.AuthenticationError):  # the old text stops at once on this instance
+        proxy.chat(old["key"])
+    assert proxy.chat(new["key"]).choices[0].message.content == "Hello from fake"
+    newer = proxy.ok("POST", f"/key/{new['token']}/regenerate", json={})  # the path form, by hash
+    assert proxy.chat(newer["key"]).choices[0].message.content == "Hello from fake"
+    proxy.error("POST", "/key/regenerate", 404, "key", json={"key": old["key"]})
+    proxy.error("POST", "/key/regenerate", 400, "key", json={})
+    proxy.error(
+        "POST", "/key/regenerate", 400, "new_master_key", json={"key": newer["key"], "new_master_key": "sk-x"}
+    )
+    assert (
+        proxy.call("POST", "/key/regenerate", key=newer["key"], json={"key": newer["key"]}).status_code == 401
+    )

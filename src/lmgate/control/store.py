@@ -242,6 +242,24 @@ class KeyStore:
             query = sa.select(teams).order_by(teams.c.created_at, teams.c.team_id)
             return [_plain(r) for r in (await conn.execute(query)).mappings()]
 
+    async def regenerate_key(
+        self, token: str, columns: dict[str, Any], expires_in: float | None = None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """A new text for an existing key (the old one stops working at once); its other fields
+        and spend stay, ``columns`` change some. None when there is no such key."""
+        key = "sk-" + secrets.token_urlsafe(24)
+        values = dict(columns, token=hash_token(key), key_name=_masked(key), updated_at=self.clock())
+        if expires_in is not None:
+            values["expires_at"] = self.clock() + expires_in
+        async with self.engine.begin() as conn:
+            if "team_id" in values:
+                await self._check_team(conn, values["team_id"])
+            done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
+            if done.rowcount == 0:
+                return None
+        row = await self.key(values["token"])
+        return (key, row) if row is not None else None
+
     # ---------------------------------------------------------- users and end users (customers)
     # One shape for both: rows keyed by ``user_id``. Deleting a user deletes its keys, as the
     # reference does; an end user owns no keys.

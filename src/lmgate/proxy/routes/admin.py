@@ -167,6 +167,23 @@ class AdminRoutes:
             listed = [r["token"] for r in rows]
         return json_response({"keys": listed, "total_count": len(rows), "current_page": 1, "total_pages": 1})
 
+    async def key_regenerate(self, request: Request) -> Response:
+        """A new text for a key (``/key/regenerate`` with ``key``, or ``/key/{key}/regenerate``),
+        optionally changing fields as ``/key/update`` does; the old text is refused at once."""
+        data = await _body(request)
+        named = request.path_params.get("key")
+        if named is not None:
+            data.setdefault("key", named)
+        token = token_of(_required_str(data, "key"))
+        columns = key_columns(data, partial=True)
+        self._check_logging(columns)
+        made = await self.store.regenerate_key(token, columns, duration_seconds(data))
+        if made is None:
+            raise ProxyError(404, "no such key", param="key")
+        self.backend.forget([token])
+        key, row = made
+        return json_response(dict(key_info(row), key=key, token_id=row["token"]))
+
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
         data = await _body(request)
         token = token_of(_required_str(data, "key"))
@@ -495,6 +512,8 @@ def routes(store: KeyStore, backend: DatabaseKeyBackend, callback_names: tuple[s
         ("GET", "/key/list", admin.key_list),
         ("POST", "/key/block", admin.key_block),
         ("POST", "/key/unblock", admin.key_unblock),
+        ("POST", "/key/regenerate", admin.key_regenerate),
+        ("POST", "/key/{key}/regenerate", admin.key_regenerate),
         ("POST", "/team/new", admin.team_new),
         ("POST", "/team/update", admin.team_update),
         ("POST", "/team/delete", admin.team_delete),
