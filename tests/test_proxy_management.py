@@ -576,3 +576,60 @@ def test_key_regenerate(proxy: Proxy) -> None:
     assert (
         proxy.call("POST", "/key/regenerate", key=newer["key"], json={"key": newer["key"]}).status_code == 401
     )
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("lmgate.proxy.spend") is None,
+    reason="the spend writer (the limits part of issue 15, proxy/spend.py) is not in this tree yet",
+)
+def test_spend_of_real_calls_reaches_the_reports_after_a_restart(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """Calls made with generated keys: after a graceful stop (spend is never lost on SIGTERM) and
+    a restart on the same store, /spend/logs has one row per call, with the cost and call id the
+    client saw, and the /…/info answers and the report sum them."""
+    url = f"sqlite:///{tmp_path / 'data' / 'lmgate.db'}"
+    config = write_config(tmp_path, fake_provider, log_receiver)
+    first = start(tmp_path, config, url)
+    seen: dict[str, float] = {}
+    try:
+        first.ok("POST", "/team/new", json={"team_id": "t1"})
+        first.ok("POST", "/customer/new", json={"user_id": "cust-1"})
+        key = first.ok("POST", "/key/generate", json={"team_id": "t1", "user_id": "ana"})
+        first.ok("POST", "/user/new", json={"user_id": "ana", "auto_create_key": False})
+        with openai.OpenAI(api_key=key["key"], base_url=f"{first.url}/v1", max_retries=0) as client:
+            for end_user in ("cust-1", None, None):
+                extra = {"user": end_user} if end_user else {}
+                raw = client.chat.completions.with_raw_response.create(model="fast", messages=HI, **extra)
+                seen[raw.headers["x-litellm-call-id"]] = float(raw.headers["x-litellm-response-cost"])
+        cust_call = next(iter(seen))
+    finally:
+        assert first.served.stop() == 0
+    second = start(tmp_path, config, url)
+    try:
+        rows = second.ok("GET", "/spend/logs", params={"api_key": key["key"]})
+        assert {r["request_id"]: r["spend"] for r in rows} == pytest.approx(seen)
+        assert {r["team_id"] for r in rows} == {"t1"} and {r["user"] for r in rows} == {"ana"}
+        total = sum(seen.values())
+        assert second.ok("GET", "/key/info", params={"key": key["key"]})["info"]["spend"] == pytest.approx(
+            total
+        )
+        assert second.ok("GET", "/team/info", params={"team_id": "t1"})["team_info"][
+            "spend"
+        ] == pytest.approx(total)
+        assert second.ok("GET", "/user/info", params={"user_id": "ana"})["user_info"][
+            "spend"
+        ] == pytest.approx(total)
+        assert second.ok("GET", "/customer/info", params={"end_user_id": "cust-1"})["spend"] == pytest.approx(
+            seen[cust_call]
+        )
+        today = rows[0]["startTime"][:10]
+        report = second.ok(
+            "GET",
+            "/global/spend/report",
+            params={"start_date": today, "end_date": today, "group_by": "api_key"},
+        )
+        assert [(r["api_key"], r["requests"]) for r in report] == [(key["token"], 3)]
+        assert report[0]["total_cost"] == pytest.approx(total)
+    finally:
+        second.served.stop()
