@@ -240,6 +240,15 @@ def test_customer_lifecycle(proxy: Proxy) -> None:
         "deleted_customers": ["new-7"]
     }
 
+    # a blocked end user's requests are refused (any key), at once on this instance; unblocked, served
+    proxy.ok("POST", "/customer/block", json={"user_ids": ["acme-42"]})
+    with pytest.raises(openai.AuthenticationError) as refused:
+        proxy.chat(MASTER, user="acme-42")
+    assert "acme-42" in refused.value.message and refused.value.body["param"] == "user"  # type: ignore[index]
+    proxy.ok("POST", "/customer/unblock", json={"user_ids": ["acme-42"]})
+    assert proxy.chat(MASTER, user="acme-42").choices[0].message.content == "Hello from fake"
+    assert proxy.chat(MASTER, user="never-registered").choices[0].message.content == "Hello from fake"
+
     proxy.error("POST", "/customer/new", 400, "user_id", json={"user_id": "acme-42"})  # taken
     proxy.error("POST", "/customer/new", 400, "user_id", json={"alias": "no id"})
     proxy.error("POST", "/customer/new", 400, "max_budget", json={"user_id": "z", "max_budget": -1})
@@ -394,7 +403,7 @@ from lmgate.integrations.custom_logger import CustomLogger
 FIELDS = ("api_key", "token", "key_alias", "key_name", "team_id", "team_alias", "user_id", "user_email",
           "end_user_id", "user_role", "models", "team_models", "spend", "max_budget", "budget_duration",
           "rpm_limit", "tpm_limit", "max_parallel_requests", "metadata", "team_metadata", "tags",
-          "team_spend", "team_max_budget", "team_rpm_limit", "user_spend", "user_max_budget")
+          "team_spend", "team_max_budget", "team_rpm_limit", "user_spend", "user_max_budget", "end_user_max_budget")
 
 
 class Show(CustomLogger):
@@ -438,9 +447,11 @@ def test_identity_reaches_every_hook_and_the_payload(hooked: Proxy, log_receiver
               "budget_duration": "1d", "rpm_limit": 10, "tpm_limit": 1000, "metadata": {"owner": "search"},
               "tags": ["prod"]},
     )  # fmt: skip
+    proxy.ok("POST", "/customer/new", json={"user_id": "cust-9", "max_budget": 7})
     shown = json.loads(
         proxy.chat(made["key"], user="cust-9", metadata={"show": True}).choices[0].message.content
     )
+    assert shown["end_user_max_budget"] == 7.0
     assert shown["api_key"] == shown["token"] == made["token"]
     assert (shown["key_alias"], shown["team_id"], shown["team_alias"]) == ("bot", "t9", "search")
     assert (shown["user_id"], shown["user_email"], shown["end_user_id"]) == (
@@ -474,6 +485,7 @@ def test_identity_reaches_every_hook_and_the_payload(hooked: Proxy, log_receiver
     assert (metadata["user_api_key_user_spend"], metadata["user_api_key_user_max_budget"]) == (0.0, 20.0)
     assert metadata["user_api_key_request_route"] == "/v1/chat/completions"
     assert metadata["user_api_key_auth_metadata"] == {"owner": "search"}
+    assert metadata["user_api_end_user_max_budget"] == 7.0
     assert made["key"] not in json.dumps(record)
 
 

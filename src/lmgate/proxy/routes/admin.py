@@ -27,6 +27,7 @@ from ...control.requests import (
     user_columns,
 )
 from ...control.store import KeyStore, token_of
+from ..end_users import end_users_of
 from ..errors import ProxyError, to_proxy_error
 from ..key_logging import BadLogging
 from ..key_logging import check as check_logging
@@ -111,6 +112,7 @@ class AdminRoutes:
         self.backend = backend
         self.callback_names = callback_names  # what a key's or team's metadata.logging may name
         self._reports: SpendReports | None = None
+        self.end_users = end_users_of(store)  # the LLM routes' cache of end users
 
     @property
     def reports(self) -> SpendReports:
@@ -316,6 +318,7 @@ class AdminRoutes:
             row = await self.store.create_customer(customer_columns(data), user_id)
         except KeyError:
             raise ProxyError(400, f"end user {user_id!r} already exists", param="user_id") from None
+        self.end_users.forget([user_id])  # "unknown" may be cached
         return json_response(customer_info(row, 0.0))
 
     async def customer_update(self, request: Request) -> Response:
@@ -324,11 +327,13 @@ class AdminRoutes:
         row = await self.store.update_customer(user_id, customer_columns(data, partial=True))
         if row is None:
             raise ProxyError(404, f"no end user {user_id!r}", param="user_id")
+        self.end_users.forget([user_id])
         return json_response(await self._customer_answer(row))
 
     async def customer_delete(self, request: Request) -> Response:
         data = await _body(request)
         deleted = await self.store.delete_customers(_required_list(data, "user_ids"))
+        self.end_users.forget(deleted)
         if not deleted:
             raise ProxyError(404, "none of these end users exist", param="user_ids")
         return json_response({"deleted_customers": deleted})
@@ -354,6 +359,7 @@ class AdminRoutes:
             if row is None:
                 row = await self.store.create_customer(customer_columns({"blocked": blocked}), user_id)
             answered.append(await self._customer_answer(row))
+        self.end_users.forget(data["user_ids"])
         return json_response({"blocked_users" if blocked else "unblocked_users": answered})
 
     async def customer_block(self, request: Request) -> Response:

@@ -87,6 +87,12 @@ class LLMRoutes:
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
+        # end users of the key store (end_users.py), with virtual keys only
+        self.end_users = None
+        if state.key_store is not None:
+            from ..end_users import end_users_of
+
+            self.end_users = end_users_of(state.key_store)
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
@@ -167,6 +173,10 @@ class LLMRoutes:
             end_user = data.get("user")
             if isinstance(end_user, str) and end_user:  # the end user this request is made for
                 user = user.for_request(end_user)
+                if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
+                    customer = await self.end_users.check(end_user)
+                    if customer is not None:
+                        user.end_user_max_budget = customer.get("max_budget")
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             who = identity(
                 user,
