@@ -7,9 +7,10 @@ callback that reads none of them costs no summary and no payload (``protocols.Fi
 
 Each callback gets a fresh, private dict. By default its costlier keys (``messages``,
 ``litellm_params``, ``standard_logging_object``, …) are made on first read, so a callback that
-never reads them costs nothing for them; a logger made with ``full_kwargs=True`` gets every key in
-the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call until read), so
-``orjson.dumps(kwargs)`` writes every key. See ``CallbackKwargs``.
+never reads them costs nothing for them; a hook whose code uses orjson (``storage_readers.py``)
+or a logger made with ``full_kwargs=True`` gets every key in the dict's own storage (an
+``orjson.Fragment`` of JSON encoded once per call until read), so ``orjson.dumps(kwargs)``
+writes every key. See ``CallbackKwargs``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
 
     ``_lazy`` maps each costly key not read yet to how its value is made. Two layouts:
 
-    * *full* (``absent`` false; a logger made with ``full_kwargs=True``): every key is in the
+    * *full* (``absent`` false; hooks that use orjson, or ``full_kwargs=True``): every key is in the
       dict's own storage from the start, a costly one holding an ``orjson.Fragment`` of its JSON,
       so orjson — which reads that storage, not these methods — writes every key;
     * *lazy* (the default): a costly key is absent from the storage until first read, so a
