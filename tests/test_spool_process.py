@@ -20,6 +20,7 @@ CHILD = textwrap.dedent(
     import lmgate
     from lmgate.loggers import GenericAPILogger
     endpoint, spool_dir, n, ending, spool = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    exit_timeout = float(sys.argv[6])
     if ending == "late_atexit":  # registered before the logger, so it runs after lmgate's close
         import atexit
         def late():
@@ -27,7 +28,7 @@ CHILD = textwrap.dedent(
             threading.Event().wait()  # a cleanup that never ends
         atexit.register(late)
     logger = GenericAPILogger(
-        endpoint=endpoint, spool_dir=spool_dir, spool=spool, batch_size=7, flush_interval=60, exit_timeout=1.5
+        endpoint=endpoint, spool_dir=spool_dir, spool=spool, batch_size=7, flush_interval=60, exit_timeout=exit_timeout
     )
     lmgate.callbacks = [logger]
     for i in range(n):
@@ -108,9 +109,16 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child(rx_url: str, spool_dir: str, n: int, ending: str, spool: str = "exit") -> subprocess.Popen[str]:
+# the exit flush's bound: roomy where every record must arrive (a loaded machine delivered 3 of 10
+# records within 1.5 s), short where the receiver is down and the child waits it out before spooling
+DELIVER_S, GIVE_UP_S = 10.0, 1.5
+
+
+def run_child(
+    rx_url: str, spool_dir: str, n: int, ending: str, spool: str = "exit", exit_timeout: float = DELIVER_S
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, rx_url, spool_dir, str(n), ending, spool],
+        [sys.executable, "-c", CHILD, rx_url, spool_dir, str(n), ending, spool, str(exit_timeout)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -170,7 +178,7 @@ def test_sigterm_flushes_and_exits_143(tmp_path, log_receiver: LogReceiver, endi
 def test_receiver_down_at_exit_next_process_sends_the_spool(tmp_path, log_receiver: LogReceiver) -> None:
     """Records that cannot be sent before exit are spooled, and the next process sends them."""
     log_receiver.stop()
-    rc, _, err = finish(run_child(log_receiver.url, str(tmp_path), 9, "end"))
+    rc, _, err = finish(run_child(log_receiver.url, str(tmp_path), 9, "end", exit_timeout=GIVE_UP_S))
     assert rc == 0, err
     assert "spooled" in err
     log_receiver.start()
@@ -208,7 +216,7 @@ def test_sigterm_with_the_receiver_down_spools_within_the_bound(tmp_path, log_re
     """SIGTERM while nothing can be delivered: the flush gives up at the exit bound, the process
     exits 143, the records are spooled, and the next process sends them."""
     log_receiver.stop()
-    proc = run_child(log_receiver.url, str(tmp_path), 10, "wait")
+    proc = run_child(log_receiver.url, str(tmp_path), 10, "wait", exit_timeout=GIVE_UP_S)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
     rc, _, err = finish(proc)
@@ -270,7 +278,17 @@ def test_with_the_handler_turned_off_sigterm_kills_and_the_write_ahead_spool_kee
     log_receiver.stop()  # nothing can leave the first process before it dies
     env = dict(os.environ, LMGATE_SIGTERM_FLUSH="0")
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, log_receiver.url, str(tmp_path), "10", "wait", "write_ahead"],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            log_receiver.url,
+            str(tmp_path),
+            "10",
+            "wait",
+            "write_ahead",
+            str(GIVE_UP_S),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
