@@ -20,11 +20,11 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 class Dumping(CustomLogger):
     """Encodes kwargs before anything reads them, as a logger that ships kwargs would. Unless
-    made with ``full_kwargs=False`` it hands orjson the kwargs as given (by default lmgate sees
-    orjson in this code and fills the dict's storage); with it, ``dict(kwargs)``."""
+    made with ``full_kwargs=False`` it hands orjson the kwargs as given (by default every key is in
+    the dict's storage); with it, ``dict(kwargs)``."""
 
     def __init__(self, full_kwargs: bool | None) -> None:
-        super().__init__(full_kwargs=full_kwargs)
+        super().__init__() if full_kwargs is None else super().__init__(full_kwargs=full_kwargs)
         self.seen: list[tuple[str, bytes, str, list[str]]] = []
 
     def _keep(self, event: str, kwargs: dict) -> None:
@@ -98,9 +98,8 @@ def ship(kwargs: dict) -> bytes:  # a helper in the user's module, as a logger's
 
 
 def test_orjson_in_a_helper_or_a_success_function_gets_every_key_by_default():
-    """orjson reads a dict's storage, not its methods: lmgate sees orjson in the hook's code (or in
-    a helper it calls, a method of the logger or a function of the module) and hands those hooks
-    kwargs with every key in the storage; the reference's code runs unchanged."""
+    """orjson reads a dict's storage, not its methods: by default every hook gets kwargs with every
+    key in the storage, wherever its code calls orjson; the reference's code runs unchanged."""
     shipped: list[tuple[str, dict, list[str]]] = []
 
     class ViaMethod(CustomLogger):
@@ -201,12 +200,12 @@ def test_the_summary_is_immutable():
     assert summary.messages == MESSAGES  # snapshots read back as fresh copies
 
 
-def test_default_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
+def test_lazy_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
     class Quiet(CustomLogger):
         def log_success_event(self, kwargs, response_obj, start_time, end_time):
             assert kwargs["model"] == "gpt-4o-mini"
 
-    for full, built in ((None, False), (False, False), (True, True)):  # None: no orjson in Quiet's code
+    for full, built in ((False, False), (True, True)):
         sink, quiet = Sink(), Quiet(full_kwargs=full)
         lmgate.callbacks = [quiet]
         lmgate.success_callback = [sink]  # a sink on success only: it does not encode the payload

@@ -45,7 +45,6 @@ from .kwargs import build_kwargs
 from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
-from .storage_readers import uses_storage_reader
 
 if TYPE_CHECKING:
     import asyncio
@@ -112,9 +111,9 @@ class Target:
         self.obj = obj
         self.roles = roles
         self.sink = False  # a SummarySink: takes its terminal events inline (see Plan)
-        # kwargs with every key in the dict's own storage: for hooks that hand them to orjson (whose
-        # C code reads that storage, not the dict's methods), or CustomLogger(full_kwargs=True)
-        self.full_kwargs = False
+        # kwargs with every key in the dict's own storage, so orjson (whose C code reads that
+        # storage, not the dict's methods) writes every key; CustomLogger(full_kwargs=False) opts out
+        self.full_kwargs = True
         # event -> the hook: a function, or for a logger the name of its method
         self.sync: dict[str, Any] = {}
         self.async_: dict[str, Any] = {}
@@ -132,11 +131,7 @@ class Target:
                     self.async_[event] = async_name
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
             self.sink = takes_summaries(obj)
-            wanted = getattr(obj, "full_kwargs", None)
-            if wanted is None:  # automatic: the hooks' code, looked at once
-                hooks = {*self.sync.values(), *self.async_.values()}
-                wanted = any(uses_storage_reader(getattr(obj, name, None)) for name in hooks)
-            self.full_kwargs = bool(wanted)
+            self.full_kwargs = getattr(obj, "full_kwargs", True) is not False
         else:
             self.kind = "function"
             self.name = (
@@ -146,7 +141,6 @@ class Target:
             for event in roles:
                 table[event] = obj
             self.redact = False
-            self.full_kwargs = uses_storage_reader(obj)
         self.worker_index = (id(obj) >> 4) % worker_count
         has_sync, has_async = bool(self.sync), bool(self.async_)
         # mode[is_async_call] -> "thread" | "async"
