@@ -232,6 +232,7 @@ def call(store: LogStore, call_id: str, viewer: Viewer) -> dict[str, Any] | None
         "model_parameters": payload.get("model_parameters") or {},
         "truncated": bool(row.get("truncated")),
         "trace": trace,
+        "payload": payload,
     }
 
 
