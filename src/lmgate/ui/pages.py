@@ -166,9 +166,10 @@ def spend(
 
 
 def health(viewer: Viewer, ctx: UiContext, body: dict[str, Any], store: Any) -> str:
-    return render(
-        "health.html", viewer, ctx, page="health", params={}, body=body, store=repr(store) if store else None
-    )
+    from .._secrets import scrub
+
+    where = scrub(repr(store)) if store is not None else None  # a server store's URL may hold a password
+    return render("health.html", viewer, ctx, page="health", params={}, body=body, store=where)
 
 
 def login(ctx: UiContext, problem: str | None, target: str) -> str:

@@ -12,6 +12,7 @@
   }
   function fmtMs(v) {
     if (v == null) return "–";
+    if (v === 0) return "0 ms";
     return v >= 10000 ? (v / 1000).toFixed(2) + " s" : v >= 10 ? Math.round(v) + " ms" : v.toFixed(v >= 1 ? 1 : 2) + " ms";
   }
   function axisMoney(v) { return v === 0 ? "$0" : "$" + (Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2)); }
