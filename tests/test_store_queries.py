@@ -113,3 +113,16 @@ def test_a_trace_filter_keeps_the_calls_of_one_trace(tmp_path):
     assert [r["call_id"] for r in s.query(Filters(trace_id="tA"))] == ["c02", "c01", "c00"]
     assert s.totals(Filters(trace_id="t4"))["requests"] == 1
     s.close()
+
+
+def test_a_wide_range_scans_and_a_narrow_one_uses_the_index_with_the_same_answers(tmp_path):
+    s = open_store(str(tmp_path / "wide.sqlite3"))
+    rows = [row_from_payload(payload(i % 12, litellm_call_id=f"w{i}", startTime=T0 + i)) for i in range(6000)]
+    s.write(rows)
+    wide, narrow = Filters(since=T0 + 100), Filters(since=T0 + 5900)
+    with s.engine.connect() as conn:
+        assert s._wide(conn, wide) and not s._wide(conn, narrow)
+    assert s.totals(wide)["requests"] == 5900 and s.totals(narrow)["requests"] == 100
+    assert s.totals(wide)["cost"] == pytest.approx(5900 * 0.25)
+    assert sum(r["requests"] for r in s.timeseries("minute", wide)) == 5900
+    s.close()

@@ -7,9 +7,11 @@ deleted when the store opens and then at most once an hour, after a write.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -223,12 +225,10 @@ class SQLiteStore:
                     0.0,
                 ).label("saved_cost"),
             ]
-        statement = select(*keys, *sums).select_from(source).where(*_conditions(filters))
-        latencies = (
-            select(*keys, c.latency_ms)
-            .select_from(source)
-            .where(*_conditions(filters), c.latency_ms.is_not(None))
-        )
+        with self.engine.connect() as conn:
+            where = _conditions(filters, scan=self._wide(conn, filters))
+        statement = select(*keys, *sums).select_from(source).where(*where)
+        latencies = select(*keys, c.latency_ms).select_from(source).where(*where, c.latency_ms.is_not(None))
         if keys:
             statement = statement.group_by(*keys).order_by(*ordering)
             latencies = latencies.order_by(*keys, c.latency_ms)
@@ -237,8 +237,9 @@ class SQLiteStore:
         with self.engine.connect() as conn:
             groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(statement)]
             per_group: dict[tuple[Any, ...], list[float]] = {}
-            for found in conn.execute(latencies):
-                per_group.setdefault(tuple(found[: len(keys)]), []).append(found[-1])
+            width = len(keys)
+            for group_key, rows in itertools.groupby(_raw_rows(conn, latencies), key=lambda r: r[:width]):
+                per_group[group_key] = [r[width] for r in rows]
         names = [k.name for k in keys]
         for group in groups:
             values = per_group.get(tuple(group[n] for n in names), [])
@@ -246,8 +247,41 @@ class SQLiteStore:
                 group[f"p{round(q * 100)}_ms"] = percentile(values, q)
         return groups
 
+    def _wide(self, conn: Any, filters: Filters) -> bool:
+        """Whether a time range is better read by scanning the table than through the time
+        index: when it holds more than a fifth of the rows, an index walk fetches each row by
+        a random page read (rows are large: they carry the payload), and measured ten times
+        slower than a scan. SQLite's planner cannot tell (no range statistics), so this asks
+        the index for the range's count (it answers from the index alone) and the row ids for
+        the table's size."""
+        if filters.since is None and filters.until is None:
+            return False
+        if any((filters.model, filters.key, filters.team, filters.user, filters.trace_id)):
+            return False  # a selective index (model, key, ...) serves these better
+        rows = conn.execute(select(func.max(_ROWID) - func.min(_ROWID) + 1).select_from(calls)).scalar() or 0
+        if rows < 5000:
+            return False  # small: either way is fast
+        span = conn.execute(
+            select(func.count())
+            .select_from(calls)
+            .where(*_conditions(replace(filters, status=None, search=None)))
+        ).scalar()
+        return bool(span and span * 5 > rows)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _raw_rows(conn: Any, statement: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` as the driver's plain tuples: the latency lists behind the
+    percentiles run to one row per call, and SQLAlchemy's Row objects cost more than the query."""
+    compiled = statement.compile(dialect=conn.dialect)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), tuple(compiled.params[name] for name in compiled.positiontup or ()))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -283,9 +317,12 @@ def _group_key(group_by: str) -> ColumnElement[Any]:
     return column[group_by]  # type: ignore[return-value]
 
 
-def _conditions(f: Filters) -> list[ColumnElement[bool]]:
+def _conditions(f: Filters, *, scan: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE of ``f``; with ``scan`` the time bounds are written so no index serves them
+    (``start_time + 0``: SQLite uses no index for an expression), and the table is scanned."""
     c = calls.c
     out: list[ColumnElement[bool]] = []
+    start: Any = c.start_time + 0 if scan else c.start_time
     if f.model:
         out.append(or_(c.model == f.model, c.model_group == f.model, c.response_model == f.model))
     if f.provider:
@@ -299,9 +336,9 @@ def _conditions(f: Filters) -> list[ColumnElement[bool]]:
     if f.status:
         out.append(c.status == f.status)
     if f.since is not None:
-        out.append(c.start_time >= f.since)
+        out.append(start >= f.since)
     if f.until is not None:
-        out.append(c.start_time < f.until)
+        out.append(start < f.until)
     if f.trace_id:
         out.append(c.trace_id == f.trace_id)
     if f.search:
