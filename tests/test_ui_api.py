@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from ui_server import MASTER, UiTraffic, start
 
@@ -263,3 +264,65 @@ def test_lmgate_logs_show_through_a_proxy_has_the_payload_and_trace(traffic: UiT
     assert "trace " in shown.stdout and "1 call(s)" in shown.stdout
     assert "needle-alice-2" in shown.stdout.split("payload:", 1)[1]
     assert lmgate_logs(traffic, "show", call_id, key=traffic.keys["bob"]).returncode == 1
+
+
+def test_lmgate_logs_tail_follow_through_a_proxy(traffic: UiTraffic) -> None:
+    """``tail -f --url``: the newest calls, then a call made later, once (runs last: it adds a call)."""
+    import select
+    import signal
+
+    from ui_server import chat
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lmgate",
+            "logs",
+            "--url",
+            traffic.url,
+            "tail",
+            "-n",
+            "2",
+            "-f",
+            "--interval",
+            "0.05",
+            "--user",
+            "follower",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LMGATE_API_KEY": MASTER},
+    )
+    assert proc.stdout is not None
+    try:
+        pending = [b""]
+
+        def next_line() -> str:
+            while b"\n" not in pending[0]:
+                ready, _, _ = select.select([proc.stdout], [], [], 30)  # bounded: a hung follower fails
+                assert ready, "tail -f printed nothing within 30 s"
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, "tail -f exited"
+                pending[0] += chunk
+            line, _, pending[0] = pending[0].partition(b"\n")
+            return line.decode()
+
+        assert next_line().startswith("time\t")  # no calls by this user yet: the header only
+        chat(traffic.url, MASTER, "gpt-4o-mini", "a call to follow", user="follower")
+        chat(traffic.url, MASTER, "claude-3-5-haiku", "and another", user="follower")
+        traffic.total += 2
+        models = sorted(next_line().split("\t")[2] for _ in range(2))
+        assert models == ["claude-3-5-haiku-20241022", "gpt-4o-mini"]
+        # each shown once: a third call (to another model, failing) is the next line, not a repeat
+        with pytest.raises(openai.RateLimitError):
+            chat(traffic.url, MASTER, "flaky", "a third", user="follower")
+        traffic.total += 1
+        third = next_line().split("\t")
+        assert third[2] == "gpt-4o" and third[4] == "failure:RateLimitError"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        proc.stdout.close()
+    assert code == 0
+    assert len(traffic.api("/ui/api/logs", user="follower").json()["rows"]) == 3
