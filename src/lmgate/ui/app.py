@@ -49,6 +49,7 @@ def create_app(store: Any, *, key: str | None = None) -> Any:
         open_access=backend is None,
         sessions=Sessions(key),
         title="lmgate ui",
+        has_health=False,
     )
 
     async def root(request: Request) -> Response:

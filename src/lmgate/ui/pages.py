@@ -52,7 +52,11 @@ def environment() -> jinja2.Environment:
 
 
 def render(name: str, viewer: Viewer | None, ctx: UiContext, **values: Any) -> str:
-    return environment().get_template(name).render(viewer=viewer, title=ctx.title, **values)
+    return (
+        environment()
+        .get_template(name)
+        .render(viewer=viewer, title=ctx.title, has_health=ctx.has_health, **values)
+    )
 
 
 # ---- formatting: every number with its unit ----

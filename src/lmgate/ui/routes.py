@@ -52,6 +52,7 @@ class UiContext:
     budgets: Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]] | None = None
     clock: Callable[[], float] = time.time
     title: str = "lmgate"
+    has_health: bool = True  # the loggers run here (the proxy), not in another program (lmgate ui)
     extra_health: Callable[[], dict[str, Any]] | None = None
 
 
@@ -233,6 +234,14 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         return pages.spend(viewer, ctx, params, found, await budgets_for(viewer))
 
     async def health_page(request: Request, viewer: Viewer, store: Any) -> str:
+        if not ctx.has_health:
+            return pages.message(
+                viewer,
+                ctx,
+                "This dashboard reads a store file; the loggers' health is in the program that writes it "
+                "(lmgate.callback_stats(), or the proxy's /ui/health).",
+                200,
+            )
         return pages.health(viewer, ctx, await health_body(), store)
 
     # ---- login ----
