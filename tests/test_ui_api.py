@@ -326,3 +326,33 @@ def test_lmgate_logs_tail_follow_through_a_proxy(traffic: UiTraffic) -> None:
         proc.stdout.close()
     assert code == 0
     assert len(traffic.api("/ui/api/logs", user="follower").json()["rows"]) == 3
+
+
+def test_lmgate_logs_colours_failures_on_a_terminal(traffic: UiTraffic) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmgate", "logs", "--db", str(traffic.db), "tail", "-n", "50"],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    lines = b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+    assert lines[0].startswith("\033[1m")  # the header in bold
+    red = [line for line in lines if line.startswith("\033[31m")]
+    assert red and all("failure:RateLimitError" in line for line in red)
+    assert all("failure" not in line for line in lines[1:] if not line.startswith("\033[31m"))
