@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -107,9 +107,6 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
             return json_response(body)
 
         return endpoint
-
-    def overview(store: Any, params: Mapping[str, str], viewer: Viewer, now: float) -> dict[str, Any]:
-        return query.overview(store, params, viewer, now)
 
     async def call_api(request: Request) -> Response:
         viewer = await who(request)
@@ -295,7 +292,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         Route("/ui/login", login, methods=["POST"]),
         Route("/ui/logout", logout, methods=["POST"]),
         Route("/ui/api/me", me, methods=["GET"]),
-        Route("/ui/api/overview", api(overview), methods=["GET"]),
+        Route("/ui/api/overview", api(query.overview), methods=["GET"]),
         Route("/ui/api/breakdown", api(query.breakdown), methods=["GET"]),
         Route("/ui/api/logs", api(query.logs), methods=["GET"]),
         Route("/ui/api/logs/{call_id:path}", call_api, methods=["GET"]),
@@ -339,11 +336,6 @@ def _csv(text: str, path: str) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="lmgate-{name}.csv"'},
     )
-
-
-def query_string(params: Mapping[str, str], **changes: Any) -> str:
-    merged = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
-    return urlencode(merged)
 
 
 __all__ = ["NO_STORE", "UiContext", "routes", "viewer_of"]
