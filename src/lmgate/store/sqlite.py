@@ -7,11 +7,9 @@ deleted when the store opens and then at most once an hour, after a write.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -225,48 +223,26 @@ class SQLiteStore:
                     0.0,
                 ).label("saved_cost"),
             ]
-        with self.engine.connect() as conn:
-            where = _conditions(filters, scan=self._wide(conn, filters))
+        where = _conditions(filters)
         statement = select(*keys, *sums).select_from(source).where(*where)
+        # unsorted: Python sorts a group's latencies faster than SQLite's sorter orders the rows
         latencies = select(*keys, c.latency_ms).select_from(source).where(*where, c.latency_ms.is_not(None))
         if keys:
             statement = statement.group_by(*keys).order_by(*ordering)
-            latencies = latencies.order_by(*keys, c.latency_ms)
-        else:
-            latencies = latencies.order_by(c.latency_ms)
         with self.engine.connect() as conn:
             groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(statement)]
             per_group: dict[tuple[Any, ...], list[float]] = {}
             width = len(keys)
-            for group_key, rows in itertools.groupby(_raw_rows(conn, latencies), key=lambda r: r[:width]):
-                per_group[group_key] = [r[width] for r in rows]
+            for found in _raw_rows(conn, latencies):
+                per_group.setdefault(found[:width], []).append(found[width])
+        for values in per_group.values():
+            values.sort()
         names = [k.name for k in keys]
         for group in groups:
             values = per_group.get(tuple(group[n] for n in names), [])
             for q in quantiles:
                 group[f"p{round(q * 100)}_ms"] = percentile(values, q)
         return groups
-
-    def _wide(self, conn: Any, filters: Filters) -> bool:
-        """Whether a time range is better read by scanning the table than through the time
-        index: when it holds more than a fifth of the rows, an index walk fetches each row by
-        a random page read (rows are large: they carry the payload), and measured ten times
-        slower than a scan. SQLite's planner cannot tell (no range statistics), so this asks
-        the index for the range's count (it answers from the index alone) and the row ids for
-        the table's size."""
-        if filters.since is None and filters.until is None:
-            return False
-        if any((filters.model, filters.key, filters.team, filters.user, filters.trace_id)):
-            return False  # a selective index (model, key, ...) serves these better
-        rows = conn.execute(select(func.max(_ROWID) - func.min(_ROWID) + 1).select_from(calls)).scalar() or 0
-        if rows < 5000:
-            return False  # small: either way is fast
-        span = conn.execute(
-            select(func.count())
-            .select_from(calls)
-            .where(*_conditions(replace(filters, status=None, search=None)))
-        ).scalar()
-        return bool(span and span * 5 > rows)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -317,12 +293,10 @@ def _group_key(group_by: str) -> ColumnElement[Any]:
     return column[group_by]  # type: ignore[return-value]
 
 
-def _conditions(f: Filters, *, scan: bool = False) -> list[ColumnElement[bool]]:
-    """The WHERE of ``f``; with ``scan`` the time bounds are written so no index serves them
-    (``start_time + 0``: SQLite uses no index for an expression), and the table is scanned."""
+def _conditions(f: Filters) -> list[ColumnElement[bool]]:
     c = calls.c
     out: list[ColumnElement[bool]] = []
-    start: Any = c.start_time + 0 if scan else c.start_time
+    start = c.start_time
     if f.model:
         out.append(or_(c.model == f.model, c.model_group == f.model, c.response_model == f.model))
     if f.provider:
