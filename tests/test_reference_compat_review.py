@@ -91,3 +91,43 @@ def test_the_references_other_exception_names_exist_in_the_tree():
     with pytest.raises(litellm.BadGatewayError) as info:
         litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="litellm.BadGatewayError")
     assert info.value.status_code == 502
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_redacted_response_obj_reads_like_the_references(stream):
+    """With message logging off the reference hands callbacks a ModelResponse whose text is
+    "redacted-by-litellm": ``response_obj.choices[0].message.content`` works, it does not raise."""
+    from lmgate.integrations.custom_logger import CustomLogger
+
+    seen = []
+
+    class Reader(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            choice = response_obj.choices[0]
+            call = choice.message.tool_calls[0]
+            seen.append(
+                (choice.message.content, call.function.name, call.function.arguments, choice.finish_reason)
+            )
+            complete = kwargs.get("complete_streaming_response")
+            if complete is not None:
+                seen.append(complete.choices[0].message.content)
+
+    tool_calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
+    litellm.callbacks = [Reader()]
+    litellm.turn_off_message_logging = True
+    response = litellm.completion(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        mock_response="secret",
+        mock_tool_calls=tool_calls,
+        stream=stream,
+    )
+    if stream:
+        for _ in response:
+            pass
+    else:
+        assert response.choices[0].message.content == "secret"  # the caller's answer is untouched
+    assert lmgate.flush_callbacks(10)
+    assert seen[0] == ("redacted-by-litellm", "f", "redacted-by-litellm", "tool_calls")
+    if stream:
+        assert seen[1] == "redacted-by-litellm"
