@@ -920,10 +920,13 @@ class _ConverseStream(StreamTranslator):
     """
 
     def __init__(self, ep: Endpoint) -> None:
-        from botocore.eventstream import EventStreamBuffer
+        from botocore.eventstream import EventStreamBuffer, ParserError
+        from botocore.exceptions import EventStreamError
 
         self.ep = ep
         self.buffer = EventStreamBuffer()
+        # what a corrupt frame raises: a bad CRC, lengths past the limits, … (looked up once per stream)
+        self.broken_frame = (ParserError, EventStreamError, ValueError)
         self.done = False
         self.id = _new_id()
         self.created = int(time.time())
@@ -947,16 +950,13 @@ class _ConverseStream(StreamTranslator):
         return ModelResponseStream._build(data)
 
     def feed_bytes(self, data: bytes) -> list[ModelResponseStream]:
-        from botocore.eventstream import ParserError  # a bad CRC, lengths past the limits, …
-        from botocore.exceptions import EventStreamError
-
         self.buffer.add_data(data)
         out: list[ModelResponseStream] = []
         try:
             for message in self.buffer:
                 out.extend(self._message(message.headers, message.payload))
         # a corrupt frame: the connection's fault, like a body that broke off
-        except (ParserError, EventStreamError, ValueError) as error:
+        except self.broken_frame as error:
             raise exc.APIConnectionError(
                 f"bedrock sent a broken event stream: {error}", "bedrock", self.ep.model
             ) from None
