@@ -37,7 +37,7 @@ from ..hooks import (
 )
 from ..identity import identity, stamp
 from ..logs import log_failed_call, log_request
-from ..middleware import InFlight, caller
+from ..middleware import CountedRoute, caller
 from ..responses import JSON, error_response, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
@@ -67,9 +67,8 @@ def routes(state: ProxyState) -> list[Route]:
     async def embeddings(request: Request) -> Response | SSEResponse:
         return await flow.handle(request, "embedding")
 
-    counted = [InFlight.using(state.metrics)]
     return [
-        Route(path, endpoint, methods=["POST"], middleware=counted)
+        CountedRoute(path, endpoint, state.metrics)
         for name, endpoint in (("/chat/completions", chat), ("/embeddings", embeddings))
         for path in spellings(name)
     ]
