@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -38,7 +38,7 @@ from ..hooks import (
 from ..identity import identity, stamp
 from ..logs import log_failed_call, log_request
 from ..middleware import CountedRoute, caller
-from ..responses import JSON, error_response, json_response
+from ..responses import EncodedJSON, error_response, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
 from ..validation import check_request
@@ -89,7 +89,7 @@ class LLMRoutes:
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
         limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
+        declared = _content_length(request.scope["headers"])
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ProxyError(
                 413,
@@ -97,26 +97,34 @@ class LLMRoutes:
                 "(general_settings.max_request_size_mb)",
                 code="request_too_large",
             )
+        # the ASGI messages themselves (what Request.stream() reads, without its generator): one
+        # message carries a small body whole
+        receive = request.receive
         parts: list[bytes] = []
         size = 0
-        try:
-            async for part in request.stream():
-                size += len(part)
-                if size > limit:
-                    raise ProxyError(
-                        413,
-                        f"request body is over the limit of {limit} bytes "
-                        "(general_settings.max_request_size_mb)",
-                        code="request_too_large",
-                    )
+        while True:
+            message = await receive()
+            if (
+                message["type"] != "http.request"
+            ):  # http.disconnect: the client left (or the body timeout closed it)
+                raise ProxyError(
+                    CLIENT_CLOSED,
+                    "the client closed the connection before sending the whole body",
+                    code="client_closed_request",
+                )
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise ProxyError(
+                    413,
+                    f"request body is over the limit of {limit} bytes (general_settings.max_request_size_mb)",
+                    code="request_too_large",
+                )
+            if part:
                 parts.append(part)
-        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
-            raise ProxyError(
-                CLIENT_CLOSED,
-                "the client closed the connection before sending the whole body",
-                code="client_closed_request",
-            ) from None
-        raw = b"".join(parts)
+            if not message.get("more_body", False):
+                break
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
         if not raw:
             raise ProxyError(400, "request body is empty; send a JSON object")
         try:
@@ -204,7 +212,7 @@ class LLMRoutes:
             log_request(
                 request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
             )
-            return Response(body, status_code=200, headers=headers, media_type=JSON)
+            return EncodedJSON(body, headers)
         except Exception as error:
             perr = await self._failed(hooks, data, error, user)
             elapsed = time.perf_counter() - start
@@ -380,6 +388,14 @@ class LLMRoutes:
             detail = perr.message if failed is error else to_proxy_error(failed).message
             log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
         return perr
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first Content-Length header, as Starlette's ``Headers.get`` reads it."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.decode("latin-1")
+    return None
 
 
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
