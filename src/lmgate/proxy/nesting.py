@@ -22,6 +22,8 @@ _EXEMPT = frozenset({"metadata"})
 def depth_over(value: Any, limit: int) -> bool:
     """Whether ``value`` nests containers more than ``limit`` deep, stopping at the limit (so the
     recursion is at most ``limit`` calls deep, far from Python's own bound)."""
+    if limit < 1:  # ``value`` itself is level 1
+        return True
     return isinstance(value, (dict, list)) and _over(value, limit)
 
 
