@@ -247,3 +247,25 @@ def test_nesting_bound_is_exact() -> None:
     with pytest.raises(ProxyError) as raised:
         check_nesting({"messages": HI, "tools": nested(MAX_PARAM_DEPTH + 1)})
     assert raised.value.param == "tools" and raised.value.code == "nested_too_deeply"
+
+
+def test_stream_cost_prices_are_the_deployments_every_time() -> None:
+    """A stream's cost uses its deployment's price candidates and custom prices, worked out once."""
+    from types import SimpleNamespace
+
+    from lmgate.cost import compute_cost
+    from lmgate.proxy.routes.llm import _stream_cost
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 2000}
+    custom = SimpleNamespace(
+        litellm_params={
+            "model": "openai/my-model",
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 2e-6,
+        }
+    )
+    listed = SimpleNamespace(litellm_params={"model": "openai/gpt-4o-mini"})
+    for _ in range(2):
+        assert _stream_cost(custom, usage) == pytest.approx(1000 * 1e-6 + 2000 * 2e-6)
+        expected = compute_cost(["openai/gpt-4o-mini", "gpt-4o-mini"], usage).cost
+        assert expected and _stream_cost(listed, usage) == expected

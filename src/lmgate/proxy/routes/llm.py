@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._call import CONTROL_PARAMS
+from ...cost import compute_cost, custom_prices
 from ..auth import check_model
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
@@ -417,12 +418,26 @@ def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
 
 
 def _stream_cost(deployment: Any, usage: Any) -> float | None:
-    from ...cost import compute_cost, custom_prices
+    candidates, prices = _stream_prices(deployment)
+    return compute_cost(candidates, usage, prices).cost
 
-    params = deployment.litellm_params
-    model = str(params.get("model"))
-    candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
-    return compute_cost(candidates, usage, custom_prices(dict(params))).cost
+
+# a deployment's price candidates and custom prices, worked out at its first stream (its
+# litellm_params do not change while the proxy runs)
+_STREAM_PRICES: dict[int, tuple[Any, list[str | None], dict[str, float] | None]] = {}
+
+
+def _stream_prices(deployment: Any) -> tuple[list[str | None], dict[str, float] | None]:
+    cached = _STREAM_PRICES.get(id(deployment))
+    if cached is None or cached[0] is not deployment:
+        params = deployment.litellm_params
+        model = str(params.get("model"))
+        candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
+        cached = (deployment, candidates, custom_prices(dict(params)))
+        if len(_STREAM_PRICES) > 4096:  # configs reloaded again and again: do not grow without bound
+            _STREAM_PRICES.clear()
+        _STREAM_PRICES[id(deployment)] = cached
+    return cached[1], cached[2]
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:
