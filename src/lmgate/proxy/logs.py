@@ -98,6 +98,7 @@ def _level(level: str | int) -> int:
 
 
 _last_second: tuple[int, str] = (-1, "")  # the last second formatted (strftime is the slow part)
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # the end of a timestamp, formatted once
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -106,7 +107,7 @@ def _timestamp(record: logging.LogRecord) -> str:
     cached = _last_second  # one read: another thread may replace it, never half of it
     if cached[0] != second:
         cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{int(record.msecs):03d}Z"
+    return cached[1] + _MILLIS[int(record.msecs)]
 
 
 class TextFormatter(logging.Formatter):
