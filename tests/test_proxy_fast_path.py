@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,10 @@ def test_access_text_line_is_the_documented_one(captured: _Capture) -> None:
     formatter = logs.TextFormatter()
     for _ in range(2):  # the second time the shown strings come from the cache
         logs.log_request(SCOPE, 200, 'a b\n"c', None, None, 0.0123, USAGE, 4.35e-6)
-        line = formatter.format(captured.records.pop())
+        record = captured.records.pop()
+        line = formatter.format(record)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(record.created)))
+        assert line.split(" ", 1)[0] == f"{stamp}.{int(record.msecs):03d}Z"
         assert line.split(" ", 1)[1] == (
             'INFO  lmgate.proxy.access: POST /v1/chat/completions 200 model="a b\\n\\"c" '
             "latency_ms=12.3 prompt_tokens=5 completion_tokens=6 cost_usd=4.35e-06"
