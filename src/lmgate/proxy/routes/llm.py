@@ -172,7 +172,8 @@ class LLMRoutes:
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            client = request.scope.get("client")  # what request.client.host reads, without its Address
+            who = identity(user, client[0] if client else None, data.get("metadata"))
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
