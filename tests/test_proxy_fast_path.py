@@ -155,6 +155,20 @@ WHEN_AND_WHERE = {
 
 
 def test_access_record_has_what_logger_log_gives(captured: _Capture) -> None:
+    _compare_records(captured)
+
+
+async def test_access_record_in_a_task_has_what_logger_log_gives(captured: _Capture) -> None:
+    """Inside a request's task too (Python 3.12+ records name the task)."""
+    import asyncio
+
+    async def request() -> None:
+        _compare_records(captured)
+
+    await asyncio.create_task(request(), name="request-7")
+
+
+def _compare_records(captured: _Capture) -> None:
     logs.log_request(SCOPE, 200, "gpt-4o-mini", None, None, 0.0123, USAGE, 4.35e-6)
     fast = captured.records.pop()
     fields = dict(vars(fast)[logs._FIELDS])

@@ -17,6 +17,7 @@ key's SHA-256, never the key. uvicorn's own access log stays off: this one repla
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -229,7 +230,7 @@ def log_request(
 
 _REQUEST_MESSAGE = "%s %s %d"
 # the parts of a request line's record that are the same on every line of one thread of one process
-_record_template: tuple[tuple[int, int], logging.LogRecord] | None = None
+_record_template: tuple[tuple[Any, ...], logging.LogRecord] | None = None
 
 
 def _access_record(level: int, args: tuple[Any, ...]) -> logging.LogRecord:
@@ -240,7 +241,13 @@ def _access_record(level: int, args: tuple[Any, ...]) -> logging.LogRecord:
     global _record_template
     if logging.getLogRecordFactory() is not logging.LogRecord:
         return ACCESS.makeRecord(ACCESS.name, level, __file__, 0, _REQUEST_MESSAGE, args, None, "log_request")
-    where = (threading.get_ident(), os.getpid())
+    where = (
+        threading.get_ident(),
+        os.getpid(),
+        logging.logThreads,
+        logging.logProcesses,
+        logging.logMultiprocessing,
+    )
     cached = _record_template
     if cached is None or cached[0] != where:
         base = logging.LogRecord(ACCESS.name, level, __file__, 0, _REQUEST_MESSAGE, args, None, "log_request")
@@ -256,7 +263,19 @@ def _access_record(level: int, args: tuple[Any, ...]) -> logging.LogRecord:
     attributes["levelno"] = level
     attributes["levelname"] = logging.getLevelName(level)
     attributes["args"] = args
+    if "taskName" in attributes:  # Python 3.12+: the task logging, as LogRecord finds it
+        attributes["taskName"] = _task_name()
     return record
+
+
+def _task_name() -> str | None:
+    if not getattr(logging, "logAsyncioTasks", False):
+        return None
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+    return task.get_name() if task is not None else None
 
 
 def log_failed_call(error: BaseException, status: int, message: str, model: str | None, user: Any) -> None:
