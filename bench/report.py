@@ -334,7 +334,7 @@ FORWARD_NOTES = [
     "`src/lmgate/proxy/middleware.py`). Counted in instructions (valgrind --tool=callgrind, the ASGI app "
     "driven in-process without uvicorn, one request at a time; reproducible to 0.1% on a loaded "
     "machine), a forwarded chat completion cost 1,145k instructions before issue 18's second pass and "
-    "977k after (the bare forwarder's app: 384k); a streamed one (8 events) 2,261k and 2,056k (bare: "
+    "966k after (the bare forwarder's app: 384k); a streamed one (8 events) 2,261k and 2,040k (bare: "
     "503k). Targets not met above are bounded by that part. The bare forwarder's own added latency at "
     "c=1 (same table) is the floor for a Python ASGI forwarder on this machine: the 0.3 ms target sits "
     "close to it.",
