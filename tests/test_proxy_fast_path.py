@@ -287,3 +287,27 @@ def test_stream_cost_prices_are_the_deployments_every_time() -> None:
         assert _stream_cost(custom, usage) == pytest.approx(1000 * 1e-6 + 2000 * 2e-6)
         expected = compute_cost(["openai/gpt-4o-mini", "gpt-4o-mini"], usage).cost
         assert expected and _stream_cost(listed, usage) == expected
+
+
+def test_fast_lane_takes_only_paths_the_router_would_give_its_route() -> None:
+    """An earlier route that fully matches a POST to the path keeps it (the Router tries routes in
+    order); one that matches another method only does not (the Router still picks the POST route)."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from lmgate.proxy.metrics import Metrics
+    from lmgate.proxy.middleware import CountedRoute
+
+    async def endpoint(request: Any) -> Any:
+        return PlainTextResponse("x")
+
+    metrics = Metrics()
+    catch_all = Route("/v1/{name:path}", endpoint, methods=["POST"])
+    get_only = Route("/v1/{name:path}", endpoint, methods=["GET"])
+    chat = CountedRoute("/v1/chat/completions", endpoint, metrics)
+    embeddings = CountedRoute("/v2/embeddings", endpoint, metrics)
+    assert set(FastLane(None, [catch_all, chat, embeddings]).table) == {"/v2/embeddings"}
+    assert set(FastLane(None, [get_only, chat, embeddings]).table) == {
+        "/v1/chat/completions",
+        "/v2/embeddings",
+    }

@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from .auth import KeyBackend, UserAPIKeyAuth, presented_key, unauthorized
 from .errors import ProxyError
@@ -133,10 +133,15 @@ class FastLane:
     def __init__(self, app: Any, routes: Iterable[Any]) -> None:
         self.app = app
         self.table: dict[str, CountedRoute] = {}
+        routes = list(routes)
         for route in routes:
-            # the Router tries routes in order: a path that an earlier route matches stays the Router's
-            if isinstance(route, CountedRoute) and not route.param_convertors:
-                self.table.setdefault(route.path, route)
+            # only where the Router would pick this route too: the first route to match a POST fully
+            if (
+                isinstance(route, CountedRoute)
+                and not route.param_convertors
+                and _first_match(routes, route.path) is route
+            ):
+                self.table[route.path] = route
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
@@ -154,6 +159,16 @@ class FastLane:
                     metrics.in_flight -= 1
                 return
         await self.app(scope, receive, send)
+
+
+def _first_match(routes: list[Any], path: str) -> Any:
+    """The route Starlette's Router serves a POST to ``path`` with (a full match, first in order)."""
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": ""}
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
 
 
 __all__ = [
