@@ -27,7 +27,7 @@ from .config import ProxyConfig
 from .errors import ProxyError
 from .loading import apply_config
 from .logs import log_request
-from .middleware import Authenticate
+from .middleware import Authenticate, FastLane
 from .responses import error_response
 from .routes import llm, messages, ops
 from .state import ProxyState
@@ -91,7 +91,10 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Authenticate, backend=state.backend, public=ops.PUBLIC)],
+        middleware=[
+            Middleware(Authenticate, backend=state.backend, public=ops.PUBLIC),
+            Middleware(FastLane, routes=routes),  # the LLM routes without the routing layers
+        ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )
     app.router.redirect_slashes = False

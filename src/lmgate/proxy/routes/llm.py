@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._call import CONTROL_PARAMS
+from ...cost import compute_cost, custom_prices
 from ..auth import check_model
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
@@ -38,8 +39,8 @@ from ..hooks import (
 from ..identity import identity, stamp
 from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
-from ..middleware import InFlight, caller
-from ..responses import JSON, error_response, json_response
+from ..middleware import CountedRoute, caller
+from ..responses import EncodedJSON, error_response, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
 from ..validation import check_request
@@ -68,9 +69,8 @@ def routes(state: ProxyState) -> list[Route]:
     async def embeddings(request: Request) -> Response | SSEResponse:
         return await flow.handle(request, "embedding")
 
-    counted = [InFlight.using(state.metrics)]
     return [
-        Route(path, endpoint, methods=["POST"], middleware=counted)
+        CountedRoute(path, endpoint, state.metrics)
         for name, endpoint in (("/chat/completions", chat), ("/embeddings", embeddings))
         for path in spellings(name)
     ]
@@ -97,7 +97,7 @@ class LLMRoutes:
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
         limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
+        declared = _content_length(request.scope["headers"])
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ProxyError(
                 413,
@@ -105,26 +105,34 @@ class LLMRoutes:
                 "(general_settings.max_request_size_mb)",
                 code="request_too_large",
             )
+        # the ASGI messages themselves (what Request.stream() reads, without its generator): one
+        # message carries a small body whole
+        receive = request.receive
         parts: list[bytes] = []
         size = 0
-        try:
-            async for part in request.stream():
-                size += len(part)
-                if size > limit:
-                    raise ProxyError(
-                        413,
-                        f"request body is over the limit of {limit} bytes "
-                        "(general_settings.max_request_size_mb)",
-                        code="request_too_large",
-                    )
+        while True:
+            message = await receive()
+            if (
+                message["type"] != "http.request"
+            ):  # http.disconnect: the client left (or the body timeout closed it)
+                raise ProxyError(
+                    CLIENT_CLOSED,
+                    "the client closed the connection before sending the whole body",
+                    code="client_closed_request",
+                )
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise ProxyError(
+                    413,
+                    f"request body is over the limit of {limit} bytes (general_settings.max_request_size_mb)",
+                    code="request_too_large",
+                )
+            if part:
                 parts.append(part)
-        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
-            raise ProxyError(
-                CLIENT_CLOSED,
-                "the client closed the connection before sending the whole body",
-                code="client_closed_request",
-            ) from None
-        raw = b"".join(parts)
+            if not message.get("more_body", False):
+                break
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
         if not raw:
             raise ProxyError(400, "request body is empty; send a JSON object")
         try:
@@ -179,12 +187,8 @@ class LLMRoutes:
                     if customer is not None:
                         user.end_user_max_budget = customer.get("max_budget")
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(
-                user,
-                request.client.host if request.client else None,
-                data.get("metadata"),
-                request.scope["path"],
-            )
+            client = request.scope.get("client")  # what request.client.host reads, without its Address
+            who = identity(user, client[0] if client else None, data.get("metadata"), request.scope["path"])
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
@@ -227,7 +231,7 @@ class LLMRoutes:
             log_request(
                 request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
             )
-            return Response(body, status_code=200, headers=headers, media_type=JSON)
+            return EncodedJSON(body, headers)
         except Exception as error:
             perr = await self._failed(hooks, data, error, user, failed_at.deployment_for(error))
             elapsed = time.perf_counter() - start
@@ -435,6 +439,14 @@ class FailedAt:
         return self._deployment if error is self._error else None
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first Content-Length header, as Starlette's ``Headers.get`` reads it."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.decode("latin-1")
+    return None
+
+
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
     headers = {"x-litellm-model-id": model_id}
     call_id = hidden.get("litellm_call_id")
@@ -454,12 +466,26 @@ def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
 
 
 def _stream_cost(deployment: Any, usage: Any) -> float | None:
-    from ...cost import compute_cost, custom_prices
+    candidates, prices = _stream_prices(deployment)
+    return compute_cost(candidates, usage, prices).cost
 
-    params = deployment.litellm_params
-    model = str(params.get("model"))
-    candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
-    return compute_cost(candidates, usage, custom_prices(dict(params))).cost
+
+# a deployment's price candidates and custom prices, worked out at its first stream (its
+# litellm_params do not change while the proxy runs)
+_STREAM_PRICES: dict[int, tuple[Any, list[str | None], dict[str, float] | None]] = {}
+
+
+def _stream_prices(deployment: Any) -> tuple[list[str | None], dict[str, float] | None]:
+    cached = _STREAM_PRICES.get(id(deployment))
+    if cached is None or cached[0] is not deployment:
+        params = deployment.litellm_params
+        model = str(params.get("model"))
+        candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
+        cached = (deployment, candidates, custom_prices(dict(params)))
+        if len(_STREAM_PRICES) > 4096:  # configs reloaded again and again: do not grow without bound
+            _STREAM_PRICES.clear()
+        _STREAM_PRICES[id(deployment)] = cached
+    return cached[1], cached[2]
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:
