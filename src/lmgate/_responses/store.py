@@ -1,0 +1,119 @@
+"""Stored responses: what ``previous_response_id`` continues and ``GET /v1/responses/{id}`` reads.
+
+A bounded, in-process store (least recently used out first, ``CAPACITY`` responses), shared by
+the library and the proxy of one process. Each entry is the response as it was answered and
+the conversation that led to it (the input items, earlier turns included), so a later request
+can continue on any deployment. A restart forgets them; so does a second proxy worker — a
+client of several workers continues a conversation by sending its items, or talks to one.
+
+A response an OpenAI deployment answered (passed through) is stored too (``upstream``): a
+later request passed through to OpenAI keeps its ``previous_response_id`` (OpenAI has the
+response, reasoning items and all), a request to any other deployment gets the conversation
+from here.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from .translate import ResponsesRequestError, input_items
+
+CAPACITY = 10_000
+
+
+@dataclass
+class Stored:
+    response: dict[str, Any]
+    input: list[dict[str, Any]]  # the whole conversation before the response's output
+    upstream: bool  # answered by a pass-through: the upstream has it too
+
+
+class ResponseStore:
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, Stored] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0  # counted, so a bound that is too small shows
+
+    def put(
+        self, response: dict[str, Any], conversation: list[dict[str, Any]], upstream: bool = False
+    ) -> None:
+        rid = response.get("id")
+        if not isinstance(rid, str):
+            return
+        entry = Stored(copy.deepcopy(response), copy.deepcopy(conversation), upstream)
+        with self._lock:
+            self._entries[rid] = entry
+            self._entries.move_to_end(rid)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+                self.evicted += 1
+
+    def get(self, response_id: str) -> Stored | None:
+        with self._lock:
+            entry = self._entries.get(response_id)
+            if entry is not None:
+                self._entries.move_to_end(response_id)
+            return entry
+
+    def delete(self, response_id: str) -> bool:
+        with self._lock:
+            return self._entries.pop(response_id, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_default: ResponseStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_store() -> ResponseStore:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = ResponseStore()
+    return _default
+
+
+def not_found(response_id: str, param: str | None = None) -> ResponsesRequestError:
+    """OpenAI's answer for an id it does not know."""
+    what = "Previous response" if param else "Response"
+    return ResponsesRequestError(
+        f"{what} with id '{response_id}' not found.",
+        param,
+        "previous_response_not_found" if param else None,
+        404 if not param else 400,
+    )
+
+
+def conversation(entry: Stored) -> list[dict[str, Any]]:
+    """The items a continuation starts from: the stored input, then the response's output."""
+    return copy.deepcopy(entry.input) + copy.deepcopy(entry.response.get("output") or [])
+
+
+def expand(
+    data: dict[str, Any], store: ResponseStore, passes_through: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The request with ``previous_response_id`` resolved, and the conversation to store with
+    its answer (every item so far). A request passed through keeps an id the upstream made."""
+    previous = data.get("previous_response_id")
+    items = input_items(data)
+    if not previous:
+        return data, items
+    entry = store.get(previous)
+    if entry is None:
+        if passes_through:  # OpenAI's own id, from a response this process never saw
+            return data, items
+        raise not_found(previous, "previous_response_id")
+    history = conversation(entry)
+    if passes_through and entry.upstream:
+        return data, history + items
+    expanded = {k: v for k, v in data.items() if k != "previous_response_id"}
+    expanded["input"] = history + items
+    return expanded, history + items
