@@ -132,8 +132,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     # ruff: noqa: F401
     from ._call import acompletion, aembedding, completion, embedding  # noqa: F401
     from ._callbacks.custom_logger import CustomLogger
-    from ._flush import aflush_callbacks, callback_stats, flush_callbacks  # noqa: F401
     from ._completions import atext_completion, text_completion  # noqa: F401
+    from ._flush import aflush_callbacks, callback_stats, flush_callbacks  # noqa: F401
     from ._messages.api import aanthropic_messages, anthropic_messages  # noqa: F401
     from ._responses.api import aresponses, responses  # noqa: F401
     from ._retry import RetryPolicy  # noqa: F401

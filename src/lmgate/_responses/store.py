@@ -30,6 +30,7 @@ class Stored:
     response: dict[str, Any]
     input: list[dict[str, Any]]  # the whole conversation before the response's output
     upstream: bool  # answered by a pass-through: the upstream has it too
+    owner: str | None = None  # the proxy key's hash that made it: only that key (or an admin) reads it
 
 
 class ResponseStore:
@@ -40,12 +41,16 @@ class ResponseStore:
         self.evicted = 0  # counted, so a bound that is too small shows
 
     def put(
-        self, response: dict[str, Any], conversation: list[dict[str, Any]], upstream: bool = False
+        self,
+        response: dict[str, Any],
+        conversation: list[dict[str, Any]],
+        upstream: bool = False,
+        owner: str | None = None,
     ) -> None:
         rid = response.get("id")
         if not isinstance(rid, str):
             return
-        entry = Stored(copy.deepcopy(response), copy.deepcopy(conversation), upstream)
+        entry = Stored(copy.deepcopy(response), copy.deepcopy(conversation), upstream, owner)
         with self._lock:
             self._entries[rid] = entry
             self._entries.move_to_end(rid)
@@ -97,16 +102,27 @@ def conversation(entry: Stored) -> list[dict[str, Any]]:
     return copy.deepcopy(entry.input) + copy.deepcopy(entry.response.get("output") or [])
 
 
+ANYONE = object()  # ``owner`` of a library call: no key to check
+
+
+def readable(entry: Stored | None, owner: Any) -> Stored | None:
+    """The entry when ``owner`` (a proxy key's hash) may read it: its own, or the library's."""
+    if entry is None or owner is ANYONE or entry.owner == owner:
+        return entry
+    return None
+
+
 def expand(
-    data: dict[str, Any], store: ResponseStore, passes_through: bool
+    data: dict[str, Any], store: ResponseStore, passes_through: bool, owner: Any = ANYONE
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The request with ``previous_response_id`` resolved, and the conversation to store with
-    its answer (every item so far). A request passed through keeps an id the upstream made."""
+    its answer (every item so far). A request passed through keeps an id the upstream made.
+    Another key's response is not found, as OpenAI answers for another project's."""
     previous = data.get("previous_response_id")
     items = input_items(data)
     if not previous:
         return data, items
-    entry = store.get(previous)
+    entry = readable(store.get(previous), owner)
     if entry is None:
         if passes_through:  # OpenAI's own id, from a response this process never saw
             return data, items

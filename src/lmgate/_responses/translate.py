@@ -467,7 +467,7 @@ def to_response(
         arguments = fn.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        items.append(function_call_item(call.get("id") or new_id("call"), fn.get("name"), arguments))
+        items.append(function_call_item(call.get("id") or new_id("call"), str(fn.get("name") or ""), arguments))
     out["output"] = items
     return finish(out, choice.get("finish_reason") or "stop", result.get("usage"))
 

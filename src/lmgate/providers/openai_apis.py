@@ -137,7 +137,7 @@ class ResponsesStream(StreamTranslator):
     def _feed(self, obj: dict[str, Any]) -> list[ModelResponseStream]:
         kind = obj.get("type")
         if kind == "error" or (kind is None and obj.get("error")):
-            error = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+            error: dict[str, Any] = obj["error"] if isinstance(obj.get("error"), dict) else obj
             raise exc.APIError(str(error.get("message") or "stream error"), self.provider.name, self.ep.model)
         if kind == "response.created":
             response = obj.get("response") or {}
