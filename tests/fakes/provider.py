@@ -1032,13 +1032,13 @@ class FakeProvider(BackgroundHTTPServer):
                 )
             emit("response.output_item.done", output_index=index, item=item)
         if reply.stream_error is not None:
-            emit(
-                "error",
-                code="server_error",
-                message="The server had an error while processing your request.",
-                param=None,
+            error = {
+                "code": "server_error",
+                "message": "The server had an error while processing your request.",
+                "param": None,
                 **reply.stream_error,
-            )
+            }
+            emit("error", **error)
             return events
         emit(
             "response.incomplete" if response["status"] == "incomplete" else "response.completed",
