@@ -25,8 +25,8 @@ from lmgate._responses.translate import (
     to_response,
 )
 from lmgate.cost import compute_cost
-from lmgate.providers.openai_apis import parse_api
 from lmgate.providers.base import Endpoint
+from lmgate.providers.openai_apis import parse_api
 from lmgate.testing import CapturingLogger
 from lmgate.types import ModelResponse, ModelResponseStream
 
