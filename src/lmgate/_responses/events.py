@@ -16,10 +16,16 @@ they came.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+import orjson
+
 from .translate import finish, function_call_item, message_item, new_id, output_text, reasoning_item
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (an event must not change when the response grows later)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 class EventTranslator:
@@ -45,7 +51,7 @@ class EventTranslator:
         return event
 
     def _snapshot(self) -> dict[str, Any]:
-        return copy.deepcopy(self.response)
+        return _copy(self.response)
 
     def _start(self) -> list[dict[str, Any]]:
         self.started = True
@@ -59,9 +65,7 @@ class EventTranslator:
         self.response["output"].append(item)
         self.open = item
         events.append(
-            self._event(
-                "response.output_item.added", output_index=self._index(item), item=copy.deepcopy(item)
-            )
+            self._event("response.output_item.added", output_index=self._index(item), item=_copy(item))
         )
         return events
 
@@ -111,7 +115,7 @@ class EventTranslator:
         item["status"] = "completed"
         if item["type"] == "reasoning":
             item.pop("status")  # OpenAI's reasoning items carry no status
-        events.append(self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item)))
+        events.append(self._event("response.output_item.done", output_index=index, item=_copy(item)))
         return events
 
     def feed(self, chunk: Any) -> list[dict[str, Any]]:

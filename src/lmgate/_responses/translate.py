@@ -9,8 +9,8 @@ steer OpenAI's own service (``include``, ``truncation``, ``service_tier``, …, 
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -64,7 +64,8 @@ class ResponsesRequestError(ValueError):
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """``prefix_`` and 32 random hex digits: ids need uniqueness, not cryptographic strength."""
+    return f"{prefix}_{random.getrandbits(128):032x}"
 
 
 # ---- the request ----
@@ -467,7 +468,9 @@ def to_response(
         arguments = fn.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        items.append(function_call_item(call.get("id") or new_id("call"), str(fn.get("name") or ""), arguments))
+        items.append(
+            function_call_item(call.get("id") or new_id("call"), str(fn.get("name") or ""), arguments)
+        )
     out["output"] = items
     return finish(out, choice.get("finish_reason") or "stop", result.get("usage"))
 
