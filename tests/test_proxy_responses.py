@@ -491,3 +491,47 @@ def test_one_record_per_request_with_call_type_and_cost(
             assert r["response_cost"] == claude and (r["prompt_tokens"], r["completion_tokens"]) == (7, 5)
     assert all(r["metadata"]["user_api_key_hash"] for r in records)
     assert any(r["metadata"].get("requester_metadata") == {"k": "v"} for r in records)
+
+
+# ---- stored responses survive a restart through the log store ----
+def test_log_store_backs_stored_responses_across_a_restart(tmp_path: Path, fake: FakeProvider) -> None:
+    """With the store logger on, a response answered before a restart is read back (GET) and
+    continued (previous_response_id) from the log store; without it, it would be gone."""
+    fake.reset()
+    store_config = f"""
+    litellm_settings:
+      callbacks: ["store"]
+    callback_settings:
+      store: {{path: "{tmp_path / "logs.sqlite3"}", flush_interval: 60}}
+    """
+    config = write_config(tmp_path, fake, store_config)
+    served = Served(config, tmp_path, ENV)
+    try:
+        served.wait_ready()
+        with openai.OpenAI(base_url=f"{served.url}/v1", api_key=MASTER, max_retries=0) as c:
+            first = c.responses.create(model="claude", input="My name is Ada.")
+            unstored = c.responses.create(model="mock", input="Hi", store=False)
+    finally:
+        assert served.stop() == 0, served.stderr  # the shutdown flush writes the records
+    served = Served(config, tmp_path, ENV)
+    try:
+        served.wait_ready()
+        with openai.OpenAI(base_url=f"{served.url}/v1", api_key=MASTER, max_retries=0) as c:
+            got = c.responses.retrieve(first.id)
+            assert got.output_text == DEFAULT_TEXT and got.id == first.id and got.model == "claude"
+            assert (got.usage.input_tokens, got.usage.output_tokens) == (7, 5)  # type: ignore[union-attr]
+            fake.enqueue(Reply(text="Ada."))
+            second = c.responses.create(model="claude", input="My name?", previous_response_id=first.id)
+            assert second.output_text == "Ada."
+            assert fake.requests[-1].json["messages"] == [
+                {"role": "user", "content": "My name is Ada."},
+                {"role": "assistant", "content": DEFAULT_TEXT},
+                {"role": "user", "content": "My name?"},
+            ]
+            c.responses.delete(first.id)
+            with pytest.raises(openai.NotFoundError):
+                c.responses.retrieve(first.id)
+            with pytest.raises(openai.NotFoundError):
+                c.responses.retrieve(unstored.id)  # store: false is not read back from the log either
+    finally:
+        served.stop()

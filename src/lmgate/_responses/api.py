@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from .events import EventTranslator
+from .log_store import call_id_for
 from .store import ResponseStore, default_store, expand
 from .translate import (
     ACALL_TYPE,
@@ -80,7 +81,14 @@ def passthrough_body(data: dict[str, Any]) -> dict[str, Any]:
 class Prepared:
     """One request made ready: the chat call's arguments, and what the answer is built from."""
 
-    def __init__(self, data: dict[str, Any], passes: bool, store: ResponseStore, is_async: bool) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        passes: bool,
+        store: ResponseStore,
+        is_async: bool,
+        controls: dict[str, Any],
+    ) -> None:
         try:
             check_request(data, strict=not passes)
             sent, self.conversation = expand(data, store, passes)
@@ -94,14 +102,18 @@ class Prepared:
         self.store = store
         self.params["_call_type"] = ACALL_TYPE if is_async else CALL_TYPE
         self.params["openai_passthrough"] = {"api": "responses", "body": passthrough_body(sent)}
+        self.response_id = new_id("resp")
+        # the call's id is the response's (log_store.call_id_for), unless it is not to be stored
+        if "litellm_call_id" not in controls and data.get("store") is not False:
+            self.params["litellm_call_id"] = call_id_for(self.response_id)
 
     def respond(self, result: Any) -> dict[str, Any]:
-        response = to_response(result, self.data, new_id("resp"), str(self.data["model"]))
+        response = to_response(result, self.data, self.response_id, str(self.data["model"]))
         self.keep(response, getattr(result, "_passthrough_body", None) is not None)
         return response
 
     def events(self) -> EventTranslator:
-        return EventTranslator(skeleton(self.data, new_id("resp"), str(self.data["model"])))
+        return EventTranslator(skeleton(self.data, self.response_id, str(self.data["model"])))
 
     def keep(self, response: dict[str, Any] | None, upstream: bool) -> None:
         if response is not None and self.data.get("store") is not False:
@@ -116,7 +128,7 @@ def _prepare(
     if stream:
         data["stream"] = True
     store = controls.pop("responses_store", None) or default_store()
-    return Prepared(data, speaks_responses({**controls, "model": model}), store, is_async)
+    return Prepared(data, speaks_responses({**controls, "model": model}), store, is_async, controls)
 
 
 def responses(

@@ -3,8 +3,9 @@
 A bounded, in-process store (least recently used out first, ``CAPACITY`` responses), shared by
 the library and the proxy of one process. Each entry is the response as it was answered and
 the conversation that led to it (the input items, earlier turns included), so a later request
-can continue on any deployment. A restart forgets them; so does a second proxy worker — a
-client of several workers continues a conversation by sending its items, or talks to one.
+can continue on any deployment. What it does not hold (a restart, another worker, evicted) is
+read back from the log store when the ``store`` logger is on (``log_store.py``); without it,
+a restart forgets them, and a client of several workers talks to one or sends its items.
 
 A response an OpenAI deployment answered (passed through) is stored too (``upstream``): a
 later request passed through to OpenAI keeps its ``previous_response_id`` (OpenAI has the
@@ -46,6 +47,8 @@ class ResponseStore:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[str, Stored] = OrderedDict()
+        # deleted ids, so the log store's record of one is not read back (bounded like the entries)
+        self._deleted: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0  # counted, so a bound that is too small shows
 
@@ -72,11 +75,27 @@ class ResponseStore:
             entry = self._entries.get(response_id)
             if entry is not None:
                 self._entries.move_to_end(response_id)
-            return entry
+                return entry
+            if response_id in self._deleted:
+                return None
+        from .log_store import from_log_store
+
+        found = from_log_store(response_id)
+        if found is None:
+            return None
+        response, conversation, owner = found
+        self.put(response, conversation, False, owner)
+        return self._entries.get(response_id)
 
     def delete(self, response_id: str) -> bool:
+        """Forget a response (the log store keeps its call's record: a log, with its own retention)."""
+        known = self.get(response_id) is not None
         with self._lock:
-            return self._entries.pop(response_id, None) is not None
+            self._entries.pop(response_id, None)
+            self._deleted[response_id] = None
+            while len(self._deleted) > self.capacity:
+                self._deleted.popitem(last=False)
+        return known
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -34,6 +34,7 @@ from .._completions import (
 )
 from .._responses.api import passthrough_body, speaks_responses
 from .._responses.events import EventTranslator
+from .._responses.log_store import call_id_for
 from .._responses.store import ResponseStore, default_store, expand
 from .._responses.translate import (
     ACALL_TYPE,
@@ -145,7 +146,10 @@ class BoundResponses:
         body = passthrough_body(self.sent)
         if not self.metadata:
             body.pop("metadata", None)
-        return {"openai_passthrough": {"api": "responses", "body": body}}
+        extra: dict[str, Any] = {"openai_passthrough": {"api": "responses", "body": body}}
+        if self.data.get("store") is not False:  # the call's id is the response's: its log record is findable
+            extra["litellm_call_id"] = call_id_for(self.response_id)
+        return extra
 
     def skeleton(self) -> dict[str, Any]:
         return skeleton(self.data, self.response_id, str(self.data.get("model")), self.metadata)

@@ -11,6 +11,7 @@ in the API's own shapes. ``GET``/``DELETE`` read the process's response store
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -51,12 +52,12 @@ def routes(state: ProxyState) -> list[Route]:
             rid = request.path_params["response_id"]
             # the master key (the proxy's admin) reads every stored response, as it reads every log
             owner = None if user.user_role == "proxy_admin" else user.api_key
-            entry = store.get(rid)
+            entry = await asyncio.to_thread(store.get, rid)  # may read the log store
             if entry is None or (owner is not None and readable(entry, owner) is None):
                 error = not_found(rid)
                 raise ProxyError(404, str(error), code="not_found")
             if request.method == "DELETE":
-                store.delete(rid)
+                await asyncio.to_thread(store.delete, rid)
                 body: Any = {"id": rid, "object": "response", "deleted": True}
             else:
                 body = entry.response
