@@ -6,8 +6,8 @@
 
 One fake upstream (bench/fake_openai.py) answers chat completions, Anthropic's /v1/messages and
 OpenAI's /v1/responses with the same text; one `lmgate serve` (one worker, no key, no logger)
-forwards to it with two deployments: `gpt` (openai/…, the upstream's OpenAI API) and `claude`
-(anthropic/…, its Messages API). Each route is measured with wrk, one at a time:
+forwards to it with three deployments: `gpt` (openai/…, the upstream's OpenAI API), `claude`
+(anthropic/…, its Messages API) and `azure` (azure/…, its chat API under a deployment URL). Each route is measured with wrk, one at a time:
 
 | route | what the proxy does | upstream endpoint it is compared with |
 |---|---|---|
@@ -16,6 +16,7 @@ forwards to it with two deployments: `gpt` (openai/…, the upstream's OpenAI AP
 | `messages_translated` | POST /v1/messages to `gpt`: Messages → chat → Messages | /v1/chat/completions |
 | `responses_passthrough` | POST /v1/responses to `gpt`: passed through | /v1/responses |
 | `responses_bridged` | POST /v1/responses to `claude`: Responses → chat → Messages and back | /v1/messages |
+| `responses_bridged_chat` | POST /v1/responses to `azure` (a chat API): Responses → chat and back | /v1/chat/completions |
 
 For each: requests/s at c=50, the server's CPU per request over that run (utime+stime from /proc
 divided by the requests wrk counted: the figure that survives a busy machine best), and p50 at c=1; "added p50" is the route's p50 at c=1 minus the
@@ -49,6 +50,8 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{port}/v1", api_key: sk-bench}}
   - model_name: claude
     litellm_params: {{model: anthropic/claude-sonnet-4-20250514, api_base: "http://127.0.0.1:{port}", api_key: sk-bench}}
+  - model_name: azure
+    litellm_params: {{model: azure/gpt-4o-mini, api_base: "http://127.0.0.1:{port}", api_key: sk-bench}}
 """
 HI = [{"role": "user", "content": "hi"}]
 CHAT = {"messages": HI}
@@ -61,6 +64,7 @@ ROUTES: dict[str, tuple[str, dict, str, str]] = {
     "messages_translated": ("/v1/messages", MESSAGES, "gpt", "up_chat"),
     "responses_passthrough": ("/v1/responses", RESPONSES, "gpt", "up_responses"),
     "responses_bridged": ("/v1/responses", RESPONSES, "claude", "up_messages"),
+    "responses_bridged_chat": ("/v1/responses", RESPONSES, "azure", "up_chat"),
 }
 UPSTREAM: dict[str, tuple[str, dict]] = {
     "up_chat": ("/v1/chat/completions", CHAT),
