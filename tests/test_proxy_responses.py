@@ -442,9 +442,36 @@ def test_completions_refuses_what_chat_cannot_do(served: Served, fake: FakeProvi
     r = _raw(served, {"model": "claude"}, "/v1/completions")
     assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
     assert fake.requests == []
-    # an OpenAI deployment takes them as they are
-    r = _raw(served, {"model": "openai", "prompt": ["a", "b"], "suffix": "y"}, "/v1/completions")
+    # an OpenAI deployment takes them as they are; lmgate's own controls never go along
+    r = _raw(
+        served,
+        {
+            "model": "openai",
+            "prompt": ["a", "b"],
+            "suffix": "y",
+            "api_base": "http://elsewhere",
+            "mock_response": "m",
+        },
+        "/v1/completions",
+    )
     assert r.status_code == 200 and fake.requests[-1].json["suffix"] == "y"
+    assert "api_base" not in fake.requests[-1].json and "mock_response" not in fake.requests[-1].json
+
+
+def test_passed_through_body_never_carries_lmgate_controls(served: Served, fake: FakeProvider) -> None:
+    fake.reset()
+    body = {
+        "model": "openai",
+        "input": "x",
+        "api_key": "sk-client",
+        "api_base": "http://elsewhere",
+        "mock_response": "m",
+    }
+    r = _raw(served, body)
+    assert r.status_code == 200, r.text
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/responses" and sent.headers["authorization"] == f"Bearer {UPSTREAM}"
+    assert {"api_key", "api_base", "mock_response", "metadata"}.isdisjoint(sent.json)
 
 
 # ---- one logged call per request ----

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from .._call import CONTROL_PARAMS
 from .._completions import (
     ACALL_TYPE as COMPLETIONS_CALL_TYPE,
 )
@@ -54,6 +55,12 @@ from .sse import Framing
 
 def _event(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A body passed through, without lmgate's control parameters (``api_base``, ``api_key``,
+    ``mock_response``, …: never the client's to send on) nor the proxy's stamped metadata."""
+    return {k: v for k, v in body.items() if k not in CONTROL_PARAMS}
 
 
 def _refused(error: ResponsesRequestError | CompletionsRequestError) -> ProxyError:
@@ -143,9 +150,9 @@ class BoundResponses:
     def extra(self, data: dict[str, Any], headers: Any) -> dict[str, Any]:
         """Call arguments the proxy adds: the request to pass through to an OpenAI deployment
         (``to_chat``, which the flow calls first, resolved its ``previous_response_id``)."""
-        body = passthrough_body(self.sent)
-        if not self.metadata:
-            body.pop("metadata", None)
+        body = _upstream_body(passthrough_body(self.sent))
+        if self.metadata:
+            body["metadata"] = self.metadata
         extra: dict[str, Any] = {"openai_passthrough": {"api": "responses", "body": body}}
         if self.data.get("store") is not False:  # the call's id is the response's: its log record is findable
             extra["litellm_call_id"] = call_id_for(self.response_id)
@@ -206,7 +213,7 @@ class TextCompletions(BridgedFormat):
         return chat
 
     def extra(self, data: dict[str, Any], headers: Any) -> dict[str, Any]:
-        body = {k: v for k, v in data.items() if k not in ("stream", "metadata")}
+        body = _upstream_body({k: v for k, v in data.items() if k != "stream"})
         return {"openai_passthrough": {"api": "completions", "body": body}}
 
     def respond(self, result: Any, model: str, raw: bool = True) -> Any:
