@@ -562,3 +562,48 @@ def test_log_store_backs_stored_responses_across_a_restart(tmp_path: Path, fake:
                 c.responses.retrieve(unstored.id)  # store: false is not read back from the log either
     finally:
         served.stop()
+
+
+# ---- a stored response belongs to the key that made it ----
+def test_a_key_reads_only_its_own_stored_responses(tmp_path: Path, fake: FakeProvider) -> None:
+    """Virtual keys: key B cannot read, delete nor continue key A's response (not found, as for
+    an id that never existed); a key's model list applies on /v1/responses; the master key reads all."""
+    config = write_config(tmp_path, fake)
+    config.write_text(
+        config.read_text().replace("general_settings:\n", "general_settings:\n  virtual_keys: true\n")
+    )
+    served = Served(config, tmp_path, ENV, args=["--data-dir", str(tmp_path / "data")])
+    try:
+        served.wait_ready()
+
+        def generate(**body: Any) -> str:
+            r = httpx.post(
+                f"{served.url}/key/generate", json=body, headers={"Authorization": f"Bearer {MASTER}"}
+            )
+            assert r.status_code == 200, r.text
+            return str(r.json()["key"])
+
+        key_a, key_b, mock_only = generate(), generate(), generate(models=["mock"])
+        with (
+            openai.OpenAI(base_url=f"{served.url}/v1", api_key=key_a, max_retries=0) as a,
+            openai.OpenAI(base_url=f"{served.url}/v1", api_key=key_b, max_retries=0) as b,
+            openai.OpenAI(base_url=f"{served.url}/v1", api_key=MASTER, max_retries=0) as master,
+            openai.OpenAI(base_url=f"{served.url}/v1", api_key=mock_only, max_retries=0) as limited,
+        ):
+            mine = a.responses.create(model="mock", input="secret plans")
+            assert a.responses.retrieve(mine.id).id == mine.id
+            with pytest.raises(openai.NotFoundError):
+                b.responses.retrieve(mine.id)
+            with pytest.raises(openai.NotFoundError):
+                b.responses.delete(mine.id)
+            with pytest.raises(openai.BadRequestError) as continued:
+                b.responses.create(model="mock", input="and?", previous_response_id=mine.id)
+            assert continued.value.body["param"] == "previous_response_id"  # type: ignore[index]
+            assert master.responses.retrieve(mine.id).id == mine.id
+            a.responses.create(model="mock", input="more", previous_response_id=mine.id)
+            with pytest.raises(openai.APIStatusError) as denied:
+                limited.responses.create(model="claude", input="x")
+            assert denied.value.status_code in (401, 403)
+            assert limited.responses.create(model="mock", input="x").status == "completed"
+    finally:
+        served.stop()
