@@ -607,3 +607,27 @@ def test_a_key_reads_only_its_own_stored_responses(tmp_path: Path, fake: FakePro
             assert limited.responses.create(model="mock", input="x").status == "completed"
     finally:
         served.stop()
+
+
+def test_input_items_are_listed_by_the_sdk(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="mock", input="one")
+    second = client.responses.create(
+        model="mock",
+        previous_response_id=first.id,
+        input=[
+            {"role": "user", "content": "two"},
+            {"type": "function_call_output", "call_id": "c1", "output": "r"},
+        ],
+    )
+    # the SDK follows the cursor page by page (limit=1): every item of the conversation, newest first
+    items = list(client.responses.input_items.list(second.id, limit=1))
+    assert [i.type for i in items] == ["function_call_output", "message", "message", "message"]
+    assert [getattr(i, "role", None) for i in items] == [None, "user", "assistant", "user"]
+    assert items[1].content[0].text == "two" and items[3].content[0].text == "one"  # type: ignore[union-attr]
+    assert len({i.id for i in items}) == 4
+    ascending = client.responses.input_items.list(second.id, order="asc")
+    assert [i.id for i in ascending.data] == [i.id for i in reversed(items)]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_" + "0" * 32)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(second.id, limit=0)

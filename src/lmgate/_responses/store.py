@@ -162,3 +162,24 @@ def expand(
     expanded = {k: v for k, v in data.items() if k != "previous_response_id"}
     expanded["input"] = history + items
     return expanded, history + items
+
+
+def listed_items(entry: Stored, response_id: str) -> list[dict[str, Any]]:
+    """The input items a response was made from, as ``GET /v1/responses/{id}/input_items``
+    lists them: each with an ``id`` (one the client did not give is made from the response's id
+    and the item's place, so it is the same on every read) and a message's text as parts."""
+    items: list[dict[str, Any]] = orjson.loads(entry.input_json)
+    out = []
+    for i, item in enumerate(items):
+        item = dict(item)
+        kind = item.get("type") or ("message" if "role" in item else "item")
+        item["type"] = kind
+        if kind == "message":
+            if isinstance(item.get("content"), str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"]}]
+            item.setdefault("status", "completed")
+        prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}.get(kind, "item")
+        item.setdefault("id", f"{prefix}_{response_id.removeprefix('resp_')}_{i}")
+        out.append(item)
+    return out
