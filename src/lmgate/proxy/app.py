@@ -48,7 +48,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
         # the management API (routes/admin.py): only with virtual keys, only for the admin
         from .routes import admin
 
-        routes += admin.routes(key_store, state.key_backend)
+        routes += admin.routes(key_store, state.key_backend, tuple(config.callback_settings))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)

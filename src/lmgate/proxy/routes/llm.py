@@ -36,6 +36,7 @@ from ..hooks import (
     wrap_stream,
 )
 from ..identity import identity, stamp
+from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
 from ..middleware import InFlight, caller
 from ..responses import JSON, error_response, json_response
@@ -86,6 +87,12 @@ class LLMRoutes:
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
+        # end users of the key store (end_users.py), with virtual keys only
+        self.end_users = None
+        if state.key_store is not None:
+            from ..end_users import end_users_of
+
+            self.end_users = end_users_of(state.key_store)
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
@@ -163,8 +170,20 @@ class LLMRoutes:
                 check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
+            end_user = data.get("user")
+            if isinstance(end_user, str) and end_user:  # the end user this request is made for
+                user = user.for_request(end_user)
+                if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
+                    customer = await self.end_users.check(end_user)
+                    if customer is not None:
+                        user.end_user_max_budget = customer.get("max_budget")
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            who = identity(
+                user,
+                request.client.host if request.client else None,
+                data.get("metadata"),
+                request.scope["path"],
+            )
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
@@ -244,6 +263,10 @@ class LLMRoutes:
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
             kw.update(extra)
+        if user.metadata or user.team_metadata:  # a key's or team's own callbacks, message logging off
+            controls = call_controls(user.metadata, user.team_metadata)
+            if controls:
+                kw.update(controls)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream
