@@ -11,6 +11,9 @@ answers the same text in Gemini's wire format, so a Gemini call's added latency 
 POST /model/<id>/converse (and /converse-stream, as AWS event-stream frames) answers the same text in
 Bedrock's Converse format; the signature is not checked (tests/fakes/bedrock.py does that).
 
+POST /v1/messages answers the same text as an Anthropic Messages API message, and POST /v1/responses
+as an OpenAI Responses API response (JSON only), so the proxy's other formats compare with chat.
+
 Prints "READY <port>" on stdout once listening.  Stops by itself after --max-seconds.
 """
 
@@ -149,6 +152,55 @@ def sse_response(model: str) -> bytes:
     return head + chunks
 
 
+@functools.lru_cache(maxsize=64)
+def anthropic_body(model: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "msg_bench",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": CONTENT}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 5, "output_tokens": 6},
+        }
+    ).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def responses_body(model: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "resp_bench",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [
+                {
+                    "id": "msg_bench",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": CONTENT, "annotations": []}],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11},
+        }
+    ).encode()
+
+
+def _model(body: bytes) -> str:
+    try:
+        return str(json.loads(body or b"{}").get("model", "gpt-4o-mini"))
+    except ValueError:
+        return "gpt-4o-mini"
+
+
 def response(status: str, ctype: str, body: bytes) -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n"
     return head.encode() + body
@@ -176,6 +228,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     writer.write(sse_response(model))
                 else:
                     writer.write(response("200 OK", "application/json", completion_body(model)))
+            elif method == "POST" and path.endswith("/v1/messages"):
+                writer.write(response("200 OK", "application/json", anthropic_body(_model(body))))
+            elif method == "POST" and path.endswith("/responses"):
+                writer.write(response("200 OK", "application/json", responses_body(_model(body))))
             elif method == "POST" and path.endswith((":generateContent", ":streamGenerateContent")):
                 model = path.rsplit("/", 1)[-1].split(":", 1)[0]
                 if path.endswith(":streamGenerateContent"):

@@ -89,6 +89,10 @@ PUBLIC_NAMES = {
     "TranscriptionResponse",
     "anthropic_messages",
     "aanthropic_messages",
+    "responses",
+    "aresponses",
+    "text_completion",
+    "atext_completion",
 }
 
 HEAVY = [

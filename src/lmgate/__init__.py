@@ -60,6 +60,10 @@ _LAZY: dict[str, str] = {
     "aembedding": "lmgate._call",
     "anthropic_messages": "lmgate._messages.api",
     "aanthropic_messages": "lmgate._messages.api",
+    "responses": "lmgate._responses.api",
+    "aresponses": "lmgate._responses.api",
+    "text_completion": "lmgate._completions",
+    "atext_completion": "lmgate._completions",
     "completion_cost": "lmgate.cost",
     "CustomLogger": "lmgate._callbacks.custom_logger",
     "CustomStreamWrapper": "lmgate.streaming",
@@ -137,8 +141,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     # ruff: noqa: F401
     from ._call import acompletion, aembedding, completion, embedding  # noqa: F401
     from ._callbacks.custom_logger import CustomLogger
+    from ._completions import atext_completion, text_completion  # noqa: F401
     from ._flush import aflush_callbacks, callback_stats, flush_callbacks  # noqa: F401
     from ._messages.api import aanthropic_messages, anthropic_messages  # noqa: F401
+    from ._responses.api import aresponses, responses  # noqa: F401
     from ._retry import RetryPolicy  # noqa: F401
     from .caching import Cache  # noqa: F401
     from .cost import completion_cost  # noqa: F401

@@ -60,6 +60,9 @@ CONTROL_PARAMS = frozenset(
         # {"body", "headers"}: an Anthropic Messages request to send as it is when the
         # deployment speaks that API (``messages_request``), else the translated chat request
         "anthropic_passthrough",
+        # {"api": "responses" | "completions", "body"}: an OpenAI Responses or legacy completions
+        # request to send as it is when the provider lists the API in ``passthrough_apis``
+        "openai_passthrough",
         "custom_llm_provider",
         "litellm_call_id",
         "litellm_trace_id",
@@ -301,6 +304,10 @@ class Call:
                 self.control["anthropic_passthrough"].get("headers") or {},
                 self.stream,
             )
+        elif (api := self._openai_api()) is not None:
+            req = self.wire.api_request(  # type: ignore[attr-defined]
+                self.endpoint, api, self.control["openai_passthrough"]["body"], self.stream
+            )
         elif self.kind == "chat":
             req = self.wire.chat_request(self.endpoint, self.payload, dict(self.params), self.stream)
         else:
@@ -359,6 +366,9 @@ class Call:
                 self.model_name,
             ) from error
         if self.kind == "chat":
+            api = self._openai_api()
+            if api is not None:
+                return self.wire.parse_api(api, body, self.endpoint)  # type: ignore[attr-defined]
             return self.wire.parse_chat(body, self.endpoint)
         return self.wire.parse_embedding(body, self.endpoint)
 
@@ -388,8 +398,20 @@ class Call:
             return None
         return getattr(self.wire, "messages_request", None)
 
+    def _openai_api(self) -> str | None:
+        """The OpenAI API (``responses``, ``completions``) this call passes through, if any."""
+        spec = self.control.get("openai_passthrough")
+        if self.kind != "chat" or not spec or spec["api"] not in getattr(self.wire, "passthrough_apis", ()):
+            return None
+        return str(spec["api"])
+
     def translator(self) -> Any:
         assert self.wire is not None and self.endpoint is not None
+        api = self._openai_api()
+        if api is not None:
+            translator = self.wire.api_stream_translator(api, self.endpoint)  # type: ignore[attr-defined]
+            translator.keep_events = True
+            return translator
         translator = self.wire.stream_translator(self.endpoint)
         if self._passthrough() is not None:
             translator.keep_events = True

@@ -1,5 +1,6 @@
-"""A fake LLM provider: a real HTTP/1.1 server on 127.0.0.1 speaking the OpenAI, Azure OpenAI and
-Anthropic Messages wire formats, with scripted replies, errors, streams and cut connections.
+"""A fake LLM provider: a real HTTP/1.1 server on 127.0.0.1 speaking the OpenAI (chat, embeddings,
+Responses, legacy completions), Azure OpenAI and Anthropic Messages wire formats, with scripted
+replies, errors, streams and cut connections.
 
 It also holds :class:`BackgroundHTTPServer`, the small threaded-server base shared with the log receiver.
 """
@@ -536,6 +537,10 @@ class FakeProvider(BackgroundHTTPServer):
             return "openai", "chat", None
         if p in ("/v1/embeddings", "/embeddings"):
             return "openai", "embeddings", None
+        if p in ("/v1/responses", "/responses"):
+            return "openai", "responses", None
+        if p in ("/v1/completions", "/completions"):
+            return "openai", "completions", None
         if p == "/v1/messages":
             return "anthropic", "messages", None
         if p == "/v1/messages/count_tokens":
@@ -563,7 +568,9 @@ class FakeProvider(BackgroundHTTPServer):
     ) -> None:
         echo = getattr(self._local, "echo", None)
         if echo:
-            default = (anthropic_error_body if api == "anthropic" else openai_error_body)(status)["error"]["message"]
+            default = (anthropic_error_body if api == "anthropic" else openai_error_body)(status)["error"][
+                "message"
+            ]
             message = f"{message or default} (credentials received: {', '.join(echo)})"
         if api == "anthropic":
             body = anthropic_error_body(status, message, type_)
@@ -647,6 +654,10 @@ class FakeProvider(BackgroundHTTPServer):
             return "Missing required parameter: 'messages'."
         if endpoint == "embeddings" and "input" not in body:
             return "Missing required parameter: 'input'."
+        if endpoint == "responses" and "input" not in body and "previous_response_id" not in body:
+            return "Missing required parameter: 'input'."
+        if endpoint == "completions" and "prompt" not in body:
+            return "Missing required parameter: 'prompt'."
         return None
 
     def _handle(self, h: BaseHandler, rec: RecordedRequest, json_ok: bool) -> None:
@@ -707,6 +718,19 @@ class FakeProvider(BackgroundHTTPServer):
             h.send_json(reply.status, {"input_tokens": reply.usage[0]}, headers)
             return
         stream = bool(body.get("stream"))
+        if endpoint == "responses":
+            response = self._openai_response(body, reply, model, n)
+            if stream:
+                self._stream(h, reply, self._openai_response_events(response, reply), headers)
+            else:
+                self._send_maybe_cut(h, reply, reply.status, response, headers)
+            return
+        if endpoint == "completions":
+            if stream:
+                self._stream(h, reply, self._openai_text_events(body, reply, model, n), headers)
+            else:
+                self._send_maybe_cut(h, reply, reply.status, self._openai_text(reply, model, n), headers)
+            return
         if api == "anthropic":
             if stream:
                 events = self._anthropic_events(body, reply, model, n)
@@ -873,6 +897,214 @@ class FakeProvider(BackgroundHTTPServer):
         events.extend(chunk(ci, {}, finish) for ci in range(n_choices))
         if include_usage:
             events.append(_sse_data({**base, "choices": [], "usage": self._openai_usage(reply)}))
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+    # -- the Responses API (POST /v1/responses), as OpenAI answers it --
+    def _openai_response(self, body: dict[str, Any], reply: Reply, model: str, n: int) -> dict[str, Any]:
+        output: list[dict[str, Any]] = []
+        text = self._text(reply)
+        if text is not None:
+            output.append(
+                {
+                    "id": f"msg_fake{n}",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+                }
+            )
+        for i, tc in enumerate(reply.tool_calls or []):
+            output.append(
+                {
+                    "id": f"fc_fake{n}_{i}",
+                    "type": "function_call",
+                    "status": "completed",
+                    "call_id": self._tool_id(tc, "call_", i, n),
+                    "name": tc["name"],
+                    "arguments": json.dumps(tc.get("arguments", {})),
+                }
+            )
+        p, c = reply.usage
+        incomplete = reply.finish_reason == "length"
+        return {
+            "id": f"resp_fake{n}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "incomplete" if incomplete else "completed",
+            "background": False,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": model,
+            "output": output,
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None},
+            "store": body.get("store", True),
+            "temperature": body.get("temperature", 1.0),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "top_p": body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": {
+                "input_tokens": p,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": c,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": p + c,
+            },
+            "user": body.get("user"),
+            "metadata": body.get("metadata") or {},
+        }
+
+    def _openai_response_events(self, response: dict[str, Any], reply: Reply) -> list[bytes]:
+        seq = itertools.count()
+        events: list[bytes] = []
+
+        def emit(kind: str, **fields: Any) -> None:
+            events.append(_sse_event(kind, {"type": kind, "sequence_number": next(seq), **fields}))
+
+        start = dict(response, status="in_progress", output=[], usage=None, incomplete_details=None)
+        emit("response.created", response=start)
+        emit("response.in_progress", response=start)
+        for index, item in enumerate(response["output"]):
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                emit(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=dict(item, status="in_progress", content=[]),
+                )
+                part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                emit(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=part,
+                )
+                for piece in _pieces(text, reply.chunk_size):
+                    emit(
+                        "response.output_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        delta=piece,
+                        logprobs=[],
+                    )
+                emit(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                )
+                emit(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=item["content"][0],
+                )
+            else:
+                emit(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=dict(item, status="in_progress", arguments=""),
+                )
+                for piece in _pieces(item["arguments"], reply.chunk_size):
+                    emit(
+                        "response.function_call_arguments.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        delta=piece,
+                    )
+                emit(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    name=item["name"],
+                    arguments=item["arguments"],
+                )
+            emit("response.output_item.done", output_index=index, item=item)
+        if reply.stream_error is not None:
+            error = {
+                "code": "server_error",
+                "message": "The server had an error while processing your request.",
+                "param": None,
+                **reply.stream_error,
+            }
+            emit("error", **error)
+            return events
+        emit(
+            "response.incomplete" if response["status"] == "incomplete" else "response.completed",
+            response=response,
+        )
+        return events
+
+    # -- legacy completions (POST /v1/completions) --
+    def _openai_text(self, reply: Reply, model: str, n: int) -> dict[str, Any]:
+        p, c = reply.usage
+        return {
+            "id": f"cmpl-fake{n}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "text": self._text(reply) or "",
+                    "index": 0,
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason or "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+        }
+
+    def _openai_text_events(self, body: dict[str, Any], reply: Reply, model: str, n: int) -> list[bytes]:
+        base = {
+            "id": f"cmpl-fake{n}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        events = [
+            _sse_data(
+                {**base, "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]}
+            )
+            for piece in _pieces(self._text(reply) or "", reply.chunk_size)
+        ]
+        events.append(
+            _sse_data(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "text": "",
+                            "index": 0,
+                            "logprobs": None,
+                            "finish_reason": reply.finish_reason or "stop",
+                        }
+                    ],
+                }
+            )
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            p, c = reply.usage
+            events.append(
+                _sse_data(
+                    {
+                        **base,
+                        "choices": [],
+                        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+                    }
+                )
+            )
         events.append(b"data: [DONE]\n\n")
         return events
 

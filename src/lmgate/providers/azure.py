@@ -18,6 +18,7 @@ class AzureProvider(OpenAIProvider):
     default_api_base: ClassVar[str | None] = None
     default_api_version: ClassVar[str | None] = DEFAULT_AZURE_API_VERSION
     key_optional_with_api_base: ClassVar[bool] = False
+    passthrough_apis: ClassVar[tuple[str, ...]] = ()  # deployment URLs: bridged over chat instead
 
     def headers(self, ep: Endpoint) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

@@ -182,6 +182,8 @@ class CompatibleProvider(OpenAIProvider):
 
     #: non-None so the pipeline asks ``check_params``; what a vendor refuses is in its row
     supported_params: ClassVar[frozenset[str] | None] = frozenset()
+    # each cloud's other APIs differ: /v1/responses and /v1/completions are bridged over chat
+    passthrough_apis: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud

@@ -16,6 +16,8 @@ class OpenAIProvider(Provider):
     key_env: tuple[str, ...] = ("OPENAI_API_KEY",)
     base_env: tuple[str, ...] = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
     default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
+    # OpenAI's other generation APIs this provider takes as they are (``openai_apis.py``)
+    passthrough_apis: ClassVar[tuple[str, ...]] = ("responses", "completions")
 
     def headers(self, ep: Endpoint) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -53,6 +55,21 @@ class OpenAIProvider(Provider):
 
     def stream_translator(self, ep: Endpoint) -> StreamTranslator:
         return _OpenAIStream(self, ep)
+
+    def api_request(self, ep: Endpoint, api: str, body: dict[str, Any], stream: bool) -> HttpRequest:
+        from .openai_apis import api_request
+
+        return api_request(self, ep, api, body, stream)
+
+    def parse_api(self, api: str, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
+        from .openai_apis import parse_api
+
+        return parse_api(api, body, ep)
+
+    def api_stream_translator(self, api: str, ep: Endpoint) -> StreamTranslator:
+        from .openai_apis import stream_translator
+
+        return stream_translator(self, api, ep)
 
     def embedding_request(self, ep: Endpoint, input: list[Any], params: dict[str, Any]) -> HttpRequest:
         body: dict[str, Any] = {"model": ep.model, "input": input}

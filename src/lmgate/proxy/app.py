@@ -29,7 +29,7 @@ from .loading import apply_config
 from .logs import log_request
 from .middleware import Authenticate, FastLane
 from .responses import error_response
-from .routes import llm, messages, ops
+from .routes import llm, messages, openai_apis, ops
 from .state import ProxyState
 
 logger = logging.getLogger("lmgate.proxy")
@@ -43,7 +43,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     applied = apply_config(config) if apply else None
     state = ProxyState(config, applied, backend)
 
-    routes = llm.routes(state) + messages.routes(state) + ops.routes(state)
+    routes = llm.routes(state) + messages.routes(state) + openai_apis.routes(state) + ops.routes(state)
     key_store = state.key_store
     if key_store is not None and state.key_backend is not None:
         # the management API (routes/admin.py): only with virtual keys, only for the admin

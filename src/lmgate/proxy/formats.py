@@ -49,19 +49,24 @@ class AnthropicFraming(Framing):
         return _event(error_body(error.status, error.message))
 
 
-class AnthropicMessages:
-    """The Anthropic Messages API, translated over chat completions."""
-
-    route = "messages"  # the metrics' route label
-    call_type = CALL_TYPE
+class BridgedFormat:
+    """What every API served over chat completions shares: whether a model group's requests
+    are passed through (every deployment it may reach speaks the API, ``speaks``)."""
 
     def __init__(self, router: Any) -> None:
         self.router = router
         self._passes: dict[str, bool] = {}
 
+    def speaks(self, call_params: Any) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def bind(self) -> Any:  # pragma: no cover - interface
+        """The format for one request (one that keeps per-request state returns a new object)."""
+        raise NotImplementedError
+
     def passes_through(self, group: str) -> bool:
         """Whether every deployment a request to ``group`` may reach (its own and its fallback
-        groups') takes the Messages API as it is: then the request need not be translatable."""
+        groups') takes the API as it is: then the request need not be translatable."""
         known = self._passes.get(group)
         if known is None:
             groups, todo = set(), [group]
@@ -75,14 +80,28 @@ class AnthropicMessages:
                 for table in tables:
                     todo += table.get(g, []) + table.get("*", [])
             deployments = [d for g in groups for d in self.router.groups.get(g, ())]
-            known = bool(deployments) and all(speaks_messages(d.call_params) for d in deployments)
+            known = bool(deployments) and all(self.speaks(d.call_params) for d in deployments)
             self._passes[group] = known
         return known
 
     def strict(self, data: dict[str, Any]) -> bool:
-        """Whether the request must be translatable: some deployment it may reach is not Claude."""
+        """Whether the request must be translatable: some deployment it may reach does not
+        speak the API."""
         group = data.get("model")
         return not (isinstance(group, str) and group in self.router.groups and self.passes_through(group))
+
+
+class AnthropicMessages(BridgedFormat):
+    """The Anthropic Messages API, translated over chat completions."""
+
+    route = "messages"  # the metrics' route label
+    call_type = CALL_TYPE
+
+    def speaks(self, call_params: Any) -> bool:
+        return speaks_messages(call_params)
+
+    def bind(self) -> AnthropicMessages:
+        return self  # nothing per request
 
     def check(self, data: dict[str, Any]) -> None:
         check_nesting(data)  # as for chat: a body nested too deep is refused before anything walks it
@@ -120,4 +139,4 @@ class AnthropicMessages:
         return Response(body, status_code=status, headers=error.headers or None, media_type=JSON)
 
 
-__all__ = ["AnthropicFraming", "AnthropicMessages"]
+__all__ = ["AnthropicFraming", "AnthropicMessages", "BridgedFormat"]

@@ -51,6 +51,8 @@ class CallTypes(str, Enum):
     transcription = "transcription"
     atranscription = "atranscription"
     anthropic_messages = "anthropic_messages"
+    responses = "responses"
+    aresponses = "aresponses"
 
 
 StandardLoggingPayloadStatus = Literal["success", "failure"]

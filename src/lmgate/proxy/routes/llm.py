@@ -204,8 +204,9 @@ class LLMRoutes:
                     check_request(data, kind)
             extra = None
             if fmt:  # the hooks saw the request as sent; the Router gets it as a chat request
+                chat = fmt.to_chat(data)
                 extra = fmt.extra(data, request.headers)
-                data = fmt.to_chat(data)
+                data = chat
                 check_request(data, "chat")
             group = self.group_for(data)
             model = group

@@ -63,7 +63,7 @@ def routes(state: ProxyState) -> list[Route]:
     fmt = AnthropicMessages(state.router)
 
     async def messages(request: Request) -> Response | SSEResponse:
-        return await flow.handle(request, "chat", fmt)
+        return await flow.handle(request, "chat", fmt.bind())
 
     async def count_tokens(request: Request) -> Response:
         start = time.perf_counter()
