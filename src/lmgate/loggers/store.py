@@ -1,8 +1,9 @@
 """``store``: every call's standard logging payload as a row of the local log store.
 
     lmgate.callbacks = ["store"]
-    # settings (callback_settings.store): path, retention_days, max_record_bytes, and the batch
-    # logger's (batch_size, flush_interval, spool, ...)
+    # settings (callback_settings.store): type (sqlite | clickhouse | postgres), path, url,
+    # retention_days, max_record_bytes, turn_off_message_logging, and the batch logger's
+    # (batch_size, flush_interval, spool, ...)
 
 A batch logger like the others: the call only enqueues; the batch processor's delivery thread
 writes each batch in one transaction (``StoreExporter``); records still queued at exit go to
@@ -14,6 +15,7 @@ after the write is stored once. Read it with ``lmgate logs`` (docs/store.md).
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from ._env import LoggerConfigError
@@ -21,7 +23,7 @@ from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
 
 NAMES = ("store",)
-STORE_PARAMS = ("path", "retention_days", "max_record_bytes")
+STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes")
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -67,6 +69,8 @@ class StoreLogger(BatchLogger):
         self,
         *,
         path: str | None = None,
+        type: str = "sqlite",
+        url: str | None = None,
         retention_days: Any = None,
         max_record_bytes: Any = None,
         store: Any = None,
@@ -89,15 +93,38 @@ class StoreLogger(BatchLogger):
                 raise LoggerConfigError(
                     f"store: the log store needs SQLAlchemy: pip install 'lmgate[store]' ({error})"
                 ) from error
-            store = open_store(path, retention_days=retention_days)
+            try:
+                store = open_store(path, type=type, url=url, retention_days=retention_days)
+            except ValueError as error:
+                raise LoggerConfigError(str(error)) from error
         params.setdefault("name", "store")
-        # SQLite has one writer: more delivery threads would only wait on its lock
+        # write-ahead: each record is on disk (one write(), no fsync) before the call returns, so a
+        # SIGKILL loses nothing; the next process with the same store writes what was left. The
+        # spool is per store location, so two proxies on two stores never take each other's.
+        params.setdefault("spool", "write_ahead")
+        if params.get("spool") != "off" and not params.get("spool_dir"):
+            params["spool_dir"] = _spool_dir_for(store)
+        # SQLite has one writer: more delivery threads would only wait on its lock (and ClickHouse
+        # wants few, large inserts)
         params.setdefault("max_in_flight", 1)
+        # big batches: one insert (one ClickHouse part, one SQLite commit) per thousand calls
+        params.setdefault("batch_size", 1000)
+        params.setdefault("flush_interval", 1.0)
         super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes), **params)
 
     @property
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
+
+
+def _spool_dir_for(store: Any) -> str:
+    import hashlib
+
+    from .batch_settings import default_spool_dir
+
+    path = getattr(store, "path", None)
+    where = str(getattr(store, "location", None) or (os.path.abspath(path) if path else repr(store)))
+    return f"{default_spool_dir('store')}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 if TYPE_CHECKING:
