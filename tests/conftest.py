@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from clickhouse import ClickHouseError, ClickHouseServer
 from fakes import FakeBedrock, FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
 from pg import PostgresServer
 
@@ -60,6 +61,18 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_server_with_password() -> Iterator[RedisServer]:
     with RedisServer(password="s3cret-pw") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server() -> Iterator[ClickHouseServer]:
+    """One clickhouse-server for the run (tests/clickhouse.py), started at the first test that asks;
+    skipped (with the reason) only when the binary is not installed and cannot be."""
+    try:
+        server = ClickHouseServer()
+    except ClickHouseError as error:
+        pytest.skip(str(error))
+    with server:
         yield server
 
 
