@@ -1,6 +1,6 @@
 """The default log store of ``lmgate serve`` keeps every call: the stored records equal the calls
 made (none lost, none twice) after a SIGTERM, and after a SIGKILL followed by a restart (the
-write-ahead spool replayed into the store). On SQLite and on a real clickhouse-server.
+write-ahead spool replayed into the store). On SQLite, a real clickhouse-server and a real PostgreSQL.
 
 Also: the store is on by default (a config without callbacks), in the data directory, and
 ``--no-store`` / ``general_settings.store: false`` turn it off."""
@@ -88,15 +88,19 @@ def wait_for_count(store: Any, want: int, served: Served) -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", "clickhouse"])
+@pytest.fixture(params=["sqlite", "clickhouse", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """The ``general_settings.store`` block and a function that opens the same store to read it."""
     if request.param == "sqlite":
         return {"config": "", "open": lambda: open_store(str(tmp_path / "data" / "logs.sqlite3"))}
-    server = request.getfixturevalue("clickhouse_server")
-    url = server.create_database()
-    config = f"general_settings:\n  store: {{type: clickhouse, url: {url}}}\n"
-    return {"config": config, "open": lambda: open_store(type="clickhouse", url=url)}
+    if request.param == "postgres":
+        pytest.importorskip("psycopg", reason="the PostgreSQL store uses psycopg 3 (the dev extra)")
+        url = request.getfixturevalue("fresh_postgres_url")
+    else:
+        url = request.getfixturevalue("clickhouse_server").create_database()
+    kind = request.param
+    config = f"general_settings:\n  store: {{type: {kind}, url: '{url}'}}\n"
+    return {"config": config, "open": lambda: open_store(type=kind, url=url)}
 
 
 def test_sigterm_stores_every_call_once(tmp_path: Path, backend: dict[str, Any]) -> None:

@@ -7,19 +7,23 @@ partitioned by day (``toYYYYMMDD`` of the call's start, UTC) and ordered by
 ``(start_time, call_id)``.
 
 Idempotent writes: a batch is delivered again when its insert went through but its answer was
-lost (a timeout), or after a SIGKILL between the insert and the spool's acknowledgement. Two
+lost (a timeout), or after a SIGKILL between the insert and the spool's acknowledgement. Three
 ways were weighed. ClickHouse's own insert deduplication (identical blocks, or an
 ``insert_deduplication_token``) exists only for Replicated tables on the releases Debian ships
-(18.16), and a block retried with other records in it is not identical anyway. So the table is
-a ``ReplacingMergeTree`` whose sorting key holds ``call_id``: copies of one call (same start, same
-id) collapse when parts merge, and every read says ``FINAL`` so a copy not merged yet is never
-counted twice. ``FINAL`` costs a merge at read time over the parts a query touches, measured in
-``bench/store_scale.py``.
+(18.16), and a retried batch may hold other records than the first try. Reading with ``FINAL``
+(a ``ReplacingMergeTree`` collapsing copies at read time) made the overview 40% slower at a
+million rows and ran a logs page out of memory on 18.16. So ``write`` looks first: one query for
+which of the batch's call ids are stored already (through the primary key's ``start_time``
+range, a few granules) and inserts only the others. One writer thread per store and spool
+segments owned by one process at a time mean no two writers race on the same records. The table
+is a ``ReplacingMergeTree`` ordered by ``(start_time, call_id)`` all the same, so a copy that got
+in some other way (two proxies replaying one spool directory by hand) collapses at the next
+merge (``OPTIMIZE TABLE … FINAL`` forces it).
 
 Retention: servers from 19.6 on get a table ``TTL`` (``ALTER TABLE … MODIFY TTL``, so a changed
 ``retention_days`` applies to an existing table); older servers have no TTL, and ``prune()``
 (on open, then at most hourly after a write) drops the day partitions wholly older than the
-cut-off instead. Either way retention works in whole days on ClickHouse.
+cut-off instead (so there retention works in whole days).
 
 ClickHouse 18.16 has no query parameters: every value reaches SQL through ``_quote``.
 """
@@ -181,15 +185,25 @@ class ClickHouseStore:
 
     # ---- writing ----
     def write(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert rows in one INSERT (one block: all or none). A row whose call is stored already
-        is collapsed with it (see the module docstring); returns how many rows were sent."""
-        lines = [_line(row) for row in rows]
-        if not lines:
+        """Insert the rows whose call is not stored yet, in one INSERT (one block: all or none);
+        returns how many were new (see the module docstring: idempotent writes)."""
+        fresh = {str(row["call_id"]): row for row in rows}
+        if not fresh:
             return 0
-        self._sql(f"INSERT INTO {self.table} FORMAT JSONEachRow", b"\n".join(lines))
+        starts = [float(row["start_time"]) for row in fresh.values()]
+        # the primary key's start_time range first: the lookup reads a few granules, not the table
+        stored = self._rows(
+            f"SELECT call_id FROM {self.table} WHERE start_time >= {_quote(min(starts))} "
+            f"AND start_time <= {_quote(max(starts))} AND call_id IN ({', '.join(map(_quote, fresh))})"
+        )
+        for found in stored:
+            fresh.pop(found["call_id"], None)
+        if fresh:
+            lines = [_line(row) for row in fresh.values()]
+            self._sql(f"INSERT INTO {self.table} FORMAT JSONEachRow", b"\n".join(lines))
         if self.retention_days and self._clock() - self._pruned_at >= PRUNE_EVERY_S:
             self.prune()
-        return len(lines)
+        return len(fresh)
 
     def prune(self) -> int:
         """Drop the day partitions wholly older than ``retention_days`` (the TTL's job on servers
@@ -210,15 +224,30 @@ class ClickHouseStore:
 
     # ---- reading ----
     def query(self, filters: Filters = Filters(), page: Page = Page()) -> list[dict[str, Any]]:
+        """Two steps, so a page of 50 never makes the server sort every column of a million
+        rows: first the page's window in time from the small columns, then its rows, read
+        through the primary key's ``start_time`` range only."""
+        where = _where(filters)
+        wanted = int(page.offset) + int(page.limit)
+        if int(page.limit) <= 0:
+            return []
+        edge = self._rows(
+            f"SELECT min(start_time) AS edge, count() AS n FROM (SELECT start_time FROM {self.table} "
+            f"{where} ORDER BY start_time DESC, call_id DESC LIMIT {wanted})"
+        )[0]
+        if not edge["n"]:
+            return []
+        window = f"start_time >= {_quote(float(edge['edge']))}"
+        where = f"{where} AND {window}" if where else f"WHERE {window}"
         found = self._rows(
-            f"SELECT {', '.join(LIST_COLUMNS)} FROM {self.table} FINAL {_where(filters)} "
+            f"SELECT {', '.join(LIST_COLUMNS)} FROM {self.table} {where} "
             f"ORDER BY start_time DESC, call_id DESC LIMIT {int(page.offset)}, {int(page.limit)}"
         )
         return [_listed(r) for r in found]
 
     def get(self, call_id: str) -> dict[str, Any] | None:
         found = self._rows(
-            f"SELECT {', '.join(COLUMNS)} FROM {self.table} FINAL WHERE call_id = {_quote(call_id)} LIMIT 1"
+            f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE call_id = {_quote(call_id)} LIMIT 1"
         )
         if not found:
             return None
@@ -227,7 +256,7 @@ class ClickHouseStore:
         return row
 
     def count(self, filters: Filters = Filters()) -> int:
-        return int(self._rows(f"SELECT count() AS n FROM {self.table} FINAL {_where(filters)}")[0]["n"])
+        return int(self._rows(f"SELECT count() AS n FROM {self.table} {_where(filters)}")[0]["n"])
 
     def stats(self, group_by: str, filters: Filters = Filters()) -> list[dict[str, Any]]:
         if group_by not in GROUP_BYS:
@@ -275,9 +304,9 @@ class ClickHouseStore:
         cache: bool = False,
         bucket: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Sums per group (``key``) and time ``bucket``; latency percentiles by nearest rank over
-        the sorted latencies, the same rule as ``base.percentile`` (ClickHouse's quantileExact
-        picks another rank, and 18.16 lacks quantileExactLow)."""
+        """Sums per group (``key``) and time ``bucket``; latency percentiles by nearest rank, the
+        rule of ``base.percentile`` (18.16 has no quantileExactLow; sorting groupArray() in SQL
+        gave the same answers 4x slower)."""
         fields = [
             "count() AS requests",
             "countIf(status != 'success') AS errors",
@@ -285,13 +314,16 @@ class ClickHouseStore:
             "ifNull(sum(completion_tokens), 0) AS completion_tokens",
             "ifNull(sum(total_tokens), 0) AS total_tokens",
             "ifNull(sum(cost), 0) AS cost",
-            "arraySort(groupArray(latency_ms)) AS latencies",
+            # nearest rank: quantileExact(level) takes sorted[floor(level * n)]; a level a hair
+            # below q gives sorted[ceil(q * n) - 1], base.percentile's rank (q * n is a multiple
+            # of 1/100 for these q, so the hair never crosses another rank)
+            "quantilesExact({})(latency_ms) AS latencies".format(
+                ", ".join(repr(q - 1e-12) for q in quantiles)
+            ),
+            "count(latency_ms) AS timed",
         ]
-        for q in quantiles:
-            fields.append(
-                f"if(empty(latencies), NULL, latencies[toUInt64(greatest(1, ceil({q} * length(latencies))))])"
-                f" AS p{round(q * 100)}_ms"
-            )
+        for i, q in enumerate(quantiles, start=1):
+            fields.append(f"if(timed = 0, NULL, latencies[{i}]) AS p{round(q * 100)}_ms")
         if cache:
             fields += ["avg(cache_hit) AS cache_hit_rate", "sumIf(saved_cost, cache_hit = 1) AS saved_cost"]
         keys = []
@@ -300,12 +332,11 @@ class ClickHouseStore:
         if key is not None:
             keys.append(f"{key} AS group_key")
         group = f" GROUP BY {', '.join(k.rsplit(' AS ', 1)[1] for k in keys)}" if keys else ""
-        found = self._rows(
-            f"SELECT {', '.join(keys + fields)} FROM {self.table} FINAL {_where(filters)}{group}"
-        )
+        found = self._rows(f"SELECT {', '.join(keys + fields)} FROM {self.table} {_where(filters)}{group}")
         out = []
         for row in found:
             row.pop("latencies", None)
+            row.pop("timed", None)
             row["group"] = _group_value(row.pop("group_key", None)) if key is not None else None
             out.append(row)
         return out
