@@ -155,11 +155,19 @@ def wrk(port: int, connections: int, seconds: float) -> dict:
     }
 
 
-def server_cmd(impl: str, config: str, port: int) -> list[str]:
+def server_cmd(impl: str, config: str, port: int, store: bool = False) -> list[str]:
     # loopback only, one worker each
     where = ["--config", config, "--host", "127.0.0.1", "--port", str(port)]
     if impl == "lmgate":
-        return [os.path.join(BIN, "lmgate"), "serve", *where, "--workers", "1"]
+        # the log store is on by default in lmgate serve: off unless the variant measures it
+        return [
+            os.path.join(BIN, "lmgate"),
+            "serve",
+            *where,
+            "--workers",
+            "1",
+            *([] if store else ["--no-store"]),
+        ]
     return [os.path.join(BIN, "litellm"), *where, "--num_workers", "1"]
 
 
@@ -213,7 +221,7 @@ def measure_server(args, rport: int | None, store: bool = False) -> dict:
     log = open(os.path.join(tmp, "server.log"), "w")  # noqa: SIM115 - closed in finally
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        server_cmd(args.impl, config, port),
+        server_cmd(args.impl, config, port, store),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

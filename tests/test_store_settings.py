@@ -1,0 +1,67 @@
+"""The default store's settings in a real ``lmgate serve``: message capture off (for the store,
+or for every logger), and retention on ClickHouse (partitions dropped on servers without TTL)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_proxy_server import Served
+from test_store_no_loss import env_for, send_calls, write_config
+
+from lmgate.store import open_store
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("starlette")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "general_settings:\n  store: {turn_off_message_logging: true}\n",
+        "litellm_settings:\n  turn_off_message_logging: true\n",
+    ],
+    ids=["the store's own", "global"],
+)
+def test_message_capture_off_keeps_the_columns_but_not_the_messages(tmp_path: Path, config: str) -> None:
+    served = Served(write_config(tmp_path, config), tmp_path, env_for(tmp_path))
+    served.wait_ready()
+    made = send_calls(served, 3)
+    assert served.stop() == 0
+    store = open_store(str(tmp_path / "data" / "logs.sqlite3"))
+    try:
+        for call_id in made:
+            row = store.get(call_id)
+            assert row is not None and row["model_group"] == "mock" and row["total_tokens"]
+            text = str(row["payload"]["messages"]) + str(row["payload"]["response"])
+            assert "q0" not in text and "q1" not in text and "stored" not in text, text
+    finally:
+        store.close()
+
+
+def test_clickhouse_retention_drops_old_days(clickhouse_server) -> None:
+    import orjson
+
+    from lmgate.store.rows import row_from_payload
+
+    now = time.time()
+    url = clickhouse_server.create_database()
+    store = open_store(type="clickhouse", url=url)
+
+    def row(call_id: str, start: float) -> dict:
+        return row_from_payload(
+            orjson.dumps(
+                {"litellm_call_id": call_id, "startTime": start, "status": "success", "metadata": {}}
+            )
+        )
+
+    store.write([row("old", now - 10 * 86400), row("recent", now - 3600), row("older", now - 40 * 86400)])
+    store.close()
+    kept = open_store(type="clickhouse", url=url, retention_days=7)  # prunes on open
+    try:
+        assert [r["call_id"] for r in kept.query()] == ["recent"]
+        if kept.has_ttl:  # current releases: the table has a TTL too
+            assert "TTL" in clickhouse_server.query(f"SHOW CREATE TABLE {kept.table}")
+    finally:
+        kept.close()
