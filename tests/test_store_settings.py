@@ -65,3 +65,30 @@ def test_clickhouse_retention_drops_old_days(clickhouse_server) -> None:
             assert "TTL" in clickhouse_server.query(f"SHOW CREATE TABLE {kept.table}")
     finally:
         kept.close()
+
+
+def test_a_clickhouse_down_at_start_gets_every_call_once_it_is_up(tmp_path: Path) -> None:
+    from clickhouse import ClickHouseError, ClickHouseServer
+    from test_store_no_loss import CALLS, stored_ids, wait_for_count
+
+    try:
+        ch = ClickHouseServer()  # its port is chosen; the server is not started yet
+    except ClickHouseError as error:
+        pytest.skip(str(error))
+    url = f"{ch.url}/default"
+    config = write_config(tmp_path, f"general_settings:\n  store: {{type: clickhouse, url: '{url}'}}\n")
+    served = Served(config, tmp_path, env_for(tmp_path))
+    try:
+        served.wait_ready()  # the proxy starts without its store
+        made = send_calls(served, CALLS)
+        assert "cannot reach the clickhouse store" in served.stderr
+        with ch:
+            store = open_store(type="clickhouse", url=url)
+            try:
+                wait_for_count(store, CALLS, served)
+                assert served.stop() == 0
+                assert sorted(stored_ids(store)) == sorted(made)
+            finally:
+                store.close()
+    finally:
+        served.stop()

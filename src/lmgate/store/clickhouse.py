@@ -109,6 +109,15 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def location(url: str) -> str:
+    """The URL without credentials: ``scheme://host:port/database``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("store: a ClickHouse url is http(s)://[user:password@]host:port/database")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/{parts.path.strip('/') or 'default'}"
+
+
 class ClickHouseError(RuntimeError):
     """The server refused a statement (its message, without credentials)."""
 
@@ -140,7 +149,7 @@ class ClickHouseStore:
         self._clock = clock
         port = f":{parts.port}" if parts.port else ""
         # where it is, without credentials: names the spool directory and appears in messages
-        self.location = f"{parts.scheme}://{parts.hostname}{port}/{self.database}"
+        self.location = location(url)
         auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
         self._http = httpx.Client(
             base_url=f"{parts.scheme}://{parts.hostname}{port}", auth=auth, timeout=timeout
@@ -418,4 +427,4 @@ def _listed(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-__all__ = ["ClickHouseError", "ClickHouseStore", "parse_version"]
+__all__ = ["ClickHouseError", "ClickHouseStore", "location", "parse_version"]

@@ -53,6 +53,13 @@ def psycopg_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
+def location(url: str) -> str:
+    """The URL as psycopg reads it, password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(psycopg_url(url)).render_as_string(hide_password=True)
+
+
 class PostgresStore:
     """``base.LogStore`` on a PostgreSQL database; the tables are made if missing."""
 
@@ -63,7 +70,7 @@ class PostgresStore:
             raise ValueError(f"store: retention_days must be above 0, got {retention_days!r}")
         self.engine: Engine = create_engine(psycopg_url(url), pool_pre_ping=True)
         # where it is, without the password: names the spool directory and appears in messages
-        self.location = self.engine.url.render_as_string(hide_password=True)
+        self.location = location(url)
         self.retention_days = retention_days
         self._clock = clock
         with self.engine.begin() as conn:
@@ -257,4 +264,4 @@ def _listed(mapping: Any) -> dict[str, Any]:
     return row
 
 
-__all__ = ["COLUMNS", "PostgresStore", "psycopg_url"]
+__all__ = ["COLUMNS", "PostgresStore", "location", "psycopg_url"]
