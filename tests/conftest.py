@@ -101,10 +101,14 @@ def _private_cache_dir(tmp_path_factory):
     so no run inherits records spooled by an earlier one."""
     import os
 
-    saved = {name: os.environ.get(name) for name in ("LMGATE_CACHE_DIR", "LMGATE_DATA_DIR")}
+    saved = {name: os.environ.get(name) for name in ("LMGATE_CACHE_DIR", "LMGATE_DATA_DIR", "LMGATE_STORE")}
     os.environ["LMGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmgate-cache"))
     # the log store's default file lives in the data directory
     os.environ["LMGATE_DATA_DIR"] = str(tmp_path_factory.mktemp("lmgate-data"))
+    # the servers tests start keep no log store (on by default in lmgate serve): every one would
+    # write the same file and spool; the store's own tests turn the default back on (LMGATE_STORE="",
+    # tests/test_store_no_loss.py env_for)
+    os.environ["LMGATE_STORE"] = "off"
     yield
     for name, value in saved.items():
         if value is None:

@@ -40,8 +40,9 @@ def write_config(tmp: Path, store: str = "") -> Path:
 
 
 def env_for(tmp: Path) -> dict[str, str]:
-    # a data dir and a cache dir (the spool) of this test alone, shared by the restarted server
-    return {"LMGATE_DATA_DIR": str(tmp / "data"), "LMGATE_CACHE_DIR": str(tmp / "cache")}
+    # a data dir and a cache dir (the spool) of this test alone, shared by the restarted server;
+    # LMGATE_STORE empty: lmgate serve's own default (conftest.py turns the store off for the rest)
+    return {"LMGATE_DATA_DIR": str(tmp / "data"), "LMGATE_CACHE_DIR": str(tmp / "cache"), "LMGATE_STORE": ""}
 
 
 async def _send(url: str, n: int) -> list[str]:
