@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -48,7 +49,8 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
         # the management API (routes/admin.py): only with virtual keys, only for the admin
         from .routes import admin
 
-        routes += admin.routes(key_store, state.key_backend)
+        routes += admin.routes(key_store, state.key_backend, tuple(config.callback_settings))
+    routes += _dashboard_routes(state)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -95,6 +97,16 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     app.router.redirect_slashes = False
     app.state.proxy = state
     return app
+
+
+def _dashboard_routes(state: ProxyState) -> list[Any]:
+    """The dashboard at /ui and its query API at /ui/api (lmgate/ui, docs/ui.md)."""
+    try:
+        from ..ui.proxy import ui_routes
+    except ImportError as error:  # jinja2/itsdangerous missing: the proxy still serves the API
+        logger.warning("the dashboard at /ui is off: %s (pip install 'lmgate[proxy]')", error)
+        return []
+    return ui_routes(state)
 
 
 def _where(url: str) -> str:

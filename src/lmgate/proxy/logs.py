@@ -204,10 +204,13 @@ def log_request(
     ACCESS.log(level, "%s %s %d", method, _text_value(path), status, extra=extra)
 
 
-def log_failed_call(error: BaseException, status: int, message: str, model: str | None, user: Any) -> None:
+def log_failed_call(
+    error: BaseException, status: int, message: str, model: str | None, user: Any, deployment: Any = None
+) -> None:
     """The failed call's line on ``lmgate.proxy``: ERROR when the operator has to act (an upstream
     5xx, 401, 403 or 404, no answer at all, an unexpected exception), WARNING for what the request
-    itself caused (other 4xx, 429). An unexpected exception carries its traceback."""
+    itself caused (other 4xx, 429). An unexpected exception carries its traceback. ``deployment``
+    is the config's deployment the call failed at, when one was tried."""
     from .. import exceptions as exc
 
     upstream = error.status_code if isinstance(error, exc.APIError) else None
@@ -227,7 +230,7 @@ def log_failed_call(error: BaseException, status: int, message: str, model: str 
         "upstream_status": upstream,
         "provider": getattr(error, "llm_provider", None),
         "model": _clip(model) if model else None,
-        "deployment": deployment_label(error.__dict__.get("_lmgate_deployment")),
+        "deployment": deployment_label(deployment),
         "key": caller_label(user),
         "detail": _clip(scrub(message), 500),
     }

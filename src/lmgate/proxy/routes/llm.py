@@ -36,6 +36,7 @@ from ..hooks import (
     wrap_stream,
 )
 from ..identity import identity, stamp
+from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
 from ..middleware import InFlight, caller
 from ..responses import JSON, error_response, json_response
@@ -86,6 +87,12 @@ class LLMRoutes:
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
+        # end users of the key store (end_users.py), with virtual keys only
+        self.end_users = None
+        if state.key_store is not None:
+            from ..end_users import end_users_of
+
+            self.end_users = end_users_of(state.key_store)
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
@@ -153,6 +160,7 @@ class LLMRoutes:
         data: dict[str, Any] | None = None
         model = "unknown"
         deployment = None
+        failed_at = FailedAt()
         try:
             user = caller(request)
             data = await self.read_json(request)
@@ -163,8 +171,20 @@ class LLMRoutes:
                 check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
+            end_user = data.get("user")
+            if isinstance(end_user, str) and end_user:  # the end user this request is made for
+                user = user.for_request(end_user)
+                if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
+                    customer = await self.end_users.check(end_user)
+                    if customer is not None:
+                        user.end_user_max_budget = customer.get("max_budget")
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            who = identity(
+                user,
+                request.client.host if request.client else None,
+                data.get("metadata"),
+                request.scope["path"],
+            )
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
@@ -188,9 +208,11 @@ class LLMRoutes:
             if user.models or user.team_models:  # a hook may have changed the model
                 check_model(user, group)
             if kind == "chat" and data.get("stream"):
-                return await self._stream(request, hooks, user, data, who, group, start, fmt, extra)
+                return await self._stream(
+                    request, hooks, user, data, who, group, start, fmt, extra, failed_at
+                )
             deployment, result, release = await self._call(
-                hooks, user, data, who, group, kind, call_type, extra=extra
+                hooks, user, data, who, group, kind, call_type, extra=extra, failed_at=failed_at
             )
             release()
             if hooks.post_success:
@@ -207,14 +229,14 @@ class LLMRoutes:
             )
             return Response(body, status_code=200, headers=headers, media_type=JSON)
         except Exception as error:
-            perr = await self._failed(hooks, data, error, user)
+            perr = await self._failed(hooks, data, error, user, failed_at.deployment_for(error))
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, perr.status, elapsed)
             log_request(
                 request.scope,
                 perr.status,
                 model,
-                deployment or error.__dict__.get("_lmgate_deployment"),
+                deployment or failed_at.deployment_for(error),
                 user,
                 elapsed,
                 error=error,
@@ -232,6 +254,7 @@ class LLMRoutes:
         call_type: str,
         stream: bool = False,
         extra: dict[str, Any] | None = None,
+        failed_at: FailedAt | None = None,
     ) -> tuple[Any, Any, Callable[[], None]]:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
@@ -243,6 +266,10 @@ class LLMRoutes:
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
             kw.update(extra)
+        if user.metadata or user.team_metadata:  # a key's or team's own callbacks, message logging off
+            controls = call_controls(user.metadata, user.team_metadata)
+            if controls:
+                kw.update(controls)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream
@@ -254,8 +281,8 @@ class LLMRoutes:
             try:
                 routed = await self.router.route_async(kind, group, kw, hold=True, on_attempt=tried.append)
             except Exception as error:
-                if tried:  # for the server log's error line
-                    error.__dict__["_lmgate_deployment"] = self.deployments[tried[-1].model_id]
+                if tried and failed_at is not None:  # for the server log's lines
+                    failed_at.note(error, self.deployments[tried[-1].model_id])
                 raise
             return self.deployments[routed.deployment.model_id], routed.result, routed.release
 
@@ -280,10 +307,11 @@ class LLMRoutes:
         start: float,
         fmt: Any = None,
         extra: dict[str, Any] | None = None,
+        failed_at: FailedAt | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
-            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra
+            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra, failed_at=failed_at
         )
         iterator: AsyncIterator[Any] = stream
         if hooks.stream_iterator or hooks.stream_chunk:
@@ -298,8 +326,7 @@ class LLMRoutes:
             elapsed = time.perf_counter() - start
             metrics.observe(fmt.route if fmt else "chat", model, status, elapsed, usage, cost)
             if error is not None:  # the provider broke the stream after its first byte
-                error.__dict__.setdefault("_lmgate_deployment", deployment)
-                log_failed_call(error, status, to_proxy_error(error).message, model, user)
+                log_failed_call(error, status, to_proxy_error(error).message, model, user, deployment)
             log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
 
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
@@ -362,7 +389,12 @@ class LLMRoutes:
         return SSEResponse(result, result, on_end, [], fmt.framing(model) if fmt else None)
 
     async def _failed(
-        self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None
+        self,
+        hooks: HookSet,
+        data: dict[str, Any] | None,
+        error: BaseException,
+        user: UserAPIKeyAuth | None,
+        deployment: Any = None,
     ) -> ProxyError:
         if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
             user = UserAPIKeyAuth(None)
@@ -379,8 +411,28 @@ class LLMRoutes:
         if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
             model = data.get("model") if data else None
             detail = perr.message if failed is error else to_proxy_error(failed).message
-            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
+            log_failed_call(
+                failed, perr.status, detail, model if isinstance(model, str) else None, user, deployment
+            )
         return perr
+
+
+class FailedAt:
+    """The deployment a routed call failed at, carried beside the exception for the server log's
+    lines (never stuck on it: the error may be any exception, a client's or a hook's)."""
+
+    __slots__ = ("_error", "_deployment")
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+        self._deployment: Any = None
+
+    def note(self, error: BaseException, deployment: Any) -> None:
+        self._error, self._deployment = error, deployment
+
+    def deployment_for(self, error: BaseException) -> Any:
+        """The deployment ``error`` came from, when it is the error the Router raised; else None."""
+        return self._deployment if error is self._error else None
 
 
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
