@@ -92,3 +92,50 @@ def test_a_clickhouse_down_at_start_gets_every_call_once_it_is_up(tmp_path: Path
                 store.close()
     finally:
         served.stop()
+
+
+def test_a_team_with_message_logging_off_gets_redacted_rows_and_keys_are_named(tmp_path: Path) -> None:
+    """Per key/team (the team's metadata, docs/keys.md): the store keeps the columns, the key's
+    alias and team, but not the messages of that team's calls; another key's calls keep theirs."""
+    import httpx
+
+    master = "sk-master-store-settings"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: mock\n"
+        '    litellm_params: {model: openai/gpt-4o-mini, mock_response: "stored answer", api_key: sk-mock}\n'
+        f"general_settings:\n  master_key: {master}\n  virtual_keys: true\n"
+    )
+    served = Served(config, tmp_path, env_for(tmp_path))
+    served.wait_ready()
+    try:
+        admin = {"Authorization": f"Bearer {master}"}
+
+        def post(path: str, body: dict, key: str | None = None) -> dict:
+            headers = admin if key is None else {"Authorization": f"Bearer {key}"}
+            answer = httpx.post(f"{served.url}{path}", json=body, headers=headers, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        post("/team/new", {"team_id": "quiet", "metadata": {"turn_off_message_logging": True}})
+        quiet = post("/key/generate", {"key_alias": "quiet-key", "team_id": "quiet"})["key"]
+        loud = post("/key/generate", {"key_alias": "loud-key"})["key"]
+        for key, text in ((quiet, "secret plan"), (loud, "public plan")):
+            post(
+                "/v1/chat/completions",
+                {"model": "mock", "messages": [{"role": "user", "content": text}]},
+                key,
+            )
+    finally:
+        assert served.stop() == 0
+    store = open_store(str(tmp_path / "data" / "logs.sqlite3"))
+    try:
+        rows = {r["key_alias"]: store.get(r["call_id"]) for r in store.query()}
+    finally:
+        store.close()
+    assert set(rows) == {"quiet-key", "loud-key"}
+    assert rows["quiet-key"]["team_id"] == "quiet" and rows["quiet-key"]["total_tokens"]
+    assert "secret plan" not in str(rows["quiet-key"]["payload"])
+    assert "stored answer" not in str(rows["quiet-key"]["payload"])
+    assert "public plan" in str(rows["loud-key"]["payload"]["messages"])
