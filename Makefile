@@ -39,6 +39,14 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# clickhouse-server is a real dependency of the log store tests (tests/clickhouse.py starts it in a temp dir
+# with a generated config; the package's own service is never used); install it when missing.
+clickhouse-server:
+	@command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || { \
+	  echo "installing clickhouse-server (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends clickhouse-server >/dev/null; }
+
 # promtool (Debian package prometheus) checks /metrics in the proxy tests; install it when missing.
 # Only the promtool binary is used; the tests never start the Prometheus server the package brings.
 promtool:
@@ -79,7 +87,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
 
-test: $(STAMP) redis-server promtool wrk postgresql chromium lint
+test: $(STAMP) redis-server promtool wrk postgresql chromium clickhouse-server lint
 	$(PY) -m pytest
 
 bench: $(STAMP)

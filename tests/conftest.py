@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from clickhouse import ClickHouseError, ClickHouseServer
 from fakes import FakeBedrock, FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
 from pg import PostgresServer
 
@@ -64,6 +65,18 @@ def redis_server_with_password() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def clickhouse_server() -> Iterator[ClickHouseServer]:
+    """One clickhouse-server for the run (tests/clickhouse.py), started at the first test that asks;
+    skipped (with the reason) only when the binary is not installed and cannot be."""
+    try:
+        server = ClickHouseServer()
+    except ClickHouseError as error:
+        pytest.skip(str(error))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the run (tests/pg.py), started at the first test that asks."""
     with PostgresServer() as server:
@@ -88,10 +101,14 @@ def _private_cache_dir(tmp_path_factory):
     so no run inherits records spooled by an earlier one."""
     import os
 
-    saved = {name: os.environ.get(name) for name in ("LMGATE_CACHE_DIR", "LMGATE_DATA_DIR")}
+    saved = {name: os.environ.get(name) for name in ("LMGATE_CACHE_DIR", "LMGATE_DATA_DIR", "LMGATE_STORE")}
     os.environ["LMGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmgate-cache"))
     # the log store's default file lives in the data directory
     os.environ["LMGATE_DATA_DIR"] = str(tmp_path_factory.mktemp("lmgate-data"))
+    # the servers tests start keep no log store (on by default in lmgate serve): every one would
+    # write the same file and spool; the store's own tests turn the default back on (LMGATE_STORE="",
+    # tests/test_store_no_loss.py env_for)
+    os.environ["LMGATE_STORE"] = "off"
     yield
     for name, value in saved.items():
         if value is None:

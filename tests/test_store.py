@@ -135,9 +135,9 @@ def test_write_is_idempotent_and_one_transaction(tmp_path):
     assert store.write([row]) == 1
     assert store.write([row, {**row, "call_id": "c2"}]) == 1
     assert store.count() == 2
-    from sqlalchemy.exc import IntegrityError
+    import sqlite3
 
-    with pytest.raises(IntegrityError):  # a bad row fails the whole batch: nothing of it is written
+    with pytest.raises(sqlite3.IntegrityError):  # a bad row fails the whole batch: nothing of it is written
         store.write([{**row, "call_id": "c3"}, {**row, "call_id": "c4", "status": None}])
     assert store.count() == 2
     store.close()

@@ -119,6 +119,32 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by pid and its descendants' live threads: on a
+    machine shared with other busy processes, CPU per request is steadier than requests/s."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            continue
+    return total / ticks
+
+
 def parse_latency(text: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)", text)
     if not m:
@@ -155,11 +181,19 @@ def wrk(port: int, connections: int, seconds: float) -> dict:
     }
 
 
-def server_cmd(impl: str, config: str, port: int) -> list[str]:
+def server_cmd(impl: str, config: str, port: int, store: bool = False) -> list[str]:
     # loopback only, one worker each
     where = ["--config", config, "--host", "127.0.0.1", "--port", str(port)]
     if impl == "lmgate":
-        return [os.path.join(BIN, "lmgate"), "serve", *where, "--workers", "1"]
+        # the log store is on by default in lmgate serve: off unless the variant measures it
+        return [
+            os.path.join(BIN, "lmgate"),
+            "serve",
+            *where,
+            "--workers",
+            "1",
+            *([] if store else ["--no-store"]),
+        ]
     return [os.path.join(BIN, "litellm"), *where, "--num_workers", "1"]
 
 
@@ -213,7 +247,7 @@ def measure_server(args, rport: int | None, store: bool = False) -> dict:
     log = open(os.path.join(tmp, "server.log"), "w")  # noqa: SIM115 - closed in finally
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        server_cmd(args.impl, config, port),
+        server_cmd(args.impl, config, port, store),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -236,13 +270,16 @@ def measure_server(args, rport: int | None, store: bool = False) -> dict:
         warm = [post_once(port) for _ in range(20)]
         if warm.count(200) < 20:
             raise RuntimeError(f"warm-up requests failed: {warm}; see {log.name}")
+        cpu0 = tree_cpu_s(proc.pid)
         c50 = wrk(port, 50, seconds)
+        cpu_per_req = (tree_cpu_s(proc.pid) - cpu0) * 1000 / max(1, c50["requests"])
         c1 = wrk(port, 1, seconds)
         loaded_rss = tree_rss_mb(proc.pid)
         metrics = {
             "startup_s": metric(startup, "s", "lower"),
             "idle_rss_mb": metric(idle_rss, "MiB", "lower"),
             "rps_c50": metric(c50["rps"], "req/s", "higher"),
+            "cpu_ms_per_req_c50": metric(cpu_per_req, "ms", "lower"),
             "p50_c50_ms": metric(c50["p50_ms"], "ms", "lower"),
             "p99_c50_ms": metric(c50["p99_ms"], "ms", "lower"),
             "rps_c1": metric(c1["rps"], "req/s", "higher"),

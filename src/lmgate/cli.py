@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--data-dir", default=None,
                        help="where lmgate keeps its data (the virtual-key database): overrides "
                             "general_settings.data_dir and LMGATE_DATA_DIR")
+    serve.add_argument("--no-store", action="store_true",
+                       help="do not keep calls in the log store (on by default: docs/store.md)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="server log lines: text (default) or json (one object a line, for log shippers)")
     from .logs_cli import add_parser as add_logs_parser
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals.disable()  # the server owns SIGTERM: lmgate's exit flush runs in its lifespan, not a handler
     if args.data_dir:  # the environment carries it to every worker process
         os.environ["LMGATE_DATA_DIR"] = os.path.abspath(os.path.expanduser(args.data_dir))
+    # the log store is on in `lmgate serve` unless turned off (proxy/store_config.py); the
+    # environment carries the choice to every worker process
+    os.environ["LMGATE_STORE"] = "off" if args.no_store else (os.environ.get("LMGATE_STORE") or "on")
     return run_serve(args)
 
 

@@ -1,8 +1,9 @@
 """``store``: every call's standard logging payload as a row of the local log store.
 
     lmgate.callbacks = ["store"]
-    # settings (callback_settings.store): path, retention_days, max_record_bytes, and the batch
-    # logger's (batch_size, flush_interval, spool, ...)
+    # settings (callback_settings.store): type (sqlite | clickhouse | postgres), path, url,
+    # retention_days, max_record_bytes, turn_off_message_logging, and the batch logger's
+    # (batch_size, flush_interval, spool, ...)
 
 A batch logger like the others: the call only enqueues; the batch processor's delivery thread
 writes each batch in one transaction (``StoreExporter``); records still queued at exit go to
@@ -14,6 +15,8 @@ after the write is stored once. Read it with ``lmgate logs`` (docs/store.md).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._env import LoggerConfigError
@@ -21,18 +24,26 @@ from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
 
 NAMES = ("store",)
-STORE_PARAMS = ("path", "retention_days", "max_record_bytes")
+STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes")
 
 logger = logging.getLogger("lmgate.loggers")
 
 
 class StoreExporter:
-    """Writes a batch of payload records to a ``LogStore`` in one transaction."""
+    """Writes a batch of payload records to a ``LogStore`` in one transaction.
 
-    def __init__(self, store: Any, *, max_record_bytes: int | None = None) -> None:
+    ``opener`` (with ``store=None``): a server store that could not be reached when the logger
+    was made; each batch tries to open it first, and until it can the batch is retried (the
+    records wait in the queue and the write-ahead spool), so a proxy starts while its ClickHouse
+    or PostgreSQL is down and loses nothing."""
+
+    def __init__(
+        self, store: Any, *, max_record_bytes: int | None = None, opener: Callable[[], Any] | None = None
+    ) -> None:
         from ..store.rows import DEFAULT_MAX_RECORD_BYTES
 
         self.store = store
+        self._opener = opener
         self.max_record_bytes = int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES)
 
     def __repr__(self) -> str:
@@ -40,6 +51,13 @@ class StoreExporter:
 
     def export(self, batch: Batch) -> list[Outcome]:
         from ..store.rows import row_from_payload
+
+        if self.store is None and self._opener is not None:
+            try:
+                self.store = self._opener()
+            except Exception as error:  # noqa: BLE001 - still unreachable: the batch waits
+                logger.warning("store: cannot open the store yet, will retry: %s", error)
+                return [Outcome("retry", type(error).__name__)] * len(batch.records)
 
         outcomes: list[Outcome] = []
         rows = []
@@ -57,7 +75,8 @@ class StoreExporter:
         return outcomes
 
     def close(self) -> None:
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
 class StoreLogger(BatchLogger):
@@ -67,6 +86,8 @@ class StoreLogger(BatchLogger):
         self,
         *,
         path: str | None = None,
+        type: str = "sqlite",
+        url: str | None = None,
         retention_days: Any = None,
         max_record_bytes: Any = None,
         store: Any = None,
@@ -89,15 +110,73 @@ class StoreLogger(BatchLogger):
                 raise LoggerConfigError(
                     f"store: the log store needs SQLAlchemy: pip install 'lmgate[store]' ({error})"
                 ) from error
-            store = open_store(path, retention_days=retention_days)
+
+            def opener() -> Any:
+                return open_store(path, type=type, url=url, retention_days=retention_days)
+
+            try:
+                where = store_location(type, path, url)
+                store = opener()
+            except ValueError as error:  # a bad setting: the config is wrong, say so now
+                raise LoggerConfigError(str(error)) from error
+            except Exception as error:
+                if type == "sqlite":
+                    raise
+                # a server that is down (or not up yet): start anyway, open at the first batch
+                logger.warning(
+                    "store: cannot reach the %s store at %s yet, will retry: %s", type, where, error
+                )
+                store = None
+        else:
+            where = None
+            opener = None  # type: ignore[assignment]
         params.setdefault("name", "store")
-        # SQLite has one writer: more delivery threads would only wait on its lock
+        # write-ahead: each record is on disk (one write(), no fsync) before the call returns, so a
+        # SIGKILL loses nothing; the next process with the same store writes what was left. The
+        # spool is per store location, so two proxies on two stores never take each other's.
+        params.setdefault("spool", "write_ahead")
+        if params.get("spool") != "off" and not params.get("spool_dir"):
+            params["spool_dir"] = _spool_dir_for(where or _location_of(store))
+        # SQLite has one writer: more delivery threads would only wait on its lock (and ClickHouse
+        # wants few, large inserts)
         params.setdefault("max_in_flight", 1)
-        super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes), **params)
+        # big batches: one insert (one ClickHouse part, one SQLite commit) per thousand calls
+        params.setdefault("batch_size", 1000)
+        params.setdefault("flush_interval", 1.0)
+        super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener), **params)
 
     @property
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
+
+
+def store_location(type: str, path: str | None, url: str | None) -> str:
+    """Where a store is, without credentials (names its spool directory, appears in messages);
+    the same string whether or not the store could be opened."""
+    if type == "sqlite":
+        from ..store.base import default_path
+
+        return os.path.abspath(path or default_path())
+    if type == "clickhouse":
+        from ..store.clickhouse import location
+
+        return location(url or "")
+    from ..store.postgres import location as pg_location
+
+    return pg_location(url or "")
+
+
+def _location_of(store: Any) -> str:
+    path = getattr(store, "path", None)
+    return str(getattr(store, "location", None) or (os.path.abspath(path) if path else repr(store)))
+
+
+def _spool_dir_for(where: str) -> str:
+    import hashlib
+
+    from .batch_settings import default_spool_dir
+
+    return f"{default_spool_dir('store')}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 if TYPE_CHECKING:

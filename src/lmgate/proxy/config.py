@@ -105,6 +105,7 @@ GENERAL_SETTINGS_KEYS = (
     "request_body_timeout_s",
     "keep_alive_timeout_s",
     "max_request_header_kb",
+    "store",  # the log store, on by default (proxy/store_config.py)
 )
 ROUTER_SETTINGS_KEYS = (
     "routing_strategy",
@@ -177,6 +178,8 @@ class ProxyConfig:
     virtual_keys: bool = False
     database_url: str | None = None
     data_dir: str | None = None
+    # the default log store's settings (proxy/store_config.py); None: off
+    store: MappingProxyType[str, Any] | None = None
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -375,6 +378,9 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
     )
     limits = _limits(general, file)
     virtual_keys, database_url, data_dir = _key_store(general, file, ignored)
+    from . import store_config
+
+    store = store_config.parse(general, file)
     router = _mapping(data, "router_settings", file)
     _check_keys(
         router, file, "router_settings.", ROUTER_SETTINGS_KEYS, ref.IGNORED_ROUTER_SETTINGS, {}, ignored
@@ -411,6 +417,7 @@ def _build(file: str, path: Path, data: dict[str, Any]) -> ProxyConfig:
         virtual_keys=virtual_keys,
         database_url=database_url,
         data_dir=data_dir,
+        store=None if store is None else _freeze(store),
         limits=limits,
         ignored_keys=tuple(dict.fromkeys(ignored)),
     )

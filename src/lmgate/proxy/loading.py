@@ -164,6 +164,7 @@ def apply_config(config: ProxyConfig) -> Applied:
     callback_settings = thaw(config.callback_settings)
     if "s3_callback_params" in settings:  # the reference's place for the s3 logger's settings
         callback_settings.setdefault("s3", thaw(settings["s3_callback_params"]))
+    default_store = _default_store(config, callback_settings, list(settings.get("callbacks") or ()), settings)
     lmgate.callback_settings = callback_settings
     if "generic_logger_headers" in settings:
         lmgate.generic_logger_headers = {
@@ -188,6 +189,7 @@ def apply_config(config: ProxyConfig) -> Applied:
         cache_name = str(params.get("type") or "local")
     loaded: list[Any] = []
     names = list(settings.get("callbacks") or ())
+    names += default_store
     for i, name in enumerate(names):
         loaded.append(_resolve_entry(name, config, f"litellm_settings.callbacks[{i}]"))
     lists: dict[str, list[Any]] = {}
@@ -214,6 +216,22 @@ def apply_config(config: ProxyConfig) -> Applied:
         failure_callback=tuple(settings.get("failure_callback") or ()),
         cache=cache_name,
     )
+
+
+def _default_store(
+    config: ProxyConfig, callback_settings: dict[str, Any], names: list[str], settings: Any
+) -> list[str]:
+    """``["store"]`` when the default log store is on and the config does not name it already
+    (proxy/store_config.py), with its ``callback_settings.store`` set; else ``[]``."""
+    from . import store_config
+
+    named = [*names, *(settings.get("success_callback") or ()), *(settings.get("failure_callback") or ())]
+    if config.store is None or "store" in named or not store_config.switched_on():
+        return []
+    if (callback_settings.get("store") or {}).get("callback_type") not in (None, "store"):
+        return []  # "store" names another logger in this config: leave the name to it
+    callback_settings["store"] = store_config.callback_entry(thaw(config.store), config.data_dir)
+    return ["store"]
 
 
 def ignored_keys_warning(config: ProxyConfig) -> str | None:

@@ -83,6 +83,24 @@ def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_B
     }
 
 
+_ID_NEEDLE = b'"litellm_call_id":"'
+
+
+def looks_like_payload(record: bytes) -> bool:
+    """A cheap check (no parsing) that a compact JSON record is a standard logging payload with a
+    call id; a store that parses records itself drops the others before writing."""
+    at = record.find(_ID_NEEDLE)
+    return record[:1] == b"{" and at > 0 and record[at + len(_ID_NEEDLE) : at + len(_ID_NEEDLE) + 1] != b'"'
+
+
+def capped_record(record: bytes, cap: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
+    """``record`` itself when it fits in ``cap`` bytes (no parsing: the common case costs a
+    ``len``), else the truncated form ``row_from_payload`` would store."""
+    if len(record) <= cap:
+        return record
+    return _capped(record, orjson.loads(record), cap)[0].encode()
+
+
 def _capped(record: bytes, payload: dict[str, Any], cap: int) -> tuple[str, bool]:
     if len(record) <= cap:
         return record.decode("utf-8", "replace"), False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -47,9 +48,22 @@ PRUNE_EVERY_S = 3600.0
 _INSERT = str(
     sqlite_insert(calls)
     .on_conflict_do_nothing(index_elements=["call_id"])
-    .compile(dialect=sqlite_dialect(paramstyle="named"))
+    .compile(dialect=sqlite_dialect(paramstyle="qmark"))
 )
 _DEFAULTS = [(c.name, getattr(c.default, "arg", None)) for c in calls.columns]
+_ALL_COLUMNS = itemgetter(*(name for name, _ in _DEFAULTS))
+
+
+def _row_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row's values in table order; a column it lacks takes the column's default."""
+    if len(row) == len(_DEFAULTS):
+        try:
+            return _ALL_COLUMNS(row)  # type: ignore[no-any-return]  # every column: one C call
+        except KeyError:
+            pass
+    return tuple(row.get(name, default) for name, default in _DEFAULTS)
+
+
 # SQLite's implicit row id: the order rows were written in, what `lmgate logs tail -f` follows
 _ROWID: ColumnClause[int] = literal_column("calls.rowid", Integer)
 # the columns a listing shows (everything but the payload)
@@ -81,13 +95,26 @@ class SQLiteStore:
 
     # ---- writing ----
     def write(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        # the driver's executemany with the statement compiled once: SQLAlchemy's per-row parameter
-        # processing cost a third of the writer thread's time, which competes with the proxy's
-        params = [{name: row.get(name, default) for name, default in _DEFAULTS} for row in rows]
+        # The DB-API's executemany with positional tuples on a raw connection: SQLAlchemy's
+        # execution layer and named parameters cost more than SQLite's insert itself, and this
+        # thread shares the interpreter lock with the proxy's event loop (docs/store.md, "Speed").
+        params = [_row_tuple(row) for row in rows]
         if not params:
             return 0
-        with self.engine.begin() as conn:
-            written = conn.exec_driver_sql(_INSERT, params).rowcount
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.executemany(_INSERT, params)
+                written = cursor.rowcount
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool
         if self.retention_days and self._clock() - self._pruned_at >= PRUNE_EVERY_S:
             self.prune()
         return max(written, 0)
