@@ -214,7 +214,18 @@ class Server:
             with open(config, "w") as f:
                 f.write(CONFIG.format(api_base=api_base))
         if name == "lmgate":
-            self.cmd = [os.path.join(BIN, "lmgate"), "serve", "--config", config, *where, "--workers", "1"]
+            # forwarding alone, as the others do it: they keep no log store either (the store's own
+            # cost is measured by bench/scenarios/proxy.py and bench/store_scale.py)
+            self.cmd = [
+                os.path.join(BIN, "lmgate"),
+                "serve",
+                "--config",
+                config,
+                *where,
+                "--workers",
+                "1",
+                "--no-store",
+            ]
         elif name == "litellm":
             self.cmd = [os.path.join(REF_BIN, "litellm"), "--config", config, *where, "--num_workers", "1"]
             self.env.update(
