@@ -10,12 +10,13 @@ no login: everyone is admin. Store queries are synchronous: they run in the thre
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from ..proxy.responses import error_response, json_response
 from . import query
 from .query import QueryError, Viewer
 from .session import COOKIE, Sessions, cookie_options
+from .throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "static"
 StatsSource = Callable[[], list[tuple[str, dict[str, Any], str | None]]]
@@ -247,7 +249,18 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
             return RedirectResponse("/ui", status_code=303)
         return _html(pages.login(ctx, None, _next(request.query_params.get("next"))))
 
+    throttle = LoginThrottle(ctx.clock)
+
     async def login(request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(pages.login(ctx, "Log in from this dashboard's own page.", "/ui"), 403)
+        address = request.client.host if request.client else "?"
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            page = pages.login(ctx, f"Too many refused keys: try again in {math.ceil(wait)} s.", "/ui")
+            refused = _html(page, 429)
+            refused.headers["Retry-After"] = str(math.ceil(wait))
+            return refused
         # a urlencoded form of two fields: parsed with the standard library (Starlette's form
         # parser needs python-multipart for this one form)
         body = await request.body()
@@ -263,8 +276,10 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
             except ProxyError:
                 viewer = None
         if viewer is None:
+            throttle.failed(address)
             # the same answer for every refusal: the page never tells which keys exist
             return _html(pages.login(ctx, "That key is not valid here.", target), 401)
+        throttle.succeeded(address)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE, ctx.sessions.dump(viewer), **cookie_options(request.url.scheme == "https")
@@ -272,6 +287,8 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(pages.message(None, ctx, "Log out from this dashboard's own page.", 403), 403)
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(COOKIE, path="/ui")
         return response
@@ -306,6 +323,16 @@ NO_STORE = (
     'no log store: turn the store logger on (litellm_settings.callbacks: ["store"], docs/store.md) '
     "and restart the proxy"
 )
+
+
+def _same_origin(request: Request) -> bool:
+    """False for a form posted by another site (login CSRF: a page elsewhere logging the
+    browser in with the attacker's key). Browsers send ``Origin`` on every POST; a client that
+    sends none (curl, a script) is no browser being misled."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
+    return urlsplit(origin).netloc == request.headers.get("host")
 
 
 def _next(target: str | None) -> str:
