@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from test_proxy_server import free_port
 from test_ui_local import lmgate_ui
 
 pytest.importorskip("sqlalchemy")
@@ -188,3 +191,44 @@ def test_login_guessing_is_bounded(keyed: str) -> None:
         # the API with a Bearer key is not the login form: scripts keep working
         ok = client.get("/ui/api/overview", headers={"Authorization": f"Bearer {UI_KEY}"})
         assert ok.status_code == 200
+
+
+def lmgate_logs(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lmgate", "logs", "--url", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_lmgate_logs_url_shows_the_call_asked_for_and_no_password(hostile: str) -> None:
+    # an id holding '?' is that id, not a query string that drops back to another call
+    shown = lmgate_logs(hostile, "show", "secrets?x=1")
+    assert shown.returncode != 0 and "secrets?x=1" in shown.stderr and "my key is" not in shown.stdout
+    assert lmgate_logs(hostile, "show", "secrets").returncode == 0
+    closed = f"http://someone:hunter2-password@127.0.0.1:{free_port()}"
+    refused = lmgate_logs(closed, "tail")
+    assert refused.returncode == 1 and "cannot reach" in refused.stderr
+    assert "hunter2-password" not in refused.stderr
+
+
+def test_lmgate_logs_on_a_file_masks_credentials_and_quotes_formulas(tmp_path: Path) -> None:
+    import time
+
+    db = tmp_path / "logs.sqlite3"
+    hostile_store(db, time.time())
+    local = [sys.executable, "-m", "lmgate", "logs", "--db", str(db)]
+    shown = subprocess.run(
+        [*local, "show", "secrets"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert META_SECRET not in shown.stdout and PROMPT_KEY not in shown.stdout
+    assert '"temperature": 0.2' in shown.stdout
+    exported = subprocess.run(
+        [*local, "export", "--format", "csv"], capture_output=True, text=True, timeout=60, check=True
+    )
+    rows = {r["call_id"]: r for r in csv.DictReader(io.StringIO(exported.stdout))}
+    assert rows["formulas"]["model"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows["formulas"]["key_alias"] == "'=cmd|' /C calc'!A0"
+    assert json.loads(rows["formulas"]["tags"])[0] == "+1+1"

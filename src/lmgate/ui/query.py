@@ -214,7 +214,7 @@ def call(store: LogStore, call_id: str, viewer: Viewer) -> dict[str, Any] | None
             for r in sorted(found, key=lambda r: r["start_time"])
             if r.get("trace_id") == row["trace_id"] and viewer.may_see(r)
         ]
-    payload = _masked(payload)
+    payload = masked_payload(payload)
     hidden = payload.get("hidden_params") or {}
     return {
         "row": {name: row.get(name) for name in (*LOG_COLUMNS, "call_type", "model_group", "model_id")},
@@ -291,7 +291,7 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return buffer.getvalue()
 
 
@@ -300,7 +300,8 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """One value as a CSV cell: lists and dicts as JSON, None empty, formula-like text quoted."""
     import orjson
 
     if value is None:
@@ -362,7 +363,7 @@ _SECRET_NAMES = frozenset(
 )
 
 
-def _masked(value: Any) -> Any:
+def masked_payload(value: Any) -> Any:
     """A stored payload as a page may show it: values under credential names masked and every
     key-shaped string (``sk-…``, ``Bearer …``, ``api_key=…``) masked (``_secrets.scrub``)."""
     from .._secrets import MASK, scrub
@@ -371,11 +372,11 @@ def _masked(value: Any) -> Any:
         return scrub(value)
     if isinstance(value, dict):
         return {
-            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_NAMES and v else _masked(v))
+            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_NAMES and v else masked_payload(v))
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_masked(v) for v in value]
+        return [masked_payload(v) for v in value]
     return value
 
 
@@ -418,7 +419,9 @@ __all__ = [
     "call",
     "filters_from",
     "health",
+    "csv_cell",
     "logs",
+    "masked_payload",
     "overview",
     "spend",
     "table_of",
