@@ -178,6 +178,14 @@ def test_a_login_form_posted_by_another_site_is_refused(keyed: str) -> None:
         f"{keyed}/ui/login", data={"key": UI_KEY}, headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=10
     )
     assert own.status_code == 303 and "lmgate_ui=" in own.headers["set-cookie"]
+    # behind a reverse proxy that rewrites Host the browser's own word still counts
+    proxied = httpx.post(
+        f"{keyed}/ui/login",
+        data={"key": UI_KEY},
+        headers={"Origin": "https://dash.example", "Sec-Fetch-Site": "same-origin"},
+        timeout=10,
+    )
+    assert proxied.status_code == 303
 
 
 def test_login_guessing_is_bounded(keyed: str) -> None:

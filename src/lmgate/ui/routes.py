@@ -327,12 +327,18 @@ NO_STORE = (
 
 def _same_origin(request: Request) -> bool:
     """False for a form posted by another site (login CSRF: a page elsewhere logging the
-    browser in with the attacker's key). Browsers send ``Origin`` on every POST; a client that
-    sends none (curl, a script) is no browser being misled."""
+    browser in with the attacker's key). Current browsers say where a request comes from in
+    ``Sec-Fetch-Site`` (read first: it holds behind a reverse proxy that rewrites ``Host``);
+    older ones send ``Origin``, compared with the host asked for. A client that sends neither
+    (curl, a script) is no browser being misled."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
-        return request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
-    return urlsplit(origin).netloc == request.headers.get("host")
+        return True
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return urlsplit(origin).netloc in hosts - {None}
 
 
 def _next(target: str | None) -> str:
