@@ -240,3 +240,15 @@ def test_lmgate_logs_on_a_file_masks_credentials_and_quotes_formulas(tmp_path: P
     assert rows["formulas"]["model"] == '\'=HYPERLINK("http://evil.example","x")'
     assert rows["formulas"]["key_alias"] == "'=cmd|' /C calc'!A0"
     assert json.loads(rows["formulas"]["tags"])[0] == "+1+1"
+
+
+def test_without_a_login_key_only_this_machine_sees_the_dashboard(hostile: str) -> None:
+    # uvicorn takes the client's address from X-Forwarded-For sent by 127.0.0.1 (a reverse
+    # proxy on this machine): a client elsewhere, reaching a keyless dashboard through it
+    elsewhere = {"X-Forwarded-For": "203.0.113.7"}
+    api = httpx.get(f"{hostile}/ui/api/logs", headers=elsewhere, timeout=10)
+    assert api.status_code == 401 and "only on this machine" in api.json()["error"]["message"]
+    assert httpx.get(f"{hostile}/ui/api/logs/secrets", headers=elsewhere, timeout=10).status_code == 401
+    page = httpx.get(f"{hostile}/ui/logs", headers=elsewhere, timeout=10, follow_redirects=True)
+    assert page.status_code == 403 and "only on this machine" in page.text and "my key is" not in page.text
+    assert httpx.get(f"{hostile}/ui/api/logs", timeout=10).status_code == 200  # this machine: open

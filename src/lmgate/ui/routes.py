@@ -5,11 +5,14 @@ an API key sent like to the LLM routes (``Authorization: Bearer …``: scripts c
 that way). The master key makes an admin (every call); a virtual key makes its holder, who
 sees only the calls made with that key (``query.Viewer``), and stays logged in only while the
 key is valid. ``open_access`` (a proxy without a master key, ``lmgate ui`` on loopback) needs
-no login: everyone is admin. Store queries are synchronous: they run in the thread pool.
+no login, for clients on this machine only: a keyless proxy told to listen on another address
+(or reached through a reverse proxy or a container's port) would otherwise show every stored
+prompt and answer to the network. Store queries are synchronous: they run in the thread pool.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -71,9 +74,14 @@ def viewer_of(user: UserAPIKeyAuth) -> Viewer | None:
 def routes(ctx: UiContext) -> list[BaseRoute]:
     from . import pages
 
+    def _refusal(request: Request) -> str:
+        if ctx.open_access:
+            return OPEN_ONLY_LOCALLY
+        return "log in at /ui/login, or send a key as 'Authorization: Bearer <key>'"
+
     async def who(request: Request) -> Viewer | None:
         if ctx.open_access:
-            return query.ADMIN
+            return query.ADMIN if _local(request) else None
         key, _problem = presented_key(request.headers)
         if key is not None and ctx.authenticate is not None:
             try:
@@ -92,9 +100,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         async def endpoint(request: Request) -> Response:
             viewer = await who(request)
             if viewer is None:
-                return error_response(
-                    ProxyError(401, "log in at /ui/login, or send a key as 'Authorization: Bearer <key>'")
-                )
+                return error_response(ProxyError(401, _refusal(request)))
             store = ctx.store()
             if store is None:
                 return error_response(ProxyError(404, NO_STORE, type="not_found_error", code="no_log_store"))
@@ -113,7 +119,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def call_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         store = ctx.store()
         if store is None:
             return error_response(ProxyError(404, NO_STORE, code="no_log_store"))
@@ -128,7 +134,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def health_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         if not viewer.admin:
             return error_response(ProxyError(403, "the health of the loggers is for the admin"))
         body = await health_body()
@@ -146,7 +152,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def spend_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         store = ctx.store()
         if store is None:
             return error_response(ProxyError(404, NO_STORE, code="no_log_store"))
@@ -246,7 +252,9 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     # ---- login ----
     async def login_form(request: Request) -> Response:
         if ctx.open_access:
-            return RedirectResponse("/ui", status_code=303)
+            if _local(request):
+                return RedirectResponse("/ui", status_code=303)
+            return _html(pages.message(None, ctx, OPEN_ONLY_LOCALLY, 403), 403)
         return _html(pages.login(ctx, None, _next(request.query_params.get("next"))))
 
     throttle = LoginThrottle(ctx.clock)
@@ -319,10 +327,27 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     ]
 
 
+OPEN_ONLY_LOCALLY = (
+    "This dashboard has no login key (the proxy's general_settings.master_key; LMGATE_UI_KEY for "
+    "lmgate ui), so it answers only on this machine (127.0.0.1): set one to look from elsewhere."
+)
+
 NO_STORE = (
     'no log store: turn the store logger on (litellm_settings.callbacks: ["store"], docs/store.md) '
     "and restart the proxy"
 )
+
+
+def _local(request: Request) -> bool:
+    """The client is on this machine (as uvicorn reports it: behind a reverse proxy on this
+    machine, the forwarded client address)."""
+    host = request.client.host if request.client else ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _same_origin(request: Request) -> bool:
