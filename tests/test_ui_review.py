@@ -91,6 +91,8 @@ def test_a_model_name_holding_script_tags_stays_data_in_the_overview(hostile: st
     page = httpx.get(f"{hostile}/ui/overview", params={"range": "all"}, timeout=10).text
     assert page.count("</script>") == page.count("<script"), "an element was closed early"
     assert "<img src=x" not in page and "<script>window.__xss" not in page
+    policy = httpx.get(f"{hostile}/ui/overview", timeout=10).headers["content-security-policy"]
+    assert "form-action 'self'" in policy and "base-uri 'none'" in policy  # no form posts elsewhere
     data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S)
     assert data is not None
     groups = {r["group"] for r in json.loads(data.group(1))["tokens_by_model"]}

@@ -379,7 +379,7 @@ def _html(text: str, status: int = 200) -> HTMLResponse:
         text,
         status_code=status,
         headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store",
