@@ -25,9 +25,14 @@ def _v1_initial(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.teams, schema.users, schema.keys])
 
 
+def _v2_spend_ledger(conn: sa.Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.spend_ledger])
+
+
 #: (version, what it does, the step); append only, never edit a released step
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "keys, teams and users", _v1_initial),
+    (2, "the spend ledger", _v2_spend_ledger),
 )
 LATEST = MIGRATIONS[-1][0]
 

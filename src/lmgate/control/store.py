@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._paths import data_dir
 from . import migrations
-from .schema import keys, teams
+from .schema import keys, teams, users
 
 DATABASE_FILE = "lmgate.db"
 
@@ -136,8 +136,21 @@ class KeyStore:
                 teams.c.models.label("team_models"),
                 teams.c.blocked.label("team_blocked"),
                 teams.c.metadata.label("team_metadata"),
+                # what the limits read (proxy/budgets.py): the team's and the user's budgets
+                teams.c.max_budget.label("team_max_budget"),
+                teams.c.budget_duration.label("team_budget_duration"),
+                teams.c.rpm_limit.label("team_rpm_limit"),
+                teams.c.tpm_limit.label("team_tpm_limit"),
+                teams.c.created_at.label("team_created_at"),
+                users.c.max_budget.label("user_max_budget"),
+                users.c.budget_duration.label("user_budget_duration"),
+                users.c.created_at.label("user_created_at"),
             )
-            .select_from(keys.outerjoin(teams, keys.c.team_id == teams.c.team_id))
+            .select_from(
+                keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
+                    users, keys.c.user_id == users.c.user_id
+                )
+            )
             .where(keys.c.token == token)
         )
         async with self.engine.connect() as conn:

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from ..._call import CONTROL_PARAMS
 from ..auth import check_model
+from ..budgets import LIMITS, Reservation
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
     Answer,
@@ -86,6 +87,7 @@ class LLMRoutes:
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
+        self.enforcer = state.enforcer  # a virtual key's limits and budgets (budgets.py), or None
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
@@ -153,6 +155,7 @@ class LLMRoutes:
         data: dict[str, Any] | None = None
         model = "unknown"
         deployment = None
+        reservation: Reservation | None = None
         try:
             user = caller(request)
             data = await self.read_json(request)
@@ -187,12 +190,29 @@ class LLMRoutes:
             model = group
             if user.models or user.team_models:  # a hook may have changed the model
                 check_model(user, group)
+            if self.enforcer is not None:  # rate limits and the budget's reservation, before any provider
+                limits = request.scope.get(LIMITS)
+                if limits is not None:
+                    end_user = data.get("user")
+                    reservation = await self.enforcer.reserve(
+                        limits, data, group, kind, end_user if isinstance(end_user, str) else None
+                    )
             if kind == "chat" and data.get("stream"):
-                return await self._stream(request, hooks, user, data, who, group, start, fmt, extra)
+                return await self._stream(
+                    request, hooks, user, data, who, group, start, fmt, extra, reservation
+                )
             deployment, result, release = await self._call(
                 hooks, user, data, who, group, kind, call_type, extra=extra
             )
             release()
+            if reservation is not None:  # the exact cost, as the logs carry it
+                hidden_now = getattr(result, "_hidden_params", None) or {}
+                await self.enforcer.settle(  # type: ignore[union-attr]
+                    reservation,
+                    hidden_now.get("response_cost"),
+                    result.get("usage") if isinstance(result, dict) else getattr(result, "usage", None),
+                    hidden_now.get("litellm_call_id"),
+                )
             if hooks.post_success:
                 result = await run_post_success(hooks, data, user, result)
             hidden = getattr(result, "_hidden_params", None) or {}
@@ -207,6 +227,8 @@ class LLMRoutes:
             )
             return Response(body, status_code=200, headers=headers, media_type=JSON)
         except Exception as error:
+            if reservation is not None and not reservation.settled:  # nothing billed: give it back
+                await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
             perr = await self._failed(hooks, data, error, user)
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, perr.status, elapsed)
@@ -280,6 +302,7 @@ class LLMRoutes:
         start: float,
         fmt: Any = None,
         extra: dict[str, Any] | None = None,
+        reservation: Reservation | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
@@ -292,9 +315,14 @@ class LLMRoutes:
         model = group
         prices_source = deployment
 
+        enforcer = self.enforcer
+
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             release()
             cost = _stream_cost(prices_source, usage) if usage else None
+            if reservation is not None and enforcer is not None:  # a client that left is settled too
+                hidden = getattr(stream, "_hidden_params", None) or {}
+                enforcer.settle_soon(reservation, cost, usage, hidden.get("litellm_call_id"))
             elapsed = time.perf_counter() - start
             metrics.observe(fmt.route if fmt else "chat", model, status, elapsed, usage, cost)
             if error is not None:  # the provider broke the stream after its first byte

@@ -1,0 +1,454 @@
+"""Enforcement of a virtual key's limits and budgets, and the spend it is charged.
+
+Before a request goes to any provider, ``Enforcer.reserve`` builds its checks — the key's,
+its team's and its user's rpm, tpm, parallel and budget limits (``limits.py``) — and takes
+them in one atomic step, or refuses: a budget with 400 ``budget_exceeded``, a rate limit with
+429 and ``Retry-After``. When the request ends (an answer, a failure, a stream that finished
+or whose client left), ``settle`` gives back the reservation, charges the exact cost (the
+``response_cost`` the logs carry) to the budget window the request started in, counts its
+tokens, frees its parallel slot, and hands its ledger row to the ``SpendWriter``.
+
+The reservation rule (``docs/keys.md`` "Budgets"): a request reserves its worst case — its
+input at the dearest input price of the deployments that may answer it, plus its
+``max_tokens`` (or ``max_completion_tokens``; ``DEFAULT_MAX_TOKENS`` when it names neither),
+times ``n``, at the dearest output price. Input tokens are counted as the UTF-8 bytes of the
+messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
+A request whose worst case does not fit beside the requests in flight is refused, even if
+its real cost would have fit: that is the one trade-off of never overrunning.
+
+Budget windows (``budget_duration``) start when the key, team or user was created and every
+``budget_duration`` after: fixed boundaries, the same for every instance. Without a
+``budget_duration`` the budget never resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..control.durations import parse_duration
+from .errors import ProxyError
+from .limits import NANO, Check, Counters, Refusal
+
+if TYPE_CHECKING:
+    from .spend import SpendWriter
+
+logger = logging.getLogger("lmgate.proxy")
+
+LIMITS = "lmgate.limits"  # the request scope's entry: the caller's KeyLimits (set by virtual_keys.py)
+DEFAULT_MAX_TOKENS = 4096  # output tokens reserved for a request that names no max_tokens
+IMAGE_TOKENS = 2000  # input tokens reserved per image part (more than any vendor bills for one image)
+_SEED_ATTEMPTS = 4
+
+
+@dataclass(slots=True, frozen=True)
+class Scope:
+    """The limits of one key, team or user."""
+
+    kind: str  # "key" | "team" | "user"
+    id: str
+    label: str  # how an error names it: Key=sk-...abcd, Team=…, User=…
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+    max_budget: float | None = None
+    window_s: float | None = None  # budget_duration in seconds; None: the budget never resets
+    anchor: float = 0.0  # where the windows start counting (the row's creation)
+
+
+@dataclass(slots=True, frozen=True)
+class KeyLimits:
+    """What a key's requests are checked against, computed once per cached key row."""
+
+    token: str
+    team_id: str | None
+    user_id: str | None
+    scopes: tuple[Scope, ...]
+    budgeted: bool  # any scope has a budget: the worst case is computed only then
+
+
+@dataclass(slots=True)
+class Reservation:
+    request_id: str
+    limits: KeyLimits
+    checks: list[Check]
+    owners: list[Scope]  # the scope of each check
+    started_at: float
+    model: str
+    end_user: str | None
+    reserved: int = 0
+    settled: bool = field(default=False)
+
+
+def _duration(value: Any, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        return parse_duration(value, name)
+    except ValueError:
+        logger.error("%s: %r is not a duration; the budget is treated as never resetting", name, value)
+        return None
+
+
+def key_limits(row: dict[str, Any]) -> KeyLimits:
+    """The limits of a key's row as ``KeyStore.key`` returns it (with its team's and user's)."""
+    scopes = [
+        Scope(
+            "key",
+            row["token"],
+            f"Key={row['key_name']}",
+            rpm=row.get("rpm_limit"),
+            tpm=row.get("tpm_limit"),
+            parallel=row.get("max_parallel_requests"),
+            max_budget=row.get("max_budget"),
+            window_s=_duration(row.get("budget_duration"), "key budget_duration"),
+            anchor=float(row.get("created_at") or 0.0),
+        )
+    ]
+    if row.get("team_id") is not None:
+        scopes.append(
+            Scope(
+                "team",
+                row["team_id"],
+                f"Team={row['team_id']}",
+                rpm=row.get("team_rpm_limit"),
+                tpm=row.get("team_tpm_limit"),
+                max_budget=row.get("team_max_budget"),
+                window_s=_duration(row.get("team_budget_duration"), "team budget_duration"),
+                anchor=float(row.get("team_created_at") or 0.0),
+            )
+        )
+    if row.get("user_id") is not None and row.get("user_max_budget") is not None:
+        scopes.append(
+            Scope(
+                "user",
+                row["user_id"],
+                f"User={row['user_id']}",
+                max_budget=row.get("user_max_budget"),
+                window_s=_duration(row.get("user_budget_duration"), "user budget_duration"),
+                anchor=float(row.get("user_created_at") or 0.0),
+            )
+        )
+    kept = tuple(s for s in scopes if any(v is not None for v in (s.rpm, s.tpm, s.parallel, s.max_budget)))
+    return KeyLimits(
+        row["token"],
+        row.get("team_id"),
+        row.get("user_id"),
+        kept,
+        any(s.max_budget is not None for s in kept),
+    )
+
+
+def window_of(scope: Scope, now: float) -> tuple[float, float]:
+    """The budget window ``now`` falls in: (start, end); (0, 0) for a budget that never resets."""
+    if not scope.window_s:
+        return 0.0, 0.0
+    start = scope.anchor + math.floor((now - scope.anchor) / scope.window_s) * scope.window_s
+    return start, start + scope.window_s
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+def _usd(nano: int | float) -> str:
+    return f"{nano / NANO:.6f}".rstrip("0").rstrip(".")
+
+
+class Enforcer:
+    """Reserves before a call and settles after it, over ``counters`` (memory or Redis)."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        writer: SpendWriter | None,
+        prices: Callable[[str], tuple[float, float]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.counters = counters
+        self.writer = writer
+        self.prices = prices
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.settle_errors = 0
+
+    # ---- before ----
+    async def reserve(
+        self, limits: KeyLimits, data: dict[str, Any], group: str, kind: str, end_user: str | None = None
+    ) -> Reservation:
+        now = self.clock()
+        amount = _nano_up(self.worst_case(data, group, kind)) if limits.budgeted else 0
+        checks, owners = self._checks(limits, now, amount)
+        res = Reservation(uuid.uuid4().hex, limits, checks, owners, now, group, end_user, amount)
+        if not checks:
+            return res
+        for _ in range(_SEED_ATTEMPTS):
+            try:
+                refusal = await self.counters.admit(res.request_id, checks, now)
+            except Exception as error:
+                raise _unavailable(error) from None
+            if refusal is None:
+                return res
+            if not refusal.need_seed:
+                raise self._refused(checks[refusal.check], owners[refusal.check], refusal, now)
+            await self._seed(checks[refusal.check], owners[refusal.check], now)
+        raise ProxyError(
+            503, "the budget counters could not be started; try again", code="limits_unavailable"
+        )
+
+    def worst_case(self, data: dict[str, Any], group: str, kind: str) -> float:
+        """The most this request can cost, in USD (the reservation rule, in the module's text)."""
+        in_price, out_price = self.prices(group)
+        if kind == "embedding":
+            sent = orjson.dumps(data.get("input"))
+            return len(sent) * in_price
+        sent = orjson.dumps([data.get("messages"), data.get("tools"), data.get("functions")])
+        images = sent.count(b'"image_url"') + sent.count(b'"input_audio"')
+        input_tokens = len(sent) + IMAGE_TOKENS * images
+        out = data.get("max_completion_tokens") or data.get("max_tokens")
+        if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
+            out = DEFAULT_MAX_TOKENS
+        n = data.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        return input_tokens * in_price + out * choices * out_price
+
+    def _checks(self, limits: KeyLimits, now: float, amount: int) -> tuple[list[Check], list[Scope]]:
+        minute = int(now // 60)
+        minute_end = (minute + 1) * 60.0
+        checks: list[Check] = []
+        owners: list[Scope] = []
+        for s in limits.scopes:
+            first = len(checks)
+            scope = f"{s.kind}:{s.id}"
+            if s.rpm is not None:
+                checks.append(Check("rpm", f"rpm:{scope}:{minute}", s.rpm, 0, minute_end + 60))
+            if s.tpm is not None:
+                checks.append(Check("tpm", f"tpm:{scope}:{minute}", s.tpm, 0, minute_end + 60))
+            if s.parallel is not None:
+                checks.append(Check("parallel", f"par:{scope}", s.parallel))
+            if s.max_budget is not None:
+                start, end = window_of(s, now)
+                # kept an hour past the window: requests that started in it still settle into it
+                checks.append(
+                    Check(
+                        "budget",
+                        f"bud:{scope}:{int(start)}",
+                        _nano_down(s.max_budget),
+                        amount,
+                        end and end + 3600,
+                    )
+                )
+            owners += [s] * (len(checks) - first)
+        return checks, owners
+
+    async def _seed(self, check: Check, scope: Scope, now: float) -> None:
+        """Start a budget window's counter from the ledger (and what this process has not written yet)."""
+        kind, scope_id = scope.kind, scope.id
+        start, _ = window_of(scope, now)
+        field_name = {"key": "token", "team": "team_id", "user": "user_id"}[kind]
+        spent = 0.0
+        if self.writer is not None:
+            try:
+                spent = await self.writer.ledger.spent(kind, scope_id, start)
+            except Exception as error:
+                raise _unavailable(error) from None
+            spent += self.writer.pending_spend(field_name, scope_id, start)
+        try:
+            await self.counters.seed(check, _nano_round(spent))
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    def _refused(self, check: Check, scope: Scope, refusal: Refusal, now: float) -> ProxyError:
+        if check.kind == "budget":
+            start, end = window_of(scope, now)
+            resets = f"; the budget resets at {_iso(end)}" if end else ""
+            if refusal.used >= check.limit:
+                message = (
+                    f"Budget has been exceeded! {scope.label} Current cost: {_usd(refusal.used)}, "
+                    f"Max budget: {scope.max_budget}{resets}"
+                )
+            else:
+                message = (
+                    f"Budget has been exceeded! {scope.label} Current cost: {_usd(refusal.used)} "
+                    f"(+{_usd(refusal.reserved)} reserved by requests in flight), Max budget: "
+                    f"{scope.max_budget}; this request may cost up to {_usd(check.amount)} (its input and "
+                    f"max_tokens at the model's prices), which does not fit: send a smaller max_tokens{resets}"
+                )
+            return ProxyError(400, message, type="budget_exceeded", code="400")
+        if check.kind == "parallel":
+            wait = 1
+            what = f"max_parallel_requests: {check.limit}, requests in flight: {refusal.used}"
+        else:
+            wait = max(1, math.ceil((int(now // 60) + 1) * 60 - now))
+            unit = "rpm" if check.kind == "rpm" else "tpm"
+            what = f"{unit}_limit: {check.limit}, current {unit}: {refusal.used}"
+        return ProxyError(
+            429,
+            f"Max parallel request limit reached. Hit limit for {scope.label}: {what}. Retry after {wait}s",
+            type="rate_limit_error",
+            code="429",
+            headers={"retry-after": str(wait)},
+        )
+
+    # ---- after ----
+    async def settle(
+        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
+    ) -> None:
+        """Charge the exact cost, free what the reservation held, write the ledger row. Once."""
+        if res.settled:
+            return
+        res.settled = True
+        now = self.clock()
+        prompt, completion, total = _tokens(usage)
+        amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
+        if res.checks:
+            try:
+                await self.counters.settle(res.request_id, res.checks, _nano_round(amount), total, now)
+            except Exception as error:  # the ledger still gets the row: spend is never lost
+                self.settle_errors += 1
+                logger.error(
+                    "limits: settling a request failed (%s); its counters are left as they were", error
+                )
+        if self.writer is not None:
+            limits = res.limits
+            self.writer.record(
+                {
+                    "request_id": request_id or res.request_id,
+                    "token": limits.token,
+                    "team_id": limits.team_id,
+                    "user_id": limits.user_id,
+                    "end_user": res.end_user,
+                    "model": res.model,
+                    "cost": amount,
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "started_at": res.started_at,
+                    "ended_at": now,
+                }
+            )
+
+    def settle_soon(
+        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
+    ) -> None:
+        """``settle`` from a synchronous callback (a stream's end): a task, kept until done."""
+        if res.settled:
+            return
+        task = asyncio.get_running_loop().create_task(self.settle(res, cost, usage, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the settlements still running (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.counters.close()
+
+
+def _nano_up(usd: float) -> int:
+    return math.ceil(usd * NANO)
+
+
+def _nano_down(usd: float) -> int:
+    return math.floor(usd * NANO + 1e-6)
+
+
+def _nano_round(usd: float) -> int:
+    return round(usd * NANO)
+
+
+def _tokens(usage: Any) -> tuple[int, int, int]:
+    if usage is None:
+        return 0, 0, 0
+
+    def get(name: str) -> int:
+        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        return int(value) if isinstance(value, (int, float)) else 0
+
+    prompt, completion = get("prompt_tokens"), get("completion_tokens")
+    return prompt, completion, get("total_tokens") or prompt + completion
+
+
+def _unavailable(error: BaseException) -> ProxyError:
+    logger.error("limits: the counters are unavailable: %s", error)
+    return ProxyError(
+        503,
+        "the proxy cannot check this key's limits right now (its counter store is unavailable); try again",
+        code="limits_unavailable",
+    )
+
+
+def group_prices(state: Any) -> Callable[[str], tuple[float, float]]:
+    """The dearest (input, output) USD per token among the deployments that may answer a group.
+
+    With fallbacks configured a request may end on another group, so every deployment of the
+    config counts. A deployment without a known price adds nothing (its calls cost nothing
+    in the logs either).
+    """
+    from ..cost import custom_prices, find_price
+
+    def price_of(params: dict[str, Any]) -> tuple[float, float]:
+        custom = custom_prices(dict(params)) or {}
+        model = str(params.get("model"))
+        entry: dict[str, Any] = {}
+        for name in (params.get("base_model"), model, model.split("/", 1)[-1]):
+            found = find_price(name) if name else None
+            if found is not None:
+                entry = dict(found[1])
+                break
+        entry.update(custom)
+        ins = [
+            float(v) for k, v in entry.items() if "input" in k and "cost" in k and isinstance(v, (int, float))
+        ]
+        outs = [
+            float(v)
+            for k, v in entry.items()
+            if "output" in k and "cost" in k and isinstance(v, (int, float))
+        ]
+        return max(ins, default=0.0), max(outs, default=0.0)
+
+    config = state.config
+    settings = config.router_settings
+    any_fallbacks = any(
+        settings.get(k) for k in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+    )
+    cache: dict[str, tuple[float, float]] = {}
+
+    def prices(group: str) -> tuple[float, float]:
+        found = cache.get(group)
+        if found is None:
+            deployments = [d for d in config.model_list if any_fallbacks or d.model_name == group]
+            each = [price_of(d.litellm_params) for d in deployments]
+            found = cache[group] = (
+                max((p[0] for p in each), default=0.0),
+                max((p[1] for p in each), default=0.0),
+            )
+        return found
+
+    return prices
+
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "IMAGE_TOKENS",
+    "LIMITS",
+    "Enforcer",
+    "KeyLimits",
+    "Reservation",
+    "Scope",
+    "group_prices",
+    "key_limits",
+    "window_of",
+]
