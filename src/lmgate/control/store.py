@@ -7,6 +7,8 @@ not HTTP: the admin routes and the proxy's key backend are its callers.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import hashlib
 import os
 import secrets
@@ -58,6 +60,13 @@ def token_of(key_or_hash: str) -> str:
     return hash_token(key_or_hash)
 
 
+def _lock_file(database: Path) -> int:
+    """An exclusive lock on ``<database>.lock``, waited for (the fd; closing it unlocks)."""
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def _plain(row: Any) -> dict[str, Any]:
     """A result row as a dict with plain ``str`` names (SQLAlchemy's are a str subclass that
     JSON encoders such as orjson refuse)."""
@@ -96,8 +105,17 @@ class KeyStore:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_async_engine(url)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(migrations.migrate)
+        # instances starting at once migrate one after the other: a file lock beside a SQLite
+        # database, an advisory lock in PostgreSQL (migrations.migrate takes it)
+        lock = None
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            lock = await asyncio.to_thread(_lock_file, Path(str(url.database)).expanduser())
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(migrations.migrate)
+        finally:
+            if lock is not None:
+                os.close(lock)
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -103,7 +103,12 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
         counters = RedisCounters(client)
     else:
         counters = MemoryCounters()
-    writer = SpendWriter(Ledger(store), data_dir(state.config.data_dir) / JOURNAL_DIR)
+    import os
+
+    # how often settled spend goes to the ledger (rows wait in the journal meanwhile); the
+    # environment only, an operating knob: tests set it high to see the journal do its job
+    interval = float(os.environ.get("LMGATE_SPEND_FLUSH_INTERVAL_S") or 1.0)
+    writer = SpendWriter(Ledger(store), data_dir(state.config.data_dir) / JOURNAL_DIR, interval_s=interval)
     return Enforcer(counters, writer, group_prices(state)), client
 
 
