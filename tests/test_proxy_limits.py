@@ -318,3 +318,40 @@ def test_spend_equals_the_logged_costs_after_a_stop(
         ids = {r[0] for r in db.execute("SELECT request_id FROM lmgate_spend_ledger")}
     mine = [r for r in log_receiver.records if r["metadata"].get("user_api_key_hash") == made["token"]]
     assert ids == {r["litellm_call_id"] for r in mine}  # a ledger row names the call its log record names
+
+
+def test_a_stream_settles_at_its_end_and_when_its_client_leaves(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    cluster = cluster_of()
+    (server,) = cluster.start(1)
+    made = generate(server, max_parallel_requests=1, max_budget=10.0)
+    key, token = made["key"], made["token"]
+    with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="fast", messages=HI, max_tokens=5, stream=True, stream_options={"include_usage": True}
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        gate = threading.Event()
+        fake_provider.enqueue(Reply(hold_after_chunks=1, delay_event=gate))
+        try:
+            leaving = client.chat.completions.create(model="fast", messages=HI, max_tokens=5, stream=True)
+            next(iter(leaving))  # the first chunk, then the client goes away mid-stream
+            assert refused(server, key).status_code == 429  # its slot is held while it streams
+            leaving.response.close()
+            for _ in range(400):  # bounded: the proxy notices the client left, settles, frees the slot
+                if outcome(server, key) == 200:
+                    break
+            else:
+                raise AssertionError("the parallel slot of a stream whose client left was never given back")
+        finally:
+            gate.set()
+    assert log_receiver.wait_for_records(3, timeout=20)
+    cluster.stop()
+    total, rows, spend = ledger_spend(cluster, token)
+    costs = [
+        r["response_cost"] or 0.0
+        for r in log_receiver.records
+        if r["metadata"].get("user_api_key_hash") == token
+    ]
+    assert rows == 3 and total == pytest.approx(sum(costs)) and spend == pytest.approx(total)
