@@ -24,10 +24,11 @@ Budget windows (``budget_duration``) start when the key, team or user was create
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -181,6 +182,11 @@ class Enforcer:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self.settle_errors = 0
+        # token → (its KeyLimits, valid until, valid from, checks, their scopes)
+        self._templates: dict[str, tuple[KeyLimits, float, float, list[Check], list[Scope]]] = {}
+        # request ids: unique across instances (a random prefix), cheap within one (a counter)
+        self._prefix = os.urandom(6).hex() + "-"
+        self._ids = itertools.count()
 
     # ---- before ----
     async def reserve(
@@ -188,19 +194,21 @@ class Enforcer:
     ) -> Reservation:
         now = self.clock()
         amount = _nano_up(self.worst_case(data, group, kind)) if limits.budgeted else 0
-        checks, owners = self._checks(limits, now, amount)
-        res = Reservation(uuid.uuid4().hex, limits, checks, owners, now, group, end_user, amount)
+        checks, owners = self._checks(limits, now)
+        res = Reservation(
+            f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount
+        )
         if not checks:
             return res
         for _ in range(_SEED_ATTEMPTS):
             try:
-                refusal = await self.counters.admit(res.request_id, checks, now)
+                refusal = await self.counters.admit(res.request_id, checks, amount, now)
             except Exception as error:
                 raise _unavailable(error) from None
             if refusal is None:
                 return res
             if not refusal.need_seed:
-                raise self._refused(checks[refusal.check], owners[refusal.check], refusal, now)
+                raise self._refused(checks[refusal.check], owners[refusal.check], refusal, amount, now)
             await self._seed(checks[refusal.check], owners[refusal.check], now)
         raise ProxyError(
             503, "the budget counters could not be started; try again", code="limits_unavailable"
@@ -222,33 +230,39 @@ class Enforcer:
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
         return input_tokens * in_price + out * choices * out_price
 
-    def _checks(self, limits: KeyLimits, now: float, amount: int) -> tuple[list[Check], list[Scope]]:
+    def _checks(self, limits: KeyLimits, now: float) -> tuple[list[Check], list[Scope]]:
+        """The key's checks at ``now``: the same objects until the minute or a budget window
+        changes (a cache per key, so a request allocates none)."""
+        cached = self._templates.get(limits.token)
+        if cached is not None and cached[0] is limits and now < cached[1] and now >= cached[2]:
+            return cached[3], cached[4]
         minute = int(now // 60)
         minute_end = (minute + 1) * 60.0
+        valid_until, valid_from = minute_end, minute * 60.0
         checks: list[Check] = []
         owners: list[Scope] = []
         for s in limits.scopes:
             first = len(checks)
             scope = f"{s.kind}:{s.id}"
             if s.rpm is not None:
-                checks.append(Check("rpm", f"rpm:{scope}:{minute}", s.rpm, 0, minute_end + 60))
+                checks.append(Check("rpm", f"rpm:{scope}:{minute}", s.rpm, minute_end + 60))
             if s.tpm is not None:
-                checks.append(Check("tpm", f"tpm:{scope}:{minute}", s.tpm, 0, minute_end + 60))
+                checks.append(Check("tpm", f"tpm:{scope}:{minute}", s.tpm, minute_end + 60))
             if s.parallel is not None:
                 checks.append(Check("parallel", f"par:{scope}", s.parallel))
             if s.max_budget is not None:
                 start, end = window_of(s, now)
+                if end:
+                    valid_until = min(valid_until, end)
+                    valid_from = max(valid_from, start)
                 # kept an hour past the window: requests that started in it still settle into it
                 checks.append(
-                    Check(
-                        "budget",
-                        f"bud:{scope}:{int(start)}",
-                        _nano_down(s.max_budget),
-                        amount,
-                        end and end + 3600,
-                    )
+                    Check("budget", f"bud:{scope}:{int(start)}", _nano_down(s.max_budget), end and end + 3600)
                 )
             owners += [s] * (len(checks) - first)
+        if len(self._templates) >= 10_000:
+            self._templates.clear()
+        self._templates[limits.token] = (limits, valid_until, valid_from, checks, owners)
         return checks, owners
 
     async def _seed(self, check: Check, scope: Scope, now: float) -> None:
@@ -268,7 +282,7 @@ class Enforcer:
         except Exception as error:
             raise _unavailable(error) from None
 
-    def _refused(self, check: Check, scope: Scope, refusal: Refusal, now: float) -> ProxyError:
+    def _refused(self, check: Check, scope: Scope, refusal: Refusal, amount: int, now: float) -> ProxyError:
         if check.kind == "budget":
             start, end = window_of(scope, now)
             resets = f"; the budget resets at {_iso(end)}" if end else ""
@@ -281,7 +295,7 @@ class Enforcer:
                 message = (
                     f"Budget has been exceeded! {scope.label} Current cost: {_usd(refusal.used)} "
                     f"(+{_usd(refusal.reserved)} reserved by requests in flight), Max budget: "
-                    f"{scope.max_budget}; this request may cost up to {_usd(check.amount)} (its input and "
+                    f"{scope.max_budget}; this request may cost up to {_usd(amount)} (its input and "
                     f"max_tokens at the model's prices), which does not fit: send a smaller max_tokens{resets}"
                 )
             return ProxyError(400, message, type="budget_exceeded", code="400")
@@ -313,7 +327,9 @@ class Enforcer:
         amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
         if res.checks:
             try:
-                await self.counters.settle(res.request_id, res.checks, _nano_round(amount), total, now)
+                await self.counters.settle(
+                    res.request_id, res.checks, res.reserved, _nano_round(amount), total, now
+                )
             except Exception as error:  # the ledger still gets the row: spend is never lost
                 self.settle_errors += 1
                 logger.error(

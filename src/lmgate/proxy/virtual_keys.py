@@ -7,7 +7,9 @@ cached in memory for ``ttl_s`` seconds: a change made through this instance's ad
 drops its entry at once (``forget``); with a Redis configured, ``forget`` also publishes the
 change on ``INVALIDATE_CHANNEL`` and every instance listening (``listen``) drops it too, so the
 entries may live longer (``REDIS_CACHE_TTL_S``); without one another instance sees the change
-when its entry expires.
+when its entry expires. An entry in use that expired less than a TTL ago is served while a
+background task reads it again with the others in one query (``REFRESH_EVERY_S``): a change
+made elsewhere is seen within the TTL plus that moment.
 
 A virtual key's limits (``budgets.KeyLimits``) are computed once per cached row and put on the
 request's scope (``LIMITS``) for the LLM routes to enforce.
@@ -37,6 +39,7 @@ from .budgets import LIMITS, KeyLimits, key_limits
 logger = logging.getLogger("lmgate.proxy")
 
 DEFAULT_CACHE_TTL_S = 5.0
+REFRESH_EVERY_S = 0.25  # how often expired entries in use are read again, together
 REDIS_CACHE_TTL_S = 60.0  # with invalidation pushed over Redis the TTL is only a safety net
 INVALIDATE_CHANNEL = "lmgate:keys:invalidate"
 _CACHE_LIMIT = 10_000
@@ -67,6 +70,10 @@ class DatabaseKeyBackend:
         self.redis: Any = None  # set by ``listen``: forget() then tells every instance
         self._pending: set[Any] = set()
         self.invalidations_received = 0
+        self._stale: set[str] = set()  # expired entries being served until the refresh reads them
+        self._refresher: asyncio.Task[None] | None = None
+        self.refresh_every_s = REFRESH_EVERY_S
+        self._generation = 0  # bumped by every drop: a refresh that started before it is ignored
 
     async def authenticate(self, key: str | None, conn: HTTPConnection) -> UserAPIKeyAuth:
         if key is None:
@@ -90,6 +97,34 @@ class DatabaseKeyBackend:
         conn.scope[LIMITS] = limits
         return identity_of(row)
 
+    def _refresh_later(self, token: str) -> None:
+        self._stale.add(token)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Read the stale entries again, in bulk, at most every ``REFRESH_EVERY_S``."""
+        while self._stale:
+            await asyncio.sleep(self.refresh_every_s)  # gathers the keys that go stale meanwhile
+            tokens, self._stale = list(self._stale), set()
+            generation = self._generation
+            try:
+                rows = await self.store.keys_by_token(tokens)
+            except Exception as error:  # the entries stay stale and are looked up one by one
+                logger.error("keys: refreshing %d cached keys failed: %s", len(tokens), error)
+                continue
+            if generation != self._generation:  # forgotten meanwhile: the read may be older
+                continue
+            expires = self.monotonic() + self.ttl_s
+            for token in tokens:
+                row = rows.get(token)
+                self._cache[token] = (expires, row, key_limits(row) if row is not None else None)
+
+    async def refreshed(self) -> None:
+        """Wait until the stale entries being read again are (tests, shutdown)."""
+        if self._refresher is not None:
+            await self._refresher
+
     def forget(self, tokens: Any = None) -> None:
         """Drop cached lookups: of ``tokens``, or every one (after a team changes); with Redis,
         in every instance."""
@@ -108,6 +143,7 @@ class DatabaseKeyBackend:
             logger.error("keys: publishing a cache invalidation failed: %s", error)
 
     def _drop(self, tokens: list[str] | None) -> None:
+        self._generation += 1
         if tokens is None:
             self._cache.clear()
             return
@@ -145,8 +181,14 @@ class DatabaseKeyBackend:
     async def _row(self, token: str) -> tuple[dict[str, Any] | None, KeyLimits | None]:
         now = self.monotonic()
         cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+        if cached is not None:
+            if cached[0] > now:
+                return cached[1], cached[2]
+            if cached[1] is not None and cached[0] + self.ttl_s > now:
+                # expired a moment ago: served while a batch reads it again (refresh-ahead), so a
+                # busy key costs one row of a bulk query per TTL instead of a lookup of its own
+                self._refresh_later(token)
+                return cached[1], cached[2]
         row = await self.store.key(token)
         limits = key_limits(row) if row is not None else None
         if len(self._cache) >= _CACHE_LIMIT:  # bounded: unknown keys are cached too
