@@ -199,7 +199,13 @@ def test_parallel_requests_are_held_across_two_instances(
             gate.set()
         for future in held:
             assert future.result().choices[0].message.content
-    assert chat(b, key).choices[0].message.content  # the slots were given back
+    # the slots are given back: at once on the instance that settles, within milliseconds on
+    # the other (a settlement rides with its instance's next admission) — bounded polling
+    for _ in range(200):
+        if outcome(b, key) == 200:
+            break
+    else:
+        raise AssertionError("the parallel slots were never given back")
     assert len(fake_provider.requests) == 3  # the refused ones never reached the provider
 
 

@@ -26,12 +26,17 @@ The rules (``docs/keys.md`` "Rate limits", "Budgets"):
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+logger = logging.getLogger("lmgate.proxy")
+
 NANO = 1_000_000_000  # budget counters count nano-dollars: integers add exactly in Redis and here
+SETTLE_DELAY_S = 0.002  # a settlement waits at most this long for an admission to ride with
 STALE_S = 600.0  # a parallel slot held longer than this is dropped (its instance died)
 
 
@@ -156,20 +161,28 @@ class MemoryCounters:
                 del table[name]
 
 
-# KEYS: one counter per check. ARGV: now, request id, stale-before, amount, then 3 per check:
-# kind (r t p b), limit, seconds to keep. Returns 0, or {check (1-based), used, reserved,
-# need_seed}. Every check is read before anything is taken.
-_ADMIT = """
+# Both scripts take the request's counters as KEYS and, as the last ARGV, the checks' "spec"
+# (per check: kind r/t/p/b, limit, expiry as Unix seconds; comma-separated, in KEYS' order),
+# the same bytes for every request of a key within a minute: built once, sent as one argument.
+_SPEC = """
+local spec = {}
+for kind, limit, expiry in string.gmatch(ARGV[#ARGV], '(%a),([%d.]+),([%d.]+)') do
+  spec[#spec + 1] = {kind, tonumber(limit), tonumber(expiry)}
+end
+"""
+
+# ARGV: now, request id, amount (nano-dollars), spec. Returns 0, or {check (1-based), used,
+# reserved, need_seed}. Every check is read before anything is taken.
+_ADMIT = (
+    (
+        _SPEC
+        + """
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
-local stale = tonumber(ARGV[3])
-local amount = tonumber(ARGV[4])
-local n = #KEYS
-for i = 1, n do
-  local key = KEYS[i]
-  local base = 4 + (i - 1) * 3
-  local kind = ARGV[base + 1]
-  local limit = tonumber(ARGV[base + 2])
+local amount = tonumber(ARGV[3])
+local stale = now - STALE_S
+for i = 1, #KEYS do
+  local key, kind, limit = KEYS[i], spec[i][1], spec[i][2]
   if kind == 'b' then
     if redis.call('EXISTS', key) == 0 then return {i, 0, 0, 1} end
     local spent = tonumber(redis.call('HGET', key, 's') or '0')
@@ -186,40 +199,41 @@ for i = 1, n do
     if used >= limit then return {i, used, 0, 0} end
   end
 end
-for i = 1, n do
-  local key = KEYS[i]
-  local base = 4 + (i - 1) * 3
-  local kind = ARGV[base + 1]
-  local ttl = tonumber(ARGV[base + 3])
+for i = 1, #KEYS do
+  local key, kind, expiry = KEYS[i], spec[i][1], spec[i][3]
   if kind == 'r' then
     redis.call('INCR', key)
-    redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIREAT', key, math.ceil(expiry))
   elseif kind == 'p' then
     redis.call('ZADD', key, now, rid)
-    redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIRE', key, KEEP_S)
   elseif kind == 'b' then
     redis.call('HINCRBY', key, 'r', amount)
   end
 end
 return 0
 """
+    )
+    .replace("STALE_S", str(int(STALE_S)))
+    .replace("KEEP_S", str(int(STALE_S) * 2))
+)
 
-# KEYS: the counters; ARGV: request id, cost, tokens, reserved, then 2 per check: kind, seconds
-# to keep. A budget counter that is gone (Redis restarted) is left alone: the ledger has it.
-_SETTLE = """
+# ARGV: request id, cost, tokens, reserved, spec. A budget counter that is gone (Redis
+# restarted) is left alone: the ledger has the cost.
+_SETTLE = (
+    _SPEC
+    + """
 local rid = ARGV[1]
 local cost = ARGV[2]
 local tokens = ARGV[3]
 local reserved = tonumber(ARGV[4])
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  local base = 4 + (i - 1) * 2
-  local kind = ARGV[base + 1]
+  local key, kind, expiry = KEYS[i], spec[i][1], spec[i][3]
   if kind == 'p' then
     redis.call('ZREM', key, rid)
   elseif kind == 't' then
     redis.call('INCRBY', key, tokens)
-    redis.call('EXPIRE', key, tonumber(ARGV[base + 2]))
+    redis.call('EXPIREAT', key, math.ceil(expiry))
   elseif kind == 'b' then
     if redis.call('EXISTS', key) == 1 then
       redis.call('HINCRBY', key, 's', cost)
@@ -229,11 +243,12 @@ for i = 1, #KEYS do
 end
 return 0
 """
+)
 
 _SEED = """
 if redis.call('HSETNX', KEYS[1], 's', ARGV[1]) == 1 then
   redis.call('HSETNX', KEYS[1], 'r', 0)
-  if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  if tonumber(ARGV[2]) > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
 end
 return 0
 """
@@ -242,57 +257,65 @@ _KIND = {"rpm": "r", "tpm": "t", "parallel": "p", "budget": "b"}
 PREFIX = "lmgate:limits:"
 
 
-def _ttl(check: Check, now: float) -> int:
-    if check.kind == "parallel":
-        return int(STALE_S) * 2
-    if not check.expires_at:
-        return 0
-    return max(1, int(check.expires_at - now) + 1)
+def _spec(checks: Sequence[Check]) -> tuple[list[bytes], bytes]:
+    """The counters' names and the spec argument of a list of checks (see the scripts)."""
+    keys = [(PREFIX + c.name).encode() for c in checks]
+    spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks)
+    return keys, spec.encode()
 
 
 class _Coalescer:
-    """Scripts called by concurrent requests go to Redis together: each caller queues its call
-    and awaits its own answer; the first one schedules a task that sends everything queued by
-    then in one pipeline (one round trip). Each script stays atomic on its own; under load the
-    client's CPU per call falls with the batch, and alone a call costs one round trip as before."""
+    """Scripts called by concurrent requests go to Redis together. A call made while none is
+    in flight is sent at once by its caller (no extra task: the common case at low load); calls
+    made meanwhile queue, and when the one in flight returns, everything queued by then goes in
+    one pipeline (one round trip). Each script stays atomic on its own; under load the client's
+    CPU per call falls with the batch."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self._queue: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Any, list[bytes], list[Any], asyncio.Future[Any]]] = []
+        self._busy = False
 
-    def call(self, script: Any, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.create_task(self._send())
-        self._queue.append((script, keys, args, future))
-        return future
+    async def call(self, script: Any, keys: list[bytes], args: list[Any]) -> Any:
+        if self._busy:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((script, keys, args, future))
+            return await future
+        self._busy = True
+        try:
+            return await script(keys=keys, args=args)
+        finally:
+            self._next()
 
-    async def _send(self) -> None:
+    def _next(self) -> None:
+        if self._queue:
+            asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self._busy = False
+
+    async def _drain(self) -> None:
         batch, self._queue = self._queue, []
         try:
-            if len(batch) == 1:
-                script, keys, args, future = batch[0]
-                results = [await script(keys=keys, args=args)]
-            else:
-                pipe = self.client.pipeline(transaction=False)
-                for script, keys, args, _ in batch:
-                    await script(keys=keys, args=args, client=pipe)  # queued, not sent
-                results = await pipe.execute(raise_on_error=False)
+            pipe = self.client.pipeline(transaction=False)
+            for script, keys, args, _ in batch:
+                await script(keys=keys, args=args, client=pipe)  # queued, not sent
+            results = await pipe.execute(raise_on_error=False)
         except BaseException as error:
             for *_, future in batch:
                 if not future.done():
                     future.set_exception(error if isinstance(error, Exception) else RuntimeError(str(error)))
             if not isinstance(error, Exception):
                 raise
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        else:
+            for (*_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        finally:
+            self._next()
 
 
 class RedisCounters:
@@ -305,15 +328,41 @@ class RedisCounters:
         self._settle = client.register_script(_SETTLE)
         self._seed = client.register_script(_SEED)
         self._batch = _Coalescer(client)
+        self._specs: dict[int, tuple[Sequence[Check], list[bytes], bytes]] = {}
+        self._settles: list[tuple[list[bytes], list[Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.settle_failures = 0  # settlements Redis refused or never got (logged; the ledger has the spend)
+
+    def _encoded(self, checks: Sequence[Check]) -> tuple[list[bytes], bytes]:
+        """The checks' names and spec, encoded once per checks list (budgets.py caches the list)."""
+        cached = self._specs.get(id(checks))
+        if cached is not None and cached[0] is checks:
+            return cached[1], cached[2]
+        keys, spec = _spec(checks)
+        if len(self._specs) >= 10_000:
+            self._specs.clear()
+        self._specs[id(checks)] = (checks, keys, spec)
+        return keys, spec
 
     async def admit(
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None:
-        keys = [PREFIX + c.name for c in checks]
-        args: list[Any] = [repr(now), request_id, repr(now - STALE_S), amount]
-        for c in checks:
-            args += (_KIND[c.kind], c.limit, _ttl(c, now))
-        got = await self._batch.call(self._admit, keys, args)
+        keys, spec = self._encoded(checks)
+        args = [repr(now), request_id, amount, spec]
+        if self._settles:  # the settlements waiting go first, in the same round trip
+            settles, self._settles = self._settles, []
+            pipe = self.client.pipeline(transaction=False)
+            for settle_keys, settle_args in settles:
+                await self._settle(keys=settle_keys, args=settle_args, client=pipe)
+            await self._admit(keys=keys, args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+            self._count_failures(results[:-1])
+            got = results[-1]
+            if isinstance(got, Exception):
+                raise got
+        else:
+            got = await self._batch.call(self._admit, keys, args)
         if got == 0:
             return None
         index, used, reserved, seed = (int(v) for v in got)
@@ -322,19 +371,50 @@ class RedisCounters:
     async def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
-        settled = [c for c in checks if c.kind != "rpm"]
-        if not settled:
+        if all(c.kind == "rpm" for c in checks):
             return
-        args: list[Any] = [request_id, cost, tokens, reserved]
-        for c in settled:
-            args += (_KIND[c.kind], _ttl(c, now))
-        await self._batch.call(self._settle, [PREFIX + c.name for c in settled], args)
+        keys, spec = self._encoded(checks)
+        # not sent on its own: it rides with this process's next admission, or goes after
+        # SETTLE_DELAY_S when none comes (one round trip per request under load, not two)
+        self._settles.append((keys, [request_id, cost, tokens, reserved, spec]))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._settle_soon)
+
+    def _settle_soon(self) -> None:
+        self._timer = None
+        if self._settles:
+            task = asyncio.get_running_loop().create_task(self.flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Send the settlements waiting now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        settles, self._settles = self._settles, []
+        if not settles:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in settles:
+                await self._settle(keys=keys, args=args, client=pipe)
+            self._count_failures(await pipe.execute(raise_on_error=False))
+        except Exception as error:
+            self.settle_failures += len(settles)
+            logger.error("limits: %d settlements could not reach Redis: %s", len(settles), error)
+
+    def _count_failures(self, results: list[Any]) -> None:
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            self.settle_failures += len(failed)
+            logger.error("limits: %d settlements failed in Redis: %s", len(failed), failed[0])
 
     async def seed(self, check: Check, spent: int) -> None:
-        ttl = _ttl(check, time.time()) if check.expires_at else 0
-        await self._seed(keys=[PREFIX + check.name], args=[spent, ttl])
+        await self._seed(keys=[PREFIX + check.name], args=[spent, math.ceil(check.expires_at)])
 
     async def close(self) -> None:
+        await self.flush()
         await self.client.aclose()
 
 
