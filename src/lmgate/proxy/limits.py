@@ -6,7 +6,10 @@ fits, and two requests can never both take the last unit. Two backends, the same
 
 - ``MemoryCounters``: dicts in this process (no Redis configured): limits per process.
 - ``RedisCounters``: one Lua script per admission and one per settlement, so the check and
-  the take are atomic across every proxy instance sharing the Redis, in one round trip each.
+  the take are atomic across every proxy instance sharing the Redis. A settlement is not sent
+  on its own: it rides in the pipeline of this process's next admission (or goes after
+  ``SETTLE_DELAY_S``), so a request costs one round trip under load; calls made while one is
+  in flight are pipelined together.
 
 The rules (``docs/keys.md`` "Rate limits", "Budgets"):
 
