@@ -47,11 +47,20 @@ wrk:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
+# PostgreSQL is a real dependency of the key-store tests (tests/pg.py runs initdb + postgres in a temp dir as an
+# unprivileged user); install Debian's postgresql package when no initdb is found. The tests never use the
+# cluster the package may start.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
 
-test: $(STAMP) redis-server promtool wrk lint
+test: $(STAMP) redis-server promtool wrk postgresql lint
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real local servers (fake provider, log receiver, redis) and a loopback-only guard."""
+"""Shared fixtures: real local servers (fake provider, log receiver, redis, PostgreSQL) and a loopback-only guard."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fakes import FakeBedrock, FakeGemini, FakeProvider, LogReceiver, RedisServer, install_loopback_guard
+from pg import PostgresServer
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -60,6 +61,25 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_server_with_password() -> Iterator[RedisServer]:
     with RedisServer(password="s3cret-pw") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the run (tests/pg.py), started at the first test that asks."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A database shared by the run: ``postgresql+asyncpg://postgres@127.0.0.1:<port>/<db>``."""
+    return postgres_server.create_database("lmgate_session")
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database for this test alone (its async SQLAlchemy URL)."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture(scope="session", autouse=True)

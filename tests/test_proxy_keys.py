@@ -1,5 +1,6 @@
-"""Virtual keys through a real ``lmgate serve`` with a real SQLite key store, called with the
-official ``openai`` client: the management API, key states, model access and identity."""
+"""Virtual keys through a real ``lmgate serve`` with a real key store (SQLite; PostgreSQL for the
+tests parametrized over ``served``), called with the official ``openai`` client: the management
+API, key states, model access and identity."""
 
 from __future__ import annotations
 
@@ -43,10 +44,19 @@ def write_config(tmp: Path, fake: FakeProvider, receiver: LogReceiver, general: 
     return path
 
 
+#: run a test on both stores: ``@BOTH_STORES`` over a test that takes ``served``
+BOTH_STORES = pytest.mark.parametrize("served", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def served(tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver) -> Iterator[Served]:
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> Iterator[Served]:
+    general = ""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        general = f"  database_url: {request.getfixturevalue('fresh_postgres_url')}\n"
     server = Served(
-        write_config(tmp_path, fake_provider, log_receiver),
+        write_config(tmp_path, fake_provider, log_receiver, general),
         tmp_path,
         args=["--data-dir", str(tmp_path / "data")],
     )
@@ -69,6 +79,11 @@ def generate(server: Served, **body: Any) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
+def served_database(request: pytest.FixtureRequest) -> str:
+    """The name of the PostgreSQL database the ``served`` proxy of this test uses."""
+    return str(request.getfixturevalue("fresh_postgres_url")).rsplit("/", 1)[1]
+
+
 def chat(server: Served, key: str, model: str = "fast", **extra: Any) -> Any:
     with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
         return client.chat.completions.create(model=model, messages=HI, **extra)  # type: ignore[call-overload]
@@ -80,14 +95,22 @@ def refused(server: Served, key: str, model: str = "fast") -> openai.APIStatusEr
     return caught.value
 
 
-def test_key_lifecycle_generate_use_info_block_unblock_delete(served: Served, tmp_path: Path) -> None:
+@BOTH_STORES
+def test_key_lifecycle_generate_use_info_block_unblock_delete(
+    served: Served, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     made = generate(served, key_alias="search-bot", metadata={"owner": "search"}, tags=["prod"])
     key = made["key"]
     assert key.startswith("sk-") and made["token"] == hashlib.sha256(key.encode()).hexdigest()
     assert made["key_alias"] == "search-bot" and made["expires"] is None and made["blocked"] is False
     # only the hash is stored: the key's text is nowhere in the database
-    database = (tmp_path / "data" / "lmgate.db").read_bytes()
-    assert key.encode() not in database and made["token"].encode() in database
+    if request.node.callspec.params["served"] == "sqlite":
+        database = (tmp_path / "data" / "lmgate.db").read_bytes()
+        assert key.encode() not in database and made["token"].encode() in database
+    else:
+        pg = request.getfixturevalue("postgres_server")
+        dump = pg.psql("SELECT token, key_name FROM lmgate_keys", database=served_database(request))
+        assert key not in dump and made["token"] in dump
 
     assert chat(served, key).choices[0].message.content == "Hello from fake"
 
@@ -113,6 +136,7 @@ def test_key_lifecycle_generate_use_info_block_unblock_delete(served: Served, tm
     assert chat(served, MASTER).choices[0].message.content == "Hello from fake"
 
 
+@BOTH_STORES
 def test_unknown_and_expired_keys_are_refused(served: Served) -> None:
     assert refused(served, "sk-never-generated-000000").status_code == 401
     key = generate(served, duration="1h")["key"]
@@ -124,6 +148,7 @@ def test_unknown_and_expired_keys_are_refused(served: Served) -> None:
     assert error.status_code == 401 and "expired" in error.message
 
 
+@BOTH_STORES
 def test_model_access_of_key_and_team(served: Served, fake_provider: FakeProvider) -> None:
     key = generate(served, models=["fast"])["key"]
     assert chat(served, key, "fast").choices[0].message.content == "Hello from fake"

@@ -1,4 +1,4 @@
-"""DatabaseKeyBackend over a real SQLite key store, on injected clocks: expiry, and how long a
+"""DatabaseKeyBackend over a real key store (SQLite and PostgreSQL), on injected clocks: expiry, and how long a
 change made elsewhere (another proxy instance) takes to be seen through the lookup cache."""
 
 from __future__ import annotations
@@ -27,10 +27,24 @@ class Clock:
         return self.now
 
 
+ALL_VERSIONS = [version for version, _what, _step in migrations.MIGRATIONS]
+
+
+def database_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'dir' / 'keys.db'}"
+    return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request.param, tmp_path, request)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[KeyStore]:
-    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
-    assert await store.start() == [v for v, _, _ in migrations.MIGRATIONS]
+async def store(url: str) -> AsyncIterator[KeyStore]:
+    store = KeyStore(url)
+    assert await store.start() == ALL_VERSIONS
     try:
         yield store
     finally:
@@ -84,10 +98,9 @@ async def test_a_change_elsewhere_is_seen_when_the_cached_lookup_expires(store: 
     await backend.authenticate(key, CONN)  # this instance's own change is seen at once
 
 
-async def test_migrations_run_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'keys.db'}"
+async def test_migrations_run_once(url: str) -> None:
     first = KeyStore(url)
-    assert await first.start() == [v for v, _, _ in migrations.MIGRATIONS]
+    assert await first.start() == ALL_VERSIONS
     await first.close()
     again = KeyStore(url)
     assert await again.start() == []

@@ -10,8 +10,28 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._paths import data_dir as _data_dir
 
-# the ``stats`` groupings every store answers
-GROUP_BYS = ("model", "provider", "key", "team", "user", "day", "hour")
+# the ``stats`` groupings every store answers; "tag" counts a call once under each of its tags
+# (a call without tags under None)
+GROUP_BYS = ("model", "provider", "key", "team", "user", "day", "hour", "tag")
+# ``timeseries`` buckets and their width in seconds (UTC-aligned: POSIX time is UTC)
+BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}
+# the groupings a time series may split on (its buckets already are the time)
+SERIES_GROUP_BYS = tuple(g for g in GROUP_BYS if g not in ("day", "hour"))
+# what ``totals`` and each ``timeseries`` row carry, in this order
+TOTALS_FIELDS = (
+    "requests",
+    "errors",
+    "error_rate",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "saved_cost",
+    "p50_ms",
+    "p95_ms",
+    "cache_hit_rate",
+)
+SERIES_FIELDS = ("bucket_start", "group", "requests", "errors", "cost", "total_tokens", "p50_ms", "p95_ms")
 DB_FILE = "logs.sqlite3"
 
 
@@ -29,7 +49,8 @@ def default_path() -> str:
 class Filters:
     """What a query keeps; every field is optional and they combine with AND. ``since``/``until``
     are POSIX seconds; ``key`` matches the key hash or alias, ``team`` the team id or alias,
-    ``user`` the user id or the end user; ``search`` is a substring of the stored payload."""
+    ``user`` the user id or the end user; ``search`` is a substring of the stored payload;
+    ``trace_id`` keeps the calls of one trace."""
 
     model: str | None = None
     provider: str | None = None
@@ -40,6 +61,7 @@ class Filters:
     since: float | None = None
     until: float | None = None
     search: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,24 @@ class LogStore(Protocol):
 
     def stats(self, group_by: str, filters: Filters = ...) -> list[dict[str, Any]]:
         """Per group: requests, errors, tokens, cost, p50/p95/p99 latency (ms), cache-hit rate."""
+        ...
+
+    def totals(self, filters: Filters = ...) -> dict[str, Any]:
+        """One row for everything matching: ``requests``, ``errors``, ``error_rate``,
+        ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost``, ``saved_cost``
+        (the cost of cache hits: what the cache saved), ``p50_ms``, ``p95_ms``,
+        ``cache_hit_rate``. Rates, percentiles and sums are None where no rows match
+        (``requests`` and ``errors`` are 0)."""
+        ...
+
+    def timeseries(
+        self, bucket: str, filters: Filters = ..., group_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per time bucket (``BUCKETS``: minute, hour, day) and, with ``group_by``
+        (``SERIES_GROUP_BYS``), per group: ``bucket_start`` (POSIX seconds, a multiple of the
+        bucket's width), ``group`` (None without ``group_by``), ``requests``, ``errors``, ``cost``,
+        ``total_tokens``, ``p50_ms``, ``p95_ms``. Only buckets with calls; sorted by
+        (bucket_start, group) with None first."""
         ...
 
     def close(self) -> None: ...

@@ -13,12 +13,33 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Integer, and_, create_engine, event, func, literal_column, or_, select
+from sqlalchemy import (
+    Engine,
+    Integer,
+    and_,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
-from .base import GROUP_BYS, Filters, Page, percentile
+from .base import (
+    BUCKETS,
+    GROUP_BYS,
+    SERIES_FIELDS,
+    SERIES_GROUP_BYS,
+    TOTALS_FIELDS,
+    Filters,
+    Page,
+    percentile,
+)
 from .schema import calls, migrate
 
 PRUNE_EVERY_S = 3600.0
@@ -133,37 +154,96 @@ class SQLiteStore:
         (SQLite has no percentile function): fine for a local store; ClickHouse will use quantiles()."""
         if group_by not in GROUP_BYS:
             raise ValueError(f"stats: group_by must be one of {', '.join(GROUP_BYS)}, got {group_by!r}")
-        key = _group_key(group_by).label("group")
-        totals = (
-            select(
-                key,
-                func.count().label("requests"),
-                func.sum(func.iif(calls.c.status != "success", 1, 0)).label("errors"),
-                func.coalesce(func.sum(calls.c.prompt_tokens), 0).label("prompt_tokens"),
-                func.coalesce(func.sum(calls.c.completion_tokens), 0).label("completion_tokens"),
-                func.coalesce(func.sum(calls.c.total_tokens), 0).label("total_tokens"),
-                func.coalesce(func.sum(calls.c.cost), 0.0).label("cost"),
-                func.avg(func.iif(calls.c.cache_hit, 1.0, 0.0)).label("cache_hit_rate"),
-            )
-            .where(*_conditions(filters))
-            .group_by(key)
-            .order_by(*((key,) if group_by in ("day", "hour") else (func.count().desc(), key)))
+        key, source = _grouping(group_by)
+        ordering = (key,) if group_by in ("day", "hour") else (func.count().desc(), key)
+        groups = self._aggregate(
+            [key.label("group")], filters, source, ordering, quantiles=(0.50, 0.95, 0.99), cache=True
         )
-        latencies = (
-            select(key, calls.c.latency_ms)
-            .where(*_conditions(filters), calls.c.latency_ms.is_not(None))
-            .order_by(key, calls.c.latency_ms)
-        )
-        with self.engine.connect() as conn:
-            groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(totals)]
-            per_group: dict[Any, list[float]] = {}
-            for group, latency in conn.execute(latencies):
-                per_group.setdefault(group, []).append(latency)
         for group in groups:
-            values = per_group.get(group["group"], [])
-            group["p50_ms"] = percentile(values, 0.50)
-            group["p95_ms"] = percentile(values, 0.95)
-            group["p99_ms"] = percentile(values, 0.99)
+            group.pop("saved_cost", None)
+        return groups
+
+    def totals(self, filters: Filters = Filters()) -> dict[str, Any]:
+        found = self._aggregate([], filters, calls, (), quantiles=(0.50, 0.95), cache=True)
+        row = found[0]
+        if not row["requests"]:
+            return {name: (0 if name in ("requests", "errors") else None) for name in TOTALS_FIELDS}
+        row["error_rate"] = row["errors"] / row["requests"]
+        return {name: row.get(name) for name in TOTALS_FIELDS}
+
+    def timeseries(
+        self, bucket: str, filters: Filters = Filters(), group_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        if bucket not in BUCKETS:
+            raise ValueError(f"timeseries: bucket must be one of {', '.join(BUCKETS)}, got {bucket!r}")
+        if group_by is not None and group_by not in SERIES_GROUP_BYS:
+            raise ValueError(
+                f"timeseries: group_by must be one of {', '.join(SERIES_GROUP_BYS)}, got {group_by!r}"
+            )
+        width = BUCKETS[bucket]
+        # integer division floors for the non-negative times a store holds
+        start = (cast(calls.c.start_time, Integer) // width * width).label("bucket_start")
+        if group_by is None:
+            keys: list[Any] = [start, literal_column("NULL").label("group")]
+            source: Any = calls
+        else:
+            key, source = _grouping(group_by)
+            keys = [start, key.label("group")]
+        rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=(0.50, 0.95))
+        return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
+
+    def _aggregate(
+        self,
+        keys: list[Any],
+        filters: Filters,
+        source: Any,
+        ordering: tuple[Any, ...],
+        *,
+        quantiles: tuple[float, ...],
+        cache: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One row per distinct ``keys`` (one row in all without keys) with the sums, and the
+        latency ``quantiles`` as ``p50_ms`` etc., computed here from each group's sorted
+        latencies."""
+        c = calls.c
+        sums = [
+            func.count().label("requests"),
+            func.coalesce(func.sum(func.iif(c.status != "success", 1, 0)), 0).label("errors"),
+            func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
+            func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
+            func.coalesce(func.sum(c.cost), 0.0).label("cost"),
+        ]
+        if cache:
+            sums += [
+                func.avg(func.iif(c.cache_hit, 1.0, 0.0)).label("cache_hit_rate"),
+                # no column: the payload is parsed for cache hits only, a small share of the rows
+                func.coalesce(
+                    func.sum(func.iif(c.cache_hit, func.json_extract(c.payload, "$.saved_cache_cost"), 0.0)),
+                    0.0,
+                ).label("saved_cost"),
+            ]
+        statement = select(*keys, *sums).select_from(source).where(*_conditions(filters))
+        latencies = (
+            select(*keys, c.latency_ms)
+            .select_from(source)
+            .where(*_conditions(filters), c.latency_ms.is_not(None))
+        )
+        if keys:
+            statement = statement.group_by(*keys).order_by(*ordering)
+            latencies = latencies.order_by(*keys, c.latency_ms)
+        else:
+            latencies = latencies.order_by(c.latency_ms)
+        with self.engine.connect() as conn:
+            groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(statement)]
+            per_group: dict[tuple[Any, ...], list[float]] = {}
+            for found in conn.execute(latencies):
+                per_group.setdefault(tuple(found[: len(keys)]), []).append(found[-1])
+        names = [k.name for k in keys]
+        for group in groups:
+            values = per_group.get(tuple(group[n] for n in names), [])
+            for q in quantiles:
+                group[f"p{round(q * 100)}_ms"] = percentile(values, q)
         return groups
 
     def close(self) -> None:
@@ -176,6 +256,15 @@ def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; the spool covers a crash before
     cursor.execute("PRAGMA busy_timeout=5000")  # two processes writing wait instead of failing
     cursor.close()
+
+
+def _grouping(group_by: str) -> tuple[ColumnElement[Any], Any]:
+    """The expression a grouping groups on and the FROM it needs: a tag comes from the tags
+    list, one row per tag (LEFT JOIN: an untagged call counts once, under None)."""
+    if group_by == "tag":
+        tag = func.json_each(calls.c.tags).table_valued("value").alias("tag")
+        return tag.c.value, calls.outerjoin(tag, true())
+    return _group_key(group_by), calls
 
 
 def _group_key(group_by: str) -> ColumnElement[Any]:
@@ -213,6 +302,8 @@ def _conditions(f: Filters) -> list[ColumnElement[bool]]:
         out.append(c.start_time >= f.since)
     if f.until is not None:
         out.append(c.start_time < f.until)
+    if f.trace_id:
+        out.append(c.trace_id == f.trace_id)
     if f.search:
         escaped = f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         out.append(c.payload.like(f"%{escaped}%", escape="\\"))
