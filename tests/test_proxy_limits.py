@@ -5,6 +5,7 @@ SIGKILL + restart."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import textwrap
@@ -32,9 +33,12 @@ CALL_COST = 7 * IN_PRICE + 5 * OUT_PRICE
 WORST = len(b'[[{"role":"user","content":"Hi"}],null,null]') * IN_PRICE + 5 * OUT_PRICE
 
 
-def write_config(tmp: Path, fake: FakeProvider, receiver: LogReceiver, redis_url: str | None) -> Path:
+def write_config(
+    tmp: Path, fake: FakeProvider, receiver: LogReceiver, redis_url: str | None, database_url: str | None
+) -> Path:
     path = tmp / "config.yaml"
     router = f"router_settings: {{redis_url: '{redis_url}'}}\n" if redis_url else ""
+    database = f"  database_url: {database_url}\n" if database_url else ""
     path.write_text(
         textwrap.dedent(f"""
         model_list:
@@ -53,16 +57,21 @@ def write_config(tmp: Path, fake: FakeProvider, receiver: LogReceiver, redis_url
           master_key: {MASTER}
           virtual_keys: true
         """)
+        + database
         + router
     )
     return path
 
 
 class Cluster:
-    """Proxy instances on one config and one data directory (one SQLite key store)."""
+    """Proxy instances on one config and one data directory: one key store, SQLite in the data
+    directory or the PostgreSQL database ``database_url`` names."""
 
-    def __init__(self, tmp: Path, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, config: Path, env: dict[str, str] | None = None, database_url: str | None = None
+    ) -> None:
         self.tmp, self.config, self.env = tmp, config, env or {}
+        self.database_url = database_url
         self.data = tmp / "data"
         self.servers: list[Served] = []
 
@@ -82,17 +91,60 @@ class Cluster:
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.data / "lmgate.db")
 
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        """Rows of one query on the key store, whichever database it is."""
+        if self.database_url is None:
+            with self.db() as db:
+                return db.execute(sql, params).fetchall()
+        import sqlalchemy as sa
+        from sqlalchemy.ext.asyncio import create_async_engine
 
-@pytest.fixture
+        async def run() -> list[Any]:
+            engine = create_async_engine(self.database_url)  # type: ignore[arg-type]
+            try:
+                async with engine.connect() as conn:
+                    return list((await conn.execute(sa.text(sql), params)).all())
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+
+    def execute(self, sql: str, **params: Any) -> None:
+        if self.database_url is None:
+            with self.db() as db:
+                db.execute(sql, params)
+            return
+        import sqlalchemy as sa
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        async def run() -> None:
+            engine = create_async_engine(self.database_url)  # type: ignore[arg-type]
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text(sql), params)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def cluster_of(
-    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver, redis_server: RedisServer
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fake_provider: FakeProvider,
+    log_receiver: LogReceiver,
+    redis_server: RedisServer,
 ) -> Iterator[Callable[..., Cluster]]:
+    """Clusters on SQLite, then on PostgreSQL (tests/pg.py), each with the same Redis."""
     made: list[Cluster] = []
+    database = str(request.getfixturevalue("fresh_postgres_url")) if request.param == "postgresql" else None
 
     def make(redis: bool = True, env: dict[str, str] | None = None) -> Cluster:
         redis_server.flushall()
         url = redis_server.url if redis else None
-        cluster = Cluster(tmp_path, write_config(tmp_path, fake_provider, log_receiver, url), env)
+        config = write_config(tmp_path, fake_provider, log_receiver, url, database)
+        cluster = Cluster(tmp_path, config, env, database)
         made.append(cluster)
         return cluster
 
@@ -219,11 +271,10 @@ def logged_costs(receiver: LogReceiver, token: str) -> list[float]:
 
 def ledger_spend(cluster: Cluster, token: str) -> tuple[float, int, float]:
     """(sum of the ledger's costs, its rows, the key row's spend) of one key."""
-    with cluster.db() as db:
-        total, rows = db.execute(
-            "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM lmgate_spend_ledger WHERE token = ?", (token,)
-        ).fetchone()
-        (spend,) = db.execute("SELECT spend FROM lmgate_keys WHERE token = ?", (token,)).fetchone()
+    [(total, rows)] = cluster.query(
+        "SELECT COALESCE(SUM(cost), 0), COUNT(*) FROM lmgate_spend_ledger WHERE token = :t", t=token
+    )
+    [(spend,)] = cluster.query("SELECT spend FROM lmgate_keys WHERE token = :t", t=token)
     return float(total), int(rows), float(spend)
 
 
@@ -264,12 +315,12 @@ def test_team_and_user_budgets_are_enforced(cluster_of: Callable[..., Cluster]) 
     error = refused(a, key)
     assert error.status_code == 400 and error.body["type"] == "budget_exceeded"  # type: ignore[index]
     assert "Team=t-budget" in error.message
-    with cluster.db() as db:  # users are created by the user routes; a row is enough here
-        db.execute(
-            "INSERT INTO lmgate_users (user_id, max_budget, metadata, spend, created_at, updated_at)"
-            " VALUES ('u-budget', ?, '{}', 0, 0, 0)",
-            (WORST * 1.2,),
-        )
+    # users are created by the user routes; a row is enough here
+    cluster.execute(
+        "INSERT INTO lmgate_users (user_id, max_budget, metadata, spend, created_at, updated_at)"
+        " VALUES ('u-budget', :b, '{}', 0, 0, 0)",
+        b=WORST * 1.2,
+    )
     key = generate(a, user_id="u-budget")["key"]
     assert chat(a, key).choices[0].message.content
     other = generate(a, user_id="u-budget")["key"]  # the user's budget covers all its keys
@@ -320,8 +371,7 @@ def test_spend_equals_the_logged_costs_after_a_stop(
     assert rows == 6 and len(logged) == 6
     assert total == pytest.approx(sum(logged)) and spend == pytest.approx(total)
     assert not list(journal.glob("journal-*.jsonl"))  # everything written: no journal left
-    with cluster.db() as db:
-        ids = {r[0] for r in db.execute("SELECT request_id FROM lmgate_spend_ledger")}
+    ids = {r[0] for r in cluster.query("SELECT request_id FROM lmgate_spend_ledger")}
     mine = [r for r in log_receiver.records if r["metadata"].get("user_api_key_hash") == made["token"]]
     assert ids == {r["litellm_call_id"] for r in mine}  # a ledger row names the call its log record names
 
