@@ -318,7 +318,17 @@ class Enforcer:
     async def settle(
         self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
     ) -> None:
-        """Charge the exact cost, free what the reservation held, write the ledger row. Once."""
+        """``settle_now`` (kept awaitable for callers that are coroutines)."""
+        self.settle_now(res, cost, usage, request_id)
+
+    def settle_now(
+        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
+    ) -> None:
+        """Charge the exact cost, free what the reservation held, write the ledger row. Once.
+
+        Synchronous, so a stream's end settles before anything else runs: the client that
+        sends its next request at once finds its slot free (Redis: the settlement is queued
+        and goes first in the next admission's round trip)."""
         if res.settled:
             return
         res.settled = True
@@ -327,7 +337,7 @@ class Enforcer:
         amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
         if res.checks:
             try:
-                await self.counters.settle(
+                self.counters.settle(
                     res.request_id, res.checks, res.reserved, _nano_round(amount), total, now
                 )
             except Exception as error:  # the ledger still gets the row: spend is never lost
@@ -353,20 +363,13 @@ class Enforcer:
                 }
             )
 
-    def settle_soon(
-        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
-    ) -> None:
-        """``settle`` from a synchronous callback (a stream's end): a task, kept until done."""
-        if res.settled:
-            return
-        task = asyncio.get_running_loop().create_task(self.settle(res, cost, usage, request_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    settle_soon = settle_now  # a stream's end (a synchronous callback)
 
     async def drain(self) -> None:
-        """Wait for the settlements still running (shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Send the settlements still queued (shutdown)."""
+        flush = getattr(self.counters, "flush", None)
+        if flush is not None:
+            await flush()
 
     async def close(self) -> None:
         await self.drain()

@@ -72,7 +72,7 @@ class Counters(Protocol):
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None: ...
 
-    async def settle(
+    def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None: ...
 
@@ -127,7 +127,7 @@ class MemoryCounters:
                 budgets[check.name][1] += amount
         return None
 
-    async def settle(
+    def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
         for check in checks:
@@ -371,7 +371,7 @@ class RedisCounters:
         index, used, reserved, seed = (int(v) for v in got)
         return Refusal(index - 1, used, reserved, bool(seed))
 
-    async def settle(
+    def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
         if all(c.kind == "rpm" for c in checks):
