@@ -55,7 +55,7 @@ class _Journal:
 
 class SpendWriter:
     def __init__(
-        self, ledger: Ledger, directory: Path, *, batch_size: int = 200, interval_s: float = 1.0
+        self, ledger: Ledger, directory: Path, *, batch_size: int = 2000, interval_s: float = 1.0
     ) -> None:
         self.ledger = ledger
         self.directory = directory
