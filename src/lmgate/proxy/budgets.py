@@ -23,7 +23,6 @@ Budget windows (``budget_duration``) start when the key, team or user was create
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -180,7 +179,6 @@ class Enforcer:
         self.writer = writer
         self.prices = prices
         self.clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
         self.settle_errors = 0
         # token → (its KeyLimits, valid until, valid from, checks, their scopes)
         self._templates: dict[str, tuple[KeyLimits, float, float, list[Check], list[Scope]]] = {}
