@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo serve test lint bench bench-quick clean
+.PHONY: demo serve test lint bench bench-quick clean dashboard chromium screenshots
 
 $(STAMP): pyproject.toml
 	@python3 -m venv $(VENV) 2>/dev/null || { \
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lmgate demo
 	@echo; echo "next: make serve   (the proxy on mock models at http://127.0.0.1:4000; see README.md)"
+	@echo "      make dashboard   (the proxy, a burst of traffic, and the dashboard's URL; docs/ui.md)"
+
+# the proxy on mock models with the log store, a burst of calls through the openai client, and the
+# dashboard's URL and login key; then a call every 3 s until Ctrl-C (examples/dashboard.py)
+DASHBOARD_PORT ?= 4000
+dashboard: $(STAMP)
+	$(PY) examples/dashboard.py --port $(DASHBOARD_PORT)
 
 # loopback only: the example config has no master key, so every request is accepted
 SERVE_PORT ?= 4000
@@ -47,6 +54,18 @@ wrk:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
+# chromium + chromium-driver: the dashboard's browser tests (tests/test_ui_browser.py, Selenium);
+# install them when missing. The tests start Chromium headless with a fresh profile, loopback only.
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver (apt)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# the dashboard screenshots docs/ui.md shows, taken by the browser tests
+screenshots: $(STAMP) chromium
+	LMGATE_SCREENSHOTS=docs/img $(PY) -m pytest tests/test_ui_browser.py -q
+
 # PostgreSQL is a real dependency of the key-store tests (tests/pg.py runs initdb + postgres in a temp dir as an
 # unprivileged user); install Debian's postgresql package when no initdb is found. The tests never use the
 # cluster the package may start.
@@ -60,7 +79,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
 
-test: $(STAMP) redis-server promtool wrk postgresql lint
+test: $(STAMP) redis-server promtool wrk postgresql chromium lint
 	$(PY) -m pytest
 
 bench: $(STAMP)

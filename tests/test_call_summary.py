@@ -19,17 +19,19 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 class Dumping(CustomLogger):
-    """Encodes kwargs before anything reads them, as a logger that ships kwargs would. With
-    ``full_kwargs`` it hands orjson the kwargs as given; otherwise ``dict(kwargs)``."""
+    """Encodes kwargs before anything reads them, as a logger that ships kwargs would. Unless
+    made with ``full_kwargs=False`` it hands orjson the kwargs as given (by default every key is in
+    the dict's storage); with it, ``dict(kwargs)``."""
 
-    def __init__(self, full_kwargs: bool) -> None:
-        super().__init__(full_kwargs=full_kwargs)
+    def __init__(self, full_kwargs: bool | None) -> None:
+        super().__init__() if full_kwargs is None else super().__init__(full_kwargs=full_kwargs)
         self.seen: list[tuple[str, bytes, str, list[str]]] = []
 
     def _keep(self, event: str, kwargs: dict) -> None:
-        by_json = json.dumps(kwargs, default=str)  # json reads through items(): every key either way
-        given = kwargs if self.full_kwargs else dict(kwargs)
-        self.seen.append((event, orjson.dumps(given, default=str), by_json, list(kwargs)))
+        # orjson first: json reads through items(), which makes every key (for orjson too)
+        by_orjson = orjson.dumps(kwargs if self.full_kwargs is not False else dict(kwargs), default=str)
+        by_json = json.dumps(kwargs, default=str)
+        self.seen.append((event, by_orjson, by_json, list(kwargs)))
 
     def log_pre_api_call(self, model, messages, kwargs):
         self._keep("pre", kwargs)
@@ -59,7 +61,7 @@ class Sink(CustomLogger):
         self.hooks += 1  # replaced by take() for terminal events
 
 
-@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("full", [None, True, False])
 @pytest.mark.parametrize("stream", [False, True])
 def test_orjson_and_json_dumps_of_kwargs_give_every_key(stream, full):
     logger = Dumping(full)
@@ -89,6 +91,39 @@ def test_orjson_and_json_dumps_of_kwargs_give_every_key(stream, full):
             assert slo == from_json["standard_logging_object"]
             assert slo["status"] == event
             assert_valid_payload(slo)
+
+
+def ship(kwargs: dict) -> bytes:  # a helper in the user's module, as a logger's code would have
+    return orjson.dumps(kwargs, default=str)
+
+
+def test_orjson_in_a_helper_or_a_success_function_gets_every_key_by_default():
+    """orjson reads a dict's storage, not its methods: by default every hook gets kwargs with every
+    key in the storage, wherever its code calls orjson; the reference's code runs unchanged."""
+    shipped: list[tuple[str, dict, list[str]]] = []
+
+    class ViaMethod(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            self._send(kwargs)
+
+        def _send(self, kwargs):
+            shipped.append(("method", orjson.loads(ship(kwargs)), list(kwargs)))
+
+    def on_success(kwargs, response_obj, start_time, end_time):
+        shipped.append(("function", orjson.loads(orjson.dumps(kwargs, default=str)), list(kwargs)))
+
+    lmgate.callbacks = [ViaMethod()]
+    lmgate.success_callback = [on_success]
+    try:
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hello")
+        flush()
+    finally:
+        lmgate.success_callback = []
+    assert sorted(how for how, _, _ in shipped) == ["function", "method"]
+    for how, dumped, keys in shipped:
+        assert list(dumped) == keys, how
+        assert dumped["messages"] == MESSAGES
+        assert_valid_payload(dumped["standard_logging_object"])
 
 
 def test_kwargs_read_from_python_are_private_copies():
@@ -165,7 +200,7 @@ def test_the_summary_is_immutable():
     assert summary.messages == MESSAGES  # snapshots read back as fresh copies
 
 
-def test_default_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
+def test_lazy_kwargs_build_no_payload_for_a_callback_that_never_reads_it():
     class Quiet(CustomLogger):
         def log_success_event(self, kwargs, response_obj, start_time, end_time):
             assert kwargs["model"] == "gpt-4o-mini"

@@ -763,3 +763,26 @@ def test_signed_thinking_comes_back_as_thinking_blocks_and_goes_back_as_reasonin
         {"reasoningContent": {"reasoningText": {"text": "Use the tool.", "signature": "sig"}}},
         {"toolUse": {"toolUseId": "tu_9", "name": "f", "input": {}}},
     ]
+
+
+def test_claude_sonnet_4_past_200k_tokens_costs_its_long_context_prices(fake_bedrock):
+    """Claude Sonnet 4's 1M context is priced apart past 200k prompt tokens (cache reads and writes
+    too): $6 / $22.50 per MTok, $0.60 cache read, $7.50 cache write (Anthropic's long-context prices,
+    which Bedrock follows)."""
+    fake_bedrock.enqueue(
+        BedrockReply(
+            text="ok",
+            usage={
+                "inputTokens": 150_000,
+                "outputTokens": 1_000,
+                "cacheReadInputTokens": 40_000,
+                "cacheWriteInputTokens": 20_000,
+            },
+        )
+    )
+    result = lmgate.completion(
+        messages=[{"role": "user", "content": "long"}],
+        **aws(fake_bedrock, model="bedrock/us.anthropic.claude-sonnet-4-20250514-v1:0"),
+    )
+    expected = 150_000 * 6e-6 + 40_000 * 6e-7 + 20_000 * 7.5e-6 + 1_000 * 2.25e-5
+    assert result._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-12)

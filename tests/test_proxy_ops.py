@@ -243,6 +243,23 @@ def test_abandoned_stream_logs_499_when_it_ends(served: Served, fake_provider: F
     assert line[3]["model"] == "fast" and line[3]["deployment"] == "openai/gpt-4o-mini"
 
 
+def test_a_stream_broken_by_the_provider_gets_an_error_line_naming_its_deployment(
+    served: Served, fake_provider: FakeProvider
+) -> None:
+    """The provider breaks the stream after its first bytes: the failed call's line still names the
+    deployment that answered (passed to the log beside the error, not stuck on the exception)."""
+    fake_provider.enqueue(Reply(match="chat", stream_error={"message": "upstream fell over"}))
+    with (
+        httpx.Client(base_url=served.url, headers=HEADERS, timeout=30) as c,
+        c.stream("POST", "/v1/chat/completions", json={"model": "fast", "messages": HI, "stream": True}) as r,
+    ):
+        r.read()
+    text = wait_for(served, lambda t: " lmgate.proxy: call failed" in t)
+    (line,) = [line for line in text.splitlines() if " lmgate.proxy: call failed" in line]
+    assert "model=fast" in line and "deployment=openai/gpt-4o-mini" in line, line
+    assert "upstream fell over" in line, line
+
+
 @pytest.mark.parametrize("served", [("--log-format", "json")], indirect=True)
 def test_json_log_format_gives_only_json_lines(served: Served, fake_provider: FakeProvider) -> None:
     """--log-format json: every stderr line (startup, uvicorn, access, errors) is one JSON object."""

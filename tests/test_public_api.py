@@ -57,6 +57,15 @@ PUBLIC_NAMES = {
     "Timeout",
     "CallbackError",
     "ConfigError",
+    # the reference's further exception names (issue 13 point 2)
+    "InvalidRequestError",
+    "PaymentRequiredError",
+    "UnsupportedEndpointError",
+    "BadGatewayError",
+    "APIResponseValidationError",
+    "JSONSchemaValidationError",
+    "OpenAIError",
+    "LiteLLMUnknownProvider",
     # module-level settings
     "callbacks",
     "input_callback",

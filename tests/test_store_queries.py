@@ -3,6 +3,8 @@ grouping, on a real SQLite file, checked against sums worked out by hand from th
 
 from __future__ import annotations
 
+import sqlite3
+
 import orjson
 import pytest
 
@@ -113,3 +115,39 @@ def test_a_trace_filter_keeps_the_calls_of_one_trace(tmp_path):
     assert [r["call_id"] for r in s.query(Filters(trace_id="tA"))] == ["c02", "c01", "c00"]
     assert s.totals(Filters(trace_id="t4"))["requests"] == 1
     s.close()
+
+
+def test_a_time_range_is_read_from_the_covering_time_index(tmp_path):
+    s = open_store(str(tmp_path / "wide.sqlite3"))
+    s.write(
+        [row_from_payload(payload(i % 12, litellm_call_id=f"w{i}", startTime=T0 + i)) for i in range(600)]
+    )
+    with sqlite3.connect(tmp_path / "wide.sqlite3") as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT latency_ms, cost, total_tokens, status, model FROM calls WHERE start_time >= ?",
+            (T0,),
+        ).fetchall()
+    assert "COVERING INDEX ix_calls_start_cover" in str(plan)
+    wide, narrow = Filters(since=T0 + 10), Filters(since=T0 + 590)
+    assert s.totals(wide)["requests"] == 590 and s.totals(narrow)["requests"] == 10
+    assert s.totals(wide)["cost"] == pytest.approx(590 * 0.25)
+    assert sum(r["requests"] for r in s.timeseries("minute", wide)) == 590
+    s.close()
+
+
+def test_a_version_1_store_gets_the_covering_time_index(tmp_path):
+    path = tmp_path / "v1.sqlite3"
+    s = open_store(str(path))
+    s.write([row_from_payload(payload(i)) for i in range(3)])
+    s.close()
+    with sqlite3.connect(path) as conn:  # back to what version 1 made
+        conn.execute("DROP INDEX ix_calls_start_cover")
+        conn.execute("CREATE INDEX ix_calls_start ON calls (start_time)")
+        conn.execute("UPDATE schema_version SET version = 1")
+    s = open_store(str(path))
+    assert s.totals()["requests"] == 3
+    s.close()
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    assert "ix_calls_start_cover" in names and "ix_calls_start" not in names

@@ -105,3 +105,66 @@ async def test_migrations_run_once(url: str) -> None:
     again = KeyStore(url)
     assert await again.start() == []
     await again.close()
+
+
+async def test_migration_3_upgrades_a_version_1_database(url: str) -> None:
+    """A store written by schema version 1 gains the user fields and the end users' table, and
+    keeps its rows."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from lmgate.control.store import async_url
+
+    old = sa.MetaData()
+    sa.Table(
+        "lmgate_users",
+        old,
+        sa.Column("user_id", sa.String(128), primary_key=True),
+        sa.Column("user_email", sa.String(256)),
+        sa.Column("max_budget", sa.Float),
+        sa.Column("budget_duration", sa.String(32)),
+        sa.Column("metadata", sa.JSON, nullable=False),
+        sa.Column("spend", sa.Float, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    version = sa.Table("lmgate_schema_version", old, sa.Column("version", sa.Integer, nullable=False))
+    target = sa.make_url(async_url(url))
+    if target.get_backend_name() == "sqlite":
+        Path(str(target.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(target)
+    async with engine.begin() as conn:
+        await conn.run_sync(old.create_all)
+        await conn.execute(version.insert().values(version=1))
+        await conn.execute(
+            old.tables["lmgate_users"]
+            .insert()
+            .values(
+                user_id="old",
+                user_email="o@example.com",
+                metadata={},
+                spend=1.5,
+                created_at=1.0,
+                updated_at=1.0,
+            )
+        )
+        # the other tables of version 1, as its step made them
+        await conn.run_sync(lambda c: migrations.schema.metadata.create_all(
+            c, tables=[migrations.schema.teams, migrations.schema.keys]))  # fmt: skip
+    await engine.dispose()
+
+    store = KeyStore(url)
+    try:
+        assert await store.start() == [v for v in ALL_VERSIONS if v > 1]
+        kept = await store.user("old")
+        assert kept is not None and (kept["spend"], kept["user_email"], kept["user_alias"]) == (
+            1.5,
+            "o@example.com",
+            None,
+        )
+        await store.update_user("old", {"user_alias": "Old", "rpm_limit": 5})
+        assert (await store.user("old") or {})["user_alias"] == "Old"
+        await store.create_customer({"alias": "A", "blocked": False, "metadata": {}}, "c-1")
+        assert (await store.customer("c-1") or {})["alias"] == "A"
+    finally:
+        await store.close()

@@ -103,6 +103,15 @@ _EXCEPTIONS = (
     "Timeout",
     "CallbackError",
     "ConfigError",
+    # the reference's further exception names (lmgate.exceptions)
+    "InvalidRequestError",
+    "PaymentRequiredError",
+    "UnsupportedEndpointError",
+    "BadGatewayError",
+    "APIResponseValidationError",
+    "JSONSchemaValidationError",
+    "OpenAIError",
+    "LiteLLMUnknownProvider",
 )
 _LAZY.update(dict.fromkeys(_EXCEPTIONS, "lmgate.exceptions"))
 

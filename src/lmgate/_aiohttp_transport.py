@@ -138,6 +138,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._closer: Any = None
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+        # the last httpx.Timeout seen and its aiohttp twin: calls without their own timeout share one object
+        self._last_timeout: tuple[httpx.Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -179,6 +181,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    def _httpx_timeout(self, timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+        last, converted = self._last_timeout
+        if timeout is last and converted is not None:
+            return converted
+        converted = self._timeout({"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool})
+        self._last_timeout = (timeout, converted)
+        return converted
+
     async def send(
         self,
         method: str,
@@ -200,9 +210,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body or None,
                 params=params or None,
                 allow_redirects=False,
-                timeout=self._timeout(
-                    {"connect": timeout.connect, "read": timeout.read, "pool": timeout.pool}
-                ),
+                timeout=self._httpx_timeout(timeout),
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             raise _mapped(error) from error

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import Any, Protocol
 
+from . import _http
 from .providers import mock as _mock
 from .providers.base import HttpRequest
 
@@ -237,8 +238,6 @@ async def run_async(call: Call) -> Any:
 
 
 def _send(call: Call, req: HttpRequest, body: bytes) -> Any:
-    from . import _http
-
     client = _http.sync_client(call.settings)
     request = client.build_request(
         # a parsed URL and no empty params: httpx would parse the URL string twice per request
@@ -253,11 +252,11 @@ def _send(call: Call, req: HttpRequest, body: bytes) -> Any:
 
 
 async def _asend(call: Call, req: HttpRequest, body: bytes) -> Any:
-    from . import _http
-
     wire = _http.async_wire(call.settings)  # aiohttp directly, unless the caller brought an httpx client
     if wire is not None:
-        return await wire.send(req.method, req.url, req.headers, body, req.params, _http.timeout(call.timeout))
+        return await wire.send(
+            req.method, req.url, req.headers, body, req.params, _http.timeout(call.timeout)
+        )
     client = _http.async_client(call.settings)
     request = client.build_request(
         req.method,

@@ -31,8 +31,12 @@ _MAX_KEEPALIVE = 200
 
 _lock = threading.Lock()
 _sync_client: httpx.Client | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-_async_wires: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AiohttpTransport] = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+_async_wires: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AiohttpTransport] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _ssl_context: Any = None
@@ -130,7 +134,10 @@ def _new_async_client() -> httpx.AsyncClient:
     import httpx
 
     return httpx.AsyncClient(
-        limits=_limits(), timeout=timeout(None), verify=_verify(), transport=_loop_wire(asyncio.get_running_loop())
+        limits=_limits(),
+        timeout=timeout(None),
+        verify=_verify(),
+        transport=_loop_wire(asyncio.get_running_loop()),
     )
 
 
@@ -144,13 +151,23 @@ def async_wire(settings: Settings = DEFAULT) -> AiohttpTransport | None:
     return _loop_wire(asyncio.get_running_loop())
 
 
+# the last loop asked for and its wire: a server has one loop, and a WeakKeyDictionary lookup
+# builds a weak reference on every call
+_last_wire: tuple[weakref.ref[asyncio.AbstractEventLoop], AiohttpTransport] | None = None
+
+
 def _loop_wire(loop: asyncio.AbstractEventLoop) -> AiohttpTransport:
+    global _last_wire
+    last = _last_wire
+    if last is not None and last[0]() is loop:
+        return last[1]
     wire = _async_wires.get(loop)
     if wire is None:
         from ._aiohttp_transport import AiohttpTransport
 
         wire = AiohttpTransport(_verify(), _limits())
         _async_wires[loop] = wire
+    _last_wire = (weakref.ref(loop), wire)
     return wire
 
 
@@ -174,7 +191,9 @@ def map_transport_error(error: BaseException, provider: str | None, model: str |
     if isinstance(error, exc.LmgateError):
         return error
     if isinstance(error, httpx.TimeoutException):
-        return exc.Timeout(f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408)
+        return exc.Timeout(
+            f"request timed out: {type(error).__name__}: {error}", provider, model, status_code=408
+        )
     if isinstance(error, (httpx.TransportError, httpx.StreamError)):
         return exc.APIConnectionError(f"connection failed: {type(error).__name__}: {error}", provider, model)
     return exc.APIConnectionError(f"{type(error).__name__}: {error}", provider, model)

@@ -1,4 +1,5 @@
-"""The ``lmgate`` command: ``lmgate demo``, ``lmgate serve --config config.yaml``, ``lmgate logs …``, ``lmgate --version``."""
+"""The ``lmgate`` command: ``lmgate demo``, ``lmgate serve --config config.yaml``, ``lmgate logs …``,
+``lmgate ui``, ``lmgate keys|teams|spend …`` (a running proxy's management API), ``lmgate --version``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs_cli import add_parser as add_logs_parser
 
     add_logs_parser(sub)
+    from .keys_cli import add_parsers as add_keys_parsers
+
+    add_keys_parsers(sub)
+    from .ui.app import add_parser as add_ui_parser
+
+    add_ui_parser(sub)
     args = parser.parse_args(argv)
+    if args.command in ("keys", "teams", "spend"):
+        from .keys_cli import run as run_keys
+
+        return run_keys(args)
+    if args.command == "ui":
+        from .ui.app import run as run_ui
+
+        return run_ui(args)
     if args.command == "logs":
         from .logs_cli import run as run_logs
 

@@ -158,7 +158,12 @@ def reported_cost(usage: Any) -> float | None:
 def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:
     """The prices for a prompt past 200k tokens, where the entry has them."""
     out = dict(price)
-    for key in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost"):
+    for key in (
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",  # Claude's long-context cache writes (Sonnet 4 and 4.5)
+    ):
         tiered = price.get(f"{key}_above_200k_tokens")
         if tiered is not None:
             out[key] = tiered

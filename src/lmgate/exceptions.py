@@ -22,6 +22,10 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      ├── APIConnectionError               the provider could not be reached or broke the stream
      │    └── Timeout                      no answer in time (status_code 408)
      ├── CallbackError                    a callback raised, re-raised in strict mode
+     │  (and the reference's further names, for ``except litellm.X``: InvalidRequestError,
+     │   PaymentRequiredError, UnsupportedEndpointError under BadRequestError; BadGatewayError,
+     │   APIResponseValidationError > JSONSchemaValidationError, OpenAIError under APIError;
+     │   LiteLLMUnknownProvider = UnknownModelError)
      └── ConfigError (also a ValueError)  a setting is missing or wrong: names file, key and fix
 
 Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; the message, the
@@ -55,6 +59,15 @@ __all__ = [
     "CallbackError",
     "ConfigError",
     "exception_for_status",
+    # the reference's further names (see the section above CallbackError)
+    "InvalidRequestError",
+    "PaymentRequiredError",
+    "UnsupportedEndpointError",
+    "BadGatewayError",
+    "APIResponseValidationError",
+    "JSONSchemaValidationError",
+    "OpenAIError",
+    "LiteLLMUnknownProvider",
 ]
 
 
@@ -199,6 +212,48 @@ class Timeout(APIConnectionError):
     """The provider did not answer within the timeout."""
 
     status_code = 408
+
+
+# ---- names the reference exports that lmgate does not raise itself (or raises under the name above):
+# there so that a migrating user's ``except litellm.X`` and ``isinstance(e, litellm.X)`` work
+
+
+class InvalidRequestError(BadRequestError):
+    """The reference's older name for a malformed request (400); lmgate raises ``BadRequestError``."""
+
+
+class PaymentRequiredError(BadRequestError):
+    """The provider wants payment (402), a subclass of ``BadRequestError`` as in the reference."""
+
+    status_code = 402
+
+
+class UnsupportedEndpointError(BadRequestError):
+    """The provider does not offer this endpoint for the model."""
+
+
+class BadGatewayError(APIError):
+    """A gateway in front of the provider failed (502)."""
+
+    status_code = 502
+
+
+class APIResponseValidationError(APIError):
+    """The provider's answer did not have the expected shape."""
+
+    status_code = 500
+
+
+class JSONSchemaValidationError(APIResponseValidationError):
+    """The answer did not match the ``response_format`` JSON schema."""
+
+
+class OpenAIError(APIError):
+    """The reference's catch-all provider error class (its other errors do not derive from it either)."""
+
+
+#: the reference's name for "no provider for this model"
+LiteLLMUnknownProvider = UnknownModelError
 
 
 class CallbackError(LmgateError):

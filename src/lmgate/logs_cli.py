@@ -1,7 +1,8 @@
 """``lmgate logs``: read the log store from a terminal (tail, show, stats, export).
 
-Aligned tables on a terminal; tab-separated lines when piped (one row a line, a header first),
-so ``cut``/``awk``/``sort`` work. Times are UTC.
+Aligned tables on a terminal (bold header, failures in red, unless NO_COLOR); tab-separated
+lines when piped (one row a line, a header first), so ``cut``/``awk``/``sort`` work. Times
+are UTC. ``--url`` reads a running proxy's store through its dashboard API instead of a file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -35,6 +37,17 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="the data directory (default $LMGATE_DATA_DIR, else $XDG_DATA_HOME/lmgate, else ~/.local/share/lmgate)",
     )
+    logs.add_argument(
+        "--url",
+        default=None,
+        help="read a running proxy's store through its API (http://host:4000) instead of a file",
+    )
+    logs.add_argument(
+        "--api-key",
+        default=None,
+        help="with --url: the key to send (default $LMGATE_API_KEY, else $LMGATE_MASTER_KEY); "
+        "a virtual key sees its own calls only",
+    )
     actions = logs.add_subparsers(dest="logs_command", required=True)
     tail = actions.add_parser("tail", help="the newest calls, oldest first")
     tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
@@ -45,13 +58,15 @@ def add_parser(sub: Any) -> None:
         "--interval", type=float, default=1.0, help="with -f: seconds between looks (default 1)"
     )
     _add_filters(tail)
-    show = actions.add_parser("show", help="one call: its columns and full payload")
+    show = actions.add_parser(
+        "show", help="one call: its columns, the other calls of its trace, and its full payload"
+    )
     show.add_argument("call_id")
     stats = actions.add_parser(
         "stats", help="requests, errors, tokens, cost, latency percentiles, cache hits per group"
     )
     stats.add_argument(
-        "--by", required=True, choices=("model", "provider", "key", "team", "user", "day", "hour")
+        "--by", required=True, choices=("model", "provider", "key", "team", "user", "day", "hour", "tag")
     )
     _add_filters(stats)
     export = actions.add_parser(
@@ -74,6 +89,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if getattr(args, "url", None):
+        return _run_remote(args, out)
     from .store.base import DB_FILE, default_path
 
     path = args.db or (os.path.join(args.data_dir, DB_FILE) if args.data_dir else default_path())
@@ -97,13 +114,26 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     store = open_store(path)
     try:
-        command: Callable[[Any, argparse.Namespace, Any, TextIO], int] = {
-            "tail": _tail,
-            "show": _show,
-            "stats": _stats,
-            "export": _export,
-        }[args.logs_command]
-        return command(store, args, filters, out)
+        return _COMMANDS[args.logs_command](store, args, filters, out)
+    finally:
+        store.close()
+
+
+def _run_remote(args: argparse.Namespace, out: TextIO) -> int:
+    from .ui.client import RemoteStore, RemoteStoreError
+
+    key = args.api_key or os.environ.get("LMGATE_API_KEY") or os.environ.get("LMGATE_MASTER_KEY")
+    try:
+        filters = _filters(args)
+    except ValueError as error:
+        print(f"lmgate logs: {error}", file=sys.stderr)
+        return 2
+    store = RemoteStore(args.url, key)
+    try:
+        return _COMMANDS[args.logs_command](store, args, filters, out)
+    except RemoteStoreError as error:
+        print(f"lmgate logs: {error}", file=sys.stderr)
+        return 1
     finally:
         store.close()
 
@@ -163,22 +193,36 @@ def _when(text: str | None, option: str) -> float | None:
 def _tail(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
     from .store import Page
 
-    marker = store.last_marker() if args.follow else 0  # before the query: nothing falls in between
+    by_marker = hasattr(store, "newer")  # SQLite: rows in the order written, none missed
+    marker = store.last_marker() if args.follow and by_marker else 0  # before the query
     rows = list(reversed(store.query(filters, Page(limit=max(args.n, 0)))))
     shown = {r["call_id"] for r in rows}
     aligned = _print_table(TAIL_COLUMNS, [_tail_cells(r) for r in rows], out)
     if not args.follow:
         return 0
     out.flush()
+    since = max([r["start_time"] for r in rows], default=time.time())
     try:
         while True:
-            time.sleep(max(args.interval, 0.01))  # a reader polling a file another process writes
-            new, marker = store.newer(marker, filters)
+            time.sleep(max(args.interval, 0.01))  # a reader polling a store another process writes
+            if by_marker:
+                new, marker = store.newer(marker, filters)
+            else:
+                # another backend, or a proxy's API: calls started in the last minute before the
+                # newest seen (a slow call is stored after faster ones that began later)
+                window = replace(filters, since=max(filters.since or 0, since - 60))
+                new = [r for r in reversed(store.query(window, Page(limit=500))) if r["call_id"] not in shown]
+                since = max([since, *(r["start_time"] for r in new)])
             for row in new:
                 if row["call_id"] not in shown:
                     cells = _tail_cells(row)
                     out.write((aligned(cells) if aligned else "\t".join(cells)) + "\n")
-            shown.clear()  # only the first look can overlap the initial rows
+            if by_marker:
+                shown.clear()  # only the first look can overlap the initial rows
+            else:
+                shown.update(r["call_id"] for r in new)
+                if len(shown) > 100_000:
+                    shown = {r["call_id"] for r in new}
             out.flush()
     except KeyboardInterrupt:
         return 0
@@ -203,11 +247,25 @@ def _show(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> in
         print(f"lmgate logs: no call {args.call_id!r} in the store", file=sys.stderr)
         return 1
     payload = row.pop("payload")
+    trace = row.pop("trace", None)
+    if trace is None and row.get("trace_id"):
+        from .store import Filters, Page
+
+        start = float(row["start_time"])
+        found = store.query(
+            Filters(trace_id=row["trace_id"], since=start - 86400, until=start + 86400), Page(limit=100)
+        )
+        trace = sorted(
+            (r for r in found if r.get("trace_id") == row["trace_id"]), key=lambda r: r["start_time"]
+        )
     row["time"] = _time(row["start_time"])
     width = max(len(k) for k in row)
     for name, value in row.items():
         if value is not None and value != []:
             out.write(f"{name.ljust(width)}  {value}\n")
+    out.write(f"trace {row.get('trace_id') or '-'}: {len(trace or [])} call(s)\n")
+    if trace:
+        _print_table(TAIL_COLUMNS, [_tail_cells(r) for r in trace], out)
     out.write("payload:\n")
     out.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
@@ -234,9 +292,14 @@ def _stats(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> i
 
 
 def _export(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> int:
-    from .store.sqlite import LIST_COLUMNS
+    if hasattr(store, "max_page"):  # a proxy's API: the columns its logs list has
+        from .ui.query import LOG_COLUMNS
 
-    names = [c.name for c in LIST_COLUMNS]
+        names = list(LOG_COLUMNS)
+    else:
+        from .store.sqlite import LIST_COLUMNS
+
+        names = [c.name for c in LIST_COLUMNS]
     if args.format == "csv":
         writer = csv.writer(out)
         writer.writerow(names)
@@ -245,20 +308,23 @@ def _export(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> 
     else:
         for row in _all_rows(store, filters):
             full = store.get(row["call_id"])
-            out.write(orjson.dumps(full).decode() + "\n")
+            if full is not None:
+                full.pop("trace", None)
+                out.write(orjson.dumps(full).decode() + "\n")
     return 0
 
 
 def _all_rows(store: Any, filters: Any) -> Iterator[dict[str, Any]]:
     from .store import Page
 
+    size = min(EXPORT_PAGE, getattr(store, "max_page", EXPORT_PAGE))
     offset = 0
     while True:
-        rows = store.query(filters, Page(limit=EXPORT_PAGE, offset=offset))
+        rows = store.query(filters, Page(limit=size, offset=offset))
         yield from rows
-        if len(rows) < EXPORT_PAGE:
+        if len(rows) < size:
             return
-        offset += EXPORT_PAGE
+        offset += size
 
 
 # ---- formatting ----
@@ -297,13 +363,23 @@ def _print_table(
         ).rstrip()
 
     head = aligned(header)
-    bold = not os.environ.get("NO_COLOR")
-    out.write((f"\033[1m{head}\033[0m" if bold else head) + "\n")
+    colour = not os.environ.get("NO_COLOR")
+    out.write((f"\033[1m{head}\033[0m" if colour else head) + "\n")
     for row in rows:
-        out.write(aligned(row) + "\n")
+        line = aligned(row)
+        failed = any(cell.startswith("failure") for cell in row)
+        out.write((f"\033[31m{line}\033[0m" if colour and failed else line) + "\n")
     if not rows:
         out.write("(no calls match)\n")
     return aligned
+
+
+_COMMANDS: dict[str, Callable[[Any, argparse.Namespace, Any, TextIO], int]] = {
+    "tail": _tail,
+    "show": _show,
+    "stats": _stats,
+    "export": _export,
+}
 
 
 def _numeric(cell: str) -> bool:

@@ -37,14 +37,15 @@ class CustomLogger:
         self,
         turn_off_message_logging: bool = False,
         message_logging: bool = True,
-        full_kwargs: bool = False,
+        full_kwargs: bool = True,
         **kwargs: Any,
     ) -> None:
         # per-logger redaction: this logger gets redacted messages and responses, success and failure alike
         self.turn_off_message_logging = turn_off_message_logging or not message_logging
         self.message_logging = not self.turn_off_message_logging
         # kwargs with every value in the dict's own storage, so orjson.dumps(kwargs) writes every
-        # key; costs a payload encoding per call even when unread (docs/callbacks.md, "kwargs")
+        # key, as code written for the reference expects; costs a payload encoding per call even
+        # when unread. False: the larger keys are made on first read (cheaper; orjson misses them)
         self.full_kwargs = full_kwargs
         for key, value in kwargs.items():
             setattr(self, key, value)

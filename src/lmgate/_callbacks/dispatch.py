@@ -111,7 +111,9 @@ class Target:
         self.obj = obj
         self.roles = roles
         self.sink = False  # a SummarySink: takes its terminal events inline (see Plan)
-        self.full_kwargs = False  # kwargs with every key in its storage (CustomLogger(full_kwargs=True))
+        # kwargs with every key in the dict's own storage, so orjson (whose C code reads that
+        # storage, not the dict's methods) writes every key; CustomLogger(full_kwargs=False) opts out
+        self.full_kwargs = True
         # event -> the hook: a function, or for a logger the name of its method
         self.sync: dict[str, Any] = {}
         self.async_: dict[str, Any] = {}
@@ -129,7 +131,7 @@ class Target:
                     self.async_[event] = async_name
             self.redact = bool(getattr(obj, "turn_off_message_logging", False))
             self.sink = takes_summaries(obj)
-            self.full_kwargs = bool(getattr(obj, "full_kwargs", False))
+            self.full_kwargs = getattr(obj, "full_kwargs", True) is not False
         else:
             self.kind = "function"
             self.name = (

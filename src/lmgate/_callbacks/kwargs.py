@@ -5,11 +5,11 @@ stream) nothing else exists; after the terminal event the record is final, and t
 ``CallSummary`` is asked for only by the keys that need it (``standard_logging_object``), so a
 callback that reads none of them costs no summary and no payload (``protocols.FinishedCall``).
 
-Each callback gets a fresh, private dict. By default its costlier keys (``messages``,
-``litellm_params``, ``standard_logging_object``, …) are made on first read, so a callback that
-never reads them costs nothing for them; a logger made with ``full_kwargs=True`` gets every key in
-the dict's own storage (an ``orjson.Fragment`` of JSON encoded once per call until read), so
-``orjson.dumps(kwargs)`` writes every key. See ``CallbackKwargs``.
+Each callback gets a fresh, private dict. By default every key is in the dict's own storage (the
+costlier ones, ``messages``, ``litellm_params``, ``standard_logging_object``, …, as an
+``orjson.Fragment`` of JSON encoded once per call until read), so ``orjson.dumps(kwargs)`` writes
+every key; a logger made with ``full_kwargs=False`` gets those keys made on first read instead, so
+a callback that never reads them costs nothing for them. See ``CallbackKwargs``.
 """
 
 from __future__ import annotations
@@ -76,10 +76,9 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
 
     ``_lazy`` maps each costly key not read yet to how its value is made. Two layouts:
 
-    * *full* (``absent`` false; a logger made with ``full_kwargs=True``): every key is in the
-      dict's own storage from the start, a costly one holding an ``orjson.Fragment`` of its JSON,
+    * *full* (``absent`` false; the default): every key is in the dict's own storage from the start, a costly one holding an ``orjson.Fragment`` of its JSON,
       so orjson — which reads that storage, not these methods — writes every key;
-    * *lazy* (the default): a costly key is absent from the storage until first read, so a
+    * *lazy* (a logger made with ``full_kwargs=False``): a costly key is absent from the storage until first read, so a
       callback that never reads it costs nothing for it (no payload built, no parts encoded).
 
     Every way of reading a dict from Python goes through the methods below and sees every key:

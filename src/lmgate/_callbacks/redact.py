@@ -28,27 +28,37 @@ def redact_messages(messages: Any) -> Any:
     return out
 
 
+def _like(original: Any, items: dict[str, Any]) -> Any:
+    """``items`` as an object of ``original``'s class (``Choices``, ``Message``, …), so a redacted
+    ``response_obj.choices[0].message.content`` reads as the reference's does; plain dicts stay plain."""
+    build = getattr(type(original), "_build", None)
+    return items if build is None else build(items)
+
+
 def _redact_tool_call(call: Any) -> Any:
     if not isinstance(call, dict):
         return call
-    call = dict(call)
-    fn = call.get("function")
+    out = dict(call)
+    fn = out.get("function")
     if isinstance(fn, dict):
-        fn = dict(fn)
-        fn["arguments"] = REDACTED_TEXT
-        call["function"] = fn
-    return call
+        fn_out = dict(fn)
+        fn_out["arguments"] = REDACTED_TEXT
+        out["function"] = _like(fn, fn_out)
+    return _like(call, out)
 
 
 def redact_response(response: Any) -> Any:
-    """A plain-dict copy of a response with generated text (and embeddings) removed."""
+    """A copy of a response with generated text (and embeddings) removed; nested response types kept."""
     if not isinstance(response, dict):
         return {"text": REDACTED_TEXT} if response is not None else None
     out = {k: v for k, v in response.items()}
     if isinstance(out.get("choices"), list):
         choices = []
-        for c in out["choices"]:
-            c = dict(c)
+        for choice in out["choices"]:
+            if not isinstance(choice, dict):
+                choices.append(choice)
+                continue
+            c = dict(choice)
             for part in ("message", "delta"):
                 if isinstance(c.get(part), dict):
                     msg = dict(c[part])
@@ -56,8 +66,8 @@ def redact_response(response: Any) -> Any:
                         msg["content"] = REDACTED_TEXT
                     if msg.get("tool_calls"):
                         msg["tool_calls"] = [_redact_tool_call(t) for t in msg["tool_calls"]]
-                    c[part] = msg
-            choices.append(c)
+                    c[part] = _like(c[part], msg)
+            choices.append(_like(choice, c))
         out["choices"] = choices
     if out.get("object") == "list" and isinstance(out.get("data"), list):
         out["data"] = []

@@ -28,10 +28,29 @@ def _v2_spend_ledger(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.spend_ledger])
 
 
+def _v3_users_and_customers(conn: sa.Connection) -> None:
+    """The reference's user fields on ``lmgate_users`` (only those a version-1 table lacks: a
+    database created by this lmgate has them from step 1) and the end users' table."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(schema.users.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in schema.USER_FIELDS_V3:
+        if name in have:
+            continue
+        column = schema.users.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE {preparer.quote(schema.users.name)} ADD COLUMN {preparer.quote(name)} {kind}"
+            )
+        )
+    schema.metadata.create_all(conn, tables=[schema.customers])
+
+
 #: (version, what it does, the step); append only, never edit a released step
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "keys, teams and users", _v1_initial),
     (2, "the spend ledger", _v2_spend_ledger),
+    (3, "user fields, end users (customers)", _v3_users_and_customers),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -105,6 +105,40 @@ _KEY_ACCEPTED = frozenset({"key", "duration", "send_invite_email", "key_type", "
 _TEAM_ACCEPTED = frozenset({"team_id", "members_with_roles", "organization_id"})
 
 
+def _role(name: str, value: Any) -> str | None:
+    if value is None or value in USER_ROLES:
+        return value  # type: ignore[no-any-return]
+    raise BadField(name, f"{name} must be one of {', '.join(USER_ROLES)}, got {value!r}")
+
+
+#: the reference's roles; stored and shown, not acted on (the master key is the only admin)
+USER_ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
+
+_USER_FIELDS: dict[str, Check] = {
+    "user_alias": _str,
+    "user_email": _str,
+    "user_role": _role,
+    "max_budget": _budget,
+    "budget_duration": _duration_text,
+    "rpm_limit": _limit,
+    "tpm_limit": _limit,
+    "metadata": _mapping,
+}
+_USER_ACCEPTED = frozenset({"user_id", "auto_create_key", "key_alias", "duration", "send_invite_email"})
+_CUSTOMER_FIELDS: dict[str, Check] = {
+    "alias": _str,
+    "blocked": _flag,
+    "max_budget": _budget,
+    "budget_duration": _duration_text,
+    "rpm_limit": _limit,
+    "tpm_limit": _limit,
+    "default_model": _str,
+    "allowed_model_region": _str,
+    "metadata": _mapping,
+}
+_CUSTOMER_ACCEPTED = frozenset({"user_id"})
+
+
 def _columns(
     body: dict[str, Any], fields: dict[str, Check], accepted: frozenset[str], partial: bool
 ) -> dict[str, Any]:
@@ -127,6 +161,14 @@ def team_columns(body: dict[str, Any], *, partial: bool = False) -> dict[str, An
     return _columns(body, _TEAM_FIELDS, _TEAM_ACCEPTED, partial)
 
 
+def user_columns(body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    return _columns(body, _USER_FIELDS, _USER_ACCEPTED, partial)
+
+
+def customer_columns(body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    return _columns(body, _CUSTOMER_FIELDS, _CUSTOMER_ACCEPTED, partial)
+
+
 def duration_seconds(body: dict[str, Any]) -> float | None:
     """``duration`` (the key's lifetime) in seconds, or None for a key that never expires."""
     value = body.get("duration")
@@ -138,4 +180,12 @@ def duration_seconds(body: dict[str, Any]) -> float | None:
         raise BadField("duration", str(error)) from None
 
 
-__all__ = ["BadField", "duration_seconds", "key_columns", "team_columns"]
+__all__ = [
+    "USER_ROLES",
+    "BadField",
+    "customer_columns",
+    "duration_seconds",
+    "key_columns",
+    "team_columns",
+    "user_columns",
+]

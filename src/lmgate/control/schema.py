@@ -89,4 +89,33 @@ spend_ledger = sa.Table(
     sa.Index("ix_lmgate_spend_end_user_started", "end_user", "started_at"),
 )
 
-__all__ = ["keys", "metadata", "spend_ledger", "teams", "users"]
+# ---- people and end users (migration 3, the "keysadmin" block) ----
+# ``lmgate_users`` gains the reference's user fields (added by migration 3 to a database made by
+# version 1; a new database gets them from version 1's create_all of the table above). End users
+# (customers) are the ``user`` a request body names: not callers of the proxy, but the people a
+# platform's app calls on behalf of, who may carry a budget of their own.
+USER_FIELDS_V3 = ("user_alias", "user_role", "rpm_limit", "tpm_limit")
+users.append_column(sa.Column("user_alias", sa.String(256)))
+users.append_column(sa.Column("user_role", sa.String(32)))
+users.append_column(sa.Column("rpm_limit", sa.Integer))
+users.append_column(sa.Column("tpm_limit", sa.Integer))
+
+customers = sa.Table(
+    "lmgate_customers",
+    metadata,
+    sa.Column("user_id", sa.String(256), primary_key=True),  # the request body's ``user``
+    sa.Column("alias", sa.String(256)),
+    sa.Column("blocked", sa.Boolean, nullable=False, default=False),
+    sa.Column("max_budget", sa.Float),
+    sa.Column("budget_duration", sa.String(32)),
+    sa.Column("rpm_limit", sa.Integer),
+    sa.Column("tpm_limit", sa.Integer),
+    sa.Column("default_model", sa.String(256)),
+    sa.Column("allowed_model_region", sa.String(32)),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    # no spend column: an end user's spend is the sum of its rows in the spend ledger (reports.py)
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+__all__ = ["USER_FIELDS_V3", "customers", "keys", "metadata", "spend_ledger", "teams", "users"]

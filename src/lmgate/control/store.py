@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._paths import data_dir
 from . import migrations
-from .schema import keys, teams, users
+from .schema import customers, keys, teams, users
 
 DATABASE_FILE = "lmgate.db"
 
@@ -71,6 +71,12 @@ def _key_query() -> Any:
     """A key's row with its team's and user's columns (``KeyStore.key``, ``keys_by_token``)."""
     return sa.select(
         keys,
+        # the identity's spend and user fields (keysadmin: proxy/virtual_keys.identity_of)
+        teams.c.spend.label("team_spend"),
+        users.c.user_email,
+        users.c.spend.label("user_spend"),
+        users.c.rpm_limit.label("user_rpm_limit"),
+        users.c.tpm_limit.label("user_tpm_limit"),
         teams.c.team_alias,
         teams.c.models.label("team_models"),
         teams.c.blocked.label("team_blocked"),
@@ -263,6 +269,113 @@ class KeyStore:
     async def list_teams(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             query = sa.select(teams).order_by(teams.c.created_at, teams.c.team_id)
+            return [_plain(r) for r in (await conn.execute(query)).mappings()]
+
+    async def regenerate_key(
+        self, token: str, columns: dict[str, Any], expires_in: float | None = None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """A new text for an existing key (the old one stops working at once); its other fields
+        and spend stay, ``columns`` change some. None when there is no such key."""
+        key = "sk-" + secrets.token_urlsafe(24)
+        values = dict(columns, token=hash_token(key), key_name=_masked(key), updated_at=self.clock())
+        if expires_in is not None:
+            values["expires_at"] = self.clock() + expires_in
+        async with self.engine.begin() as conn:
+            if "team_id" in values:
+                await self._check_team(conn, values["team_id"])
+            done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
+            if done.rowcount == 0:
+                return None
+        row = await self.key(values["token"])
+        return (key, row) if row is not None else None
+
+    # ---------------------------------------------------------- users and end users (customers)
+    # One shape for both: rows keyed by ``user_id``. Deleting a user deletes its keys, as the
+    # reference does; an end user owns no keys.
+
+    async def create_user(self, columns: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+        """A new user (``user_id`` made when None); KeyError when the id is taken."""
+        now = self.clock()
+        row = dict(columns, user_id=user_id or str(uuid.uuid4()), spend=0.0, created_at=now, updated_at=now)
+        return await self._insert_new(users, row)
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        return await self._get(users, user_id)
+
+    async def update_user(self, user_id: str, columns: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._update(users, user_id, columns)
+
+    async def delete_users(self, user_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Delete users and their keys; (the users deleted, the key tokens deleted with them)."""
+        wanted = list(dict.fromkeys(user_ids))
+        async with self.engine.begin() as conn:
+            found = set(
+                (await conn.execute(sa.select(users.c.user_id).where(users.c.user_id.in_(wanted)))).scalars()
+            )
+            tokens = list(
+                (await conn.execute(sa.select(keys.c.token).where(keys.c.user_id.in_(found)))).scalars()
+            )
+            await conn.execute(keys.delete().where(keys.c.user_id.in_(found)))
+            await conn.execute(users.delete().where(users.c.user_id.in_(found)))
+        return [u for u in wanted if u in found], tokens
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return await self._list(users, users.c.user_id)
+
+    async def create_customer(self, columns: dict[str, Any], user_id: str) -> dict[str, Any]:
+        now = self.clock()
+        return await self._insert_new(
+            customers, dict(columns, user_id=user_id, created_at=now, updated_at=now)
+        )
+
+    async def customer(self, user_id: str) -> dict[str, Any] | None:
+        return await self._get(customers, user_id)
+
+    async def update_customer(self, user_id: str, columns: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._update(customers, user_id, columns)
+
+    async def delete_customers(self, user_ids: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(user_ids))
+        async with self.engine.begin() as conn:
+            found = set(
+                (
+                    await conn.execute(sa.select(customers.c.user_id).where(customers.c.user_id.in_(wanted)))
+                ).scalars()
+            )
+            await conn.execute(customers.delete().where(customers.c.user_id.in_(found)))
+        return [u for u in wanted if u in found]
+
+    async def list_customers(self) -> list[dict[str, Any]]:
+        return await self._list(customers, customers.c.user_id)
+
+    async def _insert_new(self, table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
+        id_column = table.primary_key.columns[0]
+        async with self.engine.begin() as conn:
+            exists = await conn.execute(sa.select(id_column).where(id_column == row[id_column.name]))
+            if exists.first() is not None:
+                raise KeyError(row[id_column.name])
+            await conn.execute(table.insert().values(**row))
+        return await self._get(table, row[id_column.name]) or row
+
+    async def _get(self, table: sa.Table, ident: str) -> dict[str, Any] | None:
+        id_column = table.primary_key.columns[0]
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(sa.select(table).where(id_column == ident))).mappings().first()
+        return _plain(found) if found is not None else None
+
+    async def _update(self, table: sa.Table, ident: str, columns: dict[str, Any]) -> dict[str, Any] | None:
+        id_column = table.primary_key.columns[0]
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                table.update().where(id_column == ident).values(**columns, updated_at=self.clock())
+            )
+            if done.rowcount == 0:
+                return None
+        return await self._get(table, ident)
+
+    async def _list(self, table: sa.Table, id_column: sa.Column[Any]) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            query = sa.select(table).order_by(table.c.created_at, id_column)
             return [_plain(r) for r in (await conn.execute(query)).mappings()]
 
     async def _check_team(self, conn: Any, team_id: str | None) -> None:

@@ -146,6 +146,10 @@ class BatchProcessor:
         self._abort = threading.Event()
         self._spool_backlog = False
         self._failing: str | None = None  # the reason deliveries fail right now, for log lines
+        # the last failure's reason and when (ISO UTC), for the dashboard's health page: text,
+        # so /metrics (numbers only) leaves them out
+        self._last_error: str | None = None
+        self._last_error_at: str | None = None
         self._logged: set[str] = set()
         self._recover()
         self._threads = [
@@ -492,6 +496,9 @@ class BatchProcessor:
             if reason is None and others_failing:
                 return  # one batch got through while others still retry: not recovered yet
             self._failing = reason
+            if reason is not None:
+                self._last_error = reason
+                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if reason is not None and previous != reason:
             logger.warning(
                 "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
@@ -653,6 +660,9 @@ class BatchProcessor:
                 "closed": self._closing,
                 # readiness shows a logger whose receiver keeps failing as unhealthy
                 "healthy": not self._retrying,
+                "failing": self._failing,
+                "last_error": self._last_error,
+                "last_error_at": self._last_error_at,
             }
 
 

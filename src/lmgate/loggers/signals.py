@@ -21,10 +21,18 @@ the loggers within their bound and spools the rest. That is all it does:
   loggers are closed SIGTERM gets its default action back;
 * a forked child gets SIGTERM's default action back (its copies of the loggers are the parent's).
 
-What it does not do (CPython runs Python handlers only on the main thread, between bytecodes): a
-SIGTERM that the kernel delivers to another thread, or that lands in the instant the main thread
-enters a blocking wait, is acted on when that wait ends. A program whose main thread waits
-without a timeout and must stop promptly should own SIGTERM (``docs/loggers.md``).
+CPython runs Python handlers only on the main thread, between bytecodes. A SIGTERM that lands in
+the instant the main thread enters a blocking wait (after its last check for signals, before
+the wait's system call), or that the kernel hands to another thread, trips the handler at the C
+level but leaves the main thread asleep until the wait ends: 60 s in a test, never for an idle
+service. So a waker thread also hears SIGTERM at the C level: ``faulthandler.register(SIGTERM,
+chain=True)`` writes a few lines into the waker's pipe and then calls Python's own C handler.
+If the Python handler has not run ``RETRY_S`` later, the waker sends SIGTERM to the main thread,
+which interrupts its wait (``EINTR``) and runs the handler. The waker blocks on the pipe: no cost
+per record, nothing while no SIGTERM comes. (Python's wakeup fd would do the same, but it belongs
+to the program's event loop: trio warns when it finds it taken.) Not covered: a second SIGTERM,
+after the program caught the exit's ``SystemExit``, that lands the same way; the waker cannot
+tell it from its own late re-sends.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ class _State:
         self.raised = False
         self.closing = False
         self.self_sent = 0  # our own re-sends not yet seen by the handler
+        self.handled = 0  # times the Python handler ran (the waker looks for a change)
+        self.waker: _Waker | None = None
         self.warned = False  # about a bad LMGATE_SIGTERM_FLUSH
 
 
@@ -113,6 +123,7 @@ def install(close: Callable[[], None]) -> bool:
     except (ValueError, OSError):  # not supported here (embedded interpreters, some platforms)
         return False
     _state.close = close
+    _state.waker = _Waker.start()
     return True
 
 
@@ -121,9 +132,10 @@ def _ours() -> bool:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _state.handled += 1
     if _state.self_sent:
         _state.self_sent -= 1
-        if _state.raised or not _state.pending:
+        if _state.raised:
             return  # a re-send of ours arriving late: not a new SIGTERM
     if _state.closing:
         return  # the loggers' exit close runs, and it is bounded
@@ -152,6 +164,105 @@ def _must_wait(frame: FrameType | None) -> bool:
     if _state.import_since is None:
         _state.import_since = time.monotonic()
     return time.monotonic() - _state.import_since < IMPORT_WAIT_S
+
+
+class _Waker:
+    """Hears SIGTERM at the C level and wakes a main thread asleep past its Python handler."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)  # a signal handler must never block on it
+        self.registered = False
+
+    @classmethod
+    def start(cls) -> _Waker | None:
+        try:
+            import faulthandler
+
+            waker = cls()
+        except (ImportError, OSError):
+            return None
+        try:
+            if faulthandler.unregister(signal.SIGTERM):  # type: ignore[func-returns-value]  # returns bool
+                # the program's registration was dead already (install()'s signal.signal() replaced
+                # its C handler), and unregistering put back the action it had found: SIG_DFL
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                logger.warning(
+                    "lmgate: faulthandler's SIGTERM registration was replaced by lmgate's SIGTERM handling"
+                )
+            faulthandler.register(signal.SIGTERM, file=waker.write_fd, all_threads=False, chain=True)
+            waker.registered = True
+            threading.Thread(target=waker._run, name="lmgate-sigterm-waker", daemon=True).start()
+        except (AttributeError, ValueError, OSError, RuntimeError):  # no faulthandler.register here
+            waker.stop()
+            return None
+        return waker
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if not os.read(self.read_fd, 65536):
+                    break  # stop() closed the pipe
+            except OSError:
+                break
+            self._see_the_handler_run()
+        try:
+            os.close(self.read_fd)
+        except OSError:
+            pass
+
+    def _see_the_handler_run(self) -> None:
+        seen, delay, waited = _state.handled, RETRY_S, 0.0
+        while waited < IMPORT_WAIT_S:
+            time.sleep(delay)  # nothing tells us the handler is overdue but the time
+            waited += delay
+            delay = min(2 * delay, 0.5)  # a main thread busy in C code needs one re-send, not hundreds
+            if _state.handled != seen or _state.raised or _state.pending or _state.closing:
+                break  # it ran: what it put off, _retry sees through
+            if not _ours() or not threading.main_thread().is_alive():
+                break
+            _state.self_sent += 1
+            try:
+                signal.pthread_kill(_state.main_ident or 0, signal.SIGTERM)
+            except (OSError, ValueError):  # the main thread is gone
+                _state.self_sent -= 1
+                break
+        # our re-sends wrote to the pipe too (at the C level, before their Python handler ran):
+        # once the handler has seen them, drop what they wrote, or it would start another round
+        for _ in range(int(IMPORT_WAIT_S / RETRY_S)):
+            if not _state.self_sent or _state.closing:
+                break
+            time.sleep(RETRY_S)
+        self._drain()
+
+    def _drain(self) -> None:
+        os.set_blocking(self.read_fd, False)
+        try:
+            while os.read(self.read_fd, 65536):
+                pass
+        except OSError:  # empty (BlockingIOError) or closed
+            pass
+        finally:
+            try:
+                os.set_blocking(self.read_fd, True)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Give SIGTERM's C handler back to Python's (before SIG_DFL is set: faulthandler's
+        unregister restores the handler it found) and end the thread."""
+        if self.registered:
+            self.registered = False
+            try:
+                import faulthandler
+
+                faulthandler.unregister(signal.SIGTERM)
+            except (ImportError, AttributeError, ValueError, OSError, RuntimeError):
+                pass
+        try:
+            os.close(self.write_fd)  # the thread reads EOF and ends
+        except OSError:
+            pass
 
 
 def _retry() -> None:
@@ -191,6 +302,9 @@ def end_close() -> None:
 
 
 def _restore_default() -> None:
+    waker, _state.waker = _state.waker, None
+    if waker is not None:
+        waker.stop()
     if _ours():
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -199,9 +313,15 @@ def _restore_default() -> None:
 
 
 def _after_fork_in_child() -> None:
-    disabled = _state.disabled
+    disabled, waker = _state.disabled, _state.waker
     _state.__dict__.update(_State().__dict__)
     _state.disabled = disabled
+    if waker is not None:  # the parent's: no thread here, and the pipe is the parent's
+        waker.stop()
+        try:
+            os.close(waker.read_fd)
+        except OSError:
+            pass
     _restore_default()
 
 

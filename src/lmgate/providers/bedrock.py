@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import os
 import random
 import threading
@@ -50,6 +51,7 @@ from ..types import (
     StreamingChoices,
     Usage,
 )
+from ._sigv4 import Signer
 from .base import Endpoint, HttpRequest, Provider, StreamTranslator, is_context_window_error
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
@@ -135,6 +137,11 @@ class AwsAuth:
 
     region: str
     credentials: Any
+    #: botocore's SigV4 signer, kept for the deployment (re-made when the credentials change)
+    signer: Signer = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signer", Signer(self.credentials, SERVICE, self.region))
 
 
 class BedrockProvider(Provider):
@@ -159,7 +166,6 @@ class BedrockProvider(Provider):
             *PASSTHROUGH,
         }
     )
-
 
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
@@ -211,7 +217,9 @@ class BedrockProvider(Provider):
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
         secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
-        return dataclasses.replace(ep, api_base=base, options=AwsAuth(region, credentials), secrets=secrets)
+        # made directly: dataclasses.replace costs more than the rest of this method
+        return Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version, ep.base_query,
+                        _aws_auth(region, credentials), secrets)  # fmt: skip
 
     def _credentials(
         self, ep: Endpoint, options: dict[str, Any], region: str | None, profile: str | None
@@ -219,9 +227,7 @@ class BedrockProvider(Provider):
         """(credentials, region, their frozen values now): explicit keys, else the chain; a role on top."""
         key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
         if key_id:
-            from botocore.credentials import Credentials
-
-            credentials: Any = Credentials(key_id, secret, options.get("aws_session_token"))
+            credentials: Any = _static_credentials(key_id, str(secret), options.get("aws_session_token"))
         else:
             credentials = chain_credentials(profile)
             if credentials is None:
@@ -249,21 +255,16 @@ class BedrockProvider(Provider):
 
     def sign(self, req: HttpRequest, body: bytes, ep: Endpoint) -> HttpRequest:
         """SigV4 over the final method, URL (query included), headers and body, by botocore."""
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
         auth: AwsAuth = ep.options
         url = f"{req.url}?{urlencode(req.params)}" if req.params else req.url
         # Host given, not derived: botocore signs it and httpx sends it as it is (saves ~60 µs a call)
         headers = {"Host": _host(url), **req.headers}
-        aws = AWSRequest(method=req.method, url=url, data=body, headers=headers)
-        SigV4Auth(auth.credentials.get_frozen_credentials(), SERVICE, auth.region).add_auth(aws)
         # the query is now part of the signed URL: sent as it is, not encoded a second time
-        return HttpRequest(req.method, url, dict(aws.headers.items()), req.json)
+        return HttpRequest(req.method, url, auth.signer.headers(req.method, url, headers, body), req.json)
 
     def _url(self, ep: Endpoint, action: str) -> str:
         # the model id is one path segment: ":" of versions and "/" of ARNs are escaped, as boto3 does
-        return f"{ep.api_base}/model/{quote(ep.model, safe='')}/{action}"
+        return f"{ep.api_base}/model/{_model_segment(ep.model)}/{action}"
 
     # -- chat --
     def chat_request(
@@ -424,6 +425,40 @@ class BedrockProvider(Provider):
 
 # ---------------------------------------------------------------- credentials (read once, cached)
 
+# Kept per deployment rather than made per call: the signer (and the signing key it derives once a
+# day) lives on the AwsAuth, so the same keys and region must give the same AwsAuth. Bounded: a
+# process that sees ever new keys starts the maps afresh instead of growing without end.
+_MAX_KEPT = 256
+_static: dict[tuple[str, str, str | None], Any] = {}
+_auths: dict[tuple[str, int], tuple[Any, AwsAuth]] = {}
+
+
+def _static_credentials(key_id: str, secret: str, token: str | None) -> Any:
+    """botocore ``Credentials`` for explicit keys, one object per key set (its identity keys the signer)."""
+    key = (key_id, secret, token)
+    found = _static.get(key)
+    if found is None:
+        from botocore.credentials import Credentials
+
+        if len(_static) >= _MAX_KEPT:
+            _static.clear()
+        found = _static[key] = Credentials(key_id, secret, token)
+    return found
+
+
+def _aws_auth(region: str, credentials: Any) -> AwsAuth:
+    """The deployment's signing state: one per region and credentials object."""
+    key = (region, id(credentials))
+    found = _auths.get(key)
+    if found is not None and found[0] is credentials:  # the object itself held: its id is not reused
+        return found[1]
+    if len(_auths) >= _MAX_KEPT:
+        _auths.clear()
+    auth = AwsAuth(region, credentials)
+    _auths[key] = (credentials, auth)
+    return auth
+
+
 _chain_lock = threading.Lock()
 _chain_cache: dict[tuple[str | None, ...], tuple[Any, str | None]] = {}
 _CHAIN_ENV = (
@@ -486,8 +521,6 @@ def assumed_role(
     with _chain_lock:
         found = _roles.get(key)
         if found is None:
-            import functools
-
             import botocore.session
             from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
@@ -520,6 +553,12 @@ def _host(url: str) -> str:
     host = rest.split("/", 1)[0].rpartition("@")[2]
     default = ":443" if scheme == "https" else ":80"
     return host[: -len(default)] if host.endswith(default) else host
+
+
+@functools.lru_cache(maxsize=256)
+def _model_segment(model: str) -> str:
+    """The model id escaped as one path segment (a deployment's is the same every call)."""
+    return quote(model, safe="")
 
 
 def _first_env(names: tuple[str, ...]) -> str | None:
@@ -881,10 +920,13 @@ class _ConverseStream(StreamTranslator):
     """
 
     def __init__(self, ep: Endpoint) -> None:
-        from botocore.eventstream import EventStreamBuffer
+        from botocore.eventstream import EventStreamBuffer, ParserError
+        from botocore.exceptions import EventStreamError
 
         self.ep = ep
         self.buffer = EventStreamBuffer()
+        # what a corrupt frame raises: a bad CRC, lengths past the limits, … (looked up once per stream)
+        self.broken_frame = (ParserError, EventStreamError, ValueError)
         self.done = False
         self.id = _new_id()
         self.created = int(time.time())
@@ -908,16 +950,13 @@ class _ConverseStream(StreamTranslator):
         return ModelResponseStream._build(data)
 
     def feed_bytes(self, data: bytes) -> list[ModelResponseStream]:
-        from botocore.eventstream import ParserError  # a bad CRC, lengths past the limits, …
-        from botocore.exceptions import EventStreamError
-
         self.buffer.add_data(data)
         out: list[ModelResponseStream] = []
         try:
             for message in self.buffer:
                 out.extend(self._message(message.headers, message.payload))
         # a corrupt frame: the connection's fault, like a body that broke off
-        except (ParserError, EventStreamError, ValueError) as error:
+        except self.broken_frame as error:
             raise exc.APIConnectionError(
                 f"bedrock sent a broken event stream: {error}", "bedrock", self.ep.model
             ) from None

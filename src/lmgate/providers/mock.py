@@ -46,10 +46,10 @@ MOCK_MAX_EMBEDDING_VALUES = 2**20  # inputs × dimensions
 # the reference's own messages for the error names its mock documents; any other error class
 # of lmgate.exceptions may be named too ("litellm.NotFoundError"), with its own status
 _MAGIC_MESSAGES = {
-    "RateLimitError": "mock rate limit",
-    "ContextWindowExceededError": "mock context window exceeded",
+    "RateLimitError": "this is a mock rate limit error",
+    "ContextWindowExceededError": "this is a mock context window exceeded error",
     "ContentPolicyViolationError": "mock content policy violation",
-    "InternalServerError": "mock internal server error",
+    "InternalServerError": "this is a mock internal server error",
     "ServiceUnavailableError": "mock service unavailable",
     "AuthenticationError": "mock authentication error",
     "Timeout": "mock timeout",
@@ -153,6 +153,11 @@ def mock_chat(
         response = ModelResponse(mock_response)
         if response.get("usage") is None:
             response["usage"] = _usage()
+        for choice in response.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason") is None:
+                choice["finish_reason"] = (
+                    "stop"  # the reference's Choices default (its own copy: ours to change)
+                )
         response.setdefault("model", model)
         return response
     content = str(mock_response)
@@ -254,14 +259,24 @@ def _chunks(response: ModelResponse, chunk_chars: int) -> list[ModelResponseStre
     return chunks
 
 
-def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None) -> EmbeddingResponse:
-    """Deterministic unit vectors derived from each input's text.
+def mock_embedding(
+    model: str, inputs: list[Any], dimensions: int | None = None, vector: list[float] | None = None
+) -> EmbeddingResponse:
+    """Deterministic unit vectors derived from each input's text, or ``vector`` for every input.
 
     Each vector repeats the 32 bytes of the input's SHA-256 (scaled to -1..1), so building it
     is a list repetition whatever the size; inputs × dimensions is at most
-    ``MOCK_MAX_EMBEDDING_VALUES``.
+    ``MOCK_MAX_EMBEDDING_VALUES``. ``vector`` is an embedding call's ``mock_response`` given as
+    a list of numbers: the reference answers each input with that list.
     """
-    size = MOCK_EMBEDDING_DIMENSIONS if dimensions is None else _whole(dimensions, "dimensions", 2**31, model)
+    if vector is not None:
+        size = len(vector)
+    else:
+        size = (
+            MOCK_EMBEDDING_DIMENSIONS
+            if dimensions is None
+            else _whole(dimensions, "dimensions", 2**31, model)
+        )
     if len(inputs) * size > MOCK_MAX_EMBEDDING_VALUES:
         raise exc.BadRequestError(
             f"mock: {len(inputs)} inputs × {size} dimensions is over the mock's limit of "
@@ -272,6 +287,9 @@ def mock_embedding(model: str, inputs: list[Any], dimensions: int | None = None)
     whole, rest = divmod(size, 32)
     data = []
     for i, item in enumerate(inputs):
+        if vector is not None:
+            data.append(Embedding._build({"object": "embedding", "index": i, "embedding": list(vector)}))
+            continue
         digest = hashlib.sha256(str(item).encode()).digest()
         cycle = [(b - 127.5) / 127.5 for b in digest]
         norm = math.sqrt(whole * sum(v * v for v in cycle) + sum(v * v for v in cycle[:rest])) or 1.0
@@ -352,4 +370,16 @@ def respond(call: Any) -> MockResponse:
         if streaming_failure:
             response._mock_stream_error = streaming_error(call.provider_name, call.model_name)
         return MockResponse(200, response)
-    return MockResponse(200, mock_embedding(call.model_name, call.payload, call.params.get("dimensions")))
+    vector = call.mock if _is_vector(call.mock) else None
+    return MockResponse(
+        200, mock_embedding(call.model_name, call.payload, call.params.get("dimensions"), vector)
+    )
+
+
+def _is_vector(value: Any) -> bool:
+    """An embedding's ``mock_response`` given as the vector itself (``[0.1, 0.2]``), as the reference takes it."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,7 +28,7 @@ from .config import ProxyConfig
 from .errors import ProxyError
 from .loading import apply_config
 from .logs import log_request
-from .middleware import Authenticate
+from .middleware import Authenticate, FastLane
 from .responses import error_response
 from .routes import llm, messages, ops
 from .state import ProxyState
@@ -49,7 +50,8 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
         # the management API (routes/admin.py): only with virtual keys, only for the admin
         from .routes import admin
 
-        routes += admin.routes(key_store, state.key_backend)
+        routes += admin.routes(key_store, state.key_backend, tuple(config.callback_settings))
+    routes += _dashboard_routes(state)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -92,7 +94,10 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Authenticate, backend=state.backend, public=ops.PUBLIC)],
+        middleware=[
+            Middleware(Authenticate, backend=state.backend, public=ops.PUBLIC),
+            Middleware(FastLane, routes=routes),  # the LLM routes without the routing layers
+        ],
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )
     app.router.redirect_slashes = False
@@ -138,6 +143,16 @@ async def _stop_limits(state: ProxyState, listener: asyncio.Task[None] | None) -
         await enforcer.writer.close(state.config.flush_timeout_s)
     with contextlib.suppress(Exception):
         await enforcer.counters.close()
+
+
+def _dashboard_routes(state: ProxyState) -> list[Any]:
+    """The dashboard at /ui and its query API at /ui/api (lmgate/ui, docs/ui.md)."""
+    try:
+        from ..ui.proxy import ui_routes
+    except ImportError as error:  # jinja2/itsdangerous missing: the proxy still serves the API
+        logger.warning("the dashboard at /ui is off: %s (pip install 'lmgate[proxy]')", error)
+        return []
+    return ui_routes(state)
 
 
 def _where(url: str) -> str:

@@ -10,6 +10,7 @@ may wait on a store, and everything it knows about the key goes on the identity 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 from typing import Any, Protocol
@@ -59,6 +60,19 @@ class UserAPIKeyAuth:
         "metadata",
         "team_metadata",
         "parent_otel_span",
+        # the budgets and limits of the key's team, user and end user, and the key's own window
+        # (the reference's names; None when unknown or unset)
+        "budget_duration",
+        "tags",
+        "team_spend",
+        "team_max_budget",
+        "team_rpm_limit",
+        "team_tpm_limit",
+        "user_spend",
+        "user_max_budget",
+        "user_rpm_limit",
+        "user_tpm_limit",
+        "end_user_max_budget",
     )
 
     def __init__(
@@ -107,6 +121,17 @@ class UserAPIKeyAuth:
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.team_metadata: dict[str, Any] = team_metadata if team_metadata is not None else {}
         self.parent_otel_span: Any = None  # the reference's hooks read it; lmgate has no proxy-side span
+        self.budget_duration: str | None = None
+        self.tags: list[str] = []
+        self.team_spend: float | None = None
+        self.team_max_budget: float | None = None
+        self.team_rpm_limit: int | None = None
+        self.team_tpm_limit: int | None = None
+        self.user_spend: float | None = None
+        self.user_max_budget: float | None = None
+        self.user_rpm_limit: int | None = None
+        self.user_tpm_limit: int | None = None
+        self.end_user_max_budget: float | None = None
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name, default)
@@ -116,6 +141,13 @@ class UserAPIKeyAuth:
             return getattr(self, name)
         except AttributeError:
             raise KeyError(name) from None
+
+    def for_request(self, end_user_id: str | None) -> UserAPIKeyAuth:
+        """A copy naming one request's end user (the body's ``user``): the identity a backend
+        returns may be shared by requests (the master key's is)."""
+        other = copy.copy(self)
+        other.end_user_id = end_user_id
+        return other
 
     def model_dump(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

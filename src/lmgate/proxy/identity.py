@@ -59,18 +59,36 @@ PROXY_OWNED_METADATA = frozenset(
 
 
 def identity(
-    user: UserAPIKeyAuth, client_host: str | None, client_metadata: Mapping[str, Any] | None
+    user: UserAPIKeyAuth,
+    client_host: str | None,
+    client_metadata: Mapping[str, Any] | None,
+    route: str | None = None,
 ) -> dict[str, Any]:
-    """The proxy-owned metadata of one request: who the key says is calling, from where, and
-    the client's own metadata as it was sent."""
+    """The proxy-owned metadata of one request: who the key says is calling (its budgets and
+    spend as the key's lookup read them), from where, on which route, and the client's own
+    metadata as it was sent."""
     return {
         "user_api_key_hash": user.api_key,
         "user_api_key_alias": user.key_alias,
+        "user_api_key_spend": user.spend,
+        "user_api_key_max_budget": user.max_budget,
         "user_api_key_team_id": user.team_id,
         "user_api_key_team_alias": user.team_alias,
+        "user_api_key_team_spend": user.team_spend,
+        "user_api_key_team_max_budget": user.team_max_budget,
         "user_api_key_user_id": user.user_id,
+        "user_api_key_user_email": user.user_email,
+        "user_api_key_user_spend": user.user_spend,
+        "user_api_key_user_max_budget": user.user_max_budget,
         "user_api_key_org_id": user.org_id,
         "user_api_key_end_user_id": user.end_user_id,
+        "user_api_end_user_max_budget": user.end_user_max_budget,
+        "user_api_key_request_route": route,
+        # the key's metadata as the admin set it (the reference's name for it)
+        "user_api_key_auth_metadata": user.metadata or None,
+        # the reference repeats the team in two more names
+        "team_id": user.team_id,
+        "team_alias": user.team_alias,
         "requester_ip_address": client_host,
         # the one deep copy: no hook ever holds it, so what a hook changes never reaches it
         "requester_metadata": copy_data(dict(client_metadata)) if client_metadata else {},

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeGuard
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_TOKEN_KINDS = (("prompt_tokens", "prompt"), ("completion_tokens", "completion"))  # usage key, label
 OTHER_MODEL = "other"  # the model label of every request for a model name not in model_list
 
 
@@ -60,10 +61,10 @@ class Metrics:
             hist = self.latency[hkey] = Histogram()
         hist.observe(seconds)
         if usage:
-            for kind in ("prompt_tokens", "completion_tokens"):
+            for kind, label in _TOKEN_KINDS:
                 n = usage.get(kind) if isinstance(usage, dict) else getattr(usage, kind, None)
                 if isinstance(n, int) and n > 0:  # a count, never a string or a float from a bad usage block
-                    tkey = (model, kind.split("_")[0])
+                    tkey = (model, label)
                     self.tokens[tkey] = self.tokens.get(tkey, 0) + int(n)
         if isinstance(cost, (int, float)) and cost > 0 and math.isfinite(cost):
             self.cost[model] = self.cost.get(model, 0.0) + float(cost)

@@ -20,16 +20,20 @@ _EXEMPT = frozenset({"metadata"})
 
 
 def depth_over(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests containers more than ``limit`` deep; a loop, stopping at the limit."""
-    level: list[tuple[Any, int]] = [(value, 1)]
-    while level:
-        node, depth = level.pop()
-        if depth > limit:
+    """Whether ``value`` nests containers more than ``limit`` deep, stopping at the limit (so the
+    recursion is at most ``limit`` calls deep, far from Python's own bound)."""
+    if limit < 1:  # ``value`` itself is level 1
+        return True
+    return isinstance(value, (dict, list)) and _over(value, limit)
+
+
+def _over(node: dict[str, Any] | list[Any], room: int) -> bool:
+    """Whether the container ``node`` nests deeper than ``room`` levels (itself counts as one)."""
+    if room <= 0:
+        return True
+    for child in node.values() if isinstance(node, dict) else node:
+        if isinstance(child, (dict, list)) and _over(child, room - 1):
             return True
-        if isinstance(node, dict):
-            level.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
-        elif isinstance(node, list):
-            level.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
     return False
 
 

@@ -16,8 +16,27 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type=JSON)
 
 
+class EncodedJSON(Response):
+    """A 200 whose JSON body is already encoded and whose header names are already lower case:
+    the same answer as ``Response(body, headers=headers, media_type=JSON)`` (same headers, same
+    order), without Starlette's header building (the forwarding path answers this once a request)."""
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.status_code = 200
+        self.media_type = JSON
+        self.background = None
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        raw.append((b"content-type", _JSON_BYTES))
+        self.raw_headers = raw
+
+
+_JSON_BYTES = JSON.encode("latin-1")
+
+
 def error_response(error: ProxyError) -> Response:
     return Response(error.body(), status_code=error.status, headers=error.headers or None, media_type=JSON)
 
 
-__all__ = ["JSON", "error_response", "json_response"]
+__all__ = ["JSON", "EncodedJSON", "error_response", "json_response"]

@@ -36,7 +36,6 @@ _FACTORY = "lmgate.proxy.server:app_factory"
 FILES_HEADROOM = 100  # open files beyond the client connections: upstream connections, logs, spools
 
 
-
 def serve(args: Any) -> int:
     """Run the proxy until SIGTERM/SIGINT; 2 for a bad config, 0 after a clean shutdown."""
     import uvicorn
@@ -76,11 +75,15 @@ def serve(args: Any) -> int:
         return 2
     files = raise_open_file_limit()
     if 0 < files < config.limits.max_connections + FILES_HEADROOM:
-        say.warning(f"lmgate serve: the open-file limit ({files}) leaves little room above "
-                    f"general_settings.max_connections ({config.limits.max_connections}) for upstream connections "
-                    "and files; lower max_connections or raise the hard limit (ulimit -Hn)")
-    say.info(f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
-             f"{f' ({workers} workers)' if workers > 1 else ''} | {http_name}, {loop}, open files {files}")
+        say.warning(
+            f"lmgate serve: the open-file limit ({files}) leaves little room above "
+            f"general_settings.max_connections ({config.limits.max_connections}) for upstream connections "
+            "and files; lower max_connections or raise the hard limit (ulimit -Hn)"
+        )
+    say.info(
+        f"{describe(config, applied)} | listening on http://{host}:{args.port}{where}"
+        f"{f' ({workers} workers)' if workers > 1 else ''} | {http_name}, {loop}, open files {files}"
+    )
     options: dict[str, Any] = {
         "host": host,
         "port": args.port,
@@ -178,4 +181,12 @@ def app_factory() -> Any:
         raise SystemExit(2) from None
 
 
-__all__ = ["DEFAULT_HOST", "ENV_CONFIG", "LOOPBACK_HOST", "app_factory", "bind_address", "raise_open_file_limit", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "ENV_CONFIG",
+    "LOOPBACK_HOST",
+    "app_factory",
+    "bind_address",
+    "raise_open_file_limit",
+    "serve",
+]

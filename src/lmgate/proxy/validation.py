@@ -93,6 +93,9 @@ EMBEDDING_RULES: dict[str, Rule] = {
     "encoding_format": Rule(("string",), choices=("float", "base64")),
 }
 
+_CHAT_ORDER = {param: i for i, param in enumerate(CHAT_RULES)}
+_EMBEDDING_ORDER = {param: i for i, param in enumerate(EMBEDDING_RULES)}
+
 _TYPE_NAMES = {
     "integer": "an integer",
     "number": "a number",
@@ -180,9 +183,14 @@ def check_request(data: dict[str, Any], kind: str) -> None:
     else:
         check_embedding_input(data.get("input"))
         rules = EMBEDDING_RULES
-    for param, rule in rules.items():
-        if param in data:
-            check_value(param, data[param], rule)
+    # the body's few keys looked up in the table, checked in the table's order (the first bad
+    # parameter of the table is the one named, as when the table was walked)
+    present = [param for param in data if param in rules]
+    if len(present) > 1:
+        order = _CHAT_ORDER if kind == "chat" else _EMBEDDING_ORDER
+        present.sort(key=order.__getitem__)
+    for param in present:
+        check_value(param, data[param], rules[param])
 
 
 def _check_messages(messages: Any) -> None:

@@ -198,7 +198,7 @@ class DatabaseKeyBackend:
 
 
 def identity_of(row: dict[str, Any]) -> UserAPIKeyAuth:
-    return UserAPIKeyAuth(
+    user = UserAPIKeyAuth(
         row["token"],
         user_role="internal_user",
         key_alias=row["key_alias"],
@@ -216,7 +216,20 @@ def identity_of(row: dict[str, Any]) -> UserAPIKeyAuth:
         max_parallel_requests=row["max_parallel_requests"],
         metadata=dict(row["metadata"] or {}),
         team_metadata=dict(row.get("team_metadata") or {}),
+        user_email=row.get("user_email"),
     )
+    # the rest of who the key is (keysadmin): read with .get, a row from an older query lacks them
+    user.budget_duration = row.get("budget_duration")
+    user.tags = list(row.get("tags") or [])
+    user.team_spend = row.get("team_spend")
+    user.team_max_budget = row.get("team_max_budget")
+    user.team_rpm_limit = row.get("team_rpm_limit")
+    user.team_tpm_limit = row.get("team_tpm_limit")
+    user.user_spend = row.get("user_spend")
+    user.user_max_budget = row.get("user_max_budget")
+    user.user_rpm_limit = row.get("user_rpm_limit")
+    user.user_tpm_limit = row.get("user_tpm_limit")
+    return user
 
 
 __all__ = [

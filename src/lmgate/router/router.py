@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import exceptions as exc
+from .._call import acompletion, aembedding, completion, embedding
 from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ..settings import DEFAULT, Settings
 from .cooldown import Cooldowns, counts_against_deployment
@@ -186,8 +187,6 @@ class Router:
     def route_sync(
         self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False, on_attempt: OnAttempt = None
     ) -> Routed:
-        from .._call import completion, embedding
-
         call = completion if kind == "chat" else embedding
         flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
@@ -210,8 +209,6 @@ class Router:
     ) -> Routed:
         """One request; with ``hold`` the caller calls ``release()`` when it is over (the proxy,
         for streams); ``on_attempt`` sees each deployment as it is tried (the proxy's error log)."""
-        from .._call import acompletion, aembedding
-
         call = acompletion if kind == "chat" else aembedding
         flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)

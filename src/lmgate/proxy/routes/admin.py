@@ -1,4 +1,4 @@
-"""The management API (virtual keys and teams), compatible with the reference's routes.
+"""The management API (keys, teams, users, end users and spend), compatible with the reference's routes.
 
 Mounted only when the config turns virtual keys on (``general_settings.virtual_keys``). Every
 route is the admin's: a caller whose ``user_role`` is not ``proxy_admin`` (any key but the
@@ -17,9 +17,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...control.requests import BadField, duration_seconds, key_columns, team_columns
+from ...control.reports import GROUP_COLUMNS, SpendFilters, SpendReports, parse_when
+from ...control.requests import (
+    BadField,
+    customer_columns,
+    duration_seconds,
+    key_columns,
+    team_columns,
+    user_columns,
+)
 from ...control.store import KeyStore, token_of
+from ..end_users import end_users_of
 from ..errors import ProxyError, to_proxy_error
+from ..key_logging import BadLogging
+from ..key_logging import check as check_logging
 from ..logs import log_request
 from ..middleware import caller
 from ..responses import error_response, json_response
@@ -69,16 +80,56 @@ def _required_list(data: dict[str, Any], name: str) -> list[str]:
     return value
 
 
+def user_info(row: dict[str, Any]) -> dict[str, Any]:
+    return team_info(row)
+
+
+def customer_info(row: dict[str, Any], spend: float) -> dict[str, Any]:
+    """An end user as the reference shows one: its budget also under ``litellm_budget_table``."""
+    info = team_info(row)
+    info["spend"] = spend
+    info["litellm_budget_table"] = {
+        name: row.get(name) for name in ("max_budget", "budget_duration", "rpm_limit", "tpm_limit")
+    }
+    return info
+
+
+def _optional_when(params: Any, name: str, *, end: bool = False) -> float | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return parse_when(value, name, end=end)
+    except ValueError as error:
+        raise ProxyError(400, str(error), param=name) from None
+
+
 class AdminRoutes:
-    def __init__(self, store: KeyStore, backend: DatabaseKeyBackend) -> None:
+    def __init__(
+        self, store: KeyStore, backend: DatabaseKeyBackend, callback_names: tuple[str, ...] = ()
+    ) -> None:
         self.store = store
         self.backend = backend
+        self.callback_names = callback_names  # what a key's or team's metadata.logging may name
+        self._reports: SpendReports | None = None
+        self.end_users = end_users_of(store)  # the LLM routes' cache of end users
+
+    @property
+    def reports(self) -> SpendReports:
+        if self._reports is None:  # the engine exists once the store has started
+            self._reports = SpendReports(self.store.engine)
+        return self._reports
+
+    def _check_logging(self, columns: dict[str, Any]) -> None:
+        if "metadata" in columns:
+            check_logging(columns["metadata"], self.callback_names)
 
     # ---------------------------------------------------------------------------- keys
 
     async def key_generate(self, request: Request) -> Response:
         data = await _body(request)
         columns = key_columns(data)
+        self._check_logging(columns)
         key, row = await self.store.create_key(columns, duration_seconds(data))
         return json_response(dict(key_info(row), key=key, token_id=row["token"]))
 
@@ -86,6 +137,7 @@ class AdminRoutes:
         data = await _body(request)
         token = token_of(_required_str(data, "key"))
         columns = key_columns(data, partial=True)
+        self._check_logging(columns)
         row = await self.store.update_key(token, columns, duration_seconds(data))
         if row is None:
             raise ProxyError(404, "no such key", param="key")
@@ -117,6 +169,23 @@ class AdminRoutes:
             listed = [r["token"] for r in rows]
         return json_response({"keys": listed, "total_count": len(rows), "current_page": 1, "total_pages": 1})
 
+    async def key_regenerate(self, request: Request) -> Response:
+        """A new text for a key (``/key/regenerate`` with ``key``, or ``/key/{key}/regenerate``),
+        optionally changing fields as ``/key/update`` does; the old text is refused at once."""
+        data = await _body(request)
+        named = request.path_params.get("key")
+        if named is not None:
+            data.setdefault("key", named)
+        token = token_of(_required_str(data, "key"))
+        columns = key_columns(data, partial=True)
+        self._check_logging(columns)
+        made = await self.store.regenerate_key(token, columns, duration_seconds(data))
+        if made is None:
+            raise ProxyError(404, "no such key", param="key")
+        self.backend.forget([token])
+        key, row = made
+        return json_response(dict(key_info(row), key=key, token_id=row["token"]))
+
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
         data = await _body(request)
         token = token_of(_required_str(data, "key"))
@@ -139,8 +208,10 @@ class AdminRoutes:
         team_id = data.get("team_id")
         if team_id is not None and (not isinstance(team_id, str) or not team_id):
             raise ProxyError(400, "'team_id' must be a non-empty string", param="team_id")
+        columns = team_columns(data)
+        self._check_logging(columns)
         try:
-            row = await self.store.create_team(team_columns(data), team_id)
+            row = await self.store.create_team(columns, team_id)
         except KeyError:
             raise ProxyError(400, f"team {team_id!r} already exists", param="team_id") from None
         return json_response(team_info(row))
@@ -148,7 +219,9 @@ class AdminRoutes:
     async def team_update(self, request: Request) -> Response:
         data = await _body(request)
         team_id = _required_str(data, "team_id")
-        row = await self.store.update_team(team_id, team_columns(data, partial=True))
+        columns = team_columns(data, partial=True)
+        self._check_logging(columns)
+        row = await self.store.update_team(team_id, columns)
         if row is None:
             raise ProxyError(404, f"no team {team_id!r}", param="team_id")
         self.backend.forget()  # every key of the team carries its models
@@ -173,6 +246,239 @@ class AdminRoutes:
     async def team_list(self, request: Request) -> Response:
         return json_response([team_info(r) for r in await self.store.list_teams()])
 
+    # --------------------------------------------------------------------------- users
+
+    async def user_new(self, request: Request) -> Response:
+        """A user, and (``auto_create_key``, true by default as in the reference) a key of its own."""
+        data = await _body(request)
+        user_id = data.get("user_id")
+        if user_id is not None and (not isinstance(user_id, str) or not user_id):
+            raise ProxyError(400, "'user_id' must be a non-empty string", param="user_id")
+        columns = user_columns(data)
+        auto_key = data.get("auto_create_key", True)
+        if not isinstance(auto_key, bool):
+            raise ProxyError(400, "'auto_create_key' must be true or false", param="auto_create_key")
+        key_alias = data.get("key_alias")
+        if key_alias is not None and not isinstance(key_alias, str):
+            raise ProxyError(400, "'key_alias' must be a string", param="key_alias")
+        lifetime = duration_seconds(data)
+        try:
+            row = await self.store.create_user(columns, user_id)
+        except KeyError:
+            raise ProxyError(400, f"user {user_id!r} already exists", param="user_id") from None
+        answer = user_info(row)
+        if auto_key:
+            key_row_columns = key_columns({"user_id": row["user_id"], "key_alias": key_alias})
+            key, key_row = await self.store.create_key(key_row_columns, lifetime)
+            answer.update(
+                key=key, token=key_row["token"], key_alias=key_alias, expires=iso(key_row["expires_at"])
+            )
+        return json_response(answer)
+
+    async def user_update(self, request: Request) -> Response:
+        data = await _body(request)
+        user_id = _required_str(data, "user_id")
+        row = await self.store.update_user(user_id, user_columns(data, partial=True))
+        if row is None:
+            raise ProxyError(404, f"no user {user_id!r}", param="user_id")
+        self.backend.forget()  # every key of the user carries its budget
+        return json_response(user_info(row))
+
+    async def user_delete(self, request: Request) -> Response:
+        data = await _body(request)
+        deleted, tokens = await self.store.delete_users(_required_list(data, "user_ids"))
+        self.backend.forget(tokens)
+        if not deleted:
+            raise ProxyError(404, "none of these users exist", param="user_ids")
+        return json_response({"deleted_users": deleted, "deleted_keys": tokens})
+
+    async def user_info(self, request: Request) -> Response:
+        user_id = _required_str(request.query_params, "user_id")
+        row = await self.store.user(user_id)
+        if row is None:
+            raise ProxyError(404, f"no user {user_id!r}", param="user_id")
+        keys = [key_info(k) for k in await self.store.list_keys(user_id=user_id)]
+        team_ids = sorted({k["team_id"] for k in keys if k.get("team_id")})
+        return json_response(
+            {"user_id": user_id, "user_info": user_info(row), "keys": keys, "teams": team_ids}
+        )
+
+    async def user_list(self, request: Request) -> Response:
+        users = [user_info(r) for r in await self.store.list_users()]
+        return json_response(
+            {"users": users, "total": len(users), "page": 1, "page_size": len(users), "total_pages": 1}
+        )
+
+    # ---------------------------------------------------------------- end users (customers)
+
+    async def customer_new(self, request: Request) -> Response:
+        data = await _body(request)
+        user_id = _required_str(data, "user_id")
+        try:
+            row = await self.store.create_customer(customer_columns(data), user_id)
+        except KeyError:
+            raise ProxyError(400, f"end user {user_id!r} already exists", param="user_id") from None
+        self.end_users.forget([user_id])  # "unknown" may be cached
+        return json_response(customer_info(row, 0.0))
+
+    async def customer_update(self, request: Request) -> Response:
+        data = await _body(request)
+        user_id = _required_str(data, "user_id")
+        row = await self.store.update_customer(user_id, customer_columns(data, partial=True))
+        if row is None:
+            raise ProxyError(404, f"no end user {user_id!r}", param="user_id")
+        self.end_users.forget([user_id])
+        return json_response(await self._customer_answer(row))
+
+    async def customer_delete(self, request: Request) -> Response:
+        data = await _body(request)
+        deleted = await self.store.delete_customers(_required_list(data, "user_ids"))
+        self.end_users.forget(deleted)
+        if not deleted:
+            raise ProxyError(404, "none of these end users exist", param="user_ids")
+        return json_response({"deleted_customers": deleted})
+
+    async def customer_info(self, request: Request) -> Response:
+        user_id = _required_str(request.query_params, "end_user_id")
+        row = await self.store.customer(user_id)
+        if row is None:
+            raise ProxyError(404, f"no end user {user_id!r}", param="end_user_id")
+        return json_response(await self._customer_answer(row))
+
+    async def customer_list(self, request: Request) -> Response:
+        rows = await self.store.list_customers()
+        spend = await self.reports.spend_of("end_user", [r["user_id"] for r in rows])
+        return json_response([customer_info(r, spend[r["user_id"]]) for r in rows])
+
+    async def _set_customers_blocked(self, request: Request, blocked: bool) -> Response:
+        """Block or unblock end users, creating those not yet known (as the reference does)."""
+        data = await _body(request)
+        answered = []
+        for user_id in _required_list(data, "user_ids"):
+            row = await self.store.update_customer(user_id, {"blocked": blocked})
+            if row is None:
+                row = await self.store.create_customer(customer_columns({"blocked": blocked}), user_id)
+            answered.append(await self._customer_answer(row))
+        self.end_users.forget(data["user_ids"])
+        return json_response({"blocked_users" if blocked else "unblocked_users": answered})
+
+    async def customer_block(self, request: Request) -> Response:
+        return await self._set_customers_blocked(request, True)
+
+    async def customer_unblock(self, request: Request) -> Response:
+        return await self._set_customers_blocked(request, False)
+
+    async def _customer_answer(self, row: dict[str, Any]) -> dict[str, Any]:
+        spend = await self.reports.spend_of("end_user", [row["user_id"]])
+        return customer_info(row, spend[row["user_id"]])
+
+    # --------------------------------------------------------------------------- spend
+
+    def _filters(self, params: Any, *, end_user: str | None = None) -> SpendFilters:
+        key = params.get("api_key")
+        return SpendFilters(
+            token=token_of(key) if key else None,
+            team_id=params.get("team_id") or None,
+            user_id=params.get("user_id") or params.get("internal_user_id") or None,
+            end_user=end_user or params.get("end_user") or params.get("customer_id") or None,
+            request_id=params.get("request_id") or None,
+            model=params.get("model") or None,
+            start=_optional_when(params, "start_date"),
+            end=_optional_when(params, "end_date", end=True),
+        )
+
+    async def spend_logs(self, request: Request) -> Response:
+        """Spend rows, newest first; with ``start_date`` and ``end_date`` and unless
+        ``summarize=false``, the reference's daily summary instead."""
+        params = request.query_params
+        filters = self._filters(params)
+        summarize = params.get("summarize", "true").lower() not in ("false", "0", "no")
+        limit = params.get("limit", "1000")
+        if not limit.isdigit() or not 0 < int(limit) <= 100_000:
+            raise ProxyError(400, "'limit' must be a whole number from 1 to 100000", param="limit")
+        if filters.start is not None and filters.end is not None and summarize and not filters.request_id:
+            return json_response(await self._daily_summary(filters))
+        return json_response(await self.reports.logs(filters, int(limit)))
+
+    async def _daily_summary(self, filters: SpendFilters) -> list[dict[str, Any]]:
+        days: dict[str, dict[str, Any]] = {}
+        for row in await self.reports.daily("user", filters):
+            day = days.setdefault(
+                row["day"], {"startTime": row["day"], "spend": 0.0, "users": {}, "models": {}}
+            )
+            day["spend"] += row["spend"]
+            user = row["group"] or "unknown"
+            day["users"][user] = day["users"].get(user, 0.0) + row["spend"]
+            model = row["model"] or "unknown"
+            day["models"][model] = day["models"].get(model, 0.0) + row["spend"]
+        return [days[d] for d in sorted(days)]
+
+    async def global_spend_report(self, request: Request) -> Response:
+        """Spend between two dates, by ``group_by``: ``team`` and ``customer`` per day (the
+        reference's shape), ``api_key``, ``user`` and ``model`` as totals with per-model details."""
+        params = request.query_params
+        group_by = params.get("group_by", "team")
+        if group_by not in GROUP_COLUMNS:
+            raise ProxyError(
+                400, f"group_by must be one of {', '.join(GROUP_COLUMNS)}, got {group_by!r}", param="group_by"
+            )
+        for name in ("start_date", "end_date"):
+            if not params.get(name):
+                raise ProxyError(400, f"{name!r} is required: a date (YYYY-MM-DD)", param=name)
+        filters = self._filters(params)
+        if group_by in ("team", "customer"):
+            return json_response(await self._daily_report(group_by, filters))
+        rows = await self.reports.totals(group_by, filters)
+        name = {"api_key": "api_key", "user": "user_id", "model": "model"}[group_by]
+        answer = []
+        for g in rows:
+            entry = {
+                name: g["group"],
+                "total_cost": g["spend"],
+                "total_input_tokens": g["prompt_tokens"],
+                "total_output_tokens": g["completion_tokens"],
+                "requests": g["requests"],
+                "model_details": [
+                    {
+                        "model": m["model"],
+                        "total_cost": m["spend"],
+                        "total_input_tokens": m["prompt_tokens"],
+                        "total_output_tokens": m["completion_tokens"],
+                        "requests": m["requests"],
+                    }
+                    for m in g["models"]
+                ],
+            }
+            answer.append(entry)
+        return json_response(answer)
+
+    async def _daily_report(self, group_by: str, filters: SpendFilters) -> list[dict[str, Any]]:
+        team_names: dict[str, str] = {}
+        if group_by == "team":
+            team_names = {
+                t["team_id"]: t["team_alias"] or t["team_id"] for t in await self.store.list_teams()
+            }
+        plural, label = ("teams", "team_name") if group_by == "team" else ("customers", "customer")
+        days: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in await self.reports.daily(group_by, filters):
+            if group_by == "team":
+                name = team_names.get(row["group"], row["group"]) if row["group"] else "Unassigned Team"
+            else:
+                name = row["group"]
+            group = days.setdefault(row["day"], {}).setdefault(
+                str(name), {label: name, "total_spend": 0.0, "metadata": []}
+            )
+            group["total_spend"] += row["spend"]
+            group["metadata"].append(
+                {
+                    "model": row["model"],
+                    "api_key": row["token"],
+                    "spend": row["spend"],
+                    "total_tokens": row["total_tokens"],
+                }
+            )
+        return [{"group_by_day": day, plural: list(days[day].values())} for day in sorted(days)]
+
 
 def _admin_only(handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
@@ -188,7 +494,7 @@ def _admin_only(handler: Handler) -> Handler:
                     code="401",
                 )
             response = await handler(request)
-        except BadField as error:
+        except (BadField, BadLogging) as error:
             response = error_response(ProxyError(400, str(error), param=error.field))
         except LookupError as error:  # a team_id that names no team
             response = error_response(
@@ -202,8 +508,8 @@ def _admin_only(handler: Handler) -> Handler:
     return endpoint
 
 
-def routes(store: KeyStore, backend: DatabaseKeyBackend) -> list[Route]:
-    admin = AdminRoutes(store, backend)
+def routes(store: KeyStore, backend: DatabaseKeyBackend, callback_names: tuple[str, ...] = ()) -> list[Route]:
+    admin = AdminRoutes(store, backend, callback_names)
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/key/generate", admin.key_generate),
         ("POST", "/key/update", admin.key_update),
@@ -212,14 +518,34 @@ def routes(store: KeyStore, backend: DatabaseKeyBackend) -> list[Route]:
         ("GET", "/key/list", admin.key_list),
         ("POST", "/key/block", admin.key_block),
         ("POST", "/key/unblock", admin.key_unblock),
+        ("POST", "/key/regenerate", admin.key_regenerate),
+        ("POST", "/key/{key}/regenerate", admin.key_regenerate),
         ("POST", "/team/new", admin.team_new),
         ("POST", "/team/update", admin.team_update),
         ("POST", "/team/delete", admin.team_delete),
         ("GET", "/team/info", admin.team_info),
         ("GET", "/team/list", admin.team_list),
+        ("POST", "/user/new", admin.user_new),
+        ("POST", "/user/update", admin.user_update),
+        ("POST", "/user/delete", admin.user_delete),
+        ("GET", "/user/info", admin.user_info),
+        ("GET", "/user/list", admin.user_list),
+        ("GET", "/spend/logs", admin.spend_logs),
+        ("GET", "/global/spend/report", admin.global_spend_report),
     ]
+    # end users: /customer/* and the reference's older spelling /end_user/*
+    for prefix in ("/customer", "/end_user"):
+        table += [
+            ("POST", f"{prefix}/new", admin.customer_new),
+            ("POST", f"{prefix}/update", admin.customer_update),
+            ("POST", f"{prefix}/delete", admin.customer_delete),
+            ("POST", f"{prefix}/block", admin.customer_block),
+            ("POST", f"{prefix}/unblock", admin.customer_unblock),
+            ("GET", f"{prefix}/info", admin.customer_info),
+            ("GET", f"{prefix}/list", admin.customer_list),
+        ]
     # the reference serves its management API at the root only
     return [Route(path, _admin_only(handler), methods=[method]) for method, path, handler in table]
 
 
-__all__ = ["AdminRoutes", "key_info", "routes", "team_info"]
+__all__ = ["AdminRoutes", "customer_info", "key_info", "routes", "team_info", "user_info"]

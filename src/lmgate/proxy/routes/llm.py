@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._call import CONTROL_PARAMS
+from ...cost import compute_cost, custom_prices
 from ..auth import check_model
 from ..budgets import LIMITS, Reservation
 from ..errors import ProxyError, to_proxy_error
@@ -37,9 +38,10 @@ from ..hooks import (
     wrap_stream,
 )
 from ..identity import identity, stamp
+from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
-from ..middleware import InFlight, caller
-from ..responses import JSON, error_response, json_response
+from ..middleware import CountedRoute, caller
+from ..responses import EncodedJSON, error_response, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
 from ..validation import check_request
@@ -68,9 +70,8 @@ def routes(state: ProxyState) -> list[Route]:
     async def embeddings(request: Request) -> Response | SSEResponse:
         return await flow.handle(request, "embedding")
 
-    counted = [InFlight.using(state.metrics)]
     return [
-        Route(path, endpoint, methods=["POST"], middleware=counted)
+        CountedRoute(path, endpoint, state.metrics)
         for name, endpoint in (("/chat/completions", chat), ("/embeddings", embeddings))
         for path in spellings(name)
     ]
@@ -88,11 +89,17 @@ class LLMRoutes:
         self.cache = state.cache
         self.known_models = state.known_models
         self.enforcer = state.enforcer  # a virtual key's limits and budgets (budgets.py), or None
+        # end users of the key store (end_users.py), with virtual keys only
+        self.end_users = None
+        if state.key_store is not None:
+            from ..end_users import end_users_of
+
+            self.end_users = end_users_of(state.key_store)
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
         limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
+        declared = _content_length(request.scope["headers"])
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ProxyError(
                 413,
@@ -100,26 +107,34 @@ class LLMRoutes:
                 "(general_settings.max_request_size_mb)",
                 code="request_too_large",
             )
+        # the ASGI messages themselves (what Request.stream() reads, without its generator): one
+        # message carries a small body whole
+        receive = request.receive
         parts: list[bytes] = []
         size = 0
-        try:
-            async for part in request.stream():
-                size += len(part)
-                if size > limit:
-                    raise ProxyError(
-                        413,
-                        f"request body is over the limit of {limit} bytes "
-                        "(general_settings.max_request_size_mb)",
-                        code="request_too_large",
-                    )
+        while True:
+            message = await receive()
+            if (
+                message["type"] != "http.request"
+            ):  # http.disconnect: the client left (or the body timeout closed it)
+                raise ProxyError(
+                    CLIENT_CLOSED,
+                    "the client closed the connection before sending the whole body",
+                    code="client_closed_request",
+                )
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise ProxyError(
+                    413,
+                    f"request body is over the limit of {limit} bytes (general_settings.max_request_size_mb)",
+                    code="request_too_large",
+                )
+            if part:
                 parts.append(part)
-        except ClientDisconnect:  # the client left (or the body timeout closed it): nobody to answer
-            raise ProxyError(
-                CLIENT_CLOSED,
-                "the client closed the connection before sending the whole body",
-                code="client_closed_request",
-            ) from None
-        raw = b"".join(parts)
+            if not message.get("more_body", False):
+                break
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
         if not raw:
             raise ProxyError(400, "request body is empty; send a JSON object")
         try:
@@ -156,6 +171,7 @@ class LLMRoutes:
         model = "unknown"
         deployment = None
         reservation: Reservation | None = None
+        failed_at = FailedAt()
         try:
             user = caller(request)
             data = await self.read_json(request)
@@ -166,8 +182,16 @@ class LLMRoutes:
                 check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
+            end_user = data.get("user")
+            if isinstance(end_user, str) and end_user:  # the end user this request is made for
+                user = user.for_request(end_user)
+                if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
+                    customer = await self.end_users.check(end_user)
+                    if customer is not None:
+                        user.end_user_max_budget = customer.get("max_budget")
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
-            who = identity(user, request.client.host if request.client else None, data.get("metadata"))
+            client = request.scope.get("client")  # what request.client.host reads, without its Address
+            who = identity(user, client[0] if client else None, data.get("metadata"), request.scope["path"])
             data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
@@ -199,10 +223,10 @@ class LLMRoutes:
                     )
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
-                    request, hooks, user, data, who, group, start, fmt, extra, reservation
+                    request, hooks, user, data, who, group, start, fmt, extra, failed_at, reservation
                 )
             deployment, result, release = await self._call(
-                hooks, user, data, who, group, kind, call_type, extra=extra
+                hooks, user, data, who, group, kind, call_type, extra=extra, failed_at=failed_at
             )
             release()
             if reservation is not None:  # the exact cost, as the logs carry it
@@ -225,18 +249,18 @@ class LLMRoutes:
             log_request(
                 request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
             )
-            return Response(body, status_code=200, headers=headers, media_type=JSON)
+            return EncodedJSON(body, headers)
         except Exception as error:
             if reservation is not None and not reservation.settled:  # nothing billed: give it back
                 await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
-            perr = await self._failed(hooks, data, error, user)
+            perr = await self._failed(hooks, data, error, user, failed_at.deployment_for(error))
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, perr.status, elapsed)
             log_request(
                 request.scope,
                 perr.status,
                 model,
-                deployment or error.__dict__.get("_lmgate_deployment"),
+                deployment or failed_at.deployment_for(error),
                 user,
                 elapsed,
                 error=error,
@@ -254,6 +278,7 @@ class LLMRoutes:
         call_type: str,
         stream: bool = False,
         extra: dict[str, Any] | None = None,
+        failed_at: FailedAt | None = None,
     ) -> tuple[Any, Any, Callable[[], None]]:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
@@ -265,6 +290,10 @@ class LLMRoutes:
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
             kw.update(extra)
+        if user.metadata or user.team_metadata:  # a key's or team's own callbacks, message logging off
+            controls = call_controls(user.metadata, user.team_metadata)
+            if controls:
+                kw.update(controls)
         if kind == "chat":
             kw["messages"] = data["messages"]
             kw["stream"] = stream
@@ -276,8 +305,8 @@ class LLMRoutes:
             try:
                 routed = await self.router.route_async(kind, group, kw, hold=True, on_attempt=tried.append)
             except Exception as error:
-                if tried:  # for the server log's error line
-                    error.__dict__["_lmgate_deployment"] = self.deployments[tried[-1].model_id]
+                if tried and failed_at is not None:  # for the server log's lines
+                    failed_at.note(error, self.deployments[tried[-1].model_id])
                 raise
             return self.deployments[routed.deployment.model_id], routed.result, routed.release
 
@@ -302,11 +331,12 @@ class LLMRoutes:
         start: float,
         fmt: Any = None,
         extra: dict[str, Any] | None = None,
+        failed_at: FailedAt | None = None,
         reservation: Reservation | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
-            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra
+            hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra, failed_at=failed_at
         )
         iterator: AsyncIterator[Any] = stream
         if hooks.stream_iterator or hooks.stream_chunk:
@@ -326,8 +356,7 @@ class LLMRoutes:
             elapsed = time.perf_counter() - start
             metrics.observe(fmt.route if fmt else "chat", model, status, elapsed, usage, cost)
             if error is not None:  # the provider broke the stream after its first byte
-                error.__dict__.setdefault("_lmgate_deployment", deployment)
-                log_failed_call(error, status, to_proxy_error(error).message, model, user)
+                log_failed_call(error, status, to_proxy_error(error).message, model, user, deployment)
             log_request(request.scope, status, model, deployment, user, elapsed, usage, cost, error)
 
         headers = [(b"x-litellm-model-id", deployment.model_id.encode())]
@@ -390,7 +419,12 @@ class LLMRoutes:
         return SSEResponse(result, result, on_end, [], fmt.framing(model) if fmt else None)
 
     async def _failed(
-        self, hooks: HookSet, data: dict[str, Any] | None, error: BaseException, user: UserAPIKeyAuth | None
+        self,
+        hooks: HookSet,
+        data: dict[str, Any] | None,
+        error: BaseException,
+        user: UserAPIKeyAuth | None,
+        deployment: Any = None,
     ) -> ProxyError:
         if user is None:  # failed before (or at) authentication: the hooks still hear of it, keyless
             user = UserAPIKeyAuth(None)
@@ -407,8 +441,36 @@ class LLMRoutes:
         if not isinstance(failed, ProxyError):  # the proxy's own 4xx answers are in the request line
             model = data.get("model") if data else None
             detail = perr.message if failed is error else to_proxy_error(failed).message
-            log_failed_call(failed, perr.status, detail, model if isinstance(model, str) else None, user)
+            log_failed_call(
+                failed, perr.status, detail, model if isinstance(model, str) else None, user, deployment
+            )
         return perr
+
+
+class FailedAt:
+    """The deployment a routed call failed at, carried beside the exception for the server log's
+    lines (never stuck on it: the error may be any exception, a client's or a hook's)."""
+
+    __slots__ = ("_error", "_deployment")
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+        self._deployment: Any = None
+
+    def note(self, error: BaseException, deployment: Any) -> None:
+        self._error, self._deployment = error, deployment
+
+    def deployment_for(self, error: BaseException) -> Any:
+        """The deployment ``error`` came from, when it is the error the Router raised; else None."""
+        return self._deployment if error is self._error else None
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first Content-Length header, as Starlette's ``Headers.get`` reads it."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.decode("latin-1")
+    return None
 
 
 def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
@@ -430,12 +492,26 @@ def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
 
 
 def _stream_cost(deployment: Any, usage: Any) -> float | None:
-    from ...cost import compute_cost, custom_prices
+    candidates, prices = _stream_prices(deployment)
+    return compute_cost(candidates, usage, prices).cost
 
-    params = deployment.litellm_params
-    model = str(params.get("model"))
-    candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
-    return compute_cost(candidates, usage, custom_prices(dict(params))).cost
+
+# a deployment's price candidates and custom prices, worked out at its first stream (its
+# litellm_params do not change while the proxy runs)
+_STREAM_PRICES: dict[int, tuple[Any, list[str | None], dict[str, float] | None]] = {}
+
+
+def _stream_prices(deployment: Any) -> tuple[list[str | None], dict[str, float] | None]:
+    cached = _STREAM_PRICES.get(id(deployment))
+    if cached is None or cached[0] is not deployment:
+        params = deployment.litellm_params
+        model = str(params.get("model"))
+        candidates = [params.get("base_model"), model, model.split("/", 1)[-1]]
+        cached = (deployment, candidates, custom_prices(dict(params)))
+        if len(_STREAM_PRICES) > 4096:  # configs reloaded again and again: do not grow without bound
+            _STREAM_PRICES.clear()
+        _STREAM_PRICES[id(deployment)] = cached
+    return cached[1], cached[2]
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:

@@ -22,7 +22,7 @@ from ..._messages.translate import estimate_input_tokens, passthrough
 from ..errors import to_proxy_error
 from ..formats import AnthropicMessages
 from ..logs import log_request
-from ..middleware import InFlight, caller
+from ..middleware import CountedRoute, caller
 from ..responses import JSON, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
@@ -96,7 +96,7 @@ def routes(state: ProxyState) -> list[Route]:
         log_request(request.scope, 200, model, None, user, time.perf_counter() - start)
         return json_response({"input_tokens": tokens})
 
-    counted = [InFlight.using(state.metrics)]  # count_tokens is not an LLM call: not counted
-    return [Route(path, messages, methods=["POST"], middleware=counted) for path in _paths("/messages")] + [
+    # count_tokens is not an LLM call: not counted
+    return [CountedRoute(path, messages, state.metrics) for path in _paths("/messages")] + [
         Route(path, count_tokens, methods=["POST"]) for path in _paths("/messages/count_tokens")
     ]

@@ -1,0 +1,313 @@
+"""The forwarding path's fast paths (issue 18) answer and log exactly as the slow paths they replace.
+
+* ``FastLane`` serves the LLM routes without Starlette's routing layers: every answer (a forwarded
+  200, each kind of 4xx, a 405 for another method) is the same as through the Router, and the
+  in-flight count returns to 0.
+* The access line's record is built without ``Logger.log``: same attributes as the record
+  ``Logger.log`` builds, a record factory someone installed is still used, and the text line is
+  byte for byte the documented one (shown strings cached or not).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakes import FakeProvider
+from test_proxy_server import ENV, MASTER, write_config
+
+from lmgate.proxy import logs
+from lmgate.proxy.app import create_app
+from lmgate.proxy.config import load_config
+from lmgate.proxy.middleware import FastLane
+
+AUTH = {"Authorization": f"Bearer {MASTER}"}
+HI = [{"role": "user", "content": "Hi"}]
+# what differs from one call (or one app) to the next by design: ids and times
+VARYING = {
+    "x-litellm-call-id",
+    "x-litellm-model-id",
+    "date",
+    "llm_provider-date",
+    "llm_provider-x-request-id",
+}
+VARYING_BODY = {"id", "created"}
+
+
+def _fast_lane(app: Any) -> FastLane:
+    app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, FastLane):
+        layer = layer.app
+    return layer
+
+
+@pytest.fixture
+def apps(
+    tmp_path: Path, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, Any]]:
+    """The proxy app twice: as served (with the fast lane), and with every request left to the Router."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(write_config(tmp_path, fake_provider))
+    fast, slow = create_app(config), create_app(config)
+    assert _fast_lane(fast).table, "the LLM routes are in the fast lane"
+    _fast_lane(slow).table.clear()
+    yield fast, slow
+
+
+async def _ask(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
+        return await client.request(method, path, **kwargs)
+
+
+def _answer(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
+    headers = [(k, "*" if k in VARYING else v) for k, v in response.headers.multi_items()]
+    body = response.json()
+    if isinstance(body, dict):
+        body = {k: "*" if k in VARYING_BODY else v for k, v in body.items()}
+    return response.status_code, headers, body
+
+
+CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/v1/chat/completions", {"json": {"model": "fast", "messages": HI}, "headers": AUTH}),
+    ("POST", "/chat/completions/", {"json": {"model": "fast", "messages": HI}, "headers": AUTH}),
+    ("POST", "/v1/embeddings", {"json": {"model": "embed", "input": "hi"}, "headers": AUTH}),
+    ("POST", "/v1/chat/completions", {"json": {"model": "fast", "messages": HI}}),  # no key: 401
+    ("POST", "/v1/chat/completions", {"json": {"model": "fast", "messages": HI, "n": 0}, "headers": AUTH}),
+    ("POST", "/v1/chat/completions", {"json": {"model": "nope", "messages": HI}, "headers": AUTH}),
+    ("POST", "/v1/chat/completions", {"content": b"{not json", "headers": AUTH}),
+    ("POST", "/v1/chat/completions", {"content": b"x" * 20_000, "headers": AUTH}),  # over max_request_size_mb
+    ("POST", "/v1/messages", {"json": {"model": "fast", "max_tokens": 5, "messages": HI}, "headers": AUTH}),
+    ("GET", "/v1/chat/completions", {"headers": AUTH}),  # another method: the Router's 405
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"), CASES, ids=[f"{m} {p} {i}" for i, (m, p, _) in enumerate(CASES)]
+)
+async def test_fast_lane_answers_as_the_router_does(
+    apps: tuple[Any, Any], method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    fast, slow = apps
+    via_fast, via_router = await _ask(fast, method, path, **kwargs), await _ask(slow, method, path, **kwargs)
+    assert _answer(via_fast) == _answer(via_router)
+    assert fast.state.proxy.metrics.in_flight == 0 and slow.state.proxy.metrics.in_flight == 0
+
+
+async def test_fast_lane_streams_as_the_router_does(apps: tuple[Any, Any]) -> None:
+    fast, slow = apps
+    kwargs = {"json": {"model": "fast", "messages": HI, "stream": True}, "headers": AUTH}
+    via_fast, via_router = (
+        await _ask(fast, "POST", "/v1/chat/completions", **kwargs),
+        await _ask(slow, "POST", "/v1/chat/completions", **kwargs),
+    )
+    assert via_fast.status_code == via_router.status_code == 200
+    assert via_fast.text.endswith("data: [DONE]\n\n") and via_fast.text.count(
+        "data:"
+    ) == via_router.text.count("data:")
+    assert fast.state.proxy.metrics.in_flight == 0
+
+
+# ---------------------------------------------------------------------- the access line's record
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def captured() -> Iterator[_Capture]:
+    handler = _Capture()
+    saved = logs.ACCESS.level
+    logs.ACCESS.addHandler(handler)
+    logs.ACCESS.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logs.ACCESS.removeHandler(handler)
+        logs.ACCESS.setLevel(saved)
+
+
+SCOPE = {"method": "POST", "path": "/v1/chat/completions"}
+USAGE = {"prompt_tokens": 5, "completion_tokens": 6}
+# what differs between two records by design: when, and where the logging call was written
+WHEN_AND_WHERE = {
+    "created",
+    "msecs",
+    "relativeCreated",
+    "pathname",
+    "filename",
+    "module",
+    "lineno",
+    "funcName",
+}
+
+
+def test_access_record_has_what_logger_log_gives(captured: _Capture) -> None:
+    _compare_records(captured)
+
+
+async def test_access_record_in_a_task_has_what_logger_log_gives(captured: _Capture) -> None:
+    """Inside a request's task too (Python 3.12+ records name the task)."""
+    import asyncio
+
+    async def request() -> None:
+        _compare_records(captured)
+
+    await asyncio.create_task(request(), name="request-7")
+
+
+def _compare_records(captured: _Capture) -> None:
+    logs.log_request(SCOPE, 200, "gpt-4o-mini", None, None, 0.0123, USAGE, 4.35e-6)
+    fast = captured.records.pop()
+    fields = dict(vars(fast)[logs._FIELDS])
+    extra = {logs._FIELDS: fields, logs._IN_MESSAGE: logs._REQUEST_IN_MESSAGE}
+    logs.ACCESS.log(logging.INFO, "%s %s %d", "POST", "/v1/chat/completions", 200, extra=extra)
+    slow = captured.records.pop()
+    assert vars(fast).keys() == vars(slow).keys()
+    assert {k: v for k, v in vars(fast).items() if k not in WHEN_AND_WHERE} == {
+        k: v for k, v in vars(slow).items() if k not in WHEN_AND_WHERE
+    }
+    assert fast.funcName == "log_request"
+    assert fast.getMessage() == slow.getMessage() == "POST /v1/chat/completions 200"
+    assert abs(fast.created - slow.created) < 60 and 0 <= fast.msecs < 1000
+
+
+def test_access_record_uses_an_installed_record_factory(captured: _Capture) -> None:
+    default = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = default(*args, **kwargs)
+        record.tenant = "blue"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        logs.log_request(SCOPE, 200, "gpt-4o-mini", None, None, 0.0123)
+    finally:
+        logging.setLogRecordFactory(default)
+    assert captured.records[-1].tenant == "blue"  # type: ignore[attr-defined]
+
+
+def test_access_text_line_is_the_documented_one(captured: _Capture) -> None:
+    formatter = logs.TextFormatter()
+    for _ in range(2):  # the second time the shown strings come from the cache
+        logs.log_request(SCOPE, 200, 'a b\n"c', None, None, 0.0123, USAGE, 4.35e-6)
+        record = captured.records.pop()
+        line = formatter.format(record)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(record.created)))
+        assert line.split(" ", 1)[0] == f"{stamp}.{int(record.msecs):03d}Z"
+        assert line.split(" ", 1)[1] == (
+            'INFO  lmgate.proxy.access: POST /v1/chat/completions 200 model="a b\\n\\"c" '
+            "latency_ms=12.3 prompt_tokens=5 completion_tokens=6 cost_usd=4.35e-06"
+        )
+
+
+def test_encoded_json_is_starlettes_response() -> None:
+    """The forwarded 200 (``EncodedJSON``) has the head Starlette's ``Response`` would give it."""
+    from starlette.responses import Response
+
+    from lmgate.proxy.responses import JSON, EncodedJSON
+
+    body = b'{"id":"chatcmpl-1","choices":[]}'
+    headers = {
+        "x-litellm-model-id": "m1",
+        "x-litellm-response-cost": "4.05e-06",
+        "llm_provider-x-request-id": "r",
+    }
+    fast, slow = EncodedJSON(body, headers), Response(body, status_code=200, headers=headers, media_type=JSON)
+    assert (fast.status_code, fast.raw_headers, fast.body, fast.background) == (
+        slow.status_code,
+        slow.raw_headers,
+        slow.body,
+        slow.background,
+    )
+
+
+def test_the_first_bad_parameter_of_the_table_is_named_whatever_the_body_order() -> None:
+    """The rules are looked up per body key, yet the error names the parameter the table checks first."""
+    from lmgate.proxy.errors import ProxyError
+    from lmgate.proxy.validation import CHAT_RULES, check_request
+
+    assert list(CHAT_RULES).index("n") < list(CHAT_RULES).index("temperature")
+    for body in ({"temperature": 5, "n": 0}, {"n": 0, "temperature": 5}):
+        with pytest.raises(ProxyError) as raised:
+            check_request({"model": "m", "messages": HI, **body}, "chat")
+        assert raised.value.param == "n"
+
+
+def test_nesting_bound_is_exact() -> None:
+    """A parameter may nest MAX_PARAM_DEPTH containers deep, not one more; metadata is exempt."""
+    from lmgate.proxy.errors import ProxyError
+    from lmgate.proxy.nesting import MAX_PARAM_DEPTH, check_nesting, depth_over
+
+    def nested(levels: int) -> Any:
+        value: Any = "leaf"
+        for i in range(levels):
+            value = [value] if i % 2 else {"k": value}
+        return value
+
+    assert not depth_over(nested(MAX_PARAM_DEPTH), MAX_PARAM_DEPTH)
+    assert depth_over(nested(MAX_PARAM_DEPTH + 1), MAX_PARAM_DEPTH)
+    assert not depth_over("text", 1) and not depth_over([], 1) and depth_over([[]], 1)
+    check_nesting({"tools": nested(MAX_PARAM_DEPTH), "metadata": nested(500)})
+    with pytest.raises(ProxyError) as raised:
+        check_nesting({"messages": HI, "tools": nested(MAX_PARAM_DEPTH + 1)})
+    assert raised.value.param == "tools" and raised.value.code == "nested_too_deeply"
+
+
+def test_stream_cost_prices_are_the_deployments_every_time() -> None:
+    """A stream's cost uses its deployment's price candidates and custom prices, worked out once."""
+    from types import SimpleNamespace
+
+    from lmgate.cost import compute_cost
+    from lmgate.proxy.routes.llm import _stream_cost
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 2000}
+    custom = SimpleNamespace(
+        litellm_params={
+            "model": "openai/my-model",
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 2e-6,
+        }
+    )
+    listed = SimpleNamespace(litellm_params={"model": "openai/gpt-4o-mini"})
+    for _ in range(2):
+        assert _stream_cost(custom, usage) == pytest.approx(1000 * 1e-6 + 2000 * 2e-6)
+        expected = compute_cost(["openai/gpt-4o-mini", "gpt-4o-mini"], usage).cost
+        assert expected and _stream_cost(listed, usage) == expected
+
+
+def test_fast_lane_takes_only_paths_the_router_would_give_its_route() -> None:
+    """An earlier route that fully matches a POST to the path keeps it (the Router tries routes in
+    order); one that matches another method only does not (the Router still picks the POST route)."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from lmgate.proxy.metrics import Metrics
+    from lmgate.proxy.middleware import CountedRoute
+
+    async def endpoint(request: Any) -> Any:
+        return PlainTextResponse("x")
+
+    metrics = Metrics()
+    catch_all = Route("/v1/{name:path}", endpoint, methods=["POST"])
+    get_only = Route("/v1/{name:path}", endpoint, methods=["GET"])
+    chat = CountedRoute("/v1/chat/completions", endpoint, metrics)
+    embeddings = CountedRoute("/v2/embeddings", endpoint, metrics)
+    assert set(FastLane(None, [catch_all, chat, embeddings]).table) == {"/v2/embeddings"}
+    assert set(FastLane(None, [get_only, chat, embeddings]).table) == {
+        "/v1/chat/completions",
+        "/v2/embeddings",
+    }
