@@ -326,6 +326,15 @@ def test_team_and_user_budgets_are_enforced(cluster_of: Callable[..., Cluster]) 
     other = generate(a, user_id="u-budget")["key"]  # the user's budget covers all its keys
     error = refused(a, other)
     assert error.status_code == 400 and "User=u-budget" in error.message
+    # an end user (the request's "user") with a budget: every key's requests for it count
+    made = admin(a, "POST", "/customer/new", json={"user_id": "cust-1", "max_budget": WORST * 1.2})
+    assert made.status_code == 200, made.text
+    first, second = generate(a)["key"], generate(a)["key"]
+    assert chat(a, first, user="cust-1").choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(a, second, user="cust-1")
+    assert caught.value.body["type"] == "budget_exceeded" and "EndUser=cust-1" in caught.value.message  # type: ignore[index]
+    assert chat(a, second, user="cust-2").choices[0].message.content  # another end user: no budget
 
 
 def test_a_key_changed_on_one_instance_is_refused_at_once_by_the_other(

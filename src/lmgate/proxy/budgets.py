@@ -148,6 +148,19 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
     )
 
 
+def _end_user_scope(end_user: str | None, customer: dict[str, Any] | None) -> Scope | None:
+    if not end_user or not customer or customer.get("max_budget") is None:
+        return None
+    return Scope(
+        "end_user",
+        end_user,
+        f"EndUser={end_user}",
+        max_budget=float(customer["max_budget"]),
+        window_s=_duration(customer.get("budget_duration"), "end user budget_duration"),
+        anchor=float(customer.get("created_at") or 0.0),
+    )
+
+
 def window_of(scope: Scope, now: float) -> tuple[float, float]:
     """The budget window ``now`` falls in: (start, end); (0, 0) for a budget that never resets."""
     if not scope.window_s:
@@ -188,11 +201,28 @@ class Enforcer:
 
     # ---- before ----
     async def reserve(
-        self, limits: KeyLimits, data: dict[str, Any], group: str, kind: str, end_user: str | None = None
+        self,
+        limits: KeyLimits,
+        data: dict[str, Any],
+        group: str,
+        kind: str,
+        end_user: str | None = None,
+        customer: dict[str, Any] | None = None,
     ) -> Reservation:
+        """``customer``: the end user's row (``lmgate_customers``), whose budget is checked too."""
         now = self.clock()
-        amount = _nano_up(self.worst_case(data, group, kind)) if limits.budgeted else 0
+        scope = _end_user_scope(end_user, customer)
+        budgeted = limits.budgeted or scope is not None
+        amount = _nano_up(self.worst_case(data, group, kind)) if budgeted else 0
         checks, owners = self._checks(limits, now)
+        if scope is not None:  # per request, not cached with the key's
+            start, end = window_of(scope, now)
+            limit = _nano_down(scope.max_budget or 0.0)
+            checks = [
+                *checks,
+                Check("budget", f"bud:end_user:{scope.id}:{int(start)}", limit, end and end + 3600),
+            ]
+            owners = [*owners, scope]
         res = Reservation(
             f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount
         )
@@ -267,7 +297,7 @@ class Enforcer:
         """Start a budget window's counter from the ledger (and what this process has not written yet)."""
         kind, scope_id = scope.kind, scope.id
         start, _ = window_of(scope, now)
-        field_name = {"key": "token", "team": "team_id", "user": "user_id"}[kind]
+        field_name = {"key": "token", "team": "team_id", "user": "user_id", "end_user": "end_user"}[kind]
         spent = 0.0
         if self.writer is not None:
             try:

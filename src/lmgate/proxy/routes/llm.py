@@ -183,6 +183,7 @@ class LLMRoutes:
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
             end_user = data.get("user")
+            customer = None  # the end user's row, when the key store has one (its budget is checked)
             if isinstance(end_user, str) and end_user:  # the end user this request is made for
                 user = user.for_request(end_user)
                 if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
@@ -219,7 +220,7 @@ class LLMRoutes:
                 if limits is not None:
                     end_user = data.get("user")
                     reservation = await self.enforcer.reserve(
-                        limits, data, group, kind, end_user if isinstance(end_user, str) else None
+                        limits, data, group, kind, end_user if isinstance(end_user, str) else None, customer
                     )
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
