@@ -47,7 +47,6 @@ logger = logging.getLogger("lmgate.proxy")
 LIMITS = "lmgate.limits"  # the request scope's entry: the caller's KeyLimits (set by virtual_keys.py)
 DEFAULT_MAX_TOKENS = 4096  # output tokens reserved for a request that names no max_tokens
 IMAGE_TOKENS = 2000  # input tokens reserved per image part (more than any vendor bills for one image)
-_SEED_ATTEMPTS = 4
 
 
 @dataclass(slots=True, frozen=True)
@@ -228,7 +227,7 @@ class Enforcer:
         )
         if not checks:
             return res
-        for _ in range(_SEED_ATTEMPTS):
+        for _ in range(len(checks) + 1):  # each budget may need its window started once
             try:
                 refusal = await self.counters.admit(res.request_id, checks, amount, now)
             except Exception as error:
