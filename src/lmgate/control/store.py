@@ -7,6 +7,8 @@ not HTTP: the admin routes and the proxy's key backend are its callers.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import hashlib
 import os
 import secrets
@@ -58,6 +60,43 @@ def token_of(key_or_hash: str) -> str:
     return hash_token(key_or_hash)
 
 
+def _lock_file(database: Path) -> int:
+    """An exclusive lock on ``<database>.lock``, waited for (the fd; closing it unlocks)."""
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _key_query() -> Any:
+    """A key's row with its team's and user's columns (``KeyStore.key``, ``keys_by_token``)."""
+    return sa.select(
+        keys,
+        # the identity's spend and user fields (keysadmin: proxy/virtual_keys.identity_of)
+        teams.c.spend.label("team_spend"),
+        users.c.user_email,
+        users.c.spend.label("user_spend"),
+        users.c.rpm_limit.label("user_rpm_limit"),
+        users.c.tpm_limit.label("user_tpm_limit"),
+        teams.c.team_alias,
+        teams.c.models.label("team_models"),
+        teams.c.blocked.label("team_blocked"),
+        teams.c.metadata.label("team_metadata"),
+        # what the limits read (proxy/budgets.py): the team's and the user's budgets
+        teams.c.max_budget.label("team_max_budget"),
+        teams.c.budget_duration.label("team_budget_duration"),
+        teams.c.rpm_limit.label("team_rpm_limit"),
+        teams.c.tpm_limit.label("team_tpm_limit"),
+        teams.c.created_at.label("team_created_at"),
+        users.c.max_budget.label("user_max_budget"),
+        users.c.budget_duration.label("user_budget_duration"),
+        users.c.created_at.label("user_created_at"),
+    ).select_from(
+        keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
+            users, keys.c.user_id == users.c.user_id
+        )
+    )
+
+
 def _plain(row: Any) -> dict[str, Any]:
     """A result row as a dict with plain ``str`` names (SQLAlchemy's are a str subclass that
     JSON encoders such as orjson refuse)."""
@@ -96,8 +135,17 @@ class KeyStore:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_async_engine(url)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(migrations.migrate)
+        # instances starting at once migrate one after the other: a file lock beside a SQLite
+        # database, an advisory lock in PostgreSQL (migrations.migrate takes it)
+        lock = None
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            lock = await asyncio.to_thread(_lock_file, Path(str(url.database)).expanduser())
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(migrations.migrate)
+        finally:
+            if lock is not None:
+                os.close(lock)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -129,39 +177,20 @@ class KeyStore:
     async def key(self, token: str) -> dict[str, Any] | None:
         """A key's row with its team's (``team_alias``, ``team_models``, ``team_blocked``,
         ``team_metadata``), or None."""
-        query = (
-            sa.select(
-                keys,
-                # the identity's spend and user fields (keysadmin: proxy/virtual_keys.identity_of)
-                teams.c.spend.label("team_spend"),
-                users.c.user_email,
-                users.c.spend.label("user_spend"),
-                users.c.rpm_limit.label("user_rpm_limit"),
-                users.c.tpm_limit.label("user_tpm_limit"),
-                teams.c.team_alias,
-                teams.c.models.label("team_models"),
-                teams.c.blocked.label("team_blocked"),
-                teams.c.metadata.label("team_metadata"),
-                # what the limits read (proxy/budgets.py): the team's and the user's budgets
-                teams.c.max_budget.label("team_max_budget"),
-                teams.c.budget_duration.label("team_budget_duration"),
-                teams.c.rpm_limit.label("team_rpm_limit"),
-                teams.c.tpm_limit.label("team_tpm_limit"),
-                teams.c.created_at.label("team_created_at"),
-                users.c.max_budget.label("user_max_budget"),
-                users.c.budget_duration.label("user_budget_duration"),
-                users.c.created_at.label("user_created_at"),
-            )
-            .select_from(
-                keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
-                    users, keys.c.user_id == users.c.user_id
-                )
-            )
-            .where(keys.c.token == token)
-        )
         async with self.engine.connect() as conn:
-            found = (await conn.execute(query)).mappings().first()
+            found = (await conn.execute(_key_query().where(keys.c.token == token))).mappings().first()
         return _plain(found) if found is not None else None
+
+    async def keys_by_token(self, tokens: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Several keys' rows as ``key`` returns them, by token, in one query (absent: not found)."""
+        wanted = list(tokens)
+        out: dict[str, dict[str, Any]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = _key_query().where(keys.c.token.in_(wanted[start : start + 500]))
+                for row in (await conn.execute(query)).mappings():
+                    out[row["token"]] = _plain(row)
+        return out
 
     async def update_key(
         self, token: str, columns: dict[str, Any], expires_in: float | None = None
