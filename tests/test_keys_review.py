@@ -1,0 +1,100 @@
+"""Issue 15 review: the management API under hostile input, through a real ``lmgate serve`` on
+SQLite and on PostgreSQL. Every bad value is a 400 naming its field (never a 500 carrying SQL),
+and no bad request leaves a row behind that breaks a later answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import test_proxy_keys
+from test_proxy_keys import BOTH_STORES, admin, chat, generate
+from test_proxy_server import Served
+
+served = test_proxy_keys.served  # the fixture: a served proxy on SQLite or PostgreSQL
+
+LONG = "x" * 300
+
+# (route, body, the field the 400 names)
+BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    # a lifetime past the year 9999: the key was stored, then its answer (and /key/list) failed
+    ("/key/generate", {"duration": "99999999999999999999d"}, "duration"),
+    ("/user/new", {"user_id": "u-long-life", "duration": "999999999999999d"}, "duration"),
+    ("/key/generate", {"budget_duration": "9" * 40 + "d"}, "budget_duration"),
+    # past PostgreSQL's int4 and its column lengths: a 500 with the SQL in its message
+    ("/key/generate", {"rpm_limit": 2**31}, "rpm_limit"),
+    ("/key/generate", {"key_alias": LONG}, "key_alias"),
+    ("/key/generate", {"key_alias": "a\u0000b"}, "key_alias"),
+    ("/key/generate", {"models": ["fast", "x\u0000"]}, "models"),
+    ("/key/generate", {"metadata": {"blob": "x" * 100_000}}, "metadata"),
+    ("/team/new", {"team_id": LONG}, "team_id"),
+    ("/team/new", {"team_alias": LONG}, "team_alias"),
+    ("/user/new", {"user_id": LONG}, "user_id"),
+    ("/user/new", {"user_email": "a\u0000@b"}, "user_email"),
+    ("/customer/new", {"user_id": LONG}, "user_id"),
+    ("/customer/block", {"user_ids": [LONG]}, "user_ids"),
+    ("/team/update", {"team_id": "t\u0000"}, "team_id"),
+    # a chosen key text must look like a key and be long enough not to be guessed
+    ("/key/generate", {"key": "sk-short"}, "key"),
+    ("/key/generate", {"key": 12345}, "key"),
+]
+
+
+@BOTH_STORES
+def test_hostile_values_are_400s_naming_the_field(served: Served) -> None:
+    wrong = []
+    for path, body, field in BAD_BODIES:
+        r = admin(served, "POST", path, json=body)
+        error = r.json()["error"] if r.status_code != 200 else {}
+        if r.status_code != 400 or error.get("param") != field or "SQL" in error.get("message", ""):
+            wrong.append((path, field, r.status_code, r.text[:200]))
+    assert not wrong, "\n".join(map(str, wrong))
+    # nothing half-made: every list still answers
+    for listing in ("/key/list?return_full_object=true", "/team/list", "/user/list", "/customer/list"):
+        assert admin(served, "GET", listing).status_code == 200, listing
+
+
+@BOTH_STORES
+def test_lookups_with_a_nul_are_400s(served: Served) -> None:
+    for path, field in [
+        ("/team/info?team_id=t%00", "team_id"),
+        ("/user/info?user_id=u%00", "user_id"),
+        ("/key/list?team_id=t%00", "team_id"),
+        ("/spend/logs?user_id=u%00", "user_id"),
+    ]:
+        r = admin(served, "GET", path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["param"] == field
+
+
+@BOTH_STORES
+def test_key_aliases_are_unique(served: Served) -> None:
+    first = generate(served, key_alias="search-bot")
+    r = admin(served, "POST", "/key/generate", json={"key_alias": "search-bot"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "key_alias"
+    other = generate(served, key_alias="other-bot")
+    for route in ("/key/update", "/key/regenerate"):
+        r = admin(served, "POST", route, json={"key": other["key"], "key_alias": "search-bot"})
+        assert r.status_code == 400, (route, r.text)
+        assert r.json()["error"]["param"] == "key_alias"
+    # a key keeps its own alias through an update
+    r = admin(served, "POST", "/key/update", json={"key": first["key"], "key_alias": "search-bot"})
+    assert r.status_code == 200, r.text
+    assert [
+        k["key_alias"] for k in admin(served, "GET", "/key/list?return_full_object=true").json()["keys"]
+    ] == [
+        "search-bot",
+        "other-bot",
+    ]
+
+
+@BOTH_STORES
+def test_a_chosen_key_text_is_the_key(served: Served) -> None:
+    chosen = "sk-chosen-by-the-admin-0001"
+    made = generate(served, key=chosen)
+    assert made["key"] == chosen
+    assert chat(served, chosen).choices[0].message.content == "Hello from fake"
+    r = admin(served, "POST", "/key/generate", json={"key": chosen})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "key"
+    assert chosen not in r.text
