@@ -4,15 +4,20 @@ and no bad request leaves a row behind that breaks a later answer."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import test_proxy_keys
 from test_proxy_keys import BOTH_STORES, admin, chat, generate
 from test_proxy_server import Served
 
+from lmgate.control import migrations
+from lmgate.control.store import KeyStore
+
 served = test_proxy_keys.served  # the fixture: a served proxy on SQLite or PostgreSQL
 
 LONG = "x" * 300
+ALL_VERSIONS = [version for version, _what, _step in migrations.MIGRATIONS]
 
 # (route, body, the field the 400 names)
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
@@ -98,3 +103,19 @@ def test_a_chosen_key_text_is_the_key(served: Served) -> None:
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "key"
     assert chosen not in r.text
+
+
+async def test_instances_starting_at_once_on_postgresql_all_start(postgres_server: Any) -> None:
+    """Several proxies starting together against one new PostgreSQL database: each runs the
+    migrations; without a lock two both create the version table and the loser's start failed."""
+    for _ in range(3):  # a race: a few fresh databases, each with several starts at once
+        url = postgres_server.create_database()
+        stores = [KeyStore(url) for _ in range(4)]
+        try:
+            applied = await asyncio.gather(*(s.start() for s in stores), return_exceptions=True)
+            assert not [a for a in applied if isinstance(a, BaseException)], applied
+            # exactly one start applied the migrations; the others found the schema done
+            assert sorted(applied, key=len) == [[], [], [], ALL_VERSIONS], applied
+        finally:
+            for s in stores:
+                await s.close()
