@@ -5,9 +5,11 @@ and no bad request leaves a row behind that breaks a later answer."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import test_proxy_keys
+from fakes import LogReceiver
 from test_proxy_keys import BOTH_STORES, admin, chat, generate
 from test_proxy_server import Served
 
@@ -119,3 +121,25 @@ async def test_instances_starting_at_once_on_postgresql_all_start(postgres_serve
         finally:
             for s in stores:
                 await s.close()
+
+
+def test_a_body_cannot_write_any_key_identity_name(served: Served, log_receiver: LogReceiver) -> None:
+    """Every ``user_api_key*`` name in a request's metadata is the proxy's: a client's
+    ``user_api_key_dict`` / ``user_api_key_auth`` (names the reference's hooks read) stays under
+    ``requester_metadata``, as the listed names already did."""
+    key = generate(served, key_alias="real")["key"]
+    spoof = {
+        "user_api_key_dict": {"team_id": "spoof", "user_role": "proxy_admin"},
+        "user_api_key_auth": {"api_key": "spoof"},
+        "user_api_key_alias": "spoof",
+        "user_api_key_future_field": "spoof",
+        "user_api_end_user_budget": "spoof",
+        "mine": 1,
+    }
+    chat(served, key, metadata=spoof)
+    assert log_receiver.wait_for_records(1, timeout=10)
+    metadata = log_receiver.records[0]["metadata"]
+    assert metadata["user_api_key_alias"] == "real"
+    assert metadata["requester_metadata"] == spoof
+    assert metadata["mine"] == 1
+    assert "spoof" not in json.dumps({k: v for k, v in metadata.items() if k != "requester_metadata"})
