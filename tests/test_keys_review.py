@@ -84,6 +84,10 @@ def test_key_aliases_are_unique(served: Served) -> None:
         r = admin(served, "POST", route, json={"key": other["key"], "key_alias": "search-bot"})
         assert r.status_code == 400, (route, r.text)
         assert r.json()["error"]["param"] == "key_alias"
+    # /user/new's own key too, and then no user is left without the key it asked for
+    r = admin(served, "POST", "/user/new", json={"user_id": "u-dup", "key_alias": "search-bot"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "key_alias", r.text
+    assert admin(served, "GET", "/user/info?user_id=u-dup").status_code == 404
     # a key keeps its own alias through an update
     r = admin(served, "POST", "/key/update", json={"key": first["key"], "key_alias": "search-bot"})
     assert r.status_code == 200, r.text
@@ -143,3 +147,19 @@ def test_a_body_cannot_write_any_key_identity_name(served: Served, log_receiver:
     assert metadata["requester_metadata"] == spoof
     assert metadata["mine"] == 1
     assert "spoof" not in json.dumps({k: v for k, v in metadata.items() if k != "requester_metadata"})
+
+
+def test_a_key_named_in_the_path_never_reaches_the_log(served: Served) -> None:
+    """``POST /key/{key}/regenerate`` carries a key's text in the path (the reference's spelling,
+    so scripts use it); the request's log line masks it (``sk-abcd****``), and the old text is
+    refused at once."""
+    old = generate(served, key_alias="in-path")["key"]
+    r = admin(served, "POST", f"/key/{old}/regenerate", json={})
+    assert r.status_code == 200, r.text
+    new = r.json()["key"]
+    assert admin(served, "POST", f"/key/{old}/regenerate", json={}).status_code == 404  # refused at once
+    admin(served, "GET", "/key/list")  # a later line: the lines before it are written
+    served.stop()
+    log = served.stderr
+    assert "/regenerate 200" in log
+    assert old not in log and old.removeprefix("sk-") not in log and new not in log

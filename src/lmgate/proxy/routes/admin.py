@@ -309,7 +309,11 @@ class AdminRoutes:
         answer = user_info(row)
         if auto_key:
             key_row_columns = key_columns({"user_id": row["user_id"], "key_alias": key_alias})
-            key, key_row = await self.store.create_key(key_row_columns, lifetime)
+            try:
+                key, key_row = await self.store.create_key(key_row_columns, lifetime)
+            except BadField:  # the alias is taken: no user without the key it asked for
+                await self.store.delete_users([row["user_id"]])
+                raise
             answer.update(
                 key=key, token=key_row["token"], key_alias=key_alias, expires=iso(key_row["expires_at"])
             )
