@@ -5,9 +5,9 @@ step; run embedded at every start it brings a template directory and its own con
 into the package for a schema of three tables. A migration here is a function of a
 synchronous SQLAlchemy connection, applied in order inside one transaction with the version
 row, so a start either moves the schema to the latest version or leaves it as it was.
-Several instances starting at once against PostgreSQL take turns: ``KeyStore.start`` holds a
-transaction-scoped advisory lock (``pg_advisory_xact_lock``) around the migration, so the first
-migrates and the others find the schema done. (SQLite's own write lock serialises them.)
+Several instances starting at once against PostgreSQL are serialised by the version row's
+transaction only partly (two may both try version 1; the loser fails its start and a restart
+sees the schema done) — an advisory lock is a later step (docs/keys.md).
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def migrate(conn: sa.Connection) -> list[int]:
 
     A database newer than this lmgate (a later version wrote it) is refused rather than used.
     """
+    if conn.dialect.name == "postgresql":  # instances starting at once: one migrates, the others wait
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7345012901)"))
     _version.create(conn, checkfirst=True)
     have = current_version(conn)
     if have > LATEST:

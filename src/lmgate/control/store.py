@@ -25,8 +25,6 @@ from .requests import BadField
 from .schema import customers, keys, teams, users
 
 DATABASE_FILE = "lmgate.db"
-#: the PostgreSQL advisory lock that serialises the migrations of instances starting together
-MIGRATION_LOCK_ID = 0x6C6D6761  # "lmga"
 
 
 def default_data_dir(configured: str | None = None, environ: Any = None) -> Path:
@@ -104,10 +102,6 @@ class KeyStore:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_async_engine(url)
         async with self._engine.begin() as conn:
-            if url.get_backend_name() == "postgresql":
-                # instances starting at once take turns: the first migrates, the others wait for
-                # its commit and find the schema done (the lock ends with the transaction)
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             return await conn.run_sync(migrations.migrate)
 
     async def close(self) -> None:
