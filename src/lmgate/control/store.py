@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._paths import data_dir
 from . import migrations
+from .requests import BadField
 from .schema import customers, keys, teams, users
 
 DATABASE_FILE = "lmgate.db"
@@ -107,6 +108,10 @@ def _masked(key: str) -> str:
     return f"{key[:3]}...{key[-4:]}"
 
 
+class NoSuchTeam(LookupError):
+    """A key names a ``team_id`` no team has (``args[0]`` is the id)."""
+
+
 class KeyStore:
     """Rows of keys and teams. ``clock`` gives Unix seconds (tests pass their own)."""
 
@@ -155,10 +160,11 @@ class KeyStore:
     # -------------------------------------------------------------------------- keys
 
     async def create_key(
-        self, columns: dict[str, Any], expires_in: float | None
+        self, columns: dict[str, Any], expires_in: float | None, key: str | None = None
     ) -> tuple[str, dict[str, Any]]:
-        """A new key: its text (shown once, never stored) and its row."""
-        key = "sk-" + secrets.token_urlsafe(24)
+        """A new key: its text (shown once, never stored) and its row. ``key`` is a text the
+        admin chose (``/key/generate``'s ``key``); BadField when another key has it."""
+        key = key or "sk-" + secrets.token_urlsafe(24)
         now = self.clock()
         row = dict(
             columns,
@@ -171,6 +177,10 @@ class KeyStore:
         )
         async with self.engine.begin() as conn:
             await self._check_team(conn, row.get("team_id"))
+            await self._check_alias(conn, row.get("key_alias"), None)
+            taken = await conn.execute(sa.select(keys.c.token).where(keys.c.token == row["token"]))
+            if taken.first() is not None:
+                raise BadField("key", "a key with this text exists already: choose another")
             await conn.execute(keys.insert().values(**row))
         return key, row
 
@@ -201,6 +211,7 @@ class KeyStore:
         async with self.engine.begin() as conn:
             if "team_id" in values:
                 await self._check_team(conn, values["team_id"])
+            await self._check_alias(conn, values.get("key_alias"), token)
             done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
             if done.rowcount == 0:
                 return None
@@ -283,6 +294,7 @@ class KeyStore:
         async with self.engine.begin() as conn:
             if "team_id" in values:
                 await self._check_team(conn, values["team_id"])
+            await self._check_alias(conn, values.get("key_alias"), token)
             done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
             if done.rowcount == 0:
                 return None
@@ -378,12 +390,31 @@ class KeyStore:
             query = sa.select(table).order_by(table.c.created_at, id_column)
             return [_plain(r) for r in (await conn.execute(query)).mappings()]
 
+    async def _check_alias(self, conn: Any, alias: str | None, own_token: str | None) -> None:
+        """Refuse a ``key_alias`` another key has (as the reference does): people and the reports
+        name keys by alias, and two keys of one name cannot be told apart there."""
+        if alias is None:
+            return
+        query = sa.select(keys.c.token).where(keys.c.key_alias == alias)
+        if own_token is not None:
+            query = query.where(keys.c.token != own_token)
+        if (await conn.execute(query.limit(1))).first() is not None:
+            raise BadField("key_alias", f"another key has the key_alias {alias!r}: key aliases are unique")
+
     async def _check_team(self, conn: Any, team_id: str | None) -> None:
         if team_id is None:
             return
         found = await conn.execute(sa.select(teams.c.team_id).where(teams.c.team_id == team_id))
         if found.first() is None:
-            raise LookupError(team_id)
+            raise NoSuchTeam(team_id)
 
 
-__all__ = ["DATABASE_FILE", "KeyStore", "async_url", "default_data_dir", "hash_token", "token_of"]
+__all__ = [
+    "DATABASE_FILE",
+    "KeyStore",
+    "NoSuchTeam",
+    "async_url",
+    "default_data_dir",
+    "hash_token",
+    "token_of",
+]
