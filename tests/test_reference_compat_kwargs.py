@@ -232,7 +232,11 @@ def test_the_new_kwargs_keys_have_the_references_values():
     seen = _run(stream_options={"include_usage": True})
     for event in ("pre", "success"):
         kwargs = seen[event]
-        for key in ("api_call_start_time", "current_attempt_api_call_start_time", "first_api_call_start_time"):
+        for key in (
+            "api_call_start_time",
+            "current_attempt_api_call_start_time",
+            "first_api_call_start_time",
+        ):
             assert isinstance(kwargs[key], datetime), (event, key)
             assert kwargs[key] >= kwargs["start_time"]
         assert kwargs["model_id"] is None  # no router deployment in library mode
@@ -302,7 +306,12 @@ def test_budget_mock_and_unmapped_model_errors_exist_as_in_the_reference():
     # in the reference, lmgate's APIError here (what `except litellm.APIError` catches)
     mock = litellm.MockException(status_code=429, message="slow down", llm_provider="openai", model="m")
     assert isinstance(mock, litellm.APIError)
-    assert (mock.status_code, mock.message, mock.llm_provider, mock.model) == (429, "slow down", "openai", "m")
+    assert (mock.status_code, mock.message, mock.llm_provider, mock.model) == (
+        429,
+        "slow down",
+        "openai",
+        "m",
+    )
     assert litellm.exceptions.MockException is litellm.MockException
     # ModelNotMappedError: a bare Exception subclass in the reference (no price-map entry)
     assert litellm.ModelNotMappedError is litellm.exceptions.ModelNotMappedError

@@ -18,6 +18,7 @@ from ._attempt import run_async, run_sync
 from ._callbacks.data import embedding_messages
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.kwargs import StreamOriginalResponse
+from ._callbacks.litellm_params import defaults as reference_litellm_params
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
@@ -201,14 +202,21 @@ class Call:
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control
-        out = {
+        out = reference_litellm_params()  # every key the reference fills, at its defaults
+        record = self.record
+        out |= {
+            "litellm_call_id": record.call_id if record is not None else c.get("litellm_call_id"),
+            "litellm_trace_id": record.trace_id if record is not None else c.get("litellm_trace_id"),
+            "litellm_metadata": c.get("litellm_metadata"),
+            "max_retries": c.get("max_retries"),
             "acompletion": self.is_async and self.kind == "chat",
             "aembedding": self.is_async and self.kind == "embedding",
             # the base URL the call resolved to (masked), as the reference fills it
             "api_base": self.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
-            "custom_llm_provider": c.get("custom_llm_provider"),
+            # as the call resolved it (the reference's too), not only when the caller named it
+            "custom_llm_provider": c.get("custom_llm_provider") or self.provider_name,
             "metadata": self.record.metadata if self.record is not None else self.metadata,  # every key
             "model_info": c.get("model_info"),
             "timeout": c.get("timeout"),

@@ -315,7 +315,14 @@ class BudgetExceededError(Exception):
     def __reduce__(self) -> Any:
         return (
             type(self),
-            (self.current_cost, self.max_budget, self.message, self.llm_provider, self.entity_type, self.entity_id),
+            (
+                self.current_cost,
+                self.max_budget,
+                self.message,
+                self.llm_provider,
+                self.entity_type,
+                self.entity_id,
+            ),
         )
 
 
