@@ -184,8 +184,8 @@ REFERENCE_PAYLOAD_METADATA = {
 class Recorder(CustomLogger):
     """Keeps each event's kwargs as a plain dict (what a user's test would inspect)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, full_kwargs: bool = True) -> None:
+        super().__init__(full_kwargs=full_kwargs)
         self.seen: dict[str, dict] = {}
 
     def log_pre_api_call(self, model, messages, kwargs):
@@ -198,8 +198,8 @@ class Recorder(CustomLogger):
         self.seen["failure"] = dict(kwargs)
 
 
-def _run(stream: bool = False, mock: str = "hi", **extra) -> dict[str, dict]:
-    recorder = Recorder()
+def _run(stream: bool = False, mock: str = "hi", full_kwargs: bool = True, **extra) -> dict[str, dict]:
+    recorder = Recorder(full_kwargs)
     litellm.callbacks = [recorder]
 
     async def call() -> None:
@@ -218,13 +218,14 @@ def _run(stream: bool = False, mock: str = "hi", **extra) -> dict[str, dict]:
     return recorder.seen
 
 
+@pytest.mark.parametrize("full_kwargs", [True, False])
 @pytest.mark.parametrize("stream", [False, True])
-def test_kwargs_hold_every_key_the_reference_fills(stream):
-    seen = _run(stream=stream)
+def test_kwargs_hold_every_key_the_reference_fills(stream, full_kwargs):
+    seen = _run(stream=stream, full_kwargs=full_kwargs)
     assert REFERENCE_KWARGS_PRE <= set(seen["pre"]), REFERENCE_KWARGS_PRE - set(seen["pre"])
     expected = REFERENCE_KWARGS_SUCCESS - NOT_COPIED - (set() if stream else NOT_COPIED_UNSTREAMED)
     assert expected <= set(seen["success"]), expected - set(seen["success"])
-    failure = _run(mock="litellm.RateLimitError")["failure"]
+    failure = _run(mock="litellm.RateLimitError", full_kwargs=full_kwargs)["failure"]
     assert REFERENCE_KWARGS_FAILURE - NOT_COPIED <= set(failure), REFERENCE_KWARGS_FAILURE - set(failure)
 
 
