@@ -58,15 +58,24 @@ _NONE_KEYS = (
 )
 
 
-def defaults() -> dict[str, Any]:
-    """A fresh dict of the reference's ``litellm_params`` defaults (its containers new each time)."""
+def _template() -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(_NONE_KEYS)
-    out["custom_prompt_dict"] = {}
-    out["model_alias_map"] = {}
-    out["stream_response"] = {}
     out["force_timeout"] = 600
     out["litellm_request_debug"] = False
     out["use_litellm_proxy"] = False
     out["use_xai_oauth"] = False
     out["verbose"] = False
+    return out
+
+
+_TEMPLATE = _template()
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh dict of the reference's ``litellm_params`` defaults (its containers new each time):
+    a copy of one template, several times cheaper than building it key by key."""
+    out = _TEMPLATE.copy()
+    out["custom_prompt_dict"] = {}
+    out["model_alias_map"] = {}
+    out["stream_response"] = {}
     return out
