@@ -10,8 +10,10 @@ with the reason in docs/callbacks.md ("Deliberate differences") and named in ``N
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 
+import orjson
 import pytest
 
 import lmgate
@@ -267,6 +269,16 @@ def test_litellm_params_hold_the_references_keys_and_values():
         assert params["client_secret"] is None and params["azure_password"] is None
         assert params["custom_prompt_dict"] == {} and params["model_alias_map"] == {}
         assert params["litellm_request_debug"] is False and params["no-log"] is None
+        assert params["input_cost_per_token"] is None and params["base_model"] is None
+    # the encoded kwargs name every key once (the constant keys are spliced into the call's JSON)
+
+    def no_duplicates(items):
+        names = [name for name, _ in items]
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+        return dict(items)
+
+    for event in ("pre", "success"):
+        json.loads(orjson.dumps(seen[event], default=str), object_pairs_hook=no_duplicates)
 
 
 def test_payload_metadata_has_every_reference_key():

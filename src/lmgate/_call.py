@@ -18,7 +18,6 @@ from ._attempt import run_async, run_sync
 from ._callbacks.data import embedding_messages
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.kwargs import StreamOriginalResponse
-from ._callbacks.litellm_params import defaults as reference_litellm_params
 from ._callbacks.record import CallRecord
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
@@ -202,9 +201,9 @@ class Call:
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control
-        out = reference_litellm_params()  # every key the reference fills, at its defaults
         record = self.record
-        out |= {
+        # the reference's other keys (constants) are added when this is encoded: _callbacks/litellm_params.py
+        out = {
             "litellm_call_id": record.call_id if record is not None else c.get("litellm_call_id"),
             "litellm_trace_id": record.trace_id if record is not None else c.get("litellm_trace_id"),
             "litellm_metadata": c.get("litellm_metadata"),
@@ -224,7 +223,9 @@ class Call:
             "drop_params": c.get("drop_params"),
             "stream": self.stream,
         }
-        for key in ("input_cost_per_token", "output_cost_per_token", "base_model", "model_id", "model_group"):
+        for key in ("input_cost_per_token", "output_cost_per_token", "base_model"):
+            out[key] = c.get(key)  # always there, as in the reference
+        for key in ("model_id", "model_group"):
             if c.get(key) is not None:
                 out[key] = c[key]
         return out

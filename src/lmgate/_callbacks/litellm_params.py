@@ -2,15 +2,21 @@
 
 A callback written for the reference reads ``kwargs["litellm_params"]["max_retries"]`` or
 ``["proxy_server_request"]`` without a ``.get``: every key it fills (LiteLLM 1.109.1, recorded
-from a mock ``acompletion``) is here. The call sets the ones lmgate knows
-(``_call.Call._litellm_params``); the rest belong to features lmgate has not got (Azure AD,
-GigaChat, prompt management, …) and stay at the reference's defaults. Credential-bearing keys
+from a mock ``acompletion``) is there. The call sets the ones lmgate knows
+(``_call.Call._litellm_params``); the rest, here, belong to features lmgate has not got (Azure
+AD, GigaChat, prompt management, …) and stay at the reference's defaults. Credential-bearing keys
 (``client_secret``, ``azure_password``, …) are always None: lmgate never puts a secret here.
+
+These never change, so they are encoded once, at import: ``with_defaults`` splices that JSON into
+each call's encoded ``litellm_params`` (no per-call dict or encoding for ~50 constant keys). The
+call must never set one of these keys (a JSON object with a key twice) — it sets its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 # the reference's None-valued keys (those with other defaults are set in ``defaults()``)
 _NONE_KEYS = (
@@ -21,7 +27,6 @@ _NONE_KEYS = (
     "azure_password",
     "azure_scope",
     "azure_username",
-    "base_model",
     "chatgpt_auth_file",
     "client_id",
     "client_secret",
@@ -36,15 +41,11 @@ _NONE_KEYS = (
     "gigachat_scope",
     "hf_model_name",
     "input_cost_per_second",
-    "input_cost_per_token",
-    "litellm_metadata",
     "litellm_session_id",
     "logger_fn",
-    "max_retries",
     "merge_reasoning_content_in_choices",
     "no-log",
     "output_cost_per_second",
-    "output_cost_per_token",
     "preset_cache_key",
     "prompt_id",
     "prompt_variables",
@@ -58,8 +59,12 @@ _NONE_KEYS = (
 )
 
 
-def _template() -> dict[str, Any]:
+def defaults() -> dict[str, Any]:
+    """A fresh dict of these defaults (their containers new each time)."""
     out: dict[str, Any] = dict.fromkeys(_NONE_KEYS)
+    out["custom_prompt_dict"] = {}
+    out["model_alias_map"] = {}
+    out["stream_response"] = {}
     out["force_timeout"] = 600
     out["litellm_request_debug"] = False
     out["use_litellm_proxy"] = False
@@ -68,14 +73,17 @@ def _template() -> dict[str, Any]:
     return out
 
 
-_TEMPLATE = _template()
+KEYS = frozenset(defaults())
+_DEFAULTS_JSON = orjson.dumps(defaults())
 
 
-def defaults() -> dict[str, Any]:
-    """A fresh dict of the reference's ``litellm_params`` defaults (its containers new each time):
-    a copy of one template, several times cheaper than building it key by key."""
-    out = _TEMPLATE.copy()
-    out["custom_prompt_dict"] = {}
-    out["model_alias_map"] = {}
-    out["stream_response"] = {}
-    return out
+def with_defaults(own: Any) -> Any:
+    """A call's encoded ``litellm_params`` (JSON bytes of an object) with the defaults added; data
+    orjson could not encode (a dict, deep-copied per reader) gets them as a merged dict."""
+    if isinstance(own, bytes):
+        if own == b"{}":
+            return _DEFAULTS_JSON
+        return _DEFAULTS_JSON[:-1] + b"," + own[1:]
+    if isinstance(own, dict):
+        return defaults() | own
+    return own
