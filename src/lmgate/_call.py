@@ -204,14 +204,21 @@ class Call:
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control
+        record = self.record
+        # the reference's other keys (constants) are added when this is encoded: _callbacks/litellm_params.py
         out = {
+            "litellm_call_id": record.call_id if record is not None else c.get("litellm_call_id"),
+            "litellm_trace_id": record.trace_id if record is not None else c.get("litellm_trace_id"),
+            "litellm_metadata": c.get("litellm_metadata"),
+            "max_retries": c.get("max_retries"),
             "acompletion": self.is_async and self.kind == "chat",
             "aembedding": self.is_async and self.kind == "embedding",
             # the base URL the call resolved to (masked), as the reference fills it
             "api_base": self.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
-            "custom_llm_provider": c.get("custom_llm_provider"),
+            # as the call resolved it (the reference's too), not only when the caller named it
+            "custom_llm_provider": c.get("custom_llm_provider") or self.provider_name,
             "metadata": self.record.metadata if self.record is not None else self.metadata,  # every key
             "model_info": c.get("model_info"),
             "timeout": c.get("timeout"),
@@ -219,7 +226,9 @@ class Call:
             "drop_params": c.get("drop_params"),
             "stream": self.stream,
         }
-        for key in ("input_cost_per_token", "output_cost_per_token", "base_model", "model_id", "model_group"):
+        for key in ("input_cost_per_token", "output_cost_per_token", "base_model"):
+            out[key] = c.get(key)  # always there, as in the reference
+        for key in ("model_id", "model_group"):
             if c.get(key) is not None:
                 out[key] = c[key]
         return out
