@@ -208,6 +208,13 @@ def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | 
     return {k: scrub(v, secrets) for k, v in kept.items()}
 
 
+def scrub_values(values: list[str], secrets: tuple[str | None, ...] = ()) -> list[str]:
+    """``values`` scrubbed as ``upstream_headers`` scrubs them: one check for all, the usual clean case."""
+    if not _needs_scrub("\n".join(values), secrets):
+        return values
+    return [scrub(v, secrets) for v in values]
+
+
 def is_secret_param(name: str) -> bool:
     """True for a URL query parameter whose value is a credential (``key``, ``api-key``, ``sig``, …)."""
     words = _NAME_WORDS.split(_CAMEL.sub(r"\1_\2", name).lower())
@@ -325,6 +332,7 @@ __all__ = [
     "scrub",
     "scrub_data",
     "upstream_headers",
+    "scrub_values",
     "url_origin",
     "url_secrets",
 ]

@@ -92,15 +92,11 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     if custom and "input_cost_per_token" in custom and "output_cost_per_token" in custom:
         price, key = custom, "custom"
     else:
-        for model in models:
-            if not model:
-                continue
-            found = find_price(model)
-            if found is not None:
-                key, price = found
-                if custom:
-                    price = {**price, **custom}
-                break
+        found = _first_price(tuple(models))
+        if found is not None:
+            key, price = found
+            if custom:
+                price = {**price, **custom}
     if price is None:
         names = ", ".join(repr(m) for m in models if m)
         return CostResult(
@@ -111,11 +107,12 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
         )
     prompt = int(_get(usage, "prompt_tokens") or 0)
     completion = int(_get(usage, "completion_tokens") or 0)
-    details = _get(usage, "prompt_tokens_details") or {}
-    cached = int(_get(details, "cached_tokens") or 0)
-    created = int(_get(details, "cache_creation_tokens") or 0)
-    reasoning = min(
-        completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0)
+    details = _get(usage, "prompt_tokens_details")
+    cached = int(_get(details, "cached_tokens") or 0) if details else 0
+    created = int(_get(details, "cache_creation_tokens") or 0) if details else 0
+    completion_details = _get(usage, "completion_tokens_details")
+    reasoning = (
+        min(completion, int(_get(completion_details, "reasoning_tokens") or 0)) if completion_details else 0
     )
     if prompt > LONG_PROMPT_TOKENS:
         price = _long_prompt_prices(price)
@@ -137,6 +134,18 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
         "total_cost": total,
     }
     return CostResult(total, breakdown, key)
+
+
+@lru_cache(maxsize=2048)
+def _first_price(models: tuple[str | None, ...]) -> tuple[str, dict[str, Any]] | None:
+    """The price of the first of ``models`` that has one: the same few candidates every call of
+    a deployment, so looked up once (``find_price`` entries are never changed in place)."""
+    for model in models:
+        if model:
+            found = find_price(model)
+            if found is not None:
+                return found
+    return None
 
 
 def reported_cost(usage: Any) -> float | None:
@@ -171,7 +180,7 @@ def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
+    if type(obj) is dict or isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
 
