@@ -149,17 +149,21 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 def _may_match_patterns(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in _PATTERN_WORDS)
+    for word in _PATTERN_WORDS:  # loops, not any(generator): this runs on every call's headers
+        if word in lowered:
+            return True
+    return False
 
 
 def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
     """True unless ``text`` surely holds no secret (the fast path for clean text)."""
-    return (
-        any(s and s in text for s in secrets)
-        or any(secret in text for secret, _ in _known_pairs)
-        or "://" in text
-        or _may_match_patterns(text)
-    )
+    for s in secrets:
+        if s and s in text:
+            return True
+    for secret, _ in _known_pairs:
+        if secret in text:
+            return True
+    return "://" in text or _may_match_patterns(text)
 
 
 def _masked_url(match: re.Match[str]) -> str:
