@@ -60,17 +60,20 @@ class OpenAIObject(dict):
     #: field name -> type used to coerce nested plain dicts (lists are coerced item by item)
     _nested: ClassVar[dict[str, type]] = {}
 
-    #: True where ``__init__`` is this one: a nested plain dict then becomes one without the call
-    _plain_init: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._plain_init = cls.__init__ is OpenAIObject.__init__
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         dict.__init__(self, *args, **kwargs)
-        if self._nested:
-            _coerce_nested(self)
+        for name, typ in self._nested.items():
+            value = dict.get(self, name)
+            if value is None:
+                continue
+            if isinstance(value, list):
+                dict.__setitem__(
+                    self,
+                    name,
+                    [v if isinstance(v, typ) or not isinstance(v, dict) else typ(v) for v in value],
+                )
+            elif isinstance(value, dict) and not isinstance(value, typ):
+                dict.__setitem__(self, name, typ(value))
 
     @classmethod
     def _build(cls, data: dict[str, Any]) -> Any:
@@ -137,34 +140,6 @@ class OpenAIObject(dict):
         for k, v in self.__dict__.items():
             object.__setattr__(new, k, copy.deepcopy(v, memo))
         return new
-
-
-def _coerce_nested(obj: OpenAIObject) -> None:
-    """Turn ``obj``'s nested plain dicts (and lists of them) into their declared types."""
-    for name, typ in obj._nested.items():
-        value = dict.get(obj, name)
-        if value is None:
-            continue
-        if isinstance(value, list):
-            dict.__setitem__(
-                obj,
-                name,
-                [v if isinstance(v, typ) or not isinstance(v, dict) else _make(typ, v) for v in value],
-            )
-        elif isinstance(value, dict) and not isinstance(value, typ):
-            dict.__setitem__(obj, name, _make(typ, value))
-
-
-def _make(typ: Any, value: dict[str, Any]) -> Any:
-    """``typ(value)``; for a type with the base ``__init__``, the same object built without the
-    call through ``type.__call__`` and ``*args`` (every chunk of every stream builds three)."""
-    if typ._plain_init:
-        obj = dict.__new__(typ)
-        dict.update(obj, value)
-        if typ._nested:
-            _coerce_nested(obj)
-        return obj
-    return typ(value)
 
 
 class Function(OpenAIObject):
