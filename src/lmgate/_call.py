@@ -606,9 +606,8 @@ def _is_static(provider: Provider, api_base: Any, api_key: Any, api_version: Any
 def _static_endpoint(
     provider: Provider, model_name: str, api_base: str, api_key: str, api_version: str | None
 ) -> tuple[Endpoint, tuple[str, ...], str | None, str | None]:
-    ep = provider.endpoint(
-        model_name, api_base, api_key, api_version
-    )  # raises (and is not cached) on bad input
+    # raises (and nothing is cached) on bad input
+    ep = provider.endpoint(model_name, api_base, api_key, api_version)
     return (ep, *_endpoint_masks(ep))
 
 
