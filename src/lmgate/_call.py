@@ -8,6 +8,7 @@ shells around it that differ only where they send and await.
 
 from __future__ import annotations
 
+import functools
 import random as _random
 import time
 from typing import TYPE_CHECKING, Any
@@ -262,19 +263,28 @@ class Call:
         self.wire = provider
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
-        ep = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
-        ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
-        ep, self.token_source = provider.credentials(ep, c)  # seam: project, location, token source (Vertex)
+        api_key, api_version = c.get("api_key"), c.get("api_version")
+        if _is_static(provider, api_base, api_key, api_version):
+            # a deployment's calls all resolve alike: endpoint, its secrets and masks computed once
+            assert api_base is not None and api_key is not None
+            ep, secrets, self.shown_api_base, key_masked = _static_endpoint(
+                provider, model_name, api_base, api_key, api_version
+            )
+        else:
+            ep = provider.endpoint(model_name, api_base, api_key, api_version)
+            ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
+            ep, self.token_source = provider.credentials(
+                ep, c
+            )  # seam: project, location, token source (Vertex)
+            secrets, self.shown_api_base, key_masked = _endpoint_masks(ep)
         self.endpoint = ep
-        full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
         headers = header_secrets(c.get("extra_headers"))
-        self.secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base), *headers) if s)
+        self.secrets = (*secrets, *(s for s in headers if s)) if headers else secrets
         for secret in self.secrets:  # also masked in text that never passes through this call
             remember_secret(secret)
-        self.shown_api_base = mask_url(full_base)
         if self.record is not None:
             self.record.api_base = self.shown_api_base
-            self.record.api_key_masked = mask_key(ep.api_key) if ep.api_key else None
+            self.record.api_key_masked = key_masked
 
     def _check_params(self, provider: Provider) -> None:
         if provider.supported_params is None or self.kind != "chat":
@@ -597,6 +607,39 @@ class DeferredFailure:
 
     def __call__(self) -> None:
         get_dispatcher().emit(self.record, self.plan, "failure")
+
+
+def _endpoint_masks(ep: Endpoint) -> tuple[tuple[str, ...], str | None, str | None]:
+    """The endpoint's secrets (key, its own, what its api_base holds), api_base masked, key masked."""
+    full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
+    secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base)) if s)
+    return secrets, mask_url(full_base), mask_key(ep.api_key) if ep.api_key else None
+
+
+def _is_static(provider: Provider, api_base: Any, api_key: Any, api_version: Any) -> bool:
+    """True when the endpoint depends on nothing but these arguments: the base class's endpoint,
+    configure and credentials (no per-call options), with api_base and key given (no environment
+    read) and a version given or none read from the environment; strings, as a cache key."""
+    cls = type(provider)
+    return (
+        type(api_base) is str
+        and bool(api_base)
+        and type(api_key) is str
+        and (api_version is None or type(api_version) is str)
+        and (bool(api_version) or not provider.version_env)
+        and cls.endpoint is Provider.endpoint
+        and cls.configure is Provider.configure
+        and cls.credentials is Provider.credentials
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _static_endpoint(
+    provider: Provider, model_name: str, api_base: str, api_key: str, api_version: str | None
+) -> tuple[Endpoint, tuple[str, ...], str | None, str | None]:
+    # raises (and nothing is cached) on bad input
+    ep = provider.endpoint(model_name, api_base, api_key, api_version)
+    return (ep, *_endpoint_masks(ep))
 
 
 def _has_price_params(control: dict[str, Any]) -> bool:
