@@ -70,15 +70,22 @@ _SECRET_PARAM_WORDS = frozenset(
 _NAME_WORDS = re.compile(r"[-_.\s]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
+# each pattern with the (lower-case) words any match of it must contain: a pattern runs only on
+# text holding one of its words. A whole response body is scrubbed on every call that has
+# callbacks, and "usage" holds "token": running every pattern on it cost more than the rest of
+# the log store's request path together (issue 16).
 _PATTERNS = [
     # provider-style keys: sk-..., sk-ant-..., sk-proj-...
-    re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}"),
+    (re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}"), ("sk-",)),
     # Authorization header values
-    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"),
-    re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"),
-    # key=value pairs in URLs, logs and reprs
-    re.compile(
-        r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"), ("bearer",)),
+    (re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"), ("basic",)),
+    # key=value pairs in URLs, logs and reprs ("access_token" holds "access": "token" alone is no cue)
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+        ),
+        ("key", "access", "password", "secret"),
     ),
 ]
 
@@ -86,7 +93,7 @@ _PATTERNS = [
 _URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+")
 
 # words every pattern needs: text without any (most header values) skips the slower regexes
-_PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
+_PATTERN_WORDS = tuple(word for _, words in _PATTERNS for word in words)
 
 _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
@@ -142,8 +149,13 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
         text = _URL_IN_TEXT.sub(_masked_url, text)
     if _may_match_patterns(text):
-        for pattern in _PATTERNS:
-            text = pattern.sub(_keep_prefix, text)
+        lowered = text.lower()
+        for pattern, words in _PATTERNS:
+            if any(word in lowered for word in words):
+                masked = pattern.sub(_keep_prefix, text)
+                if masked is not text:
+                    text = masked
+                    lowered = text.lower()
     return text
 
 
