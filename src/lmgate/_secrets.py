@@ -93,7 +93,7 @@ _PATTERNS = [
 _URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>`]+")
 
 # words every pattern needs: text without any (most header values) skips the slower regexes
-_PATTERN_WORDS = tuple(word for _, words in _PATTERNS for word in words)
+_PATTERN_WORDS = ("sk-", "bearer", "basic", "key", "token", "password", "secret")
 
 _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
@@ -148,15 +148,23 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
             text = text.replace(secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
         text = _URL_IN_TEXT.sub(_masked_url, text)
-    if _may_match_patterns(text):
-        lowered = text.lower()
-        for pattern, words in _PATTERNS:
-            if any(word in lowered for word in words):
-                masked = pattern.sub(_keep_prefix, text)
-                if masked is not text:
-                    text = masked
-                    lowered = text.lower()
+    lowered = _folded(text)
+    for pattern, words in _PATTERNS:
+        if any(word in lowered for word in words):
+            masked = pattern.sub(_keep_prefix, text)
+            if masked != text:
+                text = masked
+                lowered = _folded(text)
     return text
+
+
+# the letters outside ASCII that a case-insensitive pattern matches to ASCII ones (Python's re:
+# İ ı → i, ſ → s; the Kelvin sign lowers to k by itself), so a word check never misses a match
+_FOLD = str.maketrans("İıſ", "iis")
+
+
+def _folded(text: str) -> str:
+    return text.lower() if text.isascii() else text.translate(_FOLD).lower()
 
 
 def _may_match_patterns(text: str) -> bool:
