@@ -150,11 +150,13 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
         text = _URL_IN_TEXT.sub(_masked_url, text)
     lowered = _folded(text)
     for pattern, words in _PATTERNS:
-        if any(word in lowered for word in words):
-            masked = pattern.sub(_keep_prefix, text)
-            if masked != text:
-                text = masked
-                lowered = _folded(text)
+        for word in words:  # plain loops: this runs on every call's response body and log lines
+            if word in lowered:
+                masked = pattern.sub(_keep_prefix, text)
+                if masked != text:
+                    text = masked
+                    lowered = _folded(text)
+                break
     return text
 
 
