@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
-"""The CPU a virtual key costs per proxy request, against the master key: paired, in process.
+"""What virtual keys cost per proxy request — authentication, limits, the budget's reservation
+and settlement, spend accounting — against the master key alone: paired, in process.
 
-    PYTHONPATH=src python bench/keys_auth.py [--keys 1000] [--requests 300] [--pairs 10]
+    PYTHONPATH=src python bench/keys_auth.py [--keys 1000] [--requests 300] [--pairs 8] [--concurrency 50]
 
-Two apps from the same config but for ``general_settings.virtual_keys`` (a real SQLite key
-store with ``--keys`` keys and 100 teams), each answering ``POST /v1/chat/completions`` for a
-``mock_response`` deployment through httpx's ASGI transport. Blocks of ``--requests``
-requests alternate master-key app / keyed app (A B A B …, so drift hits both alike); each
-block's ``time.process_time()`` per request is one sample. Also timed alone: one
-``authenticate()`` call of each backend (the keyed one a cache hit, as in steady state).
+Three apps from one config but for ``general_settings.virtual_keys`` and ``router_settings``:
+
+- ``master``: the master key only (no key store);
+- ``keys, SQLite``: a real SQLite key store with ``--keys`` keys in as many teams, each key and
+  team with an rpm, tpm, parallel limit and a budget (every check runs), counters in process;
+- ``keys, SQLite + Redis``: the same store, the counters in a real ``redis-server`` (one Lua
+  script to admit, one to settle: two round trips per request).
+
+Each answers ``POST /v1/chat/completions`` for a ``mock_response`` deployment through httpx's
+ASGI transport; requests rotate over every key (all cached after the warm-up, as in steady
+state). CPU: blocks of ``--requests`` sequential requests alternate the apps (drift hits all
+alike); each block's ``time.process_time()`` per request is one sample; the difference to the
+master block of the same round is the keys' cost. The spend writer runs in the same process, so
+its batches are in the figure; the Redis server's own CPU is not (another process). Throughput:
+``--concurrency`` workers, requests per second of wall time, the master app's rate = 100%.
 Not part of bench/run.py: the key path has no reference counterpart runnable here.
 """
 
@@ -16,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import sys
 import tempfile
 import textwrap
 import time
@@ -28,12 +40,18 @@ import httpx
 from lmgate.proxy.app import create_app
 from lmgate.proxy.config import load_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fakes.redis_server import RedisServer  # noqa: E402 - the tests' real redis-server runner
+
 MASTER = "sk-bench-master-000000000"
-BODY = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}]}
+BODY = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}
+BIG = 10**9
 
 
-def make_app(tmp: Path, keyed: bool) -> Any:
-    path = tmp / f"config-{keyed}.yaml"
+def make_app(tmp: Path, keyed: bool, redis_url: str | None = None) -> Any:
+    name = "master" if not keyed else "redis" if redis_url else "sqlite"
+    path = tmp / f"config-{name}.yaml"
+    router = f"router_settings: {{redis_url: '{redis_url}'}}\n" if redis_url else ""
     path.write_text(
         textwrap.dedent(f"""
         model_list:
@@ -44,76 +62,151 @@ def make_app(tmp: Path, keyed: bool) -> Any:
           virtual_keys: {str(keyed).lower()}
           data_dir: {tmp / "data"}
         """)
+        + router
     )
     return create_app(load_config(path))
 
 
-async def block(client: httpx.AsyncClient, key: str, n: int) -> float:
-    headers = {"Authorization": f"Bearer {key}"}
+async def populate(app: Any, n: int) -> list[str]:
+    """``n`` teams and ``n`` keys (key i in team i), each with every limit, in one transaction."""
+    from lmgate.control.schema import keys as keys_table
+    from lmgate.control.schema import teams as teams_table
+    from lmgate.control.store import hash_token
+
+    store = app.state.proxy.key_store
+    now = time.time()
+    limits = {"rpm_limit": BIG, "tpm_limit": BIG, "max_budget": float(BIG), "budget_duration": "30d"}
+    common = {"metadata": {}, "blocked": False, "spend": 0.0, "created_at": now, "updated_at": now}
+    texts = [f"sk-bench-{i:06d}-{os.urandom(12).hex()}" for i in range(n)]
+    teams = [{"team_id": f"team-{i}", "models": [], **limits, **common} for i in range(n)]
+    keys = [
+        {
+            "token": hash_token(text),
+            "key_name": f"sk-...{text[-4:]}",
+            "key_alias": f"k{i}",
+            "team_id": f"team-{i}",
+            "models": ["fast"],
+            "tags": [],
+            "max_parallel_requests": BIG,
+            **limits,
+            **common,
+        }
+        for i, text in enumerate(texts)
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(teams_table.insert(), teams)
+        await conn.execute(keys_table.insert(), keys)
+    return texts
+
+
+async def block(client: httpx.AsyncClient, keys: list[str], n: int, offset: int) -> float:
     started = time.process_time()
-    for _ in range(n):
-        r = await client.post("/v1/chat/completions", json=BODY, headers=headers)
+    for i in range(n):
+        key = keys[(offset + i) % len(keys)]
+        r = await client.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
     return (time.process_time() - started) / n
 
 
+async def throughput(client: httpx.AsyncClient, keys: list[str], total: int, concurrency: int) -> float:
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            key = keys[i % len(keys)]
+            r = await client.post(
+                "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == 200, r.text
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started)
+
+
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lmgate-keys-bench-"))
-    plain, keyed = make_app(tmp, False), make_app(tmp, True)
-    async with plain.router.lifespan_context(plain), keyed.router.lifespan_context(keyed):
-        store = keyed.state.proxy.key_store
-        teams = [
-            (await store.create_team({"models": [], "metadata": {}, "blocked": False}, None))["team_id"]
-            for _ in range(100)
-        ]
-        key = ""
-        for i in range(args.keys):
-            columns = {
-                "key_alias": f"k{i}",
-                "team_id": teams[i % 100],
-                "models": ["fast"],
-                "metadata": {"i": i},
-                "tags": [],
-                "blocked": False,
-            }
-            key, _ = await store.create_key(columns, None)
-        transport_a, transport_b = httpx.ASGITransport(app=plain), httpx.ASGITransport(app=keyed)
-        async with (
-            httpx.AsyncClient(transport=transport_a, base_url="http://p") as a,
-            httpx.AsyncClient(transport=transport_b, base_url="http://p") as b,
-        ):
-            await block(a, MASTER, 50)  # warm both
-            await block(b, key, 50)
-            master_s, key_s = [], []
-            for _ in range(args.pairs):
-                master_s.append(await block(a, MASTER, args.requests))
-                key_s.append(await block(b, key, args.requests))
-        conn = None
-        backends = {
-            "master": (plain.state.proxy.backend, MASTER),
-            "virtual key (cached)": (keyed.state.proxy.backend, key),
+    redis = RedisServer().start()
+    try:
+        apps = {
+            "master": make_app(tmp, False),
+            "keys, SQLite": make_app(tmp, True),
+            "keys, SQLite + Redis": make_app(tmp, True, redis.url),
         }
-        auth_us = {}
-        for name, (backend, k) in backends.items():
-            n = 20000
-            started = time.process_time()
-            for _ in range(n):
-                await backend.authenticate(k, conn)
-            auth_us[name] = (time.process_time() - started) / n * 1e6
-    diffs = [k - m for m, k in zip(master_s, key_s, strict=True)]
-    print(f"{args.keys} keys, 100 teams, SQLite; {args.pairs} pairs of {args.requests} requests")
-    print(f"master-key request : {statistics.median(master_s) * 1e6:8.1f} us CPU (median of blocks)")
-    print(f"virtual-key request: {statistics.median(key_s) * 1e6:8.1f} us CPU")
+        await run(apps, args)
+    finally:
+        redis.stop()
+
+
+async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
+    async with (
+        apps["master"].router.lifespan_context(apps["master"]),
+        apps["keys, SQLite"].router.lifespan_context(apps["keys, SQLite"]),
+        apps["keys, SQLite + Redis"].router.lifespan_context(apps["keys, SQLite + Redis"]),
+    ):
+        started = time.perf_counter()
+        keys = await populate(apps["keys, SQLite"], args.keys)
+        print(f"{args.keys} keys in {args.keys} teams written in {time.perf_counter() - started:.1f}s")
+        # every key is in the database; --active of them carry the traffic, so each is reused
+        # within the cache's TTL as in steady state (a miss and a window's first request are
+        # measured apart below)
+        active = keys[: args.active]
+        keysets = {"master": [MASTER], "keys, SQLite": active, "keys, SQLite + Redis": active}
+        clients = {
+            name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p")
+            for name, app in apps.items()
+        }
+        try:
+            for name, client in clients.items():  # warm: every key looked up and cached once
+                await block(client, keysets[name], max(50, len(keysets[name])), 0)
+            cpu: dict[str, list[float]] = {name: [] for name in apps}
+            for round_ in range(args.pairs):
+                for name, client in clients.items():
+                    cpu[name].append(
+                        await block(client, keysets[name], args.requests, round_ * args.requests)
+                    )
+            rps: dict[str, list[float]] = {name: [] for name in apps}
+            for _ in range(3):
+                for name, client in clients.items():
+                    rps[name].append(
+                        await throughput(client, keysets[name], args.throughput, args.concurrency)
+                    )
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        for name in ("keys, SQLite", "keys, SQLite + Redis"):
+            enforcer = apps[name].state.proxy.enforcer
+            await enforcer.writer.flush()
+            print(
+                f"{name}: ledger rows written {enforcer.writer.written}, settle errors {enforcer.settle_errors}"
+            )
+    master_cpu = cpu["master"]
+    master_rps = statistics.median(rps["master"])
     print(
-        f"difference (paired): {statistics.median(diffs) * 1e6:8.1f} us median, range {min(diffs) * 1e6:.1f} .. {max(diffs) * 1e6:.1f}"
+        f"\n{args.pairs} rounds of {args.requests} sequential requests per app; throughput: "
+        f"{args.throughput} requests at c={args.concurrency}, median of 3"
     )
-    for name, us in auth_us.items():
-        print(f"authenticate() alone, {name}: {us:.2f} us")
+    print(f"{'app':24} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}")
+    for name in apps:
+        diffs = [k - m for m, k in zip(master_cpu, cpu[name], strict=True)]
+        median_rps = statistics.median(rps[name])
+        added = (
+            "—"
+            if name == "master"
+            else f"{statistics.median(diffs) * 1e3:+.3f} ms ({min(diffs) * 1e3:+.2f}..{max(diffs) * 1e3:+.2f})"
+        )
+        print(
+            f"{name:24} {statistics.median(cpu[name]) * 1e3:9.3f} ms {added:>22} {median_rps:8.0f} "
+            f"{median_rps / master_rps:9.0%}"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--throughput", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--active", type=int, default=100, help="keys that carry the traffic")
     asyncio.run(main(parser.parse_args()))

@@ -190,3 +190,29 @@ def test_the_installed_command_runs(admin_env: Proxy) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["keys"] == []
+
+
+def test_keys_info_never_puts_the_key_text_in_a_url(
+    admin_env: Proxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``lmgate keys info sk-…`` asks for the key by its hash: a URL's query string is written to
+    the access log of any reverse proxy in front of lmgate (a body is not)."""
+    import argparse
+
+    import httpx
+
+    from lmgate.keys_cli import add_parsers, run
+
+    key = admin_env.ok("POST", "/key/generate", json={"key_alias": "by-url"})["key"]
+    urls: list[str] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            urls.append(str(request.url))
+            return super().handle_request(request)
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command"))
+    assert run(parser.parse_args(["keys", "info", key]), transport=Recording()) == 0
+    assert "by-url" in capsys.readouterr().out
+    assert urls and not [u for u in urls if key in u or key.removeprefix("sk-") in u], urls

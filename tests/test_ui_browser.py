@@ -202,3 +202,46 @@ def test_logout_then_a_key_holder_sees_only_their_calls(
     browser.save_screenshot(str(shots / "key-holder.png"))
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, lambda d: "/ui/login" in d.current_url)
+
+
+def test_markup_sent_through_the_proxy_or_stored_as_a_model_name_never_runs(
+    browser: Any, traffic: UiTraffic, tmp_path: Path
+) -> None:
+    """A prompt and tags holding markup, sent with the openai client, and a model name holding
+    ``</script>`` (a stored call, shown by ``lmgate ui``): shown as text, no element made, no
+    script run. The CSP alone would stop the scripts; the checks on elements show the escaping."""
+    from test_ui_local import lmgate_ui
+    from test_ui_review import EVIL_PROMPT, hostile_store
+
+    before = traffic.api("/ui/api/overview", range="all").json()["totals"]["requests"]
+    chat(
+        traffic.url,
+        MASTER,
+        "gpt-4o-mini",
+        EVIL_PROMPT,
+        extra_body={"metadata": {"tags": ['<img src=x onerror="window.__xss=4">']}},
+    )
+    traffic.wait_stored(before + 1)
+    log_in(browser, traffic.url, MASTER)
+    evil = traffic.api("/ui/api/logs", search="window.__xss=3", limit=1).json()["rows"][0]["call_id"]
+
+    def clean(path: str) -> None:
+        browser.get(path)
+        wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+        assert browser.execute_script("return window.__xss === undefined"), path
+        assert not browser.find_elements(
+            By.CSS_SELECTOR, "img[src='x'], main b, main script:not(#chart-data)"
+        ), path
+
+    clean(f"{traffic.url}/ui/logs/{evil}")
+    assert "<script>window.__xss=3</script>" in browser.find_element(By.TAG_NAME, "main").text
+    clean(f"{traffic.url}/ui/overview?range=all&by=tag")
+    clean(f"{traffic.url}/ui/logs?search=window.__xss")
+    db = tmp_path / "logs.sqlite3"
+    import time
+
+    hostile_store(db, time.time())
+    with lmgate_ui(db) as url:
+        clean(f"{url}/ui/overview?range=all")
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".uplot"))  # the charts still draw
+        clean(f"{url}/ui/logs/evil-model")

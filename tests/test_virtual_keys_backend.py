@@ -85,6 +85,13 @@ async def test_a_change_elsewhere_is_seen_when_the_cached_lookup_expires(store: 
     monotonic.now += 4.9
     await backend.authenticate(key, CONN)  # still the cached row
     monotonic.now += 0.1
+    backend.refresh_every_s = 0.0
+    await backend.authenticate(key, CONN)  # expired a moment ago: served while read again…
+    await backend.refreshed()
+    assert (await refusal(backend, key)).status == 401  # …and the fresh read refuses it
+    await store.update_key(row["token"], {"blocked": False})
+    monotonic.now += 10.0  # unused for two TTLs: looked up at once, never served stale
+    await store.update_key(row["token"], {"blocked": True})
     assert (await refusal(backend, key)).status == 401
     backend.forget([row["token"]])
     await store.update_key(row["token"], {"blocked": False})

@@ -167,6 +167,15 @@ class Admin:
 # -------------------------------------------------------------------------------- commands
 
 
+def _token(key: str) -> str:
+    """What the proxy stores for a key named by its text (``sk-…``) or its SHA-256 hash."""
+    import hashlib
+
+    if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
@@ -264,7 +273,9 @@ def _keys(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
             return
         table(KEY_COLUMNS, [_key_row(k) for k in listed["keys"]], out, empty="(no keys)")
     elif action == "info":
-        info = admin("GET", "/key/info", key=args.key)
+        # the hash, not the text, goes in the URL: a query string lands in the access logs of
+        # whatever sits in front of the proxy (the proxy takes a key's text or its hash)
+        info = admin("GET", "/key/info", key=_token(args.key))
         if args.json:
             _dump(info, out)
         else:

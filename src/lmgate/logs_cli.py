@@ -266,8 +266,10 @@ def _show(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> in
     out.write(f"trace {row.get('trace_id') or '-'}: {len(trace or [])} call(s)\n")
     if trace:
         _print_table(TAIL_COLUMNS, [_tail_cells(r) for r in trace], out)
+    from .ui.query import masked_payload  # credentials in it masked, as on the dashboard
+
     out.write("payload:\n")
-    out.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+    out.write(orjson.dumps(masked_payload(payload), option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
@@ -301,10 +303,12 @@ def _export(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> 
 
         names = [c.name for c in LIST_COLUMNS]
     if args.format == "csv":
+        from .ui.query import csv_cell  # formula-like text (=cmd|…) quoted, as the dashboard's CSV
+
         writer = csv.writer(out)
         writer.writerow(names)
         for row in _all_rows(store, filters):
-            writer.writerow([orjson.dumps(row[n]).decode() if n == "tags" else row[n] for n in names])
+            writer.writerow([csv_cell(row[n]) for n in names])
     else:
         for row in _all_rows(store, filters):
             full = store.get(row["call_id"])

@@ -14,6 +14,7 @@ import orjson
 
 from ..types import _plain
 from .encoding import dumps_any_keys, json_default
+from .litellm_params import with_defaults
 from .redact import REDACTED_TEXT, redact_messages
 
 # how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
@@ -175,7 +176,8 @@ def encode_parts(
         metadata = dict(litellm_params["metadata"])
         metadata["raw_request"] = raw_request(api_base, headers, out["body"])
         litellm_params = {**litellm_params, "metadata": metadata}
-    out["litellm_params"] = _dumps_or_value(litellm_params)
+    # with the reference's constant keys, encoded once at import (see litellm_params.py)
+    out["litellm_params"] = with_defaults(_dumps_or_value(litellm_params))
     out["headers"] = _dumps_or_value(headers)
     # "input": what was sent as the prompt (the body's messages or input), else the messages
     sent = out["body"]

@@ -5,9 +5,8 @@ step; run embedded at every start it brings a template directory and its own con
 into the package for a schema of three tables. A migration here is a function of a
 synchronous SQLAlchemy connection, applied in order inside one transaction with the version
 row, so a start either moves the schema to the latest version or leaves it as it was.
-Several instances starting at once against PostgreSQL are serialised by the version row's
-transaction only partly (two may both try version 1; the loser fails its start and a restart
-sees the schema done) — an advisory lock is a later step (docs/keys.md).
+Several instances starting at once are serialised: PostgreSQL by a transaction-scoped advisory
+lock taken first, SQLite by a file lock beside the database (``store.KeyStore.start``).
 """
 
 from __future__ import annotations
@@ -23,6 +22,10 @@ _version = sa.Table("lmgate_schema_version", sa.MetaData(), sa.Column("version",
 
 def _v1_initial(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.teams, schema.users, schema.keys])
+
+
+def _v2_spend_ledger(conn: sa.Connection) -> None:
+    schema.metadata.create_all(conn, tables=[schema.spend_ledger])
 
 
 def _v3_users_and_customers(conn: sa.Connection) -> None:
@@ -46,7 +49,7 @@ def _v3_users_and_customers(conn: sa.Connection) -> None:
 #: (version, what it does, the step); append only, never edit a released step
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "keys, teams and users", _v1_initial),
-    # 2 is the spend ledger (the limits block)
+    (2, "the spend ledger", _v2_spend_ledger),
     (3, "user fields, end users (customers)", _v3_users_and_customers),
 )
 LATEST = MIGRATIONS[-1][0]
@@ -64,6 +67,8 @@ def migrate(conn: sa.Connection) -> list[int]:
 
     A database newer than this lmgate (a later version wrote it) is refused rather than used.
     """
+    if conn.dialect.name == "postgresql":  # instances starting at once: one migrates, the others wait
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7345012901)"))
     _version.create(conn, checkfirst=True)
     have = current_version(conn)
     if have > LATEST:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,7 +54,9 @@ def parse_when(value: str, name: str, *, end: bool = False) -> float:
     try:
         if len(text) == 10:
             day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-            return (day + timedelta(days=1) if end else day).timestamp()
+            # a day's seconds added to the timestamp, not to the date: 9999-12-31 (the far end
+            # scripts send for "no end") has no next date
+            return day.timestamp() + (86_400.0 if end else 0.0)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time, got {value!r}") from None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .durations import parse_duration
 
 
@@ -18,17 +20,46 @@ class BadField(ValueError):
         super().__init__(message)
 
 
-def _str(name: str, value: Any) -> str | None:
-    if value is None or isinstance(value, str):
+#: the longest text a column holds (control/schema.py): a longer value is refused by name here,
+#: where PostgreSQL would refuse the whole statement (a 500) and SQLite would keep it silently
+TEXT_LIMIT = 256
+ID_LIMIT = 128  # team and user ids (``String(128)``)
+DURATION_TEXT_LIMIT = 32  # ``budget_duration`` (``String(32)``)
+#: a key's lifetime or a budget window of at most 100 years: a longer one is a typo, and
+#: one past the year 9999 cannot even be shown as a date (it broke /key/list for every key)
+DURATION_LIMIT_S = 100 * 365 * 86400.0
+INT_LIMIT = 2**31 - 1  # the ``Integer`` columns (int4 on PostgreSQL)
+#: a key's, team's, user's or end user's ``metadata`` as JSON: it rides on every request's identity
+METADATA_LIMIT = 64 * 1024
+
+
+def check_text(name: str, value: str, limit: int = TEXT_LIMIT) -> str:
+    """``value`` if a column can hold it: at most ``limit`` characters, no NUL (PostgreSQL's text
+    types refuse it)."""
+    if len(value) > limit:
+        raise BadField(name, f"{name} is {len(value)} characters long; at most {limit} are allowed")
+    if "\x00" in value:
+        raise BadField(name, f"{name} must not contain a NUL character")
+    return value
+
+
+def _str(name: str, value: Any, limit: int = TEXT_LIMIT) -> str | None:
+    if value is None:
         return value
+    if isinstance(value, str):
+        return check_text(name, value, limit)
     raise BadField(name, f"{name} must be a string, got {type(value).__name__}")
+
+
+def _id(name: str, value: Any) -> str | None:
+    return _str(name, value, ID_LIMIT)
 
 
 def _str_list(name: str, value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
+        return [check_text(name, v) for v in value]
     raise BadField(name, f"{name} must be a list of strings")
 
 
@@ -36,6 +67,9 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, dict):
+        size = len(orjson.dumps(value))
+        if size > METADATA_LIMIT:
+            raise BadField(name, f"{name} is {size} bytes as JSON; at most {METADATA_LIMIT} are allowed")
         return dict(value)
     raise BadField(name, f"{name} must be an object")
 
@@ -51,9 +85,9 @@ def _budget(name: str, value: Any) -> float | None:
 def _limit(name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT_LIMIT:
         return value
-    raise BadField(name, f"{name} must be a whole number of at least 0, got {value!r}")
+    raise BadField(name, f"{name} must be a whole number from 0 to {INT_LIMIT}, got {value!r}")
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -67,19 +101,27 @@ def _flag(name: str, value: Any) -> bool:
 def _duration_text(name: str, value: Any) -> str | None:
     if value is None:
         return None
+    bounded_duration(value, name)
+    return check_text(name, str(value), DURATION_TEXT_LIMIT)
+
+
+def bounded_duration(value: Any, name: str) -> float:
+    """The seconds of a duration text, refused by name when unreadable or over 100 years."""
     try:
-        parse_duration(value, name)
+        seconds = parse_duration(value, name)
     except ValueError as error:
         raise BadField(name, str(error)) from None
-    return str(value)
+    if seconds > DURATION_LIMIT_S:
+        raise BadField(name, f"{name} must be at most 100 years, got {value!r}")
+    return seconds
 
 
 Check = Callable[[str, Any], Any]
 
 _KEY_FIELDS: dict[str, Check] = {
     "key_alias": _str,
-    "team_id": _str,
-    "user_id": _str,
+    "team_id": _id,
+    "user_id": _id,
     "models": _str_list,
     "max_budget": _budget,
     "budget_duration": _duration_text,
@@ -133,7 +175,7 @@ _CUSTOMER_FIELDS: dict[str, Check] = {
     "rpm_limit": _limit,
     "tpm_limit": _limit,
     "default_model": _str,
-    "allowed_model_region": _str,
+    "allowed_model_region": lambda name, value: _str(name, value, 32),
     "metadata": _mapping,
 }
 _CUSTOMER_ACCEPTED = frozenset({"user_id"})
@@ -174,15 +216,16 @@ def duration_seconds(body: dict[str, Any]) -> float | None:
     value = body.get("duration")
     if value is None:
         return None
-    try:
-        return parse_duration(value, "duration")
-    except ValueError as error:
-        raise BadField("duration", str(error)) from None
+    return bounded_duration(value, "duration")
 
 
 __all__ = [
     "USER_ROLES",
+    "ID_LIMIT",
+    "TEXT_LIMIT",
     "BadField",
+    "bounded_duration",
+    "check_text",
     "customer_columns",
     "duration_seconds",
     "key_columns",

@@ -64,6 +64,31 @@ keys = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+# ---- spend (migration 2, the "limits" block): one row per request that reached a provider ----
+# The ledger is the truth of spend: ``keys.spend``, ``teams.spend`` and ``users.spend`` are its
+# sums, updated in the same transaction as the rows they add (``control/ledger.py``). A row is
+# keyed by its request id, so writing a batch twice (a journal replayed after a crash) adds it
+# once. ``started_at`` (when the request started) decides the budget window it is charged to.
+spend_ledger = sa.Table(
+    "lmgate_spend_ledger",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("team_id", sa.String(128)),
+    sa.Column("user_id", sa.String(128)),
+    sa.Column("end_user", sa.String(256)),
+    sa.Column("model", sa.String(256)),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float, nullable=False),
+    sa.Index("ix_lmgate_spend_token_started", "token", "started_at"),
+    sa.Index("ix_lmgate_spend_team_started", "team_id", "started_at"),
+    sa.Index("ix_lmgate_spend_user_started", "user_id", "started_at"),
+    sa.Index("ix_lmgate_spend_end_user_started", "end_user", "started_at"),
+)
+
 # ---- people and end users (migration 3, the "keysadmin" block) ----
 # ``lmgate_users`` gains the reference's user fields (added by migration 3 to a database made by
 # version 1; a new database gets them from version 1's create_all of the table above). End users
@@ -93,4 +118,4 @@ customers = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-__all__ = ["USER_FIELDS_V3", "customers", "keys", "metadata", "teams", "users"]
+__all__ = ["USER_FIELDS_V3", "customers", "keys", "metadata", "spend_ledger", "teams", "users"]

@@ -7,6 +7,8 @@ not HTTP: the admin routes and the proxy's key backend are its callers.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import hashlib
 import os
 import secrets
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._paths import data_dir
 from . import migrations
+from .requests import BadField
 from .schema import customers, keys, teams, users
 
 DATABASE_FILE = "lmgate.db"
@@ -58,6 +61,43 @@ def token_of(key_or_hash: str) -> str:
     return hash_token(key_or_hash)
 
 
+def _lock_file(database: Path) -> int:
+    """An exclusive lock on ``<database>.lock``, waited for (the fd; closing it unlocks)."""
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _key_query() -> Any:
+    """A key's row with its team's and user's columns (``KeyStore.key``, ``keys_by_token``)."""
+    return sa.select(
+        keys,
+        # the identity's spend and user fields (keysadmin: proxy/virtual_keys.identity_of)
+        teams.c.spend.label("team_spend"),
+        users.c.user_email,
+        users.c.spend.label("user_spend"),
+        users.c.rpm_limit.label("user_rpm_limit"),
+        users.c.tpm_limit.label("user_tpm_limit"),
+        teams.c.team_alias,
+        teams.c.models.label("team_models"),
+        teams.c.blocked.label("team_blocked"),
+        teams.c.metadata.label("team_metadata"),
+        # what the limits read (proxy/budgets.py): the team's and the user's budgets
+        teams.c.max_budget.label("team_max_budget"),
+        teams.c.budget_duration.label("team_budget_duration"),
+        teams.c.rpm_limit.label("team_rpm_limit"),
+        teams.c.tpm_limit.label("team_tpm_limit"),
+        teams.c.created_at.label("team_created_at"),
+        users.c.max_budget.label("user_max_budget"),
+        users.c.budget_duration.label("user_budget_duration"),
+        users.c.created_at.label("user_created_at"),
+    ).select_from(
+        keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
+            users, keys.c.user_id == users.c.user_id
+        )
+    )
+
+
 def _plain(row: Any) -> dict[str, Any]:
     """A result row as a dict with plain ``str`` names (SQLAlchemy's are a str subclass that
     JSON encoders such as orjson refuse)."""
@@ -66,6 +106,10 @@ def _plain(row: Any) -> dict[str, Any]:
 
 def _masked(key: str) -> str:
     return f"{key[:3]}...{key[-4:]}"
+
+
+class NoSuchTeam(LookupError):
+    """A key names a ``team_id`` no team has (``args[0]`` is the id)."""
 
 
 class KeyStore:
@@ -96,8 +140,17 @@ class KeyStore:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_async_engine(url)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(migrations.migrate)
+        # instances starting at once migrate one after the other: a file lock beside a SQLite
+        # database, an advisory lock in PostgreSQL (migrations.migrate takes it)
+        lock = None
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            lock = await asyncio.to_thread(_lock_file, Path(str(url.database)).expanduser())
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(migrations.migrate)
+        finally:
+            if lock is not None:
+                os.close(lock)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -107,10 +160,11 @@ class KeyStore:
     # -------------------------------------------------------------------------- keys
 
     async def create_key(
-        self, columns: dict[str, Any], expires_in: float | None
+        self, columns: dict[str, Any], expires_in: float | None, key: str | None = None
     ) -> tuple[str, dict[str, Any]]:
-        """A new key: its text (shown once, never stored) and its row."""
-        key = "sk-" + secrets.token_urlsafe(24)
+        """A new key: its text (shown once, never stored) and its row. ``key`` is a text the
+        admin chose (``/key/generate``'s ``key``); BadField when another key has it."""
+        key = key or "sk-" + secrets.token_urlsafe(24)
         now = self.clock()
         row = dict(
             columns,
@@ -123,45 +177,30 @@ class KeyStore:
         )
         async with self.engine.begin() as conn:
             await self._check_team(conn, row.get("team_id"))
+            await self._check_alias(conn, row.get("key_alias"), None)
+            taken = await conn.execute(sa.select(keys.c.token).where(keys.c.token == row["token"]))
+            if taken.first() is not None:
+                raise BadField("key", "a key with this text exists already: choose another")
             await conn.execute(keys.insert().values(**row))
         return key, row
 
     async def key(self, token: str) -> dict[str, Any] | None:
         """A key's row with its team's (``team_alias``, ``team_models``, ``team_blocked``,
         ``team_metadata``), or None."""
-        query = (
-            sa.select(
-                keys,
-                # the identity's spend and user fields (keysadmin: proxy/virtual_keys.identity_of)
-                teams.c.spend.label("team_spend"),
-                users.c.user_email,
-                users.c.spend.label("user_spend"),
-                users.c.rpm_limit.label("user_rpm_limit"),
-                users.c.tpm_limit.label("user_tpm_limit"),
-                teams.c.team_alias,
-                teams.c.models.label("team_models"),
-                teams.c.blocked.label("team_blocked"),
-                teams.c.metadata.label("team_metadata"),
-                # what the limits read (proxy/budgets.py): the team's and the user's budgets
-                teams.c.max_budget.label("team_max_budget"),
-                teams.c.budget_duration.label("team_budget_duration"),
-                teams.c.rpm_limit.label("team_rpm_limit"),
-                teams.c.tpm_limit.label("team_tpm_limit"),
-                teams.c.created_at.label("team_created_at"),
-                users.c.max_budget.label("user_max_budget"),
-                users.c.budget_duration.label("user_budget_duration"),
-                users.c.created_at.label("user_created_at"),
-            )
-            .select_from(
-                keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
-                    users, keys.c.user_id == users.c.user_id
-                )
-            )
-            .where(keys.c.token == token)
-        )
         async with self.engine.connect() as conn:
-            found = (await conn.execute(query)).mappings().first()
+            found = (await conn.execute(_key_query().where(keys.c.token == token))).mappings().first()
         return _plain(found) if found is not None else None
+
+    async def keys_by_token(self, tokens: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Several keys' rows as ``key`` returns them, by token, in one query (absent: not found)."""
+        wanted = list(tokens)
+        out: dict[str, dict[str, Any]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = _key_query().where(keys.c.token.in_(wanted[start : start + 500]))
+                for row in (await conn.execute(query)).mappings():
+                    out[row["token"]] = _plain(row)
+        return out
 
     async def update_key(
         self, token: str, columns: dict[str, Any], expires_in: float | None = None
@@ -172,6 +211,7 @@ class KeyStore:
         async with self.engine.begin() as conn:
             if "team_id" in values:
                 await self._check_team(conn, values["team_id"])
+            await self._check_alias(conn, values.get("key_alias"), token)
             done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
             if done.rowcount == 0:
                 return None
@@ -254,6 +294,7 @@ class KeyStore:
         async with self.engine.begin() as conn:
             if "team_id" in values:
                 await self._check_team(conn, values["team_id"])
+            await self._check_alias(conn, values.get("key_alias"), token)
             done = await conn.execute(keys.update().where(keys.c.token == token).values(**values))
             if done.rowcount == 0:
                 return None
@@ -349,12 +390,31 @@ class KeyStore:
             query = sa.select(table).order_by(table.c.created_at, id_column)
             return [_plain(r) for r in (await conn.execute(query)).mappings()]
 
+    async def _check_alias(self, conn: Any, alias: str | None, own_token: str | None) -> None:
+        """Refuse a ``key_alias`` another key has (as the reference does): people and the reports
+        name keys by alias, and two keys of one name cannot be told apart there."""
+        if alias is None:
+            return
+        query = sa.select(keys.c.token).where(keys.c.key_alias == alias)
+        if own_token is not None:
+            query = query.where(keys.c.token != own_token)
+        if (await conn.execute(query.limit(1))).first() is not None:
+            raise BadField("key_alias", f"another key has the key_alias {alias!r}: key aliases are unique")
+
     async def _check_team(self, conn: Any, team_id: str | None) -> None:
         if team_id is None:
             return
         found = await conn.execute(sa.select(teams.c.team_id).where(teams.c.team_id == team_id))
         if found.first() is None:
-            raise LookupError(team_id)
+            raise NoSuchTeam(team_id)
 
 
-__all__ = ["DATABASE_FILE", "KeyStore", "async_url", "default_data_dir", "hash_token", "token_of"]
+__all__ = [
+    "DATABASE_FILE",
+    "KeyStore",
+    "NoSuchTeam",
+    "async_url",
+    "default_data_dir",
+    "hash_token",
+    "token_of",
+]

@@ -11,6 +11,7 @@ the key store's start (migrations) and close, and the flush of every logger at s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -71,12 +72,14 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
                 logger.info(
                     "key store %s: schema migrated to version %d", _where(key_store.url), applied_versions[-1]
                 )
+        limits = await _start_limits(state)
         from .. import _aiohttp_transport  # noqa: F401 - aiohttp, the async wire: ~0.4 s cold
 
         try:
             yield
         finally:
             await shutdown(config)
+            await _stop_limits(state, limits)
             if key_store is not None:
                 await key_store.close()
 
@@ -100,6 +103,46 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
     app.router.redirect_slashes = False
     app.state.proxy = state
     return app
+
+
+async def _start_limits(state: ProxyState) -> asyncio.Task[None] | None:
+    """The spend writer (replaying what a crashed process left in its journal) and, with Redis,
+    the key-cache invalidation listener (budgets.py, spend.py, virtual_keys.py)."""
+    enforcer = state.enforcer
+    if enforcer is None or enforcer.writer is None:
+        return None
+    replayed = await enforcer.writer.start()
+    if replayed:
+        logger.warning(
+            "spend ledger: %d rows recovered from the journal of a process that stopped uncleanly", replayed
+        )
+    if state.limits_redis is None or state.key_backend is None:
+        return None
+    ready = asyncio.Event()
+    task = asyncio.create_task(state.key_backend.listen(state.limits_redis, ready), name="lmgate-keys-listen")
+    try:  # a key changed elsewhere must not be served from an old entry once this instance answers
+        await asyncio.wait_for(ready.wait(), 5.0)
+    except asyncio.TimeoutError:
+        logger.error(
+            "keys: could not subscribe to the invalidation channel; entries expire after 5s meanwhile"
+        )
+    return task
+
+
+async def _stop_limits(state: ProxyState, listener: asyncio.Task[None] | None) -> None:
+    """After the last request: settle what is settling, write the spend, let Redis go."""
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    enforcer = state.enforcer
+    if enforcer is None:
+        return
+    await enforcer.drain()
+    if enforcer.writer is not None:
+        await enforcer.writer.close(state.config.flush_timeout_s)
+    with contextlib.suppress(Exception):
+        await enforcer.counters.close()
 
 
 def _dashboard_routes(state: ProxyState) -> list[Any]:

@@ -58,6 +58,16 @@ PROXY_OWNED_METADATA = frozenset(
 )
 
 
+#: and every name in the proxy's namespaces: a client's ``user_api_key_dict``, ``user_api_key_auth``
+#: or a name the reference adds later must not reach a logger as if the proxy had set it
+PROXY_OWNED_PREFIXES = ("user_api_key", "user_api_end_user")
+
+
+def proxy_owned(name: str) -> bool:
+    """Whether a metadata name is the proxy's to set (a client's is moved to ``requester_metadata``)."""
+    return name in PROXY_OWNED_METADATA or (isinstance(name, str) and name.startswith(PROXY_OWNED_PREFIXES))
+
+
 def identity(
     user: UserAPIKeyAuth,
     client_host: str | None,
@@ -98,15 +108,11 @@ def identity(
 def stamp(metadata: Any, who: Mapping[str, Any], requester: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set;
     ``requester_metadata`` is ``requester`` when given (what hooks will see), else ``who``'s."""
-    out = (
-        {k: v for k, v in metadata.items() if k not in PROXY_OWNED_METADATA}
-        if isinstance(metadata, dict)
-        else {}
-    )
+    out = {k: v for k, v in metadata.items() if not proxy_owned(k)} if isinstance(metadata, dict) else {}
     out.update(who)
     if requester is not None:
         out["requester_metadata"] = requester
     return out
 
 
-__all__ = ["PROXY_OWNED_METADATA", "identity", "stamp"]
+__all__ = ["PROXY_OWNED_METADATA", "PROXY_OWNED_PREFIXES", "identity", "proxy_owned", "stamp"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .auth import KeyBackend, MasterKeyBackend
 from .config import ConfigError, ProxyConfig
@@ -14,6 +14,7 @@ from .router import build_router
 
 if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy that asks for virtual keys
     from ..control.store import KeyStore
+    from .budgets import Enforcer
     from .virtual_keys import DatabaseKeyBackend
 
 
@@ -37,9 +38,13 @@ class ProxyState:
         # virtual keys (general_settings.virtual_keys): the key store, started in the app's lifespan
         self.key_store: KeyStore | None = None
         self.key_backend: DatabaseKeyBackend | None = None
+        # the keys' limits and budgets (budgets.py), their counters and the spend writer
+        self.enforcer: Enforcer | None = None
+        self.limits_redis: Any = None
         if config.virtual_keys and backend is None:
             self.key_store, self.key_backend = _virtual_keys(config)
             backend = self.key_backend
+            self.enforcer, self.limits_redis = _enforcer(self, self.key_store)
         self.backend: KeyBackend = backend if backend is not None else MasterKeyBackend(config.master_key)
         self.created = int(time.time())
         self.known_models = ", ".join(config.model_names) or "(none configured)"
@@ -72,6 +77,39 @@ def _virtual_keys(config: ProxyConfig) -> tuple[KeyStore, DatabaseKeyBackend]:
         raise ConfigError(str(error), config.path, "general_settings.database_url") from None
     remember_secret(url.password if isinstance(url.password, str) else None)  # masked in every log line
     return store, DatabaseKeyBackend(store, config.master_key)
+
+
+def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
+    """The limits' counters: in Redis when ``router_settings`` names one (every instance
+    shares them), else in this process; spend goes to the ledger through a journal."""
+    from .._paths import data_dir
+    from ..control.ledger import Ledger
+    from .budgets import Enforcer, group_prices
+    from .limits import MemoryCounters, RedisCounters, redis_client
+    from .spend import JOURNAL_DIR, SpendWriter
+
+    settings = state.config.router_settings
+    client = None
+    counters: Any
+    if settings.get("redis_url") or settings.get("redis_host"):
+        try:
+            client = redis_client(settings)
+        except ImportError:
+            raise ConfigError(
+                "limits shared across instances need the redis package: pip install 'lmgate[redis]'",
+                state.config.path,
+                "router_settings.redis_url",
+            ) from None
+        counters = RedisCounters(client)
+    else:
+        counters = MemoryCounters()
+    import os
+
+    # how often settled spend goes to the ledger (rows wait in the journal meanwhile); the
+    # environment only, an operating knob: tests set it high to see the journal do its job
+    interval = float(os.environ.get("LMGATE_SPEND_FLUSH_INTERVAL_S") or 1.0)
+    writer = SpendWriter(Ledger(store), data_dir(state.config.data_dir) / JOURNAL_DIR, interval_s=interval)
+    return Enforcer(counters, writer, group_prices(state)), client
 
 
 __all__ = ["ProxyState"]

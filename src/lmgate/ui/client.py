@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -30,13 +31,22 @@ class RemoteStore:
         self._client = httpx.Client(base_url=self.url, headers=headers, timeout=30, transport=transport)
 
     def __repr__(self) -> str:
-        return f"<RemoteStore {self.url}/ui/api>"
+        return f"<RemoteStore {self._shown}/ui/api>"
+
+    @property
+    def _shown(self) -> str:
+        # the URL as a message may show it: a password in it (http://user:pass@host) masked
+        from .._secrets import mask_url
+
+        return mask_url(self.url) or self.url
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
         try:
             response = self._client.get(path, params={k: v for k, v in params.items() if v is not None})
         except httpx.HTTPError as error:
-            raise RemoteStoreError(f"cannot reach {self.url}: {error}") from None
+            from .._secrets import scrub
+
+            raise RemoteStoreError(scrub(f"cannot reach {self._shown}: {error}")) from None
         if response.status_code == 404 and path.startswith("/ui/api/logs/"):
             return None
         if response.status_code != 200:
@@ -44,7 +54,7 @@ class RemoteStore:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200]
-            raise RemoteStoreError(f"{self.url}{path} answered {response.status_code}: {message}")
+            raise RemoteStoreError(f"{self._shown}{path} answered {response.status_code}: {message}")
         return response.json()
 
     @staticmethod
@@ -59,7 +69,8 @@ class RemoteStore:
         return list(self._get("/ui/api/logs", params)["rows"])
 
     def get(self, call_id: str) -> dict[str, Any] | None:
-        found = self._get(f"/ui/api/logs/{call_id}", {})
+        # quoted whole: an id holding '?', '#' or '..' names that id, not another URL
+        found = self._get(f"/ui/api/logs/{quote(call_id, safe='')}", {})
         if found is None:
             return None
         row = dict(found["row"])

@@ -19,7 +19,7 @@ from .query import RANGES, Viewer
 if TYPE_CHECKING:
     import jinja2
 
-    from .routes import UiContext
+    from .context import UiContext
 
 TEMPLATES = Path(__file__).parent / "templates"
 BREAKDOWNS = ("model", "provider", "key", "team", "user", "tag")
@@ -119,6 +119,14 @@ def qs(params: Mapping[str, Any], **changes: Any) -> str:
     return urlencode(merged)
 
 
+def script_json(value: Any) -> str:
+    """``value`` as JSON to put inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u``
+    escapes, so a model name holding ``</script>`` cannot end the element and become markup
+    (the JSON parses to the same value)."""
+    text = orjson.dumps(value, default=_finite).decode()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -147,7 +155,7 @@ def overview(
         range=data["range"],
         totals=data["totals"],
         breakdown=breakdown,
-        chart_json=orjson.dumps(chart, default=_finite).decode(),
+        chart_json=script_json(chart),
     )
 
 
@@ -184,7 +192,7 @@ def no_store(viewer: Viewer, ctx: UiContext) -> str:
     return render("no_store.html", viewer, ctx, page="", params={})
 
 
-def message(viewer: Viewer, ctx: UiContext, text: str, status: int) -> str:
+def message(viewer: Viewer | None, ctx: UiContext, text: str, status: int) -> str:
     return render("message.html", viewer, ctx, page="", params={}, text=text, status=status)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -108,23 +109,27 @@ def _moment(text: str | None, name: str, now: float) -> float | None:
     from ..exceptions import ConfigError
 
     try:
-        return float(text)  # POSIX seconds
+        seconds = float(text)  # POSIX seconds
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # nan and inf parse as floats but bound nothing
+            raise QueryError(f"{name}: expected a finite number of POSIX seconds, got {text!r}")
+        return seconds
     try:
         return now - float(_conf.duration_s(text, name=name))
     except ConfigError:
         pass
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
         raise QueryError(
             f"{name}: expected an ISO time (2026-01-31T12:00), POSIX seconds or a duration (15m, 2h, 7d), "
             f"got {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def filters_from(params: Mapping[str, str], viewer: Viewer, now: float) -> tuple[Filters, str]:
@@ -209,6 +214,7 @@ def call(store: LogStore, call_id: str, viewer: Viewer) -> dict[str, Any] | None
             for r in sorted(found, key=lambda r: r["start_time"])
             if r.get("trace_id") == row["trace_id"] and viewer.may_see(r)
         ]
+    payload = masked_payload(payload)
     hidden = payload.get("hidden_params") or {}
     return {
         "row": {name: row.get(name) for name in (*LOG_COLUMNS, "call_type", "model_group", "model_id")},
@@ -279,20 +285,32 @@ def spend(store: LogStore, params: Mapping[str, str], viewer: Viewer, now: float
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV with a header; lists (tags) as JSON, times as ISO UTC next to nothing else."""
-    import orjson
-
+    """Rows as CSV with a header; lists (tags) as JSON; text that a spreadsheet would run as a
+    formula is prefixed with ``'`` (shown, not run)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(
-            [
-                orjson.dumps(v).decode() if isinstance(v, (list, dict)) else ("" if v is None else v)
-                for v in (row.get(c) for c in columns)
-            ]
-        )
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return buffer.getvalue()
+
+
+# a spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...),
+# =cmd|...): text from a call (a model name, an alias, a tag) must stay text
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One value as a CSV cell: lists and dicts as JSON, None empty, formula-like text quoted."""
+    import orjson
+
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        value = orjson.dumps(value).decode()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def table_of(answer: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], Sequence[str]]:
@@ -320,6 +338,46 @@ def table_of(answer: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], Sequen
             "last_error",
         )
     raise QueryError("this answer has no table to export")
+
+
+# names whose values are credentials wherever they sit in a stored payload (a caller's
+# metadata={"api_key": ...}, a header dict): masked whole, whatever the value looks like
+_SECRET_NAMES = frozenset(
+    {
+        "api_key",
+        "api-key",
+        "apikey",
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "password",
+        "secret",
+        "client_secret",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "access_token",
+        "refresh_token",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+
+def masked_payload(value: Any) -> Any:
+    """A stored payload as a page may show it: values under credential names masked and every
+    key-shaped string (``sk-…``, ``Bearer …``, ``api_key=…``) masked (``_secrets.scrub``)."""
+    from .._secrets import MASK, scrub
+
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_NAMES and v else masked_payload(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [masked_payload(v) for v in value]
+    return value
 
 
 def _answer(response: Any) -> str | None:
@@ -361,7 +419,9 @@ __all__ = [
     "call",
     "filters_from",
     "health",
+    "csv_cell",
     "logs",
+    "masked_payload",
     "overview",
     "spend",
     "table_of",

@@ -5,17 +5,19 @@ an API key sent like to the LLM routes (``Authorization: Bearer …``: scripts c
 that way). The master key makes an admin (every call); a virtual key makes its holder, who
 sees only the calls made with that key (``query.Viewer``), and stays logged in only while the
 key is valid. ``open_access`` (a proxy without a master key, ``lmgate ui`` on loopback) needs
-no login: everyone is admin. Store queries are synchronous: they run in the thread pool.
+no login, for clients on this machine only: a keyless proxy told to listen on another address
+(or reached through a reverse proxy or a container's port) would otherwise show every stored
+prompt and answer to the network. Store queries are synchronous: they run in the thread pool.
 """
 
 from __future__ import annotations
 
-import time
+import ipaddress
+import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,33 +29,12 @@ from ..proxy.auth import UserAPIKeyAuth, presented_key
 from ..proxy.errors import ProxyError
 from ..proxy.responses import error_response, json_response
 from . import query
+from .context import UiContext
 from .query import QueryError, Viewer
-from .session import COOKIE, Sessions, cookie_options
+from .session import COOKIE, cookie_options
+from .throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "static"
-StatsSource = Callable[[], list[tuple[str, dict[str, Any], str | None]]]
-
-
-@dataclass
-class UiContext:
-    """What the dashboard reads: the store (looked up per request: the store logger may be
-    configured after the app is built), logger stats, and who may log in.
-
-    ``authenticate`` turns a presented key into an identity (raising a 401 ``ProxyError``),
-    ``key_alive`` says whether a logged-in key still may look (not deleted, blocked or expired),
-    ``budgets`` lists keys, teams and users with their budgets (virtual keys only)."""
-
-    store: Callable[[], Any]
-    logger_stats: StatsSource
-    authenticate: Callable[[str | None, Request], Awaitable[UserAPIKeyAuth]] | None
-    open_access: bool = False
-    sessions: Sessions = field(default_factory=lambda: Sessions(None))
-    key_alive: Callable[[str], Awaitable[bool]] | None = None
-    budgets: Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]] | None = None
-    clock: Callable[[], float] = time.time
-    title: str = "lmgate"
-    has_health: bool = True  # the loggers run here (the proxy), not in another program (lmgate ui)
-    extra_health: Callable[[], dict[str, Any]] | None = None
 
 
 def viewer_of(user: UserAPIKeyAuth) -> Viewer | None:
@@ -69,9 +50,14 @@ def viewer_of(user: UserAPIKeyAuth) -> Viewer | None:
 def routes(ctx: UiContext) -> list[BaseRoute]:
     from . import pages
 
+    def _refusal(request: Request) -> str:
+        if ctx.open_access:
+            return OPEN_ONLY_LOCALLY
+        return "log in at /ui/login, or send a key as 'Authorization: Bearer <key>'"
+
     async def who(request: Request) -> Viewer | None:
         if ctx.open_access:
-            return query.ADMIN
+            return query.ADMIN if _local(request) else None
         key, _problem = presented_key(request.headers)
         if key is not None and ctx.authenticate is not None:
             try:
@@ -90,9 +76,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         async def endpoint(request: Request) -> Response:
             viewer = await who(request)
             if viewer is None:
-                return error_response(
-                    ProxyError(401, "log in at /ui/login, or send a key as 'Authorization: Bearer <key>'")
-                )
+                return error_response(ProxyError(401, _refusal(request)))
             store = ctx.store()
             if store is None:
                 return error_response(ProxyError(404, NO_STORE, type="not_found_error", code="no_log_store"))
@@ -111,7 +95,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def call_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         store = ctx.store()
         if store is None:
             return error_response(ProxyError(404, NO_STORE, code="no_log_store"))
@@ -126,7 +110,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def health_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         if not viewer.admin:
             return error_response(ProxyError(403, "the health of the loggers is for the admin"))
         body = await health_body()
@@ -144,7 +128,7 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     async def spend_api(request: Request) -> Response:
         viewer = await who(request)
         if viewer is None:
-            return error_response(ProxyError(401, "log in at /ui/login, or send an API key"))
+            return error_response(ProxyError(401, _refusal(request)))
         store = ctx.store()
         if store is None:
             return error_response(ProxyError(404, NO_STORE, code="no_log_store"))
@@ -244,10 +228,23 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     # ---- login ----
     async def login_form(request: Request) -> Response:
         if ctx.open_access:
-            return RedirectResponse("/ui", status_code=303)
+            if _local(request):
+                return RedirectResponse("/ui", status_code=303)
+            return _html(pages.message(None, ctx, OPEN_ONLY_LOCALLY, 403), 403)
         return _html(pages.login(ctx, None, _next(request.query_params.get("next"))))
 
+    throttle = LoginThrottle(ctx.clock)
+
     async def login(request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(pages.login(ctx, "Log in from this dashboard's own page.", "/ui"), 403)
+        address = request.client.host if request.client else "?"
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            page = pages.login(ctx, f"Too many refused keys: try again in {math.ceil(wait)} s.", "/ui")
+            refused = _html(page, 429)
+            refused.headers["Retry-After"] = str(math.ceil(wait))
+            return refused
         # a urlencoded form of two fields: parsed with the standard library (Starlette's form
         # parser needs python-multipart for this one form)
         body = await request.body()
@@ -263,8 +260,10 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
             except ProxyError:
                 viewer = None
         if viewer is None:
+            throttle.failed(address)
             # the same answer for every refusal: the page never tells which keys exist
             return _html(pages.login(ctx, "That key is not valid here.", target), 401)
+        throttle.succeeded(address)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE, ctx.sessions.dump(viewer), **cookie_options(request.url.scheme == "https")
@@ -272,6 +271,8 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(pages.message(None, ctx, "Log out from this dashboard's own page.", 403), 403)
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(COOKIE, path="/ui")
         return response
@@ -302,10 +303,43 @@ def routes(ctx: UiContext) -> list[BaseRoute]:
     ]
 
 
+OPEN_ONLY_LOCALLY = (
+    "This dashboard has no login key (the proxy's general_settings.master_key; LMGATE_UI_KEY for "
+    "lmgate ui), so it answers only on this machine (127.0.0.1): set one to look from elsewhere."
+)
+
 NO_STORE = (
     'no log store: turn the store logger on (litellm_settings.callbacks: ["store"], docs/store.md) '
     "and restart the proxy"
 )
+
+
+def _local(request: Request) -> bool:
+    """The client is on this machine (as uvicorn reports it: behind a reverse proxy on this
+    machine, the forwarded client address)."""
+    host = request.client.host if request.client else ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(request: Request) -> bool:
+    """False for a form posted by another site (login CSRF: a page elsewhere logging the
+    browser in with the attacker's key). Current browsers say where a request comes from in
+    ``Sec-Fetch-Site`` (read first: it holds behind a reverse proxy that rewrites ``Host``);
+    older ones send ``Origin``, compared with the host asked for. A client that sends neither
+    (curl, a script) is no browser being misled."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return urlsplit(origin).netloc in hosts - {None}
 
 
 def _next(target: str | None) -> str:
@@ -321,7 +355,7 @@ def _html(text: str, status: int = 200) -> HTMLResponse:
         text,
         status_code=status,
         headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store",

@@ -8,25 +8,30 @@ names; errors are OpenAI-shaped. A key's text appears in one answer only, ``/key
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ...control.reports import GROUP_COLUMNS, SpendFilters, SpendReports, parse_when
 from ...control.requests import (
+    ID_LIMIT,
+    TEXT_LIMIT,
     BadField,
+    check_text,
     customer_columns,
     duration_seconds,
     key_columns,
     team_columns,
     user_columns,
 )
-from ...control.store import KeyStore, token_of
+from ...control.store import KeyStore, NoSuchTeam, token_of
 from ..end_users import end_users_of
 from ..errors import ProxyError, to_proxy_error
 from ..key_logging import BadLogging
@@ -37,6 +42,7 @@ from ..responses import error_response, json_response
 from ..virtual_keys import DatabaseKeyBackend, iso
 
 Handler = Callable[[Request], Awaitable[Any]]
+_log = logging.getLogger("lmgate.proxy.admin")
 
 
 def key_info(row: dict[str, Any]) -> dict[str, Any]:
@@ -66,17 +72,51 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _required_str(data: Any, name: str) -> str:
+def _required_str(data: Any, name: str, limit: int = TEXT_LIMIT) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value:
         raise ProxyError(400, f"{name!r} is required: a string", param=name)
-    return value
+    return check_text(name, value, limit)
+
+
+def _optional_id(data: Any, name: str, limit: int = ID_LIMIT) -> str | None:
+    """An id the caller may choose (``team_id``, ``user_id``) or None for a made-up one."""
+    value = data.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ProxyError(400, f"{name!r} must be a non-empty string", param=name)
+    return None if value is None else check_text(name, value, limit)
+
+
+def _optional_text(params: Any, name: str) -> str | None:
+    """A query parameter used as a filter: None when absent or empty."""
+    value = params.get(name)
+    return check_text(name, value) if value else None
 
 
 def _required_list(data: dict[str, Any], name: str) -> list[str]:
     value = data.get(name)
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise ProxyError(400, f"{name!r} is required: a non-empty list of strings", param=name)
+    return [check_text(name, v) for v in value]
+
+
+def _chosen_key(data: dict[str, Any]) -> str | None:
+    """The key text an admin chose in ``/key/generate``'s ``key`` (the reference's custom key),
+    or None for a generated one. It must look like a key and be long enough not to be guessed."""
+    value = data.get("key")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.startswith("sk-")
+        or not 16 <= len(value) <= TEXT_LIMIT
+        or any(c.isspace() or not c.isprintable() for c in value)
+    ):
+        raise ProxyError(
+            400,
+            f"'key' must be a string starting with 'sk-', 16 to {TEXT_LIMIT} characters without spaces",
+            param="key",
+        )
     return value
 
 
@@ -130,7 +170,7 @@ class AdminRoutes:
         data = await _body(request)
         columns = key_columns(data)
         self._check_logging(columns)
-        key, row = await self.store.create_key(columns, duration_seconds(data))
+        key, row = await self.store.create_key(columns, duration_seconds(data), _chosen_key(data))
         return json_response(dict(key_info(row), key=key, token_id=row["token"]))
 
     async def key_update(self, request: Request) -> Response:
@@ -162,7 +202,9 @@ class AdminRoutes:
 
     async def key_list(self, request: Request) -> Response:
         params = request.query_params
-        rows = await self.store.list_keys(params.get("team_id"), params.get("user_id"))
+        rows = await self.store.list_keys(
+            _optional_text(params, "team_id"), _optional_text(params, "user_id")
+        )
         if params.get("return_full_object") in ("true", "True", "1"):
             listed: list[Any] = [key_info(r) for r in rows]
         else:
@@ -205,9 +247,7 @@ class AdminRoutes:
 
     async def team_new(self, request: Request) -> Response:
         data = await _body(request)
-        team_id = data.get("team_id")
-        if team_id is not None and (not isinstance(team_id, str) or not team_id):
-            raise ProxyError(400, "'team_id' must be a non-empty string", param="team_id")
+        team_id = _optional_id(data, "team_id")
         columns = team_columns(data)
         self._check_logging(columns)
         try:
@@ -251,9 +291,7 @@ class AdminRoutes:
     async def user_new(self, request: Request) -> Response:
         """A user, and (``auto_create_key``, true by default as in the reference) a key of its own."""
         data = await _body(request)
-        user_id = data.get("user_id")
-        if user_id is not None and (not isinstance(user_id, str) or not user_id):
-            raise ProxyError(400, "'user_id' must be a non-empty string", param="user_id")
+        user_id = _optional_id(data, "user_id")
         columns = user_columns(data)
         auto_key = data.get("auto_create_key", True)
         if not isinstance(auto_key, bool):
@@ -261,6 +299,8 @@ class AdminRoutes:
         key_alias = data.get("key_alias")
         if key_alias is not None and not isinstance(key_alias, str):
             raise ProxyError(400, "'key_alias' must be a string", param="key_alias")
+        if key_alias is not None:
+            check_text("key_alias", key_alias)
         lifetime = duration_seconds(data)
         try:
             row = await self.store.create_user(columns, user_id)
@@ -269,7 +309,11 @@ class AdminRoutes:
         answer = user_info(row)
         if auto_key:
             key_row_columns = key_columns({"user_id": row["user_id"], "key_alias": key_alias})
-            key, key_row = await self.store.create_key(key_row_columns, lifetime)
+            try:
+                key, key_row = await self.store.create_key(key_row_columns, lifetime)
+            except BadField:  # the alias is taken: no user without the key it asked for
+                await self.store.delete_users([row["user_id"]])
+                raise
             answer.update(
                 key=key, token=key_row["token"], key_alias=key_alias, expires=iso(key_row["expires_at"])
             )
@@ -375,14 +419,14 @@ class AdminRoutes:
     # --------------------------------------------------------------------------- spend
 
     def _filters(self, params: Any, *, end_user: str | None = None) -> SpendFilters:
-        key = params.get("api_key")
+        key = _optional_text(params, "api_key")
         return SpendFilters(
             token=token_of(key) if key else None,
-            team_id=params.get("team_id") or None,
-            user_id=params.get("user_id") or params.get("internal_user_id") or None,
-            end_user=end_user or params.get("end_user") or params.get("customer_id") or None,
-            request_id=params.get("request_id") or None,
-            model=params.get("model") or None,
+            team_id=_optional_text(params, "team_id"),
+            user_id=_optional_text(params, "user_id") or _optional_text(params, "internal_user_id"),
+            end_user=end_user or _optional_text(params, "end_user") or _optional_text(params, "customer_id"),
+            request_id=_optional_text(params, "request_id"),
+            model=_optional_text(params, "model"),
             start=_optional_when(params, "start_date"),
             end=_optional_when(params, "end_date", end=True),
         )
@@ -496,9 +540,20 @@ def _admin_only(handler: Handler) -> Handler:
             response = await handler(request)
         except (BadField, BadLogging) as error:
             response = error_response(ProxyError(400, str(error), param=error.field))
-        except LookupError as error:  # a team_id that names no team
+        except NoSuchTeam as error:
             response = error_response(
                 ProxyError(400, f"no team {error.args[0]!r}: create it with POST /team/new", param="team_id")
+            )
+        except sa.exc.DBAPIError as error:
+            # the database's own words carry the SQL and its parameters: the log has them, the
+            # caller gets what failed without them
+            _log.error("%s %s: the key database failed: %s", request.method, request.url.path, error)
+            response = error_response(
+                ProxyError(
+                    500,
+                    f"the key database failed ({type(error.orig).__name__}); the proxy's log has the details",
+                    type="internal_server_error",
+                )
             )
         except Exception as error:
             response = error_response(to_proxy_error(error))

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from ..._call import CONTROL_PARAMS
 from ...cost import compute_cost, custom_prices
 from ..auth import check_model
+from ..budgets import LIMITS, Reservation
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
     Answer,
@@ -87,6 +88,7 @@ class LLMRoutes:
         self.metrics = state.metrics
         self.cache = state.cache
         self.known_models = state.known_models
+        self.enforcer = state.enforcer  # a virtual key's limits and budgets (budgets.py), or None
         # end users of the key store (end_users.py), with virtual keys only
         self.end_users = None
         if state.key_store is not None:
@@ -168,6 +170,7 @@ class LLMRoutes:
         data: dict[str, Any] | None = None
         model = "unknown"
         deployment = None
+        reservation: Reservation | None = None
         failed_at = FailedAt()
         try:
             user = caller(request)
@@ -180,6 +183,7 @@ class LLMRoutes:
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
             end_user = data.get("user")
+            customer = None  # the end user's row, when the key store has one (its budget is checked)
             if isinstance(end_user, str) and end_user:  # the end user this request is made for
                 user = user.for_request(end_user)
                 if self.end_users is not None:  # virtual keys: a blocked end user is refused; its budget
@@ -212,14 +216,29 @@ class LLMRoutes:
             model = group
             if user.models or user.team_models:  # a hook may have changed the model
                 check_model(user, group)
+            if self.enforcer is not None:  # rate limits and the budget's reservation, before any provider
+                limits = request.scope.get(LIMITS)
+                if limits is not None:
+                    end_user = data.get("user")
+                    reservation = await self.enforcer.reserve(
+                        limits, data, group, kind, end_user if isinstance(end_user, str) else None, customer
+                    )
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
-                    request, hooks, user, data, who, group, start, fmt, extra, failed_at
+                    request, hooks, user, data, who, group, start, fmt, extra, failed_at, reservation
                 )
             deployment, result, release = await self._call(
                 hooks, user, data, who, group, kind, call_type, extra=extra, failed_at=failed_at
             )
             release()
+            if reservation is not None:  # the exact cost, as the logs carry it
+                hidden_now = getattr(result, "_hidden_params", None) or {}
+                await self.enforcer.settle(  # type: ignore[union-attr]
+                    reservation,
+                    hidden_now.get("response_cost"),
+                    result.get("usage") if isinstance(result, dict) else getattr(result, "usage", None),
+                    hidden_now.get("litellm_call_id"),
+                )
             if hooks.post_success:
                 result = await run_post_success(hooks, data, user, result)
             hidden = getattr(result, "_hidden_params", None) or {}
@@ -234,6 +253,8 @@ class LLMRoutes:
             )
             return EncodedJSON(body, headers)
         except Exception as error:
+            if reservation is not None and not reservation.settled:  # nothing billed: give it back
+                await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
             perr = await self._failed(hooks, data, error, user, failed_at.deployment_for(error))
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, perr.status, elapsed)
@@ -313,6 +334,7 @@ class LLMRoutes:
         fmt: Any = None,
         extra: dict[str, Any] | None = None,
         failed_at: FailedAt | None = None,
+        reservation: Reservation | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
         deployment, stream, release = await self._call(
@@ -325,9 +347,14 @@ class LLMRoutes:
         model = group
         prices_source = deployment
 
+        enforcer = self.enforcer
+
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             release()
             cost = _stream_cost(prices_source, usage) if usage else None
+            if reservation is not None and enforcer is not None:  # a client that left is settled too
+                hidden = getattr(stream, "_hidden_params", None) or {}
+                enforcer.settle_soon(reservation, cost, usage, hidden.get("litellm_call_id"))
             elapsed = time.perf_counter() - start
             metrics.observe(fmt.route if fmt else "chat", model, status, elapsed, usage, cost)
             if error is not None:  # the provider broke the stream after its first byte

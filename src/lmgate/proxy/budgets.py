@@ -1,0 +1,500 @@
+"""Enforcement of a virtual key's limits and budgets, and the spend it is charged.
+
+Before a request goes to any provider, ``Enforcer.reserve`` builds its checks — the key's,
+its team's and its user's rpm, tpm, parallel and budget limits (``limits.py``) — and takes
+them in one atomic step, or refuses: a budget with 400 ``budget_exceeded``, a rate limit with
+429 and ``Retry-After``. When the request ends (an answer, a failure, a stream that finished
+or whose client left), ``settle`` gives back the reservation, charges the exact cost (the
+``response_cost`` the logs carry) to the budget window the request started in, counts its
+tokens, frees its parallel slot, and hands its ledger row to the ``SpendWriter``.
+
+The reservation rule (``docs/keys.md`` "Budgets"): a request reserves its worst case — its
+input at the dearest input price of the deployments that may answer it, plus its
+``max_tokens`` (or ``max_completion_tokens``; ``DEFAULT_MAX_TOKENS`` when it names neither),
+times ``n``, at the dearest output price. Input tokens are counted as the UTF-8 bytes of the
+messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
+A request whose worst case does not fit beside the requests in flight is refused, even if
+its real cost would have fit: that is the one trade-off of never overrunning.
+
+Budget windows (``budget_duration``) start when the key, team or user was created and every
+``budget_duration`` after: fixed boundaries, the same for every instance. Without a
+``budget_duration`` the budget never resets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..control.durations import parse_duration
+from .errors import ProxyError
+from .limits import NANO, Check, Counters, Refusal
+
+if TYPE_CHECKING:
+    from .spend import SpendWriter
+
+logger = logging.getLogger("lmgate.proxy")
+
+LIMITS = "lmgate.limits"  # the request scope's entry: the caller's KeyLimits (set by virtual_keys.py)
+DEFAULT_MAX_TOKENS = 4096  # output tokens reserved for a request that names no max_tokens
+IMAGE_TOKENS = 2000  # input tokens reserved per image part (more than any vendor bills for one image)
+
+
+@dataclass(slots=True, frozen=True)
+class Scope:
+    """The limits of one key, team or user."""
+
+    kind: str  # "key" | "team" | "user"
+    id: str
+    label: str  # how an error names it: Key=sk-...abcd, Team=…, User=…
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+    max_budget: float | None = None
+    window_s: float | None = None  # budget_duration in seconds; None: the budget never resets
+    anchor: float = 0.0  # where the windows start counting (the row's creation)
+
+
+@dataclass(slots=True, frozen=True)
+class KeyLimits:
+    """What a key's requests are checked against, computed once per cached key row."""
+
+    token: str
+    team_id: str | None
+    user_id: str | None
+    scopes: tuple[Scope, ...]
+    budgeted: bool  # any scope has a budget: the worst case is computed only then
+
+
+@dataclass(slots=True)
+class Reservation:
+    request_id: str
+    limits: KeyLimits
+    checks: list[Check]
+    owners: list[Scope]  # the scope of each check
+    started_at: float
+    model: str
+    end_user: str | None
+    reserved: int = 0
+    settled: bool = field(default=False)
+
+
+def _duration(value: Any, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        return parse_duration(value, name)
+    except ValueError:
+        logger.error("%s: %r is not a duration; the budget is treated as never resetting", name, value)
+        return None
+
+
+def key_limits(row: dict[str, Any]) -> KeyLimits:
+    """The limits of a key's row as ``KeyStore.key`` returns it (with its team's and user's)."""
+    scopes = [
+        Scope(
+            "key",
+            row["token"],
+            f"Key={row['key_name']}",
+            rpm=row.get("rpm_limit"),
+            tpm=row.get("tpm_limit"),
+            parallel=row.get("max_parallel_requests"),
+            max_budget=row.get("max_budget"),
+            window_s=_duration(row.get("budget_duration"), "key budget_duration"),
+            anchor=float(row.get("created_at") or 0.0),
+        )
+    ]
+    if row.get("team_id") is not None:
+        scopes.append(
+            Scope(
+                "team",
+                row["team_id"],
+                f"Team={row['team_id']}",
+                rpm=row.get("team_rpm_limit"),
+                tpm=row.get("team_tpm_limit"),
+                max_budget=row.get("team_max_budget"),
+                window_s=_duration(row.get("team_budget_duration"), "team budget_duration"),
+                anchor=float(row.get("team_created_at") or 0.0),
+            )
+        )
+    if row.get("user_id") is not None and row.get("user_max_budget") is not None:
+        scopes.append(
+            Scope(
+                "user",
+                row["user_id"],
+                f"User={row['user_id']}",
+                max_budget=row.get("user_max_budget"),
+                window_s=_duration(row.get("user_budget_duration"), "user budget_duration"),
+                anchor=float(row.get("user_created_at") or 0.0),
+            )
+        )
+    kept = tuple(s for s in scopes if any(v is not None for v in (s.rpm, s.tpm, s.parallel, s.max_budget)))
+    return KeyLimits(
+        row["token"],
+        row.get("team_id"),
+        row.get("user_id"),
+        kept,
+        any(s.max_budget is not None for s in kept),
+    )
+
+
+def _end_user_scope(end_user: str | None, customer: dict[str, Any] | None) -> Scope | None:
+    if not end_user or not customer or customer.get("max_budget") is None:
+        return None
+    return Scope(
+        "end_user",
+        end_user,
+        f"EndUser={end_user}",
+        max_budget=float(customer["max_budget"]),
+        window_s=_duration(customer.get("budget_duration"), "end user budget_duration"),
+        anchor=float(customer.get("created_at") or 0.0),
+    )
+
+
+def window_of(scope: Scope, now: float) -> tuple[float, float]:
+    """The budget window ``now`` falls in: (start, end); (0, 0) for a budget that never resets."""
+    if not scope.window_s:
+        return 0.0, 0.0
+    start = scope.anchor + math.floor((now - scope.anchor) / scope.window_s) * scope.window_s
+    return start, start + scope.window_s
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+def _usd(nano: int | float) -> str:
+    return f"{nano / NANO:.6f}".rstrip("0").rstrip(".")
+
+
+class Enforcer:
+    """Reserves before a call and settles after it, over ``counters`` (memory or Redis)."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        writer: SpendWriter | None,
+        prices: Callable[[str], tuple[float, float]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.counters = counters
+        self.writer = writer
+        self.prices = prices
+        self.clock = clock
+        self.settle_errors = 0
+        # token → (its KeyLimits, valid until, valid from, checks, their scopes)
+        self._templates: dict[str, tuple[KeyLimits, float, float, list[Check], list[Scope]]] = {}
+        # request ids: unique across instances (a random prefix), cheap within one (a counter)
+        self._prefix = os.urandom(6).hex() + "-"
+        self._ids = itertools.count()
+
+    # ---- before ----
+    async def reserve(
+        self,
+        limits: KeyLimits,
+        data: dict[str, Any],
+        group: str,
+        kind: str,
+        end_user: str | None = None,
+        customer: dict[str, Any] | None = None,
+    ) -> Reservation:
+        """``customer``: the end user's row (``lmgate_customers``), whose budget is checked too."""
+        now = self.clock()
+        scope = _end_user_scope(end_user, customer)
+        budgeted = limits.budgeted or scope is not None
+        amount = _nano_up(self.worst_case(data, group, kind)) if budgeted else 0
+        checks, owners = self._checks(limits, now)
+        if scope is not None:  # per request, not cached with the key's
+            start, end = window_of(scope, now)
+            limit = _nano_down(scope.max_budget or 0.0)
+            checks = [
+                *checks,
+                Check("budget", f"bud:end_user:{scope.id}:{int(start)}", limit, end and end + 3600),
+            ]
+            owners = [*owners, scope]
+        res = Reservation(
+            f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount
+        )
+        if not checks:
+            return res
+        for _ in range(len(checks) + 1):  # each budget may need its window started once
+            try:
+                refusal = await self.counters.admit(res.request_id, checks, amount, now)
+            except Exception as error:
+                raise _unavailable(error) from None
+            if refusal is None:
+                return res
+            if not refusal.need_seed:
+                raise self._refused(checks[refusal.check], owners[refusal.check], refusal, amount, now)
+            await self._seed(checks[refusal.check], owners[refusal.check], now)
+        raise ProxyError(
+            503, "the budget counters could not be started; try again", code="limits_unavailable"
+        )
+
+    def worst_case(self, data: dict[str, Any], group: str, kind: str) -> float:
+        """The most this request can cost, in USD (the reservation rule, in the module's text)."""
+        in_price, out_price = self.prices(group)
+        if kind == "embedding":
+            sent = orjson.dumps(data.get("input"))
+            return len(sent) * in_price
+        sent = orjson.dumps([data.get("messages"), data.get("tools"), data.get("functions")])
+        images = sent.count(b'"image_url"') + sent.count(b'"input_audio"')
+        input_tokens = len(sent) + IMAGE_TOKENS * images
+        out = data.get("max_completion_tokens") or data.get("max_tokens")
+        if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
+            out = DEFAULT_MAX_TOKENS
+        n = data.get("n")
+        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        return input_tokens * in_price + out * choices * out_price
+
+    def _checks(self, limits: KeyLimits, now: float) -> tuple[list[Check], list[Scope]]:
+        """The key's checks at ``now``: the same objects until the minute or a budget window
+        changes (a cache per key, so a request allocates none)."""
+        cached = self._templates.get(limits.token)
+        if cached is not None and cached[0] is limits and now < cached[1] and now >= cached[2]:
+            return cached[3], cached[4]
+        minute = int(now // 60)
+        minute_end = (minute + 1) * 60.0
+        valid_until, valid_from = minute_end, minute * 60.0
+        checks: list[Check] = []
+        owners: list[Scope] = []
+        for s in limits.scopes:
+            first = len(checks)
+            scope = f"{s.kind}:{s.id}"
+            if s.rpm is not None:
+                checks.append(Check("rpm", f"rpm:{scope}:{minute}", s.rpm, minute_end + 60))
+            if s.tpm is not None:
+                checks.append(Check("tpm", f"tpm:{scope}:{minute}", s.tpm, minute_end + 60))
+            if s.parallel is not None:
+                checks.append(Check("parallel", f"par:{scope}", s.parallel))
+            if s.max_budget is not None:
+                start, end = window_of(s, now)
+                if end:
+                    valid_until = min(valid_until, end)
+                    valid_from = max(valid_from, start)
+                # kept an hour past the window: requests that started in it still settle into it
+                checks.append(
+                    Check("budget", f"bud:{scope}:{int(start)}", _nano_down(s.max_budget), end and end + 3600)
+                )
+            owners += [s] * (len(checks) - first)
+        if len(self._templates) >= 10_000:
+            self._templates.clear()
+        self._templates[limits.token] = (limits, valid_until, valid_from, checks, owners)
+        return checks, owners
+
+    async def _seed(self, check: Check, scope: Scope, now: float) -> None:
+        """Start a budget window's counter from the ledger (and what this process has not written yet)."""
+        kind, scope_id = scope.kind, scope.id
+        start, _ = window_of(scope, now)
+        field_name = {"key": "token", "team": "team_id", "user": "user_id", "end_user": "end_user"}[kind]
+        spent = 0.0
+        if self.writer is not None:
+            try:
+                spent = await self.writer.ledger.spent(kind, scope_id, start)
+            except Exception as error:
+                raise _unavailable(error) from None
+            spent += self.writer.pending_spend(field_name, scope_id, start)
+        try:
+            await self.counters.seed(check, _nano_round(spent))
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    def _refused(self, check: Check, scope: Scope, refusal: Refusal, amount: int, now: float) -> ProxyError:
+        if check.kind == "budget":
+            start, end = window_of(scope, now)
+            resets = f"; the budget resets at {_iso(end)}" if end else ""
+            if refusal.used >= check.limit:
+                message = (
+                    f"Budget has been exceeded! {scope.label} Current cost: {_usd(refusal.used)}, "
+                    f"Max budget: {scope.max_budget}{resets}"
+                )
+            else:
+                message = (
+                    f"Budget has been exceeded! {scope.label} Current cost: {_usd(refusal.used)} "
+                    f"(+{_usd(refusal.reserved)} reserved by requests in flight), Max budget: "
+                    f"{scope.max_budget}; this request may cost up to {_usd(amount)} (its input and "
+                    f"max_tokens at the model's prices), which does not fit: send a smaller max_tokens{resets}"
+                )
+            return ProxyError(400, message, type="budget_exceeded", code="400")
+        if check.kind == "parallel":
+            wait = 1
+            what = f"max_parallel_requests: {check.limit}, requests in flight: {refusal.used}"
+        else:
+            wait = max(1, math.ceil((int(now // 60) + 1) * 60 - now))
+            unit = "rpm" if check.kind == "rpm" else "tpm"
+            what = f"{unit}_limit: {check.limit}, current {unit}: {refusal.used}"
+        return ProxyError(
+            429,
+            f"Max parallel request limit reached. Hit limit for {scope.label}: {what}. Retry after {wait}s",
+            type="rate_limit_error",
+            code="429",
+            headers={"retry-after": str(wait)},
+        )
+
+    # ---- after ----
+    async def settle(
+        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
+    ) -> None:
+        """``settle_now`` (kept awaitable for callers that are coroutines)."""
+        self.settle_now(res, cost, usage, request_id)
+
+    def settle_now(
+        self, res: Reservation, cost: float | None, usage: Any, request_id: str | None = None
+    ) -> None:
+        """Charge the exact cost, free what the reservation held, write the ledger row. Once.
+
+        Synchronous, so a stream's end settles before anything else runs: the client that
+        sends its next request at once finds its slot free (Redis: the settlement is queued
+        and goes first in the next admission's round trip)."""
+        if res.settled:
+            return
+        res.settled = True
+        now = self.clock()
+        prompt, completion, total = _tokens(usage)
+        amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
+        if res.checks:
+            try:
+                self.counters.settle(
+                    res.request_id, res.checks, res.reserved, _nano_round(amount), total, now
+                )
+            except Exception as error:  # the ledger still gets the row: spend is never lost
+                self.settle_errors += 1
+                logger.error(
+                    "limits: settling a request failed (%s); its counters are left as they were", error
+                )
+        if self.writer is not None:
+            limits = res.limits
+            self.writer.record(
+                {
+                    "request_id": request_id or res.request_id,
+                    "token": limits.token,
+                    "team_id": limits.team_id,
+                    "user_id": limits.user_id,
+                    "end_user": res.end_user,
+                    "model": res.model,
+                    "cost": amount,
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "started_at": res.started_at,
+                    "ended_at": now,
+                }
+            )
+
+    settle_soon = settle_now  # a stream's end (a synchronous callback)
+
+    async def drain(self) -> None:
+        """Send the settlements still queued (shutdown)."""
+        flush = getattr(self.counters, "flush", None)
+        if flush is not None:
+            await flush()
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.counters.close()
+
+
+def _nano_up(usd: float) -> int:
+    return math.ceil(usd * NANO)
+
+
+def _nano_down(usd: float) -> int:
+    return math.floor(usd * NANO + 1e-6)
+
+
+def _nano_round(usd: float) -> int:
+    return round(usd * NANO)
+
+
+def _tokens(usage: Any) -> tuple[int, int, int]:
+    if usage is None:
+        return 0, 0, 0
+
+    def get(name: str) -> int:
+        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        return int(value) if isinstance(value, (int, float)) else 0
+
+    prompt, completion = get("prompt_tokens"), get("completion_tokens")
+    return prompt, completion, get("total_tokens") or prompt + completion
+
+
+def _unavailable(error: BaseException) -> ProxyError:
+    logger.error("limits: the counters are unavailable: %s", error)
+    return ProxyError(
+        503,
+        "the proxy cannot check this key's limits right now (its counter store is unavailable); try again",
+        code="limits_unavailable",
+    )
+
+
+def group_prices(state: Any) -> Callable[[str], tuple[float, float]]:
+    """The dearest (input, output) USD per token among the deployments that may answer a group.
+
+    With fallbacks configured a request may end on another group, so every deployment of the
+    config counts. A deployment without a known price adds nothing (its calls cost nothing
+    in the logs either).
+    """
+    from ..cost import custom_prices, find_price
+
+    def price_of(params: dict[str, Any]) -> tuple[float, float]:
+        custom = custom_prices(dict(params)) or {}
+        model = str(params.get("model"))
+        entry: dict[str, Any] = {}
+        for name in (params.get("base_model"), model, model.split("/", 1)[-1]):
+            found = find_price(name) if name else None
+            if found is not None:
+                entry = dict(found[1])
+                break
+        entry.update(custom)
+        ins = [
+            float(v) for k, v in entry.items() if "input" in k and "cost" in k and isinstance(v, (int, float))
+        ]
+        outs = [
+            float(v)
+            for k, v in entry.items()
+            if "output" in k and "cost" in k and isinstance(v, (int, float))
+        ]
+        return max(ins, default=0.0), max(outs, default=0.0)
+
+    config = state.config
+    settings = config.router_settings
+    any_fallbacks = any(
+        settings.get(k) for k in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+    )
+    cache: dict[str, tuple[float, float]] = {}
+
+    def prices(group: str) -> tuple[float, float]:
+        found = cache.get(group)
+        if found is None:
+            deployments = [d for d in config.model_list if any_fallbacks or d.model_name == group]
+            each = [price_of(d.litellm_params) for d in deployments]
+            found = cache[group] = (
+                max((p[0] for p in each), default=0.0),
+                max((p[1] for p in each), default=0.0),
+            )
+        return found
+
+    return prices
+
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "IMAGE_TOKENS",
+    "LIMITS",
+    "Enforcer",
+    "KeyLimits",
+    "Reservation",
+    "Scope",
+    "group_prices",
+    "key_limits",
+    "window_of",
+]

@@ -1,0 +1,184 @@
+"""Spend written off the request path, and never lost: a journal, batches, a replay.
+
+A settled request's ledger row is appended to a journal file (one ``write`` of one JSON line:
+the kernel keeps it if the process is killed the next instant) and to a list in memory. A
+background task writes the list to the ledger in batches (every ``interval_s``, or at once when
+``batch_size`` rows wait) and then deletes the journal those rows were in: before each batch
+the writer starts a new journal file, so a file is deleted only once every row in it is in the
+database. At shutdown (SIGTERM) the last batch is written; if the database cannot take it, the
+journal stays. At start, ``recover`` replays the journals no live process holds (each writer
+keeps an exclusive ``flock`` on its files) — after a SIGKILL, say — into the ledger, which
+skips rows it already has: nothing is lost and nothing counted twice.
+
+Journals live in ``<data dir>/spend-journal/``: with several instances on one machine sharing a
+data directory each has its own files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy with virtual keys
+    from ..control.ledger import Ledger
+
+logger = logging.getLogger("lmgate.proxy")
+
+JOURNAL_DIR = "spend-journal"
+
+
+class _Journal:
+    """One journal file, locked by its writer for as long as it lives."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"journal-{uuid.uuid4().hex}.jsonl"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def append(self, line: bytes) -> None:
+        os.write(self.fd, line)
+
+    def close(self, delete: bool) -> None:
+        if delete:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(self.fd)
+
+
+class SpendWriter:
+    def __init__(
+        self, ledger: Ledger, directory: Path, *, batch_size: int = 2000, interval_s: float = 1.0
+    ) -> None:
+        self.ledger = ledger
+        self.directory = directory
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.pending: list[dict[str, Any]] = []
+        self.written = 0  # rows the ledger took (new ones)
+        self.failures = 0  # batches the database refused (kept, tried again)
+        self._journal: _Journal | None = None
+        self._retained: list[_Journal] = []  # journals whose rows wait for a successful batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
+
+    async def start(self) -> int:
+        """Replay dead writers' journals, then start the background task; the rows replayed."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        replayed = await self.recover()
+        self._journal = _Journal(self.directory)
+        self._task = asyncio.create_task(self._run(), name="lmgate-spend-writer")
+        return replayed
+
+    def record(self, row: dict[str, Any]) -> None:
+        """A settled request's ledger row: journaled now, written to the database soon."""
+        journal = self._journal
+        if journal is not None:
+            journal.append(orjson.dumps(row) + b"\n")
+        self.pending.append(row)
+        if len(self.pending) >= self.batch_size:
+            self._wake.set()
+
+    def pending_spend(self, scope_field: str, scope_id: str, since: float) -> float:
+        """What this process settled for one scope since ``since`` and has not written yet."""
+        return sum(
+            r["cost"] for r in self.pending if r.get(scope_field) == scope_id and r["started_at"] >= since
+        )
+
+    async def flush(self) -> bool:
+        """Write every pending row now; True when the ledger took them."""
+        async with self._flushing:
+            if not self.pending:
+                return True
+            rows, self.pending = self.pending, []
+            if self._journal is not None:  # the rows after this point go to a new file
+                self._retained.append(self._journal)
+                self._journal = _Journal(self.directory)
+            try:
+                self.written += await self.ledger.write(rows)
+            except Exception as error:
+                self.failures += 1
+                self.pending = rows + self.pending
+                logger.error(
+                    "spend ledger: writing %d rows failed (%s); kept, trying again", len(rows), error
+                )
+                return False
+            for journal in self._retained:
+                journal.close(delete=True)
+            self._retained.clear()
+            return True
+
+    async def close(self, timeout_s: float = 10.0) -> bool:
+        """Stop the task and write what is left (SIGTERM); a journal stays for what could not be."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        done = False
+        with contextlib.suppress(asyncio.TimeoutError):
+            done = await asyncio.wait_for(self.flush(), timeout_s)
+        for journal in self._retained:
+            journal.close(delete=False)
+        self._retained.clear()
+        if self._journal is not None:
+            self._journal.close(delete=done and not self.pending)
+            self._journal = None
+        if not done:
+            logger.error(
+                "spend ledger: %d rows kept in %s for the next start", len(self.pending), self.directory
+            )
+        return done
+
+    async def recover(self) -> int:
+        """Write the rows of every journal no live writer holds into the ledger; the rows new to it."""
+        replayed = 0
+        for path in sorted(self.directory.glob("journal-*.jsonl")):
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process writes it
+                rows = []
+                for line in path.read_bytes().split(b"\n"):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(orjson.loads(line))
+                    except orjson.JSONDecodeError:  # a line torn by the crash: never settled
+                        logger.warning("spend journal %s: a torn line skipped", path.name)
+                new = await self.ledger.write(rows) if rows else 0
+                replayed += new
+                path.unlink()
+                if rows:
+                    logger.info(
+                        "spend journal %s replayed: %d rows, %d new to the ledger", path.name, len(rows), new
+                    )
+            finally:
+                os.close(fd)
+        return replayed
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as error:  # never let the writer die
+                logger.error("spend ledger writer: %s", error)
+
+
+__all__ = ["JOURNAL_DIR", "SpendWriter"]

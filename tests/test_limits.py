@@ -1,0 +1,226 @@
+"""The limits' counters and the budget rules, on both backends (this process's memory, a real
+``redis-server``), with an injected clock: rpm, tpm, parallel, budgets, the reservation rule,
+window resets, and many concurrent reservations that together never overrun a budget."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fakes import RedisServer
+
+from lmgate.proxy.budgets import Enforcer, KeyLimits, Scope, key_limits, window_of
+from lmgate.proxy.errors import ProxyError
+from lmgate.proxy.limits import NANO, MemoryCounters, RedisCounters
+
+T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
+PRICES = (1e-6, 2e-6)  # USD per input token, per output token
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def counters(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    made = RedisCounters(aioredis.Redis.from_url(redis_server.url))
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def limits(**scope: Any) -> KeyLimits:
+    key = Scope("key", "tok", "Key=sk-...abcd", **scope)
+    return KeyLimits("tok", None, None, (key,), key.max_budget is not None)
+
+
+def body(max_tokens: int = 10) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": max_tokens}
+
+
+def enforcer(counters: Any, clock: Clock) -> Enforcer:
+    return Enforcer(counters, None, lambda group: PRICES, clock=clock)
+
+
+async def refused(e: Enforcer, lim: KeyLimits, data: dict[str, Any] | None = None) -> ProxyError:
+    with pytest.raises(ProxyError) as caught:
+        await e.reserve(lim, data or body(), "m", "chat")
+    return caught.value
+
+
+async def test_rpm_is_a_fixed_minute_window_with_retry_after(counters: Any) -> None:
+    clock = Clock(T0 + 45)
+    e, lim = enforcer(counters, clock), limits(rpm=2)
+    for _ in range(2):
+        await e.settle(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
+    error = await refused(e, lim)
+    assert error.status == 429 and error.headers["retry-after"] == "15"
+    assert "rpm_limit: 2" in error.message and "Key=sk-...abcd" in error.message
+    clock.now = T0 + 60  # the next minute counts again
+    await e.reserve(lim, body(), "m", "chat")
+
+
+async def test_tpm_counts_settled_tokens_of_the_minute_the_request_started(counters: Any) -> None:
+    clock = Clock(T0 + 10)
+    e, lim = enforcer(counters, clock), limits(tpm=100)
+    first = await e.reserve(lim, body(), "m", "chat")
+    await e.settle(first, 0.0, {"prompt_tokens": 60, "completion_tokens": 40, "total_tokens": 100})
+    error = await refused(e, lim)
+    assert error.status == 429 and "tpm_limit: 100, current tpm: 100" in error.message
+    clock.now = T0 + 60
+    await e.reserve(lim, body(), "m", "chat")
+
+
+async def test_parallel_slots_are_given_back_when_a_request_settles(counters: Any) -> None:
+    e, lim = enforcer(counters, Clock()), limits(parallel=2)
+    a = await e.reserve(lim, body(), "m", "chat")
+    await e.reserve(lim, body(), "m", "chat")
+    error = await refused(e, lim)
+    assert error.status == 429 and error.headers["retry-after"] == "1"
+    await e.settle(a, None, None)
+    await e.reserve(lim, body(), "m", "chat")
+
+
+async def test_a_refused_request_takes_nothing(counters: Any) -> None:
+    """All or nothing: the rpm slot is not taken when the parallel check refuses."""
+    e = enforcer(counters, Clock())
+    lim = limits(rpm=2, parallel=1)
+    held = await e.reserve(lim, body(), "m", "chat")
+    await refused(e, lim)
+    await refused(e, lim)
+    await e.settle(held, None, None)
+    await e.reserve(lim, body(), "m", "chat")  # the refused ones used no rpm: 2 of 2 now
+
+
+async def test_the_worst_case_is_reserved_and_the_exact_cost_settled(counters: Any) -> None:
+    e = enforcer(counters, Clock())
+    data = body(max_tokens=100)
+    worst = e.worst_case(data, "m", "chat")
+    # the messages' bytes at the input price, max_tokens at the output price
+    assert worst == pytest.approx(len(b'[[{"role":"user","content":"Hi"}],null,null]') * 1e-6 + 100 * 2e-6)
+    lim = limits(max_budget=worst * 2.5)
+    a = await e.reserve(lim, data, "m", "chat")
+    b = await e.reserve(lim, data, "m", "chat")
+    error = await refused(e, lim, data)  # two in flight: a third worst case does not fit
+    assert (
+        error.status == 400
+        and error.type == "budget_exceeded"
+        and "reserved by requests in flight" in error.message
+    )
+    await e.settle(a, worst / 10, None)  # the real cost is far below the worst case
+    await e.reserve(lim, data, "m", "chat")
+    await e.settle(b, worst, None)
+    error = await refused(e, lim, data)
+    assert error.type == "budget_exceeded"
+
+
+async def test_an_exhausted_budget_refuses_even_a_free_request(counters: Any) -> None:
+    e = enforcer(counters, Clock())
+    lim = limits(max_budget=0.001)
+    res = await e.reserve(lim, body(), "m", "chat")
+    await e.settle(res, 0.001, None)
+    error = await refused(e, lim, {"model": "m", "input": ""})
+    assert error.type == "budget_exceeded" and "Current cost: 0.001, Max budget: 0.001" in error.message
+
+
+async def test_a_budget_window_resets_at_its_boundary_and_a_request_pays_in_the_window_it_started(
+    counters: Any,
+) -> None:
+    clock = Clock()
+    created = T0 - 100.0
+    lim = limits(max_budget=1.0, window_s=3600.0, anchor=created)
+    assert window_of(lim.scopes[0], T0) == (created, created + 3600.0)
+    e = enforcer(counters, clock)
+    spend = await e.reserve(lim, body(), "m", "chat")
+    await e.settle(spend, 1.0, None)
+    assert (await refused(e, lim)).type == "budget_exceeded"
+    late = None
+    clock.now = created + 3599.0  # still the first window
+    assert "resets at" in (await refused(e, lim)).message
+    clock.now = created + 3600.0  # the boundary: a new window, nothing spent in it
+    late = await e.reserve(lim, body(), "m", "chat")
+    # a request that started in the second window and ends in the third is charged to the second
+    clock.now = created + 7200.0 + 5
+    await e.settle(late, 1.0, None)
+    await e.settle(await e.reserve(lim, body(), "m", "chat"), 0.5, None)
+    clock.now = created + 3600.0 + 10
+    assert (await refused(e, lim)).type == "budget_exceeded"
+
+
+async def test_concurrent_reservations_never_overrun_the_budget(redis_server: RedisServer) -> None:
+    """Two enforcers (two instances) on one Redis, 200 requests at once, each costing at most
+    its reservation: the spend settled never passes the budget, and the budget is used."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    data = body(max_tokens=100)
+    worst = a.worst_case(data, "m", "chat")
+    budget = worst * 20.5
+    lim = limits(max_budget=budget)
+    spent = 0.0
+    admitted = 0
+
+    async def one(e: Enforcer) -> None:
+        nonlocal spent, admitted
+        try:
+            res = await e.reserve(lim, data, "m", "chat")
+        except ProxyError as error:
+            assert error.type == "budget_exceeded"
+            return
+        admitted += 1
+        await asyncio.sleep(0)  # let the others reserve while this one is in flight
+        spent += worst
+        await e.settle(res, worst, None)
+
+    await asyncio.gather(*(one(a if i % 2 else b) for i in range(200)))
+    assert admitted == 20 and spent <= budget
+    for e in (a, b):  # settlements ride with the next admission, or go within 2 ms: send them now
+        await e.counters.flush()  # type: ignore[attr-defined]
+    held = await a.counters.client.hgetall("lmgate:limits:bud:key:tok:0")  # type: ignore[attr-defined]
+    assert int(held[b"s"]) <= budget * NANO and int(held[b"r"]) == 0
+    await a.close()
+    await b.close()
+
+
+def test_key_limits_read_the_key_team_and_user_rows() -> None:
+    row = {
+        "token": "t",
+        "key_name": "sk-...abcd",
+        "team_id": "team-1",
+        "user_id": "u1",
+        "rpm_limit": 5,
+        "tpm_limit": None,
+        "max_parallel_requests": None,
+        "max_budget": None,
+        "budget_duration": None,
+        "created_at": 1.0,
+        "team_rpm_limit": None,
+        "team_tpm_limit": 1000,
+        "team_max_budget": 10.0,
+        "team_budget_duration": "30d",
+        "team_created_at": 2.0,
+        "user_max_budget": 3.0,
+        "user_budget_duration": None,
+        "user_created_at": 3.0,
+    }
+    lim = key_limits(row)
+    assert [(s.kind, s.id) for s in lim.scopes] == [("key", "t"), ("team", "team-1"), ("user", "u1")]
+    assert lim.scopes[1].window_s == 30 * 86400 and lim.scopes[1].anchor == 2.0 and lim.budgeted
+    bare = key_limits({**row, "team_id": None, "user_id": None, "rpm_limit": None})
+    assert bare.scopes == () and not bare.budgeted
