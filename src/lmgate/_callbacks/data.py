@@ -13,12 +13,9 @@ from typing import Any
 import orjson
 
 from ..types import _plain
-from .encoding import json_default
+from .encoding import dumps_any_keys, json_default
 from .litellm_params import with_defaults
 from .redact import REDACTED_TEXT, redact_messages
-
-NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
-
 
 # how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
 # copied by a loop instead, so no depth of data exhausts Python's recursion limit
@@ -108,7 +105,7 @@ def plain(value: Any) -> Any:
 def snapshot(value: Any) -> tuple[bytes | None, Any]:
     """(JSON snapshot, None), or (None, a deep copy) for data orjson cannot encode."""
     try:
-        return orjson.dumps(value, option=NON_STR_KEYS), None
+        return dumps_any_keys(value), None
     except TypeError:
         return None, copy_data(value)
 
@@ -122,7 +119,7 @@ def _dumps_or_value(value: Any) -> Any:
     if not value and type(value) is dict:
         return b"{}"
     try:
-        return orjson.dumps(value, option=NON_STR_KEYS)
+        return dumps_any_keys(value)
     except TypeError:  # something orjson cannot encode: readers get deep copies
         return value
 
