@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .base import Filters
-from .schema import LATENCY_BASE, ROLLUP_DIMS, ROLLUP_SUMS, bucket_sql, hour_sql, sums_sql
+from .schema import LATENCY_BASE, LATENCY_DIMS, ROLLUP_DIMS, ROLLUP_SUMS, bucket_sql, hour_sql, sums_sql
 
 HOUR = 3600
 # stats groupings the rollup answers and their expression over its ``hour`` and dimensions
@@ -62,7 +62,12 @@ def _where(f: Filters) -> tuple[str, dict[str, Any]]:
 
 
 def _sources(
-    f: Filters, rollup_table: str, rollup_values: list[str], raw_values: list[str], raw_only: str = ""
+    f: Filters,
+    rollup_table: str,
+    rollup_values: list[str],
+    raw_values: list[str],
+    raw_only: str = "",
+    dim_names: tuple[str, ...] = ROLLUP_DIMS,
 ) -> tuple[str, dict[str, Any]]:
     """A UNION ALL of the rollup's whole hours in range and the raw rows of the partial hours
     at its ends (those meeting ``raw_only`` too), each with columns ``hour, <dims>, <values>``."""
@@ -70,7 +75,7 @@ def _sources(
     since, until = f.since, f.until
     first = None if since is None else math.ceil(since / HOUR) * HOUR
     last = None if until is None else math.floor(until / HOUR) * HOUR
-    dims = ", ".join(ROLLUP_DIMS)
+    dims = ", ".join(dim_names)
     # named: a UNION ALL takes its column names from its first part
     values = ", ".join(f"{v} AS {n}" for v, n in zip(raw_values, rollup_values, strict=True))
     raw_select = f"SELECT {hour_sql('')} AS hour, {dims}, {values} FROM calls WHERE {where}{raw_only}"
@@ -117,7 +122,12 @@ def aggregate(
         f"coalesce(sum(saved_cost), 0.0) AS saved_cost FROM ({sums_source}){grouping}{order}"
     )
     hist_source, hist_params = _sources(
-        f, "calls_hourly_latency", ["bucket", "n"], [bucket_sql(""), "1"], " AND latency_ms IS NOT NULL"
+        f,
+        "calls_hourly_latency",
+        ["bucket", "n"],
+        [bucket_sql(""), "1"],
+        " AND latency_ms IS NOT NULL",
+        LATENCY_DIMS,
     )
     hist = (
         f"SELECT {key_select}bucket, sum(n) FROM ({hist_source}) "
