@@ -166,3 +166,17 @@ def test_a_percentile_is_within_its_bucket(tmp_path, latency):
     assert exact == pytest.approx(latency, abs=1e-3)
     assert abs(got - exact) <= bucket_width(exact)
     store.close()
+
+
+def test_a_series_without_latency_has_the_same_sums_and_no_percentiles(tmp_path):
+    store = open_store(str(tmp_path / "r.sqlite3"))
+    store.write(rows())
+    for use_rollup in (True, False):
+        store.use_rollup = use_rollup
+        for f in (Filters(since=T0 + 5000.5), Filters(key="h1")):
+            full = store.timeseries("hour", f, group_by="model")
+            bare = store.timeseries("hour", f, group_by="model", latency=False)
+            assert all(r["p50_ms"] is None and r["p95_ms"] is None for r in bare)
+            strip = {"p50_ms": None, "p95_ms": None}
+            assert bare == [{**r, **strip} for r in full]
+    store.close()

@@ -138,10 +138,11 @@ def aggregate(
         cursor.execute(statement, params)
         names = [d[0] for d in cursor.description]
         groups = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        cursor.execute(hist, hist_params)
         per_group: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
         width = len(keys)
-        for row in cursor.fetchall():
+        if quantiles:  # else no histogram read
+            cursor.execute(hist, hist_params)
+        for row in cursor.fetchall() if quantiles else ():
             per_group.setdefault(tuple(row[:width]), []).append((row[width], row[width + 1]))
     finally:
         cursor.close()

@@ -218,9 +218,20 @@ class SQLiteStore:
         row["error_rate"] = row["errors"] / row["requests"]
         return {name: row.get(name) for name in TOTALS_FIELDS}
 
+    # ``timeseries`` takes ``latency=False``: ui/query.py asks so for a series it charts no latency of
+    SERIES_LATENCY_OPTIONAL = True
+
     def timeseries(
-        self, bucket: str, filters: Filters = Filters(), group_by: str | None = None
+        self,
+        bucket: str,
+        filters: Filters = Filters(),
+        group_by: str | None = None,
+        *,
+        latency: bool = True,
     ) -> list[dict[str, Any]]:
+        """``base.LogStore.timeseries``; with ``latency=False`` the percentiles are None, not
+        computed (a pass over the latencies or the rollup's histogram saved)."""
+        quantiles = (0.50, 0.95) if latency else ()
         if bucket not in BUCKETS:
             raise ValueError(f"timeseries: bucket must be one of {', '.join(BUCKETS)}, got {bucket!r}")
         if group_by is not None and group_by not in SERIES_GROUP_BYS:
@@ -239,7 +250,7 @@ class SQLiteStore:
                 ("group", "NULL" if group_by is None else rollup.SERIES_KEYS[group_by]),
             ]
             with self.engine.connect() as conn:
-                found = rollup.aggregate(conn, keys_sql, filters, "1, 2", (0.50, 0.95))
+                found = rollup.aggregate(conn, keys_sql, filters, "1, 2", quantiles)
             return [{name: row.get(name) for name in SERIES_FIELDS} for row in found]
         # integer division floors for the non-negative times a store holds
         start = (cast(calls.c.start_time, Integer) // width * width).label("bucket_start")
@@ -249,7 +260,7 @@ class SQLiteStore:
         else:
             key, source = _grouping(group_by)
             keys = [start, key.label("group")]
-        rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=(0.50, 0.95))
+        rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=quantiles)
         return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
 
     def _aggregate(
@@ -293,7 +304,7 @@ class SQLiteStore:
             groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(statement)]
             per_group: dict[tuple[Any, ...], list[float]] = {}
             width = len(keys)
-            for found in _raw_rows(conn, latencies):
+            for found in _raw_rows(conn, latencies) if quantiles else ():
                 per_group.setdefault(found[:width], []).append(found[width])
         for values in per_group.values():
             values.sort()
