@@ -109,9 +109,12 @@ def measure(store: Any, repeats: int) -> dict[str, tuple[float, float, float]]:
         store.totals(week)
         store.timeseries("hour", week)
 
-    def ui_overview() -> None:  # what /ui/api/overview asks (ui/query.py): also tokens by model
-        overview()
-        store.timeseries("hour", week, group_by="model")
+    from lmgate.ui.query import Viewer
+    from lmgate.ui.query import overview as ui_query_overview
+
+    def ui_overview() -> None:  # what /ui/api/overview?range=7d runs (also tokens by model)
+        found = ui_query_overview(store, {"range": "7d", "bucket": "hour"}, Viewer(admin=True), NOW)
+        assert found["totals"]["requests"] > 0
 
     return {
         "overview (totals + hourly series, 7 days)": timed(overview, repeats),
