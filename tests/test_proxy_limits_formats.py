@@ -267,3 +267,27 @@ def _open_stream(url: str, key: str, route: str) -> _Open:
     response = client.send(request, stream=True)
     assert response.status_code == 200, response.read()
     return _Open(client, response)
+
+
+def test_a_passed_through_completion_reserves_every_prompt_and_best_of(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider
+) -> None:
+    """The pass-through sends what the bridge refuses (several prompts, token ids, best_of):
+    the worst case counts them, not just the first prompt of the chat translation."""
+    (server,) = cluster_of().start(1)
+    key = generate(server, max_budget=1.0)["key"]  # 16 output tokens cost 0.032
+    headers = {"Authorization": f"Bearer {key}"}
+    base = {"model": "fast", "max_tokens": 16}
+    fits = httpx.post(f"{server.url}/v1/completions", json={**base, "prompt": "Hi"}, headers=headers)
+    assert fits.status_code == 200, fits.text
+    sent = len(fake_provider.requests)
+    for body in (
+        {"prompt": ["Hi"] * 40},  # 40 prompts × 16 tokens: 1.28
+        {"prompt": "Hi", "best_of": 40},  # 40 candidates generated and billed
+        {"prompt": "Hi", "n": 2, "best_of": 40},
+        {"prompt": [1] * 1500},  # 1,500 input tokens as ids: 1.5
+    ):
+        answer = httpx.post(f"{server.url}/v1/completions", json={**base, **body}, headers=headers)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["error"]["type"] == "budget_exceeded", (body, answer.text)
+    assert len(fake_provider.requests) == sent

@@ -207,6 +207,7 @@ class LLMRoutes:
                 if not fmt:
                     check_request(data, kind)
             extra = None
+            asked = data  # the request as the hooks left it, on its own API (a budget's worst case)
             if fmt:  # the hooks saw the request as sent; the Router gets it as a chat request
                 chat = fmt.to_chat(data)
                 extra = fmt.extra(data, request.headers)
@@ -221,7 +222,14 @@ class LLMRoutes:
                 if limits is not None:
                     end_user = data.get("user")
                     reservation = await self.enforcer.reserve(
-                        limits, data, group, kind, end_user if isinstance(end_user, str) else None, customer
+                        limits,
+                        data,
+                        group,
+                        kind,
+                        end_user if isinstance(end_user, str) else None,
+                        customer,
+                        asked if fmt else None,
+                        fmt.route if fmt else None,
                     )
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
