@@ -291,3 +291,36 @@ def test_a_passed_through_completion_reserves_every_prompt_and_best_of(
         assert answer.status_code == 400, (body, answer.text)
         assert answer.json()["error"]["type"] == "budget_exceeded", (body, answer.text)
     assert len(fake_provider.requests) == sent
+
+
+@pytest.mark.parametrize("route", ["messages", "responses", "completions"])
+def test_an_end_users_budget_and_block_apply_on_every_format(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, route: str
+) -> None:
+    """The end user is the Messages API's ``metadata.user_id`` and the others' ``user``."""
+    (server,) = cluster_of().start(1)
+    made = admin(server, "POST", "/customer/new", json={"user_id": "cust-f", "max_budget": 1e-9})
+    assert made.status_code == 200, made.text
+    key = generate(server)["key"]
+    path, body = {
+        "messages": ("/v1/messages", {"max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}),
+        "responses": ("/v1/responses", {"max_output_tokens": 16, "input": "Hi"}),
+        "completions": ("/v1/completions", {"max_tokens": 16, "prompt": "Hi"}),
+    }[route]
+
+    def post(end_user: str) -> httpx.Response:
+        who = {"metadata": {"user_id": end_user}} if route == "messages" else {"user": end_user}
+        return httpx.post(
+            f"{server.url}{path}",
+            json={"model": "fast", **body, **who},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=20,
+        )
+
+    assert post("someone-else").status_code == 200
+    sent = len(fake_provider.requests)
+    message = assert_shape(route, post("cust-f"), 400, "budget_exceeded")
+    assert "EndUser=cust-f" in message
+    assert admin(server, "POST", "/customer/block", json={"user_ids": ["cust-f"]}).status_code == 200
+    assert post("cust-f").status_code in (400, 401, 403)
+    assert len(fake_provider.requests) == sent
