@@ -26,9 +26,12 @@ UPSTREAM = "sk-upstream-formats-0123456789"
 IN_PRICE, OUT_PRICE = 0.001, 0.002
 
 # (route, model group): the fake's "fast" deployment is OpenAI (messages are translated to
-# chat for it; responses and completions pass through); "mock" answers itself (bridged)
+# chat for it; responses and completions pass through), "claude" is Anthropic (messages pass
+# through), "mock" answers itself (bridged)
 CASES = [
     ("messages", "fast"),
+    ("messages", "claude"),  # passed through
+    ("responses", "claude"),  # bridged over chat to Anthropic
     ("responses", "fast"),
     ("responses", "mock"),
     ("completions", "fast"),
@@ -46,6 +49,13 @@ def write_config(tmp: Path, fake: FakeProvider, receiver: LogReceiver, redis_url
             litellm_params:
               model: openai/gpt-4o-mini
               api_base: {fake.base_url}/v1
+              api_key: {UPSTREAM}
+              input_cost_per_token: {IN_PRICE}
+              output_cost_per_token: {OUT_PRICE}
+          - model_name: claude
+            litellm_params:
+              model: anthropic/claude-sonnet-4-20250514
+              api_base: {fake.base_url}
               api_key: {UPSTREAM}
               input_cost_per_token: {IN_PRICE}
               output_cost_per_token: {OUT_PRICE}
@@ -167,7 +177,7 @@ def test_rpm_limit_and_model_access_on_every_format(
     cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, route: str, group: str
 ) -> None:
     (server,) = cluster_of().start(1)
-    other = "mock" if group == "fast" else "fast"
+    other = "mock" if group != "mock" else "fast"
     limited = generate(server, models=[other])["key"]
     message = assert_shape(route, refusal(server.url, limited, route, group), 401, "key_model_access_denied")
     assert other in message  # names the models the key may use
@@ -187,33 +197,38 @@ def test_rpm_limit_and_model_access_on_every_format(
 
 
 @pytest.mark.parametrize("redis", [False, True], ids=["memory", "redis"])
-@pytest.mark.parametrize("route", ["messages", "responses", "completions"])
+@pytest.mark.parametrize(
+    ("route", "group"),
+    [("messages", "fast"), ("messages", "claude"), ("responses", "fast"), ("completions", "fast")],
+    ids=["messages-fast", "messages-claude", "responses-fast", "completions-fast"],
+)
 def test_parallel_slot_is_held_by_a_stream_and_spend_equals_the_logged_costs(
     cluster_of: Callable[..., Cluster],
     fake_provider: FakeProvider,
     log_receiver: LogReceiver,
     route: str,
+    group: str,
     redis: bool,
 ) -> None:
     cluster = cluster_of(redis=redis)
     (server,) = cluster.start(1)
     made = generate(server, max_parallel_requests=1, max_budget=10.0)
     key, token = made["key"], made["token"]
-    assert call(server.url, key, route, "fast")
-    assert call(server.url, key, route, "fast", stream=True)
+    assert call(server.url, key, route, group)
+    assert call(server.url, key, route, group, stream=True)
     if route == "responses":
         assert call(server.url, key, route, "mock") and call(server.url, key, route, "mock", stream=True)
     gate = threading.Event()
     fake_provider.enqueue(Reply(hold_after_chunks=1, delay_event=gate))
     try:
-        leaving = _open_stream(server.url, key, route)
-        answer = refusal(server.url, key, route, "fast")  # its slot is held while it streams
+        leaving = _open_stream(server.url, key, route, group)
+        answer = refusal(server.url, key, route, group)  # its slot is held while it streams
         assert "max_parallel_requests: 1" in assert_shape(route, answer, 429, "rate_limit_error")
         assert answer.headers["retry-after"] == "1"
         leaving.close()  # the client goes away mid-stream
         for _ in range(400):  # bounded: the proxy notices, settles, frees the slot
             try:
-                call(server.url, key, route, "mock" if route == "responses" else "fast")
+                call(server.url, key, route, "mock" if route == "responses" else group)
                 break
             except (openai.RateLimitError, anthropic.RateLimitError):
                 continue
@@ -249,8 +264,8 @@ class _Open:
         self.client.close()
 
 
-def _open_stream(url: str, key: str, route: str) -> _Open:
-    body: dict[str, Any] = {"model": "fast", "stream": True}
+def _open_stream(url: str, key: str, route: str, group: str) -> _Open:
+    body: dict[str, Any] = {"model": group, "stream": True}
     if route == "messages":
         path, body = (
             "/v1/messages",
