@@ -14,7 +14,9 @@ input at the dearest input price of the deployments that may answer it, plus its
 times ``n``, at the dearest output price. Input tokens are counted as the UTF-8 bytes of the
 messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
 A request whose worst case does not fit beside the requests in flight is refused, even if
-its real cost would have fit: that is the one trade-off of never overrunning.
+its real cost would have fit: that is the one trade-off of never overrunning. The other API
+formats are read through their chat translation (the Messages API's ``max_tokens``, the
+Responses API's ``max_output_tokens``), legacy completions as sent (``worst_case``).
 
 Budget windows (``budget_duration``) start when the key, team or user was created and every
 ``budget_duration`` after: fixed boundaries, the same for every instance. Without a
