@@ -80,7 +80,13 @@ SCENARIOS: dict[str, Scenario] = {
         split_variants=False,
     ),
     "proxy": Scenario(
-        "proxy.py", ["plain", "generic_api"], 3, 1, 600, quick_variants=["plain"], split_variants=False
+        "proxy.py",
+        ["plain", "generic_api", "store"],
+        3,
+        1,
+        600,
+        quick_variants=["plain"],
+        split_variants=False,
     ),
 }
 SMOKE = {"import": ["import"], "mock_sync": ["no_callbacks"]}

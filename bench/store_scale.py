@@ -7,7 +7,8 @@ ClickHouse: the bulk path, seconds instead of minutes), spread over 30 days, 5 m
 10 teams, 200 users, 5% failures, ~400-byte payloads. Then, each timed ``--repeats`` times
 (median and max reported, first run apart as "cold"):
 
-* overview: ``totals`` + ``timeseries("hour")`` over the last 7 days (what /ui's first page asks);
+* overview: ``totals`` + ``timeseries("hour")`` over the last 7 days, then as /ui's first page asks
+  it (ui/query.py ``overview``: also the hourly series by model);
 * logs page: the first 50 rows with one filter (a model);
 * logs page, unfiltered; a key's last 24 h stats by model.
 
@@ -108,8 +109,16 @@ def measure(store: Any, repeats: int) -> dict[str, tuple[float, float, float]]:
         store.totals(week)
         store.timeseries("hour", week)
 
+    from lmgate.ui.query import Viewer
+    from lmgate.ui.query import overview as ui_query_overview
+
+    def ui_overview() -> None:  # what /ui/api/overview?range=7d runs (also tokens by model)
+        found = ui_query_overview(store, {"range": "7d", "bucket": "hour"}, Viewer(admin=True), NOW)
+        assert found["totals"]["requests"] > 0
+
     return {
         "overview (totals + hourly series, 7 days)": timed(overview, repeats),
+        "overview as /ui asks it (+ hourly tokens by model)": timed(ui_overview, repeats),
         "logs page, first 50, model filter": timed(
             lambda: store.query(Filters(model="claude-haiku"), Page(50)), repeats
         ),

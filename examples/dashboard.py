@@ -114,6 +114,9 @@ def one_call(url: str, key: str, rng: random.Random, n: int) -> bool:
         "model": model,
         "messages": [{"role": "user", "content": question}],
         "user": rng.choice(["ana", "ben", "chen", "dara"]),
+        # a bound on the answer, as an application sets one: a request reserves its worst case
+        # against its key's budget (docs/keys.md, "Budgets"), and the ci key's is $0.01
+        "max_tokens": 256,
         "extra_body": {
             "metadata": {"tags": [rng.choice(["prod", "staging"]), rng.choice(["chat", "search"])]}
         },

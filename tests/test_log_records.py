@@ -17,7 +17,7 @@ from payload_schema import assert_valid_payload
 from test_proxy_server import ENV, MASTER, Served, generic_logger_extra, write_config
 
 import lmgate
-from lmgate._callbacks.encoding import encode_salvaged, marker
+from lmgate._callbacks.encoding import dumps_any_keys, encode_salvaged, marker
 from lmgate._callbacks.record import copy_data
 from lmgate.loggers import BatchLogger, InMemoryExporter
 
@@ -179,6 +179,26 @@ def test_odd_dict_keys_are_made_text_without_a_flag(memory_logger) -> None:
     (record,) = exporter.records
     assert record["metadata"]["key"] == {"(1, 2)": "v"} and FLAG not in record["metadata"]
     assert lg.stats()["flagged"] == 0
+
+
+def test_int_and_enum_keys_encode_as_with_orjsons_non_str_keys_option(memory_logger) -> None:
+    """Records are encoded without OPT_NON_STR_KEYS first (faster) and again with it when a key is
+    not text: the bytes are what the option alone gives."""
+    import enum
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    value = {"a": {1: "one", Colour.RED: [{2.5: None}]}, "b": "text"}
+    assert dumps_any_keys(value) == orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    assert dumps_any_keys({"k": [1, "x"]}) == orjson.dumps({"k": [1, "x"]})
+    lg, exporter = memory_logger
+    lmgate.completion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", metadata={"n": {7: "seven"}}
+    )
+    flush()
+    (record,) = exporter.records
+    assert record["metadata"]["n"] == {"7": "seven"} and FLAG not in record["metadata"]
 
 
 # ---- through a real `lmgate serve` ----

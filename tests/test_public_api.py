@@ -66,6 +66,9 @@ PUBLIC_NAMES = {
     "JSONSchemaValidationError",
     "OpenAIError",
     "LiteLLMUnknownProvider",
+    "BudgetExceededError",
+    "MockException",
+    "ModelNotMappedError",
     # module-level settings
     "callbacks",
     "input_callback",

@@ -109,6 +109,27 @@ def test_free_text_masking_masks_urls_in_it() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"usage": {"prompt_tokens": 9, "completion_tokens": 12}, "choices": [{"text": "hi"}]}',
+        "usage prompt_tokens=3 and access_token=abcdef123456 then Bearer abc.def-ghi",
+        "ACCESS-TOKEN: zzzzzzzzzz x-api-key=qqqqqqqq sk-proj-ABCDEFGHIJKLMNOP",
+        'Basic dXNlcjpwYXNz; {"api_key": "k-1234567890"} password = hunter22 secret:s3cr3tvalue',
+        # non-ASCII letters a case-insensitive pattern matches as ASCII ones (ſ→s, ı/İ→i, K→k)
+        "paſſword=abcdefgh ſecret: qwertyuiop baſıc dXNlcjpwYXNz baſİc dXNlcjpwYXNz api_Key=12345678",
+        "tokens only: token token_count 77",
+    ],
+)
+def test_scrub_masks_what_running_every_pattern_masks(text: str) -> None:
+    """scrub runs a pattern only on text holding a word every match of it holds (a response
+    body's "prompt_tokens" no longer runs all four): what it masks is what running them all does."""
+    expected = text
+    for pattern, _ in _secrets._PATTERNS:
+        expected = pattern.sub(_secrets._keep_prefix, expected)
+    assert _secrets.scrub(text) == expected
+
+
 def test_upstream_headers_drops_credential_headers_and_scrubs_values() -> None:
     """set-cookie, authorization, x-api-key, api-key, proxy-authorization and cookie go; a key in any other value is masked."""
     headers = {

@@ -76,7 +76,7 @@ def test_sync_async_stream_and_failure_calls_are_stored_once_each(tmp_path, fake
     with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 5
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 3
 
 
 class FailsOnceAfterWriting(StoreExporter):
@@ -223,7 +223,8 @@ def test_filters_and_stats(tmp_path):
     a = by_model["a"]
     assert a["requests"] == 10 and a["errors"] == 2 and a["total_tokens"] == 30 and a["cost"] == 5.0
     assert a["cache_hit_rate"] == pytest.approx(0.1)
-    assert a["p50_ms"] == pytest.approx(10.0) and a["p99_ms"] == pytest.approx(20.0)
+    # from the hourly rollup's latency histogram: within a 10%-wide bucket (docs/store.md)
+    assert a["p50_ms"] == pytest.approx(10.0, rel=0.1) and a["p99_ms"] == pytest.approx(20.0, rel=0.1)
     assert {g["group"] for g in store.stats("key")} == {"k1", "k2"}
     assert len(store.stats("hour")) == 20 and [g["group"] for g in store.stats("day")] == ["2023-11-14"]
     assert store.stats("hour")[0]["group"] == "2023-11-14 00:00"

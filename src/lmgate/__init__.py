@@ -116,6 +116,9 @@ _EXCEPTIONS = (
     "JSONSchemaValidationError",
     "OpenAIError",
     "LiteLLMUnknownProvider",
+    "BudgetExceededError",
+    "MockException",
+    "ModelNotMappedError",
 )
 _LAZY.update(dict.fromkeys(_EXCEPTIONS, "lmgate.exceptions"))
 

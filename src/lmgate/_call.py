@@ -8,6 +8,7 @@ shells around it that differ only where they send and await.
 
 from __future__ import annotations
 
+import functools
 import random as _random
 import time
 from typing import TYPE_CHECKING, Any
@@ -204,14 +205,21 @@ class Call:
 
     def _litellm_params(self) -> dict[str, Any]:
         c = self.control
+        record = self.record
+        # the reference's other keys (constants) are added when this is encoded: _callbacks/litellm_params.py
         out = {
+            "litellm_call_id": record.call_id if record is not None else c.get("litellm_call_id"),
+            "litellm_trace_id": record.trace_id if record is not None else c.get("litellm_trace_id"),
+            "litellm_metadata": c.get("litellm_metadata"),
+            "max_retries": c.get("max_retries"),
             "acompletion": self.is_async and self.kind == "chat",
             "aembedding": self.is_async and self.kind == "embedding",
             # the base URL the call resolved to (masked), as the reference fills it
             "api_base": self.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
             "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
             "api_version": c.get("api_version"),
-            "custom_llm_provider": c.get("custom_llm_provider"),
+            # as the call resolved it (the reference's too), not only when the caller named it
+            "custom_llm_provider": c.get("custom_llm_provider") or self.provider_name,
             "metadata": self.record.metadata if self.record is not None else self.metadata,  # every key
             "model_info": c.get("model_info"),
             "timeout": c.get("timeout"),
@@ -219,7 +227,9 @@ class Call:
             "drop_params": c.get("drop_params"),
             "stream": self.stream,
         }
-        for key in ("input_cost_per_token", "output_cost_per_token", "base_model", "model_id", "model_group"):
+        for key in ("input_cost_per_token", "output_cost_per_token", "base_model"):
+            out[key] = c.get(key)  # always there, as in the reference
+        for key in ("model_id", "model_group"):
             if c.get(key) is not None:
                 out[key] = c[key]
         return out
@@ -253,19 +263,28 @@ class Call:
         self.wire = provider
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
-        ep = provider.endpoint(model_name, api_base, c.get("api_key"), c.get("api_version"))
-        ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
-        ep, self.token_source = provider.credentials(ep, c)  # seam: project, location, token source (Vertex)
+        api_key, api_version = c.get("api_key"), c.get("api_version")
+        if _is_static(provider, api_base, api_key, api_version):
+            # a deployment's calls all resolve alike: endpoint, its secrets and masks computed once
+            assert api_base is not None and api_key is not None
+            ep, secrets, self.shown_api_base, key_masked = _static_endpoint(
+                provider, model_name, api_base, api_key, api_version
+            )
+        else:
+            ep = provider.endpoint(model_name, api_base, api_key, api_version)
+            ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
+            ep, self.token_source = provider.credentials(
+                ep, c
+            )  # seam: project, location, token source (Vertex)
+            secrets, self.shown_api_base, key_masked = _endpoint_masks(ep)
         self.endpoint = ep
-        full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
         headers = header_secrets(c.get("extra_headers"))
-        self.secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base), *headers) if s)
+        self.secrets = (*secrets, *(s for s in headers if s)) if headers else secrets
         for secret in self.secrets:  # also masked in text that never passes through this call
             remember_secret(secret)
-        self.shown_api_base = mask_url(full_base)
         if self.record is not None:
             self.record.api_base = self.shown_api_base
-            self.record.api_key_masked = mask_key(ep.api_key) if ep.api_key else None
+            self.record.api_key_masked = key_masked
 
     def _check_params(self, provider: Provider) -> None:
         if provider.supported_params is None or self.kind != "chat":
@@ -588,6 +607,39 @@ class DeferredFailure:
 
     def __call__(self) -> None:
         get_dispatcher().emit(self.record, self.plan, "failure")
+
+
+def _endpoint_masks(ep: Endpoint) -> tuple[tuple[str, ...], str | None, str | None]:
+    """The endpoint's secrets (key, its own, what its api_base holds), api_base masked, key masked."""
+    full_base = f"{ep.api_base}?{ep.base_query}" if ep.base_query else ep.api_base
+    secrets = tuple(s for s in (ep.api_key, *ep.secrets, *url_secrets(full_base)) if s)
+    return secrets, mask_url(full_base), mask_key(ep.api_key) if ep.api_key else None
+
+
+def _is_static(provider: Provider, api_base: Any, api_key: Any, api_version: Any) -> bool:
+    """True when the endpoint depends on nothing but these arguments: the base class's endpoint,
+    configure and credentials (no per-call options), with api_base and key given (no environment
+    read) and a version given or none read from the environment; strings, as a cache key."""
+    cls = type(provider)
+    return (
+        type(api_base) is str
+        and bool(api_base)
+        and type(api_key) is str
+        and (api_version is None or type(api_version) is str)
+        and (bool(api_version) or not provider.version_env)
+        and cls.endpoint is Provider.endpoint
+        and cls.configure is Provider.configure
+        and cls.credentials is Provider.credentials
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _static_endpoint(
+    provider: Provider, model_name: str, api_base: str, api_key: str, api_version: str | None
+) -> tuple[Endpoint, tuple[str, ...], str | None, str | None]:
+    # raises (and nothing is cached) on bad input
+    ep = provider.endpoint(model_name, api_base, api_key, api_version)
+    return (ep, *_endpoint_masks(ep))
 
 
 def _has_price_params(control: dict[str, Any]) -> bool:

@@ -70,15 +70,22 @@ _SECRET_PARAM_WORDS = frozenset(
 _NAME_WORDS = re.compile(r"[-_.\s]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
+# each pattern with the (lower-case) words any match of it must contain: a pattern runs only on
+# text holding one of its words. A whole response body is scrubbed on every call that has
+# callbacks, and "usage" holds "token": running every pattern on it cost more than the rest of
+# the log store's request path together (issue 16).
 _PATTERNS = [
     # provider-style keys: sk-..., sk-ant-..., sk-proj-...
-    re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}"),
+    (re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}"), ("sk-",)),
     # Authorization header values
-    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"),
-    re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"),
-    # key=value pairs in URLs, logs and reprs
-    re.compile(
-        r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9_\-\.=:/+]{6,}"), ("bearer",)),
+    (re.compile(r"(?i)\b(basic\s+)[A-Za-z0-9+/=]{6,}"), ("basic",)),
+    # key=value pairs in URLs, logs and reprs ("access_token" holds "access": "token" alone is no cue)
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|x-api-key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]{4,}"
+        ),
+        ("key", "access", "password", "secret"),
     ),
 ]
 
@@ -141,25 +148,44 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
             text = text.replace(secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
         text = _URL_IN_TEXT.sub(_masked_url, text)
-    if _may_match_patterns(text):
-        for pattern in _PATTERNS:
-            text = pattern.sub(_keep_prefix, text)
+    lowered = _folded(text)
+    for pattern, words in _PATTERNS:
+        for word in words:  # plain loops: this runs on every call's response body and log lines
+            if word in lowered:
+                masked = pattern.sub(_keep_prefix, text)
+                if masked != text:
+                    text = masked
+                    lowered = _folded(text)
+                break
     return text
+
+
+# the letters outside ASCII that a case-insensitive pattern matches to ASCII ones (Python's re:
+# İ ı → i, ſ → s; the Kelvin sign lowers to k by itself), so a word check never misses a match
+_FOLD = str.maketrans("İıſ", "iis")
+
+
+def _folded(text: str) -> str:
+    return text.lower() if text.isascii() else text.translate(_FOLD).lower()
 
 
 def _may_match_patterns(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in _PATTERN_WORDS)
+    for word in _PATTERN_WORDS:  # loops, not any(generator): this runs on every call's headers
+        if word in lowered:
+            return True
+    return False
 
 
 def _needs_scrub(text: str, secrets: tuple[str | None, ...]) -> bool:
     """True unless ``text`` surely holds no secret (the fast path for clean text)."""
-    return (
-        any(s and s in text for s in secrets)
-        or any(secret in text for secret, _ in _known_pairs)
-        or "://" in text
-        or _may_match_patterns(text)
-    )
+    for s in secrets:
+        if s and s in text:
+            return True
+    for secret, _ in _known_pairs:
+        if secret in text:
+            return True
+    return "://" in text or _may_match_patterns(text)
 
 
 def _masked_url(match: re.Match[str]) -> str:
@@ -206,6 +232,13 @@ def upstream_headers(headers: Mapping[str, str] | None, secrets: Iterable[str | 
     if not _needs_scrub("\n".join(kept.values()), secrets):  # the usual case: one check for all
         return kept
     return {k: scrub(v, secrets) for k, v in kept.items()}
+
+
+def scrub_values(values: list[str], secrets: tuple[str | None, ...] = ()) -> list[str]:
+    """``values`` scrubbed as ``upstream_headers`` scrubs them: one check for all, the usual clean case."""
+    if not _needs_scrub("\n".join(values), secrets):
+        return values
+    return [scrub(v, secrets) for v in values]
 
 
 def is_secret_param(name: str) -> bool:
@@ -325,6 +358,7 @@ __all__ = [
     "scrub",
     "scrub_data",
     "upstream_headers",
+    "scrub_values",
     "url_origin",
     "url_secrets",
 ]

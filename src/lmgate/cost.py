@@ -15,6 +15,7 @@ code does not know (``as_of``, ``source``, ``provider``) are ignored.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -84,23 +85,22 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     """Cost of ``usage`` at the first known price among ``models`` (or the custom prices)."""
     if usage is None:
         return CostResult(None, None, None, "the response carries no usage")
-    reported = reported_cost(usage)
+    # a dict's own get (a C call) where the usage is a dict, as it nearly always is
+    get = usage.get if isinstance(usage, dict) else functools.partial(_get, usage)
+    reported = reported_cost(usage) if get("cost") is not None else None
     if reported is not None and not custom:
         return CostResult(reported, {"total_cost": reported}, "reported by the provider")
     price: dict[str, Any] | None = None
     key: str | None = None
+    rates: tuple[float, float, float, float, float] | None = None  # the table entry's, converted once
     if custom and "input_cost_per_token" in custom and "output_cost_per_token" in custom:
         price, key = custom, "custom"
     else:
-        for model in models:
-            if not model:
-                continue
-            found = find_price(model)
-            if found is not None:
-                key, price = found
-                if custom:
-                    price = {**price, **custom}
-                break
+        found = _first_price(tuple(models))
+        if found is not None:
+            key, price, rates = found
+            if custom:
+                price, rates = {**price, **custom}, None
     if price is None:
         names = ", ".join(repr(m) for m in models if m)
         return CostResult(
@@ -109,24 +109,26 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
             None,
             f"no price for {names}: add input_cost_per_token and output_cost_per_token to the call or deployment",
         )
-    prompt = int(_get(usage, "prompt_tokens") or 0)
-    completion = int(_get(usage, "completion_tokens") or 0)
-    details = _get(usage, "prompt_tokens_details") or {}
-    cached = int(_get(details, "cached_tokens") or 0)
-    created = int(_get(details, "cache_creation_tokens") or 0)
-    reasoning = min(
-        completion, int(_get(_get(usage, "completion_tokens_details") or {}, "reasoning_tokens") or 0)
+    prompt = int(get("prompt_tokens") or 0)
+    completion = int(get("completion_tokens") or 0)
+    details = get("prompt_tokens_details")
+    cached = int(_get(details, "cached_tokens") or 0) if details else 0
+    created = int(_get(details, "cache_creation_tokens") or 0) if details else 0
+    completion_details = get("completion_tokens_details")
+    reasoning = (
+        min(completion, int(_get(completion_details, "reasoning_tokens") or 0)) if completion_details else 0
     )
     if prompt > LONG_PROMPT_TOKENS:
-        price = _long_prompt_prices(price)
+        rates = _rates(_long_prompt_prices(price))
+    elif rates is None:
+        rates = _rates(price)
+    in_price, out_price, cache_read_price, cache_creation_price, reasoning_price = rates
     plain_input = max(0, prompt - cached - created)
-    in_price = float(price["input_cost_per_token"])
-    out_price = float(price.get("output_cost_per_token", 0.0))
     input_cost = plain_input * in_price
-    cache_read_cost = cached * float(price.get("cache_read_input_token_cost", in_price))
-    cache_creation_cost = created * float(price.get("cache_creation_input_token_cost", in_price))
+    cache_read_cost = cached * cache_read_price
+    cache_creation_cost = created * cache_creation_price
     output_cost = (completion - reasoning) * out_price
-    reasoning_cost = reasoning * float(price.get("output_cost_per_reasoning_token", out_price))
+    reasoning_cost = reasoning * reasoning_price
     total = input_cost + cache_read_cost + cache_creation_cost + output_cost + reasoning_cost
     breakdown = {
         "input_cost": input_cost,
@@ -136,7 +138,46 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
         "reasoning_cost": reasoning_cost,
         "total_cost": total,
     }
-    return CostResult(total, breakdown, key)
+    return _cost_result(total, breakdown, key)
+
+
+def _cost_result(cost: float, breakdown: dict[str, float], price_key: str | None) -> CostResult:
+    """``CostResult(cost, breakdown, price_key)``, the same object, without the frozen dataclass's
+    four ``object.__setattr__`` calls (every priced call makes one)."""
+    result = object.__new__(CostResult)
+    fields = result.__dict__
+    fields["cost"] = cost
+    fields["breakdown"] = breakdown
+    fields["price_key"] = price_key
+    fields["reason"] = None
+    return result
+
+
+@lru_cache(maxsize=2048)
+def _first_price(
+    models: tuple[str | None, ...],
+) -> tuple[str, dict[str, Any], tuple[float, float, float, float, float]] | None:
+    """The price of the first of ``models`` that has one, with its rates: the same few candidates
+    every call of a deployment, so looked up once (``find_price`` entries are never changed in place)."""
+    for model in models:
+        if model:
+            found = find_price(model)
+            if found is not None:
+                return found[0], found[1], _rates(found[1])
+    return None
+
+
+def _rates(price: dict[str, Any]) -> tuple[float, float, float, float, float]:
+    """(input, output, cache read, cache creation, reasoning) USD per token of a price entry."""
+    in_price = float(price["input_cost_per_token"])
+    out_price = float(price.get("output_cost_per_token", 0.0))
+    return (
+        in_price,
+        out_price,
+        float(price.get("cache_read_input_token_cost", in_price)),
+        float(price.get("cache_creation_input_token_cost", in_price)),
+        float(price.get("output_cost_per_reasoning_token", out_price)),
+    )
 
 
 def reported_cost(usage: Any) -> float | None:
@@ -171,7 +212,7 @@ def _long_prompt_prices(price: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
+    if type(obj) is dict or isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
 

@@ -25,8 +25,11 @@ exceptions are mapped to them at one boundary (``providers.base.Provider.error``
      │  (and the reference's further names, for ``except litellm.X``: InvalidRequestError,
      │   PaymentRequiredError, UnsupportedEndpointError under BadRequestError; BadGatewayError,
      │   APIResponseValidationError > JSONSchemaValidationError, OpenAIError under APIError;
-     │   LiteLLMUnknownProvider = UnknownModelError)
+     │   LiteLLMUnknownProvider = UnknownModelError; MockException under APIError)
      └── ConfigError (also a ValueError)  a setting is missing or wrong: names file, key and fix
+
+``BudgetExceededError`` and ``ModelNotMappedError`` stand outside the tree (plain ``Exception``
+subclasses), as in the reference; lmgate defines them so that ``except litellm.X`` works.
 
 Each carries ``status_code``, ``message``, ``llm_provider`` and ``model``; the message, the
 upstream ``body`` and ``response_headers`` are passed through secret masking before they are
@@ -68,6 +71,9 @@ __all__ = [
     "JSONSchemaValidationError",
     "OpenAIError",
     "LiteLLMUnknownProvider",
+    "BudgetExceededError",
+    "MockException",
+    "ModelNotMappedError",
 ]
 
 
@@ -254,6 +260,74 @@ class OpenAIError(APIError):
 
 #: the reference's name for "no provider for this model"
 LiteLLMUnknownProvider = UnknownModelError
+
+
+class MockException(APIError):
+    """The reference's error for tests (``MockException(status_code, message, llm_provider, model)``);
+    an ``openai.APIError`` there, lmgate's ``APIError`` here, so ``except litellm.APIError`` catches it."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        llm_provider: str | None,
+        model: str | None,
+        request: Any = None,
+        litellm_debug_info: str | None = None,
+        max_retries: int | None = None,
+        num_retries: int | None = None,
+    ) -> None:
+        super().__init__(message, llm_provider, model, status_code=status_code)
+        self.request = request
+        self.litellm_debug_info = litellm_debug_info
+        self.max_retries = max_retries
+        self.num_retries = num_retries
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.status_code, self.message, self.llm_provider, self.model))
+
+
+class BudgetExceededError(Exception):
+    """A budget is spent. As in the reference, its own root (not an ``APIError``), status 422, so
+    existing ``except BudgetExceededError:`` handlers keep their meaning."""
+
+    status_code = 422
+
+    def __init__(
+        self,
+        current_cost: float,
+        max_budget: float,
+        message: str | None = None,
+        llm_provider: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+    ) -> None:
+        self.current_cost = current_cost
+        self.max_budget = max_budget
+        self.llm_provider = llm_provider or ""
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.message = message or (
+            f"Budget has been exceeded! Current cost: {current_cost}, Max budget: {max_budget}"
+        )
+        super().__init__(self.message)
+
+    def __reduce__(self) -> Any:
+        return (
+            type(self),
+            (
+                self.current_cost,
+                self.max_budget,
+                self.message,
+                self.llm_provider,
+                self.entity_type,
+                self.entity_id,
+            ),
+        )
+
+
+class ModelNotMappedError(Exception):
+    """The reference's error for a model with no entry in its price map (a bare ``Exception``)."""
 
 
 class CallbackError(LmgateError):

@@ -195,12 +195,14 @@ class CustomStreamWrapper:
         """The end of the stream, once its source is closed; the policy both iterators share.
 
         A complete stream (``error`` None) ends the call and returns the response to cache
-        (None for a replayed cache hit: it is stored already); a broken one ends the call as
+        (None for a replayed cache hit, stored already, or without a cache); a broken one ends the call as
         broken and raises what the caller gets (the error mapped into lmgate's tree).
         """
         if error is None:
             self._end("complete")
-            return None if self._call.cache_hit else self._acc.build()
+            call = self._call
+            # the response to store is built only where a cache will store it
+            return None if call.cache_hit or call.settings.cache is None else self._acc.build()
         mapped = self._end("broken", error)
         if mapped is None or mapped is error:
             raise error

@@ -13,11 +13,9 @@ from typing import Any
 import orjson
 
 from ..types import _plain
-from .encoding import json_default
+from .encoding import dumps_any_keys, json_default
+from .litellm_params import with_defaults
 from .redact import REDACTED_TEXT, redact_messages
-
-NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
-
 
 # how deep ``copy_data`` recurses; deeper data (a client's metadata may nest 1000 levels) is
 # copied by a loop instead, so no depth of data exhausts Python's recursion limit
@@ -107,7 +105,7 @@ def plain(value: Any) -> Any:
 def snapshot(value: Any) -> tuple[bytes | None, Any]:
     """(JSON snapshot, None), or (None, a deep copy) for data orjson cannot encode."""
     try:
-        return orjson.dumps(value, option=NON_STR_KEYS), None
+        return dumps_any_keys(value), None
     except TypeError:
         return None, copy_data(value)
 
@@ -121,7 +119,7 @@ def _dumps_or_value(value: Any) -> Any:
     if not value and type(value) is dict:
         return b"{}"
     try:
-        return orjson.dumps(value, option=NON_STR_KEYS)
+        return dumps_any_keys(value)
     except TypeError:  # something orjson cannot encode: readers get deep copies
         return value
 
@@ -178,7 +176,8 @@ def encode_parts(
         metadata = dict(litellm_params["metadata"])
         metadata["raw_request"] = raw_request(api_base, headers, out["body"])
         litellm_params = {**litellm_params, "metadata": metadata}
-    out["litellm_params"] = _dumps_or_value(litellm_params)
+    # with the reference's constant keys, encoded once at import (see litellm_params.py)
+    out["litellm_params"] = with_defaults(_dumps_or_value(litellm_params))
     out["headers"] = _dumps_or_value(headers)
     # "input": what was sent as the prompt (the body's messages or input), else the messages
     sent = out["body"]

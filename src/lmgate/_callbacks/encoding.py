@@ -37,6 +37,17 @@ def json_default(value: Any) -> Any:
     return repr(value)
 
 
+def dumps_any_keys(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``orjson.dumps(value, default=default, option=OPT_NON_STR_KEYS)``, the same bytes, faster:
+    that option makes orjson encode every dict ~40% slower, and almost every record's dicts have
+    text keys only; so the value is encoded without it first (identical output for text keys)
+    and again with it only when orjson refuses a key. Raises TypeError as ``orjson.dumps`` does."""
+    try:
+        return orjson.dumps(value, default=default)
+    except TypeError:  # a key that is not text (an int, an enum, ...), or no JSON form at all
+        return orjson.dumps(value, default=default, option=_OPTIONS)
+
+
 def encode_record(record: Any) -> bytes:
     """A log record (the standard logging payload, or a batch logger's own record) as compact
     JSON, never holding a raw newline (the spool relies on that). Parts that cannot be encoded are
@@ -48,7 +59,7 @@ def encode_record(record: Any) -> bytes:
 def encode_record_flagged(record: Any) -> tuple[bytes, bool]:
     """``encode_record``, and whether any part had to be replaced."""
     try:
-        return orjson.dumps(record, default=json_default, option=_OPTIONS), False
+        return dumps_any_keys(record, json_default), False
     except TypeError:  # orjson.JSONEncodeError: a value of the caller's has no JSON form
         return encode_salvaged(record, json_default)
 

@@ -22,6 +22,7 @@ import orjson
 
 from .data import copy_data
 from .encoding import encode_record
+from .payload import zero_cost_diagnostic
 from .redact import REDACTED_TEXT, redact_response
 
 if TYPE_CHECKING:
@@ -268,10 +269,24 @@ def build_kwargs(
         original_response = REDACTED_TEXT
     params = facts.optional_params
     data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()} if params else {}
+    if "stream_options" not in data:
+        data["stream_options"] = None  # the reference always has the key
+    start = _dt(facts.start)
     data.update(
         {
             "model": facts.model,
-            "start_time": _dt(facts.start),
+            "start_time": start,
+            # the reference's per-attempt send times; lmgate's attempts share the call's start
+            "api_call_start_time": start,
+            "current_attempt_api_call_start_time": start,
+            "first_api_call_start_time": start,
+            "model_id": facts.model_id,  # the Router/proxy deployment's id, None in library mode
+            # what the reference fills from features lmgate has not got (per-call callback keys,
+            # guardrails, agentic loops) or folds into the body (extra_body): empty, fresh each
+            "standard_callback_dynamic_params": {},
+            "applied_guardrails": [],
+            "extra_body": {},
+            "agentic_loop_params": {"model": facts.model, "custom_llm_provider": facts.provider},
             "stream": facts.stream,
             "user": facts.user,
             "call_type": facts.call_type,
@@ -334,6 +349,8 @@ def _lazy_kwargs(
         s: FinishedCall = facts  # type: ignore[assignment]
         data["end_time"] = _dt(s.end)
         data["response_cost"] = s.cost
+        if event == "success":
+            data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
         lazy[_PAYLOAD_KEY] = (_payload_copy, (s, redact))
         if s.cost is None:
             data["response_cost_failure_debug_information"] = {
@@ -373,6 +390,8 @@ def _terminal(
 ) -> None:
     data["end_time"] = _dt(s.end)
     data["response_cost"] = s.cost
+    if event == "success":
+        data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
     # the payload is encoded once per call and shared: each callback only parses it if it reads it
     _put(data, lazy, _PAYLOAD_KEY, s.summary().payload_json(redact))
     if s.cost is None:

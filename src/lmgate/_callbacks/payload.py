@@ -28,6 +28,13 @@ STANDARD_METADATA_KEYS = (
     "user_api_key_spend",
     "user_api_key_max_budget",
     "user_api_key_budget_reset_at",
+    "user_api_key_user_spend",
+    "user_api_key_user_max_budget",
+    "user_api_key_team_spend",
+    "user_api_key_team_max_budget",
+    "user_api_key_org_alias",
+    "user_api_key_project_id",
+    "user_api_key_project_alias",
     "user_api_key_team_id",
     "user_api_key_user_id",
     "user_api_key_user_email",
@@ -134,6 +141,10 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     metadata.update(given)
     metadata.pop(ENCODING_ERRORS_KEY, None)  # ours: set below, never taken from the caller
     metadata.setdefault("requester_metadata", given)
+    if metadata["applied_guardrails"] is None:
+        metadata["applied_guardrails"] = []  # the reference's empty list
+    if metadata["usage_object"] is None:
+        metadata["usage_object"] = usage or None  # the reference repeats the usage here
     flags: dict[str, str] = {}
     if s.metadata and not isinstance(s.metadata, dict):
         flags["metadata"] = f"must be an object, got {type(s.metadata).__name__}; left out"

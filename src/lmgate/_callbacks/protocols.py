@@ -102,6 +102,9 @@ class CallFacts(Protocol):
     def completion_start(self) -> float | None: ...
 
     @property
+    def model_id(self) -> str | None: ...
+
+    @property
     def api_base(self) -> str | None: ...
 
     @property

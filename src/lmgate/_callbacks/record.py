@@ -21,7 +21,7 @@ import orjson
 
 from .._secrets import mask_headers, mask_key, scrub
 from .data import copy_data, encode_parts, plain, snapshot, thaw
-from .encoding import json_default
+from .encoding import dumps_any_keys, json_default
 from .payload import build_payload
 from .summary import CallSummary, freeze
 
@@ -185,7 +185,7 @@ class CallRecord:
             return
         self.response_id = response.get("id")
         try:
-            self.response_json = orjson.dumps(response, default=json_default, option=orjson.OPT_NON_STR_KEYS)
+            self.response_json = dumps_any_keys(response, json_default)
         except TypeError:
             self.response_json = orjson.dumps(plain(response), default=json_default)
 

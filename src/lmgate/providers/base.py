@@ -17,7 +17,7 @@ import orjson
 
 from .. import exceptions as exc
 from .._retry import retry_after_seconds
-from .._secrets import upstream_headers
+from .._secrets import SENSITIVE_HEADERS, scrub_values
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
 
 
@@ -271,11 +271,18 @@ def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = 
     Credential headers (``SENSITIVE_HEADERS``: ``set-cookie``, ``authorization``, …) are left
     out and ``secrets`` masked in the values: these headers reach callbacks and the client.
     """
-    out: dict[str, str] = {}
-    for name, value in upstream_headers(headers, secrets).items():
+    # what ``upstream_headers`` would pass on, less the hop-by-hop ones, each name lowered once:
+    # scrubbing works value by value, so checking only the values kept gives the same answer
+    names: list[str] = []
+    values: list[str] = []
+    for name, value in headers.items():
         lowered = name.lower()
-        if lowered in _HOP_BY_HOP:
+        if lowered in _LEFT_OUT:
             continue
+        names.append(lowered)
+        values.append(str(value))
+    out: dict[str, str] = {}
+    for lowered, value in zip(names, scrub_values(values, tuple(secrets)), strict=True):
         if lowered.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):
             out[lowered] = value
         out["llm_provider-" + lowered] = value
@@ -296,3 +303,4 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+_LEFT_OUT = _HOP_BY_HOP | SENSITIVE_HEADERS  # rate_limit_headers drops both

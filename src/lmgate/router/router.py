@@ -269,11 +269,12 @@ class Router:
         tokens = _estimate_tokens(kwargs) if self._measures_usage else 0
         tried: list[str] = []
         last_error: BaseException | None = None
+        ids = [d.model_id for d in members]
         for index in range(total):
-            ids = [d.model_id for d in members]
             cooling = self.cooldowns.cooling(ids)
-            candidates = [d for d in members if d.model_id not in cooling]
-            fresh = [d for d in candidates if d.model_id not in tried]
+            # the usual first attempt: nothing cooling, nothing tried, every member a candidate
+            candidates = [d for d in members if d.model_id not in cooling] if cooling else list(members)
+            fresh = [d for d in candidates if d.model_id not in tried] if tried else candidates
             if (
                 not fresh and candidates and index > 0
             ):  # every deployment failed once: back off, go round again

@@ -107,8 +107,115 @@ def _v2_covering_time_index(conn: Connection) -> None:
     )
 
 
+# ---- the hourly rollup (docs/store.md, "The hourly rollup") ----
+# What an overview sums, per hour and per value of the dimensions an overview filters or groups
+# on without a key, team or user filter; and a latency histogram per the same cell. Kept by
+# triggers on ``calls``, so it is written in the batch's own transaction, a redelivered (ignored)
+# row never counts twice, a deletion (retention) takes its row out, and rows put in by any path
+# (the 1M-row bench's INSERT ... SELECT) are counted too.
+ROLLUP_DIMS = ("model", "model_group", "response_model", "provider", "status", "cache_hit")
+# the histogram's cells leave out cache_hit (nothing filters or groups on it): half the rows to read
+LATENCY_DIMS = ROLLUP_DIMS[:-1]
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "saved_cost",
+)
+# latency histogram buckets: bucket b holds [1.1**b - 1, 1.1**(b + 1) - 1) ms, 10% wide
+LATENCY_BASE = 1.1
+
+
+def hour_sql(row: str) -> str:
+    return f"(CAST({row}start_time AS INTEGER) / 3600 * 3600)"  # parenthesised: || binds tighter
+
+
+def bucket_sql(row: str) -> str:
+    # a negative latency (a clock stepped back) counts in bucket 0
+    return f"CAST(ln(max({row}latency_ms, 0) + 1) / ln({LATENCY_BASE}) AS INTEGER)"
+
+
+def dims_key_sql(row: str, dims: tuple[str, ...] = ROLLUP_DIMS) -> str:
+    # one text key for a cell: quote() keeps NULL apart from 'NULL' and is self-delimiting,
+    # where a UNIQUE index over the columns would treat every NULL as distinct
+    return " || '|' || ".join([hour_sql(row)] + [f"quote({row}{d})" for d in dims])
+
+
+def sums_sql(row: str) -> list[str]:
+    """Each row's contribution to ``ROLLUP_SUMS`` (the same as the raw queries' sums)."""
+    return [
+        "1",
+        f"{row}status != 'success'",
+        f"coalesce({row}prompt_tokens, 0)",
+        f"coalesce({row}completion_tokens, 0)",
+        f"coalesce({row}total_tokens, 0)",
+        f"coalesce({row}cost, 0.0)",
+        # a truncated payload is not JSON: its saved cost is unknown, counted as 0
+        f"CASE WHEN {row}cache_hit AND json_valid({row}payload) "
+        f"THEN coalesce(json_extract({row}payload, '$.saved_cache_cost'), 0.0) ELSE 0.0 END",
+    ]
+
+
+def _rollup_statements() -> list[str]:
+    dims = ", ".join(ROLLUP_DIMS)
+    sums = ", ".join(ROLLUP_SUMS)
+    new_dims = ", ".join(f"NEW.{d}" for d in ROLLUP_DIMS)
+    ldims = ", ".join(LATENCY_DIMS)
+    new_ldims = ", ".join(f"NEW.{d}" for d in LATENCY_DIMS)
+    add = ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
+    take = ", ".join(f"{s} = {s} - ({v})" for s, v in zip(ROLLUP_SUMS, sums_sql("OLD."), strict=True))
+    raw_sums = ", ".join(f"sum({v})" for v in sums_sql(""))
+    return [
+        """CREATE TABLE calls_hourly (dims TEXT PRIMARY KEY, hour INTEGER NOT NULL, model TEXT,
+            model_group TEXT, response_model TEXT, provider TEXT, status TEXT NOT NULL,
+            cache_hit BOOLEAN NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL, cost FLOAT NOT NULL, saved_cost FLOAT NOT NULL)""",
+        "CREATE INDEX ix_calls_hourly_hour ON calls_hourly (hour)",
+        """CREATE TABLE calls_hourly_latency (dims TEXT NOT NULL, bucket INTEGER NOT NULL,
+            hour INTEGER NOT NULL, model TEXT, model_group TEXT, response_model TEXT, provider TEXT,
+            status TEXT NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (dims, bucket))""",
+        "CREATE INDEX ix_calls_hourly_latency_hour ON calls_hourly_latency (hour)",
+        # backfill from the rows already stored
+        f"""INSERT INTO calls_hourly (dims, hour, {dims}, {sums})
+            SELECT {dims_key_sql("")}, {hour_sql("")}, {dims}, {raw_sums} FROM calls
+            GROUP BY 1""",
+        f"""INSERT INTO calls_hourly_latency (dims, bucket, hour, {ldims}, n)
+            SELECT {dims_key_sql("", LATENCY_DIMS)}, {bucket_sql("")}, {hour_sql("")}, {ldims}, count(*)
+            FROM calls
+            WHERE latency_ms IS NOT NULL GROUP BY 1, 2""",
+        f"""CREATE TRIGGER calls_rollup_insert AFTER INSERT ON calls BEGIN
+            INSERT INTO calls_hourly (dims, hour, {dims}, {sums})
+            VALUES ({dims_key_sql("NEW.")}, {hour_sql("NEW.")}, {new_dims}, {", ".join(sums_sql("NEW."))})
+            ON CONFLICT (dims) DO UPDATE SET {add};
+            INSERT INTO calls_hourly_latency (dims, bucket, hour, {ldims}, n)
+            SELECT {dims_key_sql("NEW.", LATENCY_DIMS)}, {bucket_sql("NEW.")}, {hour_sql("NEW.")},
+            {new_ldims}, 1
+            WHERE NEW.latency_ms IS NOT NULL
+            ON CONFLICT (dims, bucket) DO UPDATE SET n = n + 1;
+        END""",
+        f"""CREATE TRIGGER calls_rollup_delete AFTER DELETE ON calls BEGIN
+            UPDATE calls_hourly SET {take} WHERE dims = {dims_key_sql("OLD.")};
+            UPDATE calls_hourly_latency SET n = n - 1
+            WHERE OLD.latency_ms IS NOT NULL AND dims = {dims_key_sql("OLD.", LATENCY_DIMS)}
+            AND bucket = {bucket_sql("OLD.")};
+        END""",
+    ]
+
+
+def _v3_hourly_rollup(conn: Connection) -> None:
+    if conn.dialect.name != "sqlite":
+        return  # PostgreSQL shares these steps and computes its percentiles in SQL, exactly
+    for statement in _rollup_statements():
+        conn.execute(text(statement))
+
+
 # ordered: step i brings the schema from version i to i + 1; append, never edit a shipped step
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2_covering_time_index]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2_covering_time_index, _v3_hourly_rollup]
 
 
 def migrate(conn: Connection) -> int:

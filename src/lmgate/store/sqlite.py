@@ -31,6 +31,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
+from . import rollup
 from .base import (
     BUCKETS,
     GROUP_BYS,
@@ -74,13 +75,20 @@ class SQLiteStore:
     """``base.LogStore`` on a SQLite file; the file and its directory are made if missing."""
 
     def __init__(
-        self, path: str, *, retention_days: float | None = None, clock: Callable[[], float] = time.time
+        self,
+        path: str,
+        *,
+        retention_days: float | None = None,
+        clock: Callable[[], float] = time.time,
+        use_rollup: bool = True,
     ) -> None:
         if retention_days is not None and retention_days <= 0:
             raise ValueError(f"store: retention_days must be above 0, got {retention_days!r}")
         self.path = path
         self.retention_days = retention_days
         self._clock = clock
+        # False: every aggregate from the raw rows, percentiles exact (the contract's reference)
+        self.use_rollup = use_rollup
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self.engine: Engine = create_engine(f"sqlite:///{path}")
@@ -181,6 +189,15 @@ class SQLiteStore:
         (SQLite has no percentile function): fine for a local store; ClickHouse will use quantiles()."""
         if group_by not in GROUP_BYS:
             raise ValueError(f"stats: group_by must be one of {', '.join(GROUP_BYS)}, got {group_by!r}")
+        if self.use_rollup and group_by in rollup.STATS_KEYS and rollup.answers(filters):
+            order = "1" if group_by in ("day", "hour") else "requests DESC, 1"
+            with self.engine.connect() as conn:
+                groups = rollup.aggregate(
+                    conn, [("group", rollup.STATS_KEYS[group_by])], filters, order, (0.50, 0.95, 0.99)
+                )
+            for group in groups:
+                group.pop("saved_cost", None)
+            return groups
         key, source = _grouping(group_by)
         ordering = (key,) if group_by in ("day", "hour") else (func.count().desc(), key)
         groups = self._aggregate(
@@ -191,16 +208,30 @@ class SQLiteStore:
         return groups
 
     def totals(self, filters: Filters = Filters()) -> dict[str, Any]:
-        found = self._aggregate([], filters, calls, (), quantiles=(0.50, 0.95), cache=True)
-        row = found[0]
+        if self.use_rollup and rollup.answers(filters):
+            with self.engine.connect() as conn:
+                row = rollup.aggregate(conn, [], filters, "", (0.50, 0.95))[0]
+        else:
+            row = self._aggregate([], filters, calls, (), quantiles=(0.50, 0.95), cache=True)[0]
         if not row["requests"]:
             return {name: (0 if name in ("requests", "errors") else None) for name in TOTALS_FIELDS}
         row["error_rate"] = row["errors"] / row["requests"]
         return {name: row.get(name) for name in TOTALS_FIELDS}
 
+    # ``timeseries`` takes ``latency=False``: ui/query.py asks so for a series it charts no latency of
+    SERIES_LATENCY_OPTIONAL = True
+
     def timeseries(
-        self, bucket: str, filters: Filters = Filters(), group_by: str | None = None
+        self,
+        bucket: str,
+        filters: Filters = Filters(),
+        group_by: str | None = None,
+        *,
+        latency: bool = True,
     ) -> list[dict[str, Any]]:
+        """``base.LogStore.timeseries``; with ``latency=False`` the percentiles are None, not
+        computed (a pass over the latencies or the rollup's histogram saved)."""
+        quantiles = (0.50, 0.95) if latency else ()
         if bucket not in BUCKETS:
             raise ValueError(f"timeseries: bucket must be one of {', '.join(BUCKETS)}, got {bucket!r}")
         if group_by is not None and group_by not in SERIES_GROUP_BYS:
@@ -208,6 +239,19 @@ class SQLiteStore:
                 f"timeseries: group_by must be one of {', '.join(SERIES_GROUP_BYS)}, got {group_by!r}"
             )
         width = BUCKETS[bucket]
+        if (
+            self.use_rollup
+            and width % rollup.HOUR == 0
+            and (group_by is None or group_by in rollup.SERIES_KEYS)
+            and rollup.answers(filters)
+        ):
+            keys_sql = [
+                ("bucket_start", f"hour / {width} * {width}"),
+                ("group", "NULL" if group_by is None else rollup.SERIES_KEYS[group_by]),
+            ]
+            with self.engine.connect() as conn:
+                found = rollup.aggregate(conn, keys_sql, filters, "1, 2", quantiles)
+            return [{name: row.get(name) for name in SERIES_FIELDS} for row in found]
         # integer division floors for the non-negative times a store holds
         start = (cast(calls.c.start_time, Integer) // width * width).label("bucket_start")
         if group_by is None:
@@ -216,7 +260,7 @@ class SQLiteStore:
         else:
             key, source = _grouping(group_by)
             keys = [start, key.label("group")]
-        rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=(0.50, 0.95))
+        rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=quantiles)
         return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
 
     def _aggregate(
@@ -260,7 +304,7 @@ class SQLiteStore:
             groups = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(statement)]
             per_group: dict[tuple[Any, ...], list[float]] = {}
             width = len(keys)
-            for found in _raw_rows(conn, latencies):
+            for found in _raw_rows(conn, latencies) if quantiles else ():
                 per_group.setdefault(found[:width], []).append(found[width])
         for values in per_group.values():
             values.sort()

@@ -61,7 +61,7 @@ class OpenAIObject(dict):
     _nested: ClassVar[dict[str, type]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        dict.__init__(self, *args, **kwargs)
         for name, typ in self._nested.items():
             value = dict.get(self, name)
             if value is None:
@@ -265,10 +265,15 @@ class ModelResponse(_WithHiddenParams):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.setdefault("id", new_completion_id())
-        self.setdefault("object", "chat.completion")
-        self.setdefault("created", int(time.time()))
-        self.setdefault("choices", [])
+        # an upstream's answer has them all: no id drawn nor clock read only to be thrown away
+        if "id" not in self:
+            self["id"] = new_completion_id()
+        if "object" not in self:
+            self["object"] = "chat.completion"
+        if "created" not in self:
+            self["created"] = int(time.time())
+        if "choices" not in self:
+            self["choices"] = []
         object.__setattr__(self, "_hidden_params", {})
 
 
@@ -289,8 +294,10 @@ class ModelResponseStream(OpenAIObject):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.setdefault("object", "chat.completion.chunk")
-        self.setdefault("choices", [])
+        if "object" not in self:
+            self["object"] = "chat.completion.chunk"
+        if "choices" not in self:
+            self["choices"] = []
 
 
 class Embedding(OpenAIObject):

@@ -70,7 +70,14 @@ class StandardLoggingUserAPIKeyMetadata(TypedDict, total=False):
     user_api_key_spend: float | None
     user_api_key_max_budget: float | None
     user_api_key_budget_reset_at: str | None
+    user_api_key_user_spend: float | None
+    user_api_key_user_max_budget: float | None
+    user_api_key_team_spend: float | None
+    user_api_key_team_max_budget: float | None
     user_api_key_org_id: str | None
+    user_api_key_org_alias: str | None
+    user_api_key_project_id: str | None
+    user_api_key_project_alias: str | None
     user_api_key_team_id: str | None
     user_api_key_user_id: str | None
     user_api_key_user_email: str | None

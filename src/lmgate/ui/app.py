@@ -33,7 +33,8 @@ def create_app(store: Any, *, key: str | None = None) -> Any:
     from starlette.responses import RedirectResponse, Response
 
     from ..proxy.auth import MasterKeyBackend, UserAPIKeyAuth
-    from .routes import UiContext, routes
+    from .context import UiContext
+    from .routes import routes
     from .session import Sessions
 
     backend = MasterKeyBackend(key) if key else None

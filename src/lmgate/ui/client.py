@@ -89,6 +89,7 @@ class RemoteStore:
     ) -> list[dict[str, Any]]:
         if group_by not in (None, "model"):
             raise RemoteStoreError("the dashboard API splits time series by model only")
+        # by model: the overview's tokens chart, whose rows may carry no percentiles (None)
         found = self._get("/ui/api/overview", {**self._params(filters), "bucket": bucket})
         return list(found["tokens_by_model"] if group_by == "model" else found["series"])
 

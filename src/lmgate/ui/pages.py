@@ -19,7 +19,7 @@ from .query import RANGES, Viewer
 if TYPE_CHECKING:
     import jinja2
 
-    from .routes import UiContext
+    from .context import UiContext
 
 TEMPLATES = Path(__file__).parent / "templates"
 BREAKDOWNS = ("model", "provider", "key", "team", "user", "tag")

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from ..proxy.auth import UserAPIKeyAuth
-from .routes import UiContext, routes
+from .context import UiContext
+from .routes import routes
 from .session import Sessions
 
 if TYPE_CHECKING:

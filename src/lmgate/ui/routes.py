@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -31,34 +29,12 @@ from ..proxy.auth import UserAPIKeyAuth, presented_key
 from ..proxy.errors import ProxyError
 from ..proxy.responses import error_response, json_response
 from . import query
+from .context import UiContext
 from .query import QueryError, Viewer
-from .session import COOKIE, Sessions, cookie_options
+from .session import COOKIE, cookie_options
 from .throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "static"
-StatsSource = Callable[[], list[tuple[str, dict[str, Any], str | None]]]
-
-
-@dataclass
-class UiContext:
-    """What the dashboard reads: the store (looked up per request: the store logger may be
-    configured after the app is built), logger stats, and who may log in.
-
-    ``authenticate`` turns a presented key into an identity (raising a 401 ``ProxyError``),
-    ``key_alive`` says whether a logged-in key still may look (not deleted, blocked or expired),
-    ``budgets`` lists keys, teams and users with their budgets (virtual keys only)."""
-
-    store: Callable[[], Any]
-    logger_stats: StatsSource
-    authenticate: Callable[[str | None, Request], Awaitable[UserAPIKeyAuth]] | None
-    open_access: bool = False
-    sessions: Sessions = field(default_factory=lambda: Sessions(None))
-    key_alive: Callable[[str], Awaitable[bool]] | None = None
-    budgets: Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]] | None = None
-    clock: Callable[[], float] = time.time
-    title: str = "lmgate"
-    has_health: bool = True  # the loggers run here (the proxy), not in another program (lmgate ui)
-    extra_health: Callable[[], dict[str, Any]] | None = None
 
 
 def viewer_of(user: UserAPIKeyAuth) -> Viewer | None:
