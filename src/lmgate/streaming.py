@@ -167,6 +167,11 @@ class CustomStreamWrapper:
         self._ended = False
         self.model = call.model_name
         self.custom_llm_provider = call.provider_name
+        # as on a response (and the reference's stream): the call's id, which its log record
+        # carries, so the proxy's spend ledger row of a stream names the same call
+        self._hidden_params: dict[str, Any] = {
+            "litellm_call_id": call.record.call_id if call.record is not None else None
+        }
         if call.record is not None:  # only streams someone listens to need ending at exit
             _open_streams.add(self)
 

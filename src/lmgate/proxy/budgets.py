@@ -14,7 +14,9 @@ input at the dearest input price of the deployments that may answer it, plus its
 times ``n``, at the dearest output price. Input tokens are counted as the UTF-8 bytes of the
 messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
 A request whose worst case does not fit beside the requests in flight is refused, even if
-its real cost would have fit: that is the one trade-off of never overrunning.
+its real cost would have fit: that is the one trade-off of never overrunning. The other API
+formats are read through their chat translation (the Messages API's ``max_tokens``, the
+Responses API's ``max_output_tokens``), legacy completions as sent (``worst_case``).
 
 Budget windows (``budget_duration``) start when the key, team or user was created and every
 ``budget_duration`` after: fixed boundaries, the same for every instance. Without a
@@ -207,12 +209,16 @@ class Enforcer:
         kind: str,
         end_user: str | None = None,
         customer: dict[str, Any] | None = None,
+        sent: dict[str, Any] | None = None,
+        api: str | None = None,
     ) -> Reservation:
-        """``customer``: the end user's row (``lmgate_customers``), whose budget is checked too."""
+        """``customer``: the end user's row (``lmgate_customers``), whose budget is checked too.
+        ``sent``: the request as the client sent it on another API (``api``, a format's route),
+        when ``data`` is its chat translation."""
         now = self.clock()
         scope = _end_user_scope(end_user, customer)
         budgeted = limits.budgeted or scope is not None
-        amount = _nano_up(self.worst_case(data, group, kind)) if budgeted else 0
+        amount = _nano_up(self.worst_case(data, group, kind, sent, api)) if budgeted else 0
         checks, owners = self._checks(limits, now)
         if scope is not None:  # per request, not cached with the key's
             start, end = window_of(scope, now)
@@ -241,12 +247,27 @@ class Enforcer:
             503, "the budget counters could not be started; try again", code="limits_unavailable"
         )
 
-    def worst_case(self, data: dict[str, Any], group: str, kind: str) -> float:
-        """The most this request can cost, in USD (the reservation rule, in the module's text)."""
+    def worst_case(
+        self,
+        data: dict[str, Any],
+        group: str,
+        kind: str,
+        asked: dict[str, Any] | None = None,
+        api: str | None = None,
+    ) -> float:
+        """The most this request can cost, in USD (the reservation rule, in the module's text).
+
+        ``data`` is a chat request: the Anthropic Messages and Responses APIs are read through
+        their translation (``max_tokens`` and ``max_output_tokens`` become its ``max_tokens``,
+        system/instructions, tools and a ``previous_response_id``'s conversation its input).
+        Legacy completions are read as sent (``asked``): a pass-through sends what the chat
+        translation leaves out — several prompts, token ids, ``best_of``."""
         in_price, out_price = self.prices(group)
         if kind == "embedding":
             sent = orjson.dumps(data.get("input"))
             return len(sent) * in_price
+        if api == "completions" and asked is not None:
+            return _completions_worst_case(asked, in_price, out_price)
         sent = orjson.dumps([data.get("messages"), data.get("tools"), data.get("functions")])
         images = sent.count(b'"image_url"') + sent.count(b'"input_audio"')
         input_tokens = len(sent) + IMAGE_TOKENS * images
@@ -401,6 +422,26 @@ class Enforcer:
     async def close(self) -> None:
         await self.drain()
         await self.counters.close()
+
+
+def _count(value: Any) -> int:
+    """A positive integer field (``n``, ``best_of``), 1 when absent or not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _completions_worst_case(asked: dict[str, Any], in_price: float, out_price: float) -> float:
+    """A legacy completion as sent: every prompt's bytes (a token id is at least one byte of
+    its JSON) and, per prompt, ``max(n, best_of)`` completions of ``max_tokens`` (all
+    ``best_of`` candidates are generated and billed)."""
+    prompt = asked.get("prompt")
+    several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
+    prompts = len(prompt) if several else 1  # type: ignore[arg-type]
+    input_tokens = len(orjson.dumps([prompt, asked.get("suffix")]))
+    out = asked.get("max_tokens")
+    if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
+        out = DEFAULT_MAX_TOKENS
+    choices = max(_count(asked.get("n")), _count(asked.get("best_of"))) * prompts
+    return input_tokens * in_price + out * choices * out_price
 
 
 def _nano_up(usd: float) -> int:

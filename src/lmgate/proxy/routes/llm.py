@@ -182,7 +182,7 @@ class LLMRoutes:
                 check_request(data, kind)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
-            end_user = data.get("user")
+            end_user = _end_user(data, fmt)
             customer = None  # the end user's row, when the key store has one (its budget is checked)
             if isinstance(end_user, str) and end_user:  # the end user this request is made for
                 user = user.for_request(end_user)
@@ -207,6 +207,7 @@ class LLMRoutes:
                 if not fmt:
                     check_request(data, kind)
             extra = None
+            asked = data  # the request as the hooks left it, on its own API (a budget's worst case)
             if fmt:  # the hooks saw the request as sent; the Router gets it as a chat request
                 chat = fmt.to_chat(data)
                 extra = fmt.extra(data, request.headers)
@@ -221,7 +222,14 @@ class LLMRoutes:
                 if limits is not None:
                     end_user = data.get("user")
                     reservation = await self.enforcer.reserve(
-                        limits, data, group, kind, end_user if isinstance(end_user, str) else None, customer
+                        limits,
+                        data,
+                        group,
+                        kind,
+                        end_user if isinstance(end_user, str) else None,
+                        customer,
+                        asked if fmt else None,
+                        fmt.route if fmt else None,
                     )
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
@@ -465,6 +473,15 @@ class FailedAt:
     def deployment_for(self, error: BaseException) -> Any:
         """The deployment ``error`` came from, when it is the error the Router raised; else None."""
         return self._deployment if error is self._error else None
+
+
+def _end_user(data: dict[str, Any], fmt: Any) -> Any:
+    """The end user a request is made for: ``user``, or on the Anthropic Messages API
+    ``metadata.user_id`` (which its chat translation makes ``user``)."""
+    if fmt is not None and fmt.route == "messages":
+        metadata = data.get("metadata")
+        return metadata.get("user_id") if isinstance(metadata, dict) else None
+    return data.get("user")
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> str | None:
