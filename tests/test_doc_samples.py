@@ -446,6 +446,9 @@ def test_serve_commands_start(
         cwd = tmp_path / "cwd"
         (cwd / config).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(EXAMPLE_CONFIG, cwd / config)
+    if "--data-dir" in args:  # the reader's data directory (/var/lib/lmgate, say): the test's own
+        args = list(args)
+        args[args.index("--data-dir") + 1] = str(tmp_path / "data")
     served = ServeProcess(args, cwd, sample_env(*fakes_for_samples, tmp_path, []), tmp_path / "serve.log")
     try:
         served.wait_ready()
