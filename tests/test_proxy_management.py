@@ -470,10 +470,18 @@ def test_identity_reaches_every_hook_and_the_payload(hooked: Proxy, log_receiver
     second = json.loads(proxy.chat(MASTER, metadata={"show": True}).choices[0].message.content)
     assert (first["end_user_id"], second["end_user_id"], second["user_role"]) == ("u-1", None, "proxy_admin")
 
-    before = len(log_receiver.records)
     proxy.chat(made["key"], user="cust-9", metadata={"user_api_key_end_user_id": "spoofed"})
-    assert log_receiver.wait_for_records(before + 1, timeout=10)
-    record = [r for r in log_receiver.records if r["metadata"].get("user_api_key_hash") == made["token"]][-1]
+
+    def this_call(records: list[dict]) -> list[dict]:  # the earlier calls' records may still arrive after it
+        return [
+            r
+            for r in records
+            if r["metadata"].get("user_api_key_hash") == made["token"]
+            and (r["metadata"].get("requester_metadata") or {}).get("user_api_key_end_user_id") == "spoofed"
+        ]
+
+    assert log_receiver.wait_until(this_call, timeout=10)
+    (record,) = this_call(log_receiver.records)
     metadata = record["metadata"]
     assert record["end_user"] == "cust-9" and metadata["user_api_key_end_user_id"] == "cust-9"
     assert (

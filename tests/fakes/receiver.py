@@ -162,6 +162,11 @@ class LogReceiver(BackgroundHTTPServer):
         with self._cond:
             return self._cond.wait_for(lambda: len(self._records) >= n, timeout)
 
+    def wait_until(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Wait until ``predicate(records)`` holds for the records received so far."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(list(self._records)), timeout)
+
     def wait_for_requests(self, n: int, timeout: float = 10.0, ok_only: bool = False) -> bool:
         """Wait until ``n`` requests have arrived (any outcome; with ok_only, ``n`` answered 2xx)."""
         with self._cond:
