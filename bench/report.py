@@ -479,4 +479,9 @@ def markdown(summary: dict) -> str:
                 )
         md += [""] + notes + ([""] if notes else [])
     md += forward_section(summary)
+    # figures from the standalone scenarios (formats, providers, store, keys), run by hand and kept
+    # in bench/results/standalone.md so a re-render of this page keeps them
+    standalone = Path(__file__).parent / "results" / "standalone.md"
+    if standalone.is_file():
+        md += ["", standalone.read_text().strip()]
     return "\n".join(md).rstrip() + "\n"

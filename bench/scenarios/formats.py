@@ -172,6 +172,7 @@ def start_proxy(tmp: str, upstream: int) -> tuple[subprocess.Popen, int]:
             str(port),
             "--workers",
             "1",
+            "--no-store",  # no logger: the format's own cost, as the forward scenario measures chat
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
