@@ -75,11 +75,9 @@ def test_cancelled_call_leaves_the_pool_usable(fake_provider):
 
     async def run() -> str:
         task = asyncio.ensure_future(lmgate.acompletion(**kw(fake_provider)))
-        for _ in range(500):  # bounded: until the server holds the request
-            if fake_provider.requests:
-                break
-            await asyncio.sleep(0.01)
-        assert fake_provider.requests, "the request never reached the server"
+        # the fake's own condition, waited on in a thread so this loop keeps sending the request
+        held = await asyncio.to_thread(fake_provider.wait_for_requests, 1, 5.0)
+        assert held and fake_provider.requests, "the request never reached the server"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
