@@ -160,6 +160,25 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
+_often: dict[str, str] = {}  # scrub_often's answers, for the secrets remembered when they were made
+_often_for: tuple[tuple[str, str], ...] = ()
+_OFTEN_MAX = 1024  # past this many texts, the rest are scrubbed each time
+
+
+def scrub_often(text: str) -> str:
+    """``scrub(text)`` for a text seen over and over (a log line's message): remembered until
+    another secret is remembered."""
+    global _often, _often_for
+    if _often_for is not _known_pairs:
+        _often, _often_for = {}, _known_pairs
+    done = _often.get(text)
+    if done is None:
+        done = scrub(text)
+        if len(_often) < _OFTEN_MAX:
+            _often[text] = done
+    return done
+
+
 # the letters outside ASCII that a case-insensitive pattern matches to ASCII ones (Python's re:
 # İ ı → i, ſ → s; the Kelvin sign lowers to k by itself), so a word check never misses a match
 _FOLD = str.maketrans("İıſ", "iis")
@@ -357,6 +376,7 @@ __all__ = [
     "remember_secret",
     "scrub",
     "scrub_data",
+    "scrub_often",
     "upstream_headers",
     "scrub_values",
     "url_origin",
