@@ -411,3 +411,25 @@ def test_access_line_at_debug_is_not_written_at_info(configured_logging: None) -
     handler.setLevel(logging.WARNING)  # a handler's own level keeps the line out too
     logs.log_request(SCOPE, 200, None, None, None, 0.0)
     assert out.getvalue() == ""
+
+
+def test_direct_access_line_masks_a_secret_remembered_after_its_route_was_logged(
+    configured_logging: None,
+) -> None:
+    import io
+
+    from lmgate._secrets import remember_secret
+
+    secret = "opaque-credential-zz-0123456789abcd"  # no key-shaped pattern: masked once remembered
+    scope = {"method": "POST", "path": f"/v1/{secret}"}
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    out = io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    logs.log_request(scope, 404, None, None, None, 0.0)
+    assert secret in out.getvalue()  # not a secret yet: shown as the client sent it
+    remember_secret(secret)
+    out.seek(0)
+    out.truncate()
+    logs.log_request(scope, 404, None, None, None, 0.0)
+    assert secret not in out.getvalue() and "opa****abcd" in out.getvalue()

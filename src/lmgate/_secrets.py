@@ -165,6 +165,12 @@ _often_for: tuple[tuple[str, str], ...] = ()
 _OFTEN_MAX = 1024  # past this many texts, the rest are scrubbed each time
 
 
+def remembered_secrets() -> tuple[tuple[str, str], ...]:
+    """The remembered secrets with their masks: a new tuple each time one is added, so a cache
+    of scrubbed text can tell it is stale by identity."""
+    return _known_pairs
+
+
 def scrub_often(text: str) -> str:
     """``scrub(text)`` for a text seen over and over (a log line's message): remembered until
     another secret is remembered."""
@@ -374,6 +380,7 @@ __all__ = [
     "mask_key",
     "mask_url",
     "remember_secret",
+    "remembered_secrets",
     "scrub",
     "scrub_data",
     "scrub_often",

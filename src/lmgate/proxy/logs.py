@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .._secrets import MaskingFilter, scrub, scrub_often
+from .._secrets import MaskingFilter, remembered_secrets, scrub, scrub_often
 
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
@@ -220,16 +220,7 @@ def log_request(
     args = (method, _text_value(path), status)
     handler = _direct_handler(level)
     if handler is not None and not _FORMATS[type(handler.formatter)]:  # the text line, from the values
-        line = (
-            f"{_now_stamp()} {logging.getLevelName(level):<5} {ACCESS.name}: "
-            f"{scrub_often(_REQUEST_MESSAGE % args)}"
-        )
-        if shown_model is not None:
-            line += f" model={_text_value(shown_model)}"
-        if shown_deployment is not None:
-            line += f" deployment={_text_value(shown_deployment)}"
-        if key is not None:
-            line += f" key={_text_value(key)}"
+        line = _now_stamp() + _text_prefix(level, args, shown_model, shown_deployment, key)
         line += f" latency_ms={latency_ms:.6g}"
         if prompt is not None:
             line += f" prompt_tokens={_text_value(prompt)}"
@@ -302,6 +293,34 @@ def _direct_handler(level: int) -> logging.StreamHandler[Any] | None:
     ):
         return None
     return found
+
+
+# a text line's part between its time and its latency: the same few on every line (route, status,
+# model, deployment, caller), so made once each while the remembered secrets stay the same
+_prefixes: dict[tuple[Any, ...], str] = {}
+_prefixes_for: Any = None
+_PREFIXES_MAX = 1024  # client-chosen values among them: past this many, the rest are made each time
+
+
+def _text_prefix(level: int, args: tuple[Any, ...], model: Any, deployment: Any, key: Any) -> str:
+    global _prefixes, _prefixes_for
+    remembered = remembered_secrets()
+    if _prefixes_for is not remembered:
+        _prefixes, _prefixes_for = {}, remembered
+    cache_key = (level, args, model, deployment, key)
+    prefix = _prefixes.get(cache_key)
+    if prefix is not None:
+        return prefix
+    prefix = f" {logging.getLevelName(level):<5} {ACCESS.name}: {scrub_often(_REQUEST_MESSAGE % args)}"
+    if model is not None:
+        prefix += f" model={_text_value(model)}"
+    if deployment is not None:
+        prefix += f" deployment={_text_value(deployment)}"
+    if key is not None:
+        prefix += f" key={_text_value(key)}"
+    if len(_prefixes) < _PREFIXES_MAX:
+        _prefixes[cache_key] = prefix
+    return prefix
 
 
 def _now_stamp() -> str:
