@@ -30,6 +30,8 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._sse_events import SSEEvents
+
 # most specific first: ServerTimeoutError is also a ClientConnectionError, ClientConnectorError a ClientOSError
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
@@ -118,6 +120,34 @@ class AioResponse:
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
+
+    async def aiter_sse(self) -> AsyncIterator[Any]:
+        """The body's server-sent events, as ``httpx_sse.EventSource(response).aiter_sse()`` gives
+        them (the same content-type check and error), decoded by ``SSEEvents`` straight from
+        aiohttp's chunks: the attempt loop reads a stream through this when it is there."""
+        content_type = self.headers.get("content-type", "").partition(";")[0]
+        if "text/event-stream" not in content_type:
+            from httpx_sse import SSEError
+
+            raise SSEError(
+                f"Expected response header Content-Type to contain 'text/event-stream', got {content_type!r}"
+            )
+        events = SSEEvents()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            async for chunk in self._response.content.iter_any():
+                text = decoder.decode(chunk)
+                if text:
+                    for event in events.feed(text):
+                        yield event
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            for event in events.feed(tail):
+                yield event
+        for event in events.end():
+            yield event
 
     async def aclose(self) -> None:
         self._response.release()  # the connection goes back to the pool if the body was read to its end

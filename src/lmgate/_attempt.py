@@ -284,6 +284,8 @@ async def _aread(response: Any) -> Any:
 
 
 def _event_source(response: Any) -> Any:
+    if hasattr(response, "aiter_sse"):  # the aiohttp transport's response decodes its own events
+        return response
     from httpx_sse import EventSource
 
     return EventSource(response)

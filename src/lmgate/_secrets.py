@@ -160,6 +160,31 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
+_often: dict[str, str] = {}  # scrub_often's answers, for the secrets remembered when they were made
+_often_for: tuple[tuple[str, str], ...] = ()
+_OFTEN_MAX = 1024  # past this many texts, the rest are scrubbed each time
+
+
+def remembered_secrets() -> tuple[tuple[str, str], ...]:
+    """The remembered secrets with their masks: a new tuple each time one is added, so a cache
+    of scrubbed text can tell it is stale by identity."""
+    return _known_pairs
+
+
+def scrub_often(text: str) -> str:
+    """``scrub(text)`` for a text seen over and over (a log line's message): remembered until
+    another secret is remembered."""
+    global _often, _often_for
+    if _often_for is not _known_pairs:
+        _often, _often_for = {}, _known_pairs
+    done = _often.get(text)
+    if done is None:
+        done = scrub(text)
+        if len(_often) < _OFTEN_MAX:
+            _often[text] = done
+    return done
+
+
 # the letters outside ASCII that a case-insensitive pattern matches to ASCII ones (Python's re:
 # İ ı → i, ſ → s; the Kelvin sign lowers to k by itself), so a word check never misses a match
 _FOLD = str.maketrans("İıſ", "iis")
@@ -355,8 +380,10 @@ __all__ = [
     "mask_key",
     "mask_url",
     "remember_secret",
+    "remembered_secrets",
     "scrub",
     "scrub_data",
+    "scrub_often",
     "upstream_headers",
     "scrub_values",
     "url_origin",
