@@ -162,11 +162,13 @@ class BatchLogger(CustomLogger):
             self.processor.count_flagged()
         self.processor.enqueue(data)
 
-    def enqueue_bytes(self, data: bytes) -> None:
-        """Queue one record already encoded as compact JSON. Never blocks on I/O."""
+    def enqueue_bytes(self, data: bytes, prepared: Any = None) -> None:
+        """Queue one record already encoded as compact JSON. Never blocks on I/O. ``prepared``:
+        what the exporter may use instead of parsing ``data`` (``exporter.Batch.prepared``)."""
         if b"\n" in data:  # pretty-printed JSON: one line per record is what the spool and ndjson need
             data = orjson.dumps(orjson.loads(data))
-        self.processor.enqueue(data)
+            prepared = None
+        self.processor.enqueue(data, prepared)
 
     # ---- flushing, closing, counts ----
     def flush(self, timeout: float | None = None) -> bool:

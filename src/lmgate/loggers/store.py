@@ -50,7 +50,7 @@ class StoreExporter:
         return f"<StoreExporter {self.store!r}>"
 
     def export(self, batch: Batch) -> list[Outcome]:
-        from ..store.rows import row_from_payload
+        from ..store.rows import row_from_columns, row_from_payload
 
         if self.store is None and self._opener is not None:
             try:
@@ -61,9 +61,13 @@ class StoreExporter:
 
         outcomes: list[Outcome] = []
         rows = []
-        for record in batch.records:
+        prepared = batch.prepared or [None] * len(batch.records)
+        for record, columns in zip(batch.records, prepared, strict=True):
             try:
-                rows.append(row_from_payload(record, self.max_record_bytes))
+                if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
+                    rows.append(row_from_columns(columns, record))
+                else:  # read back from the spool, or enqueued as bytes alone: parsed
+                    rows.append(row_from_payload(record, self.max_record_bytes))
                 outcomes.append(DELIVERED)
             except ValueError as error:  # includes orjson.JSONDecodeError: no retry can fix it
                 outcomes.append(Outcome("drop", f"not_a_payload: {error}"[:200]))
@@ -149,6 +153,36 @@ class StoreLogger(BatchLogger):
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
 
+    def take(self, summary: CallSummary, event: str) -> None:
+        """``BatchLogger.take``, and the row's columns taken from the payload dict the record was
+        encoded from, so the delivery thread need not parse the record again: on a busy proxy
+        that parse was the largest cost of the store after the SQLite insert (docs/store.md,
+        "Cost"). A payload whose values would not read back the same from JSON (flagged, or a
+        value that is not a plain str/number/bool), or one over ``max_record_bytes``, is parsed
+        by the delivery thread as before."""
+        if event not in self.settings.events:
+            return
+        try:
+            data = summary.payload_json(bool(self.turn_off_message_logging))
+        except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
+            self.processor.count_unencodable(error)
+            return
+        columns = None
+        if summary.payload_flagged:
+            self.processor.count_flagged()
+        elif len(data) <= self.exporter.max_record_bytes:  # type: ignore[attr-defined]
+            columns = _columns(summary)
+        self.enqueue_bytes(data, columns)
+
+
+def _columns(summary: CallSummary) -> dict[str, Any] | None:
+    from ..store.rows import plain_columns
+
+    try:
+        return plain_columns(summary.payload())
+    except Exception:  # noqa: BLE001 - NotPlain, or anything odd: the delivery thread parses the record
+        return None
+
 
 def store_location(type: str, path: str | None, url: str | None) -> str:
     """Where a store is, without credentials (names its spool directory, appears in messages);
@@ -180,6 +214,7 @@ def _spool_dir_for(where: str) -> str:
 
 
 if TYPE_CHECKING:
+    from .._callbacks.summary import CallSummary
     from ..settings import Settings
 
 

@@ -53,7 +53,7 @@ PRUNE_EVERY_S = 3600.0
 # delivery thread that shares the interpreter lock with the proxy. Adapters that give back what
 # sqlite3 would bind anyway (NULL, 0/1) turn the miss into a dict hit; they apply to the whole
 # process, and change nothing any other user of sqlite3 sees.
-sqlite3.register_adapter(type(None), {}.get)  # {}.get(None) is None: bound as NULL, as before
+sqlite3.register_adapter(type(None), {}.get)  # type: ignore[arg-type]  # {}.get(None) is None: NULL
 sqlite3.register_adapter(bool, int)  # bound as 0/1, as before (bool is an int)
 # ON CONFLICT DO NOTHING on the primary key: a batch delivered twice is stored once
 _INSERT = str(
