@@ -17,9 +17,19 @@ from fakes import Reply
 import lmgate
 from lmgate.loggers.store import StoreExporter, StoreLogger
 from lmgate.store import Filters, Page
-from lmgate.store.rows import NotPlain, columns_of, plain_columns
+from lmgate.store.rows import ROW_COLUMNS, NotPlain, columns_of, plain_columns
 
 pytest.importorskip("sqlalchemy")
+
+
+def as_columns(values: tuple) -> dict:
+    return dict(zip(ROW_COLUMNS[:-3], values, strict=True))
+
+
+def test_row_columns_are_the_tables():
+    from lmgate.store.schema import COLUMNS
+
+    assert ROW_COLUMNS == COLUMNS
 
 
 def params(fp, **kw):
@@ -55,8 +65,8 @@ def test_columns_taken_from_the_payload_equal_the_columns_of_the_record_decoded(
     assert len(sink.taken) == 4
     for summary in sink.taken:
         decoded = columns_of(orjson.loads(summary.payload_json()))
-        assert plain_columns(summary.payload()) == decoded
-    by_status = {s.status: plain_columns(s.payload()) for s in sink.taken}
+        assert as_columns(plain_columns(summary.payload())) == decoded
+    by_status = {s.status: as_columns(plain_columns(s.payload())) for s in sink.taken}
     assert by_status["failure"]["error_class"] == "BadRequestError"
 
 

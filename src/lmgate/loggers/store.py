@@ -50,7 +50,7 @@ class StoreExporter:
         return f"<StoreExporter {self.store!r}>"
 
     def export(self, batch: Batch) -> list[Outcome]:
-        from ..store.rows import row_from_columns, row_from_payload
+        from ..store.rows import row_from_columns, row_from_payload, values_from_columns
 
         if self.store is None and self._opener is not None:
             try:
@@ -62,10 +62,13 @@ class StoreExporter:
         outcomes: list[Outcome] = []
         rows = []
         prepared = batch.prepared or [None] * len(batch.records)
+        from_columns = (
+            values_from_columns if getattr(self.store, "WRITES_VALUE_ROWS", False) else row_from_columns
+        )
         for record, columns in zip(batch.records, prepared, strict=True):
             try:
                 if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
-                    rows.append(row_from_columns(columns, record))
+                    rows.append(from_columns(columns, record))
                 else:  # read back from the spool, or enqueued as bytes alone: parsed
                     rows.append(row_from_payload(record, self.max_record_bytes))
                 outcomes.append(DELIVERED)
@@ -175,7 +178,7 @@ class StoreLogger(BatchLogger):
         self.enqueue_bytes(data, columns)
 
 
-def _columns(summary: CallSummary) -> dict[str, Any] | None:
+def _columns(summary: CallSummary) -> tuple[Any, ...] | None:
     from ..store.rows import plain_columns
 
     try:

@@ -44,28 +44,12 @@ def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_B
     return row
 
 
-def row_from_columns(columns: dict[str, Any], record: bytes) -> dict[str, Any]:
-    """The row for ``record`` whose ``columns_of`` were taken when it was enqueued (from the
-    payload it was encoded from: no parse); the caller saw it fits ``max_record_bytes``."""
-    row = dict(columns)
-    row["payload"] = record.decode("utf-8", "replace")
-    row["payload_bytes"] = len(record)
-    row["truncated"] = False
-    return row
-
-
-class NotPlain(ValueError):
-    """A value of the payload dict whose JSON form reads back as something else (a datetime, a
-    tuple, NaN...): its columns are taken from the record decoded instead."""
-
-
-_NONE = type(None)
-_TEXT_TYPES = frozenset((str, _NONE))
-_NUMBER_TYPES = frozenset((float, int, _NONE))
-_INT_TYPES = frozenset((int, _NONE))
-_FLAG_TYPES = frozenset((bool, _NONE))
-_STR_TYPE = frozenset((str,))
-_TEXT_COLUMNS = (
+# the columns of a row, in the table's order (``schema.COLUMNS``: a test holds them equal; not
+# imported from there, so reading a record needs no SQLAlchemy); the last three are the payload's
+ROW_COLUMNS = (
+    "call_id",
+    "start_time",
+    "end_time",
     "trace_id",
     "call_type",
     "model",
@@ -82,16 +66,54 @@ _TEXT_COLUMNS = (
     "status",
     "error_class",
     "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "cache_hit",
+    "tags",
+    "payload",
+    "payload_bytes",
+    "truncated",
 )
 
 
-def plain_columns(payload: dict[str, Any]) -> dict[str, Any]:
-    """``columns_of`` for the payload dict a record was encoded from, without the parse: the
-    store logger takes them on the caller's path, where the dict exists, so the delivery thread
-    parses nothing. Equal to ``columns_of`` of the record decoded (tests/test_store_rows.py);
-    a value whose JSON form would read back differently (anything but a str, a finite number,
-    a bool or None where a column is read) raises ``NotPlain``. Checks by type sets, not a
-    function call per column: this runs on every call's path."""
+def values_from_columns(columns: tuple[Any, ...], record: bytes) -> tuple[Any, ...]:
+    """The row for ``record`` as values in ``ROW_COLUMNS`` order, from its ``plain_columns``
+    (taken when it was enqueued); the caller saw it fits ``max_record_bytes``. A store that
+    says ``WRITES_VALUE_ROWS`` takes rows in this form (no dict per row)."""
+    return (*columns, record.decode("utf-8", "replace"), len(record), False)
+
+
+def row_from_columns(columns: tuple[Any, ...], record: bytes) -> dict[str, Any]:
+    """``values_from_columns`` as a row dict, for the stores that take those."""
+    return dict(zip(ROW_COLUMNS, values_from_columns(columns, record), strict=True))
+
+
+class NotPlain(ValueError):
+    """A value of the payload dict whose JSON form reads back as something else (a datetime, a
+    tuple, NaN...): its columns are taken from the record decoded instead."""
+
+
+_NONE = type(None)
+_TEXT_TYPES = frozenset((str, _NONE))
+_NUMBER_TYPES = frozenset((float, int, _NONE))
+_INT_TYPES = frozenset((int, _NONE))
+_FLAG_TYPES = frozenset((bool, _NONE))
+_STR_TYPE = frozenset((str,))
+
+
+def plain_columns(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of ``columns_of``, in ``ROW_COLUMNS`` order, for the payload dict a record was
+    encoded from, without the parse: the store logger takes them on the caller's path, where
+    the dict exists, so the delivery thread parses nothing. Equal to ``columns_of`` of the
+    record decoded (tests/test_store_rows.py); a value whose JSON form would read back
+    differently (anything but a str, a finite number, a bool or None where a column is read)
+    raises ``NotPlain``. Checks by type sets, not a function call per column, and a tuple, not
+    a dict: this runs on every call's path."""
     get = payload.get
     meta = get("metadata")
     error = get("error_information")
@@ -112,7 +134,7 @@ def plain_columns(payload: dict[str, Any]) -> dict[str, Any]:
         mget("user_api_key_team_alias") or mget("team_alias"),
         mget("user_api_key_user_id"),
         get("end_user") or mget("user_api_key_end_user_id"),
-        get("status"),
+        get("status") or "failure",
         error.get("error_class"),
         error.get("error_code"),
     )
@@ -138,23 +160,23 @@ def plain_columns(payload: dict[str, Any]) -> dict[str, Any]:
         or not _STR_TYPE.issuperset(map(type, tags))
     ):
         raise NotPlain("a column's value is not a plain JSON value")
-    row = dict(zip(_TEXT_COLUMNS, [v or None for v in texts], strict=True))
     start = float(start) if start else 0.0
     end = None if end is None else float(end)
     first = None if first is None else float(first)
     stream = bool(stream)
-    row["status"] = row["status"] or "failure"
-    row["call_id"] = call_id
-    row["start_time"] = start
-    row["end_time"] = end
-    row["prompt_tokens"], row["completion_tokens"], row["total_tokens"] = tokens
-    row["cost"] = None if cost is None else float(cost)
-    row["latency_ms"] = (end - start) * 1000.0 if end is not None and start else None
-    row["ttft_ms"] = (first - start) * 1000.0 if stream and first is not None and start else None
-    row["stream"] = stream
-    row["cache_hit"] = bool(cache_hit)
-    row["tags"] = orjson.dumps(tags).decode()
-    return row
+    return (
+        call_id,
+        start,
+        end,
+        *[v or None for v in texts],
+        *tokens,
+        None if cost is None else float(cost),
+        (end - start) * 1000.0 if end is not None and start else None,
+        (first - start) * 1000.0 if stream and first is not None and start else None,
+        stream,
+        bool(cache_hit),
+        orjson.dumps(tags).decode(),
+    )
 
 
 def columns_of(payload: dict[str, Any]) -> dict[str, Any]:
