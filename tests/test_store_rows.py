@@ -144,3 +144,39 @@ def test_the_logger_hands_the_columns_over_and_the_row_is_the_one_parsing_gives(
         assert got == expected
         assert stored["payload_bytes"] > 0 and not stored["truncated"]
     logger.close()
+
+
+def test_a_finished_call_with_a_logger_leaves_no_reference_cycle():
+    """The record and summary of a finished call are freed by reference counting: a cycle per
+    call (the record holding the call's litellm_params factory, a method of the call that holds
+    the record) made the garbage collector run every few calls on the proxy's event loop."""
+    import gc
+
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    request = {
+        "model": "openai/gpt-4o-mini",
+        "mock_response": "hi",
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    lmgate.completion(**request)  # warm: imports, caches
+    sink.taken.clear()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector would free is kept in gc.garbage, to look at
+    try:
+        for _ in range(5):
+            lmgate.completion(**request)
+        assert len(sink.taken) == 5 and all(s.payload_json() for s in sink.taken)
+        sink.taken.clear()
+        lmgate.callbacks = []
+        gc.collect()
+        # only this call's objects: other threads of the test run may make garbage meanwhile
+        ours = [
+            type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Call", "CallRecord", "CallSummary")
+        ]
+        assert ours == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
