@@ -43,7 +43,7 @@ from .base import (
     Page,
     percentile,
 )
-from .schema import calls, migrate
+from .schema import calls, migrate, rollup_add_statements
 
 PRUNE_EVERY_S = 3600.0
 
@@ -61,6 +61,7 @@ _INSERT = str(
     .on_conflict_do_nothing(index_elements=["call_id"])
     .compile(dialect=sqlite_dialect(paramstyle="qmark"))
 )
+_ROLLUP_ADD = rollup_add_statements()
 _DEFAULTS = [(c.name, getattr(c.default, "arg", None)) for c in calls.columns]
 _ALL_COLUMNS = itemgetter(*(name for name, _ in _DEFAULTS))
 
@@ -127,8 +128,17 @@ class SQLiteStore:
         try:
             cursor = raw.cursor()
             try:
+                # IMMEDIATE: the write lock first, so no other process's rows land between the
+                # last rowid read here and this batch's rows; those rows (rowid above it) are the
+                # ones this batch inserted, redelivered ones being ignored by the primary key
+                cursor.execute("BEGIN IMMEDIATE")
+                after = cursor.execute("SELECT coalesce(max(rowid), 0) FROM calls").fetchone()[0]
                 cursor.executemany(_INSERT, params)
                 written = cursor.rowcount
+                if written:
+                    # the hourly rollup, once per batch and set-based (a trigger per row before)
+                    for statement in _ROLLUP_ADD:
+                        cursor.execute(statement, (after,))
                 raw.commit()
             except BaseException:
                 raw.rollback()
