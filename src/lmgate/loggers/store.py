@@ -156,35 +156,20 @@ class StoreLogger(BatchLogger):
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
 
-    def take(self, summary: CallSummary, event: str) -> None:
-        """``BatchLogger.take``, and the row's columns taken from the payload dict the record was
-        encoded from, so the delivery thread need not parse the record again: on a busy proxy
-        that parse was the largest cost of the store after the SQLite insert (docs/store.md,
-        "Cost"). A payload whose values would not read back the same from JSON (flagged, or a
-        value that is not a plain str/number/bool), or one over ``max_record_bytes``, is parsed
-        by the delivery thread as before."""
-        if event not in self.settings.events:
-            return
+    def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
+        """The row's columns, taken from the payload dict the record was encoded from, so the
+        delivery thread need not parse the record again: on a busy proxy that parse was the
+        largest cost of the store after the SQLite insert (docs/store.md, "Cost"). A payload
+        whose values would not read back the same from JSON (``rows.NotPlain``) or one over
+        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread."""
+        if len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
+            return None
+        from ..store.rows import plain_columns
+
         try:
-            data = summary.payload_json(bool(self.turn_off_message_logging))
-        except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
-            self.processor.count_unencodable(error)
-            return
-        columns = None
-        if summary.payload_flagged:
-            self.processor.count_flagged()
-        elif len(data) <= self.exporter.max_record_bytes:  # type: ignore[attr-defined]
-            columns = _columns(summary)
-        self.enqueue_bytes(data, columns)
-
-
-def _columns(summary: CallSummary) -> tuple[Any, ...] | None:
-    from ..store.rows import plain_columns
-
-    try:
-        return plain_columns(summary.payload())
-    except Exception:  # noqa: BLE001 - NotPlain, or anything odd: the delivery thread parses the record
-        return None
+            return plain_columns(summary.payload())
+        except Exception:  # noqa: BLE001 - NotPlain, or anything odd: the delivery thread parses it
+            return None
 
 
 def store_location(type: str, path: str | None, url: str | None) -> str:
