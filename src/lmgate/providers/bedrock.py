@@ -171,12 +171,7 @@ class BedrockProvider(Provider):
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:
         # the default base depends on the region, known only in ``configure``
-        if model.startswith(
-            "converse/"
-        ):  # the reference's explicit route (bedrock/converse/<id>): the same call
-            model = model[len("converse/") :]
-        base, _, query = (api_base or "").partition("?")
-        return Endpoint(self.name, model, base.rstrip("/"), None, None, query.partition("#")[0])
+        return _bare_endpoint(model, api_base)
 
     def configure(self, ep: Endpoint, options: dict[str, Any]) -> Endpoint:
         try:
@@ -214,12 +209,22 @@ class BedrockProvider(Provider):
                 ep.model,
             )
         base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
+        # a deployment's calls configure alike: the endpoint made for these inputs is kept, keyed by
+        # the credentials' current values too (a refreshed token is masked from the next call on)
+        key = (id(ep), region, base, id(credentials), frozen)
+        found = _configured.get(key)
+        if found is not None and found[0] is ep and found[1] is credentials:  # ids not reused: held
+            return found[2]
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
         secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
         # made directly: dataclasses.replace costs more than the rest of this method
-        return Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version, ep.base_query,
-                        _aws_auth(region, credentials), secrets)  # fmt: skip
+        configured = Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version, ep.base_query,
+                              _aws_auth(region, credentials), secrets)  # fmt: skip
+        if len(_configured) >= _MAX_KEPT:
+            _configured.clear()
+        _configured[key] = (ep, credentials, configured)
+        return configured
 
     def _credentials(
         self, ep: Endpoint, options: dict[str, Any], region: str | None, profile: str | None
@@ -431,6 +436,16 @@ class BedrockProvider(Provider):
 _MAX_KEPT = 256
 _static: dict[tuple[str, str, str | None], Any] = {}
 _auths: dict[tuple[str, int], tuple[Any, AwsAuth]] = {}
+_configured: dict[tuple[Any, ...], tuple[Endpoint, Any, Endpoint]] = {}
+
+
+@functools.lru_cache(maxsize=_MAX_KEPT)
+def _bare_endpoint(model: str, api_base: str | None) -> Endpoint:
+    """The endpoint before ``configure`` (immutable, so one per model and base is shared)."""
+    if model.startswith("converse/"):  # the reference's explicit route (bedrock/converse/<id>): the same call
+        model = model[len("converse/") :]
+    base, _, query = (api_base or "").partition("?")
+    return Endpoint(BedrockProvider.name, model, base.rstrip("/"), None, None, query.partition("#")[0])
 
 
 def _static_credentials(key_id: str, secret: str, token: str | None) -> Any:
