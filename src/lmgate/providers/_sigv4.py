@@ -23,6 +23,8 @@ role's refreshable credentials renew themselves; their frozen values are compare
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -34,14 +36,17 @@ class Headers:
     __slots__ = ("_items", "signed")
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
-        self._items: dict[str, tuple[str, str]] = {}  # lower-case name -> (name as given, value)
+        # lower-case name -> (name as given, value)
+        self._items: dict[str, tuple[str, str]] = (
+            {name.lower(): (name, value) for name, value in headers.items()} if headers else {}
+        )
         self.signed: str | None = None  # the signed-headers list, once made (headers_to_sign's map)
-        if headers:
-            for name, value in headers.items():
-                self._items[name.lower()] = (name, value)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
+        try:
+            return name.lower() in self._items  # type: ignore[attr-defined]
+        except AttributeError:  # not a string
+            return False
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
@@ -104,6 +109,8 @@ def _signer_class() -> type:
         ) -> None:
             super().__init__(credentials, service_name, region_name)
             self._derived: dict[tuple[bytes, str], bytes] = {}  # (key, message) -> HMAC, see _sign
+            self._canonical: dict[tuple[tuple[str, str], ...], str] = {}  # see canonical_headers
+            self._keyed: tuple[bytes, Any] | None = None  # (signing key, its HMAC state), see _sign
             self._clock = clock
             self._stamp: tuple[int, str] = (-1, "")  # (second, its SigV4 timestamp)
 
@@ -133,14 +140,28 @@ def _signer_class() -> type:
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
             chosen = Headers()
-            for name, value in request.headers.items():
-                lname = name.lower()
-                if lname not in unsigned:
-                    chosen[lname] = value
+            chosen._items = {
+                lname: (lname, value)
+                for lname, value in ((name.lower(), value) for name, value in request.headers.items())
+                if lname not in unsigned
+            }
             if "host" not in chosen:
                 chosen["host"] = _host_from_url(request.url)
             request.context["lmgate_headers_to_sign"] = chosen
             return chosen
+
+        def canonical_headers(self, headers_to_sign: Any) -> str:
+            # a pure function of the signed headers, which repeat from call to call within a second
+            # (host, content type, date, token): botocore's result is kept for the same items
+            if not isinstance(headers_to_sign, Headers):
+                return super().canonical_headers(headers_to_sign)  # type: ignore[no-any-return]
+            key = tuple(headers_to_sign._items.values())
+            found = self._canonical.get(key)
+            if found is None:
+                if len(self._canonical) >= 64:  # one entry a second and header set: cleared, not grown
+                    self._canonical.clear()
+                found = self._canonical[key] = super().canonical_headers(headers_to_sign)
+            return found
 
         def signed_headers(self, headers_to_sign: Any) -> str:
             # asked twice per signature (canonical request, Authorization header) for the same map
@@ -155,9 +176,16 @@ def _signer_class() -> type:
             # botocore derives the signing key with four HMACs (secret -> day -> region -> service ->
             # "aws4_request") in ``signature``, every request; their results are kept here, keyed by
             # what they are computed from, so a new day or a new secret derives afresh by itself.
-            # The last HMAC (hex, over the string to sign) is new every request.
+            # The last HMAC (hex, over the string to sign) is new every request: the same
+            # HMAC-SHA256 botocore computes, from a copy of the state keyed with the signing key
+            # (OpenSSL 3 fetches the digest and sets the key up again for every new HMAC)
             if hex:
-                return super()._sign(key, msg, hex=True)
+                keyed = self._keyed
+                if keyed is None or keyed[0] != key:
+                    keyed = self._keyed = (key, hmac.new(key, digestmod=hashlib.sha256))
+                mac = keyed[1].copy()
+                mac.update(msg.encode("utf-8"))
+                return mac.hexdigest()
             found = self._derived.get((key, msg))
             if found is None:
                 if len(self._derived) >= 64:  # a few days' keys at most; never grows without end

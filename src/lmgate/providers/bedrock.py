@@ -174,12 +174,10 @@ class BedrockProvider(Provider):
         return _bare_endpoint(model, api_base)
 
     def configure(self, ep: Endpoint, options: dict[str, Any]) -> Endpoint:
-        try:
-            import botocore  # noqa: F401  (signing, the credential chain, event-stream decoding)
-        except ImportError:
+        if not _have_botocore():
             raise exc.BadRequestError(
                 "bedrock/ models need botocore: pip install 'lmgate[bedrock]'", self.name, ep.model
-            ) from None
+            )
         region = options.get("aws_region_name") or _first_env(REGION_ENV)
         profile = options.get("aws_profile_name")
         key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
@@ -279,23 +277,8 @@ class BedrockProvider(Provider):
         body: dict[str, Any] = {"messages": turns}
         if system:
             body["system"] = system
-        config = inference_config(params)
-        if config:
-            body["inferenceConfig"] = config
-        tool_config = translate_tools(params.get("tools"), params.get("tool_choice"), turns)
-        if tool_config is not None:
-            body["toolConfig"] = tool_config
-        extra = dict(params.get("additionalModelRequestFields") or {})
-        if params.get("top_k") is not None:
-            extra["top_k"] = params["top_k"]
-        thinking = _thinking(params)
-        if thinking is not None:
-            extra["thinking"] = thinking
-        if extra:
-            body["additionalModelRequestFields"] = extra
-        for name in PASSTHROUGH:
-            if name != "additionalModelRequestFields" and params.get(name) is not None:
-                body[name] = params[name]
+        if params:  # the optional members, looked for only when the call has parameters
+            _add_params(body, params, turns)
         action = "converse-stream" if stream else "converse"
         headers = {"Content-Type": "application/json"}
         if stream:
@@ -439,6 +422,22 @@ _auths: dict[tuple[str, int], tuple[Any, AwsAuth]] = {}
 _configured: dict[tuple[Any, ...], tuple[Endpoint, Any, Endpoint]] = {}
 
 
+_botocore_found = False
+
+
+def _have_botocore() -> bool:
+    """Whether botocore (signing, the credential chain, event-stream decoding) imports; once found,
+    not asked again (an import statement per call costs more than the rest of a configured call)."""
+    global _botocore_found
+    if not _botocore_found:
+        try:
+            import botocore  # noqa: F401
+        except ImportError:
+            return False
+        _botocore_found = True
+    return True
+
+
 @functools.lru_cache(maxsize=_MAX_KEPT)
 def _bare_endpoint(model: str, api_base: str | None) -> Endpoint:
     """The endpoint before ``configure`` (immutable, so one per model and base is shared)."""
@@ -562,6 +561,7 @@ def chain_region(profile: str | None) -> str | None:
     return _chain(profile)[1]
 
 
+@functools.lru_cache(maxsize=_MAX_KEPT)  # a deployment posts to one or two URLs
 def _host(url: str) -> str:
     """The Host header of ``url``: its authority without user info or a default port (as httpx sends it)."""
     scheme, _, rest = url.partition("://")
@@ -659,6 +659,27 @@ def inference_config(params: dict[str, Any]) -> dict[str, Any]:
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     return config
+
+
+def _add_params(body: dict[str, Any], params: dict[str, Any], turns: list[dict[str, Any]]) -> None:
+    """The Converse members made from the call's parameters: inference, tools, model fields, passthrough."""
+    config = inference_config(params)
+    if config:
+        body["inferenceConfig"] = config
+    tool_config = translate_tools(params.get("tools"), params.get("tool_choice"), turns)
+    if tool_config is not None:
+        body["toolConfig"] = tool_config
+    extra = dict(params.get("additionalModelRequestFields") or {})
+    if params.get("top_k") is not None:
+        extra["top_k"] = params["top_k"]
+    thinking = _thinking(params)
+    if thinking is not None:
+        extra["thinking"] = thinking
+    if extra:
+        body["additionalModelRequestFields"] = extra
+    for name in PASSTHROUGH:
+        if name != "additionalModelRequestFields" and params.get(name) is not None:
+            body[name] = params[name]
 
 
 def _thinking(params: dict[str, Any]) -> dict[str, Any] | None:
