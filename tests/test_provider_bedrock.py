@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from fakes import BedrockReply
 from fakes.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
@@ -543,11 +544,37 @@ def test_default_url_is_the_regional_runtime_endpoint():
         "arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.amazon.nova-pro-v1%3A0/converse"
     )
     signed = provider.sign(req, req.body_bytes(), ep)
-    assert signed.headers["Host"] == "bedrock-runtime.us-west-2.amazonaws.com"  # what httpx sends for :443
+    # Host is signed, and left to the client to send: what httpx (and aiohttp) derive for :443
+    assert "Host" not in signed.headers
+    assert httpx.URL(signed.url).netloc == b"bedrock-runtime.us-west-2.amazonaws.com"
     assert (
         "/us-west-2/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date,"
         in signed.headers["Authorization"]
     )
+
+
+@pytest.mark.parametrize(
+    ("base", "sent"),
+    [
+        ("https://bedrock.example:443", None),  # default port: the client's Host is the signed one
+        ("http://127.0.0.1:8080", None),
+        ("https://Bedrock.Example", "Bedrock.Example"),  # clients lower-case it: the signed one is sent
+        ("https://user@bedrock.example", "bedrock.example"),  # user info: sent as signed
+        ("http://[::1]:8080", "[::1]:8080"),
+    ],
+)
+def test_host_is_sent_as_signed_unless_the_client_derives_the_same(base, sent):
+    from lmgate.providers import resolve
+
+    provider, name = resolve("bedrock/amazon.nova-pro-v1:0")
+    ep = provider.endpoint(name, base, None, None)
+    ep = provider.configure(
+        ep, {"aws_region_name": "us-west-2", "aws_access_key_id": "AKIA1", "aws_secret_access_key": "s"}
+    )
+    req = provider.chat_request(ep, MESSAGES, {}, stream=False)
+    signed = provider.sign(req, req.body_bytes(), ep)
+    assert signed.headers.get("Host") == sent
+    assert "SignedHeaders=content-type;host;x-amz-date," in signed.headers["Authorization"]
 
 
 def test_secrets_never_reach_callbacks_headers_or_errors(fake_bedrock):

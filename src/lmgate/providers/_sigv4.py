@@ -105,7 +105,11 @@ def _signer_class() -> type:
         """botocore's signer with the per-request work it repeats done once (see the module's doc)."""
 
         def __init__(
-            self, credentials: Any, service_name: str, region_name: str, clock: Callable[[], float] = time.time
+            self,
+            credentials: Any,
+            service_name: str,
+            region_name: str,
+            clock: Callable[[], float] = time.time,
         ) -> None:
             super().__init__(credentials, service_name, region_name)
             self._derived: dict[tuple[bytes, str], bytes] = {}  # (key, message) -> HMAC, see _sign

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import os
 import random
+import re
 import threading
 import time
 from typing import Any, ClassVar
@@ -260,10 +261,13 @@ class BedrockProvider(Provider):
         """SigV4 over the final method, URL (query included), headers and body, by botocore."""
         auth: AwsAuth = ep.options
         url = f"{req.url}?{urlencode(req.params)}" if req.params else req.url
-        # Host given, not derived: botocore signs it and httpx sends it as it is (saves ~60 µs a call)
-        headers = {"Host": _host(url), **req.headers}
+        # Host given to the signer, not derived from the URL by botocore (saves ~60 µs a call)
+        host, derived = _host(url)
+        signed = auth.signer.headers(req.method, url, {"Host": host, **req.headers}, body)
+        if derived:  # the client sends this very Host itself
+            del signed["Host"]
         # the query is now part of the signed URL: sent as it is, not encoded a second time
-        return HttpRequest(req.method, url, auth.signer.headers(req.method, url, headers, body), req.json)
+        return HttpRequest(req.method, url, signed, req.json)
 
     def _url(self, ep: Endpoint, action: str) -> str:
         # the model id is one path segment: ":" of versions and "/" of ARNs are escaped, as boto3 does
@@ -561,13 +565,22 @@ def chain_region(profile: str | None) -> str | None:
     return _chain(profile)[1]
 
 
+# a host httpx and aiohttp both send exactly as written: lower-case name or IPv4, no trailing dot, a
+# port without leading zeros (a default port is already cut off by _host)
+_PLAIN_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::[1-9][0-9]*)?")
+
+
 @functools.lru_cache(maxsize=_MAX_KEPT)  # a deployment posts to one or two URLs
-def _host(url: str) -> str:
-    """The Host header of ``url``: its authority without user info or a default port (as httpx sends it)."""
+def _host(url: str) -> tuple[str, bool]:
+    """(the Host header of ``url``: its authority without user info or a default port, whether the
+    HTTP client sends that same header by itself); when it does, the signed Host is not handed to
+    it (each header given costs the client more than deriving its own), else it is sent as signed."""
     scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rpartition("@")[2]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host = authority.rpartition("@")[2]
     default = ":443" if scheme == "https" else ":80"
-    return host[: -len(default)] if host.endswith(default) else host
+    host = host[: -len(default)] if host.endswith(default) else host
+    return host, "@" not in authority and _PLAIN_HOST.fullmatch(host) is not None
 
 
 @functools.lru_cache(maxsize=256)
