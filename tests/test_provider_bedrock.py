@@ -813,3 +813,22 @@ def test_claude_sonnet_4_past_200k_tokens_costs_its_long_context_prices(fake_bed
     )
     expected = 150_000 * 6e-6 + 40_000 * 6e-7 + 20_000 * 7.5e-6 + 1_000 * 2.25e-5
     assert result._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_explicit_keys_configure_once_and_each_secret_token_and_region_is_its_own():
+    """A deployment's explicit keys and region configure once; any change of them is another endpoint."""
+    from lmgate.providers import resolve
+
+    provider, name = resolve("bedrock/amazon.nova-pro-v1:0")
+    ep = provider.endpoint(name, None, None, None)
+    opts = {"aws_region_name": "us-west-2", "aws_access_key_id": "AKIA1", "aws_secret_access_key": "s1"}
+    first = provider.configure(ep, opts)
+    assert provider.configure(ep, dict(opts)) is first
+    other_secret = provider.configure(ep, {**opts, "aws_secret_access_key": "s2"})
+    with_token = provider.configure(ep, {**opts, "aws_session_token": "t1"})
+    other_region = provider.configure(ep, {**opts, "aws_region_name": "eu-west-1"})
+    assert first.secrets == ("s1",) and other_secret.secrets == ("s2",) and with_token.secrets == ("s1", "t1")
+    assert other_secret.options.signer is not first.options.signer
+    assert other_region.api_base == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert other_region.options.region == "eu-west-1"
+    assert provider.configure(ep, dict(opts)) is first  # still kept

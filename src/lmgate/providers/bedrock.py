@@ -179,9 +179,23 @@ class BedrockProvider(Provider):
             raise exc.BadRequestError(
                 "bedrock/ models need botocore: pip install 'lmgate[bedrock]'", self.name, ep.model
             )
+        key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
+        explicit = None  # explicit keys and region: the endpoint depends on these options alone
+        if key_id and secret and options.get("aws_region_name") and not options.get("aws_role_name"):
+            base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
+            explicit = (
+                id(ep),
+                key_id,
+                secret,
+                options.get("aws_session_token"),
+                options["aws_region_name"],
+                base,
+            )
+            kept = _explicit.get(explicit)
+            if kept is not None and kept[0] is ep:  # the id is not reused: ep is held
+                return kept[1]
         region = options.get("aws_region_name") or _first_env(REGION_ENV)
         profile = options.get("aws_profile_name")
-        key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
         if bool(key_id) != bool(secret):
             raise exc.AuthenticationError(
                 "bedrock needs aws_access_key_id and aws_secret_access_key together; pass both or neither",
@@ -213,6 +227,8 @@ class BedrockProvider(Provider):
         key = (id(ep), region, base, id(credentials), frozen)
         found = _configured.get(key)
         if found is not None and found[0] is ep and found[1] is credentials:  # ids not reused: held
+            if explicit is not None:
+                _keep_explicit(explicit, ep, found[2])
             return found[2]
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
@@ -223,6 +239,8 @@ class BedrockProvider(Provider):
         if len(_configured) >= _MAX_KEPT:
             _configured.clear()
         _configured[key] = (ep, credentials, configured)
+        if explicit is not None:
+            _keep_explicit(explicit, ep, configured)
         return configured
 
     def _credentials(
@@ -424,6 +442,14 @@ _MAX_KEPT = 256
 _static: dict[tuple[str, str, str | None], Any] = {}
 _auths: dict[tuple[str, int], tuple[Any, AwsAuth]] = {}
 _configured: dict[tuple[Any, ...], tuple[Endpoint, Any, Endpoint]] = {}
+# explicit keys and region (no environment, file or role read): the configured endpoint by those options
+_explicit: dict[tuple[Any, ...], tuple[Endpoint, Endpoint]] = {}
+
+
+def _keep_explicit(key: tuple[Any, ...], ep: Endpoint, configured: Endpoint) -> None:
+    if len(_explicit) >= _MAX_KEPT:
+        _explicit.clear()
+    _explicit[key] = (ep, configured)
 
 
 _botocore_found = False
