@@ -82,7 +82,7 @@ class SpendWriter:
         """A settled request's ledger row: journaled now, written to the database soon."""
         journal = self._journal
         if journal is not None:
-            journal.append(orjson.dumps(row) + b"\n")
+            journal.append(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
         self.pending.append(row)
         if len(self.pending) >= self.batch_size:
             self._wake.set()
