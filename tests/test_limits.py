@@ -242,6 +242,39 @@ async def test_one_batch_of_concurrent_admissions_takes_exactly_what_fits_across
     await b.close()
 
 
+async def test_the_limits_connection_authenticates_and_survives_a_script_flush_and_a_restart() -> None:
+    """The limits' own connection (resp.py) logs in with the URL's password, uses its database,
+    sends the script's body when Redis forgot it, and connects again after Redis restarted
+    (the one admission caught by the restart is refused with a 503, never admitted blindly)."""
+    import redis.asyncio as aioredis
+
+    with RedisServer(password="s3cret pass") as server:
+        counters = RedisCounters(aioredis.Redis.from_url(server.url.replace("/0", "/3")))
+        e = enforcer(counters, Clock())
+        lim = limits(rpm=100)
+
+        async def admitted() -> None:
+            e.settle_now(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
+
+        await admitted()
+        assert counters.client.connection_pool.connection_kwargs["db"] == 3
+        # read through redis-py on database 3: the lean connection selected it too
+        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"1"
+        server.command("SCRIPT", "FLUSH")
+        await admitted()  # NOSCRIPT: the body is sent
+        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"2"
+        server.restart()
+        outcomes = []
+        for _ in range(3):
+            try:
+                await admitted()
+                outcomes.append(200)
+            except ProxyError as error:
+                outcomes.append(error.status)
+        assert outcomes in ([200, 200, 200], [503, 200, 200]), outcomes
+        await counters.close()
+
+
 def test_key_limits_read_the_key_team_and_user_rows() -> None:
     row = {
         "token": "t",
