@@ -167,6 +167,16 @@ class AioResponse:
                 text = decoder.decode(piece)
                 if not text:
                     continue
+                whole = events.whole_data(text)  # the usual piece: its data, no event objects
+                if whole is not None:
+                    for data in whole:
+                        for chunk in feed("message", data):
+                            yield chunk
+                        if translator.done:
+                            async for _ in content.iter_any():
+                                pass
+                            return
+                    continue
                 for sse in events.feed(text):
                     for chunk in feed(sse.event, sse.data):
                         yield chunk
