@@ -56,3 +56,22 @@ def test_events_are_httpx_sses_at_every_split(stream: str) -> None:
 def test_whole_openai_events_are_read() -> None:
     assert [e[1] for e in _ours([OPENAI])][-1] == "[DONE]"
     assert len(_ours([OPENAI])) == 4
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_whole_data_is_the_data_of_what_feed_gives_or_none(stream: str) -> None:
+    """``whole_data`` answers only when ``feed`` would give plain ``message`` events, and then
+    their data; otherwise it reads nothing, so ``feed`` after it gives what it gives alone."""
+    cuts = [[stream]] + [[stream[:cut], stream[cut:]] for cut in range(1, len(stream))]
+    for pieces in cuts:
+        fast, plain = SSEEvents(), SSEEvents()
+        for piece in pieces:
+            expected = [(e.event, e.data, e.id, e.retry) for e in plain.feed(piece)]
+            whole = fast.whole_data(piece)
+            if whole is None:
+                got = [(e.event, e.data, e.id, e.retry) for e in fast.feed(piece)]
+            else:
+                got = [("message", data, fast._last_id, None) for data in whole]
+            assert got == expected, (pieces, piece)
+        assert [e.data for e in fast.end()] == [e.data for e in plain.end()]
+    assert SSEEvents().whole_data(OPENAI) is not None  # the usual stream takes the fast lane

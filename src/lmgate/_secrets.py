@@ -357,12 +357,26 @@ def header_secrets(headers: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in out if s))
 
 
+# the LogRecord attribute carrying a proxy line's fields (lmgate.proxy.logs): masked like the message
+LOG_FIELDS = "lmgate_fields"
+
+
+def scrub_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A log line's fields with every text value scrubbed (``scrub_often``: the same few values
+    come on every line); numbers and other values as they are."""
+    return {k: scrub_often(v) if type(v) is str else v for k, v in fields.items()}
+
+
 class MaskingFilter(logging.Filter):
-    """A logging filter for handlers: masks secrets in the message and the traceback of every record."""
+    """A logging filter for handlers: masks secrets in the message, the fields (a proxy line's
+    path, model, deployment…) and the traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage())
         record.args = None
+        fields = getattr(record, LOG_FIELDS, None)
+        if fields:
+            setattr(record, LOG_FIELDS, scrub_fields(fields))
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
@@ -383,6 +397,7 @@ __all__ = [
     "remembered_secrets",
     "scrub",
     "scrub_data",
+    "scrub_fields",
     "scrub_often",
     "upstream_headers",
     "scrub_values",

@@ -53,6 +53,28 @@ class SSEEvents:
             self._line(line, out)
         return out
 
+    def whole_data(self, text: str) -> list[str] | None:
+        """The data of the events ``feed(text)`` would give, when ``text`` is whole events of one
+        ``data: …`` line each and nothing is pending (the usual OpenAI-compatible piece): no
+        event objects made. Their event name is ``message``, their id the last one. None, with
+        nothing read, for any other text: ``feed`` it then."""
+        if (
+            not text.endswith("\n\n")
+            or self._buffer
+            or self._trailing_cr
+            or self._event
+            or self._data
+            or self._retry is not None
+            or "\r" in text
+        ):
+            return None
+        out: list[str] = []
+        for block in text[:-2].split("\n\n"):
+            if not block.startswith("data: ") or "\n" in block:
+                return None
+            out.append(block[6:])
+        return out
+
     def end(self) -> list[ServerSentEvent]:
         """The stream is over: its unterminated last line is read (and never dispatched, unless
         it was a lone ``\\r``, a blank line)."""

@@ -10,8 +10,9 @@
   line, for log shippers) and the default text format reads the same everywhere.
 
 Lines are built only when the logger is enabled for their level. Values a client chose (a
-model name, a path) are quoted and escaped in text lines, so they cannot forge a line; error
-messages pass through secret masking, and the caller shows as a key alias or a prefix of the
+model name, a path) are quoted and escaped in text lines, so they cannot forge a line; every
+part of every line (the message and each field: path, model, deployment, error detail) passes
+through secret masking, text or JSON, and the caller shows as a key alias or a prefix of the
 key's SHA-256, never the key. uvicorn's own access log stays off: this one replaces it.
 """
 
@@ -28,13 +29,13 @@ from typing import Any
 
 import orjson
 
-from .._secrets import MaskingFilter, remembered_secrets, scrub, scrub_often
+from .._secrets import LOG_FIELDS, MaskingFilter, remembered_secrets, scrub, scrub_fields, scrub_often
 
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
 ACCESS = logging.getLogger("lmgate.proxy.access")
 ERRORS = logging.getLogger("lmgate.proxy")
-_FIELDS = "lmgate_fields"  # the LogRecord attribute that carries a line's fields
+_FIELDS = LOG_FIELDS  # the LogRecord attribute that carries a line's fields (MaskingFilter masks them)
 _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its message
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
@@ -229,7 +230,7 @@ def log_request(
         if cost_usd is not None:
             line += f" cost_usd={cost_usd:.6g}"
         if error_name is not None:
-            line += f" error={_text_value(error_name)}"
+            line += f" error={_text_value(scrub_often(error_name))}"
         _write_direct(handler, level, line, args, None)
         return
     fields: dict[str, Any] = {
@@ -312,12 +313,13 @@ def _text_prefix(level: int, args: tuple[Any, ...], model: Any, deployment: Any,
     if prefix is not None:
         return prefix
     prefix = f" {logging.getLevelName(level):<5} {ACCESS.name}: {scrub_often(_REQUEST_MESSAGE % args)}"
+    # every field masked as MaskingFilter masks a record's fields (a key sent as a model name)
     if model is not None:
-        prefix += f" model={_text_value(model)}"
+        prefix += f" model={_text_value(scrub_often(model))}"
     if deployment is not None:
-        prefix += f" deployment={_text_value(deployment)}"
+        prefix += f" deployment={_text_value(scrub_often(deployment))}"
     if key is not None:
-        prefix += f" key={_text_value(key)}"
+        prefix += f" key={_text_value(scrub_often(key))}"
     if len(_prefixes) < _PREFIXES_MAX:
         _prefixes[cache_key] = prefix
     return prefix
@@ -346,7 +348,7 @@ def _write_direct(
             "logger": ACCESS.name,
             "message": scrub_often(_REQUEST_MESSAGE % args),  # what MaskingFilter makes of it
         }
-        for key, value in (fields or {}).items():
+        for key, value in scrub_fields(fields or {}).items():  # as MaskingFilter masks them
             if value is not None and key not in out:
                 out[key] = value
         line = orjson.dumps(out, default=str).decode()
