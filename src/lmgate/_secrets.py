@@ -237,8 +237,19 @@ def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
 
 def is_secret_header(name: str) -> bool:
     """True for a header whose value is (or may be) a credential."""
-    lowered = name.lower()
-    return lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SECRET_HEADER_WORDS)
+    known = _secret_header_names.get(name)
+    if known is None:
+        lowered = name.lower()
+        known = lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SECRET_HEADER_WORDS)
+        if len(_secret_header_names) >= 512:
+            _secret_header_names.clear()  # bounded: a client may send any names
+        _secret_header_names[name] = known
+    return known
+
+
+# header name -> is_secret_header's answer: every logged call masks its request's headers, and
+# the test per name (a generator over the secret words) cost ~2,000 instructions a header
+_secret_header_names: dict[str, bool] = {}
 
 
 def mask_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from .redact import REDACTED_TEXT, redact_messages
 _RECURSIVE_COPY_DEPTH = 64
 _CONTAINERS = (dict, list, tuple)
 CYCLE_MARKER = "<unencodable: circular reference>"
+# exact types that are never containers: ``copy_data`` keeps them as they are without a call
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def copy_data(value: Any, _depth: int = 0) -> Any:
@@ -33,11 +35,20 @@ def copy_data(value: Any, _depth: int = 0) -> Any:
         return value
     if _depth >= _RECURSIVE_COPY_DEPTH:
         return _copy_deep(value)
+    depth = _depth + 1
+    # leaves (most values: metadata is mostly strings and None) are kept without a call each
+    if type(value) is dict:
+        # copied in C, then only the containers replaced (a comprehension costs ~40% more)
+        new = value.copy()
+        for k, v in value.items():
+            if type(v) not in _LEAVES:
+                new[k] = copy_data(v, depth)
+        return new
     if isinstance(value, dict):
-        return _rebuild(value, {k: copy_data(v, _depth + 1) for k, v in value.items()})
+        return _rebuild(value, {k: copy_data(v, depth) for k, v in value.items()})
     if isinstance(value, list):
-        return [copy_data(v, _depth + 1) for v in value]
-    return tuple(copy_data(v, _depth + 1) for v in value)
+        return [v if type(v) in _LEAVES else copy_data(v, depth) for v in value]
+    return tuple(v if type(v) in _LEAVES else copy_data(v, depth) for v in value)
 
 
 def _rebuild(value: dict[Any, Any], items: dict[Any, Any]) -> Any:

@@ -23,7 +23,7 @@ from .._secrets import mask_headers, mask_key, scrub
 from .data import copy_data, encode_parts, plain, snapshot, thaw
 from .encoding import dumps_any_keys, json_default
 from .payload import build_payload
-from .summary import CallSummary, freeze
+from .summary import CallSummary, freeze, take_defaults
 
 __all__ = ["CallRecord", "copy_data"]
 
@@ -235,7 +235,8 @@ class CallRecord:
         return built
 
     def _freeze(self) -> CallSummary:
-        return freeze({**_FACT_DEFAULTS, **vars(self)}, build_payload)
+        # only what the call set: the defaults are the summary's class attributes (``take_defaults``)
+        return freeze(vars(self).copy(), build_payload)
 
 
 # the facts a record holds as class defaults until the call sets them (``freeze`` needs them all)
@@ -244,3 +245,4 @@ _FACT_DEFAULTS = {
     for name, value in vars(CallRecord).items()
     if not name.startswith("__") and not callable(value) and not isinstance(value, property)
 }
+take_defaults(_FACT_DEFAULTS)
