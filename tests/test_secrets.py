@@ -267,3 +267,59 @@ def test_masking_filter_masks_messages_and_tracebacks() -> None:
     text = stream.getvalue()
     assert "call failed with key" in text and "ValueError: upstream said" in text
     assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("api_key", True),
+        ("x-api-key", True),
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("password", True),
+        ("client_secret", True),
+        ("aws_secret_access_key", True),
+        ("langfuse_secret_key", True),
+        ("refresh_token", True),
+        ("vertex_credentials", True),
+        ("set-cookie", True),
+        ("cache_key", False),
+        ("key_alias", False),
+        ("max_tokens", False),
+        ("prompt_tokens", False),
+        ("token", False),  # a logprob's token
+        ("signature", False),  # a thinking block's
+        ("user_api_key_hash", False),
+    ],
+)
+def test_secret_names_are_credentials_and_only_those(name: str, secret: bool) -> None:
+    assert _secrets.is_secret_name(name) is secret
+
+
+def test_mask_data_masks_credential_names_and_key_shaped_text_at_any_depth() -> None:
+    data = {
+        "api_key": "plain-credential-value",
+        "note": "see sk-abcdefghijklmnop1234",
+        "headers": {"Authorization": "Bearer tok123456789", "x-plain": "kept"},
+        "deep": [{"session_token": "nested-token-value"}, ("short", 3)],
+        "empty_password": "",
+        "count": 3,
+    }
+    masked = _secrets.mask_data(data)
+    assert masked == {
+        "api_key": "****",
+        "note": "see sk-abcd****",
+        "headers": {"Authorization": "****", "x-plain": "kept"},
+        "deep": [{"session_token": "****"}, ["short", 3]],
+        "empty_password": "",
+        "count": 3,
+    }
+    assert data["api_key"] == "plain-credential-value"  # a copy: the input is left alone
+
+
+def test_mask_data_masks_a_secret_remembered_after_the_same_text_was_masked() -> None:
+    """Short strings' answers are cached; a secret remembered later is masked all the same."""
+    secret = "remembered-later-9f8e7d"
+    assert _secrets.mask_data({"note": secret}) == {"note": secret}
+    _secrets.remember_secret(secret)
+    assert secret not in repr(_secrets.mask_data({"note": secret}))

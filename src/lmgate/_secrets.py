@@ -99,6 +99,8 @@ _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
 # a snapshot of _known read without the lock (replaced whole when a secret is added)
 _known_pairs: tuple[tuple[str, str], ...] = ()
+# how many times _known changed: what a cached scrub result was computed against
+_known_version = 0
 
 
 def _after_fork() -> None:
@@ -125,7 +127,7 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
-    global _known_pairs
+    global _known_pairs, _known_version
     with _known_lock:
         if secret in _known:
             _known.move_to_end(secret)
@@ -134,6 +136,8 @@ def remember_secret(secret: str | None) -> None:
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
         _known_pairs = tuple(_known.items())
+        _known_version += 1
+    _scrub_short.cache_clear()  # its answers were given without this secret
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
@@ -207,6 +211,73 @@ def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
         }
     if isinstance(value, (list, tuple)):
         return type(value)(scrub_data(v, secrets) for v in value)
+    return value
+
+
+# names whose values are credentials wherever they sit in structured data (a caller's
+# metadata={"api_key": ...}, a header dict, a key's admin metadata): the whole value is masked,
+# whatever it looks like. Matched on the name folded to lower case with "-" as "_": exact names
+# and endings, so "x-api-key", "aws_secret_access_key", "langfuse_secret_key", "refresh_token"
+# and "vertex_credentials" are credentials, and "cache_key", "max_tokens" or "key_alias" are not.
+# ("token" and "signature" alone are not: a response's logprobs and thinking blocks use them)
+_SECRET_NAME_ENDINGS = (
+    "api_key",
+    "apikey",
+    "secret",
+    "secret_key",
+    "access_key",
+    "private_key",
+    "password",
+    "passwd",
+    "_token",
+    "credential",
+    "credentials",
+    "authorization",
+    "cookie",
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_secret_name(name: str) -> bool:
+    """True for a field name whose value is a credential (``api_key``, ``x-api-key``,
+    ``password``, ``access_token``, ``Authorization``, ``vertex_credentials``, …)."""
+    folded = name.lower().replace("-", "_")
+    return folded.endswith(_SECRET_NAME_ENDINGS)
+
+
+_SHORT_TEXT = 256
+
+
+@functools.lru_cache(maxsize=2048)
+def _scrub_short(text: str, version: int) -> str:
+    # keyed by the version of the remembered secrets it is computed against (read before it is
+    # computed): an answer given before a secret was remembered is never reused after
+    return scrub(text)
+
+
+# deeper than orjson encodes (254 containers): such data is never written as it is (the record's
+# encoder puts a marker there), so masking stops there, and a circular structure ends too
+_MASK_DEPTH = 255
+
+
+def mask_data(value: Any, secrets: tuple[str | None, ...] = (), _depth: int = 0) -> Any:
+    """A copy of JSON-like data with every value under a credential name (``is_secret_name``)
+    masked whole and every string scrubbed (``scrub``): what a stored payload may hold."""
+    if isinstance(value, str):
+        if len(value) < MIN_SECRET_CHARS:  # shorter than any secret scrub finds
+            return value
+        if not secrets and len(value) <= _SHORT_TEXT:  # tags, names, ids: the same few on every call
+            return _scrub_short(value, _known_version)
+        return scrub(value, secrets)
+    if _depth >= _MASK_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (MASK if v and isinstance(k, str) and is_secret_name(k) else mask_data(v, secrets, _depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_data(v, secrets, _depth + 1) for v in value]
     return value
 
 
@@ -350,7 +421,9 @@ __all__ = [
     "SENSITIVE_HEADERS",
     "header_secrets",
     "is_secret_header",
+    "is_secret_name",
     "is_secret_param",
+    "mask_data",
     "mask_headers",
     "mask_key",
     "mask_url",

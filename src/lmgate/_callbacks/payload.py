@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._secrets import scrub
+from .._secrets import MASK, is_secret_name, mask_data, scrub
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -58,6 +58,42 @@ STANDARD_METADATA_KEYS = (
     "team_alias",
     "team_id",
     "used_client_oauth_token",
+)
+# metadata fields lmgate itself fills with ids, names, numbers and flags (the store keeps most as
+# columns, as they are): not searched for secrets. Every other field - the caller's own metadata,
+# ``requester_metadata``, a key's admin metadata (``user_api_key_auth_metadata``) - is masked where
+# the payload is built (``_masked_metadata``), so no logger, store, page or export holds it unmasked.
+_OWN_METADATA_FIELDS = frozenset(
+    {
+        "user_api_key_hash",
+        "user_api_key_alias",
+        "user_api_key_spend",
+        "user_api_key_max_budget",
+        "user_api_key_budget_reset_at",
+        "user_api_key_user_spend",
+        "user_api_key_user_max_budget",
+        "user_api_key_team_spend",
+        "user_api_key_team_max_budget",
+        "user_api_key_org_alias",
+        "user_api_key_project_id",
+        "user_api_key_project_alias",
+        "user_api_key_team_id",
+        "user_api_key_user_id",
+        "user_api_key_user_email",
+        "user_api_key_org_id",
+        "user_api_key_team_alias",
+        "user_api_key_end_user_id",
+        "user_api_key_request_route",
+        "user_api_end_user_max_budget",
+        "requester_ip_address",
+        "user_agent",
+        "applied_guardrails",
+        "usage_object",
+        "team_alias",
+        "team_id",
+        "used_client_oauth_token",
+        "answered_by_pre_call_hook",
+    }
 )
 # the price-map fields of an entry, as the reference's ``model_map_information`` shows them
 _NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
@@ -124,6 +160,21 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
     return summary.payload_json(redact)
 
 
+def _masked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` with credentials masked: a value under a credential name (``api_key``,
+    ``password``, ``Authorization``, ``…_token``) whole, key-shaped text (``sk-…``, ``Bearer …``)
+    and every secret lmgate knows inside any other string, at any depth (``_secrets.mask_data``)."""
+    out: dict[str, Any] = {}
+    for name, value in metadata.items():
+        if value is None or name in _OWN_METADATA_FIELDS:
+            out[name] = value
+        elif isinstance(name, str) and is_secret_name(name):
+            out[name] = MASK
+        else:
+            out[name] = mask_data(value)
+    return out
+
+
 def build_payload(s: CallSummary) -> dict[str, Any]:
     # the summary's own mappings, not its read-only views: they are encoded, never handed out
     usage, cost_breakdown, optional_params, _, hidden_params = s.encodable()
@@ -137,7 +188,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     end = s.end
     completion_start = s.completion_start if s.completion_start is not None else end
     metadata: dict[str, Any] = dict.fromkeys(STANDARD_METADATA_KEYS)
-    given = s.metadata if isinstance(s.metadata, dict) else {}
+    given = _masked_metadata(s.metadata) if isinstance(s.metadata, dict) else {}
     metadata.update(given)
     metadata.pop(ENCODING_ERRORS_KEY, None)  # ours: set below, never taken from the caller
     metadata.setdefault("requester_metadata", given)
