@@ -405,12 +405,14 @@ class LLMRoutes:
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
         stream = bool(data.get("stream"))
+        end_user = data.get("user")  # the end user the request was made for, as a routed call logs it
         result = await lmgate.acompletion(
             model=model,
             messages=data.get("messages") or [],
             mock_response=answer,
             stream=stream,
             metadata=metadata,
+            user=end_user if isinstance(end_user, str) and end_user else None,
             custom_llm_provider=None,
             input_cost_per_token=0.0,
             output_cost_per_token=0.0,
