@@ -323,3 +323,11 @@ def test_mask_data_masks_a_secret_remembered_after_the_same_text_was_masked() ->
     assert _secrets.mask_data({"note": secret}) == {"note": secret}
     _secrets.remember_secret(secret)
     assert secret not in repr(_secrets.mask_data({"note": secret}))
+
+
+def test_mask_data_leaves_a_short_remembered_value_that_free_text_masks() -> None:
+    """A configured value under 16 characters (a log header's "X-Team: search") is masked in
+    free text but not in a record's data, where it is more likely a team's name than a key."""
+    _secrets.remember_secret("shortval")
+    assert _secrets.scrub("team shortval") == "team ****"
+    assert _secrets.mask_data({"team": "shortval"}) == {"team": "shortval"}

@@ -99,6 +99,11 @@ _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
 # a snapshot of _known read without the lock (replaced whole when a secret is added)
 _known_pairs: tuple[tuple[str, str], ...] = ()
+# the remembered secrets structured data is searched for (``mask_data``): credential-long ones only.
+# A short configured value (a log destination's "X-Team: search" header) is too likely to be
+# ordinary data there, and a stored record masked by mistake cannot be read again
+DATA_SECRET_CHARS = 16
+_known_long_pairs: tuple[tuple[str, str], ...] = ()
 # how many times _known changed: what a cached scrub result was computed against
 _known_version = 0
 
@@ -127,7 +132,7 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
-    global _known_pairs, _known_version
+    global _known_pairs, _known_long_pairs, _known_version
     with _known_lock:
         if secret in _known:
             _known.move_to_end(secret)
@@ -136,18 +141,21 @@ def remember_secret(secret: str | None) -> None:
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
         _known_pairs = tuple(_known.items())
+        _known_long_pairs = tuple(p for p in _known_pairs if len(p[0]) >= DATA_SECRET_CHARS)
         _known_version += 1
     _scrub_short.cache_clear()  # its answers were given without this secret
 
 
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with ``secrets``, every remembered secret and every key-shaped string masked."""
+def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) -> str:
+    """``text`` with ``secrets``, every remembered secret and every key-shaped string masked;
+    ``data``: a value of structured data, where only remembered secrets of ``DATA_SECRET_CHARS``
+    or more are searched for."""
     if not text:
         return text
     for secret in secrets:
         if secret and len(secret) >= MIN_SECRET_CHARS and secret in text:
             text = text.replace(secret, mask_key(secret) or MASK)
-    for secret, masked in _known_pairs:
+    for secret, masked in _known_long_pairs if data else _known_pairs:
         if secret in text:
             text = text.replace(secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
@@ -252,7 +260,7 @@ _SHORT_TEXT = 256
 def _scrub_short(text: str, version: int) -> str:
     # keyed by the version of the remembered secrets it is computed against (read before it is
     # computed): an answer given before a secret was remembered is never reused after
-    return scrub(text)
+    return scrub(text, data=True)
 
 
 # deeper than orjson encodes (254 containers): such data is never written as it is (the record's
@@ -262,13 +270,14 @@ _MASK_DEPTH = 255
 
 def mask_data(value: Any, secrets: tuple[str | None, ...] = (), _depth: int = 0) -> Any:
     """A copy of JSON-like data with every value under a credential name (``is_secret_name``)
-    masked whole and every string scrubbed (``scrub``): what a stored payload may hold."""
+    masked whole and every string scrubbed (``scrub(data=True)``: key shapes, URL secrets, the
+    remembered secrets of ``DATA_SECRET_CHARS`` or more): what a stored payload may hold."""
     if isinstance(value, str):
         if len(value) < MIN_SECRET_CHARS:  # shorter than any secret scrub finds
             return value
         if not secrets and len(value) <= _SHORT_TEXT:  # tags, names, ids: the same few on every call
             return _scrub_short(value, _known_version)
-        return scrub(value, secrets)
+        return scrub(value, secrets, data=True)
     if _depth >= _MASK_DEPTH:
         return value
     if isinstance(value, dict):
