@@ -59,42 +59,29 @@ STANDARD_METADATA_KEYS = (
     "team_id",
     "used_client_oauth_token",
 )
+# the reference's fields that hold free-form data (a caller's or an admin's): masked like the rest
+_FREE_FORM_METADATA = frozenset(
+    {
+        "user_api_key_auth_metadata",
+        "spend_logs_metadata",
+        "requester_custom_headers",
+        "prompt_management_metadata",
+        "mcp_tool_call_metadata",
+        "vector_store_request_metadata",
+        "routing_decision",
+        "kubernetes_pod_routing",
+        "cold_storage_object_key",
+    }
+)
 # metadata fields lmgate itself fills with ids, names, numbers and flags (the store keeps most as
 # columns, as they are): not searched for secrets. Every other field - the caller's own metadata,
 # ``requester_metadata``, a key's admin metadata (``user_api_key_auth_metadata``) - is masked where
 # the payload is built (``_masked_metadata``), so no logger, store, page or export holds it unmasked.
-_OWN_METADATA_FIELDS = frozenset(
-    {
-        "user_api_key_hash",
-        "user_api_key_alias",
-        "user_api_key_spend",
-        "user_api_key_max_budget",
-        "user_api_key_budget_reset_at",
-        "user_api_key_user_spend",
-        "user_api_key_user_max_budget",
-        "user_api_key_team_spend",
-        "user_api_key_team_max_budget",
-        "user_api_key_org_alias",
-        "user_api_key_project_id",
-        "user_api_key_project_alias",
-        "user_api_key_team_id",
-        "user_api_key_user_id",
-        "user_api_key_user_email",
-        "user_api_key_org_id",
-        "user_api_key_team_alias",
-        "user_api_key_end_user_id",
-        "user_api_key_request_route",
-        "user_api_end_user_max_budget",
-        "requester_ip_address",
-        "user_agent",
-        "applied_guardrails",
-        "usage_object",
-        "team_alias",
-        "team_id",
-        "used_client_oauth_token",
-        "answered_by_pre_call_hook",
-    }
-)
+_OWN_METADATA_FIELDS = (frozenset(STANDARD_METADATA_KEYS) - _FREE_FORM_METADATA) | {
+    "user_api_end_user_max_budget",
+    "answered_by_pre_call_hook",
+}
+
 # the price-map fields of an entry, as the reference's ``model_map_information`` shows them
 _NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
