@@ -331,3 +331,32 @@ def test_mask_data_leaves_a_short_remembered_value_that_free_text_masks() -> Non
     _secrets.remember_secret("shortval")
     assert _secrets.scrub("team shortval") == "team ****"
     assert _secrets.mask_data({"team": "shortval"}) == {"team": "shortval"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"team": "search", "tags": ["a", "b"], "n": 3},
+        {"api_key": "x"},
+        {"X-Api-Key": "value"},
+        {"deep": [{"refresh_token": "value"}]},
+        {"note": "see sk-abcdefghijklmnop1234"},
+        {"note": "Bearer abcdefghij"},
+        {"note": "https://u:pw@host/x"},
+        {"note": "api_key=abcdefgh"},
+        {"note": 'quote"and\nnewline-secret-value-0123'},
+        {"note": "PAſſWORD: hunter2hunter2"},
+    ],
+)
+def test_the_quick_check_says_look_closer_whenever_mask_data_would_change_the_data(
+    data: dict[str, Any],
+) -> None:
+    """``json_may_need_masking`` (the payload's fast path for clean metadata) never says "clean"
+    where ``mask_data`` would mask something; a clean record is said clean."""
+    import orjson
+
+    _secrets.remember_secret('quote"and\nnewline-secret-value-0123')
+    changed = _secrets.mask_data(data) != data
+    flagged = _secrets.json_may_need_masking(orjson.dumps(data).decode())
+    assert flagged or not changed
+    assert changed or data != {"team": "search", "tags": ["a", "b"], "n": 3} or not flagged

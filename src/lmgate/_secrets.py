@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import os
 import re
@@ -104,6 +105,8 @@ _known_pairs: tuple[tuple[str, str], ...] = ()
 # ordinary data there, and a stored record masked by mistake cannot be read again
 DATA_SECRET_CHARS = 16
 _known_long_pairs: tuple[tuple[str, str], ...] = ()
+# those, as each is written inside JSON text (quotes, backslashes and newlines escaped)
+_known_long_in_json: tuple[str, ...] = ()
 # how many times _known changed: what a cached scrub result was computed against
 _known_version = 0
 
@@ -132,7 +135,7 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
-    global _known_pairs, _known_long_pairs, _known_version
+    global _known_pairs, _known_long_pairs, _known_long_in_json, _known_version
     with _known_lock:
         if secret in _known:
             _known.move_to_end(secret)
@@ -142,6 +145,11 @@ def remember_secret(secret: str | None) -> None:
             _known.popitem(last=False)
         _known_pairs = tuple(_known.items())
         _known_long_pairs = tuple(p for p in _known_pairs if len(p[0]) >= DATA_SECRET_CHARS)
+        _known_long_in_json = tuple(
+            dict.fromkeys(
+                form for k, _ in _known_long_pairs for form in (k, json.dumps(k, ensure_ascii=False)[1:-1])
+            )
+        )
         _known_version += 1
     _scrub_short.cache_clear()  # its answers were given without this secret
 
@@ -266,6 +274,48 @@ def _scrub_short(text: str, version: int) -> str:
 # deeper than orjson encodes (254 containers): such data is never written as it is (the record's
 # encoder puts a marker there), so masking stops there, and a circular structure ends too
 _MASK_DEPTH = 255
+
+
+# what in JSON text may make ``mask_data`` change the data: a key under a credential name (the
+# endings of ``is_secret_name``, "-" or "_" alike) and the words scrub's patterns need
+_SECRET_NAME_IN_JSON = re.compile(
+    "(?:" + "|".join(re.escape(e).replace("_", "[-_]") for e in _SECRET_NAME_ENDINGS) + ')"\\s*:',
+    re.IGNORECASE,
+)
+# a word every name of _SECRET_NAME_ENDINGS holds
+_SECRET_NAME_WORDS = ("key", "secret", "passw", "token", "credential", "authorization", "cookie")
+_DATA_CUES = (
+    "sk-",
+    "bearer",
+    "basic",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_token",
+    "access-token",
+    "accesstoken",
+    "password",
+    "secret",
+)
+
+
+def json_may_need_masking(text: str) -> bool:
+    """False when ``mask_data`` would give back unchanged the data ``text`` encodes (as JSON): no
+    key under a credential name, no key-shaped text, no URL, no remembered secret it searches
+    for. A quick check for the usual clean record; True only means "look closer"."""
+    for needle in _known_long_in_json:
+        if needle in text:
+            return True
+    if "://" in text:
+        return True
+    lowered = _folded(text)
+    for cue in _DATA_CUES:  # plain loops: this runs on every call's metadata
+        if cue in lowered:
+            return True
+    for word in _SECRET_NAME_WORDS:  # the name pattern only where one of its words is
+        if word in lowered:
+            return _SECRET_NAME_IN_JSON.search(text) is not None
+    return False
 
 
 def mask_data(value: Any, secrets: tuple[str | None, ...] = (), _depth: int = 0) -> Any:
@@ -432,6 +482,7 @@ __all__ = [
     "is_secret_header",
     "is_secret_name",
     "is_secret_param",
+    "json_may_need_masking",
     "mask_data",
     "mask_headers",
     "mask_key",

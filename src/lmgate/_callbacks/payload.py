@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._secrets import MASK, is_secret_name, mask_data, scrub
+from .._secrets import MASK, is_secret_name, json_may_need_masking, mask_data, scrub
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -150,7 +150,21 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
 def _masked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """``metadata`` with credentials masked: a value under a credential name (``api_key``,
     ``password``, ``Authorization``, ``…_token``) whole, key-shaped text (``sk-…``, ``Bearer …``)
-    and every secret lmgate knows inside any other string, at any depth (``_secrets.mask_data``)."""
+    and every secret lmgate knows inside any other string, at any depth (``_secrets.mask_data``).
+    ``metadata`` itself when nothing in it needs masking: the fields lmgate fills are skipped and
+    the rest is checked once, encoded (no copy of a clean record's metadata)."""
+    theirs = {
+        name: value
+        for name, value in metadata.items()
+        if value is not None and name not in _OWN_METADATA_FIELDS
+    }
+    if not theirs:
+        return metadata
+    try:
+        if not json_may_need_masking(orjson.dumps(theirs).decode()):
+            return metadata
+    except (TypeError, ValueError):  # not JSON as it is (the record's encoder flags it): look at every part
+        pass
     out: dict[str, Any] = {}
     for name, value in metadata.items():
         if value is None or name in _OWN_METADATA_FIELDS:
