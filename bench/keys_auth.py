@@ -10,7 +10,9 @@ Three apps from one config but for ``general_settings.virtual_keys`` and ``route
 - ``keys, SQLite``: a real SQLite key store with ``--keys`` keys in as many teams, each key and
   team with an rpm, tpm, parallel limit and a budget (every check runs), counters in process;
 - ``keys, SQLite + Redis``: the same store, the counters in a real ``redis-server`` (one Lua
-  script to admit, one to settle: two round trips per request).
+  script call per batch: the admissions and settlements of the requests of one moment; at
+  c=1 one round trip per request, under concurrency one per many — printed as requests per
+  round trip).
 
 Each answers ``POST /v1/chat/completions`` for a ``mock_response`` deployment through httpx's
 ASGI transport; requests rotate over every key (all cached after the warm-up, as in steady
@@ -180,6 +182,9 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"{name}: ledger rows written {enforcer.writer.written}, settle errors {enforcer.settle_errors}"
             )
+            batches = getattr(enforcer.counters, "batches", 0)
+            if batches:
+                print(f"{name}: {enforcer.counters.operations / batches:.1f} operations per Redis round trip")
     master_cpu = cpu["master"]
     master_rps = statistics.median(rps["master"])
     print(

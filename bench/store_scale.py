@@ -56,9 +56,13 @@ def fill_sqlite(store: Any, rows: int) -> None:
         '{{"litellm_call_id": "' || printf('call-%08d', n) || '", "pad": "{PAD}"}}', 400, 0
     FROM seq
     """
+    from lmgate.store.schema import rollup_add_statements
+
     raw = store.engine.raw_connection()
     try:
         raw.execute(sql)
+        for statement in rollup_add_statements():  # what SQLiteStore.write does for its batches
+            raw.execute(statement, (0,))
         raw.commit()
         raw.execute("ANALYZE")
         raw.commit()

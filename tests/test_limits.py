@@ -198,6 +198,83 @@ async def test_concurrent_reservations_never_overrun_the_budget(redis_server: Re
     await b.close()
 
 
+async def test_one_batch_of_concurrent_admissions_takes_exactly_what_fits_across_two_instances(
+    redis_server: RedisServer,
+) -> None:
+    """Two instances, 40 requests reaching the limits at the same moment: each instance sends
+    its 20 in one script call (one round trip), and across both exactly the 7 whose worst case
+    fits the budget are admitted, whichever batch Redis runs first."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    data = body(max_tokens=100)
+    worst = a.worst_case(data, "m", "chat")
+    lim = limits(max_budget=worst * 7.5, parallel=1000, rpm=1000)
+    first = await a.reserve(lim, data, "m", "chat")  # starts the budget's window (seeded once)
+    a.settle_now(first, 0.0, None)
+    await a.counters.flush()  # type: ignore[attr-defined]
+    before = {e: e.counters.batches for e in (a, b)}  # type: ignore[attr-defined]
+
+    got = await asyncio.gather(
+        *(e.reserve(lim, data, "m", "chat") for e in [a, b] * 20), return_exceptions=True
+    )
+
+    admitted = [r for r in got if not isinstance(r, BaseException)]
+    refusals = [r for r in got if isinstance(r, BaseException)]
+    assert len(admitted) == 7 and len(refusals) == 33
+    assert all(isinstance(r, ProxyError) and r.type == "budget_exceeded" for r in refusals)
+    assert [e.counters.batches - before[e] for e in (a, b)] == [1, 1]  # type: ignore[attr-defined]
+    key = "lmgate:limits:bud:key:tok:0"
+    held = await a.counters.client.hgetall(key)  # type: ignore[attr-defined]
+    assert int(held[b"s"]) == 0 and int(held[b"r"]) == 7 * admitted[0].reserved
+    assert int(await a.counters.client.zcard("lmgate:limits:par:key:tok")) == 7  # type: ignore[attr-defined]
+    for res in admitted:  # each costs half its worst case; the settlements go in a batch too
+        (a if res in admitted[::2] else b).settle_now(res, worst / 2, None)
+    for e in (a, b):
+        await e.counters.flush()  # type: ignore[attr-defined]
+    held = await a.counters.client.hgetall(key)  # type: ignore[attr-defined]
+    assert int(held[b"r"]) == 0 and int(held[b"s"]) == 7 * round(worst / 2 * NANO)
+    assert int(await a.counters.client.zcard("lmgate:limits:par:key:tok")) == 0  # type: ignore[attr-defined]
+    await a.close()
+    await b.close()
+
+
+async def test_the_limits_connection_authenticates_and_survives_a_script_flush_and_a_restart() -> None:
+    """The limits' own connection (resp.py) logs in with the URL's password, uses its database,
+    sends the script's body when Redis forgot it, and connects again after Redis restarted
+    (the one admission caught by the restart is refused with a 503, never admitted blindly)."""
+    import redis.asyncio as aioredis
+
+    with RedisServer(password="s3cret pass") as server:
+        counters = RedisCounters(aioredis.Redis.from_url(server.url.replace("/0", "/3")))
+        e = enforcer(counters, Clock())
+        lim = limits(rpm=100)
+
+        async def admitted() -> None:
+            e.settle_now(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
+
+        await admitted()
+        assert counters.client.connection_pool.connection_kwargs["db"] == 3
+        # read through redis-py on database 3: the lean connection selected it too
+        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"1"
+        server.command("SCRIPT", "FLUSH")
+        await admitted()  # NOSCRIPT: the body is sent
+        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"2"
+        server.restart()
+        outcomes = []
+        for _ in range(3):
+            try:
+                await admitted()
+                outcomes.append(200)
+            except ProxyError as error:
+                outcomes.append(error.status)
+        assert outcomes in ([200, 200, 200], [503, 200, 200]), outcomes
+        await counters.close()
+
+
 def test_key_limits_read_the_key_team_and_user_rows() -> None:
     row = {
         "token": "t",

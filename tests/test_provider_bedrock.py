@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from fakes import BedrockReply
 from fakes.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
@@ -543,11 +544,37 @@ def test_default_url_is_the_regional_runtime_endpoint():
         "arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.amazon.nova-pro-v1%3A0/converse"
     )
     signed = provider.sign(req, req.body_bytes(), ep)
-    assert signed.headers["Host"] == "bedrock-runtime.us-west-2.amazonaws.com"  # what httpx sends for :443
+    # Host is signed, and left to the client to send: what httpx (and aiohttp) derive for :443
+    assert "Host" not in signed.headers
+    assert httpx.URL(signed.url).netloc == b"bedrock-runtime.us-west-2.amazonaws.com"
     assert (
         "/us-west-2/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date,"
         in signed.headers["Authorization"]
     )
+
+
+@pytest.mark.parametrize(
+    ("base", "sent"),
+    [
+        ("https://bedrock.example:443", None),  # default port: the client's Host is the signed one
+        ("http://127.0.0.1:8080", None),
+        ("https://Bedrock.Example", "Bedrock.Example"),  # clients lower-case it: the signed one is sent
+        ("https://user@bedrock.example", "bedrock.example"),  # user info: sent as signed
+        ("http://[::1]:8080", "[::1]:8080"),
+    ],
+)
+def test_host_is_sent_as_signed_unless_the_client_derives_the_same(base, sent):
+    from lmgate.providers import resolve
+
+    provider, name = resolve("bedrock/amazon.nova-pro-v1:0")
+    ep = provider.endpoint(name, base, None, None)
+    ep = provider.configure(
+        ep, {"aws_region_name": "us-west-2", "aws_access_key_id": "AKIA1", "aws_secret_access_key": "s"}
+    )
+    req = provider.chat_request(ep, MESSAGES, {}, stream=False)
+    signed = provider.sign(req, req.body_bytes(), ep)
+    assert signed.headers.get("Host") == sent
+    assert "SignedHeaders=content-type;host;x-amz-date," in signed.headers["Authorization"]
 
 
 def test_secrets_never_reach_callbacks_headers_or_errors(fake_bedrock):
@@ -786,3 +813,22 @@ def test_claude_sonnet_4_past_200k_tokens_costs_its_long_context_prices(fake_bed
     )
     expected = 150_000 * 6e-6 + 40_000 * 6e-7 + 20_000 * 7.5e-6 + 1_000 * 2.25e-5
     assert result._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_explicit_keys_configure_once_and_each_secret_token_and_region_is_its_own():
+    """A deployment's explicit keys and region configure once; any change of them is another endpoint."""
+    from lmgate.providers import resolve
+
+    provider, name = resolve("bedrock/amazon.nova-pro-v1:0")
+    ep = provider.endpoint(name, None, None, None)
+    opts = {"aws_region_name": "us-west-2", "aws_access_key_id": "AKIA1", "aws_secret_access_key": "s1"}
+    first = provider.configure(ep, opts)
+    assert provider.configure(ep, dict(opts)) is first
+    other_secret = provider.configure(ep, {**opts, "aws_secret_access_key": "s2"})
+    with_token = provider.configure(ep, {**opts, "aws_session_token": "t1"})
+    other_region = provider.configure(ep, {**opts, "aws_region_name": "eu-west-1"})
+    assert first.secrets == ("s1",) and other_secret.secrets == ("s2",) and with_token.secrets == ("s1", "t1")
+    assert other_secret.options.signer is not first.options.signer
+    assert other_region.api_base == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert other_region.options.region == "eu-west-1"
+    assert provider.configure(ep, dict(opts)) is first  # still kept

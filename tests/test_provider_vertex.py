@@ -182,11 +182,11 @@ def test_gemini_thoughts_cached_tokens_and_exact_cost(fv, account, mode, stream)
 
 
 def test_vertex_prices_where_they_differ_from_ai_studio(fv, account):
-    """gemini-2.0-flash costs more on Vertex than on AI Studio: the vertex_ai/ entry is used."""
+    """gemini-2.0-flash has its own price on Vertex (AI Studio's is unconfirmed): the vertex_ai/ entry is used."""
     r = lmgate.completion(messages=MESSAGES, **vx(fv, account, model="vertex_ai/gemini-2.0-flash"))
     vertex = find_price("vertex_ai/gemini-2.0-flash")
     assert vertex[0] == "vertex_ai/gemini-2.0-flash"
-    assert vertex[1]["input_cost_per_token"] != find_price("gemini-2.0-flash")[1]["input_cost_per_token"]
+    assert vertex[1]["input_cost_per_token"] != find_price("gemini-2.0-flash")[1].get("input_cost_per_token")
     expected = 7 * vertex[1]["input_cost_per_token"] + 5 * vertex[1]["output_cost_per_token"]
     assert r._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-12)
 

@@ -311,3 +311,125 @@ def test_fast_lane_takes_only_paths_the_router_would_give_its_route() -> None:
         "/v1/chat/completions",
         "/v2/embeddings",
     }
+
+
+# ---------------------------------------------------------------------- the direct access line
+
+
+@pytest.fixture
+def configured_logging() -> Iterator[None]:
+    """``setup_logging``'s global changes undone after the test."""
+    root = logging.getLogger("lmgate")
+    saved = (list(root.handlers), root.level, root.propagate, list(logs.ACCESS.filters), logs.ACCESS.level)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
+        logs.ACCESS.filters[:] = saved[3]
+        logs.ACCESS.setLevel(saved[4])
+
+
+class _Deployment:
+    model_info: dict[str, Any] = {}
+    model = "openai/gpt-4o-mini"
+
+
+class _Caller:
+    key_alias = "team a"
+    api_key = None
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_direct_access_line_is_the_record_paths_line(configured_logging: None, log_format: str) -> None:
+    """Written without a LogRecord, the line is byte for byte what the handler, the masking filter
+    and the formatter make of the record (but its time); a filter on the logger brings the record back."""
+    import io
+
+    from lmgate._secrets import remember_secret
+
+    secret = "sk-direct-line-secret-0123456789"
+    remember_secret(secret)
+    logs.setup_logging("info", log_format)
+    (handler,) = logging.getLogger("lmgate").handlers
+    out = io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    calls = [
+        (SCOPE, 200, "gpt-4o-mini", _Deployment(), _Caller(), 0.0123, USAGE, 4.35e-6, None),
+        (
+            {"method": "GET", "path": f"/x y/{secret}"},
+            404,
+            'a "b"',
+            None,
+            None,
+            0.5,
+            None,
+            None,
+            ValueError(),
+        ),
+        (SCOPE, 499, "m", None, None, 1.0, {"prompt_tokens": 3}, 0, None),
+    ]
+    seen: list[list[str]] = []
+    for direct in (True, False):
+        if not direct:
+            logs.ACCESS.addFilter(lambda record: True)
+        assert (logs._direct_handler(logging.INFO) is handler) is direct
+        for scope, status, model, deployment, user, seconds, usage, cost, error in calls:
+            logs.log_request(scope, status, model, deployment, user, seconds, usage, cost, error)
+        lines = out.getvalue().splitlines()
+        out.seek(0)
+        out.truncate()
+        if log_format == "json":
+            import json
+
+            lines = [json.dumps({k: v for k, v in json.loads(line).items() if k != "time"}) for line in lines]
+        else:
+            lines = [line.split(" ", 1)[1] for line in lines]
+        seen.append(lines)
+    assert len(seen[0]) == len(calls)
+    assert seen[0] == seen[1]
+    # the message is masked as MaskingFilter masks it (the fields are the formatter's, as before)
+    assert (
+        'GET \\"/x y/sk-****6789\\" 404' in seen[0][1]
+        if log_format == "json"
+        else seen[0][1].startswith(
+            'INFO  lmgate.proxy.access: GET "/x y/sk-****6789" 404 model="a \\"b\\"" latency_ms=500 error=ValueError'
+        )
+    )
+
+
+def test_access_line_at_debug_is_not_written_at_info(configured_logging: None) -> None:
+    import io
+
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    out = io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    logs.log_request(SCOPE, 200, None, None, None, 0.0, level=logging.DEBUG)
+    assert out.getvalue() == ""
+    handler.setLevel(logging.WARNING)  # a handler's own level keeps the line out too
+    logs.log_request(SCOPE, 200, None, None, None, 0.0)
+    assert out.getvalue() == ""
+
+
+def test_direct_access_line_masks_a_secret_remembered_after_its_route_was_logged(
+    configured_logging: None,
+) -> None:
+    import io
+
+    from lmgate._secrets import remember_secret
+
+    secret = "opaque-credential-zz-0123456789abcd"  # no key-shaped pattern: masked once remembered
+    scope = {"method": "POST", "path": f"/v1/{secret}"}
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    out = io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    logs.log_request(scope, 404, None, None, None, 0.0)
+    assert secret in out.getvalue()  # not a secret yet: shown as the client sent it
+    remember_secret(secret)
+    out.seek(0)
+    out.truncate()
+    logs.log_request(scope, 404, None, None, None, 0.0)
+    assert secret not in out.getvalue() and "opa****abcd" in out.getvalue()

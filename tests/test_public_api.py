@@ -161,6 +161,37 @@ def test_mock_completion_needs_no_http_client():
     assert "httpx" not in loaded and "httpcore" not in loaded
 
 
+def test_a_call_loads_only_its_own_provider():
+    """A sync call to one provider imports neither asyncio (nor the ssl it pulls in) nor the
+    other providers' modules (Bedrock's signing, Vertex's credentials, Gemini's translation)."""
+    loaded = _modules_after(
+        "import lmgate\n"
+        "lmgate.completion(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}], mock_response='ok')\n"
+        "from lmgate.providers import resolve\n"
+        "resolve('openai/gpt-4o-mini')"
+    )
+    others = ("bedrock", "gemini", "vertex", "_sigv4", "anthropic", "azure", "compatible")
+    assert [m for m in loaded if m.startswith("lmgate.providers.") and m.rsplit(".", 1)[1] in others] == []
+    assert "asyncio" not in loaded and "ssl" not in loaded
+    assert "lmgate.providers.openai" in loaded
+
+
+def test_every_provider_prefix_still_resolves():
+    """The lazy registry lists and resolves every prefix, built-in and OpenAI-compatible cloud."""
+    from lmgate.providers import PROVIDERS, resolve
+    from lmgate.providers.compatible import CLOUDS
+
+    names = set(PROVIDERS)
+    assert {"openai", "azure", "anthropic", "gemini", "bedrock", "vertex_ai"} <= names
+    assert {cloud.prefix for cloud in CLOUDS} <= names
+    assert len(PROVIDERS) == len(names)
+    for prefix in names:
+        provider, name = resolve(f"{prefix}/some-model")
+        assert name == "some-model" and provider is not None
+    assert PROVIDERS.get("no_such_cloud") is None
+    assert "no_such_cloud" not in PROVIDERS
+
+
 def test_import_as_litellm():
     """`import lmgate as litellm` code finds the reference names it uses."""
     import lmgate as litellm

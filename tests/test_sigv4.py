@@ -7,6 +7,8 @@ headers_to_sign built once, the signing key kept per day, the signer re-made whe
 
 from __future__ import annotations
 
+import calendar
+
 import pytest
 
 pytest.importorskip("botocore")
@@ -47,7 +49,7 @@ def test_the_signature_is_botocores_across_days(token):
     auth = _signer_class()(creds, "bedrock", "us-east-1")
     for timestamp in ("20261130T001500Z", "20261130T235959Z", "20261201T000001Z"):
         assert fast_signature(auth, timestamp, HEADERS) == stock_signature(creds, timestamp, HEADERS)
-    assert auth._signing_key[0] == "20261201"
+    assert {"20261130", "20261201"} <= {msg for _, msg in auth._derived}  # a key derived per day
 
 
 def test_the_headers_added_match_botocores_add_auth():
@@ -99,3 +101,50 @@ def test_headers_are_case_insensitive_like_httpheaders():
     h["Authorization"] = "new"
     assert h.get_all("authorization") == ["new"] and h.get("missing") is None
     assert sorted(h) == ["Authorization", "X-Amz-Date"]
+
+
+def verified(signed: dict[str, str], creds: ReadOnlyCredentials) -> bool:
+    """Stock botocore's signature over what was sent equals the one sent (the fake Bedrock's check)."""
+    sent = {k: v for k, v in signed.items() if k != "Authorization"}
+    return signed["Authorization"].endswith("Signature=" + stock_signature(creds, signed["X-Amz-Date"], sent))
+
+
+def test_a_new_day_on_the_clock_derives_a_new_signing_key():
+    """The clock crosses midnight UTC between two calls: the second is signed with the new day's key."""
+    now = [calendar.timegm((2026, 11, 30, 23, 59, 59))]
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    signer = Signer(creds, "bedrock", "us-east-1", clock=lambda: now[0])
+    before = signer.headers("POST", URL, HEADERS, BODY)
+    assert before["X-Amz-Date"] == "20261130T235959Z" and "/20261130/us-east-1/" in before["Authorization"]
+    now[0] += 2
+    after = signer.headers("POST", URL, HEADERS, BODY)
+    assert after["X-Amz-Date"] == "20261201T000001Z" and "/20261201/us-east-1/" in after["Authorization"]
+    frozen = creds.get_frozen_credentials()
+    assert verified(before, frozen) and verified(after, frozen)
+    # and back within the same second: the timestamp formatted once is the clock's, not a stale one
+    now[0] += 0.5
+    assert signer.headers("POST", URL, HEADERS, BODY)["X-Amz-Date"] == "20261201T000001Z"
+
+
+@pytest.mark.parametrize("rotate", ["token", "secret"])
+def test_rotated_credentials_sign_with_their_new_values(rotate):
+    """A refresh that changes only the session token (or only the secret) is noticed at the next call."""
+
+    class Refreshing:  # what botocore's RefreshableCredentials hands out: new frozen values after a refresh
+        def __init__(self) -> None:
+            self.values = ReadOnlyCredentials("ASIAROLE", "secret-1", "token-1")
+
+        def get_frozen_credentials(self) -> ReadOnlyCredentials:
+            return self.values
+
+    creds = Refreshing()
+    signer = Signer(creds, "bedrock", "us-east-1", clock=lambda: calendar.timegm((2026, 11, 30, 12, 0, 0)))
+    first = signer.headers("POST", URL, HEADERS, BODY)
+    assert verified(first, creds.values) and first["X-Amz-Security-Token"] == "token-1"
+    old = creds.values
+    creds.values = old._replace(token="token-2") if rotate == "token" else old._replace(secret_key="secret-2")
+    second = signer.headers("POST", URL, HEADERS, BODY)
+    assert second["X-Amz-Security-Token"] == creds.values.token  # signed: x-amz-security-token
+    assert verified(second, creds.values)
+    if rotate == "secret":  # a key derived from the old secret would not verify
+        assert not verified(second, old)

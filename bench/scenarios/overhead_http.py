@@ -4,14 +4,14 @@ Both talk to bench/fake_openai.py on 127.0.0.1.  Calls alternate raw / implement
 machine hits both equally; the result is median(impl) - median(raw) per call.  The raw side parses the
 JSON (or every SSE line) too, as any client must.
 
-Variants gemini / gemini_stream: the same, sync, for a ``gemini/gemini-2.0-flash`` call (the fake answers
+Variants gemini / gemini_stream: the same, sync, for a ``gemini/gemini-2.5-flash-lite`` call (the fake answers
 Gemini's generateContent / streamGenerateContent too): what the Gemini translation adds over OpenAI's.
 Variants vertex / vertex_stream: a ``vertex_ai/gemini-2.0-flash`` call with a service account (a key made
 for the run) whose token the fake's ``/token`` issues; the token is fetched once, in the warm-up, so the
 figure is the per-call cost of Vertex's URL, translation and cached bearer token. Both sides post to the
 model's whole Vertex path (the form of api_base the reference takes too).
 
-Variants bedrock / bedrock_stream: the same for a ``bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0``
+Variants bedrock / bedrock_stream: the same for a ``bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0``
 call (Converse / ConverseStream on the fake, AWS event-stream framing): what the Bedrock translation, the
 SigV4 signature (botocore) and the event-stream decoding add. The raw side posts the same body unsigned
 and decodes the stream with botocore's EventStreamBuffer, so signing counts as lmgate's overhead.
@@ -137,9 +137,9 @@ def main() -> None:
         body_for = raw_body
         if variant.startswith("gemini"):
             method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-            call_url = f"http://127.0.0.1:{port}/v1beta/models/gemini-2.0-flash:{method}"
+            call_url = f"http://127.0.0.1:{port}/v1beta/models/gemini-2.5-flash-lite:{method}"
             call_headers = {"x-goog-api-key": "bench-key"}
-            call_kw = {"model": "gemini/gemini-2.0-flash", "messages": MESSAGES,
+            call_kw = {"model": "gemini/gemini-2.5-flash-lite", "messages": MESSAGES,
                        "api_base": f"http://127.0.0.1:{port}", "api_key": "bench-key"}  # fmt: skip
 
             def body_for(stream: bool) -> dict:
@@ -147,7 +147,7 @@ def main() -> None:
 
         parse_stream = parse_sse_lines
         if variant.startswith("bedrock"):
-            model_id = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+            model_id = "anthropic.claude-3-7-sonnet-20250219-v1:0"
             action = "converse-stream" if stream else "converse"
             call_url = f"http://127.0.0.1:{port}/model/{model_id.replace(':', '%3A')}/{action}"
             call_headers = {}

@@ -30,6 +30,8 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._sse_events import SSEEvents
+
 # most specific first: ServerTimeoutError is also a ClientConnectionError, ClientConnectorError a ClientOSError
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
@@ -118,6 +120,78 @@ class AioResponse:
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
+
+    def _check_event_stream(self) -> None:
+        content_type = self.headers.get("content-type", "").partition(";")[0]
+        if "text/event-stream" not in content_type:
+            from httpx_sse import SSEError
+
+            raise SSEError(
+                f"Expected response header Content-Type to contain 'text/event-stream', got {content_type!r}"
+            )
+
+    async def aiter_sse(self) -> AsyncIterator[Any]:
+        """The body's server-sent events, as ``httpx_sse.EventSource(response).aiter_sse()`` gives
+        them (the same content-type check and error), decoded by ``SSEEvents`` straight from
+        aiohttp's chunks."""
+        self._check_event_stream()
+        events = SSEEvents()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            async for chunk in self._response.content.iter_any():
+                text = decoder.decode(chunk)
+                if text:
+                    for event in events.feed(text):
+                        yield event
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            for event in events.feed(tail):
+                yield event
+        for event in events.end():
+            yield event
+
+    async def aiter_chunks(self, translator: Any) -> AsyncIterator[Any]:
+        """The stream's chunks, exactly as the attempt loop's ``_asse_chunks(self.aiter_sse(),
+        translator)`` gives them, in one generator instead of two: each chunk the proxy forwards
+        crossed both (issue 18). After the translator's end (``data: [DONE]``) the rest of the body
+        is read and dropped, so the connection goes back to the pool."""
+        self._check_event_stream()
+        events = SSEEvents()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        feed = translator.feed
+        content = self._response.content
+        try:
+            async for piece in content.iter_any():
+                text = decoder.decode(piece)
+                if not text:
+                    continue
+                whole = events.whole_data(text)  # the usual piece: its data, no event objects
+                if whole is not None:
+                    for data in whole:
+                        for chunk in feed("message", data):
+                            yield chunk
+                        if translator.done:
+                            async for _ in content.iter_any():
+                                pass
+                            return
+                    continue
+                for sse in events.feed(text):
+                    for chunk in feed(sse.event, sse.data):
+                        yield chunk
+                    if translator.done:
+                        async for _ in content.iter_any():
+                            pass
+                        return
+            tail = decoder.decode(b"", final=True)
+            for sse in (*events.feed(tail), *events.end()) if tail else events.end():
+                for chunk in feed(sse.event, sse.data):
+                    yield chunk
+                if translator.done:
+                    return
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise _mapped(error) from error
 
     async def aclose(self) -> None:
         self._response.release()  # the connection goes back to the pool if the body was read to its end

@@ -213,7 +213,7 @@ async def run_async(call: Call) -> Any:
             elif kind is READ:
                 value = await _aread(op[1])
             elif kind is SSE:
-                value = _asse_chunks(_event_source(op[1]).aiter_sse(), op[2]), op[1].aclose
+                value = _achunks(op[1], op[2]), op[1].aclose
             elif kind is BYTES:
                 value = _abyte_chunks(op[1].aiter_bytes(), op[2]), op[1].aclose
             elif kind is CHUNKS:
@@ -284,6 +284,8 @@ async def _aread(response: Any) -> Any:
 
 
 def _event_source(response: Any) -> Any:
+    if hasattr(response, "aiter_sse"):  # the aiohttp transport's response decodes its own events
+        return response
     from httpx_sse import EventSource
 
     return EventSource(response)
@@ -296,6 +298,15 @@ def _sse_chunks(events: Iterator[Any], translator: Any) -> Iterator[Any]:
             for _ in events:  # read to the end so the connection goes back to the pool
                 pass
             return
+
+
+def _achunks(response: Any, translator: Any) -> Any:
+    """A stream's chunks: in one generator where the response reads them itself (the aiohttp
+    transport), else through its events."""
+    fused = getattr(response, "aiter_chunks", None)
+    if fused is not None:
+        return fused(translator)
+    return _asse_chunks(_event_source(response).aiter_sse(), translator)
 
 
 async def _asse_chunks(events: Any, translator: Any) -> Any:

@@ -9,7 +9,6 @@ so ``import lmgate`` stays fast.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import functools
 import threading
@@ -20,6 +19,8 @@ from . import exceptions as exc
 from .settings import DEFAULT, Settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from ._aiohttp_transport import AiohttpTransport
@@ -115,12 +116,20 @@ def _close_sync_client() -> None:
         client.close()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop:
+    # asyncio imported here, not at the top: a sync call never needs it (nor the ssl it imports);
+    # when a loop is running it is already loaded
+    import asyncio
+
+    return asyncio.get_running_loop()
+
+
 def async_client(settings: Settings = DEFAULT) -> httpx.AsyncClient:
     # ``aclient_session`` (``lmgate.aclient_session``): a caller's own httpx client, if set
     user = settings.aclient_session
     if user is not None:
         return user  # type: ignore[no-any-return]
-    loop = asyncio.get_running_loop()
+    loop = _running_loop()
     client = _async_clients.get(loop)
     if client is None:
         client = _new_async_client()
@@ -137,7 +146,7 @@ def _new_async_client() -> httpx.AsyncClient:
         limits=_limits(),
         timeout=timeout(None),
         verify=_verify(),
-        transport=_loop_wire(asyncio.get_running_loop()),
+        transport=_loop_wire(_running_loop()),
     )
 
 
@@ -148,7 +157,7 @@ def async_wire(settings: Settings = DEFAULT) -> AiohttpTransport | None:
     ``async_client()``."""
     if settings.aclient_session is not None or _env_proxies():
         return None
-    return _loop_wire(asyncio.get_running_loop())
+    return _loop_wire(_running_loop())
 
 
 # the last loop asked for and its wire: a server has one loop, and a WeakKeyDictionary lookup

@@ -180,6 +180,31 @@ def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) 
     return text
 
 
+_often: dict[str, str] = {}  # scrub_often's answers, for the secrets remembered when they were made
+_often_for: tuple[tuple[str, str], ...] = ()
+_OFTEN_MAX = 1024  # past this many texts, the rest are scrubbed each time
+
+
+def remembered_secrets() -> tuple[tuple[str, str], ...]:
+    """The remembered secrets with their masks: a new tuple each time one is added, so a cache
+    of scrubbed text can tell it is stale by identity."""
+    return _known_pairs
+
+
+def scrub_often(text: str) -> str:
+    """``scrub(text)`` for a text seen over and over (a log line's message): remembered until
+    another secret is remembered."""
+    global _often, _often_for
+    if _often_for is not _known_pairs:
+        _often, _often_for = {}, _known_pairs
+    done = _often.get(text)
+    if done is None:
+        done = scrub(text)
+        if len(_often) < _OFTEN_MAX:
+            _often[text] = done
+    return done
+
+
 # the letters outside ASCII that a case-insensitive pattern matches to ASCII ones (Python's re:
 # İ ı → i, ſ → s; the Kelvin sign lowers to k by itself), so a word check never misses a match
 _FOLD = str.maketrans("İıſ", "iis")
@@ -462,12 +487,26 @@ def header_secrets(headers: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in out if s))
 
 
+# the LogRecord attribute carrying a proxy line's fields (lmgate.proxy.logs): masked like the message
+LOG_FIELDS = "lmgate_fields"
+
+
+def scrub_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A log line's fields with every text value scrubbed (``scrub_often``: the same few values
+    come on every line); numbers and other values as they are."""
+    return {k: scrub_often(v) if type(v) is str else v for k, v in fields.items()}
+
+
 class MaskingFilter(logging.Filter):
-    """A logging filter for handlers: masks secrets in the message and the traceback of every record."""
+    """A logging filter for handlers: masks secrets in the message, the fields (a proxy line's
+    path, model, deployment…) and the traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage())
         record.args = None
+        fields = getattr(record, LOG_FIELDS, None)
+        if fields:
+            setattr(record, LOG_FIELDS, scrub_fields(fields))
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
@@ -488,8 +527,11 @@ __all__ = [
     "mask_key",
     "mask_url",
     "remember_secret",
+    "remembered_secrets",
     "scrub",
     "scrub_data",
+    "scrub_fields",
+    "scrub_often",
     "upstream_headers",
     "scrub_values",
     "url_origin",

@@ -10,7 +10,9 @@ Reasoning tokens (``completion_tokens_details.reasoning_tokens``, counted inside
 else the output price. A cost the provider reports in the usage (OpenRouter, Perplexity) is
 taken as it is. Models priced by prompt length (Gemini 2.5 Pro) carry
 ``*_above_200k_tokens`` prices, used when the prompt is longer than 200,000 tokens. Keys the
-code does not know (``as_of``, ``source``, ``provider``) are ignored.
+code does not know (``as_of``, ``source``, ``provider``) are ignored. An entry whose price could
+not be confirmed carries no prices and ``price_unknown`` (why): its calls cost ``None`` with that
+reason.
 """
 
 from __future__ import annotations
@@ -99,6 +101,16 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
         found = _first_price(tuple(models))
         if found is not None:
             key, price, rates = found
+            if price.get("input_cost_per_token") is None:
+                # listed, but its price could not be confirmed: None with the entry's reason, never 0
+                # (custom prices for both input and output were taken above)
+                return CostResult(
+                    None,
+                    None,
+                    None,
+                    f"no confirmed price for {key!r}: {price.get('price_unknown') or 'not published'}; "
+                    "add input_cost_per_token and output_cost_per_token to the call or deployment",
+                )
             if custom:
                 price, rates = {**price, **custom}, None
     if price is None:
@@ -159,12 +171,16 @@ def _first_price(
 ) -> tuple[str, dict[str, Any], tuple[float, float, float, float, float]] | None:
     """The price of the first of ``models`` that has one, with its rates: the same few candidates
     every call of a deployment, so looked up once (``find_price`` entries are never changed in place)."""
+    unconfirmed = None  # a listed model whose price is not confirmed: its reason, if none is priced
     for model in models:
         if model:
             found = find_price(model)
             if found is not None:
+                if found[1].get("input_cost_per_token") is None:
+                    unconfirmed = unconfirmed or (found[0], found[1], None)
+                    continue
                 return found[0], found[1], _rates(found[1])
-    return None
+    return unconfirmed  # type: ignore[return-value]
 
 
 def _rates(price: dict[str, Any]) -> tuple[float, float, float, float, float]:

@@ -42,43 +42,60 @@ class ChunkAccumulator:
         self.choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: Any) -> None:
+        # runs on every chunk of every stream: each mapping's get looked up once, an empty delta skipped
         if self.first is None:
             self.first = chunk
-        usage = chunk.get("usage")
+        get = chunk.get
+        usage = get("usage")
         if usage:
             self.usage = usage
-        for choice in chunk.get("choices") or ():
-            state = self.choices.get(choice.get("index", 0))
+        choices = get("choices")
+        if not choices:
+            return
+        for choice in choices:
+            choice_get = choice.get
+            index = choice_get("index", 0)
+            state = self.choices.get(index)
             if state is None:
-                state = self.choices[choice.get("index", 0)] = {
+                state = self.choices[index] = {
                     "role": "assistant",
                     "parts": [],
                     "reasoning": [],
                     "tools": {},
                     "finish": None,
                 }
-            delta = choice.get("delta") or {}
-            if delta.get("role"):
-                state["role"] = delta["role"]
-            content = delta.get("content")
-            if content:
-                state["parts"].append(content)
-            reasoning = delta.get("reasoning_content")  # DeepSeek, xAI, Gemini thoughts, …
-            if reasoning:
-                state["reasoning"].append(reasoning)
-            for call in delta.get("tool_calls") or ():
-                slot = state["tools"].get(call.get("index", 0))
-                if slot is None:
-                    slot = state["tools"][call.get("index", 0)] = {"id": None, "name": None, "arguments": []}
-                if call.get("id"):
-                    slot["id"] = call["id"]
-                fn = call.get("function") or {}
-                if fn.get("name"):
-                    slot["name"] = fn["name"]
-                if fn.get("arguments"):
-                    slot["arguments"].append(fn["arguments"])
-            if choice.get("finish_reason"):
-                state["finish"] = choice["finish_reason"]
+            delta = choice_get("delta")
+            if delta:
+                delta_get = delta.get
+                role = delta_get("role")
+                if role:
+                    state["role"] = role
+                content = delta_get("content")
+                if content:
+                    state["parts"].append(content)
+                reasoning = delta_get("reasoning_content")  # DeepSeek, xAI, Gemini thoughts, …
+                if reasoning:
+                    state["reasoning"].append(reasoning)
+                tool_calls = delta_get("tool_calls")
+                if tool_calls:
+                    self._add_tool_calls(state["tools"], tool_calls)
+            finish = choice_get("finish_reason")
+            if finish:
+                state["finish"] = finish
+
+    @staticmethod
+    def _add_tool_calls(tools: dict[int, dict[str, Any]], calls: Any) -> None:
+        for call in calls:
+            slot = tools.get(call.get("index", 0))
+            if slot is None:
+                slot = tools[call.get("index", 0)] = {"id": None, "name": None, "arguments": []}
+            if call.get("id"):
+                slot["id"] = call["id"]
+            fn = call.get("function") or {}
+            if fn.get("name"):
+                slot["name"] = fn["name"]
+            if fn.get("arguments"):
+                slot["arguments"].append(fn["arguments"])
 
     def build(self) -> ModelResponse:
         first = self.first or {}

@@ -169,8 +169,21 @@ class CallRecord:
         self.end = end
         if self.completion_start is None:
             self.completion_start = end
+        self._resolve_litellm_params()
+
+    def _resolve_litellm_params(self) -> None:
+        """Build ``litellm_params`` now, at the end, if nobody asked for it yet. Its factory is a
+        method of the call, and the call holds this record: a record (and the summary frozen
+        from it) that kept the factory would close a reference cycle, which only the garbage
+        collector frees. With a logger on, that cycle per call made the collector run every few
+        calls on the proxy's event loop (~30,000 instructions a call, docs/store.md "Cost");
+        resolved, the record and summary are freed by reference counting as soon as the last
+        reader lets go. The values are the ones a later read would see: the call is over."""
+        if callable(self.litellm_params_source):
+            self.litellm_params_source = self.litellm_params_source()
 
     def finish_failure(self, error: BaseException, end: float, partial: Any = None) -> None:
+        self._resolve_litellm_params()
         self.status = "failure"
         self.error = error
         self.traceback = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)))

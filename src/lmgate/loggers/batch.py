@@ -145,9 +145,22 @@ class BatchLogger(CustomLogger):
         except Exception as error:  # noqa: BLE001 - a record we cannot build is counted, never raised
             self.processor.count_unencodable(error)
             return
-        if summary.payload_flagged:
+        if summary.payload_flagged:  # values replaced: nothing but the record itself to go by
             self.processor.count_flagged()
-        self.enqueue_bytes(data)
+            self.enqueue_bytes(data)
+        else:
+            try:
+                prepared = self.prepared_for(summary, data)
+            except Exception:  # noqa: BLE001 - a subclass's slip never reaches the call: nothing prepared
+                prepared = None
+            self.enqueue_bytes(data, prepared)
+
+    def prepared_for(self, summary: CallSummary, data: bytes) -> Any:
+        """What the exporter may use with this record instead of parsing ``data`` again
+        (``exporter.Batch.prepared``; the store logger's row columns), taken on the caller's
+        path from the summary the record was encoded from; None (the default) for nothing.
+        Never spooled: a record read back from the spool comes without it."""
+        return None
 
     def enqueue(self, payload: Any) -> None:
         """Queue one record (any JSON-able value; the standard logging payload for hooks). Parts
@@ -162,11 +175,13 @@ class BatchLogger(CustomLogger):
             self.processor.count_flagged()
         self.processor.enqueue(data)
 
-    def enqueue_bytes(self, data: bytes) -> None:
-        """Queue one record already encoded as compact JSON. Never blocks on I/O."""
+    def enqueue_bytes(self, data: bytes, prepared: Any = None) -> None:
+        """Queue one record already encoded as compact JSON. Never blocks on I/O. ``prepared``:
+        what the exporter may use instead of parsing ``data`` (``exporter.Batch.prepared``)."""
         if b"\n" in data:  # pretty-printed JSON: one line per record is what the spool and ndjson need
             data = orjson.dumps(orjson.loads(data))
-        self.processor.enqueue(data)
+            prepared = None
+        self.processor.enqueue(data, prepared)
 
     # ---- flushing, closing, counts ----
     def flush(self, timeout: float | None = None) -> bool:

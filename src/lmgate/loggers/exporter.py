@@ -32,11 +32,14 @@ DELIVERED = Outcome("delivered")
 @dataclass
 class Batch:
     """Records handed to an exporter (each one compact JSON). ``key`` is the same on every retry
-    of the batch; ``record_key(i)`` is a per-record key for exporters that send records one by one."""
+    of the batch; ``record_key(i)`` is a per-record key for exporters that send records one by one.
+    ``prepared``: per record, what its logger worked out from it when it was enqueued (``enqueue``'s
+    ``prepared``; the store logger's row columns), or None (records read back from the spool)."""
 
     records: list[bytes]
     key: str
     offsets: list[int] = field(default_factory=list)
+    prepared: list[Any] | None = None
 
     def record_key(self, i: int) -> str:
         return f"{self.key}-{self.offsets[i] if self.offsets else i}"

@@ -85,13 +85,16 @@ def ship_wait(
 
 
 class _Item:
-    __slots__ = ("seq", "data", "ref", "t", "closed_as")
+    __slots__ = ("seq", "data", "ref", "t", "closed_as", "prepared")
 
-    def __init__(self, seq: int, data: bytes, ref: Ref | None, t: float) -> None:
+    def __init__(self, seq: int, data: bytes, ref: Ref | None, t: float, prepared: Any = None) -> None:
         self.seq = seq
         self.data = data
         self.ref = ref
         self.t = t
+        # what the logger worked out from the record at enqueue time, handed to the exporter with
+        # it (Batch.prepared); never spooled: a record read back from the spool has None
+        self.prepared = prepared
         # set by close() for records it took over: "spooled" (counted in stats()["spooled"]) or
         # the reason it is counted as dropped ("shutdown", "spool_full", ...); an export that
         # resolves them later moves them
@@ -176,13 +179,14 @@ class BatchProcessor:
                 self._work.notify()
 
     # ---- producers ----
-    def enqueue(self, data: bytes) -> None:
+    def enqueue(self, data: bytes, prepared: Any = None) -> None:
         """Queue one record already encoded as compact JSON. Never blocks on I/O (except the
-        write-ahead spool's append)."""
+        write-ahead spool's append). ``prepared``: anything the exporter may use instead of
+        working it out from ``data`` again (``Batch.prepared``); it is not spooled."""
         if self._write_ahead:
-            self._enqueue(data)
+            self._enqueue(data, prepared)
         else:
-            self._enqueue_locked(data, None)
+            self._enqueue_locked(data, None, None, prepared)
 
     def count_unencodable(self, error: BaseException) -> None:
         """A record that could not be built or encoded at all: emitted and dropped, said once."""
@@ -208,16 +212,18 @@ class BatchProcessor:
         )
 
     @signals.atomic
-    def _enqueue(self, data: bytes) -> None:
+    def _enqueue(self, data: bytes, prepared: Any = None) -> None:
         # The disk write happens outside self._lock, so a delivery thread resolving a batch never
         # waits behind a producer's write(). _spool_order keeps spool order = queue order among
         # producers, which stable batch keys rely on; delivery threads never take it.
         with self._spool_order:
             ref, failure = self._spool_one(data)
-            self._enqueue_locked(data, ref, failure)
+            self._enqueue_locked(data, ref, failure, prepared)
 
     @signals.atomic
-    def _enqueue_locked(self, data: bytes, ref: Ref | None, spool_failure: str | None = None) -> None:
+    def _enqueue_locked(
+        self, data: bytes, ref: Ref | None, spool_failure: str | None = None, prepared: Any = None
+    ) -> None:
         dropped: list[_Item] = []
         s = self.settings
         with self._lock:
@@ -233,7 +239,7 @@ class BatchProcessor:
                 else:
                     self._spooled += 1
                 return
-            item = _Item(self._seq, data, ref, self._clock())
+            item = _Item(self._seq, data, ref, self._clock(), prepared)
             was_empty = not self._queue
             self._queue.append(item)
             self._queued_bytes += len(data)
@@ -345,7 +351,7 @@ class BatchProcessor:
                 while pending:
                     try:
                         outcomes = as_outcomes(
-                            self.exporter.export(Batch([i.data for i in pending], key, offsets)), len(pending)
+                            self.exporter.export(_batch(pending, key, offsets)), len(pending)
                         )
                     except Exception as error:
                         self.log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
@@ -676,6 +682,11 @@ def _halves(refused: list[tuple[_Item, int, str]], key: str) -> list[tuple[list[
         offsets = [offset for _, offset, _ in part]
         out.append(([item for item, _, _ in part], offsets, f"{key}-{offsets[0]}-{offsets[-1]}"))
     return out
+
+
+def _batch(items: list[_Item], key: str, offsets: list[int]) -> Batch:
+    prepared = [i.prepared for i in items]
+    return Batch([i.data for i in items], key, offsets, prepared if any(prepared) else None)
 
 
 def _seq_of(item: _Item) -> int:

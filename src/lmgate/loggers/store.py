@@ -50,7 +50,7 @@ class StoreExporter:
         return f"<StoreExporter {self.store!r}>"
 
     def export(self, batch: Batch) -> list[Outcome]:
-        from ..store.rows import row_from_payload
+        from ..store.rows import row_from_columns, row_from_payload, values_from_columns
 
         if self.store is None and self._opener is not None:
             try:
@@ -61,9 +61,16 @@ class StoreExporter:
 
         outcomes: list[Outcome] = []
         rows = []
-        for record in batch.records:
+        prepared = batch.prepared or [None] * len(batch.records)
+        from_columns = (
+            values_from_columns if getattr(self.store, "WRITES_VALUE_ROWS", False) else row_from_columns
+        )
+        for record, columns in zip(batch.records, prepared, strict=True):
             try:
-                rows.append(row_from_payload(record, self.max_record_bytes))
+                if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
+                    rows.append(from_columns(columns, record))
+                else:  # read back from the spool, or enqueued as bytes alone: parsed
+                    rows.append(row_from_payload(record, self.max_record_bytes))
                 outcomes.append(DELIVERED)
             except ValueError as error:  # includes orjson.JSONDecodeError: no retry can fix it
                 outcomes.append(Outcome("drop", f"not_a_payload: {error}"[:200]))
@@ -149,6 +156,21 @@ class StoreLogger(BatchLogger):
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
 
+    def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
+        """The row's columns, taken from the payload dict the record was encoded from, so the
+        delivery thread need not parse the record again: on a busy proxy that parse was the
+        largest cost of the store after the SQLite insert (docs/store.md, "Cost"). A payload
+        whose values would not read back the same from JSON (``rows.NotPlain``) or one over
+        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread."""
+        if len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
+            return None
+        from ..store.rows import plain_columns
+
+        try:
+            return plain_columns(summary.payload())
+        except Exception:  # noqa: BLE001 - NotPlain, or anything odd: the delivery thread parses it
+            return None
+
 
 def store_location(type: str, path: str | None, url: str | None) -> str:
     """Where a store is, without credentials (names its spool directory, appears in messages);
@@ -180,6 +202,7 @@ def _spool_dir_for(where: str) -> str:
 
 
 if TYPE_CHECKING:
+    from .._callbacks.summary import CallSummary
     from ..settings import Settings
 
 

@@ -9,25 +9,66 @@ with an ``api_base`` goes to an OpenAI-compatible server.
 
 from __future__ import annotations
 
-from .. import exceptions as exc
-from .anthropic import AnthropicProvider
-from .azure import AzureProvider
-from .base import Endpoint, HttpRequest, Provider, StreamTranslator
-from .bedrock import BedrockProvider
-from .compatible import COMPATIBLE_PROVIDERS
-from .gemini import GeminiProvider
-from .openai import OpenAIProvider
-from .vertex import VERTEX_GEMINI
+from collections.abc import Iterator, Mapping
+from importlib import import_module
 
-PROVIDERS: dict[str, Provider] = {
-    "openai": OpenAIProvider(),
-    "azure": AzureProvider(),
-    "anthropic": AnthropicProvider(),
-    "gemini": GeminiProvider(),
-    "bedrock": BedrockProvider(),
-    "vertex_ai": VERTEX_GEMINI,  # Gemini; for_model() hands claude-* to Claude on Vertex
-    **COMPATIBLE_PROVIDERS,
+from .. import exceptions as exc
+from .base import Endpoint, HttpRequest, Provider, StreamTranslator
+
+# where each prefix's provider lives: its module is imported the first time a model names it, so
+# a call to one provider does not import (and keep in memory) the others' translation, signing
+# and credential code (Bedrock's botocore/hmac, Vertex's google-auth seam, ...)
+_BUILT_IN: dict[str, tuple[str, str]] = {
+    "openai": (".openai", "OpenAIProvider"),
+    "azure": (".azure", "AzureProvider"),
+    "anthropic": (".anthropic", "AnthropicProvider"),
+    "gemini": (".gemini", "GeminiProvider"),
+    "bedrock": (".bedrock", "BedrockProvider"),
+    "vertex_ai": (".vertex", "VERTEX_GEMINI"),  # Gemini; for_model() hands claude-* to Claude on Vertex
 }
+
+
+class _Providers(Mapping[str, Provider]):
+    """Every provider by prefix, each made on first use: the built-in ones of ``_BUILT_IN`` and
+    the OpenAI-compatible clouds of ``compatible.CLOUDS`` (one module, loaded when a name outside
+    the built-in ones is asked for, or when the whole mapping is listed)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Provider] = {}
+        self._compatible: dict[str, Provider] | None = None
+
+    def _clouds(self) -> dict[str, Provider]:
+        if self._compatible is None:
+            from .compatible import COMPATIBLE_PROVIDERS
+
+            self._compatible = dict(COMPATIBLE_PROVIDERS)
+        return self._compatible
+
+    def __getitem__(self, prefix: str) -> Provider:
+        provider = self._made.get(prefix)
+        if provider is not None:
+            return provider
+        where = _BUILT_IN.get(prefix)
+        if where is None:
+            return self._clouds()[prefix]
+        module, name = where
+        made = getattr(import_module(module, __name__), name)
+        provider = made() if isinstance(made, type) else made
+        self._made[prefix] = provider
+        return provider
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in _BUILT_IN or prefix in self._clouds()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _BUILT_IN
+        yield from self._clouds()
+
+    def __len__(self) -> int:
+        return len(_BUILT_IN) + len(self._clouds())
+
+
+PROVIDERS: Mapping[str, Provider] = _Providers()
 
 _OPENAI_PREFIXES = (
     "gpt-",
@@ -43,7 +84,9 @@ _OPENAI_PREFIXES = (
 )
 
 
-def resolve(model: str, custom_llm_provider: str | None = None, api_base: str | None = None) -> tuple[Provider, str]:
+def resolve(
+    model: str, custom_llm_provider: str | None = None, api_base: str | None = None
+) -> tuple[Provider, str]:
     """The provider and the provider-side model name for ``model``."""
     if not model or not isinstance(model, str):
         raise exc.UnknownModelError(f"model must be a non-empty string, got {model!r}")

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import os
 import random
+import re
 import threading
 import time
 from typing import Any, ClassVar
@@ -171,23 +172,30 @@ class BedrockProvider(Provider):
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:
         # the default base depends on the region, known only in ``configure``
-        if model.startswith(
-            "converse/"
-        ):  # the reference's explicit route (bedrock/converse/<id>): the same call
-            model = model[len("converse/") :]
-        base, _, query = (api_base or "").partition("?")
-        return Endpoint(self.name, model, base.rstrip("/"), None, None, query.partition("#")[0])
+        return _bare_endpoint(model, api_base)
 
     def configure(self, ep: Endpoint, options: dict[str, Any]) -> Endpoint:
-        try:
-            import botocore  # noqa: F401  (signing, the credential chain, event-stream decoding)
-        except ImportError:
+        if not _have_botocore():
             raise exc.BadRequestError(
                 "bedrock/ models need botocore: pip install 'lmgate[bedrock]'", self.name, ep.model
-            ) from None
+            )
+        key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
+        explicit = None  # explicit keys and region: the endpoint depends on these options alone
+        if key_id and secret and options.get("aws_region_name") and not options.get("aws_role_name"):
+            base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
+            explicit = (
+                id(ep),
+                key_id,
+                secret,
+                options.get("aws_session_token"),
+                options["aws_region_name"],
+                base,
+            )
+            kept = _explicit.get(explicit)
+            if kept is not None and kept[0] is ep:  # the id is not reused: ep is held
+                return kept[1]
         region = options.get("aws_region_name") or _first_env(REGION_ENV)
         profile = options.get("aws_profile_name")
-        key_id, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
         if bool(key_id) != bool(secret):
             raise exc.AuthenticationError(
                 "bedrock needs aws_access_key_id and aws_secret_access_key together; pass both or neither",
@@ -214,12 +222,26 @@ class BedrockProvider(Provider):
                 ep.model,
             )
         base = ep.api_base or options.get("aws_bedrock_runtime_endpoint") or _first_env(BASE_ENV)
+        # a deployment's calls configure alike: the endpoint made for these inputs is kept, keyed by
+        # the credentials' current values too (a refreshed token is masked from the next call on)
+        key = (id(ep), region, base, id(credentials), frozen)
+        found = _configured.get(key)
+        if found is not None and found[0] is ep and found[1] is credentials:  # ids not reused: held
+            if explicit is not None:
+                _keep_explicit(explicit, ep, found[2])
+            return found[2]
         base = (base or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         # the token travels (X-Amz-Security-Token) and an error may quote it; chain credentials included
         secrets = tuple(s for s in (frozen.secret_key, frozen.token) if s)
         # made directly: dataclasses.replace costs more than the rest of this method
-        return Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version, ep.base_query,
-                        _aws_auth(region, credentials), secrets)  # fmt: skip
+        configured = Endpoint(ep.provider, ep.model, base, ep.api_key, ep.api_version, ep.base_query,
+                              _aws_auth(region, credentials), secrets)  # fmt: skip
+        if len(_configured) >= _MAX_KEPT:
+            _configured.clear()
+        _configured[key] = (ep, credentials, configured)
+        if explicit is not None:
+            _keep_explicit(explicit, ep, configured)
+        return configured
 
     def _credentials(
         self, ep: Endpoint, options: dict[str, Any], region: str | None, profile: str | None
@@ -257,10 +279,13 @@ class BedrockProvider(Provider):
         """SigV4 over the final method, URL (query included), headers and body, by botocore."""
         auth: AwsAuth = ep.options
         url = f"{req.url}?{urlencode(req.params)}" if req.params else req.url
-        # Host given, not derived: botocore signs it and httpx sends it as it is (saves ~60 µs a call)
-        headers = {"Host": _host(url), **req.headers}
+        # Host given to the signer, not derived from the URL by botocore (saves ~60 µs a call)
+        host, derived = _host(url)
+        signed = auth.signer.headers(req.method, url, {"Host": host, **req.headers}, body)
+        if derived:  # the client sends this very Host itself
+            del signed["Host"]
         # the query is now part of the signed URL: sent as it is, not encoded a second time
-        return HttpRequest(req.method, url, auth.signer.headers(req.method, url, headers, body), req.json)
+        return HttpRequest(req.method, url, signed, req.json)
 
     def _url(self, ep: Endpoint, action: str) -> str:
         # the model id is one path segment: ":" of versions and "/" of ARNs are escaped, as boto3 does
@@ -274,23 +299,8 @@ class BedrockProvider(Provider):
         body: dict[str, Any] = {"messages": turns}
         if system:
             body["system"] = system
-        config = inference_config(params)
-        if config:
-            body["inferenceConfig"] = config
-        tool_config = translate_tools(params.get("tools"), params.get("tool_choice"), turns)
-        if tool_config is not None:
-            body["toolConfig"] = tool_config
-        extra = dict(params.get("additionalModelRequestFields") or {})
-        if params.get("top_k") is not None:
-            extra["top_k"] = params["top_k"]
-        thinking = _thinking(params)
-        if thinking is not None:
-            extra["thinking"] = thinking
-        if extra:
-            body["additionalModelRequestFields"] = extra
-        for name in PASSTHROUGH:
-            if name != "additionalModelRequestFields" and params.get(name) is not None:
-                body[name] = params[name]
+        if params:  # the optional members, looked for only when the call has parameters
+            _add_params(body, params, turns)
         action = "converse-stream" if stream else "converse"
         headers = {"Content-Type": "application/json"}
         if stream:
@@ -431,6 +441,40 @@ class BedrockProvider(Provider):
 _MAX_KEPT = 256
 _static: dict[tuple[str, str, str | None], Any] = {}
 _auths: dict[tuple[str, int], tuple[Any, AwsAuth]] = {}
+_configured: dict[tuple[Any, ...], tuple[Endpoint, Any, Endpoint]] = {}
+# explicit keys and region (no environment, file or role read): the configured endpoint by those options
+_explicit: dict[tuple[Any, ...], tuple[Endpoint, Endpoint]] = {}
+
+
+def _keep_explicit(key: tuple[Any, ...], ep: Endpoint, configured: Endpoint) -> None:
+    if len(_explicit) >= _MAX_KEPT:
+        _explicit.clear()
+    _explicit[key] = (ep, configured)
+
+
+_botocore_found = False
+
+
+def _have_botocore() -> bool:
+    """Whether botocore (signing, the credential chain, event-stream decoding) imports; once found,
+    not asked again (an import statement per call costs more than the rest of a configured call)."""
+    global _botocore_found
+    if not _botocore_found:
+        try:
+            import botocore  # noqa: F401
+        except ImportError:
+            return False
+        _botocore_found = True
+    return True
+
+
+@functools.lru_cache(maxsize=_MAX_KEPT)
+def _bare_endpoint(model: str, api_base: str | None) -> Endpoint:
+    """The endpoint before ``configure`` (immutable, so one per model and base is shared)."""
+    if model.startswith("converse/"):  # the reference's explicit route (bedrock/converse/<id>): the same call
+        model = model[len("converse/") :]
+    base, _, query = (api_base or "").partition("?")
+    return Endpoint(BedrockProvider.name, model, base.rstrip("/"), None, None, query.partition("#")[0])
 
 
 def _static_credentials(key_id: str, secret: str, token: str | None) -> Any:
@@ -547,12 +591,22 @@ def chain_region(profile: str | None) -> str | None:
     return _chain(profile)[1]
 
 
-def _host(url: str) -> str:
-    """The Host header of ``url``: its authority without user info or a default port (as httpx sends it)."""
+# a host httpx and aiohttp both send exactly as written: lower-case name or IPv4, no trailing dot, a
+# port without leading zeros (a default port is already cut off by _host)
+_PLAIN_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::[1-9][0-9]*)?")
+
+
+@functools.lru_cache(maxsize=_MAX_KEPT)  # a deployment posts to one or two URLs
+def _host(url: str) -> tuple[str, bool]:
+    """(the Host header of ``url``: its authority without user info or a default port, whether the
+    HTTP client sends that same header by itself); when it does, the signed Host is not handed to
+    it (each header given costs the client more than deriving its own), else it is sent as signed."""
     scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rpartition("@")[2]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host = authority.rpartition("@")[2]
     default = ":443" if scheme == "https" else ":80"
-    return host[: -len(default)] if host.endswith(default) else host
+    host = host[: -len(default)] if host.endswith(default) else host
+    return host, "@" not in authority and _PLAIN_HOST.fullmatch(host) is not None
 
 
 @functools.lru_cache(maxsize=256)
@@ -644,6 +698,27 @@ def inference_config(params: dict[str, Any]) -> dict[str, Any]:
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     return config
+
+
+def _add_params(body: dict[str, Any], params: dict[str, Any], turns: list[dict[str, Any]]) -> None:
+    """The Converse members made from the call's parameters: inference, tools, model fields, passthrough."""
+    config = inference_config(params)
+    if config:
+        body["inferenceConfig"] = config
+    tool_config = translate_tools(params.get("tools"), params.get("tool_choice"), turns)
+    if tool_config is not None:
+        body["toolConfig"] = tool_config
+    extra = dict(params.get("additionalModelRequestFields") or {})
+    if params.get("top_k") is not None:
+        extra["top_k"] = params["top_k"]
+    thinking = _thinking(params)
+    if thinking is not None:
+        extra["thinking"] = thinking
+    if extra:
+        body["additionalModelRequestFields"] = extra
+    for name in PASSTHROUGH:
+        if name != "additionalModelRequestFields" and params.get(name) is not None:
+            body[name] = params[name]
 
 
 def _thinking(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..types import ModelResponse, ModelResponseStream
+from ..types.decoded import chat_completion
 from .base import Endpoint, HttpRequest, StreamTranslator
 from .openai import OpenAIProvider, _OpenAIStream
 
@@ -216,7 +217,7 @@ class CompatibleProvider(OpenAIProvider):
         for choice in body.get("choices") or ():
             _reasoning_as_content(choice.get("message"))
         _normalise_usage(body.get("usage"))
-        return ModelResponse(body)
+        return chat_completion(body)
 
     def stream_translator(self, ep: Endpoint) -> StreamTranslator:
         return _CompatibleStream(self, ep)

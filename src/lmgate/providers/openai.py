@@ -8,6 +8,7 @@ import orjson
 
 from .. import exceptions as exc
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
+from ..types.decoded import chat_chunk, chat_completion
 from .base import Endpoint, HttpRequest, Provider, StreamTranslator, is_context_window_error
 
 
@@ -51,7 +52,7 @@ class OpenAIProvider(Provider):
         return HttpRequest("POST", self.chat_url(ep), self.headers(ep), body, self.query(ep))
 
     def parse_chat(self, body: dict[str, Any], ep: Endpoint) -> ModelResponse:
-        return ModelResponse(body)
+        return chat_completion(body)
 
     def stream_translator(self, ep: Endpoint) -> StreamTranslator:
         return _OpenAIStream(self, ep)
@@ -100,7 +101,7 @@ class _OpenAIStream(StreamTranslator):
             if status == 400 and is_context_window_error(message, code):
                 cls = exc.ContextWindowExceededError
             raise cls(message, self.provider.name, self.ep.model, status_code=status, body=obj)
-        return [ModelResponseStream(obj)]
+        return [chat_chunk(obj)]
 
 
 # an error sent mid-stream has no HTTP status of its own: infer one from its code or type

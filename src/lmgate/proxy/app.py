@@ -36,6 +36,12 @@ from .state import ProxyState
 logger = logging.getLogger("lmgate.proxy")
 
 
+def _calls_over_http(config: ProxyConfig) -> bool:
+    from ..providers.mock import asks_for_mock
+
+    return any(not asks_for_mock(deployment.litellm_params) for deployment in config.model_list)
+
+
 def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend | None = None) -> Starlette:
     """The proxy app for ``config``; ``apply`` sets lmgate's settings from it (callbacks, cache, …).
 
@@ -62,10 +68,6 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # import the HTTP client now, so the first request does not pay for it
-        import httpx  # noqa: F401
-        import httpx_sse  # noqa: F401
-
         if key_store is not None:
             applied_versions = await key_store.start()  # creates the database, migrates
             if applied_versions:
@@ -73,7 +75,13 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
                     "key store %s: schema migrated to version %d", _where(key_store.url), applied_versions[-1]
                 )
         limits = await _start_limits(state)
-        from .. import _aiohttp_transport  # noqa: F401 - aiohttp, the async wire: ~0.4 s cold
+        if _calls_over_http(config):
+            # import the HTTP clients now, so the first request does not pay for them (aiohttp,
+            # the async wire, takes ~0.4 s cold); a proxy of mock deployments never needs them
+            import httpx  # noqa: F401
+            import httpx_sse  # noqa: F401
+
+            from .. import _aiohttp_transport  # noqa: F401
 
         try:
             yield

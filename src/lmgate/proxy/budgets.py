@@ -216,7 +216,7 @@ class Enforcer:
         ``sent``: the request as the client sent it on another API (``api``, a format's route),
         when ``data`` is its chat translation."""
         now = self.clock()
-        scope = _end_user_scope(end_user, customer)
+        scope = _end_user_scope(end_user, customer) if customer else None
         budgeted = limits.budgeted or scope is not None
         amount = _nano_up(self.worst_case(data, group, kind, sent, api)) if budgeted else 0
         checks, owners = self._checks(limits, now)
@@ -459,13 +459,16 @@ def _nano_round(usd: float) -> int:
 def _tokens(usage: Any) -> tuple[int, int, int]:
     if usage is None:
         return 0, 0, 0
-
-    def get(name: str) -> int:
-        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
-        return int(value) if isinstance(value, (int, float)) else 0
-
-    prompt, completion = get("prompt_tokens"), get("completion_tokens")
-    return prompt, completion, get("total_tokens") or prompt + completion
+    if isinstance(usage, dict):
+        values = (usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
+    else:
+        values = (
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+            getattr(usage, "total_tokens", None),
+        )
+    prompt, completion, total = (int(v) if isinstance(v, (int, float)) else 0 for v in values)
+    return prompt, completion, total or prompt + completion
 
 
 def _unavailable(error: BaseException) -> ProxyError:

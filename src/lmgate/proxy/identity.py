@@ -108,7 +108,17 @@ def identity(
 def stamp(metadata: Any, who: Mapping[str, Any], requester: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy of ``metadata`` without any proxy-owned name, with ``who`` (from ``identity``) set;
     ``requester_metadata`` is ``requester`` when given (what hooks will see), else ``who``'s."""
-    out = {k: v for k, v in metadata.items() if not proxy_owned(k)} if isinstance(metadata, dict) else {}
+    # proxy_owned's test inline: this runs over every name of the metadata, twice a request
+    owned, prefixes = PROXY_OWNED_METADATA, PROXY_OWNED_PREFIXES
+    out = (
+        {
+            k: v
+            for k, v in metadata.items()
+            if k not in owned and not (isinstance(k, str) and k.startswith(prefixes))
+        }
+        if isinstance(metadata, dict)
+        else {}
+    )
     out.update(who)
     if requester is not None:
         out["requester_metadata"] = requester

@@ -10,8 +10,9 @@
   line, for log shippers) and the default text format reads the same everywhere.
 
 Lines are built only when the logger is enabled for their level. Values a client chose (a
-model name, a path) are quoted and escaped in text lines, so they cannot forge a line; error
-messages pass through secret masking, and the caller shows as a key alias or a prefix of the
+model name, a path) are quoted and escaped in text lines, so they cannot forge a line; every
+part of every line (the message and each field: path, model, deployment, error detail) passes
+through secret masking, text or JSON, and the caller shows as a key alias or a prefix of the
 key's SHA-256, never the key. uvicorn's own access log stays off: this one replaces it.
 """
 
@@ -28,13 +29,13 @@ from typing import Any
 
 import orjson
 
-from .._secrets import scrub
+from .._secrets import LOG_FIELDS, MaskingFilter, remembered_secrets, scrub, scrub_fields, scrub_often
 
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
 ACCESS = logging.getLogger("lmgate.proxy.access")
 ERRORS = logging.getLogger("lmgate.proxy")
-_FIELDS = "lmgate_fields"  # the LogRecord attribute that carries a line's fields
+_FIELDS = LOG_FIELDS  # the LogRecord attribute that carries a line's fields (MaskingFilter masks them)
 _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its message
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
@@ -103,12 +104,16 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # the end of a timestamp, 
 
 
 def _timestamp(record: logging.LogRecord) -> str:
+    return _timestamp_at(record.created, record.msecs)
+
+
+def _timestamp_at(created: float, msecs: float) -> str:
     global _last_second
-    second = int(record.created)
+    second = int(created)
     cached = _last_second  # one read: another thread may replace it, never half of it
     if cached[0] != second:
         cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return cached[1] + _MILLIS[int(record.msecs)]
+    return cached[1] + _MILLIS[int(msecs)]
 
 
 class TextFormatter(logging.Formatter):
@@ -206,26 +211,159 @@ def log_request(
         return
     method = str(scope.get("method") or "-")
     path = _clip(str(scope.get("path") or "-"))
+    shown_model = _clip(model) if model else None
+    shown_deployment = deployment_label(deployment)
+    key = caller_label(user)
+    latency_ms = round(seconds * 1000, 1)
+    prompt, completion = _tokens(usage)
+    cost_usd = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    error_name = error_label(error) if error is not None else None
+    args = (method, _text_value(path), status)
+    handler = _direct_handler(level)
+    if handler is not None and not _FORMATS[type(handler.formatter)]:  # the text line, from the values
+        line = _now_stamp() + _text_prefix(level, args, shown_model, shown_deployment, key)
+        line += f" latency_ms={latency_ms:.6g}"
+        if prompt is not None:
+            line += f" prompt_tokens={_text_value(prompt)}"
+        if completion is not None:
+            line += f" completion_tokens={_text_value(completion)}"
+        if cost_usd is not None:
+            line += f" cost_usd={cost_usd:.6g}"
+        if error_name is not None:
+            line += f" error={_text_value(scrub_often(error_name))}"
+        _write_direct(handler, level, line, args, None)
+        return
     fields: dict[str, Any] = {
         "method": method,
         "path": path,
         "status": status,
-        "model": _clip(model) if model else None,
-        "deployment": deployment_label(deployment),
-        "key": caller_label(user),
-        "latency_ms": round(seconds * 1000, 1),
+        "model": shown_model,
+        "deployment": shown_deployment,
+        "key": key,
+        "latency_ms": latency_ms,
     }
-    prompt, completion = _tokens(usage)
     if prompt is not None or completion is not None:
         fields["prompt_tokens"] = prompt
         fields["completion_tokens"] = completion
-    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-        fields["cost_usd"] = float(cost)
-    if error is not None:
-        fields["error"] = error_label(error)
-    record = _access_record(level, (method, _text_value(path), status))
+    if cost_usd is not None:
+        fields["cost_usd"] = cost_usd
+    if error_name is not None:
+        fields["error"] = error_name
+    if handler is not None:  # the JSON line
+        _write_direct(handler, level, None, args, fields)
+        return
+    record = _access_record(level, args)
     record.__dict__.update({_FIELDS: fields, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
     ACCESS.handle(record)  # filters and handlers as ACCESS.log would; no caller lookup
+
+
+# ---------------------------------------------------------------------- the direct line
+#
+# With the logging set up as ``setup_logging`` (or uvicorn, from ``logging_config``) sets it up,
+# a request line goes to exactly one place: the one stream handler, through the masking filter
+# and one of the two formatters above. Then the line is built here as those three would build it
+# and written under the handler's lock, without a LogRecord, ``Logger.handle``'s walk or the
+# formatter's generic parts: that was a sixth of the proxy's own CPU per forwarded request
+# (issue 18). Any other set-up (a handler or filter someone added, another formatter, a record
+# factory, a handler level above the line's) takes the record path, so what it sees is unchanged.
+
+_FORMATS: dict[type, bool] = {TextFormatter: False, JsonFormatter: True}  # exact type -> is JSON
+
+
+def _direct_handler(level: int) -> logging.StreamHandler[Any] | None:
+    """The one handler a line at ``level`` reaches, when a line may be written to it directly."""
+    if ACCESS.filters or logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    found: logging.Handler | None = None
+    logger: logging.Logger | None = ACCESS
+    while logger is not None:
+        for handler in logger.handlers:
+            if level >= handler.level:
+                if found is not None:  # more than one place: the record path
+                    return None
+                found = handler
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    if (
+        found is None  # logging's last resort, as Logger.callHandlers would use it
+        or type(found) is not logging.StreamHandler
+        or type(found.formatter) not in _FORMATS
+        or len(found.filters) != 1
+        or type(found.filters[0]) is not MaskingFilter
+    ):
+        return None
+    return found
+
+
+# a text line's part between its time and its latency: the same few on every line (route, status,
+# model, deployment, caller), so made once each while the remembered secrets stay the same
+_prefixes: dict[tuple[Any, ...], str] = {}
+_prefixes_for: Any = None
+_PREFIXES_MAX = 1024  # client-chosen values among them: past this many, the rest are made each time
+
+
+def _text_prefix(level: int, args: tuple[Any, ...], model: Any, deployment: Any, key: Any) -> str:
+    global _prefixes, _prefixes_for
+    remembered = remembered_secrets()
+    if _prefixes_for is not remembered:
+        _prefixes, _prefixes_for = {}, remembered
+    cache_key = (level, args, model, deployment, key)
+    prefix = _prefixes.get(cache_key)
+    if prefix is not None:
+        return prefix
+    prefix = f" {logging.getLevelName(level):<5} {ACCESS.name}: {scrub_often(_REQUEST_MESSAGE % args)}"
+    # every field masked as MaskingFilter masks a record's fields (a key sent as a model name)
+    if model is not None:
+        prefix += f" model={_text_value(scrub_often(model))}"
+    if deployment is not None:
+        prefix += f" deployment={_text_value(scrub_often(deployment))}"
+    if key is not None:
+        prefix += f" key={_text_value(scrub_often(key))}"
+    if len(_prefixes) < _PREFIXES_MAX:
+        _prefixes[cache_key] = prefix
+    return prefix
+
+
+def _now_stamp() -> str:
+    now = time.time()
+    return _timestamp_at(now, int((now - int(now)) * 1000) + 0.0)  # msecs as LogRecord computes them
+
+
+def _write_direct(
+    handler: logging.StreamHandler[Any],
+    level: int,
+    text: str | None,
+    args: tuple[Any, ...],
+    fields: dict[str, Any] | None,
+) -> None:
+    """Write the line ``handler`` would write for this request's record: the text line ``text``,
+    or the JSON line of ``fields``."""
+    if text is not None:
+        line = text
+    else:
+        out: dict[str, Any] = {
+            "time": _now_stamp(),
+            "level": logging.getLevelName(level),
+            "logger": ACCESS.name,
+            "message": scrub_often(_REQUEST_MESSAGE % args),  # what MaskingFilter makes of it
+        }
+        for key, value in scrub_fields(fields or {}).items():  # as MaskingFilter masks them
+            if value is not None and key not in out:
+                out[key] = value
+        line = orjson.dumps(out, default=str).decode()
+    handler.acquire()
+    try:
+        handler.stream.write(line + handler.terminator)
+        handler.flush()
+    except RecursionError:  # as StreamHandler.emit
+        raise
+    except Exception:
+        record = _access_record(level, args)
+        record.__dict__.update({_FIELDS: fields or {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
+        handler.handleError(record)
+    finally:
+        handler.release()
 
 
 _REQUEST_MESSAGE = "%s %s %d"

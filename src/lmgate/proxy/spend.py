@@ -82,7 +82,7 @@ class SpendWriter:
         """A settled request's ledger row: journaled now, written to the database soon."""
         journal = self._journal
         if journal is not None:
-            journal.append(orjson.dumps(row) + b"\n")
+            journal.append(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
         self.pending.append(row)
         if len(self.pending) >= self.batch_size:
             self._wake.set()
@@ -119,7 +119,14 @@ class SpendWriter:
     async def close(self, timeout_s: float = 10.0) -> bool:
         """Stop the task and write what is left (SIGTERM); a journal stays for what could not be."""
         if self._task is not None:
+            # a batch being written finishes first: cancelled mid-transaction, its connection
+            # could keep the database locked for the last batch below
+            held = False
+            with contextlib.suppress(asyncio.TimeoutError):
+                held = await asyncio.wait_for(self._flushing.acquire(), timeout_s)
             self._task.cancel()
+            if held:
+                self._flushing.release()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -94,13 +94,13 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
     if settings.get("redis_url") or settings.get("redis_host"):
         try:
             client = redis_client(settings)
+            counters = RedisCounters(client)  # its batches go over hiredis (resp.py)
         except ImportError:
             raise ConfigError(
                 "limits shared across instances need the redis package: pip install 'lmgate[redis]'",
                 state.config.path,
                 "router_settings.redis_url",
             ) from None
-        counters = RedisCounters(client)
     else:
         counters = MemoryCounters()
     import os

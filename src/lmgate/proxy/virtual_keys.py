@@ -65,8 +65,12 @@ class DatabaseKeyBackend:
         self.ttl_s = ttl_s
         self.clock = clock
         self.monotonic = monotonic
-        # token → (monotonic time the entry expires, the row or None for "no such key", its limits)
-        self._cache: dict[str, tuple[float, dict[str, Any] | None, KeyLimits | None]] = {}
+        # token → (monotonic time the entry expires, the row or None for "no such key", its
+        # limits, its identity): the identity is built once per row and shared by the key's
+        # requests, as the master key's is (``UserAPIKeyAuth.for_request`` copies it for an end user)
+        self._cache: dict[
+            str, tuple[float, dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None]
+        ] = {}
         self.redis: Any = None  # set by ``listen``: forget() then tells every instance
         self._pending: set[Any] = set()
         self.invalidations_received = 0
@@ -81,7 +85,7 @@ class DatabaseKeyBackend:
         if hmac.compare_digest(key.encode(), self._master):
             return self._master_user
         token = hashlib.sha256(key.encode()).hexdigest()
-        row, limits = await self._row(token)
+        row, limits, user = await self._row(token)
         # the lookup is by hash; the hash of an unknown key tells its sender nothing new
         if row is None:
             raise unauthorized("invalid API key: no such key (it may have been deleted)")
@@ -95,7 +99,7 @@ class DatabaseKeyBackend:
         if expires is not None and expires <= self.clock():
             raise unauthorized(f"key {row['key_name']} expired at {iso(expires)}")
         conn.scope[LIMITS] = limits
-        return identity_of(row)
+        return user  # type: ignore[return-value]
 
     def _refresh_later(self, token: str) -> None:
         self._stale.add(token)
@@ -118,7 +122,7 @@ class DatabaseKeyBackend:
             expires = self.monotonic() + self.ttl_s
             for token in tokens:
                 row = rows.get(token)
-                self._cache[token] = (expires, row, key_limits(row) if row is not None else None)
+                self._cache[token] = _entry(expires, row)
 
     async def refreshed(self) -> None:
         """Wait until the stale entries being read again are (tests, shutdown)."""
@@ -178,23 +182,30 @@ class DatabaseKeyBackend:
                 logger.error("keys: the invalidation channel failed (%s); listening again in 1s", error)
                 await asyncio.sleep(1.0)
 
-    async def _row(self, token: str) -> tuple[dict[str, Any] | None, KeyLimits | None]:
+    async def _row(self, token: str) -> tuple[dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None]:
         now = self.monotonic()
         cached = self._cache.get(token)
         if cached is not None:
             if cached[0] > now:
-                return cached[1], cached[2]
+                return cached[1], cached[2], cached[3]
             if cached[1] is not None and cached[0] + self.ttl_s > now:
                 # expired a moment ago: served while a batch reads it again (refresh-ahead), so a
                 # busy key costs one row of a bulk query per TTL instead of a lookup of its own
                 self._refresh_later(token)
-                return cached[1], cached[2]
+                return cached[1], cached[2], cached[3]
         row = await self.store.key(token)
-        limits = key_limits(row) if row is not None else None
         if len(self._cache) >= _CACHE_LIMIT:  # bounded: unknown keys are cached too
             self._cache.clear()
-        self._cache[token] = (now + self.ttl_s, row, limits)
-        return row, limits
+        entry = self._cache[token] = _entry(now + self.ttl_s, row)
+        return entry[1], entry[2], entry[3]
+
+
+def _entry(
+    expires: float, row: dict[str, Any] | None
+) -> tuple[float, dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None]:
+    if row is None:
+        return expires, None, None, None
+    return expires, row, key_limits(row), identity_of(row)
 
 
 def identity_of(row: dict[str, Any]) -> UserAPIKeyAuth:

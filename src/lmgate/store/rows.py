@@ -8,6 +8,7 @@ the columns; the row says so (``truncated``) and keeps the original size.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -35,6 +36,152 @@ def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_B
     payload = orjson.loads(record)
     if not isinstance(payload, dict) or not payload.get("litellm_call_id"):
         raise ValueError("not a standard logging payload (no litellm_call_id)")
+    row = columns_of(payload)
+    text, truncated = _capped(record, payload, max_record_bytes)
+    row["payload"] = text
+    row["payload_bytes"] = len(record)
+    row["truncated"] = truncated
+    return row
+
+
+# the columns of a row, in the table's order (``schema.COLUMNS``: a test holds them equal; not
+# imported from there, so reading a record needs no SQLAlchemy); the last three are the payload's
+ROW_COLUMNS = (
+    "call_id",
+    "start_time",
+    "end_time",
+    "trace_id",
+    "call_type",
+    "model",
+    "response_model",
+    "provider",
+    "model_id",
+    "model_group",
+    "key_hash",
+    "key_alias",
+    "team_id",
+    "team_alias",
+    "user_id",
+    "end_user",
+    "status",
+    "error_class",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "cache_hit",
+    "tags",
+    "payload",
+    "payload_bytes",
+    "truncated",
+)
+
+
+def values_from_columns(columns: tuple[Any, ...], record: bytes) -> tuple[Any, ...]:
+    """The row for ``record`` as values in ``ROW_COLUMNS`` order, from its ``plain_columns``
+    (taken when it was enqueued); the caller saw it fits ``max_record_bytes``. A store that
+    says ``WRITES_VALUE_ROWS`` takes rows in this form (no dict per row)."""
+    return (*columns, record.decode("utf-8", "replace"), len(record), False)
+
+
+def row_from_columns(columns: tuple[Any, ...], record: bytes) -> dict[str, Any]:
+    """``values_from_columns`` as a row dict, for the stores that take those."""
+    return dict(zip(ROW_COLUMNS, values_from_columns(columns, record), strict=True))
+
+
+class NotPlain(ValueError):
+    """A value of the payload dict whose JSON form reads back as something else (a datetime, a
+    tuple, NaN...): its columns are taken from the record decoded instead."""
+
+
+_NONE = type(None)
+_TEXT_TYPES = frozenset((str, _NONE))
+_NUMBER_TYPES = frozenset((float, int, _NONE))
+_INT_TYPES = frozenset((int, _NONE))
+_FLAG_TYPES = frozenset((bool, _NONE))
+_STR_TYPE = frozenset((str,))
+
+
+def plain_columns(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of ``columns_of``, in ``ROW_COLUMNS`` order, for the payload dict a record was
+    encoded from, without the parse: the store logger takes them on the caller's path, where
+    the dict exists, so the delivery thread parses nothing. Equal to ``columns_of`` of the
+    record decoded (tests/test_store_rows.py); a value whose JSON form would read back
+    differently (anything but a str, a finite number, a bool or None where a column is read)
+    raises ``NotPlain``. Checks by type sets, not a function call per column, and a tuple, not
+    a dict: this runs on every call's path."""
+    get = payload.get
+    meta = get("metadata")
+    error = get("error_information")
+    if type(meta) is not dict or type(error) is not dict:
+        raise NotPlain("metadata or error_information")
+    mget = meta.get
+    texts = (
+        get("trace_id"),
+        get("call_type"),
+        get("model"),
+        get("response_model"),
+        get("custom_llm_provider"),
+        get("model_id"),
+        get("model_group"),
+        mget("user_api_key_hash"),
+        mget("user_api_key_alias"),
+        mget("user_api_key_team_id") or mget("team_id"),
+        mget("user_api_key_team_alias") or mget("team_alias"),
+        mget("user_api_key_user_id"),
+        get("end_user") or mget("user_api_key_end_user_id"),
+        get("status") or "failure",
+        error.get("error_class"),
+        error.get("error_code"),
+    )
+    start, end, first, cost = (
+        get("startTime"),
+        get("endTime"),
+        get("completionStartTime"),
+        get("response_cost"),
+    )
+    tokens = (get("prompt_tokens"), get("completion_tokens"), get("total_tokens"))
+    stream, cache_hit = get("stream"), get("cache_hit")
+    tags = get("request_tags") or mget("tags") or []
+    call_id = payload["litellm_call_id"]
+    if (
+        type(call_id) is not str
+        or not call_id
+        or not _TEXT_TYPES.issuperset(map(type, texts))
+        or not _NUMBER_TYPES.issuperset(map(type, (start, end, first, cost)))
+        or not all(map(math.isfinite, [v for v in (start, end, first, cost) if v is not None]))
+        or not _INT_TYPES.issuperset(map(type, tokens))
+        or not _FLAG_TYPES.issuperset(map(type, (stream, cache_hit)))
+        or type(tags) is not list
+        or not _STR_TYPE.issuperset(map(type, tags))
+    ):
+        raise NotPlain("a column's value is not a plain JSON value")
+    start = float(start) if start else 0.0
+    end = None if end is None else float(end)
+    first = None if first is None else float(first)
+    stream = bool(stream)
+    return (
+        call_id,
+        start,
+        end,
+        *[v or None for v in texts],
+        *tokens,
+        None if cost is None else float(cost),
+        (end - start) * 1000.0 if end is not None and start else None,
+        (first - start) * 1000.0 if stream and first is not None and start else None,
+        stream,
+        bool(cache_hit),
+        orjson.dumps(tags).decode(),
+    )
+
+
+def columns_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a payload's row but the payload itself (``payload``, ``payload_bytes``,
+    ``truncated``), from the payload as decoded from its record."""
     meta: dict[str, Any] = payload.get("metadata") or {}
     error: dict[str, Any] = payload.get("error_information") or {}
     if not isinstance(meta, dict):
@@ -46,7 +193,6 @@ def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_B
     first = _num(payload.get("completionStartTime"))
     stream = bool(payload.get("stream"))
     tags = payload.get("request_tags") or meta.get("tags") or []
-    text, truncated = _capped(record, payload, max_record_bytes)
     return {
         "call_id": str(payload["litellm_call_id"]),
         "start_time": start,
@@ -77,9 +223,6 @@ def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_B
         "stream": stream,
         "cache_hit": bool(payload.get("cache_hit")),
         "tags": orjson.dumps([str(t) for t in tags] if isinstance(tags, list) else []).decode(),
-        "payload": text,
-        "payload_bytes": len(record),
-        "truncated": truncated,
     }
 
 

@@ -109,10 +109,10 @@ def _v2_covering_time_index(conn: Connection) -> None:
 
 # ---- the hourly rollup (docs/store.md, "The hourly rollup") ----
 # What an overview sums, per hour and per value of the dimensions an overview filters or groups
-# on without a key, team or user filter; and a latency histogram per the same cell. Kept by
-# triggers on ``calls``, so it is written in the batch's own transaction, a redelivered (ignored)
-# row never counts twice, a deletion (retention) takes its row out, and rows put in by any path
-# (the 1M-row bench's INSERT ... SELECT) are counted too.
+# on without a key, team or user filter; and a latency histogram per the same cell. Added to by
+# the store's write, once per batch, in the batch's own transaction, from the rows that batch
+# inserted (a redelivered, ignored row never counts twice); a deletion (retention) takes its row
+# out by a trigger. Version 3 kept it by a trigger per inserted row (version 4 drops that one).
 ROLLUP_DIMS = ("model", "model_group", "response_model", "provider", "status", "cache_hit")
 # the histogram's cells leave out cache_hit (nothing filters or groups on it): half the rows to read
 LATENCY_DIMS = ROLLUP_DIMS[:-1]
@@ -207,6 +207,28 @@ def _rollup_statements() -> list[str]:
     ]
 
 
+def rollup_add_statements() -> list[str]:
+    """What adds the rows with ``rowid > ?`` (one parameter) to the rollup: two set-based
+    upserts, one per rollup table. ``SQLiteStore.write`` runs them in the batch's transaction
+    for the rows it has just inserted (since version 4; before, a trigger per inserted row); a
+    program that inserts rows into ``calls`` by its own SQL runs them after (bench/store_scale.py)."""
+    dims = ", ".join(ROLLUP_DIMS)
+    sums = ", ".join(ROLLUP_SUMS)
+    ldims = ", ".join(LATENCY_DIMS)
+    add = ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
+    raw_sums = ", ".join(f"sum({v})" for v in sums_sql(""))
+    return [
+        f"""INSERT INTO calls_hourly (dims, hour, {dims}, {sums})
+            SELECT {dims_key_sql("")}, {hour_sql("")}, {dims}, {raw_sums} FROM calls
+            WHERE rowid > ? GROUP BY 1
+            ON CONFLICT (dims) DO UPDATE SET {add}""",
+        f"""INSERT INTO calls_hourly_latency (dims, bucket, hour, {ldims}, n)
+            SELECT {dims_key_sql("", LATENCY_DIMS)}, {bucket_sql("")}, {hour_sql("")}, {ldims}, count(*)
+            FROM calls WHERE rowid > ? AND latency_ms IS NOT NULL GROUP BY 1, 2
+            ON CONFLICT (dims, bucket) DO UPDATE SET n = n + excluded.n""",
+    ]
+
+
 def _v3_hourly_rollup(conn: Connection) -> None:
     if conn.dialect.name != "sqlite":
         return  # PostgreSQL shares these steps and computes its percentiles in SQL, exactly
@@ -214,8 +236,21 @@ def _v3_hourly_rollup(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _v4_rollup_per_batch(conn: Connection) -> None:
+    # the rollup is added to once per batch by SQLiteStore.write (rollup_add_statements): a
+    # trigger per inserted row cost more than the insert with all its indexes (docs/store.md,
+    # "Cost"); the delete trigger stays (retention deletes by range, any path may delete)
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("DROP TRIGGER IF EXISTS calls_rollup_insert"))
+
+
 # ordered: step i brings the schema from version i to i + 1; append, never edit a shipped step
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2_covering_time_index, _v3_hourly_rollup]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1,
+    _v2_covering_time_index,
+    _v3_hourly_rollup,
+    _v4_rollup_per_batch,
+]
 
 
 def migrate(conn: Connection) -> int:

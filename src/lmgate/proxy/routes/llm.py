@@ -292,8 +292,13 @@ class LLMRoutes:
         fallbacks, one terminal event); returns the config's deployment that answered, the
         answer, and the release to call when the answer is over."""
         kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and client_may_set(k)}
-        # again: a pre-call hook may not change who is calling
-        kw["metadata"] = stamp(data.get("metadata"), who)
+        # again: a pre-call hook may not change who is calling. Without hooks nothing changed the
+        # stamped metadata since: stamping it again gives it back with who's requester_metadata
+        metadata = data.get("metadata")
+        if hooks.empty and type(metadata) is dict and "requester_metadata" in metadata:
+            kw["metadata"] = {**metadata, "requester_metadata": who["requester_metadata"]}
+        else:
+            kw["metadata"] = stamp(metadata, who)
         if call_type not in ("completion", "embeddings"):  # another API over chat: its call type
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
