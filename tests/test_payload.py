@@ -169,3 +169,26 @@ def test_schema_rejects_a_broken_payload():
     """The schema check can fail: a payload with a bad status and a missing field is rejected."""
     with pytest.raises(AssertionError, match="status"):
         assert_valid_payload({"status": "weird"})
+
+
+def test_credentials_in_metadata_are_masked_in_the_payload(capture):
+    """A caller's metadata reaches every logger with its credentials masked; the call's own
+    metadata (what kwargs carry) is left as the caller gave it."""
+    metadata = {
+        "api_key": "meta-credential-value-1",
+        "note": "see sk-abcdefghijklmnop1234",
+        "headers": {"Authorization": "Bearer meta-bearer-value-2"},
+        "tags": ["kept-tag"],
+    }
+    lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="ok", metadata=metadata)
+    flush()
+    slo = payloads(capture)[0]
+    assert_valid_payload(slo)
+    text = repr(slo)
+    for secret in ("meta-credential-value-1", "sk-abcdefghijklmnop1234", "meta-bearer-value-2"):
+        assert secret not in text
+    for where in (slo["metadata"], slo["metadata"]["requester_metadata"]):
+        assert where["api_key"] == "****" and where["headers"] == {"Authorization": "****"}
+        assert where["note"] == "see sk-abcd****" and where["tags"] == ["kept-tag"]
+    assert slo["request_tags"] == ["kept-tag"]
+    assert metadata["api_key"] == "meta-credential-value-1"

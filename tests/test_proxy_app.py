@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import textwrap
 import threading
@@ -14,6 +13,7 @@ import orjson
 import pytest
 from fakes import FakeProvider, Reply
 from prom import samples, value
+from proxy_kit import disconnect_mid_stream
 
 import lmgate
 from lmgate.proxy.app import create_app
@@ -435,34 +435,7 @@ async def test_client_disconnect_mid_stream_ends_the_call_once(tmp_path: Path, f
     capture = CapturingLogger()
     lmgate.callbacks.append(capture)
     body = orjson.dumps({"model": "fast", "messages": HI, "stream": True})
-    sent: list[dict[str, Any]] = []
-    got_chunk = asyncio.Event()
-    disconnect = asyncio.Event()
-    requested = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await disconnect.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if message["type"] == "http.response.body" and message.get("body"):
-            got_chunk.set()
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "root_path": "",
-        "query_string": b"", "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000), "server": ("proxy", 80),
-    }
-    task = asyncio.ensure_future(app(scope, receive, send))
-    await asyncio.wait_for(got_chunk.wait(), 10)
-    disconnect.set()  # the upstream is still holding the rest of the stream
-    await asyncio.wait_for(task, 10)
+    sent = await disconnect_mid_stream(app, "/v1/chat/completions", body, [(b"authorization", f"Bearer {MASTER}".encode())])
     upstream_waits.set()
     assert await lmgate.aflush_callbacks(10)
     terminal = capture.of("async_log_success_event", "async_log_failure_event")

@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from fakes import FakeProvider, Reply
+from proxy_kit import HOOKS_MASTER, hooks_proxy
 
 import lmgate
-from lmgate.proxy.app import create_app
-from lmgate.proxy.config import load_config
 from lmgate.proxy.hooks import HookSet
 
-CONFIG = Path(__file__).parent / "proxy_configs" / "hooks.yaml"
-MASTER = "sk-master-hooks-0123456789"
+MASTER = HOOKS_MASTER
 AUTH = {"Authorization": f"Bearer {MASTER}"}
 HI = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
 def proxy(fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("LMGATE_TEST_PROVIDER", f"{fake_provider.base_url}/v1")
-    monkeypatch.setenv("LMGATE_TEST_UPSTREAM_KEY", "sk-upstream-hooks-0123456789")
-    monkeypatch.setenv("LMGATE_TEST_MASTER_KEY", MASTER)
-    app = create_app(load_config(CONFIG))
-    handler = next(c for c in lmgate.callbacks if type(c).__name__ == "ProxyHandler")
-    handler.calls.clear()
-    handler.wait_for_provider = None
-    handler.moderation_saw_provider_call = None
-    return app, handler
+    return hooks_proxy(fake_provider, monkeypatch)
 
 
 async def post(app: Any, action: str = "", stream: bool = False, **extra: Any) -> httpx.Response:

@@ -5,7 +5,6 @@ deployment (the last two: the fake provider on 127.0.0.1)."""
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import anthropic
 import httpx
 import pytest
 from fakes import DEFAULT_TEXT, FakeProvider, LogReceiver, Reply
+from proxy_kit import BACKENDS, MOCK_TEXT, BackendsProxy
 from test_proxy_server import Served, generic_logger_extra
 
 from lmgate._messages.translate import estimate_input_tokens
@@ -21,51 +21,10 @@ from lmgate.cost import compute_cost
 
 MASTER = "sk-master-messages-0123456789"
 UPSTREAM = "sk-upstream-messages-0123456789"
-ENV = {"MSG_UPSTREAM_KEY": UPSTREAM, "MSG_MASTER_KEY": MASTER}
-BACKENDS = ["mock", "openai", "claude"]
-MOCK_TEXT = "hello from the mock"
-
-
-def write_config(tmp: Path, fake: FakeProvider, extra: str = "") -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-        model_list:
-          - model_name: mock
-            litellm_params: {{model: openai/gpt-4o-mini, mock_response: {MOCK_TEXT}}}
-          - model_name: openai
-            litellm_params:
-              model: openai/gpt-4o-mini
-              api_base: {fake.base_url}/v1
-              api_key: os.environ/MSG_UPSTREAM_KEY
-          - model_name: claude
-            litellm_params:
-              model: anthropic/claude-sonnet-4-20250514
-              api_base: {fake.base_url}
-              api_key: os.environ/MSG_UPSTREAM_KEY
-        general_settings:
-          master_key: os.environ/MSG_MASTER_KEY
-        """)
-        + textwrap.dedent(extra)
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fp:
-        yield fp
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("messages")
-    server = Served(write_config(tmp, fake), tmp, ENV)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+PROXY = BackendsProxy(MASTER, UPSTREAM, "MSG_MASTER_KEY", "MSG_UPSTREAM_KEY")
+ENV = PROXY.env
+write_config = PROXY.write_config
+fake, served = PROXY.fixtures("messages")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ two are the fake provider on 127.0.0.1, which speaks OpenAI's Responses wire for
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,57 +14,17 @@ import httpx
 import openai
 import pytest
 from fakes import DEFAULT_TEXT, FakeProvider, LogReceiver, Reply
+from proxy_kit import BACKENDS, MOCK_TEXT, BackendsProxy
 from test_proxy_server import Served, generic_logger_extra
 
 from lmgate.cost import compute_cost
 
 MASTER = "sk-master-responses-0123456789"
 UPSTREAM = "sk-upstream-responses-0123456789"
-ENV = {"RSP_UPSTREAM_KEY": UPSTREAM, "RSP_MASTER_KEY": MASTER}
-BACKENDS = ["mock", "openai", "claude"]
-MOCK_TEXT = "hello from the mock"
-
-
-def write_config(tmp: Path, fake: FakeProvider, extra: str = "") -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-        model_list:
-          - model_name: mock
-            litellm_params: {{model: openai/gpt-4o-mini, mock_response: {MOCK_TEXT}}}
-          - model_name: openai
-            litellm_params:
-              model: openai/gpt-4o-mini
-              api_base: {fake.base_url}/v1
-              api_key: os.environ/RSP_UPSTREAM_KEY
-          - model_name: claude
-            litellm_params:
-              model: anthropic/claude-sonnet-4-20250514
-              api_base: {fake.base_url}
-              api_key: os.environ/RSP_UPSTREAM_KEY
-        general_settings:
-          master_key: os.environ/RSP_MASTER_KEY
-        """)
-        + textwrap.dedent(extra)
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as fp:
-        yield fp
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("responses")
-    server = Served(write_config(tmp, fake), tmp, ENV)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+PROXY = BackendsProxy(MASTER, UPSTREAM, "RSP_MASTER_KEY", "RSP_UPSTREAM_KEY")
+ENV = PROXY.env
+write_config = PROXY.write_config
+fake, served = PROXY.fixtures("responses")
 
 
 @pytest.fixture

@@ -6,31 +6,19 @@ API's shapes. The "fast" deployment is OpenAI's API on the fake: requests are pa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fakes import FakeProvider
+from proxy_kit import HOOKS_MASTER, hooks_proxy
 
-import lmgate
-from lmgate.proxy.app import create_app
-from lmgate.proxy.config import load_config
-
-CONFIG = Path(__file__).parent / "proxy_configs" / "hooks.yaml"
-MASTER = "sk-master-hooks-0123456789"
+MASTER = HOOKS_MASTER
 
 
 @pytest.fixture
 def proxy(fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("LMGATE_TEST_PROVIDER", f"{fake_provider.base_url}/v1")
-    monkeypatch.setenv("LMGATE_TEST_UPSTREAM_KEY", "sk-upstream-hooks-0123456789")
-    monkeypatch.setenv("LMGATE_TEST_MASTER_KEY", MASTER)
-    app = create_app(load_config(CONFIG))
-    handler = next(c for c in lmgate.callbacks if type(c).__name__ == "ProxyHandler")
-    handler.calls.clear()
-    handler.wait_for_provider = None
-    return app, handler
+    return hooks_proxy(fake_provider, monkeypatch)
 
 
 async def post(

@@ -267,3 +267,96 @@ def test_masking_filter_masks_messages_and_tracebacks() -> None:
     text = stream.getvalue()
     assert "call failed with key" in text and "ValueError: upstream said" in text
     assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("api_key", True),
+        ("x-api-key", True),
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("password", True),
+        ("client_secret", True),
+        ("aws_secret_access_key", True),
+        ("langfuse_secret_key", True),
+        ("refresh_token", True),
+        ("vertex_credentials", True),
+        ("set-cookie", True),
+        ("cache_key", False),
+        ("key_alias", False),
+        ("max_tokens", False),
+        ("prompt_tokens", False),
+        ("token", False),  # a logprob's token
+        ("signature", False),  # a thinking block's
+        ("user_api_key_hash", False),
+    ],
+)
+def test_secret_names_are_credentials_and_only_those(name: str, secret: bool) -> None:
+    assert _secrets.is_secret_name(name) is secret
+
+
+def test_mask_data_masks_credential_names_and_key_shaped_text_at_any_depth() -> None:
+    data = {
+        "api_key": "plain-credential-value",
+        "note": "see sk-abcdefghijklmnop1234",
+        "headers": {"Authorization": "Bearer tok123456789", "x-plain": "kept"},
+        "deep": [{"session_token": "nested-token-value"}, ("short", 3)],
+        "empty_password": "",
+        "count": 3,
+    }
+    masked = _secrets.mask_data(data)
+    assert masked == {
+        "api_key": "****",
+        "note": "see sk-abcd****",
+        "headers": {"Authorization": "****", "x-plain": "kept"},
+        "deep": [{"session_token": "****"}, ["short", 3]],
+        "empty_password": "",
+        "count": 3,
+    }
+    assert data["api_key"] == "plain-credential-value"  # a copy: the input is left alone
+
+
+def test_mask_data_masks_a_secret_remembered_after_the_same_text_was_masked() -> None:
+    """Short strings' answers are cached; a secret remembered later is masked all the same."""
+    secret = "remembered-later-9f8e7d"
+    assert _secrets.mask_data({"note": secret}) == {"note": secret}
+    _secrets.remember_secret(secret)
+    assert secret not in repr(_secrets.mask_data({"note": secret}))
+
+
+def test_mask_data_leaves_a_short_remembered_value_that_free_text_masks() -> None:
+    """A configured value under 16 characters (a log header's "X-Team: search") is masked in
+    free text but not in a record's data, where it is more likely a team's name than a key."""
+    _secrets.remember_secret("shortval")
+    assert _secrets.scrub("team shortval") == "team ****"
+    assert _secrets.mask_data({"team": "shortval"}) == {"team": "shortval"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"team": "search", "tags": ["a", "b"], "n": 3},
+        {"api_key": "x"},
+        {"X-Api-Key": "value"},
+        {"deep": [{"refresh_token": "value"}]},
+        {"note": "see sk-abcdefghijklmnop1234"},
+        {"note": "Bearer abcdefghij"},
+        {"note": "https://u:pw@host/x"},
+        {"note": "api_key=abcdefgh"},
+        {"note": 'quote"and\nnewline-secret-value-0123'},
+        {"note": "PAſſWORD: hunter2hunter2"},
+    ],
+)
+def test_the_quick_check_says_look_closer_whenever_mask_data_would_change_the_data(
+    data: dict[str, Any],
+) -> None:
+    """``json_may_need_masking`` (the payload's fast path for clean metadata) never says "clean"
+    where ``mask_data`` would mask something; a clean record is said clean."""
+    import orjson
+
+    _secrets.remember_secret('quote"and\nnewline-secret-value-0123')
+    changed = _secrets.mask_data(data) != data
+    flagged = _secrets.json_may_need_masking(orjson.dumps(data).decode())
+    assert flagged or not changed
+    assert changed or data != {"team": "search", "tags": ["a", "b"], "n": 3} or not flagged

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import os
 import re
@@ -99,6 +100,15 @@ _known_lock = threading.Lock()
 _known: OrderedDict[str, str] = OrderedDict()
 # a snapshot of _known read without the lock (replaced whole when a secret is added)
 _known_pairs: tuple[tuple[str, str], ...] = ()
+# the remembered secrets structured data is searched for (``mask_data``): credential-long ones only.
+# A short configured value (a log destination's "X-Team: search" header) is too likely to be
+# ordinary data there, and a stored record masked by mistake cannot be read again
+DATA_SECRET_CHARS = 16
+_known_long_pairs: tuple[tuple[str, str], ...] = ()
+# those, as each is written inside JSON text (quotes, backslashes and newlines escaped)
+_known_long_in_json: tuple[str, ...] = ()
+# how many times _known changed: what a cached scrub result was computed against
+_known_version = 0
 
 
 def _after_fork() -> None:
@@ -125,7 +135,7 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
-    global _known_pairs
+    global _known_pairs, _known_long_pairs, _known_long_in_json, _known_version
     with _known_lock:
         if secret in _known:
             _known.move_to_end(secret)
@@ -134,16 +144,26 @@ def remember_secret(secret: str | None) -> None:
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
         _known_pairs = tuple(_known.items())
+        _known_long_pairs = tuple(p for p in _known_pairs if len(p[0]) >= DATA_SECRET_CHARS)
+        _known_long_in_json = tuple(
+            dict.fromkeys(
+                form for k, _ in _known_long_pairs for form in (k, json.dumps(k, ensure_ascii=False)[1:-1])
+            )
+        )
+        _known_version += 1
+    _scrub_short.cache_clear()  # its answers were given without this secret
 
 
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with ``secrets``, every remembered secret and every key-shaped string masked."""
+def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) -> str:
+    """``text`` with ``secrets``, every remembered secret and every key-shaped string masked;
+    ``data``: a value of structured data, where only remembered secrets of ``DATA_SECRET_CHARS``
+    or more are searched for."""
     if not text:
         return text
     for secret in secrets:
         if secret and len(secret) >= MIN_SECRET_CHARS and secret in text:
             text = text.replace(secret, mask_key(secret) or MASK)
-    for secret, masked in _known_pairs:
+    for secret, masked in _known_long_pairs if data else _known_pairs:
         if secret in text:
             text = text.replace(secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
@@ -232,6 +252,116 @@ def scrub_data(value: Any, secrets: Iterable[str | None] = ()) -> Any:
         }
     if isinstance(value, (list, tuple)):
         return type(value)(scrub_data(v, secrets) for v in value)
+    return value
+
+
+# names whose values are credentials wherever they sit in structured data (a caller's
+# metadata={"api_key": ...}, a header dict, a key's admin metadata): the whole value is masked,
+# whatever it looks like. Matched on the name folded to lower case with "-" as "_": exact names
+# and endings, so "x-api-key", "aws_secret_access_key", "langfuse_secret_key", "refresh_token"
+# and "vertex_credentials" are credentials, and "cache_key", "max_tokens" or "key_alias" are not.
+# ("token" and "signature" alone are not: a response's logprobs and thinking blocks use them)
+_SECRET_NAME_ENDINGS = (
+    "api_key",
+    "apikey",
+    "secret",
+    "secret_key",
+    "access_key",
+    "private_key",
+    "password",
+    "passwd",
+    "_token",
+    "credential",
+    "credentials",
+    "authorization",
+    "cookie",
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_secret_name(name: str) -> bool:
+    """True for a field name whose value is a credential (``api_key``, ``x-api-key``,
+    ``password``, ``access_token``, ``Authorization``, ``vertex_credentials``, …)."""
+    folded = name.lower().replace("-", "_")
+    return folded.endswith(_SECRET_NAME_ENDINGS)
+
+
+_SHORT_TEXT = 256
+
+
+@functools.lru_cache(maxsize=2048)
+def _scrub_short(text: str, version: int) -> str:
+    # keyed by the version of the remembered secrets it is computed against (read before it is
+    # computed): an answer given before a secret was remembered is never reused after
+    return scrub(text, data=True)
+
+
+# deeper than orjson encodes (254 containers): such data is never written as it is (the record's
+# encoder puts a marker there), so masking stops there, and a circular structure ends too
+_MASK_DEPTH = 255
+
+
+# what in JSON text may make ``mask_data`` change the data: a key under a credential name (the
+# endings of ``is_secret_name``, "-" or "_" alike) and the words scrub's patterns need
+_SECRET_NAME_IN_JSON = re.compile(
+    "(?:" + "|".join(re.escape(e).replace("_", "[-_]") for e in _SECRET_NAME_ENDINGS) + ')"\\s*:',
+    re.IGNORECASE,
+)
+# a word every name of _SECRET_NAME_ENDINGS holds
+_SECRET_NAME_WORDS = ("key", "secret", "passw", "token", "credential", "authorization", "cookie")
+_DATA_CUES = (
+    "sk-",
+    "bearer",
+    "basic",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_token",
+    "access-token",
+    "accesstoken",
+    "password",
+    "secret",
+)
+
+
+def json_may_need_masking(text: str) -> bool:
+    """False when ``mask_data`` would give back unchanged the data ``text`` encodes (as JSON): no
+    key under a credential name, no key-shaped text, no URL, no remembered secret it searches
+    for. A quick check for the usual clean record; True only means "look closer"."""
+    for needle in _known_long_in_json:
+        if needle in text:
+            return True
+    if "://" in text:
+        return True
+    lowered = _folded(text)
+    for cue in _DATA_CUES:  # plain loops: this runs on every call's metadata
+        if cue in lowered:
+            return True
+    for word in _SECRET_NAME_WORDS:  # the name pattern only where one of its words is
+        if word in lowered:
+            return _SECRET_NAME_IN_JSON.search(text) is not None
+    return False
+
+
+def mask_data(value: Any, secrets: tuple[str | None, ...] = (), _depth: int = 0) -> Any:
+    """A copy of JSON-like data with every value under a credential name (``is_secret_name``)
+    masked whole and every string scrubbed (``scrub(data=True)``: key shapes, URL secrets, the
+    remembered secrets of ``DATA_SECRET_CHARS`` or more): what a stored payload may hold."""
+    if isinstance(value, str):
+        if len(value) < MIN_SECRET_CHARS:  # shorter than any secret scrub finds
+            return value
+        if not secrets and len(value) <= _SHORT_TEXT:  # tags, names, ids: the same few on every call
+            return _scrub_short(value, _known_version)
+        return scrub(value, secrets, data=True)
+    if _depth >= _MASK_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (MASK if v and isinstance(k, str) and is_secret_name(k) else mask_data(v, secrets, _depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_data(v, secrets, _depth + 1) for v in value]
     return value
 
 
@@ -400,7 +530,10 @@ __all__ = [
     "SENSITIVE_HEADERS",
     "header_secrets",
     "is_secret_header",
+    "is_secret_name",
     "is_secret_param",
+    "json_may_need_masking",
+    "mask_data",
     "mask_headers",
     "mask_key",
     "mask_url",

@@ -310,10 +310,15 @@ def _export(store: Any, args: argparse.Namespace, filters: Any, out: TextIO) -> 
         for row in _all_rows(store, filters):
             writer.writerow([csv_cell(row[n]) for n in names])
     else:
+        from .ui.query import masked_payload  # as show and the dashboard: rows stored before the
+        # payload was masked at build, and key-shaped text in messages and responses
+
         for row in _all_rows(store, filters):
             full = store.get(row["call_id"])
             if full is not None:
                 full.pop("trace", None)
+                if "payload" in full:
+                    full["payload"] = masked_payload(full["payload"])
                 out.write(orjson.dumps(full).decode() + "\n")
     return 0
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._secrets import scrub
+from .._secrets import MASK, is_secret_name, json_may_need_masking, mask_data, scrub
 from .encoding import ENCODING_ERRORS_KEY
 from .redact import redact_messages, redact_response
 
@@ -60,6 +60,29 @@ STANDARD_METADATA_KEYS = (
     "used_client_oauth_token",
 )
 _EMPTY_METADATA: dict[str, Any] = dict.fromkeys(STANDARD_METADATA_KEYS)
+# the reference's fields that hold free-form data (a caller's or an admin's): masked like the rest
+_FREE_FORM_METADATA = frozenset(
+    {
+        "user_api_key_auth_metadata",
+        "spend_logs_metadata",
+        "requester_custom_headers",
+        "prompt_management_metadata",
+        "mcp_tool_call_metadata",
+        "vector_store_request_metadata",
+        "routing_decision",
+        "kubernetes_pod_routing",
+        "cold_storage_object_key",
+    }
+)
+# metadata fields lmgate itself fills with ids, names, numbers and flags (the store keeps most as
+# columns, as they are): not searched for secrets. Every other field - the caller's own metadata,
+# ``requester_metadata``, a key's admin metadata (``user_api_key_auth_metadata``) - is masked where
+# the payload is built (``_masked_metadata``), so no logger, store, page or export holds it unmasked.
+_OWN_METADATA_FIELDS = (frozenset(STANDARD_METADATA_KEYS) - _FREE_FORM_METADATA) | {
+    "user_api_end_user_max_budget",
+    "answered_by_pre_call_hook",
+}
+
 # the price-map fields of an entry, as the reference's ``model_map_information`` shows them
 _NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
@@ -140,6 +163,35 @@ def payload_json(summary: CallSummary, redact: bool = False) -> bytes:
     return summary.payload_json(redact)
 
 
+def _masked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` with credentials masked: a value under a credential name (``api_key``,
+    ``password``, ``Authorization``, ``…_token``) whole, key-shaped text (``sk-…``, ``Bearer …``)
+    and every secret lmgate knows inside any other string, at any depth (``_secrets.mask_data``).
+    ``metadata`` itself when nothing in it needs masking: the fields lmgate fills are skipped and
+    the rest is checked once, encoded (no copy of a clean record's metadata)."""
+    theirs = {
+        name: value
+        for name, value in metadata.items()
+        if value is not None and name not in _OWN_METADATA_FIELDS
+    }
+    if not theirs:
+        return metadata
+    try:
+        if not json_may_need_masking(orjson.dumps(theirs).decode()):
+            return metadata
+    except (TypeError, ValueError):  # not JSON as it is (the record's encoder flags it): look at every part
+        pass
+    out: dict[str, Any] = {}
+    for name, value in metadata.items():
+        if value is None or name in _OWN_METADATA_FIELDS:
+            out[name] = value
+        elif isinstance(name, str) and is_secret_name(name):
+            out[name] = MASK
+        else:
+            out[name] = mask_data(value)
+    return out
+
+
 def build_payload(s: CallSummary) -> dict[str, Any]:
     # the summary's own mappings, not its read-only views: they are encoded, never handed out
     usage, cost_breakdown, optional_params, _, hidden_params = s.encodable()
@@ -153,7 +205,7 @@ def build_payload(s: CallSummary) -> dict[str, Any]:
     end = s.end
     completion_start = s.completion_start if s.completion_start is not None else end
     metadata: dict[str, Any] = _EMPTY_METADATA.copy()  # a copy: ~1/10 of dict.fromkeys' cost
-    given = s.metadata if isinstance(s.metadata, dict) else {}
+    given = _masked_metadata(s.metadata) if isinstance(s.metadata, dict) else {}
     metadata.update(given)
     metadata.pop(ENCODING_ERRORS_KEY, None)  # ours: set below, never taken from the caller
     metadata.setdefault("requester_metadata", given)

@@ -23,6 +23,7 @@ from .._messages.translate import (
     to_chat,
     to_message,
 )
+from .client_body import forwardable
 from .errors import ProxyError
 from .nesting import check_nesting
 from .responses import JSON
@@ -123,7 +124,7 @@ class AnthropicMessages(BridgedFormat):
 
     def extra(self, data: dict[str, Any], headers: Any) -> dict[str, Any]:
         """Call arguments the proxy adds: the request to pass through to a Claude deployment."""
-        return {"anthropic_passthrough": passthrough(data, headers)}
+        return {"anthropic_passthrough": passthrough(forwardable(data, ("timeout",)), headers)}
 
     def respond(self, result: Any, model: str, raw: bool = True) -> dict[str, Any]:
         return to_message(result, model, raw)

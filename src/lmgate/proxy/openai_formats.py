@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from .._call import CONTROL_PARAMS
 from .._completions import (
     ACALL_TYPE as COMPLETIONS_CALL_TYPE,
 )
@@ -46,6 +45,7 @@ from .._responses.translate import (
     to_chat,
     to_response,
 )
+from .client_body import forwardable
 from .errors import ProxyError
 from .formats import BridgedFormat
 from .nesting import check_nesting
@@ -57,10 +57,14 @@ def _event(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
+_NOT_PASSED_ON = ("metadata", "timeout")
+
+
 def _upstream_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A body passed through, without lmgate's control parameters (``api_base``, ``api_key``,
-    ``mock_response``, …: never the client's to send on) nor the proxy's stamped metadata."""
-    return {k: v for k, v in body.items() if k not in CONTROL_PARAMS}
+    """A body passed through, without the keys a client may not set (``client_body.py``:
+    ``api_base``, ``api_key``, ``mock_response``, ``litellm_params``, …), the proxy's stamped
+    metadata (``metadata`` is set apart by the caller) nor ``timeout`` (the proxy's to apply)."""
+    return forwardable(body, _NOT_PASSED_ON)
 
 
 def _refused(error: ResponsesRequestError | CompletionsRequestError) -> ProxyError:

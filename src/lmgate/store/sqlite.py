@@ -14,17 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Engine,
     Integer,
-    and_,
     cast,
     create_engine,
     event,
     func,
     literal_column,
-    or_,
     select,
     true,
 )
@@ -38,12 +35,11 @@ from .base import (
     GROUP_BYS,
     SERIES_FIELDS,
     SERIES_GROUP_BYS,
-    TOTALS_FIELDS,
     Filters,
-    Page,
     percentile,
 )
 from .schema import calls, migrate, rollup_add_statements
+from .sql import LIST_COLUMNS, SQLStore, check_retention, column_key, listed, sum_fields, totals_answer
 
 PRUNE_EVERY_S = 3600.0
 
@@ -78,11 +74,9 @@ def _row_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 # SQLite's implicit row id: the order rows were written in, what `lmgate logs tail -f` follows
 _ROWID: ColumnClause[int] = literal_column("calls.rowid", Integer)
-# the columns a listing shows (everything but the payload)
-LIST_COLUMNS = [c for c in calls.columns if c.name != "payload"]
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """``base.LogStore`` on a SQLite file; the file and its directory are made if missing."""
 
     # ``write`` also takes a row as a tuple of its values in table order (``rows.ROW_COLUMNS``):
@@ -97,8 +91,7 @@ class SQLiteStore:
         clock: Callable[[], float] = time.time,
         use_rollup: bool = True,
     ) -> None:
-        if retention_days is not None and retention_days <= 0:
-            raise ValueError(f"store: retention_days must be above 0, got {retention_days!r}")
+        check_retention(retention_days)
         self.path = path
         self.retention_days = retention_days
         self._clock = clock
@@ -151,39 +144,7 @@ class SQLiteStore:
             self.prune()
         return max(written, 0)
 
-    def prune(self) -> int:
-        """Delete rows older than ``retention_days`` (none without it); returns how many."""
-        if not self.retention_days:
-            return 0
-        now = self._clock()
-        self._pruned_at = now
-        with self.engine.begin() as conn:
-            deleted = conn.execute(
-                calls.delete().where(calls.c.start_time < now - self.retention_days * 86400)
-            )
-        return deleted.rowcount
-
     # ---- reading ----
-    def query(self, filters: Filters = Filters(), page: Page = Page()) -> list[dict[str, Any]]:
-        statement = (
-            select(*LIST_COLUMNS)
-            .where(*_conditions(filters))
-            .order_by(calls.c.start_time.desc(), calls.c.call_id.desc())
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-        with self.engine.connect() as conn:
-            return [_listed(r._mapping) for r in conn.execute(statement)]
-
-    def get(self, call_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            found = conn.execute(select(calls).where(calls.c.call_id == call_id)).first()
-        if found is None:
-            return None
-        row = _listed(found._mapping)
-        row["payload"] = orjson.loads(row["payload"])
-        return row
-
     def last_marker(self) -> int:
         """Where ``newer`` starts: the rowid of the last row written (SQLite's insertion order)."""
         with self.engine.connect() as conn:
@@ -195,18 +156,11 @@ class SQLiteStore:
         top = self.last_marker()  # first: a row written during the query waits for the next look
         statement = (
             select(*LIST_COLUMNS)
-            .where(_ROWID > marker, _ROWID <= top, *_conditions(filters))
+            .where(_ROWID > marker, _ROWID <= top, *self._conditions(filters))
             .order_by(_ROWID)
         )
         with self.engine.connect() as conn:
-            return [_listed(r._mapping) for r in conn.execute(statement)], top
-
-    def count(self, filters: Filters = Filters()) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(select(func.count()).select_from(calls).where(*_conditions(filters))).scalar()
-                or 0
-            )
+            return [listed(r._mapping) for r in conn.execute(statement)], top
 
     def stats(self, group_by: str, filters: Filters = Filters()) -> list[dict[str, Any]]:
         """Totals per group. The latency percentiles are computed here from the group's latencies
@@ -237,10 +191,7 @@ class SQLiteStore:
                 row = rollup.aggregate(conn, [], filters, "", (0.50, 0.95))[0]
         else:
             row = self._aggregate([], filters, calls, (), quantiles=(0.50, 0.95), cache=True)[0]
-        if not row["requests"]:
-            return {name: (0 if name in ("requests", "errors") else None) for name in TOTALS_FIELDS}
-        row["error_rate"] = row["errors"] / row["requests"]
-        return {name: row.get(name) for name in TOTALS_FIELDS}
+        return totals_answer(row)
 
     # ``timeseries`` takes ``latency=False``: ui/query.py asks so for a series it charts no latency of
     SERIES_LATENCY_OPTIONAL = True
@@ -301,14 +252,7 @@ class SQLiteStore:
         latency ``quantiles`` as ``p50_ms`` etc., computed here from each group's sorted
         latencies."""
         c = calls.c
-        sums = [
-            func.count().label("requests"),
-            func.coalesce(func.sum(func.iif(c.status != "success", 1, 0)), 0).label("errors"),
-            func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
-            func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
-            func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
-            func.coalesce(func.sum(c.cost), 0.0).label("cost"),
-        ]
+        sums = sum_fields(func.iif)
         if cache:
             sums += [
                 func.avg(func.iif(c.cache_hit, 1.0, 0.0)).label("cache_hit_rate"),
@@ -318,7 +262,7 @@ class SQLiteStore:
                     0.0,
                 ).label("saved_cost"),
             ]
-        where = _conditions(filters)
+        where = self._conditions(filters)
         statement = select(*keys, *sums).select_from(source).where(*where)
         # unsorted: Python sorts a group's latencies faster than SQLite's sorter orders the rows
         latencies = select(*keys, c.latency_ms).select_from(source).where(*where, c.latency_ms.is_not(None))
@@ -338,9 +282,6 @@ class SQLiteStore:
             for q in quantiles:
                 group[f"p{round(q * 100)}_ms"] = percentile(values, q)
         return groups
-
-    def close(self) -> None:
-        self.engine.dispose()
 
 
 def _raw_rows(conn: Any, statement: Any) -> list[tuple[Any, ...]]:
@@ -378,46 +319,4 @@ def _group_key(group_by: str) -> ColumnElement[Any]:
         return func.strftime("%Y-%m-%d", c.start_time, "unixepoch")
     if group_by == "hour":
         return func.strftime("%Y-%m-%d %H:00", c.start_time, "unixepoch")
-    column = {
-        "model": c.model,
-        "provider": c.provider,
-        "key": func.coalesce(c.key_alias, c.key_hash),
-        "team": func.coalesce(c.team_alias, c.team_id),
-        "user": func.coalesce(c.user_id, c.end_user),
-    }
-    return column[group_by]  # type: ignore[return-value]
-
-
-def _conditions(f: Filters) -> list[ColumnElement[bool]]:
-    c = calls.c
-    out: list[ColumnElement[bool]] = []
-    start = c.start_time
-    if f.model:
-        out.append(or_(c.model == f.model, c.model_group == f.model, c.response_model == f.model))
-    if f.provider:
-        out.append(c.provider == f.provider)
-    if f.key:
-        out.append(or_(c.key_hash == f.key, c.key_alias == f.key))
-    if f.team:
-        out.append(or_(c.team_id == f.team, c.team_alias == f.team))
-    if f.user:
-        out.append(or_(c.user_id == f.user, c.end_user == f.user))
-    if f.status:
-        out.append(c.status == f.status)
-    if f.since is not None:
-        out.append(start >= f.since)
-    if f.until is not None:
-        out.append(start < f.until)
-    if f.trace_id:
-        out.append(c.trace_id == f.trace_id)
-    if f.search:
-        escaped = f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        out.append(c.payload.like(f"%{escaped}%", escape="\\"))
-    return [and_(*out)] if out else []
-
-
-def _listed(mapping: Any) -> dict[str, Any]:
-    # plain str keys: SQLAlchemy's are a str subclass that orjson refuses
-    row = {str(name): value for name, value in mapping.items()}
-    row["tags"] = orjson.loads(row["tags"]) if row.get("tags") else []
-    return row
+    return column_key(group_by)

@@ -349,44 +349,14 @@ def table_of(answer: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], Sequen
     raise QueryError("this answer has no table to export")
 
 
-# names whose values are credentials wherever they sit in a stored payload (a caller's
-# metadata={"api_key": ...}, a header dict): masked whole, whatever the value looks like
-_SECRET_NAMES = frozenset(
-    {
-        "api_key",
-        "api-key",
-        "apikey",
-        "x-api-key",
-        "authorization",
-        "proxy-authorization",
-        "password",
-        "secret",
-        "client_secret",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "access_token",
-        "refresh_token",
-        "cookie",
-        "set-cookie",
-    }
-)
-
-
 def masked_payload(value: Any) -> Any:
     """A stored payload as a page may show it: values under credential names masked and every
-    key-shaped string (``sk-…``, ``Bearer …``, ``api_key=…``) masked (``_secrets.scrub``)."""
-    from .._secrets import MASK, scrub
+    key-shaped string (``sk-…``, ``Bearer …``, ``api_key=…``) masked (``_secrets.mask_data``).
+    Payloads are masked where they are built; this masks again for rows stored before that,
+    and for the messages and response, which the build keeps as they were."""
+    from .._secrets import mask_data
 
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {
-            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_NAMES and v else masked_payload(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [masked_payload(v) for v in value]
-    return value
+    return mask_data(value)
 
 
 def _answer(response: Any) -> str | None:

@@ -8,6 +8,7 @@ names; errors are OpenAI-shaped. A key's text appears in one answer only, ``/key
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -164,6 +165,39 @@ class AdminRoutes:
         if "metadata" in columns:
             check_logging(columns["metadata"], self.callback_names)
 
+    async def _update(
+        self,
+        request: Request,
+        id_field: str,
+        columns_of: Callable[..., dict[str, Any]],
+        update: Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any] | None]],
+        missing: str,
+        forget: Callable[[str], None],
+        answer: Callable[[dict[str, Any]], Any],
+        *,
+        by_token: bool = False,
+        logging_settings: bool = False,
+    ) -> Response:
+        """One ``/…/update``: the body's ``id_field`` names the row (a key by its text, looked up as
+        its token with ``by_token``), the fields sent are the columns to change
+        (``columns_of(data, partial=True)``), checked for logging settings when
+        ``logging_settings``; ``update(id, columns, body)`` changes the row and returns it, None
+        when there is none: a 404 naming ``id_field`` (``missing``, with ``{!r}`` for the id).
+        ``forget(id)`` drops what caches hold of it; ``answer(row)`` (or its awaited result) is
+        the answer."""
+        data = await _body(request)
+        named = _required_str(data, id_field)
+        ident = token_of(named) if by_token else named
+        columns = columns_of(data, partial=True)
+        if logging_settings:
+            self._check_logging(columns)
+        row = await update(ident, columns, data)
+        if row is None:
+            raise ProxyError(404, missing.format(named), param=id_field)
+        forget(ident)
+        result = answer(row)
+        return json_response(await result if inspect.isawaitable(result) else result)
+
     # ---------------------------------------------------------------------------- keys
 
     async def key_generate(self, request: Request) -> Response:
@@ -174,15 +208,17 @@ class AdminRoutes:
         return json_response(dict(key_info(row), key=key, token_id=row["token"]))
 
     async def key_update(self, request: Request) -> Response:
-        data = await _body(request)
-        token = token_of(_required_str(data, "key"))
-        columns = key_columns(data, partial=True)
-        self._check_logging(columns)
-        row = await self.store.update_key(token, columns, duration_seconds(data))
-        if row is None:
-            raise ProxyError(404, "no such key", param="key")
-        self.backend.forget([token])
-        return json_response(key_info(row))
+        return await self._update(
+            request,
+            "key",
+            key_columns,
+            lambda token, columns, data: self.store.update_key(token, columns, duration_seconds(data)),
+            "no such key",
+            lambda token: self.backend.forget([token]),
+            key_info,
+            by_token=True,
+            logging_settings=True,
+        )
 
     async def key_delete(self, request: Request) -> Response:
         data = await _body(request)
@@ -257,15 +293,16 @@ class AdminRoutes:
         return json_response(team_info(row))
 
     async def team_update(self, request: Request) -> Response:
-        data = await _body(request)
-        team_id = _required_str(data, "team_id")
-        columns = team_columns(data, partial=True)
-        self._check_logging(columns)
-        row = await self.store.update_team(team_id, columns)
-        if row is None:
-            raise ProxyError(404, f"no team {team_id!r}", param="team_id")
-        self.backend.forget()  # every key of the team carries its models
-        return json_response(team_info(row))
+        return await self._update(
+            request,
+            "team_id",
+            team_columns,
+            lambda team_id, columns, _: self.store.update_team(team_id, columns),
+            "no team {!r}",
+            lambda _: self.backend.forget(),  # every key of the team carries its models
+            team_info,
+            logging_settings=True,
+        )
 
     async def team_delete(self, request: Request) -> Response:
         data = await _body(request)
@@ -320,13 +357,15 @@ class AdminRoutes:
         return json_response(answer)
 
     async def user_update(self, request: Request) -> Response:
-        data = await _body(request)
-        user_id = _required_str(data, "user_id")
-        row = await self.store.update_user(user_id, user_columns(data, partial=True))
-        if row is None:
-            raise ProxyError(404, f"no user {user_id!r}", param="user_id")
-        self.backend.forget()  # every key of the user carries its budget
-        return json_response(user_info(row))
+        return await self._update(
+            request,
+            "user_id",
+            user_columns,
+            lambda user_id, columns, _: self.store.update_user(user_id, columns),
+            "no user {!r}",
+            lambda _: self.backend.forget(),  # every key of the user carries its budget
+            user_info,
+        )
 
     async def user_delete(self, request: Request) -> Response:
         data = await _body(request)
@@ -366,13 +405,15 @@ class AdminRoutes:
         return json_response(customer_info(row, 0.0))
 
     async def customer_update(self, request: Request) -> Response:
-        data = await _body(request)
-        user_id = _required_str(data, "user_id")
-        row = await self.store.update_customer(user_id, customer_columns(data, partial=True))
-        if row is None:
-            raise ProxyError(404, f"no end user {user_id!r}", param="user_id")
-        self.end_users.forget([user_id])
-        return json_response(await self._customer_answer(row))
+        return await self._update(
+            request,
+            "user_id",
+            customer_columns,
+            lambda user_id, columns, _: self.store.update_customer(user_id, columns),
+            "no end user {!r}",
+            lambda user_id: self.end_users.forget([user_id]),
+            self._customer_answer,
+        )
 
     async def customer_delete(self, request: Request) -> Response:
         data = await _body(request)

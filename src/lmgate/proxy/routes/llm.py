@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..._call import CONTROL_PARAMS
 from ...cost import compute_cost, custom_prices
 from ..auth import check_model
 from ..budgets import LIMITS, Reservation
+from ..client_body import CLIENT_BLOCKED, client_may_set
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
     Answer,
@@ -49,13 +49,11 @@ from . import spellings
 
 logger = logging.getLogger("lmgate.proxy")
 
-# request keys the proxy reads itself; every other key goes to the provider, except the
-# library's control parameters (api_base, api_key, mock_response, callbacks, …), which a
-# client must not set: they would redirect the deployment's key or bypass the config
+# request keys the proxy reads itself; every other key goes to the provider, except those a
+# client must not set (client_body.py: api_base, api_key, callbacks, litellm_params, aws_*, …):
+# they would redirect the deployment's key, bypass the config or reach a provider as credentials
 _OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
-_CLIENT_BLOCKED = (
-    CONTROL_PARAMS | {"litellm_logging_obj", "proxy_server_request", "_settings", "_call_type"}
-) - {"metadata", "timeout"}
+_CLIENT_BLOCKED = CLIENT_BLOCKED  # the listed names (docs/security.md); client_may_set has the rules
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
 
 
@@ -293,7 +291,7 @@ class LLMRoutes:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
         answer, and the release to call when the answer is over."""
-        kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and k not in _CLIENT_BLOCKED}
+        kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and client_may_set(k)}
         # again: a pre-call hook may not change who is calling. Without hooks nothing changed the
         # stamped metadata since: stamping it again gives it back with who's requester_metadata
         metadata = data.get("metadata")
@@ -410,12 +408,14 @@ class LLMRoutes:
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
         stream = bool(data.get("stream"))
+        end_user = data.get("user")  # the end user the request was made for, as a routed call logs it
         result = await lmgate.acompletion(
             model=model,
             messages=data.get("messages") or [],
             mock_response=answer,
             stream=stream,
             metadata=metadata,
+            user=end_user if isinstance(end_user, str) and end_user else None,
             custom_llm_provider=None,
             input_cost_per_token=0.0,
             output_cost_per_token=0.0,

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._messages.translate import estimate_input_tokens, passthrough
+from ..client_body import forwardable
 from ..errors import to_proxy_error
 from ..formats import AnthropicMessages
 from ..logs import log_request
@@ -41,8 +42,10 @@ async def _count_upstream(deployment: Any, data: dict[str, Any], headers: Any) -
     params = deployment.call_params
     provider, name = resolve(str(params["model"]), params.get("custom_llm_provider"), params.get("api_base"))
     ep = provider.endpoint(name, params.get("api_base"), params.get("api_key"), params.get("api_version"))
-    body = {
-        k: v for k, v in passthrough(data, headers)["body"].items() if k not in ("max_tokens", "metadata")
+    body = {  # what a client may not set (client_body.py) is not sent on either
+        k: v
+        for k, v in passthrough(forwardable(data), headers)["body"].items()
+        if k not in ("max_tokens", "metadata", "timeout")
     }
     req = provider.messages_request(ep, body, passthrough(data, headers)["headers"], False, "count_tokens")  # type: ignore[attr-defined]
     try:
