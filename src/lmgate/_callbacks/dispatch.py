@@ -189,6 +189,16 @@ def _identity(items: Any) -> tuple[int, ...]:
     return (id(items),)  # a single callback assigned instead of a list
 
 
+def _items(lists: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Every object the lists hold (a list may change after its plan is cached: its items are
+    kept, not the list)."""
+    return tuple(
+        chain.from_iterable(
+            lst if isinstance(lst, (list, tuple)) else (lst,) for lst in lists if lst is not None
+        )
+    )
+
+
 def _plan_key(owner_id: int, lists: tuple[Any, ...]) -> tuple[Any, ...]:
     """What identifies a call's plan: whose settings, and which objects each list holds. Runs on
     every call someone listens to: for the usual four lists, one flat tuple made by C iterators
@@ -308,7 +318,9 @@ class Dispatcher:
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
         # flushables with an exit path of their own (batch loggers): left out of the exit flush
         self._own_exit: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._plan_cache: dict[tuple[Any, ...], tuple[Settings, Plan]] = {}
+        # key -> (settings, plan, the lists' items): a plan holds the loggers a *name* resolved
+        # to, not the name; the entry holds every object its key has the id of
+        self._plan_cache: dict[tuple[Any, ...], tuple[Settings, Plan, tuple[Any, ...]]] = {}
         self._exit_registered = False
 
     # ---- plans ----
@@ -321,8 +333,8 @@ class Dispatcher:
         """The targets of a call; callback *names* resolve with ``settings`` (a Router's
         ``callback_settings``), so the cache key holds the settings that name them."""
         # keyed by identity: loggers need not be hashable, and two equal loggers are still two.
-        # A cached plan holds its objects (and the settings its names resolved with), so their
-        # ids cannot be reused while it is cached.
+        # A cached entry holds the lists' objects (names too) and the settings its names resolved
+        # with, so their ids cannot be reused while it is cached.
         owner = (settings or DEFAULT).named_callbacks_owner()
         key = _plan_key(id(owner), global_lists)
         if not call_lists:
@@ -343,7 +355,7 @@ class Dispatcher:
         if not call_lists:
             if len(self._plan_cache) > 64:
                 self._plan_cache.clear()
-            self._plan_cache[key] = (owner, plan)
+            self._plan_cache[key] = (owner, plan, _items(global_lists))
         if not plan.empty:
             self._ensure_exit_flush()
         return plan

@@ -78,10 +78,15 @@ _FREE_FORM_METADATA = frozenset(
 # columns, as they are): not searched for secrets. Every other field - the caller's own metadata,
 # ``requester_metadata``, a key's admin metadata (``user_api_key_auth_metadata``) - is masked where
 # the payload is built (``_masked_metadata``), so no logger, store, page or export holds it unmasked.
-_OWN_METADATA_FIELDS = (frozenset(STANDARD_METADATA_KEYS) - _FREE_FORM_METADATA) | {
-    "user_api_end_user_max_budget",
-    "answered_by_pre_call_hook",
-}
+# Those lmgate fills only when the caller did not (``usage_object``, ``applied_guardrails``, …)
+# are the caller's when it set them: a proxy client sends its metadata as it likes, so they are
+# masked too; the ``user_api_key_*`` ones a proxy client cannot set (``proxy.identity.stamp``).
+_CALLER_MAY_FILL = frozenset(
+    {"usage_object", "applied_guardrails", "used_client_oauth_token", "answered_by_pre_call_hook"}
+)
+_OWN_METADATA_FIELDS = (
+    (frozenset(STANDARD_METADATA_KEYS) - _FREE_FORM_METADATA) | {"user_api_end_user_max_budget"}
+) - _CALLER_MAY_FILL
 
 # the price-map fields of an entry, as the reference's ``model_map_information`` shows them
 _NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")

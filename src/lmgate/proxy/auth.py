@@ -149,6 +149,19 @@ class UserAPIKeyAuth:
         other.end_user_id = end_user_id
         return other
 
+    def for_hooks(self) -> UserAPIKeyAuth:
+        """A copy of its own for one request's hooks (their ``user_api_key_dict``): the identity a
+        backend returns is shared by the key's requests (the master key's, a cached key row's),
+        and what a hook changes on it (its lists, its metadata) must not reach the next request
+        (the reference builds one per request)."""
+        other = copy.copy(self)
+        other.models = list(self.models)
+        other.team_models = list(self.team_models)
+        other.tags = list(self.tags)
+        other.metadata = copy.deepcopy(self.metadata)
+        other.team_metadata = copy.deepcopy(self.team_metadata)
+        return other
+
     def model_dump(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 

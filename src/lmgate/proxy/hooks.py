@@ -125,7 +125,9 @@ class HookSet:
         )
 
 
-_cached: tuple[tuple[int, ...], HookSet] | None = None
+# (ids of the callbacks, their hook set, the callbacks themselves): the set holds only the
+# loggers with hooks; the cache holds every object it keys by, so no id is reused while cached
+_cached: tuple[tuple[int, ...], HookSet, tuple[Any, ...]] | None = None
 
 
 def current_hooks() -> HookSet:
@@ -137,8 +139,9 @@ def current_hooks() -> HookSet:
     cached = _cached
     if cached is not None and cached[0] == key:
         return cached[1]
-    hooks = HookSet(list(lmgate.callbacks))
-    _cached = (key, hooks)
+    callbacks = tuple(lmgate.callbacks)
+    hooks = HookSet(list(callbacks))
+    _cached = (tuple(id(c) for c in callbacks), hooks, callbacks)
     return hooks
 
 

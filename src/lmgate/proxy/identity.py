@@ -54,6 +54,8 @@ PROXY_OWNED_METADATA = frozenset(
         "requester_metadata",
         "team_id",
         "team_alias",
+        # set by the proxy when a pre-call hook answered (``routes/llm.py``), after the stamp
+        "answered_by_pre_call_hook",
     }
 )
 

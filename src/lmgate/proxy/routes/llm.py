@@ -188,6 +188,8 @@ class LLMRoutes:
                     customer = await self.end_users.check(end_user)
                     if customer is not None:
                         user.end_user_max_budget = customer.get("max_budget")
+            if not hooks.empty:  # what a hook changes on the identity stays with this request
+                user = user.for_hooks()
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             client = request.scope.get("client")  # what request.client.host reads, without its Address
             who = identity(user, client[0] if client else None, data.get("metadata"), request.scope["path"])

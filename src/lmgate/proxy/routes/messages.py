@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..._messages.translate import estimate_input_tokens, passthrough
+from ..auth import check_model
 from ..client_body import forwardable
 from ..errors import to_proxy_error
 from ..formats import AnthropicMessages
@@ -78,6 +79,8 @@ def routes(state: ProxyState) -> list[Route]:
             # max_tokens is not part of a count request; the check wants one
             fmt.check({**data, "max_tokens": data.get("max_tokens") or 1})
             group = flow.group_for(data)
+            if user.models or user.team_models:  # as /v1/messages: a count may go upstream too
+                check_model(user, group)
             if fmt.passes_through(group):
                 answer = await _count_upstream(state.router.groups[group][0], data, request.headers)
                 log_request(request.scope, answer.status_code, model, None, user, time.perf_counter() - start)
