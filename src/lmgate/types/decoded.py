@@ -87,28 +87,25 @@ def _as(cls: type, value: Any) -> Any:
 
 
 def _choice(data: dict[str, Any]) -> Choices:
-    message = _get(data, "message")
-    if message is not None and (type(message) is not dict or _get(message, "tool_calls") is not None):
-        return Choices(data)  # a list of messages, tool calls to wrap: the constructor's walk
-    choice: Choices = _new(Choices)
-    _update(choice, data)
-    if message is not None:
-        wrapped: Message = _new(Message)
-        _update(wrapped, message)
-        choice["message"] = wrapped
-    return choice
+    return _wrapped(data, Choices, "message", Message)
 
 
 def _streaming_choice(data: dict[str, Any]) -> StreamingChoices:
-    delta = _get(data, "delta")
-    if delta is not None and (type(delta) is not dict or _get(delta, "tool_calls") is not None):
-        return StreamingChoices(data)
-    choice: StreamingChoices = _new(StreamingChoices)
+    return _wrapped(data, StreamingChoices, "delta", Delta)
+
+
+def _wrapped(data: dict[str, Any], cls: type[Any], inner_key: str, inner_cls: type[Any]) -> Any:
+    """A choice built from a decoded choice: its ``message`` / ``delta`` wrapped in its class.
+    A list of messages or tool calls to wrap takes the constructor's walk."""
+    inner = _get(data, inner_key)
+    if inner is not None and (type(inner) is not dict or _get(inner, "tool_calls") is not None):
+        return cls(data)
+    choice = _new(cls)
     _update(choice, data)
-    if delta is not None:
-        wrapped: Delta = _new(Delta)
-        _update(wrapped, delta)
-        choice["delta"] = wrapped
+    if inner is not None:
+        wrapped = _new(inner_cls)
+        _update(wrapped, inner)
+        choice[inner_key] = wrapped
     return choice
 
 
