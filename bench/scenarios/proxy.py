@@ -95,8 +95,8 @@ def post_once(port: int) -> int:
         return 0
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of pid and all its descendants (uvicorn/gunicorn may fork)."""
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (uvicorn/gunicorn may fork), from /proc."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -106,10 +106,18 @@ def tree_rss_mb(pid: int) -> float:
                 children.setdefault(ppid, []).append(int(d))
             except OSError:
                 continue
-    total_kb, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         p = todo.pop()
+        tree.append(p)
         todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of pid and all its descendants."""
+    total_kb = 0
+    for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 m = re.search(r"VmRSS:\s+(\d+)", f.read())
@@ -123,19 +131,8 @@ def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by pid and its descendants' live threads: on a
     machine shared with other busy processes, CPU per request is steadier than requests/s."""
     ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except OSError:
-                continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
+    total = 0
+    for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
