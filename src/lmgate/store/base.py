@@ -32,6 +32,14 @@ TOTALS_FIELDS = (
     "cache_hit_rate",
 )
 SERIES_FIELDS = ("bucket_start", "group", "requests", "errors", "cost", "total_tokens", "p50_ms", "p95_ms")
+
+
+def series_rows(rows: Any, *, sort: bool = False) -> list[dict[str, Any]]:
+    """A time series' rows as the contract gives them: the ``SERIES_FIELDS`` of each, sorted by
+    (bucket, group) with the ungrouped row first when ``sort`` (a backend whose SQL does not)."""
+    if sort:
+        rows = sorted(rows, key=lambda r: (r["bucket_start"], r["group"] is not None, r["group"] or ""))
+    return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
 DB_FILE = "logs.sqlite3"
 
 

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from .base import BUCKETS, GROUP_BYS, SERIES_FIELDS, SERIES_GROUP_BYS, TOTALS_FIELDS, Filters, Page
+from .base import BUCKETS, GROUP_BYS, SERIES_GROUP_BYS, TOTALS_FIELDS, Filters, Page, series_rows
 from .schema import COLUMNS as _SCHEMA_COLUMNS
 
 PRUNE_EVERY_S = 3600.0
@@ -301,8 +301,7 @@ class ClickHouseStore:
             (0.50, 0.95),
             bucket=f"intDiv(toUInt32(start_time), {width}) * {width}",
         )
-        rows.sort(key=lambda r: (r["bucket_start"], r["group"] is not None, r["group"] or ""))
-        return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
+        return series_rows(rows, sort=True)
 
     def _aggregate(
         self,

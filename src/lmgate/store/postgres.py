@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from .base import BUCKETS, GROUP_BYS, SERIES_FIELDS, SERIES_GROUP_BYS, Filters
+from .base import BUCKETS, GROUP_BYS, SERIES_GROUP_BYS, Filters, series_rows
 from .schema import COLUMNS, calls, migrate
 from .sql import SQLStore, check_retention, column_key, sum_fields, totals_answer
 
@@ -114,8 +114,7 @@ class PostgresStore(SQLStore):
                 f"timeseries: group_by must be one of {', '.join(SERIES_GROUP_BYS)}, got {group_by!r}"
             )
         rows = self._aggregate(group_by, filters, (0.50, 0.95), bucket=BUCKETS[bucket])
-        rows.sort(key=lambda r: (r["bucket_start"], r["group"] is not None, r["group"] or ""))
-        return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
+        return series_rows(rows, sort=True)
 
     def _aggregate(
         self,

@@ -33,10 +33,10 @@ from . import rollup
 from .base import (
     BUCKETS,
     GROUP_BYS,
-    SERIES_FIELDS,
     SERIES_GROUP_BYS,
     Filters,
     percentile,
+    series_rows,
 )
 from .schema import calls, migrate, rollup_add_statements
 from .sql import LIST_COLUMNS, SQLStore, check_retention, column_key, listed, sum_fields, totals_answer
@@ -226,7 +226,7 @@ class SQLiteStore(SQLStore):
             ]
             with self.engine.connect() as conn:
                 found = rollup.aggregate(conn, keys_sql, filters, "1, 2", quantiles)
-            return [{name: row.get(name) for name in SERIES_FIELDS} for row in found]
+            return series_rows(found)
         # integer division floors for the non-negative times a store holds
         start = (cast(calls.c.start_time, Integer) // width * width).label("bucket_start")
         if group_by is None:
@@ -236,7 +236,7 @@ class SQLiteStore(SQLStore):
             key, source = _grouping(group_by)
             keys = [start, key.label("group")]
         rows = self._aggregate(keys, filters, source, (keys[0], keys[1]), quantiles=quantiles)
-        return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
+        return series_rows(rows)
 
     def _aggregate(
         self,
