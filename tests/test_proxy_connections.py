@@ -400,7 +400,7 @@ def test_a_server_on_httptools_imports_neither_h11_nor_websockets_nor_the_other_
         import sys
         from lmgate import cli
         from lmgate.proxy.config import ServerLimits
-        from lmgate.proxy.connections import protocol_for
+        from lmgate.proxy.server import protocol_for
         import lmgate.proxy.server
 
         parser_modules = ("lmgate.logs_cli", "lmgate.keys_cli", "lmgate.ui.app")

@@ -16,13 +16,13 @@ uvicorn's protocols (h11 and httptools) are subclassed with one mixin, ``Guard``
 
 The keep-alive timeout is uvicorn's own (``timeout_keep_alive``). The limits arrive as a
 keyword argument: ``functools.partial(GuardedHttpToolsProtocol, limits=...)`` is the ``http``
-class given to uvicorn.
+class given to uvicorn (``server.protocol_for`` picks it). The h11 protocol lives in
+``connections_h11`` so that a server on httptools never imports h11.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import http
 import logging
 from collections.abc import Sequence
@@ -334,18 +334,4 @@ def _httptools_protocol() -> type[Any] | None:
 GuardedHttpToolsProtocol: Any = _httptools_protocol()
 
 
-def protocol_for(http_impl: str, limits: ServerLimits) -> tuple[str, Any]:
-    """The HTTP protocol to hand uvicorn (``auto``: httptools when installed, else h11), and its name."""
-    if http_impl not in ("auto", "h11", "httptools"):
-        raise ValueError(f"--http must be auto, h11 or httptools, got {http_impl!r}")
-    if http_impl == "httptools" and GuardedHttpToolsProtocol is None:
-        raise ValueError("--http httptools: httptools is not installed (pip install 'lmgate[proxy]')")
-    if http_impl != "h11" and GuardedHttpToolsProtocol is not None:
-        return "httptools", functools.partial(GuardedHttpToolsProtocol, limits=limits)
-    # h11 only when chosen: importing it (and uvicorn's h11 protocol) costs ~0.5 MiB of idle RSS
-    from .connections_h11 import GuardedH11Protocol
-
-    return "h11", functools.partial(GuardedH11Protocol, limits=limits)
-
-
-__all__ = ["Guard", "GuardedHttpToolsProtocol", "error_bytes", "protocol_for"]
+__all__ = ["Guard", "GuardedHttpToolsProtocol", "error_bytes"]
