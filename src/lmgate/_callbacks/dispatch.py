@@ -29,9 +29,11 @@ import os
 import queue
 import threading
 import time
+import types
 import weakref
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Generator
+from contextvars import Context, copy_context
 from datetime import datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -42,7 +44,7 @@ from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
-from .kwargs import build_kwargs
+from .kwargs import CallbackKwargs, build_kwargs
 from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
@@ -308,6 +310,10 @@ class Dispatcher:
         self.worker_count = worker_count
         self._workers: list[_Worker | None] = [None] * worker_count
         self._loop: _CallbackLoop | None = None
+        # async jobs waiting for the callback loop (see emit and _drain_async); _async_wake is
+        # set while a drain is scheduled and has not started
+        self._async_queue: deque[tuple[list[_Job], Context]] = deque()
+        self._async_wake = False
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = 0
@@ -403,33 +409,54 @@ class Dispatcher:
             return
         # what belongs to this moment of the call (a retry changes the record afterwards)
         snapshot = (record.attempt, None if event == "pre" else record.original_response)
+        # several callbacks of one event: the kwargs are built once and each gets its own copy
+        shared = _SharedKwargs() if len(targets) > 1 else None
+        is_async = record.is_async
         by_worker: dict[int, list[Callable[[], None]]] = {}
-        async_jobs: list[tuple[Target, str, Any, Any]] = []
+        async_jobs: list[_Job] = []
         for t in targets:
-            if t.mode[record.is_async] == "thread":
-                by_worker.setdefault(t.worker_index, []).append(
-                    _Job(self, t, record, event, response_obj, extra, snapshot).run_sync
-                )
+            job = _Job(self, t, record, event, response_obj, extra, snapshot, shared)
+            if t.mode[is_async] == "thread":
+                by_worker.setdefault(t.worker_index, []).append(job.run_sync)
             else:
-                async_jobs.append((t, event, response_obj, (extra, snapshot)))
+                async_jobs.append(job)
         with self._lock:
-            self._submitted += sum(len(j) for j in by_worker.values()) + len(async_jobs)
+            self._submitted += len(targets)
         for index, jobs in by_worker.items():
             self._worker(index).queue.put(jobs)
         if async_jobs:
-            loop = self._callback_loop().loop
-            loop.call_soon_threadsafe(self._schedule_async, record, async_jobs)
+            # handed to the callback loop in batches: one wake-up for every job queued before the
+            # loop gets to them (a call_soon_threadsafe per call, a pipe write and a loop turn
+            # each, cost the caller's thread and the loop more than the hooks themselves)
+            self._async_queue.append((async_jobs, copy_context()))
+            if not self._async_wake:
+                self._async_wake = True
+                self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
 
-    def _schedule_async(self, record: CallRecord, jobs: list[tuple[Target, str, Any, Any]]) -> None:
+    def _drain_async(self) -> None:
+        """On the callback loop: start every queued async job, in the order they were emitted.
+
+        A job whose target has no earlier job of the same call still running is started at
+        once (``_Job.start_async``): a hook that returns without awaiting anything needs no task;
+        one that awaits goes on as a task. A job behind a running one is chained to it, so one
+        call's events reach one target in order. Each job runs in the context of the caller
+        that emitted it, as a task created by the caller would."""
+        self._async_wake = False  # before the first pop: a job queued after this wakes a new drain
+        pending = self._async_queue
         loop = self._callback_loop().loop
-        for t, event, response_obj, (extra, snapshot) in jobs:
-            key = id(t.obj)
-            tails = record.tails
-            if tails is None:
-                tails = record.tails = {}
-            previous = tails.get(key)
-            job = _Job(self, t, record, event, response_obj, extra, snapshot)
-            tails[key] = loop.create_task(job.run_async(previous))
+        while pending:
+            jobs, context = pending.popleft()
+            for job in jobs:
+                # each job in a context of its own, as each task of its own had one before
+                run = context.run if len(jobs) == 1 else context.copy().run
+                task = run(job.start_async, loop)
+                tails = job.record.tails
+                if task is not None:
+                    if tails is None:
+                        tails = job.record.tails = {}
+                    tails[id(job.target.obj)] = task
+                elif tails:
+                    tails.pop(id(job.target.obj), None)
 
     def _worker(self, index: int) -> _Worker:
         worker = self._workers[index]
@@ -546,6 +573,8 @@ class Dispatcher:
     def _reset_after_fork(self) -> None:
         self._workers = [None] * self.worker_count
         self._loop = None
+        self._async_queue = deque()
+        self._async_wake = False
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = self._done = self._waiters = 0
@@ -558,10 +587,56 @@ def _in_callback_thread() -> bool:
     return threading.current_thread().name.startswith(_thread_local_names)
 
 
+class _SharedKwargs:
+    """The kwargs of one event, built once for all its callbacks: each gets a copy of its own
+    (``CallbackKwargs.fork``), as if built for it alone. Jobs of one event may run on different
+    callback threads, hence the lock."""
+
+    __slots__ = ("lock", "built")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # (redact, full) -> kwargs no callback has been given (only forks are handed out)
+        self.built: dict[tuple[bool, bool], CallbackKwargs] = {}
+
+    def get(self, job: _Job, redact: bool, full: bool) -> CallbackKwargs:
+        key = (redact, full)
+        with self.lock:
+            template = self.built.get(key)
+            if template is None:
+                template = self.built[key] = build_kwargs(
+                    job.record, job.event, redact, job.extra, job.snapshot, full
+                )
+        return template.fork()
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """The rest of a coroutine that was started by hand and yielded ``yielded`` (what ``await``
+    passes up to the task: a future, or None to be run again soon): a task driving this drives
+    the coroutine exactly as if it had started it."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as error:  # noqa: BLE001 - thrown in by the task (CancelledError): the coroutine's to handle
+            try:
+                yielded = coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
 class _Job:
     """One event for one target; runs in thread mode or async mode."""
 
-    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra", "snapshot")
+    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra", "snapshot", "shared")
 
     def __init__(
         self,
@@ -572,6 +647,7 @@ class _Job:
         response_obj: Any,
         extra: Any,
         snapshot: tuple[int, str | None] | None = None,
+        shared: _SharedKwargs | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.target = target
@@ -580,6 +656,7 @@ class _Job:
         self.response_obj = response_obj
         self.extra = extra
         self.snapshot = snapshot
+        self.shared = shared
 
     def _args(self, fn: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The hook's arguments, as the reference passes them (see ``Target.keyword_call``)."""
@@ -590,7 +667,10 @@ class _Job:
         )
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
-        kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
+        if self.shared is not None:
+            kwargs = self.shared.get(self, redact or record.redact_all, t.full_kwargs)
+        else:
+            kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,), {}
@@ -638,6 +718,44 @@ class _Job:
                 future.result()
         except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not end this thread
             self.dispatcher.report(t, self._hook_name(fn), error)
+        finally:
+            self.dispatcher._finished()
+
+    def start_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
+        """Run the async hook up to its first real wait, here, on the callback loop (in the
+        caller's context, see ``Dispatcher._drain_async``): None when it has finished (most hooks
+        never wait: no task is made for them), else the task that runs the rest. Behind a job of
+        the same call and target that is still running, or for a target without the async
+        hook, a task from the start (``run_async``), which waits for the one before."""
+        t = self.target
+        tails = self.record.tails
+        previous = tails.get(id(t.obj)) if tails else None
+        fn = t.hook(self.event, sync=False)
+        if fn is None or (previous is not None and not previous.done()):
+            # create_task copies the current context: the caller's (Context.run)
+            return loop.create_task(self.run_async(previous))
+        try:
+            args, kw = self._args(fn)
+            coro = fn(*args, **kw)
+            yielded = coro.send(None)
+        except StopIteration:
+            self.dispatcher._finished()
+            return None
+        except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not stop this loop
+            self.dispatcher.report(t, self._hook_name(fn), error)
+            self.dispatcher._finished()
+            return None
+        return loop.create_task(self._rest(fn, coro, yielded))
+
+    async def _rest(self, fn: Any, coro: Any, yielded: Any) -> None:
+        import asyncio
+
+        try:
+            await _resume(coro, yielded)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not stop this loop
+            self.dispatcher.report(self.target, self._hook_name(fn), error)
         finally:
             self.dispatcher._finished()
 

@@ -36,6 +36,8 @@ LOG_EVENT_TYPES = {
     "failure": "failed_api_call",
 }
 _PAYLOAD_KEY = "standard_logging_object"
+# values two callbacks' kwargs may share (see ``CallbackKwargs.fork``): nothing in them can change
+_SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes, datetime, orjson.Fragment})
 
 
 class StreamOriginalResponse:
@@ -199,6 +201,14 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
     def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle see a plain dict
         self._load_all()
         return (dict, (dict(dict.items(self)),))
+
+    def fork(self) -> CallbackKwargs:
+        """Another callback's own kwargs, equal to this one (which nobody may have been given:
+        see ``dispatch._SharedKwargs``): immutable values (text, numbers, times, the encoded
+        ``Fragment``s) shared, every container copied, the not-yet-made keys made on its own
+        first read (their makers are shared; each makes a fresh value)."""
+        data = {k: v if type(v) in _SHARED_TYPES else copy_data(v) for k, v in dict.items(self)}
+        return CallbackKwargs(data, self._lazy.copy(), self._absent)
 
     def payload_json(self) -> bytes | None:
         """The standard logging payload as JSON bytes (terminal events only), or None."""
