@@ -410,7 +410,7 @@ class Dispatcher:
         # what belongs to this moment of the call (a retry changes the record afterwards)
         snapshot = (record.attempt, None if event == "pre" else record.original_response)
         # several callbacks of one event: the kwargs are built once and each gets its own copy
-        shared = _SharedKwargs() if len(targets) > 1 else None
+        shared = _SharedKwargs(len(targets)) if len(targets) > 1 else None
         is_async = record.is_async
         by_worker: dict[int, list[Callable[[], None]]] = {}
         async_jobs: list[_Job] = []
@@ -588,26 +588,34 @@ def _in_callback_thread() -> bool:
 
 
 class _SharedKwargs:
-    """The kwargs of one event, built once for all its callbacks: each gets a copy of its own
-    (``CallbackKwargs.fork``), as if built for it alone. Jobs of one event may run on different
-    callback threads, hence the lock."""
+    """The kwargs of one event, built once for all its callbacks, each of which gets its own:
+    copies (``CallbackKwargs.fork``) for all but the last, which gets the built one (forked
+    from, so never changed, until then). Jobs of one event may run on different callback
+    threads, hence the lock."""
 
-    __slots__ = ("lock", "built")
+    __slots__ = ("lock", "built", "left")
 
-    def __init__(self) -> None:
+    def __init__(self, count: int) -> None:
         self.lock = threading.Lock()
-        # (redact, full) -> kwargs no callback has been given (only forks are handed out)
+        # (redact, full) -> kwargs built and not handed out
         self.built: dict[tuple[bool, bool], CallbackKwargs] = {}
+        self.left = count  # callbacks that have not had theirs yet
 
     def get(self, job: _Job, redact: bool, full: bool) -> CallbackKwargs:
         key = (redact, full)
         with self.lock:
-            template = self.built.get(key)
-            if template is None:
-                template = self.built[key] = build_kwargs(
+            self.left -= 1
+            built = self.built.get(key)
+            if built is None:
+                if self.left == 0:  # the only one of its kind left: nothing to share
+                    return build_kwargs(job.record, job.event, redact, job.extra, job.snapshot, full)
+                built = self.built[key] = build_kwargs(
                     job.record, job.event, redact, job.extra, job.snapshot, full
                 )
-        return template.fork()
+            elif self.left == 0:
+                del self.built[key]
+                return built
+            return built.fork()
 
 
 @types.coroutine

@@ -36,6 +36,46 @@ LOG_EVENT_TYPES = {
     "failure": "failed_api_call",
 }
 _PAYLOAD_KEY = "standard_logging_object"
+
+# every key a kwargs always has, in the order the reference fills them; costlier keys after
+# the plain ones, the terminal events' keys last (keys a call may lack are added after these)
+_PLAIN_KEYS = (
+    "stream_options",
+    "model",
+    "start_time",
+    "api_call_start_time",
+    "current_attempt_api_call_start_time",
+    "first_api_call_start_time",
+    "model_id",
+    "standard_callback_dynamic_params",
+    "applied_guardrails",
+    "extra_body",
+    "agentic_loop_params",
+    "stream",
+    "user",
+    "call_type",
+    "litellm_call_id",
+    "litellm_trace_id",
+    "custom_llm_provider",
+    "completion_start_time",
+    "api_key",
+    "log_event_type",
+    "original_response",
+    "cache_hit",
+)
+_PART_KEYS = ("messages", "optional_params", "litellm_params", "input", "additional_args")
+_TERMINAL_KEYS = {
+    "success": ("end_time", "response_cost", "zero_cost_diagnostic", _PAYLOAD_KEY),
+    "failure": ("end_time", "response_cost", _PAYLOAD_KEY),
+}
+# full layout -> event -> template (the lazy layout adds its costly keys when first read)
+_TEMPLATES = {
+    full: {
+        event: dict.fromkeys(_PLAIN_KEYS + (_PART_KEYS + _TERMINAL_KEYS.get(event, ()) if full else ()))
+        for event in LOG_EVENT_TYPES
+    }
+    for full in (False, True)
+}
 # values two callbacks' kwargs may share (see ``CallbackKwargs.fork``): nothing in them can change
 _SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes, datetime, orjson.Fragment})
 
@@ -90,12 +130,13 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
     ``copy``, ``pickle``. ``payload_json()`` gives the standard logging payload as JSON bytes.
     """
 
-    __slots__ = ("_lazy", "_absent")
+    __slots__ = ("_lazy", "_absent", "_containers")
 
     def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], absent: bool = False) -> None:
         dict.__init__(self, data)
         self._lazy = lazy
         self._absent = absent
+        self._containers: tuple[str, ...] | None = None  # the keys fork copies (see fork)
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or key in self._lazy
@@ -203,11 +244,18 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
         return (dict, (dict(dict.items(self)),))
 
     def fork(self) -> CallbackKwargs:
-        """Another callback's own kwargs, equal to this one (which nobody may have been given:
-        see ``dispatch._SharedKwargs``): immutable values (text, numbers, times, the encoded
-        ``Fragment``s) shared, every container copied, the not-yet-made keys made on its own
-        first read (their makers are shared; each makes a fresh value)."""
-        data = {k: v if type(v) in _SHARED_TYPES else copy_data(v) for k, v in dict.items(self)}
+        """Another callback's own kwargs, equal to this one (which must not change while it is
+        forked: see ``dispatch._SharedKwargs``): immutable values (text, numbers, times, the
+        encoded ``Fragment``s) shared, every container copied, the not-yet-made keys made on
+        the copy's own first read (their makers are shared; each makes a fresh value)."""
+        containers = self._containers
+        if containers is None:
+            containers = self._containers = tuple(
+                k for k, v in dict.items(self) if type(v) not in _SHARED_TYPES
+            )
+        data = dict(dict.items(self))  # its storage as it is (dict.copy would read every lazy key)
+        for key in containers:
+            data[key] = copy_data(data[key])
         return CallbackKwargs(data, self._lazy.copy(), self._absent)
 
     def payload_json(self) -> bytes | None:
@@ -277,39 +325,43 @@ def build_kwargs(
         original_response = response_json.decode() if response_json else None
     if redact and original_response:
         original_response = REDACTED_TEXT
+    # the fixed keys come from a template holding them in order: stores into a copy of it cost
+    # a fraction of building the dict key by key (it grows and rehashes as it is built)
+    template = _TEMPLATES[full][event]
     params = facts.optional_params
-    data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()} if params else {}
-    if "stream_options" not in data:
-        data["stream_options"] = None  # the reference always has the key
+    if params:
+        data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()}
+        stream_options = data.get("stream_options")
+        data.update(template)  # a key the call also set (user) keeps the call's place
+        data["stream_options"] = stream_options
+    else:
+        data = template.copy()
     start = _dt(facts.start)
-    data.update(
-        {
-            "model": facts.model,
-            "start_time": start,
-            # the reference's per-attempt send times; lmgate's attempts share the call's start
-            "api_call_start_time": start,
-            "current_attempt_api_call_start_time": start,
-            "first_api_call_start_time": start,
-            "model_id": facts.model_id,  # the Router/proxy deployment's id, None in library mode
-            # what the reference fills from features lmgate has not got (per-call callback keys,
-            # guardrails, agentic loops) or folds into the body (extra_body): empty, fresh each
-            "standard_callback_dynamic_params": {},
-            "applied_guardrails": [],
-            "extra_body": {},
-            "agentic_loop_params": {"model": facts.model, "custom_llm_provider": facts.provider},
-            "stream": facts.stream,
-            "user": facts.user,
-            "call_type": facts.call_type,
-            "litellm_call_id": facts.call_id,
-            "litellm_trace_id": facts.trace_id,
-            "custom_llm_provider": facts.provider,
-            "completion_start_time": _dt(facts.completion_start),
-            "api_key": facts.api_key_masked,
-            "log_event_type": LOG_EVENT_TYPES[event],
-            "original_response": original_response,
-            "cache_hit": facts.cache_hit,
-        }
-    )
+    data["model"] = facts.model
+    data["start_time"] = start
+    # the reference's per-attempt send times; lmgate's attempts share the call's start
+    data["api_call_start_time"] = start
+    data["current_attempt_api_call_start_time"] = start
+    data["first_api_call_start_time"] = start
+    data["model_id"] = facts.model_id  # the Router/proxy deployment's id, None in library mode
+    # what the reference fills from features lmgate has not got (per-call callback keys,
+    # guardrails, agentic loops) or folds into the body (extra_body): empty, fresh each
+    data["standard_callback_dynamic_params"] = {}
+    data["applied_guardrails"] = []
+    data["extra_body"] = {}
+    data["agentic_loop_params"] = {"model": facts.model, "custom_llm_provider": facts.provider}
+    data["stream"] = facts.stream
+    data["user"] = facts.user
+    data["call_type"] = facts.call_type
+    data["litellm_call_id"] = facts.call_id
+    data["litellm_trace_id"] = facts.trace_id
+    data["custom_llm_provider"] = facts.provider
+    completion_start = facts.completion_start
+    data["completion_start_time"] = _dt(completion_start) if completion_start != facts.start else start
+    data["api_key"] = facts.api_key_masked
+    data["log_event_type"] = LOG_EVENT_TYPES[event]
+    data["original_response"] = original_response
+    data["cache_hit"] = facts.cache_hit
     if not full:
         return _lazy_kwargs(facts, event, redact, data, extra, attempt)
     parts = facts.encoded_parts(redact)
