@@ -29,10 +29,9 @@ import os
 import queue
 import threading
 import time
-import types
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from contextvars import Context, copy_context
 from datetime import datetime
 from itertools import chain
@@ -434,13 +433,10 @@ class Dispatcher:
                 self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
 
     def _drain_async(self) -> None:
-        """On the callback loop: start every queued async job, in the order they were emitted.
-
-        A job whose target has no earlier job of the same call still running is started at
-        once (``_Job.start_async``): a hook that returns without awaiting anything needs no task;
-        one that awaits goes on as a task. A job behind a running one is chained to it, so one
-        call's events reach one target in order. Each job runs in the context of the caller
-        that emitted it, as a task created by the caller would."""
+        """On the callback loop: a task for every queued async job, in the order they were
+        emitted; a job behind a still running one of the same call and target waits for it, so
+        one call's events reach one target in order (``_Job.start_async``). Each task gets the
+        context of the caller that emitted its event, as a task created by the caller would."""
         self._async_wake = False  # before the first pop: a job queued after this wakes a new drain
         pending = self._async_queue
         loop = self._callback_loop().loop
@@ -451,12 +447,9 @@ class Dispatcher:
                 run = context.run if len(jobs) == 1 else context.copy().run
                 task = run(job.start_async, loop)
                 tails = job.record.tails
-                if task is not None:
-                    if tails is None:
-                        tails = job.record.tails = {}
-                    tails[id(job.target.obj)] = task
-                elif tails:
-                    tails.pop(id(job.target.obj), None)
+                if tails is None:
+                    tails = job.record.tails = {}
+                tails[id(job.target.obj)] = task
 
     def _worker(self, index: int) -> _Worker:
         worker = self._workers[index]
@@ -618,29 +611,6 @@ class _SharedKwargs:
             return built.fork()
 
 
-@types.coroutine
-def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
-    """The rest of a coroutine that was started by hand and yielded ``yielded`` (what ``await``
-    passes up to the task: a future, or None to be run again soon): a task driving this drives
-    the coroutine exactly as if it had started it."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as error:  # noqa: BLE001 - thrown in by the task (CancelledError): the coroutine's to handle
-            try:
-                yielded = coro.throw(error)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
 class _Job:
     """One event for one target; runs in thread mode or async mode."""
 
@@ -729,47 +699,21 @@ class _Job:
         finally:
             self.dispatcher._finished()
 
-    def start_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
-        """Run the async hook up to its first real wait, here, on the callback loop (in the
-        caller's context, see ``Dispatcher._drain_async``): None when it has finished (most hooks
-        never wait: no task is made for them), else the task that runs the rest. Behind a job of
-        the same call and target that is still running, or for a target without the async
-        hook, a task from the start (``run_async``), which waits for the one before."""
-        t = self.target
+    def start_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """The task that runs this job on the callback loop, after the job of the same call and
+        target before it, if that one is still running (see ``Dispatcher._drain_async``).
+
+        Always a task, even for a hook that never waits: a hook may need to be inside one
+        (``asyncio.timeout``, aiohttp's request timeouts read ``asyncio.current_task()``)."""
         tails = self.record.tails
-        previous = tails.get(id(t.obj)) if tails else None
-        fn = t.hook(self.event, sync=False)
-        if fn is None or (previous is not None and not previous.done()):
-            # create_task copies the current context: the caller's (Context.run)
-            return loop.create_task(self.run_async(previous))
-        try:
-            args, kw = self._args(fn)
-            coro = fn(*args, **kw)
-            yielded = coro.send(None)
-        except StopIteration:
-            self.dispatcher._finished()
-            return None
-        except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not stop this loop
-            self.dispatcher.report(t, self._hook_name(fn), error)
-            self.dispatcher._finished()
-            return None
-        return loop.create_task(self._rest(fn, coro, yielded))
-
-    async def _rest(self, fn: Any, coro: Any, yielded: Any) -> None:
-        import asyncio
-
-        try:
-            await _resume(coro, yielded)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:  # noqa: BLE001 - SystemExit from a hook must not stop this loop
-            self.dispatcher.report(self.target, self._hook_name(fn), error)
-        finally:
-            self.dispatcher._finished()
+        previous = tails.get(id(self.target.obj)) if tails else None
+        if previous is not None and previous.done():
+            previous = None
+        # create_task copies the current context: the caller's (Context.run in the drain)
+        return loop.create_task(self.run_async(previous))
 
     async def run_async(self, previous: asyncio.Task[None] | None) -> None:
         import asyncio
-        import concurrent.futures
 
         try:
             if previous is not None and not previous.done():
@@ -781,6 +725,8 @@ class _Job:
                     args, kw = self._args(fn)
                     await fn(*args, **kw)
                 else:
+                    import concurrent.futures
+
                     fn = t.hook(self.event, sync=True)
                     # a sync hook in async mode: run it on the target's thread so it cannot stall this loop
                     done: concurrent.futures.Future[None] = concurrent.futures.Future()

@@ -409,7 +409,7 @@ def _lazy_kwargs(
     }
     if event in ("success", "failure"):
         s: FinishedCall = facts  # type: ignore[assignment]
-        data["end_time"] = _dt(s.end)
+        data["end_time"] = _end_time(s, data)
         data["response_cost"] = s.cost
         if event == "success":
             data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
@@ -447,10 +447,17 @@ def _assembled(arg: tuple[FinishedCall, bool]) -> Any:
     return assembled_copy(*arg)
 
 
+def _end_time(s: FinishedCall, data: dict[str, Any]) -> datetime | None:
+    """The end as a datetime; the one made for completion_start_time when they are the same
+    instant (a plain call's first byte is its end: one local-time conversion fewer)."""
+    end = s.end
+    return data["completion_start_time"] if end == s.completion_start else _dt(end)
+
+
 def _terminal(
     s: FinishedCall, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
 ) -> None:
-    data["end_time"] = _dt(s.end)
+    data["end_time"] = _end_time(s, data)
     data["response_cost"] = s.cost
     if event == "success":
         data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
