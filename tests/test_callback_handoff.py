@@ -1,5 +1,5 @@
 """How events reach the hooks: batched hand-off to the callback loop, each hook in a task of its
-own, kwargs built once per event and copied for each callback (issue 12)."""
+own, each callback's kwargs its own (issue 12)."""
 
 from __future__ import annotations
 
@@ -168,8 +168,9 @@ def test_each_hook_runs_in_its_callers_context():
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_callbacks_of_one_call_get_equal_kwargs_of_their_own(mode, stream):
-    """Several callbacks of one event: kwargs built once, yet each callback's is its own — equal
-    contents, every key for orjson and json, and a change by one is seen by no other."""
+    """Several callbacks of one event share the call's encoded payload and request, yet each
+    callback's kwargs is its own: equal contents, every key for orjson and json, and a change by
+    one is seen by no other."""
     got: list[dict] = []
     keys: list[set[str]] = []
 

@@ -43,7 +43,7 @@ from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
-from .kwargs import CallbackKwargs, build_kwargs
+from .kwargs import build_kwargs
 from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
@@ -408,13 +408,11 @@ class Dispatcher:
             return
         # what belongs to this moment of the call (a retry changes the record afterwards)
         snapshot = (record.attempt, None if event == "pre" else record.original_response)
-        # several callbacks of one event: the kwargs are built once and each gets its own copy
-        shared = _SharedKwargs(len(targets)) if len(targets) > 1 else None
         is_async = record.is_async
         by_worker: dict[int, list[Callable[[], None]]] = {}
         async_jobs: list[_Job] = []
         for t in targets:
-            job = _Job(self, t, record, event, response_obj, extra, snapshot, shared)
+            job = _Job(self, t, record, event, response_obj, extra, snapshot)
             if t.mode[is_async] == "thread":
                 by_worker.setdefault(t.worker_index, []).append(job.run_sync)
             else:
@@ -580,41 +578,10 @@ def _in_callback_thread() -> bool:
     return threading.current_thread().name.startswith(_thread_local_names)
 
 
-class _SharedKwargs:
-    """The kwargs of one event, built once for all its callbacks, each of which gets its own:
-    copies (``CallbackKwargs.fork``) for all but the last, which gets the built one (forked
-    from, so never changed, until then). Jobs of one event may run on different callback
-    threads, hence the lock."""
-
-    __slots__ = ("lock", "built", "left")
-
-    def __init__(self, count: int) -> None:
-        self.lock = threading.Lock()
-        # (redact, full) -> kwargs built and not handed out
-        self.built: dict[tuple[bool, bool], CallbackKwargs] = {}
-        self.left = count  # callbacks that have not had theirs yet
-
-    def get(self, job: _Job, redact: bool, full: bool) -> CallbackKwargs:
-        key = (redact, full)
-        with self.lock:
-            self.left -= 1
-            built = self.built.get(key)
-            if built is None:
-                if self.left == 0:  # the only one of its kind left: nothing to share
-                    return build_kwargs(job.record, job.event, redact, job.extra, job.snapshot, full)
-                built = self.built[key] = build_kwargs(
-                    job.record, job.event, redact, job.extra, job.snapshot, full
-                )
-            elif self.left == 0:
-                del self.built[key]
-                return built
-            return built.fork()
-
-
 class _Job:
     """One event for one target; runs in thread mode or async mode."""
 
-    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra", "snapshot", "shared")
+    __slots__ = ("dispatcher", "target", "record", "event", "response_obj", "extra", "snapshot")
 
     def __init__(
         self,
@@ -625,7 +592,6 @@ class _Job:
         response_obj: Any,
         extra: Any,
         snapshot: tuple[int, str | None] | None = None,
-        shared: _SharedKwargs | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.target = target
@@ -634,7 +600,6 @@ class _Job:
         self.response_obj = response_obj
         self.extra = extra
         self.snapshot = snapshot
-        self.shared = shared
 
     def _args(self, fn: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The hook's arguments, as the reference passes them (see ``Target.keyword_call``)."""
@@ -645,10 +610,10 @@ class _Job:
         )
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
-        if self.shared is not None:
-            kwargs = self.shared.get(self, redact or record.redact_all, t.full_kwargs)
-        else:
-            kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
+        # (the costly parts, payload and encoded request, are made once per call and shared by
+        # every callback; the dict around them is built for each: a copy of one built dict
+        # measured no cheaper than building it)
+        kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
                 return (kwargs,), {}

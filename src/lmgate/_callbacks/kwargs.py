@@ -76,8 +76,6 @@ _TEMPLATES = {
     }
     for full in (False, True)
 }
-# values two callbacks' kwargs may share (see ``CallbackKwargs.fork``): nothing in them can change
-_SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes, datetime, orjson.Fragment})
 
 
 class StreamOriginalResponse:
@@ -130,13 +128,12 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
     ``copy``, ``pickle``. ``payload_json()`` gives the standard logging payload as JSON bytes.
     """
 
-    __slots__ = ("_lazy", "_absent", "_containers")
+    __slots__ = ("_lazy", "_absent")
 
     def __init__(self, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], absent: bool = False) -> None:
         dict.__init__(self, data)
         self._lazy = lazy
         self._absent = absent
-        self._containers: tuple[str, ...] | None = None  # the keys fork copies (see fork)
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, key) or key in self._lazy
@@ -242,21 +239,6 @@ class CallbackKwargs(dict):  # type: ignore[type-arg]
     def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle see a plain dict
         self._load_all()
         return (dict, (dict(dict.items(self)),))
-
-    def fork(self) -> CallbackKwargs:
-        """Another callback's own kwargs, equal to this one (which must not change while it is
-        forked: see ``dispatch._SharedKwargs``): immutable values (text, numbers, times, the
-        encoded ``Fragment``s) shared, every container copied, the not-yet-made keys made on
-        the copy's own first read (their makers are shared; each makes a fresh value)."""
-        containers = self._containers
-        if containers is None:
-            containers = self._containers = tuple(
-                k for k, v in dict.items(self) if type(v) not in _SHARED_TYPES
-            )
-        data = dict(dict.items(self))  # its storage as it is (dict.copy would read every lazy key)
-        for key in containers:
-            data[key] = copy_data(data[key])
-        return CallbackKwargs(data, self._lazy.copy(), self._absent)
 
     def payload_json(self) -> bytes | None:
         """The standard logging payload as JSON bytes (terminal events only), or None."""
