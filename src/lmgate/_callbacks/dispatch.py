@@ -43,7 +43,7 @@ from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
-from .kwargs import build_kwargs
+from .kwargs import build_kwargs, prepare_shared
 from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
@@ -85,6 +85,9 @@ _EVENT_KEYWORDS = ("kwargs", "response_obj", "start_time", "end_time")
 
 DEFAULT_CALLBACK_THREADS = 4
 DEFAULT_EXIT_FLUSH_TIMEOUT_S = 5.0
+# jobs a callback thread (or the callback loop) may have waiting, not started, before callers
+# make their calls' shared parts themselves (see Dispatcher.emit): ~4 ms of work at the most
+ASSIST_BACKLOG = 64
 
 
 def _is_async_callable(fn: Any) -> bool:
@@ -260,6 +263,10 @@ class _Worker:
     def __init__(self, dispatcher: Dispatcher, index: int) -> None:
         self.queue: queue.SimpleQueue[list[Callable[[], None]] | None] = queue.SimpleQueue()
         self.dispatcher = dispatcher
+        # jobs emitted to this thread (under the dispatcher's lock) and jobs it has started (by
+        # this thread alone): their difference is how far behind it is (see Dispatcher.emit)
+        self.emitted = 0
+        self.started = 0
         self.thread = threading.Thread(target=self._run, name=f"lmgate-callbacks-{index}", daemon=True)
         self.thread.start()
 
@@ -313,11 +320,16 @@ class Dispatcher:
         # set while a drain is scheduled and has not started
         self._async_queue: deque[tuple[list[_Job], Context]] = deque()
         self._async_wake = False
+        # async jobs emitted (under the lock) and started by the callback loop (by it alone)
+        self._async_emitted = 0
+        self._async_started = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = 0
         self._done = 0
         self._waiters = 0
+        # terminal events whose shared parts the caller made, its hooks' threads being behind
+        self.prepared_by_caller = 0
         self.errors: Counter[tuple[str, str]] = Counter()
         self.strict_errors: list[BaseException] = []
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -417,10 +429,21 @@ class Dispatcher:
                 by_worker.setdefault(t.worker_index, []).append(job.run_sync)
             else:
                 async_jobs.append(job)
+        workers = [(self._worker(index), jobs) for index, jobs in by_worker.items()]
         with self._lock:
             self._submitted += len(targets)
-        for index, jobs in by_worker.items():
-            self._worker(index).queue.put(jobs)
+            self._async_emitted += len(async_jobs)
+            for worker, jobs in workers:
+                worker.emitted += len(jobs)
+        if event in TERMINAL_EVENTS and self._behind(workers, async_jobs):
+            # the threads that build the hooks' arguments have fallen behind the calls (they
+            # share the GIL with the caller, which can make calls faster than they build): the
+            # caller makes the call's shared parts itself, so they catch up; it never waits
+            prepare_shared(record, [(_redacts(t, record), t.full_kwargs) for t in targets])
+            with self._lock:
+                self.prepared_by_caller += 1
+        for worker, jobs in workers:
+            worker.queue.put(jobs)
         if async_jobs:
             # handed to the callback loop in batches: one wake-up for every job queued before the
             # loop gets to them (a call_soon_threadsafe per call, a pipe write and a loop turn
@@ -429,6 +452,13 @@ class Dispatcher:
             if not self._async_wake:
                 self._async_wake = True
                 self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
+
+    def _behind(self, workers: list[tuple[_Worker, list[Any]]], async_jobs: list[_Job]) -> bool:
+        """Whether a thread this event's jobs go to has more than ``ASSIST_BACKLOG`` jobs it has
+        not started (a hook that waits on the network does not count: its job has started)."""
+        if async_jobs and self._async_emitted - self._async_started > ASSIST_BACKLOG:
+            return True
+        return any(worker.emitted - worker.started > ASSIST_BACKLOG for worker, _ in workers)
 
     def _drain_async(self) -> None:
         """On the callback loop: a task for every queued async job, in the order they were
@@ -554,6 +584,7 @@ class Dispatcher:
                 "pending": self._submitted - self._done,
                 "errors": {f"{name}.{hook}": n for (name, hook), n in self.errors.items()},
                 "errors_total": sum(self.errors.values()),
+                "prepared_by_caller": self.prepared_by_caller,
             }
 
     def _ensure_exit_flush(self) -> None:
@@ -566,6 +597,7 @@ class Dispatcher:
         self._loop = None
         self._async_queue = deque()
         self._async_wake = False
+        self._async_emitted = self._async_started = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = self._done = self._waiters = 0
@@ -576,6 +608,13 @@ _thread_local_names = ("lmgate-callbacks-", "lmgate-callback-loop")
 
 def _in_callback_thread() -> bool:
     return threading.current_thread().name.startswith(_thread_local_names)
+
+
+def _redacts(t: Target, record: CallRecord) -> bool:
+    # read when needed, not when the plan was built: a logger may turn message logging off at any time
+    return record.redact_all or (
+        t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
+    )
 
 
 class _Job:
@@ -605,9 +644,7 @@ class _Job:
         """The hook's arguments, as the reference passes them (see ``Target.keyword_call``)."""
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
-        redact = record.redact_all or (
-            t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
-        )
+        redact = _redacts(t, record)
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
         # (the costly parts, payload and encoded request, are made once per call and shared by
@@ -644,6 +681,9 @@ class _Job:
 
     def run_sync(self) -> None:
         t = self.target
+        worker = self.dispatcher._workers[t.worker_index]
+        if worker is not None:
+            worker.started += 1  # on that worker's thread: the counter's one writer
         fn = t.hook(self.event, sync=True)
         try:
             if fn is not None:
@@ -680,6 +720,7 @@ class _Job:
     async def run_async(self, previous: asyncio.Task[None] | None) -> None:
         import asyncio
 
+        self.dispatcher._async_started += 1  # on the callback loop: the counter's one writer
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait((previous,))

@@ -284,6 +284,18 @@ def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part:
         data[key] = copy_data(part)
 
 
+def prepare_shared(facts: FinishedCall, views: list[tuple[bool, bool]]) -> None:
+    """Make now what the kwargs of a finished call's callbacks share (the encoded request
+    parts, the summary and its encoded payload), for each (redact, full) view they will be
+    built with: every later ``build_kwargs`` of the call reads them made. A view that is not
+    full shares nothing (its callbacks make what they read)."""
+    for redact, full in set(views):
+        if full:
+            redact = redact or facts.redact_all
+            facts.encoded_parts(redact)
+            facts.summary().payload_json(redact)
+
+
 def build_kwargs(
     facts: CallFacts,
     event: str,
