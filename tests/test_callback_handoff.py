@@ -242,34 +242,24 @@ def test_pending_batched_deliveries_run_before_exit(tmp_path):
     assert len(lines) == 200 and len(set(lines)) == 200
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_callers_make_the_shared_parts_when_the_hooks_thread_is_behind(mode):
-    """While the thread that builds a logger's arguments is held up, callers make their calls'
-    shared parts (summary, encoded payload and request) themselves — counted in
+def test_callers_make_the_shared_parts_when_the_callback_loop_is_behind():
+    """While the callback loop (which builds async hooks' arguments) is held up, callers make
+    their calls' shared parts (summary, encoded payload and request) themselves — counted in
     callback_stats()["prepared_by_caller"] — and never wait; every hook then gets its own call's
     payload, once."""
     release = threading.Event()
     seen: dict[str, str] = {}
 
     class Held(CustomLogger):
-        def log_success_event(self, kwargs, response_obj, start_time, end_time):
-            release.wait(10)
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            release.wait(10)  # blocks the callback loop
             slo = kwargs["standard_logging_object"]
             seen[slo["response"]["choices"][0]["message"]["content"]] = slo["litellm_call_id"]
-
-        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
-            self.log_success_event(kwargs, response_obj, start_time, end_time)  # blocks the callback loop
 
     lmgate.callbacks = [Held()]
     before = lmgate.callback_stats()["prepared_by_caller"]
     try:
-        if mode == "sync":
-            ids = [
-                call("sync", False, mock_response=f"r{i}")._hidden_params["litellm_call_id"]
-                for i in range(100)
-            ]
-        else:
-            ids = [r._hidden_params["litellm_call_id"] for r in _concurrent(100, concurrency=1)]
+        ids = [r._hidden_params["litellm_call_id"] for r in _concurrent(100, concurrency=1)]
         assert not release.is_set()  # every call returned while the hook was held
         prepared = lmgate.callback_stats()["prepared_by_caller"] - before
         assert 100 - 64 - 2 <= prepared <= 100

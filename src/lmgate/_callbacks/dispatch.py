@@ -85,8 +85,8 @@ _EVENT_KEYWORDS = ("kwargs", "response_obj", "start_time", "end_time")
 
 DEFAULT_CALLBACK_THREADS = 4
 DEFAULT_EXIT_FLUSH_TIMEOUT_S = 5.0
-# jobs a callback thread (or the callback loop) may have waiting, not started, before callers
-# make their calls' shared parts themselves (see Dispatcher.emit): ~4 ms of work at the most
+# async jobs the callback loop may have waiting, not started, before callers make their calls'
+# shared parts themselves (see Dispatcher.emit): a few milliseconds of the loop's work
 ASSIST_BACKLOG = 64
 
 
@@ -263,10 +263,6 @@ class _Worker:
     def __init__(self, dispatcher: Dispatcher, index: int) -> None:
         self.queue: queue.SimpleQueue[list[Callable[[], None]] | None] = queue.SimpleQueue()
         self.dispatcher = dispatcher
-        # jobs emitted to this thread (under the dispatcher's lock) and jobs it has started (by
-        # this thread alone): their difference is how far behind it is (see Dispatcher.emit)
-        self.emitted = 0
-        self.started = 0
         self.thread = threading.Thread(target=self._run, name=f"lmgate-callbacks-{index}", daemon=True)
         self.thread.start()
 
@@ -429,22 +425,27 @@ class Dispatcher:
                 by_worker.setdefault(t.worker_index, []).append(job.run_sync)
             else:
                 async_jobs.append(job)
-        workers = [(self._worker(index), jobs) for index, jobs in by_worker.items()]
         with self._lock:
             self._submitted += len(targets)
             self._async_emitted += len(async_jobs)
-            for worker, jobs in workers:
-                worker.emitted += len(jobs)
-        if event in TERMINAL_EVENTS and self._behind(workers, async_jobs):
-            # the threads that build the hooks' arguments have fallen behind the calls (they
-            # share the GIL with the caller, which can make calls faster than they build): the
-            # caller makes the call's shared parts itself, so they catch up; it never waits
-            prepare_shared(record, [(_redacts(t, record), t.full_kwargs) for t in targets])
-            with self._lock:
-                self.prepared_by_caller += 1
-        for worker, jobs in workers:
-            worker.queue.put(jobs)
+        for index, jobs in by_worker.items():
+            self._worker(index).queue.put(jobs)
         if async_jobs:
+            if (
+                event in TERMINAL_EVENTS
+                and self._async_emitted - self._async_started > ASSIST_BACKLOG
+                and not _in_callback_thread()
+            ):
+                # the callback loop has fallen behind the calls (it shares the GIL with callers,
+                # which can make calls faster than it builds their hooks' arguments): the caller
+                # makes this call's shared parts itself, so the loop catches up; it never waits.
+                # (Callback threads need not: measured, they keep up with sync calls, and making
+                # them idle costs a wake-up per call.)
+                prepare_shared(
+                    record, [(_redacts(j.target, record), j.target.full_kwargs) for j in async_jobs]
+                )
+                with self._lock:
+                    self.prepared_by_caller += 1
             # handed to the callback loop in batches: one wake-up for every job queued before the
             # loop gets to them (a call_soon_threadsafe per call, a pipe write and a loop turn
             # each, cost the caller's thread and the loop more than the hooks themselves)
@@ -452,13 +453,6 @@ class Dispatcher:
             if not self._async_wake:
                 self._async_wake = True
                 self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
-
-    def _behind(self, workers: list[tuple[_Worker, list[Any]]], async_jobs: list[_Job]) -> bool:
-        """Whether a thread this event's jobs go to has more than ``ASSIST_BACKLOG`` jobs it has
-        not started (a hook that waits on the network does not count: its job has started)."""
-        if async_jobs and self._async_emitted - self._async_started > ASSIST_BACKLOG:
-            return True
-        return any(worker.emitted - worker.started > ASSIST_BACKLOG for worker, _ in workers)
 
     def _drain_async(self) -> None:
         """On the callback loop: a task for every queued async job, in the order they were
@@ -681,9 +675,6 @@ class _Job:
 
     def run_sync(self) -> None:
         t = self.target
-        worker = self.dispatcher._workers[t.worker_index]
-        if worker is not None:
-            worker.started += 1  # on that worker's thread: the counter's one writer
         fn = t.hook(self.event, sync=True)
         try:
             if fn is not None:
