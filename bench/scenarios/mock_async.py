@@ -98,6 +98,8 @@ def main() -> None:
         info = await adrain(mod, args.impl)
         cpu = time.process_time() - cpu0
         info.update(calls=n, wall_s=round(wall, 4), cpu_s=round(cpu, 4), **counts)
+        if hasattr(mod, "callback_stats"):  # lmgate: calls whose parts the caller made (loop behind)
+            info["prepared_by_caller"] = mod.callback_stats().get("prepared_by_caller")
         metrics = {
             "calls_per_s": metric(n / wall, "calls/s", "higher"),
             "cpu_us_per_call": metric(cpu / n * 1e6, "µs", "lower"),

@@ -30,8 +30,9 @@ import queue
 import threading
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from contextvars import Context, copy_context
 from datetime import datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from ..exceptions import CallbackError, ConfigError
 from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
-from .kwargs import build_kwargs
+from .kwargs import build_kwargs, prepare_shared
 from .protocols import takes_summaries
 from .record import CallRecord
 from .redact import redact_response
@@ -84,6 +85,9 @@ _EVENT_KEYWORDS = ("kwargs", "response_obj", "start_time", "end_time")
 
 DEFAULT_CALLBACK_THREADS = 4
 DEFAULT_EXIT_FLUSH_TIMEOUT_S = 5.0
+# async jobs the callback loop may have waiting, not started, before callers make their calls'
+# shared parts themselves (see Dispatcher.emit): a few milliseconds of the loop's work
+ASSIST_BACKLOG = 64
 
 
 def _is_async_callable(fn: Any) -> bool:
@@ -308,11 +312,20 @@ class Dispatcher:
         self.worker_count = worker_count
         self._workers: list[_Worker | None] = [None] * worker_count
         self._loop: _CallbackLoop | None = None
+        # async jobs waiting for the callback loop (see emit and _drain_async); _async_wake is
+        # set while a drain is scheduled and has not started
+        self._async_queue: deque[tuple[list[_Job], Context]] = deque()
+        self._async_wake = False
+        # async jobs emitted (under the lock) and started by the callback loop (by it alone)
+        self._async_emitted = 0
+        self._async_started = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = 0
         self._done = 0
         self._waiters = 0
+        # terminal events whose shared parts the caller made, its hooks' threads being behind
+        self.prepared_by_caller = 0
         self.errors: Counter[tuple[str, str]] = Counter()
         self.strict_errors: list[BaseException] = []
         self._flushables: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -403,33 +416,62 @@ class Dispatcher:
             return
         # what belongs to this moment of the call (a retry changes the record afterwards)
         snapshot = (record.attempt, None if event == "pre" else record.original_response)
+        is_async = record.is_async
         by_worker: dict[int, list[Callable[[], None]]] = {}
-        async_jobs: list[tuple[Target, str, Any, Any]] = []
+        async_jobs: list[_Job] = []
         for t in targets:
-            if t.mode[record.is_async] == "thread":
-                by_worker.setdefault(t.worker_index, []).append(
-                    _Job(self, t, record, event, response_obj, extra, snapshot).run_sync
-                )
+            job = _Job(self, t, record, event, response_obj, extra, snapshot)
+            if t.mode[is_async] == "thread":
+                by_worker.setdefault(t.worker_index, []).append(job.run_sync)
             else:
-                async_jobs.append((t, event, response_obj, (extra, snapshot)))
+                async_jobs.append(job)
         with self._lock:
-            self._submitted += sum(len(j) for j in by_worker.values()) + len(async_jobs)
+            self._submitted += len(targets)
+            self._async_emitted += len(async_jobs)
         for index, jobs in by_worker.items():
             self._worker(index).queue.put(jobs)
         if async_jobs:
-            loop = self._callback_loop().loop
-            loop.call_soon_threadsafe(self._schedule_async, record, async_jobs)
+            if (
+                event in TERMINAL_EVENTS
+                and self._async_emitted - self._async_started > ASSIST_BACKLOG
+                and not _in_callback_thread()
+            ):
+                # the callback loop has fallen behind the calls (it shares the GIL with callers,
+                # which can make calls faster than it builds their hooks' arguments): the caller
+                # makes this call's shared parts itself, so the loop catches up; it never waits.
+                # (Callback threads need not: measured, they keep up with sync calls, and making
+                # them idle costs a wake-up per call.)
+                prepare_shared(
+                    record, [(_redacts(j.target, record), j.target.full_kwargs) for j in async_jobs]
+                )
+                with self._lock:
+                    self.prepared_by_caller += 1
+            # handed to the callback loop in batches: one wake-up for every job queued before the
+            # loop gets to them (a call_soon_threadsafe per call, a pipe write and a loop turn
+            # each, cost the caller's thread and the loop more than the hooks themselves)
+            self._async_queue.append((async_jobs, copy_context()))
+            if not self._async_wake:
+                self._async_wake = True
+                self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
 
-    def _schedule_async(self, record: CallRecord, jobs: list[tuple[Target, str, Any, Any]]) -> None:
+    def _drain_async(self) -> None:
+        """On the callback loop: a task for every queued async job, in the order they were
+        emitted; a job behind a still running one of the same call and target waits for it, so
+        one call's events reach one target in order (``_Job.start_async``). Each task gets the
+        context of the caller that emitted its event, as a task created by the caller would."""
+        self._async_wake = False  # before the first pop: a job queued after this wakes a new drain
+        pending = self._async_queue
         loop = self._callback_loop().loop
-        for t, event, response_obj, (extra, snapshot) in jobs:
-            key = id(t.obj)
-            tails = record.tails
-            if tails is None:
-                tails = record.tails = {}
-            previous = tails.get(key)
-            job = _Job(self, t, record, event, response_obj, extra, snapshot)
-            tails[key] = loop.create_task(job.run_async(previous))
+        while pending:
+            jobs, context = pending.popleft()
+            for job in jobs:
+                # each job in a context of its own, as each task of its own had one before
+                run = context.run if len(jobs) == 1 else context.copy().run
+                task = run(job.start_async, loop)
+                tails = job.record.tails
+                if tails is None:
+                    tails = job.record.tails = {}
+                tails[id(job.target.obj)] = task
 
     def _worker(self, index: int) -> _Worker:
         worker = self._workers[index]
@@ -536,6 +578,7 @@ class Dispatcher:
                 "pending": self._submitted - self._done,
                 "errors": {f"{name}.{hook}": n for (name, hook), n in self.errors.items()},
                 "errors_total": sum(self.errors.values()),
+                "prepared_by_caller": self.prepared_by_caller,
             }
 
     def _ensure_exit_flush(self) -> None:
@@ -546,6 +589,9 @@ class Dispatcher:
     def _reset_after_fork(self) -> None:
         self._workers = [None] * self.worker_count
         self._loop = None
+        self._async_queue = deque()
+        self._async_wake = False
+        self._async_emitted = self._async_started = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._submitted = self._done = self._waiters = 0
@@ -556,6 +602,13 @@ _thread_local_names = ("lmgate-callbacks-", "lmgate-callback-loop")
 
 def _in_callback_thread() -> bool:
     return threading.current_thread().name.startswith(_thread_local_names)
+
+
+def _redacts(t: Target, record: CallRecord) -> bool:
+    # read when needed, not when the plan was built: a logger may turn message logging off at any time
+    return record.redact_all or (
+        t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
+    )
 
 
 class _Job:
@@ -585,11 +638,12 @@ class _Job:
         """The hook's arguments, as the reference passes them (see ``Target.keyword_call``)."""
         t, record = self.target, self.record
         # read now, not when the plan was built: a logger may turn message logging off at any time
-        redact = record.redact_all or (
-            t.kind == "logger" and bool(getattr(t.obj, "turn_off_message_logging", False))
-        )
+        redact = _redacts(t, record)
         # kwargs read the record: after the terminal event it is final, and the summary is frozen
         # only when a key needs it (the payload), so a callback that reads nothing costs no freeze
+        # (the costly parts, payload and encoded request, are made once per call and shared by
+        # every callback; the dict around them is built for each: a copy of one built dict
+        # measured no cheaper than building it)
         kwargs = build_kwargs(record, self.event, redact, self.extra, self.snapshot, t.full_kwargs)
         if self.event == "pre":
             if t.kind == "function":
@@ -641,10 +695,23 @@ class _Job:
         finally:
             self.dispatcher._finished()
 
+    def start_async(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """The task that runs this job on the callback loop, after the job of the same call and
+        target before it, if that one is still running (see ``Dispatcher._drain_async``).
+
+        Always a task, even for a hook that never waits: a hook may need to be inside one
+        (``asyncio.timeout``, aiohttp's request timeouts read ``asyncio.current_task()``)."""
+        tails = self.record.tails
+        previous = tails.get(id(self.target.obj)) if tails else None
+        if previous is not None and previous.done():
+            previous = None
+        # create_task copies the current context: the caller's (Context.run in the drain)
+        return loop.create_task(self.run_async(previous))
+
     async def run_async(self, previous: asyncio.Task[None] | None) -> None:
         import asyncio
-        import concurrent.futures
 
+        self.dispatcher._async_started += 1  # on the callback loop: the counter's one writer
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait((previous,))
@@ -655,6 +722,8 @@ class _Job:
                     args, kw = self._args(fn)
                     await fn(*args, **kw)
                 else:
+                    import concurrent.futures
+
                     fn = t.hook(self.event, sync=True)
                     # a sync hook in async mode: run it on the target's thread so it cannot stall this loop
                     done: concurrent.futures.Future[None] = concurrent.futures.Future()

@@ -37,6 +37,46 @@ LOG_EVENT_TYPES = {
 }
 _PAYLOAD_KEY = "standard_logging_object"
 
+# every key a kwargs always has, in the order the reference fills them; costlier keys after
+# the plain ones, the terminal events' keys last (keys a call may lack are added after these)
+_PLAIN_KEYS = (
+    "stream_options",
+    "model",
+    "start_time",
+    "api_call_start_time",
+    "current_attempt_api_call_start_time",
+    "first_api_call_start_time",
+    "model_id",
+    "standard_callback_dynamic_params",
+    "applied_guardrails",
+    "extra_body",
+    "agentic_loop_params",
+    "stream",
+    "user",
+    "call_type",
+    "litellm_call_id",
+    "litellm_trace_id",
+    "custom_llm_provider",
+    "completion_start_time",
+    "api_key",
+    "log_event_type",
+    "original_response",
+    "cache_hit",
+)
+_PART_KEYS = ("messages", "optional_params", "litellm_params", "input", "additional_args")
+_TERMINAL_KEYS = {
+    "success": ("end_time", "response_cost", "zero_cost_diagnostic", _PAYLOAD_KEY),
+    "failure": ("end_time", "response_cost", _PAYLOAD_KEY),
+}
+# full layout -> event -> template (the lazy layout adds its costly keys when first read)
+_TEMPLATES = {
+    full: {
+        event: dict.fromkeys(_PLAIN_KEYS + (_PART_KEYS + _TERMINAL_KEYS.get(event, ()) if full else ()))
+        for event in LOG_EVENT_TYPES
+    }
+    for full in (False, True)
+}
+
 
 class StreamOriginalResponse:
     """``kwargs["original_response"]`` of a stream's post-call event: it stands for the stream,
@@ -244,6 +284,18 @@ def _put(data: dict[str, Any], lazy: dict[str, tuple[Any, Any]], key: str, part:
         data[key] = copy_data(part)
 
 
+def prepare_shared(facts: FinishedCall, views: list[tuple[bool, bool]]) -> None:
+    """Make now what the kwargs of a finished call's callbacks share (the encoded request
+    parts, the summary and its encoded payload), for each (redact, full) view they will be
+    built with: every later ``build_kwargs`` of the call reads them made. A view that is not
+    full shares nothing (its callbacks make what they read)."""
+    for redact, full in set(views):
+        if full:
+            redact = redact or facts.redact_all
+            facts.encoded_parts(redact)
+            facts.summary().payload_json(redact)
+
+
 def build_kwargs(
     facts: CallFacts,
     event: str,
@@ -267,39 +319,43 @@ def build_kwargs(
         original_response = response_json.decode() if response_json else None
     if redact and original_response:
         original_response = REDACTED_TEXT
+    # the fixed keys come from a template holding them in order: stores into a copy of it cost
+    # a fraction of building the dict key by key (it grows and rehashes as it is built)
+    template = _TEMPLATES[full][event]
     params = facts.optional_params
-    data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()} if params else {}
-    if "stream_options" not in data:
-        data["stream_options"] = None  # the reference always has the key
+    if params:
+        data: dict[str, Any] = {k: copy_data(v) for k, v in params.items()}
+        stream_options = data.get("stream_options")
+        data.update(template)  # a key the call also set (user) keeps the call's place
+        data["stream_options"] = stream_options
+    else:
+        data = template.copy()
     start = _dt(facts.start)
-    data.update(
-        {
-            "model": facts.model,
-            "start_time": start,
-            # the reference's per-attempt send times; lmgate's attempts share the call's start
-            "api_call_start_time": start,
-            "current_attempt_api_call_start_time": start,
-            "first_api_call_start_time": start,
-            "model_id": facts.model_id,  # the Router/proxy deployment's id, None in library mode
-            # what the reference fills from features lmgate has not got (per-call callback keys,
-            # guardrails, agentic loops) or folds into the body (extra_body): empty, fresh each
-            "standard_callback_dynamic_params": {},
-            "applied_guardrails": [],
-            "extra_body": {},
-            "agentic_loop_params": {"model": facts.model, "custom_llm_provider": facts.provider},
-            "stream": facts.stream,
-            "user": facts.user,
-            "call_type": facts.call_type,
-            "litellm_call_id": facts.call_id,
-            "litellm_trace_id": facts.trace_id,
-            "custom_llm_provider": facts.provider,
-            "completion_start_time": _dt(facts.completion_start),
-            "api_key": facts.api_key_masked,
-            "log_event_type": LOG_EVENT_TYPES[event],
-            "original_response": original_response,
-            "cache_hit": facts.cache_hit,
-        }
-    )
+    data["model"] = facts.model
+    data["start_time"] = start
+    # the reference's per-attempt send times; lmgate's attempts share the call's start
+    data["api_call_start_time"] = start
+    data["current_attempt_api_call_start_time"] = start
+    data["first_api_call_start_time"] = start
+    data["model_id"] = facts.model_id  # the Router/proxy deployment's id, None in library mode
+    # what the reference fills from features lmgate has not got (per-call callback keys,
+    # guardrails, agentic loops) or folds into the body (extra_body): empty, fresh each
+    data["standard_callback_dynamic_params"] = {}
+    data["applied_guardrails"] = []
+    data["extra_body"] = {}
+    data["agentic_loop_params"] = {"model": facts.model, "custom_llm_provider": facts.provider}
+    data["stream"] = facts.stream
+    data["user"] = facts.user
+    data["call_type"] = facts.call_type
+    data["litellm_call_id"] = facts.call_id
+    data["litellm_trace_id"] = facts.trace_id
+    data["custom_llm_provider"] = facts.provider
+    completion_start = facts.completion_start
+    data["completion_start_time"] = _dt(completion_start) if completion_start != facts.start else start
+    data["api_key"] = facts.api_key_masked
+    data["log_event_type"] = LOG_EVENT_TYPES[event]
+    data["original_response"] = original_response
+    data["cache_hit"] = facts.cache_hit
     if not full:
         return _lazy_kwargs(facts, event, redact, data, extra, attempt)
     parts = facts.encoded_parts(redact)
@@ -347,7 +403,7 @@ def _lazy_kwargs(
     }
     if event in ("success", "failure"):
         s: FinishedCall = facts  # type: ignore[assignment]
-        data["end_time"] = _dt(s.end)
+        data["end_time"] = _end_time(s, data)
         data["response_cost"] = s.cost
         if event == "success":
             data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
@@ -385,10 +441,17 @@ def _assembled(arg: tuple[FinishedCall, bool]) -> Any:
     return assembled_copy(*arg)
 
 
+def _end_time(s: FinishedCall, data: dict[str, Any]) -> datetime | None:
+    """The end as a datetime; the one made for completion_start_time when they are the same
+    instant (a plain call's first byte is its end: one local-time conversion fewer)."""
+    end = s.end
+    return data["completion_start_time"] if end == s.completion_start else _dt(end)
+
+
 def _terminal(
     s: FinishedCall, event: str, redact: bool, data: dict[str, Any], lazy: dict[str, tuple[Any, Any]]
 ) -> None:
-    data["end_time"] = _dt(s.end)
+    data["end_time"] = _end_time(s, data)
     data["response_cost"] = s.cost
     if event == "success":
         data["zero_cost_diagnostic"] = zero_cost_diagnostic(s.cost, s.cache_hit, s.model)
