@@ -160,6 +160,10 @@ class Router:
         )
         self._measures_usage = routing_strategy.startswith("usage-based")
         self._measures_latency = routing_strategy == "latency-based-routing"
+        # per group, what no request changes: its deployments' ids (the cooldown check's argument)
+        self._ids = {group: [d.model_id for d in members] for group, members in self.groups.items()}
+        # a lone candidate is every strategy's pick but usage-based routing's (it may be over its limits)
+        self._lone_is_picked = not self._measures_usage
         self.model_list = list(model_list or [])
 
     def __repr__(self) -> str:
@@ -264,25 +268,33 @@ class Router:
             )
             yield from self._refuse(group, kwargs, error, request)
         many = len(members) > 1
-        retries = self.num_retries if self.num_retries is not None else int(self.settings.num_retries or 0)
-        total = max(len(members), 1 + retries) if many else 1
+        if many:
+            retries = (
+                self.num_retries if self.num_retries is not None else int(self.settings.num_retries or 0)
+            )
+            total = max(len(members), 1 + retries)
+        else:
+            total = 1
         tokens = _estimate_tokens(kwargs) if self._measures_usage else 0
         tried: list[str] = []
         last_error: BaseException | None = None
-        ids = [d.model_id for d in members]
+        ids = self._ids.get(group) or [d.model_id for d in members]
         for index in range(total):
             cooling = self.cooldowns.cooling(ids)
-            # the usual first attempt: nothing cooling, nothing tried, every member a candidate
-            candidates = [d for d in members if d.model_id not in cooling] if cooling else list(members)
-            fresh = [d for d in candidates if d.model_id not in tried] if tried else candidates
-            if (
-                not fresh and candidates and index > 0
-            ):  # every deployment failed once: back off, go round again
-                yield Wait(
-                    self._policy().delay_s(index - len(members), getattr(last_error, "retry_after", None))
-                )
-            pool = _first_order(fresh or candidates)
-            deployment = self.strategy.pick(group, pool, tokens) if pool else None
+            if not cooling and not many and self._lone_is_picked:  # the usual lone deployment
+                deployment = members[0]
+            else:
+                # the usual first attempt: nothing cooling, nothing tried, every member a candidate
+                candidates = [d for d in members if d.model_id not in cooling] if cooling else list(members)
+                fresh = [d for d in candidates if d.model_id not in tried] if tried else candidates
+                if (
+                    not fresh and candidates and index > 0
+                ):  # every deployment failed once: back off, go round again
+                    yield Wait(
+                        self._policy().delay_s(index - len(members), getattr(last_error, "retry_after", None))
+                    )
+                pool = _first_order(fresh or candidates)
+                deployment = self.strategy.pick(group, pool, tokens) if pool else None
             if deployment is None:
                 if last_error is not None:  # the last attempt's failure stays the answer
                     raise last_error
