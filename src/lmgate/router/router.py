@@ -281,6 +281,7 @@ class Router:
         ids = self._ids.get(group) or [d.model_id for d in members]
         for index in range(total):
             cooling = self.cooldowns.cooling(ids)
+            deployment: Deployment | None
             if not cooling and not many and self._lone_is_picked:  # the usual lone deployment
                 deployment = members[0]
             else:
