@@ -83,6 +83,9 @@ CONTROL_PARAMS = frozenset(
         "defer_failure_event",
         # a Router's figure: what its earlier, failed attempts of this request cost (in cost_breakdown)
         "failed_attempts_cost",
+        # internal (a client's ``_`` keys never reach a call): the caller reads the stream's chunks
+        # only as plain mappings and JSON (the proxy without stream hooks), see ``translator``
+        "_plain_chunks",
         # Bedrock's endpoint settings and AWS credentials: read by ``Provider.configure``, never
         # sent to the model nor shown to callbacks as optional_params
         "aws_region_name",
@@ -450,6 +453,8 @@ class Call:
         translator = self.wire.stream_translator(self.endpoint)
         if self._passthrough() is not None:
             translator.keep_events = True
+        elif self.control.get("_plain_chunks") and (self.record is None or not self.plan.by_event["stream"]):
+            translator.plain_chunks = True  # no callback reads the chunks either
         return translator
 
     # ---- ending ----

@@ -80,6 +80,10 @@ class StreamTranslator:
     # set by the call for a pass-through (``messages_request``): each provider event is kept on
     # a chunk as ``_anthropic_event``; translators of other APIs ignore it
     keep_events: bool = False
+    # set by the call when nothing reads its chunks but as plain mappings and JSON (the proxy's
+    # stream without stream hooks or chunk callbacks): a translator that can may then give the
+    # decoded event itself where it is what its typed chunk would hold (OpenAI's; the rest ignore it)
+    plain_chunks: bool = False
 
     def feed(self, event: str, data: str) -> list[ModelResponseStream]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -56,6 +56,7 @@ logger = logging.getLogger("lmgate.proxy")
 _OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
 _CLIENT_BLOCKED = CLIENT_BLOCKED  # the listed names (docs/security.md); client_may_set has the rules
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
+_PLAIN_CHUNKS = {"_plain_chunks": True}  # the proxy's own call argument (read, never changed)
 
 
 def routes(state: ProxyState) -> list[Route]:
@@ -356,6 +357,9 @@ class LLMRoutes:
         reservation: Reservation | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
+        if not (fmt or hooks.stream_iterator or hooks.stream_chunk):
+            # the chunks are only framed as JSON and their usage read: plain ones will do (issue 18)
+            extra = {**extra, "_plain_chunks": True} if extra else _PLAIN_CHUNKS
         deployment, stream, release = await self._call(
             hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra, failed_at=failed_at
         )
