@@ -164,6 +164,17 @@ class Router:
         self._ids = {group: [d.model_id for d in members] for group, members in self.groups.items()}
         # a lone candidate is every strategy's pick but usage-based routing's (it may be over its limits)
         self._lone_is_picked = not self._measures_usage
+        # the groups whose request is one attempt at their one deployment, with nowhere to fall
+        # back to: ``route_async`` makes it without the decision generators (issue 18)
+        self._lone: dict[str, Deployment] = (
+            {}
+            if not self._lone_is_picked
+            else {
+                group: members[0]
+                for group, members in self.groups.items()
+                if len(members) == 1 and not self.fallbacks.may_apply(group)
+            }
+        )
         self.model_list = list(model_list or [])
 
     def __repr__(self) -> str:
@@ -214,6 +225,9 @@ class Router:
         """One request; with ``hold`` the caller calls ``release()`` when it is over (the proxy,
         for streams); ``on_attempt`` sees each deployment as it is tried (the proxy's error log)."""
         call = acompletion if kind == "chat" else aembedding
+        lone = self._lone.get(model)
+        if lone is not None and not self.cooldowns.cooling(self._ids[model]):
+            return await self._route_lone(call, lone, kwargs, hold, on_attempt)
         flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
         while True:
@@ -229,6 +243,32 @@ class Router:
                 outcome = (await call(**op.kwargs), None)
             except Exception as error:
                 outcome = (None, error)
+
+    async def _route_lone(
+        self, call: Any, deployment: Deployment, kwargs: dict[str, Any], hold: bool, on_attempt: OnAttempt
+    ) -> Routed:
+        """What ``_route`` decides for a group of one deployment without fallbacks, nothing
+        cooling: one attempt at it (its retries are the call's own); a failure is the request's
+        one terminal event and is raised. ``tests/test_router.py`` holds the two paths to each other."""
+        call_kwargs = self._call_kwargs(deployment, kwargs, False, _FIRST_ATTEMPT)
+        if on_attempt is not None:
+            on_attempt(deployment)
+        model_id = deployment.model_id
+        self.in_flight.acquire(model_id)
+        start = self.timer()
+        try:
+            result = await call(**call_kwargs)
+        except Exception:
+            self.in_flight.release(model_id)
+            request = _Request()
+            request.deferred.extend(call_kwargs["defer_failure_event"])
+            self._end_in_failure(request)
+            raise
+        release = _releaser(self.in_flight, model_id)
+        if not hold:
+            release()
+        self._measure(deployment, result, 0, self.timer() - start)
+        return Routed(deployment, result, release)
 
     # ---- the decisions, written once ----
     def _policy(self) -> RetryPolicy:
@@ -399,6 +439,9 @@ class Router:
             self.counters.add_usage(deployment.model_id, int(used or tokens))
         if self._measures_latency:
             self.counters.add_latency(deployment.model_id, elapsed)
+
+
+_FIRST_ATTEMPT = _Request()  # read only: a first attempt has no earlier failures to carry
 
 
 def _first_order(pool: list[Deployment]) -> list[Deployment]:
