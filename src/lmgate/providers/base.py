@@ -285,6 +285,8 @@ def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = 
             continue
         names.append(lowered)
         values.append(str(value))
+    if not names:  # nothing to pass on (a server that sends only its framing headers): nothing to scrub
+        return {}
     out: dict[str, str] = {}
     for lowered, value in zip(names, scrub_values(values, tuple(secrets)), strict=True):
         if lowered.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):
