@@ -227,7 +227,29 @@ class Router:
         call = acompletion if kind == "chat" else aembedding
         lone = self._lone.get(model)
         if lone is not None and not self.cooldowns.cooling(self._ids[model]):
-            return await self._route_lone(call, lone, kwargs, hold, on_attempt)
+            # what ``_route`` decides for a group of one deployment without fallbacks, nothing
+            # cooling, written out here (no decision generators, no coroutine of its own: issue
+            # 18): one attempt at it (its retries are the call's own); a failure is the request's
+            # one terminal event and is raised. ``tests/test_router.py`` holds it to ``route_sync``.
+            call_kwargs = self._call_kwargs(lone, kwargs, False, _FIRST_ATTEMPT)
+            if on_attempt is not None:
+                on_attempt(lone)
+            model_id = lone.model_id
+            self.in_flight.acquire(model_id)
+            start = self.timer()
+            try:
+                result = await call(**call_kwargs)
+            except Exception:
+                self.in_flight.release(model_id)
+                request = _Request()
+                request.deferred.extend(call_kwargs["defer_failure_event"])
+                self._end_in_failure(request)
+                raise
+            release = _releaser(self.in_flight, model_id)
+            if not hold:
+                release()
+            self._measure(lone, result, 0, self.timer() - start)
+            return Routed(lone, result, release)
         flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
         while True:
@@ -243,32 +265,6 @@ class Router:
                 outcome = (await call(**op.kwargs), None)
             except Exception as error:
                 outcome = (None, error)
-
-    async def _route_lone(
-        self, call: Any, deployment: Deployment, kwargs: dict[str, Any], hold: bool, on_attempt: OnAttempt
-    ) -> Routed:
-        """What ``_route`` decides for a group of one deployment without fallbacks, nothing
-        cooling: one attempt at it (its retries are the call's own); a failure is the request's
-        one terminal event and is raised. ``tests/test_router.py`` holds the two paths to each other."""
-        call_kwargs = self._call_kwargs(deployment, kwargs, False, _FIRST_ATTEMPT)
-        if on_attempt is not None:
-            on_attempt(deployment)
-        model_id = deployment.model_id
-        self.in_flight.acquire(model_id)
-        start = self.timer()
-        try:
-            result = await call(**call_kwargs)
-        except Exception:
-            self.in_flight.release(model_id)
-            request = _Request()
-            request.deferred.extend(call_kwargs["defer_failure_event"])
-            self._end_in_failure(request)
-            raise
-        release = _releaser(self.in_flight, model_id)
-        if not hold:
-            release()
-        self._measure(deployment, result, 0, self.timer() - start)
-        return Routed(deployment, result, release)
 
     # ---- the decisions, written once ----
     def _policy(self) -> RetryPolicy:
