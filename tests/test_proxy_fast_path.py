@@ -303,6 +303,62 @@ def test_encoded_json_is_starlettes_response() -> None:
     )
 
 
+async def test_encoded_json_counts_and_logs_once_the_answer_is_handed_over() -> None:
+    """A forwarded 200's bookkeeping (``after``) runs once its answer is sent, not before it, and
+    also when sending fails (a client gone): the access line is never lost (issue 18)."""
+    from lmgate.proxy.responses import EncodedJSON
+
+    events: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+
+    answer = EncodedJSON(b"{}", {}, lambda: events.append("after"))
+    await answer({"type": "http"}, None, send)
+    assert events == ["http.response.start", "http.response.body", "after"]
+
+    async def gone(message: dict[str, Any]) -> None:
+        raise OSError("the client went away")
+
+    events.clear()
+    with pytest.raises(OSError):
+        await EncodedJSON(b"{}", {}, lambda: events.append("after"))({"type": "http"}, None, gone)
+    assert events == ["after"]
+
+
+async def test_the_access_line_follows_the_answer(apps: tuple[Any, Any]) -> None:
+    """The request's line and metrics are written after its answer went out, and before the app returns."""
+    fast, _ = apps
+    order: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            order.append("line")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def noted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                order.append("body")
+            await send(message)
+
+        await fast(scope, receive, noted)
+
+    handler = Lines()
+    level = logs.ACCESS.level
+    logs.ACCESS.setLevel(logging.INFO)
+    logs.ACCESS.addHandler(handler)
+    try:
+        response = await _ask(
+            app, "POST", "/v1/chat/completions", json={"model": "fast", "messages": HI}, headers=AUTH
+        )
+    finally:
+        logs.ACCESS.removeHandler(handler)
+        logs.ACCESS.setLevel(level)
+    assert response.status_code == 200
+    assert order == ["body", "line"]
+    assert fast.state.proxy.metrics.requests.get(("chat", "fast", 200)) == 1
+
+
 def test_the_first_bad_parameter_of_the_table_is_named_whatever_the_body_order() -> None:
     """The rules are looked up per body key, yet the error names the parameter the table checks first."""
     from lmgate.proxy.errors import ProxyError

@@ -11,6 +11,7 @@ the failure hooks, the metrics and the request log. The in-flight count is the m
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -262,11 +263,11 @@ class LLMRoutes:
             body = orjson.dumps(fmt.respond(result, group, not hooks.post_success) if fmt else result)
             usage = result.get("usage") if isinstance(result, dict) else None
             elapsed = time.perf_counter() - start
-            metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
-            log_request(
-                request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
+            # counted and logged once the answer is handed over (EncodedJSON's ``after``)
+            after = functools.partial(
+                _count_and_log, metrics, route, model, request.scope, deployment, user, elapsed, usage, hidden
             )
-            return EncodedJSON(body, headers)
+            return EncodedJSON(body, headers, after)
         except Exception as error:
             if reservation is not None and not reservation.settled:  # nothing billed: give it back
                 await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
@@ -499,6 +500,23 @@ class FailedAt:
     def deployment_for(self, error: BaseException) -> Any:
         """The deployment ``error`` came from, when it is the error the Router raised; else None."""
         return self._deployment if error is self._error else None
+
+
+def _count_and_log(
+    metrics: Any,
+    route: str,
+    model: str,
+    scope: Any,
+    deployment: Any,
+    user: Any,
+    elapsed: float,
+    usage: Any,
+    hidden: dict[str, Any],
+) -> None:
+    """A forwarded 200's metrics and access line."""
+    cost = hidden.get("response_cost")
+    metrics.observe(route, model, 200, elapsed, usage, cost)
+    log_request(scope, 200, model, deployment, user, elapsed, usage, cost)
 
 
 def _end_user(data: dict[str, Any], fmt: Any) -> Any:
