@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
 
+from lmgate.streaming import ChunkAccumulator
 from lmgate.types import (
     ChatCompletionMessageToolCall,
     Choices,
@@ -19,7 +21,7 @@ from lmgate.types import (
     ModelResponseStream,
     Usage,
 )
-from lmgate.types.decoded import chat_chunk, chat_completion
+from lmgate.types.decoded import chat_chunk, chat_completion, is_plain_chunk
 
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 MESSAGE = {"role": "assistant", "content": "hi"}
@@ -64,6 +66,15 @@ CHUNKS: list[dict[str, Any]] = [
     {"choices": [{"delta": {"role": "assistant", "tool_calls": None}}], "usage": {"completion_tokens": 1}},
     {"choices": {"delta": {"content": "x"}}, "usage": []},
     {},
+    {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"role": "assistant"}}],
+        "usage": None,
+    },
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "finish_reason": "stop"}]},
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x"}}], "usage": USAGE},
+    {"object": "chat.completion.chunk", "choices": []},
+    {"id": "c", "choices": [{"index": 0, "delta": {"content": "no object"}}]},
 ]
 
 
@@ -97,3 +108,34 @@ def test_chat_chunk_is_the_constructors_object(body: dict[str, Any]) -> None:
 def test_tool_calls_are_wrapped() -> None:
     response = chat_completion({"choices": [{"message": {**MESSAGE, "tool_calls": [TOOL_CALL]}}]})
     assert isinstance(response.choices[0].message.tool_calls[0], ChatCompletionMessageToolCall)
+
+
+def _plain(value: Any) -> Any:
+    """``_shape`` with every mapping's class forgotten: what a reader of JSON sees."""
+    if isinstance(value, dict):
+        return (dict, [(k, _plain(v)) for k, v in dict.items(value)])
+    if isinstance(value, list):
+        return (list, [_plain(v) for v in value])
+    return (type(value), value)
+
+
+PLAIN = [c for c in CHUNKS if is_plain_chunk(c)]
+
+
+def test_the_usual_events_are_plain() -> None:
+    # the usual OpenAI events are; a usage, tool calls, no choice, no object or odd shapes are not
+    assert [CHUNKS.index(c) for c in PLAIN] == [0, 7, 8]
+
+
+@pytest.mark.parametrize("body", PLAIN)
+def test_a_plain_chunk_holds_what_the_typed_one_holds(body: dict[str, Any]) -> None:
+    # the proxy's stream may pass such an event on as decoded (issue 18): the same JSON on the
+    # wire, the same values for every reader of mappings, the same response assembled at the end
+    typed = chat_chunk(copy.deepcopy(body))
+    assert _plain(body) == _plain(typed)
+    assert orjson.dumps(body) == orjson.dumps(typed)
+    from_plain, from_typed = ChunkAccumulator(), ChunkAccumulator()
+    from_plain.add(copy.deepcopy(body))
+    from_typed.add(typed)
+    built, expected = from_plain.build(), from_typed.build()
+    assert _shape(built) == _shape(expected)

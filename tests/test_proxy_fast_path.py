@@ -114,6 +114,74 @@ async def test_fast_lane_streams_as_the_router_does(apps: tuple[Any, Any]) -> No
     assert fast.state.proxy.metrics.in_flight == 0
 
 
+async def test_a_stream_without_hooks_sends_what_the_typed_chunks_hold(
+    apps: tuple[Any, Any], fake_provider: FakeProvider
+) -> None:
+    """Without stream hooks the proxy passes the usual events on as decoded (plain chunks, issue
+    18): its body is event for event the typed chunks' JSON, the usage-only last one included."""
+    import orjson
+    from test_proxy_server import UPSTREAM
+
+    import lmgate
+
+    fast, _ = apps
+    body = {"model": "fast", "messages": HI, "stream": True, "stream_options": {"include_usage": True}}
+    sent = await _ask(fast, "POST", "/v1/chat/completions", json=body, headers=AUTH)
+    stream = await lmgate.acompletion(
+        model="openai/gpt-4o-mini",
+        api_base=f"{fake_provider.base_url}/v1",
+        api_key=UPSTREAM,
+        messages=HI,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    typed = [b"data: " + orjson.dumps(chunk) + b"\n\n" async for chunk in stream]
+
+    def events(blocks: list[bytes]) -> list[Any]:
+        out = []
+        for block in blocks:
+            data = orjson.loads(block.removeprefix(b"data: "))
+            out.append({k: "*" if k in VARYING_BODY else v for k, v in data.items()})
+        return out
+
+    wire = [block + b"\n\n" for block in sent.content.split(b"\n\n") if block]
+    assert wire[-1] == b"data: [DONE]\n\n"
+    assert len(typed) > 2 and typed[-1].count(b'"usage":{') == 1  # the usage chunk is the last one
+    assert events(wire[:-1]) == events(typed)
+    # byte for byte, once the ids and times are the same
+    for got, want in zip(wire[:-1], typed, strict=True):
+        g, w = orjson.loads(got[6:]), orjson.loads(want[6:])
+        w["id"], w["created"] = g["id"], g["created"]
+        assert got == b"data: " + orjson.dumps(w) + b"\n\n"
+
+
+def test_plain_chunks_only_where_nothing_reads_the_chunks(fake_provider: FakeProvider) -> None:
+    """The proxy's ``_plain_chunks`` reaches OpenAI's translator unless a callback reads each chunk."""
+    from lmgate._call import Call
+    from lmgate.integrations.custom_logger import CustomLogger
+
+    def translator(**params: Any) -> Any:
+        call = Call(
+            "chat",
+            "openai/gpt-4o-mini",
+            HI,
+            {"api_base": f"{fake_provider.base_url}/v1", "api_key": "sk-x", **params},
+            stream=True,
+            is_async=True,
+        )
+        call.prepare()
+        return call.translator()
+
+    class Chunks(CustomLogger):
+        async def async_log_stream_event(self, kwargs: Any, response_obj: Any, start: Any, end: Any) -> None:
+            pass
+
+    assert translator(_plain_chunks=True).plain_chunks is True
+    assert translator().plain_chunks is False
+    assert translator(_plain_chunks=True, callbacks=[Chunks()]).plain_chunks is False
+    assert translator(_plain_chunks=True, callbacks=[CustomLogger()]).plain_chunks is True
+
+
 # ---------------------------------------------------------------------- the access line's record
 
 
@@ -233,6 +301,62 @@ def test_encoded_json_is_starlettes_response() -> None:
         slow.body,
         slow.background,
     )
+
+
+async def test_encoded_json_counts_and_logs_once_the_answer_is_handed_over() -> None:
+    """A forwarded 200's bookkeeping (``after``) runs once its answer is sent, not before it, and
+    also when sending fails (a client gone): the access line is never lost (issue 18)."""
+    from lmgate.proxy.responses import EncodedJSON
+
+    events: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+
+    answer = EncodedJSON(b"{}", {}, lambda: events.append("after"))
+    await answer({"type": "http"}, None, send)
+    assert events == ["http.response.start", "http.response.body", "after"]
+
+    async def gone(message: dict[str, Any]) -> None:
+        raise OSError("the client went away")
+
+    events.clear()
+    with pytest.raises(OSError):
+        await EncodedJSON(b"{}", {}, lambda: events.append("after"))({"type": "http"}, None, gone)
+    assert events == ["after"]
+
+
+async def test_the_access_line_follows_the_answer(apps: tuple[Any, Any]) -> None:
+    """The request's line and metrics are written after its answer went out, and before the app returns."""
+    fast, _ = apps
+    order: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            order.append("line")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def noted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                order.append("body")
+            await send(message)
+
+        await fast(scope, receive, noted)
+
+    handler = Lines()
+    level = logs.ACCESS.level
+    logs.ACCESS.setLevel(logging.INFO)
+    logs.ACCESS.addHandler(handler)
+    try:
+        response = await _ask(
+            app, "POST", "/v1/chat/completions", json={"model": "fast", "messages": HI}, headers=AUTH
+        )
+    finally:
+        logs.ACCESS.removeHandler(handler)
+        logs.ACCESS.setLevel(level)
+    assert response.status_code == 200
+    assert order == ["body", "line"]
+    assert fast.state.proxy.metrics.requests.get(("chat", "fast", 200)) == 1
 
 
 def test_the_first_bad_parameter_of_the_table_is_named_whatever_the_body_order() -> None:

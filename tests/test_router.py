@@ -462,3 +462,54 @@ def test_order_sets_priorities(fake_provider: FakeProvider) -> None:
     assert served(fake_provider) == ["model-a"] * 3
     fake_provider.enqueue(Reply(status=500))
     assert r.completion(model="g", messages=HI)._hidden_params["model_id"] == "b"
+
+
+# ---------------------------------------------------------------- a lone deployment's shortcut
+
+
+@pytest.mark.parametrize("reply", [Reply(), Reply(status=500), Reply(status=400)])
+async def test_a_lone_deployment_is_routed_as_the_decisions_route_it(
+    fake_provider: FakeProvider, reply: Reply
+) -> None:
+    """``route_async`` makes a lone deployment's request without the decision generators (issue
+    18); ``route_sync`` always takes them. Both answer, fail, retry, count in flight and log alike."""
+    outcomes = []
+    for way in ("sync", "async"):
+        fake_provider.reset()
+        fake_provider.enqueue(reply, reply)  # the call's own retry meets the same reply
+        capture = CapturingLogger()
+        r = router([deployment(fake_provider, "g", "model-a", "a")], callbacks=[capture], num_retries=1)
+        assert "g" in r._lone
+        seen: list[str] = []
+        note = seen.append
+        try:
+            if way == "sync":
+                routed = r.route_sync(
+                    "chat", "g", {"messages": HI}, hold=True, on_attempt=lambda d, note=note: note(d.model_id)
+                )
+            else:
+                routed = await r.route_async(
+                    "chat", "g", {"messages": HI}, hold=True, on_attempt=lambda d, note=note: note(d.model_id)
+                )
+        except exc.LmgateError as error:
+            answer: Any = (type(error), error.status_code)
+        else:
+            assert r.in_flight.counts == {"a": 1}  # held until released
+            routed.release()
+            answer = (routed.deployment.model_id, routed.result.choices[0].message.content)
+        assert r.in_flight.counts == {"a": 0}
+        events = [
+            (hook.removeprefix("async_"), p["status"], p["model_id"], p["model_group"], p["response_cost"])
+            for hook, p in terminal(capture)
+        ]
+        outcomes.append((answer, seen, served(fake_provider), events))
+    assert outcomes[0] == outcomes[1]
+    assert len(outcomes[0][3]) == 1  # one terminal event
+
+
+def test_a_fallback_keeps_a_lone_deployment_on_the_decisions() -> None:
+    r = router([mock("g", "a"), mock("h", "b"), mock("i", "c")], fallbacks=[{"g": ["h"]}])
+    assert set(r._lone) == {"h", "i"}
+    assert not router([mock("g", "a"), mock("h", "b")], fallbacks=[{"*": ["h"]}])._lone
+    assert not router([mock("g", "a")], routing_strategy="usage-based-routing")._lone
+    assert not router([mock("g", "a"), mock("g", "b")])._lone

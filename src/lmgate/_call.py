@@ -83,6 +83,9 @@ CONTROL_PARAMS = frozenset(
         "defer_failure_event",
         # a Router's figure: what its earlier, failed attempts of this request cost (in cost_breakdown)
         "failed_attempts_cost",
+        # internal (a client's ``_`` keys never reach a call): the caller reads the stream's chunks
+        # only as plain mappings and JSON (the proxy without stream hooks), see ``translator``
+        "_plain_chunks",
         # Bedrock's endpoint settings and AWS credentials: read by ``Provider.configure``, never
         # sent to the model nor shown to callbacks as optional_params
         "aws_region_name",
@@ -105,6 +108,13 @@ CONTROL_PARAMS = frozenset(
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
+# a call's type by (is_async, kind), when it does not name its own (another API over chat)
+_CALL_TYPES = {
+    (False, "chat"): "completion",
+    (True, "chat"): "acompletion",
+    (False, "embedding"): "embedding",
+    (True, "embedding"): "aembedding",
+}
 
 
 class Call:
@@ -123,22 +133,23 @@ class Call:
         self.settings = settings
         self.kind = kind  # "chat" | "embedding"
         # another API served over chat (``anthropic_messages``) names its own call type (internal keyword)
-        self.call_type = params.pop("_call_type", None) or (
-            ("a" if is_async else "") + ("completion" if kind == "chat" else "embedding")
-        )
+        self.call_type = params.pop("_call_type", None) or _CALL_TYPES[is_async, kind]
         self.model = model
         self.payload = payload  # messages (chat) or the input list (embedding)
         self.stream = bool(stream)
         self.is_async = is_async
         self.start = time.time()
-        control = {k: params.pop(k) for k in list(params) if k in CONTROL_PARAMS}
-        if "extra_body" in control and control["extra_body"]:
-            params.update(control["extra_body"])
+        # the names first (one C set operation), then each moved; the provider's keep their order
+        control = {k: params.pop(k) for k in CONTROL_PARAMS.intersection(params)}
+        extra_body = control.get("extra_body")
+        if extra_body:
+            params.update(extra_body)
         self.control = control
         self.params = params  # what goes to the provider
         self.metadata = control.get("metadata") or control.get("litellm_metadata") or {}
         mock = control.get("mock_response")
-        if mock is None and _mock.asks_for_mock(control):
+        # ``asks_for_mock`` inlined (once a call): mock_tool_calls or mock_timeout alone mocks it too
+        if mock is None and (control.get("mock_tool_calls") or control.get("mock_timeout")):
             mock = _mock.MOCK_DEFAULT_TEXT  # mock_tool_calls or mock_timeout alone: the reference's text
         self.mock = mock
         self.provider: Provider | None = (
@@ -159,7 +170,7 @@ class Call:
         self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
         self.response_headers: dict[str, str] = {}
-        self.custom_prices = custom_prices(control) if _has_price_params(control) else None
+        self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
         self.finished = False
         self.cache_hit = False
         self.stream_started = False
@@ -241,8 +252,12 @@ class Call:
             _validate_messages(self.payload)
         c = self.control
         api_base = c.get("api_base") or c.get("base_url")
+        custom_provider = c.get("custom_llm_provider")
         try:
-            provider, model_name = _providers.resolve(self.model, c.get("custom_llm_provider"), api_base)
+            if type(self.model) is str and (custom_provider is None or type(custom_provider) is str):
+                provider, model_name = _resolve(self.model, custom_provider, bool(api_base))
+            else:  # raises the error a model that is not a string gets
+                provider, model_name = _providers.resolve(self.model, custom_provider, api_base)
         except exc.UnknownModelError:
             if self.mock is None:
                 raise
@@ -264,12 +279,16 @@ class Call:
         if self.kind == "embedding" and not provider.supports_embeddings:
             raise exc.BadRequestError(f"{provider.name} does not offer embeddings", provider.name, model_name)
         api_key, api_version = c.get("api_key"), c.get("api_version")
-        if _is_static(provider, api_base, api_key, api_version):
+        static = (
+            _static_endpoint(provider, model_name, api_base, api_key, api_version)
+            if type(api_base) is str
+            and type(api_key) is str
+            and (api_version is None or type(api_version) is str)
+            else None
+        )
+        if static is not None:
             # a deployment's calls all resolve alike: endpoint, its secrets and masks computed once
-            assert api_base is not None and api_key is not None
-            ep, secrets, self.shown_api_base, key_masked = _static_endpoint(
-                provider, model_name, api_base, api_key, api_version
-            )
+            ep, secrets, self.shown_api_base, key_masked = static
         else:
             ep = provider.endpoint(model_name, api_base, api_key, api_version)
             ep = provider.configure(ep, c)  # seam: region, credentials (Bedrock)
@@ -434,6 +453,8 @@ class Call:
         translator = self.wire.stream_translator(self.endpoint)
         if self._passthrough() is not None:
             translator.keep_events = True
+        elif self.control.get("_plain_chunks") and (self.record is None or not self.plan.by_event["stream"]):
+            translator.plain_chunks = True  # no callback reads the chunks either
         return translator
 
     # ---- ending ----
@@ -636,14 +657,21 @@ def _is_static(provider: Provider, api_base: Any, api_key: Any, api_version: Any
 @functools.lru_cache(maxsize=512)
 def _static_endpoint(
     provider: Provider, model_name: str, api_base: str, api_key: str, api_version: str | None
-) -> tuple[Endpoint, tuple[str, ...], str | None, str | None]:
+) -> tuple[Endpoint, tuple[str, ...], str | None, str | None] | None:
+    """The endpoint, its secrets and masks when it depends on nothing but these arguments
+    (``_is_static``), else None: decided once per deployment."""
+    if not _is_static(provider, api_base, api_key, api_version):
+        return None
     # raises (and nothing is cached) on bad input
     ep = provider.endpoint(model_name, api_base, api_key, api_version)
     return (ep, *_endpoint_masks(ep))
 
 
-def _has_price_params(control: dict[str, Any]) -> bool:
-    return not control.keys().isdisjoint(PRICE_KEYS)
+@functools.lru_cache(maxsize=512)
+def _resolve(model: str, custom_llm_provider: str | None, has_api_base: bool) -> tuple[Provider, str]:
+    """``providers.resolve``, once per model: the registry's providers never change while
+    lmgate runs, and api_base only counts by being there (an error is raised, never kept)."""
+    return _providers.resolve(model, custom_llm_provider, "api_base" if has_api_base else None)
 
 
 # what a mock call's attempt sends when no callback listens (nobody would read the request)

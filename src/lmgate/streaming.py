@@ -194,11 +194,15 @@ class CustomStreamWrapper:
 
     # ---- shared ----
     def _deliver(self, chunk: Any) -> Any:
-        chunk = _with_choice(chunk)
-        if self._acc.first is None:
-            self._call.first_token()
-        self._acc.add(chunk)
-        self._call.chunk(chunk)
+        if not chunk.get("choices"):  # runs on every chunk: the usual one has its choices already
+            chunk = _with_choice(chunk)
+        acc = self._acc
+        call = self._call
+        if acc.first is None:
+            call.first_token()
+        acc.add(chunk)
+        if call.record is not None:  # ``call.chunk``: only a call someone listens to emits chunks
+            call.chunk(chunk)
         return chunk
 
     def _end(self, status: str, error: BaseException | None = None) -> BaseException | None:

@@ -80,6 +80,10 @@ class StreamTranslator:
     # set by the call for a pass-through (``messages_request``): each provider event is kept on
     # a chunk as ``_anthropic_event``; translators of other APIs ignore it
     keep_events: bool = False
+    # set by the call when nothing reads its chunks but as plain mappings and JSON (the proxy's
+    # stream without stream hooks or chunk callbacks): a translator that can may then give the
+    # decoded event itself where it is what its typed chunk would hold (OpenAI's; the rest ignore it)
+    plain_chunks: bool = False
 
     def feed(self, event: str, data: str) -> list[ModelResponseStream]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -281,6 +285,8 @@ def rate_limit_headers(headers: dict[str, str], secrets: Iterable[str | None] = 
             continue
         names.append(lowered)
         values.append(str(value))
+    if not names:  # nothing to pass on (a server that sends only its framing headers): nothing to scrub
+        return {}
     out: dict[str, str] = {}
     for lowered, value in zip(names, scrub_values(values, tuple(secrets)), strict=True):
         if lowered.startswith(("x-ratelimit-", "anthropic-ratelimit-", "retry-after")):

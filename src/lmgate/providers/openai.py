@@ -8,7 +8,7 @@ import orjson
 
 from .. import exceptions as exc
 from ..types import EmbeddingResponse, ModelResponse, ModelResponseStream
-from ..types.decoded import chat_chunk, chat_completion
+from ..types.decoded import chat_chunk, chat_completion, is_plain_chunk
 from .base import Endpoint, HttpRequest, Provider, StreamTranslator, is_context_window_error
 
 
@@ -101,6 +101,8 @@ class _OpenAIStream(StreamTranslator):
             if status == 400 and is_context_window_error(message, code):
                 cls = exc.ContextWindowExceededError
             raise cls(message, self.provider.name, self.ep.model, status_code=status, body=obj)
+        if self.plain_chunks and is_plain_chunk(obj):  # the typed chunk would hold just this
+            return [obj]  # type: ignore[list-item]
         return [chat_chunk(obj)]
 
 

@@ -352,10 +352,14 @@ def _write_direct(
             if value is not None and key not in out:
                 out[key] = value
         line = orjson.dumps(out, default=str).decode()
-    handler.acquire()
+    lock = handler.lock  # what handler.acquire()/release() take, without their two calls
+    if lock:
+        lock.acquire()
     try:
-        handler.stream.write(line + handler.terminator)
-        handler.flush()
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
+            stream.flush()
     except RecursionError:  # as StreamHandler.emit
         raise
     except Exception:
@@ -363,7 +367,8 @@ def _write_direct(
         record.__dict__.update({_FIELDS: fields or {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
         handler.handleError(record)
     finally:
-        handler.release()
+        if lock:
+            lock.release()
 
 
 _REQUEST_MESSAGE = "%s %s %d"

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeGuard
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_TOKEN_KINDS = (("prompt_tokens", "prompt"), ("completion_tokens", "completion"))  # usage key, label
 OTHER_MODEL = "other"  # the model label of every request for a model name not in model_list
 
 
@@ -51,21 +50,33 @@ class Metrics:
     def observe(
         self, route: str, model: str, status: int, seconds: float, usage: Any = None, cost: Any = None
     ) -> None:
+        # once per request: the histogram's observe and the token kinds' loop written out
         if model not in self.model_names:
             model = OTHER_MODEL
+        requests = self.requests
         key = (route, model, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        requests[key] = requests.get(key, 0) + 1
         hkey = (route, model)
         hist = self.latency.get(hkey)
         if hist is None:
             hist = self.latency[hkey] = Histogram()
-        hist.observe(seconds)
+        hist.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        hist.total += seconds
+        hist.count += 1
         if usage:
-            for kind, label in _TOKEN_KINDS:
-                n = usage.get(kind) if isinstance(usage, dict) else getattr(usage, kind, None)
-                if isinstance(n, int) and n > 0:  # a count, never a string or a float from a bad usage block
-                    tkey = (model, label)
-                    self.tokens[tkey] = self.tokens.get(tkey, 0) + int(n)
+            if isinstance(usage, dict):
+                prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            else:
+                prompt = getattr(usage, "prompt_tokens", None)
+                completion = getattr(usage, "completion_tokens", None)
+            tokens = self.tokens
+            # a count, never a string or a float from a bad usage block
+            if isinstance(prompt, int) and prompt > 0:
+                tkey = (model, "prompt")
+                tokens[tkey] = tokens.get(tkey, 0) + int(prompt)
+            if isinstance(completion, int) and completion > 0:
+                tkey = (model, "completion")
+                tokens[tkey] = tokens.get(tkey, 0) + int(completion)
         if isinstance(cost, (int, float)) and cost > 0 and math.isfinite(cost):
             self.cost[model] = self.cost.get(model, 0.0) + float(cost)
 

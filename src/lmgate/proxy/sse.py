@@ -47,9 +47,10 @@ class Framing:
 class SSEResponse:
     """A server-sent events response that notices the client leaving.
 
-    The chunks are pumped in one task while another waits for ``http.disconnect``; when the
-    client goes first, the lmgate stream is closed (its call ends as ``abandoned``, one
-    terminal event) and the pump is stopped. ``on_end(status, usage, error)`` runs exactly once.
+    The chunks are pumped in the request's task while a listener task waits for
+    ``http.disconnect``; when the client goes first, the lmgate stream is closed (its call ends
+    as ``abandoned``, one terminal event) and the pump is stopped. ``on_end(status, usage,
+    error)`` runs exactly once.
     """
 
     def __init__(
@@ -72,25 +73,57 @@ class SSEResponse:
         status = 200
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            pump = asyncio.ensure_future(self._pump(send))
-            listener = asyncio.ensure_future(_wait_disconnect(receive))
-            done, _ = await asyncio.wait((pump, listener), return_when=asyncio.FIRST_COMPLETED)
-            if pump in done:
-                listener.cancel()
-                status = pump.result()
-            else:
-                status = 499  # the client closed the connection
-                await self._close_source()
-                pump.cancel()
-                try:
-                    await pump
-                except BaseException:  # noqa: B036 - the pump was cancelled on purpose
-                    pass
+            # the chunks are pumped in this task (no second task, no loop turn before the first
+            # chunk: issue 18) while a listener waits for the client to leave
+            status = await self._pump_until_left(asyncio.ensure_future(_wait_disconnect(receive)), send)
         except OSError:
             status = 499
         finally:
             await self._close_source()
             self.on_end(status, self.usage, self.error)
+
+    async def _pump_until_left(self, listener: asyncio.Future[None], send: Any) -> int:
+        """The pump's status; when the client goes first, the lmgate stream is closed (ending its
+        call as abandoned) and only then is the pump stopped, as a pump task would be: 499."""
+        task = asyncio.current_task()
+        assert task is not None
+        pumping = True
+        left = False
+        closing: asyncio.Task[None] | None = None
+
+        async def close_then_stop() -> None:
+            await self._close_source()
+            if pumping:
+                task.cancel()
+
+        def on_listener_done(done: asyncio.Future[None]) -> None:
+            nonlocal left, closing
+            if done.cancelled():
+                return
+            done.exception()  # retrieved: a receive that broke means the client is gone too
+            if not pumping:
+                return
+            left = True
+            closing = asyncio.ensure_future(close_then_stop())
+
+        listener.add_done_callback(on_listener_done)
+        try:
+            status = await self._pump(send)
+        except asyncio.CancelledError:
+            if not left:  # cancelled from outside (the server going down): not ours to keep
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancel was ours, taken back
+            if uncancel is not None:
+                uncancel()
+            status = 499
+        finally:
+            pumping = False
+            listener.cancel()
+        if left:  # the client went while the last chunk went out: it is gone all the same
+            if closing is not None:
+                await closing
+            return 499
+        return status
 
     async def _close_source(self) -> None:
         source, self.source = self.source, None
@@ -100,11 +133,18 @@ class SSEResponse:
     async def _pump(self, send: Any) -> int:
         iterator = self.iterator
         framing = self.framing
+        openai = type(framing) is Framing  # OpenAI's data lines: a chunk's JSON framed right here
+        dumps = orjson.dumps
         try:
             async for chunk in iterator:
-                usage = chunk.get("usage") if isinstance(chunk, dict) else None
-                if usage:
-                    self.usage = usage
+                if isinstance(chunk, dict):
+                    usage = chunk.get("usage")
+                    if usage:
+                        self.usage = usage
+                    if openai:  # what Framing.frame makes of a mapping, without its two calls
+                        body = b"data: " + dumps(chunk) + b"\n\n"
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        continue
                 body = framing.frame(chunk)
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})

@@ -174,9 +174,12 @@ def _range(rule: Rule) -> str:
     return " and ".join(part for part in (low, high) if part)
 
 
-def check_request(data: dict[str, Any], kind: str) -> None:
-    """Every check of a chat (``kind="chat"``) or embeddings request body; raises ``ProxyError``."""
-    check_nesting(data)  # first: a body nested too deep is refused as such, before anything walks it
+def check_request(data: dict[str, Any], kind: str, nesting_checked: bool = False) -> None:
+    """Every check of a chat (``kind="chat"``) or embeddings request body; raises ``ProxyError``.
+    ``nesting_checked``: the caller knows the body cannot nest too deep (its raw JSON has fewer
+    brackets than the bound), so it is not walked for that."""
+    if not nesting_checked:  # first: a body nested too deep is refused as such, before anything walks it
+        check_nesting(data)
     if kind == "chat":
         _check_messages(data.get("messages"))
         rules = CHAT_RULES

@@ -60,6 +60,13 @@ class Fallbacks:
             for g in v
         }
 
+    def may_apply(self, group: str) -> bool:
+        """Whether some error of ``group`` could have a fallback (the group's own entry, or ``*``)."""
+        return any(
+            group in table or "*" in table
+            for table in (self.general, self.context_window, self.content_policy)
+        )
+
     def for_error(self, group: str, error: BaseException) -> list[str]:
         """The groups to try after ``error`` ended ``group``'s attempts, in order."""
         if not isinstance(error, exc.LmgateError) or isinstance(error, exc.ConfigError):

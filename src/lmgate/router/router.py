@@ -160,6 +160,21 @@ class Router:
         )
         self._measures_usage = routing_strategy.startswith("usage-based")
         self._measures_latency = routing_strategy == "latency-based-routing"
+        # per group, what no request changes: its deployments' ids (the cooldown check's argument)
+        self._ids = {group: [d.model_id for d in members] for group, members in self.groups.items()}
+        # a lone candidate is every strategy's pick but usage-based routing's (it may be over its limits)
+        self._lone_is_picked = not self._measures_usage
+        # the groups whose request is one attempt at their one deployment, with nowhere to fall
+        # back to: ``route_async`` makes it without the decision generators (issue 18)
+        self._lone: dict[str, Deployment] = (
+            {}
+            if not self._lone_is_picked
+            else {
+                group: members[0]
+                for group, members in self.groups.items()
+                if len(members) == 1 and not self.fallbacks.may_apply(group)
+            }
+        )
         self.model_list = list(model_list or [])
 
     def __repr__(self) -> str:
@@ -210,6 +225,31 @@ class Router:
         """One request; with ``hold`` the caller calls ``release()`` when it is over (the proxy,
         for streams); ``on_attempt`` sees each deployment as it is tried (the proxy's error log)."""
         call = acompletion if kind == "chat" else aembedding
+        lone = self._lone.get(model)
+        if lone is not None and not self.cooldowns.cooling(self._ids[model]):
+            # what ``_route`` decides for a group of one deployment without fallbacks, nothing
+            # cooling, written out here (no decision generators, no coroutine of its own: issue
+            # 18): one attempt at it (its retries are the call's own); a failure is the request's
+            # one terminal event and is raised. ``tests/test_router.py`` holds it to ``route_sync``.
+            call_kwargs = self._call_kwargs(lone, kwargs, False, _FIRST_ATTEMPT)
+            if on_attempt is not None:
+                on_attempt(lone)
+            model_id = lone.model_id
+            self.in_flight.acquire(model_id)
+            start = self.timer()
+            try:
+                result = await call(**call_kwargs)
+            except Exception:
+                self.in_flight.release(model_id)
+                request = _Request()
+                request.deferred.extend(call_kwargs["defer_failure_event"])
+                self._end_in_failure(request)
+                raise
+            release = _releaser(self.in_flight, model_id)
+            if not hold:
+                release()
+            self._measure(lone, result, 0, self.timer() - start)
+            return Routed(lone, result, release)
         flow = self._route(kind, model, kwargs, hold, on_attempt)
         outcome: Any = None  # None starts the generator; then (result, error)
         while True:
@@ -264,25 +304,34 @@ class Router:
             )
             yield from self._refuse(group, kwargs, error, request)
         many = len(members) > 1
-        retries = self.num_retries if self.num_retries is not None else int(self.settings.num_retries or 0)
-        total = max(len(members), 1 + retries) if many else 1
+        if many:
+            retries = (
+                self.num_retries if self.num_retries is not None else int(self.settings.num_retries or 0)
+            )
+            total = max(len(members), 1 + retries)
+        else:
+            total = 1
         tokens = _estimate_tokens(kwargs) if self._measures_usage else 0
         tried: list[str] = []
         last_error: BaseException | None = None
-        ids = [d.model_id for d in members]
+        ids = self._ids.get(group) or [d.model_id for d in members]
         for index in range(total):
             cooling = self.cooldowns.cooling(ids)
-            # the usual first attempt: nothing cooling, nothing tried, every member a candidate
-            candidates = [d for d in members if d.model_id not in cooling] if cooling else list(members)
-            fresh = [d for d in candidates if d.model_id not in tried] if tried else candidates
-            if (
-                not fresh and candidates and index > 0
-            ):  # every deployment failed once: back off, go round again
-                yield Wait(
-                    self._policy().delay_s(index - len(members), getattr(last_error, "retry_after", None))
-                )
-            pool = _first_order(fresh or candidates)
-            deployment = self.strategy.pick(group, pool, tokens) if pool else None
+            deployment: Deployment | None
+            if not cooling and not many and self._lone_is_picked:  # the usual lone deployment
+                deployment = members[0]
+            else:
+                # the usual first attempt: nothing cooling, nothing tried, every member a candidate
+                candidates = [d for d in members if d.model_id not in cooling] if cooling else list(members)
+                fresh = [d for d in candidates if d.model_id not in tried] if tried else candidates
+                if (
+                    not fresh and candidates and index > 0
+                ):  # every deployment failed once: back off, go round again
+                    yield Wait(
+                        self._policy().delay_s(index - len(members), getattr(last_error, "retry_after", None))
+                    )
+                pool = _first_order(fresh or candidates)
+                deployment = self.strategy.pick(group, pool, tokens) if pool else None
             if deployment is None:
                 if last_error is not None:  # the last attempt's failure stays the answer
                     raise last_error
@@ -386,6 +435,9 @@ class Router:
             self.counters.add_usage(deployment.model_id, int(used or tokens))
         if self._measures_latency:
             self.counters.add_latency(deployment.model_id, elapsed)
+
+
+_FIRST_ATTEMPT = _Request()  # read only: a first attempt has no earlier failures to carry
 
 
 def _first_order(pool: list[Deployment]) -> list[Deployment]:

@@ -81,6 +81,25 @@ def chat_chunk(body: dict[str, Any]) -> ModelResponseStream:
     return chunk
 
 
+def is_plain_chunk(body: Any) -> bool:
+    """Whether ``chat_chunk(body)`` would hold exactly ``body``'s keys and values, in the same
+    order, and carry a choice: then only the classes differ, and a reader of plain mappings and
+    JSON (the proxy's stream, when no hook or callback reads its chunks) can take ``body`` itself.
+    The usual event is (``object`` set, no usage, choices whose delta is a dict without tool calls)."""
+    if type(body) is not dict or "object" not in body or _get(body, "usage") is not None:
+        return False
+    choices = _get(body, "choices")
+    if type(choices) is not list or not choices:  # an empty list gets a choice made up (streaming)
+        return False
+    for choice in choices:
+        if type(choice) is not dict:
+            return False
+        delta = _get(choice, "delta")
+        if delta is not None and (type(delta) is not dict or _get(delta, "tool_calls") is not None):
+            return False
+    return True
+
+
 def _as(cls: type, value: Any) -> Any:
     """What the constructor's walk makes of a value that is not a plain dict."""
     return cls(value) if isinstance(value, dict) and not isinstance(value, cls) else value
@@ -121,4 +140,4 @@ def _usage(data: dict[str, Any]) -> Usage:
     return usage
 
 
-__all__ = ["chat_chunk", "chat_completion"]
+__all__ = ["chat_chunk", "chat_completion", "is_plain_chunk"]

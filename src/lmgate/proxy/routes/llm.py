@@ -11,6 +11,7 @@ the failure hooks, the metrics and the request log. The in-flight count is the m
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,7 @@ from ..identity import identity, stamp
 from ..key_logging import call_controls
 from ..logs import log_failed_call, log_request
 from ..middleware import CountedRoute, caller
+from ..nesting import MAX_PARAM_DEPTH
 from ..responses import EncodedJSON, error_response, json_response
 from ..sse import SSEResponse
 from ..state import ProxyState
@@ -55,6 +57,7 @@ logger = logging.getLogger("lmgate.proxy")
 _OWN_KEYS = frozenset({"model", "messages", "input", "stream", "metadata"})
 _CLIENT_BLOCKED = CLIENT_BLOCKED  # the listed names (docs/security.md); client_may_set has the rules
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection first
+_PLAIN_CHUNKS = {"_plain_chunks": True}  # the proxy's own call argument (read, never changed)
 
 
 def routes(state: ProxyState) -> list[Route]:
@@ -96,6 +99,11 @@ class LLMRoutes:
 
     # ---- body ----
     async def read_json(self, request: Request) -> dict[str, Any]:
+        return (await self.read_body(request))[0]
+
+    async def read_body(self, request: Request) -> tuple[dict[str, Any], bool]:
+        """The body's JSON object, and whether it is shallow for sure: fewer ``[`` and ``{`` in
+        all than the nesting bound, so no walk of it can find it nested too deep."""
         limit = self.config.max_request_bytes
         declared = _content_length(request.scope["headers"])
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -141,7 +149,7 @@ class LLMRoutes:
             raise ProxyError(400, f"request body is not valid JSON: {error}", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ProxyError(400, f"request body must be a JSON object, got {type(data).__name__}")
-        return data
+        return data, raw.count(b"[") + raw.count(b"{") <= MAX_PARAM_DEPTH
 
     def group_for(self, data: dict[str, Any]) -> str:
         """The request's model group (a model_name of the config)."""
@@ -172,12 +180,12 @@ class LLMRoutes:
         failed_at = FailedAt()
         try:
             user = caller(request)
-            data = await self.read_json(request)
+            data, shallow = await self.read_body(request)
             model = str(data.get("model") or "unknown")
             if fmt:
                 fmt.check(data)
             else:
-                check_request(data, kind)
+                check_request(data, kind, nesting_checked=shallow)
             if user.models or user.team_models:  # before any hook sees a request the key may not make
                 check_model(user, model)
             end_user = _end_user(data, fmt)
@@ -255,11 +263,11 @@ class LLMRoutes:
             body = orjson.dumps(fmt.respond(result, group, not hooks.post_success) if fmt else result)
             usage = result.get("usage") if isinstance(result, dict) else None
             elapsed = time.perf_counter() - start
-            metrics.observe(route, model, 200, elapsed, usage, hidden.get("response_cost"))
-            log_request(
-                request.scope, 200, model, deployment, user, elapsed, usage, hidden.get("response_cost")
+            # counted and logged once the answer is handed over (EncodedJSON's ``after``)
+            after = functools.partial(
+                _count_and_log, metrics, route, model, request.scope, deployment, user, elapsed, usage, hidden
             )
-            return EncodedJSON(body, headers)
+            return EncodedJSON(body, headers, after)
         except Exception as error:
             if reservation is not None and not reservation.settled:  # nothing billed: give it back
                 await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
@@ -315,18 +323,22 @@ class LLMRoutes:
         else:
             kw["input"] = data["input"]
         tried: list[Any] = []
-
-        async def route() -> tuple[Any, Any, Callable[[], None]]:
+        if not hooks.moderation:  # routed in this coroutine: one coroutine fewer per request (issue 18)
             try:
                 routed = await self.router.route_async(kind, group, kw, hold=True, on_attempt=tried.append)
             except Exception as error:
-                if tried and failed_at is not None:  # for the server log's lines
-                    failed_at.note(error, self.deployments[tried[-1].model_id])
+                self._note_failure(error, tried, failed_at)
                 raise
             return self.deployments[routed.deployment.model_id], routed.result, routed.release
 
-        if not hooks.moderation:
-            return await route()
+        async def route() -> tuple[Any, Any, Callable[[], None]]:  # beside the moderation hooks
+            try:
+                routed = await self.router.route_async(kind, group, kw, hold=True, on_attempt=tried.append)
+            except Exception as error:
+                self._note_failure(error, tried, failed_at)
+                raise
+            return self.deployments[routed.deployment.model_id], routed.result, routed.release
+
         task = asyncio.ensure_future(route())
         try:
             await run_moderation(hooks, data, user, call_type)
@@ -334,6 +346,11 @@ class LLMRoutes:
             await _discard(task)
             raise
         return await task
+
+    def _note_failure(self, error: BaseException, tried: list[Any], failed_at: FailedAt | None) -> None:
+        """The deployment the routed call failed at, for the server log's lines."""
+        if tried and failed_at is not None:
+            failed_at.note(error, self.deployments[tried[-1].model_id])
 
     async def _stream(
         self,
@@ -350,6 +367,9 @@ class LLMRoutes:
         reservation: Reservation | None = None,
     ) -> SSEResponse:
         call_type = fmt.call_type if fmt else "completion"
+        if not (fmt or hooks.stream_iterator or hooks.stream_chunk):
+            # the chunks are only framed as JSON and their usage read: plain ones will do (issue 18)
+            extra = {**extra, "_plain_chunks": True} if extra else _PLAIN_CHUNKS
         deployment, stream, release = await self._call(
             hooks, user, data, who, group, "chat", call_type, stream=True, extra=extra, failed_at=failed_at
         )
@@ -480,6 +500,23 @@ class FailedAt:
     def deployment_for(self, error: BaseException) -> Any:
         """The deployment ``error`` came from, when it is the error the Router raised; else None."""
         return self._deployment if error is self._error else None
+
+
+def _count_and_log(
+    metrics: Any,
+    route: str,
+    model: str,
+    scope: Any,
+    deployment: Any,
+    user: Any,
+    elapsed: float,
+    usage: Any,
+    hidden: dict[str, Any],
+) -> None:
+    """A forwarded 200's metrics and access line."""
+    cost = hidden.get("response_cost")
+    metrics.observe(route, model, 200, elapsed, usage, cost)
+    log_request(scope, 200, model, deployment, user, elapsed, usage, cost)
 
 
 def _end_user(data: dict[str, Any], fmt: Any) -> Any:
