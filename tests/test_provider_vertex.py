@@ -8,6 +8,7 @@ endpoints refuse any request without a live one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 
@@ -50,10 +51,18 @@ def fv(server):
     return server
 
 
+_FRESH = itertools.count(1)
+
+
 @pytest.fixture
 def fresh_account(fv):
-    """A service account of its own: a token source nobody else has used yet."""
-    info, public = make_service_account(fv.token_uri, PROJECT)
+    """A service account of its own: a token source nobody else has used yet. Its own address too:
+    the fake keeps one key per address, so reusing the module account's would replace that
+    account's key, and whichever test first asked for the module account's token afterwards would
+    fail (an order-dependent failure seen when only some tests ran)."""
+    info, public = make_service_account(
+        fv.token_uri, PROJECT, email=f"fresh-{next(_FRESH)}@{PROJECT}.iam.gserviceaccount.com"
+    )
     fv.register(info, public)
     return info
 
