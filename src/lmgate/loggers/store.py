@@ -24,7 +24,12 @@ from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
 
 NAMES = ("store",)
-STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes")
+STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes", "writer")
+# where a batch is written: "thread" (the delivery thread, in this process) or "process" (a child
+# process fed over a pipe, store/writer_process.py); `lmgate serve` sets the environment to
+# "process" (unless set), a program using the library gets "thread" unless it asks
+WRITERS = ("thread", "process")
+WRITER_ENV = "LMGATE_STORE_WRITER"
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -97,10 +102,20 @@ class StoreLogger(BatchLogger):
         url: str | None = None,
         retention_days: Any = None,
         max_record_bytes: Any = None,
+        writer: str | None = None,
         store: Any = None,
         **params: Any,
     ) -> None:
         from .. import _conf
+
+        writer = writer or os.environ.get(WRITER_ENV) or "thread"
+        if writer not in WRITERS:
+            raise LoggerConfigError(
+                f"callback_settings.store.writer: must be one of {', '.join(WRITERS)}, got {writer!r}"
+                f" (or set {WRITER_ENV})"
+            )
+        if store is not None:
+            writer = "thread"  # a store object handed in cannot be handed to another process
 
         if retention_days is not None:
             retention_days = _conf.number(
@@ -150,7 +165,28 @@ class StoreLogger(BatchLogger):
         # big batches: one insert (one ClickHouse part, one SQLite commit) per thousand calls
         params.setdefault("batch_size", 1000)
         params.setdefault("flush_interval", 1.0)
-        super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener), **params)
+        exporter: Any
+        if writer == "process":
+            from ..store.rows import DEFAULT_MAX_RECORD_BYTES
+            from ..store.writer_process import ProcessStoreExporter
+
+            exporter = ProcessStoreExporter(
+                # the same store the opener opens (a SQLite path made absolute: the same file
+                # whatever the child's working directory)
+                {
+                    "type": type,
+                    "path": where if type == "sqlite" else path,
+                    "url": url,
+                    "retention_days": retention_days,
+                },
+                store=store,
+                max_record_bytes=int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES),
+                opener=opener,
+            )
+        else:
+            exporter = StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener)
+        self.writer = writer
+        super().__init__(exporter, **params)
 
     @property
     def store(self) -> Any:
@@ -161,8 +197,10 @@ class StoreLogger(BatchLogger):
         delivery thread need not parse the record again: on a busy proxy that parse was the
         largest cost of the store after the SQLite insert (docs/store.md, "Cost"). A payload
         whose values would not read back the same from JSON (``rows.NotPlain``) or one over
-        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread."""
-        if len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
+        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread.
+        With the writer in a child process nothing is prepared: the child parses each record,
+        on another core, and the columns would only cost the event loop."""
+        if self.writer == "process" or len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
             return None
         from ..store.rows import plain_columns
 
