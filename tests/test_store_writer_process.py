@@ -6,6 +6,7 @@ send path against the fake provider."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -13,8 +14,10 @@ import sys
 import textwrap
 
 import pytest
+from fakes import Reply
 
 import lmgate
+from lmgate._callbacks.payload_facts import facts_record, payload_from_facts
 from lmgate._retry import RetryPolicy
 from lmgate.loggers._env import LoggerConfigError
 from lmgate.loggers.store import StoreLogger
@@ -41,21 +44,85 @@ def rows_of(logger: StoreLogger) -> list[dict]:
     return logger.store.query(Filters(), Page(limit=1000))
 
 
+def several_calls(fp) -> None:
+    """Calls of every shape: plain, with metadata, tags, a user and parameters, streamed, failed,
+    with a secret in the metadata, redacted."""
+    lmgate.completion(**params(fp))
+    lmgate.completion(
+        **params(
+            fp,
+            user="alice",
+            temperature=0.3,
+            max_tokens=7,
+            metadata={"tags": ["w", "x"], "team": "t", "nested": {"k": [1, 2.5, None, True]}},
+        )
+    )
+    lmgate.completion(
+        **params(fp, messages=[{"role": "user", "content": 'h\u00e9llo \u2028 \U0001f600 "q" \n'}])
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in lmgate.completion(**params(fp, stream=True)))
+    fp.enqueue(Reply(status=400))
+    with pytest.raises(lmgate.exceptions.BadRequestError):
+        lmgate.completion(**params(fp))
+    lmgate.completion(**params(fp, metadata={"api_key": "sk-abcdefghijklmnopqrstuvwx", "tags": ["s"]}))
+    lmgate.completion(**params(fp, metadata={"when": datetime.datetime(2026, 1, 2, 3, 4, 5), 1: "int key"}))
+    lmgate.completion(**params(fp, metadata={"tags": "not-a-list"}))
+    lmgate.completion(**params(fp, turn_off_message_logging=True))
+
+
 def test_rows_are_written_by_a_child_process_and_equal_the_in_process_ones(tmp_path, fake_provider):
     in_process = StoreLogger(path=str(tmp_path / "thread.sqlite3"), spool="off", writer="thread")
     child = StoreLogger(path=str(tmp_path / "process.sqlite3"), spool="off", writer="process")
-    lmgate.callbacks = [in_process, child]
-    for i in range(3):
-        lmgate.completion(**params(fake_provider, user=f"u{i}", metadata={"tags": ["w"]}))
+    lmgate.callbacks = [child, in_process]
+    several_calls(fake_provider)
     assert in_process.flush(30) and child.flush(30)
     assert child.writer == "process" and isinstance(child.exporter, ProcessStoreExporter)
     assert child.exporter.pid not in (None, os.getpid())
-    assert child.stats()["delivered"] == 3 and child.stats()["dropped_total"] == 0
-    # the same calls (one call id each, both loggers saw them): the same rows, column for column
+    assert child.stats()["delivered"] == 9 and child.stats()["dropped_total"] == 0
+    # the same calls (one call id each, both loggers saw them): the same rows, column for column,
+    # whether the child built the payload from the call's facts or got it built
     theirs = sorted(rows_of(child), key=lambda r: r["call_id"])
     ours = sorted(rows_of(in_process), key=lambda r: r["call_id"])
-    assert len(theirs) == 3 and {r["end_user"] for r in theirs} == {"u0", "u1", "u2"}
+    assert len(theirs) == 9 and "alice" in {r["end_user"] for r in theirs}
     assert theirs == ours
+    # and the same stored payloads, byte for byte
+    full = [(child.store.get(r["call_id"]), in_process.store.get(r["call_id"])) for r in theirs]
+    assert all(a is not None and a == b for a, b in full)
+    assert "sk-abcdefghijklmnopqrstuvwx" not in str(full)
+
+
+class Summaries:
+    """A sink that keeps each finished call's summary (reads nothing from it)."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+
+    def take(self, summary, event) -> None:
+        self.got.append(summary)
+
+
+def test_a_calls_facts_build_the_very_payload_or_are_not_taken(fake_provider):
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    several_calls(fake_provider)
+    deferred = []
+    for summary in sink.got:
+        record = facts_record(summary)
+        if record is not None:
+            assert b"\n" not in record and record.startswith(b'["lmgate.facts/1"')
+            assert payload_from_facts(record) == summary.payload_json()
+            deferred.append(summary)
+    # plain, metadata and parameters, unicode, streamed: from their facts; the failure, the
+    # secret to mask, the datetime and int key, the bad tags and the redacted call: built here
+    assert len(sink.got) == 9 and len(deferred) == 4
+    assert {s.status for s in deferred} == {"success"} and any(s.stream for s in deferred)
+
+
+def test_a_record_that_is_not_a_calls_facts_is_dropped_with_its_reason(tmp_path):
+    logger = StoreLogger(path=str(tmp_path / "logs.sqlite3"), spool="off", writer="process")
+    logger.enqueue_bytes(b'["lmgate.facts/0", 1]')
+    assert logger.flush(30)
+    assert logger.stats()["dropped"] == {"not_a_payload: not a call's facts record (lmgate.facts/1)": 1}
 
 
 def test_a_child_killed_between_batches_is_replaced(tmp_path, fake_provider):

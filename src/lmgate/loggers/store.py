@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._callbacks.payload_facts import facts_record
 from ._env import LoggerConfigError
 from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
@@ -191,6 +192,26 @@ class StoreLogger(BatchLogger):
     @property
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
+
+    def take(self, summary: CallSummary, event: str) -> None:
+        """With the writer in a child process, the call's facts are queued instead of its payload
+        when they are enough to build it there (``_callbacks.payload_facts``): the payload's build
+        and encoding leave the event loop. Otherwise (or when a reader built the payload already)
+        the payload, as every batch logger does."""
+        if (
+            self.writer == "process"
+            and event in self.settings.events
+            and not self.turn_off_message_logging
+            and summary.payload_json_if_built() is None
+        ):
+            try:
+                data = facts_record(summary)
+            except Exception:  # noqa: BLE001 - anything odd: the payload, built here, says what it is
+                data = None
+            if data is not None:
+                self.processor.enqueue(data)
+                return
+        super().take(summary, event)
 
     def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
         """The row's columns, taken from the payload dict the record was encoded from, so the
