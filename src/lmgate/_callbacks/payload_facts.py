@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import record as _record  # noqa: F401 - sets the summary's defaults (summary.take_defaults)
 from .payload import _masked_metadata, build_payload, request_tags
+from .summary import freeze
 
 if TYPE_CHECKING:
     from .summary import CallSummary
@@ -107,9 +109,12 @@ def is_facts_record(record: bytes) -> bool:
 
 def payload_from_facts(record: bytes) -> bytes:
     """The standard logging payload's JSON for a ``facts_record``; ValueError when it is not one."""
-    from . import record as _record  # noqa: F401 - the summary's defaults are set when it is imported
-    from .summary import freeze
+    return summary_from_facts(record).payload_json()
 
+
+def summary_from_facts(record: bytes) -> CallSummary:
+    """The summary a ``facts_record`` was taken from, as far as its payload goes (its
+    ``payload()`` and ``payload_json()``); ValueError when ``record`` is not a facts record."""
     facts = orjson.loads(record)
     if not isinstance(facts, list) or len(facts) != _LENGTH or facts[0] != FACTS_TAG:
         raise ValueError(f"not a call's facts record ({FACTS_TAG})")
@@ -131,7 +136,7 @@ def payload_from_facts(record: bytes) -> bytes:
         redact_all=False,
         litellm_params_source={},
     )
-    return freeze(values, build_payload).payload_json()
+    return freeze(values, build_payload)
 
 
-__all__ = ["FACTS_TAG", "facts_record", "is_facts_record", "payload_from_facts"]
+__all__ = ["FACTS_TAG", "facts_record", "is_facts_record", "payload_from_facts", "summary_from_facts"]

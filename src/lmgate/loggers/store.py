@@ -73,6 +73,8 @@ class StoreExporter:
         )
         for record, columns in zip(batch.records, prepared, strict=True):
             try:
+                if columns is None and record[:1] == b"[":  # a call's facts: its payload built here
+                    record, columns = self._built_from_facts(record)
                 if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
                     rows.append(from_columns(columns, record))
                 else:  # read back from the spool, or enqueued as bytes alone: parsed
@@ -86,6 +88,22 @@ class StoreExporter:
             logger.warning("store: writing a batch of %d failed, will retry: %s", len(rows), error)
             return [o if o.kind == "drop" else Outcome("retry", type(error).__name__) for o in outcomes]
         return outcomes
+
+    def _built_from_facts(self, record: bytes) -> tuple[bytes, tuple[Any, ...] | None]:
+        """The payload a call's facts record stands for (``_callbacks.payload_facts``), and its
+        row's columns taken from the payload dict it was encoded from (not parsed back); None for
+        the columns of a payload over ``max_record_bytes`` or not plain: parsed, as any record."""
+        from .._callbacks.payload_facts import summary_from_facts
+        from ..store.rows import NotPlain, plain_columns
+
+        summary = summary_from_facts(record)
+        data = summary.payload_json()
+        if len(data) > self.max_record_bytes:
+            return data, None
+        try:
+            return data, plain_columns(summary.payload())
+        except NotPlain:
+            return data, None
 
     def close(self) -> None:
         if self.store is not None:
