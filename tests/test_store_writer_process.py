@@ -251,11 +251,14 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
-def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
+def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]:
+    """A real ``lmgate serve`` with the default store: one call, stored; the store writer
+    processes under the server at that moment, and the rows stored after its SIGTERM."""
     pytest.importorskip("starlette")
     import httpx
     from test_proxy_server import Served
+
+    from lmgate.store import open_store
 
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -264,6 +267,7 @@ def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
           - model_name: mock
             litellm_params: {model: openai/gpt-4o-mini, mock_response: "stored", api_key: sk-mock}
         """)
+        + store_settings
     )
     env = {
         "LMGATE_DATA_DIR": str(tmp_path / "data"),
@@ -280,8 +284,6 @@ def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
             timeout=30,
         )
         assert answer.status_code == 200
-        from lmgate.store import open_store
-
         store = open_store(str(tmp_path / "data" / "logs.sqlite3"))
         for _ in range(600):  # bounded poll: the batch ships within the flush interval (1 s)
             if store.count():
@@ -292,8 +294,31 @@ def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
                 pass
         assert store.count() == 1, served.stderr[-2000:]
         writers = [p for p in _descendants(served.proc.pid) if "lmgate.store.writer_process" in _cmdline(p)]
-        assert len(writers) == 1
     finally:
         code = served.stop()
     assert code == 0, served.stderr[-2000:]
-    assert store.count() == 1
+    return writers, store.count()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
+    writers, stored = _serve_one_call(tmp_path)
+    assert len(writers) == 1 and stored == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_lmgate_serve_with_writer_thread_runs_no_child(tmp_path):
+    writers, stored = _serve_one_call(tmp_path, "general_settings:\n  store: {writer: thread}\n")
+    assert writers == [] and stored == 1
+
+
+def test_a_bad_writer_setting_names_the_key(tmp_path):
+    pytest.importorskip("starlette")
+    from test_proxy_server import Served
+
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list: []\ngeneral_settings:\n  store: {writer: fork}\n")
+    served = Served(config, tmp_path, {"LMGATE_DATA_DIR": str(tmp_path / "data"), "LMGATE_STORE": ""})
+    assert served.proc.wait(60) == 2
+    served.stop()
+    assert "general_settings.store.writer" in served.stderr and "process or thread" in served.stderr
