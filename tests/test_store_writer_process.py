@@ -202,6 +202,38 @@ def test_a_child_that_answers_nonsense_keeps_the_records_pending(tmp_path, fake_
     assert any(p.suffix == ".wal" for p in (tmp_path / "spool").iterdir())  # kept for the next process
 
 
+# A child that takes the settings and a batch, then never answers (a database that hangs).
+NEVER_ANSWERS = textwrap.dedent("""
+    import os, threading
+    from lmgate.store import writer_process as w
+    stdin = os.fdopen(0, "rb")
+    w._read_frame(stdin)
+    w._read_frame(stdin)
+    threading.Event().wait()
+""")
+
+
+def test_closing_while_a_child_hangs_ends_and_keeps_the_records_spooled(tmp_path, fake_provider):
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    logger.exporter.command = [sys.executable, "-c", NEVER_ANSWERS]
+    logger.exporter.close_timeout = 0.5
+    lmgate.callbacks = [logger]
+    lmgate.completion(**params(fake_provider))
+    logger.processor.ship_now()
+    assert not logger.close(0.5)  # returns: the hung child is killed, not waited for
+    assert logger.stats()["spooled"] == 1
+    lines = [p.read_bytes() for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
+    assert sum(chunk.count(b"\n") for chunk in lines) == 1
+    # the next process writes it
+    again = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    assert again.flush(30) and again.store.count() == 1
+    again.close()
+
+
 def test_a_program_that_exits_without_flushing_has_every_call_stored(tmp_path, fake_provider):
     db = tmp_path / "logs.sqlite3"
     script = textwrap.dedent(f"""

@@ -94,6 +94,7 @@ class ProcessStoreExporter:
         self._lock = threading.Lock()  # one batch on the pipe at a time
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
+        self.close_timeout = CLOSE_TIMEOUT_S
 
     def __repr__(self) -> str:
         return f"<ProcessStoreExporter {self.store!r}>"
@@ -165,11 +166,22 @@ class ProcessStoreExporter:
                 return [Outcome("retry", "writer_process")] * n
 
     def close(self) -> None:
-        with self._lock:
+        # a batch still on the pipe (the exit flush gave up on it) gets close_timeout seconds to
+        # end; then the child is killed, which ends that export with a retry (its records stay
+        # spooled for the next process)
+        idle = self._lock.acquire(timeout=self.close_timeout)
+        try:
             self._closed = True
             proc, self._proc = self._proc, None
+        finally:
+            if idle:
+                self._lock.release()
         if proc is not None:
-            self._stop(proc, CLOSE_TIMEOUT_S)
+            if idle:
+                self._stop(proc, self.close_timeout)
+            else:  # the export under way then meets the end of the pipe: a retry
+                proc.kill()
+                self._stop(proc, self.close_timeout)
         if self.store is not None:
             self.store.close()
 
@@ -235,7 +247,12 @@ def main() -> int:
     # the answers get a descriptor of their own; fd 1 then points at stderr, so a stray print()
     # in anything this process imports cannot corrupt the frames
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError):  # no usable stderr (a daemon's): stray output goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     try:
         return serve(stdin, stdout)
     except (EOFError, BrokenPipeError):  # the parent went away mid-frame: nothing to answer
