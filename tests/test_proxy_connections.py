@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import resource
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -368,3 +370,49 @@ def test_graceful_shutdown_while_a_refused_connection_drains(tmp_path: Path, pro
         served.stop()
     assert code == 0, served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_websocket_upgrade_is_answered_as_plain_http(server: Served) -> None:
+    # no route speaks WebSocket, so uvicorn runs with ws="none": the Upgrade header is ignored and
+    # the request is served as HTTP (with ws="auto" uvicorn would hand it to the websockets package)
+    raw = (
+        b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with connect(server) as sock:
+        sock.sendall(raw)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(65536)
+            assert data, "closed before answering"
+            head += data
+    status, headers, _ = parse(head)
+    assert status == 200, head
+    assert "sec-websocket-accept" not in headers
+
+
+def test_a_server_on_httptools_imports_neither_h11_nor_websockets_nor_the_other_commands() -> None:
+    # what a worker process loads stays in its idle RSS (docs/benchmarks.md, proxy / idle RSS)
+    probe = textwrap.dedent(
+        """
+        import contextlib
+        import io
+        import sys
+        from lmgate import cli
+        from lmgate.proxy.config import ServerLimits
+        from lmgate.proxy.server import protocol_for
+        import lmgate.proxy.server
+
+        parser_modules = ("lmgate.logs_cli", "lmgate.keys_cli", "lmgate.ui.app")
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cli.main(["serve", "--help"])
+            except SystemExit:
+                pass
+        name, _ = protocol_for("auto", ServerLimits())
+        print(name, sorted(m for m in ("h11", "websockets", *parser_modules) if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split()[0] == "httptools"
+    assert out.stdout.strip().endswith("[]"), out.stdout

@@ -4,6 +4,8 @@ keys that would weaken security are refused, typos and unknown providers fail at
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -228,3 +230,39 @@ def test_an_unknown_parameter_points_to_extra_body(tmp_path: Path) -> None:
         environ={},
     )
     assert config.model_list[0].call_params["extra_body"] == {"zzqx": 1}
+
+
+def test_a_provider_only_param_is_known_and_a_common_config_loads_no_provider(tmp_path: Path) -> None:
+    # Bedrock's own request fields are known (and their typos get a guess), while a config whose
+    # keys are all common ones never imports a provider module (idle RSS of every proxy worker)
+    bedrock = load_config(
+        write(
+            tmp_path,
+            "model_list:\n  - model_name: a\n    litellm_params:\n"
+            "      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0\n"
+            "      guardrailConfig: {guardrailIdentifier: g, guardrailVersion: '1'}\n",
+        ),
+        environ={},
+    )
+    assert bedrock.model_list[0].litellm_params["guardrailConfig"]["guardrailIdentifier"] == "g"
+    with pytest.raises(ConfigError, match="did you mean 'guardrailConfig'"):
+        load_config(
+            write(
+                tmp_path,
+                "model_list:\n  - model_name: a\n    litellm_params: {model: gpt-4o, guardrailConfg: {}}\n",
+            ),
+            environ={},
+        )
+    common = write(
+        tmp_path, "model_list:\n  - model_name: a\n    litellm_params: {model: gpt-4o, mock_response: hi, temperature: 0.1}\n"
+    )
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from lmgate.proxy.config import load_config
+        load_config({str(common)!r}, environ={{}})
+        print(sorted(m for m in sys.modules if m.startswith("lmgate.providers.") and m != "lmgate.providers.base"))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert "bedrock" not in out.stdout and "vertex" not in out.stdout, out.stdout

@@ -36,15 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="do not keep calls in the log store (on by default: docs/store.md)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="server log lines: text (default) or json (one object a line, for log shippers)")
-    from .logs_cli import add_parser as add_logs_parser
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command not in ("serve", "demo"):
+        # the other commands' parsers only when they may be needed: a server process (one per
+        # worker) then never imports the CLI modules of logs, keys and the dashboard
+        from .logs_cli import add_parser as add_logs_parser
 
-    add_logs_parser(sub)
-    from .keys_cli import add_parsers as add_keys_parsers
+        add_logs_parser(sub)
+        from .keys_cli import add_parsers as add_keys_parsers
 
-    add_keys_parsers(sub)
-    from .ui.app import add_parser as add_ui_parser
+        add_keys_parsers(sub)
+        from .ui.app import add_parser as add_ui_parser
 
-    add_ui_parser(sub)
+        add_ui_parser(sub)
     args = parser.parse_args(argv)
     if args.command in ("keys", "teams", "spend"):
         from .keys_cli import run as run_keys

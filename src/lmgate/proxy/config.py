@@ -478,23 +478,29 @@ def _limits(general: dict[str, Any], file: str) -> ServerLimits:
     )
 
 
-def _known_litellm_params() -> frozenset[str]:
+def _known_litellm_params(providers: bool) -> frozenset[str]:
     """Every litellm_params key a deployment may set: lmgate's call controls, the router's, the
-    request and credential parameters of the providers, and the reference's ignored ones."""
+    reference's provider and ignored parameters, and (``providers``) the request and credential
+    parameters of every provider. Collecting those imports every provider module (Bedrock's
+    signer, Vertex's auth...), so a config asks for them only when a key is not in the rest: a
+    proxy whose keys are all common ones never loads a provider it does not use."""
     from .._call import CONTROL_PARAMS
+
+    common = (
+        CONTROL_PARAMS
+        | ROUTER_ONLY_PARAMS
+        | ref.PROVIDER_PARAMS
+        | ref.IGNORED_LITELLM_PARAMS
+        | {"model", "stream"}
+    )
+    if not providers:
+        return common
     from ..providers import PROVIDERS
 
     provider_params: set[str] = set()
     for provider in PROVIDERS.values():
         provider_params |= provider.supported_params or frozenset()
-    return (
-        CONTROL_PARAMS
-        | ROUTER_ONLY_PARAMS
-        | ref.PROVIDER_PARAMS
-        | ref.IGNORED_LITELLM_PARAMS
-        | provider_params
-        | {"model", "stream"}
-    )
+    return common | provider_params
 
 
 def _check_provider(params: dict[str, Any], file: str, where: str) -> None:
@@ -528,7 +534,8 @@ def _check_provider(params: dict[str, Any], file: str, where: str) -> None:
 def _model_list(value: Any, file: str, ignored: list[str]) -> tuple[Deployment, ...]:
     if value is None:
         return ()
-    known_params = _known_litellm_params()
+    known_params = _known_litellm_params(providers=False)
+    every_param: frozenset[str] | None = None  # with the providers' own: built at the first uncommon key
     if not isinstance(value, list):
         raise ConfigError(f"must be a list of models, got {type(value).__name__}", file, "model_list")
     out: list[Deployment] = []
@@ -554,8 +561,10 @@ def _model_list(value: Any, file: str, ignored: list[str]) -> tuple[Deployment, 
         if params.get("model") is None:
             raise ConfigError("required", file, f"{key}.litellm_params.model")
         for pkey in params:
-            if pkey not in known_params:
-                guess = ref.nearest(str(pkey), known_params)
+            if pkey not in known_params and every_param is None:
+                every_param = _known_litellm_params(providers=True)
+            if pkey not in known_params and pkey not in (every_param or ()):
+                guess = ref.nearest(str(pkey), every_param or known_params)
                 what = (
                     f"did you mean {guess!r}?"
                     if guess
