@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import orjson
 import pytest
 from fakes import Reply
 
@@ -118,11 +119,29 @@ def test_a_calls_facts_build_the_very_payload_or_are_not_taken(fake_provider):
     assert {s.status for s in deferred} == {"success"} and any(s.stream for s in deferred)
 
 
+def facts_record_of_one_call(tmp_path) -> bytes:
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    lmgate.completion(
+        model="openai/gpt-4o-mini", mock_response="hi", messages=[{"role": "user", "content": "x"}]
+    )
+    lmgate.callbacks = []
+    record = facts_record(sink.got[0])
+    assert record is not None
+    return record
+
+
 def test_a_record_that_is_not_a_calls_facts_is_dropped_with_its_reason(tmp_path):
     logger = StoreLogger(path=str(tmp_path / "logs.sqlite3"), spool="off", writer="process")
     logger.enqueue_bytes(b'["lmgate.facts/0", 1]')
+    # the right tag and length, a value of the wrong type where the payload's builder reads it
+    damaged = orjson.loads(facts_record_of_one_call(tmp_path))
+    damaged[-6] = "not usage"
+    logger.enqueue_bytes(orjson.dumps(damaged))
     assert logger.flush(30)
-    assert logger.stats()["dropped"] == {"not_a_payload: not a call's facts record (lmgate.facts/1)": 1}
+    dropped = logger.stats()["dropped"]
+    assert dropped["not_a_payload: not a call's facts record (lmgate.facts/1)"] == 1
+    assert sum(dropped.values()) == 2 and logger.stats()["retried"] == 0
 
 
 def test_a_child_killed_between_batches_is_replaced(tmp_path, fake_provider):

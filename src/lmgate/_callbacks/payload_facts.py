@@ -109,7 +109,20 @@ def is_facts_record(record: bytes) -> bool:
 
 def payload_from_facts(record: bytes) -> bytes:
     """The standard logging payload's JSON for a ``facts_record``; ValueError when it is not one."""
-    return summary_from_facts(record).payload_json()
+    return built_from_facts(record)[1]
+
+
+def built_from_facts(record: bytes) -> tuple[CallSummary, bytes]:
+    """The summary of a ``facts_record`` and its payload's JSON, built; ValueError for anything
+    that is not a facts record this version can build (a damaged spool line is dropped with
+    that reason, never retried for ever)."""
+    summary = summary_from_facts(record)
+    try:
+        return summary, summary.payload_json()
+    except Exception as error:  # a value of the wrong type where the builder reads it
+        raise ValueError(
+            f"not a call's facts record ({FACTS_TAG}): {type(error).__name__}: {error}"
+        ) from error
 
 
 def summary_from_facts(record: bytes) -> CallSummary:
@@ -139,4 +152,11 @@ def summary_from_facts(record: bytes) -> CallSummary:
     return freeze(values, build_payload)
 
 
-__all__ = ["FACTS_TAG", "facts_record", "is_facts_record", "payload_from_facts", "summary_from_facts"]
+__all__ = [
+    "FACTS_TAG",
+    "built_from_facts",
+    "facts_record",
+    "is_facts_record",
+    "payload_from_facts",
+    "summary_from_facts",
+]

@@ -93,11 +93,10 @@ class StoreExporter:
         """The payload a call's facts record stands for (``_callbacks.payload_facts``), and its
         row's columns taken from the payload dict it was encoded from (not parsed back); None for
         the columns of a payload over ``max_record_bytes`` or not plain: parsed, as any record."""
-        from .._callbacks.payload_facts import summary_from_facts
+        from .._callbacks.payload_facts import built_from_facts
         from ..store.rows import NotPlain, plain_columns
 
-        summary = summary_from_facts(record)
-        data = summary.payload_json()
+        summary, data = built_from_facts(record)
         if len(data) > self.max_record_bytes:
             return data, None
         try:
