@@ -190,6 +190,9 @@ class Enforcer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.counters = counters
+        use_clock = getattr(counters, "use_clock", None)
+        if use_clock is not None:  # leases expire and rates are measured on this clock too
+            use_clock(clock)
         self.writer = writer
         self.prices = prices
         self.clock = clock
