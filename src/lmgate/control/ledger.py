@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .schema import keys, spend_ledger, teams, users
+from .schema import budget_alerts, keys, spend_ledger, teams, users
 from .store import KeyStore
 
 _COLUMNS = {c.name for c in spend_ledger.columns}
@@ -134,6 +134,26 @@ class Ledger:
         )
         async with self.store.engine.connect() as conn:
             return float((await conn.execute(query)).scalar() or 0.0)
+
+    async def record_alert(
+        self, scope: str, scope_id: str, window_start: float, soft_budget: float, spend: float, now: float
+    ) -> bool:
+        """Record that a soft budget's window crossed it; False when an alert for that window is
+        already recorded (by this instance or another): so each window alerts once."""
+        row = {
+            "scope": scope,
+            "scope_id": scope_id,
+            "window_start": window_start,
+            "soft_budget": soft_budget,
+            "spend": spend,
+            "fired_at": now,
+        }
+        try:
+            async with self.store.engine.begin() as conn:
+                await conn.execute(budget_alerts.insert(), [row])
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     async def total(self, scope: str, scope_id: str) -> tuple[float, int]:
         """All the spend of one key, team, user or end user, and its number of rows."""

@@ -45,6 +45,8 @@ class ProxyState:
             self.key_store, self.key_backend = _virtual_keys(config)
             backend = self.key_backend
             self.enforcer, self.limits_redis = _enforcer(self, self.key_store)
+            if self.enforcer.writer is not None:  # soft budgets' alerts counted in /metrics
+                self.enforcer.writer.on_alert.append(self.metrics.budget_alert)
         self.backend: KeyBackend = backend if backend is not None else MasterKeyBackend(config.master_key)
         self.created = int(time.time())
         self.known_models = ", ".join(config.model_names) or "(none configured)"
