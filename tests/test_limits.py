@@ -232,7 +232,8 @@ async def test_one_batch_of_concurrent_admissions_takes_exactly_what_fits_across
     held = await a.counters.client.hgetall(key)  # type: ignore[attr-defined]
     assert int(held[b"u"]) == 0 and int(held[b"H"]) == 7 * admitted[0].reserved
     par = "lmgate:limits:par:key:tok"
-    assert int(await a.counters.client.hget(par, "H")) == 7  # type: ignore[attr-defined]
+    # 7 slots in flight, and the parallel slices the instances hold beside them (limit 1000)
+    assert int(await a.counters.client.hget(par, "H")) >= 7  # type: ignore[attr-defined]
     for e, res in zip([a, b] * 20, got, strict=True):  # each costs half its worst case
         if not isinstance(res, BaseException):  # settled by the instance that admitted it
             e.settle_now(res, worst / 2, None)
@@ -320,8 +321,8 @@ async def _steady(e: Enforcer, lim: KeyLimits, n: int, cost: float) -> None:
 async def test_a_steady_stream_is_admitted_against_the_instance_s_slices_without_round_trips(
     redis_server: RedisServer,
 ) -> None:
-    """After one sync has seen the rate, a key's requests are admitted in memory: a batch per
-    slice, not per request. Redis counts every slice as taken, so what the instances hold and
+    """After its first request, a key's requests are admitted in memory: a batch per slice, not
+    per request. Redis counts every slice as taken, so what the instances hold and
     what they used never passes a limit; ``close`` gives the slices back and reports the rest."""
     import redis.asyncio as aioredis
 
@@ -331,10 +332,10 @@ async def test_a_steady_stream_is_admitted_against_the_instance_s_slices_without
     worst = a.worst_case(body(), "m", "chat")
     lim = limits(max_budget=worst * 1000, rpm=10_000, tpm=10**9, parallel=100)
     counters: RedisCounters = a.counters  # type: ignore[assignment]
-    await _steady(a, lim, 3, worst / 2)  # per request while the rate is unknown: exact
-    assert counters.local == 0  # (4 round trips: the budget window was seeded on the first)
-    await _steady(a, lim, 17, worst / 2)  # from the 4th on, a slice: most need no round trip
-    assert counters.local >= 10
+    await _steady(a, lim, 1, worst / 2)  # the first: per request (and the budget window seeded)
+    assert counters.local == 0
+    await _steady(a, lim, 19, worst / 2)  # then slices of 8 requests at least: few round trips
+    assert counters.local >= 15
     await counters.sync()
     batches, local = counters.batches, counters.local
     await _steady(a, lim, 20, worst / 2)
@@ -379,7 +380,7 @@ async def test_a_slice_held_by_one_instance_is_room_the_other_cannot_use_until_i
             break
         admitted += 1
     assert admitted == 100 - 20 - held_by_a  # A's unused slice is not B's
-    for _ in range(2):  # A's rate is gone: its next syncs size its slice to nothing
+    for _ in range(3):  # A's rate is gone: its next syncs (past RATE_S) size its slice to nothing
         clock.now += 1.0
         await a.counters.sync()  # type: ignore[attr-defined]
     instance = a.counters.instance  # type: ignore[attr-defined]

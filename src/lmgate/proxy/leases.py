@@ -30,14 +30,15 @@ keep what is in flight, ask for a new free slice. Redis admits it from the slice
 or from the room nobody holds, all-or-nothing over its checks — exactly the old per-request rule
 when no slice is held.
 
-Lease size (``want``): the units this counter took here since the last sync, per second, times
-``AHEAD_S`` — about the next two syncs' worth of traffic at the current rate; nothing for a
-counter that took fewer than ``MIN_TAKEN`` (rare traffic stays per-request, exact). Redis grants
-at most ``1/SHARE`` of the room nobody holds, so near a limit slices shrink toward one request
-and the instances fall back to per-request admission. The trade-off (docs/keys.md "Several
-instances"): while one instance holds an unused slice, another may be refused for want of the
-room that slice holds — at most ``1/SHARE`` of what was left, for at most ``SYNC_S`` (an idle
-slice is given back at the next sync, every slice at ``close``).
+Lease size (``want``): the units this counter took here per second over the last ``RATE_S``,
+times ``AHEAD_S`` — about the next two syncs' worth at the current rate — and at least
+``MIN_SLICE`` of its last request's units, so a key used now and then also skips most round
+trips. Redis grants at most ``1/SHARE`` of the room nobody holds, in whole requests, so near a
+limit slices shrink to nothing and the instances fall back to per-request admission, exact.
+The trade-off (docs/keys.md "Several instances"): while one instance holds an unused slice,
+another may be refused for want of the room that slice holds — at most ``1/SHARE`` of what was
+left, for at most ``RATE_S + SYNC_S`` (an idle slice is given back once its rate window is
+over; every slice at ``close``, which SIGTERM runs).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ logger = logging.getLogger("lmgate.proxy")
 SYNC_S = 0.5  # how often used units are reported and slices resized
 LEASE_TTL_S = 10.0  # an instance's hold expires this long after its last sync (a crash)
 AHEAD_S = 2 * SYNC_S  # a slice covers this long of the counter's recent rate
-MIN_TAKEN = 4  # a counter that took fewer units than this since the last sync gets no slice
+RATE_S = 2.0  # the rate is measured over this long (at least)
+MIN_SLICE = 8  # the least a slice asks for: this many of the counter's last request's units
 SHARE = 4  # a slice is at most 1/SHARE of the room nobody holds
 MAX_IN_FLIGHT = 1  # batches sent and not answered yet, per process
 KEEP_S = 1200  # a parallel counter (no window) is forgotten this long after its last use
@@ -64,19 +66,20 @@ KEEP_S = 1200  # a parallel counter (no window) is forgotten this long after its
 _KIND = {"rpm": "r", "tpm": "t", "parallel": "p", "budget": "b"}
 
 # One script runs a whole batch. ARGV[1] now (Unix seconds), ARGV[2] this instance's id,
-# ARGV[3] its hold's time to live; then 7 values per operation.
+# ARGV[3] its hold's time to live; then 8 values per operation.
 # - a lease operation ('l', 1 key): kind (r/t/p/b), limit, the counter's expiry (Unix seconds,
 #   0: none), report (used units to move into 'u'), keep (units in flight here), want (the free
-#   slice asked for). Sets the instance's hold to keep + the slice granted.
-# - an admission ('a', n keys: every counter of the request, each with a lease operation earlier
-#   in the batch): n, the amount (nano-dollars, for budgets), the spec (per check: kind, limit,
-#   expiry; comma-separated), then three zeros. Taken from the slice this batch granted, then
-#   from the room nobody holds, all-or-nothing.
+#   slice asked for), unit (the last request's units: a slice is a whole number of them). Sets
+#   the instance's hold to keep + the slice granted: at most 1/SHARE of the room nobody holds.
+# - an admission ('a', n keys: every counter of the request; those with something to report,
+#   return or ask for have a lease operation earlier in the batch): n, the amount (nano-dollars,
+#   for budgets), the spec (per check: kind, limit, expiry; comma-separated), then four zeros.
+#   Taken from the slice this batch granted, then from the room nobody holds, all-or-nothing.
 # Returns 4 integers per admission, in order (0,0,0,0 admitted; else the refused check, 1-based,
 # a budget's spent and held by every instance, or a count's used and held together, and whether
-# a budget's window must be seeded), then
-# per lease operation, in order, the free slice left after the batch's admissions took theirs.
-# Numbers go to HINCRBY as the strings they came in (Lua's doubles would round nano-dollars).
+# a budget's window must be seeded), then per lease operation, in order, the free slice left
+# after the batch's admissions took theirs. Reports go to HINCRBY as the strings they came in;
+# what Lua computes (holds, slices) stays far below 2^53, where its doubles are exact.
 _BATCH = r"""
 local now = tonumber(ARGV[1])
 local me_h, me_x = 'h:' .. ARGV[2], 'x:' .. ARGV[2]
@@ -115,7 +118,9 @@ while a <= #ARGV do
       if want > 0 then
         local room = limit - num(key, 'u') - (num(key, 'H') - h) - keep
         if room < want * SHARE then room = room + sweep(key) end
+        local unit = math.max(1, tonumber(ARGV[a + 7]))
         give = math.max(0, math.min(want, math.floor(room / SHARE)))
+        give = give - give % unit  -- whole requests: a part of one would be room nobody can use
       end
       local held = keep + give
       if held ~= h then redis.call('HINCRBY', key, 'H', held - h) end
@@ -176,7 +181,7 @@ while a <= #ARGV do
     end
     k = k + n
   end
-  a = a + 7
+  a = a + 8
 end
 for i = 1, #leased do out[#out + 1] = free[leased[i]] end
 return out
@@ -195,7 +200,20 @@ class Lease:
     """This instance's hold on one counter. ``held`` is what Redis counts as ours; of it,
     ``free`` is not in use, ``used`` was used and is not reported yet, the rest is in flight."""
 
-    __slots__ = ("kind", "key", "limit", "expiry", "held", "free", "used", "taken", "count", "since", "until")
+    __slots__ = (
+        "kind",
+        "key",
+        "limit",
+        "expiry",
+        "held",
+        "free",
+        "used",
+        "taken",
+        "unit",
+        "count",
+        "since",
+        "until",
+    )
 
     def __init__(self, check: Check, now: float) -> None:
         self.kind = _KIND[check.kind]
@@ -206,6 +224,7 @@ class Lease:
         self.free = 0
         self.used = 0
         self.taken = 0  # units taken since ``since`` (the rate that sizes the next slice)
+        self.unit = 1  # the units of the last request (a slice is a multiple of it)
         self.count = 0  # requests that took them
         self.since = now
         self.until = 0.0  # when Redis drops our hold unless a sync renews it
@@ -326,6 +345,7 @@ class RedisCounters:
                 lease.free -= tokens
                 lease.used += tokens
                 lease.taken += tokens
+                lease.unit = tokens or 1
                 lease.count += 1
             if lease.free < 0:  # used more than the slice held (tokens, a cost above its
                 # reservation): Redis must count it before the others admit more
@@ -344,15 +364,12 @@ class RedisCounters:
         self._ticker = None
         now = self._clock()
         for name, lease in list(self._leases.items()):
-            if (
-                lease.used
-                or lease.free
-                or lease.count
-                or (lease.held and lease.until - now < LEASE_TTL_S / 2)
-            ):
+            if lease.used or (lease.held and lease.until - now < LEASE_TTL_S / 2):
                 self._due[name] = lease
-            elif not lease.held:
-                del self._leases[name]
+            elif now - lease.since >= RATE_S and (lease.free or lease.count):
+                self._due[name] = lease  # the rate's window is over: size the slice again
+            elif not lease.held and now - lease.since >= RATE_S:
+                del self._leases[name]  # idle, holding nothing
                 self._generation += 1
         if self._due:
             self._schedule()
@@ -374,20 +391,25 @@ class RedisCounters:
             keep = lease.held - report - free
             want = 0
             elapsed = now - lease.since
-            if not returning and lease.count >= MIN_TAKEN:
-                want = int(lease.taken * AHEAD_S / max(elapsed, SYNC_S))
-            if elapsed >= SYNC_S:  # the rate is measured over a sync period at least
+            if not returning and lease.count:
+                rate = lease.taken * AHEAD_S / max(elapsed, RATE_S)
+                want = max(int(rate), MIN_SLICE * lease.unit)
+            if elapsed >= RATE_S:  # the rate is measured over RATE_S at least
                 lease.taken = lease.count = 0
                 lease.since = now
+            if not (report or free or want) and lease.until - now >= LEASE_TTL_S / 2:
+                continue  # nothing to report, return, ask for or renew: no operation
             lease.used = lease.free = 0  # surrendered: Redis has them now
             lease.held = keep
             lease.until = now + LEASE_TTL_S
             keys.append(lease.key)
-            args += (b"l", lease.kind, lease.limit, f"{lease.expiry:.0f}", report, keep, want)
+            args += (b"l", lease.kind, lease.limit, f"{lease.expiry:.0f}", report, keep, want, lease.unit)
             ops.append((lease, report, keep, want))
         for leases, amount, spec, _ in admits:
+            for lease in leases:  # what it takes is held until this batch's time + the TTL
+                lease.until = max(lease.until, now + LEASE_TTL_S)
             keys += [lease.key for lease in leases]
-            args += (b"a", len(leases), amount, spec, 0, 0, 0)
+            args += (b"a", len(leases), amount, spec, 0, 0, 0, 0)
         command = (b"EVALSHA", self._sha, len(keys), *keys, *args)
         self._in_flight += 1
         self.batches += 1
@@ -527,6 +549,7 @@ def _take(leases: list[Lease], amount: int) -> None:
         if kind == "b":
             lease.free -= amount
             lease.taken += amount
+            lease.unit = amount or 1
         elif kind == "r":
             lease.free -= 1
             lease.used += 1
@@ -548,6 +571,7 @@ def _took(leases: list[Lease], amount: int) -> None:
         need = amount if kind == "b" else 1
         lease.held += need
         lease.taken += need
+        lease.unit = need or 1
         lease.count += 1
         if kind == "r":
             lease.used += 1
@@ -562,4 +586,4 @@ def _give_back(leases: list[Lease], amount: int) -> None:
             lease.free += 1
 
 
-__all__ = ["LEASE_TTL_S", "SYNC_S", "Lease", "RedisCounters"]
+__all__ = ["LEASE_TTL_S", "RATE_S", "SYNC_S", "Lease", "RedisCounters"]
