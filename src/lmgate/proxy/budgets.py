@@ -385,8 +385,8 @@ class Enforcer:
         """Charge the exact cost, free what the reservation held, write the ledger row. Once.
 
         Synchronous, so a stream's end settles before anything else runs: the client that
-        sends its next request at once finds its slot free (Redis: the settlement is queued
-        and goes first in the next admission's round trip)."""
+        sends its next request at once finds its slot free (Redis: in this instance's lease at
+        once; what was used reaches Redis with the next sync, ``leases.py``)."""
         if res.settled:
             return
         res.settled = True
@@ -473,14 +473,19 @@ def _tokens(usage: Any) -> tuple[int, int, int]:
     if usage is None:
         return 0, 0, 0
     if isinstance(usage, dict):
-        values = (usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
-    else:
-        values = (
-            getattr(usage, "prompt_tokens", None),
-            getattr(usage, "completion_tokens", None),
-            getattr(usage, "total_tokens", None),
+        prompt, completion, total = (
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            usage.get("total_tokens"),
         )
-    prompt, completion, total = (int(v) if isinstance(v, (int, float)) else 0 for v in values)
+    else:
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        total = getattr(usage, "total_tokens", None)
+    # every request settles: no generator here (it cost as much as the counters' settlement)
+    prompt = int(prompt) if isinstance(prompt, (int, float)) else 0
+    completion = int(completion) if isinstance(completion, (int, float)) else 0
+    total = int(total) if isinstance(total, (int, float)) else 0
     return prompt, completion, total or prompt + completion
 
 

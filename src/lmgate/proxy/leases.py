@@ -4,8 +4,8 @@ Without leases every request of a keyed call waits for a round trip to Redis bef
 to a provider. With them an instance takes a *slice* of each counter it uses — a share of a
 budget (nano-dollars), of a minute's requests or tokens, of a key's parallel slots — in one
 round trip, and admits its requests against that slice in memory, no round trip, until the
-slice is used up; then (or every ``SYNC_S``) one batch reports what was used and sizes the
-slice again. Limits and budgets still hold globally: Redis counts every slice as taken, so the
+slice is used up; then (and, for a counter in use, every ``RATE_S``) one batch reports what
+was used and sizes the slice again. Limits and budgets still hold globally: Redis counts every slice as taken, so the
 sum of what the instances hold and what was used never exceeds a limit.
 
 Per counter (a Redis hash ``lmgate:limits:<name>``):
@@ -15,11 +15,12 @@ Per counter (a Redis hash ``lmgate:limits:<name>``):
 - ``h:<instance>``: what an instance holds — its requests in flight (their reservations, their
   parallel slots), what it used and has not reported yet, and the free part of its slice;
 - ``H``: the sum of every ``h:*`` (so a check reads two fields, whatever the instances);
-- ``x:<instance>``: when the instance's hold expires. A live instance renews it every sync; the
-  hold of an instance that died (SIGKILL, lost host) is dropped ``LEASE_TTL_S`` after its last
-  sync by the next instance that finds too little room. That bounds the capacity a crash can
-  strand; the spend it used and had not reported (at most ``SYNC_S`` worth) is missing from
-  the counter, not from the ledger.
+- ``x:<instance>``: when the instance's hold expires. A live instance renews it (every lease
+  operation does, and the timer before half of ``LEASE_TTL_S`` has passed); the hold of an
+  instance that died (SIGKILL, lost host) is dropped ``LEASE_TTL_S`` after its last renewal by
+  the next instance that finds too little room. That bounds the capacity a crash can strand;
+  the units it used and had not reported (at most ``RATE_S`` worth) are missing from the
+  counter, not from the ledger.
 
 A request is admitted in memory when every one of its checks has room in this instance's free
 slice: budget ``amount`` ≤ free, rpm and parallel one unit, tpm a free slice above zero (tokens
@@ -31,7 +32,7 @@ or from the room nobody holds, all-or-nothing over its checks — exactly the ol
 when no slice is held.
 
 Lease size (``want``): the units this counter took here per second over the last ``RATE_S``,
-times ``AHEAD_S`` — about the next two syncs' worth at the current rate — and at least
+times ``AHEAD_S`` — the next two seconds' worth at the current rate — and at least
 ``MIN_SLICE`` of its last request's units, so a key used now and then also skips most round
 trips. Redis grants at most ``1/SHARE`` of the room nobody holds, in whole requests, so near a
 limit slices shrink to nothing and the instances fall back to per-request admission, exact.
@@ -54,9 +55,9 @@ from .limits import PREFIX, Check, Refusal
 
 logger = logging.getLogger("lmgate.proxy")
 
-SYNC_S = 0.5  # how often used units are reported and slices resized
+SYNC_S = 0.5  # how often the timer looks at the leases (``_tick``)
 LEASE_TTL_S = 10.0  # an instance's hold expires this long after its last sync (a crash)
-AHEAD_S = 2 * SYNC_S  # a slice covers this long of the counter's recent rate
+AHEAD_S = 2.0  # a slice covers this long of the counter's recent rate
 RATE_S = 2.0  # the rate is measured over this long (at least)
 MIN_SLICE = 8  # the least a slice asks for: this many of the counter's last request's units
 SHARE = 4  # a slice is at most 1/SHARE of the room nobody holds
@@ -201,6 +202,7 @@ class Lease:
     ``free`` is not in use, ``used`` was used and is not reported yet, the rest is in flight."""
 
     __slots__ = (
+        "head",
         "kind",
         "key",
         "limit",
@@ -219,6 +221,8 @@ class Lease:
         self.kind = _KIND[check.kind]
         self.key = (PREFIX + check.name).encode()
         self.limit = check.limit
+        # a lease operation's first arguments, packed often: made once
+        self.head = (b"l", self.kind.encode(), str(check.limit).encode(), f"{check.expires_at:.0f}".encode())
         self.expiry = check.expires_at
         self.held = 0
         self.free = 0
@@ -290,7 +294,9 @@ class RedisCounters:
             lease = self._leases.get(c.name)
             if lease is None:
                 lease = self._leases[c.name] = Lease(c, now)
-            lease.limit = c.limit  # the key's limits may have changed (a new checks list)
+            if lease.limit != c.limit:  # the key's limits changed (a new checks list)
+                lease.limit = c.limit
+                lease.head = lease.head[:2] + (str(c.limit).encode(), lease.head[3])
             leases.append(lease)
         spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks).encode()
         if len(self._lists) >= 10_000:
@@ -359,15 +365,19 @@ class RedisCounters:
             asyncio.get_running_loop().call_soon(self._send)
 
     def _tick(self) -> None:
-        """Every ``SYNC_S``: report what was used, resize the slices, renew the holds that would
-        expire, forget the leases that hold nothing."""
+        """Every ``SYNC_S``: the leases whose rate window is over report what they used and are
+        sized again; holds about to expire are renewed; leases that hold nothing are forgotten.
+
+        Reporting moves units from what an instance holds to what was used: Redis counts them
+        either way, so limits hold without it; it bounds what a crash loses (``RATE_S`` worth
+        of used units, gone from the counter with the dead instance's hold, kept by the ledger)."""
         self._ticker = None
         now = self._clock()
         for name, lease in list(self._leases.items()):
-            if lease.used or (lease.held and lease.until - now < LEASE_TTL_S / 2):
-                self._due[name] = lease
-            elif now - lease.since >= RATE_S and (lease.free or lease.count):
-                self._due[name] = lease  # the rate's window is over: size the slice again
+            if now - lease.since >= RATE_S and (lease.used or lease.free or lease.count):
+                self._due[name] = lease  # the rate's window is over: report, size the slice again
+            elif lease.held and lease.until - now < LEASE_TTL_S / 2:
+                self._due[name] = lease  # renew the hold
             elif not lease.held and now - lease.since >= RATE_S:
                 del self._leases[name]  # idle, holding nothing
                 self._generation += 1
@@ -403,7 +413,7 @@ class RedisCounters:
             lease.held = keep
             lease.until = now + LEASE_TTL_S
             keys.append(lease.key)
-            args += (b"l", lease.kind, lease.limit, f"{lease.expiry:.0f}", report, keep, want, lease.unit)
+            args += (*lease.head, report, keep, want, lease.unit)
             ops.append((lease, report, keep, want))
         for leases, amount, spec, _ in admits:
             for lease in leases:  # what it takes is held until this batch's time + the TTL

@@ -76,76 +76,85 @@ class Counters(Protocol):
 
 
 class MemoryCounters:
-    """The counters of one process (no Redis): the same rules as ``RedisCounters``."""
+    """The counters of one process (no Redis): the same rules as ``leases.RedisCounters``.
+
+    Each counter is a small list (a *cell*): rpm and tpm ``[count, expires_at]``, parallel
+    ``[count, 0]``, a budget ``[spent, reserved, expires_at]`` (only once seeded). A checks
+    list (``budgets.py`` keeps one per key and minute) is turned once into its cells, so a
+    request's check-and-take and its settlement touch them directly, no lookup by name.
+    """
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._counts: dict[str, list[Any]] = {}  # name → [value, expires_at]
-        self._budgets: dict[str, list[Any]] = {}  # name → [spent, reserved, expires_at]
-        self._parallel: dict[str, int] = {}
+        self._cells: dict[str, list[Any]] = {}
+        # id(checks) → (checks, their cells (None: a budget not seeded), the generation)
+        self._plans: dict[int, tuple[Sequence[Check], list[Any], int]] = {}
+        self._generation = 0  # bumped when cells are forgotten or seeded: plans are redone
         self._sweep_at = 0.0
+
+    def _plan(self, checks: Sequence[Check]) -> list[Any]:
+        cached = self._plans.get(id(checks))
+        if cached is not None and cached[0] is checks and cached[2] == self._generation:
+            return cached[1]
+        cells: list[Any] = []
+        for check in checks:
+            cell = self._cells.get(check.name)
+            if cell is None and check.kind != "budget":  # a budget's starts from the ledger (seed)
+                cell = self._cells[check.name] = [0, check.expires_at]
+            cells.append(cell)
+        if len(self._plans) >= 10_000:
+            self._plans.clear()
+        self._plans[id(checks)] = (checks, cells, self._generation)
+        return cells
 
     async def admit(
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None:
-        counts, budgets, parallel = self._counts, self._budgets, self._parallel
         if now >= self._sweep_at:
             self._sweep(now)
-        for i, check in enumerate(checks):
-            kind = check.kind
-            if kind == "budget":
-                held = budgets.get(check.name)
-                if held is None:
+        cells = self._plan(checks)
+        i = 0
+        for check in checks:
+            cell = cells[i]
+            if check.kind == "budget":
+                if cell is None:
                     return Refusal(i, 0, need_seed=True)
-                if held[0] >= check.limit or held[0] + held[1] + amount > check.limit:
-                    return Refusal(i, held[0], held[1])
-            elif kind == "parallel":
-                used = parallel.get(check.name, 0)
-                if used >= check.limit:
-                    return Refusal(i, used)
-            else:
-                entry = counts.get(check.name)
-                used = entry[0] if entry is not None else 0
-                if used >= check.limit:
-                    return Refusal(i, used)
+                if cell[0] >= check.limit or cell[0] + cell[1] + amount > check.limit:
+                    return Refusal(i, cell[0], cell[1])
+            elif cell[0] >= check.limit:
+                return Refusal(i, cell[0])
+            i += 1
+        i = 0
         for check in checks:  # everything fits: take it (no await between check and take)
             kind = check.kind
-            if kind == "rpm":
-                entry = counts.get(check.name)
-                if entry is None:
-                    counts[check.name] = [1, check.expires_at]
-                else:
-                    entry[0] += 1
-            elif kind == "parallel":
-                parallel[check.name] = parallel.get(check.name, 0) + 1
+            if kind == "rpm" or kind == "parallel":
+                cells[i][0] += 1
             elif kind == "budget":
-                budgets[check.name][1] += amount
+                cells[i][1] += amount
+            i += 1
         return None
 
     def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
+        cells = self._plan(checks)
+        i = 0
         for check in checks:
             kind = check.kind
             if kind == "parallel":
-                left = self._parallel.get(check.name, 0) - 1
-                if left > 0:
-                    self._parallel[check.name] = left
-                else:
-                    self._parallel.pop(check.name, None)
+                cells[i][0] -= 1
             elif kind == "tpm":
-                entry = self._counts.get(check.name)
-                if entry is None:
-                    self._counts[check.name] = [tokens, check.expires_at]
-                else:
-                    entry[0] += tokens
+                cells[i][0] += tokens
             elif kind == "budget":
-                held = self._budgets.get(check.name)
-                if held is not None:
-                    held[0] += cost
-                    held[1] -= reserved
+                cell = cells[i]
+                if cell is not None:  # (gone: its window ended an hour ago)
+                    cell[0] += cost
+                    cell[1] -= reserved
+            i += 1
 
     async def seed(self, check: Check, spent: int) -> None:
-        self._budgets.setdefault(check.name, [spent, 0, check.expires_at])
+        if check.name not in self._cells:
+            self._cells[check.name] = [spent, 0, check.expires_at]
+            self._generation += 1
 
     async def close(self) -> None:
         return None
@@ -153,9 +162,11 @@ class MemoryCounters:
     def _sweep(self, now: float) -> None:
         """Forget windows that are over (once a minute)."""
         self._sweep_at = now + 60.0
-        for table in (self._counts, self._budgets):
-            for name in [n for n, v in table.items() if v[-1] and v[-1] <= now]:
-                del table[name]
+        over = [n for n, cell in self._cells.items() if cell[-1] and cell[-1] <= now]
+        for name in over:
+            del self._cells[name]
+        if over:
+            self._generation += 1
 
 
 PREFIX = "lmgate:limits:"  # the counters' names in Redis (``leases.RedisCounters``)
