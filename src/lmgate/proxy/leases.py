@@ -67,15 +67,17 @@ KEEP_S = 1200  # a parallel counter (no window) is forgotten this long after its
 _KIND = {"rpm": "r", "tpm": "t", "parallel": "p", "budget": "b"}
 
 # One script runs a whole batch. ARGV[1] now (Unix seconds), ARGV[2] this instance's id,
-# ARGV[3] its hold's time to live; then 8 values per operation.
-# - a lease operation ('l', 1 key): kind (r/t/p/b), limit, the counter's expiry (Unix seconds,
-#   0: none), report (used units to move into 'u'), keep (units in flight here), want (the free
-#   slice asked for), unit (the last request's units: a slice is a whole number of them). Sets
-#   the instance's hold to keep + the slice granted: at most 1/SHARE of the room nobody holds.
-# - an admission ('a', n keys: every counter of the request; those with something to report,
-#   return or ask for have a lease operation earlier in the batch): n, the amount (nano-dollars,
-#   for budgets), the spec (per check: kind, limit, expiry; comma-separated), then four zeros.
-#   Taken from the slice this batch granted, then from the room nobody holds, all-or-nothing.
+# ARGV[3] its hold's time to live; then one argument per operation, its values comma-separated
+# (one argument, not eight: packing a command costs ~1,000 instructions per argument).
+# - a lease operation (1 key) "l,kind,limit,expiry,report,keep,want,unit": kind r/t/p/b, the
+#   counter's expiry (Unix seconds, 0: none), report (used units to move into 'u'), keep (units
+#   in flight here), want (the free slice asked for), unit (the last request's units: a slice is
+#   a whole number of them). Sets the instance's hold to keep + the slice granted: at most
+#   1/SHARE of the room nobody holds.
+# - an admission (n keys: every counter of the request; those with something to report, return
+#   or ask for have a lease operation earlier in the batch) "a,n,amount,spec": the amount in
+#   nano-dollars (for budgets), the spec per check: kind, limit, expiry. Taken from the slice
+#   this batch granted, then from the room nobody holds, all-or-nothing.
 # Returns 4 integers per admission, in order (0,0,0,0 admitted; else the refused check, 1-based,
 # a budget's spent and held by every instance, or a count's used and held together, and whether
 # a budget's window must be seeded), then per lease operation, in order, the free slice left
@@ -108,18 +110,20 @@ end
 local k, a = 0, 4
 while a <= #ARGV do
   local op = ARGV[a]
-  if op == 'l' then
+  if string.byte(op) == 108 then  -- 'l'
     k = k + 1
-    local key, kind, limit, expiry = KEYS[k], ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local keep, want = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    local kind, limit, expiry, report, keep, want, unit =
+      string.match(op, '^l,(%a),(%d+),(%d+),(%-?%d+),(%-?%d+),(%d+),(%d+)$')
+    local key = KEYS[k]
+    limit, expiry, keep, want = tonumber(limit), tonumber(expiry), tonumber(keep), tonumber(want)
     local give = 0
     if kind ~= 'b' or redis.call('EXISTS', key) == 1 then
-      if ARGV[a + 4] ~= '0' then redis.call('HINCRBY', key, 'u', ARGV[a + 4]) end
+      if report ~= '0' then redis.call('HINCRBY', key, 'u', report) end
       local h = num(key, me_h)
       if want > 0 then
         local room = limit - num(key, 'u') - (num(key, 'H') - h) - keep
         if room < want * SHARE then room = room + sweep(key) end
-        local unit = math.max(1, tonumber(ARGV[a + 7]))
+        unit = math.max(1, tonumber(unit))
         give = math.max(0, math.min(want, math.floor(room / SHARE)))
         give = give - give % unit  -- whole requests: a part of one would be room nobody can use
       end
@@ -135,9 +139,10 @@ while a <= #ARGV do
     free[key] = give
     leased[#leased + 1] = key
   else
-    local n, amount = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local n, amount, checks = string.match(op, '^a,(%d+),(%d+),(.*)$')
+    n, amount = tonumber(n), tonumber(amount)
     local spec = {}
-    for kind, limit, expiry in string.gmatch(ARGV[a + 3], '(%a),([%d.]+),([%d.]+)') do
+    for kind, limit, expiry in string.gmatch(checks, '(%a),([%d.]+),([%d.]+)') do
       spec[#spec + 1] = {kind, tonumber(limit), tonumber(expiry)}
     end
     local refused = nil
@@ -182,7 +187,7 @@ while a <= #ARGV do
     end
     k = k + n
   end
-  a = a + 8
+  a = a + 1
 end
 for i = 1, #leased do out[#out + 1] = free[leased[i]] end
 return out
@@ -222,7 +227,7 @@ class Lease:
         self.key = (PREFIX + check.name).encode()
         self.limit = check.limit
         # a lease operation's first arguments, packed often: made once
-        self.head = (b"l", self.kind.encode(), str(check.limit).encode(), f"{check.expires_at:.0f}".encode())
+        self.head = b"l,%b,%d,%.0f" % (self.kind.encode(), check.limit, check.expires_at)
         self.expiry = check.expires_at
         self.held = 0
         self.free = 0
@@ -296,7 +301,7 @@ class RedisCounters:
                 lease = self._leases[c.name] = Lease(c, now)
             if lease.limit != c.limit:  # the key's limits changed (a new checks list)
                 lease.limit = c.limit
-                lease.head = lease.head[:2] + (str(c.limit).encode(), lease.head[3])
+                lease.head = b"l,%b,%d,%.0f" % (lease.kind.encode(), c.limit, c.expires_at)
             leases.append(lease)
         spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks).encode()
         if len(self._lists) >= 10_000:
@@ -413,13 +418,13 @@ class RedisCounters:
             lease.held = keep
             lease.until = now + LEASE_TTL_S
             keys.append(lease.key)
-            args += (*lease.head, report, keep, want, lease.unit)
+            args.append(b"%b,%d,%d,%d,%d" % (lease.head, report, keep, want, lease.unit))
             ops.append((lease, report, keep, want))
         for leases, amount, spec, _ in admits:
             for lease in leases:  # what it takes is held until this batch's time + the TTL
                 lease.until = max(lease.until, now + LEASE_TTL_S)
             keys += [lease.key for lease in leases]
-            args += (b"a", len(leases), amount, spec, 0, 0, 0, 0)
+            args.append(b"a,%d,%d,%b" % (len(leases), amount, spec))
         command = (b"EVALSHA", self._sha, len(keys), *keys, *args)
         self._in_flight += 1
         self.batches += 1
