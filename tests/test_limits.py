@@ -334,7 +334,7 @@ async def test_a_steady_stream_is_admitted_against_the_instance_s_slices_without
     counters: RedisCounters = a.counters  # type: ignore[assignment]
     await _steady(a, lim, 1, worst / 2)  # the first: per request (and the budget window seeded)
     assert counters.local == 0
-    await _steady(a, lim, 19, worst / 2)  # then slices of 8 requests at least: few round trips
+    await _steady(a, lim, 19, worst / 2)  # then slices (MIN_SLICE requests): few round trips
     assert counters.local >= 15
     await counters.sync()
     batches, local = counters.batches, counters.local
