@@ -32,15 +32,33 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy with virtual keys
     from ..control.ledger import Ledger
-    from .budgets import Scope
 
 logger = logging.getLogger("lmgate.proxy")
+
+
+class Scope(Protocol):
+    """What a soft-budget alert reads of a key's, team's or user's limits (``budgets.Scope``;
+    declared here so that the spend writer does not import the enforcer that imports it)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def max_budget(self) -> float | None: ...
+    @property
+    def soft_budget(self) -> float | None: ...
+    @property
+    def window_s(self) -> float | None: ...
+
 
 JOURNAL_DIR = "spend-journal"
 
@@ -132,9 +150,9 @@ class SpendWriter:
         return fired
 
     def _fire(self, scope: Scope, start: float, spend: float) -> None:
-        from .budgets import window_of
-
-        end = window_of(scope, start)[1]
+        end = (
+            start + scope.window_s if scope.window_s else 0.0
+        )  # ``start`` opens the window (budgets.window_of)
         alert = {
             "type": "soft_budget_crossed",
             "scope": scope.kind,
