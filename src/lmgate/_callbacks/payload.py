@@ -88,6 +88,15 @@ _OWN_METADATA_FIELDS = (
     (frozenset(STANDARD_METADATA_KEYS) - _FREE_FORM_METADATA) | {"user_api_end_user_max_budget"}
 ) - _CALLER_MAY_FILL
 
+# fields lmgate knows that are not credential names, and the values that are nothing to mask (an
+# empty container or text, a flag, None): ``_masked_metadata`` gives such fields back as they are
+_KNOWN_NOT_SECRET = frozenset(
+    name
+    for name in (_FREE_FORM_METADATA | _CALLER_MAY_FILL | {"requester_metadata"})
+    if not is_secret_name(name)
+)
+_EMPTY_TYPES = frozenset({dict, list, str, bool, type(None)})
+
 # the price-map fields of an entry, as the reference's ``model_map_information`` shows them
 _NO_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
@@ -174,6 +183,16 @@ def _masked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     and every secret lmgate knows inside any other string, at any depth (``_secrets.mask_data``).
     ``metadata`` itself when nothing in it needs masking: the fields lmgate fills are skipped and
     the rest is checked once, encoded (no copy of a clean record's metadata)."""
+    names = metadata.keys() - _OWN_METADATA_FIELDS  # a set operation in C
+    if not names:
+        return metadata
+    # the usual proxy call: the only fields besides lmgate's own are known ones left empty (its
+    # `requester_metadata: {}`); masking gives back the same, so the check's encoding and
+    # searches (~15,000 instructions) are skipped
+    if names <= _KNOWN_NOT_SECRET and all(
+        type(metadata[name]) in _EMPTY_TYPES and not metadata[name] for name in names
+    ):
+        return metadata
     theirs = {
         name: value
         for name, value in metadata.items()

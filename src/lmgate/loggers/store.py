@@ -19,12 +19,18 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._callbacks.payload_facts import facts_record
 from ._env import LoggerConfigError
 from .batch import BatchLogger
 from .exporter import DELIVERED, Batch, Outcome
 
 NAMES = ("store",)
-STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes")
+STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes", "writer")
+# where a batch is written: "thread" (the delivery thread, in this process) or "process" (a child
+# process fed over a pipe, store/writer_process.py); `lmgate serve` sets the environment to
+# "process" (unless set), a program using the library gets "thread" unless it asks
+WRITERS = ("thread", "process")
+WRITER_ENV = "LMGATE_STORE_WRITER"
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -67,6 +73,8 @@ class StoreExporter:
         )
         for record, columns in zip(batch.records, prepared, strict=True):
             try:
+                if columns is None and record[:1] == b"[":  # a call's facts: its payload built here
+                    record, columns = self._built_from_facts(record)
                 if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
                     rows.append(from_columns(columns, record))
                 else:  # read back from the spool, or enqueued as bytes alone: parsed
@@ -80,6 +88,21 @@ class StoreExporter:
             logger.warning("store: writing a batch of %d failed, will retry: %s", len(rows), error)
             return [o if o.kind == "drop" else Outcome("retry", type(error).__name__) for o in outcomes]
         return outcomes
+
+    def _built_from_facts(self, record: bytes) -> tuple[bytes, tuple[Any, ...] | None]:
+        """The payload a call's facts record stands for (``_callbacks.payload_facts``), and its
+        row's columns taken from the payload dict it was encoded from (not parsed back); None for
+        the columns of a payload over ``max_record_bytes`` or not plain: parsed, as any record."""
+        from .._callbacks.payload_facts import built_from_facts
+        from ..store.rows import NotPlain, plain_columns
+
+        summary, data = built_from_facts(record)
+        if len(data) > self.max_record_bytes:
+            return data, None
+        try:
+            return data, plain_columns(summary.payload())
+        except NotPlain:
+            return data, None
 
     def close(self) -> None:
         if self.store is not None:
@@ -97,10 +120,20 @@ class StoreLogger(BatchLogger):
         url: str | None = None,
         retention_days: Any = None,
         max_record_bytes: Any = None,
+        writer: str | None = None,
         store: Any = None,
         **params: Any,
     ) -> None:
         from .. import _conf
+
+        writer = writer or os.environ.get(WRITER_ENV) or "thread"
+        if writer not in WRITERS:
+            raise LoggerConfigError(
+                f"callback_settings.store.writer: must be one of {', '.join(WRITERS)}, got {writer!r}"
+                f" (or set {WRITER_ENV})"
+            )
+        if store is not None:
+            writer = "thread"  # a store object handed in cannot be handed to another process
 
         if retention_days is not None:
             retention_days = _conf.number(
@@ -150,19 +183,62 @@ class StoreLogger(BatchLogger):
         # big batches: one insert (one ClickHouse part, one SQLite commit) per thousand calls
         params.setdefault("batch_size", 1000)
         params.setdefault("flush_interval", 1.0)
-        super().__init__(StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener), **params)
+        exporter: Any
+        if writer == "process":
+            from ..store.rows import DEFAULT_MAX_RECORD_BYTES
+            from ..store.writer_process import ProcessStoreExporter
+
+            exporter = ProcessStoreExporter(
+                # the same store the opener opens (a SQLite path made absolute: the same file
+                # whatever the child's working directory)
+                {
+                    "type": type,
+                    "path": where if type == "sqlite" else path,
+                    "url": url,
+                    "retention_days": retention_days,
+                },
+                store=store,
+                max_record_bytes=int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES),
+                opener=opener,
+            )
+        else:
+            exporter = StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener)
+        self.writer = writer
+        super().__init__(exporter, **params)
 
     @property
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]
+
+    def take(self, summary: CallSummary, event: str) -> None:
+        """With the writer in a child process, the call's facts are queued instead of its payload
+        when they are enough to build it there (``_callbacks.payload_facts``): the payload's build
+        and encoding leave the event loop. Otherwise (or when a reader built the payload already)
+        the payload, as every batch logger does."""
+        if (
+            self.writer == "process"
+            and event in self.settings.events
+            and not self.turn_off_message_logging
+            and summary.payload_json_if_built() is None
+        ):
+            try:
+                data = facts_record(summary)
+            except Exception:  # noqa: BLE001 - anything odd: the payload, built here, says what it is
+                data = None
+            if data is not None:
+                self.processor.enqueue(data)
+                return
+        super().take(summary, event)
 
     def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
         """The row's columns, taken from the payload dict the record was encoded from, so the
         delivery thread need not parse the record again: on a busy proxy that parse was the
         largest cost of the store after the SQLite insert (docs/store.md, "Cost"). A payload
         whose values would not read back the same from JSON (``rows.NotPlain``) or one over
-        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread."""
-        if len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
+        ``max_record_bytes`` (truncated when written) gets None: parsed by the delivery thread.
+        With the writer in a child process nothing is prepared: the child parses each record,
+        on another core, and the columns would only cost the event loop."""
+        if self.writer == "process" or len(data) > self.exporter.max_record_bytes:  # type: ignore[attr-defined]
             return None
         from ..store.rows import plain_columns
 

@@ -31,7 +31,15 @@ KEY = "general_settings.store"
 STORE_TYPES = ("sqlite", "clickhouse", "postgres")
 # the keys of general_settings.store besides "enabled"; batch options (batch_size, ...) pass through
 STORE_KEYS = ("type", "path", "url", "retention_days", "max_record_bytes", "turn_off_message_logging")
-PASS_THROUGH = ("batch_size", "flush_interval", "spool", "spool_dir", "max_queue_records", "max_queue_bytes")
+PASS_THROUGH: tuple[str, ...] = (
+    "batch_size",
+    "flush_interval",
+    "spool",
+    "spool_dir",
+    "max_queue_records",
+    "max_queue_bytes",
+    "writer",  # where the writes run: process (lmgate serve's default, store/writer_process.py) or thread
+)
 
 
 def parse(general: Mapping[str, Any], file: str) -> dict[str, Any] | None:
@@ -57,6 +65,8 @@ def parse(general: Mapping[str, Any], file: str) -> dict[str, Any] | None:
         raise ConfigError(f"type must be one of {', '.join(STORE_TYPES)}, got {kind!r}", file, f"{KEY}.type")
     if kind != "sqlite" and not out.get("url"):
         raise ConfigError(f"type {kind} needs a url", file, f"{KEY}.url")
+    if out.get("writer", "process") not in ("process", "thread"):
+        raise ConfigError(f"writer must be process or thread, got {out['writer']!r}", file, f"{KEY}.writer")
     return out
 
 

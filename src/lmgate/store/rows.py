@@ -32,7 +32,12 @@ def _str(value: Any) -> str | None:
 
 
 def row_from_payload(record: bytes, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> dict[str, Any]:
-    """The row for one payload record (compact JSON). Raises ValueError when it is not a payload."""
+    """The row for one payload record (compact JSON), or for a call's facts record (its payload
+    built here first: ``_callbacks.payload_facts``). Raises ValueError when it is neither."""
+    if record[:1] == b"[":
+        from .._callbacks.payload_facts import payload_from_facts
+
+        record = payload_from_facts(record)
     payload = orjson.loads(record)
     if not isinstance(payload, dict) or not payload.get("litellm_call_id"):
         raise ValueError("not a standard logging payload (no litellm_call_id)")

@@ -1,0 +1,263 @@
+"""The store's writes in a child process: the serving process only hands batches over a pipe.
+
+With ``writer: process`` (the default in ``lmgate serve``) the store logger's delivery thread
+does not parse records or talk to the database itself: it writes each batch, as the records'
+compact JSON lines, to a child Python process (``python -m lmgate.store.writer_process``), which
+parses them, builds the rows and writes them in one transaction, and answers with one outcome
+per record. Everything the batch processor guarantees stays in the serving process: the queue,
+the write-ahead spool, retries and the accounting. A batch is acknowledged (its spool lines
+resolved) only once the child has answered that it is written, so a child that dies, hangs up or
+answers nonsense makes the batch retried (a new child is started for it), and rows are inserted
+with ON CONFLICT DO NOTHING, so a batch written twice is stored once.
+
+Why (docs/store.md, "Cost"): parsing the record into columns and binding the rows is Python work
+that held the interpreter lock the event loop needs; in a child it runs on another core.
+
+The wire, both ways: frames of a 4-byte big-endian length and that many bytes. The parent's first
+frame is the store's settings as JSON (on the pipe, not the command line, where a URL's password
+would show in ``ps``); then each batch is one frame of records joined by ``\\n`` (a record is one
+line), answered by one frame: ``D`` when every record is delivered, else a JSON list of
+``[kind, reason]`` per record. The child exits when its stdin closes (the parent is gone or
+closed it); it ignores SIGINT and SIGTERM, which a terminal or a process-group kill sends to the
+whole group, so the parent's own exit flush can still go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+import orjson
+
+from ..loggers.exporter import DELIVERED, Batch, Outcome
+
+logger = logging.getLogger("lmgate.loggers")
+
+_LENGTH = struct.Struct(">I")
+_ALL_DELIVERED = b"D"
+# how long close() waits for the child to finish the batch it is writing and exit
+CLOSE_TIMEOUT_S = 10.0
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """One frame, or None at a clean end of the stream; EOFError when it ends inside a frame."""
+    head = stream.read(_LENGTH.size)
+    if not head:
+        return None
+    if len(head) < _LENGTH.size:
+        raise EOFError("the pipe closed inside a frame header")
+    (size,) = _LENGTH.unpack(head)
+    body = stream.read(size) if size else b""
+    if len(body) < size:
+        raise EOFError(f"the pipe closed after {len(body)} of {size} bytes of a frame")
+    return body
+
+
+def _write_frame(stream: IO[bytes], body: bytes) -> None:
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
+    stream.flush()
+
+
+class ProcessStoreExporter:
+    """An exporter (``loggers.exporter.Exporter``) whose batches are written by a child process.
+
+    ``settings``: ``open_store``'s arguments (``type``, ``path``, ``url``, ``retention_days``) and
+    ``max_record_bytes``, sent to the child. ``store``: the serving process's own handle on the
+    same store, for its readers (the dashboard, ``StoreLogger.store``); writes never go through
+    it. ``opener``: a server store not reachable yet when the logger was made, tried before each
+    batch like ``StoreExporter`` does, so the reading handle appears once the server is up.
+
+    The child is started at the first batch (a proxy that serves nothing runs no child) and again
+    after it died. ``command`` is the child's command line (tests may point it elsewhere)."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        *,
+        store: Any = None,
+        max_record_bytes: int,
+        opener: Callable[[], Any] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.settings = dict(settings, max_record_bytes=max_record_bytes)
+        self.store = store
+        self.max_record_bytes = max_record_bytes
+        self._opener = opener
+        self.command = command or [sys.executable, "-m", "lmgate.store.writer_process"]
+        self._lock = threading.Lock()  # one batch on the pipe at a time
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self.close_timeout = CLOSE_TIMEOUT_S
+
+    def __repr__(self) -> str:
+        return f"<ProcessStoreExporter {self.store!r}>"
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (tests, diagnostics)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # its log lines go where the serving process's go
+            stderr=None,
+            close_fds=True,
+        )
+        assert proc.stdin is not None
+        _write_frame(proc.stdin, orjson.dumps(self.settings))
+        return proc
+
+    def _stop(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def export(self, batch: Batch) -> list[Outcome]:
+        n = len(batch.records)
+        if self.store is None and self._opener is not None:
+            try:
+                self.store = self._opener()
+            except Exception as error:  # noqa: BLE001 - still unreachable: the batch waits
+                logger.warning("store: cannot open the store yet, will retry: %s", error)
+                return [Outcome("retry", type(error).__name__)] * n
+        with self._lock:
+            if self._closed:
+                return [Outcome("retry", "writer_closed")] * n
+            try:
+                proc = self._proc
+                if proc is not None and proc.poll() is not None:  # died between batches
+                    self._stop(proc, 0)
+                    proc = self._proc = None
+                if proc is None:
+                    proc = self._proc = self._start()
+                assert proc.stdin is not None and proc.stdout is not None
+                _write_frame(proc.stdin, b"\n".join(batch.records))
+                answer = _read_frame(proc.stdout)
+                if answer is None:
+                    raise EOFError("the writer process exited without answering")
+                return _outcomes(answer, n)
+            except (OSError, EOFError, ValueError, TypeError) as error:
+                # died, hung up, or answered nonsense: nothing is known to be written; the batch
+                # is retried through a new child (rows written already are not stored twice)
+                logger.warning("store: the writer process failed, will retry the batch: %s", error)
+                if self._proc is not None:
+                    self._stop(self._proc, 0)
+                    self._proc = None
+                return [Outcome("retry", "writer_process")] * n
+
+    def close(self) -> None:
+        # a batch still on the pipe (the exit flush gave up on it) gets close_timeout seconds to
+        # end; then the child is killed, which ends that export with a retry (its records stay
+        # spooled for the next process)
+        idle = self._lock.acquire(timeout=self.close_timeout)
+        try:
+            self._closed = True
+            proc, self._proc = self._proc, None
+        finally:
+            if idle:
+                self._lock.release()
+        if proc is not None:
+            if idle:
+                self._stop(proc, self.close_timeout)
+            else:  # the export under way then meets the end of the pipe: a retry
+                proc.kill()
+                self._stop(proc, self.close_timeout)
+        if self.store is not None:
+            self.store.close()
+
+
+def _outcomes(answer: bytes, n: int) -> list[Outcome]:
+    if answer == _ALL_DELIVERED:
+        return [DELIVERED] * n
+    outcomes = [Outcome(str(kind), str(reason)) for kind, reason in orjson.loads(answer)]
+    if len(outcomes) != n:
+        raise ValueError(f"the writer process answered {len(outcomes)} outcomes for {n} records")
+    return outcomes
+
+
+def _encode_outcomes(outcomes: list[Outcome]) -> bytes:
+    if all(o.kind == "delivered" for o in outcomes):
+        return _ALL_DELIVERED
+    return orjson.dumps([[o.kind, o.reason] for o in outcomes])
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """The child's loop: read the settings, then write each batch and answer; 0 at the end of stdin."""
+    from ..loggers.store import StoreExporter
+    from . import open_store
+
+    first = _read_frame(stdin)
+    if first is None:
+        return 0
+    settings = orjson.loads(first)
+    max_record_bytes = settings.pop("max_record_bytes", None)
+
+    def opener() -> Any:
+        return open_store(
+            settings.get("path"),
+            type=settings.get("type") or "sqlite",
+            url=settings.get("url"),
+            retention_days=settings.get("retention_days"),
+        )
+
+    # opened at the first batch (StoreExporter's opener): a server store that is down makes the
+    # batch retried, answered as such, instead of killing the child
+    exporter = StoreExporter(None, max_record_bytes=max_record_bytes, opener=opener)
+    try:
+        while True:
+            body = _read_frame(stdin)
+            if body is None:
+                return 0
+            records = body.split(b"\n") if body else []
+            outcomes = exporter.export(Batch(records, ""))
+            _write_frame(stdout, _encode_outcomes(outcomes))
+    finally:
+        exporter.close()
+
+
+def main() -> int:
+    import signal
+
+    # the parent decides when this process ends (by closing the pipe): a Ctrl-C or a SIGTERM sent
+    # to the whole process group must not cut the parent's exit flush short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="lmgate store writer: %(levelname)s %(message)s")
+    stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=1 << 16, closefd=False)
+    # the answers get a descriptor of their own; fd 1 then points at stderr, so a stray print()
+    # in anything this process imports cannot corrupt the frames
+    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError):  # no usable stderr (a daemon's): stray output goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    try:
+        return serve(stdin, stdout)
+    except (EOFError, BrokenPipeError):  # the parent went away mid-frame: nothing to answer
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,375 @@
+"""The store's writes in a child process (``writer: process``, store/writer_process.py): the rows
+are the ones the in-process writer makes, written by another process; a child that dies or
+answers nonsense loses nothing and stores nothing twice; a program that exits without flushing
+still has every call stored. Real child processes, real SQLite files, calls through the real
+send path against the fake provider."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import orjson
+import pytest
+from fakes import Reply
+
+import lmgate
+from lmgate._callbacks.payload_facts import facts_record, payload_from_facts
+from lmgate._retry import RetryPolicy
+from lmgate.loggers._env import LoggerConfigError
+from lmgate.loggers.store import StoreLogger
+from lmgate.store import Filters, Page
+from lmgate.store.writer_process import ProcessStoreExporter
+
+pytest.importorskip("sqlalchemy")
+
+KEY = "sk-test-store-writer"
+FAST = RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0)
+
+
+def params(fp, **kw):
+    return {
+        "model": "openai/gpt-4o-mini",
+        "api_base": fp.base_url + "/v1",
+        "api_key": KEY,
+        "messages": [{"role": "user", "content": "hello writer"}],
+        **kw,
+    }
+
+
+def rows_of(logger: StoreLogger) -> list[dict]:
+    return logger.store.query(Filters(), Page(limit=1000))
+
+
+def several_calls(fp) -> None:
+    """Calls of every shape: plain, with metadata, tags, a user and parameters, streamed, failed,
+    with a secret in the metadata, redacted."""
+    lmgate.completion(**params(fp))
+    lmgate.completion(
+        **params(
+            fp,
+            user="alice",
+            temperature=0.3,
+            max_tokens=7,
+            metadata={"tags": ["w", "x"], "team": "t", "nested": {"k": [1, 2.5, None, True]}},
+        )
+    )
+    lmgate.completion(
+        **params(fp, messages=[{"role": "user", "content": 'h\u00e9llo \u2028 \U0001f600 "q" \n'}])
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in lmgate.completion(**params(fp, stream=True)))
+    fp.enqueue(Reply(status=400))
+    with pytest.raises(lmgate.exceptions.BadRequestError):
+        lmgate.completion(**params(fp))
+    lmgate.completion(**params(fp, metadata={"api_key": "sk-abcdefghijklmnopqrstuvwx", "tags": ["s"]}))
+    lmgate.completion(**params(fp, metadata={"when": datetime.datetime(2026, 1, 2, 3, 4, 5), 1: "int key"}))
+    lmgate.completion(**params(fp, metadata={"tags": "not-a-list"}))
+    lmgate.completion(**params(fp, turn_off_message_logging=True))
+
+
+def test_rows_are_written_by_a_child_process_and_equal_the_in_process_ones(tmp_path, fake_provider):
+    in_process = StoreLogger(path=str(tmp_path / "thread.sqlite3"), spool="off", writer="thread")
+    child = StoreLogger(path=str(tmp_path / "process.sqlite3"), spool="off", writer="process")
+    lmgate.callbacks = [child, in_process]
+    several_calls(fake_provider)
+    assert in_process.flush(30) and child.flush(30)
+    assert child.writer == "process" and isinstance(child.exporter, ProcessStoreExporter)
+    assert child.exporter.pid not in (None, os.getpid())
+    assert child.stats()["delivered"] == 9 and child.stats()["dropped_total"] == 0
+    # the same calls (one call id each, both loggers saw them): the same rows, column for column,
+    # whether the child built the payload from the call's facts or got it built
+    theirs = sorted(rows_of(child), key=lambda r: r["call_id"])
+    ours = sorted(rows_of(in_process), key=lambda r: r["call_id"])
+    assert len(theirs) == 9 and "alice" in {r["end_user"] for r in theirs}
+    assert theirs == ours
+    # and the same stored payloads, byte for byte
+    full = [(child.store.get(r["call_id"]), in_process.store.get(r["call_id"])) for r in theirs]
+    assert all(a is not None and a == b for a, b in full)
+    assert "sk-abcdefghijklmnopqrstuvwx" not in str(full)
+
+
+class Summaries:
+    """A sink that keeps each finished call's summary (reads nothing from it)."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+
+    def take(self, summary, event) -> None:
+        self.got.append(summary)
+
+
+def test_a_calls_facts_build_the_very_payload_or_are_not_taken(fake_provider):
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    several_calls(fake_provider)
+    deferred = []
+    for summary in sink.got:
+        record = facts_record(summary)
+        if record is not None:
+            assert b"\n" not in record and record.startswith(b'["lmgate.facts/1"')
+            assert payload_from_facts(record) == summary.payload_json()
+            deferred.append(summary)
+    # plain, metadata and parameters, unicode, streamed: from their facts; the failure, the
+    # secret to mask, the datetime and int key, the bad tags and the redacted call: built here
+    assert len(sink.got) == 9 and len(deferred) == 4
+    assert {s.status for s in deferred} == {"success"} and any(s.stream for s in deferred)
+
+
+def facts_record_of_one_call(tmp_path) -> bytes:
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    lmgate.completion(
+        model="openai/gpt-4o-mini", mock_response="hi", messages=[{"role": "user", "content": "x"}]
+    )
+    lmgate.callbacks = []
+    record = facts_record(sink.got[0])
+    assert record is not None
+    return record
+
+
+def test_a_record_that_is_not_a_calls_facts_is_dropped_with_its_reason(tmp_path):
+    logger = StoreLogger(path=str(tmp_path / "logs.sqlite3"), spool="off", writer="process")
+    logger.enqueue_bytes(b'["lmgate.facts/0", 1]')
+    # the right tag and length, a value of the wrong type where the payload's builder reads it
+    damaged = orjson.loads(facts_record_of_one_call(tmp_path))
+    damaged[-6] = "not usage"
+    logger.enqueue_bytes(orjson.dumps(damaged))
+    assert logger.flush(30)
+    dropped = logger.stats()["dropped"]
+    assert dropped["not_a_payload: not a call's facts record (lmgate.facts/1)"] == 1
+    assert sum(dropped.values()) == 2 and logger.stats()["retried"] == 0
+
+
+def test_a_child_killed_between_batches_is_replaced(tmp_path, fake_provider):
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"),
+        spool_dir=str(tmp_path / "spool"),
+        writer="process",
+        retry_policy=FAST,
+    )
+    lmgate.callbacks = [logger]
+    lmgate.completion(**params(fake_provider))
+    assert logger.flush(30)
+    first = logger.exporter.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # found dead at the next batch, or dying under it: either way replaced
+    lmgate.completion(**params(fake_provider))
+    assert logger.flush(30)
+    assert logger.exporter.pid not in (None, first)
+    assert len(rows_of(logger)) == 2 and logger.stats()["delivered"] == 2
+
+
+# A child that takes a batch and dies without answering (the first time only: a marker file), then
+# runs the real writer: the batch is retried through a new child and stored once.
+DIES_ONCE = textwrap.dedent("""
+    import os, sys
+    from lmgate.store import writer_process as w
+    marker = sys.argv[1]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        stdin = os.fdopen(0, "rb")
+        w._read_frame(stdin)  # the settings
+        w._read_frame(stdin)  # the batch, then gone without a word
+        os._exit(1)
+    raise SystemExit(w.main())
+""")
+# A child that answers every batch with nonsense (too few outcomes), after writing nothing.
+ANSWERS_NONSENSE = textwrap.dedent("""
+    import os, sys
+    from lmgate.store import writer_process as w
+    stdin, stdout = os.fdopen(0, "rb"), os.fdopen(1, "wb")
+    w._read_frame(stdin)
+    while w._read_frame(stdin) is not None:
+        w._write_frame(stdout, b"[]")
+""")
+
+
+def test_a_child_that_dies_mid_batch_makes_the_batch_retried_and_stored_once(tmp_path, fake_provider):
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"),
+        spool_dir=str(tmp_path / "spool"),
+        writer="process",
+        batch_size=5,
+        retry_policy=FAST,
+    )
+    logger.exporter.command = [sys.executable, "-c", DIES_ONCE, str(tmp_path / "died")]
+    lmgate.callbacks = [logger]
+    for _ in range(5):
+        lmgate.completion(**params(fake_provider))
+    assert logger.flush(60)
+    assert (tmp_path / "died").exists()
+    stats = logger.stats()
+    assert stats["retried"] >= 5 and stats["delivered"] == 5 and stats["dropped_total"] == 0
+    assert len({r["call_id"] for r in rows_of(logger)}) == len(rows_of(logger)) == 5
+
+
+def test_a_child_that_answers_nonsense_keeps_the_records_pending(tmp_path, fake_provider):
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    logger.exporter.command = [sys.executable, "-c", ANSWERS_NONSENSE]
+    lmgate.callbacks = [logger]
+    lmgate.completion(**params(fake_provider))
+    assert not logger.flush(1)  # retried, never counted as delivered
+    stats = logger.stats()
+    assert stats["delivered"] == 0 and stats["pending"] == 1 and stats["failing"] == "writer_process"
+    logger.close(1)
+    assert any(p.suffix == ".wal" for p in (tmp_path / "spool").iterdir())  # kept for the next process
+
+
+# A child that takes the settings and a batch, then never answers (a database that hangs).
+NEVER_ANSWERS = textwrap.dedent("""
+    import os, threading
+    from lmgate.store import writer_process as w
+    stdin = os.fdopen(0, "rb")
+    w._read_frame(stdin)
+    w._read_frame(stdin)
+    threading.Event().wait()
+""")
+
+
+def test_closing_while_a_child_hangs_ends_and_keeps_the_records_spooled(tmp_path, fake_provider):
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    logger.exporter.command = [sys.executable, "-c", NEVER_ANSWERS]
+    logger.exporter.close_timeout = 0.5
+    lmgate.callbacks = [logger]
+    lmgate.completion(**params(fake_provider))
+    logger.processor.ship_now()
+    assert not logger.close(0.5)  # returns: the hung child is killed, not waited for
+    assert logger.stats()["spooled"] == 1
+    lines = [p.read_bytes() for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
+    assert sum(chunk.count(b"\n") for chunk in lines) == 1
+    # the next process writes it
+    again = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    assert again.flush(30) and again.store.count() == 1
+    again.close()
+
+
+def test_a_program_that_exits_without_flushing_has_every_call_stored(tmp_path, fake_provider):
+    db = tmp_path / "logs.sqlite3"
+    script = textwrap.dedent(f"""
+        import lmgate
+        from lmgate.loggers.store import StoreLogger
+        lmgate.callbacks = [StoreLogger(path={str(db)!r}, spool="off", writer="process", flush_interval=60)]
+        for i in range(4):
+            lmgate.completion(model="openai/gpt-4o-mini", api_base={fake_provider.base_url + "/v1"!r},
+                              api_key={KEY!r}, messages=[{{"role": "user", "content": "bye"}}])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from lmgate.store import open_store
+
+    assert open_store(str(db)).count() == 4
+
+
+def test_the_environment_picks_the_writer_and_a_bad_one_names_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMGATE_STORE_WRITER", "process")
+    logger = StoreLogger(path=str(tmp_path / "a.sqlite3"), spool="off")
+    assert logger.writer == "process"
+    logger.close()
+    with pytest.raises(LoggerConfigError, match=r"callback_settings\.store\.writer.*thread, process"):
+        StoreLogger(path=str(tmp_path / "b.sqlite3"), spool="off", writer="fork")
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in os.listdir(f"/proc/{p}/task"):
+            try:
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]:
+    """A real ``lmgate serve`` with the default store: one call, stored; the store writer
+    processes under the server at that moment, and the rows stored after its SIGTERM."""
+    pytest.importorskip("starlette")
+    import httpx
+    from test_proxy_server import Served
+
+    from lmgate.store import open_store
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent("""
+        model_list:
+          - model_name: mock
+            litellm_params: {model: openai/gpt-4o-mini, mock_response: "stored", api_key: sk-mock}
+        """)
+        + store_settings
+    )
+    env = {
+        "LMGATE_DATA_DIR": str(tmp_path / "data"),
+        "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
+        "LMGATE_STORE": "",
+    }
+    served = Served(config, tmp_path, env)
+    try:
+        served.wait_ready()
+        assert not [p for p in _descendants(served.proc.pid) if "writer_process" in _cmdline(p)]  # none idle
+        answer = httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        store = open_store(str(tmp_path / "data" / "logs.sqlite3"))
+        for _ in range(600):  # bounded poll: the batch ships within the flush interval (1 s)
+            if store.count():
+                break
+            try:
+                served.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        assert store.count() == 1, served.stderr[-2000:]
+        writers = [p for p in _descendants(served.proc.pid) if "lmgate.store.writer_process" in _cmdline(p)]
+    finally:
+        code = served.stop()
+    assert code == 0, served.stderr[-2000:]
+    return writers, store.count()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_lmgate_serve_writes_the_store_from_a_child_process(tmp_path):
+    writers, stored = _serve_one_call(tmp_path)
+    assert len(writers) == 1 and stored == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_lmgate_serve_with_writer_thread_runs_no_child(tmp_path):
+    writers, stored = _serve_one_call(tmp_path, "general_settings:\n  store: {writer: thread}\n")
+    assert writers == [] and stored == 1
+
+
+def test_a_bad_writer_setting_names_the_key(tmp_path):
+    pytest.importorskip("starlette")
+    from test_proxy_server import Served
+
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list: []\ngeneral_settings:\n  store: {writer: fork}\n")
+    served = Served(config, tmp_path, {"LMGATE_DATA_DIR": str(tmp_path / "data"), "LMGATE_STORE": ""})
+    assert served.proc.wait(60) == 2
+    served.stop()
+    assert "general_settings.store.writer" in served.stderr and "process or thread" in served.stderr
