@@ -51,6 +51,10 @@ def serve(args: Any) -> int:
     except ValueError as error:
         print(f"lmgate serve: {error}", file=sys.stderr)
         return 2
+    from ..store.writer_process import LOG_FORMAT_ENV, LOG_LEVEL_ENV
+
+    # the log store's writer processes share this stderr: their lines as this process writes its own
+    os.environ[LOG_FORMAT_ENV], os.environ[LOG_LEVEL_ENV] = log_format, args.log_level
     say = logging.getLogger("lmgate.proxy.server")  # through the same formatter as every other line
     workers = int(getattr(args, "workers", 1) or 1)
     if workers < 1:
