@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the log store is on in `lmgate serve` unless turned off (proxy/store_config.py); the
     # environment carries the choice to every worker process
     os.environ["LMGATE_STORE"] = "off" if args.no_store else (os.environ.get("LMGATE_STORE") or "on")
-    # the store's writes run in a child process of each worker (store/writer_process.py)
+    # the store's writes run in a child process of each worker (loggers/store_process.py)
     os.environ.setdefault("LMGATE_STORE_WRITER", "process")
     return run_serve(args)
 

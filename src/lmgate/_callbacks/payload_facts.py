@@ -1,12 +1,12 @@
 """A finished call's facts as a compact record, from which its standard logging payload is built
-later, in another process: the store's writer process (``store/writer_process.py``).
+later, in another process: the store's writer process (``loggers/store_process.py``).
 
 Building the payload (~45k instructions) and encoding it (~35k) is most of what the store logger
 costs the serving process; the facts the payload is made of encode in a fraction of that (the
 messages and the response are already JSON). ``facts_record(summary)`` gives that record, or None
 for a call whose payload needs anything only this process has or knows: then the payload is
 built here as before. ``payload_from_facts(record)`` builds the payload's JSON from it, byte for
-byte what ``summary.payload_json()`` gives here (tests/test_store_writer_process.py holds them
+byte what ``summary.payload_json()`` gives here (tests/test_store_process.py holds them
 equal): the same ``build_payload`` runs on a summary frozen from the same values.
 
 Deferred only when nothing about the payload depends on this process:

@@ -16,97 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._callbacks.payload_facts import facts_record
 from ._env import LoggerConfigError
 from .batch import BatchLogger
-from .exporter import DELIVERED, Batch, Outcome
+from .store_exporter import StoreExporter
 
 NAMES = ("store",)
 STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes", "writer")
 # where a batch is written: "thread" (the delivery thread, in this process) or "process" (a child
-# process fed over a pipe, store/writer_process.py); `lmgate serve` sets the environment to
+# process fed over a pipe, loggers/store_process.py); `lmgate serve` sets the environment to
 # "process" (unless set), a program using the library gets "thread" unless it asks
 WRITERS = ("thread", "process")
 WRITER_ENV = "LMGATE_STORE_WRITER"
 
 logger = logging.getLogger("lmgate.loggers")
-
-
-class StoreExporter:
-    """Writes a batch of payload records to a ``LogStore`` in one transaction.
-
-    ``opener`` (with ``store=None``): a server store that could not be reached when the logger
-    was made; each batch tries to open it first, and until it can the batch is retried (the
-    records wait in the queue and the write-ahead spool), so a proxy starts while its ClickHouse
-    or PostgreSQL is down and loses nothing."""
-
-    def __init__(
-        self, store: Any, *, max_record_bytes: int | None = None, opener: Callable[[], Any] | None = None
-    ) -> None:
-        from ..store.rows import DEFAULT_MAX_RECORD_BYTES
-
-        self.store = store
-        self._opener = opener
-        self.max_record_bytes = int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES)
-
-    def __repr__(self) -> str:
-        return f"<StoreExporter {self.store!r}>"
-
-    def export(self, batch: Batch) -> list[Outcome]:
-        from ..store.rows import row_from_columns, row_from_payload, values_from_columns
-
-        if self.store is None and self._opener is not None:
-            try:
-                self.store = self._opener()
-            except Exception as error:  # noqa: BLE001 - still unreachable: the batch waits
-                logger.warning("store: cannot open the store yet, will retry: %s", error)
-                return [Outcome("retry", type(error).__name__)] * len(batch.records)
-
-        outcomes: list[Outcome] = []
-        rows = []
-        prepared = batch.prepared or [None] * len(batch.records)
-        from_columns = (
-            values_from_columns if getattr(self.store, "WRITES_VALUE_ROWS", False) else row_from_columns
-        )
-        for record, columns in zip(batch.records, prepared, strict=True):
-            try:
-                if columns is None and record[:1] == b"[":  # a call's facts: its payload built here
-                    record, columns = self._built_from_facts(record)
-                if columns is not None:  # taken from the payload at enqueue (StoreLogger.take)
-                    rows.append(from_columns(columns, record))
-                else:  # read back from the spool, or enqueued as bytes alone: parsed
-                    rows.append(row_from_payload(record, self.max_record_bytes))
-                outcomes.append(DELIVERED)
-            except ValueError as error:  # includes orjson.JSONDecodeError: no retry can fix it
-                outcomes.append(Outcome("drop", f"not_a_payload: {error}"[:200]))
-        try:
-            self.store.write(rows)
-        except Exception as error:  # noqa: BLE001 - a locked or full database: try the batch again
-            logger.warning("store: writing a batch of %d failed, will retry: %s", len(rows), error)
-            return [o if o.kind == "drop" else Outcome("retry", type(error).__name__) for o in outcomes]
-        return outcomes
-
-    def _built_from_facts(self, record: bytes) -> tuple[bytes, tuple[Any, ...] | None]:
-        """The payload a call's facts record stands for (``_callbacks.payload_facts``), and its
-        row's columns taken from the payload dict it was encoded from (not parsed back); None for
-        the columns of a payload over ``max_record_bytes`` or not plain: parsed, as any record."""
-        from .._callbacks.payload_facts import built_from_facts
-        from ..store.rows import NotPlain, plain_columns
-
-        summary, data = built_from_facts(record)
-        if len(data) > self.max_record_bytes:
-            return data, None
-        try:
-            return data, plain_columns(summary.payload())
-        except NotPlain:
-            return data, None
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
 
 
 class StoreLogger(BatchLogger):
@@ -186,7 +111,7 @@ class StoreLogger(BatchLogger):
         exporter: Any
         if writer == "process":
             from ..store.rows import DEFAULT_MAX_RECORD_BYTES
-            from ..store.writer_process import ProcessStoreExporter
+            from .store_process import ProcessStoreExporter
 
             exporter = ProcessStoreExporter(
                 # the same store the opener opens (a SQLite path made absolute: the same file

@@ -38,7 +38,7 @@ PASS_THROUGH: tuple[str, ...] = (
     "spool_dir",
     "max_queue_records",
     "max_queue_bytes",
-    "writer",  # where the writes run: process (lmgate serve's default, store/writer_process.py) or thread
+    "writer",  # where the writes run: process (lmgate serve's default, loggers/store_process.py) or thread
 )
 
 

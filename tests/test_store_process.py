@@ -1,4 +1,4 @@
-"""The store's writes in a child process (``writer: process``, store/writer_process.py): the rows
+"""The store's writes in a child process (``writer: process``, loggers/store_process.py): the rows
 are the ones the in-process writer makes, written by another process; a child that dies or
 answers nonsense loses nothing and stores nothing twice; a program that exits without flushing
 still has every call stored. Real child processes, real SQLite files, calls through the real
@@ -22,8 +22,8 @@ from lmgate._callbacks.payload_facts import facts_record, payload_from_facts
 from lmgate._retry import RetryPolicy
 from lmgate.loggers._env import LoggerConfigError
 from lmgate.loggers.store import StoreLogger
+from lmgate.loggers.store_process import ProcessStoreExporter
 from lmgate.store import Filters, Page
-from lmgate.store.writer_process import ProcessStoreExporter
 
 pytest.importorskip("sqlalchemy")
 
@@ -167,7 +167,7 @@ def test_a_child_killed_between_batches_is_replaced(tmp_path, fake_provider):
 # runs the real writer: the batch is retried through a new child and stored once.
 DIES_ONCE = textwrap.dedent("""
     import os, sys
-    from lmgate.store import writer_process as w
+    from lmgate.loggers import store_process as w
     marker = sys.argv[1]
     if not os.path.exists(marker):
         open(marker, "w").close()
@@ -180,7 +180,7 @@ DIES_ONCE = textwrap.dedent("""
 # A child that answers every batch with nonsense (too few outcomes), after writing nothing.
 ANSWERS_NONSENSE = textwrap.dedent("""
     import os, sys
-    from lmgate.store import writer_process as w
+    from lmgate.loggers import store_process as w
     stdin, stdout = os.fdopen(0, "rb"), os.fdopen(1, "wb")
     w._read_frame(stdin)
     while w._read_frame(stdin) is not None:
@@ -224,7 +224,7 @@ def test_a_child_that_answers_nonsense_keeps_the_records_pending(tmp_path, fake_
 # A child that takes the settings and a batch, then never answers (a database that hangs).
 NEVER_ANSWERS = textwrap.dedent("""
     import os, threading
-    from lmgate.store import writer_process as w
+    from lmgate.loggers import store_process as w
     stdin = os.fdopen(0, "rb")
     w._read_frame(stdin)
     w._read_frame(stdin)
@@ -328,7 +328,7 @@ def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]
     served = Served(config, tmp_path, env)
     try:
         served.wait_ready()
-        assert not [p for p in _descendants(served.proc.pid) if "writer_process" in _cmdline(p)]  # none idle
+        assert not [p for p in _descendants(served.proc.pid) if "store_process" in _cmdline(p)]  # none idle
         answer = httpx.post(
             f"{served.url}/v1/chat/completions",
             json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]},
@@ -344,7 +344,7 @@ def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]
             except subprocess.TimeoutExpired:
                 pass
         assert store.count() == 1, served.stderr[-2000:]
-        writers = [p for p in _descendants(served.proc.pid) if "lmgate.store.writer_process" in _cmdline(p)]
+        writers = [p for p in _descendants(served.proc.pid) if "lmgate.loggers.store_process" in _cmdline(p)]
     finally:
         code = served.stop()
     assert code == 0, served.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 With ``writer: process`` (the default in ``lmgate serve``) the store logger's delivery thread
 does not parse records or talk to the database itself: it writes each batch, as the records'
-compact JSON lines, to a child Python process (``python -m lmgate.store.writer_process``), which
+compact JSON lines, to a child Python process (``python -m lmgate.loggers.store_process``), which
 parses them, builds the rows and writes them in one transaction, and answers with one outcome
 per record. Everything the batch processor guarantees stays in the serving process: the queue,
 the write-ahead spool, retries and the accounting. A batch is acknowledged (its spool lines
@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..loggers.exporter import DELIVERED, Batch, Outcome
+from .exporter import DELIVERED, Batch, Outcome
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -94,7 +94,7 @@ class ProcessStoreExporter:
         self.store = store
         self.max_record_bytes = max_record_bytes
         self._opener = opener
-        self.command = command or [sys.executable, "-m", "lmgate.store.writer_process"]
+        self.command = command or [sys.executable, "-m", "lmgate.loggers.store_process"]
         self._lock = threading.Lock()  # one batch on the pipe at a time
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
@@ -207,8 +207,8 @@ def _encode_outcomes(outcomes: list[Outcome]) -> bytes:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """The child's loop: read the settings, then write each batch and answer; 0 at the end of stdin."""
-    from ..loggers.store import StoreExporter
-    from . import open_store
+    from ..store import open_store
+    from .store_exporter import StoreExporter
 
     first = _read_frame(stdin)
     if first is None:
