@@ -439,11 +439,11 @@ def test_the_writer_process_masks_its_own_lines():
     line = "http://user:hunter2@db.example/x sk-abcdefghijklmnopqrstuvwxyz012345"
     code = (
         "import logging\n"
-        "from lmgate.store.writer_process import _setup_logging\n"
+        "from lmgate.loggers.store_process import _setup_logging\n"
         "_setup_logging()\n"
         f"logging.getLogger('lmgate.loggers').warning('store: failed: %s', {line!r})\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("LMGATE_LOG_FORMAT", "LMGATE_LOG_LEVEL")}
+    env = {k: v for k, v in os.environ.items() if k != "LMGATE_LOG_CONFIG"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "lmgate store writer: WARNING store: failed:" in done.stderr

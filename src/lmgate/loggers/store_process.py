@@ -43,10 +43,10 @@ _LENGTH = struct.Struct(">I")
 _ALL_DELIVERED = b"D"
 # how long close() waits for the child to finish the batch it is writing and exit
 CLOSE_TIMEOUT_S = 10.0
-# set by ``lmgate serve`` (proxy/server.py): the child shares its stderr, so it writes its lines as
-# the server does (``--log-format json``: one JSON object a line), at the server's level
-LOG_FORMAT_ENV = "LMGATE_LOG_FORMAT"
-LOG_LEVEL_ENV = "LMGATE_LOG_LEVEL"
+# set by ``lmgate serve`` (proxy/server.py): the server's own logging set-up (``logging.config``'s
+# dict, as JSON). The child shares its stderr, so it writes its lines as the server does (masked;
+# ``--log-format json``: one JSON object a line), at the server's level
+LOG_CONFIG_ENV = "LMGATE_LOG_CONFIG"
 
 
 def _read_frame(stream: IO[bytes]) -> bytes | None:
@@ -243,20 +243,25 @@ def _setup_logging() -> None:
     """This process's lines on the stderr it shares with the serving process: masked as that
     process masks its own, and under ``lmgate serve`` in the server's format and level (a
     plain-text line among JSON ones would break a log shipper reading ``--log-format json``)."""
-    log_format = os.environ.get(LOG_FORMAT_ENV)
-    if log_format:
-        from ..proxy.logs import setup_logging  # the server's own set-up: masking filter included
+    import logging.config
 
-        try:
-            setup_logging(os.environ.get(LOG_LEVEL_ENV) or "warning", log_format)
-            return
-        except ValueError:  # not one the server knows: the plain set-up below
-            pass
     from .._secrets import MaskingFilter
 
+    config = os.environ.get(LOG_CONFIG_ENV)
+    problem = None
+    if config:
+        try:
+            logging.config.dictConfig(orjson.loads(config))
+            return
+        except (ValueError, TypeError, AttributeError, ImportError) as error:
+            problem = error
     logging.basicConfig(level=logging.WARNING, format="lmgate store writer: %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(MaskingFilter())
+    if problem is not None:
+        logger.warning(
+            "%s: not a logging set-up this process can use (%s); plain lines", LOG_CONFIG_ENV, problem
+        )
 
 
 def main() -> int:
