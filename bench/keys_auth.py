@@ -4,15 +4,19 @@ and settlement, spend accounting — against the master key alone: paired, in pr
 
     PYTHONPATH=src python bench/keys_auth.py [--keys 1000] [--requests 300] [--pairs 8] [--concurrency 50]
 
-Three apps from one config but for ``general_settings.virtual_keys`` and ``router_settings``:
+Four apps from one config but for ``general_settings.virtual_keys``, ``database_url`` and
+``router_settings``:
 
 - ``master``: the master key only (no key store);
 - ``keys, SQLite``: a real SQLite key store with ``--keys`` keys in as many teams, each key and
   team with an rpm, tpm, parallel limit and a budget (every check runs), counters in process;
-- ``keys, SQLite + Redis``: the same store, the counters in a real ``redis-server`` (one Lua
-  script call per batch: the admissions and settlements of the requests of one moment; at
-  c=1 one round trip per request, under concurrency one per many — printed as requests per
-  round trip).
+- ``keys, SQLite + Redis``: the same store, the counters in a real ``redis-server``, taken
+  through per-instance leases (``proxy/leases.py``: a request is admitted against this
+  instance's slice of each counter in memory; a round trip reports and resizes the slices —
+  printed as requests admitted without one);
+- ``keys, PostgreSQL + Redis``: the multi-instance set-up: the key store and ledger in a real
+  PostgreSQL (``initdb`` + ``postgres`` on a free port, the tests' harness ``tests/pg.py``),
+  the counters in the same Redis; its own 1,000 keys in 1,000 teams.
 
 Each answers ``POST /v1/chat/completions`` for a ``mock_response`` deployment through httpx's
 ASGI transport; requests rotate over every key (all cached after the warm-up, as in steady
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -44,16 +49,18 @@ from lmgate.proxy.config import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakes.redis_server import RedisServer  # noqa: E402 - the tests' real redis-server runner
+from pg import PostgresServer  # noqa: E402 - the tests' real PostgreSQL runner
 
 MASTER = "sk-bench-master-000000000"
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}
 BIG = 10**9
 
 
-def make_app(tmp: Path, keyed: bool, redis_url: str | None = None) -> Any:
-    name = "master" if not keyed else "redis" if redis_url else "sqlite"
+def make_app(tmp: Path, keyed: bool, redis_url: str | None = None, database_url: str | None = None) -> Any:
+    name = "master" if not keyed else "postgres" if database_url else "redis" if redis_url else "sqlite"
     path = tmp / f"config-{name}.yaml"
     router = f"router_settings: {{redis_url: '{redis_url}'}}\n" if redis_url else ""
+    database = f"  database_url: {database_url}\n" if database_url else ""
     path.write_text(
         textwrap.dedent(f"""
         model_list:
@@ -64,12 +71,13 @@ def make_app(tmp: Path, keyed: bool, redis_url: str | None = None) -> Any:
           virtual_keys: {str(keyed).lower()}
           data_dir: {tmp / "data"}
         """)
+        + database
         + router
     )
     return create_app(load_config(path))
 
 
-async def populate(app: Any, n: int) -> list[str]:
+async def populate(app: Any, n: int, teams_named: str = "team") -> list[str]:
     """``n`` teams and ``n`` keys (key i in team i), each with every limit, in one transaction."""
     from lmgate.control.schema import keys as keys_table
     from lmgate.control.schema import teams as teams_table
@@ -80,13 +88,13 @@ async def populate(app: Any, n: int) -> list[str]:
     limits = {"rpm_limit": BIG, "tpm_limit": BIG, "max_budget": float(BIG), "budget_duration": "30d"}
     common = {"metadata": {}, "blocked": False, "spend": 0.0, "created_at": now, "updated_at": now}
     texts = [f"sk-bench-{i:06d}-{os.urandom(12).hex()}" for i in range(n)]
-    teams = [{"team_id": f"team-{i}", "models": [], **limits, **common} for i in range(n)]
+    teams = [{"team_id": f"{teams_named}-{i}", "models": [], **limits, **common} for i in range(n)]
     keys = [
         {
             "token": hash_token(text),
             "key_name": f"sk-...{text[-4:]}",
             "key_alias": f"k{i}",
-            "team_id": f"team-{i}",
+            "team_id": f"{teams_named}-{i}",
             "models": ["fast"],
             "tags": [],
             "max_parallel_requests": BIG,
@@ -130,30 +138,36 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lmgate-keys-bench-"))
     redis = RedisServer().start()
     try:
-        apps = {
-            "master": make_app(tmp, False),
-            "keys, SQLite": make_app(tmp, True),
-            "keys, SQLite + Redis": make_app(tmp, True, redis.url),
-        }
-        await run(apps, args)
+        with PostgresServer() as pg:
+            apps = {
+                "master": make_app(tmp, False),
+                "keys, SQLite": make_app(tmp, True),
+                "keys, SQLite + Redis": make_app(tmp, True, redis.url),
+                "keys, PostgreSQL + Redis": make_app(tmp, True, redis.url, pg.create_database()),
+            }
+            await run(apps, args)
     finally:
         redis.stop()
 
 
 async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
-    async with (
-        apps["master"].router.lifespan_context(apps["master"]),
-        apps["keys, SQLite"].router.lifespan_context(apps["keys, SQLite"]),
-        apps["keys, SQLite + Redis"].router.lifespan_context(apps["keys, SQLite + Redis"]),
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
         started = time.perf_counter()
         keys = await populate(apps["keys, SQLite"], args.keys)
-        print(f"{args.keys} keys in {args.keys} teams written in {time.perf_counter() - started:.1f}s")
+        pg_keys = await populate(apps["keys, PostgreSQL + Redis"], args.keys, "pg-team")  # its own counters
+        print(f"{args.keys} keys in {args.keys} teams written twice in {time.perf_counter() - started:.1f}s")
         # every key is in the database; --active of them carry the traffic, so each is reused
         # within the cache's TTL as in steady state (a miss and a window's first request are
         # measured apart below)
         active = keys[: args.active]
-        keysets = {"master": [MASTER], "keys, SQLite": active, "keys, SQLite + Redis": active}
+        keysets = {
+            "master": [MASTER],
+            "keys, SQLite": active,
+            "keys, SQLite + Redis": active,
+            "keys, PostgreSQL + Redis": pg_keys[: args.active],
+        }
         clients = {
             name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p")
             for name, app in apps.items()
@@ -176,22 +190,29 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
         finally:
             for client in clients.values():
                 await client.aclose()
-        for name in ("keys, SQLite", "keys, SQLite + Redis"):
+        for name in apps:
             enforcer = apps[name].state.proxy.enforcer
+            if enforcer is None:
+                continue
             await enforcer.writer.flush()
             print(
                 f"{name}: ledger rows written {enforcer.writer.written}, settle errors {enforcer.settle_errors}"
             )
-            batches = getattr(enforcer.counters, "batches", 0)
+            counters = enforcer.counters
+            batches = getattr(counters, "batches", 0)
             if batches:
-                print(f"{name}: {enforcer.counters.operations / batches:.1f} operations per Redis round trip")
+                admitted = counters.local
+                print(
+                    f"{name}: {batches} Redis round trips, {counters.operations / batches:.1f} operations "
+                    f"each; {admitted} admissions made in memory against a lease"
+                )
     master_cpu = cpu["master"]
     master_rps = statistics.median(rps["master"])
     print(
         f"\n{args.pairs} rounds of {args.requests} sequential requests per app; throughput: "
         f"{args.throughput} requests at c={args.concurrency}, median of 3"
     )
-    print(f"{'app':24} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}")
+    print(f"{'app':26} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}")
     for name in apps:
         diffs = [k - m for m, k in zip(master_cpu, cpu[name], strict=True)]
         median_rps = statistics.median(rps[name])
@@ -201,7 +222,7 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
             else f"{statistics.median(diffs) * 1e3:+.3f} ms ({min(diffs) * 1e3:+.2f}..{max(diffs) * 1e3:+.2f})"
         )
         print(
-            f"{name:24} {statistics.median(cpu[name]) * 1e3:9.3f} ms {added:>22} {median_rps:8.0f} "
+            f"{name:26} {statistics.median(cpu[name]) * 1e3:9.3f} ms {added:>22} {median_rps:8.0f} "
             f"{median_rps / master_rps:9.0%}"
         )
 

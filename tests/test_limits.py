@@ -13,7 +13,8 @@ from fakes import RedisServer
 
 from lmgate.proxy.budgets import Enforcer, KeyLimits, Scope, key_limits, window_of
 from lmgate.proxy.errors import ProxyError
-from lmgate.proxy.limits import NANO, MemoryCounters, RedisCounters
+from lmgate.proxy.leases import RedisCounters
+from lmgate.proxy.limits import NANO, MemoryCounters
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 PRICES = (1e-6, 2e-6)  # USD per input token, per output token
@@ -35,7 +36,7 @@ async def counters(request: pytest.FixtureRequest, redis_server: RedisServer) ->
     import redis.asyncio as aioredis
 
     redis_server.flushall()
-    made = RedisCounters(aioredis.Redis.from_url(redis_server.url))
+    made = RedisCounters(aioredis.Redis.from_url(redis_server.url))  # on the enforcer's clock
     try:
         yield made
     finally:
@@ -167,8 +168,8 @@ async def test_concurrent_reservations_never_overrun_the_budget(redis_server: Re
 
     redis_server.flushall()
     clock = Clock()
-    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
-    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
     data = body(max_tokens=100)
     worst = a.worst_case(data, "m", "chat")
     budget = worst * 20.5
@@ -193,7 +194,7 @@ async def test_concurrent_reservations_never_overrun_the_budget(redis_server: Re
     for e in (a, b):  # settlements ride with the next admission, or go within 2 ms: send them now
         await e.counters.flush()  # type: ignore[attr-defined]
     held = await a.counters.client.hgetall("lmgate:limits:bud:key:tok:0")  # type: ignore[attr-defined]
-    assert int(held[b"s"]) <= budget * NANO and int(held[b"r"]) == 0
+    assert int(held[b"u"]) <= budget * NANO and int(held[b"H"]) == 0
     await a.close()
     await b.close()
 
@@ -208,8 +209,8 @@ async def test_one_batch_of_concurrent_admissions_takes_exactly_what_fits_across
 
     redis_server.flushall()
     clock = Clock()
-    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
-    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url)), clock)
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
     data = body(max_tokens=100)
     worst = a.worst_case(data, "m", "chat")
     lim = limits(max_budget=worst * 7.5, parallel=1000, rpm=1000)
@@ -229,15 +230,18 @@ async def test_one_batch_of_concurrent_admissions_takes_exactly_what_fits_across
     assert [e.counters.batches - before[e] for e in (a, b)] == [1, 1]  # type: ignore[attr-defined]
     key = "lmgate:limits:bud:key:tok:0"
     held = await a.counters.client.hgetall(key)  # type: ignore[attr-defined]
-    assert int(held[b"s"]) == 0 and int(held[b"r"]) == 7 * admitted[0].reserved
-    assert int(await a.counters.client.zcard("lmgate:limits:par:key:tok")) == 7  # type: ignore[attr-defined]
-    for res in admitted:  # each costs half its worst case; the settlements go in a batch too
-        (a if res in admitted[::2] else b).settle_now(res, worst / 2, None)
+    assert int(held[b"u"]) == 0 and int(held[b"H"]) == 7 * admitted[0].reserved
+    par = "lmgate:limits:par:key:tok"
+    # 7 slots in flight, and the parallel slices the instances hold beside them (limit 1000)
+    assert int(await a.counters.client.hget(par, "H")) >= 7  # type: ignore[attr-defined]
+    for e, res in zip([a, b] * 20, got, strict=True):  # each costs half its worst case
+        if not isinstance(res, BaseException):  # settled by the instance that admitted it
+            e.settle_now(res, worst / 2, None)
     for e in (a, b):
         await e.counters.flush()  # type: ignore[attr-defined]
     held = await a.counters.client.hgetall(key)  # type: ignore[attr-defined]
-    assert int(held[b"r"]) == 0 and int(held[b"s"]) == 7 * round(worst / 2 * NANO)
-    assert int(await a.counters.client.zcard("lmgate:limits:par:key:tok")) == 0  # type: ignore[attr-defined]
+    assert int(held[b"H"]) == 0 and int(held[b"u"]) == 7 * round(worst / 2 * NANO)
+    assert int(await a.counters.client.hget(par, "H")) == 0  # type: ignore[attr-defined]
     await a.close()
     await b.close()
 
@@ -256,13 +260,16 @@ async def test_the_limits_connection_authenticates_and_survives_a_script_flush_a
         async def admitted() -> None:
             e.settle_now(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
 
+        rpm = "lmgate:limits:rpm:key:tok:30000000"
         await admitted()
         assert counters.client.connection_pool.connection_kwargs["db"] == 3
         # read through redis-py on database 3: the lean connection selected it too
-        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"1"
+        await counters.flush()
+        assert await counters.client.hget(rpm, "u") == b"1"
         server.command("SCRIPT", "FLUSH")
         await admitted()  # NOSCRIPT: the body is sent
-        assert await counters.client.get("lmgate:limits:rpm:key:tok:30000000") == b"2"
+        await counters.flush()
+        assert await counters.client.hget(rpm, "u") == b"2"
         server.restart()
         outcomes = []
         for _ in range(3):
@@ -301,3 +308,116 @@ def test_key_limits_read_the_key_team_and_user_rows() -> None:
     assert lim.scopes[1].window_s == 30 * 86400 and lim.scopes[1].anchor == 2.0 and lim.budgeted
     bare = key_limits({**row, "team_id": None, "user_id": None, "rpm_limit": None})
     assert bare.scopes == () and not bare.budgeted
+
+
+# ---- leases: an instance admits against its slice of each counter, no round trip ----
+
+
+async def _steady(e: Enforcer, lim: KeyLimits, n: int, cost: float) -> None:
+    for _ in range(n):
+        e.settle_now(await e.reserve(lim, body(), "m", "chat"), cost, {"total_tokens": 5})
+
+
+async def test_a_steady_stream_is_admitted_against_the_instance_s_slices_without_round_trips(
+    redis_server: RedisServer,
+) -> None:
+    """After its first request, a key's requests are admitted in memory: a batch per slice, not
+    per request. Redis counts every slice as taken, so what the instances hold and
+    what they used never passes a limit; ``close`` gives the slices back and reports the rest."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    worst = a.worst_case(body(), "m", "chat")
+    lim = limits(max_budget=worst * 1000, rpm=10_000, tpm=10**9, parallel=100)
+    counters: RedisCounters = a.counters  # type: ignore[assignment]
+    await _steady(a, lim, 1, worst / 2)  # the first: per request (and the budget window seeded)
+    assert counters.local == 0
+    await _steady(a, lim, 19, worst / 2)  # then slices (MIN_SLICE requests): few round trips
+    assert counters.local >= 15
+    await counters.sync()
+    batches, local = counters.batches, counters.local
+    await _steady(a, lim, 20, worst / 2)
+    assert counters.local - local >= 18 and counters.batches - batches <= 2
+    budget = await counters.client.hgetall("lmgate:limits:bud:key:tok:0")
+    rpm = await counters.client.hgetall("lmgate:limits:rpm:key:tok:30000000")
+    # the spent and the held together stay within the limit; a slice is at most a quarter of the room
+    assert int(budget[b"u"]) + int(budget[b"H"]) <= worst * 1000 * NANO
+    assert 0 < int(rpm[b"H"]) <= 10_000 // 4 and int(rpm[b"u"]) + int(rpm[b"H"]) >= 40
+    await a.close()  # reports what was used, gives every slice back
+    reader = aioredis.Redis.from_url(redis_server.url)
+    budget = await reader.hgetall("lmgate:limits:bud:key:tok:0")
+    assert int(budget[b"H"]) == 0 and int(budget[b"u"]) == 40 * round(worst / 2 * NANO)
+    rpm = await reader.hgetall("lmgate:limits:rpm:key:tok:30000000")
+    assert int(rpm[b"u"]) == 40 and int(rpm[b"H"]) == 0
+    await reader.aclose()
+
+
+async def test_a_slice_held_by_one_instance_is_room_the_other_cannot_use_until_it_is_given_back(
+    redis_server: RedisServer,
+) -> None:
+    """The leases' trade-off, bounded: instance A's unused slice is refused to B (never
+    overrun), and comes back at A's next sync once A's rate is gone."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    lim = limits(rpm=100)
+    await _steady(a, lim, 20, 0.0)
+    rpm_key = "lmgate:limits:rpm:key:tok:30000000"
+    rpm = await a.counters.client.hgetall(rpm_key)  # type: ignore[attr-defined]
+    held_by_a = int(rpm[b"H"]) - (20 - int(rpm[b"u"]))  # what A holds beyond what it used
+    assert held_by_a > 0
+    admitted = 0
+    while admitted < 100:
+        try:
+            await _steady(b, lim, 1, 0.0)
+        except ProxyError as error:
+            assert error.status == 429
+            break
+        admitted += 1
+    assert admitted == 100 - 20 - held_by_a  # A's unused slice is not B's
+    for _ in range(3):  # A's rate is gone: its next syncs (past RATE_S) size its slice to nothing
+        clock.now += 1.0
+        await a.counters.sync()  # type: ignore[attr-defined]
+    instance = a.counters.instance  # type: ignore[attr-defined]
+    assert await a.counters.client.hget(rpm_key, f"h:{instance}") is None  # type: ignore[attr-defined]
+    await _steady(b, lim, held_by_a, 0.0)  # given back: B may use it
+    assert (await refused(b, lim)).status == 429  # and never more than the limit
+    await b.counters.flush()  # type: ignore[attr-defined]
+    rpm = await a.counters.client.hgetall(rpm_key)  # type: ignore[attr-defined]
+    assert int(rpm[b"u"]) == 100 and int(rpm[b"H"]) == 0
+    await a.close()
+    await b.close()
+
+
+async def test_the_hold_of_an_instance_that_died_expires_and_its_room_returns(
+    redis_server: RedisServer,
+) -> None:
+    """Instance A holds both parallel slots (its requests in flight) and dies without giving
+    them back: B is refused until A's hold expires (``LEASE_TTL_S`` after A's last sync), then
+    admitted. A crash strands capacity for a bounded time, never for the whole window."""
+    import redis.asyncio as aioredis
+
+    from lmgate.proxy.leases import LEASE_TTL_S
+
+    redis_server.flushall()
+    clock = Clock()
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    lim = limits(parallel=2)
+    for _ in range(2):
+        await a.reserve(lim, body(), "m", "chat")  # in flight on A; A dies holding them
+    a_dies = a.counters._conn.close  # type: ignore[attr-defined]  # no more syncs from A
+    a_dies()
+    assert "requests in flight: 2" in (await refused(b, lim)).message
+    clock.now += LEASE_TTL_S - 1
+    assert (await refused(b, lim)).status == 429  # A's hold still stands
+    clock.now += 2
+    held = await b.reserve(lim, body(), "m", "chat")  # swept: A's slots are free again
+    b.settle_now(held, 0.0, None)
+    await b.close()
+    await a.close()  # (connects again only to report; its requests never ended)

@@ -420,3 +420,49 @@ def test_a_stream_settles_at_its_end_and_when_its_client_leaves(
         if r["metadata"].get("user_api_key_hash") == token
     ]
     assert rows == 3 and total == pytest.approx(sum(costs)) and spend == pytest.approx(total)
+
+
+def test_a_soft_budget_alerts_once_per_window_across_two_instances_and_never_refuses(
+    cluster_of: Callable[..., Cluster],
+) -> None:
+    """Keys, teams and users take ``soft_budget`` (shown by /info); the request whose settled
+    spend crosses it raises one alert — a WARNING line, a row in ``lmgate_budget_alerts`` — on
+    whichever instance wrote it first, never a second for the same window, never a refusal."""
+    cluster = cluster_of()
+    a, b = cluster.start(2)
+    team = admin(a, "POST", "/team/new", json={"team_id": "t-soft", "soft_budget": CALL_COST * 1.5}).json()
+    assert team["soft_budget"] == CALL_COST * 1.5
+    made = generate(a, team_id="t-soft", soft_budget=CALL_COST * 2.5, budget_duration="30d")
+    key, token = made["key"], made["token"]
+    info = admin(b, "GET", "/key/info", params={"key": key}).json()["info"]
+    assert info["soft_budget"] == CALL_COST * 2.5
+    assert admin(b, "POST", "/key/update", json={"key": key, "soft_budget": "lots"}).status_code == 400
+    for server in (a, b, a, b, a):  # the team crosses at the 2nd call, the key at the 3rd
+        assert chat(server, key).choices[0].message.content  # past a soft budget: still answered
+    cluster.stop()  # each instance writes its last batch (and checks its soft budgets) at SIGTERM
+    rows = cluster.query(
+        "SELECT scope, scope_id, soft_budget, spend FROM lmgate_budget_alerts ORDER BY scope"
+    )
+    assert [(r[0], r[1]) for r in rows] == [("key", token), ("team", "t-soft")]
+    assert rows[0][3] >= CALL_COST * 2.5 and rows[1][3] >= CALL_COST * 1.5
+    logs = a.stderr + b.stderr
+    assert logs.count("budget alert: Key=sk-...") == 1 and logs.count("budget alert: Team=t-soft") == 1
+    assert key not in logs  # the key itself never: its masked form names it
+    again = cluster.start(1)[0]  # the window's alert is recorded: no second one after a restart
+    assert chat(again, key).choices[0].message.content
+    cluster.stop()
+    assert len(cluster.query("SELECT scope FROM lmgate_budget_alerts")) == 2
+    assert "budget alert" not in again.stderr
+
+
+def test_a_soft_budget_alert_is_counted_in_metrics(cluster_of: Callable[..., Cluster]) -> None:
+    cluster = cluster_of(redis=False, env={"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05"})
+    [server] = cluster.start(1)
+    key = generate(server, soft_budget=CALL_COST / 2)["key"]
+    assert chat(server, key).choices[0].message.content
+    line = 'lmgate_soft_budget_alerts_total{scope="key"} 1.0'
+    for _ in range(200):  # the writer's next batch (every 50 ms here) checks it: bounded polling
+        if line in admin(server, "GET", "/metrics").text:
+            break
+        threading.Event().wait(0.05)
+    assert line in admin(server, "GET", "/metrics").text

@@ -128,6 +128,7 @@ def test_admin_overview_shows_the_stores_numbers_and_draws_charts(
 
 
 def test_filter_then_detail(browser: Any, traffic: UiTraffic, shots: Path) -> None:
+    log_in(browser, traffic.url, MASTER)
     browser.get(f"{traffic.url}/ui/logs")
     browser.find_element(By.ID, "f-model").send_keys("claude-3-5-haiku")
     browser.find_element(By.ID, "f-apply").click()
@@ -155,6 +156,7 @@ def test_filter_then_detail(browser: Any, traffic: UiTraffic, shots: Path) -> No
 
 
 def test_live_tail_shows_a_new_call(browser: Any, traffic: UiTraffic) -> None:
+    log_in(browser, traffic.url, MASTER)
     browser.get(f"{traffic.url}/ui/logs?user=live-watcher")
     assert browser.find_elements(By.ID, "empty")  # nothing yet: the empty state says what to do
     browser.find_element(By.ID, "live").click()
@@ -166,6 +168,7 @@ def test_live_tail_shows_a_new_call(browser: Any, traffic: UiTraffic) -> None:
 
 
 def test_spend_and_health_pages(browser: Any, traffic: UiTraffic, shots: Path) -> None:
+    log_in(browser, traffic.url, MASTER)  # on its own too: run alone, no earlier test logged in
     browser.get(f"{traffic.url}/ui/spend?range=24h")
     assert text(browser, "s-requests") == str(traffic.total)
     assert browser.find_elements(By.CSS_SELECTOR, "#budgets tbody tr")
@@ -180,6 +183,8 @@ def test_spend_and_health_pages(browser: Any, traffic: UiTraffic, shots: Path) -
 def test_logout_then_a_key_holder_sees_only_their_calls(
     browser: Any, traffic: UiTraffic, shots: Path
 ) -> None:
+    log_in(browser, traffic.url, MASTER)
+    browser.get(f"{traffic.url}/ui/overview")
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, lambda d: "/ui/login" in d.current_url)
     browser.get(f"{traffic.url}/ui/overview")

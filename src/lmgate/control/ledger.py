@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .schema import keys, spend_ledger, teams, users
+from .schema import budget_alerts, keys, spend_ledger, teams, users
 from .store import KeyStore
 
 _COLUMNS = {c.name for c in spend_ledger.columns}
@@ -30,6 +30,7 @@ _DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0}
 _NULLABLE = ("team_id", "user_id", "end_user")  # the columns a row often leaves empty
 # (dialect name, the nullable columns a group of rows leaves out) → the INSERT's SQL, a row's values
 _INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+_UPDATES: dict[tuple[str, str], tuple[str, bool]] = {}  # (dialect, table) → ``_spend_update``
 
 
 def _insert_groups(dialect: Any, rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -55,6 +56,26 @@ def _insert_groups(dialect: Any, rows: list[dict[str, Any]]) -> list[tuple[str, 
         sql, values = found
         out.append((sql, [values(row) for row in members]))
     return out
+
+
+def _spend_update(dialect: Any, table: sa.Table, column: sa.Column[Any]) -> tuple[str, bool]:
+    """``UPDATE <table> SET spend = spend + :add WHERE <id> = :id`` in the dialect's own SQL,
+    compiled once, and whether its parameters come as (add, id) (else (id, add)): run as a
+    driver-level ``executemany``, like the INSERT (SQLAlchemy's per-row handling of an
+    executemany cost ~20,000 instructions a row)."""
+    found = _UPDATES.get((dialect.name, table.name))
+    if found is None:
+        compiled = (
+            table.update()
+            .where(column == sa.bindparam("_id"))
+            .values(spend=table.c.spend + sa.bindparam("_add"))
+            .compile(dialect=dialect)
+        )
+        found = _UPDATES[(dialect.name, table.name)] = (
+            str(compiled),
+            tuple(compiled.positiontup or ()) == ("_add", "_id"),
+        )
+    return found
 
 
 def _values_of(order: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -118,12 +139,9 @@ class Ledger:
                     if row.get(field) is not None:
                         sums[row[field]] += row["cost"]
                 if sums:
-                    await conn.execute(
-                        table.update()
-                        .where(column == sa.bindparam("_id"))
-                        .values(spend=table.c.spend + sa.bindparam("_add")),
-                        [{"_id": k, "_add": v} for k, v in sums.items()],
-                    )
+                    sql, add_first = _spend_update(conn.dialect, table, column)
+                    pairs = [(v, k) for k, v in sums.items()] if add_first else list(sums.items())
+                    await conn.exec_driver_sql(sql, pairs)
         return len(new)
 
     async def spent(self, scope: str, scope_id: str, since: float) -> float:
@@ -134,6 +152,26 @@ class Ledger:
         )
         async with self.store.engine.connect() as conn:
             return float((await conn.execute(query)).scalar() or 0.0)
+
+    async def record_alert(
+        self, scope: str, scope_id: str, window_start: float, soft_budget: float, spend: float, now: float
+    ) -> bool:
+        """Record that a soft budget's window crossed it; False when an alert for that window is
+        already recorded (by this instance or another): so each window alerts once."""
+        row = {
+            "scope": scope,
+            "scope_id": scope_id,
+            "window_start": window_start,
+            "soft_budget": soft_budget,
+            "spend": spend,
+            "fired_at": now,
+        }
+        try:
+            async with self.store.engine.begin() as conn:
+                await conn.execute(budget_alerts.insert(), [row])
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     async def total(self, scope: str, scope_id: str) -> tuple[float, int]:
         """All the spend of one key, team, user or end user, and its number of rows."""

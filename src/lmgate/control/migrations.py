@@ -46,11 +46,31 @@ def _v3_users_and_customers(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.customers])
 
 
+def _add_missing(conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in names:
+        if name not in have:
+            kind = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(
+                sa.text(f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(name)} {kind}")
+            )
+
+
+def _v4_soft_budgets(conn: sa.Connection) -> None:
+    """``soft_budget`` on keys, teams and users (a database made by this version has them from
+    step 1) and the table of the alerts fired."""
+    for table in schema.SOFT_BUDGET_TABLES:
+        _add_missing(conn, table, ("soft_budget",))
+    schema.metadata.create_all(conn, tables=[schema.budget_alerts])
+
+
 #: (version, what it does, the step); append only, never edit a released step
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "keys, teams and users", _v1_initial),
     (2, "the spend ledger", _v2_spend_ledger),
     (3, "user fields, end users (customers)", _v3_users_and_customers),
+    (4, "soft budgets and their alerts", _v4_soft_budgets),
 )
 LATEST = MIGRATIONS[-1][0]
 

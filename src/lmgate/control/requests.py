@@ -131,6 +131,7 @@ _KEY_FIELDS: dict[str, Check] = {
     "metadata": _mapping,
     "tags": _str_list,
     "blocked": _flag,
+    "soft_budget": _budget,
 }
 _TEAM_FIELDS: dict[str, Check] = {
     "team_alias": _str,
@@ -141,9 +142,10 @@ _TEAM_FIELDS: dict[str, Check] = {
     "tpm_limit": _limit,
     "metadata": _mapping,
     "blocked": _flag,
+    "soft_budget": _budget,
 }
 # accepted for compatibility and not acted on yet (the reference's other fields are refused by name)
-_KEY_ACCEPTED = frozenset({"key", "duration", "send_invite_email", "key_type", "soft_budget"})
+_KEY_ACCEPTED = frozenset({"key", "duration", "send_invite_email", "key_type"})
 _TEAM_ACCEPTED = frozenset({"team_id", "members_with_roles", "organization_id"})
 
 
@@ -165,6 +167,7 @@ _USER_FIELDS: dict[str, Check] = {
     "rpm_limit": _limit,
     "tpm_limit": _limit,
     "metadata": _mapping,
+    "soft_budget": _budget,
 }
 _USER_ACCEPTED = frozenset({"user_id", "auto_create_key", "key_alias", "duration", "send_invite_email"})
 _CUSTOMER_FIELDS: dict[str, Check] = {

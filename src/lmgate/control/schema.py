@@ -118,4 +118,32 @@ customers = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-__all__ = ["USER_FIELDS_V3", "customers", "keys", "metadata", "spend_ledger", "teams", "users"]
+# ---- soft budgets (migration 4, the "limits" block) ----
+# ``soft_budget`` (USD) on keys, teams and users: crossing it raises an alert, never a refusal.
+# An alert fires once per budget window across every instance: its row is the proof it fired.
+SOFT_BUDGET_TABLES = (keys, teams, users)
+for _table in SOFT_BUDGET_TABLES:
+    _table.append_column(sa.Column("soft_budget", sa.Float))
+
+budget_alerts = sa.Table(
+    "lmgate_budget_alerts",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # key | team | user
+    sa.Column("scope_id", sa.String(128), primary_key=True),  # the key's hash, a team or user id
+    sa.Column("window_start", sa.Float, primary_key=True),  # 0 for a budget that never resets
+    sa.Column("soft_budget", sa.Float, nullable=False),
+    sa.Column("spend", sa.Float, nullable=False),  # the window's spend when it was crossed
+    sa.Column("fired_at", sa.Float, nullable=False),
+)
+
+__all__ = [
+    "SOFT_BUDGET_TABLES",
+    "USER_FIELDS_V3",
+    "budget_alerts",
+    "customers",
+    "keys",
+    "metadata",
+    "spend_ledger",
+    "teams",
+    "users",
+]

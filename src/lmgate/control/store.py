@@ -91,6 +91,8 @@ def _key_query() -> Any:
         users.c.max_budget.label("user_max_budget"),
         users.c.budget_duration.label("user_budget_duration"),
         users.c.created_at.label("user_created_at"),
+        teams.c.soft_budget.label("team_soft_budget"),
+        users.c.soft_budget.label("user_soft_budget"),
     ).select_from(
         keys.outerjoin(teams, keys.c.team_id == teams.c.team_id).outerjoin(
             users, keys.c.user_id == users.c.user_id

@@ -64,6 +64,7 @@ class Scope:
     max_budget: float | None = None
     window_s: float | None = None  # budget_duration in seconds; None: the budget never resets
     anchor: float = 0.0  # where the windows start counting (the row's creation)
+    soft_budget: float | None = None  # an alert (never a refusal) once per window past it
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,6 +76,7 @@ class KeyLimits:
     user_id: str | None
     scopes: tuple[Scope, ...]
     budgeted: bool  # any scope has a budget: the worst case is computed only then
+    soft: tuple[Scope, ...] = ()  # the scopes with a soft budget (watched at settlement)
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
             max_budget=row.get("max_budget"),
             window_s=_duration(row.get("budget_duration"), "key budget_duration"),
             anchor=float(row.get("created_at") or 0.0),
+            soft_budget=row.get("soft_budget"),
         )
     ]
     if row.get("team_id") is not None:
@@ -126,9 +129,11 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
                 max_budget=row.get("team_max_budget"),
                 window_s=_duration(row.get("team_budget_duration"), "team budget_duration"),
                 anchor=float(row.get("team_created_at") or 0.0),
+                soft_budget=row.get("team_soft_budget"),
             )
         )
-    if row.get("user_id") is not None and row.get("user_max_budget") is not None:
+    user_budgeted = row.get("user_max_budget") is not None or row.get("user_soft_budget") is not None
+    if row.get("user_id") is not None and user_budgeted:
         scopes.append(
             Scope(
                 "user",
@@ -137,6 +142,7 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
                 max_budget=row.get("user_max_budget"),
                 window_s=_duration(row.get("user_budget_duration"), "user budget_duration"),
                 anchor=float(row.get("user_created_at") or 0.0),
+                soft_budget=row.get("user_soft_budget"),
             )
         )
     kept = tuple(s for s in scopes if any(v is not None for v in (s.rpm, s.tpm, s.parallel, s.max_budget)))
@@ -146,6 +152,7 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
         row.get("user_id"),
         kept,
         any(s.max_budget is not None for s in kept),
+        tuple(s for s in scopes if s.soft_budget is not None),
     )
 
 
@@ -190,6 +197,9 @@ class Enforcer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.counters = counters
+        use_clock = getattr(counters, "use_clock", None)
+        if use_clock is not None:  # leases expire and rates are measured on this clock too
+            use_clock(clock)
         self.writer = writer
         self.prices = prices
         self.clock = clock
@@ -375,8 +385,8 @@ class Enforcer:
         """Charge the exact cost, free what the reservation held, write the ledger row. Once.
 
         Synchronous, so a stream's end settles before anything else runs: the client that
-        sends its next request at once finds its slot free (Redis: the settlement is queued
-        and goes first in the next admission's round trip)."""
+        sends its next request at once finds its slot free (Redis: in this instance's lease at
+        once; what was used reaches Redis with the next sync, ``leases.py``)."""
         if res.settled:
             return
         res.settled = True
@@ -395,6 +405,9 @@ class Enforcer:
                 )
         if self.writer is not None:
             limits = res.limits
+            if limits.soft and amount:  # checked against the ledger after its next batch
+                for scope in limits.soft:
+                    self.writer.watch(scope, window_of(scope, res.started_at)[0])
             self.writer.record(
                 {
                     "request_id": request_id or res.request_id,
@@ -460,14 +473,19 @@ def _tokens(usage: Any) -> tuple[int, int, int]:
     if usage is None:
         return 0, 0, 0
     if isinstance(usage, dict):
-        values = (usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
-    else:
-        values = (
-            getattr(usage, "prompt_tokens", None),
-            getattr(usage, "completion_tokens", None),
-            getattr(usage, "total_tokens", None),
+        prompt, completion, total = (
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            usage.get("total_tokens"),
         )
-    prompt, completion, total = (int(v) if isinstance(v, (int, float)) else 0 for v in values)
+    else:
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        total = getattr(usage, "total_tokens", None)
+    # every request settles: no generator here (it cost as much as the counters' settlement)
+    prompt = int(prompt) if isinstance(prompt, (int, float)) else 0
+    completion = int(completion) if isinstance(completion, (int, float)) else 0
+    total = int(total) if isinstance(total, (int, float)) else 0
     return prompt, completion, total or prompt + completion
 
 

@@ -46,6 +46,12 @@ class Metrics:
         self.tokens: dict[tuple[str, str], int] = {}
         self.cost: dict[str, float] = {}
         self.in_flight = 0
+        self.budget_alerts: dict[str, int] = {}  # soft budgets crossed, by scope (key, team, user)
+
+    def budget_alert(self, alert: dict[str, Any]) -> None:
+        """A soft budget alert (``proxy/spend.py``), counted by the scope that crossed it."""
+        scope = str(alert.get("scope"))
+        self.budget_alerts[scope] = self.budget_alerts.get(scope, 0) + 1
 
     def observe(
         self, route: str, model: str, status: int, seconds: float, usage: Any = None, cost: Any = None
@@ -121,6 +127,14 @@ class Metrics:
         yield GaugeMetricFamily(
             "lmgate_requests_in_flight", "Requests being answered now.", value=self.in_flight
         )
+        alerts = CounterMetricFamily(
+            "lmgate_soft_budget_alerts",
+            "Soft budgets crossed (one alert per budget window), by scope.",
+            labels=("scope",),
+        )
+        for scope, n in sorted(self.budget_alerts.items()):
+            alerts.add_metric((scope,), n)
+        yield alerts
         yield from _logger_families(_unique_names(loggers))
         yield GaugeMetricFamily(
             "lmgate_callback_deliveries_pending",

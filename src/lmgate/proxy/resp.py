@@ -4,7 +4,7 @@ parsed by ``hiredis`` (the C parser redis-py uses too), requests pipelined in or
 Why not redis-py's asyncio client here: measured with callgrind, one round trip through it costs
 ~230,000 instructions of proxy CPU (a PING; an EVALSHA ~300,000) — its connection pool, locks,
 retry and event layers — more than everything else a keyed request does. The limits send one
-script per batch of requests (``limits.RedisCounters``), so this client needs three things only:
+script per batch of lease operations and admissions (``leases.RedisCounters``), so this client needs three things only:
 write a packed command, match replies to requests in order, fail every waiter when the
 connection drops. Everything else (pub/sub, seeding a budget window) stays on redis-py.
 

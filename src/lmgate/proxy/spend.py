@@ -12,6 +12,13 @@ skips rows it already has: nothing is lost and nothing counted twice.
 
 Journals live in ``<data dir>/spend-journal/``: with several instances on one machine sharing a
 data directory each has its own files.
+
+Soft budgets: a settled request of a key, team or user with a ``soft_budget`` has its scope
+watched (``watch``); after the batch that wrote its row, the scope's spend in its budget window
+is read from the ledger, and if it reached the soft budget an alert fires — once per window
+across every instance (the ledger records it; the instance whose record goes in first fires):
+a WARNING log line, ``soft_budget_alerts`` counted, and each ``on_alert`` subscriber called
+with the alert. Never a refusal.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -31,6 +40,25 @@ if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy with virtual keys
     from ..control.ledger import Ledger
 
 logger = logging.getLogger("lmgate.proxy")
+
+
+class Scope(Protocol):
+    """What a soft-budget alert reads of a key's, team's or user's limits (``budgets.Scope``;
+    declared here so that the spend writer does not import the enforcer that imports it)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def max_budget(self) -> float | None: ...
+    @property
+    def soft_budget(self) -> float | None: ...
+    @property
+    def window_s(self) -> float | None: ...
+
 
 JOURNAL_DIR = "spend-journal"
 
@@ -69,6 +97,12 @@ class SpendWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        # soft budgets: (kind, id, window start) → the scope, watched until its batch is written
+        self._watched: dict[tuple[str, str, float], Scope] = {}
+        self._alerted: set[tuple[str, str, float]] = set()  # windows this process saw alerted
+        self.soft_budget_alerts = 0  # alerts this process fired
+        self.on_alert: list[Callable[[dict[str, Any]], Any]] = []
+        self.clock: Callable[[], float] = time.time
 
     async def start(self) -> int:
         """Replay dead writers' journals, then start the background task; the rows replayed."""
@@ -87,6 +121,63 @@ class SpendWriter:
         if len(self.pending) >= self.batch_size:
             self._wake.set()
 
+    def watch(self, scope: Scope, window_start: float) -> None:
+        """A request of ``scope`` (which has a soft budget) settled: check it after the next batch."""
+        name = (scope.kind, scope.id, window_start)
+        if name not in self._alerted:
+            self._watched[name] = scope
+
+    async def _check_soft_budgets(self, watched: dict[tuple[str, str, float], Scope]) -> int:
+        """Alert for every watched scope whose window's spend reached its soft budget (the rows
+        written so far); the alerts fired."""
+        fired = 0
+        for (kind, scope_id, start), scope in watched.items():
+            soft = scope.soft_budget
+            if soft is None:
+                continue
+            try:
+                spend = await self.ledger.spent(kind, scope_id, start)
+                if spend < soft:
+                    continue
+                first = await self.ledger.record_alert(kind, scope_id, start, soft, spend, self.clock())
+            except Exception as error:  # checked again with the scope's next request
+                logger.error("soft budget of %s: the check failed: %s", scope.label, error)
+                continue
+            self._alerted.add((kind, scope_id, start))
+            if first:
+                fired += 1
+                self._fire(scope, start, spend)
+        return fired
+
+    def _fire(self, scope: Scope, start: float, spend: float) -> None:
+        end = (
+            start + scope.window_s if scope.window_s else 0.0
+        )  # ``start`` opens the window (budgets.window_of)
+        alert = {
+            "type": "soft_budget_crossed",
+            "scope": scope.kind,
+            "id": scope.id if scope.kind != "key" else None,  # a key is named by its masked form
+            "label": scope.label,
+            "soft_budget": scope.soft_budget,
+            "max_budget": scope.max_budget,
+            "spend": spend,
+            "window_start": start or None,
+            "window_end": end or None,
+        }
+        self.soft_budget_alerts += 1
+        logger.warning(
+            "budget alert: %s crossed its soft budget %s: spend %.6f in this budget window%s",
+            scope.label,
+            scope.soft_budget,
+            spend,
+            f" (it resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))})" if end else "",
+        )
+        for subscriber in self.on_alert:
+            try:
+                subscriber(alert)
+            except Exception as error:  # a subscriber never stops the writer
+                logger.error("soft budget alert subscriber %r raised: %s", subscriber, error)
+
     def pending_spend(self, scope_field: str, scope_id: str, since: float) -> float:
         """What this process settled for one scope since ``since`` and has not written yet."""
         return sum(
@@ -99,6 +190,7 @@ class SpendWriter:
             if not self.pending:
                 return True
             rows, self.pending = self.pending, []
+            watched, self._watched = self._watched, {}  # the scopes of these rows
             if self._journal is not None:  # the rows after this point go to a new file
                 self._retained.append(self._journal)
                 self._journal = _Journal(self.directory)
@@ -107,6 +199,7 @@ class SpendWriter:
             except Exception as error:
                 self.failures += 1
                 self.pending = rows + self.pending
+                self._watched.update(watched)
                 logger.error(
                     "spend ledger: writing %d rows failed (%s); kept, trying again", len(rows), error
                 )
@@ -114,6 +207,8 @@ class SpendWriter:
             for journal in self._retained:
                 journal.close(delete=True)
             self._retained.clear()
+            if watched:
+                await self._check_soft_budgets(watched)
             return True
 
     async def close(self, timeout_s: float = 10.0) -> bool:

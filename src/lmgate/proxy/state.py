@@ -45,6 +45,8 @@ class ProxyState:
             self.key_store, self.key_backend = _virtual_keys(config)
             backend = self.key_backend
             self.enforcer, self.limits_redis = _enforcer(self, self.key_store)
+            if self.enforcer.writer is not None:  # soft budgets' alerts counted in /metrics
+                self.enforcer.writer.on_alert.append(self.metrics.budget_alert)
         self.backend: KeyBackend = backend if backend is not None else MasterKeyBackend(config.master_key)
         self.created = int(time.time())
         self.known_models = ", ".join(config.model_names) or "(none configured)"
@@ -85,7 +87,8 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
     from .._paths import data_dir
     from ..control.ledger import Ledger
     from .budgets import Enforcer, group_prices
-    from .limits import MemoryCounters, RedisCounters, redis_client
+    from .leases import RedisCounters
+    from .limits import MemoryCounters, redis_client
     from .spend import JOURNAL_DIR, SpendWriter
 
     settings = state.config.router_settings
@@ -94,7 +97,7 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
     if settings.get("redis_url") or settings.get("redis_host"):
         try:
             client = redis_client(settings)
-            counters = RedisCounters(client)  # its batches go over hiredis (resp.py)
+            counters = RedisCounters(client)  # per-instance leases; batches over hiredis (resp.py)
         except ImportError:
             raise ConfigError(
                 "limits shared across instances need the redis package: pip install 'lmgate[redis]'",
