@@ -267,3 +267,37 @@ def test_callers_make_the_shared_parts_when_the_callback_loop_is_behind():
         release.set()
     flush()
     assert seen == {f"r{i}": ids[i] for i in range(100)}
+
+
+def test_a_payload_that_cannot_be_built_never_fails_the_call_while_the_loop_is_behind():
+    """A response whose usage the payload cannot read (a broken server's ``prompt_tokens``)
+    makes the payload's build fail: counted as the hook's error, never raised into the call —
+    also when the callback loop is behind and the caller makes its call's shared parts itself."""
+    release = threading.Event()
+
+    class Held(CustomLogger):
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            release.wait(10)  # blocks the callback loop
+            kwargs["standard_logging_object"]
+
+    odd = {
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "odd"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": "many", "completion_tokens": 1, "total_tokens": 2},
+    }
+    lmgate.callbacks = [Held()]
+    errors = lmgate.callback_stats()["errors_total"]
+    try:
+        _concurrent(80, concurrency=1)  # the loop falls behind: callers prepare their parts
+
+        async def odd_call():
+            # a model without a price: its cost is not computed from the usage, the payload reads it
+            return await lmgate.acompletion(model="openai/rv-unpriced", messages=MESSAGES, mock_response=odd)
+
+        answer = asyncio.run(odd_call())
+        assert answer.choices[0].message.content == "odd"
+    finally:
+        release.set()
+    flush()
+    assert lmgate.callback_stats()["errors_total"] == errors + 1  # the hook's, for the odd call

@@ -414,10 +414,77 @@ async def test_the_hold_of_an_instance_that_died_expires_and_its_room_returns(
     a_dies = a.counters._conn.close  # type: ignore[attr-defined]  # no more syncs from A
     a_dies()
     assert "requests in flight: 2" in (await refused(b, lim)).message
-    clock.now += LEASE_TTL_S - 1
+    clock.now += LEASE_TTL_S + 1  # the instances' clocks do not decide: Redis's does
     assert (await refused(b, lim)).status == 429  # A's hold still stands
-    clock.now += 2
+    # A's hold expires LEASE_TTL_S after its last sync on Redis's clock; that time passing is
+    # stood in for by moving its expiry to a second ago
+    par = "lmgate:limits:par:key:tok"
+    instance = a.counters.instance  # type: ignore[attr-defined]
+    seconds, micros = await b.counters.client.time()  # type: ignore[attr-defined]
+    expiry = float(await b.counters.client.hget(par, f"x:{instance}"))  # type: ignore[attr-defined]
+    assert LEASE_TTL_S - 1 <= expiry - (seconds + micros / 1e6) <= LEASE_TTL_S + 1
+    await b.counters.client.hset(par, f"x:{instance}", seconds - 1)  # type: ignore[attr-defined]
     held = await b.reserve(lim, body(), "m", "chat")  # swept: A's slots are free again
     b.settle_now(held, 0.0, None)
     await b.close()
     await a.close()  # (connects again only to report; its requests never ended)
+
+
+# ---- leases under review: clocks that disagree, a request longer than the rate window ----
+
+
+async def test_instances_whose_clocks_disagree_never_drop_each_other_s_live_holds(
+    redis_server: RedisServer,
+) -> None:
+    """A hold's expiry is on Redis's clock: instance B, whose clock runs 6 s ahead of A's (more
+    than half the TTL), must not take A's live hold for a dead one's and admit a third request
+    beside A's two in flight under ``max_parallel_requests: 2``."""
+    import redis.asyncio as aioredis
+
+    from lmgate.proxy.leases import LEASE_TTL_S
+
+    redis_server.flushall()
+    clock_a = Clock()
+    clock_b = Clock(clock_a.now + LEASE_TTL_S / 2 + 1)
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock_a), clock_a)
+    b = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock_b), clock_b)
+    lim = limits(parallel=2)
+    for _ in range(2):
+        await a.reserve(lim, body(), "m", "chat")  # both slots in flight on A, which stays alive
+    clock_a.now += LEASE_TTL_S / 2 - 0.5
+    clock_b.now += LEASE_TTL_S / 2 - 0.5
+    await a.counters.sync()  # type: ignore[attr-defined]  # A renews its hold
+    # 5.4 s on, A's timer is not due to renew yet (less than half the TTL left: not so far)
+    clock_a.now += 5.4
+    clock_b.now += 5.4
+    assert "requests in flight: 2" in (await refused(b, lim)).message
+    await a.close()
+    await b.close()
+
+
+async def test_the_tokens_of_a_request_longer_than_the_rate_window_are_counted(
+    redis_server: RedisServer,
+) -> None:
+    """A tpm lease holds nothing while its request runs (tokens are known at the end); the timer
+    forgets a lease that holds nothing once its rate window (``RATE_S``) is over. The tokens of
+    a request that outlasts it (most LLM calls) must still reach Redis, or tpm never binds."""
+    import redis.asyncio as aioredis
+
+    from lmgate.proxy.leases import RATE_S
+
+    redis_server.flushall()
+    clock = Clock(T0 + 1)
+    a = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    counters: RedisCounters = a.counters  # type: ignore[assignment]
+    lim = limits(tpm=100)
+    res = await a.reserve(lim, body(), "m", "chat")
+    clock.now += RATE_S + 1  # a 3 s call: the timer ticks meanwhile (run here as it would run)
+    counters._tick()
+    a.settle_now(res, 0.0, {"total_tokens": 80})
+    await counters.flush()
+    tpm = await counters.client.hgetall("lmgate:limits:tpm:key:tok:30000000")
+    assert int(tpm[b"u"]) == 80
+    second = await a.reserve(lim, body(), "m", "chat")
+    a.settle_now(second, 0.0, {"total_tokens": 80})
+    assert (await refused(a, lim)).status == 429  # 160 tokens of 100 this minute
+    await a.close()

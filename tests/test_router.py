@@ -513,3 +513,31 @@ def test_a_fallback_keeps_a_lone_deployment_on_the_decisions() -> None:
     assert not router([mock("g", "a"), mock("h", "b")], fallbacks=[{"*": ["h"]}])._lone
     assert not router([mock("g", "a")], routing_strategy="usage-based-routing")._lone
     assert not router([mock("g", "a"), mock("g", "b")])._lone
+
+
+@pytest.mark.parametrize("members", [1, 2])
+async def test_a_routed_call_cancelled_mid_request_still_gets_its_one_failure_event(
+    fake_provider: FakeProvider, members: int
+) -> None:
+    """A caller that gives up on a routed call (``asyncio.wait_for``, a moderation hook's
+    refusal cancelling it, a server going down) cancels the call under way: its failure event,
+    held back for the Router, is still emitted once, and the deployment is no longer in flight."""
+    import asyncio
+    import threading
+
+    gate = threading.Event()
+    fake_provider.enqueue(Reply(delay_event=gate))
+    capture = CapturingLogger()
+    r = router(
+        [deployment(fake_provider, "g", f"model-{i}", f"d{i}") for i in range(members)], callbacks=[capture]
+    )
+    task = asyncio.ensure_future(r.acompletion(model="g", messages=HI))
+    try:
+        assert await asyncio.to_thread(fake_provider.wait_for_requests, 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        gate.set()
+    assert [hook for hook, _ in terminal(capture)] == ["async_log_failure_event"]
+    assert set(r.in_flight.counts.values()) == {0}

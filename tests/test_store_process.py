@@ -373,3 +373,78 @@ def test_a_bad_writer_setting_names_the_key(tmp_path):
     assert served.proc.wait(60) == 2
     served.stop()
     assert "general_settings.store.writer" in served.stderr and "process or thread" in served.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_the_writer_process_logs_as_the_server_does(tmp_path):
+    """``lmgate serve --log-format json`` promises one JSON object a line on stderr (for log
+    shippers), every line masked: the writer process shares that stderr, so its own warnings
+    (here: a batch it could not write, the store locked by another program) come as JSON too."""
+    pytest.importorskip("starlette")
+    import sqlite3
+
+    import httpx
+    from test_proxy_server import Served
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent("""
+        model_list:
+          - model_name: mock
+            litellm_params: {model: openai/gpt-4o-mini, mock_response: "stored", api_key: sk-mock}
+        """)
+    )
+    env = {
+        "LMGATE_DATA_DIR": str(tmp_path / "data"),
+        "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
+        "LMGATE_STORE": "",
+    }
+    served = Served(config, tmp_path, env, args=["--log-format", "json"])
+    locker = None
+    try:
+        served.wait_ready()
+        locker = sqlite3.connect(tmp_path / "data" / "logs.sqlite3", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another program holds the store: the child's write fails
+        answer = httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        for _ in range(1000):  # bounded poll: the batch ships within 1 s, SQLite gives up after 5 s
+            if "writing a batch" in served.stderr:
+                break
+            try:
+                served.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        assert "writing a batch" in served.stderr
+    finally:
+        if locker is not None:
+            locker.execute("ROLLBACK")
+            locker.close()
+        served.stop()
+    lines = [line for line in served.stderr.splitlines() if line.strip()]
+    not_json = []
+    for line in lines:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            not_json.append(line)
+    assert not not_json, not_json
+
+
+def test_the_writer_process_masks_its_own_lines():
+    """Outside ``lmgate serve`` (no server format to follow) the child's lines are masked too."""
+    line = "http://user:hunter2@db.example/x sk-abcdefghijklmnopqrstuvwxyz012345"
+    code = (
+        "import logging\n"
+        "from lmgate.loggers.store_process import _setup_logging\n"
+        "_setup_logging()\n"
+        f"logging.getLogger('lmgate.loggers').warning('store: failed: %s', {line!r})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LMGATE_LOG_CONFIG"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "lmgate store writer: WARNING store: failed:" in done.stderr
+    assert "hunter2" not in done.stderr and "sk-abcdefghijklmnopqrstuvwxyz012345" not in done.stderr

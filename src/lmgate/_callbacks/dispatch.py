@@ -441,11 +441,15 @@ class Dispatcher:
                 # makes this call's shared parts itself, so the loop catches up; it never waits.
                 # (Callback threads need not: measured, they keep up with sync calls, and making
                 # them idle costs a wake-up per call.)
-                prepare_shared(
-                    record, [(_redacts(j.target, record), j.target.full_kwargs) for j in async_jobs]
-                )
-                with self._lock:
-                    self.prepared_by_caller += 1
+                try:
+                    prepare_shared(
+                        record, [(_redacts(j.target, record), j.target.full_kwargs) for j in async_jobs]
+                    )
+                except Exception:  # noqa: BLE001 - never the call's failure: each hook meets it, counted
+                    pass
+                else:
+                    with self._lock:
+                        self.prepared_by_caller += 1
             # handed to the callback loop in batches: one wake-up for every job queued before the
             # loop gets to them (a call_soon_threadsafe per call, a pipe write and a loop turn
             # each, cost the caller's thread and the loop more than the hooks themselves)

@@ -43,6 +43,10 @@ _LENGTH = struct.Struct(">I")
 _ALL_DELIVERED = b"D"
 # how long close() waits for the child to finish the batch it is writing and exit
 CLOSE_TIMEOUT_S = 10.0
+# set by ``lmgate serve`` (proxy/server.py): the server's own logging set-up (``logging.config``'s
+# dict, as JSON). The child shares its stderr, so it writes its lines as the server does (masked;
+# ``--log-format json``: one JSON object a line), at the server's level
+LOG_CONFIG_ENV = "LMGATE_LOG_CONFIG"
 
 
 def _read_frame(stream: IO[bytes]) -> bytes | None:
@@ -235,6 +239,31 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
         exporter.close()
 
 
+def _setup_logging() -> None:
+    """This process's lines on the stderr it shares with the serving process: masked as that
+    process masks its own, and under ``lmgate serve`` in the server's format and level (a
+    plain-text line among JSON ones would break a log shipper reading ``--log-format json``)."""
+    import logging.config
+
+    from .._secrets import MaskingFilter
+
+    config = os.environ.get(LOG_CONFIG_ENV)
+    problem = None
+    if config:
+        try:
+            logging.config.dictConfig(orjson.loads(config))
+            return
+        except (ValueError, TypeError, AttributeError, ImportError) as error:
+            problem = error
+    logging.basicConfig(level=logging.WARNING, format="lmgate store writer: %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
+    if problem is not None:
+        logger.warning(
+            "%s: not a logging set-up this process can use (%s); plain lines", LOG_CONFIG_ENV, problem
+        )
+
+
 def main() -> int:
     import signal
 
@@ -242,7 +271,7 @@ def main() -> int:
     # to the whole process group must not cut the parent's exit flush short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="lmgate store writer: %(levelname)s %(message)s")
+    _setup_logging()
     stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=1 << 16, closefd=False)
     # the answers get a descriptor of their own; fd 1 then points at stderr, so a stray print()
     # in anything this process imports cannot corrupt the frames

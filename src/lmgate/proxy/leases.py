@@ -15,7 +15,7 @@ Per counter (a Redis hash ``lmgate:limits:<name>``):
 - ``h:<instance>``: what an instance holds — its requests in flight (their reservations, their
   parallel slots), what it used and has not reported yet, and the free part of its slice;
 - ``H``: the sum of every ``h:*`` (so a check reads two fields, whatever the instances);
-- ``x:<instance>``: when the instance's hold expires. A live instance renews it (every lease
+- ``x:<instance>``: when the instance's hold expires, on Redis's clock. A live instance renews it (every lease
   operation does, and the timer before half of ``LEASE_TTL_S`` has passed); the hold of an
   instance that died (SIGKILL, lost host) is dropped ``LEASE_TTL_S`` after its last renewal by
   the next instance that finds too little room. That bounds the capacity a crash can strand;
@@ -66,7 +66,7 @@ KEEP_S = 1200  # a parallel counter (no window) is forgotten this long after its
 
 _KIND = {"rpm": "r", "tpm": "t", "parallel": "p", "budget": "b"}
 
-# One script runs a whole batch. ARGV[1] now (Unix seconds), ARGV[2] this instance's id,
+# One script runs a whole batch. ARGV[1] now (Unix seconds; unread), ARGV[2] this instance's id,
 # ARGV[3] its hold's time to live; then one argument per operation, its values comma-separated
 # (one argument, not eight: packing a command costs ~1,000 instructions per argument).
 # - a lease operation (1 key) "l,kind,limit,expiry,report,keep,want,unit": kind r/t/p/b, the
@@ -84,7 +84,11 @@ _KIND = {"rpm": "r", "tpm": "t", "parallel": "p", "budget": "b"}
 # after the batch's admissions took theirs. Reports go to HINCRBY as the strings they came in;
 # what Lua computes (holds, slices) stays far below 2^53, where its doubles are exact.
 _BATCH = r"""
-local now = tonumber(ARGV[1])
+-- the holds' expiry on Redis's own clock, never an instance's: an instance whose clock runs
+-- ahead (by more than half the TTL) would take a live instance's hold for a dead one's and
+-- sweep it, admitting beside its requests in flight (ARGV[1], the instance's time, is not read)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local me_h, me_x = 'h:' .. ARGV[2], 'x:' .. ARGV[2]
 local hold_until = math.ceil(now + tonumber(ARGV[3]))
 local free, leased, out = {}, {}, {}
@@ -344,8 +348,12 @@ class RedisCounters:
     ) -> None:
         for c in checks:
             lease = self._leases.get(c.name)
-            if lease is None:  # cannot happen while the request held it; nothing to give back
-                continue
+            if lease is None:
+                if c.kind not in ("tpm", "budget"):  # a slot, an rpm unit: held in flight, never forgotten
+                    continue
+                # forgotten while its request ran, holding nothing (a tpm lease takes its tokens
+                # only at the end; a budget reservation of 0): what it used must still reach Redis
+                lease = self._leases[c.name] = Lease(c, now)
             kind = lease.kind
             if kind == "b":
                 lease.free += reserved - cost

@@ -51,6 +51,12 @@ def serve(args: Any) -> int:
     except ValueError as error:
         print(f"lmgate serve: {error}", file=sys.stderr)
         return 2
+    import orjson
+
+    from ..loggers.store_process import LOG_CONFIG_ENV
+
+    # the log store's writer processes share this stderr: their lines as this process writes its own
+    os.environ[LOG_CONFIG_ENV] = orjson.dumps(logging_config(args.log_level, log_format)).decode()
     say = logging.getLogger("lmgate.proxy.server")  # through the same formatter as every other line
     workers = int(getattr(args, "workers", 1) or 1)
     if workers < 1:

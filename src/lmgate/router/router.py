@@ -210,14 +210,18 @@ class Router:
                 op = flow.send(outcome)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if isinstance(op, Wait):
-                self._policy().sleep(op.seconds)
-                outcome = (None, None)
-                continue
             try:
-                outcome = (call(**op.kwargs), None)
-            except Exception as error:
-                outcome = (None, error)
+                if isinstance(op, Wait):
+                    self._policy().sleep(op.seconds)
+                    outcome = (None, None)
+                    continue
+                try:
+                    outcome = (call(**op.kwargs), None)
+                except Exception as error:
+                    outcome = (None, error)
+            except BaseException as error:  # interrupted mid-request: the decisions end it, then up
+                flow.throw(error)
+                raise
 
     async def route_async(
         self, kind: str, model: str, kwargs: dict[str, Any], hold: bool = False, on_attempt: OnAttempt = None
@@ -239,7 +243,7 @@ class Router:
             start = self.timer()
             try:
                 result = await call(**call_kwargs)
-            except Exception:
+            except BaseException:  # a cancelled call too: its held-back failure is still emitted
                 self.in_flight.release(model_id)
                 request = _Request()
                 request.deferred.extend(call_kwargs["defer_failure_event"])
@@ -257,14 +261,18 @@ class Router:
                 op = flow.send(outcome)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if isinstance(op, Wait):
-                await self._policy().async_sleep(op.seconds)
-                outcome = (None, None)
-                continue
             try:
-                outcome = (await call(**op.kwargs), None)
-            except Exception as error:
-                outcome = (None, error)
+                if isinstance(op, Wait):
+                    await self._policy().async_sleep(op.seconds)
+                    outcome = (None, None)
+                    continue
+                try:
+                    outcome = (await call(**op.kwargs), None)
+                except Exception as error:
+                    outcome = (None, error)
+            except BaseException as error:  # cancelled mid-request: the decisions end it, then up
+                flow.throw(error)
+                raise
 
     # ---- the decisions, written once ----
     def _policy(self) -> RetryPolicy:
@@ -275,14 +283,20 @@ class Router:
     ) -> Generator[Attempt | Wait, Any, Routed]:
         request = _Request()
         try:
-            return (yield from self._group(kind, model, kwargs, hold, request, on_attempt))
-        except Exception as error:
-            failure = error
-        for group in self.fallbacks.for_error(model, failure):
             try:
-                return (yield from self._group(kind, group, kwargs, hold, request, on_attempt))
+                return (yield from self._group(kind, model, kwargs, hold, request, on_attempt))
             except Exception as error:
                 failure = error
+            for group in self.fallbacks.for_error(model, failure):
+                try:
+                    return (yield from self._group(kind, group, kwargs, hold, request, on_attempt))
+                except Exception as error:
+                    failure = error
+        except BaseException:
+            # the caller was cancelled (or interrupted) mid-request: the attempts' held-back
+            # failures still end it, one terminal event, as a failure does
+            self._end_in_failure(request)
+            raise
         self._end_in_failure(request)
         raise failure
 
@@ -355,7 +369,12 @@ class Router:
                 on_attempt(deployment)
             self.in_flight.acquire(deployment.model_id)
             start = self.timer()
-            result, error = yield Attempt(deployment, call_kwargs)
+            try:
+                result, error = yield Attempt(deployment, call_kwargs)
+            except BaseException:  # the caller cancelled it: no longer in flight, its failure held back
+                self.in_flight.release(deployment.model_id)
+                request.deferred.extend(call_kwargs["defer_failure_event"])
+                raise
             request.attempts += 1
             request.last = deployment
             if error is None:
