@@ -7,6 +7,7 @@ from helpers import MESSAGES, MODE_IDS, MODES, call, flush
 from payload_schema import assert_valid_payload
 
 import lmgate
+from lmgate.cost import compute_cost
 from lmgate.testing import CapturingLogger
 
 TERMINAL = ("log_success_event", "log_failure_event", "async_log_success_event", "async_log_failure_event")
@@ -79,6 +80,21 @@ def test_unknown_price_is_null_with_reason_never_zero(capture):
     assert slo["response_cost"] is None and event.kwargs["response_cost"] is None
     assert "my-finetune-xyz" in slo["response_cost_failure_debug_info"]["error_str"]
     assert "input_cost_per_token" in event.kwargs["response_cost_failure_debug_information"]["error_str"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_usage_that_is_not_numeric_costs_none_and_never_fails_the_call(mode):
+    """A broken server's usage (a priced model, ``prompt_tokens: "many"``): the answer is
+    returned, its cost is None with the reason (it raised ValueError out of the call before)."""
+    odd = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "odd"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": "many", "completion_tokens": 1, "total_tokens": 2},
+    }
+    answer = call(mode, False, model="gpt-4o-mini", mock_response=odd)
+    assert answer.choices[0].message.content == "odd"
+    assert answer._hidden_params["response_cost"] is None
+    result = compute_cost(["gpt-4o-mini"], odd["usage"])
+    assert result.cost is None and "not a number" in str(result.reason)
 
 
 def test_custom_prices_per_call(capture):

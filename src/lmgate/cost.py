@@ -121,15 +121,23 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
             None,
             f"no price for {names}: add input_cost_per_token and output_cost_per_token to the call or deployment",
         )
-    prompt = int(get("prompt_tokens") or 0)
-    completion = int(get("completion_tokens") or 0)
-    details = get("prompt_tokens_details")
-    cached = int(_get(details, "cached_tokens") or 0) if details else 0
-    created = int(_get(details, "cache_creation_tokens") or 0) if details else 0
-    completion_details = get("completion_tokens_details")
-    reasoning = (
-        min(completion, int(_get(completion_details, "reasoning_tokens") or 0)) if completion_details else 0
-    )
+    try:
+        prompt = int(get("prompt_tokens") or 0)
+        completion = int(get("completion_tokens") or 0)
+        details = get("prompt_tokens_details")
+        cached = int(_get(details, "cached_tokens") or 0) if details else 0
+        created = int(_get(details, "cache_creation_tokens") or 0) if details else 0
+        completion_details = get("completion_tokens_details")
+        reasoning = (
+            min(completion, int(_get(completion_details, "reasoning_tokens") or 0))
+            if completion_details
+            else 0
+        )
+    except (TypeError, ValueError) as error:
+        # a server's broken usage must not fail a call whose answer arrived: no cost, and why
+        return CostResult(
+            None, None, None, f"the response's usage has a token count that is not a number ({error})"
+        )
     if prompt > LONG_PROMPT_TOKENS:
         rates = _rates(_long_prompt_prices(price))
     elif rates is None:
