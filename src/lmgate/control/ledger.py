@@ -144,12 +144,14 @@ class Ledger:
                     await conn.exec_driver_sql(sql, pairs)
         return len(new)
 
-    async def spent(self, scope: str, scope_id: str, since: float) -> float:
-        """The spend of one key (by token), team, user or end user in rows started at ``since`` or later."""
+    async def spent(self, scope: str, scope_id: str, since: float, until: float | None = None) -> float:
+        """The spend of one key (by token), team, user or end user in rows started at ``since`` or
+        later (and before ``until``, when given: one budget window's own spend)."""
         column = _SCOPES[scope]
-        query = sa.select(sa.func.coalesce(sa.func.sum(spend_ledger.c.cost), 0.0)).where(
-            column == scope_id, spend_ledger.c.started_at >= since
-        )
+        where = [column == scope_id, spend_ledger.c.started_at >= since]
+        if until is not None:
+            where.append(spend_ledger.c.started_at < until)
+        query = sa.select(sa.func.coalesce(sa.func.sum(spend_ledger.c.cost), 0.0)).where(*where)
         async with self.store.engine.connect() as conn:
             return float((await conn.execute(query)).scalar() or 0.0)
 

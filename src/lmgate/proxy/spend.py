@@ -136,7 +136,9 @@ class SpendWriter:
             if soft is None:
                 continue
             try:
-                spend = await self.ledger.spent(kind, scope_id, start)
+                # the window's own rows: a check made after the next window began must not count it
+                until = start + scope.window_s if scope.window_s else None
+                spend = await self.ledger.spent(kind, scope_id, start, until)
                 if spend < soft:
                     continue
                 first = await self.ledger.record_alert(kind, scope_id, start, soft, spend, self.clock())
