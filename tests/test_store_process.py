@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import orjson
 import pytest
@@ -302,15 +303,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]:
-    """A real ``lmgate serve`` with the default store: one call, stored; the store writer
-    processes under the server at that moment, and the rows stored after its SIGTERM."""
-    pytest.importorskip("starlette")
-    import httpx
-    from test_proxy_server import Served
-
-    from lmgate.store import open_store
-
+def _mock_server_files(tmp_path: Path, store_settings: str = "") -> tuple[Path, dict[str, str]]:
+    """A config with one mock model (plus ``store_settings``) and the environment that keeps the
+    server's data, cache and store choice inside ``tmp_path``."""
     config = tmp_path / "config.yaml"
     config.write_text(
         textwrap.dedent("""
@@ -325,6 +320,19 @@ def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]
         "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
         "LMGATE_STORE": "",
     }
+    return config, env
+
+
+def _serve_one_call(tmp_path, store_settings: str = "") -> tuple[list[int], int]:
+    """A real ``lmgate serve`` with the default store: one call, stored; the store writer
+    processes under the server at that moment, and the rows stored after its SIGTERM."""
+    pytest.importorskip("starlette")
+    import httpx
+    from test_proxy_server import Served
+
+    from lmgate.store import open_store
+
+    config, env = _mock_server_files(tmp_path, store_settings)
     served = Served(config, tmp_path, env)
     try:
         served.wait_ready()
@@ -386,19 +394,7 @@ def test_the_writer_process_logs_as_the_server_does(tmp_path):
     import httpx
     from test_proxy_server import Served
 
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        textwrap.dedent("""
-        model_list:
-          - model_name: mock
-            litellm_params: {model: openai/gpt-4o-mini, mock_response: "stored", api_key: sk-mock}
-        """)
-    )
-    env = {
-        "LMGATE_DATA_DIR": str(tmp_path / "data"),
-        "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
-        "LMGATE_STORE": "",
-    }
+    config, env = _mock_server_files(tmp_path)
     served = Served(config, tmp_path, env, args=["--log-format", "json"])
     locker = None
     try:
