@@ -305,12 +305,7 @@ class AdminRoutes:
         )
 
     async def team_delete(self, request: Request) -> Response:
-        data = await _body(request)
-        deleted, tokens = await self.store.delete_teams(_required_list(data, "team_ids"))
-        self.backend.forget(tokens)
-        if not deleted:
-            raise ProxyError(404, "none of these teams exist", param="team_ids")
-        return json_response({"deleted_teams": deleted, "deleted_keys": tokens})
+        return await self._delete_owners(request, "team", self.store.delete_teams)
 
     async def team_info(self, request: Request) -> Response:
         team_id = _required_str(request.query_params, "team_id")
@@ -368,12 +363,19 @@ class AdminRoutes:
         )
 
     async def user_delete(self, request: Request) -> Response:
+        return await self._delete_owners(request, "user", self.store.delete_users)
+
+    async def _delete_owners(
+        self, request: Request, kind: str, delete: Callable[[list[Any]], Awaitable[tuple[Any, list[str]]]]
+    ) -> Response:
+        """``/team/delete`` and ``/user/delete``: the owners named in ``{kind}_ids`` and their keys,
+        which stop authenticating at once."""
         data = await _body(request)
-        deleted, tokens = await self.store.delete_users(_required_list(data, "user_ids"))
+        deleted, tokens = await delete(_required_list(data, f"{kind}_ids"))
         self.backend.forget(tokens)
         if not deleted:
-            raise ProxyError(404, "none of these users exist", param="user_ids")
-        return json_response({"deleted_users": deleted, "deleted_keys": tokens})
+            raise ProxyError(404, f"none of these {kind}s exist", param=f"{kind}_ids")
+        return json_response({f"deleted_{kind}s": deleted, "deleted_keys": tokens})
 
     async def user_info(self, request: Request) -> Response:
         user_id = _required_str(request.query_params, "user_id")
