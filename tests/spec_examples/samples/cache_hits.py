@@ -1,6 +1,7 @@
 # custom-callbacks.txt "Cache hits": import lines changed; the stray quote in the page's f-string
 # fixed; and the handler given the `states`/`errors` lists and the pre/post hooks that the page's own
-# assertions read ("pre, post, success, success") but its class, as printed, never defines.
+# assertions read ("pre, post, success, success") but its class, as printed, never defines; its two
+# one-second sleeps replaced by waiting for the callbacks (no test waits on time).
 import os, time
 import lmgate as litellm
 from lmgate.integrations.custom_logger import CustomLogger
@@ -32,7 +33,7 @@ async def test_async_completion_azure_caching():
                               "content": f"Hi 👋 - i'm async azure {unique_time}"
                           }],
                           caching=True)
-  await asyncio.sleep(1)
+  await litellm.aflush_callbacks()  # changed: the page sleeps 1 s; this waits for the delivery itself
   print(f"customHandler_caching.states pre-cache hit: {customHandler_caching.states}")
   response2 = await litellm.acompletion(model="azure/chatgpt-v-2",
                           messages=[{
@@ -40,7 +41,7 @@ async def test_async_completion_azure_caching():
                               "content": f"Hi 👋 - i'm async azure {unique_time}"
                           }],
                           caching=True)
-  await asyncio.sleep(1) # success callbacks are done in parallel
+  await litellm.aflush_callbacks()  # changed: the page sleeps 1 s (success callbacks run in parallel)
   print(f"customHandler_caching.states post-cache hit: {customHandler_caching.states}")
   assert len(customHandler_caching.errors) == 0
   assert len(customHandler_caching.states) == 4 # pre, post, success, success
