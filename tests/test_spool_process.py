@@ -63,10 +63,17 @@ CHILD = textwrap.dedent(
         threading.Thread(target=deliver_elsewhere, daemon=True).start()
         sleep_forever()
     if ending == "own_handler":  # the program owns SIGTERM (lmgate never replaces its handler)
-        import signal
+        import os, signal
+        # a program that owns SIGTERM also owns CPython's race: a signal that lands just before a
+        # blocking wait's system call leaves the wait asleep (lmgate's waker covers only its own
+        # handler). The wakeup fd closes it: the C handler writes a byte, so the read returns.
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
         print("own handler", flush=True)
-        threading.Event().wait(60)
+        os.read(r, 1)  # the handler raises SystemExit(7) as soon as this returns
+        print("the handler did not exit", flush=True)
     if ending == "busy":  # a program mid-run: the main thread executes Python code when SIGTERM comes
         while True:
             sum(range(1000))
