@@ -8,6 +8,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -15,7 +16,7 @@ import orjson
 import pytest
 from fakes import FakeProvider, LogReceiver
 from fakes.provider import Reply
-from test_proxy_limits import HI, IN_PRICE, OUT_PRICE, Cluster, cluster_of, generate, ledger_spend
+from test_proxy_limits import HI, IN_PRICE, OUT_PRICE, Cluster, chat, cluster_of, generate, ledger_spend
 
 __all__ = ["cluster_of"]  # the fixture, shared with test_proxy_limits
 
@@ -138,3 +139,46 @@ def test_a_stream_whose_client_left_is_charged_the_estimate_its_log_says(
     )
     total, rows, spend = ledger_spend(cluster, token)
     assert rows == 1 and total == pytest.approx(record["response_cost"]) and spend == pytest.approx(total)
+
+
+def test_billed_broken_streams_at_a_nearly_spent_budget_on_two_instances_never_overrun_it(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """What a broken stream is charged (its estimate) never passes what it reserved, so the
+    reservation rule holds for billed failures too: 24 streams at once, each broken by the
+    provider after "Hello world", against a budget with room for a few."""
+    cluster = cluster_of()
+    a, b = cluster.start(2)
+    budget = 0.4
+    made = generate(a, max_budget=budget)
+    key, token = made["key"], made["token"]
+    for i in range(15):  # 15 × 0.017 spent: room for a few more worst cases, not for 24
+        assert chat(a if i % 2 else b, key).choices[0].message.content
+    broken = [_chunk({"role": "assistant", "content": "Hello"}), _chunk({"content": " world"}), ERROR_EVENT]
+    fake_provider.enqueue(*[Reply(events=broken) for _ in range(24)])
+
+    def stream(i: int) -> str:
+        server = a if i % 2 else b
+        with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
+            try:
+                chunks = client.chat.completions.create(model="fast", messages=HI, max_tokens=5, stream=True)
+                for _ in chunks:
+                    pass
+            except openai.BadRequestError as error:
+                assert error.body["type"] == "budget_exceeded"  # type: ignore[index]
+                return "refused"
+            except openai.APIError:
+                return "broken"
+        return "complete"
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(stream, range(24)))
+    assert "complete" not in outcomes and outcomes.count("broken") >= 1 and "refused" in outcomes
+    assert log_receiver.wait_for_records(15 + outcomes.count("broken"), timeout=30)
+    cluster.stop()
+    total, rows, spend = ledger_spend(cluster, token)
+    logged = sum(r["response_cost"] or 0.0 for r in _records_of(log_receiver, token))
+    assert rows == 15 + outcomes.count("broken") and total <= budget
+    assert total == pytest.approx(logged) and spend == pytest.approx(total)
+    failures = [r for r in _records_of(log_receiver, token) if r["status"] == "failure"]
+    assert len(failures) == outcomes.count("broken") and all(r["response_cost"] > 0 for r in failures)
