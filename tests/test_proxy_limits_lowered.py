@@ -75,6 +75,24 @@ def test_a_lowered_rpm_binds_on_both_instances_at_once(cluster_of: Callable[...,
     in_one_minute(run)
 
 
+def test_a_lowered_tpm_binds_on_both_instances_at_once(cluster_of: Callable[..., Cluster]) -> None:
+    a, b = cluster_of().start(2)
+
+    def run() -> bool:
+        key = generate(a, tpm_limit=100_000)["key"]
+        for server in (a, b, a, b):  # 12 tokens each
+            if outcome(server, key) != 200:
+                return False
+        assert admin(a, "POST", "/key/update", json={"key": key, "tpm_limit": 20}).status_code == 200
+        passed, error = _admitted_until_refused(a, key)
+        assert passed == 0 and error.status_code == 429 and "tpm_limit: 20" in error.message
+        passed, error = _admitted_until_refused(b, key)
+        assert passed <= STALE and error.status_code == 429 and "tpm_limit: 20" in error.message
+        return True
+
+    in_one_minute(run)
+
+
 def test_a_lowered_parallel_limit_binds_on_both_instances_at_once(
     cluster_of: Callable[..., Cluster], fake_provider: FakeProvider
 ) -> None:
