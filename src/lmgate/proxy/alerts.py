@@ -53,7 +53,8 @@ def webhook_url(
                 f"unknown alerting type {kind!r}",
                 file,
                 where,
-                fix=f'lmgate delivers "webhook" (the reference also names {", ".join(REFERENCE_TYPES[:2])}, …)',
+                fix=f'use "webhook" (delivered by lmgate) or one of the reference\'s '
+                f"{', '.join(t for t in REFERENCE_TYPES if t != WEBHOOK)} (accepted, not delivered)",
             )
     if WEBHOOK not in value or not virtual_keys:  # soft budgets are virtual keys' (docs/keys.md)
         return None
