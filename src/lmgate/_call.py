@@ -481,6 +481,8 @@ class Call:
             failed_cost = self.control.get("failed_attempts_cost")
             if failed_cost is not None:
                 record.cost_breakdown = {**(record.cost_breakdown or {}), "failed_attempts_cost": failed_cost}
+            if self.stream and "usage_estimated" in self.control:  # an abandoned stream (streaming.py)
+                record.cost_breakdown = {**(record.cost_breakdown or {}), "estimated_cost": cost.cost or 0.0}
             record.response_model = response.get("model") if isinstance(response, dict) else None
             record.hidden_params = response._hidden_params if hasattr(response, "_hidden_params") else {}
             if self.stream and record.stream_status is None:
@@ -519,6 +521,8 @@ class Call:
                     cost.breakdown,
                     cost.reason,
                 )
+                if "usage_estimated" in self.control:  # a broken stream's usage (streaming.py)
+                    record.cost_breakdown = {**(record.cost_breakdown or {}), "estimated_cost": cost.cost or 0.0}
             else:
                 record.cost_reason = "the call failed before any usage was reported"
             record.finish_failure(mapped, time.time(), partial)

@@ -9,6 +9,11 @@ terminal event, with the response assembled from the chunks seen so far:
   partial response, ``stream_status="abandoned"``;
 * an error mid-stream → failure with the partial response, ``stream_status="broken"``.
 
+A stream that ends early (abandoned or broken) before the provider reported its usage was
+still billed — the prompt, and what was generated: its usage is then *estimated*
+(``estimate_usage``: 4 bytes a token, as ``count_tokens``' estimate) so that its cost, in its
+log record and in a virtual key's spend, is not 0; ``cost_breakdown.estimated_cost`` says so.
+
 Chunks that carry only usage (OpenAI's ``include_usage`` chunk has ``choices == []``) get an
 empty choice, so ``chunk.choices[0].delta.content`` always works and the last chunk carries
 the usage.
@@ -16,8 +21,11 @@ the usage.
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
+
+import orjson
 
 from ._callbacks.dispatch import before_exit_flush
 from .types import (
@@ -141,6 +149,34 @@ class ChunkAccumulator:
         return ModelResponse._build(data)
 
 
+def estimate_usage(messages: Any, params: dict[str, Any], acc: ChunkAccumulator) -> dict[str, int]:
+    """The usage of a stream that ended before its provider reported one: the prompt (the
+    messages' and tools' UTF-8 bytes, 4 to a token, plus 3 per message: ``count_tokens``' rule)
+    and what was streamed (text, reasoning, tool calls: 4 bytes to a token), at most the
+    request's ``max_tokens`` × ``n`` — never more than the proxy's budget reservation counted."""
+    try:
+        tools = params.get("tools")
+        sent = len(orjson.dumps(messages)) + (len(orjson.dumps(tools)) if tools else 0)
+    except TypeError:  # something orjson cannot encode: its text
+        sent = len(str(messages).encode())
+    prompt = math.ceil(sent / 4) + 3 * (len(messages) if isinstance(messages, list) else 1)
+    streamed = 0
+    for state in acc.choices.values():
+        streamed += _size(state["parts"]) + _size(state["reasoning"])
+        for slot in state["tools"].values():
+            streamed += _size([slot["name"] or "", *slot["arguments"]])
+    completion = math.ceil(streamed / 4)
+    most = params.get("max_completion_tokens") or params.get("max_tokens")
+    if isinstance(most, int) and not isinstance(most, bool) and most > 0:
+        n = params.get("n")
+        completion = min(completion, most * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _size(pieces: list[Any]) -> int:
+    return sum(len(p.encode() if isinstance(p, str) else str(p).encode()) for p in pieces)
+
+
 def _with_choice(chunk: Any) -> Any:
     if chunk.get("choices"):
         return chunk
@@ -210,7 +246,12 @@ class CustomStreamWrapper:
             return error
         self._ended = True
         _open_streams.discard(self)
-        return self._call.end_stream(self._acc.build(), status, error)
+        acc = self._acc
+        call = self._call
+        if status != "complete" and acc.usage is None and call.mock is None and not call.cache_hit:
+            acc.usage = estimate_usage(call.payload, call.params, acc)  # billed all the same
+            call.control["usage_estimated"] = True  # the record's cost_breakdown says so
+        return call.end_stream(acc.build(), status, error)
 
     def _finish(self, error: BaseException | None) -> Any:
         """The end of the stream, once its source is closed; the policy both iterators share.

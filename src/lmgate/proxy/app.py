@@ -86,8 +86,10 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
         try:
             yield
         finally:
-            await shutdown(config)
+            # the spend first: its last batch may fire a soft-budget alert, which the loggers'
+            # close below then delivers (or spools) with every other pending record
             await _stop_limits(state, limits)
+            await shutdown(config)
             if key_store is not None:
                 await key_store.close()
 

@@ -65,6 +65,10 @@ class Scope:
     window_s: float | None = None  # budget_duration in seconds; None: the budget never resets
     anchor: float = 0.0  # where the windows start counting (the row's creation)
     soft_budget: float | None = None  # an alert (never a refusal) once per window past it
+    # who owns it, as a soft-budget alert names them (proxy/alerts.py): a key's alias, team, user
+    alias: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +120,9 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
             window_s=_duration(row.get("budget_duration"), "key budget_duration"),
             anchor=float(row.get("created_at") or 0.0),
             soft_budget=row.get("soft_budget"),
+            alias=row.get("key_alias"),
+            team_id=row.get("team_id"),
+            user_id=row.get("user_id"),
         )
     ]
     if row.get("team_id") is not None:
@@ -130,6 +137,8 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
                 window_s=_duration(row.get("team_budget_duration"), "team budget_duration"),
                 anchor=float(row.get("team_created_at") or 0.0),
                 soft_budget=row.get("team_soft_budget"),
+                alias=row.get("team_alias"),
+                team_id=row["team_id"],
             )
         )
     user_budgeted = row.get("user_max_budget") is not None or row.get("user_soft_budget") is not None
@@ -143,6 +152,7 @@ def key_limits(row: dict[str, Any]) -> KeyLimits:
                 window_s=_duration(row.get("user_budget_duration"), "user budget_duration"),
                 anchor=float(row.get("user_created_at") or 0.0),
                 soft_budget=row.get("user_soft_budget"),
+                user_id=row["user_id"],
             )
         )
     kept = tuple(s for s in scopes if any(v is not None for v in (s.rpm, s.tpm, s.parallel, s.max_budget)))

@@ -180,6 +180,9 @@ class ProxyConfig:
     data_dir: str | None = None
     # the default log store's settings (proxy/store_config.py); None: off
     store: MappingProxyType[str, Any] | None = None
+    # general_settings.alerting: ["webhook"]: where soft-budget alerts are POSTed (WEBHOOK_URL;
+    # proxy/alerts.py); None: no webhook
+    alert_webhook_url: str | None = None
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -222,6 +225,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
             os.environ[str(key)] = str(value)
     data = _conf.resolve_env(raw, where="", file=name, environ=env)
     config = _build(name, file, data)
+    config = _alerting(config, env)
     if config.master_key is not None:
         return replace(config, master_key_source="general_settings.master_key")
     if config.virtual_keys and not any(env.get(var, "").strip() for var in MASTER_KEY_ENV):
@@ -244,6 +248,22 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         # surrounding whitespace is never part of a key (a Kubernetes secret often ends in a newline)
         return replace(config, master_key=value.strip(), master_key_source=var)
     return config
+
+
+def _alerting(config: ProxyConfig, env: dict[str, str]) -> ProxyConfig:
+    """``general_settings.alerting``: ``webhook`` delivers soft-budget alerts (proxy/alerts.py);
+    the reference's other types stay named in the startup warning."""
+    from .alerts import WEBHOOK, webhook_url
+
+    general = config.general_settings
+    url = webhook_url(general, env, str(config.path), config.virtual_keys)
+    if url is None:
+        return config
+    kinds = general.get("alerting")
+    ignored = config.ignored_keys
+    if all(kind == WEBHOOK for kind in ([kinds] if isinstance(kinds, str) else kinds)):
+        ignored = tuple(k for k in ignored if k != "general_settings.alerting")
+    return replace(config, alert_webhook_url=url, ignored_keys=ignored)
 
 
 # ---------------------------------------------------------------------- validation

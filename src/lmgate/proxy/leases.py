@@ -306,6 +306,10 @@ class RedisCounters:
             if lease.limit != c.limit:  # the key's limits changed (a new checks list)
                 lease.limit = c.limit
                 lease.head = b"l,%b,%d,%.0f" % (lease.kind.encode(), c.limit, c.expires_at)
+                # its free slice was granted under the old limit: the next admission goes to
+                # Redis, whose lease operation gives it back and sizes a new one by the new
+                # limit (a lowered budget or rate binds at once, slices held or not)
+                lease.until = 0.0
             leases.append(lease)
         spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks).encode()
         if len(self._lists) >= 10_000:

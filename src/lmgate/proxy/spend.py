@@ -155,16 +155,23 @@ class SpendWriter:
         end = (
             start + scope.window_s if scope.window_s else 0.0
         )  # ``start`` opens the window (budgets.window_of)
+        key = scope.kind == "key"
         alert = {
             "type": "soft_budget_crossed",
             "scope": scope.kind,
-            "id": scope.id if scope.kind != "key" else None,  # a key is named by its masked form
+            "id": scope.id if not key else None,  # a key is named by its masked form
             "label": scope.label,
             "soft_budget": scope.soft_budget,
             "max_budget": scope.max_budget,
             "spend": spend,
             "window_start": start or None,
             "window_end": end or None,
+            # who owns the budget (the webhook's fields, proxy/alerts.py): a key by its hash
+            "token": scope.id if key else None,
+            "key_alias": getattr(scope, "alias", None) if key else None,
+            "team_id": getattr(scope, "team_id", None),
+            "team_alias": getattr(scope, "alias", None) if scope.kind == "team" else None,
+            "user_id": getattr(scope, "user_id", None),
         }
         self.soft_budget_alerts += 1
         logger.warning(

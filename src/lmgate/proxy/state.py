@@ -41,12 +41,17 @@ class ProxyState:
         # the keys' limits and budgets (budgets.py), their counters and the spend writer
         self.enforcer: Enforcer | None = None
         self.limits_redis: Any = None
+        # batch loggers of the proxy's own (not callbacks: no call's record reaches them), shown
+        # with the callbacks' in /metrics and /health/readiness: (name, logger with stats())
+        self.extra_loggers: list[tuple[str, Any]] = []
         if config.virtual_keys and backend is None:
             self.key_store, self.key_backend = _virtual_keys(config)
             backend = self.key_backend
             self.enforcer, self.limits_redis = _enforcer(self, self.key_store)
             if self.enforcer.writer is not None:  # soft budgets' alerts counted in /metrics
                 self.enforcer.writer.on_alert.append(self.metrics.budget_alert)
+                if config.alert_webhook_url:  # and POSTed to general_settings.alerting's webhook
+                    self.extra_loggers.append(_webhook_alerts(config, self.enforcer.writer))
         self.backend: KeyBackend = backend if backend is not None else MasterKeyBackend(config.master_key)
         self.created = int(time.time())
         self.known_models = ", ".join(config.model_names) or "(none configured)"
@@ -113,6 +118,17 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
     interval = float(os.environ.get("LMGATE_SPEND_FLUSH_INTERVAL_S") or 1.0)
     writer = SpendWriter(Ledger(store), data_dir(state.config.data_dir) / JOURNAL_DIR, interval_s=interval)
     return Enforcer(counters, writer, group_prices(state)), client
+
+
+def _webhook_alerts(config: ProxyConfig, writer: Any) -> tuple[str, Any]:
+    """Soft-budget alerts POSTed to ``WEBHOOK_URL`` (proxy/alerts.py), spooled in the data dir."""
+    from .._paths import data_dir
+    from .alerts import LOGGER_NAME, WebhookAlerts
+
+    assert config.alert_webhook_url is not None
+    alerts = WebhookAlerts(config.alert_webhook_url, data_dir(config.data_dir) / "spool" / LOGGER_NAME)
+    writer.on_alert.append(alerts)
+    return LOGGER_NAME, alerts.logger
 
 
 __all__ = ["ProxyState"]

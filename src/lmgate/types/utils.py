@@ -202,6 +202,7 @@ class CostBreakdown(TypedDict, total=False):
     service_tier: str
     data_residency: str
     vertex_location: str
+    estimated_cost: float  # lmgate: the usage was estimated (a stream that ended early, streaming.py)
 
 
 class StandardLoggingGuardrailInformation(TypedDict, total=False):

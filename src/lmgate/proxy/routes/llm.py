@@ -384,6 +384,8 @@ class LLMRoutes:
 
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             release()
+            if not usage and status != 200:  # ended early, no usage reported: billed all the same
+                usage = _ended_early_usage(stream)  # the estimate its log record carries (keys' hook)
             cost = _stream_cost(prices_source, usage) if usage else None
             if reservation is not None and enforcer is not None:  # a client that left is settled too
                 hidden = getattr(stream, "_hidden_params", None) or {}
@@ -552,6 +554,14 @@ def _response_headers(hidden: dict[str, Any], model_id: str) -> dict[str, str]:
             continue
         headers[str(name).lower()] = text
     return headers
+
+
+def _ended_early_usage(stream: Any) -> Any:
+    """The usage of a stream that broke or whose client left before the provider reported one:
+    the estimate its call made at its end (``streaming.estimate_usage``), so that a virtual
+    key is charged what the log record says (docs/keys.md "Spend is exact")."""
+    response = getattr(stream, "response", None)
+    return response.get("usage") if response is not None else None
 
 
 def _stream_cost(deployment: Any, usage: Any) -> float | None:

@@ -110,6 +110,7 @@ class OpsRoutes:
         self.metrics = state.metrics
         self.created = state.created
         self.known_models = state.known_models
+        self.extra_loggers = state.extra_loggers  # the proxy's own (keys' alert webhook)
 
     def models(self, user: UserAPIKeyAuth | None = None) -> dict[str, Any]:
         """The model names; for a virtual key, those it and its team may call."""
@@ -142,7 +143,7 @@ class OpsRoutes:
                 seen.add(id(obj))
                 name = getattr(obj, "callback_name", None) or getattr(obj, "name", None) or type(obj).__name__
                 out.append((str(name), obj))
-        return out
+        return out + self.extra_loggers
 
     def logger_stats(self) -> list[tuple[str, dict[str, Any], str | None]]:
         out: list[tuple[str, dict[str, Any], str | None]] = []
