@@ -1,5 +1,5 @@
 """``lmgate serve`` tunes its garbage collector once it has started (issue 18: at c=50 the default
-young threshold and full-heap walks cost about a quarter of the proxy's CPU). Checked in a child
+young threshold and full-heap walks cost about 15% of the proxy's CPU). Checked in a child
 process: freezing the test process's own heap would change every other test."""
 
 from __future__ import annotations

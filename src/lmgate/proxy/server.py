@@ -215,11 +215,12 @@ def app_factory() -> Any:
 # the serving process's garbage collector (issue 18). A request in flight holds a few hundred
 # container objects; with 50 in flight, CPython's default threshold (700 allocations) ran a young
 # collection every ~8 requests, promoted the in-flight objects, and every few seconds a full
-# collection walked the whole heap (~50k objects: modules, the price table, the config): together
-# about a quarter of the proxy's CPU at c=50 in one measurement (gc callbacks' time under wrk). The objects that live as
-# long as the process are frozen out of every collection, and young collections run ten times
-# less often (a few thousand more young objects at most). A forwarded request leaves no cyclic
-# garbage (gc.DEBUG_SAVEALL found none under load), so no memory waits on the rarer collections.
+# collection walked the whole heap (~50k objects: modules, the price table, the config): about
+# 15% of the proxy's CPU at c=50 (the gc callbacks' thread CPU time under wrk; docs/proxy.md).
+# The objects that live as long as the process are frozen out of every collection, and young
+# collections run ten times less often (a few thousand more young objects at most). A forwarded
+# request leaves no cyclic garbage (gc.DEBUG_SAVEALL found none under load), so no memory waits
+# on the rarer collections.
 GC_YOUNG_THRESHOLD = 7000
 
 
