@@ -228,7 +228,8 @@ def tune_gc() -> None:
     """Freeze what exists now out of the collector's walks; raise the young generation's threshold."""
     import gc
 
-    gc.collect()  # what is garbage now is freed, not frozen
+    # no gc.collect() first: it would hold the first requests ~20 ms, and the collector has run all
+    # through start-up, so what garbage is frozen with the rest is at most its last few hundred objects
     gc.freeze()
     young, middle, old = gc.get_threshold()
     if young:  # 0: the collector is off; leave it so
