@@ -138,6 +138,28 @@ def test_slow_headers_are_cut_after_the_header_timeout(server: Served) -> None:
     assert HEADER_TIMEOUT_S * 0.9 <= elapsed < WAIT_S
 
 
+def test_next_request_with_slow_headers_is_cut_after_the_header_timeout(server: Served) -> None:
+    """On a kept-alive connection the header timeout runs from the next request's first byte: the
+    timer is armed after the data that left the head incomplete (not made and cancelled for every
+    request that arrives whole), with the same deadline."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:  # the whole answer: its head, then its Content-Length
+            first += sock.recv(65536)
+        status, headers, body = parse(first)
+        while len(body) < int(headers["content-length"]):
+            body += sock.recv(65536)
+        assert status == 200
+        started = time.monotonic()
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+        status, headers, body = parse(read_until_closed(sock))
+        elapsed = time.monotonic() - started
+    assert status == 408
+    assert "request_header_timeout_s" in openai_error(headers, body)["message"]
+    assert HEADER_TIMEOUT_S * 0.9 <= elapsed < WAIT_S
+
+
 def test_silent_connection_is_closed_after_the_header_timeout(server: Served) -> None:
     """A connection that never sends a byte is closed without an answer."""
     with connect(server) as sock:
@@ -413,6 +435,8 @@ def test_a_server_on_httptools_imports_neither_h11_nor_websockets_nor_the_other_
         print(name, sorted(m for m in ("h11", "websockets", *parser_modules) if m in sys.modules))
         """
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.split()[0] == "httptools"
     assert out.stdout.strip().endswith("[]"), out.stdout

@@ -88,10 +88,14 @@ class AioResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status_code = response.status
-        headers: dict[str, str] = {}  # lower-case names, repeated headers joined: as dict(httpx.Headers)
-        for raw_key, raw_value in response.raw_headers:
-            key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        raw = response.raw_headers
+        # lower-case names, repeated headers joined: as dict(httpx.Headers)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        if len(headers) != len(raw):  # a name repeated: its values joined, in order
+            headers = {}
+            for raw_key, raw_value in raw:
+                key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
         self.headers = headers
 
     async def aread(self) -> bytes:

@@ -234,10 +234,18 @@ class MasterKeyBackend:
             UserAPIKeyAuth(hash_key(master_key), user_role="proxy_admin") if master_key else None
         )
         self._hashes: dict[str, str | None] = {}
+        self._keyless: dict[str | None, UserAPIKeyAuth] = {}
 
     async def authenticate(self, key: str | None, conn: HTTPConnection) -> UserAPIKeyAuth:
         if self._master is None:
-            return UserAPIKeyAuth(self._hash(key))
+            # one identity per key, shared by its requests as the master key's is (a request
+            # that changes it works on a copy: for_request, for_hooks)
+            user = self._keyless.get(key)
+            if user is None:
+                if len(self._keyless) > 1024:  # bounded: callers without a master key may send anything
+                    self._keyless.clear()
+                user = self._keyless[key] = UserAPIKeyAuth(self._hash(key))
+            return user
         if key is None:
             raise unauthorized(f"missing API key: send {KEY_FORMS}")
         if not hmac.compare_digest(key.encode(), self._master):

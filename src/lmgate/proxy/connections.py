@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -98,6 +99,10 @@ class Guard:
         self._response_done = True
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        # a timer still to arm when the data that started it leaves its part incomplete (see
+        # ``_arm_pending``): when the head's first byte came, and when the body is due
+        self._head_since: float | None = None
+        self._body_due: float | None = None
         self._refusal: tuple[int, str] | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self.draining = False  # answered with an error: what still arrives is dropped
@@ -140,6 +145,7 @@ class Guard:
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
+        self._head_since = self._body_due = None
 
     def _respond_and_close(self, status: int, message: str) -> None:
         """Answer with an error and end the connection.
@@ -184,7 +190,8 @@ class Guard:
     def _guard_data(self, size: int) -> None:
         if self.awaiting_head:
             self._head_bytes += size
-            self._arm_head_timer()
+            if self._head_timer is None and self._head_since is None:
+                self._head_since = self.loop.time()  # armed after the data, if still needed
 
     def _guard_after_data(self) -> None:
         if (
@@ -193,6 +200,23 @@ class Guard:
             and not self.transport.is_closing()
         ):
             self._refuse_oversized_head()
+        self._arm_pending()
+
+    def _arm_pending(self) -> None:
+        """Arm the head and body timers the data just parsed left due, with the deadlines they
+        had from its first byte and its head. The usual request arrives whole in one piece of
+        data: its head and body are complete before this runs, and no timer is made only to be
+        cancelled (issue 18: four timer operations a request)."""
+        since, due = self._head_since, self._body_due
+        if since is None and due is None:
+            return
+        self._head_since = self._body_due = None
+        if self.draining or self.transport.is_closing():
+            return
+        if since is not None and self.awaiting_head and self._head_timer is None:
+            self._head_timer = self.loop.call_at(since + self.limits.header_timeout_s, self._head_timed_out)
+        if due is not None and not self._body_done and self._body_timer is None:
+            self._body_timer = self.loop.call_at(due, self._body_timed_out)
 
     def _refuse_oversized_head(self) -> None:
         self._respond_and_close(
@@ -213,14 +237,16 @@ class Guard:
         self.awaiting_head = False
         self._body_done = self._response_done = False
         self._head_bytes = 0
+        self._head_since = None
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        self._body_due = self.loop.time() + self.limits.body_timeout_s  # armed by _arm_pending if needed
 
     # ---- the body ----
     def _body_complete(self) -> None:
         self._body_done = True
+        self._body_due = None
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -261,7 +287,8 @@ class Guard:
 
 
 def _head_size(target: bytes, headers: Any) -> int:
-    return len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
+    # the lengths summed in C (once a request): the names and values, plus ": " and CRLF each
+    return len(target) + sum(map(len, itertools.chain.from_iterable(headers))) + 4 * len(headers)
 
 
 def _httptools_protocol() -> type[Any] | None:

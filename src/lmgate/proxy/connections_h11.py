@@ -72,7 +72,8 @@ class GuardedH11Protocol(Guard, H11Protocol):
 
     def on_response_complete(self) -> None:
         self._guard_response_complete()
-        super().on_response_complete()
+        super().on_response_complete()  # parses a pipelined request's head that waited
+        self._arm_pending()
 
     def send_400_response(self, msg: str) -> None:
         self._send_error(msg)

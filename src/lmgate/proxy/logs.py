@@ -209,6 +209,10 @@ def log_request(
     """The request's line on ``lmgate.proxy.access``, built only when ``level`` is on."""
     if not ACCESS.isEnabledFor(level):
         return
+    handler = _direct_handler(level)
+    if handler is not None and not _FORMATS[type(handler.formatter)]:
+        _text_line(handler, level, scope, status, model, deployment, user, seconds, usage, cost, error)
+        return
     method = str(scope.get("method") or "-")
     path = _clip(str(scope.get("path") or "-"))
     shown_model = _clip(model) if model else None
@@ -219,20 +223,6 @@ def log_request(
     cost_usd = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
     error_name = error_label(error) if error is not None else None
     args = (method, _text_value(path), status)
-    handler = _direct_handler(level)
-    if handler is not None and not _FORMATS[type(handler.formatter)]:  # the text line, from the values
-        line = _now_stamp() + _text_prefix(level, args, shown_model, shown_deployment, key)
-        line += f" latency_ms={latency_ms:.6g}"
-        if prompt is not None:
-            line += f" prompt_tokens={_text_value(prompt)}"
-        if completion is not None:
-            line += f" completion_tokens={_text_value(completion)}"
-        if cost_usd is not None:
-            line += f" cost_usd={cost_usd:.6g}"
-        if error_name is not None:
-            line += f" error={_text_value(scrub_often(error_name))}"
-        _write_direct(handler, level, line, args, None)
-        return
     fields: dict[str, Any] = {
         "method": method,
         "path": path,
@@ -296,6 +286,82 @@ def _direct_handler(level: int) -> logging.StreamHandler[Any] | None:
     return found
 
 
+def _text_line(
+    handler: logging.StreamHandler[Any],
+    level: int,
+    scope: Mapping[str, Any],
+    status: int,
+    model: str | None,
+    deployment: Any,
+    user: Any,
+    seconds: float,
+    usage: Any,
+    cost: Any,
+    error: BaseException | None,
+) -> None:
+    """The text line of a request, as ``TextFormatter`` would format its record, written to the
+    one handler: the part made of the route, status, model, deployment and caller is made once
+    per such combination (``_text_prefix``), the rest from the values (once a request: issue 18)."""
+    global _prefixes, _prefixes_for
+    remembered = remembered_secrets()
+    if _prefixes_for is not remembered:  # a new secret: every cached part is masked again
+        _prefixes, _prefixes_for = {}, remembered
+    shown_deployment = deployment_label(deployment)
+    key = caller_label(user)
+    cache_key = (level, scope.get("method"), scope.get("path"), status, model, shown_deployment, key)
+    prefix = _prefixes.get(cache_key)
+    if prefix is None:
+        path = _clip(str(scope.get("path") or "-"))
+        args = (str(scope.get("method") or "-"), _text_value(path), status)
+        prefix = _text_prefix(level, args, _clip(model) if model else None, shown_deployment, key)
+        if len(_prefixes) < _PREFIXES_MAX:
+            _prefixes[cache_key] = prefix
+    global _last_second
+    now = time.time()
+    second = int(now)
+    cached = _last_second  # one read: another thread may replace it, never half of it
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    # msecs as LogRecord computes them
+    line = (
+        f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix} latency_ms={round(seconds * 1000, 1):.6g}"
+    )
+    if usage:
+        prompt, completion = _tokens(usage)
+        if prompt is not None:
+            line += (
+                f" prompt_tokens={prompt}" if type(prompt) is int else f" prompt_tokens={_text_value(prompt)}"
+            )
+        if completion is not None:
+            line += (
+                f" completion_tokens={completion}"
+                if type(completion) is int
+                else f" completion_tokens={_text_value(completion)}"
+            )
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        line += f" cost_usd={float(cost):.6g}"
+    if error is not None:
+        line += f" error={_text_value(scrub_often(error_label(error)))}"
+    lock = handler.lock  # what handler.acquire()/release() take, without their two calls
+    if lock:
+        lock.acquire()
+    try:
+        stream = handler.stream
+        stream.write(line + handler.terminator)
+        if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
+            stream.flush()
+    except RecursionError:  # as StreamHandler.emit
+        raise
+    except Exception:
+        path = _clip(str(scope.get("path") or "-"))
+        record = _access_record(level, (str(scope.get("method") or "-"), _text_value(path), status))
+        record.__dict__.update({_FIELDS: {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
+        handler.handleError(record)
+    finally:
+        if lock:
+            lock.release()
+
+
 # a text line's part between its time and its latency: the same few on every line (route, status,
 # model, deployment, caller), so made once each while the remembered secrets stay the same
 _prefixes: dict[tuple[Any, ...], str] = {}
@@ -304,14 +370,6 @@ _PREFIXES_MAX = 1024  # client-chosen values among them: past this many, the res
 
 
 def _text_prefix(level: int, args: tuple[Any, ...], model: Any, deployment: Any, key: Any) -> str:
-    global _prefixes, _prefixes_for
-    remembered = remembered_secrets()
-    if _prefixes_for is not remembered:
-        _prefixes, _prefixes_for = {}, remembered
-    cache_key = (level, args, model, deployment, key)
-    prefix = _prefixes.get(cache_key)
-    if prefix is not None:
-        return prefix
     prefix = f" {logging.getLevelName(level):<5} {ACCESS.name}: {scrub_often(_REQUEST_MESSAGE % args)}"
     # every field masked as MaskingFilter masks a record's fields (a key sent as a model name)
     if model is not None:
@@ -320,8 +378,6 @@ def _text_prefix(level: int, args: tuple[Any, ...], model: Any, deployment: Any,
         prefix += f" deployment={_text_value(scrub_often(deployment))}"
     if key is not None:
         prefix += f" key={_text_value(scrub_often(key))}"
-    if len(_prefixes) < _PREFIXES_MAX:
-        _prefixes[cache_key] = prefix
     return prefix
 
 
