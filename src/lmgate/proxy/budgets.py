@@ -14,8 +14,9 @@ input at the dearest input price of the deployments that may answer it, plus its
 request that names neither reserves the most any of those deployments can generate (their
 models' ``max_output_tokens``: ``prices.json``, or a deployment's ``model_info``); when one of
 them has no known maximum it reserves ``DEFAULT_MAX_TOKENS`` and is sent with that
-``max_tokens`` (``output_cap``), so the provider cannot generate more than was reserved. Input tokens are counted as the UTF-8 bytes of the
-messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
+``max_tokens`` (``output_cap``), so the provider cannot generate more than was reserved.
+Input tokens are counted as the UTF-8 bytes of the messages and tools (a token is never
+shorter than a byte) plus ``IMAGE_TOKENS`` per image.
 A request whose worst case does not fit beside the requests in flight is refused, even if
 its real cost would have fit: that is the one trade-off of never overrunning. The other API
 formats are read through their chat translation (the Messages API's ``max_tokens``, the
