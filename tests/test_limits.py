@@ -488,3 +488,60 @@ async def test_the_tokens_of_a_request_longer_than_the_rate_window_are_counted(
     a.settle_now(second, 0.0, {"total_tokens": 80})
     assert (await refused(a, lim)).status == 429  # 160 tokens of 100 this minute
     await a.close()
+
+
+def test_a_request_without_max_tokens_reserves_the_models_maximum_or_is_capped(counters: Any) -> None:
+    """(input, output, max output tokens) prices: the known maximum is reserved and nothing is
+    capped; an unknown one reserves DEFAULT_MAX_TOKENS, which the request is then sent with."""
+    from lmgate.proxy.budgets import DEFAULT_MAX_TOKENS
+
+    bare = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+    prompt = len(b'[[{"role":"user","content":"Hi"}],null,null]') * 1e-6
+    known = Enforcer(counters, None, lambda group: (*PRICES, 50_000))
+    assert known.worst_case(bare, "m", "chat") == pytest.approx(prompt + 50_000 * 2e-6)
+    assert known.output_cap(bare, "m", "chat") == 0
+    unknown = Enforcer(counters, None, lambda group: (*PRICES, None))
+    assert unknown.worst_case(bare, "m", "chat") == pytest.approx(prompt + DEFAULT_MAX_TOKENS * 2e-6)
+    assert unknown.output_cap(bare, "m", "chat") == DEFAULT_MAX_TOKENS
+    assert unknown.output_cap(body(100), "m", "chat") == 0  # it names its own: reserved as named
+    assert unknown.output_cap(bare, "m", "embedding") == 0
+    free = Enforcer(counters, None, lambda group: (1e-6, 0.0, None))
+    assert free.output_cap(bare, "m", "chat") == 0  # output that costs nothing needs no cap
+    completion = {"model": "m", "prompt": "Hi", "best_of": 2}
+    expected = len(b'["Hi",null]') * 1e-6 + 2 * 50_000 * 2e-6
+    assert known.worst_case(bare, "m", "chat", completion, "completions") == pytest.approx(expected)
+    assert unknown.output_cap(bare, "m", "chat", completion, "completions") == DEFAULT_MAX_TOKENS
+    assert unknown.output_cap(bare, "m", "chat", {**completion, "max_tokens": 9}, "completions") == 0
+
+
+def test_a_groups_maximum_comes_from_the_price_table_or_model_info(tmp_path: Any) -> None:
+    """The largest maximum over the deployments that may answer; unknown (None) when one that
+    prices its output has none; a bad model_info.max_output_tokens fails at start."""
+    from types import SimpleNamespace
+
+    from lmgate.proxy.budgets import group_prices
+    from lmgate.proxy.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - {model_name: table, litellm_params: {model: openai/gpt-4o-mini, api_key: k}}\n"
+        "  - {model_name: info, litellm_params: {model: openai/gpt-4o-mini, api_key: k},"
+        " model_info: {max_output_tokens: 999}}\n"
+        "  - {model_name: mixed, litellm_params: {model: openai/gpt-4o, api_key: k}}\n"
+        "  - {model_name: mixed, litellm_params: {model: openai/house, api_key: k, api_base: 'http://h',"
+        " input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}}\n"
+        "  - {model_name: free, litellm_params: {model: openai/house, api_key: k, api_base: 'http://h'}}\n"
+    )
+    prices = group_prices(SimpleNamespace(config=load_config(path)))
+    assert prices("table")[2] == 16_384  # prices.json's gpt-4o-mini
+    assert prices("info")[2] == 999  # a deployment's own maximum overrides the table's
+    assert prices("mixed")[2] is None and prices("mixed")[1] == pytest.approx(1e-5)
+    assert prices("free") == (0.0, 0.0, None)
+    path.write_text(
+        "model_list:\n"
+        "  - {model_name: m, litellm_params: {model: openai/gpt-4o-mini, api_key: k},"
+        " model_info: {max_output_tokens: lots}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"model_info\.max_output_tokens.*positive whole number"):
+        load_config(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -311,6 +312,10 @@ class Reply:
     model: str | None = None  # overrides the model named in the response
     hold_after_chunks: int | None = None  # stream: wait for delay_event after this many events, not before
     events: list[str] | None = None  # stream: send these raw SSE blocks instead of the generated ones
+    # a model that generates this many output tokens unless the request's max_tokens
+    # (max_completion_tokens, max_output_tokens) stops it sooner, as a real one does: replaces
+    # usage's completion tokens (finish_reason "length" when cut short)
+    generates: int | None = None
 
 
 # Error vocabularies by status -------------------------------------------------------------------
@@ -390,6 +395,15 @@ def fake_embedding(text: str, dimensions: int = 4) -> list[float]:
     values = values[:dimensions]
     norm = sum(v * v for v in values) ** 0.5 or 1.0
     return [round(v / norm, 6) for v in values]
+
+
+def _generated(reply: Reply, body: dict[str, Any]) -> Reply:
+    """``reply`` with the output tokens a model generating ``reply.generates`` reports for ``body``."""
+    asked = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    most = reply.generates or 0
+    if isinstance(asked, int) and asked < most:
+        return dataclasses.replace(reply, usage=(reply.usage[0], asked), finish_reason="length")
+    return dataclasses.replace(reply, usage=(reply.usage[0], most))
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -704,6 +718,8 @@ class FakeProvider(BackgroundHTTPServer):
             return
 
         body: dict[str, Any] = rec.json or {}
+        if reply.generates is not None:
+            reply = _generated(reply, body)
         n = next(self._ids)
         model = reply.model or self._model(api, endpoint, body)
         headers = {**self._base_headers(api, sum(reply.usage)), **reply.headers}

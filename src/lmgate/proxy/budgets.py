@@ -10,9 +10,13 @@ tokens, frees its parallel slot, and hands its ledger row to the ``SpendWriter``
 
 The reservation rule (``docs/keys.md`` "Budgets"): a request reserves its worst case — its
 input at the dearest input price of the deployments that may answer it, plus its
-``max_tokens`` (or ``max_completion_tokens``; ``DEFAULT_MAX_TOKENS`` when it names neither),
-times ``n``, at the dearest output price. Input tokens are counted as the UTF-8 bytes of the
-messages and tools (a token is never shorter than a byte) plus ``IMAGE_TOKENS`` per image.
+``max_tokens`` (or ``max_completion_tokens``), times ``n``, at the dearest output price. A
+request that names neither reserves the most any of those deployments can generate (their
+models' ``max_output_tokens``: ``prices.json``, or a deployment's ``model_info``); when one of
+them has no known maximum it reserves ``DEFAULT_MAX_TOKENS`` and is sent with that
+``max_tokens`` (``output_cap``), so the provider cannot generate more than was reserved.
+Input tokens are counted as the UTF-8 bytes of the messages and tools (a token is never
+shorter than a byte) plus ``IMAGE_TOKENS`` per image.
 A request whose worst case does not fit beside the requests in flight is refused, even if
 its real cost would have fit: that is the one trade-off of never overrunning. The other API
 formats are read through their chat translation (the Messages API's ``max_tokens``, the
@@ -47,7 +51,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lmgate.proxy")
 
 LIMITS = "lmgate.limits"  # the request scope's entry: the caller's KeyLimits (set by virtual_keys.py)
-DEFAULT_MAX_TOKENS = 4096  # output tokens reserved for a request that names no max_tokens
+# output tokens reserved for a request that names no max_tokens, when a model that may answer it
+# has no known max_output_tokens: the request is then sent with this max_tokens (``output_cap``)
+DEFAULT_MAX_TOKENS = 4096
 IMAGE_TOKENS = 2000  # input tokens reserved per image part (more than any vendor bills for one image)
 
 
@@ -94,6 +100,9 @@ class Reservation:
     end_user: str | None
     reserved: int = 0
     settled: bool = field(default=False)
+    # the max_tokens the request must be sent with (it named none and a model that may answer
+    # has no known maximum: ``DEFAULT_MAX_TOKENS`` was reserved); 0: sent as it is
+    cap: int = 0
 
 
 def _duration(value: Any, name: str) -> float | None:
@@ -202,7 +211,7 @@ class Enforcer:
         self,
         counters: Counters,
         writer: SpendWriter | None,
-        prices: Callable[[str], tuple[float, float]],
+        prices: Callable[[str], tuple[Any, ...]],  # (input, output[, max output tokens]): group_prices
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -239,6 +248,7 @@ class Enforcer:
         scope = _end_user_scope(end_user, customer) if customer else None
         budgeted = limits.budgeted or scope is not None
         amount = _nano_up(self.worst_case(data, group, kind, sent, api)) if budgeted else 0
+        cap = self.output_cap(data, group, kind, sent, api) if budgeted else 0
         checks, owners = self._checks(limits, now)
         if scope is not None:  # per request, not cached with the key's
             start, end = window_of(scope, now)
@@ -249,7 +259,7 @@ class Enforcer:
             ]
             owners = [*owners, scope]
         res = Reservation(
-            f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount
+            f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount, cap=cap
         )
         if not checks:
             return res
@@ -282,21 +292,44 @@ class Enforcer:
         system/instructions, tools and a ``previous_response_id``'s conversation its input).
         Legacy completions are read as sent (``asked``): a pass-through sends what the chat
         translation leaves out — several prompts, token ids, ``best_of``."""
-        in_price, out_price = self.prices(group)
+        prices = self.prices(group)
+        in_price, out_price = prices[0], prices[1]
         if kind == "embedding":
             sent = orjson.dumps(data.get("input"))
             return len(sent) * in_price
+        # what a request without max_tokens may generate: the models' maximum, else the default
+        # (which ``output_cap`` then sends as its max_tokens)
+        most = (prices[2] if len(prices) > 2 else None) or DEFAULT_MAX_TOKENS
         if api == "completions" and asked is not None:
-            return _completions_worst_case(asked, in_price, out_price)
+            return _completions_worst_case(asked, in_price, out_price, most)
         sent = orjson.dumps([data.get("messages"), data.get("tools"), data.get("functions")])
         images = sent.count(b'"image_url"') + sent.count(b'"input_audio"')
         input_tokens = len(sent) + IMAGE_TOKENS * images
-        out = data.get("max_completion_tokens") or data.get("max_tokens")
-        if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
-            out = DEFAULT_MAX_TOKENS
+        out = _asked_output(data)
+        if out is None:
+            out = most
         n = data.get("n")
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
         return input_tokens * in_price + out * choices * out_price
+
+    def output_cap(
+        self,
+        data: dict[str, Any],
+        group: str,
+        kind: str,
+        asked: dict[str, Any] | None = None,
+        api: str | None = None,
+    ) -> int:
+        """The max_tokens a budgeted request must be sent with: ``DEFAULT_MAX_TOKENS`` when it
+        names none and a deployment that may answer it (at a price) has no known maximum, so
+        the worst case reserved is one the provider cannot exceed; 0 otherwise."""
+        if kind == "embedding":
+            return 0
+        prices = self.prices(group)
+        if not prices[1] or (len(prices) > 2 and prices[2]):
+            return 0  # output costs nothing, or every model's maximum is known and reserved
+        named = _asked_output(asked) if api == "completions" and asked is not None else _asked_output(data)
+        return 0 if named is not None else DEFAULT_MAX_TOKENS
 
     def _checks(self, limits: KeyLimits, now: float) -> tuple[list[Check], list[Scope]]:
         """The key's checks at ``now``: the same objects until the minute or a budget window
@@ -452,17 +485,39 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
-def _completions_worst_case(asked: dict[str, Any], in_price: float, out_price: float) -> float:
+def _asked_output(data: dict[str, Any]) -> int | None:
+    """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None."""
+    out = data.get("max_completion_tokens") or data.get("max_tokens")
+    if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
+        return None
+    return out
+
+
+def cap_output(data: dict[str, Any], extra: dict[str, Any] | None, tokens: int) -> None:
+    """Send the request with ``max_tokens`` = ``tokens`` (``Reservation.cap``): its chat form,
+    which every bridged deployment gets, and the body passed through to an OpenAI deployment
+    (the Responses API's ``max_output_tokens``, a legacy completion's ``max_tokens``). A
+    Messages request always names its max_tokens (that API requires it)."""
+    data["max_tokens"] = tokens
+    passthrough = (extra or {}).get("openai_passthrough")
+    if isinstance(passthrough, dict) and isinstance(passthrough.get("body"), dict):
+        name = "max_output_tokens" if passthrough.get("api") == "responses" else "max_tokens"
+        passthrough["body"][name] = tokens
+
+
+def _completions_worst_case(
+    asked: dict[str, Any], in_price: float, out_price: float, most: int = DEFAULT_MAX_TOKENS
+) -> float:
     """A legacy completion as sent: every prompt's bytes (a token id is at least one byte of
-    its JSON) and, per prompt, ``max(n, best_of)`` completions of ``max_tokens`` (all
-    ``best_of`` candidates are generated and billed)."""
+    its JSON) and, per prompt, ``max(n, best_of)`` completions of ``max_tokens`` (``most``
+    when it names none; all ``best_of`` candidates are generated and billed)."""
     prompt = asked.get("prompt")
     several = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
     prompts = len(prompt) if several else 1  # type: ignore[arg-type]
     input_tokens = len(orjson.dumps([prompt, asked.get("suffix")]))
     out = asked.get("max_tokens")
     if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
-        out = DEFAULT_MAX_TOKENS
+        out = most
     choices = max(_count(asked.get("n")), _count(asked.get("best_of"))) * prompts
     return input_tokens * in_price + out * choices * out_price
 
@@ -508,16 +563,20 @@ def _unavailable(error: BaseException) -> ProxyError:
     )
 
 
-def group_prices(state: Any) -> Callable[[str], tuple[float, float]]:
-    """The dearest (input, output) USD per token among the deployments that may answer a group.
+def group_prices(state: Any) -> Callable[[str], tuple[float, float, int | None]]:
+    """The dearest (input, output) USD per token among the deployments that may answer a group,
+    and the most output tokens any of them generates in one answer (None when one that prices
+    its output has no known maximum: ``output_cap`` then sends the request with a max_tokens).
 
     With fallbacks configured a request may end on another group, so every deployment of the
     config counts. A deployment without a known price adds nothing (its calls cost nothing
-    in the logs either).
+    in the logs either). A model's maximum is its ``prices.json`` entry's ``max_output_tokens``;
+    a deployment's ``model_info.max_output_tokens`` overrides it (the reference's place for it).
     """
     from ..cost import custom_prices, find_price
 
-    def price_of(params: dict[str, Any]) -> tuple[float, float]:
+    def price_of(deployment: Any) -> tuple[float, float, int | None]:
+        params = deployment.litellm_params
         custom = custom_prices(dict(params)) or {}
         model = str(params.get("model"))
         entry: dict[str, Any] = {}
@@ -535,23 +594,28 @@ def group_prices(state: Any) -> Callable[[str], tuple[float, float]]:
             for k, v in entry.items()
             if "output" in k and "cost" in k and isinstance(v, (int, float))
         ]
-        return max(ins, default=0.0), max(outs, default=0.0)
+        most = (getattr(deployment, "model_info", None) or {}).get("max_output_tokens")
+        if most is None:
+            most = entry.get("max_output_tokens")
+        return max(ins, default=0.0), max(outs, default=0.0), most if isinstance(most, int) else None
 
     config = state.config
     settings = config.router_settings
     any_fallbacks = any(
         settings.get(k) for k in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
     )
-    cache: dict[str, tuple[float, float]] = {}
+    cache: dict[str, tuple[float, float, int | None]] = {}
 
-    def prices(group: str) -> tuple[float, float]:
+    def prices(group: str) -> tuple[float, float, int | None]:
         found = cache.get(group)
         if found is None:
             deployments = [d for d in config.model_list if any_fallbacks or d.model_name == group]
-            each = [price_of(d.litellm_params) for d in deployments]
+            each = [price_of(d) for d in deployments]
+            priced = [p[2] for p in each if p[1] > 0]  # the maxima that matter: output at a price
             found = cache[group] = (
                 max((p[0] for p in each), default=0.0),
                 max((p[1] for p in each), default=0.0),
+                None if None in priced else max(priced, default=None),  # type: ignore[type-var]
             )
         return found
 
@@ -566,6 +630,7 @@ __all__ = [
     "KeyLimits",
     "Reservation",
     "Scope",
+    "cap_output",
     "group_prices",
     "key_limits",
     "window_of",

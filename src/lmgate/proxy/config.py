@@ -261,7 +261,7 @@ def _alerting(config: ProxyConfig, env: dict[str, str]) -> ProxyConfig:
         return config
     kinds = general.get("alerting")
     ignored = config.ignored_keys
-    if all(kind == WEBHOOK for kind in ([kinds] if isinstance(kinds, str) else kinds)):
+    if all(kind == WEBHOOK for kind in ([kinds] if isinstance(kinds, str) else kinds or ())):
         ignored = tuple(k for k in ignored if k != "general_settings.alerting")
     return replace(config, alert_webhook_url=url, ignored_keys=ignored)
 
@@ -616,6 +616,14 @@ def _model_list(value: Any, file: str, ignored: list[str]) -> tuple[Deployment, 
         info = entry.get("model_info") or {}
         if not isinstance(info, dict):
             raise ConfigError(f"must be a mapping, got {type(info).__name__}", file, f"{key}.model_info")
+        most = info.get("max_output_tokens")  # what a budget reserves for a request without max_tokens
+        if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most <= 0):
+            raise ConfigError(
+                f"must be a positive whole number of tokens (the most the model generates in one "
+                f"answer), got {most!r}",
+                file,
+                f"{key}.model_info.max_output_tokens",
+            )
         model_id = info.get("id")
         if model_id is None:
             # stable across restarts and workers: the same entry gets the same id

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from ...cost import compute_cost, custom_prices
 from ..auth import check_model
-from ..budgets import LIMITS, Reservation
+from ..budgets import LIMITS, Reservation, cap_output
 from ..client_body import CLIENT_BLOCKED, client_may_set
 from ..errors import ProxyError, to_proxy_error
 from ..hooks import (
@@ -239,6 +239,8 @@ class LLMRoutes:
                         asked if fmt else None,
                         fmt.route if fmt else None,
                     )
+                    if reservation.cap:  # no max_tokens, a model of unknown maximum: send what was reserved
+                        cap_output(data, extra, reservation.cap)
             if kind == "chat" and data.get("stream"):
                 return await self._stream(
                     request, hooks, user, data, who, group, start, fmt, extra, failed_at, reservation
