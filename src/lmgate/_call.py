@@ -9,6 +9,7 @@ shells around it that differ only where they send and await.
 from __future__ import annotations
 
 import functools
+import os
 import random as _random
 import time
 from typing import TYPE_CHECKING, Any
@@ -522,7 +523,10 @@ class Call:
                     cost.reason,
                 )
                 if "usage_estimated" in self.control:  # a broken stream's usage (streaming.py)
-                    record.cost_breakdown = {**(record.cost_breakdown or {}), "estimated_cost": cost.cost or 0.0}
+                    record.cost_breakdown = {
+                        **(record.cost_breakdown or {}),
+                        "estimated_cost": cost.cost or 0.0,
+                    }
             else:
                 record.cost_reason = "the call failed before any usage was reported"
             record.finish_failure(mapped, time.time(), partial)
@@ -696,12 +700,18 @@ def _is_transport_error(error: BaseException) -> bool:
 
 def new_call_id() -> str:
     """A random UUID4 string; ids need uniqueness, not cryptographic strength, so skip os.urandom."""
-    h = f"{_random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
+    h = f"{_ids.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _UUID4_MASK = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
 _UUID4_BITS = 0x4000 << 64 | 0x8000 << 48
+# the ids' own generator, seeded from os.urandom: a program that seeds the module's ``random``
+# (per sample, or once in every run of a script) must not draw the same ids again (the log store
+# keeps one row per call id); reseeded in a forked child, as ``random`` reseeds its own
+_ids = _random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 def _trace_id(metadata: dict[str, Any]) -> str:
