@@ -213,3 +213,27 @@ def test_a_broken_stream_without_max_tokens_is_never_charged_more_than_the_model
     total, rows, spend = ledger_spend(cluster, token)
     assert rows == 1 and total == pytest.approx(record["response_cost"])
     assert total <= worst * 1.01  # never past the budget
+
+
+def test_a_stream_whose_client_turned_usage_off_is_still_charged(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """A client may send ``stream_options: {"include_usage": false}``: the provider then reports
+    no usage, yet billed the call. A virtual key's spend must not be 0 for it (else a budget is
+    spent for free, without end)."""
+    cluster = cluster_of()
+    (server,) = cluster.start(1)
+    made = generate(server, max_budget=10.0)
+    key, token = made["key"], made["token"]
+    with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="fast", messages=HI, max_tokens=50, stream=True, stream_options={"include_usage": False}
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text
+    assert log_receiver.wait_for_records(1, timeout=20)
+    cluster.stop()
+    [record] = _records_of(log_receiver, token)
+    assert record["response_cost"] and record["response_cost"] > 0
+    total, rows, spend = ledger_spend(cluster, token)
+    assert rows == 1 and total == pytest.approx(record["response_cost"]) and spend == pytest.approx(total)

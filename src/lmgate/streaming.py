@@ -9,8 +9,9 @@ terminal event, with the response assembled from the chunks seen so far:
   partial response, ``stream_status="abandoned"``;
 * an error mid-stream → failure with the partial response, ``stream_status="broken"``.
 
-A stream that ends early (abandoned or broken) before the provider reported its usage was
-still billed — the prompt, and what was generated: its usage is then *estimated*
+A stream that ends early (abandoned or broken) before the provider reported its usage, or
+that reports none (its client sent ``stream_options: {"include_usage": false}``), was still
+billed — the prompt, and what was generated: its usage is then *estimated*
 (``estimate_usage``: 4 bytes a token, as ``count_tokens``' estimate) so that its cost, in its
 log record and in a virtual key's spend, is not 0; ``cost_breakdown.estimated_cost`` says so.
 
@@ -272,7 +273,9 @@ class CustomStreamWrapper:
         _open_streams.discard(self)
         acc = self._acc
         call = self._call
-        if status != "complete" and acc.usage is None and call.mock is None and not call.cache_hit:
+        # no usage reported (the stream ended early, or its client turned include_usage off): it
+        # was billed all the same
+        if acc.usage is None and call.mock is None and not call.cache_hit:
             acc.usage = estimate_usage(call.payload, call.params, acc, _model_max_output(call))  # billed
             call.control["usage_estimated"] = True  # the record's cost_breakdown says so
         return call.end_stream(acc.build(), status, error)
