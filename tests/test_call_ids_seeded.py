@@ -79,3 +79,30 @@ def test_a_forked_child_draws_ids_its_parent_does_not() -> None:
     os.waitpid(pid, 0)
     ours = [new_call_id() for _ in range(10)]
     assert len(theirs) == 10 and not set(theirs) & set(ours)
+
+
+def test_a_response_continued_after_the_program_reseeded_random_is_its_own() -> None:
+    """Response ids key the response store (``previous_response_id``): a program that seeds
+    ``random`` before each request must not get a second response under the first one's id,
+    which would continue another conversation."""
+    from lmgate.testing import CapturingLogger
+
+    capture = CapturingLogger()
+    lmgate.callbacks = [capture]
+    state = random.getstate()
+    try:
+        random.seed(99)
+        first = lmgate.responses(model="gpt-4o-mini", input="Question A", mock_response="Answer A")
+        random.seed(99)
+        second = lmgate.responses(model="gpt-4o-mini", input="Question B", mock_response="Answer B")
+        lmgate.responses(
+            model="gpt-4o-mini", input="More", previous_response_id=first["id"], mock_response="ok"
+        )
+        lmgate.flush_callbacks(10)
+        (*_, last) = capture.of("log_success_event")
+    finally:
+        random.setstate(state)
+        lmgate.reset_settings()
+    assert first["id"] != second["id"]
+    sent = str(last.kwargs["messages"])
+    assert "Question A" in sent and "Question B" not in sent
