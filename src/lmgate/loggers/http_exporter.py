@@ -12,6 +12,7 @@ import functools
 import gc
 import gzip as gzip_module
 import queue
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -112,15 +113,17 @@ class HTTPExporter:
     def prepare(self) -> None:
         """Import httpx and open the client ahead of the first batch (the batching base calls
         this on a delivery thread at start): ~0.2 s that the first delivery would otherwise wait."""
-        if self._client(prepare=True) is None:
+        first_import = "httpcore" not in sys.modules
+        if self._client(prepare=True) is None or not first_import:
             return
         # The client's modules (httpx, httpcore, h11, and whatever httpcore finds installed, e.g.
         # trio) add ~12,000 long-lived objects, a third of a mock proxy's heap: enough that the
         # interpreter's next full collection came due and ran in the first second of traffic,
-        # stopping the serving loop for 12 ms on a quiet machine and 40-90 ms on a busy one (the
-        # proxy bench's generic_api variant: one such collection per run, none without the
-        # logger). One full collection here, at start-up, settles those objects in the oldest
-        # generation, so the next full collection is minutes of traffic away.
+        # stopping the serving loop for 12-18 ms on a lightly loaded machine and 40-90 ms on a
+        # busy one (the proxy bench's generic_api variant: one such collection in each of 24
+        # runs, none without the logger). One full collection here, at start-up and only by the
+        # exporter that brought those modules in, settles them in the oldest generation, so the
+        # next full collection is far away (none during load in 60 runs).
         gc.collect()
 
     def _client(self, prepare: bool = False) -> Any:
