@@ -1,0 +1,186 @@
+"""The spend ledger's batches written by a child process (proxy/spend_process.py): the serving
+process names the journal files, the child writes their rows; a file is deleted only after the
+child said its rows are in the database, and a child that dies mid-batch — after its commit or
+before — leaves every row written exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lmgate.control.ledger import Ledger
+from lmgate.control.schema import keys as keys_table
+from lmgate.control.schema import spend_ledger
+from lmgate.control.store import KeyStore
+from lmgate.proxy.spend import SpendWriter
+from lmgate.proxy.spend_process import LedgerProcess, LedgerProcessError, writer_choice
+
+
+def _row(i: int, cost: float = 0.25) -> dict:
+    return {
+        "request_id": f"req-{i}",
+        "token": "tok",
+        "team_id": None,
+        "user_id": None,
+        "end_user": None,
+        "model": "gpt-4o-mini",
+        "cost": cost,
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "started_at": 100.0 + i,
+        "ended_at": 101.0 + i,
+    }
+
+
+# the child, but one that exits hard right after it committed its first batch, before answering
+# (the marker file makes only the first child do it): the commit happened, the answer never came
+_DIES_AFTER_COMMIT = """
+import os, sys
+import lmgate.proxy.spend_process as sp
+marker = sys.argv[1]
+real = sp._write_frame
+def write_frame(stream, body):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)
+    real(stream, body)
+sp._write_frame = write_frame
+raise SystemExit(sp.main())
+"""
+
+
+async def _store(tmp_path: Path) -> KeyStore:
+    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
+    await store.start()
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            keys_table.insert(),
+            [
+                {
+                    "token": "tok",
+                    "key_name": "sk-...abcd",
+                    "models": [],
+                    "tags": [],
+                    "metadata": {},
+                    "blocked": False,
+                    "spend": 0.0,
+                    "created_at": 0.0,
+                    "updated_at": 0.0,
+                }
+            ],
+        )
+    return store
+
+
+async def _ledger_rows(store: KeyStore) -> tuple[list[str], float]:
+    async with store.engine.connect() as conn:
+        ids = [r[0] for r in await conn.execute(sa.select(spend_ledger.c.request_id))]
+        spend = (await conn.execute(sa.select(keys_table.c.spend))).scalar()
+    return sorted(ids), float(spend)
+
+
+def _journals(directory: Path) -> list[Path]:
+    return sorted(directory.glob("journal-*.jsonl"))
+
+
+async def test_a_batch_is_written_by_the_child_and_its_journal_deleted_after(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    process = LedgerProcess(store.url)
+    writer = SpendWriter(Ledger(store), tmp_path / "journal", interval_s=3600, process=process)
+    try:
+        await writer.start()
+        for i in range(5):
+            writer.record(_row(i))
+        assert await writer.flush()
+        assert process.pid is not None and process.pid != os.getpid()  # a child wrote them
+        assert writer.written == 5
+        for i in range(5, 8):
+            writer.record(_row(i))
+        assert await writer.flush()
+        assert process.started == 1  # the same child for every batch
+        ids, spend = await _ledger_rows(store)
+        assert ids == [f"req-{i}" for i in range(8)] and spend == pytest.approx(2.0)
+        assert len(_journals(tmp_path / "journal")) == 1  # only the live (empty) journal is left
+        assert (tmp_path / "journal").joinpath(_journals(tmp_path / "journal")[0].name).stat().st_size == 0
+    finally:
+        await writer.close()
+        await store.close()
+    assert process.pid is None and not _journals(tmp_path / "journal")
+
+
+async def test_a_child_that_dies_after_its_commit_leaves_each_row_written_once(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    marker = tmp_path / "died"
+    process = LedgerProcess(store.url, command=[sys.executable, "-c", _DIES_AFTER_COMMIT, str(marker)])
+    writer = SpendWriter(Ledger(store), tmp_path / "journal", interval_s=3600, process=process)
+    try:
+        await writer.start()
+        for i in range(4):
+            writer.record(_row(i))
+        assert not await writer.flush()  # committed, but no answer: not known to be written
+        assert marker.exists() and writer.failures == 1
+        assert len(writer.pending) == 4  # kept, and so is its journal
+        assert sum(p.read_bytes().count(b"\n") for p in _journals(tmp_path / "journal")) == 4
+        writer.record(_row(4))
+        assert await writer.flush()  # a new child: the 4 rows it has are skipped
+        assert process.started == 2
+        ids, spend = await _ledger_rows(store)
+        assert ids == [f"req-{i}" for i in range(5)]
+        assert spend == pytest.approx(1.25)  # each row's cost counted once
+        assert writer.written == 1  # the one new row
+    finally:
+        await writer.close()
+        await store.close()
+
+
+async def test_a_child_killed_between_batches_is_replaced(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    process = LedgerProcess(store.url)
+    writer = SpendWriter(Ledger(store), tmp_path / "journal", interval_s=3600, process=process)
+    try:
+        await writer.start()
+        writer.record(_row(0))
+        assert await writer.flush()
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        writer.record(_row(1))
+        # the kill may or may not be seen before the batch: either way the rows get written
+        if not await writer.flush():
+            assert await writer.flush()
+        assert process.pid not in (None, pid)
+        ids, spend = await _ledger_rows(store)
+        assert ids == ["req-0", "req-1"] and spend == pytest.approx(0.5)
+    finally:
+        await writer.close()
+        await store.close()
+
+
+async def test_a_database_the_child_cannot_write_keeps_the_journal(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"  # no ledger table: the child's insert fails, it says why
+    process = LedgerProcess(f"sqlite:///{empty}")
+    journal = tmp_path / "journal-x.jsonl"
+    journal.write_bytes(b'{"request_id": "r", "token": "t", "cost": 1.0}\n')
+    try:
+        with pytest.raises(LedgerProcessError, match="spend_ledger"):
+            await process.write([journal])
+        pid = process.pid
+        assert pid is not None  # the child is fine: the database said no
+        with pytest.raises(LedgerProcessError):
+            await process.write([journal])
+        assert process.pid == pid and process.started == 1
+    finally:
+        await process.close()
+    assert journal.exists()
+
+
+def test_the_writer_is_chosen_by_the_environment() -> None:
+    assert writer_choice({}) == "inline"
+    assert writer_choice({"LMGATE_SPEND_WRITER": "process"}) == "process"
+    assert writer_choice({"LMGATE_SPEND_WRITER": "Thread"}) == "inline"
+    assert writer_choice({"LMGATE_SPEND_WRITER": "nonsense"}) == "inline"
