@@ -5,6 +5,7 @@ before — leaves every row written exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -184,3 +185,42 @@ def test_the_writer_is_chosen_by_the_environment() -> None:
     assert writer_choice({"LMGATE_SPEND_WRITER": "process"}) == "process"
     assert writer_choice({"LMGATE_SPEND_WRITER": "Thread"}) == "inline"
     assert writer_choice({"LMGATE_SPEND_WRITER": "nonsense"}) == "inline"
+
+
+# the child, but its first batch waits until the test opens the FIFO (argv[1]) for writing
+_WAITS_FOR_THE_TEST = """
+import os, sys
+import lmgate.proxy.spend_process as sp
+fifo = sys.argv[1]
+real = sp.read_journal
+waited = []
+def read_journal(path):
+    if not waited:
+        waited.append(os.open(fifo, os.O_RDONLY))  # blocks until the test opens the other end
+    return real(path)
+sp.read_journal = read_journal
+raise SystemExit(sp.main())
+"""
+
+
+async def test_a_budget_window_started_while_a_batch_is_written_counts_that_batch(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    process = LedgerProcess(store.url, command=[sys.executable, "-c", _WAITS_FOR_THE_TEST, str(fifo)])
+    writer = SpendWriter(Ledger(store), tmp_path / "journal", interval_s=3600, process=process)
+    try:
+        await writer.start()
+        for i in range(4):
+            writer.record(_row(i))
+        flushing = asyncio.create_task(writer.flush())
+        await asyncio.sleep(0)  # the flush took its rows: they are in no list, not in the ledger yet
+        assert not writer.pending
+        seeding = asyncio.create_task(writer.spent("key", "token", "tok", 0.0))
+        fd = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)  # the child may write now
+        os.close(fd)
+        assert await seeding == pytest.approx(1.0)  # read after the batch, with its rows
+        assert await flushing
+    finally:
+        await writer.close()
+        await store.close()

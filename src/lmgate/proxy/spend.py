@@ -199,6 +199,15 @@ class SpendWriter:
             r["cost"] for r in self.pending if r.get(scope_field) == scope_id and r["started_at"] >= since
         )
 
+    async def spent(self, scope: str, field: str, scope_id: str, since: float) -> float:
+        """A scope's spend since ``since``: the ledger's rows and the rows this process has not
+        written yet. Read between batches: while a batch is being written its rows are in
+        neither the list nor (until its commit) the ledger, and a budget window started then
+        would miss them."""
+        async with self._flushing:
+            written = await self.ledger.spent(scope, scope_id, since)
+            return written + self.pending_spend(field, scope_id, since)
+
     async def flush(self) -> bool:
         """Write every pending row now; True when the ledger took them."""
         async with self._flushing:
