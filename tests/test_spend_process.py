@@ -6,11 +6,15 @@ before — leaves every row written exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -224,3 +228,60 @@ async def test_a_budget_window_started_while_a_batch_is_written_counts_that_batc
     finally:
         await writer.close()
         await store.close()
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of a process's children (Linux /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                out.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return out
+
+
+def test_lmgate_serve_writes_the_ledger_through_its_child(tmp_path: Path) -> None:
+    from test_proxy_server import Served
+
+    master = "sk-master-spend-process-0123"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: fast\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, mock_response: Hello, input_cost_per_token: 0.001}\n"
+        f"general_settings: {{master_key: {master}, virtual_keys: true}}\n"
+    )
+    data = tmp_path / "data"
+    server = Served(
+        config, tmp_path, {"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05"}, args=["--data-dir", str(data)]
+    )
+    try:
+        server.wait_ready()
+        admin = {"Authorization": f"Bearer {master}"}
+        made = httpx.post(f"{server.url}/key/generate", json={}, headers=admin, timeout=10).json()
+        body = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}]}
+        for _ in range(3):
+            r = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {made['key']}"},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+        for _ in range(400):  # the first batch starts the child (0.05 s batches)
+            if any("lmgate.proxy.spend_process" in c for c in _children(server.proc.pid)):
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=0.05)
+        else:
+            raise AssertionError(f"no spend writer child: {_children(server.proc.pid)}")
+    finally:
+        assert server.stop() == 0
+    db = sqlite3.connect(data / "lmgate.db")
+    try:
+        rows = db.execute("SELECT count(*), sum(cost) FROM lmgate_spend_ledger").fetchone()
+        spend = db.execute("SELECT spend FROM lmgate_keys WHERE token = ?", (made["token"],)).fetchone()[0]
+    finally:
+        db.close()
+    assert rows[0] == 3 and rows[1] > 0 and spend == pytest.approx(rows[1])
+    assert not list((data / "spend-journal").glob("journal-*.jsonl"))
