@@ -22,8 +22,9 @@ Each answers ``POST /v1/chat/completions`` for a ``mock_response`` deployment th
 ASGI transport; requests rotate over every key (all cached after the warm-up, as in steady
 state). CPU: blocks of ``--requests`` sequential requests alternate the apps (drift hits all
 alike); each block's ``time.process_time()`` per request is one sample; the difference to the
-master block of the same round is the keys' cost. The spend writer runs in the same process, so
-its batches are in the figure; the Redis server's own CPU is not (another process). Throughput:
+master block of the same round is the keys' cost. The spend ledger's batches are written by a
+child process, as in ``lmgate serve`` (``LMGATE_SPEND_WRITER=process``; ``inline`` writes them in
+this process, in the figure): the child's CPU is not in the figure, nor the Redis server's. Throughput:
 ``--concurrency`` workers, requests per second of wall time, the master app's rate = 100%.
 Not part of bench/run.py: the key path has no reference counterpart runnable here.
 """
@@ -135,6 +136,9 @@ async def throughput(client: httpx.AsyncClient, keys: list[str], total: int, con
 
 
 async def main(args: argparse.Namespace) -> None:
+    # as `lmgate serve` does (cli.py): the spend ledger's batches written by a child process
+    # (proxy/spend_process.py); its CPU is not in this process's figure, like Redis's
+    os.environ.setdefault("LMGATE_SPEND_WRITER", "process")
     tmp = Path(tempfile.mkdtemp(prefix="lmgate-keys-bench-"))
     redis = RedisServer().start()
     try:

@@ -240,7 +240,6 @@ class BatchProcessor:
                     self._spooled += 1
                 return
             item = _Item(self._seq, data, ref, self._clock(), prepared)
-            was_empty = not self._queue
             self._queue.append(item)
             self._queued_bytes += len(data)
             while self._queue and (
@@ -250,7 +249,7 @@ class BatchProcessor:
                 self._queued_bytes -= len(old.data)
                 self._dropped["queue_full"] += 1
                 dropped.append(old)
-            if was_empty or len(self._queue) == s.batch_size:
+            if len(self._queue) == s.batch_size:
                 self._work.notify()
         if dropped:
             self._ack(dropped)
@@ -308,7 +307,7 @@ class BatchProcessor:
                 )
                 if wait <= 0:
                     break
-                self._work.wait(None if wait == math.inf else wait)
+                self._work.wait(s.flush_interval if wait == math.inf else wait)
             batch = [queue.popleft() for _ in range(min(n, s.batch_size))]
             self._queued_bytes -= sum(len(i.data) for i in batch)
             self._batch_ids += 1

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -75,6 +75,16 @@ class Counters(Protocol):
     async def close(self) -> None: ...
 
 
+class _Plan(NamedTuple):
+    """A checks list bound to its cells, by what a request does to each (``MemoryCounters``)."""
+
+    tests: tuple[tuple[list[Any] | None, int, bool], ...]  # (cell, limit, is a budget) per check
+    ones: tuple[list[Any], ...]  # rpm and parallel cells: one unit each at admission
+    slots: tuple[list[Any], ...]  # parallel cells: the unit back at settlement
+    tpms: tuple[list[Any], ...]  # tpm cells: the tokens at settlement
+    budgets: tuple[list[Any], ...]  # seeded budget cells: reserved at admission, spent at settlement
+
+
 class MemoryCounters:
     """The counters of one process (no Redis): the same rules as ``leases.RedisCounters``.
 
@@ -86,70 +96,92 @@ class MemoryCounters:
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._cells: dict[str, list[Any]] = {}
-        # id(checks) → (checks, their cells (None: a budget not seeded), the generation)
-        self._plans: dict[int, tuple[Sequence[Check], list[Any], int]] = {}
+        # id(checks) → (checks, its _Plan, the generation)
+        self._plans: dict[int, tuple[Sequence[Check], _Plan, int]] = {}
         self._generation = 0  # bumped when cells are forgotten or seeded: plans are redone
         self._sweep_at = 0.0
 
-    def _plan(self, checks: Sequence[Check]) -> list[Any]:
+    def _plan(self, checks: Sequence[Check]) -> _Plan:
         cached = self._plans.get(id(checks))
         if cached is not None and cached[0] is checks and cached[2] == self._generation:
             return cached[1]
-        cells: list[Any] = []
+        tests: list[tuple[list[Any] | None, int, bool]] = []
+        ones: list[list[Any]] = []  # rpm and parallel: one unit taken at admission
+        slots: list[list[Any]] = []  # parallel: given back at settlement
+        tpms: list[list[Any]] = []  # tpm: the tokens added at settlement
+        budgets: list[list[Any]] = []
         for check in checks:
             cell = self._cells.get(check.name)
-            if cell is None and check.kind != "budget":  # a budget's starts from the ledger (seed)
+            kind = check.kind
+            if cell is None and kind != "budget":  # a budget's starts from the ledger (seed)
                 cell = self._cells[check.name] = [0, check.expires_at]
-            cells.append(cell)
+            tests.append((cell, check.limit, kind == "budget"))
+            if cell is None:
+                continue
+            if kind == "rpm" or kind == "parallel":
+                ones.append(cell)
+            if kind == "parallel":
+                slots.append(cell)
+            elif kind == "tpm":
+                tpms.append(cell)
+            elif kind == "budget":
+                budgets.append(cell)
+        plan = _Plan(tuple(tests), tuple(ones), tuple(slots), tuple(tpms), tuple(budgets))
         if len(self._plans) >= 10_000:
             self._plans.clear()
-        self._plans[id(checks)] = (checks, cells, self._generation)
-        return cells
+        self._plans[id(checks)] = (checks, plan, self._generation)
+        return plan
 
     async def admit(
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None:
         if now >= self._sweep_at:
             self._sweep(now)
-        cells = self._plan(checks)
-        i = 0
-        for check in checks:
-            cell = cells[i]
-            if check.kind == "budget":
+        cached = self._plans.get(id(checks))  # ``_plan``, inline: once per request
+        if cached is not None and cached[0] is checks and cached[2] == self._generation:
+            plan = cached[1]
+        else:
+            plan = self._plan(checks)
+        for cell, limit, budget in plan.tests:
+            if budget:
+                if cell is None or cell[0] >= limit or cell[0] + cell[1] + amount > limit:
+                    return self._refusal(plan, amount)
+            elif cell[0] >= limit:  # type: ignore[index]
+                return self._refusal(plan, amount)
+        for cell in plan.ones:  # everything fits: take it (no await between check and take)
+            cell[0] += 1
+        if amount:
+            for cell in plan.budgets:
+                cell[1] += amount
+        return None
+
+    @staticmethod
+    def _refusal(plan: _Plan, amount: int) -> Refusal:
+        """The first check that does not fit (the refused path only: the counter is kept apart
+        from the admission's loop)."""
+        for i, (cell, limit, budget) in enumerate(plan.tests):
+            if budget:
                 if cell is None:
                     return Refusal(i, 0, need_seed=True)
-                if cell[0] >= check.limit or cell[0] + cell[1] + amount > check.limit:
+                if cell[0] >= limit or cell[0] + cell[1] + amount > limit:
                     return Refusal(i, cell[0], cell[1])
-            elif cell[0] >= check.limit:
-                return Refusal(i, cell[0])
-            i += 1
-        i = 0
-        for check in checks:  # everything fits: take it (no await between check and take)
-            kind = check.kind
-            if kind == "rpm" or kind == "parallel":
-                cells[i][0] += 1
-            elif kind == "budget":
-                cells[i][1] += amount
-            i += 1
-        return None
+            elif cell[0] >= limit:  # type: ignore[index]
+                return Refusal(i, cell[0])  # type: ignore[index]
+        raise AssertionError("a refusal without a check that refuses")
 
     def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
-        cells = self._plan(checks)
-        i = 0
-        for check in checks:
-            kind = check.kind
-            if kind == "parallel":
-                cells[i][0] -= 1
-            elif kind == "tpm":
-                cells[i][0] += tokens
-            elif kind == "budget":
-                cell = cells[i]
-                if cell is not None:  # (gone: its window ended an hour ago)
-                    cell[0] += cost
-                    cell[1] -= reserved
-            i += 1
+        plan = self._plan(checks)
+        for cell in plan.slots:
+            cell[0] -= 1
+        if tokens:
+            for cell in plan.tpms:
+                cell[0] += tokens
+        # a budget whose cell is gone (its window ended an hour ago) is not in the plan
+        for cell in plan.budgets:
+            cell[0] += cost
+            cell[1] -= reserved
 
     async def seed(self, check: Check, spent: int) -> None:
         if check.name not in self._cells:

@@ -38,6 +38,7 @@ import orjson
 
 if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy with virtual keys
     from ..control.ledger import Ledger
+    from .spend_process import LedgerProcess
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -83,9 +84,19 @@ class _Journal:
 
 class SpendWriter:
     def __init__(
-        self, ledger: Ledger, directory: Path, *, batch_size: int = 2000, interval_s: float = 1.0
+        self,
+        ledger: Ledger,
+        directory: Path,
+        *,
+        batch_size: int = 2000,
+        interval_s: float = 1.0,
+        process: LedgerProcess | None = None,
     ) -> None:
         self.ledger = ledger
+        # a child process that writes the batches from their journal files (spend_process.py):
+        # the serving process then pays nothing per row beyond the journal line
+        self.process = process
+        self._unjournaled = False  # a row recorded before start(): only in memory, written here
         self.directory = directory
         self.batch_size = batch_size
         self.interval_s = interval_s
@@ -117,6 +128,8 @@ class SpendWriter:
         journal = self._journal
         if journal is not None:
             journal.append(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+        else:
+            self._unjournaled = True
         self.pending.append(row)
         if len(self.pending) >= self.batch_size:
             self._wake.set()
@@ -193,6 +206,15 @@ class SpendWriter:
             r["cost"] for r in self.pending if r.get(scope_field) == scope_id and r["started_at"] >= since
         )
 
+    async def spent(self, scope: str, field: str, scope_id: str, since: float) -> float:
+        """A scope's spend since ``since``: the ledger's rows and the rows this process has not
+        written yet. Read between batches: while a batch is being written its rows are in
+        neither the list nor (until its commit) the ledger, and a budget window started then
+        would miss them."""
+        async with self._flushing:
+            written = await self.ledger.spent(scope, scope_id, since)
+            return written + self.pending_spend(field, scope_id, since)
+
     async def flush(self) -> bool:
         """Write every pending row now; True when the ledger took them."""
         async with self._flushing:
@@ -204,7 +226,12 @@ class SpendWriter:
                 self._retained.append(self._journal)
                 self._journal = _Journal(self.directory)
             try:
-                self.written += await self.ledger.write(rows)
+                if self.process is not None and self._retained and not self._unjournaled:
+                    # every row is in the retained journals (the rows of a failed batch too)
+                    self.written += await self.process.write([j.path for j in self._retained])
+                else:
+                    self.written += await self.ledger.write(rows)
+                    self._unjournaled = False
             except Exception as error:
                 self.failures += 1
                 self.pending = rows + self.pending
@@ -240,6 +267,8 @@ class SpendWriter:
         for journal in self._retained:
             journal.close(delete=False)
         self._retained.clear()
+        if self.process is not None:
+            await self.process.close(timeout_s)
         if self._journal is not None:
             self._journal.close(delete=done and not self.pending)
             self._journal = None

@@ -116,7 +116,12 @@ def _enforcer(state: ProxyState, store: KeyStore) -> tuple[Enforcer, Any]:
     # how often settled spend goes to the ledger (rows wait in the journal meanwhile); the
     # environment only, an operating knob: tests set it high to see the journal do its job
     interval = float(os.environ.get("LMGATE_SPEND_FLUSH_INTERVAL_S") or 1.0)
-    writer = SpendWriter(Ledger(store), data_dir(state.config.data_dir) / JOURNAL_DIR, interval_s=interval)
+    writer = SpendWriter(
+        Ledger(store),
+        data_dir(state.config.data_dir) / JOURNAL_DIR,
+        interval_s=interval,
+        process=_ledger_process(store.url),
+    )
     return Enforcer(counters, writer, group_prices(state)), client
 
 
@@ -129,6 +134,20 @@ def _webhook_alerts(config: ProxyConfig, writer: Any) -> tuple[str, Any]:
     alerts = WebhookAlerts(config.alert_webhook_url, data_dir(config.data_dir) / "spool" / LOGGER_NAME)
     writer.on_alert.append(alerts)
     return LOGGER_NAME, alerts.logger
+
+
+def _ledger_process(url: str) -> Any:
+    """The child process that writes spend batches (``spend_process.py``) when
+    ``LMGATE_SPEND_WRITER=process`` (``lmgate serve``'s default), else None (this process).
+    An in-memory SQLite database is this process's own: written here."""
+    from .spend_process import LedgerProcess, writer_choice
+
+    if writer_choice() != "process":
+        return None
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+", 1)[0].lower() == "sqlite" and rest.lstrip("/") in ("", ":memory:"):
+        return None
+    return LedgerProcess(url)
 
 
 __all__ = ["ProxyState"]

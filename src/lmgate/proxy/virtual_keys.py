@@ -85,7 +85,11 @@ class DatabaseKeyBackend:
         if hmac.compare_digest(key.encode(), self._master):
             return self._master_user
         token = hashlib.sha256(key.encode()).hexdigest()
-        row, limits, user = await self._row(token)
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > self.monotonic():  # the common case, without a coroutine
+            row, limits, user = cached[1], cached[2], cached[3]
+        else:
+            row, limits, user = await self._row(token)
         # the lookup is by hash; the hash of an unknown key tells its sender nothing new
         if row is None:
             raise unauthorized("invalid API key: no such key (it may have been deleted)")
