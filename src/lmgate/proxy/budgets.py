@@ -486,11 +486,15 @@ def _count(value: Any) -> int:
 
 
 def _asked_output(data: dict[str, Any]) -> int | None:
-    """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None."""
-    out = data.get("max_completion_tokens") or data.get("max_tokens")
-    if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
-        return None
-    return out
+    """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None.
+    When it names both, the larger: providers differ in which one they send (Anthropic's reads
+    ``max_tokens`` first, Gemini's ``max_completion_tokens``), and a reservation must cover either."""
+    named = [
+        v
+        for v in (data.get("max_completion_tokens"), data.get("max_tokens"))
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0
+    ]
+    return max(named) if named else None
 
 
 def cap_output(data: dict[str, Any], extra: dict[str, Any] | None, tokens: int) -> None:
