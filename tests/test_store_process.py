@@ -444,3 +444,53 @@ def test_the_writer_process_masks_its_own_lines():
     assert done.returncode == 0, done.stderr
     assert "lmgate store writer: WARNING store: failed:" in done.stderr
     assert "hunter2" not in done.stderr and "sk-abcdefghijklmnopqrstuvwxyz012345" not in done.stderr
+
+
+class PayloadOnly(Summaries):
+    reads_payload_only = True  # as the store: reads the payload only, never the request
+
+
+def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads(fake_provider):
+    """A call whose only listeners read the standard logging payload (the store) keeps no copy
+    of the request it sent (``Plan.reads_request``), and its payload is the one a call with a
+    listener of the request gets, for every shape; with any other listener the request is kept."""
+
+    def summaries(sink) -> list:
+        lmgate.callbacks = [sink]
+        try:
+            several_calls(fake_provider)
+            lmgate.completion(
+                model="openai/gpt-4o-mini", mock_response="hi", messages=[{"role": "user", "content": "y"}]
+            )
+        finally:
+            lmgate.callbacks = []
+        return sink.got
+
+    only, kept = summaries(PayloadOnly()), summaries(Summaries())
+    assert len(only) == len(kept) == 10
+    assert all(s.body_snapshot == (None, None) and not s.request_headers for s in only)
+    assert all(s.original_response is None for s in only)
+    assert all(s.body_snapshot != (None, None) for s in kept)
+    assert all(s.request_headers for s in kept[:-1])  # the mock's request has no headers
+
+    def steady(summary) -> dict:
+        payload = orjson.loads(summary.payload_json())
+        for key in (
+            "id",
+            "trace_id",
+            "litellm_call_id",
+            "startTime",
+            "endTime",
+            "completionStartTime",
+            "response_time",
+        ):
+            payload.pop(key)
+        payload["hidden_params"].pop("litellm_call_id", None)
+        (payload["hidden_params"].get("additional_headers") or {}).pop("llm_provider-x-request-id", None)
+        if isinstance(payload.get("response"), dict):
+            payload["response"].pop("id", None)
+            payload["response"].pop("created", None)
+        return payload
+
+    for a, b in zip(only, kept, strict=True):
+        assert steady(a) == steady(b)

@@ -308,10 +308,14 @@ class Call:
     def http_request(self, attempt: int) -> HttpRequest:
         """The request for this attempt; emits the pre-call event."""
         assert self.wire is not None and self.endpoint is not None
-        if self.record is None and self.mock is not None:
-            # nobody reads a mock's request when no callback listens, so none is built; what it
-            # would hold is still encoded, so the mock refuses what a real call's body would
+        record = self.record
+        if self.mock is not None and (record is None or not self.plan.reads_request):
+            # nobody reads a mock's request when no callback listens, or only sinks of the
+            # payload (which holds no request), so none is built; what it would hold is still
+            # encoded, so the mock refuses what a real call's body would
             encode_body((self.payload, self.params))
+            if record is not None:
+                record.attempt = attempt
             return _UNHEARD_MOCK_REQUEST
         passthrough = self._passthrough()
         if passthrough is not None:
@@ -336,21 +340,22 @@ class Call:
             from urllib.parse import parse_qsl
 
             req.params = {**dict(parse_qsl(self.endpoint.base_query, keep_blank_values=True)), **req.params}
-        if self.record is not None:
-            self.record.attempt = attempt
-            try:  # the body's JSON is the record's snapshot of it too: encoded once
-                encoded: bytes | None = req.body_bytes()
-            except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
-                encoded = None
-            self.record.set_request(req.json, req.headers, self.shown_api_base, encoded)
-            get_dispatcher().emit(self.record, self.plan, "pre")
+        if record is not None:
+            record.attempt = attempt
+            if self.plan.reads_request:  # else nobody reads the snapshot or a "pre" event
+                try:  # the body's JSON is the record's snapshot of it too: encoded once
+                    encoded: bytes | None = req.body_bytes()
+                except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
+                    encoded = None
+                record.set_request(req.json, req.headers, self.shown_api_base, encoded)
+                get_dispatcher().emit(record, self.plan, "pre")
         return req
 
     # ---- reading the answer ----
     def post_call(self, text: str | None, headers: dict[str, str] | None = None) -> None:
         if headers is not None:
             self.response_headers = headers
-        if self.record is not None:
+        if self.record is not None and self.plan.reads_request:  # else nobody reads it
             # error bodies sometimes quote the key back: mask before any callback can see it
             self.record.original_response = scrub(text, self.secrets) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")

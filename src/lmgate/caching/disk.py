@@ -80,4 +80,3 @@ class DiskStore(SyncStoreAsyncTwins):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-

@@ -37,6 +37,10 @@ logger = logging.getLogger("lmgate.loggers")
 class StoreLogger(BatchLogger):
     """Batches to the log store (SQLite at ``path``, default ``<data dir>/logs.sqlite3``)."""
 
+    # reads a call's standard logging payload (or its facts) only, never the request it sent: a
+    # call whose only listeners are such sinks keeps no copy of that request (dispatch.Plan)
+    reads_payload_only = True
+
     def __init__(
         self,
         *,

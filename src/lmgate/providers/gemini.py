@@ -123,7 +123,6 @@ class GeminiProvider(Provider):
         }
     )
 
-
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:
