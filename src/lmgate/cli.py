@@ -12,57 +12,30 @@ from . import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="lmgate", description="lmgate: an LLM gateway with an observability pipeline"
-    )
+    parser = argparse.ArgumentParser(prog="lmgate", description="lmgate: an LLM gateway with an observability pipeline")
     parser.add_argument("--version", action="version", version=f"lmgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run a completion, a stream and an async call on the mock provider")
     serve = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
     serve.add_argument("--config", required=True, help="path to config.yaml")
-    serve.add_argument(
-        "--host",
-        default=None,
-        help="address to bind (default 0.0.0.0 with a master key, 127.0.0.1 without one)",
-    )
+    serve.add_argument("--host", default=None,
+                       help="address to bind (default 0.0.0.0 with a master key, 127.0.0.1 without one)")
     serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        type=str.lower,
-        choices=("critical", "error", "warning", "info", "debug", "trace"),
-        help="log level (default info; trace also logs every connection)",
-    )
-    serve.add_argument(
-        "--http",
-        default="auto",
-        choices=("auto", "h11", "httptools"),
-        help="HTTP implementation (default auto: httptools when installed, else h11)",
-    )
-    serve.add_argument(
-        "--loop",
-        default="auto",
-        choices=("auto", "asyncio", "uvloop"),
-        help="event loop (default auto: uvloop when installed, else asyncio)",
-    )
-    serve.add_argument(
-        "--data-dir",
-        default=None,
-        help="where lmgate keeps its data (the virtual-key database): overrides "
-        "general_settings.data_dir and LMGATE_DATA_DIR",
-    )
-    serve.add_argument(
-        "--no-store",
-        action="store_true",
-        help="do not keep calls in the log store (on by default: docs/store.md)",
-    )
-    serve.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="server log lines: text (default) or json (one object a line, for log shippers)",
-    )
+    serve.add_argument("--log-level", default="info", type=str.lower,
+                       choices=("critical", "error", "warning", "info", "debug", "trace"),
+                       help="log level (default info; trace also logs every connection)")
+    serve.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
+                       help="HTTP implementation (default auto: httptools when installed, else h11)")
+    serve.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"),
+                       help="event loop (default auto: uvloop when installed, else asyncio)")
+    serve.add_argument("--data-dir", default=None,
+                       help="where lmgate keeps its data (the virtual-key database): overrides "
+                            "general_settings.data_dir and LMGATE_DATA_DIR")
+    serve.add_argument("--no-store", action="store_true",
+                       help="do not keep calls in the log store (on by default: docs/store.md)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="server log lines: text (default) or json (one object a line, for log shippers)")
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command not in ("serve", "demo"):

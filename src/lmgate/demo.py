@@ -37,9 +37,7 @@ def run_demo() -> int:
     r = lmgate.completion(
         model="gpt-4o-mini", messages=MESSAGES, mock_response="Hello from lmgate!", metadata={"demo": "plain"}
     )
-    print(
-        f"    {r.choices[0].message.content!r}  usage={r.usage.total_tokens} tokens  cost=${r._hidden_params['response_cost']:.7f}"
-    )
+    print(f"    {r.choices[0].message.content!r}  usage={r.usage.total_tokens} tokens  cost=${r._hidden_params['response_cost']:.7f}")
     show_callbacks()
 
     print("2. streamed completion (anthropic model name, mock answer)")
@@ -74,9 +72,7 @@ def run_demo() -> int:
 
     print("4. a failing call reaches the failure hook")
     try:
-        lmgate.completion(
-            model="gpt-4o-mini", messages=MESSAGES, mock_response=lmgate.RateLimitError("slow down")
-        )
+        lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=lmgate.RateLimitError("slow down"))
     except lmgate.RateLimitError as error:
         print(f"    raised {type(error).__name__}: {error.message}")
     show_callbacks()

@@ -46,9 +46,7 @@ class CapturingLogger(CustomLogger):
         self.events: list[HookEvent] = []
         self._cond = threading.Condition()
 
-    def _record(
-        self, hook: str, kwargs: dict[str, Any], response_obj: Any = None, start: Any = None, end: Any = None
-    ) -> None:
+    def _record(self, hook: str, kwargs: dict[str, Any], response_obj: Any = None, start: Any = None, end: Any = None) -> None:
         with self._cond:
             self.events.append(HookEvent(hook, kwargs, response_obj, start, end))
             self._cond.notify_all()
@@ -79,43 +77,29 @@ class CapturingLogger(CustomLogger):
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
         self._record("log_pre_api_call", kwargs)
 
-    def log_post_api_call(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_post_api_call(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("log_post_api_call", kwargs, response_obj, start_time, end_time)
 
-    def log_stream_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_stream_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("log_stream_event", kwargs, response_obj, start_time, end_time)
 
-    def log_success_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("log_success_event", kwargs, response_obj, start_time, end_time)
 
-    def log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("log_failure_event", kwargs, response_obj, start_time, end_time)
 
     # async hooks
     async def async_log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
         self._record("async_log_pre_api_call", kwargs)
 
-    async def async_log_stream_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_stream_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("async_log_stream_event", kwargs, response_obj, start_time, end_time)
 
-    async def async_log_success_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("async_log_success_event", kwargs, response_obj, start_time, end_time)
 
-    async def async_log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record("async_log_failure_event", kwargs, response_obj, start_time, end_time)
 
 

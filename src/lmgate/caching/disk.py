@@ -80,3 +80,4 @@ class DiskStore(SyncStoreAsyncTwins):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+

@@ -123,6 +123,7 @@ class GeminiProvider(Provider):
         }
     )
 
+
     def endpoint(
         self, model: str, api_base: str | None, api_key: str | None, api_version: str | None
     ) -> Endpoint:

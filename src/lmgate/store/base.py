@@ -40,8 +40,6 @@ def series_rows(rows: Any, *, sort: bool = False) -> list[dict[str, Any]]:
     if sort:
         rows = sorted(rows, key=lambda r: (r["bucket_start"], r["group"] is not None, r["group"] or ""))
     return [{name: row.get(name) for name in SERIES_FIELDS} for row in rows]
-
-
 DB_FILE = "logs.sqlite3"
 
 
