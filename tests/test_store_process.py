@@ -276,8 +276,51 @@ def test_the_environment_picks_the_writer_and_a_bad_one_names_the_setting(tmp_pa
     logger = StoreLogger(path=str(tmp_path / "a.sqlite3"), spool="off")
     assert logger.writer == "process"
     logger.close()
-    with pytest.raises(LoggerConfigError, match=r"callback_settings\.store\.writer.*thread, process"):
+    with pytest.raises(LoggerConfigError, match=r"callback_settings\.store\.writer.*thread, process, auto"):
         StoreLogger(path=str(tmp_path / "b.sqlite3"), spool="off", writer="fork")
+
+
+def test_auto_writes_in_a_child_when_a_second_cpu_is_there_and_in_the_thread_on_one():
+    """``writer: auto`` (lmgate serve's default): the child process when this process may run on
+    two CPUs or more, the delivery thread when it may run on one (its affinity, as taskset or a
+    container's cpuset limit it): checked in a process whose affinity is set to one CPU."""
+    from lmgate.loggers.store import writer_for
+
+    assert writer_for("auto", 1) == "thread" and writer_for("auto", 2) == "process"
+    assert writer_for("thread", 8) == "thread" and writer_for("process", 1) == "process"
+    program = textwrap.dedent(
+        """
+        import os, sys, tempfile
+        from lmgate.loggers.store import StoreLogger
+        cpus = [int(c) for c in sys.argv[1:]]
+        os.sched_setaffinity(0, cpus)
+        with tempfile.TemporaryDirectory() as tmp:
+            logger = StoreLogger(path=os.path.join(tmp, "s.sqlite3"), spool="off", writer="auto")
+            print(logger.writer)
+            logger.close()
+        """
+    )
+    available = sorted(os.sched_getaffinity(0))
+
+    def chosen(cpus: list[int]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", program, *map(str, cpus)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert chosen(available[:1]) == "thread"
+    if len(available) >= 2:
+        assert chosen(available[:2]) == "process"
+
+
+def test_lmgate_serve_config_takes_auto_and_names_the_choices(tmp_path):
+    from lmgate.exceptions import ConfigError
+    from lmgate.proxy.store_config import parse
+
+    assert parse({"store": {"writer": "auto"}}, "c.yaml")["writer"] == "auto"
+    with pytest.raises(ConfigError, match="writer must be auto, process or thread"):
+        parse({"store": {"writer": "fork"}}, "c.yaml")
 
 
 def _descendants(pid: int) -> list[int]:
