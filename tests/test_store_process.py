@@ -19,7 +19,7 @@ import pytest
 from fakes import Reply
 
 import lmgate
-from lmgate._callbacks.payload_facts import facts_record, payload_from_facts
+from lmgate._callbacks.payload_facts import facts_record, facts_record_of, payload_from_facts
 from lmgate._retry import RetryPolicy
 from lmgate.loggers._env import LoggerConfigError
 from lmgate.loggers.store import StoreLogger
@@ -537,3 +537,66 @@ def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads
 
     for a, b in zip(only, kept, strict=True):
         assert steady(a) == steady(b)
+
+
+class RecordAndSummary(Summaries):
+    """Sees each call twice: its running record at the terminal event (``take_record``, answering
+    False so the summary comes too), then its summary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_records: list = []
+
+    def take_record(self, record, event) -> bool:
+        self.from_records.append(facts_record_of(record))
+        return False
+
+
+def test_facts_read_from_the_running_record_are_the_summarys_facts(fake_provider):
+    """The store takes a call's facts from its running record (``facts_record_of``: no summary
+    frozen): the very bytes the summary's facts are, for every call shape, None where they are."""
+    sink = RecordAndSummary()
+    lmgate.callbacks = [sink]
+    try:
+        several_calls(fake_provider)
+    finally:
+        lmgate.callbacks = []
+    from_summaries = [facts_record(s) for s in sink.got]
+    assert len(sink.from_records) == len(from_summaries) == 9
+    assert sink.from_records == from_summaries
+    assert sum(r is not None for r in sink.from_records) == 4
+
+
+class FrozenYet(Summaries):
+    """Listed after the store: whether the call's summary was frozen before this sink's turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: list[bool] = []
+
+    def take_record(self, record, event) -> bool:
+        self.frozen.append(record._summary is not None)
+        return False
+
+
+def test_the_process_writer_takes_facts_without_freezing_a_summary(tmp_path, fake_provider):
+    """With ``writer: process`` a successful call is queued from its record: the store freezes no
+    summary for it (the dispatcher asks ``take_record`` first); a failure still goes through its
+    summary. Both are stored."""
+    from lmgate.store import open_store
+
+    logger = StoreLogger(path=str(tmp_path / "p.sqlite3"), spool="off", writer="process")
+    probe = FrozenYet()
+    lmgate.callbacks = [logger, probe]
+    try:
+        lmgate.completion(**params(fake_provider))
+        fake_provider.enqueue(Reply(status=400))
+        with pytest.raises(lmgate.exceptions.BadRequestError):
+            lmgate.completion(**params(fake_provider))
+        assert logger.flush(60)
+    finally:
+        lmgate.callbacks = []
+    assert probe.frozen == [False, True]
+    assert logger.stats()["delivered"] == 2
+    logger.close()
+    assert open_store(str(tmp_path / "p.sqlite3")).count() == 2

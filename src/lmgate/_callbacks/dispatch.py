@@ -412,9 +412,16 @@ class Dispatcher:
         extra: dict[str, Any] | None = None,
     ) -> None:
         if plan.inline and event in plan.inline:
-            summary = record.summary()
+            summary = None
             for t in plan.inline[event]:
                 try:
+                    # a sink that can take the running record itself (the store's facts) says so
+                    # by answering True: then no summary is frozen for it (~10,000 instructions)
+                    take_record = getattr(t.obj, "take_record", None)
+                    if take_record is not None and take_record(record, event):
+                        continue
+                    if summary is None:
+                        summary = record.summary()
                     t.obj.take(summary, event)
                 except Exception as error:  # must not break the call
                     self.report(t, "take", error)

@@ -18,7 +18,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._callbacks.payload_facts import facts_record
+from .._callbacks.payload_facts import facts_record, facts_record_of
 from ._env import LoggerConfigError
 from .batch import BatchLogger
 from .store_exporter import StoreExporter
@@ -180,6 +180,21 @@ class StoreLogger(BatchLogger):
                 return
         super().take(summary, event)
 
+    def take_record(self, record: CallRecord, event: str) -> bool:
+        """With the writer in a child process: the call's facts read from its running record at
+        the terminal event (no summary frozen for them), queued; True when taken. False for
+        anything else: the dispatcher then freezes the summary and calls ``take``."""
+        if self.writer != "process" or event not in self.settings.events or self.turn_off_message_logging:
+            return False
+        try:
+            data = facts_record_of(record)
+        except Exception:  # noqa: BLE001 - anything odd: take() builds the payload, which says what it is
+            return False
+        if data is None:
+            return False
+        self.processor.enqueue(data)
+        return True
+
     def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
         """The row's columns, taken from the payload dict the record was encoded from, so the
         delivery thread need not parse the record again: on a busy proxy that parse was the
@@ -228,6 +243,7 @@ def _spool_dir_for(where: str) -> str:
 
 
 if TYPE_CHECKING:
+    from .._callbacks.record import CallRecord
     from .._callbacks.summary import CallSummary
     from ..settings import Settings
 
