@@ -226,4 +226,3 @@ def test_litellm_params_built_when_read_after_the_call_hold_its_values():
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-
