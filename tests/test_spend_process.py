@@ -189,6 +189,9 @@ def test_the_writer_is_chosen_by_the_environment() -> None:
     assert writer_choice({"LMGATE_SPEND_WRITER": "process"}) == "process"
     assert writer_choice({"LMGATE_SPEND_WRITER": "Thread"}) == "inline"
     assert writer_choice({"LMGATE_SPEND_WRITER": "nonsense"}) == "inline"
+    # auto, lmgate serve's default: the child only when there is a second CPU for it
+    assert writer_choice({"LMGATE_SPEND_WRITER": "auto"}, cpus=2) == "process"
+    assert writer_choice({"LMGATE_SPEND_WRITER": "auto"}, cpus=1) == "inline"
 
 
 # the child, but its first batch waits until the test opens the FIFO (argv[1]) for writing
