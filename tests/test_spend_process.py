@@ -256,7 +256,11 @@ def test_lmgate_serve_writes_the_ledger_through_its_child(tmp_path: Path) -> Non
     )
     data = tmp_path / "data"
     server = Served(
-        config, tmp_path, {"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05"}, args=["--data-dir", str(data)]
+        config,
+        tmp_path,
+        # process, not serve's auto: a one-CPU machine would rightly write in the worker
+        {"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05", "LMGATE_SPEND_WRITER": "process"},
+        args=["--data-dir", str(data)],
     )
     try:
         server.wait_ready()

@@ -362,6 +362,9 @@ def _mock_server_files(tmp_path: Path, store_settings: str = "") -> tuple[Path, 
         "LMGATE_DATA_DIR": str(tmp_path / "data"),
         "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
         "LMGATE_STORE": "",
+        # the child, not serve's auto: a one-CPU machine would rightly pick the thread
+        # (auto's choice has its own test above)
+        "LMGATE_STORE_WRITER": "process",
     }
     return config, env
 
