@@ -189,6 +189,9 @@ def test_the_writer_is_chosen_by_the_environment() -> None:
     assert writer_choice({"LMGATE_SPEND_WRITER": "process"}) == "process"
     assert writer_choice({"LMGATE_SPEND_WRITER": "Thread"}) == "inline"
     assert writer_choice({"LMGATE_SPEND_WRITER": "nonsense"}) == "inline"
+    # auto, lmgate serve's default: the child only when there is a second CPU for it
+    assert writer_choice({"LMGATE_SPEND_WRITER": "auto"}, cpus=2) == "process"
+    assert writer_choice({"LMGATE_SPEND_WRITER": "auto"}, cpus=1) == "inline"
 
 
 # the child, but its first batch waits until the test opens the FIFO (argv[1]) for writing
@@ -253,7 +256,11 @@ def test_lmgate_serve_writes_the_ledger_through_its_child(tmp_path: Path) -> Non
     )
     data = tmp_path / "data"
     server = Served(
-        config, tmp_path, {"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05"}, args=["--data-dir", str(data)]
+        config,
+        tmp_path,
+        # process, not serve's auto: a one-CPU machine would rightly write in the worker
+        {"LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05", "LMGATE_SPEND_WRITER": "process"},
+        args=["--data-dir", str(data)],
     )
     try:
         server.wait_ready()

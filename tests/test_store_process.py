@@ -19,7 +19,7 @@ import pytest
 from fakes import Reply
 
 import lmgate
-from lmgate._callbacks.payload_facts import facts_record, payload_from_facts
+from lmgate._callbacks.payload_facts import facts_record, facts_record_of, payload_from_facts
 from lmgate._retry import RetryPolicy
 from lmgate.loggers._env import LoggerConfigError
 from lmgate.loggers.store import StoreLogger
@@ -276,8 +276,51 @@ def test_the_environment_picks_the_writer_and_a_bad_one_names_the_setting(tmp_pa
     logger = StoreLogger(path=str(tmp_path / "a.sqlite3"), spool="off")
     assert logger.writer == "process"
     logger.close()
-    with pytest.raises(LoggerConfigError, match=r"callback_settings\.store\.writer.*thread, process"):
+    with pytest.raises(LoggerConfigError, match=r"callback_settings\.store\.writer.*thread, process, auto"):
         StoreLogger(path=str(tmp_path / "b.sqlite3"), spool="off", writer="fork")
+
+
+def test_auto_writes_in_a_child_when_a_second_cpu_is_there_and_in_the_thread_on_one():
+    """``writer: auto`` (lmgate serve's default): the child process when this process may run on
+    two CPUs or more, the delivery thread when it may run on one (its affinity, as taskset or a
+    container's cpuset limit it): checked in a process whose affinity is set to one CPU."""
+    from lmgate.loggers.store import writer_for
+
+    assert writer_for("auto", 1) == "thread" and writer_for("auto", 2) == "process"
+    assert writer_for("thread", 8) == "thread" and writer_for("process", 1) == "process"
+    program = textwrap.dedent(
+        """
+        import os, sys, tempfile
+        from lmgate.loggers.store import StoreLogger
+        cpus = [int(c) for c in sys.argv[1:]]
+        os.sched_setaffinity(0, cpus)
+        with tempfile.TemporaryDirectory() as tmp:
+            logger = StoreLogger(path=os.path.join(tmp, "s.sqlite3"), spool="off", writer="auto")
+            print(logger.writer)
+            logger.close()
+        """
+    )
+    available = sorted(os.sched_getaffinity(0))
+
+    def chosen(cpus: list[int]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", program, *map(str, cpus)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert chosen(available[:1]) == "thread"
+    if len(available) >= 2:
+        assert chosen(available[:2]) == "process"
+
+
+def test_lmgate_serve_config_takes_auto_and_names_the_choices(tmp_path):
+    from lmgate.exceptions import ConfigError
+    from lmgate.proxy.store_config import parse
+
+    assert parse({"store": {"writer": "auto"}}, "c.yaml")["writer"] == "auto"
+    with pytest.raises(ConfigError, match="writer must be auto, process or thread"):
+        parse({"store": {"writer": "fork"}}, "c.yaml")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -319,6 +362,9 @@ def _mock_server_files(tmp_path: Path, store_settings: str = "") -> tuple[Path, 
         "LMGATE_DATA_DIR": str(tmp_path / "data"),
         "LMGATE_CACHE_DIR": str(tmp_path / "cache"),
         "LMGATE_STORE": "",
+        # the child, not serve's auto: a one-CPU machine would rightly pick the thread
+        # (auto's choice has its own test above)
+        "LMGATE_STORE_WRITER": "process",
     }
     return config, env
 
@@ -444,3 +490,116 @@ def test_the_writer_process_masks_its_own_lines():
     assert done.returncode == 0, done.stderr
     assert "lmgate store writer: WARNING store: failed:" in done.stderr
     assert "hunter2" not in done.stderr and "sk-abcdefghijklmnopqrstuvwxyz012345" not in done.stderr
+
+
+class PayloadOnly(Summaries):
+    reads_payload_only = True  # as the store: reads the payload only, never the request
+
+
+def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads(fake_provider):
+    """A call whose only listeners read the standard logging payload (the store) keeps no copy
+    of the request it sent (``Plan.reads_request``), and its payload is the one a call with a
+    listener of the request gets, for every shape; with any other listener the request is kept."""
+
+    def summaries(sink) -> list:
+        lmgate.callbacks = [sink]
+        try:
+            several_calls(fake_provider)
+            lmgate.completion(
+                model="openai/gpt-4o-mini", mock_response="hi", messages=[{"role": "user", "content": "y"}]
+            )
+        finally:
+            lmgate.callbacks = []
+        return sink.got
+
+    only, kept = summaries(PayloadOnly()), summaries(Summaries())
+    assert len(only) == len(kept) == 10
+    assert all(s.body_snapshot == (None, None) and not s.request_headers for s in only)
+    assert all(s.original_response is None for s in only)
+    assert all(s.body_snapshot != (None, None) for s in kept)
+    assert all(s.request_headers for s in kept[:-1])  # the mock's request has no headers
+
+    def steady(summary) -> dict:
+        payload = orjson.loads(summary.payload_json())
+        for key in (
+            "id",
+            "trace_id",
+            "litellm_call_id",
+            "startTime",
+            "endTime",
+            "completionStartTime",
+            "response_time",
+        ):
+            payload.pop(key)
+        payload["hidden_params"].pop("litellm_call_id", None)
+        (payload["hidden_params"].get("additional_headers") or {}).pop("llm_provider-x-request-id", None)
+        if isinstance(payload.get("response"), dict):
+            payload["response"].pop("id", None)
+            payload["response"].pop("created", None)
+        return payload
+
+    for a, b in zip(only, kept, strict=True):
+        assert steady(a) == steady(b)
+
+
+class RecordAndSummary(Summaries):
+    """Sees each call twice: its running record at the terminal event (``take_record``, answering
+    False so the summary comes too), then its summary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_records: list = []
+
+    def take_record(self, record, event) -> bool:
+        self.from_records.append(facts_record_of(record))
+        return False
+
+
+def test_facts_read_from_the_running_record_are_the_summarys_facts(fake_provider):
+    """The store takes a call's facts from its running record (``facts_record_of``: no summary
+    frozen): the very bytes the summary's facts are, for every call shape, None where they are."""
+    sink = RecordAndSummary()
+    lmgate.callbacks = [sink]
+    try:
+        several_calls(fake_provider)
+    finally:
+        lmgate.callbacks = []
+    from_summaries = [facts_record(s) for s in sink.got]
+    assert len(sink.from_records) == len(from_summaries) == 9
+    assert sink.from_records == from_summaries
+    assert sum(r is not None for r in sink.from_records) == 4
+
+
+class FrozenYet(Summaries):
+    """Listed after the store: whether the call's summary was frozen before this sink's turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: list[bool] = []
+
+    def take_record(self, record, event) -> bool:
+        self.frozen.append(record._summary is not None)
+        return False
+
+
+def test_the_process_writer_takes_facts_without_freezing_a_summary(tmp_path, fake_provider):
+    """With ``writer: process`` a successful call is queued from its record: the store freezes no
+    summary for it (the dispatcher asks ``take_record`` first); a failure still goes through its
+    summary. Both are stored."""
+    from lmgate.store import open_store
+
+    logger = StoreLogger(path=str(tmp_path / "p.sqlite3"), spool="off", writer="process")
+    probe = FrozenYet()
+    lmgate.callbacks = [logger, probe]
+    try:
+        lmgate.completion(**params(fake_provider))
+        fake_provider.enqueue(Reply(status=400))
+        with pytest.raises(lmgate.exceptions.BadRequestError):
+            lmgate.completion(**params(fake_provider))
+        assert logger.flush(60)
+    finally:
+        lmgate.callbacks = []
+    assert probe.frozen == [False, True]
+    assert logger.stats()["delivered"] == 2
+    logger.close()
+    assert open_store(str(tmp_path / "p.sqlite3")).count() == 2

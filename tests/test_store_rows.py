@@ -180,3 +180,49 @@ def test_a_finished_call_with_a_logger_leaves_no_reference_cycle():
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def test_litellm_params_built_when_read_after_the_call_hold_its_values():
+    """The litellm_params factory lets go of the call at the end (``_call._LitellmParamsSource``)
+    and builds the dict only when someone reads it: read after the call (a Router's attempt,
+    with the deferral list it passes), it holds the call's values, and no cycle is left."""
+    import gc
+
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    request = {
+        "model": "openai/gpt-4o-mini",
+        "mock_response": "hi",
+        "messages": [{"role": "user", "content": "x"}],
+        "api_key": "sk-late-params-0123456789",
+        "metadata": {"m": 1},
+        "timeout": 7,
+    }
+    lmgate.completion(**request, defer_failure_event=[])  # warm: imports, caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            lmgate.completion(**request, defer_failure_event=[])
+        assert len(sink.taken) == 4
+        summary = sink.taken[-1]
+        params = summary.litellm_params
+        assert params["litellm_call_id"] == summary.call_id
+        assert params["litellm_trace_id"] == summary.trace_id
+        assert params["api_key"] != request["api_key"] and params["api_key"].startswith("sk-")
+        assert params["custom_llm_provider"] == "openai" and params["metadata"] == {"m": 1}
+        assert params["stream"] is False and params["acompletion"] is False and params["timeout"] == 7
+        assert "defer_failure_event" not in params
+        sink.taken.clear()
+        del summary, params
+        lmgate.callbacks = []
+        gc.collect()
+        ours = [
+            type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Call", "CallRecord", "CallSummary")
+        ]
+        assert ours == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

@@ -9,10 +9,12 @@ shells around it that differ only where they send and await.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random as _random
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import exceptions as exc
 from . import providers as _providers
@@ -193,7 +195,7 @@ class Call:
                 provider=self.provider_name,
                 messages=payload,
                 optional_params=params,
-                litellm_params=self._litellm_params,  # built lazily, off the caller's path
+                litellm_params=_LitellmParamsSource(self),  # built lazily, off the caller's path
                 metadata=self.metadata,
                 stream=self.stream,
                 user=params.get("user"),
@@ -216,35 +218,11 @@ class Call:
                 self.record.model_group = control["model_group"]
 
     def _litellm_params(self) -> dict[str, Any]:
-        c = self.control
         record = self.record
-        # the reference's other keys (constants) are added when this is encoded: _callbacks/litellm_params.py
-        out = {
-            "litellm_call_id": record.call_id if record is not None else c.get("litellm_call_id"),
-            "litellm_trace_id": record.trace_id if record is not None else c.get("litellm_trace_id"),
-            "litellm_metadata": c.get("litellm_metadata"),
-            "max_retries": c.get("max_retries"),
-            "acompletion": self.is_async and self.kind == "chat",
-            "aembedding": self.is_async and self.kind == "embedding",
-            # the base URL the call resolved to (masked), as the reference fills it
-            "api_base": self.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
-            "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
-            "api_version": c.get("api_version"),
-            # as the call resolved it (the reference's too), not only when the caller named it
-            "custom_llm_provider": c.get("custom_llm_provider") or self.provider_name,
-            "metadata": self.record.metadata if self.record is not None else self.metadata,  # every key
-            "model_info": c.get("model_info"),
-            "timeout": c.get("timeout"),
-            "num_retries": c.get("num_retries"),
-            "drop_params": c.get("drop_params"),
-            "stream": self.stream,
-        }
-        for key in ("input_cost_per_token", "output_cost_per_token", "base_model"):
-            out[key] = c.get(key)  # always there, as in the reference
-        for key in ("model_id", "model_group"):
-            if c.get(key) is not None:
-                out[key] = c[key]
-        return out
+        if record is not None:
+            return _litellm_params_of(self.control, self, record.call_id, record.trace_id, record.metadata)
+        c = self.control
+        return _litellm_params_of(c, self, c.get("litellm_call_id"), c.get("litellm_trace_id"), self.metadata)
 
     # ---- preparation ----
     def prepare(self) -> None:
@@ -330,10 +308,14 @@ class Call:
     def http_request(self, attempt: int) -> HttpRequest:
         """The request for this attempt; emits the pre-call event."""
         assert self.wire is not None and self.endpoint is not None
-        if self.record is None and self.mock is not None:
-            # nobody reads a mock's request when no callback listens, so none is built; what it
-            # would hold is still encoded, so the mock refuses what a real call's body would
+        record = self.record
+        if self.mock is not None and (record is None or not self.plan.reads_request):
+            # nobody reads a mock's request when no callback listens, or only sinks of the
+            # payload (which holds no request), so none is built; what it would hold is still
+            # encoded, so the mock refuses what a real call's body would
             encode_body((self.payload, self.params))
+            if record is not None:
+                record.attempt = attempt
             return _UNHEARD_MOCK_REQUEST
         passthrough = self._passthrough()
         if passthrough is not None:
@@ -358,21 +340,22 @@ class Call:
             from urllib.parse import parse_qsl
 
             req.params = {**dict(parse_qsl(self.endpoint.base_query, keep_blank_values=True)), **req.params}
-        if self.record is not None:
-            self.record.attempt = attempt
-            try:  # the body's JSON is the record's snapshot of it too: encoded once
-                encoded: bytes | None = req.body_bytes()
-            except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
-                encoded = None
-            self.record.set_request(req.json, req.headers, self.shown_api_base, encoded)
-            get_dispatcher().emit(self.record, self.plan, "pre")
+        if record is not None:
+            record.attempt = attempt
+            if self.plan.reads_request:  # else nobody reads the snapshot or a "pre" event
+                try:  # the body's JSON is the record's snapshot of it too: encoded once
+                    encoded: bytes | None = req.body_bytes()
+                except exc.BadRequestError:  # raised again when the attempt sends it, after "pre"
+                    encoded = None
+                record.set_request(req.json, req.headers, self.shown_api_base, encoded)
+                get_dispatcher().emit(record, self.plan, "pre")
         return req
 
     # ---- reading the answer ----
     def post_call(self, text: str | None, headers: dict[str, str] | None = None) -> None:
         if headers is not None:
             self.response_headers = headers
-        if self.record is not None:
+        if self.record is not None and self.plan.reads_request:  # else nobody reads it
             # error bodies sometimes quote the key back: mask before any callback can see it
             self.record.original_response = scrub(text, self.secrets) if text else text
             get_dispatcher().emit(self.record, self.plan, "post")
@@ -613,6 +596,94 @@ class Call:
         return CustomStreamWrapper(self, chunks, close, is_async=self.is_async)
 
 
+def _litellm_params_of(
+    c: dict[str, Any], call: Any, call_id: Any, trace_id: Any, metadata: Any
+) -> dict[str, Any]:
+    """A call's ``litellm_params``; ``call``: what it resolved (``Call`` or ``_Resolved``)."""
+    # the reference's other keys (constants) are added when this is encoded: _callbacks/litellm_params.py
+    out = {
+        "litellm_call_id": call_id,
+        "litellm_trace_id": trace_id,
+        "litellm_metadata": c.get("litellm_metadata"),
+        "max_retries": c.get("max_retries"),
+        "acompletion": call.is_async and call.kind == "chat",
+        "aembedding": call.is_async and call.kind == "embedding",
+        # the base URL the call resolved to (masked), as the reference fills it
+        "api_base": call.shown_api_base or mask_url(c.get("api_base") or c.get("base_url")),
+        "api_key": mask_key(c.get("api_key")) if c.get("api_key") else None,
+        "api_version": c.get("api_version"),
+        # as the call resolved it (the reference's too), not only when the caller named it
+        "custom_llm_provider": c.get("custom_llm_provider") or call.provider_name,
+        "metadata": metadata,  # every key
+        "model_info": c.get("model_info"),
+        "timeout": c.get("timeout"),
+        "num_retries": c.get("num_retries"),
+        "drop_params": c.get("drop_params"),
+        "stream": call.stream,
+    }
+    for key in ("input_cost_per_token", "output_cost_per_token", "base_model"):
+        out[key] = c.get(key)  # always there, as in the reference
+    for key in ("model_id", "model_group"):
+        if c.get(key) is not None:
+            out[key] = c[key]
+    return out
+
+
+class _LitellmParamsSource:
+    """The record's ``litellm_params`` factory: built on first read, which for most calls never
+    comes (the standard logging payload does not read it; a CustomLogger's kwargs do).
+
+    While the call runs it reads the call (call -> record -> this -> call is a reference cycle);
+    at the terminal event the record calls ``detach()``, which keeps what the build reads and lets
+    go of the call, so the record and its summary are freed by reference counting (a cycle per
+    call made the garbage collector run every few calls on the proxy's event loop). Detaching
+    costs a few thousand instructions where building the dict at the end cost ~17,000
+    (docs/store.md, "Cost"); the values are the ones a build then would see: the call is over."""
+
+    __slots__ = ("call", "control", "resolved")
+
+    def __init__(self, call: Call) -> None:
+        self.call: Call | None = call
+        self.control = call.control
+
+    def __call__(self) -> dict[str, Any]:
+        call = self.call
+        if call is not None:
+            return call._litellm_params()
+        is_async, kind, shown_api_base, provider_name, stream, call_id, trace_id, metadata = self.resolved
+        resolved = _Resolved(is_async, kind, shown_api_base, provider_name, stream)
+        return _litellm_params_of(self.control, resolved, call_id, trace_id, metadata)
+
+    def detach(self) -> None:
+        call = self.call
+        record = call.record if call is not None else None
+        if call is not None and record is not None:
+            # one tuple: an object of its own cost several times as much
+            self.resolved = (
+                call.is_async,
+                call.kind,
+                call.shown_api_base,
+                call.provider_name,
+                call.stream,
+                record.call_id,
+                record.trace_id,
+                record.metadata,
+            )
+            self.call = None
+            if "defer_failure_event" in self.control:  # its list holds this record: no cycle through it
+                self.control = {k: v for k, v in self.control.items() if k != "defer_failure_event"}
+
+
+class _Resolved(NamedTuple):
+    """What ``litellm_params`` reads of a finished call, without the call."""
+
+    is_async: bool
+    kind: str
+    shown_api_base: str | None
+    provider_name: str
+    stream: bool
+
+
 class DeferredFailure:
     """A failure event held back (``defer_failure_event``): call it to emit the event.
 
@@ -699,19 +770,32 @@ def _is_transport_error(error: BaseException) -> bool:
 
 
 def new_call_id() -> str:
-    """A random UUID4 string; ids need uniqueness, not cryptographic strength, so skip os.urandom."""
-    h = f"{_ids.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A UUID (version 4, RFC 4122 variant) unique to this call: a random prefix drawn once per
+    process (again in a forked child) and a counter from a random start in the last group. Ids
+    need uniqueness, not unpredictability (they are shown in response headers), and a call that
+    someone listens to makes two (its id and its trace's): a fresh 128-bit draw and its
+    formatting cost ~11,000 instructions each, this ~1,500 (docs/store.md, "Cost")."""
+    return f"{_id_prefix}{next(_id_counter):012x}"
 
 
-_UUID4_MASK = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
-_UUID4_BITS = 0x4000 << 64 | 0x8000 << 48
-# the ids' own generator, seeded from os.urandom: a program that seeds the module's ``random``
-# (per sample, or once in every run of a script) must not draw the same ids again (the log store
-# keeps one row per call id); reseeded in a forked child, as ``random`` reseeds its own
-_ids = _random.Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.seed)
+def _new_id_source() -> None:
+    global _id_prefix, _id_counter
+    # drawn from os.urandom, not the module's ``random``: a program that seeds that (once in every
+    # run of a script, before lmgate is imported) must not draw the same ids in each run (the
+    # log store keeps one row per call id)
+    draw = _random.SystemRandom().getrandbits
+    h = f"{draw(64):016x}"
+    # the version nibble (4) and the variant's two bits (10xx) as RFC 4122 has them
+    _id_prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{8 | draw(2):x}{h[15]}{draw(8):02x}-"
+    # 48 bits: a random start below 2**47 leaves 2**47 calls before the group could overflow
+    _id_counter = itertools.count(draw(47))
+
+
+_id_prefix = ""
+_id_counter: Iterator[int] = itertools.count()
+_new_id_source()
+if hasattr(os, "register_at_fork"):  # a forked worker must not repeat its parent's ids
+    os.register_at_fork(after_in_child=_new_id_source)
 
 
 def _trace_id(metadata: dict[str, Any]) -> str:

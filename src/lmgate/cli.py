@@ -107,10 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the log store is on in `lmgate serve` unless turned off (proxy/store_config.py); the
     # environment carries the choice to every worker process
     os.environ["LMGATE_STORE"] = "off" if args.no_store else (os.environ.get("LMGATE_STORE") or "on")
-    # the store's writes run in a child process of each worker (loggers/store_process.py)
-    os.environ.setdefault("LMGATE_STORE_WRITER", "process")
-    # the spend ledger's batches too (proxy/spend_process.py): the journal files are handed over
-    os.environ.setdefault("LMGATE_SPEND_WRITER", "process")
+    # the store's writes run in a child process of each worker (loggers/store_process.py) when
+    # the worker may use a second CPU, else in its delivery thread (loggers/store.py writer_for)
+    os.environ.setdefault("LMGATE_STORE_WRITER", "auto")
+    # the spend ledger's batches too (proxy/spend_process.py: the journal files are handed over)
+    os.environ.setdefault("LMGATE_SPEND_WRITER", "auto")
     return run_serve(args)
 
 

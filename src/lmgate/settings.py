@@ -110,6 +110,13 @@ class Settings:
         if name == "callback_lists" and parent is not None:
             inherited = parent.callback_lists
             held = self.__dict__
+            if not (
+                held.get("callbacks")
+                or held.get("input_callback")
+                or held.get("success_callback")
+                or held.get("failure_callback")
+            ):  # a Router without callbacks of its own (the proxy's): the parent's tuple, as it is
+                return inherited
             return tuple(_joined(got, held.get(n)) for got, n in zip(inherited, CALLBACK_LISTS, strict=True))
         if parent is None or name not in _DEFAULTS:
             raise AttributeError(f"Settings has no setting {name!r}")

@@ -238,7 +238,7 @@ class Plan:
     its record is on disk before the call returns. It must be quick; what it raises is counted.
     """
 
-    __slots__ = ("targets", "by_event", "inline", "empty")
+    __slots__ = ("targets", "by_event", "inline", "empty", "reads_request")
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
@@ -252,6 +252,13 @@ class Plan:
                 self.inline[e] = inline
         self.empty = not any(by_event.values()) and not self.inline
         self.by_event = by_event
+        # whether anything reads the request a call sends (its body and headers): a hook does
+        # (kwargs), a sink does unless it says it reads the standard logging payload only
+        # (``reads_payload_only``, the store), which holds neither; when nothing does, a call
+        # need not keep them (``_call.Call.http_request``)
+        self.reads_request = any(by_event.values()) or any(
+            not getattr(t.obj, "reads_payload_only", False) for ts in self.inline.values() for t in ts
+        )
 
 
 EMPTY_PLAN = Plan([])
@@ -405,9 +412,16 @@ class Dispatcher:
         extra: dict[str, Any] | None = None,
     ) -> None:
         if plan.inline and event in plan.inline:
-            summary = record.summary()
+            summary = None
             for t in plan.inline[event]:
                 try:
+                    # a sink that can take the running record itself (the store's facts) says so
+                    # by answering True: then no summary is frozen for it (~10,000 instructions)
+                    take_record = getattr(t.obj, "take_record", None)
+                    if take_record is not None and take_record(record, event):
+                        continue
+                    if summary is None:
+                        summary = record.summary()
                     t.obj.take(summary, event)
                 except Exception as error:  # must not break the call
                     self.report(t, "take", error)

@@ -35,6 +35,7 @@ from .payload import _masked_metadata, build_payload, request_tags
 from .summary import freeze
 
 if TYPE_CHECKING:
+    from .record import CallRecord
     from .summary import CallSummary
 
 FACTS_TAG = "lmgate.facts/1"
@@ -75,6 +76,28 @@ def facts_record(s: CallSummary) -> bytes | None:
     """The call's facts as one compact JSON line, or None when its payload must be built here."""
     if s.error is not None or s.cache_hit or s.redact_all:
         return None
+    usage, cost_breakdown, optional_params, _, hidden = s.encodable()
+    return _facts(s, usage, cost_breakdown, optional_params, hidden)
+
+
+def facts_record_of(record: CallRecord) -> bytes | None:
+    """``facts_record`` of the summary ``record`` would freeze into, read from the record itself
+    (the same bytes: tests/test_store_process.py), at its terminal event; None also for a record
+    whose summary would differ from it (not a finished success): freezing one costs more than
+    these facts' encoding, and a sink that only wants the facts need not pay for it."""
+    if (
+        record.status != "success"
+        or record.end is None
+        or record.error is not None
+        or record.cache_hit
+        or record.redact_all
+        or record._summary is not None  # frozen already: the summary's payload may be built
+    ):
+        return None
+    return _facts(record, record.usage, record.cost_breakdown, record.optional_params, record.hidden_params)
+
+
+def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden: Any) -> bytes | None:
     raw_messages = s.messages_snapshot[0]
     metadata = s.metadata
     if (
@@ -84,7 +107,6 @@ def facts_record(s: CallSummary) -> bytes | None:
         or _masked_metadata(metadata) is not metadata
     ):
         return None
-    usage, cost_breakdown, optional_params, _, hidden = s.encodable()
     response_json = s.response_json
     try:
         return orjson.dumps(
@@ -156,6 +178,7 @@ __all__ = [
     "FACTS_TAG",
     "built_from_facts",
     "facts_record",
+    "facts_record_of",
     "is_facts_record",
     "payload_from_facts",
     "summary_from_facts",

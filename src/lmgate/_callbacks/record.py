@@ -172,15 +172,22 @@ class CallRecord:
         self._resolve_litellm_params()
 
     def _resolve_litellm_params(self) -> None:
-        """Build ``litellm_params`` now, at the end, if nobody asked for it yet. Its factory is a
-        method of the call, and the call holds this record: a record (and the summary frozen
-        from it) that kept the factory would close a reference cycle, which only the garbage
-        collector frees. With a logger on, that cycle per call made the collector run every few
-        calls on the proxy's event loop (~30,000 instructions a call, docs/store.md "Cost");
-        resolved, the record and summary are freed by reference counting as soon as the last
-        reader lets go. The values are the ones a later read would see: the call is over."""
-        if callable(self.litellm_params_source):
-            self.litellm_params_source = self.litellm_params_source()
+        """Let ``litellm_params`` stop needing the call, at the end. Its factory reads the call,
+        and the call holds this record: a record (and the summary frozen from it) that kept such
+        a factory would close a reference cycle, which only the garbage collector frees. With a
+        logger on, that cycle per call made the collector run every few calls on the proxy's
+        event loop (~30,000 instructions a call, docs/store.md "Cost"). A factory with
+        ``detach()`` (the call's) keeps what it reads and lets go of the call, so the dict is
+        still built only if someone reads it (most calls: nobody; the payload does not); any
+        other factory is built now. The values are the ones a later read would see: the call
+        is over."""
+        source = self.litellm_params_source
+        if callable(source):
+            detach = getattr(source, "detach", None)
+            if detach is not None:
+                detach()
+            else:
+                self.litellm_params_source = source()
 
     def finish_failure(self, error: BaseException, end: float, partial: Any = None) -> None:
         self._resolve_litellm_params()

@@ -18,24 +18,48 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._callbacks.payload_facts import facts_record
+from .._callbacks.payload_facts import facts_record, facts_record_of
 from ._env import LoggerConfigError
 from .batch import BatchLogger
 from .store_exporter import StoreExporter
 
 NAMES = ("store",)
 STORE_PARAMS = ("type", "path", "url", "retention_days", "max_record_bytes", "writer")
-# where a batch is written: "thread" (the delivery thread, in this process) or "process" (a child
-# process fed over a pipe, loggers/store_process.py); `lmgate serve` sets the environment to
-# "process" (unless set), a program using the library gets "thread" unless it asks
-WRITERS = ("thread", "process")
+# where a batch is written: "thread" (the delivery thread, in this process), "process" (a child
+# process fed over a pipe, loggers/store_process.py) or "auto" (process when this process may run
+# on two CPUs or more, else thread: ``writer_for``); `lmgate serve` sets the environment to "auto"
+# (unless set), a program using the library gets "thread" unless it asks
+WRITERS = ("thread", "process", "auto")
 WRITER_ENV = "LMGATE_STORE_WRITER"
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity: a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def writer_for(choice: str, cpus: int) -> str:
+    """The writer ``choice`` means on a process that may use ``cpus`` CPUs: ``auto`` is the child
+    process when there is a second CPU for it (the serving process then pays ~1/3 of the store's
+    cost), the thread otherwise (on one CPU the two processes would only share it, and together
+    they do ~10% more work than the thread writer: docs/store.md, "The writer process")."""
+    if choice == "auto":
+        return "process" if cpus >= 2 else "thread"
+    return choice
+
 
 logger = logging.getLogger("lmgate.loggers")
 
 
 class StoreLogger(BatchLogger):
     """Batches to the log store (SQLite at ``path``, default ``<data dir>/logs.sqlite3``)."""
+
+    # reads a call's standard logging payload (or its facts) only, never the request it sent: a
+    # call whose only listeners are such sinks keeps no copy of that request (dispatch.Plan)
+    reads_payload_only = True
 
     def __init__(
         self,
@@ -57,6 +81,7 @@ class StoreLogger(BatchLogger):
                 f"callback_settings.store.writer: must be one of {', '.join(WRITERS)}, got {writer!r}"
                 f" (or set {WRITER_ENV})"
             )
+        writer = writer_for(writer, usable_cpus())
         if store is not None:
             writer = "thread"  # a store object handed in cannot be handed to another process
 
@@ -155,6 +180,21 @@ class StoreLogger(BatchLogger):
                 return
         super().take(summary, event)
 
+    def take_record(self, record: CallRecord, event: str) -> bool:
+        """With the writer in a child process: the call's facts read from its running record at
+        the terminal event (no summary frozen for them), queued; True when taken. False for
+        anything else: the dispatcher then freezes the summary and calls ``take``."""
+        if self.writer != "process" or event not in self.settings.events or self.turn_off_message_logging:
+            return False
+        try:
+            data = facts_record_of(record)
+        except Exception:  # noqa: BLE001 - anything odd: take() builds the payload, which says what it is
+            return False
+        if data is None:
+            return False
+        self.processor.enqueue(data)
+        return True
+
     def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
         """The row's columns, taken from the payload dict the record was encoded from, so the
         delivery thread need not parse the record again: on a busy proxy that parse was the
@@ -203,6 +243,7 @@ def _spool_dir_for(where: str) -> str:
 
 
 if TYPE_CHECKING:
+    from .._callbacks.record import CallRecord
     from .._callbacks.summary import CallSummary
     from ..settings import Settings
 

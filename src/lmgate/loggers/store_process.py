@@ -1,7 +1,7 @@
 """The store's writes in a child process: the serving process only hands batches over a pipe.
 
-With ``writer: process`` (the default in ``lmgate serve``) the store logger's delivery thread
-does not parse records or talk to the database itself: it writes each batch, as the records'
+With ``writer: process`` (what ``auto``, the default in ``lmgate serve``, picks when a second CPU
+is there) the store logger's delivery thread does not parse records or talk to the database itself: it writes each batch, as the records'
 compact JSON lines, to a child Python process (``python -m lmgate.loggers.store_process``), which
 parses them, builds the rows and writes them in one transaction, and answers with one outcome
 per record. Everything the batch processor guarantees stays in the serving process: the queue,

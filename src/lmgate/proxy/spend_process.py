@@ -1,6 +1,6 @@
 """The spend ledger's batches written by a child process: the serving process only names files.
 
-With ``LMGATE_SPEND_WRITER=process`` (``lmgate serve``'s default) a ``SpendWriter``'s batch is
+With ``LMGATE_SPEND_WRITER=process`` (``lmgate serve``'s ``auto`` with two CPUs) a ``SpendWriter``'s batch is
 not written by the serving process: the rows are in its journal files already (``spend.py``:
 one line per settled request, appended when it settled), so the batch is handed over as the
 *names* of the journal files it lives in, and a child Python process
@@ -40,15 +40,18 @@ import orjson
 
 logger = logging.getLogger("lmgate.proxy")
 
-WRITER_ENV = "LMGATE_SPEND_WRITER"  # "process": batches written by a child; else in this process
-WRITERS = ("inline", "process")
+# "process": batches written by a child; "inline": in this process; "auto" (`lmgate serve`'s
+# default): the child when this process may run on two CPUs or more, as the log store's writer
+WRITER_ENV = "LMGATE_SPEND_WRITER"
+WRITERS = ("inline", "process", "auto")
 ANSWER_TIMEOUT_S = 120.0  # a batch the child has not answered by then: killed, tried again
 _LENGTH = struct.Struct(">I")
 
 
-def writer_choice(environ: Any = None) -> str:
+def writer_choice(environ: Any = None, cpus: int | None = None) -> str:
     """Where spend batches are written: ``process`` or ``inline`` (this process, the default
-    for a program using the library; ``lmgate serve`` sets the environment to ``process``)."""
+    for a program using the library). ``auto`` (``lmgate serve`` sets it) is the child when
+    there is a second CPU for it: on one, the two processes would only share it."""
     value = (environ if environ is not None else os.environ).get(WRITER_ENV) or "inline"
     value = value.strip().lower()
     if value == "thread":  # the log store's name for "in this process"
@@ -56,6 +59,10 @@ def writer_choice(environ: Any = None) -> str:
     if value not in WRITERS:
         logger.error("%s=%r: not one of %s; spend is written in this process", WRITER_ENV, value, WRITERS)
         return "inline"
+    if value == "auto":
+        from ..loggers.store import usable_cpus
+
+        return "process" if (cpus if cpus is not None else usable_cpus()) >= 2 else "inline"
     return value
 
 

@@ -138,7 +138,8 @@ def _webhook_alerts(config: ProxyConfig, writer: Any) -> tuple[str, Any]:
 
 def _ledger_process(url: str) -> Any:
     """The child process that writes spend batches (``spend_process.py``) when
-    ``LMGATE_SPEND_WRITER=process`` (``lmgate serve``'s default), else None (this process).
+    ``LMGATE_SPEND_WRITER`` says ``process`` (``lmgate serve``'s ``auto`` on two CPUs or more), else
+    None (this process).
     An in-memory SQLite database is this process's own: written here."""
     from .spend_process import LedgerProcess, writer_choice
 

@@ -38,7 +38,7 @@ PASS_THROUGH: tuple[str, ...] = (
     "spool_dir",
     "max_queue_records",
     "max_queue_bytes",
-    "writer",  # where the writes run: process (lmgate serve's default, loggers/store_process.py) or thread
+    "writer",  # where the writes run: auto (lmgate serve's default), process (loggers/store_process.py) or thread
 )
 
 
@@ -65,8 +65,10 @@ def parse(general: Mapping[str, Any], file: str) -> dict[str, Any] | None:
         raise ConfigError(f"type must be one of {', '.join(STORE_TYPES)}, got {kind!r}", file, f"{KEY}.type")
     if kind != "sqlite" and not out.get("url"):
         raise ConfigError(f"type {kind} needs a url", file, f"{KEY}.url")
-    if out.get("writer", "process") not in ("process", "thread"):
-        raise ConfigError(f"writer must be process or thread, got {out['writer']!r}", file, f"{KEY}.writer")
+    if out.get("writer", "auto") not in ("auto", "process", "thread"):
+        raise ConfigError(
+            f"writer must be auto, process or thread, got {out['writer']!r}", file, f"{KEY}.writer"
+        )
     return out
 
 
