@@ -187,3 +187,32 @@ def test_a_request_naming_both_maxima_reserves_what_its_anthropic_deployment_is_
         cluster.stop()
     total, rows, spend = ledger_spend(cluster, made["token"])
     assert outcome == "refused" or total <= budget, (outcome, total)
+
+
+def test_a_deployments_own_max_tokens_is_what_a_request_naming_another_maximum_reserves(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver, redis_server: RedisServer
+) -> None:
+    """A deployment may set its own output length (``litellm_params.max_tokens``, a common
+    default). A request naming ``max_completion_tokens`` does not replace it (another name):
+    the Anthropic deployment is sent the deployment's ``max_tokens``, so the reservation must
+    count that, not the request's 1 token."""
+    redis_server.flushall()
+    config = _config(tmp_path, fake_provider, log_receiver, redis_server.url, None)
+    prices = f"input_cost_per_token: {IN_PRICE}, output_cost_per_token: {OUT_PRICE}"
+    text = config.read_text().replace(
+        "model_list:\n",
+        "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/house-claude, "
+        f"api_base: {fake_provider.base_url}, api_key: {UPSTREAM}, max_tokens: {GENERATES}, {prices}}}\n",
+    )
+    config.write_text(text)
+    cluster = Cluster(tmp_path, config, None, None)
+    try:
+        (server,) = cluster.start(1)
+        budget = 0.05  # one worst case of 20,000 output tokens costs 0.2
+        made = generate(server, max_budget=budget)
+        fake_provider.enqueue(Reply(generates=GENERATES))
+        outcome = _ask(server, made["key"], "claude", max_completion_tokens=1)
+    finally:
+        cluster.stop()
+    total, rows, spend = ledger_spend(cluster, made["token"])
+    assert outcome == "refused" or total <= budget, (outcome, total)
