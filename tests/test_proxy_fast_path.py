@@ -557,3 +557,28 @@ def test_direct_access_line_masks_a_secret_remembered_after_its_route_was_logged
     out.truncate()
     logs.log_request(scope, 404, None, None, None, 0.0)
     assert secret not in out.getvalue() and "opa****abcd" in out.getvalue()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_direct_access_line_the_stream_refuses_is_reported_as_logging_reports_it(
+    configured_logging: None, log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stream that fails (a closed pipe, a full disk) never fails the request: the line is
+    reported by the handler's ``handleError``, with the request's method, path and status, as
+    ``StreamHandler.emit`` would report the record's."""
+
+    class Refusing:
+        def write(self, text: str) -> None:
+            raise OSError("no space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    logs.setup_logging("info", log_format)
+    (handler,) = logging.getLogger("lmgate").handlers
+    handler.stream = Refusing()  # type: ignore[attr-defined]
+    assert logs._direct_handler(logging.INFO) is handler
+    logs.log_request({"method": "POST", "path": "/v1/chat/completions"}, 503, "m", None, None, 0.01)
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "no space left on device" in err
+    assert "('POST', '/v1/chat/completions', 503)" in err

@@ -48,13 +48,13 @@ _DIES_AFTER_COMMIT = """
 import os, sys
 import lmgate.proxy.spend_process as sp
 marker = sys.argv[1]
-real = sp._write_frame
+real = sp.write_frame
 def write_frame(stream, body):
     if not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(9)
     real(stream, body)
-sp._write_frame = write_frame
+sp.write_frame = write_frame
 raise SystemExit(sp.main())
 """
 

@@ -173,8 +173,8 @@ DIES_ONCE = textwrap.dedent("""
     if not os.path.exists(marker):
         open(marker, "w").close()
         stdin = os.fdopen(0, "rb")
-        w._read_frame(stdin)  # the settings
-        w._read_frame(stdin)  # the batch, then gone without a word
+        w.read_frame(stdin)  # the settings
+        w.read_frame(stdin)  # the batch, then gone without a word
         os._exit(1)
     raise SystemExit(w.main())
 """)
@@ -183,9 +183,9 @@ ANSWERS_NONSENSE = textwrap.dedent("""
     import os, sys
     from lmgate.loggers import store_process as w
     stdin, stdout = os.fdopen(0, "rb"), os.fdopen(1, "wb")
-    w._read_frame(stdin)
-    while w._read_frame(stdin) is not None:
-        w._write_frame(stdout, b"[]")
+    w.read_frame(stdin)
+    while w.read_frame(stdin) is not None:
+        w.write_frame(stdout, b"[]")
 """)
 
 
@@ -227,8 +227,8 @@ NEVER_ANSWERS = textwrap.dedent("""
     import os, threading
     from lmgate.loggers import store_process as w
     stdin = os.fdopen(0, "rb")
-    w._read_frame(stdin)
-    w._read_frame(stdin)
+    w.read_frame(stdin)
+    w.read_frame(stdin)
     threading.Event().wait()
 """)
 
@@ -481,8 +481,8 @@ def test_the_writer_process_masks_its_own_lines():
     line = "http://user:hunter2@db.example/x sk-abcdefghijklmnopqrstuvwxyz012345"
     code = (
         "import logging\n"
-        "from lmgate.loggers.store_process import _setup_logging\n"
-        "_setup_logging()\n"
+        "from lmgate.loggers.writer_child import setup_logging\n"
+        "setup_logging('lmgate store writer')\n"
         f"logging.getLogger('lmgate.loggers').warning('store: failed: %s', {line!r})\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "LMGATE_LOG_CONFIG"}

@@ -25,8 +25,6 @@ whole group, so the parent's own exit flush can still go through it.
 from __future__ import annotations
 
 import logging
-import os
-import struct
 import subprocess
 import sys
 import threading
@@ -36,37 +34,13 @@ from typing import IO, Any
 import orjson
 
 from .exporter import DELIVERED, Batch, Outcome
+from .writer_child import read_frame, run, write_frame
 
 logger = logging.getLogger("lmgate.loggers")
 
-_LENGTH = struct.Struct(">I")
 _ALL_DELIVERED = b"D"
 # how long close() waits for the child to finish the batch it is writing and exit
 CLOSE_TIMEOUT_S = 10.0
-# set by ``lmgate serve`` (proxy/server.py): the server's own logging set-up (``logging.config``'s
-# dict, as JSON). The child shares its stderr, so it writes its lines as the server does (masked;
-# ``--log-format json``: one JSON object a line), at the server's level
-LOG_CONFIG_ENV = "LMGATE_LOG_CONFIG"
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    """One frame, or None at a clean end of the stream; EOFError when it ends inside a frame."""
-    head = stream.read(_LENGTH.size)
-    if not head:
-        return None
-    if len(head) < _LENGTH.size:
-        raise EOFError("the pipe closed inside a frame header")
-    (size,) = _LENGTH.unpack(head)
-    body = stream.read(size) if size else b""
-    if len(body) < size:
-        raise EOFError(f"the pipe closed after {len(body)} of {size} bytes of a frame")
-    return body
-
-
-def _write_frame(stream: IO[bytes], body: bytes) -> None:
-    stream.write(_LENGTH.pack(len(body)))
-    stream.write(body)
-    stream.flush()
 
 
 class ProcessStoreExporter:
@@ -119,7 +93,7 @@ class ProcessStoreExporter:
             close_fds=True,
         )
         assert proc.stdin is not None
-        _write_frame(proc.stdin, orjson.dumps(self.settings))
+        write_frame(proc.stdin, orjson.dumps(self.settings))
         return proc
 
     def _stop(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -155,8 +129,8 @@ class ProcessStoreExporter:
                 if proc is None:
                     proc = self._proc = self._start()
                 assert proc.stdin is not None and proc.stdout is not None
-                _write_frame(proc.stdin, b"\n".join(batch.records))
-                answer = _read_frame(proc.stdout)
+                write_frame(proc.stdin, b"\n".join(batch.records))
+                answer = read_frame(proc.stdout)
                 if answer is None:
                     raise EOFError("the writer process exited without answering")
                 return _outcomes(answer, n)
@@ -210,7 +184,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     from ..store import open_store
     from .store_exporter import StoreExporter
 
-    first = _read_frame(stdin)
+    first = read_frame(stdin)
     if first is None:
         return 0
     settings = orjson.loads(first)
@@ -229,63 +203,18 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     exporter = StoreExporter(None, max_record_bytes=max_record_bytes, opener=opener)
     try:
         while True:
-            body = _read_frame(stdin)
+            body = read_frame(stdin)
             if body is None:
                 return 0
             records = body.split(b"\n") if body else []
             outcomes = exporter.export(Batch(records, ""))
-            _write_frame(stdout, _encode_outcomes(outcomes))
+            write_frame(stdout, _encode_outcomes(outcomes))
     finally:
         exporter.close()
 
 
-def _setup_logging() -> None:
-    """This process's lines on the stderr it shares with the serving process: masked as that
-    process masks its own, and under ``lmgate serve`` in the server's format and level (a
-    plain-text line among JSON ones would break a log shipper reading ``--log-format json``)."""
-    import logging.config
-
-    from .._secrets import MaskingFilter
-
-    config = os.environ.get(LOG_CONFIG_ENV)
-    problem = None
-    if config:
-        try:
-            logging.config.dictConfig(orjson.loads(config))
-            return
-        except (ValueError, TypeError, AttributeError, ImportError) as error:
-            problem = error
-    logging.basicConfig(level=logging.WARNING, format="lmgate store writer: %(levelname)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
-    if problem is not None:
-        logger.warning(
-            "%s: not a logging set-up this process can use (%s); plain lines", LOG_CONFIG_ENV, problem
-        )
-
-
 def main() -> int:
-    import signal
-
-    # the parent decides when this process ends (by closing the pipe): a Ctrl-C or a SIGTERM sent
-    # to the whole process group must not cut the parent's exit flush short
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _setup_logging()
-    stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=1 << 16, closefd=False)
-    # the answers get a descriptor of their own; fd 1 then points at stderr, so a stray print()
-    # in anything this process imports cannot corrupt the frames
-    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    try:
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError):  # no usable stderr (a daemon's): stray output goes nowhere
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    try:
-        return serve(stdin, stdout)
-    except (EOFError, BrokenPipeError):  # the parent went away mid-frame: nothing to answer
-        return 0
+    return run(serve, "lmgate store writer")
 
 
 if __name__ == "__main__":

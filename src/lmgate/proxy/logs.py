@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -342,6 +342,22 @@ def _text_line(
         line += f" cost_usd={float(cost):.6g}"
     if error is not None:
         line += f" error={_text_value(scrub_often(error_label(error)))}"
+    _emit(handler, line, level, lambda: _request_args(scope, status), None)
+
+
+def _request_args(scope: Mapping[str, Any], status: int) -> tuple[Any, ...]:
+    return (str(scope.get("method") or "-"), _text_value(_clip(str(scope.get("path") or "-"))), status)
+
+
+def _emit(
+    handler: logging.StreamHandler[Any],
+    line: str,
+    level: int,
+    args: tuple[Any, ...] | Callable[[], tuple[Any, ...]],
+    fields: dict[str, Any] | None,
+) -> None:
+    """``line`` written as ``handler.emit`` writes one; a failure reported as it reports one,
+    with the request's record (``args``: method, path, status, or what makes them) made only then."""
     lock = handler.lock  # what handler.acquire()/release() take, without their two calls
     if lock:
         lock.acquire()
@@ -353,9 +369,8 @@ def _text_line(
     except RecursionError:  # as StreamHandler.emit
         raise
     except Exception:
-        path = _clip(str(scope.get("path") or "-"))
-        record = _access_record(level, (str(scope.get("method") or "-"), _text_value(path), status))
-        record.__dict__.update({_FIELDS: {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
+        record = _access_record(level, args if isinstance(args, tuple) else args())
+        record.__dict__.update({_FIELDS: fields or {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
         handler.handleError(record)
     finally:
         if lock:
@@ -408,23 +423,7 @@ def _write_direct(
             if value is not None and key not in out:
                 out[key] = value
         line = orjson.dumps(out, default=str).decode()
-    lock = handler.lock  # what handler.acquire()/release() take, without their two calls
-    if lock:
-        lock.acquire()
-    try:
-        stream = handler.stream
-        stream.write(line + handler.terminator)
-        if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
-            stream.flush()
-    except RecursionError:  # as StreamHandler.emit
-        raise
-    except Exception:
-        record = _access_record(level, args)
-        record.__dict__.update({_FIELDS: fields or {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
-        handler.handleError(record)
-    finally:
-        if lock:
-            lock.release()
+    _emit(handler, line, level, args, fields)
 
 
 _REQUEST_MESSAGE = "%s %s %d"

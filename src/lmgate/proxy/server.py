@@ -53,7 +53,7 @@ def serve(args: Any) -> int:
         return 2
     import orjson
 
-    from ..loggers.store_process import LOG_CONFIG_ENV
+    from ..loggers.writer_child import LOG_CONFIG_ENV
 
     # the log store's writer processes share this stderr: their lines as this process writes its own
     os.environ[LOG_CONFIG_ENV] = orjson.dumps(logging_config(args.log_level, log_format)).decode()

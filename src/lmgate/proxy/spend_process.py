@@ -31,12 +31,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import struct
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from ..loggers.writer_child import LENGTH, frame, read_frame, run, write_frame
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -45,7 +46,6 @@ logger = logging.getLogger("lmgate.proxy")
 WRITER_ENV = "LMGATE_SPEND_WRITER"
 WRITERS = ("inline", "process", "auto")
 ANSWER_TIMEOUT_S = 120.0  # a batch the child has not answered by then: killed, tried again
-_LENGTH = struct.Struct(">I")
 
 
 def writer_choice(environ: Any = None, cpus: int | None = None) -> str:
@@ -99,7 +99,7 @@ class LedgerProcess:
         self.started += 1
         assert proc.stdin is not None
         settings = orjson.dumps({"url": self.url})
-        proc.stdin.write(_LENGTH.pack(len(settings)) + settings)
+        proc.stdin.write(frame(settings))
         return proc
 
     async def write(self, paths: list[Path]) -> int:
@@ -112,7 +112,7 @@ class LedgerProcess:
                 proc = self._proc = await self._start()
             assert proc.stdin is not None and proc.stdout is not None
             body = orjson.dumps([str(p) for p in paths])
-            proc.stdin.write(_LENGTH.pack(len(body)) + body)
+            proc.stdin.write(frame(body))
             await proc.stdin.drain()
             answer = await asyncio.wait_for(_read_answer(proc.stdout), self.answer_timeout)
             outcome = orjson.loads(answer)
@@ -155,30 +155,12 @@ class LedgerProcess:
 
 
 async def _read_answer(stream: asyncio.StreamReader) -> bytes:
-    head = await stream.readexactly(_LENGTH.size)
-    (size,) = _LENGTH.unpack(head)
+    head = await stream.readexactly(LENGTH.size)
+    (size,) = LENGTH.unpack(head)
     return await stream.readexactly(size)
 
 
 # ---- the child ----
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    head = stream.read(_LENGTH.size)
-    if not head:
-        return None
-    if len(head) < _LENGTH.size:
-        raise EOFError("the pipe closed inside a frame header")
-    (size,) = _LENGTH.unpack(head)
-    body = stream.read(size) if size else b""
-    if len(body) < size:
-        raise EOFError(f"the pipe closed after {len(body)} of {size} bytes of a frame")
-    return body
-
-
-def _write_frame(stream: IO[bytes], body: bytes) -> None:
-    stream.write(_LENGTH.pack(len(body)) + body)
-    stream.flush()
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
@@ -215,7 +197,7 @@ class _Store:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """The child's loop: read the settings, then write each batch and answer; 0 at the end of stdin."""
-    first = _read_frame(stdin)
+    first = read_frame(stdin)
     if first is None:
         return 0
     from ..control.ledger import Ledger
@@ -226,7 +208,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     ledger = Ledger(store)  # type: ignore[arg-type]
     try:
         while True:
-            body = _read_frame(stdin)
+            body = read_frame(stdin)
             if body is None:
                 return 0
             rows: list[dict[str, Any]] = []
@@ -235,53 +217,16 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             try:
                 new = loop.run_until_complete(ledger.write(rows)) if rows else 0
             except Exception as error:  # the database refused: the parent keeps the files
-                _write_frame(stdout, orjson.dumps({"error": f"{type(error).__name__}: {error}"}))
+                write_frame(stdout, orjson.dumps({"error": f"{type(error).__name__}: {error}"}))
                 continue
-            _write_frame(stdout, orjson.dumps({"new": new}))
+            write_frame(stdout, orjson.dumps({"new": new}))
     finally:
         loop.run_until_complete(store.engine.dispose())
         loop.close()
 
 
-def _setup_logging() -> None:
-    """This process's lines on the stderr it shares with the serving process, masked, in the
-    server's format under ``lmgate serve`` (``loggers/store_process.py`` does the same)."""
-    import logging.config
-
-    from .._secrets import MaskingFilter
-    from ..loggers.store_process import LOG_CONFIG_ENV
-
-    config = os.environ.get(LOG_CONFIG_ENV)
-    if config:
-        with contextlib.suppress(ValueError, TypeError, AttributeError, ImportError):
-            logging.config.dictConfig(orjson.loads(config))
-            return
-    logging.basicConfig(level=logging.WARNING, format="lmgate spend writer: %(levelname)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
-
-
 def main() -> int:
-    import signal
-
-    # the parent decides when this process ends (by closing the pipe)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _setup_logging()
-    stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=1 << 16, closefd=False)
-    # the answers get a descriptor of their own; fd 1 then points at stderr, so a stray print()
-    # in anything this process imports cannot corrupt the frames
-    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    try:
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    try:
-        return serve(stdin, stdout)
-    except (EOFError, BrokenPipeError):  # the parent went away mid-frame: nothing to answer
-        return 0
+    return run(serve, "lmgate spend writer")
 
 
 if __name__ == "__main__":
