@@ -182,3 +182,58 @@ def test_billed_broken_streams_at_a_nearly_spent_budget_on_two_instances_never_o
     assert total == pytest.approx(logged) and spend == pytest.approx(total)
     failures = [r for r in _records_of(log_receiver, token) if r["status"] == "failure"]
     assert len(failures) == outcomes.count("broken") and all(r["response_cost"] > 0 for r in failures)
+
+
+def test_a_broken_stream_without_max_tokens_is_never_charged_more_than_the_model_can_generate(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """A request without max_tokens to a model of known maximum (gpt-4o-mini: 16,384 output
+    tokens) reserves that maximum and is sent as it is. A stream it broke after 16,384 tokens of
+    long tokens (whitespace runs of code, long words: more than 4 bytes a token) must not be
+    estimated at more than the model can generate: that would charge more than was reserved,
+    past the budget, for tokens no provider billed."""
+    cluster = cluster_of()
+    (server,) = cluster.start(1)
+    worst = len(orjson.dumps([HI, None, None])) * IN_PRICE + 16_384 * OUT_PRICE
+    made = generate(server, max_budget=worst * 1.01)  # room for exactly one such request
+    key, token = made["key"], made["token"]
+    code = " " * 16  # one token in OpenAI's tokenizers: 16 bytes
+    events = [_chunk({"role": "assistant", "content": ""})]
+    events += [_chunk({"content": code * 256}) for _ in range(20)]  # 20 × 4,096 bytes
+    fake_provider.enqueue(Reply(events=[*events, ERROR_EVENT]))
+    with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
+        stream = client.chat.completions.create(model="fast", messages=HI, stream=True)
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+    assert log_receiver.wait_for_records(1, timeout=20)
+    cluster.stop()
+    [record] = _records_of(log_receiver, token)
+    assert record["completion_tokens"] <= 16_384
+    total, rows, spend = ledger_spend(cluster, token)
+    assert rows == 1 and total == pytest.approx(record["response_cost"])
+    assert total <= worst * 1.01  # never past the budget
+
+
+def test_a_stream_whose_client_turned_usage_off_is_still_charged(
+    cluster_of: Callable[..., Cluster], fake_provider: FakeProvider, log_receiver: LogReceiver
+) -> None:
+    """A client may send ``stream_options: {"include_usage": false}``: the provider then reports
+    no usage, yet billed the call. A virtual key's spend must not be 0 for it (else a budget is
+    spent for free, without end)."""
+    cluster = cluster_of()
+    (server,) = cluster.start(1)
+    made = generate(server, max_budget=10.0)
+    key, token = made["key"], made["token"]
+    with openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="fast", messages=HI, max_tokens=50, stream=True, stream_options={"include_usage": False}
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text
+    assert log_receiver.wait_for_records(1, timeout=20)
+    cluster.stop()
+    [record] = _records_of(log_receiver, token)
+    assert record["response_cost"] and record["response_cost"] > 0
+    total, rows, spend = ledger_spend(cluster, token)
+    assert rows == 1 and total == pytest.approx(record["response_cost"]) and spend == pytest.approx(total)

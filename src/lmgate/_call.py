@@ -506,7 +506,10 @@ class Call:
                     cost.reason,
                 )
                 if "usage_estimated" in self.control:  # a broken stream's usage (streaming.py)
-                    record.cost_breakdown = {**(record.cost_breakdown or {}), "estimated_cost": cost.cost or 0.0}
+                    record.cost_breakdown = {
+                        **(record.cost_breakdown or {}),
+                        "estimated_cost": cost.cost or 0.0,
+                    }
             else:
                 record.cost_reason = "the call failed before any usage was reported"
             record.finish_failure(mapped, time.time(), partial)
@@ -777,13 +780,15 @@ def new_call_id() -> str:
 
 def _new_id_source() -> None:
     global _id_prefix, _id_counter
-    h = f"{_random.getrandbits(64):016x}"
+    # drawn from os.urandom, not the module's ``random``: a program that seeds that (once in every
+    # run of a script, before lmgate is imported) must not draw the same ids in each run (the
+    # log store keeps one row per call id)
+    draw = _random.SystemRandom().getrandbits
+    h = f"{draw(64):016x}"
     # the version nibble (4) and the variant's two bits (10xx) as RFC 4122 has them
-    _id_prefix = (
-        f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{8 | _random.getrandbits(2):x}{h[15]}{_random.getrandbits(8):02x}-"
-    )
+    _id_prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{8 | draw(2):x}{h[15]}{draw(8):02x}-"
     # 48 bits: a random start below 2**47 leaves 2**47 calls before the group could overflow
-    _id_counter = itertools.count(_random.getrandbits(47))
+    _id_counter = itertools.count(draw(47))
 
 
 _id_prefix = ""

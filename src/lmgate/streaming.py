@@ -9,8 +9,9 @@ terminal event, with the response assembled from the chunks seen so far:
   partial response, ``stream_status="abandoned"``;
 * an error mid-stream → failure with the partial response, ``stream_status="broken"``.
 
-A stream that ends early (abandoned or broken) before the provider reported its usage was
-still billed — the prompt, and what was generated: its usage is then *estimated*
+A stream that ends early (abandoned or broken) before the provider reported its usage, or
+that reports none (its client sent ``stream_options: {"include_usage": false}``), was still
+billed — the prompt, and what was generated: its usage is then *estimated*
 (``estimate_usage``: 4 bytes a token, as ``count_tokens``' estimate) so that its cost, in its
 log record and in a virtual key's spend, is not 0; ``cost_breakdown.estimated_cost`` says so.
 
@@ -149,11 +150,14 @@ class ChunkAccumulator:
         return ModelResponse._build(data)
 
 
-def estimate_usage(messages: Any, params: dict[str, Any], acc: ChunkAccumulator) -> dict[str, int]:
+def estimate_usage(
+    messages: Any, params: dict[str, Any], acc: ChunkAccumulator, model_most: int | None = None
+) -> dict[str, int]:
     """The usage of a stream that ended before its provider reported one: the prompt (the
     messages' and tools' UTF-8 bytes, 4 to a token, plus 3 per message: ``count_tokens``' rule)
     and what was streamed (text, reasoning, tool calls: 4 bytes to a token), at most the
-    request's ``max_tokens`` × ``n`` — never more than the proxy's budget reservation counted."""
+    request's ``max_tokens`` (or, when it names none, the model's ``model_most``) × ``n`` —
+    never more than the proxy's budget reservation counted."""
     try:
         tools = params.get("tools")
         sent = len(orjson.dumps(messages)) + (len(orjson.dumps(tools)) if tools else 0)
@@ -166,11 +170,32 @@ def estimate_usage(messages: Any, params: dict[str, Any], acc: ChunkAccumulator)
         for slot in state["tools"].values():
             streamed += _size([slot["name"] or "", *slot["arguments"]])
     completion = math.ceil(streamed / 4)
-    most = params.get("max_completion_tokens") or params.get("max_tokens")
+    most = params.get("max_completion_tokens") or params.get("max_tokens") or model_most
     if isinstance(most, int) and not isinstance(most, bool) and most > 0:
         n = params.get("n")
-        completion = min(completion, most * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1))
+        completion = min(
+            completion, most * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1)
+        )
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _model_max_output(call: Any) -> int | None:
+    """The most output tokens the call's model generates in one answer, as a budget reserved it
+    (``proxy/budgets.group_prices``): its deployment's ``model_info``, else the price table.
+    Tokens can be longer than 4 bytes: without this bound, a long broken stream's estimate
+    could pass what the model can generate, and what a budget reserved."""
+    from .cost import find_price
+
+    control = call.control
+    most = (control.get("model_info") or {}).get("max_output_tokens")
+    if most is None:
+        model = str(call.model)
+        for name in (control.get("base_model"), model, model.split("/", 1)[-1]):
+            found = find_price(name) if name else None
+            if found is not None:
+                most = found[1].get("max_output_tokens")
+                break
+    return most if isinstance(most, int) and not isinstance(most, bool) and most > 0 else None
 
 
 def _size(pieces: list[Any]) -> int:
@@ -248,8 +273,10 @@ class CustomStreamWrapper:
         _open_streams.discard(self)
         acc = self._acc
         call = self._call
-        if status != "complete" and acc.usage is None and call.mock is None and not call.cache_hit:
-            acc.usage = estimate_usage(call.payload, call.params, acc)  # billed all the same
+        # no usage reported (the stream ended early, or its client turned include_usage off): it
+        # was billed all the same
+        if acc.usage is None and call.mock is None and not call.cache_hit:
+            acc.usage = estimate_usage(call.payload, call.params, acc, _model_max_output(call))  # billed
             call.control["usage_estimated"] = True  # the record's cost_breakdown says so
         return call.end_stream(acc.build(), status, error)
 

@@ -9,6 +9,7 @@ steer OpenAI's own service (``include``, ``truncation``, ``service_tier``, …, 
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -65,7 +66,15 @@ class ResponsesRequestError(ValueError):
 
 def new_id(prefix: str) -> str:
     """``prefix_`` and 32 random hex digits: ids need uniqueness, not cryptographic strength."""
-    return f"{prefix}_{random.getrandbits(128):032x}"
+    return f"{prefix}_{_ids.getrandbits(128):032x}"
+
+
+# the ids' own generator (seeded from os.urandom, again in a forked child): a response id keys the
+# response store, and a program that seeds the module's ``random`` before each request must not
+# draw the same id again (``previous_response_id`` would continue another conversation)
+_ids = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 # ---- the request ----

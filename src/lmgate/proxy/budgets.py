@@ -309,6 +309,11 @@ class Enforcer:
         out = _asked_output(data)
         if out is None:
             out = most
+        # a deployment's own max_tokens / max_completion_tokens is sent unless the request names
+        # that same parameter, and the provider may read it rather than the request's other one
+        for name, value in (prices[3] if len(prices) > 3 else {}).items():
+            if _asked_output({name: data.get(name)}) is None:
+                out = max(out, value)
         n = data.get("n")
         choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
         return input_tokens * in_price + out * choices * out_price
@@ -485,12 +490,19 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
+_OUTPUT_NAMES = ("max_completion_tokens", "max_tokens")
+
+
 def _asked_output(data: dict[str, Any]) -> int | None:
-    """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None."""
-    out = data.get("max_completion_tokens") or data.get("max_tokens")
-    if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
-        return None
-    return out
+    """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None.
+    When it names both, the larger: providers differ in which one they send (Anthropic's reads
+    ``max_tokens`` first, Gemini's ``max_completion_tokens``), and a reservation must cover either."""
+    named = [
+        v
+        for v in (data.get("max_completion_tokens"), data.get("max_tokens"))
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0
+    ]
+    return max(named) if named else None
 
 
 def cap_output(data: dict[str, Any], extra: dict[str, Any] | None, tokens: int) -> None:
@@ -599,6 +611,11 @@ def group_prices(state: Any) -> Callable[[str], tuple[float, float, int | None]]
             most = entry.get("max_output_tokens")
         return max(ins, default=0.0), max(outs, default=0.0), most if isinstance(most, int) else None
 
+    def own_output(deployment: Any) -> dict[str, int]:
+        """The max_tokens / max_completion_tokens a deployment's litellm_params send by default."""
+        params = deployment.litellm_params
+        return {k: v for k in _OUTPUT_NAMES if (v := _asked_output({k: params.get(k)})) is not None}
+
     config = state.config
     settings = config.router_settings
     any_fallbacks = any(
@@ -617,6 +634,12 @@ def group_prices(state: Any) -> Callable[[str], tuple[float, float, int | None]]
                 max((p[1] for p in each), default=0.0),
                 None if None in priced else max(priced, default=None),  # type: ignore[type-var]
             )
+            own: dict[str, int] = {}  # the deployments' own output lengths (worst_case), when any set one
+            for d in deployments:
+                for k, v in own_output(d).items():
+                    own[k] = max(own.get(k, 0), v)
+            if own:
+                found = cache[group] = (*found, own)  # type: ignore[assignment]
         return found
 
     return prices

@@ -386,7 +386,7 @@ class LLMRoutes:
 
         def on_end(status: int, usage: Any, error: BaseException | None) -> None:
             release()
-            if not usage and status != 200:  # ended early, no usage reported: billed all the same
+            if not usage:  # ended early, or include_usage turned off: billed all the same
                 usage = _ended_early_usage(stream)  # the estimate its log record carries (keys' hook)
             cost = _stream_cost(prices_source, usage) if usage else None
             if reservation is not None and enforcer is not None:  # a client that left is settled too
