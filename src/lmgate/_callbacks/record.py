@@ -30,6 +30,8 @@ __all__ = ["CallRecord", "copy_data"]
 
 # one lock for every record's freeze (quick, and rarely contended): a lock per call costs more
 _freeze_lock = threading.Lock()
+# builds a record's litellm_params once when two threads read it first at the same time
+_litellm_params_lock = threading.RLock()
 
 
 class CallRecord:
@@ -132,10 +134,18 @@ class CallRecord:
 
     @property
     def litellm_params(self) -> dict[str, Any]:
-        """Built on first use, off the caller's path (a factory is passed in)."""
-        if callable(self.litellm_params_source):
-            self.litellm_params_source = self.litellm_params_source()
-        return self.litellm_params_source  # type: ignore[no-any-return]
+        """Built on first use, off the caller's path (a factory is passed in). The caller's
+        thread and a callback thread may read it first at once: the factory runs once, under a
+        lock, and both get the same dict (reading the attribute twice let one thread call the
+        dict the other had just stored: a hook failed, its log line lost)."""
+        source = self.litellm_params_source
+        if not callable(source):
+            return source
+        with _litellm_params_lock:
+            source = self.litellm_params_source
+            if callable(source):
+                source = self.litellm_params_source = source()
+            return source
 
     @property
     def request_body(self) -> Any:
