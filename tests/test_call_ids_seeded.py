@@ -61,26 +61,6 @@ def test_two_runs_of_a_program_seeded_at_its_start_make_different_ids() -> None:
     assert ids[0] and ids[1] and ids[0] != ids[1]
 
 
-def test_a_forked_child_draws_ids_its_parent_does_not() -> None:
-    import os
-
-    from lmgate._call import new_call_id
-
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its ids, then exit without the test's teardown
-        try:
-            os.write(write, "\n".join(new_call_id() for _ in range(10)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        theirs = pipe.read().decode().split("\n")
-    os.waitpid(pid, 0)
-    ours = [new_call_id() for _ in range(10)]
-    assert len(theirs) == 10 and not set(theirs) & set(ours)
-
-
 def test_a_response_continued_after_the_program_reseeded_random_is_its_own() -> None:
     """Response ids key the response store (``previous_response_id``): a program that seeds
     ``random`` before each request must not get a second response under the first one's id,

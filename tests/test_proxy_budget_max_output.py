@@ -160,6 +160,27 @@ def test_the_other_formats_without_a_maximum_are_sent_with_the_reserved_one(
     assert sent["max_output_tokens" if api == "responses" else "max_tokens"] == DEFAULT_MAX_TOKENS
 
 
+def _claude_cluster(
+    tmp_path: Path,
+    fake_provider: FakeProvider,
+    log_receiver: LogReceiver,
+    redis_server: RedisServer,
+    own: str,
+) -> Cluster:
+    """One instance whose config adds a priced Anthropic deployment ``claude`` (``own``: its
+    own ``litellm_params`` beyond the model, base, key and prices)."""
+    redis_server.flushall()
+    config = _config(tmp_path, fake_provider, log_receiver, redis_server.url, None)
+    prices = f"input_cost_per_token: {IN_PRICE}, output_cost_per_token: {OUT_PRICE}"
+    text = config.read_text().replace(
+        "model_list:\n",
+        "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/house-claude, "
+        f"api_base: {fake_provider.base_url}, api_key: {UPSTREAM}, {own}{prices}}}\n",
+    )
+    config.write_text(text)
+    return Cluster(tmp_path, config, None, None)
+
+
 def test_a_request_naming_both_maxima_reserves_what_its_anthropic_deployment_is_sent(
     tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver, redis_server: RedisServer
 ) -> None:
@@ -167,16 +188,7 @@ def test_a_request_naming_both_maxima_reserves_what_its_anthropic_deployment_is_
     deployment is sent ``max_tokens`` (its provider reads that one first), so that is what the
     reservation must count: reserving ``max_completion_tokens`` = 1 let a request whose worst
     case is 20,000 output tokens pass a budget it then overran."""
-    redis_server.flushall()
-    config = _config(tmp_path, fake_provider, log_receiver, redis_server.url, None)
-    prices = f"input_cost_per_token: {IN_PRICE}, output_cost_per_token: {OUT_PRICE}"
-    text = config.read_text().replace(
-        "model_list:\n",
-        "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/house-claude, "
-        f"api_base: {fake_provider.base_url}, api_key: {UPSTREAM}, {prices}}}\n",
-    )
-    config.write_text(text)
-    cluster = Cluster(tmp_path, config, None, None)
+    cluster = _claude_cluster(tmp_path, fake_provider, log_receiver, redis_server, "")
     try:
         (server,) = cluster.start(1)
         budget = 0.05  # one worst case of 20,000 output tokens costs 0.2
@@ -196,16 +208,9 @@ def test_a_deployments_own_max_tokens_is_what_a_request_naming_another_maximum_r
     default). A request naming ``max_completion_tokens`` does not replace it (another name):
     the Anthropic deployment is sent the deployment's ``max_tokens``, so the reservation must
     count that, not the request's 1 token."""
-    redis_server.flushall()
-    config = _config(tmp_path, fake_provider, log_receiver, redis_server.url, None)
-    prices = f"input_cost_per_token: {IN_PRICE}, output_cost_per_token: {OUT_PRICE}"
-    text = config.read_text().replace(
-        "model_list:\n",
-        "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/house-claude, "
-        f"api_base: {fake_provider.base_url}, api_key: {UPSTREAM}, max_tokens: {GENERATES}, {prices}}}\n",
+    cluster = _claude_cluster(
+        tmp_path, fake_provider, log_receiver, redis_server, f"max_tokens: {GENERATES}, "
     )
-    config.write_text(text)
-    cluster = Cluster(tmp_path, config, None, None)
     try:
         (server,) = cluster.start(1)
         budget = 0.05  # one worst case of 20,000 output tokens costs 0.2
