@@ -57,9 +57,9 @@ def _one_round() -> tuple[list[dict], list[object], list[BaseException]]:
     return built, got, errors
 
 
-def test_concurrent_first_reads_build_litellm_params_once_and_share_it() -> None:
+def test_concurrent_first_reads_never_fail_and_all_get_the_one_dict_kept() -> None:
     for _ in range(50):  # each round a fresh record: the first reads race again
         built, got, errors = _one_round()
         assert not errors, errors
-        assert len(built) == 1
-        assert len(got) == READERS and all(g is built[0] for g in got)
+        assert len(got) == READERS and all(g is got[0] for g in got)  # one dict, whoever built
+        assert any(got[0] is b for b in built)

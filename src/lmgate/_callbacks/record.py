@@ -30,8 +30,8 @@ __all__ = ["CallRecord", "copy_data"]
 
 # one lock for every record's freeze (quick, and rarely contended): a lock per call costs more
 _freeze_lock = threading.Lock()
-# builds a record's litellm_params once when two threads read it first at the same time
-_litellm_params_lock = threading.RLock()
+# keeps the first litellm_params stored when two threads build a record's at the same time
+_litellm_params_lock = threading.Lock()
 
 
 class CallRecord:
@@ -134,18 +134,20 @@ class CallRecord:
 
     @property
     def litellm_params(self) -> dict[str, Any]:
-        """Built on first use, off the caller's path (a factory is passed in). The caller's
-        thread and a callback thread may read it first at once: the factory runs once, under a
-        lock, and both get the same dict (reading the attribute twice let one thread call the
-        dict the other had just stored: a hook failed, its log line lost)."""
+        """Built on first use, off the caller's path (a factory is passed in). Two callback
+        threads may read it first at once: each may build it (building under the lock made
+        them wait on each other, measured dearer), but only the first dict stored is kept and
+        every reader gets that one. (Reading the attribute twice let one thread call the dict
+        the other had just stored: a hook failed, its log line lost.)"""
         source = self.litellm_params_source
         if not callable(source):
             return source
-        with _litellm_params_lock:
-            source = self.litellm_params_source
-            if callable(source):
-                source = self.litellm_params_source = source()
-            return source
+        built = source()
+        with _litellm_params_lock:  # only the compare-and-store: never held while building
+            current = self.litellm_params_source
+            if callable(current):
+                self.litellm_params_source = current = built
+        return current  # type: ignore[no-any-return]
 
     @property
     def request_body(self) -> Any:
