@@ -5,8 +5,11 @@ provider; real SQLite files."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import math
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -146,11 +149,31 @@ def test_the_logger_hands_the_columns_over_and_the_row_is_the_one_parsing_gives(
     logger.close()
 
 
+@contextlib.contextmanager
+def _collector_keeping_garbage() -> Iterator[None]:
+    """The collector off, and what it would free kept in ``gc.garbage`` to look at."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def _calls_in_garbage() -> list[str]:
+    """A call's objects among what a collection finds (only those: other threads of the test
+    run may make garbage meanwhile)."""
+    gc.collect()
+    return [type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Call", "CallRecord", "CallSummary")]
+
+
 def test_a_finished_call_with_a_logger_leaves_no_reference_cycle():
     """The record and summary of a finished call are freed by reference counting: a cycle per
     call (the record holding the call's litellm_params factory, a method of the call that holds
     the record) made the garbage collector run every few calls on the proxy's event loop."""
-    import gc
 
     sink = Summaries()
     lmgate.callbacks = [sink]
@@ -161,32 +184,19 @@ def test_a_finished_call_with_a_logger_leaves_no_reference_cycle():
     }
     lmgate.completion(**request)  # warm: imports, caches
     sink.taken.clear()
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector would free is kept in gc.garbage, to look at
-    try:
+    with _collector_keeping_garbage():
         for _ in range(5):
             lmgate.completion(**request)
         assert len(sink.taken) == 5 and all(s.payload_json() for s in sink.taken)
         sink.taken.clear()
         lmgate.callbacks = []
-        gc.collect()
-        # only this call's objects: other threads of the test run may make garbage meanwhile
-        ours = [
-            type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Call", "CallRecord", "CallSummary")
-        ]
-        assert ours == []
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+        assert _calls_in_garbage() == []
 
 
 def test_litellm_params_built_when_read_after_the_call_hold_its_values():
     """The litellm_params factory lets go of the call at the end (``_call._LitellmParamsSource``)
     and builds the dict only when someone reads it: read after the call (a Router's attempt,
     with the deferral list it passes), it holds the call's values, and no cycle is left."""
-    import gc
 
     sink = Summaries()
     lmgate.callbacks = [sink]
@@ -199,10 +209,7 @@ def test_litellm_params_built_when_read_after_the_call_hold_its_values():
         "timeout": 7,
     }
     lmgate.completion(**request, defer_failure_event=[])  # warm: imports, caches
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with _collector_keeping_garbage():
         for _ in range(3):
             lmgate.completion(**request, defer_failure_event=[])
         assert len(sink.taken) == 4
@@ -217,12 +224,4 @@ def test_litellm_params_built_when_read_after_the_call_hold_its_values():
         sink.taken.clear()
         del summary, params
         lmgate.callbacks = []
-        gc.collect()
-        ours = [
-            type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Call", "CallRecord", "CallSummary")
-        ]
-        assert ours == []
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+        assert _calls_in_garbage() == []
