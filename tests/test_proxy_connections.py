@@ -522,7 +522,14 @@ def test_a_held_head_keeps_every_byte_in_order() -> None:
     held.write(sized)
     assert t.calls == [("write", continue_)]
     held.write(b"ok")
-    assert t.calls == [("write", continue_), ("writelines", sized + b"ok")]
+    assert t.calls == [("write", continue_), ("write", sized + b"ok")]  # one buffer: joined
+
+    t = RecordingTransport()  # a large body is not copied to be joined: one writelines
+    held = HeadWithBody(t)  # type: ignore[arg-type]
+    big = b"x" * (1 << 20)
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big))
+    held.write(big)
+    assert [kind for kind, _ in t.calls] == ["writelines"] and t.calls[0][1].endswith(big)
 
     t = RecordingTransport()  # a stream's head goes out at once, its events after it
     held = HeadWithBody(t)  # type: ignore[arg-type]

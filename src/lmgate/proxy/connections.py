@@ -294,10 +294,13 @@ class Guard:
         self._respond_and_close(status, text)
 
 
+_JOIN_MAX = 64 * 1024  # a body up to this size is joined to its held head, not written beside it
+
+
 class HeadWithBody:
     """One request cycle's transport, as uvicorn's cycle sees it: the head of an answer of known
     length (``content-length``) is held until the body's first write, and both leave in one
-    system call (``writelines``).
+    system call (joined, or ``writelines`` for a large body).
 
     uvicorn writes the head as soon as the app sends ``http.response.start`` and the body on
     ``http.response.body``: two writes, two TCP segments and two wake-ups of the client for an
@@ -321,7 +324,10 @@ class HeadWithBody:
         head = self._head
         if head is not None:
             self._head = None
-            self.transport.writelines((head, data))
+            if len(data) <= _JOIN_MAX:  # one buffer: uvloop's fastest write (several take a write context)
+                self.transport.write(head + data)
+            else:  # a large body is not copied
+                self.transport.writelines((head, data))
             return
         if self._first and data != self._CONTINUE:
             self._first = False
