@@ -681,3 +681,28 @@ def test_records_the_spool_cannot_take_are_kept_in_memory_and_written(tmp_path, 
     from lmgate.store import open_store
 
     assert open_store(str(db)).count() == 7
+
+
+def test_lines_of_many_spool_segments_are_each_written_once(tmp_path, fake_provider):
+    """Segments fill up and new ones start (a tiny segment size): the runs of lines the child is
+    sent span several files; every call is stored once, and the segments are all resolved."""
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    logger.processor.spool.segment_max_bytes = 3000  # a new segment every two or three records
+    lmgate.callbacks = [logger]
+
+    def call_id() -> str:
+        return lmgate.completion(**params(fake_provider))._hidden_params["litellm_call_id"]
+
+    ids = [call_id() for _ in range(5)]
+    assert logger.flush(30)
+    ids += [call_id() for _ in range(7)]
+    assert logger.flush(30)
+    stats = logger.stats()
+    assert stats["delivered"] == 12 and stats["pending"] == 0 and stats["batches"] >= 4
+    rows = rows_of(logger)
+    assert len(rows) == len({r["call_id"] for r in rows}) == 12
+    assert sorted(r["call_id"] for r in rows) == sorted(ids)
+    logger.close()
+    assert not [p for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
