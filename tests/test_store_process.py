@@ -498,7 +498,7 @@ class PayloadOnly(Summaries):
 
 def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads(fake_provider):
     """A call whose only listeners read the standard logging payload (the store) keeps no copy
-    of the request it sent (``Plan.reads_request``), and its payload is the one a call with a
+    of the request it sent (``Plan.reads_request``) and no ``litellm_params``, and its payload is the one a call with a
     listener of the request gets, for every shape; with any other listener the request is kept."""
 
     def summaries(sink) -> list:
@@ -518,6 +518,9 @@ def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads
     assert all(s.original_response is None for s in only)
     assert all(s.body_snapshot != (None, None) for s in kept)
     assert all(s.request_headers for s in kept[:-1])  # the mock's request has no headers
+    # nor a factory of the call's litellm_params (the payload does not read them); the others do
+    assert all(s.litellm_params_source == {} for s in only)
+    assert all(s.litellm_params["litellm_call_id"] == s.call_id for s in kept)
 
     def steady(summary) -> dict:
         payload = orjson.loads(summary.payload_json())
