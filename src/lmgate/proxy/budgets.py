@@ -575,8 +575,10 @@ def _asked_output(data: dict[str, Any]) -> int | None:
     """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None.
     When it names both, the larger: providers differ in which one they send (Anthropic's reads
     ``max_tokens`` first, Gemini's ``max_completion_tokens``), and a reservation must cover either."""
-    # every budgeted request reads it: no list, no generator
+    # every budgeted request reads it: no list, no generator; the usual request names one int
     a, b = data.get("max_completion_tokens"), data.get("max_tokens")
+    if a is None and type(b) is int and b > 0:
+        return b
     a = a if isinstance(a, int) and not isinstance(a, bool) and a > 0 else None
     if isinstance(b, int) and not isinstance(b, bool) and b > 0 and (a is None or b > a):
         return b
