@@ -510,7 +510,13 @@ class Enforcer:
             return
         res.settled = True
         now = self.clock()
-        prompt, completion, total = _tokens(usage)
+        if isinstance(usage, dict):  # ``_tokens``, inline for the usual three ints
+            get = usage.get
+            prompt, completion, total = get("prompt_tokens"), get("completion_tokens"), get("total_tokens")
+            if type(prompt) is not int or type(completion) is not int or type(total) is not int or not total:
+                prompt, completion, total = _tokens(usage)
+        else:
+            prompt, completion, total = _tokens(usage)
         amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
         if res.checks:
             try:
