@@ -221,9 +221,9 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                 return 0
             asked = _lines_asked(body)
             if asked is not None:
-                path, first, count = asked
+                count = asked[2]
                 try:
-                    records = lines.read(path, first, count)
+                    records = lines.read(*asked)
                 except OSError as error:  # EOFError too: lines not there, the serving process retries
                     logger.warning("cannot read the spool lines asked for, will retry: %s", error)
                     write_frame(stdout, _encode_outcomes([Outcome("retry", "spool_read")] * count))
