@@ -436,24 +436,6 @@ class BatchProcessor(ProcessorCommon):
             except OSError as error:
                 self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
-    def _note_state(self, reason: str | None, retrying: bool) -> None:
-        """Log when deliveries start failing and when they recover; not on every retry."""
-        with self._lock:  # several threads report; each change of state is logged once
-            previous = self._failing
-            others_failing = self._retrying - (1 if retrying else 0) > 0
-            if reason is None and others_failing:
-                return  # one batch got through while others still retry: not recovered yet
-            self._failing = reason
-            if reason is not None:
-                self._last_error = reason
-                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if reason is not None and previous != reason:
-            logger.warning(
-                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
-            )
-        elif reason is None and previous is not None:
-            logger.info("lmgate %s: delivery recovered", self.name)
-
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
         if self.spool is None or self._closing:

@@ -335,20 +335,6 @@ class SpoolTailProcessor(ProcessorCommon):
         except OSError as error:
             self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
-    def _note_state(self, reason: str | None, retrying: bool) -> None:
-        with self._lock:
-            previous = self._failing
-            self._failing = reason
-            if reason is not None:
-                self._last_error = reason
-                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if reason is not None and previous != reason:
-            logger.warning(
-                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
-            )
-        elif reason is None and previous is not None:
-            logger.info("lmgate %s: delivery recovered", self.name)
-
     # ---- what earlier processes left ----
     def _recover(self) -> None:
         s = self.settings
