@@ -735,3 +735,23 @@ def test_a_damaged_spool_line_that_starts_like_a_lines_frame_is_dropped_alone(tm
     finally:
         logger.close(5)
     assert not any(p.suffix == ".wal" for p in spool.iterdir())  # both lines resolved
+
+
+def test_the_spool_reader_never_serves_bytes_a_failed_append_left_and_took_back(tmp_path):
+    # The serving process truncates a segment back to its last whole line when an append fails
+    # part-way (a full disk: loggers/spool.py); the writer child may have read those bytes ahead
+    # while reading the lines before them. The next line written at that place must be read
+    # as written, not spliced with what was taken back.
+    from lmgate.loggers.store_process import SpoolLines
+
+    path = tmp_path / "segment.wal"
+    whole = b'{"n":0}\n{"n":1}\n'
+    path.write_bytes(whole + b'{"n":2,"torn":"' + b"x" * 40)  # an append cut short
+    lines = SpoolLines()
+    assert lines.read(str(path), 0, 2) == [b'{"n":0}', b'{"n":1}']
+    with open(path, "r+b") as f:  # taken back, then the next record written in its place
+        f.truncate(len(whole))
+        f.seek(len(whole))
+        f.write(b'{"n":2}\n')
+    assert lines.read(str(path), 2, 1) == [b'{"n":2}']
+    lines.close()

@@ -171,7 +171,9 @@ class Spool:
     def __init__(
         self, directory: str, fsync: bool = False, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     ) -> None:
-        self.directory = directory
+        # absolute: a segment's path is handed to the store's writer child, which may start
+        # after the program changed its working directory
+        self.directory = os.path.abspath(directory)
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
         self._lock = threading.Lock()

@@ -27,6 +27,7 @@ whole group, so the parent's own exit flush can still go through it.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -255,37 +256,58 @@ def _lines_asked(body: bytes) -> tuple[str, int, int] | None:
 class SpoolLines:
     """Reads lines of a spool segment that the serving process wrote (each a whole line, in one
     ``write()``, before it asks for them). Batches come in order, so the file stays open at the
-    next line; anything else (a retried batch, a new segment) reopens it and counts from the
-    start. One file open at a time: a segment the serving process deleted is let go."""
+    next line's byte offset; anything else (a retried batch, a new segment) reopens it and counts
+    from the start. One file open at a time: a segment the serving process deleted is let go.
+
+    Each batch is read afresh from the file (``os.pread`` from the offset), never from bytes read
+    ahead for the batch before: an append that failed part-way is truncated away by the serving
+    process (``loggers/spool.py``), and the next record is written in its place."""
+
+    _CHUNK = 1 << 16
 
     def __init__(self) -> None:
-        self._file: IO[bytes] | None = None
+        self._fd: int | None = None
         self._path: str | None = None
-        self._next = 0
+        self._next = 0  # the next line's number
+        self._offset = 0  # and where it starts
 
     def read(self, path: str, first: int, count: int) -> list[bytes]:
-        if self._file is None or path != self._path or first != self._next:
+        if self._fd is None or path != self._path or first != self._next:
             self.close()
-            self._file = open(path, "rb")  # noqa: SIM115 - kept open across batches
-            self._path, self._next = path, 0
-            while self._next < first:
-                if not self._file.readline().endswith(b"\n"):
-                    raise OSError(f"{path} has {self._next} lines, line {first} was asked for")
-                self._next += 1
+            self._fd = os.open(path, os.O_RDONLY)
+            self._path, self._next, self._offset = path, 0, 0
+            if first and len(self._lines(first)) < first:
+                raise OSError(f"{path} has fewer than {first + 1} lines, line {first} was asked for")
+        out = self._lines(count)
+        if len(out) < count:
+            self.close()
+            raise OSError(f"{path}: line {first + len(out)} is not there (yet)")
+        return out
+
+    def _lines(self, count: int) -> list[bytes]:
+        """Up to ``count`` whole lines from the offset (fewer at the file's end), consumed."""
+        assert self._fd is not None
         out: list[bytes] = []
-        for _ in range(count):
-            line = self._file.readline()
-            if not line.endswith(b"\n"):
-                self.close()
-                raise OSError(f"{path}: line {first + len(out)} is not there (yet)")
-            out.append(line[:-1])
-        self._next = first + count
+        data = bytearray()
+        start = 0  # of the next line in data
+        while len(out) < count:
+            end = data.find(b"\n", start)
+            if end < 0:
+                chunk = os.pread(self._fd, self._CHUNK, self._offset + len(data))
+                if not chunk:
+                    break
+                data += chunk
+                continue
+            out.append(bytes(data[start:end]))
+            start = end + 1
+        self._offset += start
+        self._next += len(out)
         return out
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def main() -> int:
