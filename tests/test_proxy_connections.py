@@ -440,3 +440,112 @@ def test_a_server_on_httptools_imports_neither_h11_nor_websockets_nor_the_other_
     )
     assert out.stdout.split()[0] == "httptools"
     assert out.stdout.strip().endswith("[]"), out.stdout
+
+
+# ---- an answer's head and body in one write (issue 18) ----
+_TCP_INFO_DATA_SEGS_IN = 152  # struct tcp_info's tcpi_data_segs_in (Linux 4.6+): data segments received
+
+
+def data_segments_in(sock: socket.socket) -> int:
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    if len(info) < _TCP_INFO_DATA_SEGS_IN + 4:
+        pytest.skip("this kernel's tcp_info has no tcpi_data_segs_in")
+    return int.from_bytes(info[_TCP_INFO_DATA_SEGS_IN : _TCP_INFO_DATA_SEGS_IN + 4], sys.byteorder)
+
+
+def test_an_answer_of_known_length_reaches_the_client_in_one_segment(tmp_path: Path) -> None:
+    """On httptools (the default), an answer the app sends whole (head, then a body of known
+    length) leaves in one write: the client receives one TCP segment per answer, not two.
+    (``--http h11`` writes as uvicorn does.)"""
+    server = start(tmp_path, "max_request_header_kb: 8\n", ["--http", "httptools"])
+    try:
+        _one_segment_per_answer(server)
+    finally:
+        server.stop()
+
+
+def _one_segment_per_answer(server: Served) -> None:
+    chat = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    requests = [
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(chat), chat),
+        b"GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    with connect(server) as sock:
+        for raw in requests:
+            before = data_segments_in(sock)
+            sock.sendall(raw)
+            status, headers, body = read_one_response(sock)
+            assert status in (200, 404) and len(body) == int(headers["content-length"]) > 0
+            assert data_segments_in(sock) - before == 1, raw
+
+
+def test_a_head_request_is_answered_at_once(server: Served) -> None:
+    """A HEAD answer has a length but no body write: its head is not held back waiting for one."""
+    with connect(server) as sock:
+        for _ in range(2):  # and the connection still serves the next request
+            sock.sendall(b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, "closed before the head"
+                data += chunk
+            status, headers, body = parse(data)
+            assert status in (200, 405) and body == b""
+
+
+class RecordingTransport:
+    """What a transport was asked to write, in order, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def writelines(self, lines: Any) -> None:
+        self.calls.append(("writelines", b"".join(lines)))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_a_held_head_keeps_every_byte_in_order() -> None:
+    from lmgate.proxy.connections import HeadWithBody
+
+    sized = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    continue_ = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    t = RecordingTransport()  # a sized answer: head and body in one call
+    held = HeadWithBody(t)  # type: ignore[arg-type]
+    held.write(continue_)
+    held.write(sized)
+    assert t.calls == [("write", continue_)]
+    held.write(b"ok")
+    assert t.calls == [("write", continue_), ("write", sized + b"ok")]  # one buffer: joined
+
+    t = RecordingTransport()  # a large body is not copied to be joined: one writelines
+    held = HeadWithBody(t)  # type: ignore[arg-type]
+    big = b"x" * (1 << 20)
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big))
+    held.write(big)
+    assert [kind for kind, _ in t.calls] == ["writelines"] and t.calls[0][1].endswith(big)
+
+    t = RecordingTransport()  # a stream's head goes out at once, its events after it
+    held = HeadWithBody(t)  # type: ignore[arg-type]
+    held.write(chunked)
+    held.write(b"2\r\nok\r\n")
+    assert t.calls == [("write", chunked), ("write", b"2\r\nok\r\n")]
+
+    t = RecordingTransport()  # closed before a body: the head still goes out first
+    held = HeadWithBody(t)  # type: ignore[arg-type]
+    held.write(sized)
+    held.close()
+    assert t.calls == [("write", sized), ("close", b"")]
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n")  # only a cycle's first write is its head
+    assert t.calls[-1] == ("write", b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n")

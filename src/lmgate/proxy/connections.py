@@ -157,6 +157,7 @@ class Guard:
         """
         global _lingering
         self._cancel_timers()
+        self._flush_held()
         transport = self.transport
         if self.draining or transport.is_closing():  # answered already
             return
@@ -168,6 +169,12 @@ class Guard:
             self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
         else:
             transport.close()
+
+    def _flush_held(self) -> None:
+        """A head the cycle's transport holds goes out before the connection writes or closes."""
+        held = getattr(self.cycle, "transport", None)
+        if type(held) is HeadWithBody:
+            held.flush()
 
     # ---- the head ----
     def _arm_head_timer(self) -> None:
@@ -259,6 +266,7 @@ class Guard:
         if (
             cycle is not None and cycle.response_started
         ):  # answered already (the app did not wait for the body)
+            self._flush_held()
             self.transport.close()
             return
         self._respond_and_close(
@@ -284,6 +292,65 @@ class Guard:
         status, text = self._refusal or (400, message)
         self._refusal = None
         self._respond_and_close(status, text)
+
+
+_JOIN_MAX = 64 * 1024  # a body up to this size is joined to its held head, not written beside it
+
+
+class HeadWithBody:
+    """One request cycle's transport, as uvicorn's cycle sees it: the head of an answer of known
+    length (``content-length``) is held until the body's first write, and both leave in one
+    system call (joined, or ``writelines`` for a large body).
+
+    uvicorn writes the head as soon as the app sends ``http.response.start`` and the body on
+    ``http.response.body``: two writes, two TCP segments and two wake-ups of the client for an
+    answer the app sends whole (a forwarded JSON answer, an error). One write saves a system call
+    and a wake-up on each side (issue 18). The bytes and their order are unchanged: a held head
+    is written with the next write, before the connection closes, and before the connection's
+    own answers (``Guard``). A head without a length (a stream: chunked) is written at once, so
+    a stream's client sees its head before the first event; so is a HEAD request's, which no
+    body write follows.
+    """
+
+    __slots__ = ("transport", "_head", "_first")
+    _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # what uvicorn writes before a read of the body
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._head: bytes | None = None
+        self._first = True  # the cycle's first write is its head (or a 100 Continue)
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= _JOIN_MAX:  # one buffer: uvloop's fastest write (several take a write context)
+                self.transport.write(head + data)
+            else:  # a large body is not copied
+                self.transport.writelines((head, data))
+            return
+        if self._first and data != self._CONTINUE:
+            self._first = False
+            if b"\r\ncontent-length: " in data:  # uvicorn writes header names in lower case
+                self._head = data
+                return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
 
 
 def _head_size(target: bytes, headers: Any) -> int:
@@ -335,6 +402,10 @@ def _httptools_protocol() -> type[Any] | None:
         def on_headers_complete(self) -> None:
             self._head_complete(_head_size(self.url, self.headers))
             super().on_headers_complete()
+            cycle = self.cycle
+            # head and body in one write; a HEAD answer has no body write to carry its head
+            if cycle is not None and cycle.transport is self.transport and self.scope["method"] != "HEAD":
+                cycle.transport = HeadWithBody(self.transport)
 
         def on_message_complete(self) -> None:
             self._body_complete()
