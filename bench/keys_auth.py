@@ -28,6 +28,9 @@ this process, in the figure): the child's CPU is not in the figure, nor the Redi
 ``--concurrency`` workers, requests per second of wall time, the master app's rate = 100%; each
 app's measured run follows ``--warmup`` unmeasured requests at the same concurrency (every
 app alike), so that a Redis app's leases are sized to the concurrent rate, as in steady state.
+The same runs' CPU time per request is printed beside (``CPU at c``), and the master key's
+over each app's (``CPU-bound``): the req/s ratio the app would keep on a core of its own, which
+a machine shared with other jobs moves far less than req/s.
 Not part of bench/run.py: the key path has no reference counterpart runnable here.
 """
 
@@ -121,7 +124,10 @@ async def block(client: httpx.AsyncClient, keys: list[str], n: int, offset: int)
     return (time.process_time() - started) / n
 
 
-async def throughput(client: httpx.AsyncClient, keys: list[str], total: int, concurrency: int) -> float:
+async def throughput(
+    client: httpx.AsyncClient, keys: list[str], total: int, concurrency: int, cpu: list[float] | None = None
+) -> float:
+    """Requests per second of wall time; ``cpu`` gets this process's CPU time per request."""
     counter = iter(range(total))
 
     async def worker() -> None:
@@ -132,8 +138,10 @@ async def throughput(client: httpx.AsyncClient, keys: list[str], total: int, con
             )
             assert r.status_code == 200, r.text
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_started) / total)
     return total / (time.perf_counter() - started)
 
 
@@ -188,6 +196,7 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
                         await block(client, keysets[name], args.requests, round_ * args.requests)
                     )
             rps: dict[str, list[float]] = {name: [] for name in apps}
+            busy: dict[str, list[float]] = {name: [] for name in apps}  # CPU per request at c
             for _ in range(3):
                 for name, client in clients.items():
                     # every app, the master key's too, runs --warmup requests at the same
@@ -197,7 +206,7 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
                     if args.warmup:
                         await throughput(client, keysets[name], args.warmup, args.concurrency)
                     rps[name].append(
-                        await throughput(client, keysets[name], args.throughput, args.concurrency)
+                        await throughput(client, keysets[name], args.throughput, args.concurrency, busy[name])
                     )
         finally:
             for client in clients.values():
@@ -224,7 +233,13 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
         f"\n{args.pairs} rounds of {args.requests} sequential requests per app; throughput: "
         f"{args.throughput} requests at c={args.concurrency} after {args.warmup} unmeasured, median of 3"
     )
-    print(f"{'app':26} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}")
+    # req/s moves with what else the machine runs; the CPU per request of the same runs is what
+    # req/s would be on a core of its own (the in-process client's share included)
+    master_busy = statistics.median(busy["master"])
+    print(
+        f"{'app':26} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}"
+        f" {'CPU at c':>9} {'CPU-bound':>10}"
+    )
     for name in apps:
         diffs = [k - m for m, k in zip(master_cpu, cpu[name], strict=True)]
         median_rps = statistics.median(rps[name])
@@ -233,9 +248,10 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
             if name == "master"
             else f"{statistics.median(diffs) * 1e3:+.3f} ms ({min(diffs) * 1e3:+.2f}..{max(diffs) * 1e3:+.2f})"
         )
+        app_busy = statistics.median(busy[name])
         print(
             f"{name:26} {statistics.median(cpu[name]) * 1e3:9.3f} ms {added:>22} {median_rps:8.0f} "
-            f"{median_rps / master_rps:9.0%}"
+            f"{median_rps / master_rps:9.0%} {app_busy * 1e3:6.3f} ms {master_busy / app_busy:9.0%}"
         )
 
 

@@ -489,6 +489,17 @@ class RedisCounters:
         keys: list[bytes] = []
         args: list[Any] = [repr(now), self.instance, LEASE_TTL_S]
         ops: list[_LeaseOp] = []
+        # a lease with no rate yet (a cold key) that an admission of this batch takes from asks
+        # for a slice sized by that request, so the key's next requests need no round trip of
+        # their own (its rate sizes the slices from then on)
+        first: dict[int, int] = {}
+        if not returning:
+            for leases, amount, _, _ in admits:
+                for lease in leases:
+                    if not lease.count:  # tpm: its last request's tokens, 1 until one settled
+                        first[id(lease)] = (
+                            amount if lease.kind == "b" else lease.unit if lease.kind == "t" else 1
+                        )
         for lease in due.values():
             report, free = lease.used, lease.free
             keep = lease.held - report - free
@@ -497,6 +508,9 @@ class RedisCounters:
             if not returning and lease.count:
                 rate = lease.taken * AHEAD_S / max(elapsed, RATE_S)
                 want = max(int(rate), MIN_SLICE * lease.unit)
+            elif first and id(lease) in first:
+                lease.unit = first[id(lease)] or 1
+                want = MIN_SLICE * lease.unit
             if elapsed >= RATE_S:  # the rate is measured over RATE_S at least
                 lease.taken = lease.count = 0
                 lease.since = now
