@@ -25,7 +25,9 @@ alike); each block's ``time.process_time()`` per request is one sample; the diff
 master block of the same round is the keys' cost. The spend ledger's batches are written by a
 child process, as in ``lmgate serve`` (``LMGATE_SPEND_WRITER=process``; ``inline`` writes them in
 this process, in the figure): the child's CPU is not in the figure, nor the Redis server's. Throughput:
-``--concurrency`` workers, requests per second of wall time, the master app's rate = 100%.
+``--concurrency`` workers, requests per second of wall time, the master app's rate = 100%; each
+app's measured run follows ``--warmup`` unmeasured requests at the same concurrency (every
+app alike), so that a Redis app's leases are sized to the concurrent rate, as in steady state.
 Not part of bench/run.py: the key path has no reference counterpart runnable here.
 """
 
@@ -188,6 +190,12 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
             rps: dict[str, list[float]] = {name: [] for name in apps}
             for _ in range(3):
                 for name, client in clients.items():
+                    # every app, the master key's too, runs --warmup requests at the same
+                    # concurrency first, unmeasured: while the other apps ran, a Redis app's
+                    # leases went idle and gave their slices back, and a measured run would
+                    # otherwise start by asking Redis for every counter's slice again
+                    if args.warmup:
+                        await throughput(client, keysets[name], args.warmup, args.concurrency)
                     rps[name].append(
                         await throughput(client, keysets[name], args.throughput, args.concurrency)
                     )
@@ -214,7 +222,7 @@ async def run(apps: dict[str, Any], args: argparse.Namespace) -> None:
     master_rps = statistics.median(rps["master"])
     print(
         f"\n{args.pairs} rounds of {args.requests} sequential requests per app; throughput: "
-        f"{args.throughput} requests at c={args.concurrency}, median of 3"
+        f"{args.throughput} requests at c={args.concurrency} after {args.warmup} unmeasured, median of 3"
     )
     print(f"{'app':26} {'CPU/request':>12} {'added (paired)':>22} {'req/s':>8} {'vs master':>10}")
     for name in apps:
@@ -238,5 +246,11 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--throughput", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2000,
+        help="unmeasured requests at --concurrency before each app's throughput run (every app)",
+    )
     parser.add_argument("--active", type=int, default=100, help="keys that carry the traffic")
     asyncio.run(main(parser.parse_args()))

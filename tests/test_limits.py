@@ -545,3 +545,83 @@ def test_a_groups_maximum_comes_from_the_price_table_or_model_info(tmp_path: Any
     )
     with pytest.raises(ConfigError, match=r"model_info\.max_output_tokens.*positive whole number"):
         load_config(path)
+
+
+def test_the_reservation_s_one_pass_gives_the_rule_s_worst_case_and_cap() -> None:
+    """``reserve_now`` computes the worst case and the output cap in one pass (``_worst``): the
+    same figures as ``worst_case`` and ``output_cap`` for every shape of request and group."""
+    from lmgate.proxy.budgets import _nano_up
+
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hi é"}, image, image, audio]}]
+    requests = [
+        body(),
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},  # no max_tokens
+        {**body(50), "max_completion_tokens": 80},  # both: the larger
+        {**body(50), "max_completion_tokens": 20},
+        {**body(), "max_tokens": True},  # not a number of tokens
+        {**body(), "max_tokens": 0, "n": 3},
+        {**body(7), "n": 4, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        {**body(7), "n": True},
+        {"model": "m", "messages": messages, "max_tokens": 9},
+    ]
+    groups = [PRICES, (*PRICES, 50_000), (*PRICES, None), (1e-6, 0.0, None), (0.0, 0.0, None)]
+    for prices in groups:
+        e = Enforcer(MemoryCounters(), None, lambda group, p=prices: p)  # type: ignore[misc]
+        for data in requests:
+            expected = (_nano_up(e.worst_case(data, "m", "chat")), e.output_cap(data, "m", "chat"))
+            assert e._worst(data, "m", "chat", None, None) == expected, (prices, data)
+        # the other paths: an embedding, a legacy completion as sent, a deployment's own length
+        assert e._worst({"model": "m", "input": "abc"}, "m", "embedding", None, None) == (
+            _nano_up(e.worst_case({"model": "m", "input": "abc"}, "m", "embedding")),
+            0,
+        )
+        completion = {"model": "m", "prompt": ["a", "b"], "n": 2}
+        assert e._worst(body(), "m", "chat", completion, "completions") == (
+            _nano_up(e.worst_case(body(), "m", "chat", completion, "completions")),
+            e.output_cap(body(), "m", "chat", completion, "completions"),
+        )
+    own = Enforcer(MemoryCounters(), None, lambda group: (*PRICES, 100, {"max_tokens": 500}))
+    assert own._worst(body(10), "m", "chat", None, None) == (
+        _nano_up(own.worst_case(body(10), "m", "chat")),
+        0,
+    )
+
+
+async def test_a_reservation_is_admitted_at_once_in_memory_and_holds_nothing_until_redis_admits_it(
+    counters: Any,
+) -> None:
+    """``reserve_now`` admits in memory (no coroutine) when the counters can: always in this
+    process's memory, against this instance's slices with Redis. A reservation it could not
+    admit holds nothing: a refusal from ``admit`` leaves every counter as it was."""
+    e = enforcer(counters, Clock())
+    lim = limits(rpm=1, parallel=5, max_budget=1.0)
+    if isinstance(counters, MemoryCounters):
+        first = e.reserve_now(lim, body(), "m", "chat")
+        assert not first.admitted  # a budget window not started yet: admit seeds it
+        await e.admit(first)
+        assert first.admitted
+        e.settle_now(first, 0.0, None)
+        lim = limits(rpm=2, parallel=5, max_budget=1.0)  # a new key row: new checks
+        second = e.reserve_now(lim, body(), "m", "chat")
+        assert second.admitted  # in memory: taken at once
+        e.settle_now(second, 0.0, None)
+        third = e.reserve_now(lim, body(), "m", "chat")
+        assert not third.admitted  # rpm 2 of 2 taken this minute (the first request's row)
+        with pytest.raises(ProxyError):
+            await e.admit(third)
+        return
+    first = e.reserve_now(lim, body(), "m", "chat")
+    assert not first.admitted  # no slice yet: a round trip
+    await e.admit(first)
+    assert first.admitted
+    e.settle_now(first, 0.0, None)
+    second = e.reserve_now(lim, body(), "m", "chat")
+    assert not second.admitted  # rpm 1: the minute's one request is used, no slice to admit from
+    with pytest.raises(ProxyError) as caught:
+        await e.admit(second)
+    assert caught.value.status == 429
+    await counters.flush()
+    slot = await counters.client.hgetall("lmgate:limits:par:key:tok")
+    assert int(slot.get(b"H", 0)) == 0  # the refused reservation holds no parallel slot

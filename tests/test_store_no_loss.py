@@ -8,6 +8,7 @@ Also: the store is on by default (a config without callbacks), in the data direc
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import textwrap
 from pathlib import Path
@@ -138,6 +139,47 @@ def test_sigkill_then_restart_stores_every_call_once(tmp_path: Path, backend: di
             assert restarted.stop() == 0
         got = stored_ids(store)
         assert sorted(got) == sorted(made + more), f"{before} stored before the restart"
+        assert store.count() == CALLS + 10
+    finally:
+        store.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (Linux: /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def test_sigkill_of_the_worker_and_its_writer_then_restart_stores_every_call_once(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    """The writer child reads the spool the worker wrote (``spool_tail.py``): both killed at
+    once, mid-way, the restarted worker's new child writes what is left, once."""
+    config = write_config(tmp_path, backend["config"])
+    served = Served(config, tmp_path, env_for(tmp_path))
+    served.wait_ready()
+    made = send_calls(served)
+    store = backend["open"]()
+    try:
+        wait_for_count(store, 1, served)  # the writer child runs: it wrote a first batch
+        writers = children_of(served.proc.pid)
+        assert writers, "no writer child"
+        served.proc.send_signal(signal.SIGKILL)
+        for pid in writers:
+            os.kill(pid, signal.SIGKILL)
+        served.proc.wait(30)
+        served.stop()
+        restarted = Served(config, tmp_path, env_for(tmp_path))
+        restarted.wait_ready()
+        try:
+            wait_for_count(store, CALLS, restarted)
+            more = send_calls(restarted, 10)
+        finally:
+            assert restarted.stop() == 0
+        got = stored_ids(store)
+        assert sorted(got) == sorted(made + more)
         assert store.count() == CALLS + 10
     finally:
         store.close()

@@ -498,7 +498,7 @@ class PayloadOnly(Summaries):
 
 def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads(fake_provider):
     """A call whose only listeners read the standard logging payload (the store) keeps no copy
-    of the request it sent (``Plan.reads_request``), and its payload is the one a call with a
+    of the request it sent (``Plan.reads_request``) and no ``litellm_params``, and its payload is the one a call with a
     listener of the request gets, for every shape; with any other listener the request is kept."""
 
     def summaries(sink) -> list:
@@ -518,6 +518,9 @@ def test_calls_heard_only_by_payload_sinks_keep_no_request_and_the_same_payloads
     assert all(s.original_response is None for s in only)
     assert all(s.body_snapshot != (None, None) for s in kept)
     assert all(s.request_headers for s in kept[:-1])  # the mock's request has no headers
+    # nor a factory of the call's litellm_params (the payload does not read them); the others do
+    assert all(s.litellm_params_source == {} for s in only)
+    assert all(s.litellm_params["litellm_call_id"] == s.call_id for s in kept)
 
     def steady(summary) -> dict:
         payload = orjson.loads(summary.payload_json())
@@ -603,3 +606,106 @@ def test_the_process_writer_takes_facts_without_freezing_a_summary(tmp_path, fak
     assert logger.stats()["delivered"] == 2
     logger.close()
     assert open_store(str(tmp_path / "p.sqlite3")).count() == 2
+
+
+# The real writer, with every byte the serving process sends it copied to a file first.
+TAPPED = textwrap.dedent("""
+    import os, sys
+    from lmgate.loggers import store_process as w
+    tap = open(sys.argv[1], "ab", buffering=0)
+
+    class Tapped:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def read(self, n):
+            data = self.stream.read(n)
+            tap.write(data)
+            return data
+
+    stdin = Tapped(os.fdopen(0, "rb"))
+    raise SystemExit(w.serve(stdin, os.fdopen(1, "wb")))
+""")
+
+
+def test_with_the_write_ahead_spool_the_child_reads_the_records_from_the_spool_file(tmp_path, fake_provider):
+    """The serving process writes each record once, to the spool; the child reads the lines from
+    the file (``spool_tail.py``): no record crosses the pipe, and the rows are the thread
+    writer's, byte for byte."""
+    child = StoreLogger(
+        path=str(tmp_path / "process.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    child.exporter.command = [sys.executable, "-c", TAPPED, str(tmp_path / "tap")]
+    in_process = StoreLogger(path=str(tmp_path / "thread.sqlite3"), spool="off", writer="thread")
+    lmgate.callbacks = [child, in_process]
+    several_calls(fake_provider)
+    assert child.flush(30) and in_process.flush(30)
+    stats = child.stats()
+    assert stats["delivered"] == 9 and stats["dropped_total"] == 0 and stats["pending"] == 0
+    piped = (tmp_path / "tap").read_bytes()
+    assert b"hello writer" not in piped and b"lmgate.facts" not in piped  # only the lines' places
+    assert str(tmp_path / "spool").encode() in piped
+    theirs = sorted(rows_of(child), key=lambda r: r["call_id"])
+    assert theirs == sorted(rows_of(in_process), key=lambda r: r["call_id"]) and len(theirs) == 9
+    assert all(child.store.get(r["call_id"]) == in_process.store.get(r["call_id"]) for r in theirs)
+    # every line written is acknowledged: nothing is left for a next process to write again
+    child.close()
+    assert not [p for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
+
+
+def test_records_the_spool_cannot_take_are_kept_in_memory_and_written(tmp_path, fake_provider):
+    """A file-size limit on the serving process (not on its writer, started before it): the
+    spool's appends fail, the records are kept in memory and handed over the pipe; every call is
+    stored once and the failed appends are counted."""
+    db = tmp_path / "logs.sqlite3"
+    script = textwrap.dedent(f"""
+        import resource, signal
+        import lmgate
+        from lmgate.loggers.store import StoreLogger
+        logger = StoreLogger(path={str(db)!r}, spool_dir={str(tmp_path / "spool")!r}, writer="process")
+        lmgate.callbacks = [logger]
+        def call():
+            lmgate.completion(model="openai/gpt-4o-mini", api_base={fake_provider.base_url + "/v1"!r},
+                              api_key={KEY!r}, messages=[{{"role": "user", "content": "x" * 500}}])
+        call()
+        assert logger.flush(30)  # the writer runs now, without the limit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+        for _ in range(6):
+            call()
+        assert logger.flush(30)
+        stats = logger.stats()
+        assert stats["delivered"] == 7 and stats["dropped_total"] == 0, stats
+        assert stats["spool_write_failed"] >= 3, stats
+        print("OK")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr
+    from lmgate.store import open_store
+
+    assert open_store(str(db)).count() == 7
+
+
+def test_lines_of_many_spool_segments_are_each_written_once(tmp_path, fake_provider):
+    """Segments fill up and new ones start (a tiny segment size): the runs of lines the child is
+    sent span several files; every call is stored once, and the segments are all resolved."""
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    logger.processor.spool.segment_max_bytes = 3000  # a new segment every two or three records
+    lmgate.callbacks = [logger]
+
+    def call_id() -> str:
+        return lmgate.completion(**params(fake_provider))._hidden_params["litellm_call_id"]
+
+    ids = [call_id() for _ in range(5)]
+    assert logger.flush(30)
+    ids += [call_id() for _ in range(7)]
+    assert logger.flush(30)
+    stats = logger.stats()
+    assert stats["delivered"] == 12 and stats["pending"] == 0 and stats["batches"] >= 4
+    rows = rows_of(logger)
+    assert len(rows) == len({r["call_id"] for r in rows}) == 12
+    assert sorted(r["call_id"] for r in rows) == sorted(ids)
+    logger.close()
+    assert not [p for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]

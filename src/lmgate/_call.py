@@ -196,7 +196,9 @@ class Call:
                 provider=self.provider_name,
                 messages=payload,
                 optional_params=params,
-                litellm_params=_LitellmParamsSource(self),  # built lazily, off the caller's path
+                # built lazily, off the caller's path; never, for a call heard only by sinks of
+                # its payload (the store), which does not hold it
+                litellm_params=_LitellmParamsSource(self) if self.plan.reads_request else {},
                 metadata=self.metadata,
                 stream=self.stream,
                 user=params.get("user"),

@@ -86,13 +86,18 @@ class BatchLogger(CustomLogger):
         self.settings = settings
         self.name = name
         self.exporter = exporter
-        self.processor = BatchProcessor(exporter, settings, name=name)
+        self.processor = self._make_processor(exporter, settings, name)
         from .._callbacks.dispatch import get_dispatcher
 
         get_dispatcher().register_flushable(self, own_exit_flush=True)  # close_all() flushes us at exit
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    def _make_processor(self, exporter: Exporter, settings: BatchSettings, name: str) -> Any:
+        """The processor behind this logger (the store's writer process reads the spool itself:
+        ``StoreLogger`` makes a ``spool_tail.SpoolTailProcessor``)."""
+        return BatchProcessor(exporter, settings, name=name)
 
     # settings, as the attributes they always were
     _events = property(lambda self: self.settings.events)

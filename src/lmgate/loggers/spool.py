@@ -337,6 +337,21 @@ class Spool:
                 else:
                     segment.write_acks(_ranges(indices))
 
+    def ack_range(self, segment: Segment, first: int, last: int) -> None:
+        """``ack`` of lines ``first`` to ``last`` of one segment (a batch of consecutive lines:
+        ``spool_tail.py``), without a ref per line."""
+        with self._lock:
+            if segment.name not in self._segments:
+                if self._released.get(segment.name) is segment:  # delivered after close()
+                    segment.unresolved -= last - first + 1
+                    segment.ack_released([(first, last)])
+                return
+            segment.unresolved -= last - first + 1
+            if segment.unresolved <= 0 and not segment.active:
+                self._drop(segment)
+            else:
+                segment.write_acks([(first, last)])
+
     # ---- adopting what dead processes left ----
     def adopt(self, max_records: int, max_bytes: int) -> tuple[list[tuple[bytes, Ref]], bool]:
         """Records of segments no live process owns, oldest first; and whether some were left

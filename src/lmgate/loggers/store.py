@@ -156,6 +156,16 @@ class StoreLogger(BatchLogger):
         self.writer = writer
         super().__init__(exporter, **params)
 
+    def _make_processor(self, exporter: Any, settings: Any, name: str) -> Any:
+        """With the writer in a child process and the write-ahead spool, the child reads each
+        batch's records from the spool file: the serving process writes a record's line and
+        nothing else (``spool_tail.py``). Otherwise the batch processor, as every batch logger."""
+        if self.writer == "process" and settings.spool == "write_ahead" and settings.spool_dir:
+            from .spool_tail import SpoolTailProcessor
+
+            return SpoolTailProcessor(exporter, settings, name=name)
+        return super()._make_processor(exporter, settings, name)
+
     @property
     def store(self) -> Any:
         return self.exporter.store  # type: ignore[attr-defined]

@@ -16,8 +16,10 @@ that held the interpreter lock the event loop needs; in a child it runs on anoth
 The wire, both ways: frames of a 4-byte big-endian length and that many bytes. The parent's first
 frame is the store's settings as JSON (on the pipe, not the command line, where a URL's password
 would show in ``ps``); then each batch is one frame of records joined by ``\\n`` (a record is one
-line), answered by one frame: ``D`` when every record is delivered, else a JSON list of
-``[kind, reason]`` per record. The child exits when its stdin closes (the parent is gone or
+line), or, with the write-ahead spool, ``@`` and a JSON ``[path, first line, count]`` naming
+lines of a spool segment the child reads itself (``spool_tail.py``: the records then never cross
+the pipe); either is answered by one frame: ``D`` when every record is delivered, else a JSON
+list of ``[kind, reason]`` per record. The child exits when its stdin closes (the parent is gone or
 closed it); it ignores SIGINT and SIGTERM, which a terminal or a process-group kill sends to the
 whole group, so the parent's own exit flush can still go through it.
 """
@@ -39,6 +41,9 @@ from .writer_child import read_frame, run, write_frame
 logger = logging.getLogger("lmgate.loggers")
 
 _ALL_DELIVERED = b"D"
+# a frame that names spool lines instead of carrying records: LINES + JSON [path, first, count]
+# (a record frame starts with "{" or "[")
+LINES = b"@"
 # how long close() waits for the child to finish the batch it is writing and exit
 CLOSE_TIMEOUT_S = 10.0
 
@@ -111,7 +116,14 @@ class ProcessStoreExporter:
             proc.stdout.close()
 
     def export(self, batch: Batch) -> list[Outcome]:
-        n = len(batch.records)
+        return self._ask(b"\n".join(batch.records), len(batch.records))
+
+    def export_lines(self, path: str, first: int, count: int) -> list[Outcome]:
+        """Write ``count`` lines of the spool segment at ``path`` from line ``first`` (0-based):
+        the child reads them from the file (``spool_tail.py``: the records never cross the pipe)."""
+        return self._ask(LINES + orjson.dumps([path, first, count]), count)
+
+    def _ask(self, body: bytes, n: int) -> list[Outcome]:
         if self.store is None and self._opener is not None:
             try:
                 self.store = self._opener()
@@ -129,7 +141,7 @@ class ProcessStoreExporter:
                 if proc is None:
                     proc = self._proc = self._start()
                 assert proc.stdin is not None and proc.stdout is not None
-                write_frame(proc.stdin, b"\n".join(batch.records))
+                write_frame(proc.stdin, body)
                 answer = read_frame(proc.stdout)
                 if answer is None:
                     raise EOFError("the writer process exited without answering")
@@ -201,16 +213,63 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     # opened at the first batch (StoreExporter's opener): a server store that is down makes the
     # batch retried, answered as such, instead of killing the child
     exporter = StoreExporter(None, max_record_bytes=max_record_bytes, opener=opener)
+    lines = SpoolLines()
     try:
         while True:
             body = read_frame(stdin)
             if body is None:
                 return 0
-            records = body.split(b"\n") if body else []
+            if body[:1] == LINES:
+                path, first, count = orjson.loads(body[1:])
+                try:
+                    records = lines.read(path, first, count)
+                except OSError as error:  # EOFError too: lines not there, the serving process retries
+                    logger.warning("cannot read the spool lines asked for, will retry: %s", error)
+                    write_frame(stdout, _encode_outcomes([Outcome("retry", "spool_read")] * count))
+                    continue
+            else:
+                records = body.split(b"\n") if body else []
             outcomes = exporter.export(Batch(records, ""))
             write_frame(stdout, _encode_outcomes(outcomes))
     finally:
+        lines.close()
         exporter.close()
+
+
+class SpoolLines:
+    """Reads lines of a spool segment that the serving process wrote (each a whole line, in one
+    ``write()``, before it asks for them). Batches come in order, so the file stays open at the
+    next line; anything else (a retried batch, a new segment) reopens it and counts from the
+    start. One file open at a time: a segment the serving process deleted is let go."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._path: str | None = None
+        self._next = 0
+
+    def read(self, path: str, first: int, count: int) -> list[bytes]:
+        if self._file is None or path != self._path or first != self._next:
+            self.close()
+            self._file = open(path, "rb")  # noqa: SIM115 - kept open across batches
+            self._path, self._next = path, 0
+            while self._next < first:
+                if not self._file.readline().endswith(b"\n"):
+                    raise OSError(f"{path} has {self._next} lines, line {first} was asked for")
+                self._next += 1
+        out: list[bytes] = []
+        for _ in range(count):
+            line = self._file.readline()
+            if not line.endswith(b"\n"):
+                self.close()
+                raise OSError(f"{path}: line {first + len(out)} is not there (yet)")
+            out.append(line[:-1])
+        self._next = first + count
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def main() -> int:

@@ -92,6 +92,8 @@ class KeyLimits:
 
 @dataclass(slots=True)
 class Reservation:
+    # the ledger row's id when the call has none of its own (``Enforcer.request_id``: made
+    # only then, not for every request)
     request_id: str
     limits: KeyLimits
     checks: list[Check]
@@ -104,6 +106,8 @@ class Reservation:
     # the max_tokens the request must be sent with (it named none and a model that may answer
     # has no known maximum: ``DEFAULT_MAX_TOKENS`` was reserved); 0: sent as it is
     cap: int = 0
+    # taken by the counters (``reserve_now`` in memory, else ``admit``): until then nothing is held
+    admitted: bool = False
 
 
 def _duration(value: Any, name: str) -> float | None:
@@ -242,15 +246,42 @@ class Enforcer:
         sent: dict[str, Any] | None = None,
         api: str | None = None,
     ) -> Reservation:
-        """``customer``: the end user's row (``lmgate_customers``), whose budget is checked too.
+        """``reserve_now``, then ``admit`` when the counters could not admit it at once."""
+        res = self.reserve_now(limits, data, group, kind, end_user, customer, sent, api)
+        if not res.admitted:
+            await self.admit(res)
+        return res
+
+    def reserve_now(
+        self,
+        limits: KeyLimits,
+        data: dict[str, Any],
+        group: str,
+        kind: str,
+        end_user: str | None = None,
+        customer: dict[str, Any] | None = None,
+        sent: dict[str, Any] | None = None,
+        api: str | None = None,
+    ) -> Reservation:
+        """The request's reservation, admitted at once when the counters can without waiting
+        (in memory; with Redis, against this instance's slices): a reservation not ``admitted``
+        holds nothing until ``admit`` (which may refuse it) has run. Synchronous: the common
+        case costs no coroutine.
+
+        ``customer``: the end user's row (``lmgate_customers``), whose budget is checked too.
         ``sent``: the request as the client sent it on another API (``api``, a format's route),
         when ``data`` is its chat translation."""
         now = self.clock()
         scope = _end_user_scope(end_user, customer) if customer else None
-        budgeted = limits.budgeted or scope is not None
-        amount = _nano_up(self.worst_case(data, group, kind, sent, api)) if budgeted else 0
-        cap = self.output_cap(data, group, kind, sent, api) if budgeted else 0
-        checks, owners = self._checks(limits, now)
+        if limits.budgeted or scope is not None:
+            amount, cap = self._worst(data, group, kind, sent, api)
+        else:
+            amount = cap = 0
+        cached = self._templates.get(limits.token)  # ``_checks``' cache, inline: once a request
+        if cached is not None and cached[0] is limits and cached[2] <= now < cached[1]:
+            checks, owners = cached[3], cached[4]
+        else:
+            checks, owners = self._checks(limits, now)
         if scope is not None:  # per request, not cached with the key's
             start, end = window_of(scope, now)
             limit = _nano_down(scope.max_budget or 0.0)
@@ -259,24 +290,64 @@ class Enforcer:
                 Check("budget", f"bud:end_user:{scope.id}:{int(start)}", limit, end and end + 3600),
             ]
             owners = [*owners, scope]
-        res = Reservation(
-            f"{self._prefix}{next(self._ids)}", limits, checks, owners, now, group, end_user, amount, cap=cap
-        )
+        res = Reservation("", limits, checks, owners, now, group, end_user, amount, cap=cap)
         if not checks:
-            return res
+            res.admitted = True
+        else:
+            try:
+                res.admitted = self.counters.admit_now(checks, amount, now)
+            except Exception as error:
+                raise _unavailable(error) from None
+        return res
+
+    async def admit(self, res: Reservation) -> None:
+        """Take a reservation ``reserve_now`` could not admit at once: from Redis, after
+        starting a budget's window from the ledger when it must; or refuse it (``ProxyError``)."""
+        checks, owners, amount, now = res.checks, res.owners, res.reserved, res.started_at
         for _ in range(len(checks) + 1):  # each budget may need its window started once
             try:
                 refusal = await self.counters.admit(res.request_id, checks, amount, now)
             except Exception as error:
                 raise _unavailable(error) from None
             if refusal is None:
-                return res
+                res.admitted = True
+                return
             if not refusal.need_seed:
                 raise self._refused(checks[refusal.check], owners[refusal.check], refusal, amount, now)
             await self._seed(checks[refusal.check], owners[refusal.check], now)
         raise ProxyError(
             503, "the budget counters could not be started; try again", code="limits_unavailable"
         )
+
+    def _worst(
+        self, data: dict[str, Any], group: str, kind: str, asked: dict[str, Any] | None, api: str | None
+    ) -> tuple[int, int]:
+        """``worst_case`` in nano-dollars and ``output_cap``, in one pass for the common case:
+        a chat request (or another API's chat translation) to a group whose deployments set no
+        output length of their own. The same rule, the same figures (tests/test_limits.py holds
+        both paths to them): every budgeted request runs this."""
+        prices = self.prices(group)
+        if kind != "chat" or len(prices) > 3 or (api == "completions" and asked is not None):
+            return (
+                _nano_up(self.worst_case(data, group, kind, asked, api)),
+                self.output_cap(data, group, kind, asked, api),
+            )
+        get = data.get
+        sent = orjson.dumps([get("messages"), get("tools"), get("functions")])
+        input_tokens = len(sent) + IMAGE_TOKENS * (sent.count(b'"image_url"') + sent.count(b'"input_audio"'))
+        named = _asked_output(data)
+        most = prices[2] if len(prices) > 2 else None
+        out_price = prices[1]
+        if named is not None:
+            out, cap = named, 0
+        elif most:
+            out, cap = most, 0
+        else:  # no known maximum: the default is reserved and sent (unless output costs nothing)
+            out, cap = DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS if out_price else 0
+        n = get("n")
+        if n is not None and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            out *= n
+        return math.ceil((input_tokens * prices[0] + out * out_price) * NANO), cap
 
     def worst_case(
         self,
@@ -439,12 +510,18 @@ class Enforcer:
             return
         res.settled = True
         now = self.clock()
-        prompt, completion, total = _tokens(usage)
+        if isinstance(usage, dict):  # ``_tokens``, inline for the usual three ints
+            get = usage.get
+            prompt, completion, total = get("prompt_tokens"), get("completion_tokens"), get("total_tokens")
+            if type(prompt) is not int or type(completion) is not int or type(total) is not int or not total:
+                prompt, completion, total = _tokens(usage)
+        else:
+            prompt, completion, total = _tokens(usage)
         amount = cost if isinstance(cost, (int, float)) and cost > 0 else 0.0
         if res.checks:
             try:
                 self.counters.settle(
-                    res.request_id, res.checks, res.reserved, _nano_round(amount), total, now
+                    res.request_id, res.checks, res.reserved, round(amount * NANO), total, now
                 )
             except Exception as error:  # the ledger still gets the row: spend is never lost
                 self.settle_errors += 1
@@ -458,7 +535,7 @@ class Enforcer:
                     self.writer.watch(scope, window_of(scope, res.started_at)[0])
             self.writer.record(
                 {
-                    "request_id": request_id or res.request_id,
+                    "request_id": request_id or self.request_id(res),
                     "token": limits.token,
                     "team_id": limits.team_id,
                     "user_id": limits.user_id,
@@ -473,6 +550,13 @@ class Enforcer:
             )
 
     settle_soon = settle_now  # a stream's end (a synchronous callback)
+
+    def request_id(self, res: Reservation) -> str:
+        """The reservation's own id (its ledger row's when the call brought none): unique across
+        instances (a random prefix), cheap within one (a counter)."""
+        if not res.request_id:
+            res.request_id = f"{self._prefix}{next(self._ids)}"
+        return res.request_id
 
     async def drain(self) -> None:
         """Send the settlements still queued (shutdown)."""
@@ -497,12 +581,14 @@ def _asked_output(data: dict[str, Any]) -> int | None:
     """The output tokens a request names (``max_completion_tokens`` or ``max_tokens``), or None.
     When it names both, the larger: providers differ in which one they send (Anthropic's reads
     ``max_tokens`` first, Gemini's ``max_completion_tokens``), and a reservation must cover either."""
-    named = [
-        v
-        for v in (data.get("max_completion_tokens"), data.get("max_tokens"))
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0
-    ]
-    return max(named) if named else None
+    # every budgeted request reads it: no list, no generator; the usual request names one int
+    a, b = data.get("max_completion_tokens"), data.get("max_tokens")
+    if a is None and type(b) is int and b > 0:
+        return b
+    a = a if isinstance(a, int) and not isinstance(a, bool) and a > 0 else None
+    if isinstance(b, int) and not isinstance(b, bool) and b > 0 and (a is None or b > a):
+        return b
+    return a
 
 
 def cap_output(data: dict[str, Any], extra: dict[str, Any] | None, tokens: int) -> None:
@@ -550,19 +636,20 @@ def _tokens(usage: Any) -> tuple[int, int, int]:
     if usage is None:
         return 0, 0, 0
     if isinstance(usage, dict):
-        prompt, completion, total = (
-            usage.get("prompt_tokens"),
-            usage.get("completion_tokens"),
-            usage.get("total_tokens"),
-        )
+        get = usage.get
+        prompt, completion, total = get("prompt_tokens"), get("completion_tokens"), get("total_tokens")
     else:
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
         total = getattr(usage, "total_tokens", None)
-    # every request settles: no generator here (it cost as much as the counters' settlement)
-    prompt = int(prompt) if isinstance(prompt, (int, float)) else 0
-    completion = int(completion) if isinstance(completion, (int, float)) else 0
-    total = int(total) if isinstance(total, (int, float)) else 0
+    # every request settles: no generator here (it cost as much as the counters' settlement);
+    # the usual ints pass one identity test each
+    if type(prompt) is not int:
+        prompt = int(prompt) if isinstance(prompt, (int, float)) else 0
+    if type(completion) is not int:
+        completion = int(completion) if isinstance(completion, (int, float)) else 0
+    if type(total) is not int:
+        total = int(total) if isinstance(total, (int, float)) else 0
     return prompt, completion, total or prompt + completion
 
 

@@ -49,7 +49,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .limits import PREFIX, Check, Refusal
 
@@ -212,6 +212,7 @@ class Lease:
 
     __slots__ = (
         "head",
+        "name",
         "kind",
         "key",
         "limit",
@@ -227,6 +228,7 @@ class Lease:
     )
 
     def __init__(self, check: Check, now: float) -> None:
+        self.name = check.name
         self.kind = _KIND[check.kind]
         self.key = (PREFIX + check.name).encode()
         self.limit = check.limit
@@ -241,6 +243,16 @@ class Lease:
         self.count = 0  # requests that took them
         self.since = now
         self.until = 0.0  # when Redis drops our hold unless a sync renews it
+
+
+class _Bound(NamedTuple):
+    """A checks list's leases by what a request does to each (``RedisCounters``)."""
+
+    budgets: tuple[Lease, ...]  # the amount, from the free slice
+    counts: tuple[Lease, ...]  # rpm, parallel and tpm: room for one unit
+    rpms: tuple[Lease, ...]  # one unit taken and used
+    slots: tuple[Lease, ...]  # parallel: one unit taken, given back at settlement
+    tpms: tuple[Lease, ...]  # the tokens, at settlement
 
 
 # a batch's operations: (lease, report, keep) per lease operation; (leases, keys, args, amount,
@@ -271,7 +283,9 @@ class RedisCounters:
         self._sha = sha1(_BATCH.encode()).hexdigest().encode()
         self._seed = client.register_script(_SEED)
         self._leases: dict[str, Lease] = {}
-        self._lists: dict[int, tuple[Sequence[Check], list[Lease], bytes, int]] = {}
+        # id(checks) → (checks, their leases, the admission's spec, the generation, the leases
+        # by what a request does to each: ``_Bound``)
+        self._lists: dict[int, tuple[Sequence[Check], list[Lease], bytes, int, _Bound]] = {}
         self._generation = 0  # bumped when a lease is forgotten (the cached lists may name it)
         self._due: dict[str, Lease] = {}  # leases the next batch carries a lease operation for
         self._admits: list[tuple[list[Lease], int, bytes, asyncio.Future[Any]]] = []
@@ -314,28 +328,56 @@ class RedisCounters:
         spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks).encode()
         if len(self._lists) >= 10_000:
             self._lists.clear()
-        self._lists[id(checks)] = (checks, leases, spec, self._generation)
+        bound = _Bound(
+            tuple(x for x in leases if x.kind == "b"),
+            tuple(x for x in leases if x.kind != "b"),
+            tuple(x for x in leases if x.kind == "r"),
+            tuple(x for x in leases if x.kind == "p"),
+            tuple(x for x in leases if x.kind == "t"),
+        )
+        self._lists[id(checks)] = (checks, leases, spec, self._generation, bound)
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().call_later(SYNC_S, self._tick)
         return leases, spec
 
+    def admit_now(self, checks: Sequence[Check], amount: int, now: float) -> bool:
+        """Admitted against this instance's slices, in memory, when every check has room in
+        its lease's free slice (True); else nothing is taken and ``admit`` goes to Redis."""
+        cached = self._lists.get(id(checks))  # ``_of``, inline: once per request
+        if cached is None or cached[0] is not checks or cached[3] != self._generation:
+            self._of(checks, now)
+            cached = self._lists[id(checks)]
+        budgets, counts, rpms, slots, _ = cached[4]
+        for lease in budgets:
+            if now >= lease.until or lease.free < amount:
+                return False
+        for lease in counts:  # rpm and parallel take one unit; tpm needs a free slice above zero
+            if now >= lease.until or lease.free < 1:
+                return False
+        # every check has room: take it (tpm takes nothing: its settlement does)
+        for lease in budgets:
+            lease.free -= amount
+            lease.taken += amount
+            lease.unit = amount or 1
+            lease.count += 1
+        for lease in rpms:
+            lease.free -= 1
+            lease.used += 1
+            lease.taken += 1
+            lease.count += 1
+        for lease in slots:
+            lease.free -= 1
+            lease.taken += 1
+            lease.count += 1
+        self.local += 1
+        return True
+
     async def admit(
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None:
-        leases, spec = self._of(checks, now)
-        for lease in leases:  # every check has room in this instance's slice: no round trip
-            if now >= lease.until:
-                break
-            kind = lease.kind
-            if kind == "b":
-                if lease.free < amount:
-                    break
-            elif lease.free < 1:
-                break
-        else:
-            _take(leases, amount)
-            self.local += 1
+        if self.admit_now(checks, amount, now):
             return None
+        leases, spec = self._of(checks, now)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._admits.append((leases, amount, spec, future))
         for c, lease in zip(checks, leases, strict=True):
@@ -350,6 +392,35 @@ class RedisCounters:
     def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
+        cached = self._lists.get(id(checks))
+        if cached is None or cached[0] is not checks or cached[3] != self._generation:
+            self._settle_each(checks, reserved, cost, tokens, now)
+            return
+        # no lease was forgotten since the list was bound: its leases are the live ones
+        budgets, _, _, slots, tpms = cached[4]
+        short = False
+        for lease in budgets:
+            lease.free += reserved - cost
+            lease.used += cost
+            if lease.free < 0:
+                short = True
+        for lease in slots:
+            lease.free += 1
+        for lease in tpms:
+            lease.free -= tokens
+            lease.used += tokens
+            lease.taken += tokens
+            lease.unit = tokens or 1
+            lease.count += 1
+            if lease.free < 0:
+                short = True
+        if short:
+            self._report_short(cached[1])
+
+    def _settle_each(
+        self, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
+    ) -> None:
+        """``settle`` when a lease of the list may have been forgotten while its request ran."""
         for c in checks:
             lease = self._leases.get(c.name)
             if lease is None:
@@ -370,9 +441,14 @@ class RedisCounters:
                 lease.taken += tokens
                 lease.unit = tokens or 1
                 lease.count += 1
-            if lease.free < 0:  # used more than the slice held (tokens, a cost above its
-                # reservation): Redis must count it before the others admit more
-                self._due[c.name] = lease
+        self._report_short(self._leases.get(c.name) for c in checks)
+
+    def _report_short(self, leases: Any) -> None:
+        """Leases that used more than their slice held (tokens, a cost above its reservation):
+        Redis must count it before the others admit more."""
+        for lease in leases:
+            if lease is not None and lease.free < 0:
+                self._due[lease.name] = lease
                 self._schedule()
 
     # ---- batches ----
@@ -567,25 +643,6 @@ class RedisCounters:
         finally:
             self._conn.close()
             await self.client.aclose()
-
-
-def _take(leases: list[Lease], amount: int) -> None:
-    """An admission's units out of the free slices (tpm takes nothing: its settlement does)."""
-    for lease in leases:
-        kind = lease.kind
-        if kind == "b":
-            lease.free -= amount
-            lease.taken += amount
-            lease.unit = amount or 1
-        elif kind == "r":
-            lease.free -= 1
-            lease.used += 1
-            lease.taken += 1
-        elif kind == "p":
-            lease.free -= 1
-            lease.taken += 1
-        if kind != "t":
-            lease.count += 1
 
 
 def _took(leases: list[Lease], amount: int) -> None:

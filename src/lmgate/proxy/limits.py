@@ -66,6 +66,11 @@ class Counters(Protocol):
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
     ) -> Refusal | None: ...
 
+    def admit_now(self, checks: Sequence[Check], amount: int, now: float) -> bool:
+        """Admit without waiting when that can be decided here (True: taken); False: nothing
+        was taken, and ``admit`` decides (a refusal, a window to seed, a round trip)."""
+        ...
+
     def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None: ...
@@ -79,6 +84,9 @@ class _Plan(NamedTuple):
     """A checks list bound to its cells, by what a request does to each (``MemoryCounters``)."""
 
     tests: tuple[tuple[list[Any] | None, int, bool], ...]  # (cell, limit, is a budget) per check
+    counts: tuple[tuple[list[Any], int], ...]  # (cell, limit): rpm, tpm, parallel (full at limit)
+    budget_tests: tuple[tuple[list[Any], int], ...]  # (cell, limit): the seeded budgets
+    unseeded: bool  # a budget whose window has no cell yet: ``admit`` asks for a seed
     ones: tuple[list[Any], ...]  # rpm and parallel cells: one unit each at admission
     slots: tuple[list[Any], ...]  # parallel cells: the unit back at settlement
     tpms: tuple[list[Any], ...]  # tpm cells: the tokens at settlement
@@ -126,15 +134,22 @@ class MemoryCounters:
                 tpms.append(cell)
             elif kind == "budget":
                 budgets.append(cell)
-        plan = _Plan(tuple(tests), tuple(ones), tuple(slots), tuple(tpms), tuple(budgets))
+        plan = _Plan(
+            tuple(tests),
+            tuple((c, lim) for c, lim, budget in tests if not budget),  # type: ignore[misc]
+            tuple((c, lim) for c, lim, budget in tests if budget and c is not None),
+            any(budget and c is None for c, _, budget in tests),
+            tuple(ones),
+            tuple(slots),
+            tuple(tpms),
+            tuple(budgets),
+        )
         if len(self._plans) >= 10_000:
             self._plans.clear()
         self._plans[id(checks)] = (checks, plan, self._generation)
         return plan
 
-    async def admit(
-        self, request_id: str, checks: Sequence[Check], amount: int, now: float
-    ) -> Refusal | None:
+    def admit_now(self, checks: Sequence[Check], amount: int, now: float) -> bool:
         if now >= self._sweep_at:
             self._sweep(now)
         cached = self._plans.get(id(checks))  # ``_plan``, inline: once per request
@@ -142,18 +157,29 @@ class MemoryCounters:
             plan = cached[1]
         else:
             plan = self._plan(checks)
-        for cell, limit, budget in plan.tests:
-            if budget:
-                if cell is None or cell[0] >= limit or cell[0] + cell[1] + amount > limit:
-                    return self._refusal(plan, amount)
-            elif cell[0] >= limit:  # type: ignore[index]
-                return self._refusal(plan, amount)
-        for cell in plan.ones:  # everything fits: take it (no await between check and take)
+        _, counts, budget_tests, unseeded, ones, _, _, budgets = plan  # one unpacking, no lookups
+        for cell, limit in counts:
+            if cell[0] >= limit:
+                return False
+        if unseeded:
+            return False
+        for cell, limit in budget_tests:
+            spent = cell[0]
+            if spent >= limit or spent + cell[1] + amount > limit:
+                return False
+        for cell in ones:  # everything fits: take it (no await between check and take)
             cell[0] += 1
         if amount:
-            for cell in plan.budgets:
+            for cell in budgets:
                 cell[1] += amount
-        return None
+        return True
+
+    async def admit(
+        self, request_id: str, checks: Sequence[Check], amount: int, now: float
+    ) -> Refusal | None:
+        if self.admit_now(checks, amount, now):
+            return None
+        return self._refusal(self._plan(checks), amount)
 
     @staticmethod
     def _refusal(plan: _Plan, amount: int) -> Refusal:
@@ -172,14 +198,19 @@ class MemoryCounters:
     def settle(
         self, request_id: str, checks: Sequence[Check], reserved: int, cost: int, tokens: int, now: float
     ) -> None:
-        plan = self._plan(checks)
-        for cell in plan.slots:
+        cached = self._plans.get(id(checks))  # ``_plan``, inline: once per request
+        if cached is not None and cached[0] is checks and cached[2] == self._generation:
+            plan = cached[1]
+        else:
+            plan = self._plan(checks)
+        _, _, _, _, _, slots, tpms, budgets = plan
+        for cell in slots:
             cell[0] -= 1
         if tokens:
-            for cell in plan.tpms:
+            for cell in tpms:
                 cell[0] += tokens
         # a budget whose cell is gone (its window ended an hour ago) is not in the plan
-        for cell in plan.budgets:
+        for cell in budgets:
             cell[0] += cost
             cell[1] -= reserved
 

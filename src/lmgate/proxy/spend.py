@@ -65,15 +65,13 @@ JOURNAL_DIR = "spend-journal"
 
 
 class _Journal:
-    """One journal file, locked by its writer for as long as it lives."""
+    """One journal file, locked by its writer for as long as it lives (``SpendWriter.record``
+    appends each line with one ``os.write`` to ``fd``)."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / f"journal-{uuid.uuid4().hex}.jsonl"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def append(self, line: bytes) -> None:
-        os.write(self.fd, line)
 
     def close(self, delete: bool) -> None:
         if delete:
@@ -126,8 +124,8 @@ class SpendWriter:
     def record(self, row: dict[str, Any]) -> None:
         """A settled request's ledger row: journaled now, written to the database soon."""
         journal = self._journal
-        if journal is not None:
-            journal.append(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+        if journal is not None:  # ``_Journal.append``, inline: once a request
+            os.write(journal.fd, orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
         else:
             self._unjournaled = True
         self.pending.append(row)

@@ -66,11 +66,10 @@ class DatabaseKeyBackend:
         self.clock = clock
         self.monotonic = monotonic
         # token → (monotonic time the entry expires, the row or None for "no such key", its
-        # limits, its identity): the identity is built once per row and shared by the key's
+        # limits, its identity, whether the row lets every request in: not blocked, its team not
+        # blocked, no expiry): the identity is built once per row and shared by the key's
         # requests, as the master key's is (``UserAPIKeyAuth.for_request`` copies it for an end user)
-        self._cache: dict[
-            str, tuple[float, dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None]
-        ] = {}
+        self._cache: dict[str, _Entry] = {}
         self.redis: Any = None  # set by ``listen``: forget() then tells every instance
         self._pending: set[Any] = set()
         self.invalidations_received = 0
@@ -82,11 +81,15 @@ class DatabaseKeyBackend:
     async def authenticate(self, key: str | None, conn: HTTPConnection) -> UserAPIKeyAuth:
         if key is None:
             raise unauthorized(f"missing API key: send {KEY_FORMS}")
-        if hmac.compare_digest(key.encode(), self._master):
+        raw = key.encode()
+        if hmac.compare_digest(raw, self._master):
             return self._master_user
-        token = hashlib.sha256(key.encode()).hexdigest()
+        token = hashlib.sha256(raw).hexdigest()
         cached = self._cache.get(token)
         if cached is not None and cached[0] > self.monotonic():  # the common case, without a coroutine
+            if cached[4]:  # a key that can be neither blocked nor expired until its row is read again
+                conn.scope[LIMITS] = cached[2]
+                return cached[3]  # type: ignore[return-value]
             row, limits, user = cached[1], cached[2], cached[3]
         else:
             row, limits, user = await self._row(token)
@@ -204,12 +207,14 @@ class DatabaseKeyBackend:
         return entry[1], entry[2], entry[3]
 
 
-def _entry(
-    expires: float, row: dict[str, Any] | None
-) -> tuple[float, dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None]:
+_Entry = tuple[float, dict[str, Any] | None, KeyLimits | None, UserAPIKeyAuth | None, bool]
+
+
+def _entry(expires: float, row: dict[str, Any] | None) -> _Entry:
     if row is None:
-        return expires, None, None, None
-    return expires, row, key_limits(row), identity_of(row)
+        return expires, None, None, None, False
+    always = not row["blocked"] and not row.get("team_blocked") and row["expires_at"] is None
+    return expires, row, key_limits(row), identity_of(row), always
 
 
 def identity_of(row: dict[str, Any]) -> UserAPIKeyAuth:

@@ -229,7 +229,7 @@ class LLMRoutes:
                 limits = request.scope.get(LIMITS)
                 if limits is not None:
                     end_user = data.get("user")
-                    reservation = await self.enforcer.reserve(
+                    held = self.enforcer.reserve_now(  # no coroutine when admitted in memory
                         limits,
                         data,
                         group,
@@ -239,6 +239,9 @@ class LLMRoutes:
                         asked if fmt else None,
                         fmt.route if fmt else None,
                     )
+                    if not held.admitted:  # a round trip, a window to start, or a refusal
+                        await self.enforcer.admit(held)
+                    reservation = held  # given back below if the call fails: only once taken
                     if reservation.cap:  # no max_tokens, a model of unknown maximum: send what was reserved
                         cap_output(data, extra, reservation.cap)
             if kind == "chat" and data.get("stream"):
@@ -251,7 +254,7 @@ class LLMRoutes:
             release()
             if reservation is not None:  # the exact cost, as the logs carry it
                 hidden_now = getattr(result, "_hidden_params", None) or {}
-                await self.enforcer.settle(  # type: ignore[union-attr]
+                self.enforcer.settle_now(  # type: ignore[union-attr]
                     reservation,
                     hidden_now.get("response_cost"),
                     result.get("usage") if isinstance(result, dict) else getattr(result, "usage", None),
@@ -272,7 +275,7 @@ class LLMRoutes:
             return EncodedJSON(body, headers, after)
         except Exception as error:
             if reservation is not None and not reservation.settled:  # nothing billed: give it back
-                await self.enforcer.settle(reservation, None, None)  # type: ignore[union-attr]
+                self.enforcer.settle_now(reservation, None, None)  # type: ignore[union-attr]
             perr = await self._failed(hooks, data, error, user, failed_at.deployment_for(error))
             elapsed = time.perf_counter() - start
             metrics.observe(route, model, perr.status, elapsed)

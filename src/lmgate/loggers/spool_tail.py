@@ -1,0 +1,562 @@
+"""The store's processor when its writer is a child process and its spool is write-ahead: the
+serving process writes each record to the spool file and keeps nothing else of it.
+
+``BatchProcessor`` keeps every record twice: on disk (the write-ahead spool's line, for a
+SIGKILL) and in memory (its queue item), and its delivery thread hands each batch's bytes to the
+writer process over a pipe, then resolves its items one by one. With the store's writer in a
+child (``store_process.py``) the line on disk is enough: this processor remembers only *which*
+lines wait (runs of consecutive lines of a spool segment), and its delivery thread sends the
+child a run's place (the segment's path, its first line, how many), which the child reads from
+the file itself. Per call the serving process pays one ``write()`` and a counter; per batch one
+small frame; the records' bytes never cross the pipe (docs/store.md, "Cost", session 6).
+
+Everything else is the batch processor's contract (``processor.py``'s docstring), kept as it is:
+
+* ``stats()`` has the same keys and the same invariant (emitted = delivered + dropped + pending);
+* a batch is acknowledged in the spool (``.ack``) only once the child answered that it is
+  written; a child that dies, hangs up or answers nonsense makes the batch retried through a new
+  one (rows written already are not stored twice: ``call_id`` is the primary key);
+* ``flush`` waits for every record emitted before it; ``close`` flushes within its bound, then
+  what is left stays in the spool for the next process, which *adopts* it;
+* a record the spool cannot take (a full disk) is kept in memory and sent as bytes, like a
+  record adopted from a dead process's segment (``ProcessStoreExporter.export``), and counted in
+  ``spool_write_failed``; the number kept so is bounded by ``max_queue_records`` / ``bytes``.
+
+One delivery thread (the store's ``max_in_flight`` is 1), so batches are written in order and a
+record is resolved only after every record before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from .._callbacks.encoding import ENCODING_ERRORS_KEY
+from .._secrets import scrub
+from . import exit as exit_hooks
+from . import signals
+from .batch_settings import BatchSettings
+from .exporter import Batch, Outcome, as_outcomes
+from .processor import ship_wait
+from .spool import Ref, Segment, Spool, SpoolWriteError
+
+logger = logging.getLogger("lmgate.loggers")
+
+
+class _Run:
+    """Records waiting, in emission order: either ``count`` consecutive lines of ``segment`` from
+    line ``first`` (``records`` None), or records held in memory (``records``, with their spool
+    refs or None)."""
+
+    __slots__ = ("seq", "t", "segment", "first", "count", "records", "refs", "size")
+
+    def __init__(
+        self,
+        seq: int,
+        t: float,
+        segment: Segment | None,
+        first: int,
+        count: int,
+        records: list[bytes] | None = None,
+        refs: list[Ref | None] | None = None,
+    ) -> None:
+        self.seq = seq  # the sequence number of its first record
+        self.t = t  # when its first record was emitted
+        self.segment = segment
+        self.first = first
+        self.count = count
+        self.records = records
+        self.refs = refs
+        self.size = sum(len(r) for r in records) if records else 0
+
+
+class SpoolTailProcessor:
+    """A ``BatchProcessor`` for an exporter that reads spool lines itself (``export_lines``); see
+    the module docstring. ``settings.spool_dir`` must be set and ``settings.spool`` be
+    ``write_ahead``."""
+
+    def __init__(
+        self,
+        exporter: Any,
+        settings: BatchSettings,
+        *,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert settings.spool_dir is not None and settings.spool == "write_ahead"
+        self.exporter = exporter
+        self.settings = settings
+        self.name = name
+        self._clock = clock
+        self.spool: Spool = Spool(settings.spool_dir, fsync=settings.spool_fsync)
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._runs: deque[_Run] = deque()
+        self._last: _Run | None = None  # the run new lines extend while they follow it on disk
+        self._queued = 0  # records in self._runs
+        self._held = 0  # of them, held in memory (not on disk): bounded by max_queue_*
+        self._held_bytes = 0
+        self._inflight: _Run | None = None
+        self._seq = 0
+        self._flush_upto = 0
+        self._emitted = 0
+        self._delivered = 0
+        self._dropped: Counter[str] = Counter()
+        self._retried = 0
+        self._recovered = 0
+        self._spool_write_failed = 0
+        self._flagged = 0
+        self._spooled = 0
+        self._batches = 0
+        self._retrying = 0
+        self._closing = False
+        self._abort = threading.Event()
+        self._spool_backlog = False
+        self._failing: str | None = None
+        self._last_error: str | None = None
+        self._last_error_at: str | None = None
+        self._logged: set[str] = set()
+        self._left_at_close: set[int] = set()
+        self._recover()
+        self._thread = threading.Thread(target=self._run, name=f"lmgate-batch-{name}-w0", daemon=True)
+        self._thread.start()
+        exit_hooks.register(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def exit_timeout(self) -> float:
+        return self.settings.exit_timeout
+
+    def ship_now(self) -> None:
+        with self._lock:
+            if self._seq > self._flush_upto:
+                self._flush_upto = self._seq
+                self._work.notify()
+
+    # ---- producers ----
+    @signals.atomic
+    def enqueue(self, data: bytes, prepared: Any = None) -> None:
+        """Write one record (compact JSON) to the spool and remember its place; ``prepared`` is
+        not used (the child parses or builds every record)."""
+        with self._lock:
+            self._seq += 1
+            self._emitted += 1
+            try:
+                segment, index = self.spool.append_one(data)
+            except (SpoolWriteError, OSError, RuntimeError) as error:
+                self._spool_write_failed += 1
+                self._spool_trouble(error, getattr(error, "reason", "spool_error"))
+                if self._closing:
+                    self._dropped[getattr(error, "reason", "spool_error")] += 1
+                else:
+                    self._hold(data)
+                return
+            if self._closing:  # on disk: the next process writes it
+                self._spooled += 1
+                return
+            last = self._last
+            if last is not None and last.segment is segment and last.first + last.count == index:
+                last.count += 1
+            else:
+                self._last = last = _Run(self._seq, self._clock(), segment, index, 1)
+                self._runs.append(last)
+            self._queued += 1
+            if self._queued == self.settings.batch_size:
+                self._work.notify()
+
+    def _hold(self, data: bytes) -> None:
+        """Keep a record the spool could not take in memory (under self._lock), within the queue's
+        bounds: past them the oldest record held is dropped (``queue_full``), as the batch
+        processor does."""
+        run = _Run(self._seq, self._clock(), None, 0, 1, [data], [None])
+        self._runs.append(run)
+        self._last = None
+        self._queued += 1
+        self._held += 1
+        self._held_bytes += run.size
+        s = self.settings
+        while self._held > s.max_queue_records or self._held_bytes > s.max_queue_bytes:
+            old = next((r for r in self._runs if r.refs == [None]), None)
+            if old is None:
+                break
+            self._runs.remove(old)
+            self._queued -= 1
+            self._held -= 1
+            self._held_bytes -= old.size
+            self._dropped["queue_full"] += 1
+        if self._queued >= s.batch_size:
+            self._work.notify()
+
+    def count_unencodable(self, error: BaseException) -> None:
+        with self._lock:
+            self._emitted += 1
+            self._dropped["unencodable"] += 1
+            self._progress.notify_all()
+        self.log_once(
+            "unencodable",
+            f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
+            f"logged once): {type(error).__name__}: {error}",
+        )
+
+    def count_flagged(self) -> None:
+        with self._lock:
+            self._flagged += 1
+        self.log_once(
+            "flagged",
+            "a log record held values that cannot be encoded as JSON; they were replaced by "
+            f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
+            "counted in stats()['flagged'])",
+            logging.WARNING,
+        )
+
+    def _spool_trouble(self, error: BaseException, reason: str) -> None:
+        self.log_once(
+            "spool",
+            f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
+            "not on disk are kept in memory and still delivered while this process lives (counted in "
+            f"stats()['spool_write_failed']); at shutdown those that cannot be spooled are dropped as "
+            f"{reason!r}. Logged once.",
+        )
+
+    def log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            logger.log(level, "lmgate %s: %s", self.name, scrub(message))
+
+    # ---- the delivery thread ----
+    def _take(self) -> _Run | None:
+        """The next batch: the oldest run, cut to ``batch_size`` records; None when it is time to stop."""
+        s = self.settings
+        with self._lock:
+            while True:
+                if self._closing:
+                    return None
+                runs = self._runs
+                wait = (
+                    ship_wait(
+                        self._queued,
+                        runs[0].t,
+                        runs[0].seq,
+                        self._flush_upto,
+                        s.batch_size,
+                        s.flush_interval,
+                        self._clock(),
+                    )
+                    if runs
+                    else math.inf
+                )
+                if wait <= 0:
+                    break
+                self._work.wait(s.flush_interval if wait == math.inf else wait)
+            run = runs[0]
+            if run.count > s.batch_size:  # the rest stays first in line
+                if run.records is None:
+                    taken = _Run(run.seq, run.t, run.segment, run.first, s.batch_size)
+                else:
+                    taken = _Run(
+                        run.seq,
+                        run.t,
+                        None,
+                        0,
+                        s.batch_size,
+                        run.records[: s.batch_size],
+                        run.refs[: s.batch_size] if run.refs else None,
+                    )
+                    run.records = run.records[s.batch_size :]
+                    run.refs = run.refs[s.batch_size :] if run.refs else None
+                run.seq += s.batch_size
+                run.first += s.batch_size
+                run.count -= s.batch_size
+                run = taken
+            else:
+                runs.popleft()
+                if run is self._last:
+                    self._last = None
+            self._queued -= run.count
+            if run.records is not None and run.refs is not None:
+                held = sum(1 for ref in run.refs if ref is None)
+                self._held -= held
+                if held:
+                    self._held_bytes -= sum(
+                        len(r) for r, ref in zip(run.records, run.refs, strict=True) if ref is None
+                    )
+            self._inflight = run
+            return run
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            run = self._take()
+            if run is None:
+                return
+            try:
+                self._deliver(run)
+            except Exception as error:  # never let the thread die: records would pile up unseen
+                self.log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
+                self._resolve(run, 0, Counter({"worker_error": run.count}))
+            if self._spool_backlog:
+                self._recover()
+
+    def _export(self, run: _Run) -> list[Outcome]:
+        try:
+            if run.records is None:
+                assert run.segment is not None
+                result = self.exporter.export_lines(run.segment.path, run.first, run.count)
+            else:
+                result = self.exporter.export(Batch(run.records, ""))
+            return as_outcomes(result, run.count)
+        except Exception as error:  # noqa: BLE001 - an exporter's slip: the batch is retried
+            self.log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
+            return [Outcome("retry", "exporter_error")] * run.count
+
+    def _deliver(self, run: _Run) -> None:
+        attempt = 0
+        retrying = False
+        try:
+            while True:
+                outcomes = self._export(run)
+                retry = [o for o in outcomes if o.kind == "retry"]
+                if not retry:
+                    break
+                # a batch is written in one transaction: any retry means none of it is known to be
+                # written, so it goes again whole (a record refused for good is refused again)
+                reason = retry[0].reason or "retry"
+                self._note_state(reason, retrying)
+                give_up = self.settings.max_retries is not None and attempt >= self.settings.max_retries
+                with self._lock:
+                    self._retried += run.count
+                    if not retrying:
+                        retrying = True
+                        self._retrying += 1
+                if give_up:
+                    self._resolve(run, 0, Counter({"retries_exhausted": run.count}))
+                    return
+                after = max((o.retry_after_s or 0.0 for o in retry), default=0.0) or None
+                delay = self.settings.retry_policy.delay_s(min(attempt, 30), after)
+                attempt += 1
+                if not self._backoff(delay):
+                    return  # shutting down: close() counts the run as spooled
+            self._note_state(None, retrying)
+            drops: Counter[str] = Counter()
+            delivered = 0
+            for outcome in outcomes:
+                if outcome.kind == "delivered":
+                    delivered += 1
+                else:  # drop, or a split no smaller batch can help with here
+                    drops[outcome.reason or "rejected"] += 1
+            if drops:
+                for why in drops:
+                    self.log_once(
+                        f"refused-{why}",
+                        f"the writer refused a record ({why}); it was dropped and counted as {why!r} "
+                        "(logged once per reason)",
+                        logging.WARNING,
+                    )
+            self._resolve(run, delivered, drops)
+        finally:
+            if retrying:
+                with self._lock:
+                    self._retrying -= 1
+                    self._work.notify_all()
+
+    def _resolve(self, run: _Run, delivered: int, drops: Counter[str]) -> None:
+        with self._lock:
+            if self._inflight is run:
+                self._inflight = None
+            elif id(run) in self._left_at_close:  # counted as spooled by close(): written after all
+                self._spooled -= run.count
+            self._delivered += delivered
+            self._dropped.update(drops)
+            self._batches += 1
+            self._progress.notify_all()
+        try:
+            if run.records is None:
+                assert run.segment is not None
+                self.spool.ack_range(run.segment, run.first, run.first + run.count - 1)
+            elif run.refs is not None:
+                self.spool.ack(run.refs)
+        except OSError as error:
+            self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
+
+    def _backoff(self, delay: float) -> bool:
+        if self.settings.retry_policy.sleep is not time.sleep:
+            self.settings.retry_policy.sleep(delay)  # an injected clock (tests, virtual time)
+            return not self._abort.is_set()
+        return not self._abort.wait(delay)
+
+    def _note_state(self, reason: str | None, retrying: bool) -> None:
+        with self._lock:
+            previous = self._failing
+            self._failing = reason
+            if reason is not None:
+                self._last_error = reason
+                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if reason is not None and previous != reason:
+            logger.warning(
+                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
+            )
+        elif reason is None and previous is not None:
+            logger.info("lmgate %s: delivery recovered", self.name)
+
+    # ---- what earlier processes left ----
+    def _recover(self) -> None:
+        s = self.settings
+        if self._closing:
+            return
+        with self._lock:
+            room_records = s.max_queue_records - self._held
+            room_bytes = s.max_queue_bytes - self._held_bytes
+        if room_records <= s.max_queue_records // 2:
+            return
+        try:
+            found, more = self.spool.adopt(room_records, room_bytes)
+        except OSError as error:
+            self.log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
+            return
+        self._spool_backlog = more
+        if not found:
+            return
+        with self._lock:
+            if self._closing:
+                return
+            due = self._clock() - s.flush_interval
+            for start in range(0, len(found), s.batch_size):
+                part = found[start : start + s.batch_size]
+                self._runs.append(
+                    _Run(self._seq + 1, due, None, 0, len(part), [d for d, _ in part], [r for _, r in part])
+                )
+                self._seq += len(part)
+            self._last = None
+            self._queued += len(found)
+            self._emitted += len(found)
+            self._recovered += len(found)
+            self._work.notify()
+        logger.info(
+            "lmgate %s: %d spooled record(s) from an earlier process queued for delivery",
+            self.name,
+            len(found),
+        )
+
+    # ---- flushing and closing ----
+    def _idle_upto(self, seq: int) -> bool:
+        if self._inflight is not None and self._inflight.seq <= seq:
+            return False
+        return not (self._runs and self._runs[0].seq <= seq)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._seq
+            if target > self._flush_upto:
+                self._flush_upto = target
+                self._work.notify()
+            while not self._idle_upto(target):
+                if self._closing:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    @signals.atomic
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush within ``timeout`` (default: the exit bound), then stop; what is not written
+        stays in the spool for the next process. True when nothing was left."""
+        timeout = self.settings.exit_timeout if timeout is None else timeout
+        done = self.flush(timeout)
+        with self._lock:
+            if self._closing:
+                return done
+            self._closing = True
+            self._work.notify_all()
+            self._progress.notify_all()
+        self._abort.set()
+        # a batch still with the child gets the exporter's close bound to end (then the child is
+        # killed and the batch counts as not written); after that nothing resolves any more
+        try:
+            self.exporter.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at exit
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        with self._lock:
+            left = ([self._inflight] if self._inflight is not None else []) + list(self._runs)
+            self._left_at_close = {id(r) for r in left}
+            self._inflight = None
+            self._runs.clear()
+            self._queued = 0
+            count = sum(r.count for r in left)
+            held = [
+                data
+                for r in left
+                if r.records is not None and r.refs is not None
+                for data, ref in zip(r.records, r.refs, strict=True)
+                if ref is None
+            ]
+            lost, lost_as = 0, "shutdown"
+            if held:
+                try:
+                    self.spool.append(held, sync=True)
+                except SpoolWriteError as error:
+                    lost, lost_as = len(held) - len(error.refs), error.reason
+                    self._spool_trouble(error, error.reason)
+                except (OSError, RuntimeError) as error:
+                    lost, lost_as = len(held), "spool_error"
+                    self._spool_trouble(error, lost_as)
+            self._spooled += count - lost
+            if lost:
+                self._dropped[lost_as] += lost
+        if count:
+            logger.warning(
+                "lmgate %s: %d record(s) not delivered at shutdown; %s",
+                self.name,
+                count,
+                f"spooled to {self.spool.directory} for the next process"
+                if not lost
+                else f"{count - lost} spooled to {self.spool.directory}, {lost} dropped as {lost_as!r}",
+            )
+        self.spool.close()
+        exit_hooks.unregister(self)
+        return done and not count
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since start: emitted = delivered + dropped + pending at every moment."""
+        with self._lock:
+            inflight = self._inflight.count if self._inflight is not None else 0
+            dropped = dict(self._dropped)
+            return {
+                "emitted": self._emitted,
+                "delivered": self._delivered,
+                "dropped": dropped,
+                "dropped_total": sum(dropped.values()),
+                "retried": self._retried,
+                "pending": self._queued + inflight + self._spooled,
+                "queued": self._queued,
+                "in_flight": inflight,
+                "in_flight_batches": 1 if inflight else 0,
+                "retrying_batches": self._retrying,
+                "queued_bytes": self._held_bytes,
+                "spooled": self._spooled,
+                "recovered": self._recovered,
+                "flagged": self._flagged,
+                "splits": 0,
+                "spool_write_failed": self._spool_write_failed,
+                "batches": self._batches,
+                "closed": self._closing,
+                "healthy": not self._retrying,
+                "failing": self._failing,
+                "last_error": self._last_error,
+                "last_error_at": self._last_error_at,
+            }
+
+
+__all__ = ["SpoolTailProcessor"]
