@@ -549,3 +549,110 @@ def test_a_held_head_keeps_every_byte_in_order() -> None:
     assert t.calls == [("write", sized), ("close", b"")]
     held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n")  # only a cycle's first write is its head
     assert t.calls[-1] == ("write", b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n")
+
+
+# ---- pipelined requests (review, session 6) ----
+def _read_answers(sock: socket.socket, methods: list[str]) -> list[tuple[int, dict[str, str], bytes]]:
+    """The answers to ``methods`` pipelined on ``sock``, in order (by content-length; a HEAD's has no body)."""
+    data, out = b"", []
+    for method in methods:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before the answer to {method} #{len(out) + 1}: {out}"
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        status, headers, _ = parse(head + b"\r\n\r\n")
+        if status == 100:  # an Expect: 100-continue's interim answer; its answer follows
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after the 100 Continue of {method} #{len(out) + 1}"
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            status, headers, _ = parse(head + b"\r\n\r\n")
+        size = 0 if method == "HEAD" else int(headers["content-length"])
+        while len(data) < size:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed in the body of the answer to {method} #{len(out) + 1}"
+            data += chunk
+        out.append((status, headers, data[:size]))
+        data = data[size:]
+    return out
+
+
+def test_pipelined_requests_in_one_segment_are_each_answered_in_order(server: Served) -> None:
+    """Several requests sent in one write (HEAD, a sized body, a large one, 100-continue, a 404)
+    get their answers in order, each whole: a held head never joins another request's body."""
+    chat = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    big = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "x" * 100_000}]})
+
+    def post(body: bytes, extra: bytes = b"") -> bytes:
+        return (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + extra
+            + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    sent = [
+        (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", "GET"),
+        (b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD"),
+        (post(chat), "POST"),
+        (post(big), "POST"),
+        (b"GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n", "GET"),
+        (post(chat, b"Expect: 100-continue\r\n"), "POST"),
+    ]
+    with connect(server) as sock:
+        sock.sendall(b"".join(raw for raw, _ in sent))
+        answers = _read_answers(sock, [m for _, m in sent])
+    statuses = [status for status, _, _ in answers]
+    assert statuses[0] == 200 and statuses[2:5] == [200, 200, 404], statuses
+    assert orjson.loads(answers[2][2])["choices"][0]["message"]["content"] == "hello"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_pipelined_request_in_progress_is_not_taken_for_idle(
+    tmp_path: Path, fake_provider: Any, protocol: str
+) -> None:
+    """Two requests pipelined on one connection: once the first is answered, the second is still
+    in progress, so the connection is busy: at the connection cap a new connection is turned away
+    (503), not served by closing this one and losing the second answer (httptools did)."""
+    import threading
+
+    from fakes import Reply
+
+    release = threading.Event()
+    fake_provider.enqueue(Reply(delay_event=release))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        model_list:
+          - model_name: fast
+            litellm_params: {{model: openai/gpt-4o-mini, api_base: {fake_provider.base_url}/v1, api_key: sk-x}}
+        general_settings:
+          max_connections: 1
+          request_header_timeout_s: 60
+          request_body_timeout_s: 60
+        """)
+    )
+    served = Served(path, tmp_path, args=["--http", protocol])
+    try:
+        served.wait_ready()
+        chat = orjson.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+        with connect(served) as busy:
+            busy.sendall(
+                b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(chat), chat)
+            )
+            try:
+                assert fake_provider.wait_for_requests(1, timeout=WAIT_S)  # the second is in progress
+                with connect(served) as other:
+                    other.sendall(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    turned_away, _, _ = parse(read_until_closed(other))
+            finally:
+                release.set()
+            answers = _read_answers(busy, ["GET", "POST"])
+        assert [status for status, _, _ in answers] == [200, 200]
+        assert turned_away == 503
+    finally:
+        release.set()
+        served.stop()

@@ -709,3 +709,29 @@ def test_lines_of_many_spool_segments_are_each_written_once(tmp_path, fake_provi
     assert sorted(r["call_id"] for r in rows) == sorted(ids)
     logger.close()
     assert not [p for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
+
+
+def test_a_damaged_spool_line_that_starts_like_a_lines_frame_is_dropped_alone(tmp_path):
+    """A dead process's spool segment, adopted: a damaged line that happens to start with "@" (the
+    first byte of a frame naming spool lines) is one record the writer drops with its reason; the
+    good record beside it is stored (the child once took the batch for a lines frame, died on it,
+    and the batch was retried until given up: the good record lost with it)."""
+    good = facts_record_of_one_call(tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "00000000000000000001-1-0badf00d.wal").write_bytes(b"@damaged\n" + good + b"\n")
+    logger = StoreLogger(
+        path=str(tmp_path / "logs.sqlite3"),
+        spool_dir=str(spool),
+        writer="process",
+        retry_policy=FAST,
+        max_retries=2,
+    )
+    try:
+        assert logger.flush(30)
+        stats = logger.stats()
+        assert stats["recovered"] == 2 and stats["delivered"] == 1 and stats["retried"] == 0, stats
+        assert sum(stats["dropped"].values()) == 1 and len(rows_of(logger)) == 1, stats
+    finally:
+        logger.close(5)
+    assert not any(p.suffix == ".wal" for p in spool.iterdir())  # both lines resolved

@@ -52,12 +52,11 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._callbacks.encoding import ENCODING_ERRORS_KEY
-from .._secrets import scrub
 from . import exit as exit_hooks
 from . import signals
 from .batch_settings import BatchSettings
 from .exporter import Batch, Exporter, Outcome, as_outcomes
+from .processor_common import ProcessorCommon
 from .spool import Ref, Spool, SpoolWriteError
 
 logger = logging.getLogger("lmgate.loggers")
@@ -101,7 +100,7 @@ class _Item:
         self.closed_as: str | None = None
 
 
-class BatchProcessor:
+class BatchProcessor(ProcessorCommon):
     """Queues encoded records and ships them in batches through ``exporter`` (see the module
     docstring). ``clock`` is the monotonic clock the batching decision reads (injected in tests).
     ``name`` names the threads and the log lines."""
@@ -163,21 +162,6 @@ class BatchProcessor:
             thread.start()
         exit_hooks.register(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    @property
-    def exit_timeout(self) -> float:
-        return self.settings.exit_timeout
-
-    def ship_now(self) -> None:
-        """Ship what is queued now, without waiting for it (``flush`` waits)."""
-        with self._lock:
-            if self._seq > self._flush_upto:
-                self._flush_upto = self._seq
-                self._work.notify()
-
     # ---- producers ----
     def enqueue(self, data: bytes, prepared: Any = None) -> None:
         """Queue one record already encoded as compact JSON. Never blocks on I/O (except the
@@ -187,29 +171,6 @@ class BatchProcessor:
             self._enqueue(data, prepared)
         else:
             self._enqueue_locked(data, None, None, prepared)
-
-    def count_unencodable(self, error: BaseException) -> None:
-        """A record that could not be built or encoded at all: emitted and dropped, said once."""
-        with self._lock:
-            self._emitted += 1
-            self._dropped["unencodable"] += 1
-            self._progress.notify_all()
-        self.log_once(
-            "unencodable",
-            f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
-            f"logged once): {type(error).__name__}: {error}",
-        )
-
-    def count_flagged(self) -> None:
-        with self._lock:
-            self._flagged += 1
-        self.log_once(
-            "flagged",
-            "a log record held values that cannot be encoded as JSON; they were replaced by "
-            f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
-            "counted in stats()['flagged'])",
-            logging.WARNING,
-        )
 
     @signals.atomic
     def _enqueue(self, data: bytes, prepared: Any = None) -> None:
@@ -267,17 +228,6 @@ class BatchProcessor:
         except (OSError, RuntimeError) as error:
             self._spool_trouble(error, "spool_error")
             return None, "spool_error"
-
-    def _spool_trouble(self, error: BaseException, reason: str) -> None:
-        """Said once per logger: every record it concerns is counted in stats()."""
-        assert self.spool is not None
-        self.log_once(
-            "spool",
-            f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
-            "not on disk are kept in memory and still delivered while this process lives (counted in "
-            f"stats()['spool_write_failed']); at shutdown those that cannot be spooled are dropped as "
-            f"{reason!r}. Logged once.",
-        )
 
     # ---- the worker ----
     def _take(self) -> tuple[int, list[_Item]] | None:
@@ -486,37 +436,6 @@ class BatchProcessor:
             except OSError as error:
                 self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
-    def _backoff(self, delay: float) -> bool:
-        """Wait ``delay`` seconds before a retry; False when shutdown cut the wait short."""
-        if self.settings.retry_policy.sleep is not time.sleep:
-            self.settings.retry_policy.sleep(delay)  # an injected clock (tests, virtual time)
-            return not self._abort.is_set()
-        return not self._abort.wait(delay)
-
-    def _note_state(self, reason: str | None, retrying: bool) -> None:
-        """Log when deliveries start failing and when they recover; not on every retry."""
-        with self._lock:  # several threads report; each change of state is logged once
-            previous = self._failing
-            others_failing = self._retrying - (1 if retrying else 0) > 0
-            if reason is None and others_failing:
-                return  # one batch got through while others still retry: not recovered yet
-            self._failing = reason
-            if reason is not None:
-                self._last_error = reason
-                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if reason is not None and previous != reason:
-            logger.warning(
-                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
-            )
-        elif reason is None and previous is not None:
-            logger.info("lmgate %s: delivery recovered", self.name)
-
-    def log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
-        """Log ``message`` (secrets masked) the first time a problem of this ``kind`` is seen."""
-        if kind not in self._logged:
-            self._logged.add(kind)
-            logger.log(level, "lmgate %s: %s", self.name, scrub(message))
-
     # ---- recovery of what earlier processes spooled ----
     def _recover(self) -> None:
         if self.spool is None or self._closing:
@@ -557,23 +476,6 @@ class BatchProcessor:
         if any(items[0].seq <= seq for items in self._inflight.values()):
             return False
         return not (self._queue and self._queue[0].seq <= seq)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every record queued so far; True when they are all resolved within ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            target = self._seq
-            if target > self._flush_upto:
-                self._flush_upto = target
-                self._work.notify()
-            while not self._idle_upto(target):
-                if self._closing:
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
-            return True
 
     @signals.atomic
     def close(self, timeout: float | None = None) -> bool:
@@ -641,34 +543,13 @@ class BatchProcessor:
     def stats(self) -> dict[str, Any]:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
         with self._lock:
-            queued = len(self._queue)
-            inflight = sum(len(items) for items in self._inflight.values())
-            dropped = dict(self._dropped)
-            return {
-                "emitted": self._emitted,
-                "delivered": self._delivered,
-                "dropped": dropped,
-                "dropped_total": sum(dropped.values()),
-                "retried": self._retried,
-                "pending": queued + inflight + self._spooled,
-                "queued": queued,
-                "in_flight": inflight,
-                "in_flight_batches": len(self._inflight),
-                "retrying_batches": self._retrying,
-                "queued_bytes": self._queued_bytes,
-                "spooled": self._spooled,
-                "recovered": self._recovered,
-                "flagged": self._flagged,
-                "splits": self._splits,
-                "spool_write_failed": self._spool_write_failed,
-                "batches": self._batches,
-                "closed": self._closing,
-                # readiness shows a logger whose receiver keeps failing as unhealthy
-                "healthy": not self._retrying,
-                "failing": self._failing,
-                "last_error": self._last_error,
-                "last_error_at": self._last_error_at,
-            }
+            return self._stats(
+                len(self._queue),
+                sum(len(items) for items in self._inflight.values()),
+                len(self._inflight),
+                self._queued_bytes,
+                self._splits,
+            )
 
 
 def _halves(refused: list[tuple[_Item, int, str]], key: str) -> list[tuple[list[_Item], list[int], str]]:

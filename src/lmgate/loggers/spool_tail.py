@@ -36,13 +36,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from .._callbacks.encoding import ENCODING_ERRORS_KEY
-from .._secrets import scrub
 from . import exit as exit_hooks
 from . import signals
 from .batch_settings import BatchSettings
 from .exporter import Batch, Outcome, as_outcomes
 from .processor import ship_wait
+from .processor_common import ProcessorCommon
 from .spool import Ref, Segment, Spool, SpoolWriteError
 
 logger = logging.getLogger("lmgate.loggers")
@@ -75,7 +74,7 @@ class _Run:
         self.size = sum(len(r) for r in records) if records else 0
 
 
-class SpoolTailProcessor:
+class SpoolTailProcessor(ProcessorCommon):
     """A ``BatchProcessor`` for an exporter that reads spool lines itself (``export_lines``); see
     the module docstring. ``settings.spool_dir`` must be set and ``settings.spool`` be
     ``write_ahead``."""
@@ -127,20 +126,6 @@ class SpoolTailProcessor:
         self._thread = threading.Thread(target=self._run, name=f"lmgate-batch-{name}-w0", daemon=True)
         self._thread.start()
         exit_hooks.register(self)
-
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    @property
-    def exit_timeout(self) -> float:
-        return self.settings.exit_timeout
-
-    def ship_now(self) -> None:
-        with self._lock:
-            if self._seq > self._flush_upto:
-                self._flush_upto = self._seq
-                self._work.notify()
 
     # ---- producers ----
     @signals.atomic
@@ -195,42 +180,6 @@ class SpoolTailProcessor:
             self._dropped["queue_full"] += 1
         if self._queued >= s.batch_size:
             self._work.notify()
-
-    def count_unencodable(self, error: BaseException) -> None:
-        with self._lock:
-            self._emitted += 1
-            self._dropped["unencodable"] += 1
-            self._progress.notify_all()
-        self.log_once(
-            "unencodable",
-            f"a log record could not be built or encoded and was dropped (counted as 'unencodable'; "
-            f"logged once): {type(error).__name__}: {error}",
-        )
-
-    def count_flagged(self) -> None:
-        with self._lock:
-            self._flagged += 1
-        self.log_once(
-            "flagged",
-            "a log record held values that cannot be encoded as JSON; they were replaced by "
-            f"'<unencodable: ...>' and named in metadata.{ENCODING_ERRORS_KEY} (logged once; "
-            "counted in stats()['flagged'])",
-            logging.WARNING,
-        )
-
-    def _spool_trouble(self, error: BaseException, reason: str) -> None:
-        self.log_once(
-            "spool",
-            f"cannot write to the spool {self.spool.directory} ({reason}): {error}; records that are "
-            "not on disk are kept in memory and still delivered while this process lives (counted in "
-            f"stats()['spool_write_failed']); at shutdown those that cannot be spooled are dropped as "
-            f"{reason!r}. Logged once.",
-        )
-
-    def log_once(self, kind: str, message: str, level: int = logging.ERROR) -> None:
-        if kind not in self._logged:
-            self._logged.add(kind)
-            logger.log(level, "lmgate %s: %s", self.name, scrub(message))
 
     # ---- the delivery thread ----
     def _take(self) -> _Run | None:
@@ -386,26 +335,6 @@ class SpoolTailProcessor:
         except OSError as error:
             self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
-    def _backoff(self, delay: float) -> bool:
-        if self.settings.retry_policy.sleep is not time.sleep:
-            self.settings.retry_policy.sleep(delay)  # an injected clock (tests, virtual time)
-            return not self._abort.is_set()
-        return not self._abort.wait(delay)
-
-    def _note_state(self, reason: str | None, retrying: bool) -> None:
-        with self._lock:
-            previous = self._failing
-            self._failing = reason
-            if reason is not None:
-                self._last_error = reason
-                self._last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if reason is not None and previous != reason:
-            logger.warning(
-                "lmgate %s: delivery failing (%s); records are kept and retried", self.name, reason
-            )
-        elif reason is None and previous is not None:
-            logger.info("lmgate %s: delivery recovered", self.name)
-
     # ---- what earlier processes left ----
     def _recover(self) -> None:
         s = self.settings
@@ -450,22 +379,6 @@ class SpoolTailProcessor:
         if self._inflight is not None and self._inflight.seq <= seq:
             return False
         return not (self._runs and self._runs[0].seq <= seq)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            target = self._seq
-            if target > self._flush_upto:
-                self._flush_upto = target
-                self._work.notify()
-            while not self._idle_upto(target):
-                if self._closing:
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
-            return True
 
     @signals.atomic
     def close(self, timeout: float | None = None) -> bool:
@@ -532,31 +445,7 @@ class SpoolTailProcessor:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
         with self._lock:
             inflight = self._inflight.count if self._inflight is not None else 0
-            dropped = dict(self._dropped)
-            return {
-                "emitted": self._emitted,
-                "delivered": self._delivered,
-                "dropped": dropped,
-                "dropped_total": sum(dropped.values()),
-                "retried": self._retried,
-                "pending": self._queued + inflight + self._spooled,
-                "queued": self._queued,
-                "in_flight": inflight,
-                "in_flight_batches": 1 if inflight else 0,
-                "retrying_batches": self._retrying,
-                "queued_bytes": self._held_bytes,
-                "spooled": self._spooled,
-                "recovered": self._recovered,
-                "flagged": self._flagged,
-                "splits": 0,
-                "spool_write_failed": self._spool_write_failed,
-                "batches": self._batches,
-                "closed": self._closing,
-                "healthy": not self._retrying,
-                "failing": self._failing,
-                "last_error": self._last_error,
-                "last_error_at": self._last_error_at,
-            }
+            return self._stats(self._queued, inflight, 1 if inflight else 0, self._held_bytes, 0)
 
 
 __all__ = ["SpoolTailProcessor"]

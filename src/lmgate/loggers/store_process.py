@@ -219,10 +219,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             body = read_frame(stdin)
             if body is None:
                 return 0
-            if body[:1] == LINES:
-                path, first, count = orjson.loads(body[1:])
+            asked = _lines_asked(body)
+            if asked is not None:
+                count = asked[2]
                 try:
-                    records = lines.read(path, first, count)
+                    records = lines.read(*asked)
                 except OSError as error:  # EOFError too: lines not there, the serving process retries
                     logger.warning("cannot read the spool lines asked for, will retry: %s", error)
                     write_frame(stdout, _encode_outcomes([Outcome("retry", "spool_read")] * count))
@@ -234,6 +235,21 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     finally:
         lines.close()
         exporter.close()
+
+
+def _lines_asked(body: bytes) -> tuple[str, int, int] | None:
+    """A lines frame's ``[path, first, count]``; None for a frame of records, whose first may
+    start with "@" too (a damaged spool line adopted from a dead process's segment): the writer
+    drops that record with its reason instead of dying on it."""
+    if body[:1] != LINES or b"\n" in body:
+        return None
+    try:
+        path, first, count = orjson.loads(body[1:])
+    except (ValueError, TypeError):
+        return None
+    if isinstance(path, str) and type(first) is int and type(count) is int:
+        return path, first, count
+    return None
 
 
 class SpoolLines:

@@ -412,7 +412,10 @@ def _httptools_protocol() -> type[Any] | None:
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
-            self._guard_response_complete()
+            # with pipelined requests queued, this answer is an earlier request's: the guard's
+            # state is the last parsed request's, still to be answered (not idle, not evictable)
+            if not self.pipeline:
+                self._guard_response_complete()
             super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
