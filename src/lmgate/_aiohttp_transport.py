@@ -198,7 +198,13 @@ class AioResponse:
             raise _mapped(error) from error
 
     async def aclose(self) -> None:
-        self._response.release()  # the connection goes back to the pool if the body was read to its end
+        response = self._response
+        if response.connection is None and response.closed:
+            # read to its end (``aread``): aiohttp closed the response and gave the connection back
+            # to the pool at the body's end; ``release`` would only mark a stream nobody reads
+            # again (issue 18: one step fewer per answer)
+            return
+        response.release()  # the connection goes back to the pool if the body was read to its end
 
 
 @functools.lru_cache(maxsize=256)

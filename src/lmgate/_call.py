@@ -127,6 +127,19 @@ class Call:
     # cache. A class default, not an instance attribute set in __init__: a Call already holds 29,
     # and past CPython's 30 shared-key attributes every attribute access of every call slows down
     cache_state: Any = None
+    # what ``prepare`` and the attempt loop set later start as class defaults, not as nine stores
+    # in every call's __init__ (issue 18: a call is made per forwarded request); each is
+    # immutable, and an assignment makes it the instance's own
+    provider: Provider | None = None  # the provider the model resolved to (None: a mock of an unknown model)
+    wire: Provider | None = None  # the one requests are built for: the provider, or the mock's
+    endpoint: Endpoint | None = None
+    token_source: TokenSource | None = None  # vertex: OAuth tokens the attempt loop asks for
+    # this call's secrets (its key, what its api_base holds), masked wherever its data leaves it
+    secrets: tuple[str, ...] = ()
+    shown_api_base: str | None = None  # api_base with its password and secret query values masked
+    finished = False
+    cache_hit = False
+    stream_started = False
 
     def __init__(
         self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool
@@ -155,17 +168,8 @@ class Call:
         if mock is None and (control.get("mock_tool_calls") or control.get("mock_timeout")):
             mock = _mock.MOCK_DEFAULT_TEXT  # mock_tool_calls or mock_timeout alone: the reference's text
         self.mock = mock
-        self.provider: Provider | None = (
-            None  # the provider the model resolved to (None: a mock of an unknown model)
-        )
-        self.wire: Provider | None = None  # the one requests are built for: the provider, or the mock's
         self.provider_name = control.get("custom_llm_provider") or "unknown"
         self.model_name = model
-        self.endpoint: Endpoint | None = None
-        self.token_source: TokenSource | None = None  # vertex: OAuth tokens the attempt loop asks for
-        # this call's secrets (its key, what its api_base holds), masked wherever its data leaves it
-        self.secrets: tuple[str, ...] = ()
-        self.shown_api_base: str | None = None  # api_base with its password and secret query values masked
         self.policy: RetryPolicy = (
             control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
         )
@@ -174,9 +178,6 @@ class Call:
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
         self.response_headers: dict[str, str] = {}
         self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
-        self.finished = False
-        self.cache_hit = False
-        self.stream_started = False
         call_lists = (
             None
             if control.keys().isdisjoint(_CALL_LIST_NAMES)
