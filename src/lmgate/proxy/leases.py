@@ -445,11 +445,18 @@ class RedisCounters:
 
     def _report_short(self, leases: Any) -> None:
         """Leases that used more than their slice held (tokens, a cost above its reservation):
-        Redis must count it before the others admit more."""
+        Redis must count it before the others admit more. Sent at once, not at the end of this
+        moment (``_schedule``): settlement runs before the request's answer is written, so the
+        report's bytes reach Redis before the client can turn to another instance, and Redis
+        runs commands in the order their bytes arrive (a report sent on the next turn of a busy
+        event loop could reach it after that instance's admission: over the tpm limit)."""
+        short = False
         for lease in leases:
             if lease is not None and lease.free < 0:
                 self._due[lease.name] = lease
-                self._schedule()
+                short = True
+        if short:
+            self._send()  # or, with a batch in flight, with the next one (its reply schedules it)
 
     # ---- batches ----
     def _schedule(self) -> None:
