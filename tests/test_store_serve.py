@@ -267,6 +267,9 @@ def test_logs_tail_follow_prints_calls_as_they_are_stored(tmp_path: Path) -> Non
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        # Ctrl-C is how it stops; a runner started in the background (`cmd &` in a script)
+        # hands its children SIGINT ignored, which Python then keeps: give it back
+        preexec_fn=_sigint_default,
     )
     assert proc.stdout is not None
     try:
@@ -311,3 +314,9 @@ def test_logs_data_dir_and_environment_pick_the_file(traffic: Traffic) -> None:
     by_env = run(env={"LMGATE_DATA_DIR": str(traffic.db.parent)})
     assert by_option.returncode == 0 and len(by_option.stdout.splitlines()) == 9
     assert by_env.stdout == by_option.stdout
+
+
+def _sigint_default() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

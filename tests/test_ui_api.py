@@ -294,6 +294,9 @@ def test_lmgate_logs_tail_follow_through_a_proxy(traffic: UiTraffic) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "LMGATE_API_KEY": MASTER},
+        # Ctrl-C is how it stops; a runner started in the background (`cmd &` in a script)
+        # hands its children SIGINT ignored, which Python then keeps: give it back
+        preexec_fn=_sigint_default,
     )
     assert proc.stdout is not None
     try:
@@ -357,3 +360,9 @@ def test_lmgate_logs_colours_failures_on_a_terminal(traffic: UiTraffic) -> None:
     red = [line for line in lines if line.startswith("\033[31m")]
     assert red and all("failure:RateLimitError" in line for line in red)
     assert all("failure" not in line for line in lines[1:] if not line.startswith("\033[31m"))
+
+
+def _sigint_default() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
