@@ -437,38 +437,15 @@ class BatchProcessor(ProcessorCommon):
                 self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
     # ---- recovery of what earlier processes spooled ----
-    def _recover(self) -> None:
-        if self.spool is None or self._closing:
-            return
-        with self._lock:
-            room_records = self.settings.max_queue_records - len(self._queue)
-            room_bytes = self.settings.max_queue_bytes - self._queued_bytes
-        if room_records <= self.settings.max_queue_records // 2:
-            return
-        try:
-            found, more = self.spool.adopt(room_records, room_bytes)
-        except OSError as error:
-            self.log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
-            return
-        self._spool_backlog = more
-        if not found:
-            return
-        with self._lock:
-            if self._closing:  # closed meanwhile: the adopted lines stay on disk for the next process
-                return
-            now = self._clock()
-            for data, ref in found:
-                self._seq += 1
-                self._queue.append(_Item(self._seq, data, ref, now - self.settings.flush_interval))  # due now
-                self._queued_bytes += len(data)
-            self._emitted += len(found)
-            self._recovered += len(found)
-            self._work.notify()
-        logger.info(
-            "lmgate %s: %d spooled record(s) from an earlier process queued for delivery",
-            self.name,
-            len(found),
-        )
+    def _held_in_memory(self) -> tuple[int, int]:
+        return len(self._queue), self._queued_bytes
+
+    def _queue_adopted(self, found: list[tuple[bytes, Ref]]) -> None:
+        now = self._clock()
+        for data, ref in found:
+            self._seq += 1
+            self._queue.append(_Item(self._seq, data, ref, now - self.settings.flush_interval))  # due now
+            self._queued_bytes += len(data)
 
     # ---- flushing and closing ----
     def _idle_upto(self, seq: int) -> bool:

@@ -15,12 +15,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from .._callbacks.encoding import ENCODING_ERRORS_KEY
 from .._secrets import scrub
 from .batch_settings import BatchSettings
-from .spool import Spool
+from .spool import Ref, Spool
 
 logger = logging.getLogger("lmgate.loggers")
 
@@ -50,6 +51,8 @@ class ProcessorCommon:
     _last_error: str | None
     _last_error_at: str | None
     _logged: set[str]
+    _spool_backlog: bool  # the spool held more than the last adoption took
+    _clock: Callable[[], float]
 
     @property
     def closed(self) -> bool:
@@ -130,6 +133,46 @@ class ProcessorCommon:
             )
         elif reason is None and previous is not None:
             logger.info("lmgate %s: delivery recovered", self.name)
+
+    # ---- recovery of what earlier processes spooled ----
+    def _held_in_memory(self) -> tuple[int, int]:
+        """Records and bytes queued in memory now (under self._lock): what bounds an adoption."""
+        raise NotImplementedError
+
+    def _queue_adopted(self, found: list[tuple[bytes, Ref]]) -> None:
+        """Queue records adopted from the spool, due at once (under self._lock)."""
+        raise NotImplementedError
+
+    def _recover(self) -> None:
+        """Adopt what earlier processes left in the spool, as much as the queue's bounds allow."""
+        if self.spool is None or self._closing:
+            return
+        s = self.settings
+        with self._lock:
+            held_records, held_bytes = self._held_in_memory()
+        room_records = s.max_queue_records - held_records
+        if room_records <= s.max_queue_records // 2:
+            return
+        try:
+            found, more = self.spool.adopt(room_records, s.max_queue_bytes - held_bytes)
+        except OSError as error:
+            self.log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
+            return
+        self._spool_backlog = more
+        if not found:
+            return
+        with self._lock:
+            if self._closing:  # closed meanwhile: the adopted lines stay on disk for the next process
+                return
+            self._queue_adopted(found)
+            self._emitted += len(found)
+            self._recovered += len(found)
+            self._work.notify()
+        logger.info(
+            "lmgate %s: %d spooled record(s) from an earlier process queued for delivery",
+            self.name,
+            len(found),
+        )
 
     # ---- flushing ----
     def _idle_upto(self, seq: int) -> bool:

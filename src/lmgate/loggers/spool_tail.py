@@ -336,43 +336,20 @@ class SpoolTailProcessor(ProcessorCommon):
             self.log_once("spool-ack", f"cannot write spool acknowledgements: {error}")
 
     # ---- what earlier processes left ----
-    def _recover(self) -> None:
+    def _held_in_memory(self) -> tuple[int, int]:
+        return self._held, self._held_bytes
+
+    def _queue_adopted(self, found: list[tuple[bytes, Ref]]) -> None:
         s = self.settings
-        if self._closing:
-            return
-        with self._lock:
-            room_records = s.max_queue_records - self._held
-            room_bytes = s.max_queue_bytes - self._held_bytes
-        if room_records <= s.max_queue_records // 2:
-            return
-        try:
-            found, more = self.spool.adopt(room_records, room_bytes)
-        except OSError as error:
-            self.log_once("spool-adopt", f"cannot read the spool {self.spool.directory}: {error}")
-            return
-        self._spool_backlog = more
-        if not found:
-            return
-        with self._lock:
-            if self._closing:
-                return
-            due = self._clock() - s.flush_interval
-            for start in range(0, len(found), s.batch_size):
-                part = found[start : start + s.batch_size]
-                self._runs.append(
-                    _Run(self._seq + 1, due, None, 0, len(part), [d for d, _ in part], [r for _, r in part])
-                )
-                self._seq += len(part)
-            self._last = None
-            self._queued += len(found)
-            self._emitted += len(found)
-            self._recovered += len(found)
-            self._work.notify()
-        logger.info(
-            "lmgate %s: %d spooled record(s) from an earlier process queued for delivery",
-            self.name,
-            len(found),
-        )
+        due = self._clock() - s.flush_interval
+        for start in range(0, len(found), s.batch_size):
+            part = found[start : start + s.batch_size]
+            self._runs.append(
+                _Run(self._seq + 1, due, None, 0, len(part), [d for d, _ in part], [r for _, r in part])
+            )
+            self._seq += len(part)
+        self._last = None
+        self._queued += len(found)
 
     # ---- flushing and closing ----
     def _idle_upto(self, seq: int) -> bool:
