@@ -582,3 +582,74 @@ def test_a_direct_access_line_the_stream_refuses_is_reported_as_logging_reports_
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "no space left on device" in err
     assert "('POST', '/v1/chat/completions', 503)" in err
+
+
+# ---------------------------------------------------------------------- the lane in front of Starlette
+
+
+async def test_a_failure_after_the_answer_started_sends_no_second_answer(apps: tuple[Any, Any]) -> None:
+    """The client goes away while the body is sent: nothing more is sent (no 500 after a 200's
+    head), and the error goes on to the server, in the lane as through ServerErrorMiddleware."""
+    body = b'{"model": "fast", "messages": [{"role": "user", "content": "Hi"}]}'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", AUTH["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    seen: list[list[tuple[str, Any]]] = []
+    for app in apps:
+        seen.append(await _client_gone_during_body(app, dict(scope), body))
+        assert app.state.proxy.metrics.in_flight == 0
+    assert seen[0] == seen[1] == [("http.response.start", 200), ("http.response.body", None)]
+
+
+async def _client_gone_during_body(app: Any, scope: dict[str, Any], body: bytes) -> list[tuple[str, Any]]:
+    sent: list[tuple[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["type"], message.get("status")))
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    with pytest.raises(OSError, match="the client went away"):
+        await app(scope, receive, send)
+    return sent
+
+
+async def test_an_added_middleware_sees_the_fast_lanes_requests(apps: tuple[Any, Any]) -> None:
+    """The lane goes in front of Starlette's layers only while they are the proxy's own: a
+    middleware added to the app sees every request again."""
+    fast, _ = apps
+    paths: list[str] = []
+
+    class Noting:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            paths.append(scope.get("path", ""))
+            await self.app(scope, receive, send)
+
+    fast.middleware_stack = None  # built by the fixture: Starlette adds middleware only before
+    fast.add_middleware(Noting)
+    answer = await _ask(
+        fast, "POST", "/v1/chat/completions", json={"model": "fast", "messages": HI}, headers=AUTH
+    )
+    assert answer.status_code == 200
+    assert paths == ["/v1/chat/completions"]

@@ -28,7 +28,7 @@ from .config import ProxyConfig
 from .errors import ProxyError
 from .loading import apply_config
 from .logs import log_request
-from .middleware import Authenticate, FastLane
+from .middleware import Authenticate, FastLane, ProxyApp
 from .responses import error_response
 from .routes import llm, messages, openai_apis, ops
 from .state import ProxyState
@@ -101,7 +101,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
             )
         )
 
-    app = Starlette(
+    app = ProxyApp(  # FastLane's routes in front of Starlette's layers
         routes=routes,
         lifespan=lifespan,
         middleware=[

@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from starlette._utils import is_async_callable
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.routing import Match, Route
 
@@ -51,24 +54,27 @@ class Authenticate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            headers: dict[str, str] = {}
-            for name, value in scope["headers"]:
-                if name in _KEY_HEADERS:  # the first of a repeated header, as Starlette's Headers.get
-                    headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-            key, problem = presented_key(headers)
-            user: UserAPIKeyAuth | None = None
-            error: ProxyError | None = None
-            if key is not None or problem is not None or scope["path"] not in self.public:
-                try:
-                    user = await self.backend.authenticate(key, HTTPConnection(scope))
-                except ProxyError as refused:
-                    # a header that holds no key says best what was wrong with it
-                    error = (
-                        unauthorized(problem) if problem is not None and refused.status == 401 else refused
-                    )
-            scope[USER] = user
-            scope[AUTH_ERROR] = error
+            await self.identify(scope)
         await self.app(scope, receive, send)
+
+    async def identify(self, scope: Any) -> None:
+        """Put the caller of an HTTP request in ``scope[USER]``, or why its key was refused in
+        ``scope[AUTH_ERROR]``; raises only what the backend raises unexpectedly (a bug: a 500)."""
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in _KEY_HEADERS:  # the first of a repeated header, as Starlette's Headers.get
+                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        key, problem = presented_key(headers)
+        user: UserAPIKeyAuth | None = None
+        error: ProxyError | None = None
+        if key is not None or problem is not None or scope["path"] not in self.public:
+            try:
+                user = await self.backend.authenticate(key, HTTPConnection(scope))
+            except ProxyError as refused:
+                # a header that holds no key says best what was wrong with it
+                error = unauthorized(problem) if problem is not None and refused.status == 401 else refused
+        scope[USER] = user
+        scope[AUTH_ERROR] = error
 
 
 def caller(request: Request) -> UserAPIKeyAuth:
@@ -147,18 +153,91 @@ class FastLane:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             route = self.table.get(scope["path"])
             if route is not None:
-                scope["route"] = route
-                scope["endpoint"] = route.direct
-                scope["path_params"] = {}
-                metrics = route.metrics
-                metrics.in_flight += 1
-                try:
-                    response = await route.direct(Request(scope, receive, send))
-                    await response(scope, receive, send)
-                finally:
-                    metrics.in_flight -= 1
+                await self.serve(route, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def serve(route: CountedRoute, scope: Any, receive: Any, send: Any) -> None:
+        """What the Router, the route's ``InFlight`` and its endpoint wrapper do for ``route``."""
+        scope["route"] = route
+        scope["endpoint"] = route.direct
+        scope["path_params"] = {}
+        metrics = route.metrics
+        metrics.in_flight += 1
+        try:
+            response = await route.direct(Request(scope, receive, send))
+            await response(scope, receive, send)
+        finally:
+            metrics.in_flight -= 1
+
+
+class ProxyApp(Starlette):
+    """The proxy's Starlette app, with ``FastLane``'s routes taken in front of every layer.
+
+    Starlette passes each request through its application layer, ``ServerErrorMiddleware`` (a
+    500 for an unexpected exception) and ``Authenticate`` before ``FastLane`` sees it: two
+    coroutine frames and a wrapped ``send`` per request that a forwarded request only needs
+    when something crashes (issue 18). For a POST to a fast-lane path this app does what
+    those layers do, in one frame: the app in the scope, the caller identified, the route
+    served, and an unexpected exception answered with the app's own 500 handler when nothing
+    was sent yet, then raised on to the server (which logs it and closes the connection), as
+    ``ServerErrorMiddleware`` does. It does so only while the layers in front of ``FastLane``
+    are exactly those (``build_middleware_stack``): an added middleware, or ``debug`` (the
+    traceback page), sends every request through the whole stack again.
+    """
+
+    _lane: FastLane | None = None
+    _auth: Authenticate | None = None
+    _crash: Any = None  # the app's handler for unexpected exceptions (ServerErrorMiddleware's)
+
+    def build_middleware_stack(self) -> Any:
+        stack = super().build_middleware_stack()
+        self._lane = self._auth = self._crash = None
+        auth = getattr(stack, "app", None)
+        lane = getattr(auth, "app", None)
+        if (
+            type(stack) is ServerErrorMiddleware
+            and not stack.debug
+            and stack.handler is not None
+            and is_async_callable(stack.handler)
+            and type(auth) is Authenticate
+            and type(lane) is FastLane
+        ):
+            self._lane, self._auth, self._crash = lane, auth, stack.handler
+        return stack
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        lane = self._lane
+        if (
+            lane is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            route = lane.table.get(scope["path"])
+            if route is not None:
+                started = False
+
+                def noted(message: Any) -> Any:  # what ServerErrorMiddleware's send wrapper notes
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                    return send(message)
+
+                try:
+                    await self._auth.identify(scope)  # type: ignore[union-attr]
+                    await lane.serve(route, scope, receive, noted)
+                except Exception as exc:
+                    response = await self._crash(Request(scope), exc)
+                    if not started:
+                        await response(scope, receive, send)
+                    raise
+                return
+        await self.middleware_stack(scope, receive, send)
 
 
 def _first_match(routes: list[Any], path: str) -> Any:
@@ -178,6 +257,7 @@ __all__ = [
     "CountedRoute",
     "FastLane",
     "InFlight",
+    "ProxyApp",
     "caller",
     "caller_if_presented",
 ]
