@@ -9,6 +9,9 @@ straight from a dict of their paths, skipping Starlette's exception middleware, 
 per-route wrappers (issue 18: together a tenth of the proxy's own CPU per forwarded request).
 Their endpoints answer every error themselves, so nothing those layers did is lost; any other
 method or path, and an app mounted under a ``root_path``, go through the Router as before.
+``ProxyApp`` (the app itself) takes those routes in front of Starlette's application layer,
+``ServerErrorMiddleware`` and ``Authenticate`` too, doing their work in one frame; an
+unexpected exception still gets the app's JSON 500 (tests/test_proxy_crash_answer.py).
 
 ``Authenticate`` reads the key a request presents and asks the app's ``KeyBackend`` who it
 belongs to. It does not answer a refused key itself: it leaves the identity, or the 401, in
