@@ -65,7 +65,6 @@ async def served(
             ws="none",
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(400):  # bounded: the server starts within a few event-loop turns
         if server.started or task.done():
