@@ -653,3 +653,51 @@ async def test_an_added_middleware_sees_the_fast_lanes_requests(apps: tuple[Any,
     )
     assert answer.status_code == 200
     assert paths == ["/v1/chat/completions"]
+
+
+def test_direct_access_lines_latency_is_the_record_paths_figure() -> None:
+    """The direct line's ``latency_ms`` (one ``.1f`` format) is the formatter's figure of the record
+    path's ``round(ms, 1)`` for every value, halves, ties, tiny, and past six digits."""
+    import random
+
+    rng = random.Random(18)
+    values = [0.0, 4.9999e-5, 5e-5, 5.0001e-5, 0.00015, 0.00025, 0.0123, 0.5, 1.0, 99.99994999, 99.99995]
+    values += [99.999949, 100.0, 123.4567, 1e6, 1e-9, -0.00004, -0.0123, -123.45678]
+    values += [rng.random() * 10.0 ** rng.randint(-6, 3) for _ in range(20000)]
+    values += [n / 20000 for n in range(20000)]  # every half of a tenth of a millisecond up to 1 s
+    for seconds in values:
+        assert logs._latency_text(seconds) == f"{round(seconds * 1000, 1):.6g}", seconds
+
+
+@pytest.mark.parametrize("shape", ["stderr-like", "text-buffered", "over-buffered", "line-buffered"])
+def test_direct_access_line_is_in_the_file_when_log_request_returns(
+    configured_logging: None, tmp_path: Path, shape: str
+) -> None:
+    """The flush ``StreamHandler`` adds is left out only where the write already put the line in the
+    file (a write-through text layer straight over the file, as Python's stderr): whatever the
+    stream's layers, the line is in the file when ``log_request`` returns, also after the stream
+    is reconfigured."""
+    import io
+
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    path = tmp_path / "log"
+    raw = io.FileIO(path, "w")
+    if shape == "stderr-like":
+        stream = io.TextIOWrapper(raw, write_through=True)  # as Python makes sys.stderr
+    elif shape == "text-buffered":
+        stream = io.TextIOWrapper(raw)  # the text layer keeps what it is given until flushed
+    elif shape == "over-buffered":
+        stream = io.TextIOWrapper(io.BufferedWriter(raw), write_through=True)
+    else:
+        stream = io.TextIOWrapper(io.BufferedWriter(raw), line_buffering=True)
+    handler.stream = stream  # type: ignore[attr-defined]
+    try:
+        for n in range(3):
+            logs.log_request(SCOPE, 200, f"model-{n}", None, None, 0.001)
+            assert path.read_text().count("\n") == n + 1 and f"model={'model-' + str(n)}" in path.read_text()
+        stream.reconfigure(write_through=False, line_buffering=False)
+        logs.log_request(SCOPE, 200, "after", None, None, 0.001)
+        assert "model=after" in path.read_text()
+    finally:
+        stream.close()

@@ -19,6 +19,7 @@ key's SHA-256, never the key. uvicorn's own access log stays off: this one repla
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import re
@@ -323,9 +324,7 @@ def _text_line(
     if cached[0] != second:
         cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     # msecs as LogRecord computes them
-    line = (
-        f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix} latency_ms={round(seconds * 1000, 1):.6g}"
-    )
+    line = f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix} latency_ms={_latency_text(seconds)}"
     if usage:
         prompt, completion = _tokens(usage)
         if prompt is not None:
@@ -343,6 +342,17 @@ def _text_line(
     if error is not None:
         line += f" error={_text_value(scrub_often(error_label(error)))}"
     _emit(handler, line, level, lambda: _request_args(scope, status), None)
+
+
+def _latency_text(seconds: float) -> str:
+    """``f"{round(seconds * 1000, 1):.6g}"``, the record path's text of ``latency_ms``, in one float
+    format instead of a ``round`` and a format (issue 18). Both round the exact value to one decimal
+    the same way (the same correctly rounded conversion); ``.6g`` then drops a ``.0`` and shows up
+    to six digits, which is all of them below 100,000 ms; a longer figure takes the old way."""
+    text = f"{seconds * 1000:.1f}"
+    if len(text) > 7:  # "99999.9" is the longest shown the same both ways
+        return f"{round(seconds * 1000, 1):.6g}"
+    return text[:-2] if text[-1] == "0" else text
 
 
 def _request_args(scope: Mapping[str, Any], status: int) -> tuple[Any, ...]:
@@ -364,8 +374,10 @@ def _emit(
     try:
         stream = handler.stream
         stream.write(line + handler.terminator)
-        if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
-            stream.flush()
+        if stream is not _file_stream or not stream.write_through:  # else the write did it all
+            if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
+                stream.flush()
+            _note_file_stream(stream)
     except RecursionError:  # as StreamHandler.emit
         raise
     except Exception:
@@ -375,6 +387,20 @@ def _emit(
     finally:
         if lock:
             lock.release()
+
+
+# The stream of the last line when it is a text layer straight over a file (Python's own stderr):
+# with write-through on, its write hands the bytes to the file at once, and the flush that
+# ``StreamHandler.emit`` adds does nothing but check the file is open, which the write checked;
+# so a line to it is not flushed again (issue 18). Kept by identity, so the check is one
+# comparison; write-through is read each time (``reconfigure`` may turn it off).
+_file_stream: Any = None
+
+
+def _note_file_stream(stream: Any) -> None:
+    global _file_stream
+    if type(stream) is io.TextIOWrapper and type(stream.buffer) is io.FileIO:
+        _file_stream = stream
 
 
 # a text line's part between its time and its latency: the same few on every line (route, status,
