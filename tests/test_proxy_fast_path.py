@@ -701,3 +701,40 @@ def test_direct_access_line_is_in_the_file_when_log_request_returns(
         assert "model=after" in path.read_text()
     finally:
         stream.close()
+
+
+def test_metrics_count_each_route_model_status_tokens_and_cost() -> None:
+    """``observe``'s numbers, kept per route and model label (one lookup a request), are the ones
+    the exposition shows: requests by route, model and status; a histogram by route and model;
+    tokens and cost by model over every route, summed in the order they came; an unconfigured model
+    under ``other``; bad usage values and costs (strings, floats, negatives, NaN, inf) left out."""
+    from types import SimpleNamespace
+
+    from lmgate.proxy.metrics import OTHER_MODEL, Metrics
+
+    metrics = Metrics(["a", "b"])
+    metrics.observe("chat", "a", 200, 0.002, {"prompt_tokens": 3, "completion_tokens": 4}, 0.1)
+    metrics.observe("chat", "a", 200, 0.02, SimpleNamespace(prompt_tokens=True, completion_tokens=2), 0.2)
+    metrics.observe("chat", "a", 429, 0.5)
+    metrics.observe("embeddings", "a", 200, 7.0, {"prompt_tokens": 5}, 3)
+    metrics.observe("chat", "typo", 404, 0.0001, {"prompt_tokens": "9", "completion_tokens": 2.5}, -1.0)
+    metrics.observe("chat", "b", 200, 100.0, {"prompt_tokens": -1, "completion_tokens": 0}, float("nan"))
+    metrics.observe("chat", "b", 200, 0.001, None, float("inf"))
+    assert metrics.requests == {
+        ("chat", "a", 200): 2,
+        ("chat", "a", 429): 1,
+        ("embeddings", "a", 200): 1,
+        ("chat", OTHER_MODEL, 404): 1,
+        ("chat", "b", 200): 2,
+    }
+    assert metrics.tokens == {("a", "prompt"): 9, ("a", "completion"): 6}
+    assert metrics.cost == {"a": 0.1 + 0.2 + 3}  # in the order observed, whatever the route
+    assert type(metrics.tokens[("a", "prompt")]) is int and type(metrics.cost["a"]) is float
+    hist = metrics.latency[("chat", "a")]
+    assert (hist.count, hist.total) == (3, 0.002 + 0.02 + 0.5)
+    assert [i for i, n in enumerate(hist.counts) for _ in range(n)] == [1, 4, 8]
+    assert metrics.latency[("chat", "b")].counts[-1] == 1  # past the last bucket: +Inf only
+    text = metrics.render([], {})
+    assert 'lmgate_requests_total{model="other",route="chat",status="404"} 1.0' in text
+    assert 'lmgate_tokens_total{model="a",type="completion"} 6.0' in text
+    assert 'lmgate_request_duration_seconds_count{model="a",route="chat"} 3.0' in text

@@ -36,15 +36,38 @@ class Histogram:
         self.count += 1
 
 
+class _ModelTotals:
+    """A model label's tokens and cost, over every route: summed in the order they come."""
+
+    __slots__ = ("prompt", "completion", "cost")
+
+    def __init__(self) -> None:
+        self.prompt = 0  # only counts above zero are added: above zero once one was
+        self.completion = 0
+        self.cost = 0.0  # only finite costs above zero are added: above zero once one was
+
+
+class _Series(Histogram):
+    """The numbers of one route and model label: its latency histogram, its requests by status,
+    and its model's totals, found with one lookup a request (issue 18: the keyed tuples and the
+    four dict lookups ``observe`` made each request)."""
+
+    __slots__ = ("statuses", "model")
+
+    def __init__(self, model: _ModelTotals) -> None:
+        super().__init__()
+        self.statuses: dict[int, int] = {}
+        self.model = model
+
+
 class Metrics:
     """The proxy's numbers; ``observe`` once per request, ``render`` per scrape."""
 
     def __init__(self, model_names: Iterable[str] = ()) -> None:
         self.model_names = frozenset(model_names)
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[tuple[str, str], Histogram] = {}
-        self.tokens: dict[tuple[str, str], int] = {}
-        self.cost: dict[str, float] = {}
+        # route -> model label -> its series, in the order first seen
+        self._series: dict[str, dict[str, _Series]] = {}
+        self._models: dict[str, _ModelTotals] = {}
         self.in_flight = 0
         self.budget_alerts: dict[str, int] = {}  # soft budgets crossed, by scope (key, team, user)
 
@@ -59,32 +82,69 @@ class Metrics:
         # once per request: the histogram's observe and the token kinds' loop written out
         if model not in self.model_names:
             model = OTHER_MODEL
-        requests = self.requests
-        key = (route, model, status)
-        requests[key] = requests.get(key, 0) + 1
-        hkey = (route, model)
-        hist = self.latency.get(hkey)
-        if hist is None:
-            hist = self.latency[hkey] = Histogram()
-        hist.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        hist.total += seconds
-        hist.count += 1
+        by_model = self._series.get(route)
+        series = by_model.get(model) if by_model is not None else None
+        if series is None:
+            series = self._new_series(route, model)
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        series.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        series.total += seconds
+        series.count += 1
         if usage:
             if isinstance(usage, dict):
                 prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
             else:
                 prompt = getattr(usage, "prompt_tokens", None)
                 completion = getattr(usage, "completion_tokens", None)
-            tokens = self.tokens
             # a count, never a string or a float from a bad usage block
             if isinstance(prompt, int) and prompt > 0:
-                tkey = (model, "prompt")
-                tokens[tkey] = tokens.get(tkey, 0) + int(prompt)
+                series.model.prompt += prompt if type(prompt) is int else int(prompt)
             if isinstance(completion, int) and completion > 0:
-                tkey = (model, "completion")
-                tokens[tkey] = tokens.get(tkey, 0) + int(completion)
+                series.model.completion += completion if type(completion) is int else int(completion)
         if isinstance(cost, (int, float)) and cost > 0 and math.isfinite(cost):
-            self.cost[model] = self.cost.get(model, 0.0) + float(cost)
+            series.model.cost += cost if type(cost) is float else float(cost)
+
+    def _new_series(self, route: str, model: str) -> _Series:
+        totals = self._models.get(model)
+        if totals is None:
+            totals = self._models[model] = _ModelTotals()
+        series = self._series.setdefault(route, {})[model] = _Series(totals)
+        return series
+
+    @property
+    def requests(self) -> dict[tuple[str, str, int], int]:
+        """Requests counted, by route, model label and status."""
+        return {
+            (route, model, status): n
+            for route, by_model in self._series.items()
+            for model, series in by_model.items()
+            for status, n in series.statuses.items()
+        }
+
+    @property
+    def latency(self) -> dict[tuple[str, str], Histogram]:
+        """The latency histogram of each route and model label."""
+        return {
+            (route, model): s for route, by_model in self._series.items() for model, s in by_model.items()
+        }
+
+    @property
+    def tokens(self) -> dict[tuple[str, str], int]:
+        """Tokens counted, by model label and kind (``prompt``, ``completion``); a kind none of
+        whose counts was above zero is not there."""
+        out: dict[tuple[str, str], int] = {}
+        for model, totals in self._models.items():
+            if totals.prompt > 0:
+                out[(model, "prompt")] = totals.prompt
+            if totals.completion > 0:
+                out[(model, "completion")] = totals.completion
+        return out
+
+    @property
+    def cost(self) -> dict[str, float]:
+        """Cost counted, by model label; a model none of whose costs was above zero is not there."""
+        return {model: totals.cost for model, totals in self._models.items() if totals.cost > 0}
 
     def render(self, loggers: list[tuple[str, dict[str, Any]]], dispatcher: dict[str, Any]) -> str:
         """The exposition text: request numbers, then each logger's ``stats()``, then the dispatcher's."""
