@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -268,11 +268,13 @@ def _direct_handler(level: int) -> logging.StreamHandler[Any] | None:
     found: logging.Handler | None = None
     logger: logging.Logger | None = ACCESS
     while logger is not None:
-        for handler in logger.handlers:
-            if level >= handler.level:
-                if found is not None:  # more than one place: the record path
-                    return None
-                found = handler
+        handlers = logger.handlers
+        if handlers:  # most loggers on the way have none
+            for handler in handlers:
+                if level >= handler.level:
+                    if found is not None:  # more than one place: the record path
+                        return None
+                    found = handler
         if not logger.propagate:
             break
         logger = logger.parent
@@ -326,7 +328,10 @@ def _text_line(
     # msecs as LogRecord computes them
     line = f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix} latency_ms={_latency_text(seconds)}"
     if usage:
-        prompt, completion = _tokens(usage)
+        if type(usage) is dict:  # _tokens written out: once a request
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        else:
+            prompt, completion = _tokens(usage)
         if prompt is not None:
             line += (
                 f" prompt_tokens={prompt}" if type(prompt) is int else f" prompt_tokens={_text_value(prompt)}"
@@ -341,7 +346,7 @@ def _text_line(
         line += f" cost_usd={float(cost):.6g}"
     if error is not None:
         line += f" error={_text_value(scrub_often(error_label(error)))}"
-    _emit(handler, line, level, lambda: _request_args(scope, status), None)
+    _emit(handler, line, level, None, None, scope, status)
 
 
 def _latency_text(seconds: float) -> str:
@@ -363,11 +368,14 @@ def _emit(
     handler: logging.StreamHandler[Any],
     line: str,
     level: int,
-    args: tuple[Any, ...] | Callable[[], tuple[Any, ...]],
+    args: tuple[Any, ...] | None,
     fields: dict[str, Any] | None,
+    scope: Mapping[str, Any] | None = None,
+    status: int = 0,
 ) -> None:
     """``line`` written as ``handler.emit`` writes one; a failure reported as it reports one,
-    with the request's record (``args``: method, path, status, or what makes them) made only then."""
+    with the request's record (``args``: method, path, status; else made from ``scope`` and
+    ``status``) made only then."""
     lock = handler.lock  # what handler.acquire()/release() take, without their two calls
     if lock:
         lock.acquire()
@@ -381,7 +389,7 @@ def _emit(
     except RecursionError:  # as StreamHandler.emit
         raise
     except Exception:
-        record = _access_record(level, args if isinstance(args, tuple) else args())
+        record = _access_record(level, args if args is not None else _request_args(scope or {}, status))
         record.__dict__.update({_FIELDS: fields or {}, _IN_MESSAGE: _REQUEST_IN_MESSAGE})
         handler.handleError(record)
     finally:
