@@ -738,3 +738,40 @@ def test_metrics_count_each_route_model_status_tokens_and_cost() -> None:
     assert 'lmgate_requests_total{model="other",route="chat",status="404"} 1.0' in text
     assert 'lmgate_tokens_total{model="a",type="completion"} 6.0' in text
     assert 'lmgate_request_duration_seconds_count{model="a",route="chat"} 3.0' in text
+
+
+def test_direct_text_line_shows_every_usage_and_cost_shape_as_the_record_path(
+    configured_logging: None,
+) -> None:
+    """Tokens and cost of every shape (ints, one of them, a bool, a string, an object usage block,
+    an int or bool cost, a float subclass) read the same on the direct line as on the record path."""
+    import io
+    from types import SimpleNamespace
+
+    class Money(float):
+        pass
+
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    out = io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    shapes = [
+        ({"prompt_tokens": 3, "completion_tokens": 4}, 1.5e-05),
+        ({"prompt_tokens": 3}, 2),
+        ({"completion_tokens": 4, "prompt_tokens": None}, True),
+        ({"prompt_tokens": True, "completion_tokens": "many words"}, Money(0.25)),
+        (SimpleNamespace(prompt_tokens=7, completion_tokens=8), 123456789.0),
+        (SimpleNamespace(prompt_tokens=7.5), None),
+        ({}, "0.1"),
+    ]
+    seen: list[list[str]] = []
+    for direct in (True, False):
+        if not direct:
+            logs.ACCESS.addFilter(lambda record: True)
+        for usage, cost in shapes:
+            logs.log_request(SCOPE, 200, "m", None, None, 0.25, usage, cost)
+        seen.append([line.split(" ", 1)[1] for line in out.getvalue().splitlines()])
+        out.seek(0)
+        out.truncate()
+    assert len(seen[0]) == len(shapes) and seen[0] == seen[1]
+    assert seen[0][0].endswith("latency_ms=250 prompt_tokens=3 completion_tokens=4 cost_usd=1.5e-05")

@@ -325,27 +325,30 @@ def _text_line(
     cached = _last_second  # one read: another thread may replace it, never half of it
     if cached[0] != second:
         cached = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    # msecs as LogRecord computes them
-    line = f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix} latency_ms={_latency_text(seconds)}"
+    # the parts after the latency, each "" when the line has none, joined once (one string a line)
+    tokens = cost_text = error_text = ""
     if usage:
         if type(usage) is dict:  # _tokens written out: once a request
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         else:
             prompt, completion = _tokens(usage)
-        if prompt is not None:
-            line += (
-                f" prompt_tokens={prompt}" if type(prompt) is int else f" prompt_tokens={_text_value(prompt)}"
-            )
-        if completion is not None:
-            line += (
-                f" completion_tokens={completion}"
-                if type(completion) is int
-                else f" completion_tokens={_text_value(completion)}"
-            )
-    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-        line += f" cost_usd={float(cost):.6g}"
+        if type(prompt) is int and type(completion) is int:  # the usual usage block
+            tokens = f" prompt_tokens={prompt} completion_tokens={completion}"
+        else:
+            if prompt is not None:
+                tokens = f" prompt_tokens={_text_value(prompt)}"
+            if completion is not None:
+                tokens += f" completion_tokens={_text_value(completion)}"
+    if type(cost) is float:
+        cost_text = f" cost_usd={cost:.6g}"
+    elif isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        cost_text = f" cost_usd={float(cost):.6g}"
     if error is not None:
-        line += f" error={_text_value(scrub_often(error_label(error)))}"
+        error_text = f" error={_text_value(scrub_often(error_label(error)))}"
+    line = (
+        f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix}"  # msecs as LogRecord computes them
+        f" latency_ms={_latency_text(seconds)}{tokens}{cost_text}{error_text}"
+    )
     _emit(handler, line, level, None, None, scope, status)
 
 
