@@ -73,6 +73,9 @@ class CallRecord:
     # attributes keep CPython's compact shared-key layout for the record's attribute accesses.
     _parts_cache: dict[tuple[Any, ...], dict[str, Any]] | None = None
     tails: dict[int, Any] | None = None
+    # the caller's metadata dict itself, not a copy, until the record is frozen or kept past
+    # the call (``borrow_metadata``)
+    _metadata_borrowed = False
 
     def __init__(
         self,
@@ -94,14 +97,24 @@ class CallRecord:
         api_key: str | None = None,
         redact_all: bool = False,
         raw_request: bool = False,
+        borrow_metadata: bool = False,
     ) -> None:
+        """``borrow_metadata``: keep the caller's metadata dict, not a copy, until the summary is
+        frozen (``own_metadata``). Only for a call whose terminal event comes before it returns
+        to its caller and that nobody reads before then (``dispatch.Plan.takes_records``): the
+        store's facts are then read from the dict as it is at the end, unchanged since the start,
+        and a deep copy of the proxy's ~21 metadata fields (~17,000 instructions) is saved."""
         self.call_type = call_type
         self.model = model
         self.provider = provider
         self.messages = messages  # snapshotted as JSON: the caller may change its list later
         self.optional_params = copy_data(optional_params)
         self.litellm_params_source = litellm_params
-        self.metadata = copy_data(metadata)
+        if borrow_metadata:
+            self.metadata = metadata
+            self._metadata_borrowed = True
+        else:
+            self.metadata = copy_data(metadata)
         self.stream = stream
         self.call_id = call_id
         self.trace_id = trace_id
@@ -253,7 +266,15 @@ class CallRecord:
                     built = self._summary = self._freeze()
         return built
 
+    def own_metadata(self) -> None:
+        """Replace a borrowed metadata dict by the record's own copy (before the record outlives
+        its call, or is frozen)."""
+        if self._metadata_borrowed:
+            self.metadata = copy_data(self.metadata)
+            self._metadata_borrowed = False
+
     def _freeze(self) -> CallSummary:
+        self.own_metadata()
         # only what the call set: the defaults are the summary's class attributes (``take_defaults``)
         return freeze(vars(self).copy(), build_payload)
 
