@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from fakes import Reply
 
@@ -149,3 +150,31 @@ def test_rows_of_calls_heard_only_by_stores_equal_the_full_paths_rows(tmp_path, 
     stored = str(payloads)
     assert "changed-after" not in stored and "changed-while-streaming" not in stored
     assert "'k': 'changed'" not in stored
+
+
+class Hook(lmgate.CustomLogger):
+    def log_success_event(self, kwargs, response_obj, start_time, end_time) -> None:
+        pass
+
+
+def test_an_answer_heard_only_by_the_store_is_encoded_once(tmp_path):
+    """The proxy writes the JSON the store's record took of the answer as the answer's body
+    (``encoded_answer``): the bytes ``orjson.dumps`` gives, for that very object only, and never
+    when anything else (a logger's hook) hears the call."""
+    from lmgate._callbacks.record import encoded_answer
+
+    store = StoreLogger(path=str(tmp_path / "s.sqlite3"), spool="off", writer="process")
+    msgs = [{"role": "user", "content": "once"}]
+    lmgate.callbacks = [store]
+    try:
+        first = lmgate.completion(model="openai/gpt-4o-mini", mock_response="one", messages=msgs)
+        assert encoded_answer(first) == orjson.dumps(first)
+        second = lmgate.completion(model="openai/gpt-4o-mini", mock_response="two", messages=msgs)
+        assert encoded_answer(first) is None and encoded_answer(second) == orjson.dumps(second)
+        assert encoded_answer(dict(second)) is None  # an equal object is not that object
+        lmgate.callbacks = [store, Hook()]
+        heard = lmgate.completion(model="openai/gpt-4o-mini", mock_response="three", messages=msgs)
+        assert encoded_answer(heard) is None
+        assert store.flush(30) and store.stats()["delivered"] == 3
+    finally:
+        lmgate.callbacks = []

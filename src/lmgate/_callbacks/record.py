@@ -25,7 +25,24 @@ from .encoding import dumps_any_keys, json_default
 from .payload import build_payload
 from .summary import CallSummary, freeze, take_defaults
 
-__all__ = ["CallRecord", "copy_data"]
+__all__ = ["CallRecord", "copy_data", "encoded_answer"]
+
+
+# the last response a record encoded as plain ``orjson.dumps`` does (no default, text keys) and
+# that JSON, for a call heard only by the store (its record borrows the metadata: no hook, no
+# logger that could change the answer holds it): the proxy writes those bytes as the answer's body
+# when it answers with that very object (``encoded_answer``) instead of encoding it a second time.
+# The object is held, so its id cannot be reused by another while it is here; one tuple, swapped
+# whole (any thread may write it).
+_last_plain: tuple[Any, bytes | None] = (None, None)
+
+
+def encoded_answer(response: Any) -> bytes | None:
+    """``orjson.dumps(response)`` when the call that returned ``response`` encoded it already
+    (its record's snapshot, the same bytes), else None. Only for an answer nobody changed since
+    the call returned it (the proxy: no post-call hook, not translated to another API)."""
+    obj, data = _last_plain
+    return data if obj is response else None
 
 
 # one lock for every record's freeze (quick, and rarely contended): a lock per call costs more
@@ -228,11 +245,18 @@ class CallRecord:
         """Encode the response now: the caller may change the object after the call returns."""
         if not isinstance(response, dict):
             return
+        global _last_plain
         self.response_id = response.get("id")
-        try:
-            self.response_json = dumps_any_keys(response, json_default)
+        try:  # plain first: the bytes the proxy's answer would be (``encoded_answer``)
+            self.response_json = data = orjson.dumps(response)
         except TypeError:
-            self.response_json = orjson.dumps(plain(response), default=json_default)
+            try:
+                self.response_json = dumps_any_keys(response, json_default)
+            except TypeError:
+                self.response_json = orjson.dumps(plain(response), default=json_default)
+        else:
+            if self._metadata_borrowed:  # heard only by the store (no hook holds the answer)
+                _last_plain = (response, data)
 
     # ---- what kwargs of the events before the end read ----
     def encoded_parts(self, redact: bool) -> dict[str, Any]:
