@@ -755,3 +755,24 @@ def test_the_spool_reader_never_serves_bytes_a_failed_append_left_and_took_back(
         f.write(b'{"n":2}\n')
     assert lines.read(str(path), 2, 1) == [b'{"n":2}']
     lines.close()
+
+
+def test_the_writer_yields_the_cpu_only_when_the_spool_holds_the_records(tmp_path, fake_provider):
+    """Fed spool lines (the write-ahead spool holds every record on disk), the child lowers its CPU
+    priority, so a saturated machine serves requests first; fed records over the pipe (they wait
+    in the serving process's bounded queue) it keeps its parent's."""
+    from lmgate.loggers.store_process import WRITER_NICENESS
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    spooled = StoreLogger(
+        path=str(tmp_path / "a.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    piped = StoreLogger(path=str(tmp_path / "b.sqlite3"), spool="off", writer="process")
+    lmgate.callbacks = [spooled, piped]
+    lmgate.completion(**params(fake_provider))
+    assert spooled.flush(30) and piped.flush(30)
+    assert spooled.stats()["delivered"] == piped.stats()["delivered"] == 1
+    assert os.getpriority(os.PRIO_PROCESS, spooled.exporter.pid) == min(19, mine + WRITER_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, piped.exporter.pid) == mine
+    spooled.close()
+    piped.close()
