@@ -85,6 +85,14 @@ def assert_same(got: dict[str, list[tuple[Any, ...]]], want: dict[str, list[tupl
 
 def test_the_python_cells_are_the_sql_ones(tmp_path):
     batches = [rows_of(payloads(seed, 400)) for seed in (1, 2, 3)]
+    # and a batch of one cell (one hour, one deployment, all successes), the usual one
+    one_cell = payloads(4, 300)
+    for i, body in enumerate(one_cell):
+        body.update(model="m-a", model_group="g", response_model=None, custom_llm_provider="openai")
+        body.update(status="success", startTime=T0 + 3600 * 7 + i)
+        if body["endTime"] is not None:
+            body["endTime"] = body["startTime"] + 0.01 * (i % 50)
+    batches.append(rows_of(one_cell))
     for batch in batches:  # the rows this test writes take the Python path
         assert batch_cells(batch, LN_BASE) is not None
     by_python = tmp_path / "python.sqlite3"
@@ -104,6 +112,7 @@ def test_the_python_cells_are_the_sql_ones(tmp_path):
                 conn.execute(statement, (after,))
     got, want = tables(by_python), tables(by_sql)
     assert len(want["calls_hourly"]) > 20 and len(want["calls_hourly_latency"]) > 100
+    assert sum(r[0].startswith(str(int(T0 + 3600 * 7) // 3600 * 3600)) for r in want["calls_hourly"]) >= 1
     assert_same(got, want)
 
 

@@ -19,35 +19,20 @@ writer runs the SQL statements instead:
 
 from __future__ import annotations
 
-import math
-from operator import itemgetter
+from collections import Counter
+from itertools import repeat
+from math import isfinite, log
+from operator import add, floordiv, itemgetter, mul, truediv
 from typing import Any
 
 from .schema import COLUMNS, LATENCY_DIMS, ROLLUP_DIMS, ROLLUP_SUMS
 
 HOUR = 3600
-_PICK = itemgetter(
-    *(
-        COLUMNS.index(name)
-        for name in (
-            "start_time",
-            "model",
-            "model_group",
-            "response_model",
-            "provider",
-            "status",
-            "prompt_tokens",
-            "completion_tokens",
-            "total_tokens",
-            "cost",
-            "latency_ms",
-            "cache_hit",
-        )
-    )
-)
+_COLUMN = {name: i for i, name in enumerate(COLUMNS)}
 _TEXT = frozenset((str, type(None)))
 _INT = frozenset((int, type(None)))
 _NUMBER = frozenset((int, float, type(None)))
+_TIME = frozenset((int, float))
 _START_LIMIT = float(2**53)
 
 _DIMS = ", ".join(ROLLUP_DIMS)
@@ -69,74 +54,99 @@ def _quote(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
+def _plain(
+    columns: list[tuple[Any, ...]],
+    starts: tuple[Any, ...],
+    status: tuple[Any, ...],
+    dims: list[tuple[Any, ...]],
+    tokens: list[tuple[Any, ...]],
+    cost: tuple[Any, ...],
+    took: tuple[Any, ...],
+) -> bool:
+    """Whether every row is one ``batch_cells`` computes as SQLite would (the module's docstring)."""
+    return not (
+        any(columns[_COLUMN["cache_hit"]])
+        or not _TIME.issuperset(map(type, starts))
+        or not isfinite(sum(starts))
+        or not 0 <= min(starts)
+        or not max(starts) < _START_LIMIT
+        or not {str}.issuperset(map(type, status))
+        or not all(_TEXT.issuperset(map(type, d)) for d in dims)
+        or not all(_INT.issuperset(map(type, t)) for t in tokens)
+        or not _NUMBER.issuperset(map(type, cost))
+        or not _NUMBER.issuperset(map(type, took))
+        # SQLite stores NaN as NULL and CAST(inf AS INTEGER) saturates where int() raises: any
+        # such value makes a sum non-finite (so do huge finite ones: those go to SQLite too)
+        or not isfinite(sum(filter(None, cost)))
+        or not isfinite(sum(filter(None, took)))
+    )
+
+
 def batch_cells(
     rows: list[tuple[Any, ...]], ln_base: float
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None:
     """The parameters of ``HOURLY_UPSERT`` and ``LATENCY_UPSERT`` that add ``rows`` (value tuples
     in table order, every one newly inserted) to the rollup, or None when one of them is not a
     row this computes exactly as SQLite would (the module's docstring): the caller then runs
-    ``schema.rollup_add_statements()``. ``ln_base``: ``ln(LATENCY_BASE)`` as SQLite computes it."""
-    hourly: dict[tuple[Any, ...], list[Any]] = {}
-    latency: dict[tuple[Any, ...], int] = {}
-    log, isfinite = math.log, math.isfinite
-    for row in rows:
-        (
-            start,
-            model,
-            group,
-            response_model,
-            provider,
-            status,
-            prompt,
-            completion,
-            total,
-            cost,
-            took,
-            hit,
-        ) = _PICK(row)
-        if (
-            hit
-            or type(start) not in (float, int)
-            or not 0 <= start < _START_LIMIT
-            or type(status) is not str
-            or not _TEXT.issuperset((type(model), type(group), type(response_model), type(provider)))
-            or not _INT.issuperset((type(prompt), type(completion), type(total)))
-            or not _NUMBER.issuperset((type(cost), type(took)))
-            # SQLite stores NaN as NULL, and CAST(inf AS INTEGER) saturates where int() raises
-            or (cost is not None and not isfinite(cost))
-            or (took is not None and not isfinite(took))
-        ):
-            return None
-        hour = int(start) // HOUR * HOUR
-        cell = (hour, model, group, response_model, provider, status)
-        sums = hourly.get(cell)
-        if sums is None:
-            sums = hourly[cell] = [0, 0, 0, 0, 0, 0.0]
-        sums[0] += 1
-        if status != "success":
-            sums[1] += 1
-        if prompt:
-            sums[2] += prompt
-        if completion:
-            sums[3] += completion
-        if total:
-            sums[4] += total
-        if cost:
-            sums[5] += float(cost)
-        if took is not None:
-            bucket = int(log(max(float(took), 0.0) + 1.0) / ln_base)
-            key = (cell, bucket)
-            latency[key] = latency.get(key, 0) + 1
-    hourly_params = []
-    for (hour, *dims), (requests, errors, prompt, completion, total, cost) in hourly.items():
-        text = "|".join([str(hour), *map(_quote, dims), "0"])
+    ``schema.rollup_add_statements()``. ``ln_base``: ``ln(LATENCY_BASE)`` as SQLite computes it.
+
+    Column by column, with C iterators (``map``, ``zip``, ``sum``): a Python step per row costs
+    more than SQLite's statements it replaces; the only loop per row groups the rows by cell."""
+    if not rows:
+        return [], []
+    columns = list(zip(*rows, strict=True))
+    c = _COLUMN
+    starts, status = columns[c["start_time"]], columns[c["status"]]
+    dims = [columns[c[name]] for name in ROLLUP_DIMS[:-2]]  # model, model_group, response_model, provider
+    tokens = [columns[c[name]] for name in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    cost, took = columns[c["cost"]], columns[c["latency_ms"]]
+    try:
+        plain = _plain(columns, starts, status, dims, tokens, cost, took)
+    except OverflowError:  # an int too large for a float
+        plain = False
+    if not plain:
+        return None
+    hours = list(map(mul, map(floordiv, map(int, starts), repeat(HOUR)), repeat(HOUR)))
+    cells = list(zip(hours, *dims, status, strict=True))
+    members: dict[tuple[Any, ...], list[int]] = {}
+    for i, cell in enumerate(cells):
+        found = members.get(cell)
+        if found is None:
+            members[cell] = [i]
+        else:
+            found.append(i)
+    hourly_params: list[tuple[Any, ...]] = []
+    latency_params: list[tuple[Any, ...]] = []
+    everyone = len(members) == 1  # the usual batch: one hour, one deployment, all successes
+    for (hour, *names), rows_in in members.items():
+        text = "|".join([str(hour), *map(_quote, names), "0"])
         if "\x00" in text:
             return None
-        hourly_params.append((text, hour, *dims, 0, requests, errors, prompt, completion, total, cost, 0.0))
-    latency_params = []
-    for ((hour, *dims), bucket), n in latency.items():
-        text = "|".join([str(hour), *map(_quote, dims)])
-        latency_params.append((text, bucket, hour, *dims, n))
+        if everyone:
+            mine = tokens, cost, took
+        else:  # the cell's values of each column, picked in C (one itemgetter call a column)
+            pick = itemgetter(*rows_in) if len(rows_in) > 1 else lambda column, i=rows_in[0]: (column[i],)
+            mine = [pick(t) for t in tokens], pick(cost), pick(took)
+        cell_tokens, cell_cost, cell_took = mine
+        requests = len(rows_in)
+        sums = [sum(filter(None, t)) for t in cell_tokens]
+        spent = float(sum(filter(None, cell_cost), 0.0))
+        errors = 0 if names[-1] == "success" else requests
+        hourly_params.append((text, hour, *names, 0, requests, errors, *sums, spent, 0.0))
+        timed = [t for t in cell_took if t is not None]
+        if timed:
+            buckets = Counter(
+                map(
+                    int,
+                    map(
+                        truediv,
+                        map(log, map(add, map(max, timed, repeat(0.0)), repeat(1.0))),
+                        repeat(ln_base),
+                    ),
+                )
+            )
+            latency_text = text[: -len("|0")]  # the latency cells leave out cache_hit (always 0 here)
+            latency_params.extend((latency_text, bucket, hour, *names, n) for bucket, n in buckets.items())
     return hourly_params, latency_params
 
 
