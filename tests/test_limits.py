@@ -137,6 +137,68 @@ async def test_an_exhausted_budget_refuses_even_a_free_request(counters: Any) ->
     assert error.type == "budget_exceeded" and "Current cost: 0.001, Max budget: 0.001" in error.message
 
 
+def team_keys(**team: Any) -> tuple[KeyLimits, KeyLimits]:
+    """Two keys of one team whose only limits are the team's: each key has its own checks list
+    (its own plan, its own slice of the team's counters), the counters are the team's."""
+    scope = Scope("team", "team-1", "Team=team-1", **team)
+    budgeted = scope.max_budget is not None
+    return KeyLimits("tok-a", "team-1", None, (scope,), budgeted), KeyLimits(
+        "tok-b", "team-1", None, (scope,), budgeted
+    )
+
+
+async def test_keys_of_one_team_share_its_limits_exactly_whatever_slices_each_holds(counters: Any) -> None:
+    """Each key's requests are admitted from a slice of the team's counters taken ahead; one
+    key's slice is given back before the other key is refused for want of it."""
+    e = enforcer(counters, Clock())
+    a, b = team_keys(rpm=5, tpm=10_000)
+    for lim in (a, b, a, b, b):  # 5 of 5, however the slices were cut
+        await e.settle(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
+    for lim in (a, b):
+        error = await refused(e, lim)
+        assert error.status == 429 and "rpm_limit: 5, current rpm: 5" in error.message
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 3)  # room for exactly three worst cases in flight
+    held = [await e.reserve(a, body(), "m", "chat"), await e.reserve(b, body(), "m", "chat")]
+    held.append(await e.reserve(b, body(), "m", "chat"))
+    for lim in (a, b):
+        error = await refused(e, lim)
+        in_flight = f"Current cost: 0 (+{worst * 3:.6f}".rstrip("0") + " reserved by requests in flight"
+        assert error.type == "budget_exceeded" and in_flight in error.message
+    await e.settle(held[0], 0.0, None)  # key A's request ends: key B may use its room
+    await e.reserve(b, body(), "m", "chat")
+
+
+async def test_a_budget_another_key_of_the_team_spent_refuses_even_a_free_request() -> None:
+    """The spend one key settled within its slice counts at once for the other key: with the
+    team's budget spent exactly, even a request that costs nothing is refused (in memory; with
+    Redis, spend is counted there once this instance reports it, ``leases.py``)."""
+    e = Enforcer(MemoryCounters(), None, lambda group: PRICES if group == "m" else (0.0, 0.0), clock=Clock())
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 2)
+    await e.settle(await e.reserve(a, body(), "m", "chat"), worst, None)
+    await e.settle(await e.reserve(b, body(), "m", "chat"), worst, None)  # spent: the whole budget
+    for lim in (a, b):
+        with pytest.raises(ProxyError) as caught:
+            await e.reserve(lim, body(), "free", "chat")  # a worst case of 0
+        assert caught.value.type == "budget_exceeded"
+
+
+async def test_a_cost_above_the_worst_case_counts_before_another_key_is_admitted(counters: Any) -> None:
+    """A request that cost more than it reserved (a price that rose meanwhile, a provider's
+    surcharge): its spend reaches the team's budget before the other key's slice admits more."""
+    e = enforcer(counters, Clock())
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 100)
+    in_flight = await e.reserve(b, body(), "m", "chat")  # key B holds a slice of the budget
+    await e.settle(await e.reserve(a, body(), "m", "chat"), worst * 99, None)
+    # spent 99 worst cases, one in flight: a 101st does not fit
+    error = await refused(e, b)
+    assert error.type == "budget_exceeded"
+    await e.settle(in_flight, 0.0, None)
+    await e.settle(await e.reserve(b, body(), "m", "chat"), 0.0, None)  # 99 + 1: fits exactly
+
+
 async def test_a_budget_window_resets_at_its_boundary_and_a_request_pays_in_the_window_it_started(
     counters: Any,
 ) -> None:
