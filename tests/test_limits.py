@@ -712,3 +712,27 @@ async def test_a_cold_key_s_first_round_trip_also_brings_back_its_slices(redis_s
     rpm = await counters.client.hgetall("lmgate:limits:rpm:key:tok:30000000")
     assert 2 <= int(rpm[b"H"]) <= 1000 // 4  # the slice held (a quarter of the room at most)
     await a.close()
+
+
+async def test_a_key_takes_the_part_of_the_slice_another_key_of_its_team_holds_without_a_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    """Each key's checks list takes a part of this instance's slices ahead of its requests; when
+    another key of the team finds the slice empty, that part is given back to it in memory (no
+    round trip), and Redis still holds the slice as this instance's: the limit holds."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    e = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    counters: RedisCounters = e.counters  # type: ignore[assignment]
+    a, b = team_keys(rpm=40)  # a slice of a quarter of the room: 10 requests
+    await e.reserve(a, body(), "m", "chat")  # a round trip: the first request and the slice
+    assert counters.batches == 1
+    await e.reserve(a, body(), "m", "chat")  # key A's list takes what the slice has left
+    await e.reserve(b, body(), "m", "chat")  # given back to key B: no round trip
+    assert counters.batches == 1 and counters.local == 2
+    await counters.flush()
+    held = await counters.client.hgetall(f"lmgate:limits:rpm:team:team-1:{int(T0 // 60)}")
+    assert int(held[b"u"]) == 3 and int(held[b"H"]) == 0  # three used, the slice given back
+    await e.close()
