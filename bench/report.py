@@ -42,6 +42,8 @@ LABELS = {
     "log_records_delivered": "log records delivered (after graceful stop)",
     "requests_counted": "requests wrk counted (+20 warm-up; excludes in-flight at its deadline)",
     "log_records_lost_min": "log records lost, at least (counted − delivered)",
+    "store_records": "rows in the log store (after graceful stop)",
+    "store_records_lost_min": "store rows lost, at least (counted − stored)",
 }
 
 ABOUT = {

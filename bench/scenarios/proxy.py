@@ -15,11 +15,13 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 
 from _common import (
     BENCH_DIR,
@@ -307,6 +309,15 @@ def measure_server(args, rport: int | None, store: bool = False) -> dict:
         # ... but fewer records than counted requests is a sure loss
         lost_min = max(0, info["requests"] - got["unique"])
         metrics["log_records_lost_min"] = metric(lost_min, "records", "lower", ratio=False)
+    if store:
+        # after a graceful stop every answered call is a row (the call id is the primary key, so
+        # a row cannot be there twice); fewer rows than counted requests is a sure loss
+        with closing(sqlite3.connect(os.path.join(tmp, "logs.sqlite3"))) as db:
+            (stored,) = db.execute("SELECT count(*) FROM calls").fetchone()
+        metrics["store_records"] = metric(stored, "records", "higher", ratio=False)
+        metrics["requests_counted"] = metric(info["requests"], "requests", "higher", ratio=False)
+        lost_min = max(0, info["requests"] - stored)
+        metrics["store_records_lost_min"] = metric(lost_min, "records", "lower", ratio=False)
     shutil.rmtree(tmp, ignore_errors=True)  # kept on failure (the error names the server log)
     return {"metrics": metrics, "info": info}
 
