@@ -214,6 +214,8 @@ class Call:
                     else control["turn_off_message_logging"]
                 ),
                 raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
+                # a stream's record outlives the call's return (its caller reads the chunks)
+                borrow_metadata=self.plan.takes_records and not self.stream,
             )
             if "model_id" in control:  # set only when given: the record's defaults are None
                 self.record.model_id = control["model_id"]
@@ -518,6 +520,7 @@ class Call:
             record.finish_failure(mapped, time.time(), partial)
             defer = self.control.get("defer_failure_event")
             if defer is not None and not self.stream_started:
+                record.own_metadata()  # its event comes after the call returned
                 defer.append(DeferredFailure(record, self.plan))
             else:
                 get_dispatcher().emit(record, self.plan, "failure")

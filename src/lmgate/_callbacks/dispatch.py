@@ -211,6 +211,10 @@ def _plan_key(owner_id: int, lists: tuple[Any, ...]) -> tuple[Any, ...]:
     if len(lists) == 4:
         first, second, third, fourth = lists
         if type(first) is list and type(second) is list and type(third) is list and type(fourth) is list:
+            if not (second or third or fourth):  # the usual: one list in use (the proxy's ["store"])
+                if len(first) == 1:
+                    return (owner_id, 1, 0, 0, id(first[0]))  # the same key, at half the cost
+                return (owner_id, len(first), 0, 0, *map(id, first))
             return (
                 owner_id,
                 len(first),
@@ -238,7 +242,7 @@ class Plan:
     its record is on disk before the call returns. It must be quick; what it raises is counted.
     """
 
-    __slots__ = ("targets", "by_event", "inline", "empty", "reads_request")
+    __slots__ = ("targets", "by_event", "inline", "empty", "reads_request", "takes_records")
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
@@ -258,6 +262,16 @@ class Plan:
         # need not keep them (``_call.Call.http_request``)
         self.reads_request = any(by_event.values()) or any(
             not getattr(t.obj, "reads_payload_only", False) for ts in self.inline.values() for t in ts
+        )
+        # whether every listener is a sink that may take the running record itself at the
+        # terminal event (``take_record``: the store's facts) and nothing reads the call before
+        # it: such a call's record need not copy its metadata when it starts (``CallRecord``)
+        self.takes_records = (
+            bool(self.inline)
+            and not self.reads_request
+            and all(
+                getattr(t.obj, "take_record", None) is not None for ts in self.inline.values() for t in ts
+            )
         )
 
 

@@ -28,7 +28,7 @@ from .encoding import encode_record, encode_record_flagged
 from .redact import redact_messages, redact_response
 
 # what the record holds that is not a fact of the call
-_RECORD_ONLY = ("_parts_cache", "_summary", "tails")
+_RECORD_ONLY = ("_parts_cache", "_summary", "tails", "_metadata_borrowed")
 
 
 class CallSummary:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..._callbacks.record import encoded_answer
 from ...cost import compute_cost, custom_prices
 from ..auth import check_model
 from ..budgets import LIMITS, Reservation, cap_output
@@ -265,7 +266,10 @@ class LLMRoutes:
             hidden = getattr(result, "_hidden_params", None) or {}
             headers = _response_headers(hidden, deployment.model_id)
             # a hook that may have changed the answer: translate it rather than pass the original on
-            body = orjson.dumps(fmt.respond(result, group, not hooks.post_success) if fmt else result)
+            if fmt:
+                body = orjson.dumps(fmt.respond(result, group, not hooks.post_success))
+            else:  # the call's log record encoded this very answer already (the store on): those bytes
+                body = (None if hooks.post_success else encoded_answer(result)) or orjson.dumps(result)
             usage = result.get("usage") if isinstance(result, dict) else None
             elapsed = time.perf_counter() - start
             # counted and logged once the answer is handed over (EncodedJSON's ``after``)
