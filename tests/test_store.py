@@ -76,7 +76,7 @@ def test_sync_async_stream_and_failure_calls_are_stored_once_each(tmp_path, fake
     with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 5
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
 
 
 class FailsOnceAfterWriting(StoreExporter):

@@ -154,5 +154,5 @@ def test_a_version_1_store_gets_the_covering_time_index(tmp_path):
     s.close()
     with sqlite3.connect(path) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
     assert "ix_calls_start_cover" in names and "ix_calls_start" not in names

@@ -84,6 +84,9 @@ class Tier(enum.IntEnum):
         {"metadata": {"user_api_key_team_id": ("a", "b")}},  # JSON: a list
         {"request_tags": ("t1", "t2")},
         {"response_cost": math.nan},  # JSON: null
+        {"endTime": math.inf},
+        {"completionStartTime": -math.inf},
+        {"startTime": math.nan},
         {"prompt_tokens": Tier.GOLD},
         {"stream": 1},
         {"litellm_call_id": ""},
@@ -106,6 +109,31 @@ def test_a_value_that_would_not_read_back_the_same_is_left_to_the_delivery_threa
             payload[key] = value
     with pytest.raises(NotPlain):
         plain_columns(payload)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"model": "", "trace_id": "", "metadata": {"user_api_key_alias": ""}},  # stored as NULL
+        {"request_tags": ["a", "b"], "response_cost": 0, "endTime": None, "stream": True},
+        {"completionStartTime": 1.5, "stream": True, "startTime": 1e300, "endTime": 1e300},
+    ],
+)
+def test_plain_columns_are_the_decoded_records_columns(change):
+    payload = {
+        "litellm_call_id": "c1",
+        "startTime": 1.0,
+        "endTime": 2.0,
+        "status": "success",
+        "model": "m",
+        "metadata": {"user_api_key_hash": "h"},
+        "error_information": {},
+        "request_tags": [],
+    }
+    for key, value in change.items():
+        payload[key] = {**payload[key], **value} if isinstance(value, dict) else value
+    assert as_columns(plain_columns(payload)) == columns_of(orjson.loads(orjson.dumps(payload)))
 
 
 class Recording(StoreExporter):

@@ -9,6 +9,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..store.rows import (
+    DEFAULT_MAX_RECORD_BYTES,
+    NotPlain,
+    plain_columns,
+    row_from_columns,
+    row_from_payload,
+    values_from_columns,
+)
 from .exporter import DELIVERED, Batch, Outcome
 
 logger = logging.getLogger("lmgate.loggers")
@@ -25,8 +33,12 @@ class StoreExporter:
     def __init__(
         self, store: Any, *, max_record_bytes: int | None = None, opener: Callable[[], Any] | None = None
     ) -> None:
-        from ..store.rows import DEFAULT_MAX_RECORD_BYTES
+        # imported here, once, not per record (an import statement in a function costs a few
+        # thousand instructions each time it runs); the builder is heavier than this module needs
+        # at import
+        from .._callbacks.payload_facts import built_from_facts
 
+        self._built = built_from_facts
         self.store = store
         self._opener = opener
         self.max_record_bytes = int(max_record_bytes or DEFAULT_MAX_RECORD_BYTES)
@@ -35,8 +47,6 @@ class StoreExporter:
         return f"<StoreExporter {self.store!r}>"
 
     def export(self, batch: Batch) -> list[Outcome]:
-        from ..store.rows import row_from_columns, row_from_payload, values_from_columns
-
         if self.store is None and self._opener is not None:
             try:
                 self.store = self._opener()
@@ -72,10 +82,7 @@ class StoreExporter:
         """The payload a call's facts record stands for (``_callbacks.payload_facts``), and its
         row's columns taken from the payload dict it was encoded from (not parsed back); None for
         the columns of a payload over ``max_record_bytes`` or not plain: parsed, as any record."""
-        from .._callbacks.payload_facts import built_from_facts
-        from ..store.rows import NotPlain, plain_columns
-
-        summary, data = built_from_facts(record)
+        summary, data = self._built(record)
         if len(data) > self.max_record_bytes:
             return data, None
         try:

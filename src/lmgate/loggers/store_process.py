@@ -26,6 +26,7 @@ whole group, so the parent's own exit flush can still go through it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -47,6 +48,13 @@ _ALL_DELIVERED = b"D"
 LINES = b"@"
 # how long close() waits for the child to finish the batch it is writing and exit
 CLOSE_TIMEOUT_S = 10.0
+# how much the child lowers its CPU priority (``os.nice``) once it is asked for spool lines: when
+# every core is busy, the serving process's requests go first and the writer takes what is left.
+# Nothing waits on it but records that are on disk already (the write-ahead spool: a lines frame
+# says so) and counted as pending (the health page, ``/metrics``) until written; it catches up
+# once the load drops (docs/store.md). A child fed records over the pipe (no write-ahead spool:
+# they wait in the serving process's bounded queue) keeps its parent's priority
+WRITER_NICENESS = 10
 
 
 class ProcessStoreExporter:
@@ -192,8 +200,9 @@ def _encode_outcomes(outcomes: list[Outcome]) -> bytes:
     return orjson.dumps([[o.kind, o.reason] for o in outcomes])
 
 
-def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
-    """The child's loop: read the settings, then write each batch and answer; 0 at the end of stdin."""
+def serve(stdin: IO[bytes], stdout: IO[bytes], *, lower_priority: bool = False) -> int:
+    """The child's loop: read the settings, then write each batch and answer; 0 at the end of stdin.
+    ``lower_priority`` (the child's ``main``): ``WRITER_NICENESS`` from the first lines frame on."""
     from ..store import open_store
     from .store_exporter import StoreExporter
 
@@ -222,6 +231,9 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                 return 0
             asked = _lines_asked(body)
             if asked is not None:
+                if lower_priority:
+                    lower_priority = False
+                    _lower_priority()
                 count = asked[2]
                 try:
                     records = lines.read(*asked)
@@ -236,6 +248,13 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     finally:
         lines.close()
         exporter.close()
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(WRITER_NICENESS)
+    except OSError as error:  # not allowed here: the writer keeps its parent's priority
+        logger.info("the store writer keeps its priority: %s", error)
 
 
 def _lines_asked(body: bytes) -> tuple[str, int, int] | None:
@@ -311,7 +330,7 @@ class SpoolLines:
 
 
 def main() -> int:
-    return run(serve, "lmgate store writer")
+    return run(functools.partial(serve, lower_priority=True), "lmgate store writer")
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ _NUMBER_TYPES = frozenset((float, int, _NONE))
 _INT_TYPES = frozenset((int, _NONE))
 _FLAG_TYPES = frozenset((bool, _NONE))
 _STR_TYPE = frozenset((str,))
+_isfinite = math.isfinite
 
 
 def plain_columns(payload: dict[str, Any]) -> tuple[Any, ...]:
@@ -158,7 +159,9 @@ def plain_columns(payload: dict[str, Any]) -> tuple[Any, ...]:
         or not call_id
         or not _TEXT_TYPES.issuperset(map(type, texts))
         or not _NUMBER_TYPES.issuperset(map(type, (start, end, first, cost)))
-        or not all(map(math.isfinite, [v for v in (start, end, first, cost) if v is not None]))
+        # one sum instead of a call per number: NaN or an infinity makes it so (two huge finite
+        # numbers too, which only sends the record to the parse: the same columns, slower)
+        or not _isfinite((start or 0) + (end or 0) + (first or 0) + (cost or 0))
         or not _INT_TYPES.issuperset(map(type, tokens))
         or not _FLAG_TYPES.issuperset(map(type, (stream, cache_hit)))
         or type(tags) is not list
@@ -173,14 +176,15 @@ def plain_columns(payload: dict[str, Any]) -> tuple[Any, ...]:
         call_id,
         start,
         end,
-        *[v or None for v in texts],
+        # an empty text is stored as NULL; the usual call has none, so no pass over them
+        *(texts if "" not in texts else [v or None for v in texts]),
         *tokens,
         None if cost is None else float(cost),
         (end - start) * 1000.0 if end is not None and start else None,
         (first - start) * 1000.0 if stream and first is not None and start else None,
         stream,
         bool(cache_hit),
-        orjson.dumps(tags).decode(),
+        orjson.dumps(tags).decode() if tags else "[]",
     )
 
 

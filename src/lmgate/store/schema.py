@@ -77,7 +77,11 @@ calls = Table(
         "cache_hit",
         "model",
     ),
-    Index("ix_calls_model_start", "model", "start_time"),
+    Index("ix_calls_model_start", "model", "start_time"),  # SQLite scans it to group by model
+    # these three serve no query on SQLite (version 5 drops them there): a filter on a key, team
+    # or user is an OR over two columns (key_hash OR key_alias, ...), and SQLite uses indexes for
+    # an OR only when each of its columns has one, so such a filter reads the time index; they
+    # only cost each insert (~6,000 instructions apiece). PostgreSQL keeps them
     Index("ix_calls_key_start", "key_hash", "start_time"),
     Index("ix_calls_team_start", "team_id", "start_time"),
     Index("ix_calls_user_start", "user_id", "start_time"),
@@ -244,12 +248,26 @@ def _v4_rollup_per_batch(conn: Connection) -> None:
         conn.execute(text("DROP TRIGGER IF EXISTS calls_rollup_insert"))
 
 
+# indexes no SQLite query uses (the comment on them in ``calls``)
+UNUSED_SQLITE_INDEXES = ("ix_calls_key_start", "ix_calls_team_start", "ix_calls_user_start")
+
+
+def _v5_drop_unused_indexes(conn: Connection) -> None:
+    # each was one more b-tree insert per row for the store's writer (docs/store.md, "The writer
+    # child's cost"); SQLite's planner never picked them (EXPLAIN QUERY PLAN of every filter:
+    # tests/test_store_indexes.py holds that no query plan names them)
+    if conn.dialect.name == "sqlite":
+        for name in UNUSED_SQLITE_INDEXES:
+            conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+
+
 # ordered: step i brings the schema from version i to i + 1; append, never edit a shipped step
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1,
     _v2_covering_time_index,
     _v3_hourly_rollup,
     _v4_rollup_per_batch,
+    _v5_drop_unused_indexes,
 ]
 
 

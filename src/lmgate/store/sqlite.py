@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
@@ -38,7 +39,8 @@ from .base import (
     percentile,
     series_rows,
 )
-from .schema import calls, migrate, rollup_add_statements
+from .rollup_add import HOURLY_UPSERT, LATENCY_UPSERT, batch_cells
+from .schema import LATENCY_BASE, calls, migrate, rollup_add_statements
 from .sql import LIST_COLUMNS, SQLStore, check_retention, column_key, listed, sum_fields, totals_answer
 
 PRUNE_EVERY_S = 3600.0
@@ -103,6 +105,9 @@ class SQLiteStore(SQLStore):
         event.listen(self.engine, "connect", _pragmas)
         with self.engine.begin() as conn:
             migrate(conn)
+            # ln(LATENCY_BASE) as SQLite's ln() gives it: the rollup's buckets computed in Python
+            # (rollup_add.py) divide by the very same double
+            self._ln_base = float(conn.execute(text(f"SELECT ln({LATENCY_BASE})")).scalar_one())
         self._pruned_at = 0.0
         self.prune()
 
@@ -128,8 +133,15 @@ class SQLiteStore(SQLStore):
                 after = cursor.execute("SELECT coalesce(max(rowid), 0) FROM calls").fetchone()[0]
                 cursor.executemany(_INSERT, params)
                 written = cursor.rowcount
-                if written:
-                    # the hourly rollup, once per batch and set-based (a trigger per row before)
+                # the hourly rollup, once per batch (a trigger per row before): when every row was
+                # new, from the rows in hand (rollup_add.py); else (a redelivered row ignored by
+                # the primary key, a row it does not compute as SQLite would) set-based, from the
+                # rows above the last rowid
+                cells = batch_cells(params, self._ln_base) if written == len(params) else None
+                if cells is not None:
+                    cursor.executemany(HOURLY_UPSERT, cells[0])
+                    cursor.executemany(LATENCY_UPSERT, cells[1])
+                elif written:
                     for statement in _ROLLUP_ADD:
                         cursor.execute(statement, (after,))
                 raw.commit()
