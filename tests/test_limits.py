@@ -137,6 +137,68 @@ async def test_an_exhausted_budget_refuses_even_a_free_request(counters: Any) ->
     assert error.type == "budget_exceeded" and "Current cost: 0.001, Max budget: 0.001" in error.message
 
 
+def team_keys(**team: Any) -> tuple[KeyLimits, KeyLimits]:
+    """Two keys of one team whose only limits are the team's: each key has its own checks list
+    (its own plan, its own slice of the team's counters), the counters are the team's."""
+    scope = Scope("team", "team-1", "Team=team-1", **team)
+    budgeted = scope.max_budget is not None
+    return KeyLimits("tok-a", "team-1", None, (scope,), budgeted), KeyLimits(
+        "tok-b", "team-1", None, (scope,), budgeted
+    )
+
+
+async def test_keys_of_one_team_share_its_limits_exactly_whatever_slices_each_holds(counters: Any) -> None:
+    """Each key's requests are admitted from a slice of the team's counters taken ahead; one
+    key's slice is given back before the other key is refused for want of it."""
+    e = enforcer(counters, Clock())
+    a, b = team_keys(rpm=5, tpm=10_000)
+    for lim in (a, b, a, b, b):  # 5 of 5, however the slices were cut
+        await e.settle(await e.reserve(lim, body(), "m", "chat"), 0.0, None)
+    for lim in (a, b):
+        error = await refused(e, lim)
+        assert error.status == 429 and "rpm_limit: 5, current rpm: 5" in error.message
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 3)  # room for exactly three worst cases in flight
+    held = [await e.reserve(a, body(), "m", "chat"), await e.reserve(b, body(), "m", "chat")]
+    held.append(await e.reserve(b, body(), "m", "chat"))
+    for lim in (a, b):
+        error = await refused(e, lim)
+        in_flight = f"Current cost: 0 (+{worst * 3:.6f}".rstrip("0") + " reserved by requests in flight"
+        assert error.type == "budget_exceeded" and in_flight in error.message
+    await e.settle(held[0], 0.0, None)  # key A's request ends: key B may use its room
+    await e.reserve(b, body(), "m", "chat")
+
+
+async def test_a_budget_another_key_of_the_team_spent_refuses_even_a_free_request() -> None:
+    """The spend one key settled within its slice counts at once for the other key: with the
+    team's budget spent exactly, even a request that costs nothing is refused (in memory; with
+    Redis, spend is counted there once this instance reports it, ``leases.py``)."""
+    e = Enforcer(MemoryCounters(), None, lambda group: PRICES if group == "m" else (0.0, 0.0), clock=Clock())
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 2)
+    await e.settle(await e.reserve(a, body(), "m", "chat"), worst, None)
+    await e.settle(await e.reserve(b, body(), "m", "chat"), worst, None)  # spent: the whole budget
+    for lim in (a, b):
+        with pytest.raises(ProxyError) as caught:
+            await e.reserve(lim, body(), "free", "chat")  # a worst case of 0
+        assert caught.value.type == "budget_exceeded"
+
+
+async def test_a_cost_above_the_worst_case_counts_before_another_key_is_admitted(counters: Any) -> None:
+    """A request that cost more than it reserved (a price that rose meanwhile, a provider's
+    surcharge): its spend reaches the team's budget before the other key's slice admits more."""
+    e = enforcer(counters, Clock())
+    worst = e.worst_case(body(), "m", "chat")
+    a, b = team_keys(max_budget=worst * 100)
+    in_flight = await e.reserve(b, body(), "m", "chat")  # key B holds a slice of the budget
+    await e.settle(await e.reserve(a, body(), "m", "chat"), worst * 99, None)
+    # spent 99 worst cases, one in flight: a 101st does not fit
+    error = await refused(e, b)
+    assert error.type == "budget_exceeded"
+    await e.settle(in_flight, 0.0, None)
+    await e.settle(await e.reserve(b, body(), "m", "chat"), 0.0, None)  # 99 + 1: fits exactly
+
+
 async def test_a_budget_window_resets_at_its_boundary_and_a_request_pays_in_the_window_it_started(
     counters: Any,
 ) -> None:
@@ -650,3 +712,27 @@ async def test_a_cold_key_s_first_round_trip_also_brings_back_its_slices(redis_s
     rpm = await counters.client.hgetall("lmgate:limits:rpm:key:tok:30000000")
     assert 2 <= int(rpm[b"H"]) <= 1000 // 4  # the slice held (a quarter of the room at most)
     await a.close()
+
+
+async def test_a_key_takes_the_part_of_the_slice_another_key_of_its_team_holds_without_a_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    """Each key's checks list takes a part of this instance's slices ahead of its requests; when
+    another key of the team finds the slice empty, that part is given back to it in memory (no
+    round trip), and Redis still holds the slice as this instance's: the limit holds."""
+    import redis.asyncio as aioredis
+
+    redis_server.flushall()
+    clock = Clock()
+    e = enforcer(RedisCounters(aioredis.Redis.from_url(redis_server.url), clock=clock), clock)
+    counters: RedisCounters = e.counters  # type: ignore[assignment]
+    a, b = team_keys(rpm=40)  # a slice of a quarter of the room: 10 requests
+    await e.reserve(a, body(), "m", "chat")  # a round trip: the first request and the slice
+    assert counters.batches == 1
+    await e.reserve(a, body(), "m", "chat")  # key A's list takes what the slice has left
+    await e.reserve(b, body(), "m", "chat")  # given back to key B: no round trip
+    assert counters.batches == 1 and counters.local == 2
+    await counters.flush()
+    held = await counters.client.hgetall(f"lmgate:limits:rpm:team:team-1:{int(T0 // 60)}")
+    assert int(held[b"u"]) == 3 and int(held[b"H"]) == 0  # three used, the slice given back
+    await e.close()

@@ -49,7 +49,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from .limits import PREFIX, Check, Refusal
 
@@ -225,6 +225,7 @@ class Lease:
         "count",
         "since",
         "until",
+        "bounds",
     )
 
     def __init__(self, check: Check, now: float) -> None:
@@ -243,16 +244,81 @@ class Lease:
         self.count = 0  # requests that took them
         self.since = now
         self.until = 0.0  # when Redis drops our hold unless a sync renews it
+        self.bounds: dict[int, _Bound] = {}  # the checks lists that may hold a part of its free slice
 
 
-class _Bound(NamedTuple):
-    """A checks list's leases by what a request does to each (``RedisCounters``)."""
+SLICE = 16  # the requests' worth a checks list takes from its leases' free slices at once
+_NONE = 1 << 62  # a list's free units of a kind it has no lease of: never runs out
 
-    budgets: tuple[Lease, ...]  # the amount, from the free slice
-    counts: tuple[Lease, ...]  # rpm, parallel and tpm: room for one unit
-    rpms: tuple[Lease, ...]  # one unit taken and used
-    slots: tuple[Lease, ...]  # parallel: one unit taken, given back at settlement
-    tpms: tuple[Lease, ...]  # the tokens, at settlement
+
+class _Bound:
+    """A checks list's leases by what a request does to each (``RedisCounters``), and the part
+    of their free slices it took ahead of its requests (``SLICE`` requests' worth, never more
+    than is free), so that a request admitted from it touches the list only: one test and one
+    take per kind. What its requests used and took is added to the leases when the list gives
+    its part back (``flush``): before anything reads them (a sync, a batch, a report) and
+    before a request is sent to Redis for want of it."""
+
+    __slots__ = (
+        "budgets",
+        "counts",
+        "rpms",
+        "slots",
+        "tpms",
+        "sliced",
+        "until",
+        "rfree",
+        "pfree",
+        "bfree",
+        "n",
+        "amount",
+        "last",
+        "spent",
+    )
+
+    def __init__(self, leases: list[Lease]) -> None:
+        self.budgets = tuple(x for x in leases if x.kind == "b")  # the amount, from the free slice
+        self.counts = tuple(x for x in leases if x.kind != "b")  # rpm, parallel and tpm: room for one unit
+        self.rpms = tuple(x for x in leases if x.kind == "r")  # one unit taken and used
+        self.slots = tuple(x for x in leases if x.kind == "p")  # one unit taken, given back at settlement
+        self.tpms = tuple(x for x in leases if x.kind == "t")  # the tokens, at settlement (never sliced)
+        self.sliced = self.budgets + self.rpms + self.slots
+        self.until = 0.0  # the earliest hold of its leases: a slice is used only while they hold
+        self.rfree = 0 if self.rpms else _NONE
+        self.pfree = 0 if self.slots else _NONE
+        self.bfree = 0 if self.budgets else _NONE
+        self.n = 0  # requests admitted from the slice since the last flush
+        self.amount = 0  # the nano-dollars they reserved
+        self.last = 0  # the last one's
+        self.spent = 0  # settled spend not yet added to the budget leases' used
+
+    def flush(self) -> None:
+        """The free part back to the leases, with what its requests took and used."""
+        n = self.n
+        if self.rpms:
+            for lease in self.rpms:
+                lease.free += self.rfree
+                lease.used += n
+                lease.taken += n
+                lease.count += n
+            self.rfree = 0
+        if self.slots:
+            for lease in self.slots:
+                lease.free += self.pfree
+                lease.taken += n
+                lease.count += n
+            self.pfree = 0
+        if self.budgets:
+            for lease in self.budgets:
+                lease.free += self.bfree
+                lease.used += self.spent
+                lease.taken += self.amount
+                if n:
+                    lease.unit = self.last or 1
+                lease.count += n
+            self.bfree = 0
+        self.n = self.amount = self.spent = 0
+        self.until = 0.0  # the next request takes a new part (``RedisCounters._admit_slow``)
 
 
 # a batch's operations: (lease, report, keep) per lease operation; (leases, keys, args, amount,
@@ -310,8 +376,10 @@ class RedisCounters:
         """The checks' leases and spec (cached per checks list: budgets.py keeps one per key
         and minute)."""
         cached = self._lists.get(id(checks))
-        if cached is not None and cached[0] is checks and cached[3] == self._generation:
-            return cached[1], cached[2]
+        if cached is not None:
+            if cached[0] is checks and cached[3] == self._generation:
+                return cached[1], cached[2]
+            self._drop(cached[4])  # replaced: its part of the slices back first
         leases = []
         for c in checks:
             lease = self._leases.get(c.name)
@@ -327,14 +395,13 @@ class RedisCounters:
             leases.append(lease)
         spec = ",".join(f"{_KIND[c.kind]},{c.limit},{c.expires_at:.0f}" for c in checks).encode()
         if len(self._lists) >= 10_000:
+            self._flush_lists()
+            for lease in self._leases.values():
+                lease.bounds.clear()
             self._lists.clear()
-        bound = _Bound(
-            tuple(x for x in leases if x.kind == "b"),
-            tuple(x for x in leases if x.kind != "b"),
-            tuple(x for x in leases if x.kind == "r"),
-            tuple(x for x in leases if x.kind == "p"),
-            tuple(x for x in leases if x.kind == "t"),
-        )
+        bound = _Bound(leases)
+        for lease in bound.sliced:
+            lease.bounds[id(bound)] = bound
         self._lists[id(checks)] = (checks, leases, spec, self._generation, bound)
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().call_later(SYNC_S, self._tick)
@@ -342,35 +409,89 @@ class RedisCounters:
 
     def admit_now(self, checks: Sequence[Check], amount: int, now: float) -> bool:
         """Admitted against this instance's slices, in memory, when every check has room in
-        its lease's free slice (True); else nothing is taken and ``admit`` goes to Redis."""
+        its lease's free slice (True); else nothing is taken and ``admit`` goes to Redis. The
+        checks list's own part of those slices first (``_Bound``), else the leases'."""
         cached = self._lists.get(id(checks))  # ``_of``, inline: once per request
         if cached is None or cached[0] is not checks or cached[3] != self._generation:
             self._of(checks, now)
             cached = self._lists[id(checks)]
-        budgets, counts, rpms, slots, _ = cached[4]
-        for lease in budgets:
+        bound = cached[4]
+        if bound.rfree and bound.pfree and bound.bfree >= amount and now < bound.until:
+            for lease in bound.tpms:  # tpm needs a free slice above zero (its settlement takes it)
+                if now >= lease.until or lease.free < 1:
+                    break
+            else:
+                bound.rfree -= 1
+                bound.pfree -= 1
+                bound.bfree -= amount
+                bound.n += 1
+                bound.amount += amount
+                bound.last = amount
+                self.local += 1
+                return True
+        return self._admit_slow(bound, amount, now)
+
+    def _fits(self, bound: _Bound, amount: int, now: float) -> bool:
+        for lease in bound.budgets:
             if now >= lease.until or lease.free < amount:
                 return False
-        for lease in counts:  # rpm and parallel take one unit; tpm needs a free slice above zero
+        for lease in bound.counts:  # rpm and parallel take one unit; tpm needs a free slice above zero
             if now >= lease.until or lease.free < 1:
                 return False
-        # every check has room: take it (tpm takes nothing: its settlement does)
-        for lease in budgets:
-            lease.free -= amount
-            lease.taken += amount
-            lease.unit = amount or 1
-            lease.count += 1
-        for lease in rpms:
-            lease.free -= 1
-            lease.used += 1
-            lease.taken += 1
-            lease.count += 1
-        for lease in slots:
-            lease.free -= 1
-            lease.taken += 1
-            lease.count += 1
+        return True
+
+    def _admit_slow(self, bound: _Bound, amount: int, now: float) -> bool:
+        """The list's part back in the leases; if they cannot admit the request, every other
+        list's part of them too; then a new part for the list, the request taken from it."""
+        bound.flush()
+        if not self._fits(bound, amount, now):
+            for lease in bound.sliced:
+                for other in lease.bounds.values():
+                    other.flush()
+            if not self._fits(bound, amount, now):
+                return False
+        n = SLICE
+        until = _NONE * 1.0
+        for lease in bound.rpms + bound.slots:
+            if lease.free < n:
+                n = lease.free
+            if lease.until < until:
+                until = lease.until
+        grant = max(amount, 1) * SLICE
+        for lease in bound.budgets:
+            if lease.free < grant:
+                grant = lease.free
+            if lease.until < until:
+                until = lease.until
+        grant = max(grant, amount)
+        for lease in bound.rpms:
+            lease.free -= n
+        for lease in bound.slots:
+            lease.free -= n
+        for lease in bound.budgets:
+            lease.free -= grant
+        if bound.rpms:
+            bound.rfree = n - 1
+        if bound.slots:
+            bound.pfree = n - 1
+        if bound.budgets:
+            bound.bfree = grant - amount
+        bound.until = until
+        bound.n += 1
+        bound.amount += amount
+        bound.last = amount
         self.local += 1
         return True
+
+    def _flush_lists(self) -> None:
+        """Every list's part of the slices back in the leases (before they are read)."""
+        for entry in self._lists.values():
+            entry[4].flush()
+
+    def _drop(self, bound: _Bound) -> None:
+        bound.flush()
+        for lease in bound.sliced:
+            lease.bounds.pop(id(bound), None)
 
     async def admit(
         self, request_id: str, checks: Sequence[Check], amount: int, now: float
@@ -396,17 +517,19 @@ class RedisCounters:
         if cached is None or cached[0] is not checks or cached[3] != self._generation:
             self._settle_each(checks, reserved, cost, tokens, now)
             return
-        # no lease was forgotten since the list was bound: its leases are the live ones
-        budgets, _, _, slots, tpms = cached[4]
+        # no lease was forgotten since the list was bound: its leases are the live ones; the
+        # slot and the budget's unused reservation go back to the list's part of the slices
+        bound = cached[4]
+        bound.pfree += 1
+        bound.bfree += reserved - cost
+        bound.spent += cost
         short = False
-        for lease in budgets:
-            lease.free += reserved - cost
-            lease.used += cost
-            if lease.free < 0:
-                short = True
-        for lease in slots:
-            lease.free += 1
-        for lease in tpms:
+        if bound.bfree < 0:  # more than the list's part: the leases must count it now
+            bound.flush()
+            for lease in bound.budgets:
+                if lease.free < 0:
+                    short = True
+        for lease in bound.tpms:
             lease.free -= tokens
             lease.used += tokens
             lease.taken += tokens
@@ -473,6 +596,7 @@ class RedisCounters:
         of used units, gone from the counter with the dead instance's hold, kept by the ledger)."""
         self._ticker = None
         now = self._clock()
+        self._flush_lists()  # what the lists took and used, in their leases
         for name, lease in list(self._leases.items()):
             if now - lease.since >= RATE_S and (lease.used or lease.free or lease.count):
                 self._due[name] = lease  # the rate's window is over: report, size the slice again
@@ -492,6 +616,9 @@ class RedisCounters:
             return
         due, admits, returning = self._due, self._admits, self._returning
         self._due, self._admits, self._returning = {}, [], False
+        for lease in due.values():  # what the lists took and used of it, in it
+            for bound in lease.bounds.values():
+                bound.flush()
         now = self._clock()
         keys: list[bytes] = []
         args: list[Any] = [repr(now), self.instance, LEASE_TTL_S]
@@ -627,6 +754,7 @@ class RedisCounters:
     async def sync(self) -> None:
         """What the timer does every ``SYNC_S``, now: report what was used, size every slice
         by its counter's rate since the last sync; and wait until Redis has answered."""
+        self._flush_lists()
         for name, lease in self._leases.items():
             if lease.held or lease.used or lease.count:
                 self._due[name] = lease
@@ -634,6 +762,7 @@ class RedisCounters:
 
     async def flush(self) -> None:
         """Report everything used, give every free slice back, and wait until Redis has it."""
+        self._flush_lists()
         for name, lease in self._leases.items():
             if lease.held or lease.used:
                 self._due[name] = lease

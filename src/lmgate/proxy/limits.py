@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -80,17 +80,122 @@ class Counters(Protocol):
     async def close(self) -> None: ...
 
 
-class _Plan(NamedTuple):
-    """A checks list bound to its cells, by what a request does to each (``MemoryCounters``)."""
+SLICE = 16  # the requests' worth of units a key's plan takes from its counters at once (memory)
+_NONE = 1 << 62  # a plan's free units of a kind it has no counter of: never runs out
 
-    tests: tuple[tuple[list[Any] | None, int, bool], ...]  # (cell, limit, is a budget) per check
-    counts: tuple[tuple[list[Any], int], ...]  # (cell, limit): rpm, tpm, parallel (full at limit)
-    budget_tests: tuple[tuple[list[Any], int], ...]  # (cell, limit): the seeded budgets
-    unseeded: bool  # a budget whose window has no cell yet: ``admit`` asks for a seed
-    ones: tuple[list[Any], ...]  # rpm and parallel cells: one unit each at admission
-    slots: tuple[list[Any], ...]  # parallel cells: the unit back at settlement
-    tpms: tuple[list[Any], ...]  # tpm cells: the tokens at settlement
-    budgets: tuple[list[Any], ...]  # seeded budget cells: reserved at admission, spent at settlement
+
+class _Plan:
+    """A checks list bound to its cells (``MemoryCounters``), and the *slice* it holds of them.
+
+    The slice: units taken from the rpm, parallel and budget cells ahead of the key's requests
+    (``SLICE`` requests' worth, never more than the room left), so that a request admitted
+    from it touches the plan only: one test and one take per kind, not per counter. The cells
+    count a slice as taken, so nobody else can take it; it is given back (``flush``) before
+    anyone is refused for want of it, which keeps every limit exact in this process."""
+
+    __slots__ = (
+        "tests",
+        "counts",
+        "budget_tests",
+        "unseeded",
+        "rpms",
+        "slots",
+        "tpm_tests",
+        "tpms",
+        "budgets",
+        "names",
+        "rfree",
+        "pfree",
+        "bfree",
+        "spent",
+    )
+
+    def __init__(self, checks: Sequence[Check], cells: dict[str, list[Any]]) -> None:
+        tests: list[tuple[list[Any] | None, int, bool]] = []  # (cell, limit, is a budget) per check
+        rpms: list[list[Any]] = []  # one unit at admission
+        slots: list[list[Any]] = []  # parallel: one unit at admission, back at settlement
+        tpm_tests: list[tuple[list[Any], int]] = []  # tested at admission (never sliced)
+        budgets: list[list[Any]] = []  # seeded budget cells: reserved at admission, spent at settlement
+        for check in checks:
+            cell = cells.get(check.name)
+            kind = check.kind
+            if cell is None and kind != "budget":  # a budget's starts from the ledger (seed)
+                cell = cells[check.name] = [0, check.expires_at]
+            tests.append((cell, check.limit, kind == "budget"))
+            if cell is None:
+                continue
+            if kind == "rpm":
+                rpms.append(cell)
+            elif kind == "parallel":
+                slots.append(cell)
+            elif kind == "tpm":
+                tpm_tests.append((cell, check.limit))
+            else:
+                budgets.append(cell)
+        self.tests = tuple(tests)
+        # (cell, limit): rpm, tpm, parallel (full at limit); a count's cell is never None
+        self.counts = tuple((c, lim) for c, lim, budget in tests if not budget and c is not None)
+        self.budget_tests = tuple((c, lim) for c, lim, budget in tests if budget and c is not None)
+        self.unseeded = any(budget and c is None for c, _, budget in tests)
+        self.rpms = tuple(rpms)
+        self.slots = tuple(slots)
+        self.tpm_tests = tuple(tpm_tests)
+        self.tpms = tuple(c for c, _ in tpm_tests)
+        self.budgets = tuple(budgets)
+        # the cells it may hold a slice of (``MemoryCounters._holders``)
+        self.names = tuple(
+            c.name
+            for c in checks
+            if c.kind in ("rpm", "parallel") or (c.kind == "budget" and c.name in cells)
+        )
+        # the slice: free rpm units, free parallel slots, free nano-dollars, and the spend of
+        # settled requests not yet moved from the budget cells' reserved to their spent
+        self.rfree = 0 if rpms else _NONE
+        self.pfree = 0 if slots else _NONE
+        self.bfree = 0 if budgets or self.unseeded else _NONE  # unseeded: the slow way, which seeds
+        self.spent = 0
+
+    def flush(self) -> None:
+        """Give the free slice back to the cells, and move the settled spend into them: the
+        cells then hold exactly what is in flight and used."""
+        if self.rpms:
+            for cell in self.rpms:
+                cell[0] -= self.rfree
+            self.rfree = 0
+        if self.slots:
+            for cell in self.slots:
+                cell[0] -= self.pfree
+            self.pfree = 0
+        if self.budgets:
+            spent = self.spent
+            for cell in self.budgets:
+                cell[0] += spent
+                cell[1] -= spent + self.bfree
+            self.bfree = 0
+        self.spent = 0
+
+    def fits(self, amount: int) -> bool:
+        """The rule, on the cells (after ``flush``): every count below its limit, every budget's
+        spent below its limit and its spent, reserved and ``amount`` within it."""
+        for cell, limit in self.counts:
+            if cell[0] >= limit:
+                return False
+        if self.unseeded:
+            return False
+        for cell, limit in self.budget_tests:
+            spent = cell[0]
+            if spent >= limit or spent + cell[1] + amount > limit:
+                return False
+        return True
+
+    def at_edge(self) -> bool:
+        """A budget whose spent and reserved reach its limit: whether its spent does (which
+        refuses even a request that costs nothing) may hang on spend another plan has settled
+        and not moved into the cell yet."""
+        for cell, limit in self.budget_tests:
+            if cell[0] + cell[1] >= limit:
+                return True
+        return False
 
 
 class MemoryCounters:
@@ -98,56 +203,59 @@ class MemoryCounters:
 
     Each counter is a small list (a *cell*): rpm and tpm ``[count, expires_at]``, parallel
     ``[count, 0]``, a budget ``[spent, reserved, expires_at]`` (only once seeded). A checks
-    list (``budgets.py`` keeps one per key and minute) is turned once into its cells, so a
-    request's check-and-take and its settlement touch them directly, no lookup by name.
+    list (``budgets.py`` keeps one per key and minute) is turned once into a ``_Plan`` over its
+    cells, which takes a slice of them and admits the key's requests from it: a request's
+    check-and-take and its settlement touch the plan (and its tpm cells), no lookup by name.
+    A request that does not fit in the plan's slice takes the slow way (``_admit_slow``): the
+    slice back, the rule tested on the cells — and, when it does not fit, every other plan's
+    slice of those cells given back and the rule tested again — then a new slice taken.
     """
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._cells: dict[str, list[Any]] = {}
         # id(checks) → (checks, its _Plan, the generation)
         self._plans: dict[int, tuple[Sequence[Check], _Plan, int]] = {}
+        # a cell's name → the plans that may hold a slice of it (by id): given back before a refusal
+        self._holders: dict[str, dict[int, _Plan]] = {}
         self._generation = 0  # bumped when cells are forgotten or seeded: plans are redone
         self._sweep_at = 0.0
 
     def _plan(self, checks: Sequence[Check]) -> _Plan:
         cached = self._plans.get(id(checks))
-        if cached is not None and cached[0] is checks and cached[2] == self._generation:
-            return cached[1]
-        tests: list[tuple[list[Any] | None, int, bool]] = []
-        ones: list[list[Any]] = []  # rpm and parallel: one unit taken at admission
-        slots: list[list[Any]] = []  # parallel: given back at settlement
-        tpms: list[list[Any]] = []  # tpm: the tokens added at settlement
-        budgets: list[list[Any]] = []
-        for check in checks:
-            cell = self._cells.get(check.name)
-            kind = check.kind
-            if cell is None and kind != "budget":  # a budget's starts from the ledger (seed)
-                cell = self._cells[check.name] = [0, check.expires_at]
-            tests.append((cell, check.limit, kind == "budget"))
-            if cell is None:
-                continue
-            if kind == "rpm" or kind == "parallel":
-                ones.append(cell)
-            if kind == "parallel":
-                slots.append(cell)
-            elif kind == "tpm":
-                tpms.append(cell)
-            elif kind == "budget":
-                budgets.append(cell)
-        plan = _Plan(
-            tuple(tests),
-            tuple((c, lim) for c, lim, budget in tests if not budget),  # type: ignore[misc]
-            tuple((c, lim) for c, lim, budget in tests if budget and c is not None),
-            any(budget and c is None for c, _, budget in tests),
-            tuple(ones),
-            tuple(slots),
-            tuple(tpms),
-            tuple(budgets),
-        )
+        if cached is not None:
+            if cached[0] is checks and cached[2] == self._generation:
+                return cached[1]
+            self._drop(cached[1])  # replaced: its slice back to the cells first
+        plan = _Plan(checks, self._cells)
         if len(self._plans) >= 10_000:
+            for _, old, _ in self._plans.values():
+                old.flush()
             self._plans.clear()
+            self._holders.clear()
         self._plans[id(checks)] = (checks, plan, self._generation)
+        holders = self._holders
+        for name in plan.names:
+            found = holders.get(name)
+            if found is None:
+                found = holders[name] = {}
+            found[id(plan)] = plan
         return plan
+
+    def _reclaim(self, names: Sequence[str]) -> None:
+        """Every plan's slice of these cells back in them, and its settled spend: exact cells."""
+        holders = self._holders
+        for name in names:
+            found = holders.get(name)
+            if found:
+                for holder in found.values():
+                    holder.flush()
+
+    def _drop(self, plan: _Plan) -> None:
+        plan.flush()
+        for name in plan.names:
+            found = self._holders.get(name)
+            if found is not None:
+                found.pop(id(plan), None)
 
     def admit_now(self, checks: Sequence[Check], amount: int, now: float) -> bool:
         if now >= self._sweep_at:
@@ -157,21 +265,50 @@ class MemoryCounters:
             plan = cached[1]
         else:
             plan = self._plan(checks)
-        _, counts, budget_tests, unseeded, ones, _, _, budgets = plan  # one unpacking, no lookups
-        for cell, limit in counts:
-            if cell[0] >= limit:
+        # from the plan's slice (no cell touched but the tpm ones, which are never sliced): a
+        # free rpm unit, a free slot, and more free nano-dollars than the worst case (more:
+        # a budget reached by its spent must refuse even a request that costs nothing)
+        if plan.rfree and plan.pfree and plan.bfree > amount:
+            for cell, limit in plan.tpm_tests:
+                if cell[0] >= limit:
+                    return self._admit_slow(plan, amount)  # refused: with the cells made exact
+            plan.rfree -= 1
+            plan.pfree -= 1
+            plan.bfree -= amount
+            return True
+        return self._admit_slow(plan, amount)
+
+    def _admit_slow(self, plan: _Plan, amount: int) -> bool:
+        """The rule on the cells themselves, every slice of them given back if it does not fit
+        otherwise; then a new slice for the plan (at least this request's units), and the
+        request taken from it."""
+        plan.flush()
+        if not plan.fits(amount) or plan.at_edge():
+            self._reclaim(plan.names)
+            if not plan.fits(amount):
                 return False
-        if unseeded:
-            return False
-        for cell, limit in budget_tests:
-            spent = cell[0]
-            if spent >= limit or spent + cell[1] + amount > limit:
-                return False
-        for cell in ones:  # everything fits: take it (no await between check and take)
-            cell[0] += 1
-        if amount:
-            for cell in budgets:
-                cell[1] += amount
+        n = SLICE  # requests' worth of rpm units and slots (every cell has room for one: it fits)
+        for cell, limit in plan.counts:
+            if limit - cell[0] < n:
+                n = limit - cell[0]
+        if plan.rpms:
+            for cell in plan.rpms:
+                cell[0] += n
+            plan.rfree = n - 1
+        if plan.slots:
+            for cell in plan.slots:
+                cell[0] += n
+            plan.pfree = n - 1
+        if plan.budgets:
+            grant = max(amount, 1) * SLICE
+            for cell, limit in plan.budget_tests:
+                room = limit - cell[0] - cell[1]
+                if room < grant:
+                    grant = room
+            grant = max(grant, amount)  # the room fits ``amount`` (``fits``)
+            for cell in plan.budgets:
+                cell[1] += grant
+            plan.bfree = grant - amount
         return True
 
     async def admit(
@@ -183,8 +320,8 @@ class MemoryCounters:
 
     @staticmethod
     def _refusal(plan: _Plan, amount: int) -> Refusal:
-        """The first check that does not fit (the refused path only: the counter is kept apart
-        from the admission's loop)."""
+        """The first check that does not fit (the refused path only: the cells hold no slice of
+        this plan's or, where it mattered, of any other's)."""
         for i, (cell, limit, budget) in enumerate(plan.tests):
             if budget:
                 if cell is None:
@@ -203,16 +340,18 @@ class MemoryCounters:
             plan = cached[1]
         else:
             plan = self._plan(checks)
-        _, _, _, _, _, slots, tpms, budgets = plan
-        for cell in slots:
-            cell[0] -= 1
+        # into the plan's slice (its current plan, if the one that admitted it was redone since:
+        # that one gave back only its free units, the cells still count this request's)
+        plan.pfree += 1
         if tokens:
-            for cell in tpms:
+            for cell in plan.tpms:
                 cell[0] += tokens
-        # a budget whose cell is gone (its window ended an hour ago) is not in the plan
-        for cell in budgets:
-            cell[0] += cost
-            cell[1] -= reserved
+        plan.bfree += reserved - cost
+        plan.spent += cost
+        if cost > reserved and plan.budgets:
+            # more than its worst case: the spend must show in the cells before anyone else is
+            # admitted against them (another plan's slice would otherwise hide the overrun)
+            self._reclaim(plan.names)
 
     async def seed(self, check: Check, spent: int) -> None:
         if check.name not in self._cells:
