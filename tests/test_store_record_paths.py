@@ -178,3 +178,47 @@ def test_an_answer_heard_only_by_the_store_is_encoded_once(tmp_path):
         assert store.flush(30) and store.stats()["delivered"] == 3
     finally:
         lmgate.callbacks = []
+
+
+def test_a_row_keeps_the_metadata_a_call_was_made_with_when_the_caller_changes_it_mid_call(
+    tmp_path, fake_provider
+):
+    """The caller's metadata dict changed while the call waits for its provider (another task or
+    thread of the caller, a proxy moderation hook running beside the call): the stored row keeps
+    the metadata as the call was made with it, as when the record copied it at the start — the
+    same whether the store alone hears the call or another logger hears it too."""
+    import threading
+
+    fp = fake_provider
+    base = {"api_base": fp.base_url + "/v1", "api_key": KEY}
+    msgs = [{"role": "user", "content": "mid-call"}]
+    rows = {}
+    for name, extra in (("alone", []), ("with-hook", [Hook()])):
+        store = StoreLogger(path=str(tmp_path / f"{name}.sqlite3"), spool="off", writer="process")
+        lmgate.callbacks = [store, *extra]
+        release = threading.Event()
+        fp.enqueue(Reply(delay_event=release))
+        metadata = {"tags": ["before"], "requester_metadata": {"k": "before"}}
+        done: list[object] = []
+        seen = len(fp.requests)
+        worker = threading.Thread(
+            target=lambda done=done, metadata=metadata: done.append(
+                lmgate.completion(model="openai/gpt-4o-mini", messages=msgs, metadata=metadata, **base)
+            )
+        )
+        worker.start()
+        try:
+            assert fp.wait_for_requests(seen + 1, 10)  # the call is in flight
+            metadata["tags"].append("changed-mid-call")
+            metadata["requester_metadata"]["k"] = "changed-mid-call"
+        finally:
+            release.set()
+            worker.join(10)
+        try:
+            assert done and store.flush(30)
+        finally:
+            lmgate.callbacks = []
+        (row,) = rows_of(store)
+        rows[name] = (row["tags"], store.store.get(row["call_id"]))
+    stored = str(rows)
+    assert "changed-mid-call" not in stored, stored
