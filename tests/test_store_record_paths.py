@@ -74,7 +74,8 @@ def test_rows_of_calls_heard_only_by_stores_equal_the_full_paths_rows(tmp_path, 
     probe = Borrowed()
     lmgate.callbacks = [probe, child, full]
     fp = fake_provider
-    base = {"api_base": fp.base_url + "/v1", "api_key": KEY}
+    # as the proxy calls (``_metadata_unshared``: nothing changes the metadata while a call runs)
+    base = {"api_base": fp.base_url + "/v1", "api_key": KEY, "_metadata_unshared": True}
     msgs = [{"role": "user", "content": "hello paths"}]
     try:
         # plain; a key's, team's and user's call with tags and parameters (its metadata changed by
@@ -123,14 +124,14 @@ def test_rows_of_calls_heard_only_by_stores_equal_the_full_paths_rows(tmp_path, 
         )
         fp.enqueue(Reply(status=500), Reply(status=500))
         assert (
-            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY))._hidden_params[
-                "model_id"
-            ]
+            router.completion(
+                model="small", messages=msgs, metadata=dict(IDENTITY), _metadata_unshared=True
+            )._hidden_params["model_id"]
             == "b"
         )
         fp.enqueue(*[Reply(status=500)] * 4)
         with pytest.raises(lmgate.exceptions.InternalServerError):
-            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY))
+            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY), _metadata_unshared=True)
         # async, as the proxy calls
         asyncio.run(
             lmgate.acompletion(model="openai/gpt-4o-mini", messages=msgs, metadata=dict(IDENTITY), **base)
@@ -165,15 +166,16 @@ def test_an_answer_heard_only_by_the_store_is_encoded_once(tmp_path):
 
     store = StoreLogger(path=str(tmp_path / "s.sqlite3"), spool="off", writer="process")
     msgs = [{"role": "user", "content": "once"}]
+    once = {"messages": msgs, "_metadata_unshared": True}  # as the proxy calls
     lmgate.callbacks = [store]
     try:
-        first = lmgate.completion(model="openai/gpt-4o-mini", mock_response="one", messages=msgs)
+        first = lmgate.completion(model="openai/gpt-4o-mini", mock_response="one", **once)
         assert encoded_answer(first) == orjson.dumps(first)
-        second = lmgate.completion(model="openai/gpt-4o-mini", mock_response="two", messages=msgs)
+        second = lmgate.completion(model="openai/gpt-4o-mini", mock_response="two", **once)
         assert encoded_answer(first) is None and encoded_answer(second) == orjson.dumps(second)
         assert encoded_answer(dict(second)) is None  # an equal object is not that object
         lmgate.callbacks = [store, Hook()]
-        heard = lmgate.completion(model="openai/gpt-4o-mini", mock_response="three", messages=msgs)
+        heard = lmgate.completion(model="openai/gpt-4o-mini", mock_response="three", **once)
         assert encoded_answer(heard) is None
         assert store.flush(30) and store.stats()["delivered"] == 3
     finally:
