@@ -224,3 +224,87 @@ def test_a_row_keeps_the_metadata_a_call_was_made_with_when_the_caller_changes_i
         rows[name] = (row["tags"], store.store.get(row["call_id"]))
     stored = str(rows)
     assert "changed-mid-call" not in stored, stored
+
+
+MODERATION_HOOK = '''
+import asyncio
+
+import lmgate
+
+
+class Tagger(lmgate.CustomLogger):
+    """A moderation hook (it runs beside the call) that tags the request once the provider has it."""
+
+    wait_for_provider = None  # set by the test: True once the provider holds the call
+    release = None  # set by the test: lets the provider answer
+
+    async def async_moderation_hook(self, data, user_api_key_dict, call_type):
+        if self.wait_for_provider is None:
+            return
+        try:
+            if await asyncio.to_thread(self.wait_for_provider):
+                data["metadata"]["tags"].append("moderated-mid-call")
+        finally:
+            self.release()
+
+
+tagger = Tagger()
+'''
+
+
+async def test_a_proxy_moderation_hook_that_changes_the_metadata_mid_call_leaves_the_row_as_sent(
+    tmp_path, fake_provider, monkeypatch
+):
+    """Through the proxy: a moderation hook runs beside the call and may change the request's
+    metadata (its nested values are the call's too) while the provider answers; the stored row
+    keeps the tags the call was made with (the record copies the metadata when moderation hooks
+    run, rather than borrowing it)."""
+    import sys
+    import threading
+
+    import httpx
+
+    from lmgate.proxy.app import create_app
+    from lmgate.proxy.config import load_config
+    from lmgate.store import open_store
+
+    (tmp_path / "mod_tagger.py").write_text(MODERATION_HOOK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = tmp_path / "proxy.sqlite3"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+model_list:
+  - model_name: fast
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {fake_provider.base_url}/v1
+      api_key: {KEY}
+litellm_settings:
+  callbacks: ["mod_tagger.tagger", "store"]
+callback_settings:
+  store:
+    path: {db}
+    spool: "off"
+    writer: process
+"""
+    )
+    app = create_app(load_config(str(config)))
+    tagger = sys.modules["mod_tagger"].tagger
+    release = threading.Event()
+    fake_provider.enqueue(Reply(delay_event=release))
+
+    # the hook changes the tags while the provider holds the call, then lets it answer
+    tagger.wait_for_provider = lambda: fake_provider.wait_for_requests(1, 10)
+    tagger.release = release.set
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "metadata": {"tags": ["sent"]}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
+        answer = await client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    assert lmgate.flush_callbacks(30)
+    store = open_store(str(db))
+    try:
+        (row,) = store.query(Filters(), Page(limit=10))
+    finally:
+        store.close()
+    assert row["tags"] == ["sent"]
