@@ -775,3 +775,32 @@ def test_direct_text_line_shows_every_usage_and_cost_shape_as_the_record_path(
         out.truncate()
     assert len(seen[0]) == len(shapes) and seen[0] == seen[1]
     assert seen[0][0].endswith("latency_ms=250 prompt_tokens=3 completion_tokens=4 cost_usd=1.5e-05")
+
+
+def test_a_handler_added_while_serving_gets_the_next_access_line(configured_logging: None) -> None:
+    """The direct line's decision is made again for every line: a handler added at run time (on
+    the access logger's parent, or the level of the one handler raised) is honoured from the next
+    line on, and the line goes back to the direct way once it is removed."""
+    import io
+
+    logs.setup_logging("info", "text")
+    (handler,) = logging.getLogger("lmgate").handlers
+    out, extra = io.StringIO(), io.StringIO()
+    handler.stream = out  # type: ignore[attr-defined]
+    logs.log_request(SCOPE, 200, "first", None, None, 0.001)
+    added = logging.StreamHandler(extra)
+    parent = logging.getLogger("lmgate.proxy")
+    parent.addHandler(added)
+    try:
+        assert logs._direct_handler(logging.INFO) is None
+        logs.log_request(SCOPE, 200, "second", None, None, 0.001)
+    finally:
+        parent.removeHandler(added)
+    assert "model=first" in out.getvalue() and "model=second" in out.getvalue()
+    assert "model=first" not in extra.getvalue() and extra.getvalue().startswith(
+        "POST /v1/chat/completions 200"
+    )
+    assert logs._direct_handler(logging.INFO) is handler
+    handler.setLevel(logging.ERROR)
+    logs.log_request(SCOPE, 200, "third", None, None, 0.001)
+    assert "model=third" not in out.getvalue()
