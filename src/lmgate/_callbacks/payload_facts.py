@@ -103,7 +103,7 @@ def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden
     if (
         raw_messages is None
         or not isinstance(metadata, dict)
-        or request_tags(metadata)[1] is not None
+        or (metadata.get("tags") is not None and request_tags(metadata)[1] is not None)
         or _masked_metadata(metadata) is not metadata
     ):
         return None
