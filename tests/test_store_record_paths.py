@@ -74,7 +74,8 @@ def test_rows_of_calls_heard_only_by_stores_equal_the_full_paths_rows(tmp_path, 
     probe = Borrowed()
     lmgate.callbacks = [probe, child, full]
     fp = fake_provider
-    base = {"api_base": fp.base_url + "/v1", "api_key": KEY}
+    # as the proxy calls (``_metadata_unshared``: nothing changes the metadata while a call runs)
+    base = {"api_base": fp.base_url + "/v1", "api_key": KEY, "_metadata_unshared": True}
     msgs = [{"role": "user", "content": "hello paths"}]
     try:
         # plain; a key's, team's and user's call with tags and parameters (its metadata changed by
@@ -123,14 +124,14 @@ def test_rows_of_calls_heard_only_by_stores_equal_the_full_paths_rows(tmp_path, 
         )
         fp.enqueue(Reply(status=500), Reply(status=500))
         assert (
-            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY))._hidden_params[
-                "model_id"
-            ]
+            router.completion(
+                model="small", messages=msgs, metadata=dict(IDENTITY), _metadata_unshared=True
+            )._hidden_params["model_id"]
             == "b"
         )
         fp.enqueue(*[Reply(status=500)] * 4)
         with pytest.raises(lmgate.exceptions.InternalServerError):
-            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY))
+            router.completion(model="small", messages=msgs, metadata=dict(IDENTITY), _metadata_unshared=True)
         # async, as the proxy calls
         asyncio.run(
             lmgate.acompletion(model="openai/gpt-4o-mini", messages=msgs, metadata=dict(IDENTITY), **base)
@@ -165,16 +166,145 @@ def test_an_answer_heard_only_by_the_store_is_encoded_once(tmp_path):
 
     store = StoreLogger(path=str(tmp_path / "s.sqlite3"), spool="off", writer="process")
     msgs = [{"role": "user", "content": "once"}]
+    once = {"messages": msgs, "_metadata_unshared": True}  # as the proxy calls
     lmgate.callbacks = [store]
     try:
-        first = lmgate.completion(model="openai/gpt-4o-mini", mock_response="one", messages=msgs)
+        first = lmgate.completion(model="openai/gpt-4o-mini", mock_response="one", **once)
         assert encoded_answer(first) == orjson.dumps(first)
-        second = lmgate.completion(model="openai/gpt-4o-mini", mock_response="two", messages=msgs)
+        second = lmgate.completion(model="openai/gpt-4o-mini", mock_response="two", **once)
         assert encoded_answer(first) is None and encoded_answer(second) == orjson.dumps(second)
         assert encoded_answer(dict(second)) is None  # an equal object is not that object
         lmgate.callbacks = [store, Hook()]
-        heard = lmgate.completion(model="openai/gpt-4o-mini", mock_response="three", messages=msgs)
+        heard = lmgate.completion(model="openai/gpt-4o-mini", mock_response="three", **once)
         assert encoded_answer(heard) is None
         assert store.flush(30) and store.stats()["delivered"] == 3
     finally:
         lmgate.callbacks = []
+
+
+def test_a_row_keeps_the_metadata_a_call_was_made_with_when_the_caller_changes_it_mid_call(
+    tmp_path, fake_provider
+):
+    """The caller's metadata dict changed while the call waits for its provider (another task or
+    thread of the caller, a proxy moderation hook running beside the call): the stored row keeps
+    the metadata as the call was made with it, as when the record copied it at the start — the
+    same whether the store alone hears the call or another logger hears it too."""
+    import threading
+
+    fp = fake_provider
+    base = {"api_base": fp.base_url + "/v1", "api_key": KEY}
+    msgs = [{"role": "user", "content": "mid-call"}]
+    rows = {}
+    for name, extra in (("alone", []), ("with-hook", [Hook()])):
+        store = StoreLogger(path=str(tmp_path / f"{name}.sqlite3"), spool="off", writer="process")
+        lmgate.callbacks = [store, *extra]
+        release = threading.Event()
+        fp.enqueue(Reply(delay_event=release))
+        metadata = {"tags": ["before"], "requester_metadata": {"k": "before"}}
+        done: list[object] = []
+        seen = len(fp.requests)
+        worker = threading.Thread(
+            target=lambda done=done, metadata=metadata: done.append(
+                lmgate.completion(model="openai/gpt-4o-mini", messages=msgs, metadata=metadata, **base)
+            )
+        )
+        worker.start()
+        try:
+            assert fp.wait_for_requests(seen + 1, 10)  # the call is in flight
+            metadata["tags"].append("changed-mid-call")
+            metadata["requester_metadata"]["k"] = "changed-mid-call"
+        finally:
+            release.set()
+            worker.join(10)
+        try:
+            assert done and store.flush(30)
+        finally:
+            lmgate.callbacks = []
+        (row,) = rows_of(store)
+        rows[name] = (row["tags"], store.store.get(row["call_id"]))
+    stored = str(rows)
+    assert "changed-mid-call" not in stored, stored
+
+
+MODERATION_HOOK = '''
+import asyncio
+
+import lmgate
+
+
+class Tagger(lmgate.CustomLogger):
+    """A moderation hook (it runs beside the call) that tags the request once the provider has it."""
+
+    wait_for_provider = None  # set by the test: True once the provider holds the call
+    release = None  # set by the test: lets the provider answer
+
+    async def async_moderation_hook(self, data, user_api_key_dict, call_type):
+        if self.wait_for_provider is None:
+            return
+        try:
+            if await asyncio.to_thread(self.wait_for_provider):
+                data["metadata"]["tags"].append("moderated-mid-call")
+        finally:
+            self.release()
+
+
+tagger = Tagger()
+'''
+
+
+async def test_a_proxy_moderation_hook_that_changes_the_metadata_mid_call_leaves_the_row_as_sent(
+    tmp_path, fake_provider, monkeypatch
+):
+    """Through the proxy: a moderation hook runs beside the call and may change the request's
+    metadata (its nested values are the call's too) while the provider answers; the stored row
+    keeps the tags the call was made with (the record copies the metadata when moderation hooks
+    run, rather than borrowing it)."""
+    import sys
+    import threading
+
+    import httpx
+
+    from lmgate.proxy.app import create_app
+    from lmgate.proxy.config import load_config
+    from lmgate.store import open_store
+
+    (tmp_path / "mod_tagger.py").write_text(MODERATION_HOOK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = tmp_path / "proxy.sqlite3"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+model_list:
+  - model_name: fast
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {fake_provider.base_url}/v1
+      api_key: {KEY}
+litellm_settings:
+  callbacks: ["mod_tagger.tagger", "store"]
+callback_settings:
+  store:
+    path: {db}
+    spool: "off"
+    writer: process
+"""
+    )
+    app = create_app(load_config(str(config)))
+    tagger = sys.modules["mod_tagger"].tagger
+    release = threading.Event()
+    fake_provider.enqueue(Reply(delay_event=release))
+
+    # the hook changes the tags while the provider holds the call, then lets it answer
+    tagger.wait_for_provider = lambda: fake_provider.wait_for_requests(1, 10)
+    tagger.release = release.set
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "metadata": {"tags": ["sent"]}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
+        answer = await client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    assert lmgate.flush_callbacks(30)
+    store = open_store(str(db))
+    try:
+        (row,) = store.query(Filters(), Page(limit=10))
+    finally:
+        store.close()
+    assert row["tags"] == ["sent"]

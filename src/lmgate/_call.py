@@ -89,6 +89,9 @@ CONTROL_PARAMS = frozenset(
         # internal (a client's ``_`` keys never reach a call): the caller reads the stream's chunks
         # only as plain mappings and JSON (the proxy without stream hooks), see ``translator``
         "_plain_chunks",
+        # internal: nothing changes the call's metadata dict while the call runs (the proxy without
+        # moderation hooks, which run beside the call): its record may borrow it, not copy it
+        "_metadata_unshared",
         # Bedrock's endpoint settings and AWS credentials: read by ``Provider.configure``, never
         # sent to the model nor shown to callbacks as optional_params
         "aws_region_name",
@@ -214,8 +217,11 @@ class Call:
                     else control["turn_off_message_logging"]
                 ),
                 raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
-                # a stream's record outlives the call's return (its caller reads the chunks)
-                borrow_metadata=self.plan.takes_records and not self.stream,
+                # a stream's record outlives the call's return (its caller reads the chunks); a
+                # library caller may change its dict while the call waits (the row keeps the start's)
+                borrow_metadata=self.plan.takes_records
+                and not self.stream
+                and control.get("_metadata_unshared") is True,
             )
             if "model_id" in control:  # set only when given: the record's defaults are None
                 self.record.model_id = control["model_id"]

@@ -322,6 +322,8 @@ class LLMRoutes:
             kw["_call_type"] = call_type
         if extra:  # the proxy's own call arguments (never the client's: those are filtered above)
             kw.update(extra)
+        if not hooks.moderation:  # nothing changes the metadata while the call runs (a record may borrow it)
+            kw["_metadata_unshared"] = True
         if user.metadata or user.team_metadata:  # a key's or team's own callbacks, message logging off
             controls = call_controls(user.metadata, user.team_metadata)
             if controls:
