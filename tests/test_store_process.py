@@ -801,3 +801,63 @@ def test_the_writer_yields_the_cpu_only_when_the_spool_holds_the_records(tmp_pat
     assert os.getpriority(os.PRIO_PROCESS, piped.exporter.pid) == mine
     spooled.close()
     piped.close()
+
+
+def test_a_second_writer_waits_for_the_one_still_reading_a_segment(tmp_path):
+    """A serving process killed with SIGKILL can leave its writer child finishing a batch; the
+    process that adopts the segment asks its own child for the same lines. That child writes only
+    once the first one lets go of the segment (exits or moves on), so the two never insert one
+    record at the same time (ClickHouse checks for the ids it inserts: two at once could both
+    insert). The first child holds the segment's writing lock while it reads it; a second one
+    asked for its lines answers only after the lock is let go."""
+    import fcntl
+    import select
+
+    from lmgate.loggers.store_process import LINES, WRITING_BYTE
+    from lmgate.loggers.writer_child import read_frame, write_frame
+
+    segment = tmp_path / "segment.wal"
+    segment.write_bytes(facts_record_of_one_call(tmp_path) + b"\n")
+    settings = orjson.dumps({"path": str(tmp_path / "logs.sqlite3"), "type": "sqlite"})
+    ask = LINES + orjson.dumps([str(segment), 0, 1])
+
+    def child() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lmgate.loggers.store_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        write_frame(proc.stdin, settings)
+        return proc
+
+    def lock_is_free() -> bool:
+        fd = os.open(segment, os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WRITING_BYTE)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # lets go of a lock it took
+
+    first = child()
+    write_frame(first.stdin, ask)
+    assert read_frame(first.stdout) == b"D"
+    assert not lock_is_free()  # the first child still reads the segment (it may be asked for more)
+    first.stdin.close()  # its serving process is gone: it exits, and lets go of the segment
+    assert first.wait(30) == 0
+    first.stdout.close()
+    assert lock_is_free()
+
+    # a second child asked while the segment's lock is held (by this test, as by an orphan)
+    held = os.open(segment, os.O_RDWR)
+    fcntl.lockf(held, fcntl.LOCK_EX, 1, WRITING_BYTE)
+    second = child()
+    write_frame(second.stdin, ask)
+    # it has not answered while the lock is held (were it not waiting, it would answer at once)
+    assert select.select([second.stdout], [], [], 1.0)[0] == []
+    os.close(held)  # the orphan is gone
+    assert read_frame(second.stdout) == b"D"  # the row is there already: stored once
+    second.stdin.close()
+    assert second.wait(30) == 0
+    second.stdout.close()

@@ -26,6 +26,7 @@ whole group, so the parent's own exit flush can still go through it.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
@@ -55,6 +56,8 @@ CLOSE_TIMEOUT_S = 10.0
 # once the load drops (docs/store.md). A child fed records over the pipe (no write-ahead spool:
 # they wait in the serving process's bounded queue) keeps its parent's priority
 WRITER_NICENESS = 10
+# the byte of a spool segment a writer child locks while it reads the segment (SpoolLines)
+WRITING_BYTE = 1 << 62
 
 
 class ProcessStoreExporter:
@@ -280,7 +283,15 @@ class SpoolLines:
 
     Each batch is read afresh from the file (``os.pread`` from the offset), never from bytes read
     ahead for the batch before: an append that failed part-way is truncated away by the serving
-    process (``loggers/spool.py``), and the next record is written in its place."""
+    process (``loggers/spool.py``), and the next record is written in its place.
+
+    Reading a segment, the child holds a POSIX record lock on one byte of it (``WRITING_BYTE``,
+    far past its end; the serving process's ownership is a ``flock``, which Linux keeps apart)
+    until it moves to another segment or exits. A serving process killed with ``SIGKILL`` can
+    leave its child finishing a batch; the process that adopts the segment then asks its own child
+    for the same lines, and that child waits here until the orphan is gone, so the two never
+    write one record at the same time (a store without a unique key, ClickHouse, checks for the
+    call ids it is about to insert: two writers at once could both insert)."""
 
     _CHUNK = 1 << 16
 
@@ -293,8 +304,15 @@ class SpoolLines:
     def read(self, path: str, first: int, count: int) -> list[bytes]:
         if self._fd is None or path != self._path or first != self._next:
             self.close()
-            self._fd = os.open(path, os.O_RDONLY)
-            self._path, self._next, self._offset = path, 0, 0
+            # read and write: a POSIX write lock needs a descriptor open for writing (never written)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                # blocks while another writer child (an orphan of a killed process) reads it
+                fcntl.lockf(fd, fcntl.LOCK_EX, 1, WRITING_BYTE)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd, self._path, self._next, self._offset = fd, path, 0, 0
             if first and len(self._lines(first)) < first:
                 raise OSError(f"{path} has fewer than {first + 1} lines, line {first} was asked for")
         out = self._lines(count)
