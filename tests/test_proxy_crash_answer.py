@@ -33,12 +33,6 @@ class BrokenBackend:
         raise RuntimeError("the key backend broke")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def served(
     tmp_path: Path, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
@@ -51,12 +45,15 @@ async def served(
     config = load_config(write_config(tmp_path, fake_provider))
     app = create_app(config, backend=BrokenBackend())  # type: ignore[arg-type]
     _, protocol = protocol_for("auto", config.limits)
-    port = _free_port()
+    # bound and listening before the server starts: a connection made before it serves waits in
+    # the kernel's backlog, so nothing waits for it to be ready
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host="127.0.0.1",
-            port=port,
             http=protocol,
             loop="none",
             lifespan="on",
@@ -65,17 +62,13 @@ async def served(
             ws="none",
         )
     )
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):  # bounded: the server starts within a few event-loop turns
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield port
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 async def _exchange(port: int, request: bytes) -> bytes:
