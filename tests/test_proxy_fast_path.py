@@ -655,6 +655,17 @@ async def test_an_added_middleware_sees_the_fast_lanes_requests(apps: tuple[Any,
     assert paths == ["/v1/chat/completions"]
 
 
+def test_the_app_takes_the_fast_lanes_routes_in_front_of_its_own_layers(apps: tuple[Any, Any]) -> None:
+    """As served (the proxy's own layers, its async 500 handler, no debug), the app itself takes
+    the fast lane's routes; with ``debug`` (the traceback page) it leaves them to the stack."""
+    fast, _ = apps
+    lane = _fast_lane(fast)  # builds the stack
+    assert fast._lane is lane
+    fast.debug = True  # Starlette rebuilds the stack at once
+    fast.middleware_stack = fast.build_middleware_stack()
+    assert fast._lane is None
+
+
 def test_direct_access_lines_latency_is_the_record_paths_figure() -> None:
     """The direct line's ``latency_ms`` (one ``.1f`` format) is the formatter's figure of the record
     path's ``round(ms, 1)`` for every value, halves, ties, tiny, and past six digits."""

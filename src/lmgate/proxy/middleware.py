@@ -22,10 +22,10 @@ key like any other error), and lets the probes answer without a key.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette._utils import is_async_callable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -203,7 +203,8 @@ class ProxyApp(Starlette):
             type(stack) is ServerErrorMiddleware
             and not stack.debug
             and stack.handler is not None
-            and is_async_callable(stack.handler)
+            # a coroutine function (what Starlette awaits); anything else: the whole stack
+            and inspect.iscoroutinefunction(stack.handler)
             and type(auth) is Authenticate
             and type(lane) is FastLane
         ):
