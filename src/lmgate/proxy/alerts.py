@@ -11,7 +11,8 @@ other fields as null, and lmgate's ``budget_window_start`` / ``budget_window_end
 Delivery is the batch pipeline every HTTP logger uses (``loggers.batch.BatchLogger`` over
 ``loggers.http_exporter.HTTPExporter``): the alert is queued (never a request's wait), written
 ahead to a spool under ``<data dir>/spool/alerting_webhook`` (a process that dies before the
-POST sends it at its next start), POSTed with an ``Idempotency-Key`` that a retry keeps,
+POST sends it at its next start; one that dies before the spool write has the alert in the
+ledger's outbox, ``spend.SpendWriter.redeliver_alerts``, which its next start delivers), POSTed with an ``Idempotency-Key`` that a retry keeps,
 retried on a connection error, 408, 429 and 5xx until delivered, and every drop counted in the
 logger's ``stats()`` (``/metrics``: ``lmgate_logger_*{logger="alerting_webhook"}``).
 """
@@ -78,7 +79,7 @@ def webhook_url(
 
 
 def webhook_event(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """The reference's ``WebhookEvent`` of one soft-budget alert (``SpendWriter._fire``'s)."""
+    """The reference's ``WebhookEvent`` of one soft-budget alert (``spend._alert``'s)."""
     scope = alert.get("scope")
     soft = alert.get("soft_budget")
     return {
@@ -133,7 +134,12 @@ class WebhookAlerts:
         )
 
     def __call__(self, alert: dict[str, Any]) -> None:
+        """Queue the alert, on disk in the spool when this returns; raises when it could not be
+        spooled, so the alert stays undelivered in the ledger's outbox for the next start."""
+        failed = self.logger.stats()["spool_write_failed"]
         self.logger.enqueue(webhook_event(alert))
+        if self.logger.stats()["spool_write_failed"] != failed:
+            raise OSError("the alert could not be written to the webhook's spool")
 
     def stats(self) -> dict[str, Any]:
         return self.logger.stats()

@@ -112,11 +112,17 @@ class SpendWriter:
         self.soft_budget_alerts = 0  # alerts this process fired
         self.on_alert: list[Callable[[dict[str, Any]], Any]] = []
         self.clock: Callable[[], float] = time.time
+        # tests only (tests/test_alert_outbox.py): a path; once an alert's row is recorded and
+        # before anyone is told, the process writes that file and stops there, to be SIGKILLed
+        self._hold_alert = os.environ.get("LMGATE_TEST_HOLD_ALERT") or None
 
     async def start(self) -> int:
         """Replay dead writers' journals, then start the background task; the rows replayed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         replayed = await self.recover()
+        redelivered = await self.redeliver_alerts()
+        if redelivered:
+            logger.warning("soft budget alerts: %d delivered that a stopped process had not", redelivered)
         self._journal = _Journal(self.directory)
         self._task = asyncio.create_task(self._run(), name="lmgate-spend-writer")
         return replayed
@@ -152,51 +158,67 @@ class SpendWriter:
                 spend = await self.ledger.spent(kind, scope_id, start, until)
                 if spend < soft:
                     continue
-                first = await self.ledger.record_alert(kind, scope_id, start, soft, spend, self.clock())
+                alert = _alert(scope, start, spend)
+                # the row is the outbox entry: written before anyone is told (docs/keys.md)
+                first = await self.ledger.record_alert(
+                    kind, scope_id, start, soft, spend, self.clock(), alert
+                )
             except Exception as error:  # checked again with the scope's next request
                 logger.error("soft budget of %s: the check failed: %s", scope.label, error)
                 continue
             self._alerted.add((kind, scope_id, start))
             if first:
                 fired += 1
-                self._fire(scope, start, spend)
+                if self._hold_alert is not None:
+                    _hold(self._hold_alert)
+                await self._deliver((kind, scope_id, start), alert)
         return fired
 
-    def _fire(self, scope: Scope, start: float, spend: float) -> None:
-        end = (
-            start + scope.window_s if scope.window_s else 0.0
-        )  # ``start`` opens the window (budgets.window_of)
-        key = scope.kind == "key"
-        alert = {
-            "type": "soft_budget_crossed",
-            "scope": scope.kind,
-            "id": scope.id if not key else None,  # a key is named by its masked form
-            "label": scope.label,
-            "soft_budget": scope.soft_budget,
-            "max_budget": scope.max_budget,
-            "spend": spend,
-            "window_start": start or None,
-            "window_end": end or None,
-            # who owns the budget (the webhook's fields, proxy/alerts.py): a key by its hash
-            "token": scope.id if key else None,
-            "key_alias": getattr(scope, "alias", None) if key else None,
-            "team_id": getattr(scope, "team_id", None),
-            "team_alias": getattr(scope, "alias", None) if scope.kind == "team" else None,
-            "user_id": getattr(scope, "user_id", None),
-        }
+    async def _deliver(self, outbox: tuple[str, str, float], alert: dict[str, Any]) -> bool:
+        """Hand an alert recorded in the ledger to its subscribers, then mark it delivered; True
+        when it is. Not marked when a subscriber failed to take it (the webhook's spool write
+        failed, say): the next start delivers it again."""
         self.soft_budget_alerts += 1
+        end = alert.get("window_end")
         logger.warning(
             "budget alert: %s crossed its soft budget %s: spend %.6f in this budget window%s",
-            scope.label,
-            scope.soft_budget,
-            spend,
+            alert.get("label"),
+            alert.get("soft_budget"),
+            alert.get("spend") or 0.0,
             f" (it resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))})" if end else "",
         )
+        taken = True
         for subscriber in self.on_alert:
             try:
                 subscriber(alert)
             except Exception as error:  # a subscriber never stops the writer
+                taken = False
                 logger.error("soft budget alert subscriber %r raised: %s", subscriber, error)
+        if not taken:
+            return False
+        try:
+            await self.ledger.mark_alert_delivered(*outbox, self.clock())
+        except Exception as error:  # left in the outbox: the next start delivers it again
+            logger.error(
+                "soft budget alert of %s: marking it delivered failed: %s", alert.get("label"), error
+            )
+            return False
+        return True
+
+    async def redeliver_alerts(self) -> int:
+        """Deliver the alerts a process recorded and died before handing over (the outbox's
+        undelivered rows); how many were delivered."""
+        try:
+            waiting = await self.ledger.undelivered_alerts()
+        except Exception as error:  # they stay in the outbox for the next start
+            logger.error("soft budget alerts: reading the undelivered ones failed: %s", error)
+            return 0
+        delivered = 0
+        for outbox, alert in waiting:
+            self._alerted.add(outbox)
+            if await self._deliver(outbox, alert):
+                delivered += 1
+        return delivered
 
     def pending_spend(self, scope_field: str, scope_id: str, since: float) -> float:
         """What this process settled for one scope since ``since`` and has not written yet."""
@@ -317,6 +339,38 @@ class SpendWriter:
                 await self.flush()
             except Exception as error:  # never let the writer die
                 logger.error("spend ledger writer: %s", error)
+
+
+def _alert(scope: Scope, start: float, spend: float) -> dict[str, Any]:
+    """What an alert's subscribers get (and its outbox row keeps): plain JSON values."""
+    end = start + scope.window_s if scope.window_s else 0.0  # ``start`` opens the window (budgets.window_of)
+    key = scope.kind == "key"
+    return {
+        "type": "soft_budget_crossed",
+        "scope": scope.kind,
+        "id": scope.id if not key else None,  # a key is named by its masked form
+        "label": scope.label,
+        "soft_budget": scope.soft_budget,
+        "max_budget": scope.max_budget,
+        "spend": spend,
+        "window_start": start or None,
+        "window_end": end or None,
+        # who owns the budget (the webhook's fields, proxy/alerts.py): a key by its hash
+        "token": scope.id if key else None,
+        "key_alias": getattr(scope, "alias", None) if key else None,
+        "team_id": getattr(scope, "team_id", None),
+        "team_alias": getattr(scope, "alias", None) if scope.kind == "team" else None,
+        "user_id": getattr(scope, "user_id", None),
+    }
+
+
+def _hold(path: str) -> None:
+    """Stop this process where it stands (tests only: ``LMGATE_TEST_HOLD_ALERT``): say so in
+    ``path``, then block the event loop until the test kills the process."""
+    import threading
+
+    Path(path).write_text(str(os.getpid()))
+    threading.Event().wait()
 
 
 __all__ = ["JOURNAL_DIR", "SpendWriter"]
