@@ -553,20 +553,20 @@ class Enforcer:
                 request_id = res.request_id
                 if not request_id:
                     request_id = res.request_id = f"{self._prefix}{next(self._ids)}"
-            writer.record(
-                {
-                    "request_id": request_id,
-                    "token": limits.token,
-                    "team_id": limits.team_id,
-                    "user_id": limits.user_id,
-                    "end_user": res.end_user,
-                    "model": res.model,
-                    "cost": amount,
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "started_at": res.started_at,
-                    "ended_at": now,
-                }
+            writer.record_values(  # ``spend.ROW_FIELDS``' order
+                (
+                    request_id,
+                    limits.token,
+                    limits.team_id,
+                    limits.user_id,
+                    res.end_user,
+                    res.model,
+                    amount,
+                    prompt,
+                    completion,
+                    res.started_at,
+                    now,
+                )
             )
 
     settle_soon = settle_now  # a stream's end (a synchronous callback)
