@@ -293,15 +293,15 @@ class Enforcer:
                 Check("budget", f"bud:end_user:{scope.id}:{int(start)}", limit, end and end + 3600),
             ]
             owners = [*owners, scope]
-        res = Reservation("", limits, checks, owners, now, group, end_user, amount, cap=cap)
         if not checks:
-            res.admitted = True
+            admitted = True
         else:
             try:
-                res.admitted = self.counters.admit_now(checks, amount, now)
+                admitted = self.counters.admit_now(checks, amount, now)
             except Exception as error:
                 raise _unavailable(error) from None
-        return res
+        # every field by position (a keyword costs the call its own dict): settled=False
+        return Reservation("", limits, checks, owners, now, group, end_user, amount, False, cap, admitted)
 
     async def admit(self, res: Reservation) -> None:
         """Take a reservation ``reserve_now`` could not admit at once: from Redis, after
