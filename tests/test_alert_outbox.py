@@ -138,6 +138,18 @@ async def test_migration_5_counts_the_alerts_of_a_version_4_database_as_delivere
         assert await ledger.mark_alert_delivered("key", "h" * 64, 60.0, 202.0)
         assert not await ledger.mark_alert_delivered("key", "h" * 64, 60.0, 203.0)  # marked once
         assert await ledger.undelivered_alerts() == []
+        async with store.engine.begin() as conn:  # an instance not upgraded yet: its own row, as v4 wrote it
+            await conn.execute(
+                alerts_v4.insert().values(
+                    scope="user",
+                    scope_id="u-old",
+                    window_start=0.0,
+                    soft_budget=1.0,
+                    spend=1.5,
+                    fired_at=300.0,
+                )
+            )
+        assert await ledger.undelivered_alerts() == []  # it delivers its own alerts: not sent again here
         async with store.engine.connect() as conn:
             got = (
                 await conn.execute(
@@ -146,6 +158,6 @@ async def test_migration_5_counts_the_alerts_of_a_version_4_database_as_delivere
                     )
                 )
             ).all()
-        assert [tuple(r) for r in got] == [("h" * 64, 202.0), ("t-old", 100.0)]
+        assert [tuple(r) for r in got] == [("h" * 64, 202.0), ("t-old", 100.0), ("u-old", None)]
     finally:
         await store.close()

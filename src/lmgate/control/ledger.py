@@ -207,17 +207,20 @@ class Ledger:
     async def undelivered_alerts(self) -> list[tuple[tuple[str, str, float], dict[str, Any]]]:
         """The alerts recorded but never marked delivered (their process died between the two),
         oldest first: each row's (scope, scope_id, window_start) and the alert as its
-        subscribers get it."""
+        subscribers get it. A row without its alert is an older lmgate's (an instance not yet
+        upgraded, sharing the database), which delivers its alerts itself: never one of these."""
         c = budget_alerts.c
         query = (
             sa.select(c.scope, c.scope_id, c.window_start, c.alert)
-            .where(c.delivered_at.is_(None))
+            .where(c.delivered_at.is_(None), c.alert.is_not(None))
             .order_by(c.fired_at)
         )
         async with self.store.engine.connect() as conn:
             found = (await conn.execute(query)).all()
         return [
-            ((scope, scope_id, window_start), alert or {}) for scope, scope_id, window_start, alert in found
+            ((scope, scope_id, window_start), alert)
+            for scope, scope_id, window_start, alert in found
+            if alert
         ]
 
     async def total(self, scope: str, scope_id: str) -> tuple[float, int]:
