@@ -18,6 +18,7 @@ from test_proxy_limits import CALL_COST, Cluster, chat, generate, write_config
 
 from lmgate.control import migrations
 from lmgate.control.store import KeyStore
+from lmgate.proxy import spend
 
 
 def _held(fifo: Path, timeout_s: float = 60.0) -> int:
@@ -62,6 +63,10 @@ def test_an_alert_whose_process_is_killed_after_its_row_arrives_once_after_the_r
         rows = held.query("SELECT scope, scope_id, delivered_at FROM lmgate_budget_alerts")
         assert rows == [("key", made["token"], None)]
         assert webhook.all_requests == []
+        # its claim (the insert's) held for its lease: the lease over, the next start takes it
+        held.execute(
+            f"UPDATE lmgate_budget_alerts SET claimed_at = claimed_at - {spend.ALERT_CLAIM_LEASE_S + 1}"
+        )
 
         again = Cluster(tmp_path, config, env, url)
         try:
@@ -80,6 +85,52 @@ def test_an_alert_whose_process_is_killed_after_its_row_arrives_once_after_the_r
         assert event["event"] == "soft_budget_crossed" and event["event_group"] == "key"
         assert event["token"] == made["token"] and event["soft_budget"] == CALL_COST / 2
         assert made["key"] not in webhook.all_requests[0].body.decode()
+
+
+def test_an_alert_delivered_twice_after_a_kill_between_its_handoff_and_its_mark_carries_one_key(
+    tmp_path: Path, fake_provider: FakeProvider, log_receiver: LogReceiver, redis_server: RedisServer
+) -> None:
+    """At least once, one identity: a process killed after the webhook's spool took the alert and
+    before the outbox's mark leaves it spooled and undelivered; once its claim's lease is over,
+    the next start delivers it from the outbox as well as from the spool. Every POST carries the
+    alert's own Idempotency-Key (and ``alert_id``), so a receiver honouring it keeps one."""
+    redis_server.flushall()
+    config = _alerting_config(write_config(tmp_path, fake_provider, log_receiver, redis_server.url, None))
+    fifo = tmp_path / "held"
+    os.mkfifo(fifo)
+    with LogReceiver(path="/budget-alerts") as webhook:
+        webhook.dedupe_by_idempotency_key = True
+        env = {"WEBHOOK_URL": webhook.url, "LMGATE_SPEND_FLUSH_INTERVAL_S": "0.05"}
+        hold = {"LMGATE_TEST_HOLD_ALERT": str(fifo), "LMGATE_TEST_HOLD_ALERT_AT": "handoff"}
+        held = Cluster(tmp_path, config, {**env, **hold})
+        (server,) = held.start(1)
+        try:
+            made = generate(server, soft_budget=CALL_COST / 2, budget_duration="30d")
+            assert chat(server, made["key"]).choices[0].message.content
+            assert _held(fifo) == server.proc.pid  # spooled, not marked
+            server.proc.send_signal(signal.SIGKILL)
+            assert server.proc.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            held.stop()
+        (row,) = held.query("SELECT scope, scope_id, window_start, delivered_at FROM lmgate_budget_alerts")
+        assert row[3] is None
+        held.execute(
+            f"UPDATE lmgate_budget_alerts SET claimed_at = claimed_at - {spend.ALERT_CLAIM_LEASE_S + 1}"
+        )
+
+        again = Cluster(tmp_path, config, env)
+        try:
+            again.start(1)  # its spool's copy and the outbox's: two hand-offs
+            assert webhook.wait_for_records(1, timeout=30)
+        finally:
+            again.stop()  # a graceful stop sends whatever its webhook queue still holds
+        assert again.query("SELECT delivered_at FROM lmgate_budget_alerts")[0][0] is not None
+    assert len(webhook.all_requests) >= 2 and len(webhook.records) == 1
+    (event,) = webhook.records
+    assert event["alert_id"] == spend.alert_id(*row[:3])
+    assert {r.headers["idempotency-key"] for r in webhook.all_requests} == {
+        f"lmgate-alert-{event['alert_id']}"
+    }
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

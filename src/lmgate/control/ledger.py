@@ -179,6 +179,7 @@ class Ledger:
             "fired_at": now,
             "alert": alert,
             "delivered_at": None,
+            "claimed_at": now,  # the insert is the claim: only one instance makes the row
         }
         try:
             async with self.store.engine.begin() as conn:
@@ -186,6 +187,29 @@ class Ledger:
         except sa.exc.IntegrityError:
             return False
         return True
+
+    async def claim_alert(
+        self, scope: str, scope_id: str, window_start: float, now: float, lease_s: float
+    ) -> bool:
+        """Take an undelivered alert to hand it over; True for the one instance that wins it (an
+        UPDATE the database serialises: of two instances claiming at once, the second finds it
+        claimed). A claim older than ``lease_s`` is taken again: its claimer died before the
+        hand-off, or after it and before the mark (the alert's stable Idempotency-Key,
+        ``proxy/alerts.py``, lets the receiver see the second delivery as a repeat)."""
+        c = budget_alerts.c
+        query = (
+            budget_alerts.update()
+            .where(
+                c.scope == scope,
+                c.scope_id == scope_id,
+                c.window_start == window_start,
+                c.delivered_at.is_(None),
+                sa.or_(c.claimed_at.is_(None), c.claimed_at <= now - lease_s),
+            )
+            .values(claimed_at=now)
+        )
+        async with self.store.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
 
     async def mark_alert_delivered(self, scope: str, scope_id: str, window_start: float, now: float) -> bool:
         """Mark an alert delivered (its hand-off is durable); False when it already was (so of two

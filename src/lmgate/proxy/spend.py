@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -61,6 +62,10 @@ class Scope(Protocol):
     def window_s(self) -> float | None: ...
 
 
+# how long an alert's claim (``Ledger.claim_alert``) holds before another instance may take it
+# again: far longer than a hand-off (a write to the webhook's spool on local disk and the row's
+# mark) takes; also how often a running instance looks at the outbox
+ALERT_CLAIM_LEASE_S = 60.0
 JOURNAL_DIR = "spend-journal"
 #: a ledger row's fields, in the order of its journal line (a JSON array) and of ``pending``'s
 #: tuples: an array is made and encoded for a third of an object's cost, once a request
@@ -141,6 +146,9 @@ class SpendWriter:
         # tests only (tests/test_alert_outbox.py): a path; once an alert's row is recorded and
         # before anyone is told, the process writes that file and stops there, to be SIGKILLed
         self._hold_alert = os.environ.get("LMGATE_TEST_HOLD_ALERT") or None
+        # ... or, with LMGATE_TEST_HOLD_ALERT_AT=handoff, once every subscriber took it and before
+        # its row is marked delivered
+        self._hold_at_handoff = os.environ.get("LMGATE_TEST_HOLD_ALERT_AT") == "handoff"
 
     async def start(self) -> int:
         """Replay dead writers' journals, then start the background task; the rows replayed."""
@@ -200,7 +208,7 @@ class SpendWriter:
             self._alerted.add((kind, scope_id, start))
             if first:
                 fired += 1
-                if self._hold_alert is not None:
+                if self._hold_alert is not None and not self._hold_at_handoff:
                     _hold(self._hold_alert)
                 await self._deliver((kind, scope_id, start), alert)
         return fired
@@ -210,6 +218,8 @@ class SpendWriter:
         when it is. Not marked when a subscriber failed to take it (the webhook's spool write
         failed, say): the next start delivers it again."""
         self.soft_budget_alerts += 1
+        if "alert_id" not in alert:  # a row recorded without it: the same id from the same row
+            alert = {**alert, "alert_id": alert_id(*outbox)}
         end = alert.get("window_end")
         logger.warning(
             "budget alert: %s crossed its soft budget %s: spend %.6f in this budget window%s",
@@ -227,6 +237,8 @@ class SpendWriter:
                 logger.error("soft budget alert subscriber %r raised: %s", subscriber, error)
         if not taken:
             return False
+        if self._hold_alert is not None and self._hold_at_handoff:
+            _hold(self._hold_alert)
         try:
             await self.ledger.mark_alert_delivered(*outbox, self.clock())
         except Exception as error:  # left in the outbox: the next start delivers it again
@@ -247,6 +259,12 @@ class SpendWriter:
         delivered = 0
         for outbox, alert in waiting:
             self._alerted.add(outbox)
+            try:  # claimed before it is handed over: of instances starting at once, one delivers
+                if not await self.ledger.claim_alert(*outbox, self.clock(), ALERT_CLAIM_LEASE_S):
+                    continue  # another instance has it (or had it within the lease)
+            except Exception as error:  # it stays in the outbox for the next start
+                logger.error("soft budget alerts: claiming one failed: %s", error)
+                continue
             if await self._deliver(outbox, alert):
                 delivered += 1
         return delivered
@@ -363,6 +381,9 @@ class SpendWriter:
         return replayed
 
     async def _run(self) -> None:
+        # the outbox is looked at again once a lease: an alert whose claimer died before its
+        # hand-off (or its mark) is delivered by a running instance, not only by the next start
+        next_outbox = time.monotonic() + ALERT_CLAIM_LEASE_S
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
@@ -371,6 +392,18 @@ class SpendWriter:
                 await self.flush()
             except Exception as error:  # never let the writer die
                 logger.error("spend ledger writer: %s", error)
+            if time.monotonic() >= next_outbox:
+                next_outbox = time.monotonic() + ALERT_CLAIM_LEASE_S
+                if redelivered := await self.redeliver_alerts():
+                    logger.warning("soft budget alerts: %d delivered whose claimer had stopped", redelivered)
+
+
+def alert_id(scope: str, scope_id: str, window_start: float) -> str:
+    """An alert's identity: derived from its outbox row's primary key (one alert per scope and
+    window), so every delivery of that alert, by any instance, carries the same id (and the
+    webhook the same Idempotency-Key, ``proxy/alerts.py``)."""
+    name = f"{scope}\0{scope_id}\0{float(window_start)!r}".encode()
+    return hashlib.sha256(name).hexdigest()[:32]
 
 
 def _alert(scope: Scope, start: float, spend: float) -> dict[str, Any]:
@@ -379,6 +412,7 @@ def _alert(scope: Scope, start: float, spend: float) -> dict[str, Any]:
     key = scope.kind == "key"
     return {
         "type": "soft_budget_crossed",
+        "alert_id": alert_id(scope.kind, scope.id, start),
         "scope": scope.kind,
         "id": scope.id if not key else None,  # a key is named by its masked form
         "label": scope.label,
@@ -405,4 +439,4 @@ def _hold(path: str) -> None:
     threading.Event().wait()
 
 
-__all__ = ["JOURNAL_DIR", "ROW_FIELDS", "SpendWriter", "row_of"]
+__all__ = ["ALERT_CLAIM_LEASE_S", "JOURNAL_DIR", "ROW_FIELDS", "SpendWriter", "alert_id", "row_of"]
