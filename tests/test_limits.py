@@ -629,6 +629,13 @@ def test_the_reservation_s_one_pass_gives_the_rule_s_worst_case_and_cap() -> Non
         {**body(7), "n": 4, "tools": [{"type": "function", "function": {"name": "f"}}]},
         {**body(7), "n": True},
         {"model": "m", "messages": messages, "max_tokens": 9},
+        # the usual request's short path (an int max_tokens, nothing else) and its neighbours
+        {**body(5), "n": None, "max_completion_tokens": None},
+        {**body(5), "n": 1},
+        {**body(5), "max_completion_tokens": 0},
+        {**body(5), "max_tokens": 5.0},
+        {"model": "m", "messages": [{"role": "user", "content": "it is", "id": "x"}], "max_tokens": 3},
+        {"model": "m", "messages": [{"role": "user", "content": [image]}], "max_tokens": 3},
     ]
     groups = [PRICES, (*PRICES, 50_000), (*PRICES, None), (1e-6, 0.0, None), (0.0, 0.0, None)]
     for prices in groups:

@@ -292,3 +292,40 @@ def test_lmgate_serve_writes_the_ledger_through_its_child(tmp_path: Path) -> Non
         db.close()
     assert rows[0] == 3 and rows[1] > 0 and spend == pytest.approx(rows[1])
     assert not list((data / "spend-journal").glob("journal-*.jsonl"))
+
+
+async def test_a_journal_of_arrays_and_of_older_objects_is_read_by_the_child_and_replayed_at_start(
+    tmp_path: Path,
+) -> None:
+    """A journal line is a JSON array of ``ROW_FIELDS`` (a third of an object's cost); a journal
+    an older lmgate left (objects, one without its token counts) is read all the same, by the
+    child and by ``recover``, and both give the same rows as the object lines'."""
+    import orjson
+
+    from lmgate.proxy.spend import ROW_FIELDS, row_of
+    from lmgate.proxy.spend_process import read_journal
+
+    store = await _store(tmp_path)
+    directory = tmp_path / "journal"
+    writer = SpendWriter(Ledger(store), directory, interval_s=3600)
+    try:
+        await writer.start()
+        writer.record(_row(0))  # a dict, as callers before record_values gave it
+        writer.record_values(tuple(_row(1)[name] for name in ROW_FIELDS))
+        (mine,) = _journals(directory)
+        lines = mine.read_bytes().splitlines()
+        assert [orjson.loads(line) for line in lines] == [
+            [_row(i)[name] for name in ROW_FIELDS] for i in (0, 1)
+        ]
+        old = {k: v for k, v in _row(2).items() if k not in ("prompt_tokens", "completion_tokens")}
+        older = directory / "journal-older.jsonl"  # no live writer holds it: replayed at start
+        older.write_bytes(orjson.dumps(_row(3)) + b"\n" + orjson.dumps(old) + b"\n" + lines[1] + b"\n")
+        assert [row_of(orjson.loads(line)) for line in lines] == [_row(0), _row(1)]
+        assert read_journal(older) == [_row(3), old, _row(1)]
+        assert writer.pending_spend("token", "tok", 100.5) == 0.25  # row 1 only (started at 101)
+        assert await writer.recover() == 3  # rows 3, 2 and 1 (its copy in the older journal)
+        assert await writer.flush()  # rows 0 and 1: row 1 is in the ledger already, counted once
+        assert await _ledger_rows(store) == ([f"req-{i}" for i in range(4)], 1.0)
+    finally:
+        await writer.close()
+        await store.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lmgate.control.ledger import Ledger
 from lmgate.control.store import KeyStore
+from lmgate.proxy import spend
 from lmgate.proxy.budgets import Scope
 from lmgate.proxy.spend import SpendWriter
 
@@ -44,5 +45,33 @@ async def test_a_late_check_of_a_window_does_not_count_the_next_window(tmp_path:
         assert await writer._check_soft_budgets({("key", "tok", HOUR): scope}) == 1
         assert [a["spend"] for a in alerts] == [5.0]
         assert alerts[0]["window_start"] == HOUR and alerts[0]["window_end"] == 2 * HOUR
+    finally:
+        await store.close()
+
+
+async def test_the_outbox_claims_an_alert_once_and_takes_a_claim_again_after_its_lease(
+    tmp_path: Path,
+) -> None:
+    """``redeliver_alerts`` hands over only the alerts it claims: a claim within its lease (the
+    claimer is handing it over) is left alone, one older than the lease (its claimer died) is
+    taken; the alert carries the same ``alert_id`` whoever delivers it."""
+    store = KeyStore(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+    await store.start()
+    try:
+        ledger = Ledger(store)
+        now = [1000.0]
+        writers = [SpendWriter(ledger, tmp_path / f"journal{i}") for i in range(2)]
+        got: list[list[dict]] = [[], []]
+        for writer, alerts in zip(writers, got, strict=True):
+            writer.clock = lambda: now[0]
+            writer.on_alert.append(alerts.append)
+        alert = {"type": "soft_budget_crossed", "scope": "team", "label": "Team=t", "spend": 2.0}
+        assert await ledger.record_alert("team", "t", 0.0, 1.0, 2.0, now[0], alert)  # claimed by its insert
+        assert [await w.redeliver_alerts() for w in writers] == [0, 0]  # within the lease: its claimer's
+        now[0] += spend.ALERT_CLAIM_LEASE_S + 1  # the claimer died before its hand-off
+        assert [await w.redeliver_alerts() for w in writers] == [1, 0]  # the first to look takes it
+        assert got[1] == [] and got[0][0]["alert_id"] == spend.alert_id("team", "t", 0)
+        now[0] += 10 * spend.ALERT_CLAIM_LEASE_S
+        assert [await w.redeliver_alerts() for w in writers] == [0, 0]  # marked delivered: never again
     finally:
         await store.close()

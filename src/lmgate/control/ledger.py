@@ -156,10 +156,20 @@ class Ledger:
             return float((await conn.execute(query)).scalar() or 0.0)
 
     async def record_alert(
-        self, scope: str, scope_id: str, window_start: float, soft_budget: float, spend: float, now: float
+        self,
+        scope: str,
+        scope_id: str,
+        window_start: float,
+        soft_budget: float,
+        spend: float,
+        now: float,
+        alert: dict[str, Any] | None = None,
     ) -> bool:
         """Record that a soft budget's window crossed it; False when an alert for that window is
-        already recorded (by this instance or another): so each window alerts once."""
+        already recorded (by this instance or another): so each window alerts once.
+
+        The row is the alert's outbox entry too (migration 5): ``alert`` is kept with it and it
+        stays undelivered until ``mark_alert_delivered``."""
         row = {
             "scope": scope,
             "scope_id": scope_id,
@@ -167,6 +177,9 @@ class Ledger:
             "soft_budget": soft_budget,
             "spend": spend,
             "fired_at": now,
+            "alert": alert,
+            "delivered_at": None,
+            "claimed_at": now,  # the insert is the claim: only one instance makes the row
         }
         try:
             async with self.store.engine.begin() as conn:
@@ -174,6 +187,65 @@ class Ledger:
         except sa.exc.IntegrityError:
             return False
         return True
+
+    async def claim_alert(
+        self, scope: str, scope_id: str, window_start: float, now: float, lease_s: float
+    ) -> bool:
+        """Take an undelivered alert to hand it over; True for the one instance that wins it (an
+        UPDATE the database serialises: of two instances claiming at once, the second finds it
+        claimed). A claim older than ``lease_s`` is taken again: its claimer died before the
+        hand-off, or after it and before the mark (the alert's stable Idempotency-Key,
+        ``proxy/alerts.py``, lets the receiver see the second delivery as a repeat)."""
+        c = budget_alerts.c
+        query = (
+            budget_alerts.update()
+            .where(
+                c.scope == scope,
+                c.scope_id == scope_id,
+                c.window_start == window_start,
+                c.delivered_at.is_(None),
+                sa.or_(c.claimed_at.is_(None), c.claimed_at <= now - lease_s),
+            )
+            .values(claimed_at=now)
+        )
+        async with self.store.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def mark_alert_delivered(self, scope: str, scope_id: str, window_start: float, now: float) -> bool:
+        """Mark an alert delivered (its hand-off is durable); False when it already was (so of two
+        processes delivering one alert, one learns it was second)."""
+        c = budget_alerts.c
+        query = (
+            budget_alerts.update()
+            .where(
+                c.scope == scope,
+                c.scope_id == scope_id,
+                c.window_start == window_start,
+                c.delivered_at.is_(None),
+            )
+            .values(delivered_at=now)
+        )
+        async with self.store.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def undelivered_alerts(self) -> list[tuple[tuple[str, str, float], dict[str, Any]]]:
+        """The alerts recorded but never marked delivered (their process died between the two),
+        oldest first: each row's (scope, scope_id, window_start) and the alert as its
+        subscribers get it. A row without its alert is an older lmgate's (an instance not yet
+        upgraded, sharing the database), which delivers its alerts itself: never one of these."""
+        c = budget_alerts.c
+        query = (
+            sa.select(c.scope, c.scope_id, c.window_start, c.alert)
+            .where(c.delivered_at.is_(None), c.alert.is_not(None))
+            .order_by(c.fired_at)
+        )
+        async with self.store.engine.connect() as conn:
+            found = (await conn.execute(query)).all()
+        return [
+            ((scope, scope_id, window_start), alert)
+            for scope, scope_id, window_start, alert in found
+            if alert
+        ]
 
     async def total(self, scope: str, scope_id: str) -> tuple[float, int]:
         """All the spend of one key, team, user or end user, and its number of rows."""

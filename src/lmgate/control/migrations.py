@@ -65,12 +65,23 @@ def _v4_soft_budgets(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.budget_alerts])
 
 
+def _v5_alert_outbox(conn: sa.Connection) -> None:
+    """The alerts' outbox: ``alert`` and ``delivered_at`` on the alerts' table (a database made
+    by this version has them from step 4). The alerts already there were handed to their
+    subscribers by the lmgate that fired them (or lost with it): they count as delivered, so
+    the outbox never sends them again."""
+    table = schema.budget_alerts
+    _add_missing(conn, table, schema.ALERT_OUTBOX_FIELDS)
+    conn.execute(table.update().where(table.c.delivered_at.is_(None)).values(delivered_at=table.c.fired_at))
+
+
 #: (version, what it does, the step); append only, never edit a released step
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "keys, teams and users", _v1_initial),
     (2, "the spend ledger", _v2_spend_ledger),
     (3, "user fields, end users (customers)", _v3_users_and_customers),
     (4, "soft budgets and their alerts", _v4_soft_budgets),
+    (5, "the soft-budget alerts' outbox", _v5_alert_outbox),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -136,7 +136,22 @@ budget_alerts = sa.Table(
     sa.Column("fired_at", sa.Float, nullable=False),
 )
 
+# ---- the alerts' outbox (migration 5, the "limits" block) ----
+# An alert row is written first (it decides which instance fires), then the alert is handed to
+# its subscribers (the webhook's write-ahead spool), then ``delivered_at`` is set: a process
+# killed between the row and the hand-off leaves ``delivered_at`` NULL, and the next start
+# delivers the alert from ``alert`` (the alert as the subscribers got it, JSON). Rows from
+# before migration 5 count as delivered (``delivered_at`` = ``fired_at``). ``claimed_at``: when an
+# instance took the row to hand it over (its insert, or a redelivery's claim that only one
+# instance wins); a claim older than the lease (``proxy/spend.ALERT_CLAIM_LEASE_S``) is taken again,
+# so a claimer killed before its hand-off does not strand the alert.
+ALERT_OUTBOX_FIELDS = ("alert", "delivered_at", "claimed_at")
+budget_alerts.append_column(sa.Column("alert", sa.JSON))
+budget_alerts.append_column(sa.Column("delivered_at", sa.Float))
+budget_alerts.append_column(sa.Column("claimed_at", sa.Float))
+
 __all__ = [
+    "ALERT_OUTBOX_FIELDS",
     "SOFT_BUDGET_TABLES",
     "USER_FIELDS_V3",
     "budget_alerts",

@@ -6,14 +6,21 @@ POSTed to ``WEBHOOK_URL`` as the reference's ``WebhookEvent``: one JSON object p
 ``event: "soft_budget_crossed"``, ``event_group`` (``key``, ``team``, ``internal_user``),
 ``spend``, ``max_budget``, ``soft_budget``, ``token`` (the key's SHA-256, never the key),
 ``key_alias``, ``team_id``, ``team_alias``, ``user_id``, ``event_message``, the reference's
-other fields as null, and lmgate's ``budget_window_start`` / ``budget_window_end``.
+other fields as null, and lmgate's ``budget_window_start`` / ``budget_window_end`` and
+``alert_id`` (the alert's identity, ``spend.alert_id``: the same on every delivery of it).
 
 Delivery is the batch pipeline every HTTP logger uses (``loggers.batch.BatchLogger`` over
 ``loggers.http_exporter.HTTPExporter``): the alert is queued (never a request's wait), written
 ahead to a spool under ``<data dir>/spool/alerting_webhook`` (a process that dies before the
-POST sends it at its next start), POSTed with an ``Idempotency-Key`` that a retry keeps,
+POST sends it at its next start; one that dies before the spool write has the alert in the
+ledger's outbox, ``spend.SpendWriter.redeliver_alerts``, which its next start delivers),
 retried on a connection error, 408, 429 and 5xx until delivered, and every drop counted in the
 logger's ``stats()`` (``/metrics``: ``lmgate_logger_*{logger="alerting_webhook"}``).
+
+Delivery is at least once: an instance killed after its spool write and before the outbox's
+mark, or a claim whose lease ran out, delivers the alert again. Every POST of one alert carries
+the same ``Idempotency-Key`` (``lmgate-alert-<alert_id>``, not the spool segment's key other
+HTTP loggers use), so a receiver that honours the key, or dedupes on ``alert_id``, sees it once.
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ def webhook_url(
 
 
 def webhook_event(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """The reference's ``WebhookEvent`` of one soft-budget alert (``SpendWriter._fire``'s)."""
+    """The reference's ``WebhookEvent`` of one soft-budget alert (``spend._alert``'s)."""
     scope = alert.get("scope")
     soft = alert.get("soft_budget")
     return {
@@ -99,7 +106,20 @@ def webhook_event(alert: Mapping[str, Any]) -> dict[str, Any]:
         "event_message": f"Soft Budget Crossed - Total Soft Budget: ${soft} ({alert.get('label')})",
         "budget_window_start": _iso(alert.get("window_start")),
         "budget_window_end": _iso(alert.get("window_end")),
+        "alert_id": alert.get("alert_id"),
     }
+
+
+def idempotency_key(event: bytes) -> str | None:
+    """The Idempotency-Key of one alert's POST (a ``webhook_event`` as spooled): the alert's own,
+    or None for an event without an id."""
+    import orjson
+
+    try:
+        value = orjson.loads(event).get("alert_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return f"lmgate-alert-{value}" if isinstance(value, str) and value else None
 
 
 def _iso(seconds: Any) -> str | None:
@@ -108,14 +128,31 @@ def _iso(seconds: Any) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(seconds)))
 
 
+def _alert_exporter() -> Any:
+    """``HTTPExporter`` whose POST of an alert carries the alert's own Idempotency-Key (made
+    lazily: the exporter's module is imported only when alerting is configured)."""
+    from ..loggers.exporter import Batch
+    from ..loggers.http_exporter import HTTPExporter
+
+    class AlertBatch(Batch):
+        def record_key(self, i: int) -> str:
+            return idempotency_key(self.records[i]) or super().record_key(i)
+
+    class AlertExporter(HTTPExporter):
+        def export(self, batch: Batch) -> Any:
+            # "single": one POST per record, each with ``record_key`` (the alert's own)
+            return super().export(AlertBatch(batch.records, batch.key, batch.offsets, batch.prepared))
+
+    return AlertExporter
+
+
 class WebhookAlerts:
     """An ``SpendWriter.on_alert`` subscriber: each alert queued for the webhook, never awaited."""
 
     def __init__(self, url: str, spool_dir: Path, transport: Any = None) -> None:
         from ..loggers.batch import BatchLogger
-        from ..loggers.http_exporter import HTTPExporter
 
-        exporter = HTTPExporter(
+        exporter = _alert_exporter()(
             url,
             {"Content-Type": "application/json"},
             "single",  # one POST per alert, a JSON object, as the reference sends it
@@ -133,7 +170,12 @@ class WebhookAlerts:
         )
 
     def __call__(self, alert: dict[str, Any]) -> None:
+        """Queue the alert, on disk in the spool when this returns; raises when it could not be
+        spooled, so the alert stays undelivered in the ledger's outbox for the next start."""
+        failed = self.logger.stats()["spool_write_failed"]
         self.logger.enqueue(webhook_event(alert))
+        if self.logger.stats()["spool_write_failed"] != failed:
+            raise OSError("the alert could not be written to the webhook's spool")
 
     def stats(self) -> dict[str, Any]:
         return self.logger.stats()

@@ -108,19 +108,24 @@ class _Plan:
         "pfree",
         "bfree",
         "spent",
+        "tfree",
+        "tgrant",
     )
 
     def __init__(self, checks: Sequence[Check], cells: dict[str, list[Any]]) -> None:
         tests: list[tuple[list[Any] | None, int, bool]] = []  # (cell, limit, is a budget) per check
         rpms: list[list[Any]] = []  # one unit at admission
         slots: list[list[Any]] = []  # parallel: one unit at admission, back at settlement
-        tpm_tests: list[tuple[list[Any], int]] = []  # tested at admission (never sliced)
+        tpm_tests: list[tuple[list[Any], int]] = []  # tokens: granted room, taken at settlement
         budgets: list[list[Any]] = []  # seeded budget cells: reserved at admission, spent at settlement
         for check in checks:
             cell = cells.get(check.name)
             kind = check.kind
             if cell is None and kind != "budget":  # a budget's starts from the ledger (seed)
-                cell = cells[check.name] = [0, check.expires_at]
+                # tpm ``[used, granted, expires_at]``: its room granted to plans, as a budget's
+                cell = cells[check.name] = (
+                    [0, 0, check.expires_at] if kind == "tpm" else [0, check.expires_at]
+                )
             tests.append((cell, check.limit, kind == "budget"))
             if cell is None:
                 continue
@@ -146,7 +151,7 @@ class _Plan:
         self.names = tuple(
             c.name
             for c in checks
-            if c.kind in ("rpm", "parallel") or (c.kind == "budget" and c.name in cells)
+            if c.kind in ("rpm", "parallel", "tpm") or (c.kind == "budget" and c.name in cells)
         )
         # the slice: free rpm units, free parallel slots, free nano-dollars, and the spend of
         # settled requests not yet moved from the budget cells' reserved to their spent
@@ -154,6 +159,10 @@ class _Plan:
         self.pfree = 0 if slots else _NONE
         self.bfree = 0 if budgets or self.unseeded else _NONE  # unseeded: the slow way, which seeds
         self.spent = 0
+        # tpm: the tokens of the room granted to this plan (``tgrant``, counted in every tpm
+        # cell's granted) not yet used by its settled requests; below zero it is given back at once
+        self.tfree = 0 if tpm_tests else _NONE
+        self.tgrant = 0
 
     def flush(self) -> None:
         """Give the free slice back to the cells, and move the settled spend into them: the
@@ -173,6 +182,13 @@ class _Plan:
                 cell[1] -= spent + self.bfree
             self.bfree = 0
         self.spent = 0
+        if self.tpms:
+            grant = self.tgrant
+            used = grant - self.tfree
+            for cell in self.tpms:
+                cell[0] += used
+                cell[1] -= grant
+            self.tfree = self.tgrant = 0
 
     def fits(self, amount: int) -> bool:
         """The rule, on the cells (after ``flush``): every count below its limit, every budget's
@@ -191,8 +207,12 @@ class _Plan:
     def at_edge(self) -> bool:
         """A budget whose spent and reserved reach its limit: whether its spent does (which
         refuses even a request that costs nothing) may hang on spend another plan has settled
-        and not moved into the cell yet."""
+        and not moved into the cell yet. So may a tpm whose used and granted reach its limit
+        (the tokens other plans' requests used of their grants)."""
         for cell, limit in self.budget_tests:
+            if cell[0] + cell[1] >= limit:
+                return True
+        for cell, limit in self.tpm_tests:
             if cell[0] + cell[1] >= limit:
                 return True
         return False
@@ -201,11 +221,11 @@ class _Plan:
 class MemoryCounters:
     """The counters of one process (no Redis): the same rules as ``leases.RedisCounters``.
 
-    Each counter is a small list (a *cell*): rpm and tpm ``[count, expires_at]``, parallel
-    ``[count, 0]``, a budget ``[spent, reserved, expires_at]`` (only once seeded). A checks
-    list (``budgets.py`` keeps one per key and minute) is turned once into a ``_Plan`` over its
-    cells, which takes a slice of them and admits the key's requests from it: a request's
-    check-and-take and its settlement touch the plan (and its tpm cells), no lookup by name.
+    Each counter is a small list (a *cell*): rpm ``[count, expires_at]``, tpm ``[used, granted,
+    expires_at]``, parallel ``[count, 0]``, a budget ``[spent, reserved, expires_at]`` (only once
+    seeded). A checks list (``budgets.py`` keeps one per key and minute) is turned once into a
+    ``_Plan`` over its cells, which takes a slice of them and admits the key's requests from
+    it: a request's check-and-take and its settlement touch the plan only, no lookup by name.
     A request that does not fit in the plan's slice takes the slow way (``_admit_slow``): the
     slice back, the rule tested on the cells — and, when it does not fit, every other plan's
     slice of those cells given back and the rule tested again — then a new slice taken.
@@ -265,13 +285,10 @@ class MemoryCounters:
             plan = cached[1]
         else:
             plan = self._plan(checks)
-        # from the plan's slice (no cell touched but the tpm ones, which are never sliced): a
-        # free rpm unit, a free slot, and more free nano-dollars than the worst case (more:
-        # a budget reached by its spent must refuse even a request that costs nothing)
-        if plan.rfree and plan.pfree and plan.bfree > amount:
-            for cell, limit in plan.tpm_tests:
-                if cell[0] >= limit:
-                    return self._admit_slow(plan, amount)  # refused: with the cells made exact
+        # from the plan's slice (no cell touched): a free rpm unit, a free slot, more free
+        # nano-dollars than the worst case (more: a budget reached by its spent must refuse even
+        # a request that costs nothing) and a free token (every tpm's used is then below its limit)
+        if plan.rfree and plan.pfree and plan.bfree > amount and plan.tfree > 0:
             plan.rfree -= 1
             plan.pfree -= 1
             plan.bfree -= amount
@@ -309,6 +326,18 @@ class MemoryCounters:
             for cell in plan.budgets:
                 cell[1] += grant
             plan.bfree = grant - amount
+        if plan.tpms:
+            # a part of the room every tpm cell has left (the room is at least one token: it
+            # fits and is not at its edge, or every grant of it was given back); a part, so the
+            # keys of a team each hold some of its tpm
+            room = _NONE
+            for cell, limit in plan.tpm_tests:
+                if limit - cell[0] - cell[1] < room:
+                    room = limit - cell[0] - cell[1]
+            grant = room // SLICE or 1
+            for cell in plan.tpms:
+                cell[1] += grant
+            plan.tfree = plan.tgrant = grant
         return True
 
     async def admit(
@@ -343,14 +372,13 @@ class MemoryCounters:
         # into the plan's slice (its current plan, if the one that admitted it was redone since:
         # that one gave back only its free units, the cells still count this request's)
         plan.pfree += 1
-        if tokens:
-            for cell in plan.tpms:
-                cell[0] += tokens
+        plan.tfree -= tokens
         plan.bfree += reserved - cost
         plan.spent += cost
-        if cost > reserved and plan.budgets:
-            # more than its worst case: the spend must show in the cells before anyone else is
-            # admitted against them (another plan's slice would otherwise hide the overrun)
+        if (cost > reserved and plan.budgets) or plan.tfree < 0:
+            # more than its worst case, or more tokens than its grant: the spend must show in
+            # the cells before anyone else is admitted against them (another plan's slice would
+            # otherwise hide the overrun)
             self._reclaim(plan.names)
 
     async def seed(self, check: Check, spent: int) -> None:

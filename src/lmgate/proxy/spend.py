@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -61,7 +62,37 @@ class Scope(Protocol):
     def window_s(self) -> float | None: ...
 
 
+# how long an alert's claim (``Ledger.claim_alert``) holds before another instance may take it
+# again: far longer than a hand-off (a write to the webhook's spool on local disk and the row's
+# mark) takes; also how often a running instance looks at the outbox
+ALERT_CLAIM_LEASE_S = 60.0
 JOURNAL_DIR = "spend-journal"
+#: a ledger row's fields, in the order of its journal line (a JSON array) and of ``pending``'s
+#: tuples: an array is made and encoded for a third of an object's cost, once a request
+ROW_FIELDS = (
+    "request_id",
+    "token",
+    "team_id",
+    "user_id",
+    "end_user",
+    "model",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "started_at",
+    "ended_at",
+)
+_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
+_COST, _STARTED = _INDEX["cost"], _INDEX["started_at"]
+_ROW_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0}
+
+
+def row_of(value: Any) -> dict[str, Any]:
+    """A journal line's value as a ledger row (the ledger's columns by name): an array, as this
+    version writes it, or an object, as versions before it did."""
+    if isinstance(value, list):
+        return dict(zip(ROW_FIELDS, value, strict=False))  # a shorter array: its last fields absent
+    return value  # type: ignore[no-any-return]
 
 
 class _Journal:
@@ -98,7 +129,7 @@ class SpendWriter:
         self.directory = directory
         self.batch_size = batch_size
         self.interval_s = interval_s
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[tuple[Any, ...]] = []  # rows not written yet, in ``ROW_FIELDS``' order
         self.written = 0  # rows the ledger took (new ones)
         self.failures = 0  # batches the database refused (kept, tried again)
         self._journal: _Journal | None = None
@@ -112,23 +143,37 @@ class SpendWriter:
         self.soft_budget_alerts = 0  # alerts this process fired
         self.on_alert: list[Callable[[dict[str, Any]], Any]] = []
         self.clock: Callable[[], float] = time.time
+        # tests only (tests/test_alert_outbox.py): a path; once an alert's row is recorded and
+        # before anyone is told, the process writes that file and stops there, to be SIGKILLed
+        self._hold_alert = os.environ.get("LMGATE_TEST_HOLD_ALERT") or None
+        # ... or, with LMGATE_TEST_HOLD_ALERT_AT=handoff, once every subscriber took it and before
+        # its row is marked delivered
+        self._hold_at_handoff = os.environ.get("LMGATE_TEST_HOLD_ALERT_AT") == "handoff"
 
     async def start(self) -> int:
         """Replay dead writers' journals, then start the background task; the rows replayed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         replayed = await self.recover()
+        redelivered = await self.redeliver_alerts()
+        if redelivered:
+            logger.warning("soft budget alerts: %d delivered that a stopped process had not", redelivered)
         self._journal = _Journal(self.directory)
         self._task = asyncio.create_task(self._run(), name="lmgate-spend-writer")
         return replayed
 
     def record(self, row: dict[str, Any]) -> None:
-        """A settled request's ledger row: journaled now, written to the database soon."""
+        """A settled request's ledger row (the ledger's columns by name): ``record_values``."""
+        self.record_values(tuple(row.get(name, _ROW_DEFAULTS.get(name)) for name in ROW_FIELDS))
+
+    def record_values(self, values: tuple[Any, ...]) -> None:
+        """A settled request's ledger row, its values in ``ROW_FIELDS``' order: journaled now
+        (one JSON array a line), written to the database soon."""
         journal = self._journal
         if journal is not None:  # ``_Journal.append``, inline: once a request
-            os.write(journal.fd, orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+            os.write(journal.fd, orjson.dumps(values, option=orjson.OPT_APPEND_NEWLINE))
         else:
             self._unjournaled = True
-        self.pending.append(row)
+        self.pending.append(values)
         if len(self.pending) >= self.batch_size:
             self._wake.set()
 
@@ -152,57 +197,82 @@ class SpendWriter:
                 spend = await self.ledger.spent(kind, scope_id, start, until)
                 if spend < soft:
                     continue
-                first = await self.ledger.record_alert(kind, scope_id, start, soft, spend, self.clock())
+                alert = _alert(scope, start, spend)
+                # the row is the outbox entry: written before anyone is told (docs/keys.md)
+                first = await self.ledger.record_alert(
+                    kind, scope_id, start, soft, spend, self.clock(), alert
+                )
             except Exception as error:  # checked again with the scope's next request
                 logger.error("soft budget of %s: the check failed: %s", scope.label, error)
                 continue
             self._alerted.add((kind, scope_id, start))
             if first:
                 fired += 1
-                self._fire(scope, start, spend)
+                if self._hold_alert is not None and not self._hold_at_handoff:
+                    _hold(self._hold_alert)
+                await self._deliver((kind, scope_id, start), alert)
         return fired
 
-    def _fire(self, scope: Scope, start: float, spend: float) -> None:
-        end = (
-            start + scope.window_s if scope.window_s else 0.0
-        )  # ``start`` opens the window (budgets.window_of)
-        key = scope.kind == "key"
-        alert = {
-            "type": "soft_budget_crossed",
-            "scope": scope.kind,
-            "id": scope.id if not key else None,  # a key is named by its masked form
-            "label": scope.label,
-            "soft_budget": scope.soft_budget,
-            "max_budget": scope.max_budget,
-            "spend": spend,
-            "window_start": start or None,
-            "window_end": end or None,
-            # who owns the budget (the webhook's fields, proxy/alerts.py): a key by its hash
-            "token": scope.id if key else None,
-            "key_alias": getattr(scope, "alias", None) if key else None,
-            "team_id": getattr(scope, "team_id", None),
-            "team_alias": getattr(scope, "alias", None) if scope.kind == "team" else None,
-            "user_id": getattr(scope, "user_id", None),
-        }
+    async def _deliver(self, outbox: tuple[str, str, float], alert: dict[str, Any]) -> bool:
+        """Hand an alert recorded in the ledger to its subscribers, then mark it delivered; True
+        when it is. Not marked when a subscriber failed to take it (the webhook's spool write
+        failed, say): the next start delivers it again."""
         self.soft_budget_alerts += 1
+        if "alert_id" not in alert:  # a row recorded without it: the same id from the same row
+            alert = {**alert, "alert_id": alert_id(*outbox)}
+        end = alert.get("window_end")
         logger.warning(
             "budget alert: %s crossed its soft budget %s: spend %.6f in this budget window%s",
-            scope.label,
-            scope.soft_budget,
-            spend,
+            alert.get("label"),
+            alert.get("soft_budget"),
+            alert.get("spend") or 0.0,
             f" (it resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))})" if end else "",
         )
+        taken = True
         for subscriber in self.on_alert:
             try:
                 subscriber(alert)
             except Exception as error:  # a subscriber never stops the writer
+                taken = False
                 logger.error("soft budget alert subscriber %r raised: %s", subscriber, error)
+        if not taken:
+            return False
+        if self._hold_alert is not None and self._hold_at_handoff:
+            _hold(self._hold_alert)
+        try:
+            await self.ledger.mark_alert_delivered(*outbox, self.clock())
+        except Exception as error:  # left in the outbox: the next start delivers it again
+            logger.error(
+                "soft budget alert of %s: marking it delivered failed: %s", alert.get("label"), error
+            )
+            return False
+        return True
+
+    async def redeliver_alerts(self) -> int:
+        """Deliver the alerts a process recorded and died before handing over (the outbox's
+        undelivered rows); how many were delivered."""
+        try:
+            waiting = await self.ledger.undelivered_alerts()
+        except Exception as error:  # they stay in the outbox for the next start
+            logger.error("soft budget alerts: reading the undelivered ones failed: %s", error)
+            return 0
+        delivered = 0
+        for outbox, alert in waiting:
+            self._alerted.add(outbox)
+            try:  # claimed before it is handed over: of instances starting at once, one delivers
+                if not await self.ledger.claim_alert(*outbox, self.clock(), ALERT_CLAIM_LEASE_S):
+                    continue  # another instance has it (or had it within the lease)
+            except Exception as error:  # it stays in the outbox for the next start
+                logger.error("soft budget alerts: claiming one failed: %s", error)
+                continue
+            if await self._deliver(outbox, alert):
+                delivered += 1
+        return delivered
 
     def pending_spend(self, scope_field: str, scope_id: str, since: float) -> float:
         """What this process settled for one scope since ``since`` and has not written yet."""
-        return sum(
-            r["cost"] for r in self.pending if r.get(scope_field) == scope_id and r["started_at"] >= since
-        )
+        i = _INDEX[scope_field]
+        return sum(r[_COST] for r in self.pending if r[i] == scope_id and r[_STARTED] >= since)
 
     async def spent(self, scope: str, field: str, scope_id: str, since: float) -> float:
         """A scope's spend since ``since``: the ledger's rows and the rows this process has not
@@ -228,7 +298,9 @@ class SpendWriter:
                     # every row is in the retained journals (the rows of a failed batch too)
                     self.written += await self.process.write([j.path for j in self._retained])
                 else:
-                    self.written += await self.ledger.write(rows)
+                    self.written += await self.ledger.write(
+                        [dict(zip(ROW_FIELDS, r, strict=True)) for r in rows]
+                    )
                     self._unjournaled = False
             except Exception as error:
                 self.failures += 1
@@ -294,7 +366,7 @@ class SpendWriter:
                     if not line.strip():
                         continue
                     try:
-                        rows.append(orjson.loads(line))
+                        rows.append(row_of(orjson.loads(line)))
                     except orjson.JSONDecodeError:  # a line torn by the crash: never settled
                         logger.warning("spend journal %s: a torn line skipped", path.name)
                 new = await self.ledger.write(rows) if rows else 0
@@ -309,6 +381,9 @@ class SpendWriter:
         return replayed
 
     async def _run(self) -> None:
+        # the outbox is looked at again once a lease: an alert whose claimer died before its
+        # hand-off (or its mark) is delivered by a running instance, not only by the next start
+        next_outbox = time.monotonic() + ALERT_CLAIM_LEASE_S
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
@@ -317,6 +392,51 @@ class SpendWriter:
                 await self.flush()
             except Exception as error:  # never let the writer die
                 logger.error("spend ledger writer: %s", error)
+            if time.monotonic() >= next_outbox:
+                next_outbox = time.monotonic() + ALERT_CLAIM_LEASE_S
+                if redelivered := await self.redeliver_alerts():
+                    logger.warning("soft budget alerts: %d delivered whose claimer had stopped", redelivered)
 
 
-__all__ = ["JOURNAL_DIR", "SpendWriter"]
+def alert_id(scope: str, scope_id: str, window_start: float) -> str:
+    """An alert's identity: derived from its outbox row's primary key (one alert per scope and
+    window), so every delivery of that alert, by any instance, carries the same id (and the
+    webhook the same Idempotency-Key, ``proxy/alerts.py``)."""
+    name = f"{scope}\0{scope_id}\0{float(window_start)!r}".encode()
+    return hashlib.sha256(name).hexdigest()[:32]
+
+
+def _alert(scope: Scope, start: float, spend: float) -> dict[str, Any]:
+    """What an alert's subscribers get (and its outbox row keeps): plain JSON values."""
+    end = start + scope.window_s if scope.window_s else 0.0  # ``start`` opens the window (budgets.window_of)
+    key = scope.kind == "key"
+    return {
+        "type": "soft_budget_crossed",
+        "alert_id": alert_id(scope.kind, scope.id, start),
+        "scope": scope.kind,
+        "id": scope.id if not key else None,  # a key is named by its masked form
+        "label": scope.label,
+        "soft_budget": scope.soft_budget,
+        "max_budget": scope.max_budget,
+        "spend": spend,
+        "window_start": start or None,
+        "window_end": end or None,
+        # who owns the budget (the webhook's fields, proxy/alerts.py): a key by its hash
+        "token": scope.id if key else None,
+        "key_alias": getattr(scope, "alias", None) if key else None,
+        "team_id": getattr(scope, "team_id", None),
+        "team_alias": getattr(scope, "alias", None) if scope.kind == "team" else None,
+        "user_id": getattr(scope, "user_id", None),
+    }
+
+
+def _hold(path: str) -> None:
+    """Stop this process where it stands (tests only: ``LMGATE_TEST_HOLD_ALERT``): say so in
+    ``path``, then block the event loop until the test kills the process."""
+    import threading
+
+    Path(path).write_text(str(os.getpid()))
+    threading.Event().wait()
+
+
+__all__ = ["ALERT_CLAIM_LEASE_S", "JOURNAL_DIR", "ROW_FIELDS", "SpendWriter", "alert_id", "row_of"]

@@ -38,6 +38,7 @@ from typing import IO, Any
 import orjson
 
 from ..loggers.writer_child import LENGTH, frame, read_frame, run, write_frame
+from .spend import row_of
 
 logger = logging.getLogger("lmgate.proxy")
 
@@ -174,7 +175,7 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(orjson.loads(line))
+            rows.append(row_of(orjson.loads(line)))
         except orjson.JSONDecodeError:
             logger.warning("spend journal %s: a torn line skipped", path.name)
     return rows

@@ -223,9 +223,11 @@ class LLMRoutes:
                 data = chat
                 check_request(data, "chat")
             group = self.group_for(data)
-            model = group
-            if user.models or user.team_models:  # a hook may have changed the model
+            # a hook may have changed the model (or the key's models): checked again unless
+            # neither can have, the group being the model checked above
+            if (user.models or user.team_models) and (group != model or not hooks.empty):
                 check_model(user, group)
+            model = group
             if self.enforcer is not None:  # rate limits and the budget's reservation, before any provider
                 limits = request.scope.get(LIMITS)
                 if limits is not None:
