@@ -56,3 +56,17 @@ def test_a_call_names_its_id_and_trace_id_as_uuid4() -> None:
     assert _is_uuid4(summary.call_id) and _is_uuid4(summary.trace_id)
     assert summary.call_id != summary.trace_id
     assert response._hidden_params["litellm_call_id"] == summary.call_id
+
+
+def test_the_last_group_is_the_counter_as_twelve_hex_digits_at_any_value(monkeypatch) -> None:
+    """The counter's bytes in hex are the digits ``f"{n:012x}"`` gives, zero-padded, across the
+    counter's whole range (the start is random)."""
+    import itertools
+
+    import lmgate._call as call_module
+
+    for start in (0, 255, 2**32 - 2, 2**47 - 3, 2**48 - 3):
+        monkeypatch.setattr(call_module, "_id_counter", itertools.count(start))
+        ids = [new_call_id() for _ in range(3)]
+        assert [i.rsplit("-", 1)[1] for i in ids] == [f"{n:012x}" for n in range(start, start + 3)]
+        assert all(_is_uuid4(i) for i in ids)

@@ -111,7 +111,7 @@ def test_a_calls_facts_build_the_very_payload_or_are_not_taken(fake_provider):
     for summary in sink.got:
         record = facts_record(summary)
         if record is not None:
-            assert b"\n" not in record and record.startswith(b'["lmgate.facts/1"')
+            assert b"\n" not in record and record.startswith(b'["lmgate.facts/2"')
             assert payload_from_facts(record) == summary.payload_json()
             deferred.append(summary)
     # plain, metadata and parameters, unicode, streamed: from their facts; the failure, the
@@ -141,8 +141,87 @@ def test_a_record_that_is_not_a_calls_facts_is_dropped_with_its_reason(tmp_path)
     logger.enqueue_bytes(orjson.dumps(damaged))
     assert logger.flush(30)
     dropped = logger.stats()["dropped"]
-    assert dropped["not_a_payload: not a call's facts record (lmgate.facts/1)"] == 1
+    assert dropped["not_a_payload: not a call's facts record (lmgate.facts/2)"] == 1
     assert sum(dropped.values()) == 2 and logger.stats()["retried"] == 0
+
+
+def first_format(summary) -> bytes:
+    """The facts record of ``summary`` as the previous version wrote it (``lmgate.facts/1``: the
+    messages' and the response's JSON as strings), encoded here as that version's code did."""
+    from lmgate._callbacks.payload_facts import _plain_of
+
+    usage, cost_breakdown, optional_params, _, hidden = summary.encodable()
+    response = summary.response_json
+    return orjson.dumps(
+        [
+            "lmgate.facts/1",
+            *_plain_of(summary),
+            usage,
+            cost_breakdown,
+            optional_params,
+            (hidden or {}).get("additional_headers") or {},
+            summary.messages_snapshot[0].decode(),
+            response.decode() if response else None,
+        ]
+    )
+
+
+def test_a_spool_line_of_the_first_facts_format_is_still_written_after_an_upgrade(tmp_path, fake_provider):
+    """A segment the previous version left (facts records tagged ``lmgate.facts/1``) is adopted
+    by this one: each line builds the very payload the call's summary builds, and is stored."""
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    several_calls(fake_provider)
+    lmgate.callbacks = []
+    taken = [s for s in sink.got if facts_record(s) is not None]
+    assert len(taken) == 4
+    old = [first_format(s) for s in taken]
+    assert all(payload_from_facts(line) == s.payload_json() for line, s in zip(old, taken, strict=True))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "00000000000000000001-1-0ldf0rm1.wal").write_bytes(b"".join(line + b"\n" for line in old))
+    logger = StoreLogger(path=str(tmp_path / "logs.sqlite3"), spool_dir=str(spool), writer="process")
+    try:
+        assert logger.flush(30)
+        stats = logger.stats()
+        assert stats["recovered"] == 4 and stats["delivered"] == 4 and stats["dropped_total"] == 0, stats
+        stored = {r["call_id"]: logger.store.get(r["call_id"]) for r in rows_of(logger)}
+        assert set(stored) == {s.call_id for s in taken}
+        assert all(stored[s.call_id]["payload"] == orjson.loads(s.payload_json()) for s in taken)
+    finally:
+        logger.close(5)
+
+
+def test_a_facts_record_carries_the_messages_and_response_json_as_they_are(fake_provider):
+    """Format 2 writes the messages' and the response's JSON into the line as they are (no
+    string escaping); the line is still one line of JSON, and a line cut or changed anywhere
+    that makes it not add up is refused, never read as another call's facts."""
+    sink = Summaries()
+    lmgate.callbacks = [sink]
+    lmgate.completion(**params(fake_provider, messages=[{"role": "user", "content": 'q"\n\u2028'}]))
+    lmgate.callbacks = []
+    (summary,) = sink.got
+    record = facts_record(summary)
+    assert record is not None and b"\n" not in record
+    messages, response = summary.messages_snapshot[0], summary.response_json
+    assert record.endswith(b"," + messages + b"," + response + b"]")
+    facts = orjson.loads(record)  # JSON as a whole
+    assert facts[:3] == ["lmgate.facts/2", len(messages), len(response)]
+    assert facts[-2] == orjson.loads(messages) and facts[-1] == orjson.loads(response)
+    assert payload_from_facts(record) == summary.payload_json()
+    lengths = b"%d,%d," % (len(messages), len(response))
+    damaged = [
+        record[:-1],
+        record[:-2] + b"]",
+        record + b" ",
+        record.replace(lengths, b"%d,%d," % (len(messages) + 1, len(response) - 1), 1),
+        record.replace(lengths, b"%d,%d," % (len(messages), len(response) + 3), 1),
+        record.replace(lengths, b"x,%d," % len(response), 1),
+        record.replace(lengths, b"0,%d," % len(response), 1),
+    ]
+    for line in damaged:
+        with pytest.raises(ValueError, match="not a call's facts record"):
+            payload_from_facts(line)
 
 
 def test_a_child_killed_between_batches_is_replaced(tmp_path, fake_provider):

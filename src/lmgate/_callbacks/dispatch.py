@@ -369,7 +369,9 @@ class Dispatcher:
         # keyed by identity: loggers need not be hashable, and two equal loggers are still two.
         # A cached entry holds the lists' objects (names too) and the settings its names resolved
         # with, so their ids cannot be reused while it is cached.
-        owner = (settings or DEFAULT).named_callbacks_owner()
+        owner = settings or DEFAULT
+        if owner.__dict__["_parent"] is not None:  # a root names its own callbacks: no call for it
+            owner = owner.named_callbacks_owner()
         key = _plan_key(id(owner), global_lists)
         if not call_lists:
             cached = self._plan_cache.get(key)

@@ -124,8 +124,14 @@ class CallRecord:
         self.call_type = call_type
         self.model = model
         self.provider = provider
-        self.messages = messages  # snapshotted as JSON: the caller may change its list later
-        self.optional_params = copy_data(optional_params)
+        # snapshotted as JSON: the caller may change its list later (the setter's work, without
+        # the property's call)
+        self.messages_snapshot = snapshot(messages)
+        # a call without parameters (most proxy requests) need not go through the copy (~2,500
+        # instructions for an empty dict)
+        self.optional_params = (
+            {} if type(optional_params) is dict and not optional_params else copy_data(optional_params)
+        )
         self.litellm_params_source = litellm_params
         if borrow_metadata:
             self.metadata = metadata

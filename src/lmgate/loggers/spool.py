@@ -237,7 +237,10 @@ class Spool:
         """``append([record])[0]`` without the list work: the write-ahead spool calls this once
         per call, on the caller's path."""
         with self._lock:
-            segment = self._open_segment()
+            segment = self._active
+            # the usual case read here, not through two calls (``_writable_segment``'s checks)
+            if self._closed or segment is None or self._active_bytes >= self.segment_max_bytes:
+                segment = self._open_segment()
             data = record + b"\n"
             try:
                 written = os.write(segment.fd, data)
