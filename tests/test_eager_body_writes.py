@@ -6,6 +6,7 @@ wait for the socket goes on as a task."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import socket
 import sys
@@ -195,3 +196,27 @@ def test_the_proxy_starts_body_writes_eagerly_on_its_loop(tmp_path):
             return asyncio.get_running_loop().get_task_factory()
 
     assert asyncio.run(run()) is _aiohttp_transport._task_factory
+
+
+def test_the_first_step_runs_in_a_copy_of_the_callers_context_and_the_rest_in_the_same():
+    """As an eager task on 3.12: what the coroutine sets stays its own, in both of its parts."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller's")
+
+    async def run() -> tuple[str, list[str], str]:
+        loop = asyncio.get_running_loop()
+        gate = loop.create_future()
+        seen: list[str] = []
+
+        async def job() -> str:
+            var.set("the job's")
+            await gate
+            seen.append(var.get())
+            return "done"
+
+        task = _aiohttp_transport._start_eagerly(loop, job(), {})
+        assert isinstance(task, asyncio.Task) and not task.done()
+        outside = var.get()
+        gate.set_result(None)
+        return await task, seen, outside
+
+    assert asyncio.run(run()) == ("done", ["the job's"], "caller's")

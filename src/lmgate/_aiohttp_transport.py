@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextvars
 import functools
 import sys
 import types
@@ -244,9 +245,13 @@ def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> 
 
 def _start_eagerly(loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
     """What an eager ``Task`` is on 3.12: done already (a future with its outcome) when the
-    coroutine finished in its first step, else a task that goes on from where it waits."""
+    coroutine finished in its first step, else a task that goes on from where it waits. The
+    first step runs in the context the task would have had (a copy of the caller's), as on 3.12."""
+    context = kwargs.get("context")
+    if context is None:
+        context = kwargs["context"] = contextvars.copy_context()
     try:
-        waiting = coro.send(None)
+        waiting = context.run(coro.send, None)
     except StopIteration as done:
         future = loop.create_future()
         future.set_result(done.value)
