@@ -168,3 +168,15 @@ def test_the_checks_are_uvicorns() -> None:
     assert connections._HEADER_NAME.pattern == httptools_impl.HEADER_RE.pattern
     assert connections._HEADER_VALUE.pattern == httptools_impl.HEADER_VALUE_RE.pattern
     assert httptools_impl.STATUS_LINE[200] == connections._STATUS_200
+
+
+@pytest.mark.parametrize("headers", [{"x-a": "b\u20ac"}, {"X-\u20ac": "b"}], ids=["value", "name"])
+def test_a_header_latin_1_cannot_carry_fails_where_starlettes_response_does(headers: dict[str, str]) -> None:
+    """At construction, inside the route's handling (its error path answers it), not later when
+    the answer is sent."""
+    from starlette.responses import Response
+
+    with pytest.raises(UnicodeEncodeError):
+        Response(BODY, headers=headers, media_type="application/json")
+    with pytest.raises(UnicodeEncodeError):
+        EncodedJSON(BODY, headers)

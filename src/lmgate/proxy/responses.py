@@ -54,9 +54,11 @@ class EncodedJSON(Response):
                     names.encode("latin-1"),
                     "".join(headers.values()).encode("latin-1"),
                 )
-            except UnicodeEncodeError:  # raised again, as before, where raw_headers encodes them
-                pass
+            except UnicodeEncodeError:  # raised below, as before, by the list's own encoding
+                self._lines = None
         self._length = length
+        if self._lines is None:  # sent as two messages: the list now, as before (an error here too)
+            self.raw_headers  # noqa: B018
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
