@@ -190,7 +190,14 @@ def in_one_minute(run: Callable[[], bool]) -> None:
     there) does not count and is run again, a bounded number of times."""
     for _ in range(3):
         minute = int(time.time() // 60)
-        passed = run()
+        try:
+            passed = run()
+        except AssertionError:
+            # a check inside ``run`` failed: the scenario's fault only if its minute held (a
+            # request after the boundary is counted in the next minute's window, as it should)
+            if int(time.time() // 60) == minute:
+                raise
+            continue
         if int(time.time() // 60) == minute:
             assert passed
             return
