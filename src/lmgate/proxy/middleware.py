@@ -33,6 +33,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.routing import Match, Route
 
 from .auth import KeyBackend, UserAPIKeyAuth, presented_key, unauthorized
+from .connections import httptools_cycle
 from .errors import ProxyError
 from .metrics import Metrics
 
@@ -224,6 +225,17 @@ class ProxyApp(Starlette):
         ):
             route = lane.table.get(scope["path"])
             if route is not None:
+                cycle: Any = getattr(send, "__self__", None)
+                if type(cycle) is httptools_cycle():  # its own flag says whether the answer started
+                    try:
+                        await self._auth.identify(scope)  # type: ignore[union-attr]
+                        await lane.serve(route, scope, receive, send)
+                    except Exception as exc:
+                        response = await self._crash(Request(scope), exc)
+                        if not cycle.response_started:
+                            await response(scope, receive, send)
+                        raise
+                    return
                 started = False
 
                 def noted(message: Any) -> Any:  # what ServerErrorMiddleware's send wrapper notes

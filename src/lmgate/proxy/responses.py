@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from .connections import SPECIAL_HEADERS, httptools_cycle, write_whole
 from .errors import ProxyError
 
 JSON = "application/json"
@@ -22,6 +23,10 @@ class EncodedJSON(Response):
     the same answer as ``Response(body, headers=headers, media_type=JSON)`` (same headers, same
     order), without Starlette's header building (the forwarding path answers this once a request).
 
+    On uvicorn's httptools server it is written whole, in one call (``connections.write_whole``):
+    the bytes ``send`` would write for its two messages, with ``send``'s checks; anywhere else,
+    and where ``send`` would do more, it is sent as those two messages.
+
     ``after`` runs once the answer is handed to the server, whether or not that worked: the
     request's bookkeeping (its metrics and access line) then no longer delays the answer itself
     (issue 18: at one request at a time, it overlaps the client's turn-around instead).
@@ -33,15 +38,53 @@ class EncodedJSON(Response):
         self.status_code = 200
         self.media_type = JSON
         self.background = None
-        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode("latin-1")))
-        raw.append((b"content-type", _JSON_BYTES))
-        self.raw_headers = raw
+        self._headers_in = headers
+        length = str(len(body))
+        # the head's own lines, written whole when the names are what uvicorn's send writes as they
+        # are (lower case, none it reads itself); else None and the two messages go
+        names = "".join(headers)
+        self._lines: tuple[bytes, bytes, bytes] | None = None
+        if names == names.lower() and SPECIAL_HEADERS.isdisjoint(headers):
+            try:
+                self._lines = (
+                    "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("latin-1")
+                    + b"content-length: "
+                    + length.encode()
+                    + b"\r\ncontent-type: application/json\r\n",
+                    names.encode("latin-1"),
+                    "".join(headers.values()).encode("latin-1"),
+                )
+            except UnicodeEncodeError:  # raised below, as before, by the list's own encoding
+                self._lines = None
+        self._length = length
+        if self._lines is None:  # sent as two messages: the list now, as before (an error here too)
+            self.raw_headers  # noqa: B018
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        """Starlette's header list, made when something asks for it (the server's send does)."""
+        raw = self.__dict__.get("_raw")
+        if raw is None:
+            raw = [
+                (name.encode("latin-1"), value.encode("latin-1")) for name, value in self._headers_in.items()
+            ]
+            raw.append((b"content-length", self._length.encode("latin-1")))
+            raw.append((b"content-type", _JSON_BYTES))
+            self._raw = raw
+            self._lines = None  # the list may be changed (``headers``): send what it says
+        return raw  # type: ignore[no-any-return]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:  # Response.__call__ for an HTTP answer without a background task
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": self.body})
+            lines = self._lines
+            cycle = getattr(send, "__self__", None)
+            if (
+                lines is None
+                or type(cycle) is not httptools_cycle()
+                or not write_whole(cycle, lines[0], lines[1], lines[2], self.body)
+            ):
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                await send({"type": "http.response.body", "body": self.body})
         finally:
             if self.after is not None:
                 self.after()
