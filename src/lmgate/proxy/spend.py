@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from .spend_journal import ROW_FIELDS, row_of
+
 if TYPE_CHECKING:  # sqlalchemy is imported only by a proxy with virtual keys
     from ..control.ledger import Ledger
     from .spend_process import LedgerProcess
@@ -67,32 +69,9 @@ class Scope(Protocol):
 # mark) takes; also how often a running instance looks at the outbox
 ALERT_CLAIM_LEASE_S = 60.0
 JOURNAL_DIR = "spend-journal"
-#: a ledger row's fields, in the order of its journal line (a JSON array) and of ``pending``'s
-#: tuples: an array is made and encoded for a third of an object's cost, once a request
-ROW_FIELDS = (
-    "request_id",
-    "token",
-    "team_id",
-    "user_id",
-    "end_user",
-    "model",
-    "cost",
-    "prompt_tokens",
-    "completion_tokens",
-    "started_at",
-    "ended_at",
-)
 _INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
 _COST, _STARTED = _INDEX["cost"], _INDEX["started_at"]
 _ROW_DEFAULTS = {"prompt_tokens": 0, "completion_tokens": 0}
-
-
-def row_of(value: Any) -> dict[str, Any]:
-    """A journal line's value as a ledger row (the ledger's columns by name): an array, as this
-    version writes it, or an object, as versions before it did."""
-    if isinstance(value, list):
-        return dict(zip(ROW_FIELDS, value, strict=False))  # a shorter array: its last fields absent
-    return value  # type: ignore[no-any-return]
 
 
 class _Journal:

@@ -38,7 +38,7 @@ from typing import IO, Any
 import orjson
 
 from ..loggers.writer_child import LENGTH, frame, read_frame, run, write_frame
-from .spend import row_of
+from .spend_journal import row_of
 
 logger = logging.getLogger("lmgate.proxy")
 
