@@ -200,10 +200,7 @@ class Ledger:
         query = (
             budget_alerts.update()
             .where(
-                c.scope == scope,
-                c.scope_id == scope_id,
-                c.window_start == window_start,
-                c.delivered_at.is_(None),
+                *_undelivered(scope, scope_id, window_start),
                 sa.or_(c.claimed_at.is_(None), c.claimed_at <= now - lease_s),
             )
             .values(claimed_at=now)
@@ -214,15 +211,9 @@ class Ledger:
     async def mark_alert_delivered(self, scope: str, scope_id: str, window_start: float, now: float) -> bool:
         """Mark an alert delivered (its hand-off is durable); False when it already was (so of two
         processes delivering one alert, one learns it was second)."""
-        c = budget_alerts.c
         query = (
             budget_alerts.update()
-            .where(
-                c.scope == scope,
-                c.scope_id == scope_id,
-                c.window_start == window_start,
-                c.delivered_at.is_(None),
-            )
+            .where(*_undelivered(scope, scope_id, window_start))
             .values(delivered_at=now)
         )
         async with self.store.engine.begin() as conn:
@@ -256,6 +247,17 @@ class Ledger:
         async with self.store.engine.connect() as conn:
             cost, count = (await conn.execute(query)).one()
         return float(cost or 0.0), int(count)
+
+
+def _undelivered(scope: str, scope_id: str, window_start: float) -> tuple[Any, ...]:
+    """The conditions naming one alert's outbox row while it is not marked delivered."""
+    c = budget_alerts.c
+    return (
+        c.scope == scope,
+        c.scope_id == scope_id,
+        c.window_start == window_start,
+        c.delivered_at.is_(None),
+    )
 
 
 __all__ = ["Ledger"]
