@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextvars
 import functools
-import sys
-import types
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -216,82 +213,6 @@ def _url(text: str) -> URL:
     # byte as the provider built it (yarl would decode an escaped ``%3A`` in a Bedrock model id,
     # and the SigV4 signature covers the path as escaped)
     return URL(text, encoded=True)
-
-
-# aiohttp writes a request's body from a task of its own (``ClientRequest.write_bytes``). On Python
-# 3.12+ it starts that task eagerly: a small body goes out inside ``session.request``. On 3.11 the
-# task only runs at the loop's next turn, so every request with a body costs a task, a pass through
-# the loop and an extra poll of it before its bytes leave (issue 18).
-_WRITE_BYTES = getattr(getattr(aiohttp.ClientRequest, "write_bytes", None), "__code__", None)
-
-
-def eager_body_writes(loop: asyncio.AbstractEventLoop) -> bool:
-    """Start aiohttp's body-writing tasks on ``loop`` eagerly, as aiohttp does by itself on Python
-    3.12+: ``write_bytes`` runs at once, up to its first real wait, inside ``create_task``; only a
-    body that has to wait (a full socket buffer) continues as a task. Every other coroutine gets
-    the loop's usual ``Task``. Does nothing (False) on 3.12+, or when ``loop`` has a task factory
-    of its own already (the owner's choice is kept)."""
-    if sys.version_info >= (3, 12) or _WRITE_BYTES is None or loop.get_task_factory() is not None:
-        return False
-    loop.set_task_factory(_task_factory)
-    return True
-
-
-def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-    if getattr(coro, "cr_code", None) is _WRITE_BYTES:
-        return _start_eagerly(loop, coro, kwargs)
-    return asyncio.Task(coro, loop=loop, **kwargs)
-
-
-def _start_eagerly(loop: asyncio.AbstractEventLoop, coro: Any, kwargs: dict[str, Any]) -> Any:
-    """What an eager ``Task`` is on 3.12: done already (a future with its outcome) when the
-    coroutine finished in its first step, else a task that goes on from where it waits. The
-    first step runs in the context the task would have had (a copy of the caller's), as on 3.12."""
-    context = kwargs.get("context")
-    if context is None:
-        context = kwargs["context"] = contextvars.copy_context()
-    try:
-        waiting = context.run(coro.send, None)
-    except StopIteration as done:
-        future = loop.create_future()
-        future.set_result(done.value)
-        return future
-    except asyncio.CancelledError:
-        future = loop.create_future()
-        future.cancel()
-        return future
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as error:  # write_bytes answers its own errors; this is a bug's
-        future = loop.create_future()
-        future.set_exception(error)
-        return future
-    return asyncio.Task(_go_on(coro, waiting), loop=loop, **kwargs)
-
-
-async def _go_on(coro: Any, waiting: Any) -> Any:
-    return await _resumed(coro, waiting)
-
-
-@types.coroutine
-def _resumed(coro: Any, waiting: Any) -> Generator[Any, Any, Any]:
-    """``coro``, started already and waiting on ``waiting``, driven on by the task awaiting this."""
-    while True:
-        try:
-            sent = yield waiting
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as error:  # the task's cancellation, thrown on into the coroutine
-            try:
-                waiting = coro.throw(error)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                waiting = coro.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

@@ -81,10 +81,7 @@ def create_app(config: ProxyConfig, *, apply: bool = True, backend: KeyBackend |
             import httpx  # noqa: F401
             import httpx_sse  # noqa: F401
 
-            from .. import _aiohttp_transport
-
-            # a request's body leaves inside the call that sends it, not a turn of the loop later
-            _aiohttp_transport.eager_body_writes(asyncio.get_running_loop())
+            from .. import _aiohttp_transport  # noqa: F401
 
         try:
             yield
