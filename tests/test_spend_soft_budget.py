@@ -75,3 +75,29 @@ async def test_the_outbox_claims_an_alert_once_and_takes_a_claim_again_after_its
         assert [await w.redeliver_alerts() for w in writers] == [0, 0]  # marked delivered: never again
     finally:
         await store.close()
+
+
+async def test_a_malformed_outbox_row_neither_stops_the_others_nor_the_writer(tmp_path: Path) -> None:
+    """An outbox row whose alert cannot be logged (a hand-edited ``window_end``) is left in the
+    outbox with an error; the alerts after it are still delivered, and ``redeliver_alerts``,
+    which the writer's task calls once a lease, returns instead of raising (it would end the
+    task, and with it every later batch of spend rows)."""
+    store = KeyStore(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+    await store.start()
+    try:
+        ledger = Ledger(store)
+        writer = SpendWriter(ledger, tmp_path / "journal")
+        now = [1000.0]
+        writer.clock = lambda: now[0]
+        got: list[dict] = []
+        writer.on_alert.append(got.append)
+        bad = {"type": "soft_budget_crossed", "label": "Team=a", "spend": 2.0, "window_end": "soon"}
+        good = {"type": "soft_budget_crossed", "label": "Team=b", "spend": 2.0}
+        assert await ledger.record_alert("team", "a", 0.0, 1.0, 2.0, now[0], bad)
+        assert await ledger.record_alert("team", "b", 0.0, 1.0, 2.0, now[0] + 1, good)
+        now[0] += spend.ALERT_CLAIM_LEASE_S + 2  # both claimers died before their hand-off
+        assert await writer.redeliver_alerts() == 1
+        assert [a["label"] for a in got] == ["Team=b"]
+        assert [outbox for outbox, _ in await ledger.undelivered_alerts()] == [("team", "a", 0.0)]
+    finally:
+        await store.close()

@@ -244,8 +244,11 @@ class SpendWriter:
             except Exception as error:  # it stays in the outbox for the next start
                 logger.error("soft budget alerts: claiming one failed: %s", error)
                 continue
-            if await self._deliver(outbox, alert):
-                delivered += 1
+            try:
+                if await self._deliver(outbox, alert):
+                    delivered += 1
+            except Exception as error:  # a row that cannot be read as an alert: left, and said
+                logger.error("soft budget alerts: delivering one of %s failed: %s", outbox, error)
         return delivered
 
     def pending_spend(self, scope_field: str, scope_id: str, since: float) -> float:
@@ -373,8 +376,13 @@ class SpendWriter:
                 logger.error("spend ledger writer: %s", error)
             if time.monotonic() >= next_outbox:
                 next_outbox = time.monotonic() + ALERT_CLAIM_LEASE_S
-                if redelivered := await self.redeliver_alerts():
-                    logger.warning("soft budget alerts: %d delivered whose claimer had stopped", redelivered)
+                try:
+                    if redelivered := await self.redeliver_alerts():
+                        logger.warning(
+                            "soft budget alerts: %d delivered whose claimer had stopped", redelivered
+                        )
+                except Exception as error:  # never let the writer die
+                    logger.error("soft budget alerts: %s", error)
 
 
 def alert_id(scope: str, scope_id: str, window_start: float) -> str:

@@ -1,7 +1,9 @@
-"""Session 8's adversarial review: defects found in the session's changes, each pinned by a test
-that failed on the code as it stood (xfail strict until fixed). Fixed: an outbox alert is claimed
-before its hand-off (``ledger.claim_alert``: of two instances starting at once, one delivers) and
-every delivery of it carries its own Idempotency-Key (``alerts.idempotency_key``)."""
+"""The alert outbox across instances on one PostgreSQL: two instances starting at once on one
+undelivered alert, and an instance killed after its hand-off and before its mark; the webhook
+(which honours Idempotency-Key) gets the alert once either way. Found by the session-8 review,
+each failing before the fix: an outbox alert is claimed before its hand-off
+(``ledger.claim_alert``) and every delivery of it carries one Idempotency-Key
+(``alerts.idempotency_key``)."""
 
 from __future__ import annotations
 
