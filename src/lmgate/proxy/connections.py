@@ -23,6 +23,7 @@ class given to uvicorn (``server.protocol_for`` picks it). The h11 protocol live
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import itertools
 import logging
@@ -398,20 +399,15 @@ def write_whole(cycle: Any, head: bytes, names: bytes, values: bytes, body: byte
     return True
 
 
-_CYCLE: list[Any] = []
-
-
+@functools.cache
 def httptools_cycle() -> Any:
     """uvicorn's httptools request cycle class (None without httptools), looked up once: an ASGI
     ``send`` bound to one of these is uvicorn's own (``write_whole`` may write for it)."""
-    if not _CYCLE:
-        cycle: Any = None
-        try:
-            from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as cycle
-        except ImportError:
-            pass
-        _CYCLE.append(cycle)
-    return _CYCLE[0]
+    try:
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+    except ImportError:
+        return None
+    return RequestResponseCycle
 
 
 _STATUS_200 = b"HTTP/1.1 200 OK\r\n"
