@@ -34,6 +34,8 @@ import aiohttp
 from aiohttp.helpers import TimerNoop
 from yarl import URL
 
+from ._aiohttp_eager import NEEDED, eager_body_task
+
 # the aiohttp minor versions whose ClientSession._request this module follows
 TESTED = ((3, 14),)
 
@@ -69,7 +71,9 @@ class PlainPost:
     ``session``, read once from the session."""
 
     __slots__ = (
+        "_acquired",
         "_connector",
+        "_eager",
         "_loop",
         "_request_class",
         "_response_class",
@@ -80,11 +84,18 @@ class PlainPost:
         "schemes",
     )
 
-    def __init__(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop, *, eager_writes: bool = True
+    ) -> None:
+        """``eager_writes``: a request alone on the connector writes its body inside
+        ``ClientRequest.send`` (``_aiohttp_eager``), where the Python version needs it."""
         connector = session.connector
         assert connector is not None
         self._session = session
         self._connector = connector
+        # the connections in use, this call's included (aiohttp's own count of them)
+        self._acquired = connector._acquired
+        self._eager = eager_writes and NEEDED
         self._loop = loop
         self._request_class = session._request_class
         self._response_class = session._response_class
@@ -144,7 +155,16 @@ class PlainPost:
                 timer=_NO_TIMER, read_timeout=timeout.sock_read, **self._response_params
             )
             try:
-                response = await request.send(connection)
+                loop = self._loop
+                if self._eager and len(self._acquired) == 1 and loop.get_task_factory() is None:
+                    # alone on the connector: the body leaves inside send (_aiohttp_eager)
+                    loop.set_task_factory(eager_body_task)
+                    try:
+                        response = await request.send(connection)
+                    finally:
+                        loop.set_task_factory(None)
+                else:
+                    response = await request.send(connection)
                 try:
                     await response.start(connection)
                 except BaseException:
