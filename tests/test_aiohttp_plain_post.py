@@ -201,6 +201,7 @@ async def test_same_request_bytes_for_other_urls_and_bodies(
         ("query parameters", {"params": {"alt": "sse"}}),
         ("names differing only in case", {"headers": {"X-Tag": "a", "x-tag": "b"}}),
         ("a body that is not bytes", {"body": bytearray(b"{}")}),
+        ("headers as pairs", {"headers": [("X-Tag", "a")]}),
         ("user info in the URL", {"url": "user:secret@"}),
     ],
 )

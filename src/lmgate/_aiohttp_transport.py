@@ -307,6 +307,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 and method == "POST"
                 and not params
                 and (body is None or type(body) is bytes)
+                and type(headers) is dict
                 and (target := _plain_url(url, plain.schemes)) is not None
                 and (shape := header_shape(tuple(headers))) != MERGED
             ):
