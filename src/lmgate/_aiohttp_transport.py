@@ -30,6 +30,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._aiohttp_post import MERGED, SUPPORTED, TYPED, PlainPost, header_shape, plain_target
 from ._sse_events import SSEEvents
 
 # most specific first: ServerTimeoutError is also a ClientConnectionError, ClientConnectorError a ClientOSError
@@ -215,11 +216,23 @@ def _url(text: str) -> URL:
     return URL(text, encoded=True)
 
 
+@functools.lru_cache(maxsize=256)
+def _plain_url(text: str, schemes: frozenset[str]) -> URL | None:
+    """The endpoint's URL when a POST to it may take ``PlainPost`` (see _aiohttp_post), else None."""
+    url = _url(text)
+    return url if plain_target(url, schemes) else None
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    def __init__(self, ssl_context: Any, limits: httpx.Limits) -> None:
+    def __init__(self, ssl_context: Any, limits: httpx.Limits, *, plain_posts: bool = True) -> None:
+        """``plain_posts``: a plain POST takes ``PlainPost`` (where aiohttp is a version it
+        follows); False sends every call through ``ClientSession.request``."""
         self._ssl = ssl_context
         self._limits = limits
+        self._plain_posts = plain_posts and SUPPORTED
         self._session: aiohttp.ClientSession | None = None
+        # the session's narrow POST path, where aiohttp is a version it follows
+        self._plain: PlainPost | None = None
         self._closer: Any = None
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
         # the last httpx.Timeout seen and its aiohttp twin: calls without their own timeout share one object
@@ -240,6 +253,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=("Content-Type",),
             timeout=aiohttp.ClientTimeout(total=None),
         )
+        self._plain = PlainPost(self._session, asyncio.get_running_loop()) if self._plain_posts else None
         # a started async generator is closed by loop.shutdown_asyncgens(): the loop's end closes the session
         closer = self._closer = self._close_with_loop()
         try:
@@ -286,7 +300,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._session
         if session is None or session.closed:
             session = self._open()
+        plain = self._plain
         try:
+            if (
+                plain is not None
+                and method == "POST"
+                and not params
+                and (body is None or type(body) is bytes)
+                and type(headers) is dict
+                and (target := _plain_url(url, plain.schemes)) is not None
+                and (shape := header_shape(tuple(headers))) != MERGED
+            ):
+                # the usual provider call: aiohttp's own classes without ClientSession._request
+                response = await plain.send(
+                    target, headers, shape == TYPED, body or None, self._httpx_timeout(timeout)
+                )
+                return AioResponse(response)
             response = await session.request(
                 method,
                 _url(url),
@@ -335,6 +364,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        self._plain = None
         closer, self._closer = self._closer, None
         if session is not None and not session.closed:
             await session.close()
