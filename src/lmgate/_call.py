@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
+
 from . import exceptions as exc
 from . import providers as _providers
 from ._attempt import run_async, run_sync
@@ -382,28 +384,41 @@ class Call:
             )
 
     def parse(self, status: int, headers: dict[str, str], raw: bytes | Any) -> Any:
-        import orjson
-
         assert self.wire is not None and self.endpoint is not None
         if type(raw) is not bytes:  # the mock transport answers with the response itself
             self.post_call(None, headers)
             return raw
-        text = raw.decode(errors="replace")
-        self.post_call(text, headers)
-        try:
-            body = orjson.loads(text)
-        except orjson.JSONDecodeError as error:
-            raise exc.APIConnectionError(
-                f"{self.wire.name} answered {status} with a body that is not JSON: {text[:200]!r}",
-                self.wire.name,
-                self.model_name,
-            ) from error
+        body: Any = _NOT_DECODED
+        if self.record is None or not self.plan.reads_request:
+            # nobody reads the text (post_call only keeps it for a listener): the bytes decoded
+            # at once, which for valid UTF-8 is the same object as the text's (issue 18); any
+            # other body takes the text's way below, with its replacement characters and errors
+            self.response_headers = headers
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+        if body is _NOT_DECODED:
+            text = raw.decode(errors="replace")
+            self.post_call(text, headers)
+            body = self._decoded(status, text)
         if self.kind == "chat":
             api = self._openai_api()
             if api is not None:
                 return self.wire.parse_api(api, body, self.endpoint)  # type: ignore[attr-defined]
             return self.wire.parse_chat(body, self.endpoint)
         return self.wire.parse_embedding(body, self.endpoint)
+
+    def _decoded(self, status: int, text: str) -> Any:
+        assert self.wire is not None
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise exc.APIConnectionError(
+                f"{self.wire.name} answered {status} with a body that is not JSON: {text[:200]!r}",
+                self.wire.name,
+                self.model_name,
+            ) from error
 
     def http_error(self, status: int, headers: dict[str, str], raw: bytes | Any) -> BaseException:
         assert self.wire is not None
@@ -763,6 +778,9 @@ def _resolve(model: str, custom_llm_provider: str | None, has_api_base: bool) ->
     """``providers.resolve``, once per model: the registry's providers never change while
     lmgate runs, and api_base only counts by being there (an error is raised, never kept)."""
     return _providers.resolve(model, custom_llm_provider, "api_base" if has_api_base else None)
+
+
+_NOT_DECODED = object()  # parse: the body not decoded yet
 
 
 # what a mock call's attempt sends when no callback listens (nobody would read the request)
