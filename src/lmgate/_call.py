@@ -116,6 +116,7 @@ CONTROL_PARAMS = frozenset(
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
+_PRICES_OR_LISTS = frozenset((*PRICE_KEYS, *_CALL_LIST_NAMES))  # a call's own prices or callback lists
 # a call's type by (is_async, kind), when it does not name its own (another API over chat)
 _CALL_TYPES = {
     (False, "chat"): "completion",
@@ -179,15 +180,18 @@ class Call:
             control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
         )
         retries = control.get("num_retries", control.get("max_retries"))
-        self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
+        if retries is None:
+            retries = settings.num_retries or 0
+        self.num_retries = retries if type(retries) is int else int(retries)  # int() only when needed
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
         self.response_headers: dict[str, str] = {}
-        self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
-        call_lists = (
-            None
-            if control.keys().isdisjoint(_CALL_LIST_NAMES)
-            else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
-        )
+        call_lists: dict[str, Any] | None = None
+        if _PRICES_OR_LISTS.isdisjoint(control):  # the usual call: one test for both (issue 18)
+            self.custom_prices = None
+        else:
+            self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
+            if not control.keys().isdisjoint(_CALL_LIST_NAMES):
+                call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         global_lists = settings.callback_lists  # a derived one's: its parent's, then its own
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
@@ -247,7 +251,7 @@ class Call:
         custom_provider = c.get("custom_llm_provider")
         try:
             if type(self.model) is str and (custom_provider is None or type(custom_provider) is str):
-                provider, model_name = _resolve(self.model, custom_provider, bool(api_base))
+                provider, model_name = _resolve(self.model, custom_provider, True if api_base else False)
             else:  # raises the error a model that is not a string gets
                 provider, model_name = _providers.resolve(self.model, custom_provider, api_base)
         except exc.UnknownModelError:
@@ -835,9 +839,13 @@ def _trace_id(metadata: dict[str, Any]) -> str:
 
 
 def _validate_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise exc.BadRequestError("messages must be a list of dicts like {'role': 'user', 'content': 'Hi'}")
-    return messages
+    if isinstance(messages, list):
+        for message in messages:  # a loop, not all() over a generator: once a call (issue 18)
+            if not isinstance(message, dict):
+                break
+        else:
+            return messages
+    raise exc.BadRequestError("messages must be a list of dicts like {'role': 'user', 'content': 'Hi'}")
 
 
 def _embedding_input(input: Any) -> list[Any]:
