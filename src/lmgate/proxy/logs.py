@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from .._secrets import LOG_FIELDS, MaskingFilter, remembered_secrets, scrub, scrub_fields, scrub_often
+from ..types import Usage
 
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
@@ -40,6 +41,7 @@ _FIELDS = LOG_FIELDS  # the LogRecord attribute that carries a line's fields (Ma
 _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its message
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
+_dict_get = dict.get
 _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
 
 
@@ -328,8 +330,9 @@ def _text_line(
     # the parts after the latency, each "" when the line has none, joined once (one string a line)
     tokens = cost_text = error_text = ""
     if usage:
-        if isinstance(usage, dict):  # _tokens written out (a Usage is a dict): once a request
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(usage) is Usage or type(usage) is dict:  # _tokens written out: once a request
+            # dict's own get, not looked up through a Usage's __getattr__ hook
+            prompt, completion = _dict_get(usage, "prompt_tokens"), _dict_get(usage, "completion_tokens")
         else:
             prompt, completion = _tokens(usage)
         if type(prompt) is int and type(completion) is int:  # the usual usage block
