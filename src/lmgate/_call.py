@@ -162,7 +162,9 @@ class Call:
         self.is_async = is_async
         self.start = time.time()
         # the names first (one C set operation), then each moved; the provider's keep their order
-        control = {k: params.pop(k) for k in CONTROL_PARAMS.intersection(params)}
+        control = {}  # a loop, not a comprehension (its function and frame): once a call
+        for k in CONTROL_PARAMS.intersection(params):
+            control[k] = params.pop(k)
         extra_body = control.get("extra_body")
         if extra_body:
             params.update(extra_body)

@@ -38,7 +38,10 @@ def chat_completion(body: dict[str, Any]) -> ModelResponse:
     _update(response, body)
     choices = _get(body, "choices")
     if type(choices) is list:
-        response["choices"] = [_choice(c) if type(c) is dict else _as(Choices, c) for c in choices]
+        built = []  # a loop, not a comprehension (its function and frame): once a call
+        for c in choices:
+            built.append(_choice(c) if type(c) is dict else _as(Choices, c))
+        response["choices"] = built
     elif choices is not None:
         response["choices"] = _as(Choices, choices)
     usage = _get(body, "usage")

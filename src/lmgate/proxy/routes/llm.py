@@ -317,7 +317,10 @@ class LLMRoutes:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
         answer, and the release to call when the answer is over."""
-        kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and client_may_set(k)}
+        kw: dict[str, Any] = {}  # a loop, not a comprehension (its function and frame): once a request
+        for k, v in data.items():
+            if k not in _OWN_KEYS and client_may_set(k):
+                kw[k] = v
         # again: a pre-call hook may not change who is calling. Without hooks nothing changed the
         # stamped metadata since: stamping it again gives it back with who's requester_metadata
         metadata = data.get("metadata")
