@@ -47,7 +47,9 @@ class EncodedJSON(Response):
         encoded_names = _whole_names(names, headers)
         if encoded_names is not None:
             try:
-                lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+                lines = ""  # a loop, not a comprehension (its function and frame): once a request
+                for name, value in headers.items():
+                    lines += f"{name}: {value}\r\n"
                 self._lines = (
                     f"{lines}content-length: {length}\r\ncontent-type: application/json\r\n".encode(
                         "latin-1"
