@@ -15,7 +15,8 @@ from lmgate.types.decoded import chat_completion
 
 
 def _call() -> Call:
-    params: dict[str, Any] = {"api_key": "sk-test", "api_base": "http://127.0.0.1:9/v1"}
+    # a key of its own: a remembered secret is masked in every later test's text (never a prefix of theirs)
+    params: dict[str, Any] = {"api_key": "zq-call-parse-key-2f9c41", "api_base": "http://127.0.0.1:9/v1"}
     call = Call(
         "chat", "openai/gpt-4o-mini", [{"role": "user", "content": "hi"}], params, stream=False, is_async=True
     )
