@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
+
 from . import exceptions as exc
 from . import providers as _providers
 from ._attempt import run_async, run_sync
@@ -114,6 +116,7 @@ CONTROL_PARAMS = frozenset(
     }
 )
 _CALL_LIST_NAMES = ("callbacks", "input_callback", "success_callback", "failure_callback")
+_PRICES_OR_LISTS = frozenset((*PRICE_KEYS, *_CALL_LIST_NAMES))  # a call's own prices or callback lists
 # a call's type by (is_async, kind), when it does not name its own (another API over chat)
 _CALL_TYPES = {
     (False, "chat"): "completion",
@@ -159,7 +162,9 @@ class Call:
         self.is_async = is_async
         self.start = time.time()
         # the names first (one C set operation), then each moved; the provider's keep their order
-        control = {k: params.pop(k) for k in CONTROL_PARAMS.intersection(params)}
+        control = {}  # a loop, not a comprehension (its function and frame): once a call
+        for k in CONTROL_PARAMS.intersection(params):
+            control[k] = params.pop(k)
         extra_body = control.get("extra_body")
         if extra_body:
             params.update(extra_body)
@@ -177,15 +182,18 @@ class Call:
             control.get("retry_policy") or settings.retry_policy or DEFAULT_RETRY_POLICY
         )
         retries = control.get("num_retries", control.get("max_retries"))
-        self.num_retries = int(settings.num_retries or 0) if retries is None else int(retries)
+        if retries is None:
+            retries = settings.num_retries or 0
+        self.num_retries = retries if type(retries) is int else int(retries)  # int() only when needed
         self.timeout = control.get("timeout", control.get("request_timeout", settings.request_timeout))
         self.response_headers: dict[str, str] = {}
-        self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
-        call_lists = (
-            None
-            if control.keys().isdisjoint(_CALL_LIST_NAMES)
-            else {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
-        )
+        call_lists: dict[str, Any] | None = None
+        if _PRICES_OR_LISTS.isdisjoint(control):  # the usual call: one test for both (issue 18)
+            self.custom_prices = None
+        else:
+            self.custom_prices = None if control.keys().isdisjoint(PRICE_KEYS) else custom_prices(control)
+            if not control.keys().isdisjoint(_CALL_LIST_NAMES):
+                call_lists = {k: control[k] for k in _CALL_LIST_NAMES if control.get(k)}
         global_lists = settings.callback_lists  # a derived one's: its parent's, then its own
         if not call_lists and not any(global_lists):
             self.plan = EMPTY_PLAN
@@ -245,7 +253,7 @@ class Call:
         custom_provider = c.get("custom_llm_provider")
         try:
             if type(self.model) is str and (custom_provider is None or type(custom_provider) is str):
-                provider, model_name = _resolve(self.model, custom_provider, bool(api_base))
+                provider, model_name = _resolve(self.model, custom_provider, True if api_base else False)
             else:  # raises the error a model that is not a string gets
                 provider, model_name = _providers.resolve(self.model, custom_provider, api_base)
         except exc.UnknownModelError:
@@ -382,28 +390,41 @@ class Call:
             )
 
     def parse(self, status: int, headers: dict[str, str], raw: bytes | Any) -> Any:
-        import orjson
-
         assert self.wire is not None and self.endpoint is not None
         if type(raw) is not bytes:  # the mock transport answers with the response itself
             self.post_call(None, headers)
             return raw
-        text = raw.decode(errors="replace")
-        self.post_call(text, headers)
-        try:
-            body = orjson.loads(text)
-        except orjson.JSONDecodeError as error:
-            raise exc.APIConnectionError(
-                f"{self.wire.name} answered {status} with a body that is not JSON: {text[:200]!r}",
-                self.wire.name,
-                self.model_name,
-            ) from error
+        body: Any = _NOT_DECODED
+        if self.record is None or not self.plan.reads_request:
+            # nobody reads the text (post_call only keeps it for a listener): the bytes decoded
+            # at once, which for valid UTF-8 is the same object as the text's (issue 18); any
+            # other body takes the text's way below, with its replacement characters and errors
+            self.response_headers = headers
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
+        if body is _NOT_DECODED:
+            text = raw.decode(errors="replace")
+            self.post_call(text, headers)
+            body = self._decoded(status, text)
         if self.kind == "chat":
             api = self._openai_api()
             if api is not None:
                 return self.wire.parse_api(api, body, self.endpoint)  # type: ignore[attr-defined]
             return self.wire.parse_chat(body, self.endpoint)
         return self.wire.parse_embedding(body, self.endpoint)
+
+    def _decoded(self, status: int, text: str) -> Any:
+        assert self.wire is not None
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise exc.APIConnectionError(
+                f"{self.wire.name} answered {status} with a body that is not JSON: {text[:200]!r}",
+                self.wire.name,
+                self.model_name,
+            ) from error
 
     def http_error(self, status: int, headers: dict[str, str], raw: bytes | Any) -> BaseException:
         assert self.wire is not None
@@ -765,6 +786,9 @@ def _resolve(model: str, custom_llm_provider: str | None, has_api_base: bool) ->
     return _providers.resolve(model, custom_llm_provider, "api_base" if has_api_base else None)
 
 
+_NOT_DECODED = object()  # parse: the body not decoded yet
+
+
 # what a mock call's attempt sends when no callback listens (nobody would read the request)
 class _UnheardMockRequest(HttpRequest):
     def body_bytes(self) -> bytes:
@@ -817,9 +841,13 @@ def _trace_id(metadata: dict[str, Any]) -> str:
 
 
 def _validate_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise exc.BadRequestError("messages must be a list of dicts like {'role': 'user', 'content': 'Hi'}")
-    return messages
+    if isinstance(messages, list):
+        for message in messages:  # a loop, not all() over a generator: once a call (issue 18)
+            if not isinstance(message, dict):
+                break
+        else:
+            return messages
+    raise exc.BadRequestError("messages must be a list of dicts like {'role': 'user', 'content': 'Hi'}")
 
 
 def _embedding_input(input: Any) -> list[Any]:

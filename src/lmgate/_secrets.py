@@ -109,6 +109,8 @@ _known_long_pairs: tuple[tuple[str, str], ...] = ()
 _known_long_in_json: tuple[str, ...] = ()
 # how many times _known changed: what a cached scrub result was computed against
 _known_version = 0
+# the newest entry of _known (the secret last remembered or touched), or None; read without the lock
+_newest: str | None = None
 
 
 def _after_fork() -> None:
@@ -139,8 +141,11 @@ def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return
-    global _known_pairs, _known_long_pairs, _known_long_in_json, _known_version
+    global _known_pairs, _known_long_pairs, _known_long_in_json, _known_version, _newest
+    if secret == _newest:  # the newest already: touching it again changes nothing (once a call)
+        return
     with _known_lock:
+        _newest = secret
         if secret in _known:
             _known.move_to_end(secret)
             return

@@ -122,8 +122,13 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
             f"no price for {names}: add input_cost_per_token and output_cost_per_token to the call or deployment",
         )
     try:
-        prompt = int(get("prompt_tokens") or 0)
-        completion = int(get("completion_tokens") or 0)
+        # counts are ints nearly always: int() (a type call) only for anything else (issue 18)
+        prompt = get("prompt_tokens") or 0
+        if type(prompt) is not int:
+            prompt = int(prompt)
+        completion = get("completion_tokens") or 0
+        if type(completion) is not int:
+            completion = int(completion)
         details = get("prompt_tokens_details")
         cached = int(_get(details, "cached_tokens") or 0) if details else 0
         created = int(_get(details, "cache_creation_tokens") or 0) if details else 0
@@ -143,7 +148,9 @@ def compute_cost(models: list[str | None], usage: Any, custom: dict[str, float] 
     elif rates is None:
         rates = _rates(price)
     in_price, out_price, cache_read_price, cache_creation_price, reasoning_price = rates
-    plain_input = max(0, prompt - cached - created)
+    plain_input = prompt - cached - created
+    if plain_input < 0:  # max(0, …) without its call
+        plain_input = 0
     input_cost = plain_input * in_price
     cache_read_cost = cached * cache_read_price
     cache_creation_cost = created * cache_creation_price

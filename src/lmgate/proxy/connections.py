@@ -378,7 +378,7 @@ def write_whole(cycle: Any, head: bytes, names: bytes, values: bytes, body: byte
     ):
         return False
     defaults = _default_lines(cycle.default_headers)
-    if defaults is None or _HEADER_NAME.search(names) or _HEADER_VALUE.search(values):
+    if defaults is None or _names_refused(names) or _HEADER_VALUE.search(values):
         return False
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
@@ -417,6 +417,22 @@ _HEADER_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 # header names uvicorn's send reads (not only writes): an answer or default naming one is sent by it
 SPECIAL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+# joined header names and whether uvicorn refuses one of them: the same few sets on every answer
+# (a forwarded answer's own names), so searched once each (issue 18: the search is per byte)
+_NAMES_REFUSED: dict[bytes, bool] = {}
+_NAMES_REFUSED_MAX = 256  # names a hook chose among them: past this many, the rest are searched each time
+
+
+def _names_refused(names: bytes) -> bool:
+    """Whether uvicorn's header-name pattern matches anywhere in ``names`` (a refused name)."""
+    refused = _NAMES_REFUSED.get(names)
+    if refused is None:
+        refused = _HEADER_NAME.search(names) is not None
+        if len(_NAMES_REFUSED) < _NAMES_REFUSED_MAX:
+            _NAMES_REFUSED[names] = refused
+    return refused
+
+
 _last_defaults: list[Any] = [None, None]  # uvicorn's default headers (a new list each second) and their lines
 
 

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._callbacks.custom_logger import CustomLogger, overrides
+from ..settings import DEFAULT
 from .auth import UserAPIKeyAuth, hash_key  # the identity hooks receive: kept importable from here
 from .errors import is_http_exception
 
@@ -133,13 +134,13 @@ _cached: tuple[tuple[int, ...], HookSet, tuple[Any, ...]] | None = None
 def current_hooks() -> HookSet:
     """The hooks of ``lmgate.callbacks`` as it is now (rebuilt only when the list changes)."""
     global _cached
-    import lmgate
-
-    key = tuple(id(c) for c in lmgate.callbacks)
+    # ``lmgate.callbacks`` is ``DEFAULT.callbacks`` (the package's names are its face): read here
+    # without an ``import lmgate`` statement and the module's property, once a request (issue 18)
+    listed = DEFAULT.callbacks
     cached = _cached
-    if cached is not None and cached[0] == key:
+    if cached is not None and (cached[0] == tuple(map(id, listed)) if listed else not cached[0]):
         return cached[1]
-    callbacks = tuple(lmgate.callbacks)
+    callbacks = tuple(listed)
     hooks = HookSet(list(callbacks))
     _cached = (tuple(id(c) for c in callbacks), hooks, callbacks)
     return hooks

@@ -16,7 +16,6 @@ proxy's copy back, and the call copies it into its log record.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,41 +79,34 @@ def identity(
     """The proxy-owned metadata of one request: who the key says is calling (its budgets and
     spend as the key's lookup read them), from where, on which route, and the client's own
     metadata as it was sent."""
-    # in C: this runs once a request
-    out = dict(zip(_IDENTITY_NAMES, _identity_values(user), strict=True))
-    out["user_api_key_request_route"] = route
-    # the key's metadata as the admin set it (the reference's name for it)
-    out["user_api_key_auth_metadata"] = user.metadata or None
-    # the reference repeats the team in two more names
-    out["team_id"] = user.team_id
-    out["team_alias"] = user.team_alias
-    out["requester_ip_address"] = client_host
-    # the one deep copy: no hook ever holds it, so what a hook changes never reaches it
-    out["requester_metadata"] = copy_data(dict(client_metadata)) if client_metadata else {}
-    return out
-
-
-# the identity's names read straight off the key's identity, in the payload's order, and the
-# attribute each comes from
-_IDENTITY_FIELDS = (
-    ("user_api_key_hash", "api_key"),
-    ("user_api_key_alias", "key_alias"),
-    ("user_api_key_spend", "spend"),
-    ("user_api_key_max_budget", "max_budget"),
-    ("user_api_key_team_id", "team_id"),
-    ("user_api_key_team_alias", "team_alias"),
-    ("user_api_key_team_spend", "team_spend"),
-    ("user_api_key_team_max_budget", "team_max_budget"),
-    ("user_api_key_user_id", "user_id"),
-    ("user_api_key_user_email", "user_email"),
-    ("user_api_key_user_spend", "user_spend"),
-    ("user_api_key_user_max_budget", "user_max_budget"),
-    ("user_api_key_org_id", "org_id"),
-    ("user_api_key_end_user_id", "end_user_id"),
-    ("user_api_end_user_max_budget", "end_user_max_budget"),
-)
-_IDENTITY_NAMES = tuple(name for name, _ in _IDENTITY_FIELDS)
-_identity_values = operator.attrgetter(*(attribute for _, attribute in _IDENTITY_FIELDS))
+    # one dict display (a presized dict, each attribute a slot read): this runs once a request,
+    # and ``dict(zip(names, attrgetter(*names)(user)))`` cost ~13,000 instructions more (issue 18).
+    # The payload's order: the key's identity, the route, the key's metadata, the team again
+    # (the reference repeats it in two more names), the address, the client's metadata.
+    return {
+        "user_api_key_hash": user.api_key,
+        "user_api_key_alias": user.key_alias,
+        "user_api_key_spend": user.spend,
+        "user_api_key_max_budget": user.max_budget,
+        "user_api_key_team_id": user.team_id,
+        "user_api_key_team_alias": user.team_alias,
+        "user_api_key_team_spend": user.team_spend,
+        "user_api_key_team_max_budget": user.team_max_budget,
+        "user_api_key_user_id": user.user_id,
+        "user_api_key_user_email": user.user_email,
+        "user_api_key_user_spend": user.user_spend,
+        "user_api_key_user_max_budget": user.user_max_budget,
+        "user_api_key_org_id": user.org_id,
+        "user_api_key_end_user_id": user.end_user_id,
+        "user_api_end_user_max_budget": user.end_user_max_budget,
+        "user_api_key_request_route": route,
+        "user_api_key_auth_metadata": user.metadata or None,  # the key's metadata as the admin set it
+        "team_id": user.team_id,
+        "team_alias": user.team_alias,
+        "requester_ip_address": client_host,
+        # the one deep copy: no hook ever holds it, so what a hook changes never reaches it
+        "requester_metadata": copy_data(dict(client_metadata)) if client_metadata else {},
+    }
 
 
 def stamp(metadata: Any, who: Mapping[str, Any], requester: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from .._secrets import LOG_FIELDS, MaskingFilter, remembered_secrets, scrub, scrub_fields, scrub_often
+from ..types import Usage
 
 LOG_FORMATS = ("text", "json")
 TRACE = 5  # uvicorn's "trace" level, below DEBUG
@@ -40,6 +41,7 @@ _FIELDS = LOG_FIELDS  # the LogRecord attribute that carries a line's fields (Ma
 _IN_MESSAGE = "lmgate_in_message"  # fields the text line already shows in its message
 _REQUEST_IN_MESSAGE = ("method", "path", "status")
 _MAX_VALUE_CHARS = 200  # a client-chosen value (model name, path) is cut to this in a line
+_dict_get = dict.get
 _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
 
 
@@ -328,8 +330,9 @@ def _text_line(
     # the parts after the latency, each "" when the line has none, joined once (one string a line)
     tokens = cost_text = error_text = ""
     if usage:
-        if type(usage) is dict:  # _tokens written out: once a request
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(usage) is Usage or type(usage) is dict:  # _tokens written out: once a request
+            # dict's own get, not looked up through a Usage's __getattr__ hook
+            prompt, completion = _dict_get(usage, "prompt_tokens"), _dict_get(usage, "completion_tokens")
         else:
             prompt, completion = _tokens(usage)
         if type(prompt) is int and type(completion) is int:  # the usual usage block
@@ -345,11 +348,16 @@ def _text_line(
         cost_text = f" cost_usd={float(cost):.6g}"
     if error is not None:
         error_text = f" error={_text_value(scrub_often(error_label(error)))}"
+    latency = f"{seconds * 1000:.1f}"  # _latency_text written out (once a request: issue 18)
+    if len(latency) > 7:
+        latency = _latency_text(seconds)
+    elif latency[-1] == "0":
+        latency = latency[:-2]
     line = (
         f"{cached[1]}{_MILLIS[int((now - second) * 1000)]}{prefix}"  # msecs as LogRecord computes them
-        f" latency_ms={_latency_text(seconds)}{tokens}{cost_text}{error_text}"
+        f" latency_ms={latency}{tokens}{cost_text}{error_text}{handler.terminator}"
     )
-    _emit(handler, line, level, None, None, scope, status)
+    _emit(handler, line, level, None, None, scope, status, terminated=True)
 
 
 def _latency_text(seconds: float) -> str:
@@ -375,16 +383,17 @@ def _emit(
     fields: dict[str, Any] | None,
     scope: Mapping[str, Any] | None = None,
     status: int = 0,
+    terminated: bool = False,
 ) -> None:
-    """``line`` written as ``handler.emit`` writes one; a failure reported as it reports one,
-    with the request's record (``args``: method, path, status; else made from ``scope`` and
-    ``status``) made only then."""
+    """``line`` written as ``handler.emit`` writes one (``terminated``: it ends with the handler's
+    terminator already); a failure reported as it reports one, with the request's record
+    (``args``: method, path, status; else made from ``scope`` and ``status``) made only then."""
     lock = handler.lock  # what handler.acquire()/release() take, without their two calls
     if lock:
         lock.acquire()
     try:
         stream = handler.stream
-        stream.write(line + handler.terminator)
+        stream.write(line if terminated else line + handler.terminator)
         if stream is not _file_stream or not stream.write_through:  # else the write did it all
             if stream and hasattr(stream, "flush"):  # StreamHandler.flush, under the lock held already
                 stream.flush()

@@ -18,6 +18,10 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeGuard
 
+from ..types import Usage
+
+_get = dict.get  # a response's Usage is a dict whose attribute reads go through its __getattr__ hook
+
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OTHER_MODEL = "other"  # the model label of every request for a model name not in model_list
 
@@ -92,7 +96,9 @@ class Metrics:
         series.total += seconds
         series.count += 1
         if usage:
-            if isinstance(usage, dict):
+            if type(usage) is Usage or type(usage) is dict:  # dict's own get: not through the class's hook
+                prompt, completion = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
+            elif isinstance(usage, dict):
                 prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
             else:
                 prompt = getattr(usage, "prompt_tokens", None)

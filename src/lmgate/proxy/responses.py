@@ -44,14 +44,17 @@ class EncodedJSON(Response):
         # are (lower case, none it reads itself); else None and the two messages go
         names = "".join(headers)
         self._lines: tuple[bytes, bytes, bytes] | None = None
-        if names == names.lower() and SPECIAL_HEADERS.isdisjoint(headers):
+        encoded_names = _whole_names(names, headers)
+        if encoded_names is not None:
             try:
+                lines = ""  # a loop, not a comprehension (its function and frame): once a request
+                for name, value in headers.items():
+                    lines += f"{name}: {value}\r\n"
                 self._lines = (
-                    "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("latin-1")
-                    + b"content-length: "
-                    + length.encode()
-                    + b"\r\ncontent-type: application/json\r\n",
-                    names.encode("latin-1"),
+                    f"{lines}content-length: {length}\r\ncontent-type: application/json\r\n".encode(
+                        "latin-1"
+                    ),
+                    encoded_names,
                     "".join(headers.values()).encode("latin-1"),
                 )
             except UnicodeEncodeError:  # raised below, as before, by the list's own encoding
@@ -91,6 +94,32 @@ class EncodedJSON(Response):
 
 
 _JSON_BYTES = JSON.encode("latin-1")
+
+# joined header names (none of them one uvicorn's send reads itself) -> their bytes when an
+# answer with them may be written whole (all lower case, latin-1), else None: the same few sets
+# on every answer, so decided once each (issue 18). Without a special name the decision depends
+# on the joined text alone (lower case and encoding go character by character).
+_WHOLE_NAMES: dict[str, bytes | None] = {}
+_WHOLE_NAMES_MAX = 256  # names a hook chose among them: past this many, the rest are decided each time
+
+
+def _whole_names(names: str, headers: dict[str, str]) -> bytes | None:
+    """``names`` (``headers``' names joined) as bytes when the answer may be written whole."""
+    if not SPECIAL_HEADERS.isdisjoint(headers):
+        return None
+    try:
+        return _WHOLE_NAMES[names]
+    except KeyError:
+        pass
+    whole = None
+    if names == names.lower():
+        try:
+            whole = names.encode("latin-1")
+        except UnicodeEncodeError:
+            whole = None
+    if len(_WHOLE_NAMES) < _WHOLE_NAMES_MAX:
+        _WHOLE_NAMES[names] = whole
+    return whole
 
 
 def error_response(error: ProxyError) -> Response:

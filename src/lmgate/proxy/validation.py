@@ -188,7 +188,10 @@ def check_request(data: dict[str, Any], kind: str, nesting_checked: bool = False
         rules = EMBEDDING_RULES
     # the body's few keys looked up in the table, checked in the table's order (the first bad
     # parameter of the table is the one named, as when the table was walked)
-    present = [param for param in data if param in rules]
+    present = []  # a loop, not a comprehension (its function object and frame): once a request
+    for param in data:
+        if param in rules:
+            present.append(param)
     if len(present) > 1:
         order = _CHAT_ORDER if kind == "chat" else _EMBEDDING_ORDER
         present.sort(key=order.__getitem__)
@@ -201,7 +204,9 @@ def _check_messages(messages: Any) -> None:
         raise _invalid("messages", "'messages' is required: a list like [{'role': 'user', 'content': 'Hi'}]")
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "'messages' must be a non-empty list of objects with a 'role'")
-    for i, message in enumerate(messages):
+    i = -1  # counted by hand: no enumerate object for the usual one or two messages (issue 18)
+    for message in messages:
+        i += 1
         if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not message["role"]:
             raise _invalid("messages", f"'messages[{i}]' must be an object with a 'role' string")
         content = message.get("content")

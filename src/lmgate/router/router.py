@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import exceptions as exc
-from .._call import acompletion, aembedding, completion, embedding
+from .._attempt import run_async
+from .._call import Call, acompletion, aembedding, completion, embedding
 from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ..settings import DEFAULT, Settings
 from .cooldown import Cooldowns, counts_against_deployment
@@ -236,17 +237,21 @@ class Router:
             # 18): one attempt at it (its retries are the call's own); a failure is the request's
             # one terminal event and is raised. ``tests/test_router.py`` holds it to ``route_sync``.
             call_kwargs = self._call_kwargs(lone, kwargs, False, _FIRST_ATTEMPT)
+            deferred = call_kwargs["defer_failure_event"]  # the call moves it out of call_kwargs
             if on_attempt is not None:
                 on_attempt(lone)
             model_id = lone.model_id
             self.in_flight.acquire(model_id)
             start = self.timer()
             try:
-                result = await call(**call_kwargs)
+                if call is acompletion:  # what acompletion(**call_kwargs) does, without a copy of them
+                    result = await run_async(_chat_call(call_kwargs))
+                else:
+                    result = await call(**call_kwargs)
             except BaseException:  # a cancelled call too: its held-back failure is still emitted
                 self.in_flight.release(model_id)
                 request = _Request()
-                request.deferred.extend(call_kwargs["defer_failure_event"])
+                request.deferred.extend(deferred)
                 self._end_in_failure(request)
                 raise
             release = _releaser(self.in_flight, model_id)
@@ -457,6 +462,16 @@ class Router:
 
 
 _FIRST_ATTEMPT = _Request()  # read only: a first attempt has no earlier failures to carry
+
+
+def _chat_call(params: dict[str, Any]) -> Call:
+    """The ``Call`` that ``acompletion(**params)`` makes, from ``params`` itself (a dict the Router
+    built for this one call, so it may become the call's own): the keyword unpacking, its copy of
+    the dict and acompletion's coroutine are skipped, once a routed request (issue 18)."""
+    model = params.pop("model")
+    messages = params.pop("messages", None)
+    stream = params.pop("stream", False)
+    return Call("chat", model, messages, params, stream=stream, is_async=True)
 
 
 def _first_order(pool: list[Deployment]) -> list[Deployment]:

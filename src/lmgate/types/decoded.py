@@ -38,7 +38,10 @@ def chat_completion(body: dict[str, Any]) -> ModelResponse:
     _update(response, body)
     choices = _get(body, "choices")
     if type(choices) is list:
-        response["choices"] = [_choice(c) if type(c) is dict else _as(Choices, c) for c in choices]
+        built = []  # a loop, not a comprehension (its function and frame): once a call
+        for c in choices:
+            built.append(_choice(c) if type(c) is dict else _as(Choices, c))
+        response["choices"] = built
     elif choices is not None:
         response["choices"] = _as(Choices, choices)
     usage = _get(body, "usage")
@@ -46,13 +49,15 @@ def chat_completion(body: dict[str, Any]) -> ModelResponse:
         response["usage"] = _usage(usage)
     elif usage is not None:
         response["usage"] = _as(Usage, usage)
-    if "id" not in response:
+    # the response holds exactly the body's keys so far: asked of the plain dict (a typed one's
+    # ``in`` goes through its class's slot, several times slower; once a call: issue 18)
+    if "id" not in body:
         response["id"] = new_completion_id()
-    if "object" not in response:
+    if "object" not in body:
         response["object"] = "chat.completion"
-    if "created" not in response:
+    if "created" not in body:
         response["created"] = int(time.time())
-    if "choices" not in response:
+    if "choices" not in body:
         response["choices"] = []
     _set_attr(response, "_hidden_params", {})
     return response
@@ -131,9 +136,9 @@ def _wrapped(data: dict[str, Any], cls: type[Any], inner_key: str, inner_cls: ty
 def _usage(data: dict[str, Any]) -> Usage:
     usage: Usage = _new(Usage)
     _update(usage, data)
-    if "prompt_tokens" not in usage:
+    if "prompt_tokens" not in data:  # the same keys as ``usage`` so far (see chat_completion)
         usage["prompt_tokens"] = 0
-    if "completion_tokens" not in usage:
+    if "completion_tokens" not in data:
         usage["completion_tokens"] = 0
     if _get(usage, "total_tokens") is None:
         usage["total_tokens"] = (usage["prompt_tokens"] or 0) + (usage["completion_tokens"] or 0)

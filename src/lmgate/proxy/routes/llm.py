@@ -201,8 +201,13 @@ class LLMRoutes:
                 user = user.for_hooks()
             # who is calling is the proxy's to say: the client's metadata keeps none of those names
             client = request.scope.get("client")  # what request.client.host reads, without its Address
-            who = identity(user, client[0] if client else None, data.get("metadata"), request.scope["path"])
-            data["metadata"] = stamp(data.get("metadata"), who, requester=dict(data.get("metadata") or {}))
+            metadata = data.get("metadata")
+            who = identity(user, client[0] if client else None, metadata, request.scope["path"])
+            # what hooks see under requester_metadata is theirs to change (a plain copy); without
+            # hooks nobody sees it, so the proxy's own copy (who's) is stamped at once (issue 18)
+            data["metadata"] = stamp(
+                metadata, who, requester=dict(metadata or {}) if not hooks.empty else None
+            )
             call_type = fmt.call_type if fmt else "completion" if kind == "chat" else "embeddings"
             if hooks.pre_call:
                 answered = await run_pre_call(hooks, user, self.cache, data, call_type)
@@ -312,12 +317,21 @@ class LLMRoutes:
         """The request through the Router (``lmgate.Router``: deployment, failover, cooldowns,
         fallbacks, one terminal event); returns the config's deployment that answered, the
         answer, and the release to call when the answer is over."""
-        kw = {k: v for k, v in data.items() if k not in _OWN_KEYS and client_may_set(k)}
+        kw: dict[str, Any] = {}  # a loop, not a comprehension (its function and frame): once a request
+        for k, v in data.items():
+            if k not in _OWN_KEYS and client_may_set(k):
+                kw[k] = v
         # again: a pre-call hook may not change who is calling. Without hooks nothing changed the
         # stamped metadata since: stamping it again gives it back with who's requester_metadata
         metadata = data.get("metadata")
         if hooks.empty and type(metadata) is dict and "requester_metadata" in metadata:
-            kw["metadata"] = {**metadata, "requester_metadata": who["requester_metadata"]}
+            requester = who["requester_metadata"]
+            # stamped with who's own copy already (``handle``): the dict itself, no second copy of it
+            kw["metadata"] = (
+                metadata
+                if metadata["requester_metadata"] is requester
+                else {**metadata, "requester_metadata": requester}
+            )
         else:
             kw["metadata"] = stamp(metadata, who)
         if call_type not in ("completion", "embeddings"):  # another API over chat: its call type
