@@ -5,6 +5,7 @@ even when the upstream echoes them in its error body and its response headers.""
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any
 
 import pytest
@@ -375,3 +376,44 @@ def test_the_quick_check_says_look_closer_whenever_mask_data_would_change_the_da
     flagged = _secrets.json_may_need_masking(orjson.dumps(data).decode())
     assert flagged or not changed
     assert changed or data != {"team": "search", "tags": ["a", "b"], "n": 3} or not flagged
+
+
+def test_a_remembered_secret_inside_a_longer_unknown_key_masks_the_whole_key() -> None:
+    """A remembered secret at the start or end of a credential lmgate never saw (a client's wrong
+    key quoted back in an upstream error) masks the whole token: replacing only its own part
+    would leave the rest in clear, and the key patterns no longer know the cut token (review,
+    session 9)."""
+    _secrets.remember_secret("sk-review9")
+    _secrets.remember_secret("team-search-s9")
+    text = _secrets.scrub("provided: sk-review9-Zq8rT1mX9pL0vB7nC3kW, and abcd1234team-search-s95678Xy; ok")
+    for part in ("Zq8rT1mX9pL0vB7nC3kW", "abcd1234", "5678Xy"):
+        assert part not in text, text
+    assert text.startswith("provided: ") and text.endswith(", and ****; ok"), text
+    blob = "A" * 50_000 + "sk-review9" + "B" * 50_000  # masked whole, in one pass over the run
+    assert _secrets.scrub(f"x {blob} y {blob}") == "x **** y ****"  # under 16 characters: all masked
+
+
+def test_a_thread_remembering_a_secret_another_thread_is_adding_scrubs_with_it() -> None:
+    """remember_secret's unlocked check for the newest secret never lets a second thread return
+    before the secret is in the tables scrub reads (review, session 9). A str subclass holds the
+    first thread inside the lock with an Event; the second must wait for it, not skip it."""
+    secret = "Zq8rT1mX9pL0vB7nC3kW5yH2review9"
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(str):
+        def __hash__(self) -> int:  # ``secret in _known``, under the lock
+            if threading.current_thread() is not threading.main_thread():
+                entered.set()
+                go.wait(1)  # with the fix the main thread waits on the lock until this ends
+            return str.__hash__(self)
+
+    first = threading.Thread(target=_secrets.remember_secret, args=(Held(secret),))
+    first.start()
+    try:
+        assert entered.wait(10)
+        _secrets.remember_secret(secret)
+        text = _secrets.scrub(f"upstream said: rejected {secret}")
+    finally:
+        go.set()
+        first.join(10)
+    assert secret not in text, text

@@ -145,9 +145,9 @@ def remember_secret(secret: str | None) -> None:
     if secret == _newest:  # the newest already: touching it again changes nothing (once a call)
         return
     with _known_lock:
-        _newest = secret
         if secret in _known:
             _known.move_to_end(secret)
+            _newest = secret
             return
         _known[secret] = mask_key(secret) or MASK
         while len(_known) > _MAX_REMEMBERED_SECRETS:
@@ -163,6 +163,34 @@ def remember_secret(secret: str | None) -> None:
         )
         _known_version += 1
     _scrub_short.cache_clear()  # its answers were given without this secret
+    # only now that every table holds it: the unlocked check above lets another thread skip the
+    # lock, and that thread must not scrub before the secret is searched for (review, session 9)
+    _newest = secret
+
+
+# the characters of a key-shaped token (``sk-proj-…``, ``AKIA…``, a hex or base64url id)
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_KEY_CHARS_AFTER = re.compile(r"[A-Za-z0-9_\-]*")
+
+
+def _mask_token(text: str, secret: str, masked: str) -> str:
+    """``text`` with each occurrence of ``secret`` and the key characters right before and after
+    it replaced by ``masked``. Linear in the text: the run before is walked back one character
+    at a time (a regular expression with a leading run would try it again from every start)."""
+    parts = []
+    done = 0
+    at = text.find(secret)
+    while at != -1:
+        start = at
+        while start > done and text[start - 1] in _KEY_CHARS:
+            start -= 1
+        end = _KEY_CHARS_AFTER.match(text, at + len(secret)).end()  # type: ignore[union-attr]
+        parts.append(text[done:start])
+        parts.append(masked)
+        done = end
+        at = text.find(secret, done)
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) -> str:
@@ -182,7 +210,10 @@ def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) 
         pairs = tuple(sorted((*given, *pairs), key=_longest_first))
     for secret, masked in pairs:
         if secret in text:
-            text = text.replace(secret, masked)
+            # with the key characters either side: a secret inside a longer token (a key lmgate
+            # never saw that starts or ends with it) masks the whole token, whose rest the key
+            # patterns below would no longer know once part of it is replaced
+            text = _mask_token(text, secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
         text = _URL_IN_TEXT.sub(_masked_url, text)
     lowered = _folded(text)
