@@ -153,3 +153,44 @@ def test_a_write_refused_or_cut_short_on_the_short_path_leaves_whole_lines_only(
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "OK" in done.stdout, done.stdout + done.stderr
+
+
+def test_adopted_records_wait_for_an_orphan_writer_child_of_their_segment(tmp_path):
+    """A killed process's writer child may still be writing lines of a segment (it holds the
+    segment's POSIX record lock, ``store_process.WRITING_BYTE``) when the next process adopts it:
+    the adopted records are not handed to the exporter until that child lets go, so the two never
+    write the same records at once (ClickHouse stored them twice: the SIGKILL + restart test)."""
+    from lmgate.loggers.store_process import WRITING_BYTE
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    segment = spool / "00000000000000000001-1-0badf00d.wal"
+    segment.write_bytes(b"".join(record(i) + b"\n" for i in range(3)))
+    orphan = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(segment)!r}, os.O_RDWR)\n"
+            f"fcntl.lockf(fd, fcntl.LOCK_EX, 1, {WRITING_BYTE})\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert orphan.stdout is not None and orphan.stdout.readline() == "locked\n"
+        proc, reader = processor(tmp_path)
+        assert proc.stats()["recovered"] == 3
+        assert not proc.flush(0.5)  # held back while the orphan reads the segment
+        assert reader.got == []
+    finally:
+        assert orphan.stdin is not None
+        orphan.stdin.close()
+        orphan.wait(30)
+        orphan.stdout.close()
+    assert proc.flush(30)
+    assert reader.got == [record(i) for i in range(3)]
+    assert proc.close(5)

@@ -28,6 +28,8 @@ record is resolved only after every record before it.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import math
 import os
@@ -326,11 +328,45 @@ class SpoolTailProcessor(ProcessorCommon):
                 assert run.segment is not None
                 result = self.exporter.export_lines(run.segment.path, run.first, run.count)
             else:
+                if run.refs and not self._no_orphan_reads(run.refs):
+                    return [Outcome("retry", "orphan_writer")] * run.count  # closing meanwhile
                 result = self.exporter.export(Batch(run.records, ""))
             return as_outcomes(result, run.count)
         except Exception as error:  # noqa: BLE001 - an exporter's slip: the batch is retried
             self.log_once("exporter", f"exporter error: {type(error).__name__}: {error}")
             return [Outcome("retry", "exporter_error")] * run.count
+
+    def _no_orphan_reads(self, refs: list[Ref | None]) -> bool:
+        """Wait until no writer child of an earlier process reads the segments of these adopted
+        records; False when closing cut the wait short.
+
+        A process killed with SIGKILL leaves its writer child finishing the batch of lines it was
+        sent; this process adopted the segment, and sends the lines it finds unacknowledged as
+        bytes. Without waiting, both children could write the same records at once, and a store
+        that checks for the ids it inserts rather than refusing a second row (ClickHouse) would
+        then hold them twice. The orphan holds a POSIX record lock on the segment while it reads it
+        (``store_process.SpoolLines``, ``WRITING_BYTE``) until it exits; taking that lock here and
+        letting it go waits for it. This process's own child never reads an adopted segment."""
+        from .store_process import WRITING_BYTE
+
+        seen: set[int] = set()
+        for ref in refs:
+            if ref is None or id(ref[0]) in seen:
+                continue
+            seen.add(id(ref[0]))
+            fd = ref[0].fd
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, WRITING_BYTE)
+                except OSError as error:
+                    if error.errno not in (errno.EACCES, errno.EAGAIN):
+                        break  # no such lock here (not a file that takes one): nothing to wait for
+                    if self._abort.wait(0.05):  # an orphan mid-batch: polled, so close() can end it
+                        return False
+                    continue
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, WRITING_BYTE)
+                break
+        return True
 
     def _deliver(self, run: _Run) -> None:
         attempt = 0
