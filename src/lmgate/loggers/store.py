@@ -155,9 +155,6 @@ class StoreLogger(BatchLogger):
             exporter = StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener)
         self.writer = writer
         super().__init__(exporter, **params)
-        # the events whose facts ``take_record`` may queue: the writer and the events are fixed
-        # once made, so one set test on the caller's path instead of two attribute checks
-        self._facts_events = self.settings.events if writer == "process" else frozenset()
 
     def _make_processor(self, exporter: Any, settings: Any, name: str) -> Any:
         """With the writer in a child process and the write-ahead spool, the child reads each
@@ -197,7 +194,7 @@ class StoreLogger(BatchLogger):
         """With the writer in a child process: the call's facts read from its running record at
         the terminal event (no summary frozen for them), queued; True when taken. False for
         anything else: the dispatcher then freezes the summary and calls ``take``."""
-        if event not in self._facts_events or self.turn_off_message_logging:
+        if self.writer != "process" or event not in self.settings.events or self.turn_off_message_logging:
             return False
         try:
             data = facts_record_of(record)
