@@ -325,6 +325,21 @@ def test_mask_data_masks_a_secret_remembered_after_the_same_text_was_masked() ->
     assert secret not in repr(_secrets.mask_data({"note": secret}))
 
 
+def test_a_secret_that_holds_a_shorter_remembered_one_is_masked_whole() -> None:
+    """A remembered secret that is the start of another (a key and its own prefix, in either
+    order of remembering, or given with the call) never cuts the longer one, whose rest would be
+    left in the text."""
+    short, long_ = "zq-prefix-7c1d", "zq-prefix-7c1d-tail-Hq83Lw05Xe"
+    _secrets.remember_secret(short)
+    _secrets.remember_secret(long_)
+    for text in (_secrets.scrub(f"key {long_} here"), repr(_secrets.mask_data({"note": f"key {long_}"}))):
+        assert "tail-Hq83Lw05Xe" not in text and "Lw05Xe" not in text
+    given = "zq-given-7c1d-tail-Pn52Ku19Ra"
+    _secrets.remember_secret("zq-given-7c1d")
+    assert "Pn52Ku19Ra" not in _secrets.scrub(f"key {given}", (given,))
+    assert _secrets.scrub(f"key {short}") == f"key {_secrets.MASK}"
+
+
 def test_mask_data_leaves_a_short_remembered_value_that_free_text_masks() -> None:
     """A configured value under 16 characters (a log header's "X-Team: search") is masked in
     free text but not in a record's data, where it is more likely a team's name than a key."""

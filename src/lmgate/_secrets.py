@@ -131,6 +131,10 @@ def mask_key(secret: str | None) -> str | None:
     return f"{secret[:3]}{MASK}{secret[-4:]}"
 
 
+def _longest_first(pair: tuple[str, str]) -> int:
+    return -len(pair[0])
+
+
 def remember_secret(secret: str | None) -> None:
     """Mask this exact text wherever it appears from now on."""
     if not secret or len(secret) < MIN_SECRET_CHARS:
@@ -143,7 +147,9 @@ def remember_secret(secret: str | None) -> None:
         _known[secret] = mask_key(secret) or MASK
         while len(_known) > _MAX_REMEMBERED_SECRETS:
             _known.popitem(last=False)
-        _known_pairs = tuple(_known.items())
+        # longest first: a secret that holds another (a key and its own prefix) is masked whole,
+        # never cut by the shorter one's mask with the rest of it left in the text
+        _known_pairs = tuple(sorted(_known.items(), key=_longest_first))
         _known_long_pairs = tuple(p for p in _known_pairs if len(p[0]) >= DATA_SECRET_CHARS)
         _known_long_in_json = tuple(
             dict.fromkeys(
@@ -160,10 +166,16 @@ def scrub(text: str, secrets: Iterable[str | None] = (), *, data: bool = False) 
     or more are searched for."""
     if not text:
         return text
+    pairs = _known_long_pairs if data else _known_pairs
+    given: list[tuple[str, str]] | None = None
     for secret in secrets:
         if secret and len(secret) >= MIN_SECRET_CHARS and secret in text:
-            text = text.replace(secret, mask_key(secret) or MASK)
-    for secret, masked in _known_long_pairs if data else _known_pairs:
+            if given is None:
+                given = []
+            given.append((secret, mask_key(secret) or MASK))
+    if given is not None:  # with the remembered ones, longest first (as remember_secret orders them)
+        pairs = tuple(sorted((*given, *pairs), key=_longest_first))
+    for secret, masked in pairs:
         if secret in text:
             text = text.replace(secret, masked)
     if "://" in text:  # a URL in the text: its password and secret query values (mask_url)
