@@ -96,7 +96,7 @@ def _write_fully(fd: int, data: bytes) -> int:
 class Segment:
     """One .wal file and its .ack file; see the module docstring."""
 
-    __slots__ = ("path", "ack_path", "fd", "count", "unresolved", "active", "_ack_fd")
+    __slots__ = ("path", "ack_path", "fd", "count", "unresolved", "active", "size", "_ack_fd")
 
     def __init__(self, path: str, fd: int, count: int, unresolved: int, active: bool) -> None:
         self.path = path
@@ -105,6 +105,7 @@ class Segment:
         self.count = count  # lines written
         self.unresolved = unresolved
         self.active = active  # still being appended to
+        self.size = 0  # bytes of whole lines written by this process (the active segment's end)
         self._ack_fd: int | None = None
 
     @property
@@ -169,16 +170,23 @@ class Spool:
     """Append, acknowledge and adopt records in one directory. Thread-safe."""
 
     def __init__(
-        self, directory: str, fsync: bool = False, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+        self,
+        directory: str,
+        fsync: bool = False,
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        lock: threading.RLock | None = None,
     ) -> None:
+        """``lock``: the lock guarding the spool's state, when its owner shares one (the spool
+        tail's processor: it appends a line to the active segment under its own lock, without a
+        second lock or call: ``spool_tail.py``, ``SpoolTailProcessor.enqueue``); it must be
+        reentrant. By default the spool has a lock of its own."""
         # absolute: a segment's path is handed to the store's writer child, which may start
         # after the program changed its working directory
         self.directory = os.path.abspath(directory)
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
-        self._lock = threading.Lock()
+        self._lock: Any = lock if lock is not None else threading.Lock()
         self._active: Segment | None = None
-        self._active_bytes = 0
         self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
         self._released: dict[str, Segment] = {}  # segments let go at close with lines unresolved
         self._closed = False
@@ -212,12 +220,24 @@ class Spool:
         if self._closed:
             raise RuntimeError("the spool is closed")
         segment = self._active
-        if segment is None or self._active_bytes >= self.segment_max_bytes:
+        if segment is None or segment.size >= self.segment_max_bytes:
             if segment is not None:
                 self._retire(segment)
             segment = self._active = self._new_segment()
-            self._active_bytes = 0
         return segment
+
+    def appendable(self, segment: Segment) -> bool:
+        """Whether the next line may go to the end of ``segment`` with one plain ``write()`` and
+        nothing else (under the lock): it is the active segment, not full, and no ``fsync`` is
+        asked. The spool tail's processor writes such lines itself (``SpoolTailProcessor.enqueue``,
+        which then adds to the segment's ``size``, ``count`` and ``unresolved`` as ``append_one``
+        does, and sends anything unusual to ``retry_one``)."""
+        return (
+            segment is self._active
+            and not self._closed
+            and not self.fsync
+            and segment.size < self.segment_max_bytes
+        )
 
     def append(self, records: list[bytes], sync: bool | None = None) -> list[Ref]:
         """Write ``records`` (each without a newline) in one ``write()``; their refs, in order.
@@ -239,7 +259,7 @@ class Spool:
         with self._lock:
             segment = self._active
             # the usual case read here, not through two calls (``_writable_segment``'s checks)
-            if self._closed or segment is None or self._active_bytes >= self.segment_max_bytes:
+            if self._closed or segment is None or segment.size >= self.segment_max_bytes:
                 segment = self._open_segment()
             data = record + b"\n"
             try:
@@ -249,15 +269,22 @@ class Spool:
                 if self.fsync:
                     os.fsync(segment.fd)
             except OSError:
-                first, count = self._write(segment, data, self.fsync, retry_from=self._active_bytes)
-                if not count:
-                    raise self._failed([], 1) from None
-                return (segment, first)
-            self._active_bytes += written
+                return self.retry_one(segment, data)
+            segment.size += written
             index = segment.count
             segment.count = index + 1
             segment.unresolved += 1
             return (segment, index)
+
+    def retry_one(self, segment: Segment, line: bytes) -> Ref:
+        """Write ``line`` (one record and its newline) at the end of ``segment``, the active
+        segment, after a plain ``write()`` of it failed or was cut short (under the lock): the file
+        is cut back to its last whole line and the line written again, in as many calls as it
+        takes. Raises ``SpoolWriteError`` when it is not on disk."""
+        first, count = self._write(segment, line, self.fsync, retry_from=segment.size)
+        if not count:
+            raise self._failed([], 1) from None
+        return (segment, first)
 
     def _open_segment(self) -> Segment:
         try:
@@ -276,7 +303,7 @@ class Spool:
         last whole line written is truncated away, or, when that fails too, the segment is
         retired (its cut last line has no newline, so it is never read as a record). With
         ``retry_from`` the file is first cut back to that size (``append_one``'s first try)."""
-        start = self._active_bytes if retry_from is None else retry_from
+        start = segment.size if retry_from is None else retry_from
         done = 0
         keep = len(data)
         torn = False
@@ -294,7 +321,7 @@ class Spool:
                 os.ftruncate(segment.fd, start + keep)
             except OSError:
                 torn = True
-        self._active_bytes = start + keep
+        segment.size = start + keep
         first = segment.count
         count = data.count(b"\n", 0, keep)
         segment.count += count
