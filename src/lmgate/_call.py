@@ -21,10 +21,11 @@ import orjson
 from . import exceptions as exc
 from . import providers as _providers
 from ._attempt import run_async, run_sync
-from ._callbacks.data import embedding_messages
+from ._callbacks.data import copy_data, embedding_messages, snapshot
 from ._callbacks.dispatch import EMPTY_PLAN, get_dispatcher
 from ._callbacks.kwargs import StreamOriginalResponse
-from ._callbacks.record import CallRecord
+from ._callbacks.payload_facts import success_facts
+from ._callbacks.record import CallRecord, encode_unheard_answer
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._secrets import header_secrets, mask_key, mask_url, remember_secret, scrub, url_secrets
 from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
@@ -146,6 +147,9 @@ class Call:
     finished = False
     cache_hit = False
     stream_started = False
+    # a call heard only by the store that keeps no record (``Plan.facts_sinks``): its messages'
+    # snapshot, its parameters and user as it started; None for every other call
+    unrecorded: tuple[tuple[bytes | None, Any], dict[str, Any], Any] | None = None
 
     def __init__(
         self, kind: str, model: str, payload: Any, params: dict[str, Any], *, stream: bool, is_async: bool
@@ -200,41 +204,78 @@ class Call:
         else:
             self.plan = get_dispatcher().plan(global_lists, call_lists, settings)
         self.record: CallRecord | None = None
-        if not self.plan.empty:
-            self.record = CallRecord(
-                call_type=self.call_type,
-                model=model,
-                provider=self.provider_name,
-                messages=payload,
-                optional_params=params,
-                # built lazily, off the caller's path; never, for a call heard only by sinks of
-                # its payload (the store), which does not hold it
-                litellm_params=_LitellmParamsSource(self) if self.plan.reads_request else {},
-                metadata=self.metadata,
-                stream=self.stream,
-                user=params.get("user"),
-                call_id=control.get("litellm_call_id") or new_call_id(),
-                trace_id=control.get("litellm_trace_id") or _trace_id(self.metadata),
-                start=self.start,
-                is_async=is_async,
-                # the call's own turn_off_message_logging (True or False) wins over the global one, as in
-                # the reference; the proxy never lets a client set it (a control parameter)
-                redact_all=bool(
-                    settings.turn_off_message_logging
-                    if control.get("turn_off_message_logging") is None
-                    else control["turn_off_message_logging"]
-                ),
-                raw_request=bool(control.get("log_raw_request_response", settings.log_raw_request_response)),
-                # a stream's record outlives the call's return (its caller reads the chunks); a
-                # library caller may change its dict while the call waits (the row keeps the start's)
-                borrow_metadata=self.plan.takes_records
-                and not self.stream
-                and control.get("_metadata_unshared") is True,
+        plan = self.plan
+        if not plan.empty:
+            # the call's own turn_off_message_logging (True or False) wins over the global one, as in
+            # the reference; the proxy never lets a client set it (a control parameter)
+            redact_all = bool(
+                settings.turn_off_message_logging
+                if control.get("turn_off_message_logging") is None
+                else control["turn_off_message_logging"]
             )
-            if "model_id" in control:  # set only when given: the record's defaults are None
-                self.record.model_id = control["model_id"]
-            if "model_group" in control:
-                self.record.model_group = control["model_group"]
+            # a stream's record outlives the call's return (its caller reads the chunks); a
+            # library caller may change its dict while the call waits (the row keeps the start's)
+            unshared = not self.stream and control.get("_metadata_unshared") is True
+            if plan.facts_sinks and unshared and not redact_all and kind == "chat" and settings.cache is None:
+                # heard only by the store, a plain call: no record; what it would copy now is kept
+                # (its facts line is made when it succeeds: ``_succeed_unrecorded``)
+                self.unrecorded = (
+                    snapshot(payload),
+                    {} if type(params) is dict and not params else copy_data(params),
+                    params.get("user"),
+                )
+            else:
+                self.record = self._new_record(
+                    control.get("litellm_call_id") or new_call_id(),
+                    params.get("user"),
+                    redact_all,
+                    plan.takes_records and unshared,
+                )
+
+    def _new_record(self, call_id: str, user: Any, redact_all: bool, borrow_metadata: bool) -> CallRecord:
+        control = self.control
+        record = CallRecord(
+            call_type=self.call_type,
+            model=self.model_name,
+            provider=self.provider_name,
+            messages=self.payload,
+            optional_params=self.params,
+            # built lazily, off the caller's path; never, for a call heard only by sinks of
+            # its payload (the store), which does not hold it
+            litellm_params=_LitellmParamsSource(self) if self.plan.reads_request else {},
+            metadata=self.metadata,
+            stream=self.stream,
+            user=user,
+            call_id=call_id,
+            trace_id=control.get("litellm_trace_id") or _trace_id(self.metadata),
+            start=self.start,
+            is_async=self.is_async,
+            redact_all=redact_all,
+            raw_request=bool(control.get("log_raw_request_response", self.settings.log_raw_request_response)),
+            borrow_metadata=borrow_metadata,
+        )
+        if "model_id" in control:  # set only when given: the record's defaults are None
+            record.model_id = control["model_id"]
+        if "model_group" in control:
+            record.model_group = control["model_group"]
+        return record
+
+    def _late_record(self, call_id: str) -> CallRecord:
+        """The record of a call that kept none (``unrecorded``), as it would be by now, made when
+        the call needs one after all: it failed, or its facts line could not be made. It holds
+        what the call was made with (messages, parameters, user: kept when it started) and what
+        ``prepare`` would have set on it; ``attempt``, which only a hook's kwargs read, stays 0
+        (no hook hears such a call)."""
+        assert self.unrecorded is not None
+        messages_snapshot, optional_params, user = self.unrecorded
+        record = self.record = self._new_record(call_id, user, False, True)
+        record.messages_snapshot = messages_snapshot
+        record.optional_params = optional_params
+        endpoint = self.endpoint
+        if self.mock is None and endpoint is not None:  # prepare got as far as setting these
+            record.api_base = self.shown_api_base
+            record.api_key_masked = mask_key(endpoint.api_key) if endpoint.api_key else None
+        return record
 
     def _litellm_params(self) -> dict[str, Any]:
         record = self.record
@@ -484,8 +525,18 @@ class Call:
         cost = self._cost(response, usage)
         if self.cache_hit:  # served from the cache: nothing was paid
             cost = CostResult(0.0, None, cost.price_key, None)
-        self._stamp(response, cost.cost)
         record = self.record
+        if record is not None:
+            call_id = record.call_id
+        elif self.unrecorded is not None:  # heard only by the store, no record: its id now
+            call_id = self.control.get("litellm_call_id") or new_call_id()
+        else:
+            call_id = None
+        self._stamp(response, cost.cost, call_id)
+        if record is None and call_id is not None:
+            if self._succeed_unrecorded(response, usage, cost, end, call_id):
+                return response
+            record = self._late_record(call_id)
         if record is not None:
             record.usage = dict(usage) if usage else None
             record.cost, record.cost_breakdown, record.cost_reason, record.price_key = (
@@ -507,6 +558,64 @@ class Call:
             get_dispatcher().emit(record, self.plan, "success", response)
         return response
 
+    def _succeed_unrecorded(self, response: Any, usage: Any, cost: Any, end: float, call_id: str) -> bool:
+        """The success of a call that keeps no record: its facts line made from the call, as
+        ``payload_facts.facts_record_of`` would make it from the record ``succeed`` would have
+        finished, and handed to its sinks (the store). False, nothing taken, when a sink wants
+        no line now or the line cannot be made: the call then falls back to a record."""
+        plan = self.plan
+        for t in plan.facts_sinks:
+            if not t.obj.facts_wanted("success"):
+                return False
+        assert self.unrecorded is not None
+        messages_snapshot, optional_params, user = self.unrecorded
+        if isinstance(response, dict):
+            response_json = encode_unheard_answer(response)  # also the proxy's answer body
+            if response_json is None:
+                return False
+            response_id, response_model = response.get("id"), response.get("model")
+        else:
+            response_json = response_id = response_model = None
+        control = self.control
+        cost_breakdown = cost.breakdown
+        failed_cost = control.get("failed_attempts_cost")
+        if failed_cost is not None:
+            cost_breakdown = {**(cost_breakdown or {}), "failed_attempts_cost": failed_cost}
+        hidden = getattr(response, "_hidden_params", None)
+        metadata = self.metadata
+        try:
+            line = success_facts(
+                call_id,
+                control.get("litellm_trace_id") or _trace_id(metadata),
+                self.call_type,
+                self.start,
+                end,
+                self.model_name,
+                self.provider_name,
+                response_model,
+                control.get("model_id"),
+                control.get("model_group"),
+                self.shown_api_base,
+                cost.cost,
+                cost.reason,
+                cost.price_key,
+                user,
+                response_id,
+                metadata,
+                dict(usage) if usage else None,
+                cost_breakdown,
+                optional_params,
+                (hidden or {}).get("additional_headers") or {},
+                messages_snapshot[0],
+                response_json,
+            )
+        except Exception:  # noqa: BLE001 - anything odd: the record's path, whose payload says what it is
+            return False
+        if line is None:
+            return False
+        get_dispatcher().take_facts(plan, line)
+        return True
+
     def fail(self, error: BaseException, partial: Any = None) -> BaseException:
         """Map an error, emit the failure event once, and return what the caller should see."""
         mapped: BaseException
@@ -527,6 +636,8 @@ class Call:
             return mapped
         self.finished = True
         record = self.record
+        if record is None and self.unrecorded is not None:  # a call that kept no record: one now
+            record = self._late_record(self.control.get("litellm_call_id") or new_call_id())
         if record is not None:
             if partial is not None:
                 usage = partial.get("usage")
@@ -565,7 +676,7 @@ class Call:
         ]
         return compute_cost(candidates, usage, prices)
 
-    def _stamp(self, response: Any, cost: float | None) -> None:
+    def _stamp(self, response: Any, cost: float | None, call_id: str | None) -> None:
         hidden = getattr(response, "_hidden_params", None)
         if hidden is None:
             return
@@ -575,7 +686,7 @@ class Call:
         hidden["response_cost"] = cost
         headers = self.response_headers
         hidden["additional_headers"] = rate_limit_headers(headers, self.secrets) if headers else {}
-        hidden["litellm_call_id"] = self.record.call_id if self.record else None
+        hidden["litellm_call_id"] = call_id
         hidden["model_id"] = self.control.get("model_id")
         hidden["cache_hit"] = self.cache_hit
         if self.custom_prices:

@@ -242,7 +242,7 @@ class Plan:
     its record is on disk before the call returns. It must be quick; what it raises is counted.
     """
 
-    __slots__ = ("targets", "by_event", "inline", "empty", "reads_request", "takes_records")
+    __slots__ = ("targets", "by_event", "inline", "empty", "reads_request", "takes_records", "facts_sinks")
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
@@ -273,6 +273,16 @@ class Plan:
                 getattr(t.obj, "take_record", None) is not None for ts in self.inline.values() for t in ts
             )
         )
+        # the sinks of such a plan's success when each of them may also take a call's facts line
+        # made ready (``takes_facts``: the store with its writer in a child process): a plain
+        # call (not streamed, no cache, see ``_call.Call``) then keeps no record at all; its
+        # line is made from the call when it succeeds and handed to them (``Dispatcher.take_facts``),
+        # and a failure, or a line that cannot be made, falls back to a record made then
+        self.facts_sinks: tuple[Target, ...] = ()
+        if self.takes_records and "success" in self.inline:
+            sinks = tuple(self.inline["success"])
+            if all(getattr(t.obj, "takes_facts", False) is True for t in sinks):
+                self.facts_sinks = sinks
 
 
 EMPTY_PLAN = Plan([])
@@ -487,6 +497,17 @@ class Dispatcher:
             if not self._async_wake:
                 self._async_wake = True
                 self._callback_loop().loop.call_soon_threadsafe(self._drain_async)
+
+    def take_facts(self, plan: Plan, data: bytes) -> None:
+        """A call's facts line (``payload_facts.success_facts``) to each of the plan's
+        ``facts_sinks``, which all said they want it for this success (``facts_wanted``): the
+        success event of a call that keeps no record. What a sink raises is counted, as ``emit``
+        counts what ``take`` raises."""
+        for t in plan.facts_sinks:
+            try:
+                t.obj.take_facts(data)
+            except Exception as error:  # must not break the call
+                self.report(t, "take", error)
 
     def _drain_async(self) -> None:
         """On the callback loop: a task for every queued async job, in the order they were

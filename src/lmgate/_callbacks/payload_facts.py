@@ -109,9 +109,100 @@ def facts_record_of(record: CallRecord) -> bytes | None:
     return _facts(record, record.usage, record.cost_breakdown, record.optional_params, record.hidden_params)
 
 
+def success_facts(
+    call_id: str,
+    trace_id: str,
+    call_type: str,
+    start: float,
+    end: float,
+    model: str,
+    provider: str,
+    response_model: Any,
+    model_id: Any,
+    model_group: Any,
+    api_base: str | None,
+    cost: float | None,
+    cost_reason: str | None,
+    price_key: str | None,
+    user: Any,
+    response_id: Any,
+    metadata: Any,
+    usage: Any,
+    cost_breakdown: Any,
+    optional_params: Any,
+    additional_headers: Any,
+    raw_messages: bytes | None,
+    response_json: bytes | None,
+) -> bytes | None:
+    """The facts line of a plain successful call — not streamed, not from a cache, not redacted,
+    no time to first token of its own — from its values as the call holds them when it succeeds,
+    with no ``CallRecord`` (``_call.Call``, a call heard only by the store): the bytes
+    ``facts_record_of`` gives for the record such a call would have finished with
+    (tests/test_store_facts_path.py holds them equal), or None when its payload must be built
+    here. The facts such a call leaves at their defaults are written as those defaults."""
+    # in _PLAIN's order: stream, stream_status, status; completion_start (its end) and
+    # overhead_ms; cache_key and saved_cache_cost
+    return _line(
+        raw_messages,
+        response_json,
+        metadata,
+        (
+            call_id,
+            trace_id,
+            call_type,
+            False,
+            None,
+            "success",
+            start,
+            end,
+            end,
+            None,
+            model,
+            provider,
+            response_model,
+            model_id,
+            model_group,
+            api_base,
+            cost,
+            cost_reason,
+            price_key,
+            None,
+            0.0,
+            user,
+            response_id,
+            metadata,
+        ),
+        usage,
+        cost_breakdown,
+        optional_params,
+        additional_headers,
+    )
+
+
 def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden: Any) -> bytes | None:
-    raw_messages = s.messages_snapshot[0]
-    metadata = s.metadata
+    return _line(
+        s.messages_snapshot[0],
+        s.response_json,
+        s.metadata,
+        _plain_of(s),
+        usage,
+        cost_breakdown,
+        optional_params,
+        (hidden or {}).get("additional_headers") or {},
+    )
+
+
+def _line(
+    raw_messages: bytes | None,
+    response_json: bytes | None,
+    metadata: Any,
+    plain: tuple[Any, ...],
+    usage: Any,
+    cost_breakdown: Any,
+    optional_params: Any,
+    additional_headers: Any,
+) -> bytes | None:
+    """The line of these facts (``plain``: the values of ``_PLAIN``, in its order), or None."""
     if (
         raw_messages is None
         or not isinstance(metadata, dict)
@@ -119,7 +210,7 @@ def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden
         or _masked_metadata(metadata) is not metadata
     ):
         return None
-    response_json = s.response_json or b"null"  # a response is an object: never "null" itself
+    response_json = response_json or b"null"  # a response is an object: never "null" itself
     # a newline would cut the spool's line: orjson writes none, but a line is a line (10, not
     # b"\n": a bytes needle is first tried as an int, which raises and clears a TypeError)
     if 10 in raw_messages or 10 in response_json:
@@ -130,11 +221,11 @@ def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden
                 FACTS_TAG,
                 len(raw_messages),
                 len(response_json),
-                *_plain_of(s),
+                *plain,
                 usage,
                 cost_breakdown,
                 optional_params,
-                (hidden or {}).get("additional_headers") or {},
+                additional_headers,
             ]
         )
     except TypeError:  # a value orjson takes only with help: built here
@@ -239,5 +330,6 @@ __all__ = [
     "facts_record_of",
     "is_facts_record",
     "payload_from_facts",
+    "success_facts",
     "summary_from_facts",
 ]

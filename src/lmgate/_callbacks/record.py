@@ -25,7 +25,7 @@ from .encoding import dumps_any_keys, json_default
 from .payload import build_payload
 from .summary import CallSummary, freeze, take_defaults
 
-__all__ = ["CallRecord", "copy_data", "encoded_answer"]
+__all__ = ["CallRecord", "copy_data", "encode_unheard_answer", "encoded_answer"]
 
 
 # the last response a record encoded as plain ``orjson.dumps`` does (no default, text keys) and
@@ -43,6 +43,19 @@ def encoded_answer(response: Any) -> bytes | None:
     the call returned it (the proxy: no post-call hook, not translated to another API)."""
     obj, data = _last_plain
     return data if obj is response else None
+
+
+def encode_unheard_answer(response: dict[str, Any]) -> bytes | None:
+    """``orjson.dumps(response)`` (no default, text keys), kept for ``encoded_answer`` as a
+    record heard only by the store keeps it; None when orjson needs help with it. For a call
+    heard only by the store that keeps no record at all (``_call.Call``, its facts line)."""
+    global _last_plain
+    try:
+        data = orjson.dumps(response)
+    except TypeError:
+        return None
+    _last_plain = (response, data)
+    return data
 
 
 # one lock for every record's freeze (quick, and rarely contended): a lock per call costs more

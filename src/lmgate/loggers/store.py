@@ -154,6 +154,9 @@ class StoreLogger(BatchLogger):
         else:
             exporter = StoreExporter(store, max_record_bytes=max_record_bytes, opener=opener)
         self.writer = writer
+        # the child writes a call's facts line: a call only this logger hears may hand it one
+        # made from the call itself, and keep no record (``dispatch.Plan.facts_sinks``)
+        self.takes_facts = writer == "process"
         super().__init__(exporter, **params)
 
     def _make_processor(self, exporter: Any, settings: Any, name: str) -> Any:
@@ -204,6 +207,18 @@ class StoreLogger(BatchLogger):
             return False
         self.processor.enqueue(data)
         return True
+
+    def facts_wanted(self, event: str) -> bool:
+        """Whether this logger takes a call's facts line for ``event`` now (``take_facts``), as
+        ``take_record`` would: asked before the line is made, so that every sink of the call
+        takes the line, or none does and the call falls back to its record."""
+        return self.takes_facts and event in self.settings.events and not self.turn_off_message_logging
+
+    def take_facts(self, data: bytes) -> None:
+        """A call's facts line, made from the call at its success (``_call.Call``,
+        ``payload_facts.success_facts``) after ``facts_wanted`` said yes: queued as
+        ``take_record`` queues the line it makes."""
+        self.processor.enqueue(data)
 
     def prepared_for(self, summary: CallSummary, data: bytes) -> tuple[Any, ...] | None:
         """The row's columns, taken from the payload dict the record was encoded from, so the
