@@ -44,7 +44,7 @@ from ..settings import DEFAULT, Settings
 from .custom_logger import CustomLogger, overrides
 from .data import copy_data
 from .kwargs import build_kwargs, prepare_shared
-from .protocols import takes_summaries
+from .protocols import FactsSink, takes_summaries
 from .record import CallRecord
 from .redact import redact_response
 
@@ -281,7 +281,7 @@ class Plan:
         self.facts_sinks: tuple[Target, ...] = ()
         if self.takes_records and "success" in self.inline:
             sinks = tuple(self.inline["success"])
-            if all(getattr(t.obj, "takes_facts", False) is True for t in sinks):
+            if all(isinstance(t.obj, FactsSink) and t.obj.takes_facts is True for t in sinks):
                 self.facts_sinks = sinks
 
 

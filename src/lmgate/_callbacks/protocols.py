@@ -8,6 +8,8 @@ Every contract between the pipeline and what plugs into it is written here, once
   ``lmgate.integrations.SummarySink``.
 * ``Flushable`` — holds records and can be told to deliver them (``lmgate.flush_callbacks()``
   flushes every registered one).
+* ``FactsSink`` — takes a plain call's facts line, made from the call at its success, instead
+  of a record (the log store with its writer in a child process).
 * ``CallFacts`` — what the ``kwargs`` adapter reads: the running call's record for the events
   before the end (pre, post, stream), the frozen summary for the terminal ones.
 
@@ -62,6 +64,23 @@ def takes_summaries(obj: Any) -> bool:
     if owner is None or not callable(mro[owner].__dict__["take"]):
         return False
     return not any(hook in c.__dict__ for c in mro[:owner] for hook in _TERMINAL_HOOKS)
+
+
+@runtime_checkable
+class FactsSink(Protocol):
+    """Takes a call's facts line (``payload_facts.success_facts``) made from the call itself.
+
+    When every success listener of a plan is one with ``takes_facts`` true
+    (``dispatch.Plan.facts_sinks``), a plain call keeps no record: at its success each sink is
+    asked ``facts_wanted("success")``, and when all say yes the line is made once and handed to
+    each by ``take_facts``; otherwise the call falls back to a record made then.
+    """
+
+    takes_facts: bool
+
+    def facts_wanted(self, event: str) -> bool: ...
+
+    def take_facts(self, data: bytes) -> None: ...
 
 
 @runtime_checkable
