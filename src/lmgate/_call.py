@@ -987,6 +987,16 @@ async def acompletion(
     return await run_async(Call("chat", model, messages, params, stream=stream, is_async=True))
 
 
+def chat_call(params: dict[str, Any]) -> Call:
+    """The ``Call`` that ``acompletion(**params)`` makes, from ``params`` itself: for a caller that
+    built the dict for this one call and gives it away (the Router's lone deployment), so the
+    keyword unpacking, its copy of the dict and acompletion's coroutine are skipped (issue 18)."""
+    model = params.pop("model")
+    messages = params.pop("messages", None)
+    stream = params.pop("stream", False)
+    return Call("chat", model, messages, params, stream=stream, is_async=True)
+
+
 def embedding(model: str, input: Any = None, **params: Any) -> EmbeddingResponse:
     """Embed a string or a list of strings; returns an ``EmbeddingResponse``."""
     return run_sync(_embedding_call(model, input, params, is_async=False))  # type: ignore[no-any-return]

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import exceptions as exc
 from .._attempt import run_async
-from .._call import Call, acompletion, aembedding, completion, embedding
+from .._call import acompletion, aembedding, chat_call, completion, embedding
 from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ..settings import DEFAULT, Settings
 from .cooldown import Cooldowns, counts_against_deployment
@@ -245,7 +245,7 @@ class Router:
             start = self.timer()
             try:
                 if call is acompletion:  # what acompletion(**call_kwargs) does, without a copy of them
-                    result = await run_async(_chat_call(call_kwargs))
+                    result = await run_async(chat_call(call_kwargs))
                 else:
                     result = await call(**call_kwargs)
             except BaseException:  # a cancelled call too: its held-back failure is still emitted
@@ -462,16 +462,6 @@ class Router:
 
 
 _FIRST_ATTEMPT = _Request()  # read only: a first attempt has no earlier failures to carry
-
-
-def _chat_call(params: dict[str, Any]) -> Call:
-    """The ``Call`` that ``acompletion(**params)`` makes, from ``params`` itself (a dict the Router
-    built for this one call, so it may become the call's own): the keyword unpacking, its copy of
-    the dict and acompletion's coroutine are skipped, once a routed request (issue 18)."""
-    model = params.pop("model")
-    messages = params.pop("messages", None)
-    stream = params.pop("stream", False)
-    return Call("chat", model, messages, params, stream=stream, is_async=True)
 
 
 def _first_order(pool: list[Deployment]) -> list[Deployment]:
