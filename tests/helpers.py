@@ -41,5 +41,7 @@ def wal_lines(directory: Any) -> list[bytes]:
     for name in sorted(os.listdir(directory)):
         if name.endswith(".wal"):
             with open(os.path.join(directory, name), "rb") as f:
-                out.extend(line for line in f.read().split(b"\n") if line)
+                data = f.read()
+            end = data.find(b"\0")  # a mapped segment holds zeros past its lines until it is retired
+            out.extend(line for line in (data if end < 0 else data[:end]).split(b"\n") if line)
     return out

@@ -735,13 +735,16 @@ def test_with_the_write_ahead_spool_the_child_reads_the_records_from_the_spool_f
 def test_records_the_spool_cannot_take_are_kept_in_memory_and_written(tmp_path, fake_provider):
     """A file-size limit on the serving process (not on its writer, started before it): the
     spool's appends fail, the records are kept in memory and handed over the pipe; every call is
-    stored once and the failed appends are counted."""
+    stored once and the failed appends are counted. (The spool's mapped segment reserves its
+    blocks when it is made: segments of 2,500 bytes here, so the limit meets the next one, whose
+    reservation fails; it is then written with write(), which fails too.)"""
     db = tmp_path / "logs.sqlite3"
     script = textwrap.dedent(f"""
         import resource, signal
         import lmgate
         from lmgate.loggers.store import StoreLogger
         logger = StoreLogger(path={str(db)!r}, spool_dir={str(tmp_path / "spool")!r}, writer="process")
+        logger.processor.spool.segment_max_bytes = 2500  # one record a segment
         lmgate.callbacks = [logger]
         def call():
             lmgate.completion(model="openai/gpt-4o-mini", api_base={fake_provider.base_url + "/v1"!r},

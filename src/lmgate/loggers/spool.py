@@ -16,6 +16,18 @@ the bytes belong to the kernel, so a SIGKILL of this process loses nothing; a po
 lose the last few seconds unless ``fsync=True`` (one ``fsync`` per append: durable across a
 crash of the machine, at the price of a disk flush on the caller's path).
 
+A *mapped* spool (``mapped=True``: the store's, whose serving process writes a line per call)
+writes its active segment through a shared memory map instead: the file gets its full size at
+once (``posix_fallocate``: its blocks are reserved, so no write through the map can meet a full
+disk), and a line is copied into the map, no system call. The pages are the file's page cache,
+as a ``write()``'s are: a SIGKILL loses nothing either. Measured on the proxy: a ``write()`` of
+a 1.5 kB line cost its event loop 2 µs alone and 9–10 µs on average under load (a fresh page of
+page cache every third line, allocated on the caller's path), the copy 0.5 µs; the map's pages
+are made ahead, ``POPULATE_CHUNK`` at a time. The file's tail past the last line is zeros until
+the segment is retired (then cut to its lines); a reader stops at the first NUL byte, which no
+record holds (JSON escapes it), so a segment left by a killed process reads as its lines. A
+filesystem that cannot reserve the blocks gets the ``write()`` segment above.
+
 A record is reported as spooled only when its whole line is written (and synced, when asked).
 ``write()`` may write less than asked (a disk that fills up, a file-size limit): the rest is
 written in further calls; when one fails (ENOSPC, EFBIG, EDQUOT, EIO, a write of 0 bytes) the
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import secrets
 import threading
@@ -45,6 +58,13 @@ except ImportError:  # pragma: no cover - not POSIX
 logger = logging.getLogger("lmgate.loggers")
 
 DEFAULT_SEGMENT_MAX_BYTES = 16 * 1024 * 1024
+# a mapped segment's pages are made (faulted in, writable) this many bytes at a time, ahead of the
+# line that needs them: one system call per ~85 lines of 1.5 kB, a pause of ~0.1 ms
+POPULATE_CHUNK = 128 * 1024
+# madvise(MADV_POPULATE_WRITE), Linux 5.14 (Python names it from 3.12 on); older kernels refuse
+# it (EINVAL) and the pages are made by writing the zeros they hold
+_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+_ZEROS = bytes(POPULATE_CHUNK)
 
 Ref = tuple["Segment", int]
 
@@ -96,7 +116,7 @@ def _write_fully(fd: int, data: bytes) -> int:
 class Segment:
     """One .wal file and its .ack file; see the module docstring."""
 
-    __slots__ = ("path", "ack_path", "fd", "count", "unresolved", "active", "size", "_ack_fd")
+    __slots__ = ("path", "ack_path", "fd", "count", "unresolved", "active", "size", "_ack_fd", "map", "ready")
 
     def __init__(self, path: str, fd: int, count: int, unresolved: int, active: bool) -> None:
         self.path = path
@@ -107,6 +127,10 @@ class Segment:
         self.active = active  # still being appended to
         self.size = 0  # bytes of whole lines written by this process (the active segment's end)
         self._ack_fd: int | None = None
+        # a mapped segment's map (the whole file) and how far its pages are made; None: written
+        # with write() (``Spool._unmap`` turns the one into the other)
+        self.map: mmap.mmap | None = None
+        self.ready = 0
 
     @property
     def name(self) -> str:
@@ -132,6 +156,9 @@ class Segment:
             os.close(fd)
 
     def close(self) -> None:
+        if self.map is not None:  # a map left open would keep the file's pages (and a reference)
+            self.map.close()
+            self.map = None
         if self._ack_fd is not None:
             os.close(self._ack_fd)
             self._ack_fd = None
@@ -175,16 +202,19 @@ class Spool:
         fsync: bool = False,
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         lock: threading.RLock | None = None,
+        mapped: bool = False,
     ) -> None:
         """``lock``: the lock guarding the spool's state, when its owner shares one (the spool
         tail's processor: it appends a line to the active segment under its own lock, without a
         second lock or call: ``spool_tail.py``, ``SpoolTailProcessor.enqueue``); it must be
-        reentrant. By default the spool has a lock of its own."""
+        reentrant. By default the spool has a lock of its own. ``mapped``: write the active
+        segment through a memory map (the module docstring); not with ``fsync``."""
         # absolute: a segment's path is handed to the store's writer child, which may start
         # after the program changed its working directory
         self.directory = os.path.abspath(directory)
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
+        self.mapped = mapped and not fsync and hasattr(os, "posix_fallocate")
         self._lock: Any = lock if lock is not None else threading.Lock()
         self._active: Segment | None = None
         self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
@@ -197,7 +227,10 @@ class Spool:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         stem = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         tmp = os.path.join(self.directory, stem + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+        # a mapped segment is written at offsets (through its map): no O_APPEND, which it gets
+        # back when it is written with write() after all (``_unmap``)
+        flags = os.O_RDWR if self.mapped else os.O_WRONLY | os.O_APPEND
+        fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o600)
         _try_lock(fd)
         # locked before it gets its visible name, so no other process can adopt it half-made
         path = os.path.join(self.directory, stem + ".wal")
@@ -206,7 +239,67 @@ class Spool:
             self._fsync_dir()
         segment = Segment(path, fd, 0, 0, active=True)
         self._segments[segment.name] = segment
+        if self.mapped:
+            self._map(segment)
         return segment
+
+    def _map(self, segment: Segment) -> None:
+        """Give a new, empty segment its full size, its blocks reserved, and a map of it; left a
+        ``write()`` segment when the filesystem cannot (no room, no ``fallocate``, a file-size
+        limit)."""
+        try:
+            os.posix_fallocate(segment.fd, 0, self.segment_max_bytes)
+            segment.map = mmap.mmap(segment.fd, self.segment_max_bytes)
+        except (OSError, ValueError) as error:
+            logger.debug("lmgate spool: writing %s with write(): %s", segment.path, error)
+            self._unmap(segment)
+
+    def _unmap(self, segment: Segment) -> None:
+        """Make ``segment`` a ``write()`` segment again (under self._lock): its map closed, the
+        file cut to its whole lines, ``O_APPEND`` on. A file that cannot be cut keeps its zeros,
+        which readers stop at."""
+        if segment.map is not None:
+            segment.map.close()
+            segment.map = None
+        segment.ready = 0
+        try:
+            os.ftruncate(segment.fd, segment.size)
+            fcntl.fcntl(segment.fd, fcntl.F_SETFL, fcntl.fcntl(segment.fd, fcntl.F_GETFL) | os.O_APPEND)
+        except OSError as error:
+            logger.debug("lmgate spool: cannot cut %s to its lines: %s", segment.path, error)
+
+    def map_line(self, segment: Segment, record: bytes) -> bool:
+        """Copy ``record`` and its newline to the end of mapped ``segment`` (under self._lock),
+        making the map's pages ahead when the line needs them; False, nothing written, when the
+        line does not fit in the segment."""
+        m = segment.map
+        assert m is not None
+        start = segment.size
+        end = start + len(record) + 1
+        if end > segment.ready:
+            if end > len(m):
+                return False
+            self._populate(segment, end)
+        m[start : end - 1] = record
+        m[end - 1] = 10
+        segment.size = end
+        return True
+
+    @staticmethod
+    def _populate(segment: Segment, end: int) -> None:
+        """Make the map's pages up to at least ``end``, writable, ``POPULATE_CHUNK`` at a time: a
+        first write to a page of the map costs a page fault each, a populate one call for them all."""
+        m = segment.map
+        assert m is not None
+        start = segment.ready
+        page = mmap.PAGESIZE
+        stop = min(len(m), (end + POPULATE_CHUNK + page - 1) // page * page)  # start stays page-aligned
+        try:
+            m.madvise(_POPULATE_WRITE, start, stop - start)
+        except OSError:  # an older kernel: the zeros the pages hold, written
+            for at in range(start, stop, POPULATE_CHUNK):
+                m[at : min(stop, at + POPULATE_CHUNK)] = _ZEROS[: min(stop, at + POPULATE_CHUNK) - at]
+        segment.ready = stop
 
     def _fsync_dir(self) -> None:
         dir_fd = os.open(self.directory, os.O_RDONLY)
@@ -261,6 +354,14 @@ class Spool:
             # the usual case read here, not through two calls (``_writable_segment``'s checks)
             if self._closed or segment is None or segment.size >= self.segment_max_bytes:
                 segment = self._open_segment()
+            if segment.map is not None:
+                if self.map_line(segment, record):
+                    return self._mapped(segment)
+                segment = self._roll()  # the line does not fit: the next segment
+                if segment.map is not None:
+                    if self.map_line(segment, record):
+                        return self._mapped(segment)
+                    self._unmap(segment)  # a record longer than a segment: write()
             data = record + b"\n"
             try:
                 written = os.write(segment.fd, data)
@@ -275,6 +376,22 @@ class Spool:
             segment.count = index + 1
             segment.unresolved += 1
             return (segment, index)
+
+    def _roll(self) -> Segment:
+        """Retire the active segment (full) and open the next (under self._lock)."""
+        segment = self._active
+        if segment is not None:
+            self._active = None
+            self._retire(segment)
+        return self._open_segment()
+
+    @staticmethod
+    def _mapped(segment: Segment) -> Ref:
+        """The ref of the line just copied to the end of ``segment``'s map, counted."""
+        index = segment.count
+        segment.count = index + 1
+        segment.unresolved += 1
+        return (segment, index)
 
     def retry_one(self, segment: Segment, line: bytes) -> Ref:
         """Write ``line`` (one record and its newline) at the end of ``segment``, the active
@@ -303,6 +420,8 @@ class Spool:
         last whole line written is truncated away, or, when that fails too, the segment is
         retired (its cut last line has no newline, so it is never read as a record). With
         ``retry_from`` the file is first cut back to that size (``append_one``'s first try)."""
+        if segment.map is not None:  # rare (records kept in memory, written at close): write()
+            self._unmap(segment)
         start = segment.size if retry_from is None else retry_from
         done = 0
         keep = len(data)
@@ -340,6 +459,8 @@ class Spool:
 
     def _retire(self, segment: Segment) -> None:
         segment.active = False
+        if segment.map is not None:  # cut to its lines: a retired segment is a plain file
+            self._unmap(segment)
         if segment.unresolved == 0:
             self._drop(segment)
 
@@ -428,6 +549,9 @@ class Spool:
     def _read_unacked(path: str, fd: int) -> tuple[list[tuple[int, bytes]], int]:
         with open(fd, "rb", closefd=False) as f:
             data = f.read()
+        end = data.find(b"\0")  # a mapped segment's zeros, left by a process that was killed
+        if end >= 0:
+            data = data[:end]
         lines = data.split(b"\n")
         complete = lines[:-1]  # the part after the last newline is a torn write (or empty)
         if lines[-1]:
@@ -457,6 +581,8 @@ class Spool:
             self._closed = True
             for segment in list(self._segments.values()):
                 segment.active = False
+                if segment.map is not None and segment.unresolved > 0:  # left as its lines
+                    self._unmap(segment)
                 if segment.unresolved <= 0:
                     segment.remove()
                 else:

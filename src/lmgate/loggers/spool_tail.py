@@ -89,7 +89,10 @@ class SpoolTailProcessor(ProcessorCommon):
         *,
         name: str,
         clock: Callable[[], float] = time.monotonic,
+        mapped: bool = True,
     ) -> None:
+        """``mapped``: the spool's active segment written through a memory map (``spool.py``),
+        where the filesystem allows; False writes every line with ``write()``."""
         assert settings.spool_dir is not None and settings.spool == "write_ahead"
         self.exporter = exporter
         self.settings = settings
@@ -98,7 +101,9 @@ class SpoolTailProcessor(ProcessorCommon):
         # one lock for this processor and its spool: a call's line is written and counted under it
         # once (``enqueue``); reentrant, as ``close`` appends to the spool holding it
         self._lock: Any = threading.RLock()
-        self.spool: Spool = Spool(settings.spool_dir, fsync=settings.spool_fsync, lock=self._lock)
+        self.spool: Spool = Spool(
+            settings.spool_dir, fsync=settings.spool_fsync, lock=self._lock, mapped=mapped
+        )
         self._work = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
         self._runs: deque[_Run] = deque()
@@ -145,9 +150,10 @@ class SpoolTailProcessor(ProcessorCommon):
 
         The usual call is a line written at the end of the active segment, right after the lines
         of the run waiting last: ``Spool.append_one``'s usual case and the run's counts are done
-        here, under the one lock the spool shares, in one ``write()`` (the record is in the file
-        before this returns, as before); anything else (a first line, a full segment, a write
-        cut short or refused, fsync, closing) takes ``_enqueue_long``."""
+        here, under the one lock the spool shares: the line copied into the segment's map where
+        its pages are made (``Spool.map_line``), else in one ``write()``; either way the record
+        is in the file's pages before this returns. Anything else (a first line, a full segment,
+        a write cut short or refused, fsync, closing) takes ``_enqueue_long``."""
         # acquire/release, not ``with``: the statement's two method lookups and its three-argument
         # ``__exit__`` call cost ~1,100 instructions a call here (callgrind)
         lock = self._lock
@@ -156,25 +162,37 @@ class SpoolTailProcessor(ProcessorCommon):
             run = self._tail
             if run is not None:
                 segment: Segment = run.segment  # type: ignore[assignment] # a tail run is on disk
-                line = data + b"\n"
-                try:
-                    written = os.write(segment.fd, line)
-                except OSError:
-                    written = -1
-                if written == len(line):
+                m = segment.map
+                if m is not None:
+                    start = segment.size
+                    end = start + len(data) + 1
+                    if end <= segment.ready:  # ``Spool.map_line``'s usual case, inlined
+                        m[start : end - 1] = data
+                        m[end - 1] = 10
+                        segment.size = end
+                    elif not self.spool.map_line(segment, data):  # (which makes pages first)
+                        self._enqueue_long(data, None)  # the segment is full: the long way opens the next
+                        return
+                else:
+                    line = data + b"\n"
+                    try:
+                        written = os.write(segment.fd, line)
+                    except OSError:
+                        written = -1
+                    if written != len(line):
+                        self._enqueue_long(data, segment)
+                        return
                     segment.size += written
-                    segment.count += 1
-                    segment.unresolved += 1
-                    run.count += 1
-                    self._seq += 1
-                    self._emitted += 1
-                    self._queued = queued = self._queued + 1
-                    if queued == self._batch_size:
-                        self._work.notify()
-                    if segment.size >= self.spool.segment_max_bytes:
-                        self._tail = None  # the next line starts a new segment
-                    return
-                self._enqueue_long(data, segment)
+                segment.count += 1
+                segment.unresolved += 1
+                run.count += 1
+                self._seq += 1
+                self._emitted += 1
+                self._queued = queued = self._queued + 1
+                if queued == self._batch_size:
+                    self._work.notify()
+                if segment.size >= self.spool.segment_max_bytes:
+                    self._tail = None  # the next line starts a new segment
                 return
             self._enqueue_long(data, None)
         finally:

@@ -327,11 +327,17 @@ class SpoolLines:
         out: list[bytes] = []
         data = bytearray()
         start = 0  # of the next line in data
+        ended = False  # the file's lines end in data: its end, or a mapped segment's zeros
         while len(out) < count:
             end = data.find(b"\n", start)
             if end < 0:
+                if ended:
+                    break
                 chunk = os.pread(self._fd, self._CHUNK, self._offset + len(data))
-                if not chunk:
+                zero = chunk.find(b"\0")  # no record holds one (``spool.py``: a mapped segment)
+                if zero >= 0:
+                    chunk, ended = chunk[:zero], True
+                elif not chunk:
                     break
                 data += chunk
                 continue
