@@ -275,7 +275,7 @@ def run_forward(quick: bool, rounds: int | None, impls: tuple[str, ...], raw_dir
     if rounds:
         cmd += ["--rounds", str(rounds)]
     if "litellm" not in impls:
-        cmd += ["--servers", "upstream", "lmgate", "portkey", "bare", "bare_httpx"]
+        cmd += ["--servers", "upstream", "lmgate", "lmgate_store", "portkey", "bare", "bare_httpx"]
     t0 = time.time()
     proc = subprocess.Popen(
         cmd,

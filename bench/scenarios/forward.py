@@ -9,6 +9,8 @@ alone first (`upstream`: wrk straight at it), then each server, one at a time an
 machine, forwards to it, one worker each:
 
 - `lmgate`: `lmgate serve` with a model list entry `openai/gpt-4o-mini` whose `api_base` is the upstream;
+- `lmgate_store`: the same `lmgate serve` with its log store on (SQLite in the temp dir; issue 16's
+  "keeps at least 90% of its requests per second", here on the forwarding path);
 - `litellm`: the reference's proxy (bench/.venv-ref, made by bench/setup_ref.sh), the same config file;
 - `portkey`: the Portkey gateway (`@portkey-ai/gateway` from npm in bench/.portkey/, installed by
   bench/setup_portkey.sh, started with node,
@@ -54,7 +56,7 @@ BIN = os.path.dirname(sys.executable)
 REF_BIN = os.path.join(BENCH, ".venv-ref", "bin")
 PORTKEY_DIR = os.path.join(BENCH, ".portkey")
 PORTKEY_JS = os.path.join(PORTKEY_DIR, "node_modules", "@portkey-ai", "gateway", "build", "start-server.js")
-SERVERS = ["upstream", "lmgate", "litellm", "portkey", "bare", "bare_httpx"]
+SERVERS = ["upstream", "lmgate", "lmgate_store", "litellm", "portkey", "bare", "bare_httpx"]
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM_BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
 
@@ -65,6 +67,15 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: {api_base}
       api_key: sk-bench
+"""
+
+# lmgate's log store (docs/store.md), as bench/scenarios/proxy.py configures it
+STORE_CONFIG = """\
+litellm_settings:
+  callbacks: ["store"]
+callback_settings:
+  store:
+    path: {path}
 """
 
 
@@ -209,10 +220,13 @@ class Server:
         self.cwd = None
         api_base = f"http://127.0.0.1:{upstream_port}/v1"
         where = ["--host", "127.0.0.1", "--port", str(self.port)]
-        if name in ("lmgate", "litellm"):
-            config = os.path.join(tmp, "config.yaml")
+        if name in ("lmgate", "lmgate_store", "litellm"):
+            config = os.path.join(tmp, f"{name}.yaml")
             with open(config, "w") as f:
                 f.write(CONFIG.format(api_base=api_base))
+                if name == "lmgate_store":  # a store of its own, fresh each round
+                    store = os.path.join(tmp, f"store-{self.port}.sqlite3")
+                    f.write(STORE_CONFIG.format(path=store))
         if name == "lmgate":
             # forwarding alone, as the others do it: they keep no log store either (the store's own
             # cost is measured by bench/scenarios/proxy.py and bench/store_scale.py)
@@ -226,6 +240,10 @@ class Server:
                 "1",
                 "--no-store",
             ]
+        elif name == "lmgate_store":
+            # the same server with its log store on (its default; issue 16: "the proxy keeps at
+            # least 90% of its requests per second"), writing to SQLite in the temp dir
+            self.cmd = [os.path.join(BIN, "lmgate"), "serve", "--config", config, *where, "--workers", "1"]
         elif name == "litellm":
             self.cmd = [os.path.join(REF_BIN, "litellm"), "--config", config, *where, "--num_workers", "1"]
             self.env.update(
@@ -264,7 +282,7 @@ class Server:
             return "no bench/.venv-ref (bash bench/setup_ref.sh)"
         if self.name == "portkey" and (not shutil.which("node") or not os.path.exists(PORTKEY_JS)):
             return "no Portkey gateway (bash bench/setup_portkey.sh)"
-        if self.name == "lmgate" and not os.path.exists(os.path.join(BIN, "lmgate")):
+        if self.name in ("lmgate", "lmgate_store") and not os.path.exists(os.path.join(BIN, "lmgate")):
             return "no lmgate console script next to this interpreter"
         return None
 
@@ -407,6 +425,7 @@ ROWS = [
 NAMES = {
     "upstream": "upstream alone",
     "lmgate": "lmgate",
+    "lmgate_store": "lmgate + log store",
     "litellm": "LiteLLM",
     "portkey": "Portkey gateway",
     "bare": "bare ASGI + aiohttp",
@@ -465,6 +484,13 @@ def targets(summary: dict) -> list[tuple[str, str, str, bool | None]]:
         r,
         "{:.0%}",
         None if r is None else r >= 0.5,
+    )
+    r = _round_ratio(rounds, "lmgate_store", "lmgate", "rps_c50")
+    add(
+        "(issue 16) requests/s at c=50 with the log store on ≥ 90% of lmgate's without",
+        r,
+        "{:.0%}",
+        None if r is None else r >= 0.9,
     )
     for key, label, limit in (
         ("added_p50_c1_ms", "added p50 latency at c=1 ≤ 0.3 ms", 0.3),
