@@ -140,13 +140,18 @@ def success_facts(
     ``facts_record_of`` gives for the record such a call would have finished with
     (tests/test_store_facts_path.py holds them equal), or None when its payload must be built
     here. The facts such a call leaves at their defaults are written as those defaults."""
-    # in _PLAIN's order: stream, stream_status, status; completion_start (its end) and
-    # overhead_ms; cache_key and saved_cache_cost
+    # the record's items as ``_line`` takes them, in one list (no tuple of _PLAIN's values to
+    # unpack into it): the tag and the two lengths (set there); in _PLAIN's order, stream,
+    # stream_status and status, completion_start (its end) and overhead_ms, cache_key and
+    # saved_cache_cost as a plain success leaves them; the mappings; the two JSON (set there)
     return _line(
         raw_messages,
         response_json,
         metadata,
-        (
+        [
+            FACTS_TAG,
+            0,
+            0,
             call_id,
             trace_id,
             call_type,
@@ -171,11 +176,13 @@ def success_facts(
             user,
             response_id,
             metadata,
-        ),
-        usage,
-        cost_breakdown,
-        optional_params,
-        additional_headers,
+            usage,
+            cost_breakdown,
+            optional_params,
+            additional_headers,
+            None,
+            None,
+        ],
     )
 
 
@@ -184,25 +191,27 @@ def _facts(s: Any, usage: Any, cost_breakdown: Any, optional_params: Any, hidden
         s.messages_snapshot[0],
         s.response_json,
         s.metadata,
-        _plain_of(s),
-        usage,
-        cost_breakdown,
-        optional_params,
-        (hidden or {}).get("additional_headers") or {},
+        [
+            FACTS_TAG,
+            0,
+            0,
+            *_plain_of(s),
+            usage,
+            cost_breakdown,
+            optional_params,
+            (hidden or {}).get("additional_headers") or {},
+            None,
+            None,
+        ],
     )
 
 
 def _line(
-    raw_messages: bytes | None,
-    response_json: bytes | None,
-    metadata: Any,
-    plain: tuple[Any, ...],
-    usage: Any,
-    cost_breakdown: Any,
-    optional_params: Any,
-    additional_headers: Any,
+    raw_messages: bytes | None, response_json: bytes | None, metadata: Any, items: list[Any]
 ) -> bytes | None:
-    """The line of these facts (``plain``: the values of ``_PLAIN``, in its order), or None."""
+    """The line of these facts, or None. ``items``: the record's items, the two lengths (second
+    and third) and the two JSON (last two) left as placeholders, set here once the line is
+    known to be made."""
     if (
         raw_messages is None
         or not isinstance(metadata, dict)
@@ -215,22 +224,17 @@ def _line(
     # b"\n": a bytes needle is first tried as an int, which raises and clears a TypeError)
     if 10 in raw_messages or 10 in response_json:
         return None
+    items[1] = len(raw_messages)
+    items[2] = len(response_json)
+    # the two JSON written as they are by the one encoding (orjson copies a Fragment's bytes): the
+    # bytes of encoding the rest and joining them on, without the slice and the join (measured:
+    # ~600 instructions less a line)
+    items[-2] = orjson.Fragment(raw_messages)
+    items[-1] = orjson.Fragment(response_json)
     try:
-        head = orjson.dumps(
-            [
-                FACTS_TAG,
-                len(raw_messages),
-                len(response_json),
-                *plain,
-                usage,
-                cost_breakdown,
-                optional_params,
-                additional_headers,
-            ]
-        )
+        return orjson.dumps(items)
     except TypeError:  # a value orjson takes only with help: built here
         return None
-    return b"".join((head[:-1], b",", raw_messages, b",", response_json, b"]"))
 
 
 def is_facts_record(record: bytes) -> bool:
