@@ -32,7 +32,7 @@ from .cost import PRICE_KEYS, CostResult, compute_cost, custom_prices
 from .providers import mock as _mock
 from .providers.base import Endpoint, HttpRequest, Provider, TokenSource, encode_body, rate_limit_headers
 from .settings import DEFAULT, Settings
-from .types import EmbeddingResponse, ModelResponse
+from .types import EmbeddingResponse, ModelResponse, Usage
 
 if TYPE_CHECKING:
     from .streaming import CustomStreamWrapper
@@ -583,6 +583,12 @@ class Call:
             cost_breakdown = {**(cost_breakdown or {}), "failed_attempts_cost": failed_cost}
         hidden = getattr(response, "_hidden_params", None)
         metadata = self.metadata
+        if not usage:
+            usage = None
+        elif type(usage) is not Usage and type(usage) is not dict:
+            usage = dict(usage)
+        # else encoded as it is, no copy (the line is made now and keeps nothing): a Usage is a
+        # dict that changes nothing of how one is read, so orjson writes what ``dict(usage)`` holds
         try:
             line = success_facts(
                 call_id,
@@ -602,7 +608,7 @@ class Call:
                 user,
                 response_id,
                 metadata,
-                dict(usage) if usage else None,
+                usage,
                 cost_breakdown,
                 optional_params,
                 (hidden or {}).get("additional_headers") or {},
