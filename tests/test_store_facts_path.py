@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import orjson
@@ -283,6 +284,12 @@ def test_the_line_made_from_a_call_is_the_records_line():
     )
     assert success_facts(*plain, {"tags": "not-a-list"}, None, None, {}, {}, b"[]", None) is None
     assert success_facts(*plain, {}, None, None, {}, {}, b'["a\nb"]', None) is None
+    # metadata that encodes as metadata whose line is made, but needs masking: refused all the
+    # same, each time (a value under a credential name is masked whatever it is; NaN is written
+    # as null): what a check keyed on the metadata's JSON would let through
+    for _ in range(2):
+        assert success_facts(*plain, {"api_key": None}, None, None, {}, {}, b"[]", None) is not None
+        assert success_facts(*plain, {"api_key": float("nan")}, None, None, {}, {}, b"[]", None) is None
 
 
 class Hook(lmgate.CustomLogger):
@@ -359,3 +366,49 @@ def test_everything_but_a_plain_call_heard_only_by_the_store_falls_back_to_the_r
     )
     assert len({r["call_id"] for r in rows}) == len(rows)
     assert "sk-live-0123456789abcdefghij" not in str([store.store.get(r["call_id"]) for r in rows])
+
+
+def test_metadata_whose_line_was_made_is_masked_once_a_secret_in_it_is_remembered(tmp_path, fake_provider):
+    """Text in a call's metadata that becomes a secret later (a call's key) is masked in the
+    stored metadata of the call that brings it and of every call after, though the calls before
+    made their facts lines from the same metadata: nothing the line's masking check knew of that
+    metadata may outlive the secrets it was checked against."""
+    fp = fake_provider
+    # no word the masking check looks for (it would look closer from the start); unseen by any
+    # earlier test: remembered here only
+    secret = f"later-{uuid.uuid4().hex}"
+    store = CountingStore(
+        path=str(tmp_path / "s.sqlite3"), spool_dir=str(tmp_path / "spool"), writer="process"
+    )
+    msgs = [{"role": "user", "content": "remembered later"}]
+
+    def call(call_id: str, key: str = KEY) -> list[str]:
+        start = len(store.ways)
+        lmgate.completion(
+            model="openai/gpt-4o-mini",
+            messages=msgs,
+            metadata={**IDENTITY, "note": secret},
+            api_base=fp.base_url + "/v1",
+            api_key=key,
+            litellm_call_id=call_id,
+            _metadata_unshared=True,
+        )
+        return store.ways[start:]
+
+    lmgate.callbacks = [store]
+    try:
+        # nothing to mask yet: the line is made, twice from the same metadata
+        assert call("before-1") == ["facts"]
+        assert call("before-2") == ["facts"]
+        # the call whose key it is remembers it before it succeeds; every call after masks it
+        assert call("with-key", key=secret) == ["record-refused:success", "summary:success"]
+        assert call("after") == ["record-refused:success", "summary:success"]
+        assert store.flush(30)
+    finally:
+        lmgate.callbacks = []
+    notes = {cid: store.store.get(cid)["payload"] for cid in ("before-1", "before-2", "with-key", "after")}
+    notes = {
+        cid: (json.loads(p) if isinstance(p, str) else p)["metadata"]["note"] for cid, p in notes.items()
+    }
+    assert notes["before-1"] == notes["before-2"] == secret
+    assert secret not in notes["with-key"] and notes["with-key"] == notes["after"]
