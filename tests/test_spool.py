@@ -59,6 +59,9 @@ def test_next_logger_sends_what_the_last_one_left(tmp_path, log_receiver: LogRec
     ]
     assert not first.close(0.2)
     assert first.stats()["spooled"] == 5 and first.stats()["pending"] == 5
+    # in one process the first logger's last request (refused) may still be under way: it keeps
+    # the spool until then, as a process that is still alive does
+    assert first.processor.wait_released(10)
     lmgate.callbacks = []
     log_receiver.start()
     second = GenericAPILogger(
@@ -68,6 +71,43 @@ def test_next_logger_sends_what_the_last_one_left(tmp_path, log_receiver: LogRec
         assert second.stats()["recovered"] == 5
         assert second.flush(10)
         assert [r["litellm_call_id"] for r in log_receiver.records] == ids
+    finally:
+        second.close(1)
+    third = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
+    assert third.stats()["recovered"] == 0
+    third.close(0)
+
+
+@pytest.mark.parametrize("mode", ["write_ahead", "exit"])
+def test_a_batch_on_the_wire_at_close_is_delivered_once(
+    tmp_path, log_receiver: LogReceiver, mode: str
+) -> None:
+    """A batch still on the wire when close() gives up is counted as spooled, and its lines stay
+    this process's until the request ends: answered after close, it is delivered and acknowledged
+    here, and a logger started meanwhile on the same spool does not send it again."""
+    log_receiver.hold()  # the receiver takes the request and answers only on release()
+    first = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
+    for i in range(5):
+        first.enqueue({"n": i})
+    first.processor.ship_now()
+    assert log_receiver.wait_for_requests(1)  # on the wire, held
+    assert not first.close(0)
+    assert first.stats()["spooled"] == 5 and first.stats()["pending"] == 5
+    second = GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
+    )
+    try:
+        log_receiver.release()  # the first logger's request is answered 200, after its close()
+        assert log_receiver.wait_for_requests(1, ok_only=True)
+        assert second.flush(10)
+        assert [r["n"] for r in log_receiver.records] == [0, 1, 2, 3, 4]
+        assert second.stats()["recovered"] == 0  # the first held the lines it was sending
+        assert first.processor.wait_released(10)
+        assert first.stats()["delivered"] == 5 and first.stats()["pending"] == 0
     finally:
         second.close(1)
     third = GenericAPILogger(

@@ -105,6 +105,7 @@ class HTTPExporter:
         self._client_obj: Any = None
         self._client_lock = threading.Lock()
         self._closed = False
+        self._posting = 0  # requests under way: close() lets them finish (see close)
         self._pool = _Pool(max_concurrency, name) if log_format == "single" else None
 
     def __repr__(self) -> str:  # never the headers, never the URL's path
@@ -182,6 +183,21 @@ class HTTPExporter:
         return self._post(body, batch.key)
 
     def _post(self, body: bytes, key: str) -> Outcome:
+        with self._client_lock:
+            if self._closed:
+                raise RuntimeError("the exporter is closed")
+            self._posting += 1
+        try:
+            return self._post_open(body, key)
+        finally:
+            with self._client_lock:
+                self._posting -= 1
+                last = self._closed and not self._posting
+                client = self._client_obj
+            if last and client is not None:
+                client.close()
+
+    def _post_open(self, body: bytes, key: str) -> Outcome:
         import httpx
 
         headers = dict(self.headers)
@@ -198,9 +214,12 @@ class HTTPExporter:
         return classify(response.status_code, response.headers)
 
     def close(self) -> None:
+        """Refuse new requests; the client is closed now, or by the last request still under way
+        when it ends. Closing it under a request would not take back what was sent: it would only
+        lose the answer, and a batch the receiver took would count as failed, to be sent again."""
         with self._client_lock:
             self._closed = True
-            client = self._client_obj
+            client = self._client_obj if not self._posting else None
         if client is not None:
             client.close()
 

@@ -33,7 +33,11 @@ at every moment, because each move is made under one lock):
   first), or retries exhausted when ``max_retries`` is set; counted by reason;
 * spooled — see ``spool.py``: with ``spool="write_ahead"`` every record is written to disk
   before ``enqueue`` returns; with ``spool="exit"`` what is not delivered at ``close`` is
-  written then. Either way the next process that starts the same logger sends it.
+  written then. Either way the next process that starts the same logger sends it. No request
+  starts after ``close``; one already on the wire may still be answered, so until it ends this
+  process keeps the spool (its segments' locks): a batch the receiver takes then is delivered
+  and acknowledged here, one it does not is adopted there, never both. A logger taking over a
+  closed one's spool in the same process waits for ``wait_released`` first.
 
 A SIGTERM's exit never lands halfway through an enqueue or a close on the main thread: those
 functions are marked ``signals.atomic`` (which costs nothing per call; the handler looks at the
@@ -146,6 +150,12 @@ class BatchProcessor(ProcessorCommon):
         self._batches = 0
         self._closing = False  # no more deliveries: new records go to the spool
         self._abort = threading.Event()
+        # export calls under way. One still on the wire after close() keeps the spool (its
+        # segments' locks) in this process until it ends, so the next process cannot adopt the
+        # lines it carries; the last one releases it (_end_export)
+        self._exporting = 0
+        self._release_claimed = False  # close() or the last export after it releases the spool
+        self._spool_released = False  # ... and has done so
         self._spool_backlog = False
         self._failing: str | None = None  # the reason deliveries fail right now, for log lines
         # the last failure's reason and when (ISO UTC), for the dashboard's health page: text,
@@ -289,6 +299,7 @@ class BatchProcessor(ProcessorCommon):
 
     def _deliver(self, batch_id: int, batch: list[_Item]) -> None:
         retrying = False  # counted in self._retrying from its first failed attempt until it is resolved
+        exporting = False  # counted in self._exporting: from before the request until it is resolved
         try:
             # requests still to make, the next one last: a batch the receiver refuses as a whole
             # ("split": 413, 400) comes back as its two halves, until a record refused alone is dropped
@@ -298,6 +309,9 @@ class BatchProcessor(ProcessorCommon):
                 pending, offsets, key = work.pop()
                 attempt = 0
                 while pending:
+                    if not self._begin_export():
+                        return  # closed: close() spooled (or counted) what is left
+                    exporting = True
                     try:
                         outcomes = as_outcomes(
                             self.exporter.export(_batch(pending, key, offsets)), len(pending)
@@ -359,6 +373,8 @@ class BatchProcessor(ProcessorCommon):
                         start_retrying=start_retrying,
                         split=bool(resent),
                     )
+                    exporting = False
+                    self._end_export()  # after _resolve's acknowledgements
                     if not retry:
                         break
                     delay = self.settings.retry_policy.delay_s(min(attempt, 30), retry_after)
@@ -369,10 +385,38 @@ class BatchProcessor(ProcessorCommon):
                 if work and self._abort.is_set():
                     return  # closed meanwhile: close() spooled (or counted) the halves not sent
         finally:
+            if exporting:  # a bug of ours broke it (_run drops what is left: _abandon)
+                self._end_export()
             if retrying:
                 with self._lock:
                     self._retrying -= 1
                     self._work.notify_all()
+
+    def _begin_export(self) -> bool:
+        """Count an export about to start; False once close() began: nothing is sent after it."""
+        with self._lock:
+            if self._closing:
+                return False
+            self._exporting += 1
+            return True
+
+    def _end_export(self) -> None:
+        """An export is resolved (its acknowledgements written). The last one to end after
+        close() releases the spool: only now may the next process adopt what it holds."""
+        with self._lock:
+            self._exporting -= 1
+            release = self._closing and not self._exporting and not self._release_claimed
+            self._release_claimed = self._release_claimed or release
+        if release:
+            self._release_spool()
+
+    def _release_spool(self) -> None:
+        """Let go of the spool: the next process adopts what is not acknowledged in it."""
+        if self.spool is not None:
+            self.spool.close()
+        with self._lock:
+            self._spool_released = True
+            self._progress.notify_all()
 
     def _log_refused(self, reason: str) -> None:
         self.log_once(
@@ -392,6 +436,9 @@ class BatchProcessor(ProcessorCommon):
         start_retrying: bool = False,
         split: bool = False,
     ) -> None:
+        # acknowledged before they count as resolved: once flush() says they are, they are so on
+        # disk too, and a close() that follows finds their segments resolved
+        self._ack(items)
         with self._lock:
             if start_retrying:
                 self._retrying += 1
@@ -419,7 +466,6 @@ class BatchProcessor(ProcessorCommon):
             self._retried += retried
             self._batches += 1
             self._progress.notify_all()
-        self._ack(items)
 
     def _abandon(self, batch_id: int) -> None:
         """A bug of ours broke a delivery: drop and count what is left of the batch, so that
@@ -493,6 +539,10 @@ class BatchProcessor(ProcessorCommon):
             self._spooled += len(left) - len(lost)
             if lost:
                 self._dropped[lost_as] += len(lost)
+            # a request on the wire may still be answered 2xx: until it ends this process keeps
+            # the spool, so what it carries is either acknowledged here or adopted there, not both
+            release = not self._exporting
+            self._release_claimed = release
         self._abort.set()
         if left:
             where = self.spool.directory if self.spool is not None else None
@@ -508,14 +558,23 @@ class BatchProcessor(ProcessorCommon):
             logger.warning(
                 "lmgate %s: %d record(s) not delivered at shutdown; %s", self.name, len(left), outcome
             )
-        if self.spool is not None:
-            self.spool.close()
+        if release:
+            self._release_spool()
+        # the exporter ends (or lets finish) what is on the wire and refuses anything new
         try:
             self.exporter.close()
         except Exception:  # noqa: BLE001 - closing is best effort at exit
             pass
         exit_hooks.unregister(self)
         return done and not left
+
+    def wait_released(self, timeout: float | None = None) -> bool:
+        """After ``close()``: True once no request of this processor is on the wire any more and
+        its spool is released, so another logger on the same spool directory adopts what it left
+        (within ``timeout``). A logger started in the same process to take over a closed one's
+        spool waits for this; a next process needs not (the locks die with this one)."""
+        with self._lock:
+            return self._progress.wait_for(lambda: self._spool_released, timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counts since start: emitted = delivered + dropped + pending at every moment."""
