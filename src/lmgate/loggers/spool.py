@@ -320,11 +320,12 @@ class Spool:
         return segment
 
     def appendable(self, segment: Segment) -> bool:
-        """Whether the next line may go to the end of ``segment`` with one plain ``write()`` and
-        nothing else (under the lock): it is the active segment, not full, and no ``fsync`` is
-        asked. The spool tail's processor writes such lines itself (``SpoolTailProcessor.enqueue``,
-        which then adds to the segment's ``size``, ``count`` and ``unresolved`` as ``append_one``
-        does, and sends anything unusual to ``retry_one``)."""
+        """Whether the next line may go to the end of ``segment`` with one plain ``write()`` (or,
+        mapped, one copy into its map) and nothing else (under the lock): it is the active segment,
+        not full, and no ``fsync`` is asked. The spool tail's processor writes such lines itself
+        (``SpoolTailProcessor.enqueue``, which then adds to the segment's ``size``, ``count`` and
+        ``unresolved`` as ``append_one`` does, and sends anything unusual to ``retry_one``, or a
+        line the map has no room for to ``append_one``)."""
         return (
             segment is self._active
             and not self._closed
