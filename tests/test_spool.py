@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import orjson
 import pytest
@@ -43,13 +44,18 @@ def test_delivered_segments_are_deleted(tmp_path, log_receiver: LogReceiver) -> 
     assert [n for n in os.listdir(tmp_path) if n.endswith(".wal")] == []
 
 
+def spooled_logger(log_receiver: LogReceiver, spool_dir: Any, mode: str) -> GenericAPILogger:
+    """A logger to ``log_receiver`` on the spool directory ``spool_dir``, in spool ``mode``."""
+    return GenericAPILogger(
+        endpoint=log_receiver.url, spool=mode, spool_dir=str(spool_dir), retry_policy=FAST
+    )
+
+
 @pytest.mark.parametrize("mode", ["write_ahead", "exit"])
 def test_next_logger_sends_what_the_last_one_left(tmp_path, log_receiver: LogReceiver, mode: str) -> None:
     """Records not delivered when a logger closes are sent by the next logger on the same spool, once."""
     log_receiver.stop()
-    first = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    first = spooled_logger(log_receiver, tmp_path, mode)
     lmgate.callbacks = [first]
     ids = [
         lmgate.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"r{i}")._hidden_params[
@@ -64,18 +70,14 @@ def test_next_logger_sends_what_the_last_one_left(tmp_path, log_receiver: LogRec
     assert first.processor.wait_released(10)
     lmgate.callbacks = []
     log_receiver.start()
-    second = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    second = spooled_logger(log_receiver, tmp_path, mode)
     try:
         assert second.stats()["recovered"] == 5
         assert second.flush(10)
         assert [r["litellm_call_id"] for r in log_receiver.records] == ids
     finally:
         second.close(1)
-    third = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    third = spooled_logger(log_receiver, tmp_path, mode)
     assert third.stats()["recovered"] == 0
     third.close(0)
 
@@ -88,18 +90,14 @@ def test_a_batch_on_the_wire_at_close_is_delivered_once(
     this process's until the request ends: answered after close, it is delivered and acknowledged
     here, and a logger started meanwhile on the same spool does not send it again."""
     log_receiver.hold()  # the receiver takes the request and answers only on release()
-    first = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    first = spooled_logger(log_receiver, tmp_path, mode)
     for i in range(5):
         first.enqueue({"n": i})
     first.processor.ship_now()
     assert log_receiver.wait_for_requests(1)  # on the wire, held
     assert not first.close(0)
     assert first.stats()["spooled"] == 5 and first.stats()["pending"] == 5
-    second = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    second = spooled_logger(log_receiver, tmp_path, mode)
     try:
         log_receiver.release()  # the first logger's request is answered 200, after its close()
         assert log_receiver.wait_for_requests(1, ok_only=True)
@@ -110,9 +108,7 @@ def test_a_batch_on_the_wire_at_close_is_delivered_once(
         assert first.stats()["delivered"] == 5 and first.stats()["pending"] == 0
     finally:
         second.close(1)
-    third = GenericAPILogger(
-        endpoint=log_receiver.url, spool=mode, spool_dir=str(tmp_path), retry_policy=FAST
-    )
+    third = spooled_logger(log_receiver, tmp_path, mode)
     assert third.stats()["recovered"] == 0
     third.close(0)
 
