@@ -116,3 +116,50 @@ def test_lines_of_a_mapped_segment_survive_a_sigkill_and_are_adopted_once(tmp_pa
     assert reader.got == [record(i) for i in range(500)]
     assert nxt.close(5)
     assert not [p for p in (tmp_path / "spool").iterdir() if p.suffix == ".wal"]
+
+
+def test_only_filesystems_that_reserve_blocks_get_a_mapped_spool(tmp_path):
+    """A write through a map that needs blocks the disk no longer has ends the process (SIGBUS):
+    only filesystems whose fallocate reserves them for good (ext4, XFS, tmpfs) are mapped, not
+    copy-on-write ones (btrfs: an overwrite takes new blocks) nor those where glibc imitates it."""
+    from lmgate.loggers.spool import MAPPED_FILESYSTEMS, filesystem_of
+
+    mounts = "\n".join(
+        [
+            "/dev/vda / ext4 rw,relatime 0 0",
+            "/dev/vdb /data btrfs rw 0 0",
+            "/dev/vdc /data/fast xfs rw 0 0",
+            "srv:/x /mnt/my\\040share nfs4 rw 0 0",
+            "tmpfs /dev/shm tmpfs rw 0 0",
+        ]
+    )
+    kinds = {
+        p: filesystem_of(p, mounts)
+        for p in ("/var/spool", "/data/spool", "/data/fast/spool", "/datax", "/mnt/my share/s", "/dev/shm/s")
+    }
+    assert kinds == {
+        "/var/spool": "ext4",
+        "/data/spool": "btrfs",
+        "/data/fast/spool": "xfs",
+        "/datax": "ext4",  # a prefix of the name is not a mount point above it
+        "/mnt/my share/s": "nfs4",
+        "/dev/shm/s": "tmpfs",
+    }
+    assert {k for k in kinds.values() if k in MAPPED_FILESYSTEMS} == {"ext4", "xfs", "tmpfs"}
+    # this machine's: a temp dir's filesystem decides, as it will for the store's spool
+    here = filesystem_of(str(tmp_path))
+    assert Spool(str(tmp_path), mapped=True).mapped is (here in MAPPED_FILESYSTEMS)
+
+
+def test_a_nul_byte_inside_a_record_of_a_write_spool_is_kept(tmp_path):
+    """Only the zeros *after* the lines end a segment: a record of a write() spool (a batch
+    logger's, which takes bytes it does not parse) holding a NUL byte is adopted and read whole."""
+    odd, after = b'{"a":"x\x00y"}', b'{"b":2}'
+    spool = Spool(str(tmp_path))
+    (segment, first), _ = spool.append_one(odd), spool.append_one(after)
+    reader = SpoolLines()
+    assert reader.read(segment.path, first, 2) == [odd, after]
+    reader.close()
+    spool.close()
+    found, _ = Spool(str(tmp_path)).adopt(100, 1 << 20)
+    assert [line for line, _ in found] == [odd, after]

@@ -438,6 +438,7 @@ class BatchProcessor(ProcessorCommon):
     ) -> None:
         # acknowledged before they count as resolved: once flush() says they are, they are so on
         # disk too, and a close() that follows finds their segments resolved
+        refs = [i.ref for i in items]
         self._ack(items)
         with self._lock:
             if start_retrying:
@@ -466,6 +467,11 @@ class BatchProcessor(ProcessorCommon):
             self._retried += retried
             self._batches += 1
             self._progress.notify_all()
+        # spooled by a close() that came between the acknowledgement and the lock: acknowledged
+        # now, or the next process would send them again
+        late = [i for i, ref in zip(items, refs, strict=True) if ref is None and i.ref is not None]
+        if late:
+            self._ack(late)
 
     def _abandon(self, batch_id: int) -> None:
         """A bug of ours broke a delivery: drop and count what is left of the batch, so that

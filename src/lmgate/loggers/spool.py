@@ -24,9 +24,12 @@ as a ``write()``'s are: a SIGKILL loses nothing either. Measured on the proxy: a
 a 1.5 kB line cost its event loop 2 µs alone and 9–10 µs on average under load (a fresh page of
 page cache every third line, allocated on the caller's path), the copy 0.5 µs; the map's pages
 are made ahead, ``POPULATE_CHUNK`` at a time. The file's tail past the last line is zeros until
-the segment is retired (then cut to its lines); a reader stops at the first NUL byte, which no
-record holds (JSON escapes it), so a segment left by a killed process reads as its lines. A
-filesystem that cannot reserve the blocks gets the ``write()`` segment above.
+the segment is retired (then cut to its lines); a reader stops where only zeros follow, so a
+segment left by a killed process reads as its lines. Only filesystems whose ``fallocate``
+reserves the blocks for good are mapped (``MAPPED_FILESYSTEMS``: ext4, XFS, tmpfs): on a
+copy-on-write one, or where glibc imitates ``fallocate``, a full disk would end the process with
+SIGBUS instead of failing a ``write()`` the spool counts. Elsewhere, and when the reservation or
+a page of the map is refused, the segment is written with ``write()`` as above.
 
 A record is reported as spooled only when its whole line is written (and synced, when asked).
 ``write()`` may write less than asked (a disk that fills up, a file-size limit): the rest is
@@ -65,11 +68,39 @@ POPULATE_CHUNK = 128 * 1024
 # it (EINVAL) and the pages are made by writing the zeros they hold
 _POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 _ZEROS = bytes(POPULATE_CHUNK)
+# where a mapped segment is written: filesystems whose fallocate reserves the blocks for good, so a
+# write through the map cannot need space it does not have. Not copy-on-write ones (btrfs, ZFS:
+# an overwrite takes new blocks), not where glibc imitates fallocate (NFS, FUSE): there a full disk
+# would end the process with SIGBUS instead of failing a write() that the spool counts
+MAPPED_FILESYSTEMS = frozenset({"ext4", "xfs", "tmpfs"})
 
 Ref = tuple["Segment", int]
 
 # errors that mean "no room": a full disk, a quota, a file-size limit
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def filesystem_of(path: str, mounts: str | None = None) -> str | None:
+    """The type of the filesystem ``path`` is on (the longest mount point above it in
+    ``/proc/self/mounts``, or ``mounts``: that file's text); None when it cannot be told."""
+    if mounts is None:
+        try:
+            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    real = os.path.realpath(path)
+    best, kind = -1, None
+    for row in mounts.splitlines():
+        parts = row.split()
+        if len(parts) < 3:
+            continue
+        # spaces and the like are written as octal escapes (\040)
+        point = parts[1].encode("latin-1", "replace").decode("unicode_escape", "replace")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), parts[2]
+    return kind
 
 
 class SpoolWriteError(OSError):
@@ -214,7 +245,12 @@ class Spool:
         self.directory = os.path.abspath(directory)
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
-        self.mapped = mapped and not fsync and hasattr(os, "posix_fallocate")
+        self.mapped = (
+            mapped
+            and not fsync
+            and hasattr(os, "posix_fallocate")
+            and filesystem_of(self.directory) in MAPPED_FILESYSTEMS
+        )
         self._lock: Any = lock if lock is not None else threading.Lock()
         self._active: Segment | None = None
         self._segments: dict[str, Segment] = {}  # every segment this process holds, by name
@@ -252,21 +288,28 @@ class Spool:
             segment.map = mmap.mmap(segment.fd, self.segment_max_bytes)
         except (OSError, ValueError) as error:
             logger.debug("lmgate spool: writing %s with write(): %s", segment.path, error)
-            self._unmap(segment)
+            self._unmap(segment, writing=True)
 
-    def _unmap(self, segment: Segment) -> None:
+    def _unmap(self, segment: Segment, writing: bool = False) -> None:
         """Make ``segment`` a ``write()`` segment again (under self._lock): its map closed, the
         file cut to its whole lines, ``O_APPEND`` on. A file that cannot be cut keeps its zeros,
-        which readers stop at."""
+        which readers stop at; one that is to be ``writing`` on is then retired instead (a line
+        written after the zeros would never be read) and the OSError raised, which the caller
+        meets as a failed write."""
         if segment.map is not None:
             segment.map.close()
             segment.map = None
         segment.ready = 0
         try:
-            os.ftruncate(segment.fd, segment.size)
             fcntl.fcntl(segment.fd, fcntl.F_SETFL, fcntl.fcntl(segment.fd, fcntl.F_GETFL) | os.O_APPEND)
+            os.ftruncate(segment.fd, segment.size)
         except OSError as error:
             logger.debug("lmgate spool: cannot cut %s to its lines: %s", segment.path, error)
+            if writing:
+                if self._active is segment:
+                    self._active = None
+                self._retire(segment)
+                raise
 
     def map_line(self, segment: Segment, record: bytes) -> bool:
         """Copy ``record`` and its newline to the end of mapped ``segment`` (under self._lock),
@@ -279,7 +322,15 @@ class Spool:
         if end > segment.ready:
             if end > len(m):
                 return False
-            self._populate(segment, end)
+            try:
+                self._populate(segment, end)
+            except OSError as error:  # its pages cannot be made: the rest of it with write()
+                logger.warning("lmgate spool: writing %s with write() from here: %s", segment.path, error)
+                try:
+                    self._unmap(segment, writing=True)
+                except OSError:
+                    pass  # retired: the next line goes to a new segment
+                return False
         m[start : end - 1] = record
         m[end - 1] = 10
         segment.size = end
@@ -296,7 +347,10 @@ class Spool:
         stop = min(len(m), (end + POPULATE_CHUNK + page - 1) // page * page)  # start stays page-aligned
         try:
             m.madvise(_POPULATE_WRITE, start, stop - start)
-        except OSError:  # an older kernel: the zeros the pages hold, written
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # a page the filesystem cannot give: not written
+                raise
+            # an older kernel, which does not know the advice: the zeros the pages hold, written
             for at in range(start, stop, POPULATE_CHUNK):
                 m[at : min(stop, at + POPULATE_CHUNK)] = _ZEROS[: min(stop, at + POPULATE_CHUNK) - at]
         segment.ready = stop
@@ -358,11 +412,14 @@ class Spool:
             if segment.map is not None:
                 if self.map_line(segment, record):
                     return self._mapped(segment)
-                segment = self._roll()  # the line does not fit: the next segment
+                # the line does not fit (or the map failed and the segment was cut: its write()
+                # goes on here, from a fresh segment all the same)
+                segment = self._roll()
                 if segment.map is not None:
                     if self.map_line(segment, record):
                         return self._mapped(segment)
-                    self._unmap(segment)  # a record longer than a segment: write()
+                    if segment.map is not None:  # a record longer than a segment: write()
+                        self._unmap(segment, writing=True)
             data = record + b"\n"
             try:
                 written = os.write(segment.fd, data)
@@ -422,7 +479,11 @@ class Spool:
         retired (its cut last line has no newline, so it is never read as a record). With
         ``retry_from`` the file is first cut back to that size (``append_one``'s first try)."""
         if segment.map is not None:  # rare (records kept in memory, written at close): write()
-            self._unmap(segment)
+            try:
+                self._unmap(segment, writing=True)
+            except OSError as error:  # retired: none of these lines is on disk
+                self._last_error = error
+                return segment.count, 0
         start = segment.size if retry_from is None else retry_from
         done = 0
         keep = len(data)
@@ -550,9 +611,7 @@ class Spool:
     def _read_unacked(path: str, fd: int) -> tuple[list[tuple[int, bytes]], int]:
         with open(fd, "rb", closefd=False) as f:
             data = f.read()
-        end = data.find(b"\0")  # a mapped segment's zeros, left by a process that was killed
-        if end >= 0:
-            data = data[:end]
+        data = data.rstrip(b"\0")  # a mapped segment's zeros, left by a process that was killed
         lines = data.split(b"\n")
         complete = lines[:-1]  # the part after the last newline is a torn write (or empty)
         if lines[-1]:

@@ -334,11 +334,12 @@ class SpoolLines:
                 if ended:
                     break
                 chunk = os.pread(self._fd, self._CHUNK, self._offset + len(data))
-                zero = chunk.find(b"\0")  # no record holds one (``spool.py``: a mapped segment)
-                if zero >= 0:
-                    chunk, ended = chunk[:zero], True
-                elif not chunk:
+                if not chunk:
                     break
+                # a mapped segment's zeros past its lines (``spool.py``): where only zeros follow
+                zero = chunk.find(b"\0")
+                if zero >= 0 and not chunk[zero:].strip(b"\0"):
+                    chunk, ended = chunk[:zero], True
                 data += chunk
                 continue
             out.append(bytes(data[start:end]))
