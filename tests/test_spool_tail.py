@@ -200,3 +200,37 @@ def test_adopted_records_wait_for_an_orphan_writer_child_of_their_segment(tmp_pa
     assert proc.flush(30)
     assert reader.got == [record(i) for i in range(3)]
     assert proc.close(5)
+
+
+def test_a_batch_still_written_after_close_s_wait_keeps_its_lines_from_the_next_process(tmp_path):
+    """close() waits 5 s for the delivery thread; a batch the writer is still on after that (a
+    stalled machine) is counted as spooled, but its lines stay locked in this process until the
+    thread resolves them: a processor started meanwhile does not adopt them, so the records are
+    written once (ClickHouse would keep a second insert), and the thread lets the spool go."""
+    proc, reader = processor(tmp_path, batch_size=3)
+    entered, release = threading.Event(), threading.Event()
+    export_lines = reader.export_lines
+
+    def held(*args):
+        entered.set()
+        assert release.wait(60)
+        return export_lines(*args)
+
+    reader.export_lines = held  # type: ignore[method-assign]
+    for i in range(3):
+        proc.enqueue(record(i))
+    assert entered.wait(30)  # the batch is with the writer
+    assert proc.close(0) is False  # gives up on it after its 5 s wait
+    assert proc.stats()["spooled"] == 3
+    nxt, reader2 = processor(tmp_path)
+    assert nxt.stats()["recovered"] == 0  # still this process's: not adopted
+    release.set()
+    proc._thread.join(30)
+    assert not proc._thread.is_alive()
+    assert reader.got == [record(i) for i in range(3)]
+    stats = proc.stats()
+    assert stats["delivered"] == 3 and stats["spooled"] == 0, stats
+    assert nxt.close(5)
+    last, reader3 = processor(tmp_path)
+    assert last.stats()["recovered"] == 0 and reader2.got == reader3.got == []  # written once
+    assert last.close(5)

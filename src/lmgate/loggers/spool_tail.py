@@ -137,6 +137,10 @@ class SpoolTailProcessor(ProcessorCommon):
         self._last_error_at: str | None = None
         self._logged: set[str] = set()
         self._left_at_close: set[int] = set()
+        # the delivery thread has ended; and whether it closes the spool when it does (a batch of
+        # it outlived close()'s wait: the spool's locks stay here until its lines are resolved)
+        self._ended = False
+        self._spool_closed_by_thread = False
         self._recover()
         self._thread = threading.Thread(target=self._run, name=f"lmgate-batch-{name}-w0", daemon=True)
         self._thread.start()
@@ -328,17 +332,24 @@ class SpoolTailProcessor(ProcessorCommon):
             return run
 
     def _run(self) -> None:
-        while not self._abort.is_set():
-            run = self._take()
-            if run is None:
-                return
-            try:
-                self._deliver(run)
-            except Exception as error:  # never let the thread die: records would pile up unseen
-                self.log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
-                self._resolve(run, 0, Counter({"worker_error": run.count}))
-            if self._spool_backlog:
-                self._recover()
+        try:
+            while not self._abort.is_set():
+                run = self._take()
+                if run is None:
+                    return
+                try:
+                    self._deliver(run)
+                except Exception as error:  # never let the thread die: records would pile up unseen
+                    self.log_once("worker", f"delivery worker error: {type(error).__name__}: {error}")
+                    self._resolve(run, 0, Counter({"worker_error": run.count}))
+                if self._spool_backlog:
+                    self._recover()
+        finally:
+            with self._lock:
+                self._ended = True
+                close_spool = self._spool_closed_by_thread
+            if close_spool:
+                self.spool.close()
 
     def _export(self, run: _Run) -> list[Outcome]:
         try:
@@ -535,7 +546,15 @@ class SpoolTailProcessor(ProcessorCommon):
                 if not lost
                 else f"{count - lost} spooled to {self.spool.directory}, {lost} dropped as {lost_as!r}",
             )
-        self.spool.close()
+        with self._lock:
+            # a batch the child still writes after the wait above (a stalled machine): its lines
+            # stay locked in this process until the thread resolves them (acknowledged when
+            # written), then the thread lets the spool go; released now, the next process would
+            # adopt them meanwhile and write them a second time (ClickHouse keeps both)
+            by_thread = not self._ended and self._thread is not threading.current_thread()
+            self._spool_closed_by_thread = by_thread
+        if not by_thread:
+            self.spool.close()
         exit_hooks.unregister(self)
         return done and not count
 
