@@ -411,13 +411,13 @@ class Spool:
                 segment = self._open_segment()
             if segment.map is not None:
                 if self.map_line(segment, record):
-                    return self._mapped(segment)
+                    return self._counted(segment)
                 # the line does not fit (or the map failed and the segment was cut: its write()
                 # goes on here, from a fresh segment all the same)
                 segment = self._roll()
                 if segment.map is not None:
                     if self.map_line(segment, record):
-                        return self._mapped(segment)
+                        return self._counted(segment)
                     if segment.map is not None:  # a record longer than a segment: write()
                         self._unmap(segment, writing=True)
             data = record + b"\n"
@@ -430,10 +430,7 @@ class Spool:
             except OSError:
                 return self.retry_one(segment, data)
             segment.size += written
-            index = segment.count
-            segment.count = index + 1
-            segment.unresolved += 1
-            return (segment, index)
+            return self._counted(segment)
 
     def _roll(self) -> Segment:
         """Retire the active segment (full) and open the next (under self._lock)."""
@@ -444,8 +441,9 @@ class Spool:
         return self._open_segment()
 
     @staticmethod
-    def _mapped(segment: Segment) -> Ref:
-        """The ref of the line just copied to the end of ``segment``'s map, counted."""
+    def _counted(segment: Segment) -> Ref:
+        """The ref of the line just written to the end of ``segment`` (copied into its map or
+        written), counted."""
         index = segment.count
         segment.count = index + 1
         segment.unresolved += 1
