@@ -1,5 +1,6 @@
-"""What the log store costs the proxy's serving process, in instructions: a figure that does not
-move with the machine's load, where requests per second on a shared VM move by a quarter.
+"""What the log store costs the proxy's serving process, in instructions: a count that does not
+move with the machine's load, where requests per second on a shared VM move by a fifth between
+rounds.
 
     .venv/bin/python bench/store_instructions.py [--path mock|forward] [--requests 1000] [--cache-sim]
 
@@ -7,69 +8,64 @@ For each of `lmgate serve --no-store` and `lmgate serve` with the store on (the 
 bench/scenarios/proxy.py; with `--path forward`, a deployment whose `api_base` is
 bench/fake_openai.py), the server runs under valgrind's callgrind with instrumentation off. After
 a warm-up it is switched on (`callgrind_control -i on`) for `--requests` chat completions sent one
-at a time over one kept-alive connection, then off, and the profile is dumped. The figure is every
-thread of the serving process (the store's writer child is another process: not counted), divided
-by the requests. `--cache-sim` adds callgrind's simulated L1 misses, which say why the store's
-instructions take more than their share of the time (docs/store.md, "Instructions and time").
+at a time over one kept-alive connection, then off, and the profile is dumped. The count covers
+every thread of the serving process, divided by the requests; the store's writer child is another
+process and is not counted. `--cache-sim` adds callgrind's simulated cache misses.
 
-The ratio printed is plain / store: the share of its requests per second the proxy would keep if
-time followed instructions. Needs valgrind (`apt-get install valgrind`); takes ~1 minute.
+The ratio printed is plain / store, by instructions. Throughput has run a few points below it
+(docs/store.md, "Instructions and time"). Needs valgrind (`apt-get install valgrind`); ~30 s a
+path.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "scenarios"))
 
-from _common import start_helper, stop_helper  # noqa: E402
+from _common import exit_on_sigterm, start_helper, stop_helper  # noqa: E402
+from forward import BODY  # noqa: E402
 from forward import CONFIG as FORWARD_CONFIG  # noqa: E402
 from proxy import CONFIG as MOCK_CONFIG  # noqa: E402
-from proxy import STORE_CONFIG, free_port, server_cmd  # noqa: E402
+from proxy import STORE_CONFIG, free_port, http_get, server_cmd  # noqa: E402
 
-BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
-REQUEST = (
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-    b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
-)
+# Under callgrind the server answers ~50 requests a second: the store's 1 s flush timer would cut
+# its batches at a twentieth of the 1,000 records that cut them at full speed, and the delivery
+# thread's work per batch (in the serving process) would be spread over too few records
+BATCHES_BY_SIZE = "    flush_interval: 3600\n"
 
 
 def send(port: int, n: int) -> None:
-    """``n`` requests, one at a time on one connection; raises unless every answer is a 200."""
-    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
-        buf = b""
+    """``n`` requests, one at a time on one kept-alive connection; raises on anything but a 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
         for _ in range(n):
-            sock.sendall(REQUEST)
-            while True:
-                end = buf.find(b"\r\n\r\n")
-                if end >= 0:
-                    head = buf[:end].lower()
-                    length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-                    if len(buf) >= end + 4 + length:
-                        if not head.startswith(b"http/1.1 200"):
-                            raise RuntimeError(f"not a 200: {head.splitlines()[0]!r}")
-                        buf = buf[end + 4 + length :]
-                        break
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise RuntimeError("the server closed the connection")
-                buf += chunk
+            conn.request(
+                "POST", "/v1/chat/completions", body=BODY, headers={"Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+    finally:
+        conn.close()
 
 
-def totals(pattern: str) -> dict[str, int]:
-    """The events summed over callgrind's dump files (a dump writes one file per part)."""
+def totals(dump: str) -> dict[str, int]:
+    """The events of the explicit dump. A dump writes one file per part (``<out>.1``: the measured
+    window) and zeroes the counters; the file callgrind writes at exit (``<out>``) holds only the
+    shutdown, so it is left out rather than trusted to be ~0."""
     summed: dict[str, int] = {}
-    for path in glob.glob(pattern):
+    for path in glob.glob(dump + ".*"):
         events: list[str] = []
         with open(path) as f:
             for line in f:
@@ -83,48 +79,54 @@ def totals(pattern: str) -> dict[str, int]:
 
 def measure(store: bool, config_text: str, requests: int, warmup: int, cache_sim: bool) -> dict[str, float]:
     tmp = tempfile.mkdtemp(prefix="bench-instr-")
+    config = os.path.join(tmp, "config.yaml")
+    with open(config, "w") as f:
+        f.write(config_text)
+        if store:
+            f.write(STORE_CONFIG.format(path=os.path.join(tmp, "logs.sqlite3")) + BATCHES_BY_SIZE)
+    port = free_port()
+    out = os.path.join(tmp, "callgrind.out")
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        *(["--cache-sim=yes"] if cache_sim else []),
+        sys.executable,  # the console script is a text file: valgrind runs its interpreter
+        *server_cmd("lmgate", config, port, store),
+    ]
+    # `writer: auto` counts the CPUs this process may use, and valgrind runs every thread on one:
+    # the child writer is what `lmgate serve` picks on the bench's two cores
+    env = {**os.environ, "LMGATE_STORE_WRITER": "process"}
+    log_path = os.path.join(tmp, "server.log")
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        config = os.path.join(tmp, "config.yaml")
-        with open(config, "w") as f:
-            f.write(config_text)
-            if store:
-                f.write(STORE_CONFIG.format(path=os.path.join(tmp, "logs.sqlite3")))
-        port = free_port()
-        out = os.path.join(tmp, "callgrind.out")
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            *(["--cache-sim=yes"] if cache_sim else []),
-            sys.executable,  # the console script is run by the venv's interpreter, under valgrind
-            *server_cmd("lmgate", config, port, store),
-        ]
-        env = {**os.environ, "LMGATE_STORE_WRITER": "process"}  # as `auto` picks it on 2 CPUs
-        with open(os.path.join(tmp, "server.log"), "w") as log:
-            server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                deadline = time.monotonic() + 300
-                while True:
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/liveliness", timeout=5):
-                            break
-                    except OSError:
-                        if server.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError(f"the server did not start: see {log.name}") from None
-                        time.sleep(0.5)
-                send(port, warmup)
-                control = ["callgrind_control"]
-                subprocess.run([*control, "-i", "on", str(server.pid)], check=True, capture_output=True)
+        deadline = time.monotonic() + 300
+        while http_get(f"http://127.0.0.1:{port}/health/liveliness", 5.0) != 200:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: see {log_path}")
+            time.sleep(0.5)
+        send(port, warmup)
+        for step in (["-i", "on"], None, ["-i", "off"], ["-d"]):
+            if step is None:
                 send(port, requests)
-                subprocess.run([*control, "-i", "off", str(server.pid)], check=True, capture_output=True)
-                subprocess.run([*control, "-d", str(server.pid)], check=True, capture_output=True)
-            finally:
-                server.terminate()
-                server.wait(120)
-        return {k: v / requests for k, v in totals(out + "*").items()}
-    finally:
+            else:
+                subprocess.run(["callgrind_control", *step, str(server.pid)], check=True, capture_output=True)
+    except BaseException:
+        print(f"kept for a look: {tmp}", file=sys.stderr)
+        raise
+    else:
+        counts = {k: v / requests for k, v in totals(out).items()}
         shutil.rmtree(tmp, ignore_errors=True)
+        return counts
+    finally:
+        server.terminate()
+        try:
+            server.wait(120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def main() -> int:
@@ -137,6 +139,7 @@ def main() -> int:
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
+    exit_on_sigterm()  # a SIGTERM still stops the servers (the `finally`s)
     upstream = None
     if args.path == "forward":
         upstream, port = start_helper("fake_openai.py", "--max-seconds", "1800")
@@ -154,9 +157,8 @@ def main() -> int:
     print("|---|---|---|---|")
     for name in plain:
         added = store[name] - plain[name]
-        print(
-            f"| {name} | {plain[name]:,.0f} | {store[name]:,.0f} | {added:+,.0f} ({added / plain[name]:+.0%}) |"
-        )
+        share = f" ({added / plain[name]:+.1%})" if plain[name] else ""
+        print(f"| {name} | {plain[name]:,.0f} | {store[name]:,.0f} | {added:+,.0f}{share} |")
     print(f"\nplain / store, instructions: {plain['Ir'] / store['Ir']:.1%}")
     return 0
 
