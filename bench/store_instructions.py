@@ -107,12 +107,15 @@ def measure(store: bool, config_text: str, requests: int, warmup: int, cache_sim
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start: see {log_path}")
             time.sleep(0.5)
+
+        def control(*args: str) -> None:
+            subprocess.run(["callgrind_control", *args, str(server.pid)], check=True, capture_output=True)
+
         send(port, warmup)
-        for step in (["-i", "on"], None, ["-i", "off"], ["-d"]):
-            if step is None:
-                send(port, requests)
-            else:
-                subprocess.run(["callgrind_control", *step, str(server.pid)], check=True, capture_output=True)
+        control("-i", "on")
+        send(port, requests)
+        control("-i", "off")
+        control("-d")
     except BaseException:
         print(f"kept for a look: {tmp}", file=sys.stderr)
         raise
