@@ -168,6 +168,10 @@ def test_the_checks_are_uvicorns() -> None:
     assert connections._HEADER_NAME.pattern == httptools_impl.HEADER_RE.pattern
     assert connections._HEADER_VALUE.pattern == httptools_impl.HEADER_VALUE_RE.pattern
     assert httptools_impl.STATUS_LINE[200] == connections._STATUS_200
+    # the value check without the pattern refuses exactly the bytes the pattern finds
+    for byte in range(256):
+        value = b"ok" + bytes([byte]) + b"ok"
+        assert connections._value_refused(value) is bool(httptools_impl.HEADER_VALUE_RE.search(value)), byte
 
 
 @pytest.mark.parametrize("headers", [{"x-a": "b\u20ac"}, {"X-\u20ac": "b"}], ids=["value", "name"])

@@ -378,7 +378,11 @@ def write_whole(cycle: Any, head: bytes, names: bytes, values: bytes, body: byte
     ):
         return False
     defaults = _default_lines(cycle.default_headers)
-    if defaults is None or _names_refused(names) or _HEADER_VALUE.search(values):
+    if (
+        defaults is None
+        or _names_refused(names)
+        or len(values.translate(None, _VALUE_REFUSED)) != len(values)  # ``_value_refused``, inlined
+    ):
         return False
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
@@ -415,12 +419,20 @@ _STATUS_200 = b"HTTP/1.1 200 OK\r\n"
 # joined names (values) is a match in one of them
 _HEADER_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# the bytes _HEADER_VALUE matches (tests hold the two equal): deleted by ``bytes.translate`` in one
+# C pass, where the pattern's search costs ~40 instructions a byte (a call id's header is 36)
+_VALUE_REFUSED = bytes(range(0x00, 0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
 # header names uvicorn's send reads (not only writes): an answer or default naming one is sent by it
 SPECIAL_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 # joined header names and whether uvicorn refuses one of them: the same few sets on every answer
 # (a forwarded answer's own names), so searched once each (issue 18: the search is per byte)
 _NAMES_REFUSED: dict[bytes, bool] = {}
 _NAMES_REFUSED_MAX = 256  # names a hook chose among them: past this many, the rest are searched each time
+
+
+def _value_refused(values: bytes) -> bool:
+    """Whether uvicorn's header-value pattern matches anywhere in ``values`` (a refused value)."""
+    return len(values.translate(None, _VALUE_REFUSED)) != len(values)
 
 
 def _names_refused(names: bytes) -> bool:
@@ -446,7 +458,7 @@ def _default_lines(defaults: list[tuple[bytes, bytes]]) -> bytes | None:
     for name, value in defaults:
         if (
             _HEADER_NAME.search(name)
-            or _HEADER_VALUE.search(value)
+            or _value_refused(value)
             or name != name.lower()
             or name.decode("latin-1") in SPECIAL_HEADERS
         ):
