@@ -30,6 +30,12 @@ import time
 CONTENT = "hello world from the fake server"
 
 
+def answer_text(words: int) -> str:
+    """``words`` words of plain prose (a typical answer is a few hundred: ~6 bytes a word)."""
+    vocabulary = "the gateway forwards each request to its deployment and records what it cost".split()
+    return " ".join(vocabulary[i % len(vocabulary)] for i in range(words))
+
+
 @functools.lru_cache(maxsize=64)  # the same few models every time: the upstream must not be the bottleneck
 def completion_body(model: str) -> bytes:
     return json.dumps(
@@ -260,7 +266,13 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=600)
+    ap.add_argument(
+        "--answer-words", type=int, default=0, help="answer with this many words (default: a six-word answer)"
+    )
     args = ap.parse_args()
+    if args.answer_words > 0:
+        global CONTENT
+        CONTENT = answer_text(args.answer_words)
     server = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)

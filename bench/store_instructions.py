@@ -2,7 +2,8 @@
 move with the machine's load, where requests per second on a shared VM move by a fifth between
 rounds.
 
-    .venv/bin/python bench/store_instructions.py [--path mock|forward] [--requests 1000] [--cache-sim]
+    .venv/bin/python bench/store_instructions.py [--path mock|forward] [--body minimal|typical]
+                                                 [--requests 1000] [--cache-sim]
 
 For each of `lmgate serve --no-store` and `lmgate serve` with the store on (the config of
 bench/scenarios/proxy.py; with `--path forward`, a deployment whose `api_base` is
@@ -10,7 +11,9 @@ bench/fake_openai.py), the server runs under valgrind's callgrind with instrumen
 a warm-up it is switched on (`callgrind_control -i on`) for `--requests` chat completions sent one
 at a time over one kept-alive connection, then off, and the profile is dumped. The count covers
 every thread of the serving process, divided by the requests; the store's writer child is another
-process and is not counted. `--cache-sim` adds callgrind's simulated cache misses.
+process and is not counted. `--cache-sim` adds callgrind's simulated cache misses. `--body typical`
+sends a chat request of a typical size (bench/scenarios/forward.py `TYPICAL_BODY`, ~2.5 kB) in
+place of the least one, and on the forwarding path the upstream answers with ~1.5 kB of text.
 
 The ratio printed is plain / store, by instructions. Throughput has run a few points below it
 (docs/store.md, "Instructions and time"). Needs valgrind (`apt-get install valgrind`); ~30 s a
@@ -33,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "scenarios"))
 
 from _common import exit_on_sigterm, start_helper, stop_helper  # noqa: E402
-from forward import BODY  # noqa: E402
+from forward import BODY, TYPICAL_BODY  # noqa: E402
 from forward import CONFIG as FORWARD_CONFIG  # noqa: E402
 from proxy import CONFIG as MOCK_CONFIG  # noqa: E402
 from proxy import STORE_CONFIG, free_port, http_get, server_cmd  # noqa: E402
@@ -44,18 +47,18 @@ from proxy import STORE_CONFIG, free_port, http_get, server_cmd  # noqa: E402
 BATCHES_BY_SIZE = "    flush_interval: 3600\n"
 
 
-def send(port: int, n: int) -> None:
+def send(port: int, n: int, body: bytes) -> None:
     """``n`` requests, one at a time on one kept-alive connection; raises on anything but a 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for _ in range(n):
             conn.request(
-                "POST", "/v1/chat/completions", body=BODY, headers={"Content-Type": "application/json"}
+                "POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"}
             )
             response = conn.getresponse()
-            body = response.read()
+            answer = response.read()
             if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+                raise RuntimeError(f"HTTP {response.status}: {answer[:200]!r}")
     finally:
         conn.close()
 
@@ -77,7 +80,9 @@ def totals(dump: str) -> dict[str, int]:
     return summed
 
 
-def measure(store: bool, config_text: str, requests: int, warmup: int, cache_sim: bool) -> dict[str, float]:
+def measure(
+    store: bool, config_text: str, body: bytes, requests: int, warmup: int, cache_sim: bool
+) -> dict[str, float]:
     tmp = tempfile.mkdtemp(prefix="bench-instr-")
     config = os.path.join(tmp, "config.yaml")
     with open(config, "w") as f:
@@ -111,9 +116,9 @@ def measure(store: bool, config_text: str, requests: int, warmup: int, cache_sim
         def control(*args: str) -> None:
             subprocess.run(["callgrind_control", *args, str(server.pid)], check=True, capture_output=True)
 
-        send(port, warmup)
+        send(port, warmup, body)
         control("-i", "on")
-        send(port, requests)
+        send(port, requests, body)
         control("-i", "off")
         control("-d")
     except BaseException:
@@ -135,6 +140,7 @@ def measure(store: bool, config_text: str, requests: int, warmup: int, cache_sim
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--path", choices=("mock", "forward"), default="mock")
+    ap.add_argument("--body", choices=("minimal", "typical"), default="minimal")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--cache-sim", action="store_true")
@@ -145,17 +151,19 @@ def main() -> int:
     exit_on_sigterm()  # a SIGTERM still stops the servers (the `finally`s)
     upstream = None
     if args.path == "forward":
-        upstream, port = start_helper("fake_openai.py", "--max-seconds", "1800")
+        answer = ["--answer-words", "250"] if args.body == "typical" else []
+        upstream, port = start_helper("fake_openai.py", "--max-seconds", "1800", *answer)
         config_text = FORWARD_CONFIG.format(api_base=f"http://127.0.0.1:{port}/v1")
     else:
         config_text = MOCK_CONFIG
     try:
-        plain = measure(False, config_text, args.requests, args.warmup, args.cache_sim)
-        store = measure(True, config_text, args.requests, args.warmup, args.cache_sim)
+        body = TYPICAL_BODY if args.body == "typical" else BODY
+        plain = measure(False, config_text, body, args.requests, args.warmup, args.cache_sim)
+        store = measure(True, config_text, body, args.requests, args.warmup, args.cache_sim)
     finally:
         if upstream is not None:
             stop_helper(upstream)
-    print(f"path: {args.path}, {args.requests} requests, serving process, per request\n")
+    print(f"path: {args.path}, body: {args.body}, {args.requests} requests, serving process, per request\n")
     print("| event | plain (`--no-store`) | the store on | added |")
     print("|---|---|---|---|")
     for name in plain:

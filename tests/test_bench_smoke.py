@@ -84,3 +84,33 @@ def test_forward_scenario_quick_run():
     assert summary["servers"]["lmgate"]["cpu_ms_per_req"]["median"] > 0
     assert "added_p50_c1_ms" in summary["servers"]["lmgate"]
     assert "| issue 18 target (lmgate) |" in out.stdout
+
+
+def test_the_typical_request_and_answer_have_their_sizes():
+    """`--body typical` (bench/store_instructions.py) sends forward.py's TYPICAL_BODY, a chat request
+    of ~2.5 kB, and starts the fake upstream with `--answer-words 250`: its answer then carries that
+    many words, in OpenAI's shape."""
+    import http.client
+
+    sys.path[:0] = [str(BENCH), str(BENCH / "scenarios")]
+    try:
+        from _common import start_helper, stop_helper
+        from forward import TYPICAL_BODY
+    finally:
+        del sys.path[:2]
+    request = json.loads(TYPICAL_BODY)
+    assert 2000 < len(TYPICAL_BODY) < 4000
+    assert [m["role"] for m in request["messages"]] == ["system", "user", "assistant", "user"]
+    upstream, port = start_helper("fake_openai.py", "--max-seconds", "60", "--answer-words", "250")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(
+            "POST", "/v1/chat/completions", body=TYPICAL_BODY, headers={"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+    finally:
+        stop_helper(upstream)
+    assert response.status == 200
+    assert len(answer["choices"][0]["message"]["content"].split(" ")) == 250

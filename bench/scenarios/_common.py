@@ -254,3 +254,6 @@ def stop_helper(proc: Any) -> None:
         proc.wait(5)
     except Exception:  # noqa: BLE001
         proc.kill()
+        proc.wait()
+    if proc.stdout is not None:  # the pipe its READY line came through
+        proc.stdout.close()

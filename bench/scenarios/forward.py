@@ -59,6 +59,30 @@ PORTKEY_JS = os.path.join(PORTKEY_DIR, "node_modules", "@portkey-ai", "gateway",
 SERVERS = ["upstream", "lmgate", "lmgate_store", "litellm", "portkey", "bare", "bare_httpx"]
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM_BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+# a chat request of a typical size rather than the least one: a system prompt, an earlier turn and
+# its answer, a follow-up, two parameters (~3 kB); with `fake_openai.py --answer-words 250` the
+# answer is ~1.5 kB. BODY is the worst case for a logger's share: the proxy's own work per request
+# grows with the bytes it parses and writes, a log record's fixed costs do not
+_PROSE = (
+    "Answer in plain language, cite the section of the handbook you rely on, and say so when the "
+    "handbook does not cover the question. Keep answers under three paragraphs unless asked. "
+)
+TYPICAL_BODY = json.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {
+                "role": "system",
+                "content": "You are the support assistant of a software company. " + _PROSE * 8,
+            },
+            {"role": "user", "content": "How do I rotate the API key of a team without downtime? " * 3},
+            {"role": "assistant", "content": _PROSE * 3},
+            {"role": "user", "content": "And what happens to requests in flight with the old key?"},
+        ],
+        "temperature": 0.2,
+        "max_tokens": 512,
+    }
+).encode()
 
 CONFIG = """\
 model_list:
