@@ -60,7 +60,7 @@ SERVERS = ["upstream", "lmgate", "lmgate_store", "litellm", "portkey", "bare", "
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 STREAM_BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
 # a chat request of a typical size rather than the least one: a system prompt, an earlier turn and
-# its answer, a follow-up, two parameters (~3 kB); with `fake_openai.py --answer-words 250` the
+# its answer, a follow-up, two parameters (~2.5 kB); with `fake_openai.py --answer-words 250` the
 # answer is ~1.5 kB. BODY is the worst case for a logger's share: the proxy's own work per request
 # grows with the bytes it parses and writes, a log record's fixed costs do not
 _PROSE = (
